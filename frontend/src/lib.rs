@@ -1,0 +1,5 @@
+//! Dockerfile text to BuildKit LLB (`pb.Definition`) plus the image config.
+//!
+//! The pipeline mirrors BuildKit's frontend: `parser` (text → node tree) → `instructions`
+//! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
+//! `dockerignore` stands apart: it is shared with the solver's context walker.

@@ -1,0 +1,1 @@
+//! Protobuf types wire-compatible with BuildKit.
