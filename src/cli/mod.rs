@@ -1,0 +1,387 @@
+//! The command line: `docker build` / `docker buildx build` flags, spelled the same way.
+//!
+//! Flags are declared once here; `--help`, the shell completions in `completions/` and the
+//! typed options the rest of bud consumes all come from these definitions.
+
+mod options;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use options::{
+    AddHost, BuildArg, BuildContext, CacheOption, KeyValue, Output, OutputKind, Progress,
+    SecretSpec, SshSpec, Ulimit, parse_size,
+};
+
+/// The words that are subcommands; anything else as the first word means `build`.
+const SUBCOMMANDS: &[&str] = &["build", "du", "prune", "debug", "completion", "help"];
+
+/// Flags that may stand before the subcommand word and take a value, so that
+/// `bud --root /x du` still sees `du` as the subcommand.
+const GLOBAL_FLAGS_WITH_VALUE: &[&str] = &["--root", "--addr"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bud",
+    version,
+    about = "Build an image from a Dockerfile, faster: a drop-in for `docker build`",
+    override_usage = "bud [build] [OPTIONS] PATH | URL | -\n       bud <COMMAND> [OPTIONS]",
+    after_help = "`bud ARGS` is `bud build ARGS` unless the first word is a command.\n\
+                  Run `bud build --help` for every build flag."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts, before or after the command word.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOptions {
+    /// Build on a BuildKit daemon instead of the embedded solver
+    /// (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)
+    #[arg(
+        long,
+        env = "BUD_HOST",
+        global = true,
+        value_name = "ADDRESS",
+        help_heading = "Global options"
+    )]
+    pub addr: Option<String>,
+    /// Directory of bud's state: cache, snapshots, content store
+    /// [default: /var/lib/bud for root, ~/.local/share/bud otherwise]
+    #[arg(
+        long,
+        env = "BUD_ROOT",
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub root: Option<PathBuf>,
+    /// Print debug logs (RUST_LOG gives finer control)
+    #[arg(short = 'D', long, global = true, help_heading = "Global options")]
+    pub debug: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile (the default command)
+    Build(Box<BuildOptions>),
+    /// Show the disk usage of the build cache
+    Du(DuOptions),
+    /// Remove build cache
+    Prune(PruneOptions),
+    /// Look inside a build: the LLB graph, the worker
+    #[command(subcommand)]
+    Debug(DebugCommand),
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    override_usage = "bud [build] [OPTIONS] PATH | URL | -",
+    about = "Build an image from a Dockerfile",
+    after_help = "Other commands: du, prune, debug dump-llb, debug workers, completion (see `bud help`)."
+)]
+pub struct BuildOptions {
+    /// Build context: a directory, a git or https URL, or - to read a tar or a Dockerfile from stdin
+    #[arg(value_name = "PATH | URL | -")]
+    pub context: String,
+
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "HOST:IP", value_parser = AddHost::parse)]
+    pub add_hosts: Vec<AddHost>,
+    /// Allow extra privileged entitlement (network.host, security.insecure)
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
+    pub build_args: Vec<BuildArg>,
+    /// Additional build contexts (NAME=PATH|URL|docker-image://REF)
+    #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = BuildContext::parse)]
+    pub build_contexts: Vec<BuildContext>,
+    /// External cache sources (type=registry,ref=IMAGE, or IMAGE)
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = CacheOption::parse_from)]
+    pub cache_from: Vec<CacheOption>,
+    /// Cache export destinations (type=inline|registry|local,...)
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheOption::parse_to)]
+    pub cache_to: Vec<CacheOption>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<String>,
+    /// Write the image ID to the file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = KeyValue::parse_label)]
+    pub labels: Vec<KeyValue>,
+    /// Load the result into Docker (shorthand for --output=type=docker)
+    #[arg(long)]
+    pub load: bool,
+    /// Write build result metadata (image digest, config digest, names) to the file, as JSON
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Networking mode for the RUN instructions (default, none, host)
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = ["default", "none", "host"], hide_possible_values = true, hide_default_value = true)]
+    pub network: String,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Do not cache the named stages
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Output destination (type=docker|image|registry|oci|tar|local,KEY=VALUE...; DIR for local; - for a tar on stdout)
+    #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = Output::parse)]
+    pub outputs: Vec<Output>,
+    /// Set the target platform(s) of the build (os/arch[/variant])
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Set the type of progress output (auto, tty, plain, rawjson, quiet)
+    #[arg(long, value_enum, default_value_t = Progress::Auto, env = "BUILDKIT_PROGRESS", hide_possible_values = true)]
+    pub progress: Progress,
+    /// Always attempt to pull all referenced images
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the result to a registry (shorthand for --output=type=registry)
+    #[arg(long)]
+    pub push: bool,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Secret to expose to the build (id=ID[,src=PATH|env=VAR])
+    #[arg(long = "secret", value_name = "SPEC", value_parser = SecretSpec::parse)]
+    pub secrets: Vec<SecretSpec>,
+    /// Size of /dev/shm for RUN steps (e.g. 64m)
+    #[arg(long = "shm-size", value_name = "BYTES", value_parser = parse_size)]
+    pub shm_size: Option<u64>,
+    /// SSH agent socket or keys to expose to the build (default|ID[=SOCKET|KEY,...])
+    #[arg(long = "ssh", value_name = "SPEC", value_parser = SshSpec::parse)]
+    pub ssh: Vec<SshSpec>,
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]", value_parser = parse_tag)]
+    pub tags: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Ulimit options for RUN steps (NAME=SOFT[:HARD])
+    #[arg(long = "ulimit", value_name = "ULIMIT", value_parser = Ulimit::parse)]
+    pub ulimits: Vec<Ulimit>,
+
+    /// Remove intermediate containers after a successful build (always the case with bud)
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rm: Option<bool>,
+    /// Always remove intermediate containers (always the case with bud)
+    #[arg(long = "force-rm", hide = true)]
+    pub force_rm: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DuOptions {
+    /// Show every cache record
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Filter records (type=..., until=DURATION, description~=TEXT)
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneOptions {
+    /// Remove all unused build cache, not just dangling entries
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep this much storage (e.g. 10GB)
+    #[arg(long = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
+    pub keep_storage: Option<u64>,
+    /// Filter what is pruned (until=DURATION, type=...)
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print the LLB graph a Dockerfile converts to
+    DumpLlb(DumpLlbOptions),
+    /// Show the worker: platforms, runtime, snapshotter, state root, GC policy
+    Workers,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DumpLlbOptions {
+    /// Build context (for .dockerignore and the default Dockerfile location)
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub context: PathBuf,
+    /// Name of the Dockerfile (default: PATH/Dockerfile; - reads stdin)
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<String>,
+    /// Set the target build stage
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
+    pub build_args: Vec<BuildArg>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = DumpFormat::Json, conflicts_with = "dot")]
+    pub format: DumpFormat,
+    /// Print a Graphviz graph (same as --format=dot)
+    #[arg(long)]
+    pub dot: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DumpFormat {
+    // One JSON object per op: digest, op, metadata.
+    Json,
+    // A Graphviz graph.
+    Dot,
+    // The binary pb.Definition.
+    Pb,
+}
+
+/// The build flags whose features have not landed yet, in the order `--help` lists them.
+/// Each entry goes away with the feature; none is ever silently ignored.
+pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
+    let set = [
+        (!o.add_hosts.is_empty(), "--add-host"),
+        (!o.allow.is_empty(), "--allow"),
+        (!o.build_contexts.is_empty(), "--build-context"),
+        (!o.cache_from.is_empty(), "--cache-from"),
+        (!o.cache_to.is_empty(), "--cache-to"),
+        (!o.platforms.is_empty(), "--platform"),
+        (!o.secrets.is_empty(), "--secret"),
+        (o.shm_size.is_some(), "--shm-size"),
+        (!o.ssh.is_empty(), "--ssh"),
+        (!o.ulimits.is_empty(), "--ulimit"),
+    ];
+    set.into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| f)
+        .collect()
+}
+
+fn parse_tag(value: &str) -> Result<String, String> {
+    bud_frontend::reference::Reference::parse(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("invalid reference format: {e}"))
+}
+
+impl Cli {
+    /// Parses the process arguments, with `build` implied when the first word is not a command.
+    pub fn parse_with_implied_build() -> Result<Self, clap::Error> {
+        Self::try_parse_implied(std::env::args_os())
+    }
+
+    pub fn try_parse_implied<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        Self::try_parse_from(insert_implied_build(args))
+    }
+}
+
+/// `bud -t x .` is `bud build -t x .`, and `bud --help` is the build's help, as people reach
+/// for it expecting `docker build --help`; `bud help` and `bud` alone list the commands.
+fn insert_implied_build(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let Some(word) = args[i].to_str() else { break };
+        if GLOBAL_FLAGS_WITH_VALUE.contains(&word) {
+            i += 2;
+            continue;
+        }
+        if word == "--debug"
+            || word == "-D"
+            || GLOBAL_FLAGS_WITH_VALUE.iter().any(|f| {
+                word.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+        {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let Some(word) = args.get(i).and_then(|w| w.to_str()) else {
+        return args;
+    };
+    if SUBCOMMANDS.contains(&word) || matches!(word, "-V" | "--version") {
+        return args;
+    }
+    args.insert(i, OsString::from("build"));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_implied(std::iter::once("bud").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn build_is_implied() {
+        let cli = parse("-t app:1 -f Dockerfile.dev .").unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("expected build")
+        };
+        assert_eq!(b.tags, ["app:1"]);
+        assert_eq!(b.file.as_deref(), Some("Dockerfile.dev"));
+        assert_eq!(b.context, ".");
+    }
+
+    #[test]
+    fn subcommands_are_not_contexts() {
+        assert!(matches!(parse("du -v").unwrap().command, Command::Du(_)));
+        assert!(matches!(
+            parse("--root /tmp/x prune --all").unwrap().command,
+            Command::Prune(_)
+        ));
+        assert!(matches!(
+            parse("--root=/tmp/x --debug debug workers")
+                .unwrap()
+                .command,
+            Command::Debug(DebugCommand::Workers)
+        ));
+    }
+
+    #[test]
+    fn global_flags_before_implied_build() {
+        let cli = parse("--root /tmp/r -t a .").unwrap();
+        assert_eq!(cli.global.root, Some(PathBuf::from("/tmp/r")));
+        assert!(matches!(cli.command, Command::Build(_)));
+    }
+
+    #[test]
+    fn bad_tag_is_a_usage_error_naming_the_flag() {
+        let err = parse("-t UPPER:case .").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--tag"), "{err}");
+    }
+
+    #[test]
+    fn help_is_the_build_help() {
+        let err = parse("--help").unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(err.to_string().contains("--build-arg"), "{err}");
+        let err = parse("help").unwrap_err();
+        assert!(err.to_string().contains("completion"), "{err}");
+    }
+
+    #[test]
+    fn context_is_required() {
+        assert_eq!(parse("-t a").unwrap_err().exit_code(), 2);
+    }
+}

@@ -1,0 +1,628 @@
+//! Typed values of the build flags, parsed the way docker/cli and buildx parse them, with
+//! errors that name the accepted forms (clap adds the flag's name).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+/// `--progress`: how the build reports what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    // auto: tty when stderr is a terminal, plain otherwise.
+    Auto,
+    Tty,
+    // BuildKit's line format (#N ...).
+    Plain,
+    // One SolveStatus-shaped JSON object per line.
+    Rawjson,
+    Quiet,
+}
+
+/// `--build-arg KEY=VALUE`, or `--build-arg KEY` taking the value from the environment.
+/// A bare key that the environment does not set has no value, and is dropped, as docker does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildArg {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl BuildArg {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (key, value) = match s.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (s, std::env::var(s).ok()),
+        };
+        if key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(format!("expected KEY=VALUE or KEY, got {s:?}"));
+        }
+        Ok(Self {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+/// `--label KEY=VALUE` (a bare KEY gets an empty value, as buildx does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+impl KeyValue {
+    pub fn parse_label(s: &str) -> Result<Self, String> {
+        let (key, value) = s.split_once('=').unwrap_or((s, ""));
+        if key.is_empty() {
+            return Err(format!("expected KEY=VALUE, got {s:?}"));
+        }
+        Ok(Self {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+/// `--add-host HOST:IP` (or HOST=IP, as buildx also accepts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHost {
+    pub host: String,
+    pub ip: String,
+}
+
+impl AddHost {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let form = "expected HOST:IP or HOST=IP (IP may be host-gateway)";
+        let (host, ip) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .ok_or_else(|| format!("{form}, got {s:?}"))?;
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || (ip != "host-gateway" && ip.parse::<IpAddr>().is_err()) {
+            return Err(format!("{form}, got {s:?}"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            ip: ip.to_string(),
+        })
+    }
+}
+
+/// `--build-context NAME=VALUE`: a directory, a URL, or `docker-image://REF`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildContext {
+    pub name: String,
+    pub value: String,
+}
+
+impl BuildContext {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok(Self {
+                name: name.to_string(),
+                value: value.to_string(),
+            }),
+            _ => Err(format!(
+                "expected NAME=PATH, NAME=URL or NAME=docker-image://REF, got {s:?}"
+            )),
+        }
+    }
+}
+
+/// `--cache-from` / `--cache-to`: `type=TYPE,KEY=VALUE...`, or a bare image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheOption {
+    pub kind: String,
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl CacheOption {
+    pub fn parse_from(s: &str) -> Result<Self, String> {
+        Self::parse(s, &["registry", "local", "inline", "gha", "s3", "azblob"])
+    }
+
+    pub fn parse_to(s: &str) -> Result<Self, String> {
+        Self::parse(s, &["registry", "local", "inline", "gha", "s3", "azblob"])
+    }
+
+    fn parse(s: &str, kinds: &[&str]) -> Result<Self, String> {
+        if !s.contains('=') {
+            let mut attrs = BTreeMap::new();
+            attrs.insert("ref".to_string(), s.to_string());
+            return Ok(Self {
+                kind: "registry".to_string(),
+                attrs,
+            });
+        }
+        let mut attrs = parse_csv_attrs(s)?;
+        let kind = attrs
+            .remove("type")
+            .ok_or_else(|| format!("type is required in {s:?} (type={})", kinds.join("|")))?;
+        if !kinds.contains(&kind.as_str()) {
+            return Err(format!(
+                "unknown cache type {kind:?}; accepted: {}",
+                kinds.join(", ")
+            ));
+        }
+        Ok(Self { kind, attrs })
+    }
+}
+
+/// Where `-o/--output` sends the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Load into Docker, or a `docker load` tarball with dest.
+    Docker,
+    /// An image, pushed when push=true.
+    Image,
+    /// An image pushed to a registry (image with push=true).
+    Registry,
+    /// An OCI image layout tarball.
+    Oci,
+    /// The result's filesystem as a tarball.
+    Tar,
+    /// The result's filesystem into a directory.
+    Local,
+    /// Build only, keep the cache.
+    CacheOnly,
+}
+
+impl OutputKind {
+    const ALL: &'static [(&'static str, OutputKind)] = &[
+        ("docker", OutputKind::Docker),
+        ("image", OutputKind::Image),
+        ("registry", OutputKind::Registry),
+        ("oci", OutputKind::Oci),
+        ("tar", OutputKind::Tar),
+        ("local", OutputKind::Local),
+        ("cacheonly", OutputKind::CacheOnly),
+    ];
+
+    /// The attributes each type accepts; `annotation*` keys are accepted where images are made.
+    fn accepted_attrs(self) -> &'static [&'static str] {
+        const IMAGE: &[&str] = &[
+            "name",
+            "push",
+            "push-by-digest",
+            "insecure",
+            "registry.insecure",
+            "compression",
+            "compression-level",
+            "force-compression",
+            "oci-mediatypes",
+            "unpack",
+            "store",
+            "dangling-name-prefix",
+            "name-canonical",
+        ];
+        match self {
+            OutputKind::Docker | OutputKind::Oci => &[
+                "dest",
+                "name",
+                "tar",
+                "compression",
+                "compression-level",
+                "force-compression",
+                "oci-mediatypes",
+                "context",
+            ],
+            OutputKind::Image | OutputKind::Registry => IMAGE,
+            OutputKind::Tar | OutputKind::Local => &["dest", "platform-split"],
+            OutputKind::CacheOnly => &[],
+        }
+    }
+
+    fn takes_annotations(self) -> bool {
+        matches!(
+            self,
+            OutputKind::Docker | OutputKind::Oci | OutputKind::Image | OutputKind::Registry
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// One `-o/--output` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub kind: OutputKind,
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Output {
+    const FORMS: &'static str = "accepted forms: type=docker|image|registry|oci|tar|local|cacheonly[,KEY=VALUE...], \
+         DIR (local directory) or - (tar on stdout)";
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err(format!("empty output; {}", Self::FORMS));
+        }
+        // buildx: a value with neither '=' nor ',' is a destination, not a spec.
+        if !s.contains('=') && !s.contains(',') {
+            let kind = if s == "-" {
+                OutputKind::Tar
+            } else {
+                OutputKind::Local
+            };
+            let mut attrs = BTreeMap::new();
+            attrs.insert("dest".to_string(), s.to_string());
+            return Ok(Self { kind, attrs });
+        }
+        let mut attrs = parse_csv_attrs(s).map_err(|e| format!("{e}; {}", Self::FORMS))?;
+        let kind_name = attrs
+            .remove("type")
+            .ok_or_else(|| format!("type is required in {s:?}; {}", Self::FORMS))?;
+        let kind = OutputKind::ALL
+            .iter()
+            .find(|(n, _)| *n == kind_name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| format!("unknown output type {kind_name:?}; {}", Self::FORMS))?;
+        for key in attrs.keys() {
+            let annotation = kind.takes_annotations() && key.starts_with("annotation");
+            if !annotation && !kind.accepted_attrs().contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown attribute {key:?} for type={kind_name}; accepted: {}",
+                    kind.accepted_attrs().join(", ")
+                ));
+            }
+        }
+        if matches!(kind, OutputKind::Local | OutputKind::Tar) && !attrs.contains_key("dest") {
+            return Err(format!("type={kind_name} needs dest=PATH"));
+        }
+        for key in [
+            "push",
+            "push-by-digest",
+            "oci-mediatypes",
+            "unpack",
+            "store",
+            "force-compression",
+        ] {
+            if let Some(v) = attrs.get(key) {
+                parse_bool(v).map_err(|_| format!("{key}={v:?}: expected true or false"))?;
+            }
+        }
+        if let Some(c) = attrs.get("compression")
+            && !matches!(c.as_str(), "gzip" | "zstd" | "uncompressed" | "estargz")
+        {
+            return Err(format!(
+                "compression={c:?}: accepted: gzip, zstd, uncompressed, estargz"
+            ));
+        }
+        Ok(Self { kind, attrs })
+    }
+
+    pub fn dest(&self) -> Option<&str> {
+        self.attrs.get("dest").map(String::as_str)
+    }
+
+    /// Whether this output pushes to a registry.
+    pub fn pushes(&self) -> bool {
+        self.kind == OutputKind::Registry
+            || self
+                .attrs
+                .get("push")
+                .is_some_and(|v| parse_bool(v) == Ok(true))
+    }
+}
+
+/// `--secret id=ID[,src=PATH|env=VAR][,type=file|env]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretSpec {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let form = "expected id=ID[,src=PATH|env=VAR][,type=file|env]";
+        let attrs = parse_csv_attrs(s).map_err(|e| format!("{e}; {form}"))?;
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        let mut kind = None;
+        for (k, v) in attrs {
+            match k.as_str() {
+                "id" => id = Some(v),
+                "src" | "source" => src = Some(v),
+                "env" => env = Some(v),
+                "type" if v == "file" || v == "env" => kind = Some(v),
+                "type" => {
+                    return Err(format!(
+                        "unsupported secret type {v:?}; accepted: file, env"
+                    ));
+                }
+                _ => return Err(format!("unexpected key {k:?} in {s:?}; {form}")),
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| format!("id is required; {form}"))?;
+        let source = match (kind.as_deref(), src, env) {
+            (_, Some(_), Some(_)) => return Err(format!("src and env both given; {form}")),
+            (Some("env"), Some(var), None) | (_, None, Some(var)) => SecretSource::Env(var),
+            (_, Some(path), None) => SecretSource::File(PathBuf::from(path)),
+            (Some("env"), None, None) => SecretSource::Env(id.clone()),
+            // buildx: with neither, an environment variable named like the id, else a file.
+            (_, None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+            (_, None, None) => SecretSource::File(PathBuf::from(&id)),
+        };
+        Ok(Self { id, source })
+    }
+}
+
+/// `--ssh default|ID[=SOCKET|KEY[,KEY...]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    pub id: String,
+    /// Agent sockets or key files; empty means $SSH_AUTH_SOCK.
+    pub paths: Vec<PathBuf>,
+}
+
+impl SshSpec {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (id, paths) = s.split_once('=').unwrap_or((s, ""));
+        if id.is_empty() {
+            return Err(format!(
+                "expected default or ID[=SOCKET|KEY,...], got {s:?}"
+            ));
+        }
+        Ok(Self {
+            id: id.to_string(),
+            paths: paths
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        })
+    }
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    const NAMES: &'static [&'static str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let form = "expected NAME=SOFT[:HARD]";
+        let (name, limits) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{form}, got {s:?}"))?;
+        if !Self::NAMES.contains(&name) {
+            return Err(format!(
+                "unknown ulimit {name:?}; accepted: {}",
+                Self::NAMES.join(", ")
+            ));
+        }
+        let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+        let number = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| format!("{form}: {v:?} is not a number"))
+        };
+        let (soft, hard) = (number(soft)?, number(hard)?);
+        if soft > hard {
+            return Err(format!("soft limit {soft} is above hard limit {hard}"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+}
+
+/// A size with docker's units (`64m`, `1.5GB`, `1024`): powers of 1024, as docker's
+/// RAMInBytes reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let form = "expected a size such as 512, 64m, 1.5g or 10GB";
+    let t = s.trim();
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| format!("{form}, got {s:?}"))?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(format!("{form}, got {s:?}")),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{form}, got {s:?}"));
+    }
+    Ok(bytes as u64)
+}
+
+fn parse_bool(s: &str) -> Result<bool, ()> {
+    match s {
+        "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
+        "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+/// Splits `k=v,k2="a,b"` as buildx does with encoding/csv: one record, fields separated by
+/// commas, double quotes protecting commas.
+fn parse_csv_attrs(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(format!("unterminated quote in {s:?}"));
+    }
+    fields.push(field);
+    let mut attrs = BTreeMap::new();
+    for f in fields {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| format!("invalid field {f:?}: expected KEY=VALUE"))?;
+        attrs.insert(k.trim().to_ascii_lowercase(), v.to_string());
+    }
+    Ok(attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_shorthands() {
+        let o = Output::parse("out").unwrap();
+        assert_eq!((o.kind, o.dest()), (OutputKind::Local, Some("out")));
+        let o = Output::parse("-").unwrap();
+        assert_eq!((o.kind, o.dest()), (OutputKind::Tar, Some("-")));
+    }
+
+    #[test]
+    fn output_specs() {
+        let o = Output::parse("type=image,name=r/a:1,push=true").unwrap();
+        assert!(o.pushes());
+        let o = Output::parse("type=registry,\"name=a,b\"").unwrap();
+        assert_eq!(o.attrs["name"], "a,b");
+        assert!(Output::parse("type=oci,dest=o.tar,annotation.x=y").is_ok());
+    }
+
+    #[test]
+    fn output_errors_name_the_accepted_forms() {
+        for bad in [
+            "type=floppy",
+            "dest=x,foo=bar",
+            "type=local",
+            "type=local,dest=x,bogus=1",
+            "type=image,push=maybe",
+            "type=image,compression=lz4",
+            "type=tar,dest",
+        ] {
+            let err = Output::parse(bad).unwrap_err();
+            assert!(
+                err.contains("accepted") || err.contains("expected") || err.contains("needs"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_args() {
+        assert_eq!(
+            BuildArg::parse("A=b=c").unwrap(),
+            BuildArg {
+                key: "A".into(),
+                value: Some("b=c".into())
+            }
+        );
+        let a = BuildArg::parse("BUD_SURELY_UNSET_VARIABLE").unwrap();
+        assert_eq!(a.value, None);
+        assert!(BuildArg::parse("=x").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(AddHost::parse("db:10.0.0.2").unwrap().ip, "10.0.0.2");
+        assert_eq!(AddHost::parse("v6=::1").unwrap().ip, "::1");
+        assert_eq!(
+            AddHost::parse("gw:host-gateway").unwrap().ip,
+            "host-gateway"
+        );
+        assert!(AddHost::parse("db:not-an-ip").is_err());
+        assert!(AddHost::parse("db").is_err());
+    }
+
+    #[test]
+    fn secrets() {
+        let s = SecretSpec::parse("id=tok,src=/run/tok").unwrap();
+        assert_eq!(s.source, SecretSource::File("/run/tok".into()));
+        let s = SecretSpec::parse("id=tok,env=TOKEN").unwrap();
+        assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+        let s = SecretSpec::parse("type=env,id=tok,src=TOKEN").unwrap();
+        assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+        assert!(SecretSpec::parse("src=/x").is_err());
+        assert!(SecretSpec::parse("id=a,color=red").is_err());
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("10GB"), Ok(10 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5x").is_err());
+    }
+
+    #[test]
+    fn ulimits() {
+        assert_eq!(
+            Ulimit::parse("nofile=1024:2048").unwrap(),
+            Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048
+            }
+        );
+        assert!(Ulimit::parse("nofile=10:5").is_err());
+        assert!(Ulimit::parse("files=10").is_err());
+    }
+
+    #[test]
+    fn cache_options() {
+        let c = CacheOption::parse_from("reg/app:cache").unwrap();
+        assert_eq!(
+            (c.kind.as_str(), c.attrs["ref"].as_str()),
+            ("registry", "reg/app:cache")
+        );
+        assert!(CacheOption::parse_to("type=floppy").is_err());
+    }
+}

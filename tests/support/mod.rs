@@ -1,0 +1,82 @@
+//! Shared by the integration tests: what the test environment (scripts/test-env) provides,
+//! and the rule that a test needing it fails under CI instead of passing by skipping.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The Debian client; the `docker` earlier on PATH may be a newer one that wants buildx.
+pub const DOCKER: &str = "/usr/bin/docker";
+/// The base image scripts/test-env builds from busybox-static, in Docker and the open registry.
+pub const BASE_IMAGE: &str = "bud-test/busybox:latest";
+pub const OPEN_REGISTRY: &str = "127.0.0.1:5000";
+pub const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn testdata(case: &str) -> PathBuf {
+    repo_root().join("testdata").join(case)
+}
+
+/// Whether a prerequisite is there. Missing under `CI`, the test fails; elsewhere it says
+/// why it did nothing and the caller returns.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required under CI: run scripts/test-env up");
+    }
+    eprintln!("skipping: {what} is not available (run scripts/test-env up)");
+    false
+}
+
+pub fn docker_available() -> bool {
+    Path::new(DOCKER).exists()
+        && Command::new(DOCKER)
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+pub fn require_docker() -> bool {
+    require("a running Docker daemon", docker_available())
+}
+
+pub fn require_base_image() -> bool {
+    require_docker()
+        && require(
+            "the test base image",
+            docker(&["image", "inspect", BASE_IMAGE]).status.success(),
+        )
+}
+
+pub fn require_runc() -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("runc").is_file())
+    });
+    require("runc", found)
+}
+
+/// Runs the Debian docker client with BuildKit on.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new(DOCKER)
+        .args(args)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
+}
+
+/// Runs docker and returns its stdout, failing the test with its stderr otherwise.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
