@@ -1,3 +1,6 @@
 //! bud: a drop-in for `docker build`. The binary (`main.rs`) only wires these modules.
 
+pub mod cache;
 pub mod cli;
+pub mod source;
+pub mod state;

@@ -21,11 +21,31 @@ fn help_reads_like_docker_build() {
         let out = bud(args);
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("Usage: bud [build] [OPTIONS] PATH | URL | -"), "{help}");
+        assert!(
+            help.contains("Usage: bud [build] [OPTIONS] PATH | URL | -"),
+            "{help}"
+        );
         for flag in [
-            "--add-host", "--build-arg", "--cache-from", "--file", "--iidfile", "--label",
-            "--network", "--no-cache", "--pull", "--quiet", "--shm-size", "--tag", "--target",
-            "--ulimit", "--output", "--push", "--load", "--platform", "--progress", "--secret",
+            "--add-host",
+            "--build-arg",
+            "--cache-from",
+            "--file",
+            "--iidfile",
+            "--label",
+            "--network",
+            "--no-cache",
+            "--pull",
+            "--quiet",
+            "--shm-size",
+            "--tag",
+            "--target",
+            "--ulimit",
+            "--output",
+            "--push",
+            "--load",
+            "--platform",
+            "--progress",
+            "--secret",
             "--ssh",
         ] {
             assert!(help.contains(flag), "help lacks {flag}");

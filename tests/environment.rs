@@ -25,7 +25,10 @@ fn reference_docker_build_runs_on_the_busybox_base() {
     let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
     assert_eq!(config["User"], "user");
     assert_eq!(config["WorkingDir"], "/home/user");
-    assert_eq!(config["Cmd"], serde_json::json!(["cat", "/greeting", "/message.txt"]));
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["cat", "/greeting", "/message.txt"])
+    );
     let run = docker_ok(&["run", "--rm", tag]);
     assert_eq!(run, "hi from root\na message from the build context");
     docker_ok(&["image", "rm", tag]);
@@ -44,7 +47,10 @@ fn base_image_has_the_three_users() {
             (f[0], f[2])
         })
         .collect();
-    assert_eq!(users, [("root", "0"), ("nobody", "65534"), ("user", "1000")]);
+    assert_eq!(
+        users,
+        [("root", "0"), ("nobody", "65534"), ("user", "1000")]
+    );
 }
 
 #[test]
@@ -65,7 +71,15 @@ fn registries_are_on_loopback_and_the_auth_one_wants_credentials() {
     }
     assert_eq!(status(&format!("http://{AUTH_REGISTRY}/v2/")), "401");
     let authed = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "bud:bud-test-password"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "bud:bud-test-password",
+        ])
         .arg(format!("http://{AUTH_REGISTRY}/v2/"))
         .output()
         .expect("run curl");

@@ -54,9 +54,8 @@ pub fn require_base_image() -> bool {
 }
 
 pub fn require_runc() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("runc").is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("runc").is_file()));
     require("runc", found)
 }
 

@@ -1,0 +1,576 @@
+//! The cache's metadata in SQLite: which snapshot a cache key produced, the snapshots' parent
+//! chains and sizes, which snapshots running builds hold, and memoized context checksums.
+//!
+//! SQLite (WAL, busy timeout) because several bud processes share one state root: each
+//! transaction is atomic across processes and survives a kill -9 at any point.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("cache metadata {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cache metadata: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// What a snapshot holds, for `bud du` and for garbage collection order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// A layer made by a RUN or file step.
+    Layer,
+    /// A layer extracted from a base image.
+    ImageLayer,
+    /// The directory of a `RUN --mount=type=cache`.
+    CacheMount,
+}
+
+impl SnapshotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Layer => "layer",
+            SnapshotKind::ImageLayer => "image-layer",
+            SnapshotKind::CacheMount => "cache-mount",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "image-layer" => SnapshotKind::ImageLayer,
+            "cache-mount" => SnapshotKind::CacheMount,
+            _ => SnapshotKind::Layer,
+        }
+    }
+}
+
+/// A committed snapshot: one read-only layer directory on top of its parent's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub parent: Option<String>,
+    pub kind: SnapshotKind,
+    pub size: u64,
+    /// sha256 of the layer as an uncompressed tar, once computed.
+    pub diff_id: Option<String>,
+    pub description: String,
+    pub created: i64,
+    pub last_used: i64,
+    pub usage_count: i64,
+}
+
+pub struct MetaStore {
+    conn: Mutex<Connection>,
+}
+
+/// A file's identity as the checksum memo keys it: if none of these changed, neither did
+/// the content (ctime catches writes that restore mtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+}
+
+const SCHEMA_VERSION: i32 = 1;
+
+impl MetaStore {
+    pub fn open(path: &Path) -> Result<Self, MetaError> {
+        let conn = Connection::open(path).map_err(|source| MetaError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL with synchronous=NORMAL is durable against process crashes (kill -9); only a
+        // power loss may drop the last transactions, which a cache can afford.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions
+        // roll back), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The snapshot a cache key produced, if it is still there; marks it used.
+    pub fn lookup(&self, key: &str) -> Result<Option<SnapshotRecord>, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT snapshot FROM cache_keys WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(None) };
+        let now = now();
+        tx.execute(
+            "UPDATE snapshots SET last_used = ?1, usage_count = usage_count + 1 WHERE id = ?2",
+            params![now, id],
+        )?;
+        let record = get_snapshot(&tx, &id)?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    /// Records a committed snapshot and the cache keys that produce it, in one transaction.
+    /// When another process committed one of the keys first, its snapshot wins and is
+    /// returned; the caller then discards its own directory.
+    pub fn commit(
+        &self,
+        record: &SnapshotRecord,
+        keys: &[&str],
+    ) -> Result<SnapshotRecord, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for key in keys {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT snapshot FROM cache_keys WHERE key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing
+                && let Some(winner) = get_snapshot(&tx, &id)?
+            {
+                return Ok(winner);
+            }
+        }
+        tx.execute(
+            "INSERT INTO snapshots (id, parent, kind, size, diff_id, description, created, last_used, usage_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                record.id,
+                record.parent,
+                record.kind.as_str(),
+                record.size as i64,
+                record.diff_id,
+                record.description,
+                record.created,
+                record.last_used,
+                record.usage_count
+            ],
+        )?;
+        for key in keys {
+            tx.execute(
+                "INSERT OR REPLACE INTO cache_keys (key, snapshot) VALUES (?1, ?2)",
+                params![key, record.id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(record.clone())
+    }
+
+    pub fn snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, MetaError> {
+        get_snapshot(&self.conn(), id)
+    }
+
+    /// The snapshot and its ancestors, top first: the overlay lower dirs in order.
+    pub fn chain(&self, id: &str) -> Result<Vec<SnapshotRecord>, MetaError> {
+        let conn = self.conn();
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_string());
+        while let Some(id) = next {
+            let Some(record) = get_snapshot(&conn, &id)? else {
+                break;
+            };
+            next = record.parent.clone();
+            chain.push(record);
+        }
+        Ok(chain)
+    }
+
+    pub fn set_diff_id(&self, id: &str, diff_id: &str) -> Result<(), MetaError> {
+        self.conn().execute(
+            "UPDATE snapshots SET diff_id = ?1 WHERE id = ?2",
+            params![diff_id, id],
+        )?;
+        Ok(())
+    }
+
+    /// Every snapshot, for `bud du` and garbage collection.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRecord>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots"))?;
+        let rows = stmt.query_map([], row_to_snapshot)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes a snapshot's record and the keys pointing at it, unless it has children or a
+    /// live lease. Returns whether it was removed; the caller then deletes the directory.
+    pub fn remove_if_unused(&self, id: &str) -> Result<bool, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let children: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let leases = live_leases(&tx, id)?;
+        if children > 0 || leases > 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM cache_keys WHERE snapshot = ?1", [id])?;
+        tx.execute("DELETE FROM leases WHERE snapshot = ?1", [id])?;
+        let removed = tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(removed > 0)
+    }
+
+    /// Marks snapshots as in use by this process, so that garbage collection in any
+    /// process leaves them alone. Leases of processes that are gone do not count.
+    pub fn lease(&self, owner: &LeaseOwner, ids: &[&str]) -> Result<(), MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "INSERT OR IGNORE INTO leases (snapshot, pid, start_time) VALUES (?1, ?2, ?3)",
+                params![id, owner.pid, owner.start_time],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn release(&self, owner: &LeaseOwner) -> Result<(), MetaError> {
+        self.conn().execute(
+            "DELETE FROM leases WHERE pid = ?1 AND start_time = ?2",
+            params![owner.pid, owner.start_time],
+        )?;
+        Ok(())
+    }
+
+    /// The memoized content checksum of a context file, if its stamp is unchanged.
+    pub fn file_checksum(
+        &self,
+        context: &str,
+        path: &str,
+        stamp: FileStamp,
+    ) -> Result<Option<String>, MetaError> {
+        let row: Option<(i64, i64, i64, i64, String)> = self
+            .conn()
+            .query_row(
+                "SELECT size, mtime_ns, ctime_ns, ino, digest FROM file_checksums
+                 WHERE context = ?1 AND path = ?2",
+                params![context, path],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(size, mtime, ctime, ino, digest)| {
+            let same = size as u64 == stamp.size
+                && mtime == stamp.mtime_ns
+                && ctime == stamp.ctime_ns
+                && ino as u64 == stamp.ino;
+            same.then_some(digest)
+        }))
+    }
+
+    /// Stores checksums computed by one context walk, in one transaction.
+    pub fn put_file_checksums(
+        &self,
+        context: &str,
+        entries: &[(String, FileStamp, String)],
+    ) -> Result<(), MetaError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR REPLACE INTO file_checksums (context, path, size, mtime_ns, ctime_ns, ino, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (path, s, digest) in entries {
+                stmt.execute(params![
+                    context,
+                    path,
+                    s.size as i64,
+                    s.mtime_ns,
+                    s.ctime_ns,
+                    s.ino as i64,
+                    digest
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All memoized checksums of one context, loaded at once: a walk of 20,000 files then
+    /// needs one query, not 20,000.
+    pub fn context_checksums(
+        &self,
+        context: &str,
+    ) -> Result<std::collections::HashMap<String, (FileStamp, String)>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT path, size, mtime_ns, ctime_ns, ino, digest FROM file_checksums WHERE context = ?1",
+        )?;
+        let rows = stmt.query_map([context], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    FileStamp {
+                        size: r.get::<_, i64>(1)? as u64,
+                        mtime_ns: r.get(2)?,
+                        ctime_ns: r.get(3)?,
+                        ino: r.get::<_, i64>(4)? as u64,
+                    },
+                    r.get::<_, String>(5)?,
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A process that holds leases: its pid and its start time (so a recycled pid is not
+/// mistaken for the original owner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseOwner {
+    pub pid: i64,
+    pub start_time: i64,
+}
+
+impl LeaseOwner {
+    pub fn current() -> Self {
+        let pid = std::process::id() as i64;
+        Self {
+            pid,
+            start_time: process_start_time(pid).unwrap_or(0),
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+fn process_start_time(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn live_leases(conn: &Connection, id: &str) -> Result<usize, MetaError> {
+    let mut stmt = conn.prepare("SELECT pid, start_time FROM leases WHERE snapshot = ?1")?;
+    let owners = stmt.query_map([id], |r| {
+        Ok(LeaseOwner {
+            pid: r.get(0)?,
+            start_time: r.get(1)?,
+        })
+    })?;
+    let mut live = 0;
+    for owner in owners {
+        if owner?.is_alive() {
+            live += 1;
+        }
+    }
+    Ok(live)
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "id, parent, kind, size, diff_id, description, created, last_used, usage_count";
+
+fn row_to_snapshot(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRecord> {
+    Ok(SnapshotRecord {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        kind: SnapshotKind::parse(&r.get::<_, String>(2)?),
+        size: r.get::<_, i64>(3)? as u64,
+        diff_id: r.get(4)?,
+        description: r.get(5)?,
+        created: r.get(6)?,
+        last_used: r.get(7)?,
+        usage_count: r.get(8)?,
+    })
+}
+
+fn get_snapshot(conn: &Connection, id: &str) -> Result<Option<SnapshotRecord>, MetaError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = ?1"),
+            [id],
+            row_to_snapshot,
+        )
+        .optional()?)
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn migrate(conn: &Connection) -> Result<(), MetaError> {
+    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS snapshots (
+             id TEXT PRIMARY KEY,
+             parent TEXT REFERENCES snapshots(id),
+             kind TEXT NOT NULL,
+             size INTEGER NOT NULL,
+             diff_id TEXT,
+             description TEXT NOT NULL,
+             created INTEGER NOT NULL,
+             last_used INTEGER NOT NULL,
+             usage_count INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
+         CREATE TABLE IF NOT EXISTS cache_keys (
+             key TEXT PRIMARY KEY,
+             snapshot TEXT NOT NULL REFERENCES snapshots(id)
+         );
+         CREATE INDEX IF NOT EXISTS cache_keys_snapshot ON cache_keys(snapshot);
+         CREATE TABLE IF NOT EXISTS leases (
+             snapshot TEXT NOT NULL,
+             pid INTEGER NOT NULL,
+             start_time INTEGER NOT NULL,
+             PRIMARY KEY (snapshot, pid, start_time)
+         );
+         CREATE TABLE IF NOT EXISTS file_checksums (
+             context TEXT NOT NULL,
+             path TEXT NOT NULL,
+             size INTEGER NOT NULL,
+             mtime_ns INTEGER NOT NULL,
+             ctime_ns INTEGER NOT NULL,
+             ino INTEGER NOT NULL,
+             digest TEXT NOT NULL,
+             PRIMARY KEY (context, path)
+         );
+         PRAGMA user_version = 1;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, parent: Option<&str>) -> SnapshotRecord {
+        SnapshotRecord {
+            id: id.into(),
+            parent: parent.map(Into::into),
+            kind: SnapshotKind::Layer,
+            size: 10,
+            diff_id: None,
+            description: format!("step {id}"),
+            created: 1,
+            last_used: 1,
+            usage_count: 0,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("meta.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn commit_then_lookup_and_chain() {
+        let (_d, s) = store();
+        s.commit(&record("a", None), &["k1"]).unwrap();
+        s.commit(&record("b", Some("a")), &["k2"]).unwrap();
+        let hit = s.lookup("k2").unwrap().unwrap();
+        assert_eq!(hit.id, "b");
+        assert_eq!(s.snapshot("b").unwrap().unwrap().usage_count, 1);
+        let ids: Vec<_> = s.chain("b").unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert!(s.lookup("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn first_commit_of_a_key_wins() {
+        let (_d, s) = store();
+        s.commit(&record("a", None), &["k"]).unwrap();
+        let winner = s.commit(&record("b", None), &["k"]).unwrap();
+        assert_eq!(winner.id, "a");
+        assert!(s.snapshot("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn parents_and_leased_snapshots_are_not_removed() {
+        let (_d, s) = store();
+        s.commit(&record("a", None), &["k1"]).unwrap();
+        s.commit(&record("b", Some("a")), &["k2"]).unwrap();
+        assert!(!s.remove_if_unused("a").unwrap());
+        let me = LeaseOwner::current();
+        s.lease(&me, &["b"]).unwrap();
+        assert!(!s.remove_if_unused("b").unwrap());
+        s.release(&me).unwrap();
+        assert!(s.remove_if_unused("b").unwrap());
+        assert!(s.lookup("k2").unwrap().is_none());
+        assert!(s.remove_if_unused("a").unwrap());
+    }
+
+    #[test]
+    fn leases_of_dead_processes_do_not_count() {
+        let (_d, s) = store();
+        s.commit(&record("a", None), &["k"]).unwrap();
+        let gone = LeaseOwner {
+            pid: i64::from(i32::MAX),
+            start_time: 1,
+        };
+        s.lease(&gone, &["a"]).unwrap();
+        assert!(s.remove_if_unused("a").unwrap());
+    }
+
+    #[test]
+    fn checksum_memo_needs_an_identical_stamp() {
+        let (_d, s) = store();
+        let stamp = FileStamp {
+            size: 3,
+            mtime_ns: 5,
+            ctime_ns: 6,
+            ino: 7,
+        };
+        s.put_file_checksums("ctx", &[("a.txt".into(), stamp, "sha256:x".into())])
+            .unwrap();
+        assert_eq!(
+            s.file_checksum("ctx", "a.txt", stamp).unwrap().as_deref(),
+            Some("sha256:x")
+        );
+        let touched = FileStamp {
+            ctime_ns: 9,
+            ..stamp
+        };
+        assert_eq!(s.file_checksum("ctx", "a.txt", touched).unwrap(), None);
+        assert_eq!(s.context_checksums("ctx").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        MetaStore::open(&path)
+            .unwrap()
+            .commit(&record("a", None), &["k"])
+            .unwrap();
+        let s = MetaStore::open(&path).unwrap();
+        assert_eq!(s.lookup("k").unwrap().unwrap().id, "a");
+    }
+}

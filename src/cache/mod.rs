@@ -1,0 +1,4 @@
+//! The embedded solver's persistent cache: metadata (`meta`) over snapshot directories kept
+//! under the state root.
+
+pub mod meta;

@@ -1,0 +1,417 @@
+//! The local build context: walked in parallel, `.dockerignore` applied, every file's content
+//! checksummed once and memoized by its stat, so that a no-op rebuild only stats files.
+//!
+//! Cache keys that depend on the context are content checksums of the paths a step reads
+//! (`COPY package.json .` depends on package.json alone), computed here from the walk. They
+//! cover path, type, permission bits and content: never mtime, and never owner, since docker
+//! resets the context's uid/gid to 0.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::cache::meta::{FileStamp, MetaError, MetaStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("build context {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Devices, fifos and sockets: copied as docker copies them, with no content.
+    Special,
+}
+
+/// One path of the context, relative to its root with `/` separators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextEntry {
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission and special bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub size: u64,
+    pub link_target: Option<String>,
+    /// sha256 of the content, for regular files.
+    pub content: Option<String>,
+}
+
+impl ContextEntry {
+    /// What a cache key covers of one entry.
+    fn fingerprint(&self, hasher: &mut Sha256, rel: &str) {
+        let kind = match self.kind {
+            EntryKind::File => 'f',
+            EntryKind::Dir => 'd',
+            EntryKind::Symlink => 'l',
+            EntryKind::Special => 's',
+        };
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        hasher.update(format!("{kind}{:o}", self.mode).as_bytes());
+        hasher.update([0]);
+        hasher.update(self.link_target.as_deref().unwrap_or("").as_bytes());
+        hasher.update([0]);
+        hasher.update(self.content.as_deref().unwrap_or("").as_bytes());
+        hasher.update([0xff]);
+    }
+}
+
+/// What `.dockerignore` excludes, as the walker needs it.
+pub trait Exclusions: Sync {
+    /// Whether the path (relative, `/`-separated) is left out of the context.
+    fn excluded(&self, path: &str) -> bool;
+    /// Whether nothing under an excluded directory can be re-included by a `!` rule, so the
+    /// walk may skip it whole.
+    fn prunable(&self, dir: &str) -> bool;
+}
+
+/// No `.dockerignore`.
+pub struct NoExclusions;
+
+impl Exclusions for NoExclusions {
+    fn excluded(&self, _: &str) -> bool {
+        false
+    }
+    fn prunable(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// The context as one walk saw it, sorted by path (parents before children).
+#[derive(Debug, Clone, Default)]
+pub struct ContextSnapshot {
+    pub root: PathBuf,
+    pub entries: Vec<ContextEntry>,
+}
+
+impl ContextSnapshot {
+    /// Walks `root`, checksumming what the memo in `meta` does not already know.
+    pub fn walk(
+        root: &Path,
+        exclusions: &dyn Exclusions,
+        meta: &MetaStore,
+    ) -> Result<Self, ContextError> {
+        let root = std::fs::canonicalize(root).map_err(io_err(root))?;
+        let memo_key = root.to_string_lossy().into_owned();
+        let memo = meta.context_checksums(&memo_key)?;
+
+        let mut found = Vec::new();
+        walk_dir(&root, "", exclusions, &mut found)?;
+
+        let results: Vec<Result<(ContextEntry, Option<FileStamp>, bool), ContextError>> = found
+            .into_par_iter()
+            .map(|(rel, md)| {
+                let full = root.join(&rel);
+                entry_for(&full, rel, &md, &memo)
+            })
+            .collect();
+
+        let mut entries = Vec::with_capacity(results.len());
+        let mut fresh = Vec::new();
+        for r in results {
+            let (entry, stamp, hashed) = r?;
+            if hashed && let (Some(stamp), Some(digest)) = (stamp, &entry.content) {
+                fresh.push((entry.path.clone(), stamp, digest.clone()));
+            }
+            entries.push(entry);
+        }
+        meta.put_file_checksums(&memo_key, &fresh)?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Self { root, entries })
+    }
+
+    /// The checksum of what lives at `selector` (a path in the context; `/` or "" for all),
+    /// as a cache key of a step that reads it. Paths are taken relative to the selector so
+    /// that the same files copied from two places key the same.
+    pub fn checksum(&self, selector: &str) -> String {
+        let sel = selector.trim_matches('/');
+        let mut hasher = Sha256::new();
+        for entry in &self.entries {
+            let rel = if sel.is_empty() || sel == "." {
+                Some(entry.path.as_str())
+            } else if entry.path == sel {
+                Some("")
+            } else {
+                entry
+                    .path
+                    .strip_prefix(sel)
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(rel) = rel {
+                entry.fingerprint(&mut hasher, rel);
+            }
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+
+    /// The checksum of every path a wildcard source matches (Go `filepath.Match` per path
+    /// component), in path order.
+    pub fn checksum_matching(&self, matches: impl Fn(&str) -> bool) -> String {
+        let mut hasher = Sha256::new();
+        for entry in self.entries.iter().filter(|e| matches(&e.path)) {
+            hasher.update(entry.path.as_bytes());
+            hasher.update([0]);
+            hasher.update(self.checksum(&entry.path).as_bytes());
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+
+    pub fn get(&self, path: &str) -> Option<&ContextEntry> {
+        let path = path.trim_matches('/');
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// Collects (relative path, lstat) of everything not excluded. Directories are read one by
+/// one here; the costly part, hashing, runs in parallel afterwards.
+fn walk_dir(
+    root: &Path,
+    rel_dir: &str,
+    exclusions: &dyn Exclusions,
+    out: &mut Vec<(String, Metadata)>,
+) -> Result<(), ContextError> {
+    let dir = if rel_dir.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel_dir)
+    };
+    let mut children: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map_err(io_err(&dir)))
+        .collect::<Result<_, _>>()?;
+    children.sort_by_key(|e| e.file_name());
+    for child in children {
+        let name = child.file_name();
+        let Some(name) = name.to_str() else {
+            // Docker's context tar carries byte names; bud keys paths as UTF-8 and reports
+            // the rest rather than silently dropping them.
+            return Err(ContextError::Io {
+                path: child.path(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "file name is not valid UTF-8",
+                ),
+            });
+        };
+        let rel = if rel_dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel_dir}/{name}")
+        };
+        let md = child.metadata().map_err(io_err(&child.path()))?;
+        let excluded = exclusions.excluded(&rel);
+        if md.is_dir() {
+            if excluded && exclusions.prunable(&rel) {
+                continue;
+            }
+            if !excluded {
+                out.push((rel.clone(), md));
+            }
+            walk_dir(root, &rel, exclusions, out)?;
+        } else if !excluded {
+            out.push((rel, md));
+        }
+    }
+    Ok(())
+}
+
+fn entry_for(
+    full: &Path,
+    path: String,
+    md: &Metadata,
+    memo: &HashMap<String, (FileStamp, String)>,
+) -> Result<(ContextEntry, Option<FileStamp>, bool), ContextError> {
+    let ft = md.file_type();
+    let mode = md.mode() & 0o7777;
+    let mut entry = ContextEntry {
+        path,
+        kind: EntryKind::Special,
+        mode,
+        size: 0,
+        link_target: None,
+        content: None,
+    };
+    if ft.is_dir() {
+        entry.kind = EntryKind::Dir;
+        return Ok((entry, None, false));
+    }
+    if ft.is_symlink() {
+        entry.kind = EntryKind::Symlink;
+        let target = std::fs::read_link(full).map_err(io_err(full))?;
+        entry.link_target = Some(target.to_string_lossy().into_owned());
+        return Ok((entry, None, false));
+    }
+    if !ft.is_file() {
+        return Ok((entry, None, false));
+    }
+    entry.kind = EntryKind::File;
+    entry.size = md.len();
+    let stamp = FileStamp {
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        ino: md.ino(),
+    };
+    if let Some((known, digest)) = memo.get(&entry.path)
+        && *known == stamp
+    {
+        entry.content = Some(digest.clone());
+        return Ok((entry, Some(stamp), false));
+    }
+    entry.content = Some(hash_file(full)?);
+    Ok((entry, Some(stamp), true))
+}
+
+fn hash_file(path: &Path) -> Result<String, ContextError> {
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Ignore(&'static [&'static str]);
+    impl Exclusions for Ignore {
+        fn excluded(&self, path: &str) -> bool {
+            self.0
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        }
+        fn prunable(&self, _: &str) -> bool {
+            true
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, tempfile::TempDir, MetaStore) {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ctx.path().join("src/deep")).unwrap();
+        std::fs::write(ctx.path().join("package.json"), "{}").unwrap();
+        std::fs::write(ctx.path().join("src/a.js"), "a").unwrap();
+        std::fs::write(ctx.path().join("src/deep/b.js"), "b").unwrap();
+        std::os::unix::fs::symlink("src/a.js", ctx.path().join("link")).unwrap();
+        std::fs::create_dir_all(ctx.path().join("node_modules/x")).unwrap();
+        std::fs::write(ctx.path().join("node_modules/x/i.js"), "i").unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(&state.path().join("meta.db")).unwrap();
+        (ctx, state, meta)
+    }
+
+    #[test]
+    fn walks_sorted_and_applies_exclusions() {
+        let (ctx, _s, meta) = setup();
+        let snap = ContextSnapshot::walk(ctx.path(), &Ignore(&["node_modules"]), &meta).unwrap();
+        let paths: Vec<_> = snap.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "link",
+                "package.json",
+                "src",
+                "src/a.js",
+                "src/deep",
+                "src/deep/b.js"
+            ]
+        );
+        assert_eq!(
+            snap.get("link").unwrap().link_target.as_deref(),
+            Some("src/a.js")
+        );
+    }
+
+    #[test]
+    fn checksums_follow_content_not_mtime() {
+        let (ctx, _s, meta) = setup();
+        let before = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        let file = ctx.path().join("src/a.js");
+        // Same content, new mtime: nothing changes.
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let touched = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        assert_eq!(before.checksum(""), touched.checksum(""));
+        // New content in src/: src changes, package.json does not.
+        std::fs::write(&file, "A").unwrap();
+        let after = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        assert_ne!(before.checksum("src"), after.checksum("src"));
+        assert_eq!(
+            before.checksum("package.json"),
+            after.checksum("/package.json")
+        );
+        // Mode is part of the key.
+        std::fs::set_permissions(
+            ctx.path().join("package.json"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let chmod = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        assert_ne!(
+            after.checksum("package.json"),
+            chmod.checksum("package.json")
+        );
+    }
+
+    #[test]
+    fn memo_is_used_when_stat_is_unchanged() {
+        let (ctx, _s, meta) = setup();
+        ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        let key = std::fs::canonicalize(ctx.path()).unwrap();
+        let memo = meta.context_checksums(&key.to_string_lossy()).unwrap();
+        assert_eq!(memo.len(), 4, "every regular file is memoized");
+        // A memo entry with the same stamp is trusted: poison it and see it come back.
+        let (stamp, _) = memo["package.json"];
+        meta.put_file_checksums(
+            &key.to_string_lossy(),
+            &[("package.json".into(), stamp, "sha256:memo".into())],
+        )
+        .unwrap();
+        let snap = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        assert_eq!(
+            snap.get("package.json").unwrap().content.as_deref(),
+            Some("sha256:memo")
+        );
+    }
+
+    #[test]
+    fn same_files_in_two_places_key_the_same() {
+        let (ctx, _s, meta) = setup();
+        std::fs::create_dir_all(ctx.path().join("copy/deep")).unwrap();
+        std::fs::write(ctx.path().join("copy/a.js"), "a").unwrap();
+        std::fs::write(ctx.path().join("copy/deep/b.js"), "b").unwrap();
+        let snap = ContextSnapshot::walk(ctx.path(), &NoExclusions, &meta).unwrap();
+        assert_eq!(snap.checksum("src"), snap.checksum("copy"));
+    }
+}

@@ -1,0 +1,79 @@
+//! bud's state root (`--root`, `BUD_ROOT`): where the cache, its snapshots and the content
+//! store live. Several bud processes may share one root at the same time.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create the state directory {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no state directory: $HOME is not set; pass --root or set BUD_ROOT")]
+    NoHome,
+}
+
+/// The layout of a state root:
+/// `meta.db` (the cache's metadata), `snapshots/<id>` (committed read-only layer
+/// directories), `content/` (blobs by digest), `cache-mounts/<id>` (RUN --mount=type=cache),
+/// `tmp/<pid>-…` (work in flight, removed when its process is gone).
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    root: PathBuf,
+}
+
+impl StateRoot {
+    /// `/var/lib/bud` for root, `$XDG_DATA_HOME/bud` or `~/.local/share/bud` otherwise.
+    pub fn default_path() -> Result<PathBuf, StateError> {
+        if rustix::process::geteuid().is_root() {
+            return Ok(PathBuf::from("/var/lib/bud"));
+        }
+        if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(data).join("bud"));
+        }
+        let home = std::env::var_os("HOME").ok_or(StateError::NoHome)?;
+        Ok(PathBuf::from(home).join(".local/share/bud"))
+    }
+
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let state = Self { root: root.into() };
+        for dir in [
+            state.root.clone(),
+            state.snapshots_dir(),
+            state.content_dir(),
+            state.cache_mounts_dir(),
+            state.tmp_dir(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| StateError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("meta.db")
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    pub fn content_dir(&self) -> PathBuf {
+        self.root.join("content")
+    }
+
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.root.join("cache-mounts")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
