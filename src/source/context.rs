@@ -119,7 +119,7 @@ impl ContextSnapshot {
         let mut found = Vec::new();
         walk_dir(&root, "", exclusions, &mut found)?;
 
-        let results: Vec<Result<(ContextEntry, Option<FileStamp>, bool), ContextError>> = found
+        let results: Vec<Result<Walked, ContextError>> = found
             .into_par_iter()
             .map(|(rel, md)| {
                 let full = root.join(&rel);
@@ -130,11 +130,13 @@ impl ContextSnapshot {
         let mut entries = Vec::with_capacity(results.len());
         let mut fresh = Vec::new();
         for r in results {
-            let (entry, stamp, hashed) = r?;
-            if hashed && let (Some(stamp), Some(digest)) = (stamp, &entry.content) {
-                fresh.push((entry.path.clone(), stamp, digest.clone()));
+            let walked = r?;
+            if walked.hashed
+                && let (Some(stamp), Some(digest)) = (walked.stamp, &walked.entry.content)
+            {
+                fresh.push((walked.entry.path.clone(), stamp, digest.clone()));
             }
-            entries.push(entry);
+            entries.push(walked.entry);
         }
         meta.put_file_checksums(&memo_key, &fresh)?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -239,12 +241,26 @@ fn walk_dir(
     Ok(())
 }
 
+/// One walked path, with its stamp and whether its content was hashed anew.
+struct Walked {
+    entry: ContextEntry,
+    stamp: Option<FileStamp>,
+    hashed: bool,
+}
+
 fn entry_for(
     full: &Path,
     path: String,
     md: &Metadata,
     memo: &HashMap<String, (FileStamp, String)>,
-) -> Result<(ContextEntry, Option<FileStamp>, bool), ContextError> {
+) -> Result<Walked, ContextError> {
+    let done = |entry, stamp, hashed| {
+        Ok(Walked {
+            entry,
+            stamp,
+            hashed,
+        })
+    };
     let ft = md.file_type();
     let mode = md.mode() & 0o7777;
     let mut entry = ContextEntry {
@@ -257,16 +273,16 @@ fn entry_for(
     };
     if ft.is_dir() {
         entry.kind = EntryKind::Dir;
-        return Ok((entry, None, false));
+        return done(entry, None, false);
     }
     if ft.is_symlink() {
         entry.kind = EntryKind::Symlink;
         let target = std::fs::read_link(full).map_err(io_err(full))?;
         entry.link_target = Some(target.to_string_lossy().into_owned());
-        return Ok((entry, None, false));
+        return done(entry, None, false);
     }
     if !ft.is_file() {
-        return Ok((entry, None, false));
+        return done(entry, None, false);
     }
     entry.kind = EntryKind::File;
     entry.size = md.len();
@@ -280,10 +296,10 @@ fn entry_for(
         && *known == stamp
     {
         entry.content = Some(digest.clone());
-        return Ok((entry, Some(stamp), false));
+        return done(entry, Some(stamp), false);
     }
     entry.content = Some(hash_file(full)?);
-    Ok((entry, Some(stamp), true))
+    done(entry, Some(stamp), true)
 }
 
 fn hash_file(path: &Path) -> Result<String, ContextError> {
