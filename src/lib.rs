@@ -2,5 +2,6 @@
 
 pub mod cache;
 pub mod cli;
+pub mod progress;
 pub mod source;
 pub mod state;

@@ -1,0 +1,163 @@
+//! Build progress: the solvers report events through a [`ProgressSink`]; a renderer at the
+//! edge turns them into BuildKit's plain lines, rawjson, or nothing. The events are shaped
+//! like BuildKit's `SolveStatus`, so the remote solver's Status stream maps onto them.
+
+mod plain;
+mod rawjson;
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+pub use plain::PlainRenderer;
+pub use rawjson::RawJsonRenderer;
+
+/// Which output a log chunk came from (BuildKit numbers them 1 and 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A vertex began: `name` is its description (`[stage 2/5] RUN …`).
+    Started {
+        vertex: String,
+        name: String,
+        at: SystemTime,
+    },
+    /// A vertex was found in the cache and did not run.
+    Cached {
+        vertex: String,
+        name: String,
+        at: SystemTime,
+    },
+    /// A vertex finished, successfully or with `error`.
+    Completed {
+        vertex: String,
+        at: SystemTime,
+        error: Option<String>,
+    },
+    /// Output of a running vertex.
+    Log {
+        vertex: String,
+        stream: Stream,
+        data: Vec<u8>,
+        at: SystemTime,
+    },
+    /// A sub-task of a vertex with a counter (pulling a layer, sending a context).
+    Status {
+        vertex: String,
+        id: String,
+        current: u64,
+        total: Option<u64>,
+        done: bool,
+        at: SystemTime,
+    },
+    /// A warning about the build (for example a deprecated Dockerfile form).
+    Warning {
+        vertex: Option<String>,
+        message: String,
+    },
+}
+
+/// Something that shows progress. Renderers keep their own state; they are called from
+/// whichever task reports, so they must not block for long.
+pub trait Renderer: Send {
+    fn event(&mut self, event: &Event);
+    /// Called once at the end, with whether the build succeeded.
+    fn finish(&mut self, ok: bool);
+}
+
+/// A renderer that shows nothing (`--progress=quiet`, `-q`).
+pub struct QuietRenderer;
+
+impl Renderer for QuietRenderer {
+    fn event(&mut self, _: &Event) {}
+    fn finish(&mut self, _: bool) {}
+}
+
+/// The handle the solvers report through; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct ProgressSink {
+    renderer: Arc<Mutex<Box<dyn Renderer>>>,
+}
+
+impl ProgressSink {
+    pub fn new(renderer: Box<dyn Renderer>) -> Self {
+        Self {
+            renderer: Arc::new(Mutex::new(renderer)),
+        }
+    }
+
+    pub fn quiet() -> Self {
+        Self::new(Box::new(QuietRenderer))
+    }
+
+    pub fn emit(&self, event: Event) {
+        // A renderer that panicked has already shown what it could; keep building.
+        let mut r = self.renderer.lock().unwrap_or_else(|p| p.into_inner());
+        r.event(&event);
+    }
+
+    pub fn started(&self, vertex: &str, name: &str) {
+        self.emit(Event::Started {
+            vertex: vertex.to_string(),
+            name: name.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+
+    pub fn cached(&self, vertex: &str, name: &str) {
+        self.emit(Event::Cached {
+            vertex: vertex.to_string(),
+            name: name.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+
+    pub fn completed(&self, vertex: &str, error: Option<String>) {
+        self.emit(Event::Completed {
+            vertex: vertex.to_string(),
+            at: SystemTime::now(),
+            error,
+        });
+    }
+
+    pub fn log(&self, vertex: &str, stream: Stream, data: &[u8]) {
+        self.emit(Event::Log {
+            vertex: vertex.to_string(),
+            stream,
+            data: data.to_vec(),
+            at: SystemTime::now(),
+        });
+    }
+
+    pub fn warning(&self, vertex: Option<&str>, message: impl Into<String>) {
+        self.emit(Event::Warning {
+            vertex: vertex.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    pub fn finish(&self, ok: bool) {
+        let mut r = self.renderer.lock().unwrap_or_else(|p| p.into_inner());
+        r.finish(ok);
+    }
+}
+
+/// A renderer that records events, for tests.
+#[derive(Clone, Default)]
+pub struct RecordingRenderer {
+    pub events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Renderer for RecordingRenderer {
+    fn event(&mut self, event: &Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+    }
+    fn finish(&mut self, _: bool) {}
+}

@@ -1,0 +1,184 @@
+//! `--progress=rawjson`: one JSON object per line, shaped like BuildKit's `SolveStatus`
+//! (`vertexes`, `statuses`, `logs`, `warnings`), as `buildctl --progress=rawjson` prints it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::SystemTime;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{Event, Renderer};
+
+pub struct RawJsonRenderer<W: Write + Send> {
+    out: W,
+    /// Vertex names and start times, repeated in later updates as BuildKit does.
+    vertices: HashMap<String, (String, Option<SystemTime>)>,
+}
+
+impl<W: Write + Send> RawJsonRenderer<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            vertices: HashMap::new(),
+        }
+    }
+
+    fn write(&mut self, value: Value) {
+        // A closed stdout only loses the display; it never fails the build.
+        let _ = serde_json::to_writer(&mut self.out, &value);
+        let _ = self.out.write_all(b"\n");
+    }
+
+    fn vertex(&self, digest: &str) -> (String, Option<SystemTime>) {
+        self.vertices.get(digest).cloned().unwrap_or_default()
+    }
+}
+
+/// RFC 3339 with nanoseconds, UTC, as Go marshals time.Time.
+fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
+    fn event(&mut self, event: &Event) {
+        let value = match event {
+            Event::Started { vertex, name, at } => {
+                self.vertices
+                    .insert(vertex.clone(), (name.clone(), Some(*at)));
+                json!({"vertexes": [{"digest": vertex, "name": name, "started": timestamp(*at)}]})
+            }
+            Event::Cached { vertex, name, at } => {
+                self.vertices
+                    .insert(vertex.clone(), (name.clone(), Some(*at)));
+                json!({"vertexes": [{
+                    "digest": vertex, "name": name, "cached": true,
+                    "started": timestamp(*at), "completed": timestamp(*at)
+                }]})
+            }
+            Event::Completed { vertex, at, error } => {
+                let (name, started) = self.vertex(vertex);
+                let mut v = json!({
+                    "digest": vertex, "name": name, "completed": timestamp(*at)
+                });
+                if let Some(s) = started {
+                    v["started"] = json!(timestamp(s));
+                }
+                if let Some(e) = error {
+                    v["error"] = json!(e);
+                }
+                json!({ "vertexes": [v] })
+            }
+            Event::Log {
+                vertex,
+                stream,
+                data,
+                at,
+            } => json!({"logs": [{
+                "vertex": vertex, "stream": *stream as u8,
+                "data": base64::engine::general_purpose::STANDARD.encode(data),
+                "timestamp": timestamp(*at)
+            }]}),
+            Event::Status {
+                vertex,
+                id,
+                current,
+                total,
+                done,
+                at,
+            } => {
+                let mut s = json!({
+                    "id": id, "vertex": vertex, "current": current, "timestamp": timestamp(*at)
+                });
+                if let Some(t) = total {
+                    s["total"] = json!(t);
+                }
+                if *done {
+                    s["completed"] = json!(timestamp(*at));
+                }
+                json!({ "statuses": [s] })
+            }
+            Event::Warning { vertex, message } => json!({"warnings": [{
+                "vertex": vertex, "short": base64::engine::general_purpose::STANDARD.encode(message)
+            }]}),
+        };
+        self.write(value);
+    }
+
+    fn finish(&mut self, _ok: bool) {
+        let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Stream;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(timestamp(t), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+    }
+
+    #[test]
+    fn one_status_object_per_line() {
+        let mut r = RawJsonRenderer::new(Vec::new());
+        let at = SystemTime::UNIX_EPOCH;
+        r.event(&Event::Started {
+            vertex: "sha256:a".into(),
+            name: "RUN x".into(),
+            at,
+        });
+        r.event(&Event::Log {
+            vertex: "sha256:a".into(),
+            stream: Stream::Stderr,
+            data: b"oops\n".to_vec(),
+            at,
+        });
+        r.event(&Event::Completed {
+            vertex: "sha256:a".into(),
+            at,
+            error: Some("exit code: 1".into()),
+        });
+        let out = String::from_utf8(r.out).unwrap();
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["vertexes"][0]["name"], "RUN x");
+        assert_eq!(lines[1]["logs"][0]["stream"], 2);
+        assert_eq!(lines[1]["logs"][0]["data"], "b29wcwo=");
+        assert_eq!(lines[2]["vertexes"][0]["error"], "exit code: 1");
+        assert_eq!(lines[2]["vertexes"][0]["name"], "RUN x");
+    }
+}
