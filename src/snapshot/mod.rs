@@ -1,0 +1,1 @@
+//! Layers as read-only directories, overlay mounts over them and layer tars.
