@@ -103,6 +103,7 @@ fn header_from(meta: &Metadata, kind: EntryType) -> Header {
 
 impl<W: Write> LayerWriter<W> {
     fn write_dir(&mut self, dir: &Path, rel: &str) -> Result<()> {
+        let mut entries = Vec::new();
         for (name, path) in walk::sorted_entries(dir)? {
             let Some(name) = name.to_str() else {
                 return Err(SnapshotError::Unsupported {
@@ -110,9 +111,18 @@ impl<W: Write> LayerWriter<W> {
                     what: "non-UTF-8 file name".to_owned(),
                 });
             };
-            let rel = join(rel, name);
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| SnapshotError::io("reading", &path, e))?;
+            // Sorted by the name in the archive, where a whiteout is `.wh.NAME`.
+            let key = if is_whiteout(&meta) {
+                format!("{WHITEOUT_PREFIX}{name}")
+            } else {
+                name.to_owned()
+            };
+            entries.push((key, join(rel, name), path, meta));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, rel, path, meta) in entries {
             self.write_entry(&path, &rel, &meta)?;
             if meta.is_dir() {
                 self.write_dir(&path, &rel)?;
