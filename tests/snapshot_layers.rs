@@ -80,13 +80,13 @@ fn sample_upper(dir: &Path) {
     std::fs::write(dir.join("etc/app.conf"), "a=1\n").unwrap();
     std::fs::set_permissions(dir.join("etc/app.conf"), PermissionsExt::from_mode(0o640)).unwrap();
     rustix::fs::chown(
-        &dir.join("etc/app.conf"),
+        dir.join("etc/app.conf"),
         Some(rustix::fs::Uid::from_raw(1000)),
         Some(rustix::fs::Gid::from_raw(27)),
     )
     .unwrap();
     rustix::fs::setxattr(
-        &dir.join("etc/app.conf"),
+        dir.join("etc/app.conf"),
         "user.origin",
         b"bud",
         rustix::fs::XattrFlags::empty(),
@@ -183,7 +183,7 @@ fn extract_layer_round_trips() {
     assert!(removed.file_type().is_char_device() && removed.rdev() == 0);
     assert_eq!(
         rustix::fs::getxattr(
-            &lower.join("etc/opaque"),
+            lower.join("etc/opaque"),
             "trusted.overlay.opaque",
             &mut [0u8; 4]
         )
