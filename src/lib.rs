@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod cli;
+pub mod executor;
 pub mod progress;
+pub mod snapshot;
 pub mod source;
 pub mod state;

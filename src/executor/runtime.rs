@@ -1,0 +1,313 @@
+//! Drives an OCI runtime binary (`runc run`) for one step and cleans up after it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ExecError, ExecSpec, LogChunk, Result, Stream, etc, spec};
+
+/// The OCI runtimes bud knows how to drive; both take runc's command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    #[default]
+    Runc,
+    Crun,
+}
+
+impl RuntimeKind {
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Self::Runc => "runc",
+            Self::Crun => "crun",
+        }
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = ExecError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "runc" => Ok(Self::Runc),
+            "crun" => Ok(Self::Crun),
+            other => Err(ExecError::UnknownRuntime(other.to_owned())),
+        }
+    }
+}
+
+/// Directories searched after PATH: runc is installed in /usr/sbin, often not in a user's PATH.
+const EXTRA_BIN_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin"];
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(EXTRA_BIN_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            rustix::fs::access(candidate, rustix::fs::Access::EXEC_OK).is_ok()
+                && candidate.is_file()
+        })
+}
+
+/// While a step runs, retry `kill` this often until the container exists.
+const KILL_RETRY: Duration = Duration::from_millis(20);
+
+/// An OCI runtime with its own state directory, so that several bud processes (and tests)
+/// never see each other's containers.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    binary: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Runtime {
+    /// Finds `kind`'s binary; containers' state and bundles go under `state_dir`.
+    pub fn new(kind: RuntimeKind, state_dir: impl Into<PathBuf>) -> Result<Self> {
+        let name = kind.binary_name();
+        let binary = find_binary(name).ok_or_else(|| ExecError::RuntimeNotFound {
+            name: name.to_owned(),
+        })?;
+        Ok(Self::with_binary(binary, state_dir))
+    }
+
+    /// Uses the runtime binary at `binary` (runc-compatible command line).
+    pub fn with_binary(binary: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            state_dir: state_dir.into(),
+        }
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The runtime's `--root`: where it keeps the state of running containers.
+    pub fn state_root(&self) -> PathBuf {
+        self.state_dir.join("runtime")
+    }
+
+    fn bundles_dir(&self) -> PathBuf {
+        self.state_dir.join("bundles")
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(self.state_root());
+        cmd
+    }
+
+    /// Runs `exec` to completion and returns its exit code. Output is sent to `logs` as it
+    /// comes; a closed receiver only discards it. When `cancel` fires the container is killed
+    /// and [`ExecError::Cancelled`] returned. The container and its bundle are removed in all
+    /// cases.
+    pub async fn run(
+        &self,
+        exec: &ExecSpec,
+        logs: mpsc::Sender<LogChunk>,
+        cancel: &CancellationToken,
+    ) -> Result<i32> {
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
+        let id = container_id();
+        let bundle = self.bundles_dir().join(&id);
+        let mut container = ContainerGuard {
+            binary: self.binary.clone(),
+            state_root: self.state_root(),
+            id: id.clone(),
+            bundle: bundle.clone(),
+            armed: true,
+        };
+        write_bundle(&bundle, exec)?;
+
+        let mut child = self
+            .command()
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                runtime: self.binary.clone(),
+                source,
+            })?;
+        let pumps = [
+            child
+                .stdout
+                .take()
+                .map(|out| tokio::spawn(pump(out, Stream::Stdout, logs.clone()))),
+            child
+                .stderr
+                .take()
+                .map(|err| tokio::spawn(pump(err, Stream::Stderr, logs))),
+        ];
+
+        let waited = tokio::select! {
+            status = child.wait() => Some(status),
+            () = cancel.cancelled() => None,
+        };
+        let cancelled = waited.is_none();
+        let status = match waited {
+            Some(status) => status,
+            None => {
+                self.kill(&id, &mut child).await;
+                child.wait().await
+            }
+        };
+        for pump in pumps.into_iter().flatten() {
+            // A pump only ends at EOF; a panic in it is not the step's failure.
+            let _ = pump.await;
+        }
+        container.armed = false;
+        self.delete(&id).await;
+        remove_bundle(&bundle);
+
+        let status = status.map_err(|source| ExecError::Spawn {
+            runtime: self.binary.clone(),
+            source,
+        })?;
+        if cancelled {
+            return Err(ExecError::Cancelled);
+        }
+        match status.code() {
+            Some(code) => Ok(code),
+            None => Err(ExecError::RuntimeKilled {
+                runtime: self.binary.clone(),
+                signal: std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+            }),
+        }
+    }
+
+    /// Kills the container's processes. `runc kill` fails until the container is created, so
+    /// it is retried until it succeeds or `runc run` has exited on its own.
+    async fn kill(&self, id: &str, child: &mut tokio::process::Child) {
+        loop {
+            let killed = self
+                .command()
+                .args(["kill", id, "KILL"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            if killed {
+                return;
+            }
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => tokio::time::sleep(KILL_RETRY).await,
+            }
+        }
+    }
+
+    async fn delete(&self, id: &str) {
+        // `runc run` deletes the container when it exits normally; this covers the rest.
+        let _ = self
+            .command()
+            .args(["delete", "--force", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+fn container_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "bud-{}-{:08x}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn write_bundle(bundle: &Path, exec: &ExecSpec) -> Result<()> {
+    std::fs::create_dir_all(bundle).map_err(|e| ExecError::io("creating", bundle, e))?;
+    let hosts = bundle.join("hosts");
+    let hostname = exec.hostname.as_deref().unwrap_or(spec::DEFAULT_HOSTNAME);
+    std::fs::write(&hosts, etc::hosts_file(hostname, &exec.extra_hosts))
+        .map_err(|e| ExecError::io("writing", &hosts, e))?;
+    let resolv_conf = bundle.join("resolv.conf");
+    std::fs::write(&resolv_conf, etc::resolv_conf(exec.network))
+        .map_err(|e| ExecError::io("writing", &resolv_conf, e))?;
+    let config = bundle.join("config.json");
+    spec::oci_spec(exec, &hosts, &resolv_conf)?
+        .save(&config)
+        .map_err(|e| ExecError::io("writing", &config, std::io::Error::other(e)))
+}
+
+fn remove_bundle(bundle: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(bundle) {
+        tracing::warn!("removing bundle {}: {e}", bundle.display());
+    }
+}
+
+async fn pump(mut pipe: impl AsyncRead + Unpin, stream: Stream, logs: mpsc::Sender<LogChunk>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut open = true;
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                // Keep draining after the receiver is gone so the process never blocks on a
+                // full pipe.
+                if open {
+                    let chunk = LogChunk {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    };
+                    open = logs.send(chunk).await.is_ok();
+                }
+            }
+        }
+    }
+}
+
+/// Removes the container if `run`'s future is dropped mid-way (the caller gave up on it
+/// without the cancellation token). Blocking, but only on that abnormal path.
+struct ContainerGuard {
+    binary: PathBuf,
+    state_root: PathBuf,
+    id: String,
+    bundle: PathBuf,
+    armed: bool,
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for args in [
+            vec!["kill", &self.id, "KILL"],
+            vec!["delete", "--force", &self.id],
+        ] {
+            let _ = std::process::Command::new(&self.binary)
+                .arg("--root")
+                .arg(&self.state_root)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if self.bundle.exists() {
+            remove_bundle(&self.bundle);
+        }
+    }
+}

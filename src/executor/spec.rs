@@ -1,0 +1,350 @@
+//! The OCI runtime spec of a step, close to what BuildKit generates (containerd's defaults
+//! plus BuildKit's changes): Docker's default capabilities, masked and read-only /proc and /sys
+//! paths, no /run tmpfs, read-only /etc/hosts and /etc/resolv.conf binds.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount as OciMount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
+};
+
+use super::{ExecError, ExecSpec, MountKind, Network, Result};
+
+/// BuildKit's hostname for build containers.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
+
+/// BuildKit lifts the open-files limit to its daemon's (1048576 under systemd); a process
+/// cannot raise its hard limit without CAP_SYS_RESOURCE, so bud caps it at its own.
+const NOFILE_LIMIT: u64 = 1_048_576;
+
+const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn strings(options: &[&str]) -> Vec<String> {
+    options.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<OciMount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(strings(options))
+        .build()?)
+}
+
+fn default_mounts(hosts: &Path, resolv_conf: &Path) -> Result<Vec<OciMount>> {
+    let ro_bind = |dest: &str, source: &Path| -> Result<OciMount> {
+        Ok(MountBuilder::default()
+            .destination(dest)
+            .typ("bind")
+            .source(source)
+            .options(strings(&["rbind", "ro"]))
+            .build()?)
+    };
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        )?,
+        ro_bind("/etc/resolv.conf", resolv_conf)?,
+        ro_bind("/etc/hosts", hosts)?,
+    ])
+}
+
+fn user_mount(m: &super::Mount) -> Result<OciMount> {
+    if !m.dest.starts_with('/') {
+        return Err(ExecError::InvalidSpec(format!(
+            "mount target {:?} is not an absolute path",
+            m.dest
+        )));
+    }
+    let builder = MountBuilder::default().destination(&m.dest);
+    let built = match &m.kind {
+        MountKind::Bind { source, readonly } => {
+            let mut options = strings(&["rbind"]);
+            if *readonly {
+                options.push("ro".to_owned());
+            }
+            builder.typ("bind").source(source).options(options).build()
+        }
+        MountKind::Tmpfs { size } => {
+            let mut options = strings(&["nosuid"]);
+            if let Some(size) = size {
+                options.push(format!("size={size}"));
+            }
+            builder
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(options)
+                .build()
+        }
+    };
+    Ok(built?)
+}
+
+/// A later mount on the same target replaces an earlier one (the user's mounts override the
+/// defaults), keeping the first one's position.
+fn dedup_mounts(mounts: Vec<OciMount>) -> Vec<OciMount> {
+    let mut out: Vec<OciMount> = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        match out.iter_mut().find(|o| o.destination() == m.destination()) {
+            Some(existing) => *existing = m,
+            None => out.push(m),
+        }
+    }
+    out
+}
+
+fn nofile_limit() -> u64 {
+    let current = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    current
+        .maximum
+        .map_or(NOFILE_LIMIT, |max| max.min(NOFILE_LIMIT))
+}
+
+/// Builds the runtime spec of `exec`, whose /etc/hosts and /etc/resolv.conf are bound from
+/// the given host files.
+pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spec> {
+    if exec.args.is_empty() {
+        return Err(ExecError::InvalidSpec("no command to run".to_owned()));
+    }
+    if !exec.cwd.starts_with('/') {
+        return Err(ExecError::InvalidSpec(format!(
+            "working directory {:?} is not an absolute path",
+            exec.cwd
+        )));
+    }
+    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()?;
+    let nofile = nofile_limit();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(exec.uid)
+                .gid(exec.gid)
+                .additional_gids(exec.additional_gids.clone())
+                .build()?,
+        )
+        .args(exec.args.clone())
+        .env(exec.env.clone())
+        .cwd(&exec.cwd)
+        .capabilities(capabilities)
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .hard(nofile)
+                .soft(nofile)
+                .build()?,
+        ])
+        // BuildKit allows setuid binaries (sudo, ping) in RUN steps.
+        .no_new_privileges(false)
+        .build()?;
+
+    let mut namespaces = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ];
+    if exec.network == Network::None {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(strings(&MASKED_PATHS))
+        .readonly_paths(strings(&READONLY_PATHS))
+        // Deny all devices; the runtime itself allows its defaults (null, zero, tty, ...).
+        .resources(
+            LinuxResourcesBuilder::default()
+                .devices(vec![
+                    LinuxDeviceCgroupBuilder::default()
+                        .allow(false)
+                        .access("rwm")
+                        .build()?,
+                ])
+                .build()?,
+        )
+        .build()?;
+
+    let mut mounts = default_mounts(hosts, resolv_conf)?;
+    for m in &exec.mounts {
+        mounts.push(user_mount(m)?);
+    }
+
+    Ok(SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(&exec.rootfs)
+                .readonly(exec.readonly_rootfs)
+                .build()?,
+        )
+        .hostname(exec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME))
+        .process(process)
+        .mounts(dedup_mounts(mounts))
+        .linux(linux)
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::Mount;
+
+    fn spec(exec: &ExecSpec) -> Spec {
+        match oci_spec(exec, Path::new("/b/hosts"), Path::new("/b/resolv.conf")) {
+            Ok(spec) => spec,
+            Err(e) => panic!("spec: {e}"),
+        }
+    }
+
+    fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
+    }
+
+    #[test]
+    fn network_namespace_only_when_isolated() {
+        let mut exec = ExecSpec::new("/root", vec!["true".into()]);
+        assert!(!has_namespace(&spec(&exec), LinuxNamespaceType::Network));
+        exec.network = Network::None;
+        assert!(has_namespace(&spec(&exec), LinuxNamespaceType::Network));
+        assert!(has_namespace(&spec(&exec), LinuxNamespaceType::Pid));
+    }
+
+    #[test]
+    fn user_mount_overrides_default_target() {
+        let mut exec = ExecSpec::new("/root", vec!["true".into()]);
+        exec.mounts.push(Mount {
+            dest: "/dev/shm".into(),
+            kind: MountKind::Tmpfs { size: Some(1024) },
+        });
+        let spec = spec(&exec);
+        let mounts = spec.mounts().as_deref().unwrap_or_default();
+        let shm: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.destination() == Path::new("/dev/shm"))
+            .collect();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(
+            shm[0].options().as_deref(),
+            Some(&["nosuid".to_owned(), "size=1024".to_owned()][..])
+        );
+        assert_eq!(spec.hostname().as_deref(), Some(DEFAULT_HOSTNAME));
+    }
+
+    #[test]
+    fn relative_paths_are_rejected() {
+        let mut exec = ExecSpec::new("/root", vec!["true".into()]);
+        exec.cwd = "work".into();
+        assert!(oci_spec(&exec, Path::new("/h"), Path::new("/r")).is_err());
+        exec.cwd = "/".into();
+        exec.mounts.push(Mount {
+            dest: "data".into(),
+            kind: MountKind::Tmpfs { size: None },
+        });
+        assert!(oci_spec(&exec, Path::new("/h"), Path::new("/r")).is_err());
+        assert!(
+            oci_spec(
+                &ExecSpec::new("/root", vec![]),
+                Path::new("/h"),
+                Path::new("/r")
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! Unpacks an OCI layer tar into an empty directory in overlayfs' format, to be used as a
+//! lower: `.wh.NAME` becomes a 0/0 character device, `.wh..wh..opq` the opaque xattr.
+//!
+//! The archive is untrusted. Every entry is created relative to a directory fd opened with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no symlink in a parent path (one the
+//! archive itself planted, say) is ever followed and nothing is written outside `dir`; an
+//! archive that tries either fails with [`SnapshotError::UnsafeEntry`].
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use tar::{Archive, EntryType};
+
+use super::{OPAQUE_WHITEOUT, OPAQUE_XATTRS, Result, SnapshotError, WHITEOUT_PREFIX, walk};
+
+/// Unpacks `tar` (uncompressed) into `dir`, which should be empty.
+pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
+    let root = walk::open_root(dir)?;
+    let mut archive = Archive::new(tar);
+    let entries = archive
+        .entries()
+        .map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
+    // Directory times are set last: creating their children would change them again.
+    let mut dir_times: Vec<(String, i64)> = Vec::new();
+    for entry in entries {
+        let mut entry = entry.map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
+        let raw_path = entry.path_bytes().into_owned();
+        let display = String::from_utf8_lossy(&raw_path).into_owned();
+        let rel = clean_path(&raw_path, &display)?;
+        if rel.is_empty() {
+            // The layer's root: `dir` itself, whose metadata the caller owns.
+            continue;
+        }
+        let meta = EntryMeta::read(&mut entry, &display)?;
+        let kind = entry.header().entry_type();
+        let (parent, name) = walk::split_parent(&rel);
+        let parent_fd = ensure_dir(&root, parent, &display)?;
+        let io = |action: &'static str| {
+            let display = display.clone();
+            move |e: Errno| SnapshotError::io(action, format!("{}/{display}", dir.display()), e)
+        };
+
+        if name == OPAQUE_WHITEOUT {
+            let fd = rustix::fs::openat(
+                &parent_fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io("opening"))?;
+            rustix::fs::fsetxattr(&fd, OPAQUE_XATTRS[0], b"y", XattrFlags::empty())
+                .map_err(io("marking opaque"))?;
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh..wh.*` names are aufs bookkeeping with no meaning in a layer.
+            if hidden.starts_with(WHITEOUT_PREFIX) || hidden.is_empty() {
+                continue;
+            }
+            remove_existing(&parent_fd, hidden).map_err(io("replacing"))?;
+            rustix::fs::mknodat(
+                &parent_fd,
+                hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                0,
+            )
+            .map_err(io("creating whiteout"))?;
+            continue;
+        }
+
+        match kind {
+            EntryType::Directory => {
+                match rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                        mkdir(&parent_fd, name).map_err(io("creating"))?;
+                    }
+                    Err(Errno::NOENT) => mkdir(&parent_fd, name).map_err(io("creating"))?,
+                    Err(e) => return Err(io("reading")(e)),
+                }
+                let fd = rustix::fs::openat2(
+                    &parent_fd,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    walk::STRICT_RESOLVE,
+                )
+                .map_err(io("opening"))?;
+                meta.apply_fd(&fd).map_err(io("setting metadata of"))?;
+                dir_times.push((rel.clone(), meta.mtime));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                let fd = rustix::fs::openat(
+                    &parent_fd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io("creating"))?;
+                let mut file = std::fs::File::from(fd);
+                std::io::copy(&mut entry, &mut file).map_err(|e| {
+                    SnapshotError::io("writing", format!("{}/{display}", dir.display()), e)
+                })?;
+                meta.apply_fd(&file).map_err(io("setting metadata of"))?;
+                meta.set_times(&parent_fd, name)
+                    .map_err(io("setting times of"))?;
+            }
+            EntryType::Symlink => {
+                let target = link_name(&entry, &display)?;
+                remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                rustix::fs::symlinkat(target.as_slice(), &parent_fd, name)
+                    .map_err(io("creating"))?;
+                meta.chown_at(&parent_fd, name)
+                    .map_err(io("setting owner of"))?;
+                meta.set_times(&parent_fd, name)
+                    .map_err(io("setting times of"))?;
+            }
+            EntryType::Link => {
+                let target = link_name(&entry, &display)?;
+                let target_rel = clean_path(&target, &display)?;
+                if target_rel.is_empty() {
+                    return Err(SnapshotError::UnsafeEntry {
+                        path: display,
+                        reason: "hard link to the layer's root",
+                    });
+                }
+                let (target_parent, target_name) = walk::split_parent(&target_rel);
+                let target_parent_fd =
+                    walk::open_dir_beneath(&root, target_parent).map_err(|_| {
+                        SnapshotError::UnsafeEntry {
+                            path: display.clone(),
+                            reason: "hard link target is not an earlier entry of the layer",
+                        }
+                    })?;
+                remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                rustix::fs::linkat(
+                    &target_parent_fd,
+                    target_name,
+                    &parent_fd,
+                    name,
+                    AtFlags::empty(),
+                )
+                .map_err(io("linking"))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let file_type = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let header = entry.header();
+                let dev = rustix::fs::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                rustix::fs::mknodat(&parent_fd, name, file_type, Mode::from_raw_mode(0o600), dev)
+                    .map_err(io("creating"))?;
+                meta.chown_at(&parent_fd, name)
+                    .map_err(io("setting owner of"))?;
+                rustix::fs::chmodat(
+                    &parent_fd,
+                    name,
+                    Mode::from_raw_mode(meta.mode),
+                    AtFlags::empty(),
+                )
+                .map_err(io("setting mode of"))?;
+                meta.set_times(&parent_fd, name)
+                    .map_err(io("setting times of"))?;
+            }
+            EntryType::XGlobalHeader => {}
+            other => {
+                return Err(SnapshotError::Unsupported {
+                    path: display,
+                    what: format!("entry type {other:?}"),
+                });
+            }
+        }
+    }
+    for (rel, mtime) in dir_times.iter().rev() {
+        let (parent, name) = walk::split_parent(rel);
+        if let Ok(parent_fd) = walk::open_dir_beneath(&root, parent) {
+            let meta = EntryMeta {
+                mtime: *mtime,
+                ..EntryMeta::default()
+            };
+            meta.set_times(&parent_fd, name)
+                .map_err(|e| SnapshotError::io("setting times of", dir.join(rel), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Validates an entry's path and returns it relative, without `.` or empty components.
+fn clean_path(raw: &[u8], display: &str) -> Result<String> {
+    let unsafe_entry = |reason| SnapshotError::UnsafeEntry {
+        path: display.to_owned(),
+        reason,
+    };
+    if raw.starts_with(b"/") {
+        return Err(unsafe_entry("absolute path"));
+    }
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Err(SnapshotError::Unsupported {
+            path: display.to_owned(),
+            what: "non-UTF-8 path".to_owned(),
+        });
+    };
+    let mut parts = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(unsafe_entry("path with a `..` component")),
+            p if p.contains('\0') => return Err(unsafe_entry("NUL in path")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>, display: &str) -> Result<Vec<u8>> {
+    match entry.link_name_bytes() {
+        Some(name) if !name.is_empty() => Ok(name.into_owned()),
+        _ => Err(SnapshotError::Unsupported {
+            path: display.to_owned(),
+            what: "link without a target".to_owned(),
+        }),
+    }
+}
+
+fn mkdir(parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))
+}
+
+/// Opens (creating as 0755 directories when missing) `rel` beneath `root`. A component that
+/// is a symlink or not a directory fails: the archive would be writing through it.
+fn ensure_dir(root: &OwnedFd, rel: &str, display: &str) -> Result<OwnedFd> {
+    let mut current =
+        walk::open_dir_beneath(root, "").map_err(|e| SnapshotError::io("opening", display, e))?;
+    if rel.is_empty() {
+        return Ok(current);
+    }
+    for part in rel.split('/') {
+        match mkdir(&current, part) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(SnapshotError::io("creating parent of", display, e)),
+        }
+        current = walk::open_dir_beneath(&current, part).map_err(|e| match e {
+            Errno::LOOP | Errno::NOTDIR | Errno::XDEV => SnapshotError::UnsafeEntry {
+                path: display.to_owned(),
+                reason: "a parent directory is a symlink or not a directory",
+            },
+            e => SnapshotError::io("opening parent of", display, e),
+        })?;
+    }
+    Ok(current)
+}
+
+/// Makes room for a new entry called `name`: a later entry replaces an earlier one, as in
+/// tar. A directory is only replaced when empty.
+fn remove_existing(parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
+        }
+        Ok(_) => rustix::fs::unlinkat(parent, name, AtFlags::empty()),
+    }
+}
+
+/// Ownership, permissions, mtime and xattrs of an entry.
+#[derive(Debug, Default)]
+struct EntryMeta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: i64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl EntryMeta {
+    fn read<R: Read>(entry: &mut tar::Entry<'_, R>, display: &str) -> Result<Self> {
+        let header = entry.header();
+        let bad = |what: &str| SnapshotError::Unsupported {
+            path: display.to_owned(),
+            what: format!("header field {what}"),
+        };
+        let mut meta = EntryMeta {
+            uid: header
+                .uid()
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("uid"))?,
+            gid: header
+                .gid()
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("gid"))?,
+            mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
+            mtime: header
+                .mtime()
+                .ok()
+                .and_then(|v| i64::try_from(v).ok())
+                .unwrap_or(0),
+            xattrs: Vec::new(),
+        };
+        let pax: HashMap<String, Vec<u8>> = match entry
+            .pax_extensions()
+            .map_err(|e| SnapshotError::io("reading PAX header of", display, e))?
+        {
+            Some(extensions) => extensions
+                .filter_map(|ext| ext.ok())
+                .filter_map(|ext| Some((ext.key().ok()?.to_owned(), ext.value_bytes().to_vec())))
+                .collect(),
+            None => HashMap::new(),
+        };
+        for (key, value) in pax {
+            let number = || std::str::from_utf8(&value).ok().map(str::trim);
+            match key.as_str() {
+                "uid" => {
+                    meta.uid = number()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad("uid"))?
+                }
+                "gid" => {
+                    meta.gid = number()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad("gid"))?
+                }
+                // Fractional seconds are dropped, as in the ustar field.
+                "mtime" => {
+                    if let Some(secs) = number().and_then(|v| v.split('.').next()?.parse().ok()) {
+                        meta.mtime = secs;
+                    }
+                }
+                _ => {
+                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                        meta.xattrs.push((name.to_owned(), value));
+                    }
+                }
+            }
+        }
+        meta.xattrs.sort();
+        Ok(meta)
+    }
+
+    /// Owner, then mode (a chown clears set-id bits), then xattrs, on an open file or dir.
+    fn apply_fd(&self, fd: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+        let fd = fd.as_fd();
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+        )?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode))?;
+        for (name, value) in &self.xattrs {
+            rustix::fs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty())?;
+        }
+        Ok(())
+    }
+
+    fn chown_at(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+    }
+
+    fn set_times(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+        let time = Timespec {
+            tv_sec: self.mtime,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            parent,
+            name,
+            &Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+    }
+}

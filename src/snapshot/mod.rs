@@ -1,0 +1,65 @@
+//! Layers as read-only directories, overlay mounts over them, and layer tars.
+//!
+//! A layer is unpacked once ([`apply::extract_layer`]) into a directory kept in overlayfs'
+//! own format (whiteouts are 0/0 character devices, opaque directories carry the
+//! `trusted.overlay.opaque` xattr), so that it can be used directly as an overlay lower.
+//! A step runs on an overlay of its parent layers with a fresh upper directory
+//! ([`overlay::mount`]); the upper directory, minus the mount points the runtime created
+//! ([`stubs::MountStubs`]), is the step's change, written as an OCI layer by
+//! [`diff::write_layer`].
+
+pub mod apply;
+pub mod copy;
+pub mod diff;
+pub mod overlay;
+pub mod stubs;
+mod walk;
+
+use std::path::PathBuf;
+
+/// The xattrs overlayfs marks opaque directories with (`user.` when mounted with userxattr).
+pub(crate) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// OCI whiteout markers in layer tars.
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mounting overlay on {target}: {source}{hint}")]
+    Mount {
+        target: PathBuf,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer entry {path:?}: {reason}")]
+    UnsafeEntry { path: String, reason: &'static str },
+    #[error("layer entry {path:?}: unsupported {what}")]
+    Unsupported { path: String, what: String },
+    #[error("{0}")]
+    InvalidLayers(String),
+}
+
+impl SnapshotError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+}
+
+pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
