@@ -266,3 +266,47 @@ fn trim_continuation_rules() {
     assert_eq!(trim_continuation("a`", '`'), ("a", false));
     assert_eq!(trim_continuation("a\\", '`'), ("a\\", true));
 }
+
+#[test]
+fn heredoc_delimiter_quoting_matches_buildkit() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("RUN <<eo'f'\necho foo\neof\n", "eof", false),
+        ("RUN <<eo\\'f\necho foo\neo'f\n", "eo'f", true),
+        ("RUN <<'e'o\\'f\necho foo\neo'f\n", "eo'f", false),
+        ("RUN <<'one two'\necho bar\none two\n", "one two", false),
+        ("RUN <<$EOF\n$EOF\n", "$EOF", true),
+        ("RUN <<  EOF  > foo\nEOF\n", "EOF", true),
+        ("RUN 3<<EMPTY2\nEMPTY2\n", "EMPTY2", true),
+        ("COPY <<file.txt /dest\nhello\nfile.txt\n", "file.txt", true),
+        ("RUN <<-UNINDENT2\n\tbaz\n\tUNINDENT2\n", "UNINDENT2", true),
+    ];
+    for &(text, name, expand) in cases {
+        let n = one(text);
+        assert_eq!(n.heredocs.len(), 1, "{text}");
+        assert_eq!(
+            (n.heredocs[0].name.as_str(), n.heredocs[0].expand),
+            (name, expand),
+            "{text}"
+        );
+    }
+    assert_eq!(one("RUN 3<<E\nE\n").heredocs[0].fd, 3);
+    assert!(one("RUN \"<<NOHEREDOC\"").heredocs.is_empty());
+}
+
+#[test]
+fn heredoc_bodies_are_read_in_opener_order() {
+    let n = one("COPY <<X <<Y /dest\nY\nX\nX\nY\n");
+    let bodies: Vec<_> = n
+        .heredocs
+        .iter()
+        .map(|h| (h.name.as_str(), h.content.as_str()))
+        .collect();
+    assert_eq!(bodies, [("X", "Y\n"), ("Y", "X\n")]);
+}
+
+#[test]
+fn heredoc_in_non_heredoc_instruction_is_not_read() {
+    let e = err("FROM a\nUSER <<INVALID\nINVALID\n");
+    assert_eq!(e.kind, ParseErrorKind::UnknownInstruction("INVALID".into()));
+    assert_eq!(e.line, 3);
+}
