@@ -5,3 +5,5 @@
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
 pub mod reference;
+pub mod instructions;
+pub mod parser;
