@@ -79,6 +79,11 @@ pub fn image(reference: &str, opts: ImageOptions) -> Result<State, LlbError> {
 }
 
 /// Files the client sends over the session under `name` (e.g. `context`).
+///
+/// Unlike BuildKit's client, nothing is filled in: BuildKit adds a
+/// `local.unique` ID when no session is given; set `unique_id` for that.
+/// Pattern lists are written as JSON arrays (serde_json does not escape
+/// `<`, `>` and `&` as Go does; the daemon decodes both the same way).
 #[derive(Clone, Debug, Default)]
 pub struct LocalOptions {
     pub session_id: Option<String>,
