@@ -7,3 +7,4 @@
 pub mod reference;
 pub mod instructions;
 pub mod parser;
+pub mod llb;
