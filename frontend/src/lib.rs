@@ -4,4 +4,5 @@
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
+pub mod dockerignore;
 pub mod shell;
