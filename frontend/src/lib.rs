@@ -8,3 +8,5 @@ pub mod reference;
 pub mod instructions;
 pub mod parser;
 pub mod llb;
+pub mod dockerignore;
+pub mod shell;
