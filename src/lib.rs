@@ -1,0 +1,2 @@
+pub mod fileop;
+pub mod userdb;
