@@ -118,7 +118,8 @@ fn resolve_components(root: &Path, path: &Path, follow_last: bool) -> Result<Pat
     Ok(join_all(root, resolved.iter()))
 }
 
-pub(crate) fn is_absent(err: &io::Error) -> bool {
+/// Whether an error means the path does not exist (possibly below a non-directory).
+pub fn is_absent(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
