@@ -191,5 +191,11 @@ pub(crate) fn mkdir_all(
         }
         created.push(current.clone());
     }
+    // Creating each child changed its parent's mtime after it was stamped.
+    if let Some(ts) = timestamp {
+        for dir in created.iter().rev().skip(1) {
+            set_timestamp(root, dir, ts)?;
+        }
+    }
     Ok(created)
 }

@@ -91,9 +91,11 @@ fn rm_path(root: &Path, path: &str, allow_not_found: bool) -> Result<()> {
     }
 }
 
-/// Creates symlink `newpath` -> `oldpath`; the target text is stored as given.
+/// Creates symlink `newpath` -> `oldpath`; the target text is stored as given. An existing
+/// `newpath` is an error, even a dangling symlink (BuildKit would create the link where that
+/// one points).
 pub fn symlink(root: &Path, action: &SymlinkAction) -> Result<()> {
-    let path = safe::resolve(root, &action.newpath)?;
+    let path = safe::resolve_parent(root, &action.newpath)?;
     if let Err(source) = std::os::unix::fs::symlink(&action.oldpath, &path) {
         return Err(Error::Io {
             op: "symlink",
