@@ -466,3 +466,27 @@ fn source_symlinks_cannot_read_outside_the_source_root() {
     assert!(!tree(&r.dst).values().any(|v| v.contains("file secret")));
     r.assert_nothing_escaped();
 }
+
+#[test]
+fn context_root_copies_into_new_directory() {
+    // `COPY . /app`
+    let r = Roots::new();
+    r.src_file("main.rs", "fn main() {}");
+    r.src_file("src/lib.rs", "");
+    set_mode(&r.src, 0o750);
+    fileop::copy(&r.src, &r.dst, &docker_copy(".", "/app")).unwrap();
+    let names: Vec<String> = tree(&r.dst).into_keys().collect();
+    assert_eq!(names, ["app", "app/main.rs", "app/src", "app/src/lib.rs"]);
+    // The destination is created as a parent (0755), as BuildKit does, not as a copy of
+    // the context directory.
+    assert_eq!(mode_of(&r.dst.join("app")), 0o755);
+}
+
+#[test]
+fn wildcard_through_a_symlinked_parent_stays_in_the_source_root() {
+    let r = Roots::new();
+    r.src_file("real/a.txt", "A");
+    std::os::unix::fs::symlink("/real", r.src.join("alias")).unwrap();
+    fileop::copy(&r.src, &r.dst, &docker_copy("alias/*.txt", "/d/")).unwrap();
+    assert_eq!(tree(&r.dst)["d/a.txt"], "file A");
+}
