@@ -3,7 +3,9 @@
 pub mod cache;
 pub mod cli;
 pub mod executor;
+pub mod fileop;
 pub mod progress;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod userdb;

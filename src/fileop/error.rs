@@ -1,0 +1,68 @@
+//! The one error type of the file operations.
+//!
+//! Paths in messages are shown relative to the root they live in (`/etc/passwd`, not the
+//! host path of a snapshot), as BuildKit does, so a user can relate them to the Dockerfile.
+
+use std::io;
+
+/// The result of a file operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong while running a FileOp action.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A COPY/ADD source (or a wildcard with no match) does not exist in the source root.
+    #[error("failed to compute cache key: \"{path}\" not found: not found")]
+    SourceNotFound { path: String },
+
+    /// The parent of a COPY destination does not exist and `create_dest_path` is off.
+    #[error("failed to stat {path}: {}", go_message(source))]
+    DestParentMissing { path: String, source: io::Error },
+
+    /// A system call failed on a path.
+    #[error("{op} {path}: {}", go_message(source))]
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+
+    /// A directory would have to be replaced by a file.
+    #[error("cannot replace to directory {path} with file")]
+    ReplaceDirWithFile { path: String },
+
+    /// A directory would have to be copied onto an existing non-directory.
+    #[error("cannot copy to non-directory: {path}")]
+    CopyToNonDir { path: String },
+
+    /// Path resolution met more symlinks than the kernel would follow.
+    #[error("failed to resolve {path}: too many links")]
+    TooManyLinks { path: String },
+
+    /// A removal target resolved to the root itself or had no final component.
+    #[error("rmPath: invalid empty path")]
+    EmptyPath,
+
+    /// An archive entry of a type that cannot be extracted.
+    #[error("unhandled tar header type {kind} for {name:?}")]
+    ArchiveEntryType { name: String, kind: u8 },
+
+    /// The archive could not be read (corrupt, truncated or bad compression).
+    #[error("failed to read archive {path}: {source}")]
+    Archive { path: String, source: io::Error },
+}
+
+/// The text Go's `os` package would print for this error ("no such file or directory"),
+/// so that messages read like BuildKit's.
+pub(crate) fn go_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error ") {
+        Some(cut) => &text[..cut],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

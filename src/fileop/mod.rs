@@ -1,0 +1,121 @@
+//! BuildKit FileOp actions (copy, mkdir, mkfile, rm, symlink) run on plain directories.
+//!
+//! Each action works on a root directory that stands for `/` of a snapshot: every path is
+//! resolved with [`safe`], so `..`, absolute symlinks and symlinked parents can never reach
+//! outside of it. The semantics follow BuildKit's file backend and fsutil's copy package
+//! (what Docker's COPY/ADD/WORKDIR do), including their error messages where a user sees
+//! them.
+
+mod copy;
+mod error;
+mod meta;
+mod ops;
+pub mod safe;
+mod unpack;
+pub mod wildcard;
+
+pub use copy::copy;
+pub use error::{Error, Result};
+pub use ops::{mkdir, mkfile, rm, symlink};
+pub use unpack::is_archive;
+
+/// The uid/gid given to everything an action creates (`--chown`), already resolved to ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A decision on a source-relative path (`dir/file.txt`, without leading `/`), made by the
+/// Dockerfile pattern matcher which lives elsewhere.
+pub type PathPredicate<'a> = &'a dyn Fn(&str) -> bool;
+
+/// Which paths below a copied directory are copied (COPY `--exclude`, and include
+/// patterns). The copied source itself is always included.
+#[derive(Clone, Copy, Default)]
+pub struct CopyFilter<'a> {
+    /// When set, only paths it accepts are copied (with the directories leading to them).
+    pub include: Option<PathPredicate<'a>>,
+    /// Paths it accepts are not copied, even when included.
+    pub exclude: Option<PathPredicate<'a>>,
+    /// Whether an excluded directory must still be searched because a negated pattern
+    /// (`!dir/keep`) may bring back something below it. When false, excluded directories
+    /// are skipped whole, as fsutil does when the patterns hold no exclusion.
+    pub descend_excluded_dirs: bool,
+}
+
+impl std::fmt::Debug for CopyFilter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyFilter")
+            .field("include", &self.include.is_some())
+            .field("exclude", &self.exclude.is_some())
+            .field("descend_excluded_dirs", &self.descend_excluded_dirs)
+            .finish()
+    }
+}
+
+/// `FileActionCopy`: copy `src` of the source root to `dest` of the destination root.
+#[derive(Debug, Clone, Default)]
+pub struct CopyAction<'a> {
+    pub src: String,
+    pub dest: String,
+    /// Owner of everything copied and of the destination parents created; `None` keeps the
+    /// source ownership.
+    pub owner: Option<Owner>,
+    /// Numeric mode for everything copied (and created parents); `None` keeps source modes.
+    pub mode: Option<u32>,
+    /// Follow a symlink named by `src` itself (symlinks inside a copied tree stay symlinks).
+    pub follow_symlinks: bool,
+    /// Copying a directory copies its contents rather than the directory itself.
+    pub dir_copy_contents: bool,
+    /// ADD: a local tar archive (plain, gzip, bzip2 or xz) is unpacked into `dest`.
+    pub attempt_unpack_docker_compatibility: bool,
+    /// Create the missing parents of `dest`; otherwise they must exist.
+    pub create_dest_path: bool,
+    /// `src` may hold wildcards.
+    pub allow_wildcard: bool,
+    /// A wildcard matching nothing is not an error.
+    pub allow_empty_wildcard: bool,
+    /// Access and modification time of everything copied, in nanoseconds since the epoch.
+    pub timestamp: Option<i64>,
+    /// Replace existing destination paths even when their type differs from the source's.
+    pub always_replace_existing_dest_paths: bool,
+    pub filter: CopyFilter<'a>,
+}
+
+/// `FileActionMkDir`.
+#[derive(Debug, Clone, Default)]
+pub struct MkdirAction {
+    pub path: String,
+    pub mode: u32,
+    pub make_parents: bool,
+    pub owner: Option<Owner>,
+    pub timestamp: Option<i64>,
+}
+
+/// `FileActionMkFile`.
+#[derive(Debug, Clone, Default)]
+pub struct MkfileAction {
+    pub path: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+    pub owner: Option<Owner>,
+    pub timestamp: Option<i64>,
+}
+
+/// `FileActionRm`.
+#[derive(Debug, Clone, Default)]
+pub struct RmAction {
+    pub path: String,
+    pub allow_not_found: bool,
+    pub allow_wildcard: bool,
+}
+
+/// `FileActionSymlink`: create `newpath` pointing to `oldpath` (stored verbatim).
+#[derive(Debug, Clone, Default)]
+pub struct SymlinkAction {
+    pub oldpath: String,
+    pub newpath: String,
+    pub owner: Option<Owner>,
+    pub timestamp: Option<i64>,
+}
