@@ -3,3 +3,5 @@
 //! The pipeline mirrors BuildKit's frontend: `parser` (text → node tree) → `instructions`
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
+
+pub mod image;
