@@ -170,9 +170,14 @@ async fn load_then_load_again_without_held_layer() {
     let first_layers = vec![base.clone()];
     let first = image(&first_layers);
     let first_tag = "bud-test/exporter-first:latest".to_owned();
-    let loaded = docker_load::load(&docker, &first, &first_layers, &[first_tag.clone()])
-        .await
-        .unwrap();
+    let loaded = docker_load::load(
+        &docker,
+        &first,
+        &first_layers,
+        std::slice::from_ref(&first_tag),
+    )
+    .await
+    .unwrap();
     assert_eq!(loaded.image_id, Digest::of(&first.to_json()).to_string());
 
     let inspect = docker.inspect_image(&first_tag).await.unwrap();
