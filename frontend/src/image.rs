@@ -262,8 +262,8 @@ impl Image {
     /// The canonical bytes of this config: compact JSON in a fixed key order. Their sha256
     /// is the config digest, and the image ID in Docker's classic store.
     pub fn to_json(&self) -> Vec<u8> {
-        // Every field is a string, number, bool, sequence or string-keyed map: serializing to
-        // a Vec cannot fail.
+        // Every field is a string, integer, bool, sequence or string-keyed map, and durations
+        // saturate: serializing to a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 }
@@ -308,9 +308,9 @@ mod nanos {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        // Go's Duration is an i64; anything beyond ~292 years cannot come from Docker.
-        let n = i64::try_from(d.as_nanos()).map_err(serde::ser::Error::custom)?;
-        s.serialize_i64(n)
+        // Go's Duration is an i64 (~292 years); a longer one saturates rather than making
+        // the whole config unserializable.
+        s.serialize_i64(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -433,6 +433,16 @@ mod tests {
         assert_eq!(image.config, ImageConfig::default());
         assert!(image.rootfs.diff_ids.is_empty());
         assert!(image.history.is_empty());
+    }
+
+    #[test]
+    fn huge_durations_saturate() {
+        let hc = Healthcheck {
+            interval: Duration::from_secs(u64::MAX),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&hc).unwrap();
+        assert_eq!(text, format!(r#"{{"Interval":{}}}"#, i64::MAX));
     }
 
     #[test]
