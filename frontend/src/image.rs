@@ -203,17 +203,22 @@ pub struct Healthcheck {
 /// The layers of the image, as uncompressed-tar digests (diff IDs), bottom first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RootFs {
-    #[serde(rename = "type")]
+    /// Always `layers`; a config that leaves it out reads as `layers`.
+    #[serde(rename = "type", default = "layers")]
     pub kind: String,
     /// `sha256:<hex>` of each layer's uncompressed tar.
     #[serde(default, deserialize_with = "null_as_default")]
     pub diff_ids: Vec<String>,
 }
 
+fn layers() -> String {
+    "layers".to_owned()
+}
+
 impl Default for RootFs {
     fn default() -> Self {
         RootFs {
-            kind: "layers".to_owned(),
+            kind: layers(),
             diff_ids: Vec::new(),
         }
     }
@@ -428,10 +433,10 @@ mod tests {
 
     #[test]
     fn nulls_read_as_empty() {
-        let text = r#"{"architecture":"amd64","os":"linux","config":{"Env":null,"Cmd":null,"ExposedPorts":null,"Volumes":null,"Labels":null,"Healthcheck":null},"rootfs":{"type":"layers","diff_ids":null},"history":null}"#;
+        let text = r#"{"architecture":"amd64","os":"linux","config":{"Env":null,"Cmd":null,"ExposedPorts":null,"Volumes":null,"Labels":null,"Healthcheck":null},"rootfs":{"diff_ids":null},"history":null}"#;
         let image = Image::from_json(text.as_bytes()).unwrap();
         assert_eq!(image.config, ImageConfig::default());
-        assert!(image.rootfs.diff_ids.is_empty());
+        assert_eq!(image.rootfs, RootFs::default());
         assert!(image.history.is_empty());
     }
 
