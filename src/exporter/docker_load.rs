@@ -64,11 +64,13 @@ pub async fn load(
     if !skip.is_empty() {
         match upload(docker, image, layers, tags, &skip).await {
             Ok(loaded) => return Ok(loaded),
-            Err(e) => {
+            // Only the daemon's refusal can be due to the missing layers.
+            Err(e @ (ExportError::LoadRejected(_) | ExportError::Docker { .. })) => {
                 tracing::info!(
                     "docker refused the archive without held layers ({e}); retrying with all layers"
                 );
             }
+            Err(e) => return Err(e),
         }
     }
     upload(docker, image, layers, tags, &HashSet::new()).await
