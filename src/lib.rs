@@ -1,8 +1,11 @@
 //! bud: a drop-in for `docker build`. The binary (`main.rs`) only wires these modules.
 
+//! bud's library: the parts of the binary that tests and other crates reach directly.
 pub mod cache;
 pub mod cli;
+pub mod content;
 pub mod executor;
+pub mod exporter;
 pub mod fileop;
 pub mod progress;
 pub mod snapshot;

@@ -5,6 +5,7 @@
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
 pub mod dockerignore;
+pub mod image;
 pub mod instructions;
 pub mod llb;
 pub mod parser;

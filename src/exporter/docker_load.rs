@@ -1,0 +1,324 @@
+//! Loading a built image into the Docker daemon (`POST /images/load`).
+//!
+//! The docker archive is generated while it is uploaded: a blocking task writes the tar into
+//! a bounded channel that feeds the request body, so nothing is staged on disk and memory
+//! stays at a few chunks.
+//!
+//! Layers the daemon already holds are left out of the archive. Docker's API cannot be asked
+//! for a chain ID directly, so the held chains are collected from the `RootFS.Layers` of
+//! every local image (intermediate ones included): holding an image means holding each
+//! prefix of its layer chain. A layer is left out only when its own chain ID, i.e. the layer
+//! with the same layers below it, is held, which is exactly the check `docker load` makes
+//! before reading a layer from the archive. Should the daemon still refuse the slim archive
+//! (an image removed meanwhile, or a containerd image store that wants every blob), the
+//! load is retried with every layer included.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::mem;
+use std::sync::Arc;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{ImportImageOptionsBuilder, ListImagesOptionsBuilder};
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, mpsc};
+
+use super::{ExportError, Image, Layer, chain_ids, docker_archive};
+use crate::content::Digest;
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The image ID as the daemon reports it (`sha256:…`).
+    pub image_id: String,
+    /// Layers whose contents were left out because the daemon held them.
+    pub layers_skipped: usize,
+    /// Bytes of archive uploaded (by the attempt that succeeded).
+    pub archive_size: u64,
+}
+
+/// Upload chunk size: large enough to keep syscalls and channel hops rare.
+const CHUNK: usize = 256 * 1024;
+/// Concurrent image inspections while collecting held layers.
+const INSPECT_CONCURRENCY: usize = 8;
+
+/// Loads `image` into the daemon under every name in `tags`.
+pub async fn load(
+    docker: &Docker,
+    image: &Image,
+    layers: &[Layer],
+    tags: &[String],
+) -> Result<Loaded, ExportError> {
+    super::check_layers(image, layers)?;
+    let skip = match layers_held(docker, layers).await {
+        Ok(skip) => skip,
+        Err(e) => {
+            // Skipping is an optimisation: without it the load still works.
+            tracing::warn!("cannot list the daemon's layers, sending all of them: {e}");
+            HashSet::new()
+        }
+    };
+    if !skip.is_empty() {
+        match upload(docker, image, layers, tags, &skip).await {
+            Ok(loaded) => return Ok(loaded),
+            // Only the daemon's refusal can be due to the missing layers.
+            Err(e @ (ExportError::LoadRejected(_) | ExportError::Docker { .. })) => {
+                tracing::info!(
+                    "docker refused the archive without held layers ({e}); retrying with all layers"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    upload(docker, image, layers, tags, &HashSet::new()).await
+}
+
+/// The diff IDs of `layers` whose files the daemon does not need: every occurrence of the
+/// layer sits on a chain the daemon holds.
+pub async fn layers_held(
+    docker: &Docker,
+    layers: &[Layer],
+) -> Result<HashSet<Digest>, ExportError> {
+    let held = held_chain_ids(docker).await?;
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let mut needed = HashSet::new();
+    let mut skippable = HashSet::new();
+    for (diff_id, chain_id) in diff_ids.iter().zip(chain_ids(&diff_ids)) {
+        if held.contains(&chain_id) {
+            skippable.insert(diff_id.clone());
+        } else {
+            needed.insert(diff_id.clone());
+        }
+    }
+    skippable.retain(|d| !needed.contains(d));
+    Ok(skippable)
+}
+
+/// Chain IDs of every layer stack the daemon's images use.
+async fn held_chain_ids(docker: &Docker) -> Result<HashSet<Digest>, ExportError> {
+    let options = ListImagesOptionsBuilder::new().all(true).build();
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|source| ExportError::Docker {
+            action: "listing images",
+            source,
+        })?;
+    let inspections: Vec<_> = stream::iter(images)
+        .map(|summary| async move { docker.inspect_image(&summary.id).await })
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .collect()
+        .await;
+    let mut held = HashSet::new();
+    for inspection in inspections {
+        let inspect = match inspection {
+            Ok(inspect) => inspect,
+            // Removed since it was listed.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => continue,
+            Err(source) => {
+                return Err(ExportError::Docker {
+                    action: "inspecting an image",
+                    source,
+                });
+            }
+        };
+        let layers = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        // An unparsable diff ID ends what can be trusted of that chain.
+        let diff_ids: Vec<Digest> = layers.iter().map_while(|l| Digest::parse(l).ok()).collect();
+        held.extend(chain_ids(&diff_ids));
+    }
+    Ok(held)
+}
+
+/// One `POST /images/load` of an archive generated on the fly.
+async fn upload(
+    docker: &Docker,
+    image: &Image,
+    layers: &[Layer],
+    tags: &[String],
+    skip: &HashSet<Digest>,
+) -> Result<Loaded, ExportError> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(4);
+    let stop = Arc::new(Notify::new());
+    let writer = {
+        let (image, layers, tags, skip) =
+            (image.clone(), layers.to_vec(), tags.to_vec(), skip.clone());
+        let mut out = ChannelWriter::new(tx, Handle::current(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let written = docker_archive::write(&mut out, &image, &layers, &tags, &skip);
+            match written {
+                Ok(_) => Ok(out.sent),
+                Err(e) => {
+                    // Abort the request body so that the daemon does not load a cut archive.
+                    let _ = out.send(Err(io::Error::other(e.to_string())));
+                    Err(e)
+                }
+            }
+        })
+    };
+    let body = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+
+    let options = ImportImageOptionsBuilder::new().quiet(true).build();
+    let mut responses = docker.import_image_stream(options, body, None);
+    let mut report = LoadReport::default();
+    let mut failure = None;
+    while let Some(response) = responses.next().await {
+        match response {
+            Ok(info) => {
+                if let Some(text) = info.stream.as_deref() {
+                    report.read(text);
+                }
+            }
+            Err(BollardError::DockerStreamError { error }) => {
+                failure = Some(ExportError::LoadRejected(error));
+                break;
+            }
+            Err(source) => {
+                failure = Some(ExportError::Docker {
+                    action: "loading the image",
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    // The daemon has answered: a writer still sending (the daemon gave up early) must stop
+    // rather than wait for a reader that may never come.
+    drop(responses);
+    stop.notify_one();
+    let written = writer
+        .await
+        .map_err(|e| ExportError::Write(io::Error::other(e)))?;
+    // The writer's error is the cause when both failed.
+    let archive_size = written?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let image_id = match (report.image_id, report.names.first()) {
+        (Some(id), _) => id,
+        (None, Some(name)) => docker
+            .inspect_image(name)
+            .await
+            .map_err(|source| ExportError::Docker {
+                action: "inspecting the loaded image",
+                source,
+            })?
+            .id
+            .ok_or(ExportError::NoImageReported)?,
+        (None, None) => return Err(ExportError::NoImageReported),
+    };
+    Ok(Loaded {
+        image_id,
+        layers_skipped: layers.iter().filter(|l| skip.contains(&l.diff_id)).count(),
+        archive_size,
+    })
+}
+
+/// What the daemon said it loaded.
+#[derive(Debug, Default)]
+struct LoadReport {
+    image_id: Option<String>,
+    names: Vec<String>,
+}
+
+impl LoadReport {
+    /// Reads `Loaded image: NAME` (one per tag) and `Loaded image ID: ID` (untagged) lines.
+    fn read(&mut self, text: &str) {
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("Loaded image ID: ") {
+                self.image_id = Some(id.trim().to_owned());
+            } else if let Some(name) = line.strip_prefix("Loaded image: ") {
+                self.names.push(name.trim().to_owned());
+            }
+        }
+    }
+}
+
+/// A `Write`, used from a blocking thread, that hands fixed-size chunks to the upload's body
+/// stream.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    runtime: Handle,
+    stop: Arc<Notify>,
+    buf: Vec<u8>,
+    sent: u64,
+}
+
+impl ChannelWriter {
+    fn new(tx: mpsc::Sender<Result<Bytes, io::Error>>, runtime: Handle, stop: Arc<Notify>) -> Self {
+        ChannelWriter {
+            tx,
+            runtime,
+            stop,
+            buf: Vec::with_capacity(CHUNK),
+            sent: 0,
+        }
+    }
+
+    /// Sends one item, unless the receiver is gone or the upload was stopped.
+    fn send(&self, item: Result<Bytes, io::Error>) -> io::Result<()> {
+        let sent = self.runtime.block_on(async {
+            tokio::select! {
+                sent = self.tx.send(item) => sent.is_ok(),
+                () = self.stop.notified() => false,
+            }
+        });
+        if sent {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the docker daemon stopped reading the archive",
+            ))
+        }
+    }
+
+    fn send_buffer(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let len = chunk.len() as u64;
+        self.send(Ok(Bytes::from(chunk)))?;
+        self.sent += len;
+        Ok(())
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send_buffer()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_load_messages() {
+        let mut report = LoadReport::default();
+        report.read("Loaded image: app:latest\n");
+        report.read("Loaded image: registry:5000/app:v1\n");
+        assert_eq!(report.names, ["app:latest", "registry:5000/app:v1"]);
+        assert_eq!(report.image_id, None);
+        report.read("Loaded image ID: sha256:abc\n");
+        assert_eq!(report.image_id.as_deref(), Some("sha256:abc"));
+    }
+}

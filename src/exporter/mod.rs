@@ -1,0 +1,117 @@
+//! Turning a built image (config + layer tars) into something Docker or a registry tool reads.
+//!
+//! - [`docker_archive`]: the `docker save` / `docker load` tarball (`manifest.json`).
+//! - [`oci_layout`]: an OCI image layout tarball, as `-o type=oci,dest=FILE` writes it.
+//! - [`docker_load`]: streams a docker archive into the daemon's `POST /images/load`,
+//!   leaving out the layers the daemon already holds.
+//!
+//! All three take the same inputs: an [`Image`] whose `rootfs.diff_ids` name the layers, and
+//! the [`Layer`]s in the same order. Layer files are checked against their digests while
+//! they are copied, so a stale or truncated file fails the export instead of producing an
+//! image Docker rejects later (or, worse, accepts).
+
+mod chain;
+pub mod docker_archive;
+pub mod docker_load;
+pub mod oci_layout;
+mod reference;
+mod tarball;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use bud_frontend::image::Image;
+
+pub use chain::chain_ids;
+pub use reference::{ImageName, ImageNameError};
+
+use crate::content::{Digest, DigestError};
+
+/// Media type of an uncompressed OCI layer.
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// One filesystem layer of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The layer as an uncompressed tar (whiteouts included).
+    pub tar: PathBuf,
+    /// sha256 of that tar; must match the image's `rootfs.diff_ids` entry.
+    pub diff_id: Digest,
+    /// The same layer compressed, when the build produced it (used by the OCI layout).
+    pub compressed: Option<CompressedBlob>,
+}
+
+/// A compressed layer blob, as pushed to registries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedBlob {
+    pub path: PathBuf,
+    /// sha256 of the compressed bytes.
+    pub digest: Digest,
+    /// e.g. `application/vnd.oci.image.layer.v1.tar+gzip`.
+    pub media_type: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the archive: {0}")]
+    Write(#[source] io::Error),
+    #[error("invalid diff ID in the image config: {0}")]
+    InvalidDiffId(#[from] DigestError),
+    #[error(
+        "the image config lists {config} layers (rootfs.diff_ids) but {given} layer files were given"
+    )]
+    LayerCount { config: usize, given: usize },
+    #[error("layer {index}: the image config says {config} but the layer file is {given}")]
+    LayerOrder {
+        index: usize,
+        config: Digest,
+        given: Digest,
+    },
+    #[error("{path}: content is {actual}, expected {expected} (file changed or corrupt?)")]
+    LayerDigest {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(transparent)]
+    InvalidName(#[from] ImageNameError),
+    #[error("{action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("docker rejected the image: {0}")]
+    LoadRejected(String),
+    #[error("docker finished loading without reporting an image")]
+    NoImageReported,
+}
+
+/// Checks that `layers` are the layers `image.rootfs.diff_ids` names, in order.
+fn check_layers(image: &Image, layers: &[Layer]) -> Result<(), ExportError> {
+    let diff_ids = &image.rootfs.diff_ids;
+    if diff_ids.len() != layers.len() {
+        return Err(ExportError::LayerCount {
+            config: diff_ids.len(),
+            given: layers.len(),
+        });
+    }
+    for (index, (text, layer)) in diff_ids.iter().zip(layers).enumerate() {
+        let config = Digest::parse(text)?;
+        if config != layer.diff_id {
+            return Err(ExportError::LayerOrder {
+                index,
+                config,
+                given: layer.diff_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
