@@ -9,6 +9,7 @@ pub mod exporter;
 pub mod fileop;
 pub mod progress;
 pub mod snapshot;
+pub mod solver;
 pub mod source;
 pub mod state;
 pub mod userdb;

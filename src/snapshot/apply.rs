@@ -297,17 +297,20 @@ impl EntryMeta {
             path: display.to_owned(),
             what: format!("header field {what}"),
         };
+        // An all-NUL or blank numeric field reads as 0, as Go's archive/tar reads it.
+        let id = |raw: &[u8], parsed: std::io::Result<u64>, what: &str| -> Result<u32> {
+            if raw.iter().all(|b| *b == 0 || *b == b' ') {
+                return Ok(0);
+            }
+            parsed
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad(what))
+        };
+        let old = header.as_old();
         let mut meta = EntryMeta {
-            uid: header
-                .uid()
-                .ok()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad("uid"))?,
-            gid: header
-                .gid()
-                .ok()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad("gid"))?,
+            uid: id(&old.uid, header.uid(), "uid")?,
+            gid: id(&old.gid, header.gid(), "gid")?,
             mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
             mtime: header
                 .mtime()

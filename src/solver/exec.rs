@@ -1,0 +1,432 @@
+//! ExecOp: a RUN step. The root filesystem is a writable overlay of the input's layers; the
+//! other mounts are binds of read-only views, cache directories, tmpfs and secrets. After
+//! the step, the mount points runc created are removed from the upper directory, which then
+//! becomes the step's layer.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::PathBuf;
+
+use bud_proto::pb;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::meta::SnapshotKind;
+use crate::executor::{ExecSpec, LogChunk, Mount, MountKind, Network};
+use crate::fileop::safe;
+use crate::progress::Stream;
+use crate::snapshot::overlay::MountGuard;
+use crate::snapshot::stubs::{DEFAULT_TARGETS, MountStubs};
+
+use super::key::output_key;
+use super::snapshots::{Ref, View, Workspace};
+use super::{SolveError, Solver, graph::Vertex};
+
+/// How many lines of a failed step's output the error shows.
+const TAIL_LINES: usize = 10;
+
+/// Keeps mounts, views and workspaces alive for the duration of the step; dropped in
+/// reverse order of creation so that nested mounts come down first.
+#[derive(Default)]
+struct Held {
+    guards: Vec<MountGuard>,
+    views: Vec<View>,
+    outputs: Vec<(i64, Ref, Workspace)>,
+}
+
+pub(super) async fn run(
+    solver: &Solver,
+    vertex: &Vertex,
+    exec: &pb::ExecOp,
+    inputs: &[Ref],
+    key: &str,
+    cancel: &CancellationToken,
+) -> Result<Vec<Ref>, SolveError> {
+    let meta = exec
+        .meta
+        .as_ref()
+        .ok_or_else(|| SolveError::InvalidDefinition("exec without meta".into()))?;
+    if exec.security == pb::SecurityMode::Insecure as i32 {
+        return Err(SolveError::Unsupported("RUN --security=insecure".into()));
+    }
+    let input_of = |index: i64| -> Result<Ref, SolveError> {
+        if index < 0 {
+            return Ok(Ref::Scratch);
+        }
+        inputs
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| SolveError::InvalidDefinition(format!("mount input {index}")))
+    };
+    let snapshots = &solver.snapshots;
+    let root_mount = exec
+        .mounts
+        .iter()
+        .find(|m| m.dest == "/")
+        .ok_or_else(|| SolveError::InvalidDefinition("exec without a root mount".into()))?;
+    let root_base = input_of(root_mount.input)?;
+    let root_ws = snapshots.workspace()?;
+    let rootfs = root_ws.subdir("rootfs")?;
+    let mut held = Held::default();
+    held.guards
+        .push(snapshots.mount_writable(&root_base, &root_ws, &rootfs)?);
+
+    let user = if meta.user.is_empty() {
+        "root"
+    } else {
+        meta.user.as_str()
+    };
+    let exec_user = crate::userdb::resolve_exec_user(&rootfs, user)?;
+    let targets: Vec<&str> = DEFAULT_TARGETS
+        .iter()
+        .copied()
+        .chain(
+            exec.mounts
+                .iter()
+                .filter(|m| m.dest != "/")
+                .map(|m| m.dest.as_str()),
+        )
+        .collect();
+    let stubs = MountStubs::record(&rootfs, targets)?;
+
+    let mut mounts = Vec::new();
+    let mut cache_locks = Vec::new();
+    for (i, m) in exec.mounts.iter().enumerate() {
+        if m.dest == "/" {
+            continue;
+        }
+        let kind = match pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind) {
+            pb::MountType::Bind => bind_mount(solver, m, input_of(m.input)?, &mut held, i)?,
+            pb::MountType::Tmpfs => MountKind::Tmpfs {
+                size: m
+                    .tmpfs_opt
+                    .as_ref()
+                    .and_then(|t| u64::try_from(t.size).ok())
+                    .filter(|s| *s > 0),
+            },
+            pb::MountType::Cache => {
+                let (source, lock) = cache_dir(solver, m, input_of(m.input)?).await?;
+                if let Some(lock) = lock {
+                    cache_locks.push(lock);
+                }
+                MountKind::Bind {
+                    source,
+                    readonly: false,
+                }
+            }
+            pb::MountType::Secret => match secret_file(solver, m, &root_ws, i)? {
+                Some(source) => MountKind::Bind {
+                    source,
+                    readonly: true,
+                },
+                None => continue,
+            },
+            pb::MountType::Ssh => {
+                return Err(SolveError::Unsupported("RUN --mount=type=ssh".into()));
+            }
+        };
+        mounts.push(Mount {
+            dest: m.dest.clone(),
+            kind,
+        });
+    }
+
+    let mut env = meta.env.clone();
+    if let Some(proxy) = &meta.proxy_env {
+        for (name, value) in [
+            ("HTTP_PROXY", &proxy.http_proxy),
+            ("HTTPS_PROXY", &proxy.https_proxy),
+            ("FTP_PROXY", &proxy.ftp_proxy),
+            ("NO_PROXY", &proxy.no_proxy),
+            ("ALL_PROXY", &proxy.all_proxy),
+        ] {
+            if !value.is_empty() {
+                env.push(format!("{name}={value}"));
+                env.push(format!("{}={value}", name.to_ascii_lowercase()));
+            }
+        }
+    }
+    let mut extra_hosts: Vec<(String, String)> = meta
+        .extra_hosts
+        .iter()
+        .map(|h| (h.host.clone(), h.ip.clone()))
+        .collect();
+    extra_hosts.extend(solver.opts.extra_hosts.iter().cloned());
+    let spec = ExecSpec {
+        rootfs: rootfs.clone(),
+        args: meta.args.clone(),
+        env,
+        cwd: if meta.cwd.is_empty() {
+            "/".into()
+        } else {
+            meta.cwd.clone()
+        },
+        uid: exec_user.uid,
+        gid: exec_user.gid,
+        additional_gids: exec_user.additional_gids,
+        hostname: (!meta.hostname.is_empty()).then(|| meta.hostname.clone()),
+        mounts,
+        network: if exec.network == pb::NetMode::None as i32 {
+            Network::None
+        } else {
+            Network::Host
+        },
+        extra_hosts,
+        readonly_rootfs: root_mount.readonly,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<LogChunk>(64);
+    let progress = solver.progress.clone();
+    let digest = vertex.digest.clone();
+    let forward = tokio::spawn(async move {
+        let mut tail = Tail::default();
+        while let Some(chunk) = rx.recv().await {
+            let stream = match chunk.stream {
+                crate::executor::Stream::Stdout => Stream::Stdout,
+                crate::executor::Stream::Stderr => Stream::Stderr,
+            };
+            tail.push(&chunk.data);
+            progress.log(&digest, stream, &chunk.data);
+        }
+        tail.lines()
+    });
+    let status = solver.runtime.run(&spec, tx, cancel).await;
+    let output_tail = forward.await.unwrap_or_default();
+    drop(cache_locks);
+
+    // Unmount everything before reading the upper directories.
+    let Held {
+        guards,
+        views,
+        outputs,
+    } = held;
+    for g in guards.into_iter().rev() {
+        g.unmount()?;
+    }
+    drop(views);
+
+    let code = status?;
+    if code != 0 {
+        return Err(SolveError::ProcessFailed {
+            command: meta.args.join(" "),
+            code,
+            output_tail,
+        });
+    }
+    stubs.remove_from(&root_ws.upper())?;
+
+    let count = super::key::output_count(&pb::op::Op::Exec(exec.clone()));
+    let mut results: Vec<Option<Ref>> = vec![None; count];
+    if root_mount.output >= 0 {
+        let r = snapshots.commit(
+            root_ws,
+            &root_base,
+            SnapshotKind::Layer,
+            &output_key(key, root_mount.output as usize),
+            &vertex.name,
+        )?;
+        results[root_mount.output as usize] = Some(r);
+    }
+    for (output, base, ws) in outputs {
+        let r = snapshots.commit(
+            ws,
+            &base,
+            SnapshotKind::Layer,
+            &output_key(key, output as usize),
+            &vertex.name,
+        )?;
+        results[output as usize] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| SolveError::InvalidDefinition("exec output without a mount".into()))
+        })
+        .collect()
+}
+
+/// A bind mount of another result. Read-only binds see a view; writable ones get their own
+/// overlay, kept as an output when the op declares one and thrown away otherwise.
+fn bind_mount(
+    solver: &Solver,
+    m: &pb::Mount,
+    base: Ref,
+    held: &mut Held,
+    index: usize,
+) -> Result<MountKind, SolveError> {
+    let snapshots = &solver.snapshots;
+    let selector = m.selector.trim_start_matches('/');
+    if m.readonly {
+        let view = snapshots.view(&base)?;
+        let source = if selector.is_empty() {
+            view.path.clone()
+        } else {
+            safe::resolve(&view.path, selector)?
+        };
+        if let Ref::Context(ctx) = &base
+            && !selector.is_empty()
+            && ctx.excluded(selector)
+        {
+            return Err(SolveError::Other(format!(
+                "{selector} is excluded by .dockerignore"
+            )));
+        }
+        held.views.push(view);
+        return Ok(MountKind::Bind {
+            source,
+            readonly: true,
+        });
+    }
+    let ws = snapshots.workspace()?;
+    let target = ws.subdir(&format!("mount-{index}"))?;
+    held.guards
+        .push(snapshots.mount_writable(&base, &ws, &target)?);
+    let source = if selector.is_empty() {
+        target
+    } else {
+        safe::resolve(&target, selector)?
+    };
+    if m.output >= 0 {
+        held.outputs.push((m.output, base, ws));
+    } else {
+        // Writes to a read-write bind without an output are discarded with the workspace;
+        // keep it alive until the step ends.
+        held.outputs_discarded(ws);
+    }
+    Ok(MountKind::Bind {
+        source,
+        readonly: false,
+    })
+}
+
+impl Held {
+    fn outputs_discarded(&mut self, ws: Workspace) {
+        self.views.push(View::holding(ws));
+    }
+}
+
+/// A persistent directory for `--mount=type=cache`, by id. `locked` sharing serialises
+/// its users across processes with an exclusive lock on the directory.
+async fn cache_dir(
+    solver: &Solver,
+    m: &pb::Mount,
+    base: Ref,
+) -> Result<(PathBuf, Option<std::fs::File>), SolveError> {
+    let opt = m.cache_opt.clone().unwrap_or_default();
+    let id = if opt.id.is_empty() { &m.dest } else { &opt.id };
+    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    let dir = solver.snapshots.state.cache_mounts_dir().join(&name);
+    if !dir.exists() {
+        // A new cache starts as a copy of the mount's input (the frontend seeds it with the
+        // directory owner and mode the Dockerfile asked for).
+        let staging = solver
+            .snapshots
+            .state
+            .tmp_dir()
+            .join(super::snapshots::unique_name());
+        std::fs::create_dir_all(&staging).map_err(SolveError::io("creating", &staging))?;
+        if !matches!(base, Ref::Scratch) {
+            let view = solver.snapshots.view(&base)?;
+            let selector = m.selector.trim_start_matches('/');
+            let src = if selector.is_empty() {
+                view.path.clone()
+            } else {
+                safe::resolve(&view.path, selector)?
+            };
+            if let Ok(md) = std::fs::metadata(&src) {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(md.mode()))
+                    .map_err(SolveError::io("setting the mode of", &staging))?;
+                chown(&staging, Some(md.uid()), Some(md.gid()))
+                    .map_err(SolveError::io("chowning", &staging))?;
+            }
+        }
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another build created it first.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    let lock = if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
+        let file = std::fs::File::open(&dir).map_err(SolveError::io("opening", &dir))?;
+        let file = tokio::task::spawn_blocking(move || {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
+        })
+        .await
+        .map_err(|e| SolveError::Other(format!("locking a cache mount: {e}")))?
+        .map_err(|e| SolveError::io("locking", &dir)(e.into()))?;
+        Some(file)
+    } else {
+        None
+    };
+    Ok((dir, lock))
+}
+
+/// Writes a secret to a private file for a read-only bind. `None` when an optional secret
+/// is absent.
+fn secret_file(
+    solver: &Solver,
+    m: &pb::Mount,
+    ws: &Workspace,
+    index: usize,
+) -> Result<Option<PathBuf>, SolveError> {
+    let opt = m.secret_opt.clone().unwrap_or_default();
+    let Some(data) = solver.opts.secrets.get(&opt.id) else {
+        if opt.optional {
+            return Ok(None);
+        }
+        return Err(SolveError::Other(format!(
+            "secret {} not found: pass it with --secret id={},src=PATH",
+            opt.id, opt.id
+        )));
+    };
+    let dir = ws.subdir(&format!("secret-{index}"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(SolveError::io("securing", &dir))?;
+    let path = dir.join("secret");
+    std::fs::write(&path, data).map_err(SolveError::io("writing", &path))?;
+    let mode = if opt.mode == 0 {
+        0o400
+    } else {
+        opt.mode & 0o7777
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .map_err(SolveError::io("setting the mode of", &path))?;
+    chown(&path, Some(opt.uid), Some(opt.gid)).map_err(SolveError::io("chowning", &path))?;
+    Ok(Some(path))
+}
+
+/// The last lines of a step's output.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.partial.extend_from_slice(data);
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            self.lines
+                .push_back(String::from_utf8_lossy(&line).trim_end().to_string());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+    }
+
+    fn lines(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.lines.push_back(
+                String::from_utf8_lossy(&self.partial)
+                    .trim_end()
+                    .to_string(),
+            );
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+        self.lines.into()
+    }
+}

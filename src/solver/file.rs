@@ -1,0 +1,273 @@
+//! FileOp: copy, mkdir, mkfile, rm and symlink actions, run in Rust on a writable overlay of
+//! the first action's input. The frontend chains actions linearly (each action works on
+//! the previous one's result), which is the only shape this runs.
+
+use bud_frontend::dockerignore::PatternMatcher;
+use bud_proto::pb;
+
+use crate::cache::meta::SnapshotKind;
+use crate::fileop::{self, CopyAction, CopyFilter, Owner, wildcard};
+use crate::userdb::{ChownSpec, IdSpec, resolve_owner};
+
+use super::key::output_key;
+use super::snapshots::{Ref, View};
+use super::{SolveError, Solver, graph::Vertex};
+
+pub(super) async fn run(
+    solver: &Solver,
+    vertex: &Vertex,
+    file: &pb::FileOp,
+    inputs: &[Ref],
+    key: &str,
+) -> Result<Vec<Ref>, SolveError> {
+    let n = inputs.len() as i64;
+    let first = file
+        .actions
+        .first()
+        .ok_or_else(|| SolveError::InvalidDefinition("file op without actions".into()))?;
+    for (i, a) in file.actions.iter().enumerate().skip(1) {
+        if a.input != n + i as i64 - 1 {
+            return Err(SolveError::Unsupported(
+                "file actions that do not build on the previous action".into(),
+            ));
+        }
+    }
+    let base = input_ref(inputs, first.input)?;
+    let snapshots = solver.snapshots.clone();
+    let file = file.clone();
+    let inputs = inputs.to_vec();
+    let (ws, base) = tokio::task::spawn_blocking(move || -> Result<_, SolveError> {
+        let ws = snapshots.workspace()?;
+        let root = ws.subdir("rootfs")?;
+        let guard = snapshots.mount_writable(&base, &ws, &root)?;
+        for action in &file.actions {
+            apply(&snapshots, action, &inputs, &root)?;
+        }
+        guard.unmount()?;
+        Ok((ws, base))
+    })
+    .await
+    .map_err(|e| SolveError::Other(format!("file operation: {e}")))??;
+    let r = solver.snapshots.commit(
+        ws,
+        &base,
+        SnapshotKind::Layer,
+        &output_key(key, 0),
+        &vertex.name,
+    )?;
+    Ok(vec![r])
+}
+
+fn input_ref(inputs: &[Ref], index: i64) -> Result<Ref, SolveError> {
+    if index < 0 {
+        return Ok(Ref::Scratch);
+    }
+    inputs.get(index as usize).cloned().ok_or_else(|| {
+        SolveError::Unsupported("a file action reading another action's result".into())
+    })
+}
+
+fn apply(
+    snapshots: &super::Snapshots,
+    action: &pb::FileAction,
+    inputs: &[Ref],
+    root: &std::path::Path,
+) -> Result<(), SolveError> {
+    let Some(kind) = &action.action else {
+        return Err(SolveError::InvalidDefinition(
+            "file action without a kind".into(),
+        ));
+    };
+    match kind {
+        pb::file_action::Action::Copy(c) => {
+            let src_ref = input_ref(inputs, action.secondary_input)?;
+            let view = snapshots.view(&src_ref)?;
+            copy(&view, &src_ref, c, root)
+        }
+        pb::file_action::Action::Mkdir(m) => Ok(fileop::mkdir(
+            root,
+            &fileop::MkdirAction {
+                path: m.path.clone(),
+                mode: mode_or(m.mode, 0o755),
+                make_parents: m.make_parents,
+                owner: owner(m.owner.as_ref(), root)?,
+                timestamp: timestamp(m.timestamp),
+            },
+        )?),
+        pb::file_action::Action::Mkfile(m) => Ok(fileop::mkfile(
+            root,
+            &fileop::MkfileAction {
+                path: m.path.clone(),
+                mode: mode_or(m.mode, 0o644),
+                data: m.data.clone(),
+                owner: owner(m.owner.as_ref(), root)?,
+                timestamp: timestamp(m.timestamp),
+            },
+        )?),
+        pb::file_action::Action::Rm(r) => Ok(fileop::rm(
+            root,
+            &fileop::RmAction {
+                path: r.path.clone(),
+                allow_not_found: r.allow_not_found,
+                allow_wildcard: r.allow_wildcard,
+            },
+        )?),
+        pb::file_action::Action::Symlink(s) => Ok(fileop::symlink(
+            root,
+            &fileop::SymlinkAction {
+                oldpath: s.oldpath.clone(),
+                newpath: s.newpath.clone(),
+                owner: owner(s.owner.as_ref(), root)?,
+                timestamp: timestamp(s.timestamp),
+            },
+        )?),
+    }
+}
+
+fn copy(
+    view: &View,
+    src_ref: &Ref,
+    c: &pb::FileActionCopy,
+    root: &std::path::Path,
+) -> Result<(), SolveError> {
+    if !c.mode_str.is_empty() {
+        return Err(SolveError::Unsupported(format!("--chmod={}", c.mode_str)));
+    }
+    let excludes = if c.exclude_patterns.is_empty() {
+        None
+    } else {
+        Some(
+            PatternMatcher::new(&c.exclude_patterns)
+                .map_err(|e| SolveError::Other(format!("--exclude: {e}")))?,
+        )
+    };
+    let includes = if c.include_patterns.is_empty() {
+        None
+    } else {
+        Some(
+            PatternMatcher::new(&c.include_patterns)
+                .map_err(|e| SolveError::Other(format!("include patterns: {e}")))?,
+        )
+    };
+    let base = CopyAction {
+        src: c.src.clone(),
+        dest: c.dest.clone(),
+        owner: owner(c.owner.as_ref(), root)?,
+        mode: (c.mode >= 0).then_some(c.mode as u32),
+        follow_symlinks: c.follow_symlink,
+        dir_copy_contents: c.dir_copy_contents,
+        attempt_unpack_docker_compatibility: c.attempt_unpack_docker_compatibility,
+        create_dest_path: c.create_dest_path,
+        allow_wildcard: c.allow_wildcard,
+        allow_empty_wildcard: c.allow_empty_wildcard,
+        timestamp: timestamp(c.timestamp),
+        always_replace_existing_dest_paths: c.always_replace_existing_dest_paths,
+        filter: CopyFilter::default(),
+    };
+    let user_exclude = |rel: &str| excludes.as_ref().is_some_and(|m| m.matches(rel));
+    let user_include = |rel: &str| includes.as_ref().is_none_or(|m| m.matches(rel));
+    let descend = excludes.as_ref().is_some_and(PatternMatcher::exclusions);
+
+    let Ref::Context(ctx) = src_ref else {
+        let filter = CopyFilter {
+            include: includes
+                .as_ref()
+                .map(|_| &user_include as &dyn Fn(&str) -> bool),
+            exclude: excludes
+                .as_ref()
+                .map(|_| &user_exclude as &dyn Fn(&str) -> bool),
+            descend_excluded_dirs: descend,
+        };
+        return Ok(fileop::copy(
+            &view.path,
+            root,
+            &CopyAction { filter, ..base },
+        )?);
+    };
+
+    // A context is read from the client's directory itself, so .dockerignore applies here:
+    // expand the sources, drop the excluded ones, and filter below each by its full path.
+    let sources = if c.allow_wildcard {
+        wildcard::resolve(&view.path, &c.src, c.follow_symlink)?
+    } else {
+        vec![c.src.clone()]
+    };
+    let sources: Vec<String> = sources
+        .into_iter()
+        .filter(|s| {
+            let rel = s.trim_start_matches('/');
+            rel.is_empty() || !ctx.excluded(rel)
+        })
+        .collect();
+    if sources.is_empty() {
+        if c.allow_empty_wildcard {
+            return Ok(());
+        }
+        return Err(SolveError::File(fileop::Error::SourceNotFound {
+            path: c.src.clone(),
+        }));
+    }
+    let several = sources.len() > 1;
+    let ctx_descend = ctx
+        .excludes
+        .as_ref()
+        .is_some_and(PatternMatcher::exclusions);
+    for src in sources {
+        let prefix = src.trim_matches('/').to_string();
+        let exclude = |rel: &str| {
+            let full = if prefix.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{prefix}/{rel}")
+            };
+            ctx.excluded(&full) || user_exclude(rel)
+        };
+        let mut dest = c.dest.clone();
+        if several && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        let action = CopyAction {
+            src: src.clone(),
+            dest,
+            allow_wildcard: false,
+            filter: CopyFilter {
+                include: includes
+                    .as_ref()
+                    .map(|_| &user_include as &dyn Fn(&str) -> bool),
+                exclude: Some(&exclude),
+                descend_excluded_dirs: descend || ctx_descend,
+            },
+            ..base.clone()
+        };
+        fileop::copy(&view.path, root, &action)?;
+    }
+    Ok(())
+}
+
+fn mode_or(mode: i32, default: u32) -> u32 {
+    if mode >= 0 { mode as u32 } else { default }
+}
+
+fn timestamp(t: i64) -> Option<i64> {
+    (t >= 0).then_some(t)
+}
+
+/// Resolves a chown option: ids pass through; names are looked up in the destination's
+/// /etc/passwd and /etc/group, as the Dockerfile frontend points them at the stage itself.
+fn owner(opt: Option<&pb::ChownOpt>, root: &std::path::Path) -> Result<Option<Owner>, SolveError> {
+    let Some(opt) = opt else { return Ok(None) };
+    let id_spec = |u: Option<&pb::UserOpt>| -> Option<IdSpec> {
+        match u?.user.as_ref()? {
+            pb::user_opt::User::ById(id) => Some(IdSpec::Id(*id)),
+            pb::user_opt::User::ByName(n) => Some(IdSpec::Name(n.name.clone())),
+        }
+    };
+    let spec = ChownSpec {
+        user: id_spec(opt.user.as_ref()),
+        group: id_spec(opt.group.as_ref()),
+    };
+    if spec.user.is_none() && spec.group.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(resolve_owner(&spec, root, root)?))
+}

@@ -1,0 +1,368 @@
+//! The embedded solver: runs an LLB `pb.Definition` on this machine, with runc on overlayfs
+//! snapshots and a persistent, content-addressed cache.
+//!
+//! Each vertex (op) is solved once however many users it has; independent vertices run
+//! concurrently, bounded by the number of cores; the first failure cancels the rest. A
+//! vertex's cache key is its op bytes with its inputs replaced by their cache keys, plus the
+//! content checksums of what it reads from a local context, so that a step reruns exactly
+//! when what it depends on changed.
+
+mod exec;
+mod file;
+mod graph;
+mod key;
+pub mod snapshots;
+mod source;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bud_proto::pb;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::meta::{LeaseOwner, MetaError, MetaStore};
+use crate::executor::Runtime;
+use crate::progress::ProgressSink;
+use crate::state::StateRoot;
+
+pub use graph::Graph;
+pub use snapshots::{Ref, Snapshots};
+pub use source::{ImageLayer, ImageProvider, LocalContext, ResolvedImage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("invalid build definition: {0}")]
+    InvalidDefinition(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Exec(#[from] crate::executor::ExecError),
+    #[error(transparent)]
+    File(#[from] crate::fileop::Error),
+    #[error(transparent)]
+    User(#[from] crate::userdb::Error),
+    #[error(transparent)]
+    Context(#[from] crate::source::context::ContextError),
+    #[error("{0}")]
+    Image(String),
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    ProcessFailed {
+        command: String,
+        code: i32,
+        /// The last lines the step printed, for the error report.
+        output_tail: Vec<String>,
+    },
+    #[error("{0}")]
+    Other(String),
+    #[error("the build was cancelled")]
+    Cancelled,
+    /// A failure of a vertex shared by several users.
+    #[error("{0}")]
+    Shared(Arc<SolveError>),
+}
+
+impl SolveError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> SolveError {
+        let path = path.into();
+        move |source| SolveError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// The innermost error, through shared wrappers.
+    pub fn root(&self) -> &SolveError {
+        match self {
+            SolveError::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+}
+
+/// A step that failed, with the name progress showed for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {source}")]
+pub struct StepError {
+    pub name: String,
+    pub vertex: String,
+    #[source]
+    pub source: SolveError,
+}
+
+/// What a build needs from outside the graph.
+#[derive(Default)]
+pub struct SolveOptions {
+    /// Local sources by name (`local://context`, `local://dockerfile`).
+    pub local_dirs: HashMap<String, PathBuf>,
+    /// `--secret` values by id.
+    pub secrets: HashMap<String, Vec<u8>>,
+    /// `--add-host` entries.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--no-cache`: run every step, still recording the results.
+    pub no_cache: bool,
+}
+
+/// The result of a solved vertex: its cache key and its outputs.
+#[derive(Clone)]
+struct Solved {
+    key: String,
+    outputs: Vec<Ref>,
+}
+
+type VertexFuture = Shared<BoxFuture<'static, Result<Solved, Arc<StepError>>>>;
+
+pub struct Solver {
+    pub(crate) snapshots: Arc<Snapshots>,
+    pub(crate) runtime: Runtime,
+    pub(crate) images: Arc<dyn ImageProvider>,
+    pub(crate) progress: ProgressSink,
+    pub(crate) opts: SolveOptions,
+    limit: Arc<Semaphore>,
+}
+
+impl Solver {
+    pub fn new(
+        state: StateRoot,
+        meta: Arc<MetaStore>,
+        runtime: Runtime,
+        images: Arc<dyn ImageProvider>,
+        progress: ProgressSink,
+        opts: SolveOptions,
+    ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            snapshots: Arc::new(Snapshots {
+                state,
+                meta,
+                owner: LeaseOwner::current(),
+            }),
+            runtime,
+            images,
+            progress,
+            opts,
+            limit: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    pub fn snapshots(&self) -> &Arc<Snapshots> {
+        &self.snapshots
+    }
+
+    /// Solves the definition's result. The first failing step cancels the others.
+    pub async fn solve(
+        self: &Arc<Self>,
+        def: &pb::Definition,
+        cancel: &CancellationToken,
+    ) -> Result<Ref, StepError> {
+        let graph = Arc::new(Graph::decode(def).map_err(|e| StepError {
+            name: "definition".into(),
+            vertex: String::new(),
+            source: e,
+        })?);
+        let Some(target) = graph.target.clone() else {
+            return Ok(Ref::Scratch);
+        };
+        let memo: Arc<Mutex<HashMap<String, VertexFuture>>> = Arc::default();
+        let cancel = cancel.child_token();
+        let result = self
+            .clone()
+            .vertex(graph, target.digest.clone(), memo, cancel.clone())
+            .await;
+        match result {
+            Ok(solved) => solved
+                .outputs
+                .get(target.index as usize)
+                .cloned()
+                .ok_or_else(|| StepError {
+                    name: "definition".into(),
+                    vertex: target.digest,
+                    source: SolveError::InvalidDefinition("result index out of range".into()),
+                }),
+            Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
+                name: shared.name.clone(),
+                vertex: shared.vertex.clone(),
+                source: SolveError::Other(shared.source.to_string()),
+            })),
+        }
+    }
+
+    fn vertex(
+        self: Arc<Self>,
+        graph: Arc<Graph>,
+        digest: String,
+        memo: Arc<Mutex<HashMap<String, VertexFuture>>>,
+        cancel: CancellationToken,
+    ) -> VertexFuture {
+        let mut map = memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(&digest) {
+            return f.clone();
+        }
+        let fut = {
+            let memo = memo.clone();
+            let digest = digest.clone();
+            async move {
+                let result = self
+                    .clone()
+                    .solve_vertex(graph, &digest, memo, cancel.clone())
+                    .await;
+                if result.is_err() {
+                    cancel.cancel();
+                }
+                result
+            }
+            .boxed()
+            .shared()
+        };
+        map.insert(digest, fut.clone());
+        fut
+    }
+
+    async fn solve_vertex(
+        self: Arc<Self>,
+        graph: Arc<Graph>,
+        digest: &str,
+        memo: Arc<Mutex<HashMap<String, VertexFuture>>>,
+        cancel: CancellationToken,
+    ) -> Result<Solved, Arc<StepError>> {
+        let vertex = graph.vertices.get(digest).cloned().ok_or_else(|| {
+            Arc::new(StepError {
+                name: digest.to_string(),
+                vertex: digest.to_string(),
+                source: SolveError::InvalidDefinition("unknown op".into()),
+            })
+        })?;
+        let input_futures: Vec<_> = vertex
+            .op
+            .inputs
+            .iter()
+            .map(|i| {
+                self.clone().vertex(
+                    graph.clone(),
+                    i.digest.clone(),
+                    memo.clone(),
+                    cancel.clone(),
+                )
+            })
+            .collect();
+        let solved_inputs = futures_util::future::join_all(input_futures).await;
+        let mut inputs = Vec::with_capacity(solved_inputs.len());
+        let mut input_keys = Vec::with_capacity(solved_inputs.len());
+        for (input, solved) in vertex.op.inputs.iter().zip(solved_inputs) {
+            let solved = solved?;
+            let r = solved
+                .outputs
+                .get(input.index as usize)
+                .cloned()
+                .ok_or_else(|| {
+                    Arc::new(StepError {
+                        name: vertex.name.clone(),
+                        vertex: vertex.digest.clone(),
+                        source: SolveError::InvalidDefinition(format!(
+                            "input {} has no output {}",
+                            input.digest, input.index
+                        )),
+                    })
+                })?;
+            input_keys.push(format!("{}:{}", solved.key, input.index));
+            inputs.push(r);
+        }
+        let step_err = |source: SolveError| {
+            Arc::new(StepError {
+                name: vertex.name.clone(),
+                vertex: vertex.digest.clone(),
+                source,
+            })
+        };
+        if cancel.is_cancelled() {
+            return Err(step_err(SolveError::Cancelled));
+        }
+        self.run_vertex(&vertex, inputs, input_keys, &cancel)
+            .await
+            .map_err(step_err)
+    }
+
+    async fn run_vertex(
+        &self,
+        vertex: &graph::Vertex,
+        inputs: Vec<Ref>,
+        input_keys: Vec<String>,
+        cancel: &CancellationToken,
+    ) -> Result<Solved, SolveError> {
+        let op = vertex
+            .op
+            .op
+            .as_ref()
+            .ok_or_else(|| SolveError::InvalidDefinition("op without a kind".into()))?;
+        if let pb::op::Op::Source(src) = op {
+            return self.solve_source(vertex, src, cancel).await;
+        }
+        let key = key::cache_key(vertex, &inputs, &input_keys);
+        let use_cache = !(self.opts.no_cache || vertex.ignore_cache);
+        if use_cache && let Some(hit) = self.lookup_outputs(&key, op)? {
+            self.progress.cached(&vertex.digest, &vertex.name);
+            return Ok(Solved { key, outputs: hit });
+        }
+        let _permit = tokio::select! {
+            p = self.limit.clone().acquire_owned() => p.map_err(|_| SolveError::Cancelled)?,
+            _ = cancel.cancelled() => return Err(SolveError::Cancelled),
+        };
+        self.progress.started(&vertex.digest, &vertex.name);
+        let result = match op {
+            pb::op::Op::Exec(e) => exec::run(self, vertex, e, &inputs, &key, cancel).await,
+            pb::op::Op::File(f) => file::run(self, vertex, f, &inputs, &key).await,
+            pb::op::Op::Merge(_) => Err(SolveError::Unsupported("MergeOp".into())),
+            pb::op::Op::Diff(_) => Err(SolveError::Unsupported("DiffOp".into())),
+            pb::op::Op::Build(_) => Err(SolveError::Unsupported("BuildOp".into())),
+            _ => Err(SolveError::Unsupported("this op kind".into())),
+        };
+        match &result {
+            Ok(_) => self.progress.completed(&vertex.digest, None),
+            Err(SolveError::Cancelled) => self
+                .progress
+                .completed(&vertex.digest, Some("cancelled".into())),
+            Err(e) => self.progress.completed(&vertex.digest, Some(e.to_string())),
+        }
+        Ok(Solved {
+            key,
+            outputs: result?,
+        })
+    }
+
+    /// All outputs of an op from the cache, or none: a partial hit reruns the step.
+    fn lookup_outputs(&self, key: &str, op: &pb::op::Op) -> Result<Option<Vec<Ref>>, SolveError> {
+        let count = key::output_count(op);
+        let mut outputs = Vec::with_capacity(count);
+        for i in 0..count {
+            match self.snapshots.lookup(&key::output_key(key, i))? {
+                Some(r) => outputs.push(r),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(outputs))
+    }
+}
+
+impl Drop for Solver {
+    fn drop(&mut self) {
+        if let Err(e) = self.snapshots.meta.release(&self.snapshots.owner) {
+            tracing::warn!("releasing cache leases: {e}");
+        }
+    }
+}

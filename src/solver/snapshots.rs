@@ -1,0 +1,289 @@
+//! Snapshots as the solver uses them: a result is a chain of read-only layer directories
+//! (`snapshots/<id>`); a step works in a fresh upper directory under `tmp/`, and committing
+//! renames it into `snapshots/` and records it, atomically, in the metadata store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::meta::{self, LeaseOwner, MetaStore, SnapshotKind, SnapshotRecord};
+use crate::snapshot::overlay::{self, MountGuard, Writable};
+use crate::state::StateRoot;
+
+use super::SolveError;
+
+/// The value of one op output.
+#[derive(Debug, Clone)]
+pub enum Ref {
+    /// An empty filesystem.
+    Scratch,
+    /// A committed snapshot: its layer and its parents'.
+    Snapshot(Arc<SnapshotRecord>),
+    /// A local context directory, as walked (contents are read from the directory).
+    Context(Arc<super::source::LocalContext>),
+}
+
+impl Ref {
+    pub fn snapshot_id(&self) -> Option<&str> {
+        match self {
+            Ref::Snapshot(r) => Some(&r.id),
+            _ => None,
+        }
+    }
+}
+
+pub struct Snapshots {
+    pub state: StateRoot,
+    pub meta: Arc<MetaStore>,
+    pub owner: LeaseOwner,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique name for work in flight; its `pid-` prefix lets garbage collection tell which
+/// process left it behind.
+pub fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = Sha256::digest(format!("{}-{t}-{n}", std::process::id()));
+    format!("{}-{}", std::process::id(), &hex::encode(h)[..16])
+}
+
+/// A directory in `tmp/` for one step: `upper/` (what the step writes), `work/` (overlay's
+/// scratch) and mount points. Removed on drop unless committed.
+pub struct Workspace {
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    /// A fresh, empty directory inside the workspace, for a mount point or a file.
+    pub fn subdir(&self, name: &str) -> Result<PathBuf, SolveError> {
+        let p = self.dir.join(name);
+        std::fs::create_dir_all(&p).map_err(SolveError::io("creating", &p))?;
+        Ok(p)
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if self.dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.dir)
+        {
+            tracing::warn!("removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A read-only view of a result, mounted while it is alive.
+pub struct View {
+    pub path: PathBuf,
+    _mount: Option<MountGuard>,
+    _workspace: Option<Workspace>,
+}
+
+impl View {
+    /// Keeps a workspace alive (and removes it on drop) without mounting anything.
+    pub fn holding(ws: Workspace) -> Self {
+        View {
+            path: ws.upper(),
+            _mount: None,
+            _workspace: Some(ws),
+        }
+    }
+}
+
+impl Snapshots {
+    pub fn workspace(&self) -> Result<Workspace, SolveError> {
+        let dir = self.state.tmp_dir().join(unique_name());
+        for d in [dir.join("upper"), dir.join("work")] {
+            std::fs::create_dir_all(&d).map_err(SolveError::io("creating", &d))?;
+        }
+        Ok(Workspace { dir })
+    }
+
+    pub fn layer_dir(&self, id: &str) -> PathBuf {
+        self.state.snapshots_dir().join(id)
+    }
+
+    /// The layer directories of a snapshot and its parents, topmost first.
+    pub fn lowers(&self, id: &str) -> Result<Vec<PathBuf>, SolveError> {
+        let chain = self.meta.chain(id)?;
+        Ok(chain.iter().map(|r| self.layer_dir(&r.id)).collect())
+    }
+
+    /// The records of a snapshot's chain, bottom first: the image's layers in order.
+    pub fn chain_bottom_up(&self, id: &str) -> Result<Vec<SnapshotRecord>, SolveError> {
+        let mut chain = self.meta.chain(id)?;
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Mounts `r` read-only: an overlay of its layers, the context directory itself, or an
+    /// empty directory for scratch.
+    pub fn view(&self, r: &Ref) -> Result<View, SolveError> {
+        match r {
+            Ref::Context(ctx) => Ok(View {
+                path: ctx.snapshot.root.clone(),
+                _mount: None,
+                _workspace: None,
+            }),
+            Ref::Scratch => {
+                let ws = self.workspace()?;
+                Ok(View {
+                    path: ws.upper(),
+                    _mount: None,
+                    _workspace: Some(ws),
+                })
+            }
+            Ref::Snapshot(rec) => {
+                let lowers = self.lowers(&rec.id)?;
+                let ws = self.workspace()?;
+                let target = ws.subdir("view")?;
+                let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+                // A single lower cannot be mounted read-only without an upper on every
+                // kernel: give it a throwaway upper and mount the view read-only instead.
+                let upper = ws.upper();
+                let work = ws.work();
+                let mount = overlay::mount(
+                    &lower_refs,
+                    Some(Writable {
+                        upper: &upper,
+                        work: &work,
+                    }),
+                    &target,
+                )?;
+                Ok(View {
+                    path: target,
+                    _mount: Some(mount),
+                    _workspace: Some(ws),
+                })
+            }
+        }
+    }
+
+    /// Mounts a writable overlay of `base` on `target` with the workspace's upper directory.
+    pub fn mount_writable(
+        &self,
+        base: &Ref,
+        ws: &Workspace,
+        target: &Path,
+    ) -> Result<MountGuard, SolveError> {
+        let lowers = match base {
+            Ref::Snapshot(rec) => self.lowers(&rec.id)?,
+            Ref::Scratch => Vec::new(),
+            Ref::Context(_) => {
+                return Err(SolveError::Unsupported(
+                    "a local context as the base of a step".into(),
+                ));
+            }
+        };
+        let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+        let upper = ws.upper();
+        let work = ws.work();
+        Ok(overlay::mount(
+            &lower_refs,
+            Some(Writable {
+                upper: &upper,
+                work: &work,
+            }),
+            target,
+        )?)
+    }
+
+    /// Turns a workspace's upper directory into a committed snapshot on top of `parent`,
+    /// recorded under `key`. When another build committed the key first, that snapshot is
+    /// returned and this one discarded.
+    pub fn commit(
+        &self,
+        ws: Workspace,
+        parent: &Ref,
+        kind: SnapshotKind,
+        key: &str,
+        description: &str,
+    ) -> Result<Ref, SolveError> {
+        let parent_id = parent.snapshot_id().map(str::to_string);
+        let id = unique_name();
+        let dest = self.layer_dir(&id);
+        let upper = ws.upper();
+        std::fs::rename(&upper, &dest).map_err(SolveError::io("committing", &dest))?;
+        drop(ws);
+        let now = meta::now();
+        let record = SnapshotRecord {
+            id: id.clone(),
+            parent: parent_id,
+            kind,
+            size: dir_size(&dest),
+            diff_id: None,
+            description: description.to_string(),
+            created: now,
+            last_used: now,
+            usage_count: 1,
+        };
+        self.meta.lease(&self.owner, &[&id])?;
+        let winner = self.meta.commit(&record, &[key])?;
+        if winner.id != id {
+            self.meta.lease(&self.owner, &[&winner.id])?;
+            remove_dir(&self.state, &dest);
+        }
+        Ok(Ref::Snapshot(Arc::new(winner)))
+    }
+
+    /// A cache hit: the snapshot recorded for `key`, leased for this build.
+    pub fn lookup(&self, key: &str) -> Result<Option<Ref>, SolveError> {
+        let Some(rec) = self.meta.lookup(key)? else {
+            return Ok(None);
+        };
+        if !self.layer_dir(&rec.id).is_dir() {
+            // The directory went missing (removed by hand, or a crash between deleting it
+            // and its record): treat as a miss and let the step run again.
+            return Ok(None);
+        }
+        self.meta.lease(&self.owner, &[&rec.id])?;
+        Ok(Some(Ref::Snapshot(Arc::new(rec))))
+    }
+}
+
+/// Deletes a directory by first moving it out of `snapshots/`, so that a crash never leaves
+/// a half-deleted layer where a build could use it.
+pub fn remove_dir(state: &StateRoot, dir: &Path) {
+    let trash = state.tmp_dir().join(format!("{}-trash", unique_name()));
+    let target = if std::fs::rename(dir, &trash).is_ok() {
+        trash
+    } else {
+        dir.to_path_buf()
+    };
+    if let Err(e) = std::fs::remove_dir_all(&target) {
+        tracing::warn!("removing {}: {e}", target.display());
+    }
+}
+
+/// Disk usage of a directory tree (allocated blocks), without following symlinks.
+pub fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if let Ok(md) = e.metadata() {
+                total += md.blocks() * 512;
+                if md.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,194 @@
+//! Source ops: `local://NAME` (a directory of the client, walked and checksummed) and
+//! `docker-image://REF` (an image's layers, each extracted once into a snapshot shared by
+//! every build that uses it, keyed by its chain ID).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bud_frontend::dockerignore::PatternMatcher;
+use bud_proto::pb;
+use futures_util::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::meta::SnapshotKind;
+use crate::source::context::{ContextSnapshot, Exclusions};
+
+use super::snapshots::Ref;
+use super::{SolveError, Solved, Solver, graph::Vertex};
+
+/// A local source as walked for this build, with the `.dockerignore` rules that apply to
+/// every read of it.
+#[derive(Debug)]
+pub struct LocalContext {
+    pub snapshot: ContextSnapshot,
+    pub excludes: Option<PatternMatcher>,
+}
+
+impl LocalContext {
+    pub fn excluded(&self, path: &str) -> bool {
+        self.excludes
+            .as_ref()
+            .is_some_and(|m| m.matches(path.trim_start_matches('/')))
+    }
+}
+
+struct MatcherExclusions<'a>(&'a PatternMatcher);
+
+impl Exclusions for MatcherExclusions<'_> {
+    fn excluded(&self, path: &str) -> bool {
+        self.0.matches(path)
+    }
+    fn prunable(&self, dir: &str) -> bool {
+        self.0.can_skip_excluded_dir(dir)
+    }
+}
+
+/// One layer of a resolved image: its diff ID and how to read it as an uncompressed tar.
+pub struct ImageLayer {
+    pub diff_id: String,
+    pub open: Box<dyn FnOnce() -> std::io::Result<Box<dyn Read + Send>> + Send>,
+}
+
+pub struct ResolvedImage {
+    /// The manifest digest the reference resolved to (shown in progress and metadata).
+    pub manifest_digest: String,
+    pub layers: Vec<ImageLayer>,
+}
+
+/// Where images come from (Docker's local store, a registry): implemented by the image
+/// source, faked in tests.
+pub trait ImageProvider: Send + Sync {
+    fn resolve<'a>(
+        &'a self,
+        reference: &'a str,
+        platform: Option<&'a pb::Platform>,
+    ) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+}
+
+impl Solver {
+    pub(super) async fn solve_source(
+        &self,
+        vertex: &Vertex,
+        src: &pb::SourceOp,
+        cancel: &CancellationToken,
+    ) -> Result<Solved, SolveError> {
+        let id = src.identifier.as_str();
+        if let Some(name) = id.strip_prefix("local://") {
+            self.progress.started(&vertex.digest, &vertex.name);
+            let result = self.local(name, src).await;
+            self.progress
+                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            let ctx = result?;
+            let key = format!("{}:{}", vertex.digest, ctx.snapshot.checksum(""));
+            return Ok(Solved {
+                key,
+                outputs: vec![Ref::Context(Arc::new(ctx))],
+            });
+        }
+        if let Some(reference) = id.strip_prefix("docker-image://") {
+            self.progress.started(&vertex.digest, &vertex.name);
+            let result = tokio::select! {
+                r = self.image(reference, vertex.op.platform.as_ref()) => r,
+                _ = cancel.cancelled() => Err(SolveError::Cancelled),
+            };
+            self.progress
+                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            let (key, r) = result?;
+            return Ok(Solved {
+                key,
+                outputs: vec![r],
+            });
+        }
+        let scheme = id.split("://").next().unwrap_or(id);
+        Err(SolveError::Unsupported(format!("{scheme}:// sources")))
+    }
+
+    async fn local(&self, name: &str, src: &pb::SourceOp) -> Result<LocalContext, SolveError> {
+        let dir = self.opts.local_dirs.get(name).cloned().ok_or_else(|| {
+            SolveError::InvalidDefinition(format!("no local directory named {name:?}"))
+        })?;
+        let excludes: Vec<String> = match src.attrs.get("local.excludepatterns") {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                SolveError::InvalidDefinition(format!("local.excludepatterns: {e}"))
+            })?,
+            None => Vec::new(),
+        };
+        let matcher = if excludes.is_empty() {
+            None
+        } else {
+            Some(
+                PatternMatcher::new(&excludes)
+                    .map_err(|e| SolveError::Other(format!(".dockerignore: {e}")))?,
+            )
+        };
+        let meta = self.snapshots.meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = match &matcher {
+                Some(m) => ContextSnapshot::walk(&dir, &MatcherExclusions(m), &meta)?,
+                None => ContextSnapshot::walk(&dir, &crate::source::context::NoExclusions, &meta)?,
+            };
+            Ok(LocalContext {
+                snapshot,
+                excludes: matcher,
+            })
+        })
+        .await
+        .map_err(|e| SolveError::Other(format!("walking the context: {e}")))?
+    }
+
+    /// Resolves an image and makes sure each of its layers is extracted, bottom up. Each
+    /// layer's snapshot is keyed by its chain ID, so images sharing base layers share them.
+    async fn image(
+        &self,
+        reference: &str,
+        platform: Option<&pb::Platform>,
+    ) -> Result<(String, Ref), SolveError> {
+        let resolved = self
+            .images
+            .resolve(reference, platform)
+            .await
+            .map_err(SolveError::Image)?;
+        let mut parent = Ref::Scratch;
+        let mut chain_id = String::new();
+        for layer in resolved.layers {
+            chain_id = if chain_id.is_empty() {
+                layer.diff_id.clone()
+            } else {
+                format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(format!("{chain_id} {}", layer.diff_id)))
+                )
+            };
+            let key = format!("image-layer:{chain_id}");
+            if let Some(hit) = self.snapshots.lookup(&key)? {
+                parent = hit;
+                continue;
+            }
+            let ws = self.snapshots.workspace()?;
+            let upper = ws.upper();
+            let open = layer.open;
+            tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
+                let reader =
+                    open().map_err(|e| SolveError::Image(format!("reading layer: {e}")))?;
+                crate::snapshot::apply::extract_layer(reader, &upper)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| SolveError::Other(format!("extracting a layer: {e}")))??;
+            let committed = self.snapshots.commit(
+                ws,
+                &parent,
+                SnapshotKind::ImageLayer,
+                &key,
+                &format!("{reference} layer {}", layer.diff_id),
+            )?;
+            if let Some(id) = committed.snapshot_id() {
+                self.snapshots.meta.set_diff_id(id, &layer.diff_id)?;
+            }
+            parent = committed;
+        }
+        let key = format!("image:{chain_id}");
+        Ok((key, parent))
+    }
+}
