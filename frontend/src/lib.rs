@@ -7,3 +7,5 @@
 pub mod reference;
 pub mod instructions;
 pub mod parser;
+pub mod dockerignore;
+pub mod shell;
