@@ -9,3 +9,4 @@ pub mod instructions;
 pub mod parser;
 pub mod dockerignore;
 pub mod shell;
+pub mod llb;
