@@ -9,4 +9,6 @@ pub mod instructions;
 pub mod parser;
 pub mod dockerignore;
 pub mod shell;
+pub mod convert;
+pub mod dump;
 pub mod llb;
