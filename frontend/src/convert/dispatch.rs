@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use bud_proto::pb;
 use serde_json::{Value, json};
 
-use super::args::Platforms;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::gofmt;
