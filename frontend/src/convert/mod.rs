@@ -241,5 +241,3 @@ fn main_context(opts: &ConvertOptions, paths: &BTreeSet<String>) -> State {
     )
 }
 
-#[cfg(test)]
-mod tests;
