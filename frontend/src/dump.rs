@@ -36,7 +36,8 @@ pub fn decode(def: &pb::Definition) -> Result<Vec<DumpedOp>, DumpError> {
         .iter()
         .enumerate()
         .map(|(index, bytes)| {
-            let op = pb::Op::decode(bytes.as_slice()).map_err(|source| DumpError { index, source })?;
+            let op =
+                pb::Op::decode(bytes.as_slice()).map_err(|source| DumpError { index, source })?;
             let digest = digest_of(bytes);
             Ok(DumpedOp {
                 metadata: def.metadata.get(&digest).cloned(),
@@ -71,7 +72,10 @@ pub fn to_dot(def: &pb::Definition) -> Result<String, DumpError> {
         let (label, shape) = match &d.op.op {
             Some(op::Op::Source(s)) => (s.identifier.clone(), "ellipse"),
             Some(op::Op::Exec(e)) => (
-                e.meta.as_ref().map(|m| m.args.join(" ")).unwrap_or_default(),
+                e.meta
+                    .as_ref()
+                    .map(|m| m.args.join(" "))
+                    .unwrap_or_default(),
                 "box",
             ),
             Some(op::Op::File(_)) => ("FileOp".to_owned(), "note"),
@@ -83,7 +87,11 @@ pub fn to_dot(def: &pb::Definition) -> Result<String, DumpError> {
         };
         let _ = writeln!(out, "  {:?} [label={:?} shape={shape:?}];", d.digest, label);
         for input in &d.op.inputs {
-            let _ = writeln!(out, "  {:?} -> {:?} [label=\"{}\"];", input.digest, d.digest, input.index);
+            let _ = writeln!(
+                out,
+                "  {:?} -> {:?} [label=\"{}\"];",
+                input.digest, d.digest, input.index
+            );
         }
     }
     out.push_str("}\n");
@@ -138,7 +146,12 @@ fn op_json(op: &pb::Op) -> Value {
     let inputs = op
         .inputs
         .iter()
-        .map(|i| Obj::default().s("digest", &i.digest).i("index", i.index).done())
+        .map(|i| {
+            Obj::default()
+                .s("digest", &i.digest)
+                .i("index", i.index)
+                .done()
+        })
         .collect();
     let body = op.op.as_ref().map(|o| match o {
         op::Op::Exec(e) => json!({"exec": exec_json(e)}),
@@ -218,11 +231,15 @@ fn exec_json(e: &pb::ExecOp) -> Value {
                 .i("output", m.output)
                 .b("readonly", m.readonly)
                 .s("mountType", if m.mount_type == 0 { "" } else { mount_type })
-                .v("TmpfsOpt", m.tmpfs_opt.map(|t| Obj::default().i("size", t.size).done()))
+                .v(
+                    "TmpfsOpt",
+                    m.tmpfs_opt.map(|t| Obj::default().i("size", t.size).done()),
+                )
                 .v(
                     "cacheOpt",
                     m.cache_opt.as_ref().map(|c| {
-                        let sharing = pb::CacheSharingOpt::try_from(c.sharing).map_or("", |s| s.as_str_name());
+                        let sharing = pb::CacheSharingOpt::try_from(c.sharing)
+                            .map_or("", |s| s.as_str_name());
                         Obj::default()
                             .s("ID", &c.id)
                             .s("sharing", if c.sharing == 0 { "" } else { sharing })
@@ -267,7 +284,13 @@ fn exec_json(e: &pb::ExecOp) -> Value {
             "secretenv",
             e.secretenv
                 .iter()
-                .map(|s| Obj::default().s("ID", &s.id).s("name", &s.name).b("optional", s.optional).done())
+                .map(|s| {
+                    Obj::default()
+                        .s("ID", &s.id)
+                        .s("name", &s.name)
+                        .b("optional", s.optional)
+                        .done()
+                })
                 .collect(),
         )
         .done()
@@ -276,7 +299,9 @@ fn exec_json(e: &pb::ExecOp) -> Value {
 fn chown_json(c: &pb::ChownOpt) -> Value {
     let user = |u: &pb::UserOpt| match &u.user {
         Some(user_opt::User::ById(id)) => json!({"ByID": id}),
-        Some(user_opt::User::ByName(n)) => json!({"ByName": Obj::default().s("name", &n.name).i("input", n.input).done()}),
+        Some(user_opt::User::ByName(n)) => {
+            json!({"ByName": Obj::default().s("name", &n.name).i("input", n.input).done()})
+        }
         None => json!({}),
     };
     Obj::default()
@@ -342,13 +367,24 @@ fn file_action_json(a: &pb::FileAction) -> Value {
 fn metadata_json(m: &pb::OpMetadata) -> Value {
     Obj::default()
         .b("ignore_cache", m.ignore_cache)
-        .v("description", (!m.description.is_empty()).then(|| json!(m.description)))
-        .v("export_cache", m.export_cache.map(|e| Obj::default().b("Value", e.value).done()))
+        .v(
+            "description",
+            (!m.description.is_empty()).then(|| json!(m.description)),
+        )
+        .v(
+            "export_cache",
+            m.export_cache
+                .map(|e| Obj::default().b("Value", e.value).done()),
+        )
         .v("caps", (!m.caps.is_empty()).then(|| json!(m.caps)))
         .v(
             "progress_group",
             m.progress_group.as_ref().map(|g| {
-                Obj::default().s("id", &g.id).s("name", &g.name).b("weak", g.weak).done()
+                Obj::default()
+                    .s("id", &g.id)
+                    .s("name", &g.name)
+                    .b("weak", g.weak)
+                    .done()
             }),
         )
         .done()
@@ -359,7 +395,11 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -4,11 +4,11 @@
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
-pub mod reference;
-pub mod instructions;
-pub mod parser;
-pub mod dockerignore;
-pub mod shell;
 pub mod convert;
+pub mod dockerignore;
 pub mod dump;
+pub mod instructions;
 pub mod llb;
+pub mod parser;
+pub mod reference;
+pub mod shell;

@@ -16,16 +16,29 @@ fn target_is_case_insensitive_and_prunes_unreachable_stages() {
     let c = build(df);
     assert_eq!(c.target, "stage-2");
     let copy = files(&c);
-    assert_eq!(copy[0]["Op"]["Op"]["file"]["actions"][0]["Action"]["copy"]["src"], "/out");
+    assert_eq!(
+        copy[0]["Op"]["Op"]["file"]["actions"][0]["Action"]["copy"]["src"],
+        "/out"
+    );
     assert!(names(&c).contains(&"[stage-2 2/2] COPY --from=build /out /".to_owned()));
 }
 
 #[test]
 fn copy_from_index_and_image() {
-    let c = build("FROM busybox\nRUN a\nFROM scratch\nCOPY --from=0 /a /\nCOPY --from=alpine:3.19 /b /\n");
-    let ids: Vec<String> = sources(&c).iter().map(|s| s["identifier"].as_str().unwrap().to_owned()).collect();
-    assert!(ids.contains(&format!("docker-image://docker.io/library/alpine:3.19@{DIGEST}")));
-    assert!(!ids.iter().any(|i| i.starts_with("local://")), "COPY --from reads no context");
+    let c = build(
+        "FROM busybox\nRUN a\nFROM scratch\nCOPY --from=0 /a /\nCOPY --from=alpine:3.19 /b /\n",
+    );
+    let ids: Vec<String> = sources(&c)
+        .iter()
+        .map(|s| s["identifier"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(&format!(
+        "docker-image://docker.io/library/alpine:3.19@{DIGEST}"
+    )));
+    assert!(
+        !ids.iter().any(|i| i.starts_with("local://")),
+        "COPY --from reads no context"
+    );
 }
 
 #[test]
@@ -33,7 +46,12 @@ fn stage_as_base_inherits_state_and_config() {
     let c = build("FROM busybox AS base\nENV X=1\nWORKDIR /w\nFROM base\nRUN pwd\n");
     let exec = &execs(&c)[0];
     assert_eq!(exec["meta"]["cwd"], "/w");
-    assert!(exec["meta"]["env"].as_array().unwrap().contains(&json!("X=1")));
+    assert!(
+        exec["meta"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("X=1"))
+    );
     assert!(names(&c).contains(&"[stage-1 1/1] RUN pwd".to_owned()));
 }
 
@@ -47,16 +65,52 @@ fn line_of(e: &ConvertError) -> usize {
 #[test]
 fn errors_name_the_line() {
     let e = fail("FROM busybox AS a\nCOPY --from=b /x /\nFROM busybox AS b\nCOPY --from=a /y /\n");
-    assert!(matches!(e, ConvertError::At { kind: ConvertErrorKind::CircularDependency(_), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConvertError::At {
+                kind: ConvertErrorKind::CircularDependency(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     let e = fail("FROM busybox\nCOPY --from=5 /x /\n");
-    assert!(matches!(e, ConvertError::At { line: 2, kind: ConvertErrorKind::StageIndex(5) }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConvertError::At {
+                line: 2,
+                kind: ConvertErrorKind::StageIndex(5)
+            }
+        ),
+        "{e}"
+    );
     let e = fail("FROM busybox\nRUN a\nFROM nosuchimage\n");
     assert_eq!(line_of(&e), 3);
     assert!(e.to_string().contains("nosuchimage"), "{e}");
     let e = fail("FROM busybox\nCOPY --from=$X /a /\n");
-    assert!(matches!(e, ConvertError::At { line: 2, kind: ConvertErrorKind::VariableInFrom }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConvertError::At {
+                line: 2,
+                kind: ConvertErrorKind::VariableInFrom
+            }
+        ),
+        "{e}"
+    );
     let e = fail("ARG E\nFROM $E\n");
-    assert!(matches!(e, ConvertError::At { line: 2, kind: ConvertErrorKind::BlankBaseName(_) }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConvertError::At {
+                line: 2,
+                kind: ConvertErrorKind::BlankBaseName(_)
+            }
+        ),
+        "{e}"
+    );
     let mut o = opts();
     o.target = Some("nope".into());
     assert!(matches!(
@@ -64,7 +118,16 @@ fn errors_name_the_line() {
         Err(ConvertError::TargetNotFound(_))
     ));
     let e = fail("FROM busybox AS a\nCOPY --from=b /x /\nFROM busybox AS b\nFROM a\n");
-    assert!(matches!(e, ConvertError::At { line: 2, kind: ConvertErrorKind::CopyFromLaterStage { .. } }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConvertError::At {
+                line: 2,
+                kind: ConvertErrorKind::CopyFromLaterStage { .. }
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]

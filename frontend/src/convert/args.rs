@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bud_proto::pb;
 
+use super::ConvertOptions;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::platform::Platform;
-use super::ConvertOptions;
 use crate::instructions::MetaArg;
 use crate::shell::Lexer;
 

@@ -96,10 +96,14 @@ impl Stage<'_, '_> {
         let mode = parse_chmod(&spec.chmod)?;
         if !spec.checksum.is_empty() {
             if spec.sources.len() != 1 {
-                return Err(ConvertErrorKind::Copy("checksum can't be specified for multiple sources"));
+                return Err(ConvertErrorKind::Copy(
+                    "checksum can't be specified for multiple sources",
+                ));
             }
             if !is_http(&spec.sources[0]) && git_source(&spec.sources[0]).is_none() {
-                return Err(ConvertErrorKind::Copy("checksum requires HTTP(S) or Git sources"));
+                return Err(ConvertErrorKind::Copy(
+                    "checksum requires HTTP(S) or Git sources",
+                ));
             }
         }
         let mut message = String::from(if spec.is_add { "ADD" } else { "COPY" });
@@ -206,7 +210,8 @@ impl Stage<'_, '_> {
             let state = llb::file(
                 FileBuilder::new(State::scratch())
                     .constraints(
-                        Constraints::default().with_custom_name("[internal] preparing inline document"),
+                        Constraints::default()
+                            .with_custom_name("[internal] preparing inline document"),
                     )
                     .mkfile(path.clone(), 0o644, data, Default::default()),
             )?;
@@ -260,7 +265,8 @@ impl Stage<'_, '_> {
             };
             self.st.state = llb::merge(&[self.st.state.clone(), copied], &merge_constraints);
         } else {
-            self.st.state = llb::file(builder.constraints(self.constraints().with_custom_name(name)))?;
+            self.st.state =
+                llb::file(builder.constraints(self.constraints().with_custom_name(name)))?;
         }
         self.st.image.commit(format!("{message} # buildkit"), true);
         Ok(())
@@ -269,7 +275,11 @@ impl Stage<'_, '_> {
     /// The destination, absolute, relative ones joined to the working directory; a
     /// trailing slash (meaning "into this directory") is kept.
     fn dest_path(&self, dest: &str) -> String {
-        let dest = if dest.is_empty() || dest == "." { "./" } else { dest };
+        let dest = if dest.is_empty() || dest == "." {
+            "./"
+        } else {
+            dest
+        };
         let joined = if dest.starts_with('/') {
             clean_path(dest)
         } else {
@@ -307,11 +317,13 @@ fn is_symbolic_mode(s: &str) -> bool {
         if rest.is_empty() || !rest.starts_with(['-', '+', '=']) {
             return false;
         }
-        rest.split_inclusive(['-', '+', '='])
-            .all(|_| true)
-            && rest
-                .chars()
-                .all(|c| matches!(c, '-' | '+' | '=' | 'r' | 'w' | 'x' | 'X' | 's' | 't' | 'u' | 'g' | 'o'))
+        rest.split_inclusive(['-', '+', '=']).all(|_| true)
+            && rest.chars().all(|c| {
+                matches!(
+                    c,
+                    '-' | '+' | '=' | 'r' | 'w' | 'x' | 'X' | 's' | 't' | 'u' | 'g' | 'o'
+                )
+            })
     })
 }
 
@@ -384,7 +396,10 @@ fn git_source(src: &str) -> Option<GitSource> {
     let (reference, subdir) = match fragment {
         None => (None, None),
         Some(f) => match f.split_once(':') {
-            Some((r, d)) => (Some(r.to_owned()).filter(|r| !r.is_empty()), Some(d.to_owned())),
+            Some((r, d)) => (
+                Some(r.to_owned()).filter(|r| !r.is_empty()),
+                Some(d.to_owned()),
+            ),
             None => (Some(f.to_owned()).filter(|r| !r.is_empty()), None),
         },
     };
@@ -403,7 +418,10 @@ mod tests {
     #[test]
     fn chmod_octal_and_symbolic() {
         assert_eq!(parse_chmod("755").unwrap(), Some(CopyMode::Octal(0o755)));
-        assert_eq!(parse_chmod("u+x,g-w").unwrap(), Some(CopyMode::Symbolic("u+x,g-w".into())));
+        assert_eq!(
+            parse_chmod("u+x,g-w").unwrap(),
+            Some(CopyMode::Symbolic("u+x,g-w".into()))
+        );
         assert!(parse_chmod("8").is_err());
         assert!(parse_chmod("17777").is_err());
         assert!(parse_chmod("bogus").is_err());
@@ -423,6 +441,9 @@ mod tests {
         assert_eq!(g.reference.as_deref(), Some("v0.8.0"));
         assert_eq!(g.subdir.as_deref(), Some("docs"));
         assert!(git_source("https://example.com/file.tar").is_none());
-        assert_eq!(git_source("git@github.com:o/r.git").unwrap().remote, "github.com/o/r.git");
+        assert_eq!(
+            git_source("git@github.com:o/r.git").unwrap().remote,
+            "github.com/o/r.git"
+        );
     }
 }

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use bud_proto::pb;
 use serde_json::{Value, json};
 
+use super::ConvertOptions;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::gofmt;
 use super::image::{DEFAULT_PATH, ImageConfig};
 use super::platform::Platform;
 use super::stages::{Base, Cmd, Graph};
-use super::ConvertOptions;
 use crate::instructions::{CommandKind, Healthcheck, ShellOrExec};
 use crate::llb::{self, Chown, Constraints, FileBuilder, MkdirOptions, State, UserRef};
 use crate::shell::Lexer;
@@ -92,10 +92,9 @@ pub fn dispatch_all(
         let node = &graph.stages[s];
         let mut st = match node.base {
             Base::Stage(b) => {
-                let mut st = out
-                    .state_of(b)
-                    .cloned()
-                    .ok_or_else(|| ConvertErrorKind::Copy("base stage was not built").at(node.line))?;
+                let mut st = out.state_of(b).cloned().ok_or_else(|| {
+                    ConvertErrorKind::Copy("base stage was not built").at(node.line)
+                })?;
                 st.image.remove("OnBuild");
                 st.cmd_index = 0;
                 st.cmd_set = false;
@@ -105,7 +104,12 @@ pub fn dispatch_all(
                 let Some(resolved) = &node.resolved else {
                     continue;
                 };
-                init_from_image(resolved.state.clone(), resolved.image.clone(), resolved.platform.clone(), usize::from(resolved.from_counted))
+                init_from_image(
+                    resolved.state.clone(),
+                    resolved.image.clone(),
+                    resolved.platform.clone(),
+                    usize::from(resolved.from_counted),
+                )
             }
         };
         let mut stage = Stage {
@@ -131,7 +135,12 @@ pub fn dispatch_all(
     Ok(out)
 }
 
-fn init_from_image(state: State, mut image: ImageConfig, platform: Platform, cmd_index: usize) -> StageState {
+fn init_from_image(
+    state: State,
+    mut image: ImageConfig,
+    platform: Platform,
+    cmd_index: usize,
+) -> StageState {
     let mut env_list = image.env();
     if !env_list.iter().any(|e| e.split('=').next() == Some("PATH")) && platform.os != "windows" {
         image.add_env("PATH", DEFAULT_PATH);
@@ -163,7 +172,13 @@ fn init_from_image(state: State, mut image: ImageConfig, platform: Platform, cmd
 }
 
 /// `[stage 2/5] RUN …`: the progress name of a step.
-pub(super) fn prefix_command(stage: &str, total: usize, index: usize, onbuild: bool, text: &str) -> String {
+pub(super) fn prefix_command(
+    stage: &str,
+    total: usize,
+    index: usize,
+    onbuild: bool,
+    text: &str,
+) -> String {
     if total == 0 {
         return text.to_owned();
     }
@@ -186,7 +201,10 @@ pub(super) fn normalize_workdir(current: &str, requested: &str) -> String {
     let joined = if requested.starts_with('/') {
         requested.to_owned()
     } else {
-        format!("{}/{requested}", if current.is_empty() { "/" } else { current })
+        format!(
+            "{}/{requested}",
+            if current.is_empty() { "/" } else { current }
+        )
     };
     clean_path(&joined)
 }
@@ -258,7 +276,13 @@ impl Stage<'_, '_> {
         if node.cmd_total > 0 {
             self.st.cmd_index += 1;
         }
-        prefix_command(&node.display, node.cmd_total, self.st.cmd_index, onbuild, text)
+        prefix_command(
+            &node.display,
+            node.cmd_total,
+            self.st.cmd_index,
+            onbuild,
+            text,
+        )
     }
 
     /// The instruction text with variables expanded, keyword upper-cased, as progress shows it.
@@ -326,7 +350,9 @@ impl Stage<'_, '_> {
                 self.st.image.set("Cmd", json!(args));
                 self.st.image.set("ArgsEscaped", json!(true));
                 self.st.cmd_set = true;
-                self.st.image.commit(format!("CMD {}", gofmt::quote_list(&args)), false);
+                self.st
+                    .image
+                    .commit(format!("CMD {}", gofmt::quote_list(&args)), false);
                 Ok(())
             }
             CommandKind::Entrypoint(line) => {
@@ -342,7 +368,9 @@ impl Stage<'_, '_> {
             }
             CommandKind::Shell(shell) => {
                 self.st.image.set("Shell", json!(shell));
-                self.st.image.commit(format!("SHELL {}", gofmt::plain_list(shell)), false);
+                self.st
+                    .image
+                    .commit(format!("SHELL {}", gofmt::plain_list(shell)), false);
                 Ok(())
             }
             CommandKind::User(user) => {
@@ -358,10 +386,14 @@ impl Stage<'_, '_> {
                     .map(|v| self.expand(v))
                     .collect::<Result<Vec<_>>>()?;
                 if volumes.iter().any(String::is_empty) {
-                    return Err(ConvertErrorKind::Copy("VOLUME specified can not be an empty string"));
+                    return Err(ConvertErrorKind::Copy(
+                        "VOLUME specified can not be an empty string",
+                    ));
                 }
                 self.st.image.add_set_members("Volumes", &volumes);
-                self.st.image.commit(format!("VOLUME {}", gofmt::plain_list(&volumes)), false);
+                self.st
+                    .image
+                    .commit(format!("VOLUME {}", gofmt::plain_list(&volumes)), false);
                 Ok(())
             }
             CommandKind::StopSignal(signal) => {
@@ -388,7 +420,9 @@ impl Stage<'_, '_> {
                     specs.extend(parse_port(w)?);
                 }
                 self.st.image.add_set_members("ExposedPorts", &specs);
-                self.st.image.commit(format!("EXPOSE {}", gofmt::plain_list(&specs)), false);
+                self.st
+                    .image
+                    .commit(format!("EXPOSE {}", gofmt::plain_list(&specs)), false);
                 Ok(())
             }
             CommandKind::Healthcheck(check) => {
@@ -462,9 +496,9 @@ impl Stage<'_, '_> {
             Healthcheck::Check(c) => {
                 let test: Vec<String> = match &c.cmd {
                     ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
-                    ShellOrExec::Exec(args) => {
-                        std::iter::once("CMD".to_owned()).chain(args.iter().cloned()).collect()
-                    }
+                    ShellOrExec::Exec(args) => std::iter::once("CMD".to_owned())
+                        .chain(args.iter().cloned())
+                        .collect(),
                 };
                 let mut map = serde_json::Map::new();
                 map.insert("Test".into(), json!(test));
@@ -516,7 +550,9 @@ impl Stage<'_, '_> {
             });
             self.st.build_args.push((arg.name.clone(), value));
         }
-        self.st.image.commit(format!("ARG {}", parts.join(" ")), false);
+        self.st
+            .image
+            .commit(format!("ARG {}", parts.join(" ")), false);
         Ok(())
     }
 
@@ -561,8 +597,12 @@ fn valid_signal(signal: &str) -> bool {
         "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
     ];
     NAMES.contains(&name.as_str())
-        || name.strip_prefix("RTMIN").is_some_and(|r| r.is_empty() || r.starts_with('+'))
-        || name.strip_prefix("RTMAX").is_some_and(|r| r.is_empty() || r.starts_with('-'))
+        || name
+            .strip_prefix("RTMIN")
+            .is_some_and(|r| r.is_empty() || r.starts_with('+'))
+        || name
+            .strip_prefix("RTMAX")
+            .is_some_and(|r| r.is_empty() || r.starts_with('-'))
 }
 
 /// `[ip:][host:]port[-end][/proto]` → `port/proto` for each port of the range.
@@ -575,7 +615,10 @@ fn parse_port(raw: &str) -> Result<Vec<String>> {
         None => (container, "tcp".to_owned()),
     };
     let (start, end) = match ports.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = ports.parse::<u16>().map_err(|_| bad())?;
             (p, p)
@@ -594,13 +637,19 @@ mod tests {
     #[test]
     fn progress_names_pad_the_index() {
         assert_eq!(prefix_command("", 3, 1, false, "RUN x"), "[1/3] RUN x");
-        assert_eq!(prefix_command("build", 12, 2, true, "RUN x"), "[build  2/12] ONBUILD RUN x");
+        assert_eq!(
+            prefix_command("build", 12, 2, true, "RUN x"),
+            "[build  2/12] ONBUILD RUN x"
+        );
         assert_eq!(prefix_command("s", 0, 0, false, "FROM x"), "FROM x");
     }
 
     #[test]
     fn ports_expand_ranges() {
-        assert_eq!(parse_port("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(
+            parse_port("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
         assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
         assert!(parse_port("x").is_err());
     }

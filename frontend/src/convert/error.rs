@@ -17,10 +17,7 @@ pub enum ConvertError {
     TargetNotFound(String),
     /// A problem with the instruction on `line` (1-based).
     #[error("line {line}: {kind}")]
-    At {
-        line: usize,
-        kind: ConvertErrorKind,
-    },
+    At { line: usize, kind: ConvertErrorKind },
 }
 
 /// What is wrong with an instruction.
@@ -44,9 +41,13 @@ pub enum ConvertErrorKind {
         "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
     )]
     VariableInFrom,
-    #[error("cannot copy from stage {from:?}, it needs to be defined before current stage {stage:?}")]
+    #[error(
+        "cannot copy from stage {from:?}, it needs to be defined before current stage {stage:?}"
+    )]
     CopyFromLaterStage { from: String, stage: String },
-    #[error("cannot mount from stage {from:?} to {target:?}, stage needs to be defined before current command")]
+    #[error(
+        "cannot mount from stage {from:?} to {target:?}, stage needs to be defined before current command"
+    )]
     MountFromLaterStage { from: String, target: String },
     #[error("{0}")]
     Mount(String),

@@ -195,7 +195,9 @@ pub fn convert(
             .image
             .set_top("architecture", Value::from(tp.architecture.clone()));
         if !tp.variant.is_empty() {
-            stage.image.set_top("variant", Value::from(tp.variant.clone()));
+            stage
+                .image
+                .set_top("variant", Value::from(tp.variant.clone()));
         }
     }
 
@@ -240,4 +242,3 @@ fn main_context(opts: &ConvertOptions, paths: &BTreeSet<String>) -> State {
         },
     )
 }
-

@@ -44,7 +44,8 @@ impl Platform {
     /// Parses `os/arch[/variant]` (or a bare arch, for Linux) like containerd's `platforms.Parse`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.split('/').collect();
-        let invalid = || format!("\"{text}\": unknown operating system or architecture: invalid argument");
+        let invalid =
+            || format!("\"{text}\": unknown operating system or architecture: invalid argument");
         if parts.iter().any(|p| p.is_empty()) {
             return Err(invalid());
         }
@@ -100,8 +101,21 @@ fn is_known_os(os: &str) -> bool {
 fn is_known_arch(arch: &str) -> bool {
     matches!(
         arch,
-        "amd64" | "x86_64" | "x86-64" | "arm64" | "aarch64" | "arm" | "armhf" | "armel" | "386"
-            | "i386" | "ppc64le" | "s390x" | "riscv64" | "mips64le" | "loong64"
+        "amd64"
+            | "x86_64"
+            | "x86-64"
+            | "arm64"
+            | "aarch64"
+            | "arm"
+            | "armhf"
+            | "armel"
+            | "386"
+            | "i386"
+            | "ppc64le"
+            | "s390x"
+            | "riscv64"
+            | "mips64le"
+            | "loong64"
     )
 }
 
@@ -129,10 +143,22 @@ mod tests {
 
     #[test]
     fn parses_and_normalises() {
-        assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::parse("linux/arm").unwrap().to_string(), "linux/arm/v7");
-        assert_eq!(Platform::parse("linux/aarch64").unwrap().to_string(), "linux/arm64");
-        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().to_string(), "linux/arm64");
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::parse("linux/aarch64").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap().to_string(),
+            "linux/arm64"
+        );
         assert_eq!(Platform::parse("arm64").unwrap().to_string(), "linux/arm64");
         assert!(Platform::parse("linux/").is_err());
         assert!(Platform::parse("nonsense").is_err());

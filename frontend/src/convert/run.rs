@@ -5,8 +5,12 @@ use bud_proto::pb;
 use super::dispatch::{COMMAND_DESCRIPTION, Stage, clean_path};
 use super::error::ConvertErrorKind;
 use super::stages::Cmd;
-use crate::instructions::{MountSpec, MountType, NetworkMode, Run, Security, ShellOrExec, Sharing, parse_mount};
-use crate::llb::{self, ExecBuilder, FileBuilder, MkdirOptions, Mount, MountKind, State, Chown, UserRef};
+use crate::instructions::{
+    MountSpec, MountType, NetworkMode, Run, Security, Sharing, ShellOrExec, parse_mount,
+};
+use crate::llb::{
+    self, Chown, ExecBuilder, FileBuilder, MkdirOptions, Mount, MountKind, State, UserRef,
+};
 use crate::parser::parse_heredoc_word;
 use crate::shell::Lexer;
 
@@ -34,7 +38,12 @@ impl Stage<'_, '_> {
                                 llb::Constraints::default()
                                     .with_custom_name("[internal] preparing inline document"),
                             )
-                            .mkfile(format!("/{}", doc.name), 0o755, data.clone(), Default::default()),
+                            .mkfile(
+                                format!("/{}", doc.name),
+                                0o755,
+                                data.clone(),
+                                Default::default(),
+                            ),
                     )?;
                     mounts.push(Mount {
                         dest: "/dev/pipes/".to_owned(),
@@ -123,7 +132,11 @@ impl Stage<'_, '_> {
     }
 
     /// The `--mount`s, expanded with the stage's environment.
-    fn run_mounts(&mut self, run: &Run, cmd: &Cmd) -> Result<(Vec<Mount>, Vec<pb::SecretEnv>, Vec<String>)> {
+    fn run_mounts(
+        &mut self,
+        run: &Run,
+        cmd: &Cmd,
+    ) -> Result<(Vec<Mount>, Vec<pb::SecretEnv>, Vec<String>)> {
         let mut mounts = Vec::new();
         let mut secret_env = Vec::new();
         let mut secret_names = Vec::new();
@@ -132,7 +145,10 @@ impl Stage<'_, '_> {
             let env = self.st.env.clone();
             let lexer = self.ctx.lexer;
             let m: MountSpec = parse_mount(&raw.raw, |v| {
-                lexer.process_word(v, &env).map(|w| w.result).map_err(|e| e.to_string())
+                lexer
+                    .process_word(v, &env)
+                    .map(|w| w.result)
+                    .map_err(|e| e.to_string())
             })
             .map_err(ConvertErrorKind::Mount)?;
             match m.mount_type {
@@ -141,7 +157,11 @@ impl Stage<'_, '_> {
                         (_, Some(src), _) if !src.is_empty() => src.clone(),
                         (Some(id), _, _) if !id.is_empty() => id.clone(),
                         (_, _, Some(t)) if !t.is_empty() => base_name(t),
-                        _ => return Err(ConvertErrorKind::Mount("one of source, target required".into())),
+                        _ => {
+                            return Err(ConvertErrorKind::Mount(
+                                "one of source, target required".into(),
+                            ));
+                        }
                     };
                     let target = match (&m.target, &m.env) {
                         (Some(t), _) if !t.is_empty() => Some(t.clone()),
@@ -172,7 +192,9 @@ impl Stage<'_, '_> {
                 }
                 MountType::Ssh => {
                     if m.source.is_some() {
-                        return Err(ConvertErrorKind::Mount("ssh does not support source".into()));
+                        return Err(ConvertErrorKind::Mount(
+                            "ssh does not support source".into(),
+                        ));
                     }
                     let dest = m
                         .target
@@ -183,7 +205,11 @@ impl Stage<'_, '_> {
                     mounts.push(Mount {
                         dest,
                         kind: MountKind::Ssh(pb::SshOpt {
-                            id: m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".to_owned()),
+                            id: m
+                                .id
+                                .clone()
+                                .filter(|s| !s.is_empty())
+                                .unwrap_or_else(|| "default".to_owned()),
                             uid: m.uid.unwrap_or(0),
                             gid: m.gid.unwrap_or(0),
                             mode: m.mode.unwrap_or(0o600),
@@ -212,11 +238,10 @@ impl Stage<'_, '_> {
                 let dispatched = src.and_then(|s| self.done.state_of(s));
                 match dispatched {
                     Some(s) => s.state.clone(),
-                    None if src.is_some_and(|s| self.graph.stages[s].unregistered) => {
-                        src.and_then(|s| self.graph.stages[s].resolved.as_ref())
-                            .map(|r| r.state.clone())
-                            .unwrap_or_default()
-                    }
+                    None if src.is_some_and(|s| self.graph.stages[s].unregistered) => src
+                        .and_then(|s| self.graph.stages[s].resolved.as_ref())
+                        .map(|r| r.state.clone())
+                        .unwrap_or_default(),
                     None => {
                         return Err(ConvertErrorKind::MountFromLaterStage {
                             from: m.from.clone().unwrap_or_else(|| "scratch".into()),
@@ -261,7 +286,9 @@ impl Stage<'_, '_> {
                     id: format!(
                         "{}/{}",
                         self.ctx.opts.cache_id_namespace,
-                        m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| go_clean(&target))
+                        m.id.clone()
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or_else(|| go_clean(&target))
                     ),
                     sharing: match m.sharing {
                         Some(Sharing::Private) => pb::CacheSharingOpt::Private,
@@ -302,7 +329,11 @@ fn go_clean(p: &str) -> String {
     }
     let cleaned = clean_path(&format!("/{p}"));
     let rel = cleaned.trim_start_matches('/');
-    if rel.is_empty() { ".".to_owned() } else { rel.to_owned() }
+    if rel.is_empty() {
+        ".".to_owned()
+    } else {
+        rel.to_owned()
+    }
 }
 
 /// The first line of a heredoc, with `...` when there are more.

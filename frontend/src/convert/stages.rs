@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use super::ConvertOptions;
 use super::args::Platforms;
 use super::dispatch::prefix_command;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
 use super::platform::Platform;
-use super::ConvertOptions;
 use crate::instructions::{self, Command, CommandKind, Dockerfile};
 use crate::llb::{self, Constraints, ImageOptions, State};
 use crate::shell::{EmptyEnv, Lexer};
@@ -124,11 +124,7 @@ impl Graph {
             };
             let base = graph.base_of(&base_name);
             let mut total = usize::from(base_name != SCRATCH && !matches!(base, Base::Stage(_)));
-            total += st
-                .commands
-                .iter()
-                .filter(|c| counts(&c.kind))
-                .count();
+            total += st.commands.iter().filter(|c| counts(&c.kind)).count();
             graph.stages.push(StageNode {
                 name: st.name.clone(),
                 index: i,
@@ -210,7 +206,12 @@ impl Graph {
     }
 
     /// Finds the stages a command reads from, adding image sources as needed.
-    fn command(&mut self, command: Command, onbuild: bool, lexer: &Lexer) -> Result<Cmd, ConvertError> {
+    fn command(
+        &mut self,
+        command: Command,
+        onbuild: bool,
+        lexer: &Lexer,
+    ) -> Result<Cmd, ConvertError> {
         let line = command.location.start_line;
         let mut cmd = Cmd {
             command,
@@ -302,8 +303,10 @@ impl Graph {
         for start in 0..self.stages.len() {
             let mut path = Vec::new();
             if let Some(line) = self.visit(start, &mut visited, &mut path) {
-                return Err(ConvertErrorKind::CircularDependency(self.stages[start].display_name())
-                    .at(line));
+                return Err(ConvertErrorKind::CircularDependency(
+                    self.stages[start].display_name(),
+                )
+                .at(line));
             }
         }
         Ok(())
@@ -415,7 +418,10 @@ impl Graph {
         platforms: &Platforms,
     ) -> Result<Option<ResolvedBase>, ConvertError> {
         let node = &self.stages[s];
-        let platform = node.platform.clone().unwrap_or_else(|| platforms.target.clone());
+        let platform = node
+            .platform
+            .clone()
+            .unwrap_or_else(|| platforms.target.clone());
         match node.base {
             Base::Stage(_) => Ok(None),
             Base::Scratch => Ok(Some(ResolvedBase {
@@ -426,15 +432,18 @@ impl Graph {
             })),
             Base::Image => {
                 let line = node.line;
-                let normalized = llb::normalize_image_ref(&node.base_name)
-                    .map_err(|_| ConvertErrorKind::InvalidReference(node.base_name.clone()).at(line))?;
-                let resolved = resolver.resolve(&normalized, &platform).map_err(|message| {
-                    ConvertErrorKind::ResolveImage {
-                        reference: node.base_name.clone(),
-                        message,
-                    }
-                    .at(line)
+                let normalized = llb::normalize_image_ref(&node.base_name).map_err(|_| {
+                    ConvertErrorKind::InvalidReference(node.base_name.clone()).at(line)
                 })?;
+                let resolved = resolver
+                    .resolve(&normalized, &platform)
+                    .map_err(|message| {
+                        ConvertErrorKind::ResolveImage {
+                            reference: node.base_name.clone(),
+                            message,
+                        }
+                        .at(line)
+                    })?;
                 let image = ImageConfig::from_json(resolved.config);
                 let name = normalized.split('@').next().unwrap_or(&normalized);
                 let pinned = if resolved.digest.is_empty() {
@@ -502,7 +511,9 @@ fn parse_trigger(trigger: &str, line: usize) -> Result<Command, ConvertError> {
         .map(|s| s.commands)
         .unwrap_or_default();
     if commands.len() != 1 {
-        return Err(onbuild("onbuild trigger should be a single expression".to_owned()));
+        return Err(onbuild(
+            "onbuild trigger should be a single expression".to_owned(),
+        ));
     }
     let mut command = commands.remove(0);
     command.location.start_line = line;

@@ -28,7 +28,10 @@ impl ImageResolver for FakeRegistry {
             }),
             other => return Err(format!("{other}: not found")),
         };
-        Ok(ResolvedImage { digest: DIGEST.to_owned(), config })
+        Ok(ResolvedImage {
+            digest: DIGEST.to_owned(),
+            config,
+        })
     }
 }
 
@@ -67,19 +70,37 @@ pub fn ops(c: &Converted) -> Vec<Value> {
 }
 
 pub fn execs(c: &Converted) -> Vec<Value> {
-    ops(c).into_iter().filter(|o| o["Op"]["Op"]["exec"].is_object()).map(|o| o["Op"]["Op"]["exec"].clone()).collect()
+    ops(c)
+        .into_iter()
+        .filter(|o| o["Op"]["Op"]["exec"].is_object())
+        .map(|o| o["Op"]["Op"]["exec"].clone())
+        .collect()
 }
 
 pub fn files(c: &Converted) -> Vec<Value> {
-    ops(c).into_iter().filter(|o| o["Op"]["Op"]["file"].is_object()).collect()
+    ops(c)
+        .into_iter()
+        .filter(|o| o["Op"]["Op"]["file"].is_object())
+        .collect()
 }
 
 pub fn sources(c: &Converted) -> Vec<Value> {
-    ops(c).into_iter().filter(|o| o["Op"]["Op"]["source"].is_object()).map(|o| o["Op"]["Op"]["source"].clone()).collect()
+    ops(c)
+        .into_iter()
+        .filter(|o| o["Op"]["Op"]["source"].is_object())
+        .map(|o| o["Op"]["Op"]["source"].clone())
+        .collect()
 }
 
 pub fn names(c: &Converted) -> Vec<String> {
-    ops(c).iter().filter_map(|o| o["OpMetadata"]["description"]["llb.customname"].as_str().map(str::to_owned)).collect()
+    ops(c)
+        .iter()
+        .filter_map(|o| {
+            o["OpMetadata"]["description"]["llb.customname"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 pub fn definition(c: &Converted) -> &pb::Definition {
