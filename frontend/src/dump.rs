@@ -134,7 +134,7 @@ impl Obj {
         self
     }
     fn arr(self, k: &str, v: Vec<Value>) -> Self {
-        let v = (!v.is_empty()).then(|| Value::Array(v));
+        let v = (!v.is_empty()).then_some(Value::Array(v));
         self.v(k, v)
     }
     fn done(self) -> Value {

@@ -317,13 +317,12 @@ fn is_symbolic_mode(s: &str) -> bool {
         if rest.is_empty() || !rest.starts_with(['-', '+', '=']) {
             return false;
         }
-        rest.split_inclusive(['-', '+', '=']).all(|_| true)
-            && rest.chars().all(|c| {
-                matches!(
-                    c,
-                    '-' | '+' | '=' | 'r' | 'w' | 'x' | 'X' | 's' | 't' | 'u' | 'g' | 'o'
-                )
-            })
+        rest.chars().all(|c| {
+            matches!(
+                c,
+                '-' | '+' | '=' | 'r' | 'w' | 'x' | 'X' | 's' | 't' | 'u' | 'g' | 'o'
+            )
+        })
     })
 }
 
