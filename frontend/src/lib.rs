@@ -4,7 +4,9 @@
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
+pub mod convert;
 pub mod dockerignore;
+pub mod dump;
 pub mod image;
 pub mod instructions;
 pub mod llb;

@@ -1,0 +1,76 @@
+use thiserror::Error;
+
+use crate::instructions::InstructionError;
+use crate::llb::LlbError;
+use crate::parser::ParseError;
+
+/// Why a Dockerfile cannot be converted.
+#[derive(Debug, Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Instruction(#[from] InstructionError),
+    #[error("dockerfile contains no stages to build")]
+    NoStages,
+    #[error("target stage {0:?} could not be found")]
+    TargetNotFound(String),
+    /// A problem with the instruction on `line` (1-based).
+    #[error("line {line}: {kind}")]
+    At { line: usize, kind: ConvertErrorKind },
+}
+
+/// What is wrong with an instruction.
+#[derive(Debug, Error)]
+pub enum ConvertErrorKind {
+    #[error("{0}")]
+    Expansion(String),
+    #[error("base name ({0}) should not be blank")]
+    BlankBaseName(String),
+    #[error("failed to parse platform {text}: {reason}")]
+    Platform { text: String, reason: String },
+    #[error("{reference}: {message}")]
+    ResolveImage { reference: String, message: String },
+    #[error("failed to parse stage name {0:?}: invalid reference format")]
+    InvalidReference(String),
+    #[error("invalid stage index {0}")]
+    StageIndex(i64),
+    #[error("circular dependency detected on stage: {0}")]
+    CircularDependency(String),
+    #[error(
+        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+    )]
+    VariableInFrom,
+    #[error(
+        "cannot copy from stage {from:?}, it needs to be defined before current stage {stage:?}"
+    )]
+    CopyFromLaterStage { from: String, stage: String },
+    #[error(
+        "cannot mount from stage {from:?} to {target:?}, stage needs to be defined before current command"
+    )]
+    MountFromLaterStage { from: String, target: String },
+    #[error("{0}")]
+    Mount(String),
+    #[error("invalid mount target {0:?}")]
+    MountTarget(String),
+    #[error("invalid chmod parameter: '{0}'. it should be octal string and between 0 and 07777")]
+    Chmod(String),
+    #[error("{0}")]
+    Copy(&'static str),
+    #[error("invalid checksum digest format {0:?}")]
+    Checksum(String),
+    #[error("invalid port: {0:?}")]
+    Port(String),
+    #[error("invalid signal: {0}")]
+    Signal(String),
+    #[error("onbuild trigger: {0}")]
+    Onbuild(String),
+    #[error(transparent)]
+    Llb(#[from] LlbError),
+}
+
+impl ConvertErrorKind {
+    pub(crate) fn at(self, line: usize) -> ConvertError {
+        ConvertError::At { line, kind: self }
+    }
+}

@@ -1,0 +1,215 @@
+//! The image config a build produces, edited the way BuildKit's dispatchers edit
+//! `dockerspec.DockerOCIImage`. Kept as JSON so that fields bud does not know about
+//! pass through from the base image untouched.
+
+use serde_json::{Map, Value, json};
+
+use super::platform::Platform;
+
+/// `history[].comment` of every entry a Dockerfile adds.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// `PATH` when the base image sets none (BuildKit's `system.DefaultPathEnv` for Unix).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An image config under construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageConfig(Map<String, Value>);
+
+impl ImageConfig {
+    /// The config of `FROM scratch`.
+    pub fn empty(platform: &Platform) -> Self {
+        let mut img = Map::new();
+        img.insert("architecture".into(), json!(platform.architecture));
+        img.insert("os".into(), json!(platform.os));
+        if !platform.variant.is_empty() {
+            img.insert("variant".into(), json!(platform.variant));
+        }
+        img.insert("rootfs".into(), json!({"type": "layers"}));
+        img.insert(
+            "config".into(),
+            json!({"Env": [format!("PATH={DEFAULT_PATH}")], "WorkingDir": "/"}),
+        );
+        ImageConfig(img)
+    }
+
+    /// A base image's config; a non-object is treated as an empty config.
+    pub fn from_json(value: Value) -> Self {
+        let mut map = match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        // BuildKit clears the creation time so the result gets its own.
+        map.remove("created");
+        ImageConfig(map)
+    }
+
+    pub fn into_json(self) -> Value {
+        Value::Object(self.0)
+    }
+
+    pub fn as_json(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    fn config(&self) -> Option<&Map<String, Value>> {
+        self.0.get("config").and_then(Value::as_object)
+    }
+
+    fn config_mut(&mut self) -> &mut Map<String, Value> {
+        let entry = self
+            .0
+            .entry("config")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        match entry {
+            Value::Object(map) => map,
+            _ => unreachable!("replaced by an object above"),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Vec<String> {
+        self.config()
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn string(&self, key: &str) -> String {
+        self.config()
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.config_mut().insert(key.to_owned(), value);
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.config_mut().remove(key);
+    }
+
+    pub fn env(&self) -> Vec<String> {
+        self.strings("Env")
+    }
+
+    /// Replaces `key`'s entry in place or appends it, as BuildKit's `addEnv`.
+    pub fn add_env(&mut self, key: &str, value: &str) {
+        let mut env = self.env();
+        let entry = format!("{key}={value}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+        self.set("Env", json!(env));
+    }
+
+    pub fn shell(&self) -> Vec<String> {
+        self.strings("Shell")
+    }
+
+    pub fn onbuild(&self) -> Vec<String> {
+        self.strings("OnBuild")
+    }
+
+    pub fn working_dir(&self) -> String {
+        self.string("WorkingDir")
+    }
+
+    pub fn user(&self) -> String {
+        self.string("User")
+    }
+
+    pub fn os(&self) -> String {
+        self.0
+            .get("os")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Whether the image has no layers (BuildKit then starts from scratch).
+    pub fn has_no_layers(&self) -> bool {
+        let diff_ids = self
+            .0
+            .get("rootfs")
+            .and_then(|r| r.get("diff_ids"))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if diff_ids > 0 {
+            return false;
+        }
+        // Schema 1 images have no diff IDs: their history says whether layers exist.
+        let history = self.0.get("history").and_then(Value::as_array);
+        history.is_none_or(|h| {
+            h.iter()
+                .all(|e| e.get("empty_layer").and_then(Value::as_bool) == Some(true))
+        })
+    }
+
+    /// Adds or replaces labels.
+    pub fn add_labels<'a>(&mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let config = self.config_mut();
+        let entry = config
+            .entry("Labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = entry {
+            for (k, v) in labels {
+                map.insert(k.to_owned(), json!(v));
+            }
+        }
+    }
+
+    /// Adds keys to a set-like object (`ExposedPorts`, `Volumes`).
+    pub fn add_set_members(&mut self, key: &str, members: &[String]) {
+        let config = self.config_mut();
+        let entry = config
+            .entry(key)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = entry {
+            for m in members {
+                map.insert(m.clone(), json!({}));
+            }
+        }
+    }
+
+    pub fn set_top(&mut self, key: &str, value: Value) {
+        self.0.insert(key.to_owned(), value);
+    }
+
+    /// Adds a history entry; `with_layer` entries are the ones that change the filesystem.
+    pub fn commit(&mut self, created_by: String, with_layer: bool) {
+        let mut entry = Map::new();
+        entry.insert("created_by".into(), json!(created_by));
+        entry.insert("comment".into(), json!(HISTORY_COMMENT));
+        if !with_layer {
+            entry.insert("empty_layer".into(), json!(true));
+        }
+        let history = self.0.entry("history").or_insert_with(|| json!([]));
+        if !history.is_array() {
+            *history = json!([]);
+        }
+        if let Value::Array(list) = history {
+            list.push(Value::Object(entry));
+        }
+    }
+}

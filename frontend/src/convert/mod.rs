@@ -1,0 +1,244 @@
+//! Dockerfile → LLB, as BuildKit's `dockerfile2llb` does it.
+//!
+//! [`convert`] parses the Dockerfile, evaluates global ARGs, builds the stage graph
+//! (bases, `COPY --from`, `RUN --mount=from=`), resolves the base images of the stages
+//! the target needs through an [`ImageResolver`], and dispatches their instructions
+//! into an LLB graph and an image config. The aim is the same graph, byte for byte,
+//! as BuildKit's own frontend for the same input, so that caches and digests agree.
+//!
+//! The build context is one `local://` source whose `local.followpaths` lists every
+//! context path the build reads; that list is only known once every stage has been
+//! dispatched, so dispatch runs twice: once to collect the paths, once to build.
+
+mod args;
+mod copy;
+mod dispatch;
+mod env;
+mod error;
+mod gofmt;
+mod image;
+mod platform;
+mod run;
+mod stages;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bud_proto::pb;
+use serde_json::Value;
+
+use crate::llb::{self, Constraints, LocalOptions, State};
+use crate::shell::Lexer;
+
+pub use env::EnvList;
+pub use error::{ConvertError, ConvertErrorKind};
+pub use image::{DEFAULT_PATH, ImageConfig};
+pub use platform::Platform;
+
+/// What a build asks of the conversion besides the Dockerfile.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Stage to build (case-insensitive); the last stage when `None`.
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--label`s, added to the result's config.
+    pub labels: BTreeMap<String, String>,
+    /// `--platform`; when `None` the build platform is the target, implicitly.
+    pub target_platform: Option<Platform>,
+    /// The platform the build runs on.
+    pub build_platform: Platform,
+    /// Name of the local source holding the build context.
+    pub context_name: String,
+    /// `.dockerignore` patterns, sent as `local.excludepatterns`.
+    pub excludes: Vec<String>,
+    /// Session the context is read through (`local.session`).
+    pub session_id: Option<String>,
+    /// `--no-cache` / `--no-cache-filter`.
+    pub no_cache: NoCache,
+    /// Prefix of cache mount IDs.
+    pub cache_id_namespace: String,
+    /// LLB features the solver supports, where the conversion depends on them.
+    pub caps: SolverCaps,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            target: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            target_platform: None,
+            build_platform: Platform::host(),
+            context_name: "context".to_owned(),
+            excludes: Vec::new(),
+            session_id: None,
+            no_cache: NoCache::None,
+            cache_id_namespace: String::new(),
+            caps: SolverCaps::default(),
+        }
+    }
+}
+
+/// Which stages ignore the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NoCache {
+    #[default]
+    None,
+    All,
+    /// These stage names (case-insensitive).
+    Stages(Vec<String>),
+}
+
+impl NoCache {
+    fn applies_to(&self, stage: Option<&str>) -> bool {
+        match self {
+            NoCache::None => false,
+            NoCache::All => true,
+            NoCache::Stages(names) => {
+                stage.is_some_and(|s| names.iter().any(|n| n.eq_ignore_ascii_case(s)))
+            }
+        }
+    }
+}
+
+/// Capabilities BuildKit's frontend checks before using a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SolverCaps {
+    /// `mergeop`: `COPY --link` becomes a copy onto scratch merged onto the stage.
+    pub merge_op: bool,
+    /// `exec.mount.bind.readwrite-nooutput`: writable bind mounts produce no output.
+    pub bind_read_write_no_output: bool,
+}
+
+impl Default for SolverCaps {
+    fn default() -> Self {
+        SolverCaps {
+            merge_op: true,
+            bind_read_write_no_output: true,
+        }
+    }
+}
+
+/// A base image as the registry describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedImage {
+    /// Manifest digest (`sha256:…`) the build pins the image to.
+    pub digest: String,
+    /// The image config JSON.
+    pub config: Value,
+}
+
+/// Looks up base images; the solver implements it (registry, local store, cache).
+pub trait ImageResolver {
+    /// `reference` is normalised (`docker.io/library/busybox:latest`).
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+}
+
+/// The result of a conversion.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The LLB to solve. Empty when the target is scratch with no files.
+    pub definition: pb::Definition,
+    /// The result's image config (`architecture`, `os`, `config`, `rootfs`, `history`, …).
+    pub image: Value,
+    /// Name of the built stage (`stage-N` for unnamed ones).
+    pub target: String,
+    /// Build args that no ARG consumed (docker warns about them).
+    pub unused_build_args: Vec<String>,
+}
+
+/// Converts `dockerfile` into LLB and an image config.
+pub fn convert(
+    dockerfile: &str,
+    opts: &ConvertOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<Converted, ConvertError> {
+    let parsed = crate::parser::parse(dockerfile)?;
+    let file = crate::instructions::parse(&parsed)?;
+    if file.stages.is_empty() {
+        return Err(ConvertError::NoStages);
+    }
+    let lexer = Lexer::new(parsed.directives.escape);
+    let platforms = args::Platforms::new(opts);
+    let target_name = opts
+        .target
+        .clone()
+        .or_else(|| file.stages.last().and_then(|s| s.name.clone()));
+    let defaults = args::default_args(&platforms, &opts.build_args, target_name.as_deref());
+    let meta = args::meta_args(defaults, &lexer, &file.meta_args, &opts.build_args)?;
+
+    let mut graph = stages::Graph::build(&file, &meta.env, &lexer, opts)?;
+    let target = graph.target(opts.target.as_deref())?;
+    graph.check_cycles()?;
+    let reachable = graph.resolve(target, resolver, &platforms, &lexer)?;
+
+    let ctx = dispatch::Context {
+        opts,
+        lexer: &lexer,
+        global_args: &meta.env,
+        proxy_env: args::proxy_env(&opts.build_args),
+    };
+    // First pass: learn which context paths are read.
+    let first = dispatch::dispatch_all(&graph, &reachable, &ctx, &State::scratch())?;
+    let context = main_context(opts, &first.context_paths);
+    let mut result = dispatch::dispatch_all(&graph, &reachable, &ctx, &context)?;
+
+    let mut stage = result.take(target);
+    if !opts.labels.is_empty() {
+        stage
+            .image
+            .add_labels(opts.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    if let Some(tp) = &opts.target_platform {
+        stage.image.set_top("os", Value::from(tp.os.clone()));
+        stage
+            .image
+            .set_top("architecture", Value::from(tp.architecture.clone()));
+        if !tp.variant.is_empty() {
+            stage
+                .image
+                .set_top("variant", Value::from(tp.variant.clone()));
+        }
+    }
+
+    let mut consumed: BTreeSet<String> = meta.declared.clone();
+    consumed.extend(result.declared_args.iter().cloned());
+    let unused_build_args = opts
+        .build_args
+        .keys()
+        .filter(|k| !consumed.contains(*k) && !args::is_builtin(k))
+        .cloned()
+        .collect();
+
+    Ok(Converted {
+        definition: stage.state.marshal(),
+        image: stage.image.into_json(),
+        target: graph.stages[target].display_name(),
+        unused_build_args,
+    })
+}
+
+/// The `local://context` source, as BuildKit's `dockerui` client builds it.
+fn main_context(opts: &ConvertOptions, paths: &BTreeSet<String>) -> State {
+    // A build that reads "/" reads everything: no filter.
+    let follow_paths = if paths.contains("/") {
+        Vec::new()
+    } else {
+        paths
+            .iter()
+            .map(|p| p.trim_start_matches('/').to_owned())
+            .map(|p| if p.is_empty() { ".".to_owned() } else { p })
+            .collect()
+    };
+    llb::local(
+        &opts.context_name,
+        LocalOptions {
+            session_id: opts.session_id.clone(),
+            exclude_patterns: opts.excludes.clone(),
+            follow_paths,
+            shared_key_hint: Some(opts.context_name.clone()),
+            constraints: Constraints::default().with_custom_name("[internal] load build context"),
+            ..Default::default()
+        },
+    )
+}

@@ -1,0 +1,218 @@
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn from_pins_the_digest_and_names_steps() {
+    let c = build("FROM busybox\nRUN echo hi\n");
+    let src = sources(&c);
+    assert_eq!(
+        src[0]["identifier"],
+        format!("docker-image://docker.io/library/busybox:latest@{DIGEST}")
+    );
+    assert_eq!(
+        names(&c),
+        [
+            format!("[1/2] FROM docker.io/library/busybox:latest@{DIGEST}"),
+            "[2/2] RUN echo hi".to_owned()
+        ]
+    );
+    let exec = &execs(&c)[0];
+    assert_eq!(exec["meta"]["args"], json!(["/bin/sh", "-c", "echo hi"]));
+    assert_eq!(exec["meta"]["cwd"], "/");
+    assert_eq!(
+        exec["meta"]["env"],
+        json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    );
+    let history = c.image["history"].as_array().unwrap();
+    assert_eq!(
+        history.last().unwrap()["created_by"],
+        "RUN /bin/sh -c echo hi # buildkit"
+    );
+    assert_eq!(c.image["config"]["Cmd"], json!(["sh"]));
+}
+
+#[test]
+fn run_is_not_expanded_but_its_name_is() {
+    let c = build("FROM busybox\nENV A=1\nRUN echo $A \"$B\"\n");
+    assert_eq!(execs(&c)[0]["meta"]["args"][2], "echo $A \"$B\"");
+    assert!(names(&c).contains(&"[2/2] RUN echo 1 \"$B\"".to_owned()));
+}
+
+#[test]
+fn env_arg_and_build_args() {
+    let mut o = opts();
+    o.build_args.insert("V".into(), "given".into());
+    o.build_args.insert("UNUSED".into(), "x".into());
+    o.build_args
+        .insert("http_proxy".into(), "http://proxy".into());
+    let c = build_with(
+        "ARG BASE=busybox\nFROM $BASE\nARG V=default\nARG W=w-$V\nENV E=$W\nRUN env\n",
+        &o,
+    );
+    let exec = &execs(&c)[0];
+    assert_eq!(
+        exec["meta"]["env"],
+        json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "V=given",
+            "W=w-given",
+            "E=w-given"
+        ])
+    );
+    assert_eq!(exec["meta"]["proxy_env"]["http_proxy"], "http://proxy");
+    assert_eq!(c.unused_build_args, ["UNUSED"]);
+    let env = c.image["config"]["Env"].as_array().unwrap();
+    assert!(env.contains(&json!("E=w-given")));
+    assert!(!env.iter().any(|e| e.as_str().unwrap().starts_with("V=")));
+    let history = c.image["history"].as_array().unwrap();
+    assert_eq!(
+        history.last().unwrap()["created_by"],
+        "RUN |2 V=given W=w-given /bin/sh -c env # buildkit"
+    );
+}
+
+#[test]
+fn global_args_need_redeclaration() {
+    let c = build("ARG G=global\nFROM busybox\nRUN echo\nARG G\nRUN echo\n");
+    let e = execs(&c);
+    assert!(
+        !e[0]["meta"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "G=global")
+    );
+    assert!(
+        e[1]["meta"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "G=global")
+    );
+}
+
+#[test]
+fn platform_args() {
+    let mut o = opts();
+    o.target_platform = Some(bud_frontend::convert::Platform::new("linux", "arm64", ""));
+    let c = build_with(
+        "FROM busybox\nARG TARGETPLATFORM\nARG BUILDARCH\nRUN true\n",
+        &o,
+    );
+    let env = execs(&c)[0]["meta"]["env"].clone();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!("TARGETPLATFORM=linux/arm64"))
+    );
+    assert!(env.as_array().unwrap().contains(&json!("BUILDARCH=amd64")));
+    assert_eq!(c.image["architecture"], "arm64");
+}
+
+#[test]
+fn workdir_user_copy() {
+    let c = build(
+        "FROM busybox\nUSER app\nWORKDIR /srv/$NOPE/x\nCOPY --chown=app:1000 --chmod=640 a b* ./\n",
+    );
+    let f = files(&c);
+    let mkdir = &f[0]["Op"]["Op"]["file"]["actions"][0]["Action"]["mkdir"];
+    assert_eq!(mkdir["path"], "/srv/x");
+    assert_eq!(mkdir["makeParents"], true);
+    assert_eq!(mkdir["owner"]["user"]["ByName"]["name"], "app");
+    let copy = &f[1]["Op"]["Op"]["file"]["actions"][0]["Action"]["copy"];
+    assert_eq!(copy["src"], "/a");
+    assert_eq!(copy["dest"], "/srv/x/");
+    assert_eq!(copy["mode"], 0o640);
+    assert_eq!(copy["owner"]["group"]["ByID"], 1000);
+    assert_eq!(copy["allowWildcard"], true);
+    assert_eq!(copy["followSymlink"], true);
+    assert_eq!(copy["dirCopyContents"], true);
+    let ctx = sources(&c)
+        .into_iter()
+        .find(|s| s["identifier"] == "local://context")
+        .unwrap();
+    assert_eq!(ctx["attrs"]["local.followpaths"], "[\"a\",\"b*\"]");
+    assert_eq!(ctx["attrs"]["local.sharedkeyhint"], "context");
+    assert_eq!(c.image["config"]["WorkingDir"], "/srv/x");
+    assert_eq!(c.image["config"]["User"], "app");
+}
+
+#[test]
+fn metadata_instructions() {
+    let c = build(concat!(
+        "FROM busybox\nLABEL a=b \"c d\"=e\nEXPOSE 80 8000-8001/udp\nVOLUME /data\n",
+        "STOPSIGNAL SIGKILL\nHEALTHCHECK --interval=30s --retries=3 CMD curl -f x\n",
+        "SHELL [\"/bin/bash\", \"-c\"]\nENTRYPOINT echo\nMAINTAINER me\nONBUILD RUN hi\n"
+    ));
+    let cfg = &c.image["config"];
+    assert_eq!(cfg["Labels"], json!({"a": "b", "c d": "e"}));
+    assert_eq!(
+        cfg["ExposedPorts"],
+        json!({"80/tcp": {}, "8000/udp": {}, "8001/udp": {}})
+    );
+    assert_eq!(cfg["Volumes"], json!({"/data": {}}));
+    assert_eq!(cfg["StopSignal"], "SIGKILL");
+    assert_eq!(
+        cfg["Healthcheck"],
+        json!({"Test": ["CMD-SHELL", "curl -f x"], "Interval": 30_000_000_000u64, "Retries": 3})
+    );
+    assert_eq!(cfg["Entrypoint"], json!(["/bin/bash", "-c", "echo"]));
+    assert!(
+        cfg.get("Cmd").is_none(),
+        "ENTRYPOINT resets the inherited CMD"
+    );
+    assert_eq!(cfg["OnBuild"], json!(["RUN hi"]));
+    assert_eq!(c.image["author"], "me");
+    let created: Vec<&str> = c.image["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "LABEL a=b c d=e",
+            "EXPOSE [80/tcp 8000/udp 8001/udp]",
+            "VOLUME [/data]",
+            "STOPSIGNAL SIGKILL",
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+            "SHELL [/bin/bash -c]",
+            "ENTRYPOINT [\"/bin/bash\" \"-c\" \"echo\"]",
+            "MAINTAINER me",
+        ]
+    );
+    assert!(
+        c.image["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .all(|h| h["empty_layer"] == true)
+    );
+}
+
+#[test]
+fn labels_option_and_scratch() {
+    let mut o = opts();
+    o.labels.insert("x".into(), "y".into());
+    let c = build_with("FROM scratch\nCOPY a /\n", &o);
+    assert_eq!(c.image["config"]["Labels"], json!({"x": "y"}));
+    assert_eq!(
+        names(&c),
+        ["[internal] load build context", "[1/1] COPY a /"]
+    );
+}
+
+#[test]
+#[ignore]
+fn debug_dump() {
+    let c = build(&std::env::var("DF").unwrap_or_default().replace("\\n", "\n"));
+    print!(
+        "{}",
+        bud_frontend::dump::to_json_lines(&c.definition).unwrap()
+    );
+}
