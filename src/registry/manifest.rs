@@ -1,0 +1,285 @@
+//! Manifests and indexes as registries serve them: Docker's v2 schema 2 and the OCI image
+//! spec share one shape, so one set of types reads both and the media types tell them apart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+pub const DOCKER_CONFIG: &str = bud_frontend::image::DOCKER_CONFIG_MEDIA_TYPE;
+pub const OCI_CONFIG: &str = bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
+
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_NONDISTRIBUTABLE_LAYER_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+
+/// What a pull asks for, image manifests and indexes of both kinds.
+pub const ACCEPTED: &[&str] = &[
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    OCI_INDEX,
+];
+
+pub fn is_layer(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        DOCKER_LAYER_GZIP
+            | DOCKER_FOREIGN_LAYER_GZIP
+            | OCI_LAYER
+            | OCI_LAYER_GZIP
+            | OCI_LAYER_ZSTD
+            | OCI_NONDISTRIBUTABLE_LAYER_GZIP
+    )
+}
+
+/// A reference to a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// An image manifest: a config and its layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A manifest list or image index: one manifest per platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// Either document, told apart by media type or, when a registry leaves it out of the body,
+/// by shape (an index has `manifests`, a manifest `config`).
+#[derive(Debug, Clone)]
+pub enum Document {
+    Manifest(Manifest),
+    Index(Index),
+}
+
+impl Document {
+    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Probe {
+            schema_version: Option<u32>,
+            media_type: Option<String>,
+            manifests: Option<serde::de::IgnoredAny>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if probe.schema_version != Some(2) {
+            return Err(format!(
+                "schema version {:?} is not supported (only 2)",
+                probe.schema_version
+            ));
+        }
+        let media_type = probe.media_type.as_deref().or(content_type);
+        let is_index = match media_type {
+            Some(DOCKER_MANIFEST_LIST | OCI_INDEX) => true,
+            Some(DOCKER_MANIFEST | OCI_MANIFEST) => false,
+            Some(other) => return Err(format!("unsupported media type {other:?}")),
+            None => probe.manifests.is_some(),
+        };
+        if is_index {
+            serde_json::from_slice(bytes)
+                .map(Document::Index)
+                .map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(bytes)
+                .map(Document::Manifest)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// An OS and CPU an image runs on: `linux/amd64`, `linux/arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub os_version: String,
+}
+
+impl Default for Platform {
+    /// `linux/amd64`, what `docker build` targets unless told otherwise on these machines.
+    fn default() -> Self {
+        Platform::new("linux", "amd64", "")
+    }
+}
+
+impl Platform {
+    pub fn new(os: &str, architecture: &str, variant: &str) -> Platform {
+        Platform {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant: variant.to_owned(),
+            os_version: String::new(),
+        }
+    }
+
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(text: &str) -> Option<Platform> {
+        let mut parts = text.split('/');
+        let os = parts.next().filter(|s| !s.is_empty())?;
+        let arch = parts.next().filter(|s| !s.is_empty())?;
+        let variant = parts.next().unwrap_or("");
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Platform::new(os, arch, variant))
+    }
+
+    /// Whether an image for `offered` runs here. arm64's only variant is v8, so its
+    /// absence and presence mean the same; elsewhere a wanted variant must be offered.
+    pub fn matches(&self, offered: &Platform) -> bool {
+        if self.os != offered.os || self.architecture != offered.architecture {
+            return false;
+        }
+        let normal = |p: &Platform| {
+            if p.architecture == "arm64" && p.variant == "v8" {
+                String::new()
+            } else {
+                p.variant.clone()
+            }
+        };
+        self.variant.is_empty() || normal(self) == normal(offered)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+/// The index entry to use for `platform`: the first that matches, preferring an exact
+/// variant when several do (an index may list `arm/v6` and `arm/v7`).
+pub fn select<'a>(index: &'a Index, platform: &Platform) -> Option<&'a Descriptor> {
+    let candidates = || {
+        index.manifests.iter().filter(|d| {
+            d.platform.as_ref().is_some_and(|p| platform.matches(p))
+                && matches!(d.media_type.as_str(), DOCKER_MANIFEST | OCI_MANIFEST)
+        })
+    };
+    candidates()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.variant == platform.variant)
+        })
+        .or_else(|| candidates().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = r#"{
+      "schemaVersion": 2,
+      "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+      "manifests": [
+        {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 1,
+         "digest": "sha256:arm7", "platform": {"architecture": "arm", "os": "linux", "variant": "v7"}},
+        {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 1,
+         "digest": "sha256:amd64", "platform": {"architecture": "amd64", "os": "linux"}},
+        {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 1,
+         "digest": "sha256:arm64", "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+         "digest": "sha256:attestation", "platform": {"architecture": "unknown", "os": "unknown"}}
+      ]
+    }"#;
+
+    fn select_digest(platform: &str) -> Option<String> {
+        let Document::Index(index) = Document::parse(INDEX.as_bytes(), None).unwrap() else {
+            panic!("not an index");
+        };
+        select(&index, &Platform::parse(platform).unwrap()).map(|d| d.digest.clone())
+    }
+
+    #[test]
+    fn index_entries_are_chosen_by_platform() {
+        assert_eq!(
+            select_digest("linux/amd64").as_deref(),
+            Some("sha256:amd64")
+        );
+        assert_eq!(
+            select_digest("linux/arm64").as_deref(),
+            Some("sha256:arm64")
+        );
+        assert_eq!(
+            select_digest("linux/arm64/v8").as_deref(),
+            Some("sha256:arm64")
+        );
+        assert_eq!(
+            select_digest("linux/arm/v7").as_deref(),
+            Some("sha256:arm7")
+        );
+        assert_eq!(select_digest("linux/arm/v6"), None);
+        assert_eq!(select_digest("windows/amd64"), None);
+    }
+
+    #[test]
+    fn documents_are_told_apart_without_a_media_type() {
+        let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":2},"layers":[]}"#;
+        assert!(matches!(
+            Document::parse(manifest.as_bytes(), None),
+            Ok(Document::Manifest(_))
+        ));
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(matches!(
+            Document::parse(index.as_bytes(), None),
+            Ok(Document::Index(_))
+        ));
+        assert!(Document::parse(br#"{"schemaVersion":1}"#, None).is_err());
+        assert!(
+            Document::parse(
+                br#"{"schemaVersion":2,"mediaType":"text/plain","manifests":[]}"#,
+                None
+            )
+            .is_err()
+        );
+    }
+}

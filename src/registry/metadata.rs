@@ -1,0 +1,169 @@
+//! What bud remembers about blobs, next to the content store's `blobs/`:
+//!
+//! - `refs/<sha256 of reference and platform>`: the manifest digest a tag resolved to, so a
+//!   build reuses it until `--pull` (as Docker reuses a local image).
+//! - `compressed/<diff ID hex>.<gzip|zstd>`: the digest of the layer's compressed blob, so
+//!   each layer is compressed once however often it is pushed.
+//! - `sources/<blob hex>`: repositories (`domain/path`, one a line) known to hold the blob,
+//!   for cross-repository mounts instead of uploads.
+//!
+//! Each file is replaced atomically (write, then rename), so a reader sees the old or the
+//! new content; everything here is a cache and may be deleted.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::{Compression, Platform, RegistryError};
+use crate::content::{ContentStore, Digest};
+
+pub(crate) struct Metadata {
+    root: PathBuf,
+}
+
+impl Metadata {
+    pub(crate) fn new(store: &ContentStore) -> Metadata {
+        Metadata {
+            root: store.root().to_owned(),
+        }
+    }
+
+    fn ref_path(&self, reference: &str, platform: &Platform) -> PathBuf {
+        let key = Sha256::new_with_prefix(format!("{reference}\n{platform}"));
+        self.root.join("refs").join(hex::encode(key.finalize()))
+    }
+
+    /// The manifest `reference` resolved to for `platform` last time.
+    pub(crate) fn resolved(&self, reference: &str, platform: &Platform) -> Option<Digest> {
+        read_digest(&self.ref_path(reference, platform))
+    }
+
+    pub(crate) fn set_resolved(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        manifest: &Digest,
+    ) -> Result<(), RegistryError> {
+        write_atomic(
+            &self.ref_path(reference, platform),
+            manifest.to_string().as_bytes(),
+        )
+    }
+
+    fn compressed_path(&self, diff_id: &Digest, compression: Compression) -> PathBuf {
+        self.root
+            .join("compressed")
+            .join(format!("{}.{}", diff_id.hex(), compression.extension()))
+    }
+
+    /// The compressed blob of layer `diff_id`, if made before and still stored.
+    pub(crate) fn compressed(
+        &self,
+        store: &ContentStore,
+        diff_id: &Digest,
+        compression: Compression,
+    ) -> Option<Digest> {
+        read_digest(&self.compressed_path(diff_id, compression)).filter(|d| store.exists(d))
+    }
+
+    pub(crate) fn set_compressed(
+        &self,
+        diff_id: &Digest,
+        compression: Compression,
+        blob: &Digest,
+    ) -> Result<(), RegistryError> {
+        write_atomic(
+            &self.compressed_path(diff_id, compression),
+            blob.to_string().as_bytes(),
+        )
+    }
+
+    fn sources_path(&self, blob: &Digest) -> PathBuf {
+        self.root.join("sources").join(blob.hex())
+    }
+
+    /// Repositories (`domain/path`) known to hold `blob`.
+    pub(crate) fn sources(&self, blob: &Digest) -> Vec<String> {
+        fs::read_to_string(self.sources_path(blob))
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Records that `repository` holds `blob`. Two concurrent writers may lose one line:
+    /// that only costs an upload later.
+    pub(crate) fn add_source(&self, blob: &Digest, repository: &str) -> Result<(), RegistryError> {
+        let mut known = self.sources(blob);
+        if known.iter().any(|r| r == repository) {
+            return Ok(());
+        }
+        known.push(repository.to_owned());
+        let mut text = known.join("\n");
+        text.push('\n');
+        write_atomic(&self.sources_path(blob), text.as_bytes())
+    }
+}
+
+fn read_digest(path: &Path) -> Option<Digest> {
+    let text = fs::read_to_string(path).ok()?;
+    Digest::parse(text.trim()).ok()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(RegistryError::io("creating", dir))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .map_err(RegistryError::io("creating a file in", dir))?;
+    file.write_all(bytes)
+        .map_err(RegistryError::io("writing", file.path()))?;
+    file.persist(path)
+        .map_err(|e| RegistryError::io("replacing", path)(e.error))?;
+    Ok(())
+}
+
+/// Unused results are still errors worth logging: losing a cache entry is harmless.
+pub(crate) fn log_cache_error(result: Result<(), RegistryError>) {
+    if let Err(e) = result {
+        tracing::warn!("not recording registry metadata: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_stale_blobs_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("content")).unwrap();
+        let meta = Metadata::new(&store);
+        let amd64 = Platform::default();
+        let arm64 = Platform::new("linux", "arm64", "");
+        let digest = Digest::of(b"manifest");
+
+        assert_eq!(meta.resolved("docker.io/library/a:1", &amd64), None);
+        meta.set_resolved("docker.io/library/a:1", &amd64, &digest)
+            .unwrap();
+        assert_eq!(meta.resolved("docker.io/library/a:1", &amd64), Some(digest));
+        assert_eq!(meta.resolved("docker.io/library/a:1", &arm64), None);
+
+        let diff_id = Digest::of(b"tar");
+        let blob = Digest::of(b"gz");
+        meta.set_compressed(&diff_id, Compression::Gzip, &blob)
+            .unwrap();
+        // Recorded, but the blob itself is gone: not reusable.
+        assert_eq!(meta.compressed(&store, &diff_id, Compression::Gzip), None);
+        let stored = store.put(b"gz").unwrap();
+        assert_eq!(
+            meta.compressed(&store, &diff_id, Compression::Gzip),
+            Some(stored)
+        );
+        assert_eq!(meta.compressed(&store, &diff_id, Compression::Zstd), None);
+
+        meta.add_source(&blob, "r:5000/a").unwrap();
+        meta.add_source(&blob, "r:5000/b").unwrap();
+        meta.add_source(&blob, "r:5000/a").unwrap();
+        assert_eq!(meta.sources(&blob), ["r:5000/a", "r:5000/b"]);
+    }
+}

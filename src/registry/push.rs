@@ -1,0 +1,354 @@
+//! Pushing a built image: layer blobs, config, manifest, then every tag.
+//!
+//! Per repository, each blob goes up at most once: a blob the repository already has is
+//! skipped (HEAD), one another repository of the same registry holds is mounted from there,
+//! and only the rest is uploaded, several at a time, streamed from the content store.
+
+use std::collections::BTreeMap;
+
+use bud_frontend::reference::Reference;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use oci_client::RegistryOperation;
+use oci_client::errors::OciDistributionError;
+use tokio_util::io::ReaderStream;
+
+use super::client::{RegistryConfig, RegistryHost, TRANSFER_CONCURRENCY};
+use super::compress::{Compression, compressed_layer};
+use super::manifest::{self, Descriptor, Manifest};
+use super::metadata::{Metadata, log_cache_error};
+use super::{ByteProgress, ProgressTarget, RegistryError};
+use crate::content::{ContentStore, Digest};
+use crate::exporter::{Image, Layer};
+
+/// Which manifest schema to push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ManifestFormat {
+    /// Docker's v2 schema 2, what `docker push` writes (the default, like BuildKit's).
+    #[default]
+    Docker,
+    /// The OCI image manifest (`oci-mediatypes=true`). zstd layers always use it: Docker's
+    /// schema has no media type for them.
+    Oci,
+}
+
+/// How to push.
+#[derive(Clone)]
+pub struct PushOptions {
+    /// Holds the config and compressed layers, and what was learnt about them.
+    pub store: ContentStore,
+    pub registry: RegistryConfig,
+    pub compression: Compression,
+    pub format: ManifestFormat,
+    /// Reach the tags' registries over plain HTTP (`registry.insecure=true`).
+    pub insecure: bool,
+    pub progress: Option<ProgressTarget>,
+}
+
+impl PushOptions {
+    pub fn new(store: ContentStore) -> PushOptions {
+        PushOptions {
+            store,
+            registry: RegistryConfig::default(),
+            compression: Compression::default(),
+            format: ManifestFormat::default(),
+            insecure: false,
+            progress: None,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushResult {
+    /// The manifest's digest: `name@digest` pulls exactly this image.
+    pub manifest_digest: Digest,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    pub media_type: String,
+    /// Blob transfers over all repositories: uploaded, mounted from another repository,
+    /// and skipped because the repository had them.
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub existing: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+/// Pushes `image` with `layers` (in `rootfs.diff_ids` order) under every tag in `tags`.
+pub async fn push(
+    image: &Image,
+    layers: &[Layer],
+    tags: &[String],
+    opts: PushOptions,
+) -> Result<PushResult, RegistryError> {
+    check_layers(image, layers)?;
+    let repositories = group_by_repository(tags)?;
+    let store = &opts.store;
+
+    let compressed = stream::iter(layers.iter().cloned())
+        .map(|layer| {
+            let store = store.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let digest = compressed_layer(&store, &layer, opts.compression)?;
+                    let size = store.size(&digest)?;
+                    Ok::<_, RegistryError>((digest, size))
+                })
+                .await
+                .map_err(|e| RegistryError::Task(e.to_string()))?
+            }
+        })
+        .buffered(2)
+        .try_collect::<Vec<(Digest, u64)>>()
+        .await?;
+
+    let config_bytes = image.to_json();
+    let config_digest = store.put(&config_bytes)?;
+    let oci = opts.format == ManifestFormat::Oci || opts.compression.docker_media_type().is_none();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(
+            if oci {
+                manifest::OCI_MANIFEST
+            } else {
+                manifest::DOCKER_MANIFEST
+            }
+            .to_owned(),
+        ),
+        config: descriptor(
+            if oci {
+                manifest::OCI_CONFIG
+            } else {
+                manifest::DOCKER_CONFIG
+            },
+            &config_digest,
+            config_bytes.len() as u64,
+        ),
+        layers: compressed
+            .iter()
+            .map(|(digest, size)| {
+                let media_type = match opts.compression.docker_media_type() {
+                    Some(docker) if !oci => docker,
+                    _ => opts.compression.oci_media_type(),
+                };
+                descriptor(media_type, digest, *size)
+            })
+            .collect(),
+        annotations: BTreeMap::new(),
+    };
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| RegistryError::InvalidManifest {
+            reference: tags.join(", "),
+            message: e.to_string(),
+        })?;
+    let manifest_digest = store.put(&manifest_bytes)?;
+    let media_type = manifest.media_type.clone().unwrap_or_default();
+
+    let mut result = PushResult {
+        manifest_digest,
+        size: manifest_bytes.len() as u64,
+        media_type,
+        uploaded: 0,
+        mounted: 0,
+        existing: 0,
+    };
+    let blobs: Vec<&Descriptor> = manifest.layers.iter().chain([&manifest.config]).collect();
+    let manifest_bytes = Bytes::from(manifest_bytes);
+    for (repository, references) in repositories {
+        let host = connect(&opts, &references[0].domain).await?;
+        let target = oci_reference(&references[0], None);
+        host.authorize(&target, RegistryOperation::Push).await?;
+        let transfers = stream::iter(blobs.iter().copied())
+            .map(|blob| ensure_blob(&host, &target, &repository, blob, &opts))
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect::<Vec<Transfer>>()
+            .await?;
+        for transfer in transfers {
+            match transfer {
+                Transfer::Existing => result.existing += 1,
+                Transfer::Mounted => result.mounted += 1,
+                Transfer::Uploaded => result.uploaded += 1,
+            }
+        }
+        let content_type = http::HeaderValue::from_str(&result.media_type)
+            .map_err(|e| RegistryError::Task(e.to_string()))?;
+        for reference in &references {
+            let tagged = oci_reference(reference, reference.tag.as_deref());
+            host.client
+                .push_manifest_raw(&tagged, manifest_bytes.clone(), content_type.clone())
+                .await
+                .map_err(|e| host.error(e, "pushing the manifest of", &reference.to_string()))?;
+        }
+    }
+    Ok(result)
+}
+
+fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest: digest.to_string(),
+        size,
+        urls: Vec::new(),
+        annotations: BTreeMap::new(),
+        platform: None,
+    }
+}
+
+async fn connect(opts: &PushOptions, domain: &str) -> Result<RegistryHost, RegistryError> {
+    if opts.insecure && !opts.registry.uses_plain_http(domain) {
+        let mut registry = opts.registry.clone();
+        registry.insecure_registries.push(domain.to_owned());
+        return registry.connect(domain).await;
+    }
+    opts.registry.connect(domain).await
+}
+
+fn oci_reference(reference: &Reference, tag: Option<&str>) -> oci_client::Reference {
+    oci_client::Reference::with_tag(
+        reference.domain.clone(),
+        reference.path.clone(),
+        tag.unwrap_or("latest").to_owned(),
+    )
+}
+
+/// The tags grouped by repository (`domain/path`), in a stable order.
+fn group_by_repository(tags: &[String]) -> Result<BTreeMap<String, Vec<Reference>>, RegistryError> {
+    if tags.is_empty() {
+        return Err(RegistryError::NoTags);
+    }
+    let mut repositories: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
+    for tag in tags {
+        let reference = Reference::parse(tag)
+            .map_err(|e| RegistryError::InvalidReference {
+                reference: tag.clone(),
+                message: e.to_string(),
+            })?
+            .with_default_tag();
+        if reference.digest.is_some() {
+            return Err(RegistryError::InvalidReference {
+                reference: tag.clone(),
+                message: "cannot push to a digest; name a tag".to_owned(),
+            });
+        }
+        repositories
+            .entry(reference.name())
+            .or_default()
+            .push(reference);
+    }
+    Ok(repositories)
+}
+
+fn check_layers(image: &Image, layers: &[Layer]) -> Result<(), RegistryError> {
+    let diff_ids = &image.rootfs.diff_ids;
+    if diff_ids.len() != layers.len() {
+        return Err(RegistryError::LayerCount {
+            config: diff_ids.len(),
+            given: layers.len(),
+        });
+    }
+    for (index, (text, layer)) in diff_ids.iter().zip(layers).enumerate() {
+        let config = Digest::parse(text)?;
+        if config != layer.diff_id {
+            return Err(RegistryError::LayerOrder {
+                index,
+                config,
+                given: layer.diff_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the repository holds `blob`: already there, mounted, or uploaded.
+async fn ensure_blob(
+    host: &RegistryHost,
+    target: &oci_client::Reference,
+    repository: &str,
+    blob: &Descriptor,
+    opts: &PushOptions,
+) -> Result<Transfer, RegistryError> {
+    let digest = Digest::parse(&blob.digest)?;
+    let name = target.whole();
+    let metadata = Metadata::new(&opts.store);
+    let exists = host
+        .client
+        .blob_exists(target, &blob.digest)
+        .await
+        .map_err(|e| host.error(e, "pushing (checking a blob of)", &name))?;
+    if exists {
+        log_cache_error(metadata.add_source(&digest, repository));
+        return Ok(Transfer::Existing);
+    }
+    if mount(host, target, repository, &digest, &metadata).await {
+        log_cache_error(metadata.add_source(&digest, repository));
+        return Ok(Transfer::Mounted);
+    }
+
+    let path = opts.store.path(&digest);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(RegistryError::io("opening", &path))?;
+    let mut progress =
+        ByteProgress::new(opts.progress.as_ref(), blob.digest.clone(), Some(blob.size));
+    let body = ReaderStream::new(file)
+        .inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                progress.advance(chunk.len() as u64);
+            }
+        })
+        .map_err(OciDistributionError::IoError);
+    host.client
+        .push_blob_stream(target, body, &blob.digest, Some(blob.size))
+        .await
+        .map_err(|e| host.error(e, "pushing a blob of", &name))?;
+    if let Some(progress) = &opts.progress {
+        progress.status(&blob.digest, blob.size, Some(blob.size), true);
+    }
+    log_cache_error(metadata.add_source(&digest, repository));
+    Ok(Transfer::Uploaded)
+}
+
+/// Tries cross-repository mounts from the repositories of the same registry known to hold
+/// the blob. A refusal is no error: the blob is uploaded instead.
+async fn mount(
+    host: &RegistryHost,
+    target: &oci_client::Reference,
+    repository: &str,
+    digest: &Digest,
+    metadata: &Metadata,
+) -> bool {
+    let prefix = format!("{}/", host.domain());
+    for source in metadata.sources(digest) {
+        let Some(path) = source.strip_prefix(&prefix) else {
+            continue;
+        };
+        if source == repository {
+            continue;
+        }
+        let from = oci_client::Reference::with_tag(
+            host.domain().to_owned(),
+            path.to_owned(),
+            "latest".to_owned(),
+        );
+        match host
+            .client
+            .mount_blob(target, &from, &digest.to_string())
+            .await
+        {
+            Ok(()) => return true,
+            // 202: the registry declined to mount and opened an upload session instead,
+            // which oci-client reports as a spec violation. The session is left to expire.
+            Err(OciDistributionError::SpecViolationError(_)) => {
+                tracing::debug!("{source}: mount of {digest} refused");
+            }
+            Err(e) => tracing::debug!("{source}: mount of {digest} failed: {e}"),
+        }
+    }
+    false
+}
