@@ -1,0 +1,125 @@
+//! Base images for one build: resolved once through the image source (Docker's store first,
+//! then the registry), then handed to the frontend (the config) and to the solver (the
+//! layers) from the same memo, so both see the same image.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bud_frontend::convert::{self, ImageResolver};
+use bud_frontend::reference::Reference;
+use bud_proto::pb;
+use futures_util::future::BoxFuture;
+
+use crate::registry::{Platform as RegistryPlatform, PullOptions};
+use crate::solver::{ImageLayer, ImageProvider, ResolvedImage};
+use crate::source::image::{ImageSource, PulledImage};
+
+pub struct BuildImages {
+    source: ImageSource,
+    pull: bool,
+    runtime: tokio::runtime::Handle,
+    /// By the reference as asked, and by its pinned form `ref@digest`.
+    memo: Mutex<HashMap<String, Arc<PulledImage>>>,
+}
+
+impl BuildImages {
+    pub fn new(source: ImageSource, pull: bool) -> Self {
+        Self {
+            source,
+            pull,
+            runtime: tokio::runtime::Handle::current(),
+            memo: Mutex::default(),
+        }
+    }
+
+    async fn get(&self, reference: &str, platform: RegistryPlatform) -> Result<Arc<PulledImage>, String> {
+        if let Some(hit) = self.memo.lock().unwrap_or_else(|p| p.into_inner()).get(reference) {
+            return Ok(hit.clone());
+        }
+        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let opts = PullOptions {
+            pull: self.pull,
+            platform,
+            ..PullOptions::default()
+        };
+        let image = Arc::new(
+            self.source
+                .resolve(&parsed, &opts)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.insert(reference.to_string(), image.clone());
+        memo.insert(format!("{reference}@{}", pin(&image)), image.clone());
+        Ok(image)
+    }
+}
+
+/// What the frontend pins an image to: its manifest digest, or for an image only Docker
+/// has (built locally, never pushed), its config digest.
+fn pin(image: &PulledImage) -> String {
+    image
+        .manifest_digest
+        .as_ref()
+        .unwrap_or(&image.config_digest)
+        .to_string()
+}
+
+fn registry_platform(os: &str, arch: &str, variant: &str) -> RegistryPlatform {
+    RegistryPlatform::new(os, arch, variant)
+}
+
+impl ImageResolver for BuildImages {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &convert::Platform,
+    ) -> Result<convert::ResolvedImage, String> {
+        let p = registry_platform(&platform.os, &platform.architecture, &platform.variant);
+        let image = self.runtime.block_on(self.get(reference, p))?;
+        let config = serde_json::to_value(&image.config).map_err(|e| e.to_string())?;
+        Ok(convert::ResolvedImage {
+            digest: pin(&image),
+            config,
+        })
+    }
+}
+
+impl ImageProvider for BuildImages {
+    fn resolve<'a>(
+        &'a self,
+        reference: &'a str,
+        platform: Option<&'a pb::Platform>,
+    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+        Box::pin(async move {
+            let p = match platform {
+                Some(p) => registry_platform(&p.os, &p.architecture, &p.variant),
+                None => {
+                    let host = convert::Platform::host();
+                    registry_platform(&host.os, &host.architecture, &host.variant)
+                }
+            };
+            let image = self.get(reference, p).await?;
+            let layers = image
+                .layers
+                .iter()
+                .map(|layer| {
+                    let source = self.source.clone();
+                    let layer = layer.clone();
+                    ImageLayer {
+                        diff_id: layer.diff_id.to_string(),
+                        open: Box::new(move || {
+                            source
+                                .open_layer(&layer)
+                                .map_err(|e| std::io::Error::other(e.to_string()))
+                        }),
+                    }
+                })
+                .collect();
+            Ok(ResolvedImage {
+                manifest_digest: pin(&image),
+                layers,
+            })
+        })
+    }
+}

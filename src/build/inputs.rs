@@ -1,0 +1,126 @@
+//! What a build reads before anything runs: the context directory, the Dockerfile (`-f`,
+//! `-f -`, or `PATH/Dockerfile`) and the `.dockerignore` that applies to it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use bud_frontend::dockerignore::parse_dockerignore;
+
+pub struct BuildInputs {
+    pub context_dir: PathBuf,
+    pub dockerfile: String,
+    /// Where the Dockerfile came from, for messages.
+    pub dockerfile_name: String,
+    pub excludes: Vec<String>,
+}
+
+impl BuildInputs {
+    pub fn read(context: &str, file: Option<&str>) -> anyhow::Result<Self> {
+        if context == "-" {
+            bail!("a build context on stdin (-) is not supported yet");
+        }
+        if context.contains("://") || context.starts_with("git@") {
+            bail!("a remote build context ({context}) is not supported yet");
+        }
+        let context_dir = PathBuf::from(context);
+        let md = std::fs::metadata(&context_dir)
+            .with_context(|| format!("unable to prepare context: path {context:?} not found"))?;
+        if !md.is_dir() {
+            bail!("unable to prepare context: {context:?} is not a directory");
+        }
+        let (dockerfile, dockerfile_name, dockerfile_path) = match file {
+            Some("-") => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the Dockerfile from stdin")?;
+                (text, "-".to_string(), None)
+            }
+            Some(f) => {
+                let path = PathBuf::from(f);
+                (read_dockerfile(&path)?, f.to_string(), Some(path))
+            }
+            None => {
+                let path = default_dockerfile(&context_dir);
+                let name = path.display().to_string();
+                (read_dockerfile(&path)?, name, Some(path))
+            }
+        };
+        let excludes = read_dockerignore(&context_dir, dockerfile_path.as_deref())?;
+        Ok(Self {
+            context_dir,
+            dockerfile,
+            dockerfile_name,
+            excludes,
+        })
+    }
+}
+
+/// `Dockerfile`, or `dockerfile` when only that exists, as docker/cli looks for it.
+fn default_dockerfile(context: &Path) -> PathBuf {
+    let upper = context.join("Dockerfile");
+    let lower = context.join("dockerfile");
+    if !upper.exists() && lower.exists() {
+        lower
+    } else {
+        upper
+    }
+}
+
+fn read_dockerfile(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "failed to read dockerfile: open {}: no such file or directory",
+            path.display()
+        )
+    })?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`,
+/// as BuildKit reads them.
+fn read_dockerignore(context: &Path, dockerfile: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let specific = dockerfile.map(|d| {
+        let mut name = d.as_os_str().to_owned();
+        name.push(".dockerignore");
+        PathBuf::from(name)
+    });
+    for path in specific.into_iter().chain([context.join(".dockerignore")]) {
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(parse_dockerignore(&String::from_utf8_lossy(&bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerfile_specific_ignore_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "a\n").unwrap();
+        std::fs::write(dir.path().join("Dockerfile.dockerignore"), "b\n# c\n").unwrap();
+        let ctx = dir.path().to_str().unwrap();
+        let inputs = BuildInputs::read(ctx, None).unwrap();
+        assert_eq!(inputs.excludes, ["b"]);
+        std::fs::remove_file(dir.path().join("Dockerfile.dockerignore")).unwrap();
+        let inputs = BuildInputs::read(ctx, None).unwrap();
+        assert_eq!(inputs.excludes, ["a"]);
+    }
+
+    #[test]
+    fn missing_things_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().to_str().unwrap();
+        let err = BuildInputs::read(ctx, None).unwrap_err().to_string();
+        assert!(err.contains("failed to read dockerfile"), "{err}");
+        let err = BuildInputs::read("/nonexistent/ctx", None).unwrap_err().to_string();
+        assert!(err.contains("not found"), "{err}");
+    }
+}

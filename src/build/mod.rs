@@ -1,0 +1,332 @@
+//! `bud build`: read the inputs, convert the Dockerfile, solve the graph with the embedded
+//! solver, and export the result where the flags say.
+
+pub mod export;
+mod images;
+pub mod inputs;
+pub mod outputs;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use bud_frontend::convert::{self, ConvertOptions, NoCache, SolverCaps};
+use bud_frontend::image::Image;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::meta::MetaStore;
+use crate::cli::{BuildOptions, GlobalOptions, Progress};
+use crate::content::ContentStore;
+use crate::executor::{Runtime, RuntimeKind};
+use crate::progress::{PlainRenderer, ProgressSink, QuietRenderer, RawJsonRenderer, Renderer};
+use crate::registry::RegistryConfig;
+use crate::solver::{SolveOptions, Solver};
+use crate::source::image::ImageSource;
+use crate::state::StateRoot;
+
+use images::BuildImages;
+use inputs::BuildInputs;
+use outputs::Export;
+
+/// What a finished build reports (`--iidfile`, `--metadata-file`, `-q`).
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub image_id: Option<String>,
+    pub config_digest: Option<String>,
+    pub manifest_digest: Option<String>,
+    pub names: Vec<String>,
+}
+
+pub async fn run(
+    opts: &BuildOptions,
+    global: &GlobalOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let exports = outputs::plan(opts)?;
+    let inputs = BuildInputs::read(&opts.context, opts.file.as_deref())?;
+    let root = match &global.root {
+        Some(r) => r.clone(),
+        None => StateRoot::default_path()?,
+    };
+    let state = StateRoot::open(&root)?;
+    let meta = Arc::new(MetaStore::open(&state.db_path())?);
+    let content = ContentStore::new(state.content_dir())?;
+    let docker = docker_client().await;
+    let images = Arc::new(BuildImages::new(
+        ImageSource::new(content.clone(), RegistryConfig::default(), docker.clone()),
+        opts.pull,
+    ));
+
+    let progress = ProgressSink::new(renderer(opts));
+    let result = build(
+        opts, &inputs, &state, meta, &content, images, &progress, &exports, docker, cancel,
+    )
+    .await;
+    progress.finish(result.is_ok());
+    let report = result?;
+    if let Some(path) = &opts.iidfile {
+        let id = report
+            .image_id
+            .as_deref()
+            .or(report.config_digest.as_deref())
+            .unwrap_or_default();
+        std::fs::write(path, id).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &opts.metadata_file {
+        std::fs::write(path, metadata_json(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if opts.quiet
+        && let Some(id) = report.image_id.as_ref().or(report.config_digest.as_ref())
+    {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    state: &StateRoot,
+    meta: Arc<MetaStore>,
+    content: &ContentStore,
+    images: Arc<BuildImages>,
+    progress: &ProgressSink,
+    exports: &[Export],
+    docker: Option<bollard::Docker>,
+    cancel: CancellationToken,
+) -> anyhow::Result<BuildReport> {
+    let convert_opts = convert_options(opts, inputs)?;
+    let dockerfile = inputs.dockerfile.clone();
+    let resolver = images.clone();
+    let converted = tokio::task::spawn_blocking(move || {
+        convert::convert(&dockerfile, &convert_opts, resolver.as_ref())
+    })
+    .await
+    .context("converting the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    for arg in &converted.unused_build_args {
+        progress.warning(
+            None,
+            format!("one or more build-args [{arg}] were not consumed"),
+        );
+    }
+
+    let runtime_kind: RuntimeKind = std::env::var("BUD_RUNTIME")
+        .ok()
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(RuntimeKind::Runc);
+    let runtime = Runtime::new(runtime_kind, state.tmp_dir().join("runtime"))?;
+    let mut solve_opts = SolveOptions {
+        extra_hosts: opts
+            .add_hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.ip.clone()))
+            .collect(),
+        no_cache: opts.no_cache,
+        ..Default::default()
+    };
+    solve_opts
+        .local_dirs
+        .insert("context".into(), inputs.context_dir.clone());
+    let solver = Arc::new(Solver::new(
+        state.clone(),
+        meta,
+        runtime,
+        images,
+        progress.clone(),
+        solve_opts,
+    )?);
+    let result = solver
+        .solve(&converted.definition, &cancel)
+        .await
+        .map_err(|e| step_failure(e, inputs))?;
+
+    let image: Image = serde_json::from_value(converted.image)
+        .context("the frontend produced an invalid image config")?;
+    let mut report = BuildReport::default();
+    let needs_image = exports.iter().any(|e| {
+        !matches!(e, Export::Tar { .. } | Export::Local { .. })
+    });
+    let built = if needs_image {
+        let snapshots = solver.snapshots().clone();
+        let content = content.clone();
+        let result = result.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            export::build_image(&snapshots, &content, &result, image)
+        })
+        .await
+        .context("exporting layers")??;
+        report.config_digest = Some(built.config_digest.to_string());
+        Some(built)
+    } else {
+        None
+    };
+    for e in exports {
+        export_one(e, &solver, &result, built.as_ref(), docker.as_ref(), &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn export_one(
+    e: &Export,
+    solver: &Arc<Solver>,
+    result: &crate::solver::Ref,
+    built: Option<&export::BuiltImage>,
+    docker: Option<&bollard::Docker>,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    let need = || built.context("internal error: no image was assembled");
+    match e {
+        Export::DockerLoad { names } => {
+            let built = need()?;
+            let Some(docker) = docker else {
+                bail!(
+                    "the image was built ({}), but Docker is not reachable to load it: \
+                     start Docker, or get the result out with -o type=docker,dest=image.tar, \
+                     -o type=oci,dest=image.tar or -o type=local,dest=DIR",
+                    built.config_digest
+                );
+            };
+            let loaded =
+                crate::exporter::docker_load::load(docker, &built.image, &built.layers, names)
+                    .await
+                    .context("loading the image into Docker")?;
+            report.image_id = Some(loaded.image_id);
+            report.names.extend(names.iter().cloned());
+        }
+        Export::DockerArchive { dest, names } => {
+            export::docker_archive(need()?, dest, names)?;
+            report.names.extend(names.iter().cloned());
+        }
+        Export::OciArchive { dest, names } => {
+            let digest = export::oci_archive(need()?, dest, names)?;
+            report.manifest_digest = Some(digest.to_string());
+        }
+        Export::Tar { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::filesystem_tar(&view.path, dest)?;
+        }
+        Export::Local { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::local_dir(&view.path, dest)?;
+        }
+        Export::Push { .. } => bail!("--push is not supported yet"),
+    }
+    Ok(())
+}
+
+fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {
+    let build_args: BTreeMap<String, String> = opts
+        .build_args
+        .iter()
+        .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
+        .collect();
+    let labels = opts
+        .labels
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect();
+    let no_cache = if opts.no_cache {
+        NoCache::All
+    } else if !opts.no_cache_filter.is_empty() {
+        NoCache::Stages(opts.no_cache_filter.clone())
+    } else {
+        NoCache::None
+    };
+    Ok(ConvertOptions {
+        target: opts.target.clone(),
+        build_args,
+        labels,
+        excludes: inputs.excludes.clone(),
+        no_cache,
+        caps: SolverCaps {
+            // The embedded solver has no MergeOp yet: `COPY --link` falls back to a plain
+            // copy, as BuildKit's frontend does on daemons without it.
+            merge_op: false,
+            bind_read_write_no_output: true,
+        },
+        ..ConvertOptions::default()
+    })
+}
+
+/// A failed step, reported as buildx does: the step, its last output lines, and the
+/// Dockerfile lines around the instruction.
+fn step_failure(e: crate::solver::StepError, inputs: &BuildInputs) -> anyhow::Error {
+    let mut msg = String::new();
+    if let crate::solver::SolveError::ProcessFailed { output_tail, .. } = e.source.root()
+        && !output_tail.is_empty()
+    {
+        msg.push_str("------\n");
+        msg.push_str(&format!(" > {}:\n", e.name));
+        for line in output_tail {
+            msg.push_str(&format!("{line}\n"));
+        }
+        msg.push_str("------\n");
+    }
+    if let Some(excerpt) = dockerfile_excerpt(&e.name, inputs) {
+        msg.push_str(&excerpt);
+    }
+    msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));
+    anyhow::anyhow!(msg)
+}
+
+/// The Dockerfile lines around the instruction a step came from, found by its text.
+fn dockerfile_excerpt(step_name: &str, inputs: &BuildInputs) -> Option<String> {
+    let instruction = step_name.split_once("] ").map(|(_, rest)| rest)?;
+    let lines: Vec<&str> = inputs.dockerfile.lines().collect();
+    let first_word = instruction.split_whitespace().next()?;
+    let rest = instruction[first_word.len()..].trim();
+    let idx = lines.iter().position(|l| {
+        let t = l.trim_start();
+        t.len() >= first_word.len()
+            && t[..first_word.len()].eq_ignore_ascii_case(first_word)
+            && t[first_word.len()..].trim().starts_with(&rest[..rest.len().min(20)])
+    })?;
+    let start = idx.saturating_sub(2);
+    let end = (idx + 3).min(lines.len());
+    let mut out = format!("{}:{}\n--------------------\n", inputs.dockerfile_name, idx + 1);
+    for (i, line) in lines.iter().enumerate().take(end).skip(start) {
+        let mark = if i == idx { ">>>" } else { "   " };
+        out.push_str(&format!(" {:>3} | {mark} {line}\n", i + 1));
+    }
+    out.push_str("--------------------\n");
+    Some(out)
+}
+
+fn metadata_json(report: &BuildReport) -> String {
+    let mut m = serde_json::Map::new();
+    if let Some(d) = &report.config_digest {
+        m.insert("containerimage.config.digest".into(), d.clone().into());
+    }
+    if let Some(d) = report.manifest_digest.as_ref().or(report.image_id.as_ref()) {
+        m.insert("containerimage.digest".into(), d.clone().into());
+    }
+    if !report.names.is_empty() {
+        m.insert("image.name".into(), report.names.join(",").into());
+    }
+    serde_json::to_string_pretty(&m).unwrap_or_default()
+}
+
+fn renderer(opts: &BuildOptions) -> Box<dyn Renderer> {
+    if opts.quiet {
+        return Box::new(QuietRenderer);
+    }
+    match opts.progress {
+        Progress::Quiet => Box::new(QuietRenderer),
+        Progress::Rawjson => Box::new(RawJsonRenderer::new(std::io::stderr())),
+        // The live tty view lands with issue 6; until then auto and tty print plain lines.
+        Progress::Auto | Progress::Tty | Progress::Plain => {
+            Box::new(PlainRenderer::new(std::io::stderr()))
+        }
+    }
+}
+
+/// The local Docker daemon, if one answers (DOCKER_HOST or the default socket).
+async fn docker_client() -> Option<bollard::Docker> {
+    let docker = bollard::Docker::connect_with_socket_defaults().ok()?;
+    docker.ping().await.ok()?;
+    Some(docker)
+}
