@@ -105,6 +105,36 @@ async fn a_missing_image_is_reported_as_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_anonymous_pull_from_a_login_registry_says_to_log_in() {
+    if !require_registry()
+        || !support::require(
+            "the auth registry at 127.0.0.1:5001",
+            TcpStream::connect(support::AUTH_REGISTRY).is_ok(),
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("docker-config");
+    std::fs::create_dir_all(&empty).unwrap();
+    let registry = RegistryConfig {
+        docker_config: Some(empty),
+        ..RegistryConfig::default()
+    };
+    let err = ImageSource::new(store(&dir), registry, None)
+        .resolve(
+            &reference("127.0.0.1:5001/bud-test/busybox:latest"),
+            &PullOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("docker login 127.0.0.1:5001"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn docker_is_a_source() {
     if !require_registry() || !support::require_base_image() {
         return;

@@ -14,8 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use bud::content::{ContentStore, Digest};
 use bud::exporter::{Image, Layer};
+use bud::progress::{Event, ProgressSink, RecordingRenderer};
 use bud::registry::{
-    Compression, ManifestFormat, PullOptions, PushOptions, RegistryConfig, RegistryError, push,
+    Compression, ManifestFormat, ProgressTarget, PullOptions, PushOptions, RegistryConfig,
+    RegistryError, push,
 };
 use bud::source::image::{ImageSource, PulledImage};
 use bud_frontend::image::History;
@@ -247,6 +249,11 @@ async fn zstd_pushes_round_trip() {
     opts.compression = Compression::Zstd;
     // zstd needs OCI media types, whatever was asked for.
     opts.format = ManifestFormat::Docker;
+    let recorder = RecordingRenderer::default();
+    opts.progress = Some(ProgressTarget {
+        sink: ProgressSink::new(Box::new(recorder.clone())),
+        vertex: "push".into(),
+    });
     let pushed = push(&image, &layers, std::slice::from_ref(&tag), opts)
         .await
         .unwrap();
@@ -255,6 +262,27 @@ async fn zstd_pushes_round_trip() {
         "application/vnd.oci.image.manifest.v1+json"
     );
     assert_eq!(pushed.uploaded, 3);
+    // Each upload reports its bytes under the blob's digest, and ends done.
+    let events = recorder.events.lock().unwrap().clone();
+    let finished: Vec<(String, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status {
+                vertex,
+                id,
+                current,
+                total,
+                done: true,
+                ..
+            } if vertex == "push" && Some(*current) == *total => Some((id.clone(), *current)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 3, "{events:?}");
+    for (id, size) in finished {
+        let digest = Digest::parse(&id).unwrap();
+        assert_eq!(store.size(&digest).unwrap(), size);
+    }
 
     // Pulled into an empty store, the layers come back zstd and decompress to the diff IDs.
     let other = tempfile::tempdir().unwrap();
