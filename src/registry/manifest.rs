@@ -85,7 +85,7 @@ pub struct Index {
 /// by shape (an index has `manifests`, a manifest `config`).
 #[derive(Debug, Clone)]
 pub enum Document {
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     Index(Index),
 }
 
@@ -118,7 +118,7 @@ impl Document {
                 .map_err(|e| e.to_string())
         } else {
             serde_json::from_slice(bytes)
-                .map(Document::Manifest)
+                .map(|m| Document::Manifest(Box::new(m)))
                 .map_err(|e| e.to_string())
         }
     }

@@ -91,7 +91,7 @@ impl Puller {
         all_stored.then_some(Pulled {
             reference,
             manifest_digest: digest,
-            manifest,
+            manifest: *manifest,
             config,
             config_digest,
         })
@@ -109,7 +109,7 @@ impl Puller {
 
         let (mut bytes, mut digest) = fetch_manifest(&host, &oref, &name).await?;
         let manifest = match parse(&bytes, &name)? {
-            Document::Manifest(manifest) => manifest,
+            Document::Manifest(manifest) => *manifest,
             Document::Index(index) => {
                 let Some(entry) = manifest::select(&index, &opts.platform) else {
                     return Err(RegistryError::NoMatchingPlatform {
@@ -121,7 +121,7 @@ impl Puller {
                 let entry_ref = oref.clone_with_digest(entry.digest.clone());
                 (bytes, digest) = fetch_manifest(&host, &entry_ref, &name).await?;
                 match parse(&bytes, &name)? {
-                    Document::Manifest(manifest) => manifest,
+                    Document::Manifest(manifest) => *manifest,
                     Document::Index(_) => {
                         return Err(RegistryError::InvalidManifest {
                             reference: name,

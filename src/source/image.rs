@@ -117,7 +117,10 @@ impl ImageSource {
         if !opts.pull
             && let Some(docker) = &self.docker
         {
-            match self.from_docker(docker, &reference, &opts.platform).await {
+            match self
+                .resolve_in_docker(docker, &reference, &opts.platform)
+                .await
+            {
                 Ok(Some(image)) => return Ok(image),
                 Ok(None) => {}
                 // The daemon is a shortcut; the registry still has the image.
@@ -169,7 +172,7 @@ impl ImageSource {
 
     /// The image from the Docker daemon, or `None` if it has none under that name for the
     /// platform.
-    async fn from_docker(
+    async fn resolve_in_docker(
         &self,
         docker: &Docker,
         reference: &Reference,

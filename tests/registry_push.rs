@@ -1,0 +1,312 @@
+//! Pushing images to the test environment's registries (scripts/test-env): the open one at
+//! 127.0.0.1:5000 and the htpasswd one at 127.0.0.1:5001, then pulling them back with the
+//! Docker CLI and running them. Without them these tests print why and pass, except under
+//! CI (`CI` set), where they fail.
+
+mod support;
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bud::content::{ContentStore, Digest};
+use bud::exporter::{Image, Layer};
+use bud::progress::{Event, ProgressSink, RecordingRenderer};
+use bud::registry::{
+    Compression, ManifestFormat, ProgressTarget, PullOptions, PushOptions, RegistryConfig,
+    RegistryError, push,
+};
+use bud::source::image::{ImageSource, PulledImage};
+use bud_frontend::image::History;
+use bud_frontend::reference::Reference;
+
+const PUSHED_BASE: &str = "127.0.0.1:5000/bud-test/busybox:latest";
+const AUTH_USER: &str = "bud";
+const AUTH_PASSWORD: &str = "bud-test-password";
+const GREETING: &str = "hello from a pushed bud image";
+
+fn require_registries() -> bool {
+    support::require(
+        "the registries at 127.0.0.1:5000 and 127.0.0.1:5001",
+        TcpStream::connect(support::OPEN_REGISTRY).is_ok()
+            && TcpStream::connect(support::AUTH_REGISTRY).is_ok(),
+    )
+}
+
+/// A repository name no other test run uses.
+fn unique(registry: &str, name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{registry}/bud-test/{name}-{}-{nanos}", std::process::id())
+}
+
+/// busybox from the open registry plus one layer with `/greeting`, run by `CMD`.
+async fn image_to_push(dir: &Path, store: &ContentStore) -> (Image, Vec<Layer>) {
+    let source = ImageSource::new(store.clone(), RegistryConfig::default(), None);
+    let base: PulledImage = source
+        .resolve(
+            &Reference::parse(PUSHED_BASE).unwrap(),
+            &PullOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut layers = Vec::new();
+    for (i, pulled) in base.layers.iter().enumerate() {
+        let path = dir.join(format!("base-{i}.tar"));
+        std::io::copy(
+            &mut source.open_layer(pulled).unwrap(),
+            &mut File::create(&path).unwrap(),
+        )
+        .unwrap();
+        layers.push(Layer {
+            tar: path,
+            diff_id: pulled.diff_id.clone(),
+            compressed: None,
+        });
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(GREETING.len() as u64 + 1);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "greeting", format!("{GREETING}\n").as_bytes())
+        .unwrap();
+    let tar = builder.into_inner().unwrap();
+    let path = dir.join("greeting.tar");
+    std::fs::write(&path, &tar).unwrap();
+    layers.push(Layer {
+        tar: path,
+        diff_id: Digest::of(&tar),
+        compressed: None,
+    });
+
+    let mut image = base.config.clone();
+    image.rootfs.diff_ids.push(Digest::of(&tar).to_string());
+    image.history.push(History {
+        created_by: "COPY greeting /greeting".into(),
+        ..History::default()
+    });
+    image.config.cmd = vec!["cat".into(), "/greeting".into()];
+    image.config.entrypoint = Vec::new();
+    (image, layers)
+}
+
+fn docker_with_config(config: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(support::DOCKER);
+    command.args(args);
+    if let Some(config) = config {
+        command.env("DOCKER_CONFIG", config);
+    }
+    command.output().unwrap()
+}
+
+/// `docker pull` then `docker run` of `name`, which must print the greeting.
+fn pull_and_run(config: Option<&Path>, name: &str, digest: &Digest) {
+    let pulled = docker_with_config(config, &["pull", name]);
+    assert!(
+        pulled.status.success(),
+        "docker pull {name}: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&pulled.stdout).contains(&digest.to_string()),
+        "docker pull reported another digest: {}",
+        String::from_utf8_lossy(&pulled.stdout)
+    );
+    let run = docker_with_config(config, &["run", "--rm", name]);
+    assert!(
+        run.status.success(),
+        "docker run {name}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), GREETING);
+    let _ = docker_with_config(config, &["rmi", name]);
+}
+
+fn docker_config_with(dir: &Path, user: &str, password: &str) -> std::path::PathBuf {
+    let config = dir.join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            support::AUTH_REGISTRY
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_to_a_registry_and_docker_runs_the_result() {
+    if !require_registries() || !support::require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (image, layers) = image_to_push(dir.path(), &store).await;
+    let repository = unique(support::OPEN_REGISTRY, "push");
+    let tags = vec![format!("{repository}:v1"), format!("{repository}:latest")];
+
+    let first = push(&image, &layers, &tags, PushOptions::new(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    // The busybox layer is mounted from the repository it was pulled from; the new layer
+    // and the config are uploaded.
+    assert_eq!((first.mounted, first.uploaded, first.existing), (1, 2, 0));
+
+    let second = push(&image, &layers, &tags, PushOptions::new(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.manifest_digest, first.manifest_digest);
+    assert_eq!(
+        (second.mounted, second.uploaded, second.existing),
+        (0, 0, 3)
+    );
+
+    pull_and_run(None, &tags[0], &first.manifest_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_to_a_registry_that_requires_login() {
+    if !require_registries() || !support::require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (image, layers) = image_to_push(dir.path(), &store).await;
+    let config = docker_config_with(dir.path(), AUTH_USER, AUTH_PASSWORD);
+    let tag = format!("{}:v1", unique(support::AUTH_REGISTRY, "auth"));
+    let mut opts = PushOptions::new(store.clone());
+    opts.registry.docker_config = Some(config.clone());
+
+    let result = push(&image, &layers, std::slice::from_ref(&tag), opts.clone())
+        .await
+        .unwrap();
+    // Another registry: nothing to mount from, everything is uploaded.
+    assert_eq!(
+        (result.mounted, result.uploaded, result.existing),
+        (0, 3, 0)
+    );
+    let again = push(&image, &layers, std::slice::from_ref(&tag), opts)
+        .await
+        .unwrap();
+    assert_eq!((again.mounted, again.uploaded, again.existing), (0, 0, 3));
+
+    pull_and_run(Some(&config), &tag, &result.manifest_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_say_to_log_in() {
+    if !require_registries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (image, layers) = image_to_push(dir.path(), &store).await;
+    let tag = format!("{}:v1", unique(support::AUTH_REGISTRY, "denied"));
+
+    let wrong = docker_config_with(dir.path(), AUTH_USER, "not-the-password");
+    let empty = dir.path().join("empty-config");
+    std::fs::create_dir_all(&empty).unwrap();
+    for config in [wrong, empty] {
+        let mut opts = PushOptions::new(store.clone());
+        opts.registry.docker_config = Some(config);
+        let err = push(&image, &layers, std::slice::from_ref(&tag), opts)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Unauthorized { ref registry, .. } if registry == support::AUTH_REGISTRY),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("docker login 127.0.0.1:5001"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_pushes_round_trip() {
+    if !require_registries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (image, layers) = image_to_push(dir.path(), &store).await;
+    let tag = format!("{}:zstd", unique(support::OPEN_REGISTRY, "zstd"));
+    let mut opts = PushOptions::new(store.clone());
+    opts.compression = Compression::Zstd;
+    // zstd needs OCI media types, whatever was asked for.
+    opts.format = ManifestFormat::Docker;
+    let recorder = RecordingRenderer::default();
+    opts.progress = Some(ProgressTarget {
+        sink: ProgressSink::new(Box::new(recorder.clone())),
+        vertex: "push".into(),
+    });
+    let pushed = push(&image, &layers, std::slice::from_ref(&tag), opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        pushed.media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(pushed.uploaded, 3);
+    // Each upload reports its bytes under the blob's digest, and ends done.
+    let events = recorder.events.lock().unwrap().clone();
+    let finished: Vec<(String, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status {
+                vertex,
+                id,
+                current,
+                total,
+                done: true,
+                ..
+            } if vertex == "push" && Some(*current) == *total => Some((id.clone(), *current)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 3, "{events:?}");
+    for (id, size) in finished {
+        let digest = Digest::parse(&id).unwrap();
+        assert_eq!(store.size(&digest).unwrap(), size);
+    }
+
+    // Pulled into an empty store, the layers come back zstd and decompress to the diff IDs.
+    let other = tempfile::tempdir().unwrap();
+    let source = ImageSource::new(
+        ContentStore::new(other.path().join("content")).unwrap(),
+        RegistryConfig::default(),
+        None,
+    );
+    let pulled = source
+        .resolve(&Reference::parse(&tag).unwrap(), &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        pulled.manifest_digest.as_ref(),
+        Some(&pushed.manifest_digest)
+    );
+    assert_eq!(pulled.config.rootfs.diff_ids, image.rootfs.diff_ids);
+    for layer in &pulled.layers {
+        assert_eq!(
+            layer.media_type,
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let mut hashed = bud::content::DigestWriter::new(std::io::sink());
+        std::io::copy(&mut source.open_layer(layer).unwrap(), &mut hashed).unwrap();
+        assert_eq!(hashed.finish().0, layer.diff_id);
+    }
+}
