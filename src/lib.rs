@@ -1,6 +1,7 @@
 //! bud: a drop-in for `docker build`. The binary (`main.rs`) only wires these modules.
 
 //! bud's library: the parts of the binary that tests and other crates reach directly.
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod content;

@@ -1,8 +1,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use bud::cli::{BuildOptions, Cli, Command, DebugCommand};
+use bud::cli::{BuildOptions, Cli, Command, DebugCommand, GlobalOptions};
 use clap::CommandFactory;
+use tokio_util::sync::CancellationToken;
 
 /// Exit codes: 0 success, 1 a failed build or command, 2 a usage error (as clap's own).
 const EXIT_FAILURE: u8 = 1;
@@ -45,7 +46,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "bud", &mut out);
             out.flush().map_err(|e| Failure::Command(e.into()))
         }
-        Command::Build(opts) => build(&opts),
+        Command::Build(opts) => build(&opts, &cli.global),
         Command::Du(_) => Err(not_supported("bud du")),
         Command::Prune(_) => Err(not_supported("bud prune")),
         Command::Debug(DebugCommand::DumpLlb(_)) => Err(not_supported("bud debug dump-llb")),
@@ -53,11 +54,54 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn build(opts: &BuildOptions) -> Result<(), Failure> {
+fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
     if let Some(flag) = bud::cli::unsupported_flags(opts).first() {
         return Err(not_supported(flag));
     }
-    Err(not_supported("building"))
+    if global.addr.is_some() {
+        return Err(not_supported("--addr (the remote solver)"));
+    }
+    isolate_mounts();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Command(e.into()))?;
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_interrupt = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping the build");
+                on_interrupt.cancel();
+            }
+        });
+        bud::build::run(opts, global, cancel).await
+    })?;
+    Ok(())
+}
+
+/// Gives the build a mount namespace of its own, so that every overlay it mounts goes away
+/// with the process, even when it is killed with SIGKILL. Must run before any thread starts.
+fn isolate_mounts() {
+    use rustix::mount::{MountPropagationFlags, mount_change};
+    use rustix::thread::{UnshareFlags, unshare_unsafe};
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    // SAFETY: called from main before the tokio runtime or any other thread exists, so no
+    // thread can observe the namespace change half done.
+    let unshared = unsafe { unshare_unsafe(UnshareFlags::NEWNS) };
+    if let Err(e) = unshared {
+        tracing::debug!("no private mount namespace ({e}); mounts are cleaned up on exit");
+        return;
+    }
+    // Keep bud's mounts from propagating back to the host's namespace.
+    if let Err(e) = mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    ) {
+        tracing::debug!("making / private in bud's mount namespace: {e}");
+    }
 }
 
 fn not_supported(what: &str) -> Failure {

@@ -116,14 +116,17 @@ impl Env {
         let mut opts = SolveOptions::default();
         opts.local_dirs
             .insert("context".into(), self.context.path().to_path_buf());
-        Arc::new(Solver::new(
-            self.state.clone(),
-            self.meta.clone(),
-            runtime,
-            Arc::new(BusyboxImage::new()),
-            ProgressSink::new(Box::new(recorder.clone())),
-            opts,
-        ))
+        Arc::new(
+            Solver::new(
+                self.state.clone(),
+                self.meta.clone(),
+                runtime,
+                Arc::new(BusyboxImage::new()),
+                ProgressSink::new(Box::new(recorder.clone())),
+                opts,
+            )
+            .unwrap(),
+        )
     }
 }
 

@@ -26,7 +26,6 @@ pub struct BuiltImage {
 
 /// One layer of the result chain before empty ones are dropped.
 struct ChainLayer {
-    record: SnapshotRecord,
     diff_id: Digest,
     empty: bool,
 }
@@ -49,11 +48,7 @@ pub fn build_image(
         let dir = snapshots.layer_dir(&record.id);
         let empty = record.kind == SnapshotKind::Layer && dir_is_empty(&dir)?;
         let diff_id = layer_tar(snapshots, content, &record, &dir)?;
-        layers.push(ChainLayer {
-            record,
-            diff_id,
-            empty,
-        });
+        layers.push(ChainLayer { diff_id, empty });
     }
     let layers = drop_empty_layers(&mut image.history, layers);
     image.rootfs.kind = "layers".into();
@@ -243,17 +238,6 @@ mod tests {
 
     fn layer(empty: bool, n: u8) -> ChainLayer {
         ChainLayer {
-            record: SnapshotRecord {
-                id: n.to_string(),
-                parent: None,
-                kind: SnapshotKind::Layer,
-                size: 0,
-                diff_id: None,
-                description: String::new(),
-                created: 0,
-                last_used: 0,
-                usage_count: 0,
-            },
             diff_id: Digest::of(&[n]),
             empty,
         }
@@ -275,9 +259,12 @@ mod tests {
             history("RUN true", false),
             history("COPY", false),
         ];
-        let kept = drop_empty_layers(&mut h, vec![layer(false, 0), layer(true, 1), layer(false, 2)]);
-        let ids: Vec<_> = kept.iter().map(|l| l.record.id.as_str()).collect();
-        assert_eq!(ids, ["0", "2"]);
+        let kept = drop_empty_layers(
+            &mut h,
+            vec![layer(false, 0), layer(true, 1), layer(false, 2)],
+        );
+        let ids: Vec<_> = kept.iter().map(|l| l.diff_id.clone()).collect();
+        assert_eq!(ids, [Digest::of(&[0]), Digest::of(&[2])]);
         assert!(h[2].empty_layer, "RUN true made no change");
         assert!(!h[3].empty_layer);
     }

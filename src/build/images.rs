@@ -32,8 +32,17 @@ impl BuildImages {
         }
     }
 
-    async fn get(&self, reference: &str, platform: RegistryPlatform) -> Result<Arc<PulledImage>, String> {
-        if let Some(hit) = self.memo.lock().unwrap_or_else(|p| p.into_inner()).get(reference) {
+    async fn get(
+        &self,
+        reference: &str,
+        platform: RegistryPlatform,
+    ) -> Result<Arc<PulledImage>, String> {
+        if let Some(hit) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reference)
+        {
             return Ok(hit.clone());
         }
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
@@ -100,26 +109,30 @@ impl ImageProvider for BuildImages {
                 }
             };
             let image = self.get(reference, p).await?;
-            let layers = image
-                .layers
-                .iter()
-                .map(|layer| {
-                    let source = self.source.clone();
-                    let layer = layer.clone();
-                    ImageLayer {
-                        diff_id: layer.diff_id.to_string(),
-                        open: Box::new(move || {
-                            source
-                                .open_layer(&layer)
-                                .map_err(|e| std::io::Error::other(e.to_string()))
-                        }),
-                    }
-                })
-                .collect();
+            let layers = layers_of(&self.source, &image);
             Ok(ResolvedImage {
                 manifest_digest: pin(&image),
                 layers,
             })
         })
     }
+}
+
+fn layers_of(source: &ImageSource, image: &PulledImage) -> Vec<ImageLayer> {
+    image
+        .layers
+        .iter()
+        .map(|layer| {
+            let source = source.clone();
+            let layer = layer.clone();
+            ImageLayer {
+                diff_id: layer.diff_id.to_string(),
+                open: Box::new(move || {
+                    source
+                        .open_layer(&layer)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                }),
+            }
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use bud_frontend::dockerignore::parse_dockerignore;
 
+#[derive(Debug)]
 pub struct BuildInputs {
     pub context_dir: PathBuf,
     pub dockerfile: String,
@@ -120,7 +121,9 @@ mod tests {
         let ctx = dir.path().to_str().unwrap();
         let err = BuildInputs::read(ctx, None).unwrap_err().to_string();
         assert!(err.contains("failed to read dockerfile"), "{err}");
-        let err = BuildInputs::read("/nonexistent/ctx", None).unwrap_err().to_string();
+        let err = BuildInputs::read("/nonexistent/ctx", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not found"), "{err}");
     }
 }

@@ -147,9 +147,9 @@ async fn build(
     let image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
     let mut report = BuildReport::default();
-    let needs_image = exports.iter().any(|e| {
-        !matches!(e, Export::Tar { .. } | Export::Local { .. })
-    });
+    let needs_image = exports
+        .iter()
+        .any(|e| !matches!(e, Export::Tar { .. } | Export::Local { .. }));
     let built = if needs_image {
         let snapshots = solver.snapshots().clone();
         let content = content.clone();
@@ -165,7 +165,15 @@ async fn build(
         None
     };
     for e in exports {
-        export_one(e, &solver, &result, built.as_ref(), docker.as_ref(), &mut report).await?;
+        export_one(
+            e,
+            &solver,
+            &result,
+            built.as_ref(),
+            docker.as_ref(),
+            &mut report,
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -283,11 +291,17 @@ fn dockerfile_excerpt(step_name: &str, inputs: &BuildInputs) -> Option<String> {
         let t = l.trim_start();
         t.len() >= first_word.len()
             && t[..first_word.len()].eq_ignore_ascii_case(first_word)
-            && t[first_word.len()..].trim().starts_with(&rest[..rest.len().min(20)])
+            && t[first_word.len()..]
+                .trim()
+                .starts_with(&rest[..rest.len().min(20)])
     })?;
     let start = idx.saturating_sub(2);
     let end = (idx + 3).min(lines.len());
-    let mut out = format!("{}:{}\n--------------------\n", inputs.dockerfile_name, idx + 1);
+    let mut out = format!(
+        "{}:{}\n--------------------\n",
+        inputs.dockerfile_name,
+        idx + 1
+    );
     for (i, line) in lines.iter().enumerate().take(end).skip(start) {
         let mark = if i == idx { ">>>" } else { "   " };
         out.push_str(&format!(" {:>3} | {mark} {line}\n", i + 1));

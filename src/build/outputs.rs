@@ -59,7 +59,9 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
             oci_media_types: false,
         });
     }
-    let loads = exports.iter().any(|e| matches!(e, Export::DockerLoad { .. }));
+    let loads = exports
+        .iter()
+        .any(|e| matches!(e, Export::DockerLoad { .. }));
     // `docker build` always leaves the image in Docker; so does bud, unless other outputs
     // were asked for without --load.
     if !loads && (opts.load || opts.outputs.is_empty() && !opts.push) {
@@ -95,7 +97,10 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
         },
         OutputKind::Image | OutputKind::Registry if o.pushes() => {
             if names.is_empty() {
-                bail!("type={} needs name=NAME to push (or -t NAME)", o.kind.name());
+                bail!(
+                    "type={} needs name=NAME to push (or -t NAME)",
+                    o.kind.name()
+                );
             }
             Export::Push {
                 names,
@@ -114,8 +119,8 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn plan_for(line: &str) -> anyhow::Result<Vec<Export>> {
-        let cli = Cli::try_parse_implied(std::iter::once("bud").chain(line.split_whitespace()))
-            .unwrap();
+        let cli =
+            Cli::try_parse_implied(std::iter::once("bud").chain(line.split_whitespace())).unwrap();
         let Command::Build(b) = cli.command else {
             panic!("not a build")
         };

@@ -157,8 +157,14 @@ impl Puller {
             );
         }
 
-        stream::iter(manifest.layers.iter())
+        // The futures are made before they enter the stream: a `map` closure over borrowed
+        // descriptors makes the future not general enough to be boxed as Send (rust#102211).
+        let fetches: Vec<_> = manifest
+            .layers
+            .iter()
             .map(|layer| fetch_blob(&host, &oref, layer, &self.store, opts.progress.as_ref()))
+            .collect();
+        stream::iter(fetches)
             .buffer_unordered(TRANSFER_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;

@@ -164,8 +164,12 @@ pub async fn push(
         let host = connect(&opts, &references[0].domain).await?;
         let target = oci_reference(&references[0], None);
         host.authorize(&target, RegistryOperation::Push).await?;
-        let transfers = stream::iter(blobs.iter().copied())
+        // Futures made first, as in pull (rust#102211).
+        let ensures: Vec<_> = blobs
+            .iter()
             .map(|blob| ensure_blob(&host, &target, &repository, blob, &opts))
+            .collect();
+        let transfers = stream::iter(ensures)
             .buffer_unordered(TRANSFER_CONCURRENCY)
             .try_collect::<Vec<Transfer>>()
             .await?;

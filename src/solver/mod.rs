@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::{LeaseOwner, MetaError, MetaStore};
+use crate::content::ContentStore;
 use crate::executor::Runtime;
 use crate::progress::ProgressSink;
 use crate::state::StateRoot;
@@ -145,20 +146,23 @@ impl Solver {
         images: Arc<dyn ImageProvider>,
         progress: ProgressSink,
         opts: SolveOptions,
-    ) -> Self {
+    ) -> Result<Self, SolveError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self {
+        let content = ContentStore::new(state.content_dir())
+            .map_err(|e| SolveError::Other(format!("content store: {e}")))?;
+        Ok(Self {
             snapshots: Arc::new(Snapshots {
                 state,
                 meta,
                 owner: LeaseOwner::current(),
+                content,
             }),
             runtime,
             images,
             progress,
             opts,
             limit: Arc::new(Semaphore::new(cores)),
-        }
+        })
     }
 
     pub fn snapshots(&self) -> &Arc<Snapshots> {

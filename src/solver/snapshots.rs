@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::meta::{self, LeaseOwner, MetaStore, SnapshotKind, SnapshotRecord};
+use crate::content::ContentStore;
 use crate::snapshot::overlay::{self, MountGuard, Writable};
 use crate::state::StateRoot;
 
@@ -38,6 +39,8 @@ pub struct Snapshots {
     pub state: StateRoot,
     pub meta: Arc<MetaStore>,
     pub owner: LeaseOwner,
+    /// Blobs by digest: image layers as uncompressed tars (by diff ID), for export.
+    pub content: ContentStore,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::SnapshotKind;
+use crate::content::{ContentStore, Digest};
 use crate::source::context::{ContextSnapshot, Exclusions};
 
 use super::snapshots::Ref;
@@ -64,6 +65,47 @@ pub trait ImageProvider: Send + Sync {
         reference: &'a str,
         platform: Option<&'a pb::Platform>,
     ) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+}
+
+/// Extracts a layer and, on the way, keeps its uncompressed tar in the content store under
+/// its diff ID (verified), so that exports can send Docker and registries the very bytes
+/// the base image had.
+fn extract_and_keep(
+    reader: Box<dyn Read + Send>,
+    dir: &std::path::Path,
+    content: &ContentStore,
+    diff_id: &str,
+) -> Result<(), SolveError> {
+    let expected = Digest::parse(diff_id)
+        .map_err(|e| SolveError::Image(format!("layer diff ID {diff_id}: {e}")))?;
+    if content.exists(&expected) {
+        crate::snapshot::apply::extract_layer(reader, dir)?;
+        return Ok(());
+    }
+    let content_err = |e: crate::content::ContentError| SolveError::Image(e.to_string());
+    let mut tee = Tee {
+        inner: reader,
+        copy: content.writer().map_err(content_err)?,
+    };
+    crate::snapshot::apply::extract_layer(&mut tee, dir)?;
+    // The tar may have padding after its last entry: keep every byte.
+    std::io::copy(&mut tee.inner, &mut tee.copy)
+        .map_err(|e| SolveError::Image(format!("reading layer {diff_id}: {e}")))?;
+    tee.copy.commit(Some(&expected)).map_err(content_err)?;
+    Ok(())
+}
+
+struct Tee<W: std::io::Write> {
+    inner: Box<dyn Read + Send>,
+    copy: W,
+}
+
+impl<W: std::io::Write> Read for Tee<W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 impl Solver {
@@ -168,11 +210,12 @@ impl Solver {
             let ws = self.snapshots.workspace()?;
             let upper = ws.upper();
             let open = layer.open;
+            let content = self.snapshots.content.clone();
+            let diff_id = layer.diff_id.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
                 let reader =
                     open().map_err(|e| SolveError::Image(format!("reading layer: {e}")))?;
-                crate::snapshot::apply::extract_layer(reader, &upper)?;
-                Ok(())
+                extract_and_keep(reader, &upper, &content, &diff_id)
             })
             .await
             .map_err(|e| SolveError::Other(format!("extracting a layer: {e}")))??;
