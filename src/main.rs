@@ -49,7 +49,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Build(opts) => build(&opts, &cli.global),
         Command::Du(_) => Err(not_supported("bud du")),
         Command::Prune(_) => Err(not_supported("bud prune")),
-        Command::Debug(DebugCommand::DumpLlb(_)) => Err(not_supported("bud debug dump-llb")),
+        Command::Debug(DebugCommand::DumpLlb(opts)) => {
+            block_on(bud::build::dump_llb::run(&opts, &cli.global))
+        }
         Command::Debug(DebugCommand::Workers) => Err(not_supported("bud debug workers")),
     }
 }
@@ -62,11 +64,7 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
         return Err(not_supported("--addr (the remote solver)"));
     }
     isolate_mounts();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Command(e.into()))?;
-    runtime.block_on(async {
+    block_on(async {
         let cancel = CancellationToken::new();
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
@@ -76,8 +74,15 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
             }
         });
         bud::build::run(opts, global, cancel).await
-    })?;
-    Ok(())
+    })
+}
+
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Command(e.into()))?;
+    Ok(runtime.block_on(work)?)
 }
 
 /// Gives the build a mount namespace of its own, so that every overlay it mounts goes away

@@ -1,12 +1,13 @@
 //! `bud build`: read the inputs, convert the Dockerfile, solve the graph with the embedded
 //! solver, and export the result where the flags say.
 
+pub mod dump_llb;
 pub mod export;
 mod images;
 pub mod inputs;
 pub mod outputs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -15,11 +16,11 @@ use bud_frontend::image::Image;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::MetaStore;
-use crate::cli::{BuildOptions, GlobalOptions, Progress};
+use crate::cli::{BuildOptions, GlobalOptions, Progress, SecretSource};
 use crate::content::ContentStore;
 use crate::executor::{Runtime, RuntimeKind};
 use crate::progress::{PlainRenderer, ProgressSink, QuietRenderer, RawJsonRenderer, Renderer};
-use crate::registry::RegistryConfig;
+use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::{SolveOptions, Solver};
 use crate::source::image::ImageSource;
 use crate::state::StateRoot;
@@ -126,6 +127,8 @@ async fn build(
             .map(|h| (h.host.clone(), h.ip.clone()))
             .collect(),
         no_cache: opts.no_cache,
+        network_none: opts.network == "none",
+        secrets: read_secrets(opts)?,
         ..Default::default()
     };
     solve_opts
@@ -171,6 +174,7 @@ async fn build(
             &result,
             built.as_ref(),
             docker.as_ref(),
+            content,
             &mut report,
         )
         .await?;
@@ -184,6 +188,7 @@ async fn export_one(
     result: &crate::solver::Ref,
     built: Option<&export::BuiltImage>,
     docker: Option<&bollard::Docker>,
+    content: &ContentStore,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
     let need = || built.context("internal error: no image was assembled");
@@ -221,9 +226,63 @@ async fn export_one(
             let view = solver.snapshots().view(result)?;
             export::local_dir(&view.path, dest)?;
         }
-        Export::Push { .. } => bail!("--push is not supported yet"),
+        Export::Push {
+            names,
+            zstd,
+            oci_media_types,
+        } => {
+            let built = need()?;
+            let mut push = PushOptions::new(content.clone());
+            if *zstd {
+                push.compression = Compression::Zstd;
+            }
+            if *oci_media_types {
+                push.format = ManifestFormat::Oci;
+            }
+            let pushed = crate::registry::push(&built.image, &built.layers, names, push)
+                .await
+                .context("pushing the image")?;
+            for name in names {
+                eprintln!("pushed {name}@{}", pushed.manifest_digest);
+            }
+            report.manifest_digest = Some(pushed.manifest_digest.to_string());
+            report.names.extend(names.iter().cloned());
+        }
     }
     Ok(())
+}
+
+/// `--secret` values, read once: from a file, or from an environment variable.
+fn read_secrets(opts: &BuildOptions) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let mut secrets = HashMap::new();
+    for s in &opts.secrets {
+        let data = match &s.source {
+            SecretSource::File(path) => std::fs::read(path)
+                .with_context(|| format!("--secret id={}: reading {}", s.id, path.display()))?,
+            SecretSource::Env(var) => std::env::var_os(var)
+                .with_context(|| format!("--secret id={}: ${var} is not set", s.id))?
+                .into_encoded_bytes(),
+        };
+        secrets.insert(s.id.clone(), data);
+    }
+    Ok(secrets)
+}
+
+/// The embedded solver builds for the machine it runs on; `--platform` may name it.
+fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
+    let Some(requested) = opts.platforms.first() else {
+        return Ok(None);
+    };
+    let platform = convert::Platform::parse(requested)
+        .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
+    let host = convert::Platform::host();
+    if platform != host {
+        bail!(
+            "--platform {requested}: building for another platform than the host's ({host}) \
+             is not supported yet by the embedded solver"
+        );
+    }
+    Ok(Some(platform))
 }
 
 fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {
@@ -246,6 +305,7 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
     };
     Ok(ConvertOptions {
         target: opts.target.clone(),
+        target_platform: target_platform(opts)?,
         build_args,
         labels,
         excludes: inputs.excludes.clone(),
@@ -339,7 +399,7 @@ fn renderer(opts: &BuildOptions) -> Box<dyn Renderer> {
 }
 
 /// The local Docker daemon, if one answers (DOCKER_HOST or the default socket).
-async fn docker_client() -> Option<bollard::Docker> {
+pub(crate) async fn docker_client() -> Option<bollard::Docker> {
     let docker = bollard::Docker::connect_with_socket_defaults().ok()?;
     docker.ping().await.ok()?;
     Some(docker)

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use options::{
     AddHost, BuildArg, BuildContext, CacheOption, KeyValue, Output, OutputKind, Progress,
-    SecretSpec, SshSpec, Ulimit, parse_size,
+    SecretSource, SecretSpec, SshSpec, Ulimit, parse_size,
 };
 
 /// The words that are subcommands; anything else as the first word means `build`.
@@ -252,13 +252,11 @@ pub enum DumpFormat {
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
     let set = [
-        (!o.add_hosts.is_empty(), "--add-host"),
         (!o.allow.is_empty(), "--allow"),
         (!o.build_contexts.is_empty(), "--build-context"),
         (!o.cache_from.is_empty(), "--cache-from"),
         (!o.cache_to.is_empty(), "--cache-to"),
-        (!o.platforms.is_empty(), "--platform"),
-        (!o.secrets.is_empty(), "--secret"),
+        (o.platforms.len() > 1, "--platform with several platforms"),
         (o.shm_size.is_some(), "--shm-size"),
         (!o.ssh.is_empty(), "--ssh"),
         (!o.ulimits.is_empty(), "--ulimit"),

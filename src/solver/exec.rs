@@ -167,7 +167,9 @@ pub(super) async fn run(
         additional_gids: exec_user.additional_gids,
         hostname: (!meta.hostname.is_empty()).then(|| meta.hostname.clone()),
         mounts,
-        network: if exec.network == pb::NetMode::None as i32 {
+        network: if exec.network == pb::NetMode::None as i32
+            || (exec.network == pb::NetMode::Unset as i32 && solver.opts.network_none)
+        {
             Network::None
         } else {
             Network::Host

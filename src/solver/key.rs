@@ -29,6 +29,14 @@ pub fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> Stri
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// A key for the same op run under different conditions.
+pub fn salted(key: &str, salt: &str) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(format!("{key}\0{salt}")))
+    )
+}
+
 /// The key under which output `index` of an op is recorded.
 pub fn output_key(key: &str, index: usize) -> String {
     format!("{key}/{index}")

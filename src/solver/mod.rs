@@ -118,6 +118,8 @@ pub struct SolveOptions {
     pub extra_hosts: Vec<(String, String)>,
     /// `--no-cache`: run every step, still recording the results.
     pub no_cache: bool,
+    /// `--network=none`: steps that do not choose a network get none.
+    pub network_none: bool,
 }
 
 /// The result of a solved vertex: its cache key and its outputs.
@@ -317,7 +319,14 @@ impl Solver {
         if let pb::op::Op::Source(src) = op {
             return self.solve_source(vertex, src, cancel).await;
         }
-        let key = key::cache_key(vertex, &inputs, &input_keys);
+        let mut key = key::cache_key(vertex, &inputs, &input_keys);
+        if self.opts.network_none
+            && let pb::op::Op::Exec(e) = op
+            && e.network == pb::NetMode::Unset as i32
+        {
+            // --network=none changes what the step sees without changing its op.
+            key = key::salted(&key, "network=none");
+        }
         let use_cache = !(self.opts.no_cache || vertex.ignore_cache);
         if use_cache && let Some(hit) = self.lookup_outputs(&key, op)? {
             self.progress.cached(&vertex.digest, &vertex.name);

@@ -1,0 +1,68 @@
+//! `bud debug dump-llb`: the LLB a Dockerfile converts to, as JSON lines (like
+//! `buildctl debug dump-llb`), a Graphviz graph, or the binary `pb.Definition`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bud_frontend::convert::{self, ConvertOptions};
+use prost::Message;
+
+use crate::cli::{DumpFormat, DumpLlbOptions, GlobalOptions};
+use crate::content::ContentStore;
+use crate::registry::RegistryConfig;
+use crate::source::image::ImageSource;
+use crate::state::StateRoot;
+
+use super::images::BuildImages;
+use super::inputs::BuildInputs;
+
+pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Result<()> {
+    let context = opts.context.to_string_lossy();
+    let inputs = BuildInputs::read(&context, opts.file.as_deref())?;
+    let root = match &global.root {
+        Some(r) => r.clone(),
+        None => StateRoot::default_path()?,
+    };
+    let state = StateRoot::open(&root)?;
+    let content = ContentStore::new(state.content_dir())?;
+    let images = Arc::new(BuildImages::new(
+        ImageSource::new(
+            content,
+            RegistryConfig::default(),
+            super::docker_client().await,
+        ),
+        false,
+    ));
+    let convert_opts = ConvertOptions {
+        target: opts.target.clone(),
+        build_args: opts
+            .build_args
+            .iter()
+            .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
+            .collect(),
+        excludes: inputs.excludes.clone(),
+        ..ConvertOptions::default()
+    };
+    let dockerfile = inputs.dockerfile.clone();
+    let converted = tokio::task::spawn_blocking(move || {
+        convert::convert(&dockerfile, &convert_opts, images.as_ref())
+    })
+    .await
+    .context("converting the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let def = &converted.definition;
+    let format = if opts.dot {
+        DumpFormat::Dot
+    } else {
+        opts.format
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        DumpFormat::Json => out.write_all(bud_frontend::dump::to_json_lines(def)?.as_bytes())?,
+        DumpFormat::Dot => out.write_all(bud_frontend::dump::to_dot(def)?.as_bytes())?,
+        DumpFormat::Pb => out.write_all(&def.encode_to_vec())?,
+    }
+    out.flush()?;
+    Ok(())
+}
