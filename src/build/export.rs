@@ -27,6 +27,8 @@ pub struct BuiltImage {
 /// One layer of the result chain before empty ones are dropped.
 struct ChainLayer {
     diff_id: Digest,
+    /// When the layer's snapshot was made (seconds since the epoch).
+    created: i64,
     empty: bool,
 }
 
@@ -48,14 +50,26 @@ pub fn build_image(
         let dir = snapshots.layer_dir(&record.id);
         let empty = record.kind == SnapshotKind::Layer && dir_is_empty(&dir)?;
         let diff_id = layer_tar(snapshots, content, &record, &dir)?;
-        layers.push(ChainLayer { diff_id, empty });
+        layers.push(ChainLayer {
+            diff_id,
+            created: record.created,
+            empty,
+        });
     }
+    // Times come from the snapshots, not the clock, so that a rebuild from cache gives the
+    // very same image ID, as BuildKit's does.
+    let built_at = layers
+        .iter()
+        .map(|l| l.created)
+        .max()
+        .map_or_else(now_rfc3339, rfc3339);
     let layers = drop_empty_layers(&mut image.history, layers);
     image.rootfs.kind = "layers".into();
     image.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    if image.created.is_none() {
-        image.created = Some(now_rfc3339());
+    for h in image.history.iter_mut().filter(|h| h.created.is_none()) {
+        h.created = Some(built_at.clone());
     }
+    image.created = Some(built_at);
     let layers: Vec<Layer> = layers
         .into_iter()
         .map(|l| Layer {
@@ -129,12 +143,19 @@ fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
         .is_none())
 }
 
-/// RFC 3339 UTC, seconds precision with nanoseconds, as Go writes time.Time.
+/// RFC 3339 UTC with nanoseconds, as Go writes time.Time.
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    format_time(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339(secs: i64) -> String {
+    format_time(secs, 0)
+}
+
+fn format_time(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, day) = civil_from_days(days);
@@ -143,7 +164,7 @@ pub fn now_rfc3339() -> String {
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        d.subsec_nanos()
+        nanos
     )
 }
 
@@ -239,6 +260,7 @@ mod tests {
     fn layer(empty: bool, n: u8) -> ChainLayer {
         ChainLayer {
             diff_id: Digest::of(&[n]),
+            created: 0,
             empty,
         }
     }

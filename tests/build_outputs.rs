@@ -1,0 +1,282 @@
+//! `bud build` as a user runs it: into Docker, to files, with secrets, failing, cached,
+//! and interrupted.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use support::*;
+
+fn bud(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain"])
+        .args(args)
+        .output()
+        .expect("run bud")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bud failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ready() -> bool {
+    require_base_image() && require_runc()
+}
+
+#[test]
+fn builds_into_docker_then_rebuilds_from_cache() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let iid = files.path().join("iid");
+    let metadata = files.path().join("metadata.json");
+    let context = testdata("hello");
+    let tag = "bud-test/outputs-hello:latest";
+    let args = [
+        "-t",
+        tag,
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        context.to_str().unwrap(),
+    ];
+    let first = ok(&bud(root.path(), &args));
+    assert!(!first.contains("CACHED"), "{first}");
+    assert_eq!(
+        docker_ok(&["run", "--rm", tag]),
+        "hello from root\na message from the build context"
+    );
+    let id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id);
+    assert_eq!(meta["image.name"], tag);
+
+    let second = ok(&bud(root.path(), &args));
+    let steps = second
+        .lines()
+        .filter(|l| l.contains("] RUN ") || l.contains("] COPY "))
+        .count();
+    let cached = second.lines().filter(|l| l.ends_with(" CACHED")).count();
+    assert_eq!(steps, 2, "{second}");
+    assert!(cached >= 2, "a no-op rebuild runs nothing: {second}");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id, "same image");
+    docker_ok(&["image", "rm", tag]);
+}
+
+#[test]
+fn writes_local_tar_docker_and_oci_outputs() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    let ctx = context.to_str().unwrap();
+    let dir = out.path().join("dir");
+    ok(&bud(
+        root.path(),
+        &["-o", &format!("type=local,dest={}", dir.display()), ctx],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("greeting")).unwrap(),
+        "hello from root\n"
+    );
+    assert!(dir.join("bin/busybox").is_file());
+
+    let tar_path = out.path().join("fs.tar");
+    ok(&bud(
+        root.path(),
+        &["-o", &format!("type=tar,dest={}", tar_path.display()), ctx],
+    ));
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "message.txt"), "{names:?}");
+
+    let docker_tar = out.path().join("image.tar");
+    ok(&bud(
+        root.path(),
+        &[
+            "-t",
+            "bud-test/outputs-archive:1",
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+            ctx,
+        ],
+    ));
+    docker_ok(&["load", "-i", docker_tar.to_str().unwrap()]);
+    assert_eq!(
+        docker_ok(&[
+            "run",
+            "--rm",
+            "bud-test/outputs-archive:1",
+            "cat",
+            "/greeting"
+        ]),
+        "hello from root"
+    );
+    docker_ok(&["image", "rm", "bud-test/outputs-archive:1"]);
+
+    let oci = out.path().join("oci.tar");
+    ok(&bud(
+        root.path(),
+        &["-o", &format!("type=oci,dest={}", oci.display()), ctx],
+    ));
+    let mut archive = tar::Archive::new(std::fs::File::open(&oci).unwrap());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "index.json"), "{names:?}");
+    assert!(names.iter().any(|n| n == "oci-layout"), "{names:?}");
+}
+
+#[test]
+fn secrets_reach_the_step_and_never_the_image() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let secret = files.path().join("token");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let dir = files.path().join("out");
+    let context = testdata("secret");
+    ok(&bud(
+        root.path(),
+        &[
+            "--secret",
+            &format!("id=token,src={}", secret.display()),
+            "-o",
+            &format!("type=local,dest={}", dir.display()),
+            context.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seen")).unwrap().trim(),
+        "12"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("stat")).unwrap(),
+        "440 1000\n"
+    );
+    assert!(
+        !dir.join("run/secrets").exists(),
+        "the mount point left no stub"
+    );
+    assert!(!dir.join("etc/token").exists());
+    // Nowhere in the layers either.
+    let grep = Command::new("grep")
+        .args(["-r", "-l", "s3cr3t-value"])
+        .arg(root.path().join("snapshots"))
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+
+    // Secret mounts are optional unless `required=true`, as in BuildKit: without the
+    // secret the file is simply absent and the step's own read fails.
+    let missing = bud(root.path(), &["--no-cache", context.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/run/secrets/token"));
+}
+
+#[test]
+fn a_failing_step_exits_1_with_its_output_and_dockerfile_lines() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("fails");
+    let out = bud(root.path(), &[context.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("about to fail"), "{err}");
+    assert!(
+        err.contains("did not complete successfully: exit code: 7"),
+        "{err}"
+    );
+    assert!(
+        err.contains(">>> RUN echo \"about to fail\" && exit 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("slow");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--progress", "plain", "-o", "type=tar,dest=/dev/null"])
+        .arg(&context)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the step has really started: its output is the signal.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("started-sleeping") {
+            break;
+        }
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    // No container left behind.
+    let runc_root = root.path().join("tmp/runtime/runtime");
+    if runc_root.exists() {
+        let list = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "runtime")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "work in flight was removed: {leftovers:?}"
+    );
+    // The cache still works.
+    let hello = testdata("hello");
+    ok(&bud(
+        root.path(),
+        &["-o", "type=tar,dest=/dev/null", hello.to_str().unwrap()],
+    ));
+}
