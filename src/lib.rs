@@ -8,6 +8,7 @@ pub mod executor;
 pub mod exporter;
 pub mod fileop;
 pub mod progress;
+pub mod remote;
 pub mod snapshot;
 pub mod source;
 pub mod state;
