@@ -118,6 +118,11 @@ pub enum Exporter {
 
 /// One build for [`RemoteSolver::solve`].
 pub struct SolveRequest {
+    /// The session the daemon reads local directories, secrets and credentials from.
+    /// BuildKit shares identical ops between concurrent builds, so a definition's
+    /// `local://` sources should name this session (`LocalOptions::session_id`): two
+    /// builds of different directories then never read each other's files.
+    pub session_id: String,
     pub definition: pb::Definition,
     /// The image config JSON the `moby` exporter writes into the image.
     pub image_config_json: Option<Vec<u8>>,
@@ -134,6 +139,7 @@ impl SolveRequest {
     /// A request with no local directories, secrets or progress output.
     pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
         Self {
+            session_id: new_session_id(),
             definition,
             image_config_json: None,
             local_dirs: BTreeMap::new(),
@@ -212,11 +218,28 @@ impl RemoteSolver {
     }
 }
 
+/// A new session ID, for the definition's local sources and [`SolveRequest::session_id`].
+pub fn new_session_id() -> String {
+    random_id()
+}
+
 /// A random identifier for sessions and build refs.
-pub(crate) fn random_id() -> Result<String, RemoteError> {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| RemoteError::Protocol(format!("no random source for an ID: {e}")))?;
+    if getrandom::fill(&mut bytes).is_err() {
+        // Uniqueness is all that matters here: fall back to the time and process.
+        use sha2::Digest;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = format!(
+            "{}:{}:{:?}",
+            std::process::id(),
+            now.as_nanos(),
+            std::thread::current().id()
+        );
+        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes())[..16]);
+    }
     // BuildKit's IDs are base36 strings; any unique string is accepted.
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    hex::encode(bytes)
 }

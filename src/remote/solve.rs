@@ -54,6 +54,7 @@ impl RemoteSolver {
     /// Runs `req.definition` on the daemon and exports the result.
     pub async fn solve(&self, req: SolveRequest) -> Result<SolveResult, RemoteError> {
         let SolveRequest {
+            session_id,
             definition,
             image_config_json,
             local_dirs,
@@ -65,6 +66,8 @@ impl RemoteSolver {
 
         let counters = Arc::new(TransferCounters::default());
         let (exporter_name, exporter_attrs, target) = match &exporter {
+            // An empty name is an invalid reference to the exporter: leave it out.
+            Exporter::Moby { names } if names.is_empty() => ("moby", BTreeMap::new(), None),
             Exporter::Moby { names } => (
                 "moby",
                 BTreeMap::from([("name".to_string(), names.join(","))]),
@@ -83,7 +86,7 @@ impl RemoteSolver {
         };
         let shared_key = shared_key(local_dirs.values().next().map(|d| d.path.as_path()));
         let session = Session::new(
-            random_id()?,
+            session_id,
             "bud".to_string(),
             shared_key,
             local_dirs,
@@ -91,7 +94,7 @@ impl RemoteSolver {
             target,
             counters.clone(),
         );
-        let build_ref = random_id()?;
+        let build_ref = random_id();
 
         let work = async {
             let _session = self.start_session(&session).await?;
@@ -185,10 +188,8 @@ impl RemoteSolver {
 
         // The Status stream ends when the daemon discards the build; a build that never
         // started (refused before it existed) has no stream to wait for.
+        let mut status = status;
         if got_status.load(Ordering::SeqCst) {
-            let AbortOnDrop(handle) = &status;
-            let _ = handle.is_finished();
-            let mut status = status;
             let _ = (&mut status.0).await;
         }
 

@@ -280,56 +280,54 @@ fn stat(
     path: &Path,
     meta: &Metadata,
 ) -> Result<Entry, WalkError> {
-    {
-        let mut stat = Stat {
-            path: rel.to_string(),
-            mode: go_file_mode(meta.mode()),
-            // The daemon owns what it receives: ownership is reset as BuildKit's client does.
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mod_time: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
-            ..Default::default()
-        };
-        let file_type = meta.file_type();
-        if !file_type.is_dir() {
-            stat.size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
-            if file_type.is_symlink() {
-                let target = std::fs::read_link(path).map_err(|source| WalkError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                stat.linkname =
-                    target
-                        .into_os_string()
-                        .into_string()
-                        .map_err(|_| WalkError::NotUtf8 {
-                            path: path.to_path_buf(),
-                        })?;
-            } else if meta.nlink() > 1 {
-                match hardlinks.get(&(meta.dev(), meta.ino())) {
-                    Some(first) => {
-                        stat.linkname = first.clone();
-                        stat.size = 0;
-                    }
-                    None => {
-                        hardlinks.insert((meta.dev(), meta.ino()), rel.to_string());
-                    }
+    let mut stat = Stat {
+        path: rel.to_string(),
+        mode: go_file_mode(meta.mode()),
+        // The daemon owns what it receives: ownership is reset as BuildKit's client does.
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mod_time: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        ..Default::default()
+    };
+    let file_type = meta.file_type();
+    if !file_type.is_dir() {
+        stat.size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+        if file_type.is_symlink() {
+            let target = std::fs::read_link(path).map_err(|source| WalkError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            stat.linkname =
+                target
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|_| WalkError::NotUtf8 {
+                        path: path.to_path_buf(),
+                    })?;
+        } else if meta.nlink() > 1 {
+            match hardlinks.get(&(meta.dev(), meta.ino())) {
+                Some(first) => {
+                    stat.linkname = first.clone();
+                    stat.size = 0;
+                }
+                None => {
+                    hardlinks.insert((meta.dev(), meta.ino()), rel.to_string());
                 }
             }
-            if file_type.is_block_device() || file_type.is_char_device() {
-                stat.devmajor = i64::from(rustix::fs::major(meta.rdev()));
-                stat.devminor = i64::from(rustix::fs::minor(meta.rdev()));
-            }
         }
-        Ok(Entry {
-            stat,
-            path: path.to_path_buf(),
-        })
+        if file_type.is_block_device() || file_type.is_char_device() {
+            stat.devmajor = i64::from(rustix::fs::major(meta.rdev()));
+            stat.devminor = i64::from(rustix::fs::minor(meta.rdev()));
+        }
     }
+    Ok(Entry {
+        stat,
+        path: path.to_path_buf(),
+    })
 }
 
 /// `filepath.Clean` for relative slash paths, without a leading `/`.
