@@ -195,7 +195,15 @@ fn small_context() -> tempfile::TempDir {
     std::fs::create_dir(ctx.path().join("sub")).unwrap();
     std::fs::write(ctx.path().join("sub/a.txt"), "a\n").unwrap();
     std::os::unix::fs::symlink("a.txt", ctx.path().join("sub/link")).unwrap();
+    std::fs::write(ctx.path().join("sub/ignored.log"), "excluded\n").unwrap();
     ctx
+}
+
+fn context_dirs_ignoring_logs(dir: &Path) -> BTreeMap<String, SyncedDir> {
+    let mut dirs = context_dirs(dir);
+    dirs.values_mut()
+        .for_each(|d| d.excludes = vec!["**/*.log".into()]);
+    dirs
 }
 
 #[tokio::test]
@@ -210,7 +218,7 @@ async fn local_export_writes_the_files() {
         Exporter::Local { dest: dest.clone() },
     );
     req.session_id = session;
-    req.local_dirs = context_dirs(ctx.path());
+    req.local_dirs = context_dirs_ignoring_logs(ctx.path());
     solver.solve(req).await.unwrap();
 
     assert_eq!(
@@ -231,6 +239,66 @@ async fn local_export_writes_the_files() {
         std::fs::read_link(dest.join("copied/link")).unwrap(),
         Path::new("a.txt")
     );
+    assert!(
+        !dest.join("copied/ignored.log").exists(),
+        "excludes were not applied"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_served_to_secret_mounts() {
+    let Some(solver) = solver().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("token");
+    // Secrets are not part of the cache key: the nonce in the command makes the step run.
+    let nonce = nonce();
+    std::fs::write(&secret_file, format!("s3cret {nonce}")).unwrap();
+    let outputs = llb::exec(ExecBuilder {
+        meta: pb::Meta {
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cp /run/secrets/tok /out/tok # {nonce}"),
+            ],
+            env: vec!["PATH=/bin:/usr/bin".into()],
+            cwd: "/".into(),
+            ..Default::default()
+        },
+        root: busybox(),
+        mounts: vec![
+            Mount {
+                dest: "/out".into(),
+                kind: MountKind::Bind {
+                    source: State::scratch(),
+                    selector: String::new(),
+                    readonly: false,
+                    discard_output: false,
+                },
+            },
+            Mount {
+                dest: "/run/secrets/tok".into(),
+                kind: MountKind::Secret(pb::SecretOpt {
+                    id: "tok".into(),
+                    mode: 0o400,
+                    ..Default::default()
+                }),
+            },
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let out = outputs.mount("/out").unwrap().clone();
+    let dest = dir.path().join("result");
+    let mut req = SolveRequest::new(out.marshal(), Exporter::Local { dest: dest.clone() });
+    req.secrets = vec![bud::remote::Secret {
+        id: "tok".into(),
+        source: bud::remote::SecretSource::File(secret_file.clone()),
+    }];
+    solver.solve(req).await.unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("tok")).unwrap(),
+        std::fs::read(&secret_file).unwrap()
+    );
 }
 
 #[tokio::test]
@@ -245,7 +313,7 @@ async fn tar_export_writes_an_archive() {
         Exporter::Tar { dest: dest.clone() },
     );
     req.session_id = session;
-    req.local_dirs = context_dirs(ctx.path());
+    req.local_dirs = context_dirs_ignoring_logs(ctx.path());
     solver.solve(req).await.unwrap();
 
     let mut archive = tar::Archive::new(std::fs::File::open(&dest).unwrap());

@@ -156,6 +156,7 @@ impl FileSync for FileSyncService {
             exclude_patterns,
             follow_paths: metadata_values(md, "followpaths"),
         };
+        tracing::debug!(dir = %name, ?opts, "sending a local directory");
         let root = dir.path.clone();
         let counters = self.counters.clone();
         let inbound = request.into_inner();
