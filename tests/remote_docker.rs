@@ -335,7 +335,6 @@ async fn tar_export_writes_an_archive() {
 
 #[tokio::test]
 async fn a_second_build_sends_only_the_changed_file() {
-    let Some(solver) = solver().await else { return };
     let ctx = tempfile::tempdir().unwrap();
     for d in 0..20 {
         let dir = ctx.path().join(format!("d{d:02}"));
@@ -344,6 +343,9 @@ async fn a_second_build_sends_only_the_changed_file() {
             std::fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).unwrap();
         }
     }
+    // Connect after the blocking file writes: they would stall this single-threaded
+    // runtime, and with it the connection the daemon expects to hear from.
+    let Some(solver) = solver().await else { return };
     let build = |dest: &Path| {
         let session = bud::remote::new_session_id();
         let definition = copy_from_context(State::scratch(), &session, "/", "/ctx").marshal();

@@ -145,9 +145,12 @@ impl GrpcChannel {
             })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!("gRPC connection to the daemon ended: {e}");
+                tracing::debug!("gRPC connection to the daemon ended: {e:?}");
             }
         });
+        // Let the connection task send the preface now: dockerd drops an h2c connection
+        // whose client stays silent, and the caller may block before its first call.
+        tokio::task::yield_now().await;
         Ok(Self { sender })
     }
 }
