@@ -10,6 +10,7 @@ pub mod exporter;
 pub mod fileop;
 pub mod progress;
 pub mod registry;
+pub mod remote;
 pub mod snapshot;
 pub mod solver;
 pub mod source;

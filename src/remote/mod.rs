@@ -1,0 +1,245 @@
+//! The remote solver: runs bud's LLB on a BuildKit daemon over gRPC, as `docker build` does.
+//!
+//! bud's frontend makes the `pb::Definition` and image config; this module connects to the
+//! daemon ([`Addr`]), serves the session the daemon pulls the context, credentials and
+//! secrets from, solves the definition through the gateway so dockerd's `moby` exporter
+//! gets the image config, and streams the daemon's progress into a [`ProgressSink`].
+//!
+//! ```no_run
+//! # async fn f(definition: bud_proto::pb::Definition) -> Result<(), bud::remote::RemoteError> {
+//! use bud::remote::{Exporter, RemoteSolver, SolveRequest};
+//! let solver = RemoteSolver::connect("docker://").await?;
+//! let mut req = SolveRequest::new(definition, Exporter::Moby { names: vec!["app".into()] });
+//! req.local_dirs = SolveRequest::context_dirs(".".as_ref(), ".".as_ref(), vec![]);
+//! let result = solver.solve(req).await?;
+//! println!("{:?}", result.image_id);
+//! # Ok(()) }
+//! ```
+
+mod addr;
+mod admin;
+mod progress;
+mod session;
+mod solve;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bud_proto::pb;
+use tokio_util::sync::CancellationToken;
+
+pub use addr::Addr;
+pub use admin::PruneOptions;
+pub use session::{SyncedDir, TransferStats};
+pub use transport::GrpcChannel;
+
+use crate::progress::ProgressSink;
+
+/// Errors of the remote solver. Daemon messages are passed on as the daemon wrote them.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("invalid --addr {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("cannot connect to the BuildKit daemon at {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Http {
+        what: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("the daemon refused POST {path} (HTTP {status}): {message}")]
+    Upgrade {
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{call}: {message} ({code:?})")]
+    Grpc {
+        call: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
+    /// The build itself failed (a RUN exited non-zero, a file was missing…).
+    #[error("failed to solve: {0}")]
+    Build(String),
+    #[error(
+        "the daemon's BuildKit does not support LLB capability {cap:?}{}; upgrade the daemon or build without the feature that needs it",
+        needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default()
+    )]
+    MissingCap {
+        cap: String,
+        needed_by: Option<String>,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+impl RemoteError {
+    pub(crate) fn grpc(call: &'static str, status: tonic::Status) -> Self {
+        RemoteError::Grpc {
+            call,
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
+
+/// A secret for `RUN --mount=type=secret` (bud's `--secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// Where the result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exporter {
+    /// An image in dockerd's image store, tagged with `names` (may be empty).
+    Moby { names: Vec<String> },
+    /// The result's files, written into `dest`.
+    Local { dest: PathBuf },
+    /// The result's files as a tar archive written to `dest`.
+    Tar { dest: PathBuf },
+}
+
+/// One build for [`RemoteSolver::solve`].
+pub struct SolveRequest {
+    /// The session the daemon reads local directories, secrets and credentials from.
+    /// BuildKit shares identical ops between concurrent builds, so a definition's
+    /// `local://` sources should name this session (`LocalOptions::session_id`): two
+    /// builds of different directories then never read each other's files.
+    pub session_id: String,
+    pub definition: pb::Definition,
+    /// The image config JSON the `moby` exporter writes into the image.
+    pub image_config_json: Option<Vec<u8>>,
+    /// The directories the definition's `local://NAME` sources read, by NAME.
+    pub local_dirs: BTreeMap<String, SyncedDir>,
+    pub exporter: Exporter,
+    pub secrets: Vec<Secret>,
+    pub progress: ProgressSink,
+    /// Cancelling stops the build on the daemon.
+    pub cancel: CancellationToken,
+}
+
+impl SolveRequest {
+    /// A request with no local directories, secrets or progress output.
+    pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
+        Self {
+            session_id: new_session_id(),
+            definition,
+            image_config_json: None,
+            local_dirs: BTreeMap::new(),
+            exporter,
+            secrets: Vec::new(),
+            progress: ProgressSink::quiet(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The two directories a Dockerfile build offers: `context` (filtered by the
+    /// `.dockerignore` patterns in `excludes`) and `dockerfile`.
+    pub fn context_dirs(
+        context_dir: &Path,
+        dockerfile_dir: &Path,
+        excludes: Vec<String>,
+    ) -> BTreeMap<String, SyncedDir> {
+        BTreeMap::from([
+            (
+                "context".to_string(),
+                SyncedDir {
+                    path: context_dir.to_path_buf(),
+                    excludes,
+                },
+            ),
+            (
+                "dockerfile".to_string(),
+                SyncedDir {
+                    path: dockerfile_dir.to_path_buf(),
+                    excludes: Vec::new(),
+                },
+            ),
+        ])
+    }
+}
+
+/// What a finished build reports.
+#[derive(Debug, Clone, Default)]
+pub struct SolveResult {
+    /// The exporter's response (`containerimage.digest`, …).
+    pub exporter_response: BTreeMap<String, String>,
+    /// The image ID, for the `moby` exporter.
+    pub image_id: Option<String>,
+    /// How much of the local directories the daemon asked for.
+    pub transfers: TransferStats,
+}
+
+/// A connection to a BuildKit daemon.
+pub struct RemoteSolver {
+    addr: Addr,
+    channel: GrpcChannel,
+}
+
+impl RemoteSolver {
+    /// Connects to `addr` (see [`Addr::parse`] for the forms).
+    pub async fn connect(addr: &str) -> Result<Self, RemoteError> {
+        Self::connect_addr(Addr::parse(addr)?).await
+    }
+
+    pub async fn connect_addr(addr: Addr) -> Result<Self, RemoteError> {
+        let channel = match &addr {
+            Addr::Docker { socket } => {
+                let io = transport::docker_upgrade(socket, "/grpc", &[]).await?;
+                GrpcChannel::handshake(io).await?
+            }
+            Addr::Unix(_) | Addr::Tcp(_) => {
+                let socket = transport::dial(&addr).await?;
+                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket)).await?
+            }
+        };
+        Ok(Self { addr, channel })
+    }
+
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+}
+
+/// A new session ID, for the definition's local sources and [`SolveRequest::session_id`].
+pub fn new_session_id() -> String {
+    random_id()
+}
+
+/// A random identifier for sessions and build refs.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Uniqueness is all that matters here: fall back to the time and process.
+        use sha2::Digest;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = format!(
+            "{}:{}:{:?}",
+            std::process::id(),
+            now.as_nanos(),
+            std::thread::current().id()
+        );
+        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes())[..16]);
+    }
+    // BuildKit's IDs are base36 strings; any unique string is accepted.
+    hex::encode(bytes)
+}

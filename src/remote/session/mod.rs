@@ -1,0 +1,151 @@
+//! The session: gRPC services bud serves to the daemon during a build (the daemon is the
+//! client). It carries the build context, registry credentials, secrets and, for the
+//! `local` and `tar` exporters, the build's output.
+
+mod auth;
+mod filesend;
+mod filesync;
+mod health;
+mod secrets;
+mod tunnel;
+pub(crate) mod walk;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bud_proto::filesync::auth_server::AuthServer;
+use bud_proto::filesync::file_sync_server::FileSyncServer;
+use bud_proto::health::health_server::HealthServer;
+use bud_proto::secrets::secrets_server::SecretsServer;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower_service::Service;
+
+pub(crate) use filesend::ExportTarget;
+pub use filesync::{SyncedDir, TransferCounters, TransferStats};
+pub(crate) use tunnel::open_tunnel;
+
+use super::Secret;
+
+/// The methods bud serves, announced to the daemon (which calls only announced ones).
+fn methods(exports: bool) -> Vec<&'static str> {
+    let mut m = vec![
+        "/grpc.health.v1.Health/Check",
+        "/moby.filesync.v1.FileSync/DiffCopy",
+        "/moby.filesync.v1.Auth/Credentials",
+        "/moby.filesync.v1.Auth/FetchToken",
+        "/moby.filesync.v1.Auth/GetTokenAuthority",
+        "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+        "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+    ];
+    if exports {
+        m.push(filesend::METHOD);
+    }
+    m
+}
+
+/// Identity and content of one session.
+pub(crate) struct Session {
+    pub id: String,
+    pub name: String,
+    /// Stable for a context directory, so the daemon reuses what it received last time.
+    pub shared_key: String,
+    router: Router,
+    exports: bool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        shared_key: String,
+        dirs: BTreeMap<String, SyncedDir>,
+        secrets: &[Secret],
+        export: Option<ExportTarget>,
+        counters: Arc<TransferCounters>,
+    ) -> Self {
+        let exports = export.is_some();
+        let router = Router {
+            health: HealthServer::new(health::HealthService),
+            filesync: FileSyncServer::new(filesync::FileSyncService::new(dirs, counters)),
+            auth: AuthServer::new(auth::AuthService),
+            secrets: SecretsServer::new(secrets::SecretsService::new(secrets)),
+            filesend: filesend::FileSendService::new(export),
+        };
+        Self {
+            id,
+            name,
+            shared_key,
+            router,
+            exports,
+        }
+    }
+
+    /// The session headers of dockerd's `/session` (canonical names, one method a line).
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("X-Docker-Expose-Session-Uuid", self.id.clone()),
+            ("X-Docker-Expose-Session-Name", self.name.clone()),
+            ("X-Docker-Expose-Session-Sharedkey", self.shared_key.clone()),
+        ];
+        for m in methods(self.exports) {
+            h.push(("X-Docker-Expose-Session-Grpc-Method", m.to_string()));
+        }
+        h
+    }
+
+    pub(crate) fn router(&self) -> Router {
+        self.router.clone()
+    }
+}
+
+/// Dispatches the daemon's calls to the services by their gRPC service name.
+#[derive(Clone)]
+pub(crate) struct Router {
+    health: HealthServer<health::HealthService>,
+    filesync: FileSyncServer<filesync::FileSyncService>,
+    auth: AuthServer<auth::AuthService>,
+    secrets: SecretsServer<secrets::SecretsService>,
+    filesend: filesend::FileSendService,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Service<Request<Incoming>> for Router {
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let service = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match service.as_str() {
+            "grpc.health.v1.Health" => Box::pin(self.health.call(req)),
+            "moby.filesync.v1.FileSync" => Box::pin(self.filesync.call(req)),
+            "moby.filesync.v1.Auth" => Box::pin(self.auth.call(req)),
+            "moby.buildkit.secrets.v1.Secrets" => Box::pin(self.secrets.call(req)),
+            "moby.filesync.v1.FileSend" => Box::pin(self.filesend.call(req)),
+            _ => {
+                let status = tonic::Status::unimplemented(format!(
+                    "bud does not serve {}",
+                    req.uri().path()
+                ));
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}

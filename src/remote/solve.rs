@@ -1,0 +1,417 @@
+//! One build on the daemon, through the gateway.
+//!
+//! dockerd 20.10's `moby` exporter ignores the `containerimage.config` exporter attribute on
+//! a plain Solve, so bud solves as a frontend would: Control.Solve with no definition and no
+//! frontend registers a build that waits for a gateway client; bud then calls the LLB bridge
+//! (tagged with the build's ref) to solve the definition and returns the result with the
+//! image config in its metadata. Control.Solve finishes once the exporter has run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bud_proto::control::control_client::ControlClient;
+use bud_proto::control::{self, StatusRequest};
+use bud_proto::gateway::llb_bridge_client::LlbBridgeClient;
+use bud_proto::gateway::{self, PingRequest, ReturnRequest};
+use bud_proto::{apicaps, pb, rpc};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+
+use super::progress::StatusMapper;
+use super::session::{ExportTarget, Session, TransferCounters};
+use super::transport::{self, GrpcChannel, origin};
+use super::{Addr, Exporter, RemoteError, RemoteSolver, SolveRequest, SolveResult, random_id};
+use crate::progress::ProgressSink;
+
+/// The metadata key the gateway forwarder finds the build by.
+const BUILD_ID_KEY: &str = "buildkit-controlapi-buildid";
+/// Large definitions and results are legitimate; gRPC's default of 4 MiB is not a limit
+/// the daemon imposes on its side.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Aborts a background task when the solve that owns it ends, however it ends.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why the gateway side of a solve failed.
+enum BridgeError {
+    /// The definition cannot run here; reported as is.
+    Refused(RemoteError),
+    /// The build failed; the daemon's message is the one to show.
+    Build(String),
+    /// The bridge could not be reached (often because Control.Solve failed first).
+    Call(RemoteError),
+}
+
+impl RemoteSolver {
+    /// Runs `req.definition` on the daemon and exports the result.
+    pub async fn solve(&self, req: SolveRequest) -> Result<SolveResult, RemoteError> {
+        let SolveRequest {
+            session_id,
+            definition,
+            image_config_json,
+            local_dirs,
+            exporter,
+            secrets,
+            progress,
+            cancel,
+        } = req;
+
+        let counters = Arc::new(TransferCounters::default());
+        let (exporter_name, exporter_attrs, target) = match &exporter {
+            // An empty name is an invalid reference to the exporter: leave it out.
+            Exporter::Moby { names } if names.is_empty() => ("moby", BTreeMap::new(), None),
+            Exporter::Moby { names } => (
+                "moby",
+                BTreeMap::from([("name".to_string(), names.join(","))]),
+                None,
+            ),
+            Exporter::Local { dest } => (
+                "local",
+                BTreeMap::new(),
+                Some(ExportTarget::Dir(dest.clone())),
+            ),
+            Exporter::Tar { dest } => (
+                "tar",
+                BTreeMap::new(),
+                Some(ExportTarget::Tar(dest.clone())),
+            ),
+        };
+        let shared_key = shared_key(local_dirs.values().next().map(|d| d.path.as_path()));
+        let session = Session::new(
+            session_id,
+            "bud".to_string(),
+            shared_key,
+            local_dirs,
+            &secrets,
+            target,
+            counters.clone(),
+        );
+        let build_ref = random_id();
+
+        let work = async {
+            let _session = self.start_session(&session).await?;
+            let exporter_response = self
+                .run(
+                    &build_ref,
+                    &session.id,
+                    definition,
+                    image_config_json,
+                    exporter_name,
+                    exporter_attrs,
+                    &progress,
+                )
+                .await?;
+            Ok::<_, RemoteError>(exporter_response)
+        };
+        // Dropping the calls resets their HTTP/2 streams, which cancels the build.
+        let exporter_response = tokio::select! {
+            r = work => r?,
+            () = cancel.cancelled() => return Err(RemoteError::Cancelled),
+        };
+        Ok(SolveResult {
+            image_id: exporter_response.get("containerimage.digest").cloned(),
+            exporter_response,
+            transfers: counters.snapshot(),
+        })
+    }
+
+    /// Connects the session and serves it in the background until the guard is dropped.
+    async fn start_session(&self, session: &Session) -> Result<AbortOnDrop<()>, RemoteError> {
+        let router = session.router();
+        let task = match &self.addr {
+            Addr::Docker { socket } => {
+                let io = transport::docker_upgrade(socket, "/session", &session.headers()).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = transport::serve_h2(io, router).await {
+                        tracing::debug!("session connection ended: {e}");
+                    }
+                })
+            }
+            Addr::Unix(_) | Addr::Tcp(_) => {
+                let control = ControlClient::with_origin(self.channel.clone(), origin());
+                let io = super::session::open_tunnel(control, session)?;
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(io);
+                    if let Err(e) = transport::serve_h2(io, router).await {
+                        tracing::debug!("session tunnel ended: {e}");
+                    }
+                })
+            }
+        };
+        Ok(AbortOnDrop(task))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        build_ref: &str,
+        session_id: &str,
+        definition: pb::Definition,
+        image_config: Option<Vec<u8>>,
+        exporter: &str,
+        exporter_attrs: BTreeMap<String, String>,
+        progress: &ProgressSink,
+    ) -> Result<BTreeMap<String, String>, RemoteError> {
+        let control = ControlClient::with_origin(self.channel.clone(), origin())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+
+        let got_status = Arc::new(AtomicBool::new(false));
+        let status = AbortOnDrop(tokio::spawn(pump_status(
+            control.clone(),
+            build_ref.to_string(),
+            progress.clone(),
+            got_status.clone(),
+        )));
+
+        let solve = {
+            let mut control = control.clone();
+            let req = control::SolveRequest {
+                r#ref: build_ref.to_string(),
+                session: session_id.to_string(),
+                exporter: exporter.to_string(),
+                exporter_attrs,
+                ..Default::default()
+            };
+            async move { control.solve(req).await }
+        };
+        let bridge = drive_bridge(self.channel.clone(), build_ref, definition, image_config);
+        let (solved, bridged) = tokio::join!(solve, bridge);
+
+        // The Status stream ends when the daemon discards the build; a build that never
+        // started (refused before it existed) has no stream to wait for.
+        let mut status = status;
+        if got_status.load(Ordering::SeqCst) {
+            let _ = (&mut status.0).await;
+        }
+
+        match (solved, bridged) {
+            (Ok(resp), Ok(())) => Ok(resp.into_inner().exporter_response),
+            (_, Err(BridgeError::Refused(e))) => Err(e),
+            (_, Err(BridgeError::Build(message))) => Err(RemoteError::Build(message)),
+            (Err(status), Err(BridgeError::Call(_)) | Ok(())) => {
+                Err(RemoteError::Build(status.message().to_string()))
+            }
+            (Ok(_), Err(BridgeError::Call(e))) => Err(e),
+        }
+    }
+}
+
+/// Streams the build's progress into `sink` until the daemon ends the stream.
+async fn pump_status(
+    mut control: ControlClient<GrpcChannel>,
+    build_ref: String,
+    sink: ProgressSink,
+    got_status: Arc<AtomicBool>,
+) {
+    let mut stream = match control.status(StatusRequest { r#ref: build_ref }).await {
+        Ok(resp) => resp.into_inner(),
+        Err(status) => {
+            tracing::debug!("no progress from the daemon: {}", status.message());
+            return;
+        }
+    };
+    let mut mapper = StatusMapper::default();
+    while let Some(Ok(resp)) = stream.next().await {
+        got_status.store(true, Ordering::SeqCst);
+        mapper.forward(resp, &sink);
+    }
+}
+
+fn with_build_id<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, RemoteError> {
+    let mut req = tonic::Request::new(msg);
+    let value = build_ref
+        .parse()
+        .map_err(|e| RemoteError::Protocol(format!("build ref {build_ref:?}: {e}")))?;
+    req.metadata_mut().insert(BUILD_ID_KEY, value);
+    Ok(req)
+}
+
+fn bridge_request<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, BridgeError> {
+    with_build_id(build_ref, msg).map_err(BridgeError::Call)
+}
+
+async fn drive_bridge(
+    channel: GrpcChannel,
+    build_ref: &str,
+    definition: pb::Definition,
+    image_config: Option<Vec<u8>>,
+) -> Result<(), BridgeError> {
+    let mut bridge = LlbBridgeClient::with_origin(channel, origin())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+
+    let pong = bridge
+        .ping(bridge_request(build_ref, PingRequest {})?)
+        .await
+        .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Ping", s)))?
+        .into_inner();
+    if let Err(refused) = check_caps(&definition, &pong.llb_caps) {
+        let error = rpc::Status {
+            code: tonic::Code::FailedPrecondition as i32,
+            message: refused.to_string(),
+            details: Vec::new(),
+        };
+        let _ = bridge
+            .r#return(bridge_request(
+                build_ref,
+                ReturnRequest {
+                    result: None,
+                    error: Some(error),
+                },
+            )?)
+            .await;
+        return Err(BridgeError::Refused(refused));
+    }
+
+    let solved = bridge
+        .solve(bridge_request(
+            build_ref,
+            gateway::SolveRequest {
+                definition: Some(definition),
+                allow_result_return: true,
+                ..Default::default()
+            },
+        )?)
+        .await;
+    let solved = match solved {
+        Ok(resp) => resp.into_inner(),
+        Err(status) => {
+            // Ending the build with the error lets Control.Solve return.
+            let error = rpc::Status {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+                details: Vec::new(),
+            };
+            let _ = bridge
+                .r#return(bridge_request(
+                    build_ref,
+                    ReturnRequest {
+                        result: None,
+                        error: Some(error),
+                    },
+                )?)
+                .await;
+            return Err(BridgeError::Build(status.message().to_string()));
+        }
+    };
+    let result_ref = match solved.result.and_then(|r| r.result) {
+        Some(r) => r,
+        None if !solved.r#ref.is_empty() => gateway::result::Result::RefDeprecated(solved.r#ref),
+        None => {
+            return Err(BridgeError::Call(RemoteError::Protocol(
+                "the daemon solved the definition but returned no result".into(),
+            )));
+        }
+    };
+    let metadata = image_config
+        .map(|config| BTreeMap::from([("containerimage.config".to_string(), config)]))
+        .unwrap_or_default();
+    bridge
+        .r#return(bridge_request(
+            build_ref,
+            ReturnRequest {
+                result: Some(gateway::Result {
+                    result: Some(result_ref),
+                    metadata,
+                    ..Default::default()
+                }),
+                error: None,
+            },
+        )?)
+        .await
+        .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Return", s)))?;
+    Ok(())
+}
+
+/// Refuses a definition that declares an LLB capability the daemon lacks, naming the first
+/// such capability and the step that needs it.
+fn check_caps(definition: &pb::Definition, daemon: &[apicaps::ApiCap]) -> Result<(), RemoteError> {
+    let available: BTreeSet<&str> = daemon
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| c.id.as_str())
+        .collect();
+    for md in definition.metadata.values() {
+        for (cap, &required) in &md.caps {
+            if required && !available.contains(cap.as_str()) {
+                let needed_by = md
+                    .description
+                    .get("llb.customname")
+                    .or_else(|| md.description.get("com.docker.dockerfile.v1.command"))
+                    .cloned();
+                return Err(RemoteError::MissingCap {
+                    cap: cap.clone(),
+                    needed_by,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The session's shared key: stable for a directory, so the daemon compares a new context
+/// with what it kept from the last build of the same directory and asks only for changes.
+fn shared_key(dir: Option<&std::path::Path>) -> String {
+    let path = dir
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("bud:{path}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition_needing(caps: &[&str]) -> pb::Definition {
+        let md = pb::OpMetadata {
+            caps: caps.iter().map(|c| (c.to_string(), true)).collect(),
+            description: BTreeMap::from([("llb.customname".into(), "RUN x".into())]),
+            ..Default::default()
+        };
+        pb::Definition {
+            metadata: BTreeMap::from([("sha256:a".into(), md)]),
+            ..Default::default()
+        }
+    }
+
+    fn cap(id: &str, enabled: bool) -> apicaps::ApiCap {
+        apicaps::ApiCap {
+            id: id.into(),
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn caps_the_daemon_lacks_are_named() {
+        let daemon = [
+            cap("source.image", true),
+            cap("exec.mount.tmpfs.size", false),
+        ];
+        assert!(check_caps(&definition_needing(&["source.image"]), &daemon).is_ok());
+        let err = check_caps(&definition_needing(&["exec.mount.tmpfs.size"]), &daemon)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"exec.mount.tmpfs.size\""), "{err}");
+        assert!(err.contains("needed by RUN x"), "{err}");
+    }
+
+    #[test]
+    fn shared_keys_depend_on_the_directory_only() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        assert_eq!(shared_key(Some(a.path())), shared_key(Some(a.path())));
+        assert_ne!(shared_key(Some(a.path())), shared_key(Some(b.path())));
+    }
+}

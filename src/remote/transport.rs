@@ -1,0 +1,205 @@
+//! Connections to the daemon: HTTP/2 gRPC without TLS (h2c), either directly on a socket
+//! (standalone buildkitd) or on a dockerd API connection upgraded with `Upgrade: h2c`.
+//!
+//! tonic only supplies codegen here: [`GrpcChannel`] is the client transport the generated
+//! clients call through, and [`serve_h2`] runs bud's session services on a connection where
+//! the daemon is the HTTP/2 client.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::RemoteError;
+use super::addr::Addr;
+
+/// The origin the generated clients put in each request's URI: h2 needs a scheme and an
+/// authority, and the daemon ignores both.
+pub(crate) fn origin() -> Uri {
+    Uri::from_static("http://buildkit")
+}
+
+/// A socket of either kind.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
+
+/// Opens a raw socket to the daemon.
+pub(crate) async fn dial(addr: &Addr) -> Result<Box<dyn Socket>, RemoteError> {
+    let connect_err = |source| RemoteError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    Ok(match addr {
+        Addr::Docker { socket } | Addr::Unix(socket) => {
+            Box::new(UnixStream::connect(socket).await.map_err(connect_err)?)
+        }
+        Addr::Tcp(hostport) => {
+            let stream = TcpStream::connect(hostport.as_str())
+                .await
+                .map_err(connect_err)?;
+            // gRPC messages are small and latency-sensitive (health checks, fsutil REQs).
+            stream.set_nodelay(true).map_err(connect_err)?;
+            Box::new(stream)
+        }
+    })
+}
+
+/// Upgrades `POST path` on dockerd's API socket to h2c and returns the raw connection,
+/// including any bytes the daemon sent right after its `101 Switching Protocols`.
+pub(crate) async fn docker_upgrade(
+    socket: &Path,
+    path: &str,
+    headers: &[(&'static str, String)],
+) -> Result<Upgraded, RemoteError> {
+    let addr = format!("docker://unix://{}", socket.display());
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| RemoteError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let http_err = |source| RemoteError::Http {
+        what: format!("POST {path} on {addr}"),
+        source,
+    };
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http_err)?;
+    // The connection task must keep running until the upgrade hands the socket over.
+    tokio::spawn(conn.with_upgrades());
+
+    let mut req = Request::post(path)
+        .header(HOST, "docker")
+        .header(CONNECTION, "Upgrade")
+        .header(UPGRADE, "h2c");
+    for (name, value) in headers {
+        // `header` appends: repeated names become separate lines, which the daemon needs.
+        req = req.header(*name, value.as_str());
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| RemoteError::Protocol(format!("building POST {path}: {e}")))?;
+    let resp = sender.send_request(req).await.map_err(http_err)?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(RemoteError::Upgrade {
+            path: path.to_string(),
+            status: status.as_u16(),
+            message: docker_error_message(&body),
+        });
+    }
+    hyper::upgrade::on(resp).await.map_err(http_err)
+}
+
+/// dockerd answers errors as `{"message": "…"}`; anything else is shown as text.
+fn docker_error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        message: String,
+    }
+    serde_json::from_slice::<Msg>(body)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string())
+}
+
+/// The client side of an HTTP/2 connection, as a tower service the generated gRPC
+/// clients call. Cloning shares the connection.
+#[derive(Clone)]
+pub struct GrpcChannel {
+    sender: http2::SendRequest<tonic::body::Body>,
+}
+
+impl GrpcChannel {
+    /// Performs the HTTP/2 handshake on `io` and drives the connection in the background.
+    pub(crate) async fn handshake<T>(io: T) -> Result<Self, RemoteError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            // Context transfers and exported files stream through here: larger windows
+            // avoid a round trip per 64 KiB.
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(8 << 20)
+            .handshake(io)
+            .await
+            .map_err(|source| RemoteError::Http {
+                what: "HTTP/2 handshake with the daemon".into(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("gRPC connection to the daemon ended: {e:?}");
+            }
+        });
+        // Let the connection task send the preface now: dockerd drops an h2c connection
+        // whose client stays silent, and the caller may block before its first call.
+        tokio::task::yield_now().await;
+        Ok(Self { sender })
+    }
+}
+
+impl tower_service::Service<Request<tonic::body::Body>> for GrpcChannel {
+    type Response = Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.sender.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.sender.send_request(req))
+    }
+}
+
+/// Serves `service` over HTTP/2 on `io`, where the daemon is the client, until the daemon
+/// closes the connection.
+pub(crate) async fn serve_h2<T, S>(io: T, service: S) -> Result<(), hyper::Error>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+        .serve_connection(io, hyper_util::service::TowerToHyperService::new(service))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_errors_show_their_message() {
+        assert_eq!(
+            docker_error_message(br#"{"message":"session not supported"}"#),
+            "session not supported"
+        );
+        assert_eq!(docker_error_message(b"page not found\n"), "page not found");
+    }
+}

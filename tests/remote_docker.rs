@@ -1,0 +1,464 @@
+//! The remote solver against the real dockerd at /var/run/docker.sock (Docker 20.10 in the
+//! test environment, `scripts/test-env up`).
+//!
+//! Without a reachable daemon these tests print why and pass, except under CI (`CI` set),
+//! where they fail.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use bud::progress::{Event, ProgressSink, RecordingRenderer, Renderer};
+use bud::remote::{Exporter, RemoteError, RemoteSolver, SolveRequest, SyncedDir};
+use bud_frontend::llb::{
+    self, CopyOptions, ExecBuilder, FileBuilder, ImageOptions, LocalOptions, MkfileOptions, Mount,
+    MountKind, State,
+};
+use bud_proto::pb;
+
+const BUSYBOX: &str = "docker.io/bud-test/busybox:latest";
+
+async fn solver() -> Option<RemoteSolver> {
+    match RemoteSolver::connect("docker://").await {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("docker is not reachable: {e}"),
+        Err(e) => {
+            eprintln!("skipping: docker is not reachable: {e}");
+            None
+        }
+    }
+}
+
+/// A value unique to this run, so the daemon's cache cannot answer for the build.
+fn nonce() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}-{}", std::process::id(), t.as_nanos())
+}
+
+fn context_source(session: &str) -> State {
+    llb::local(
+        "context",
+        LocalOptions {
+            session_id: Some(session.into()),
+            shared_key_hint: Some("context".into()),
+            ..Default::default()
+        },
+    )
+}
+
+fn copy_from_context(base: State, session: &str, src: &str, dest: &str) -> State {
+    llb::file(FileBuilder::new(base).copy(
+        &context_source(session),
+        src,
+        dest,
+        CopyOptions {
+            create_dest_path: true,
+            allow_wildcard: true,
+            ..Default::default()
+        },
+    ))
+    .unwrap()
+}
+
+fn run(root: State, script: &str, mounts: Vec<Mount>) -> State {
+    llb::exec(ExecBuilder {
+        meta: pb::Meta {
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            cwd: "/".into(),
+            ..Default::default()
+        },
+        root,
+        mounts,
+        ..Default::default()
+    })
+    .unwrap()
+    .root
+}
+
+fn busybox() -> State {
+    llb::image(BUSYBOX, ImageOptions::default()).unwrap()
+}
+
+fn context_dirs(dir: &Path) -> BTreeMap<String, SyncedDir> {
+    BTreeMap::from([(
+        "context".to_string(),
+        SyncedDir {
+            path: dir.to_path_buf(),
+            excludes: Vec::new(),
+        },
+    )])
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn moby_export_tags_an_image_with_the_given_config() {
+    let Some(solver) = solver().await else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("hello.txt"), "from the context\n").unwrap();
+    std::fs::write(ctx.path().join("other.txt"), "not copied\n").unwrap();
+
+    let nonce = nonce();
+    let built = run(busybox(), &format!("echo hi > /x && echo {nonce}"), vec![]);
+    let session = bud::remote::new_session_id();
+    let built = copy_from_context(built, &session, "/hello.txt", "/hello.txt");
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BUD_REMOTE=yes"],
+            "Cmd": ["cat", "/x", "/hello.txt"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    let tag = "bud-remote-test:moby";
+    let recorder = RecordingRenderer::default();
+    let mut req = SolveRequest::new(
+        built.marshal(),
+        Exporter::Moby {
+            names: vec![tag.into()],
+        },
+    );
+    req.session_id = session;
+    req.image_config_json = Some(serde_json::to_vec(&config).unwrap());
+    req.local_dirs = context_dirs(ctx.path());
+    req.progress = ProgressSink::new(Box::new(recorder.clone()));
+    let result = solver.solve(req).await.unwrap();
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&docker(&["image", "inspect", tag])).unwrap();
+    let image = &inspect[0];
+    assert_eq!(result.image_id.as_deref(), image["Id"].as_str());
+    assert_eq!(
+        image["Config"]["Cmd"],
+        serde_json::json!(["cat", "/x", "/hello.txt"])
+    );
+    assert!(
+        image["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&"BUD_REMOTE=yes".into()),
+        "{}",
+        image["Config"]
+    );
+    assert_eq!(docker(&["run", "--rm", tag]), "hi\nfrom the context\n");
+    assert_eq!(result.transfers.files, 2, "the whole context was sent once");
+
+    let events = recorder.events.lock().unwrap();
+    let started: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        started.iter().any(|n| n.contains(&nonce)),
+        "no Started event for the exec: {started:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Completed { error: None, .. }))
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Log { data, .. } if String::from_utf8_lossy(data).contains(&nonce))
+    ));
+    drop(events);
+    docker(&["image", "rm", tag]);
+}
+
+fn files_only(session: &str) -> State {
+    let files = llb::file(FileBuilder::new(State::scratch()).mkfile(
+        "/made.txt",
+        0o640,
+        b"made by the daemon\n".to_vec(),
+        MkfileOptions::default(),
+    ))
+    .unwrap();
+    copy_from_context(files, session, "/sub", "/copied")
+}
+
+fn small_context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ctx.path().join("sub")).unwrap();
+    std::fs::write(ctx.path().join("sub/a.txt"), "a\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", ctx.path().join("sub/link")).unwrap();
+    std::fs::write(ctx.path().join("sub/ignored.log"), "excluded\n").unwrap();
+    ctx
+}
+
+fn context_dirs_ignoring_logs(dir: &Path) -> BTreeMap<String, SyncedDir> {
+    let mut dirs = context_dirs(dir);
+    dirs.values_mut()
+        .for_each(|d| d.excludes = vec!["**/*.log".into()]);
+    dirs
+}
+
+#[tokio::test]
+async fn local_export_writes_the_files() {
+    let Some(solver) = solver().await else { return };
+    let ctx = small_context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("result");
+    let session = bud::remote::new_session_id();
+    let mut req = SolveRequest::new(
+        files_only(&session).marshal(),
+        Exporter::Local { dest: dest.clone() },
+    );
+    req.session_id = session;
+    req.local_dirs = context_dirs_ignoring_logs(ctx.path());
+    solver.solve(req).await.unwrap();
+
+    assert_eq!(
+        std::fs::read_to_string(dest.join("made.txt")).unwrap(),
+        "made by the daemon\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dest.join("made.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("copied/a.txt")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dest.join("copied/link")).unwrap(),
+        Path::new("a.txt")
+    );
+    assert!(
+        !dest.join("copied/ignored.log").exists(),
+        "excludes were not applied"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_served_to_secret_mounts() {
+    let Some(solver) = solver().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("token");
+    // Secrets are not part of the cache key: the nonce in the command makes the step run.
+    let nonce = nonce();
+    std::fs::write(&secret_file, format!("s3cret {nonce}")).unwrap();
+    let outputs = llb::exec(ExecBuilder {
+        meta: pb::Meta {
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cp /run/secrets/tok /out/tok # {nonce}"),
+            ],
+            env: vec!["PATH=/bin:/usr/bin".into()],
+            cwd: "/".into(),
+            ..Default::default()
+        },
+        root: busybox(),
+        mounts: vec![
+            Mount {
+                dest: "/out".into(),
+                kind: MountKind::Bind {
+                    source: State::scratch(),
+                    selector: String::new(),
+                    readonly: false,
+                    discard_output: false,
+                },
+            },
+            Mount {
+                dest: "/run/secrets/tok".into(),
+                kind: MountKind::Secret(pb::SecretOpt {
+                    id: "tok".into(),
+                    mode: 0o400,
+                    ..Default::default()
+                }),
+            },
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let out = outputs.mount("/out").unwrap().clone();
+    let dest = dir.path().join("result");
+    let mut req = SolveRequest::new(out.marshal(), Exporter::Local { dest: dest.clone() });
+    req.secrets = vec![bud::remote::Secret {
+        id: "tok".into(),
+        source: bud::remote::SecretSource::File(secret_file.clone()),
+    }];
+    solver.solve(req).await.unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("tok")).unwrap(),
+        std::fs::read(&secret_file).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn tar_export_writes_an_archive() {
+    let Some(solver) = solver().await else { return };
+    let ctx = small_context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("result.tar");
+    let session = bud::remote::new_session_id();
+    let mut req = SolveRequest::new(
+        files_only(&session).marshal(),
+        Exporter::Tar { dest: dest.clone() },
+    );
+    req.session_id = session;
+    req.local_dirs = context_dirs_ignoring_logs(ctx.path());
+    solver.solve(req).await.unwrap();
+
+    let mut archive = tar::Archive::new(std::fs::File::open(&dest).unwrap());
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copied", "copied/a.txt", "copied/link", "made.txt"]);
+}
+
+#[tokio::test]
+async fn a_second_build_sends_only_the_changed_file() {
+    let ctx = tempfile::tempdir().unwrap();
+    for d in 0..20 {
+        let dir = ctx.path().join(format!("d{d:02}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    // Connect after the blocking file writes: they would stall this single-threaded
+    // runtime, and with it the connection the daemon expects to hear from.
+    let Some(solver) = solver().await else { return };
+    let build = |dest: &Path| {
+        let session = bud::remote::new_session_id();
+        let definition = copy_from_context(State::scratch(), &session, "/", "/ctx").marshal();
+        let mut req = SolveRequest::new(
+            definition,
+            Exporter::Tar {
+                dest: dest.to_path_buf(),
+            },
+        );
+        req.session_id = session;
+        req.local_dirs = context_dirs(ctx.path());
+        req
+    };
+    let out = tempfile::tempdir().unwrap();
+    let first = solver
+        .solve(build(&out.path().join("1.tar")))
+        .await
+        .unwrap();
+    assert_eq!(first.transfers.files, 2000);
+
+    std::fs::write(ctx.path().join("d07/f042"), "changed, and longer\n").unwrap();
+    let second = solver
+        .solve(build(&out.path().join("2.tar")))
+        .await
+        .unwrap();
+    assert_eq!(second.transfers.files, 1);
+    assert_eq!(second.transfers.bytes, "changed, and longer\n".len() as u64);
+
+    let mut archive = tar::Archive::new(std::fs::File::open(out.path().join("2.tar")).unwrap());
+    let changed = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap() == Path::new("ctx/d07/f042"))
+        .map(|mut e| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            s
+        });
+    assert_eq!(changed.as_deref(), Some("changed, and longer\n"));
+}
+
+#[tokio::test]
+async fn a_capability_the_daemon_lacks_is_refused_by_name() {
+    let Some(solver) = solver().await else { return };
+    // Sized tmpfs mounts came after the BuildKit of dockerd 20.10.
+    let built = run(
+        busybox(),
+        "true",
+        vec![Mount {
+            dest: "/tmp".into(),
+            kind: MountKind::Tmpfs { size: 1 << 20 },
+        }],
+    );
+    let req = SolveRequest::new(built.marshal(), Exporter::Moby { names: vec![] });
+    let err = solver.solve(req).await.unwrap_err();
+    match &err {
+        RemoteError::MissingCap { cap, .. } => assert_eq!(cap, "exec.mount.tmpfs.size"),
+        other => panic!("expected a missing capability, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("does not support LLB capability"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_reports_the_daemon_message() {
+    let Some(solver) = solver().await else { return };
+    let built = run(busybox(), &format!("echo {} && exit 3", nonce()), vec![]);
+    let req = SolveRequest::new(built.marshal(), Exporter::Moby { names: vec![] });
+    let err = solver.solve(req).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Build(_)), "{err}");
+    assert!(err.to_string().contains("exit code: 3"), "{err}");
+}
+
+#[tokio::test]
+async fn workers_and_disk_usage_are_listed() {
+    let Some(solver) = solver().await else { return };
+    let workers = solver.list_workers().await.unwrap();
+    assert!(!workers.is_empty());
+    assert!(workers[0].platforms.iter().any(|p| p.os == "linux"));
+    solver.disk_usage(vec![]).await.unwrap();
+}
+
+/// Cancels the build once the step named `marker` has started.
+struct CancelOnStart {
+    marker: String,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Renderer for CancelOnStart {
+    fn event(&mut self, event: &Event) {
+        if let Event::Started { name, .. } = event
+            && name.contains(&self.marker)
+        {
+            self.cancel.cancel();
+        }
+    }
+    fn finish(&mut self, _: bool) {}
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_build() {
+    let Some(solver) = solver().await else { return };
+    let marker = nonce();
+    let built = run(busybox(), &format!("echo {marker}; sleep 600"), vec![]);
+    let mut req = SolveRequest::new(built.marshal(), Exporter::Moby { names: vec![] });
+    let cancel = req.cancel.clone();
+    req.progress = ProgressSink::new(Box::new(CancelOnStart { marker, cancel }));
+    let err = solver.solve(req).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Cancelled), "{err}");
+
+    // The connection is still usable afterwards.
+    assert!(!solver.list_workers().await.unwrap().is_empty());
+}
