@@ -60,9 +60,6 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
     if let Some(flag) = bud::cli::unsupported_flags(opts).first() {
         return Err(not_supported(flag));
     }
-    if global.addr.is_some() {
-        return Err(not_supported("--addr (the remote solver)"));
-    }
     isolate_mounts();
     block_on(async {
         let cancel = CancellationToken::new();

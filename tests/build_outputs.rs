@@ -280,3 +280,26 @@ fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
         &["-o", "type=tar,dest=/dev/null", hello.to_str().unwrap()],
     ));
 }
+
+#[test]
+fn the_same_build_runs_on_dockerds_buildkit_with_addr() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    let tag = "bud-test/outputs-remote:latest";
+    ok(&bud(
+        root.path(),
+        &["--addr", "docker://", "-t", tag, context.to_str().unwrap()],
+    ));
+    assert_eq!(
+        docker_ok(&["run", "--rm", tag]),
+        "hello from root\na message from the build context"
+    );
+    let config = docker_ok(&["image", "inspect", "--format", "{{json .Config}}", tag]);
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["User"], "user");
+    assert_eq!(config["WorkingDir"], "/home/user");
+    docker_ok(&["image", "rm", tag]);
+}

@@ -87,10 +87,14 @@ impl ImageResolver for BuildImages {
         let p = registry_platform(&platform.os, &platform.architecture, &platform.variant);
         let image = self.runtime.block_on(self.get(reference, p))?;
         let config = serde_json::to_value(&image.config).map_err(|e| e.to_string())?;
-        Ok(convert::ResolvedImage {
-            digest: pin(&image),
-            config,
-        })
+        // An image only Docker has (built or loaded there, never pushed) has no manifest
+        // digest to pin: left unpinned, a daemon finds it in its own store by name.
+        let digest = image
+            .manifest_digest
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        Ok(convert::ResolvedImage { digest, config })
     }
 }
 

@@ -6,6 +6,7 @@ pub mod export;
 mod images;
 pub mod inputs;
 pub mod outputs;
+mod remote;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -59,10 +60,15 @@ pub async fn run(
     ));
 
     let progress = ProgressSink::new(renderer(opts));
-    let result = build(
-        opts, &inputs, &state, meta, &content, images, &progress, &exports, docker, cancel,
-    )
-    .await;
+    let result = match &global.addr {
+        Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
+        None => {
+            build(
+                opts, &inputs, &state, meta, &content, images, &progress, &exports, docker, cancel,
+            )
+            .await
+        }
+    };
     progress.finish(result.is_ok());
     let report = result?;
     if let Some(path) = &opts.iidfile {
@@ -98,21 +104,7 @@ async fn build(
     docker: Option<bollard::Docker>,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
-    let convert_opts = convert_options(opts, inputs)?;
-    let dockerfile = inputs.dockerfile.clone();
-    let resolver = images.clone();
-    let converted = tokio::task::spawn_blocking(move || {
-        convert::convert(&dockerfile, &convert_opts, resolver.as_ref())
-    })
-    .await
-    .context("converting the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
-    for arg in &converted.unused_build_args {
-        progress.warning(
-            None,
-            format!("one or more build-args [{arg}] were not consumed"),
-        );
-    }
+    let converted = convert_dockerfile(opts, inputs, images.clone(), None, progress).await?;
 
     let runtime_kind: RuntimeKind = std::env::var("BUD_RUNTIME")
         .ok()
@@ -250,6 +242,33 @@ async fn export_one(
         }
     }
     Ok(())
+}
+
+/// The Dockerfile as LLB and an image config; `session_id` names the session that serves
+/// the local sources (remote builds).
+async fn convert_dockerfile(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<BuildImages>,
+    session_id: Option<String>,
+    progress: &ProgressSink,
+) -> anyhow::Result<convert::Converted> {
+    let mut convert_opts = convert_options(opts, inputs)?;
+    convert_opts.session_id = session_id;
+    let dockerfile = inputs.dockerfile.clone();
+    let converted = tokio::task::spawn_blocking(move || {
+        convert::convert(&dockerfile, &convert_opts, images.as_ref())
+    })
+    .await
+    .context("converting the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    for arg in &converted.unused_build_args {
+        progress.warning(
+            None,
+            format!("one or more build-args [{arg}] were not consumed"),
+        );
+    }
+    Ok(converted)
 }
 
 /// `--secret` values, read once: from a file, or from an environment variable.

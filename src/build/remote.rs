@@ -1,0 +1,96 @@
+//! `bud --addr …`: the same LLB, solved by a BuildKit daemon (the one inside dockerd, or a
+//! buildkitd) with its own exporters.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BuildOptions, SecretSource};
+use crate::progress::ProgressSink;
+use crate::remote::{self, Exporter, RemoteSolver, SolveRequest};
+
+use super::images::BuildImages;
+use super::inputs::BuildInputs;
+use super::outputs::{Dest, Export};
+use super::{BuildReport, convert_dockerfile};
+
+pub(super) async fn build(
+    addr: &str,
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<BuildImages>,
+    progress: &ProgressSink,
+    exports: &[Export],
+    cancel: CancellationToken,
+) -> anyhow::Result<BuildReport> {
+    let exporter = match exports {
+        [] => bail!("with --addr, give one output (-t, --load, -o type=local or type=tar)"),
+        [one] => exporter_for(one)?,
+        _ => bail!("with --addr, only one output per build is supported yet"),
+    };
+    let session_id = remote::new_session_id();
+    let converted =
+        convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;
+    let solver = RemoteSolver::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the BuildKit daemon at {addr}"))?;
+    let dockerfile_dir = match opts.file.as_deref() {
+        Some(f) if f != "-" => std::path::Path::new(f)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+        _ => inputs.context_dir.clone(),
+    };
+    let mut req = SolveRequest::new(converted.definition, exporter.clone());
+    req.session_id = session_id;
+    req.image_config_json = Some(serde_json::to_vec(&converted.image)?);
+    req.local_dirs = SolveRequest::context_dirs(
+        &inputs.context_dir,
+        &dockerfile_dir,
+        inputs.excludes.clone(),
+    );
+    req.secrets = opts
+        .secrets
+        .iter()
+        .map(|s| remote::Secret {
+            id: s.id.clone(),
+            source: match &s.source {
+                SecretSource::File(p) => remote::SecretSource::File(p.clone()),
+                SecretSource::Env(v) => remote::SecretSource::Env(v.clone()),
+            },
+        })
+        .collect();
+    req.progress = progress.clone();
+    req.cancel = cancel;
+    let result = solver.solve(req).await?;
+    let mut report = BuildReport {
+        image_id: result.image_id,
+        config_digest: result
+            .exporter_response
+            .get("containerimage.config.digest")
+            .cloned(),
+        manifest_digest: result
+            .exporter_response
+            .get("containerimage.digest")
+            .cloned(),
+        names: Vec::new(),
+    };
+    if let Exporter::Moby { names } = exporter {
+        report.names = names;
+    }
+    Ok(report)
+}
+
+fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
+    Ok(match e {
+        Export::DockerLoad { names } => Exporter::Moby {
+            names: names.clone(),
+        },
+        Export::Local { dest } => Exporter::Local { dest: dest.clone() },
+        Export::Tar {
+            dest: Dest::File(dest),
+        } => Exporter::Tar { dest: dest.clone() },
+        other => bail!("with --addr, this output is not supported yet: {other:?}"),
+    })
+}
