@@ -303,3 +303,44 @@ fn the_same_build_runs_on_dockerds_buildkit_with_addr() {
     assert_eq!(config["WorkingDir"], "/home/user");
     docker_ok(&["image", "rm", tag]);
 }
+
+#[test]
+fn reads_a_dockerfile_or_a_context_archive_from_stdin() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = |stdin: Vec<u8>, dest: &Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["--progress", "quiet", "-o"])
+            .arg(format!("type=local,dest={}", dest.display()))
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &stdin).unwrap();
+        ok(&child.wait_with_output().unwrap());
+    };
+    let plain = out.path().join("plain");
+    run(
+        b"FROM bud-test/busybox\nRUN echo from-stdin > /x\n".to_vec(),
+        &plain,
+    );
+    assert_eq!(
+        std::fs::read_to_string(plain.join("x")).unwrap(),
+        "from-stdin\n"
+    );
+
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.append_dir_all(".", testdata("hello")).unwrap();
+    let from_tar = out.path().join("tar");
+    run(archive.into_inner().unwrap(), &from_tar);
+    assert_eq!(
+        std::fs::read_to_string(from_tar.join("message.txt")).unwrap(),
+        "a message from the build context\n"
+    );
+}

@@ -14,12 +14,14 @@ pub struct BuildInputs {
     /// Where the Dockerfile came from, for messages.
     pub dockerfile_name: String,
     pub excludes: Vec<String>,
+    /// A context read from stdin lives here for the build's duration.
+    _staging: Option<tempfile::TempDir>,
 }
 
 impl BuildInputs {
     pub fn read(context: &str, file: Option<&str>) -> anyhow::Result<Self> {
         if context == "-" {
-            bail!("a build context on stdin (-) is not supported yet");
+            return Self::from_stdin(file);
         }
         if context.contains("://") || context.starts_with("git@") {
             bail!("a remote build context ({context}) is not supported yet");
@@ -54,6 +56,53 @@ impl BuildInputs {
             dockerfile,
             dockerfile_name,
             excludes,
+            _staging: None,
+        })
+    }
+
+    /// `bud - < Dockerfile` (no context) or `bud - < context.tar[.gz]`, as docker reads
+    /// stdin: an archive is the context, anything else is the Dockerfile.
+    fn from_stdin(file: Option<&str>) -> anyhow::Result<Self> {
+        if file == Some("-") {
+            bail!("-f - and a context of - cannot both read stdin");
+        }
+        let staging = tempfile::tempdir().context("creating a directory for the stdin context")?;
+        let received = staging.path().join("stdin");
+        let mut out = std::fs::File::create(&received)?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut out).context("reading stdin")?;
+        drop(out);
+        let context_dir = staging.path().join("context");
+        std::fs::create_dir(&context_dir)?;
+        if crate::fileop::is_archive(&received) {
+            let unpack = crate::fileop::CopyAction {
+                src: "/stdin".into(),
+                dest: "/context/".into(),
+                attempt_unpack_docker_compatibility: true,
+                ..Default::default()
+            };
+            crate::fileop::copy(staging.path(), staging.path(), &unpack)
+                .context("unpacking the context archive from stdin")?;
+            let mut inputs = Self::read(
+                context_dir
+                    .to_str()
+                    .context("temporary path is not UTF-8")?,
+                Some(
+                    &context_dir
+                        .join(file.unwrap_or("Dockerfile"))
+                        .to_string_lossy(),
+                ),
+            )?;
+            inputs._staging = Some(staging);
+            return Ok(inputs);
+        }
+        let dockerfile = std::fs::read_to_string(&received)
+            .context("stdin is neither a tar archive nor a UTF-8 Dockerfile")?;
+        Ok(Self {
+            context_dir,
+            dockerfile,
+            dockerfile_name: "-".into(),
+            excludes: Vec::new(),
+            _staging: Some(staging),
         })
     }
 }
