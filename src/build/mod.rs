@@ -112,6 +112,7 @@ async fn build(
         .transpose()?
         .unwrap_or(RuntimeKind::Runc);
     let runtime = Runtime::new(runtime_kind, state.tmp_dir().join("runtime"))?;
+    runtime.reap_orphans().await;
     let mut solve_opts = SolveOptions {
         extra_hosts: opts
             .add_hosts
@@ -134,6 +135,7 @@ async fn build(
         progress.clone(),
         solve_opts,
     )?);
+    solver.snapshots().remove_abandoned_work();
     let result = solver
         .solve(&converted.definition, &cancel)
         .await

@@ -98,6 +98,33 @@ impl Runtime {
         self.state_dir.join("bundles")
     }
 
+    /// Removes the containers and bundles that a bud process killed with SIGKILL left
+    /// behind (their IDs carry the owner's pid), so that a later build starts clean.
+    pub async fn reap_orphans(&self) {
+        let Ok(out) = self.command().args(["list", "-q"]).output().await else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            if owner_is_gone(id) {
+                tracing::info!("removing container {id} of a bud process that is gone");
+                let _ = self.command().args(["kill", id, "KILL"]).output().await;
+                let _ = self
+                    .command()
+                    .args(["delete", "--force", id])
+                    .output()
+                    .await;
+            }
+        }
+        let Ok(bundles) = std::fs::read_dir(self.bundles_dir()) else {
+            return;
+        };
+        for bundle in bundles.flatten() {
+            if owner_is_gone(&bundle.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(bundle.path());
+            }
+        }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(self.state_root());
@@ -222,6 +249,18 @@ impl Runtime {
             .status()
             .await;
     }
+}
+
+/// Whether the bud process whose pid a container ID (`bud-PID-…`) carries has exited.
+fn owner_is_gone(id: &str) -> bool {
+    let Some(pid) = id
+        .strip_prefix("bud-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn container_id() -> String {

@@ -114,6 +114,26 @@ impl Snapshots {
         Ok(Workspace { dir })
     }
 
+    /// Removes the workspaces of bud processes that died without cleaning up (SIGKILL, a
+    /// power loss): their names start with the owner's pid.
+    pub fn remove_abandoned_work(&self) {
+        let Ok(entries) = std::fs::read_dir(self.state.tmp_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                tracing::info!("removing {name}, left by a bud process that is gone");
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!("removing {}: {err}", e.path().display());
+                }
+            }
+        }
+    }
+
     pub fn layer_dir(&self, id: &str) -> PathBuf {
         self.state.snapshots_dir().join(id)
     }
