@@ -60,10 +60,6 @@ fn sigkill_mid_step_leaves_a_cache_the_next_build_uses() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        !runc_containers(root.path()).is_empty(),
-        "the step outlived bud"
-    );
 
     // The next build reaps what the killed one left and builds correctly.
     let out_dir = tempfile::tempdir().unwrap();
