@@ -1,6 +1,9 @@
-//! Image names as `docker load` and OCI layouts record them.
+//! Image names as `docker load` and OCI layouts record them: the tags of an image being
+//! created, read by the one reference parser bud has (`bud_frontend::reference`).
 
 use std::fmt;
+
+use bud_frontend::reference::Reference;
 
 /// A tagged image name, e.g. `app` read as `docker.io/library/app:latest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,77 +19,41 @@ pub struct ImageName {
 #[error("invalid image name {name:?}: {reason}")]
 pub struct ImageNameError {
     pub name: String,
-    pub reason: &'static str,
+    pub reason: String,
 }
-
-const DOCKER_HUB: &str = "docker.io";
 
 impl ImageName {
     /// Parses a name the way `docker build -t` reads it: a missing registry means Docker
     /// Hub, a missing tag means `latest`. Digest references are rejected: an image being
     /// loaded or exported can only be given tags.
     pub fn parse(name: &str) -> Result<ImageName, ImageNameError> {
-        let err = |reason| ImageNameError {
+        let err = |reason: String| ImageNameError {
             name: name.to_owned(),
             reason,
         };
-        if name.contains('@') {
+        let reference = Reference::parse(name).map_err(|e| err(e.to_string()))?;
+        if reference.digest.is_some() {
             return Err(err(
-                "a digest cannot name an image being created; use a tag",
+                "a digest cannot name an image being created; use a tag".into(),
             ));
         }
-        let (repo, tag) = match name.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-            _ => (name, "latest"),
-        };
-        if !valid_tag(tag) {
-            return Err(err("a tag is up to 128 letters, digits, '_', '.' or '-'"));
-        }
-        let (domain, path) = match repo.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first, rest.to_owned())
-            }
-            _ => (DOCKER_HUB, repo.to_owned()),
-        };
-        let domain = if domain == "index.docker.io" {
-            DOCKER_HUB
-        } else {
-            domain
-        };
-        if domain.is_empty()
-            || !domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
-            return Err(err("invalid registry host"));
-        }
-        if !path.split('/').all(valid_path_component) {
-            return Err(err(
-                "repository names are lowercase letters, digits and separators ('.', '_', '-')",
-            ));
-        }
-        let path = if domain == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
+        let reference = reference.with_default_tag();
         Ok(ImageName {
-            domain: domain.to_owned(),
-            path,
-            tag: tag.to_owned(),
+            tag: reference.tag.clone().unwrap_or_default(),
+            domain: reference.domain,
+            path: reference.path,
         })
     }
 
     /// The short form Docker shows and `docker save` writes (`app:latest`, `user/app:1`).
     pub fn familiar(&self) -> String {
-        if self.domain == DOCKER_HUB {
-            let path = self.path.strip_prefix("library/").unwrap_or(&self.path);
-            format!("{path}:{}", self.tag)
-        } else {
-            self.to_string()
+        Reference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: Some(self.tag.clone()),
+            digest: None,
         }
+        .familiar()
     }
 }
 
@@ -95,44 +62,6 @@ impl fmt::Display for ImageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}:{}", self.domain, self.path, self.tag)
     }
-}
-
-fn valid_tag(tag: &str) -> bool {
-    let bytes = tag.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
-}
-
-/// `[a-z0-9]+` groups joined by `.`, `_`, `__` or any run of `-`.
-fn valid_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
-        return false;
-    };
-    if !alnum(first) || !alnum(last) {
-        return false;
-    }
-    let mut separator = String::new();
-    for &b in bytes {
-        if alnum(&b) {
-            let ok = matches!(separator.as_str(), "" | "." | "_" | "__")
-                || separator.bytes().all(|s| s == b'-');
-            if !ok {
-                return false;
-            }
-            separator.clear();
-        } else if b".-_".contains(&b) {
-            separator.push(b as char);
-        } else {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
