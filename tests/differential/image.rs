@@ -56,23 +56,29 @@ pub fn config(tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
         .collect())
 }
 
-/// `created_by` of each history entry, newest first, with whether it added a layer.
+/// `created_by` of each history entry, newest first.
 pub fn history(tag: &str) -> Result<Vec<String>, String> {
-    let raw = run(&[
-        "history",
-        "--no-trunc",
-        "--format",
-        "{{.CreatedBy}}\t{{.Size}}",
-        tag,
-    ])?;
+    let raw = run(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag])?;
     Ok(String::from_utf8_lossy(&raw)
         .lines()
-        .map(|l| match l.rsplit_once('\t') {
-            Some((by, "0B")) => format!("{by}  (no content)"),
-            Some((by, _)) => by.to_string(),
-            None => l.to_string(),
-        })
+        .map(str::to_string)
         .collect())
+}
+
+/// How many layers the image has. Docker's per-layer sizes are not compared: it counts
+/// them differently for layers it built and layers it loaded.
+pub fn layer_count(tag: &str) -> Result<usize, String> {
+    let raw = run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        tag,
+    ])?;
+    String::from_utf8_lossy(&raw)
+        .trim()
+        .parse()
+        .map_err(|e| format!("layer count of {tag}: {e}"))
 }
 
 /// The image's filesystem as `docker export` of a fresh container gives it.
