@@ -184,11 +184,9 @@ impl Snapshots {
         let lowers = match base {
             Ref::Snapshot(rec) => self.lowers(&rec.id)?,
             Ref::Scratch => Vec::new(),
-            Ref::Context(_) => {
-                return Err(SolveError::Unsupported(
-                    "a local context as the base of a step".into(),
-                ));
-            }
+            // A writable bind of the context (`RUN --mount=type=bind,rw`): the context
+            // directory is the only lower, so writes land in the throwaway upper.
+            Ref::Context(ctx) => vec![ctx.snapshot.root.clone()],
         };
         let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
         let upper = ws.upper();
