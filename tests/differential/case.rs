@@ -7,6 +7,9 @@
 //! - `base.Dockerfile`: built by Docker (context: the case's) and tagged
 //!   `bud-diff-base/<case>` before the case, for cases that need an image of their own
 //!   making as a base (ONBUILD);
+//! - `reference-only`: paths, one per line, that BuildKit v0.8 leaves in the image and
+//!   current BuildKit (which bud follows) does not; the reference must have them and bud
+//!   must not, and they are not compared further. Comment lines say which change it was;
 //! - `setup.sh`: run by `sh` in the copied context to create what git keeps badly
 //!   (symlinks, hardlinks, modes, archives), reproducibly.
 
@@ -15,7 +18,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const NOT_CONTEXT: &[&str] = &["args", "env", "fails", "base.Dockerfile", "setup.sh"];
+const NOT_CONTEXT: &[&str] = &[
+    "args",
+    "env",
+    "fails",
+    "base.Dockerfile",
+    "reference-only",
+    "setup.sh",
+];
 
 #[derive(Debug)]
 pub struct Case {
@@ -24,6 +34,7 @@ pub struct Case {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub fails: bool,
+    pub reference_only: Vec<String>,
 }
 
 impl Case {
@@ -54,6 +65,7 @@ impl Case {
             args: lines("args")?,
             env,
             fails: dir.join("fails").exists(),
+            reference_only: lines("reference-only")?,
             dir: dir.to_path_buf(),
             name,
         })

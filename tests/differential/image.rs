@@ -65,20 +65,24 @@ pub fn history(tag: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// How many layers the image has. Docker's per-layer sizes are not compared: it counts
-/// them differently for layers it built and layers it loaded.
+/// The diff ID of a layer with nothing in it (an end-of-archive tar).
+const EMPTY_LAYER: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// How many layers with content the image has. Docker's exporter keeps the layers of steps
+/// that changed nothing where BuildKit's own (which bud follows) leaves them out and marks
+/// the history entry empty, so those are not counted. Docker's per-layer sizes are not
+/// compared either: it counts them differently for layers it built and layers it loaded.
 pub fn layer_count(tag: &str) -> Result<usize, String> {
     let raw = run(&[
         "image",
         "inspect",
         "--format",
-        "{{len .RootFS.Layers}}",
+        "{{json .RootFS.Layers}}",
         tag,
     ])?;
-    String::from_utf8_lossy(&raw)
-        .trim()
-        .parse()
-        .map_err(|e| format!("layer count of {tag}: {e}"))
+    let layers: Vec<String> =
+        serde_json::from_slice(&raw).map_err(|e| format!("layers of {tag}: {e}"))?;
+    Ok(layers.iter().filter(|l| *l != EMPTY_LAYER).count())
 }
 
 /// The image's filesystem as `docker export` of a fresh container gives it.
