@@ -80,9 +80,13 @@ pub fn layer_count(tag: &str) -> Result<usize, String> {
         "{{json .RootFS.Layers}}",
         tag,
     ])?;
-    let layers: Vec<String> =
+    let layers: Option<Vec<String>> =
         serde_json::from_slice(&raw).map_err(|e| format!("layers of {tag}: {e}"))?;
-    Ok(layers.iter().filter(|l| *l != EMPTY_LAYER).count())
+    Ok(layers
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| *l != EMPTY_LAYER)
+        .count())
 }
 
 /// The image's filesystem as `docker export` of a fresh container gives it.
