@@ -26,10 +26,7 @@ use support::*;
 /// Cases where bud is known to differ from the reference, each with the reason. Every
 /// entry is a bug to fix; a listed case that starts passing fails the suite so that the
 /// list stays true.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
-    "run-mount-bind-dockerignore",
-    "a bind mount of the context shows files .dockerignore excludes",
-)];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// Docker and bud builds run side by side; two cores leave room for no more.
 const WORKERS: usize = 2;
