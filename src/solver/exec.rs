@@ -260,7 +260,7 @@ fn bind_mount(
     let snapshots = &solver.snapshots;
     let selector = m.selector.trim_start_matches('/');
     if m.readonly {
-        let view = snapshots.view(&base)?;
+        let view = snapshots.mount_view(&base)?;
         let source = if selector.is_empty() {
             view.path.clone()
         } else {

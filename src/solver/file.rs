@@ -196,11 +196,21 @@ fn copy(
         .into_iter()
         .filter(|s| {
             let rel = s.trim_start_matches('/');
-            rel.is_empty() || !ctx.excluded(rel)
+            // An excluded directory still comes along with what an exception (`!`) keeps
+            // beneath it, as BuildKit sends the parents of every file it sends.
+            rel.is_empty()
+                || !ctx.excluded(rel)
+                || ctx
+                    .snapshot
+                    .entries
+                    .iter()
+                    .any(|e| e.path.strip_prefix(rel).is_some_and(|r| r.starts_with('/')))
         })
         .collect();
     if sources.is_empty() {
-        if c.allow_empty_wildcard {
+        // Only a pattern may match nothing. A literal path that .dockerignore excludes was
+        // never part of the context BuildKit sees, so it is missing like any other.
+        if c.allow_empty_wildcard && c.allow_wildcard && wildcard::contains_wildcards(&c.src) {
             return Ok(());
         }
         return Err(SolveError::File(fileop::Error::SourceNotFound {

@@ -11,9 +11,11 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::meta::{self, LeaseOwner, MetaStore, SnapshotKind, SnapshotRecord};
 use crate::content::ContentStore;
 use crate::snapshot::overlay::{self, MountGuard, Writable};
+use crate::source::context::EntryKind;
 use crate::state::StateRoot;
 
 use super::SolveError;
+use super::source::LocalContext;
 
 /// The value of one op output.
 #[derive(Debug, Clone)]
@@ -23,7 +25,7 @@ pub enum Ref {
     /// A committed snapshot: its layer and its parents'.
     Snapshot(Arc<SnapshotRecord>),
     /// A local context directory, as walked (contents are read from the directory).
-    Context(Arc<super::source::LocalContext>),
+    Context(Arc<LocalContext>),
 }
 
 impl Ref {
@@ -194,6 +196,24 @@ impl Snapshots {
         }
     }
 
+    /// Like [`Snapshots::view`], for a step that mounts `r`: a context shows only what
+    /// .dockerignore lets through (copies filter the client's directory themselves).
+    pub fn mount_view(&self, r: &Ref) -> Result<View, SolveError> {
+        match r {
+            Ref::Context(ctx) if ctx.excludes.is_some() => {
+                let ws = self.workspace()?;
+                let path = ws.subdir("context")?;
+                filtered_context(ctx, &path)?;
+                Ok(View {
+                    path,
+                    _mount: None,
+                    _workspace: Some(ws),
+                })
+            }
+            _ => self.view(r),
+        }
+    }
+
     /// Mounts a writable overlay of `base` on `target` with the workspace's upper directory.
     pub fn mount_writable(
         &self,
@@ -204,10 +224,13 @@ impl Snapshots {
         let lowers = match base {
             Ref::Snapshot(rec) => self.lowers(&rec.id)?,
             Ref::Scratch => Vec::new(),
-            Ref::Context(_) => {
-                return Err(SolveError::Unsupported(
-                    "a local context as the base of a step".into(),
-                ));
+            // A writable bind of the context (`RUN --mount=type=bind,rw`): the context
+            // directory is the only lower, so writes land in the throwaway upper.
+            Ref::Context(ctx) if ctx.excludes.is_none() => vec![ctx.snapshot.root.clone()],
+            Ref::Context(ctx) => {
+                let path = ws.subdir("context")?;
+                filtered_context(ctx, &path)?;
+                vec![path]
             }
         };
         let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
@@ -274,6 +297,45 @@ impl Snapshots {
         self.meta.lease(&self.owner, &[&rec.id])?;
         Ok(Some(Ref::Snapshot(Arc::new(rec))))
     }
+}
+
+/// The context as BuildKit would have received it, for steps that mount it: only what
+/// .dockerignore lets through, as hard links to the client's files (copies when the state
+/// root is on another file system).
+fn filtered_context(ctx: &LocalContext, into: &Path) -> Result<(), SolveError> {
+    let root = &ctx.snapshot.root;
+    let mut dirs = Vec::new();
+    for entry in &ctx.snapshot.entries {
+        let src = root.join(&entry.path);
+        let dst = into.join(&entry.path);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(SolveError::io("creating", parent))?;
+        }
+        match entry.kind {
+            EntryKind::Dir => {
+                std::fs::create_dir_all(&dst).map_err(SolveError::io("creating", &dst))?;
+                dirs.push((dst, entry.mode));
+            }
+            EntryKind::Symlink => {
+                let target = std::fs::read_link(&src).map_err(SolveError::io("reading", &src))?;
+                std::os::unix::fs::symlink(&target, &dst)
+                    .map_err(SolveError::io("creating", &dst))?;
+            }
+            EntryKind::File => {
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    std::fs::copy(&src, &dst).map_err(SolveError::io("copying", &src))?;
+                }
+            }
+            // Devices, fifos and sockets carry no content a step could read.
+            EntryKind::Special => {}
+        }
+    }
+    // Modes last, so that a read-only directory is filled before it turns read-only.
+    for (dir, mode) in dirs.iter().rev() {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            .map_err(SolveError::io("chmod", dir))?;
+    }
+    Ok(())
 }
 
 /// Deletes a directory by first moving it out of `snapshots/`, so that a crash never leaves

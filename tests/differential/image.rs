@@ -1,0 +1,106 @@
+//! What Docker says about a built image: the config fields a Dockerfile sets, the history,
+//! and the filesystem a container of it starts with.
+
+use serde_json::Value;
+
+use crate::listing::{self, Listing};
+use crate::support::docker;
+
+/// The fields of the image config that Dockerfile instructions decide.
+pub const CONFIG_FIELDS: &[&str] = &[
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "Healthcheck",
+    "StopSignal",
+    "Shell",
+    "OnBuild",
+];
+
+fn run(args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = docker(args);
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The config fields, with an absent field and `null` (or an empty list or map, which
+/// Docker writes for some fields and not others) read as the same thing.
+pub fn config(tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
+    let raw = run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
+    let config: Value =
+        serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))?;
+    Ok(CONFIG_FIELDS
+        .iter()
+        .map(|&field| {
+            let value = match config.get(field) {
+                Some(Value::Array(a)) if a.is_empty() => Value::Null,
+                Some(Value::Object(o)) if o.is_empty() => Value::Null,
+                Some(Value::String(s)) if s.is_empty() => Value::Null,
+                Some(v) => v.clone(),
+                None => Value::Null,
+            };
+            (field, value)
+        })
+        .collect())
+}
+
+/// `created_by` of each history entry, newest first.
+pub fn history(tag: &str) -> Result<Vec<String>, String> {
+    let raw = run(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag])?;
+    Ok(String::from_utf8_lossy(&raw)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// The diff ID of a layer with nothing in it (an end-of-archive tar).
+const EMPTY_LAYER: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// How many layers with content the image has. Docker's exporter keeps the layers of steps
+/// that changed nothing where BuildKit's own (which bud follows) leaves them out and marks
+/// the history entry empty, so those are not counted. Docker's per-layer sizes are not
+/// compared either: it counts them differently for layers it built and layers it loaded.
+pub fn layer_count(tag: &str) -> Result<usize, String> {
+    let raw = run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        tag,
+    ])?;
+    let layers: Option<Vec<String>> =
+        serde_json::from_slice(&raw).map_err(|e| format!("layers of {tag}: {e}"))?;
+    Ok(layers
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| *l != EMPTY_LAYER)
+        .count())
+}
+
+/// The image's filesystem as `docker export` of a fresh container gives it.
+pub fn filesystem(tag: &str) -> Result<Listing, String> {
+    // The command is never run; it only lets images without Cmd make a container.
+    let id = run(&["create", tag, "/bud-diff-never-run"])?;
+    let id = String::from_utf8_lossy(&id).trim().to_string();
+    let exported = run(&["export", &id]);
+    let _ = run(&["rm", &id]);
+    listing::from_tar(&exported?).map_err(|e| format!("export of {tag}: {e}"))
+}
+
+pub fn remove(tags: &[&str]) {
+    let mut args = vec!["image", "rm", "-f"];
+    args.extend_from_slice(tags);
+    let _ = docker(&args);
+}
