@@ -3,10 +3,13 @@
 //! bud's library: the parts of the binary that tests and other crates reach directly.
 pub mod cache;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod content;
 pub mod executor;
 pub mod exporter;
 pub mod fileop;
+pub mod gc;
 pub mod progress;
 pub mod snapshot;
 pub mod source;

@@ -46,10 +46,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.flush().map_err(|e| Failure::Command(e.into()))
         }
         Command::Build(opts) => build(&opts),
-        Command::Du(_) => Err(not_supported("bud du")),
-        Command::Prune(_) => Err(not_supported("bud prune")),
+        Command::Du(opts) => Ok(bud::commands::state_root(cli.global.root.as_deref())
+            .and_then(|s| bud::commands::du::run(&s, &opts, &mut std::io::stdout().lock()))
+            .map_err(anyhow::Error::from)?),
+        Command::Prune(opts) => Ok(bud::commands::state_root(cli.global.root.as_deref())
+            .and_then(|s| {
+                bud::commands::prune::run(
+                    &s,
+                    &opts,
+                    &mut std::io::stdin().lock(),
+                    &mut std::io::stdout().lock(),
+                )
+            })
+            .map_err(anyhow::Error::from)?),
         Command::Debug(DebugCommand::DumpLlb(_)) => Err(not_supported("bud debug dump-llb")),
-        Command::Debug(DebugCommand::Workers) => Err(not_supported("bud debug workers")),
+        Command::Debug(DebugCommand::Workers) => {
+            Ok(bud::commands::state_root(cli.global.root.as_deref())
+                .and_then(|s| bud::commands::workers::run(&s, &mut std::io::stdout().lock()))
+                .map_err(anyhow::Error::from)?)
+        }
     }
 }
 
