@@ -2,7 +2,7 @@
 //! options and the state root, and writes to the writer it is given.
 
 pub mod du;
-mod format;
+pub mod format;
 pub mod prune;
 pub mod workers;
 
