@@ -384,3 +384,22 @@ fn read_only_layers_are_removed() {
     assert!(!dir.exists());
     assert_eq!(std::fs::read_dir(state.tmp_dir()).unwrap().count(), 0);
 }
+
+#[test]
+fn configured_collection_follows_bud_toml() {
+    let (_d, state, meta) = state();
+    snapshot(&state, &meta, "old", None, SnapshotKind::Layer, 100, 1);
+    let off = bud::config::Config::parse("[gc]\nenabled = false", Path::new("bud.toml")).unwrap();
+    assert!(
+        gc::collect_configured(&state, &meta, &off.gc)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(ids(&meta), ["old"]);
+    let tiny =
+        bud::config::Config::parse("[gc]\nkeep_storage = \"1\"", Path::new("bud.toml")).unwrap();
+    let report = gc::collect_configured(&state, &meta, &tiny.gc)
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed(&report), ["old"]);
+}

@@ -36,6 +36,8 @@ use crate::state::StateRoot;
 pub enum GcError {
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -193,6 +195,20 @@ pub fn collect(
         }
     }
     Ok(report)
+}
+
+/// The collection a build runs when it ends, as `bud.toml`'s `[gc]` says; `None` when
+/// it is disabled.
+pub fn collect_configured(
+    state: &StateRoot,
+    meta: &MetaStore,
+    gc: &crate::config::GcConfig,
+) -> Result<Option<GcReport>, GcError> {
+    if !gc.enabled {
+        return Ok(None);
+    }
+    let policy = GcPolicy::from_config(gc, state)?;
+    collect(state, meta, &policy).map(Some)
 }
 
 /// A record as `bud du` shows it.
