@@ -4,10 +4,13 @@
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod content;
 pub mod executor;
 pub mod exporter;
 pub mod fileop;
+pub mod gc;
 pub mod progress;
 pub mod registry;
 pub mod remote;

@@ -40,19 +40,36 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    let state_root = || bud::commands::state_root(cli.global.root.as_deref());
     match cli.command {
         Command::Completion { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(shell, &mut Cli::command(), "bud", &mut out);
             out.flush().map_err(|e| Failure::Command(e.into()))
         }
-        Command::Build(opts) => build(&opts, &cli.global),
-        Command::Du(_) => Err(not_supported("bud du")),
-        Command::Prune(_) => Err(not_supported("bud prune")),
+        Command::Build(ref opts) => build(opts, &cli.global),
+        _ if cli.global.addr.is_some() => Err(not_supported(
+            "--addr with du, prune, debug dump-llb or debug workers",
+        )),
+        Command::Du(opts) => Ok(state_root()
+            .and_then(|s| bud::commands::du::run(&s, &opts, &mut std::io::stdout().lock()))
+            .map_err(anyhow::Error::from)?),
+        Command::Prune(opts) => Ok(state_root()
+            .and_then(|s| {
+                bud::commands::prune::run(
+                    &s,
+                    &opts,
+                    &mut std::io::stdin().lock(),
+                    &mut std::io::stdout().lock(),
+                )
+            })
+            .map_err(anyhow::Error::from)?),
         Command::Debug(DebugCommand::DumpLlb(opts)) => {
             block_on(bud::build::dump_llb::run(&opts, &cli.global))
         }
-        Command::Debug(DebugCommand::Workers) => Err(not_supported("bud debug workers")),
+        Command::Debug(DebugCommand::Workers) => Ok(state_root()
+            .and_then(|s| bud::commands::workers::run(&s, &mut std::io::stdout().lock()))
+            .map_err(anyhow::Error::from)?),
     }
 }
 

@@ -17,10 +17,10 @@ use bud_frontend::image::Image;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::MetaStore;
-use crate::cli::{BuildOptions, GlobalOptions, Progress, SecretSource};
+use crate::cli::{BuildOptions, GlobalOptions, SecretSource};
 use crate::content::ContentStore;
 use crate::executor::{Runtime, RuntimeKind};
-use crate::progress::{PlainRenderer, ProgressSink, QuietRenderer, RawJsonRenderer, Renderer};
+use crate::progress::ProgressSink;
 use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::{SolveOptions, Solver};
 use crate::source::image::ImageSource;
@@ -52,6 +52,7 @@ pub async fn run(
     };
     let state = StateRoot::open(&root)?;
     let meta = Arc::new(MetaStore::open(&state.db_path())?);
+    let meta_for_gc = meta.clone();
     let content = ContentStore::new(state.content_dir())?;
     let docker = docker_client().await;
     let images = Arc::new(BuildImages::new(
@@ -59,7 +60,7 @@ pub async fn run(
         opts.pull,
     ));
 
-    let progress = ProgressSink::new(renderer(opts));
+    let progress = ProgressSink::new(crate::progress::renderer_for(opts.progress, opts.quiet));
     let result = match &global.addr {
         Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
         None => {
@@ -71,6 +72,9 @@ pub async fn run(
     };
     progress.finish(result.is_ok());
     let report = result?;
+    if global.addr.is_none() {
+        collect_garbage(&state, &meta_for_gc);
+    }
     if let Some(path) = &opts.iidfile {
         let id = report
             .image_id
@@ -405,17 +409,22 @@ fn metadata_json(report: &BuildReport) -> String {
     serde_json::to_string_pretty(&m).unwrap_or_default()
 }
 
-fn renderer(opts: &BuildOptions) -> Box<dyn Renderer> {
-    if opts.quiet {
-        return Box::new(QuietRenderer);
-    }
-    match opts.progress {
-        Progress::Quiet => Box::new(QuietRenderer),
-        Progress::Rawjson => Box::new(RawJsonRenderer::new(std::io::stderr())),
-        // The live tty view lands with issue 6; until then auto and tty print plain lines.
-        Progress::Auto | Progress::Tty | Progress::Plain => {
-            Box::new(PlainRenderer::new(std::io::stderr()))
+/// Keeps the cache within the configured policy after a build. The build already
+/// succeeded: a collection that fails is reported, not fatal.
+fn collect_garbage(state: &StateRoot, meta: &MetaStore) {
+    let config = match crate::config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: bud's config file: {e}; skipping cache garbage collection");
+            return;
         }
+    };
+    match crate::gc::collect_configured(state, meta, &config.gc) {
+        Ok(Some(report)) if report.freed > 0 => {
+            tracing::info!("garbage collection freed {} bytes", report.freed)
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cache garbage collection: {e}"),
     }
 }
 

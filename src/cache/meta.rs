@@ -99,7 +99,7 @@ impl MetaStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions
         // roll back), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -370,7 +370,7 @@ fn process_start_time(pid: i64) -> Option<i64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn live_leases(conn: &Connection, id: &str) -> Result<usize, MetaError> {
+pub(super) fn live_leases(conn: &Connection, id: &str) -> Result<usize, MetaError> {
     let mut stmt = conn.prepare("SELECT pid, start_time FROM leases WHERE snapshot = ?1")?;
     let owners = stmt.query_map([id], |r| {
         Ok(LeaseOwner {

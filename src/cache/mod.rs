@@ -1,4 +1,5 @@
 //! The embedded solver's persistent cache: metadata (`meta`) over snapshot directories kept
 //! under the state root.
 
+mod gc_queries;
 pub mod meta;

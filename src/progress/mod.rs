@@ -4,12 +4,14 @@
 
 mod plain;
 mod rawjson;
+mod tty;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
+pub use tty::{Clock, ProgressOutput, TtyRenderer, renderer_for};
 
 /// Which output a log chunk came from (BuildKit numbers them 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

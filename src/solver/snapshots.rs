@@ -261,6 +261,9 @@ impl Snapshots {
         let id = unique_name();
         let dest = self.layer_dir(&id);
         let upper = ws.upper();
+        // Leased before it appears under snapshots/, so that garbage collection running in
+        // another process never takes it for an orphan.
+        self.meta.lease(&self.owner, &[&id])?;
         std::fs::rename(&upper, &dest).map_err(SolveError::io("committing", &dest))?;
         drop(ws);
         let now = meta::now();
@@ -275,7 +278,6 @@ impl Snapshots {
             last_used: now,
             usage_count: 1,
         };
-        self.meta.lease(&self.owner, &[&id])?;
         let winner = self.meta.commit(&record, &[key])?;
         if winner.id != id {
             self.meta.lease(&self.owner, &[&winner.id])?;
@@ -289,12 +291,14 @@ impl Snapshots {
         let Some(rec) = self.meta.lookup(key)? else {
             return Ok(None);
         };
-        if !self.layer_dir(&rec.id).is_dir() {
-            // The directory went missing (removed by hand, or a crash between deleting it
-            // and its record): treat as a miss and let the step run again.
+        // Lease first, then check: garbage collection in another process either removed
+        // the snapshot before the lease (the checks below see it gone) or cannot remove it.
+        self.meta.lease(&self.owner, &[&rec.id])?;
+        if self.meta.snapshot(&rec.id)?.is_none() || !self.layer_dir(&rec.id).is_dir() {
+            // Gone (collected, removed by hand, or a crash between deleting the directory
+            // and its record): a miss, and the step runs again.
             return Ok(None);
         }
-        self.meta.lease(&self.owner, &[&rec.id])?;
         Ok(Some(Ref::Snapshot(Arc::new(rec))))
     }
 }

@@ -1,0 +1,58 @@
+//! `bud prune`: removes build cache, all of it or down to `--keep-storage`.
+
+use std::io::{BufRead, Write};
+
+use super::format::human_size;
+use super::{CommandError, open_meta};
+use crate::cli::PruneOptions;
+use crate::gc::{self, GcPolicy, RecordFilter};
+use crate::state::StateRoot;
+
+/// Prunes as `opts` say. Without `--force`, asks on `out` and reads the answer from
+/// `input`; anything but y/yes leaves the cache as it was.
+pub fn run(
+    state: &StateRoot,
+    opts: &PruneOptions,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Result<(), CommandError> {
+    let policy = GcPolicy {
+        keep_bytes: opts.keep_storage,
+        keep_duration: None,
+        filter: RecordFilter::parse(&opts.filters).map_err(CommandError::Usage)?,
+        include_image_layers: opts.all,
+    };
+    if !opts.force && !confirm(opts.all, input, out)? {
+        return Ok(());
+    }
+    let meta = open_meta(state)?;
+    let report = gc::collect(state, &meta, &policy)?;
+    if !report.removed.is_empty() {
+        writeln!(out, "Deleted build cache objects:")?;
+        for r in &report.removed {
+            writeln!(out, "{}", r.id)?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total:\t{}", human_size(report.freed))?;
+    Ok(())
+}
+
+fn confirm(all: bool, input: &mut impl BufRead, out: &mut impl Write) -> std::io::Result<bool> {
+    let what = if all {
+        "all build cache"
+    } else {
+        "all build cache except base image layers"
+    };
+    write!(
+        out,
+        "WARNING! This will remove {what}. Are you sure you want to continue? [y/N] "
+    )?;
+    out.flush()?;
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

@@ -1,0 +1,166 @@
+//! `--filter` for `bud du` and `bud prune`: `type=`, `id=`, `description~=`, `until=`.
+
+use std::time::Duration;
+
+use crate::cache::meta::{SnapshotKind, SnapshotRecord};
+
+/// All clauses must match (as BuildKit combines repeated filters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordFilter {
+    clauses: Vec<Clause>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Clause {
+    Id {
+        negate: bool,
+        value: String,
+    },
+    Kind {
+        negate: bool,
+        kind: SnapshotKind,
+    },
+    Description {
+        op: TextOp,
+        negate: bool,
+        value: String,
+    },
+    /// Last used longer ago than this.
+    Until(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TextOp {
+    Equals,
+    Contains,
+}
+
+const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount, id=ID, description~=TEXT, until=DURATION";
+
+impl RecordFilter {
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, String> {
+        let clauses = specs
+            .iter()
+            .map(|s| parse_clause(s.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { clauses })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clauses.is_empty()
+    }
+
+    /// Whether `record` matches at `now` (seconds since the epoch).
+    pub fn matches(&self, record: &SnapshotRecord, now: i64) -> bool {
+        self.clauses.iter().all(|c| match c {
+            Clause::Id { negate, value } => (record.id == *value) != *negate,
+            Clause::Kind { negate, kind } => (record.kind == *kind) != *negate,
+            Clause::Description { op, negate, value } => {
+                let hit = match op {
+                    TextOp::Equals => record.description == *value,
+                    TextOp::Contains => record.description.contains(value.as_str()),
+                };
+                hit != *negate
+            }
+            Clause::Until(age) => {
+                let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+                record.last_used < now.saturating_sub(age)
+            }
+        })
+    }
+}
+
+fn parse_clause(spec: &str) -> Result<Clause, String> {
+    // Longest operators first: "!=" before "=", "~=" before "=".
+    let (key, op, value) = ["==", "!=", "~=", "="]
+        .iter()
+        .filter_map(|op| spec.split_once(op).map(|(k, v)| (k, *op, v)))
+        .min_by_key(|(k, _, _)| k.len())
+        .ok_or_else(|| format!("invalid filter {spec:?}: expected KEY=VALUE; {FORMS}"))?;
+    let key = key.trim();
+    let negate = op == "!=";
+    match key {
+        "id" if op != "~=" => Ok(Clause::Id {
+            negate,
+            value: value.to_string(),
+        }),
+        "type" if op != "~=" => Ok(Clause::Kind {
+            negate,
+            kind: parse_kind(value)?,
+        }),
+        "description" => Ok(Clause::Description {
+            op: if op == "~=" {
+                TextOp::Contains
+            } else {
+                TextOp::Equals
+            },
+            negate,
+            value: value.to_string(),
+        }),
+        "until" if op == "=" || op == "==" => crate::config::parse_duration(value)
+            .map(Clause::Until)
+            .map_err(|e| format!("filter {spec:?}: {e}")),
+        _ => Err(format!("unsupported filter {spec:?}; {FORMS}")),
+    }
+}
+
+/// bud's kinds, and the names BuildKit gives the matching record types.
+fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
+    match s {
+        "layer" | "regular" => Ok(SnapshotKind::Layer),
+        "image-layer" => Ok(SnapshotKind::ImageLayer),
+        "cache-mount" | "exec.cachemount" => Ok(SnapshotKind::CacheMount),
+        _ => Err(format!(
+            "unknown type {s:?}; accepted: layer, image-layer, cache-mount"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(kind: SnapshotKind, description: &str, last_used: i64) -> SnapshotRecord {
+        SnapshotRecord {
+            id: "x".into(),
+            parent: None,
+            kind,
+            size: 0,
+            diff_id: None,
+            description: description.into(),
+            created: 0,
+            last_used,
+            usage_count: 0,
+        }
+    }
+
+    #[test]
+    fn clauses_combine() {
+        let f = RecordFilter::parse(&["type=layer", "description~=make", "until=1h"]).unwrap();
+        let now = 10_000;
+        assert!(f.matches(&rec(SnapshotKind::Layer, "RUN make all", 100), now));
+        assert!(!f.matches(&rec(SnapshotKind::Layer, "RUN make all", 9_000), now));
+        assert!(!f.matches(&rec(SnapshotKind::CacheMount, "RUN make", 100), now));
+        assert!(!f.matches(&rec(SnapshotKind::Layer, "COPY .", 100), now));
+        let f = RecordFilter::parse(&["type!=cache-mount", "id==x"]).unwrap();
+        assert!(f.matches(&rec(SnapshotKind::ImageLayer, "", 0), now));
+        assert!(RecordFilter::default().matches(&rec(SnapshotKind::Layer, "", 0), now));
+    }
+
+    #[test]
+    fn errors_list_the_accepted_filters() {
+        for bad in [
+            "type=blob",
+            "color=red",
+            "until=soon",
+            "until~=1h",
+            "nonsense",
+        ] {
+            let e = RecordFilter::parse(&[bad]).unwrap_err();
+            assert!(
+                e.contains("accepted") || e.contains("expected"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

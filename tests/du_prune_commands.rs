@@ -1,0 +1,259 @@
+//! `bud du` and `bud prune` on a populated cache, with sizes checked against the disk.
+
+use std::path::Path;
+use std::process::Command;
+
+use bud::cache::meta::{MetaStore, SnapshotKind, SnapshotRecord, now};
+use bud::cli::{DuOptions, PruneOptions};
+use bud::commands::format::human_size;
+use bud::commands::{du, prune};
+use bud::state::StateRoot;
+
+/// Allocated bytes as coreutils' du counts them: an independent measure.
+fn du_bytes(path: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-s")
+        .arg("-B1")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+struct Cache {
+    _dir: tempfile::TempDir,
+    state: StateRoot,
+}
+
+impl Cache {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateRoot::open(dir.path().join("root")).unwrap();
+        Self { _dir: dir, state }
+    }
+
+    fn meta(&self) -> MetaStore {
+        MetaStore::open(&self.state.db_path()).unwrap()
+    }
+
+    /// A snapshot holding files of the given sizes, last used `age` seconds ago.
+    fn add(&self, id: &str, kind: SnapshotKind, files: &[usize], age: i64) {
+        let base = match kind {
+            SnapshotKind::CacheMount => self.state.cache_mounts_dir(),
+            _ => self.state.snapshots_dir(),
+        };
+        let dir = base.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, size) in files.iter().enumerate() {
+            std::fs::write(dir.join(format!("f{i}")), vec![1u8; *size]).unwrap();
+        }
+        let t = now() - age;
+        let record = SnapshotRecord {
+            id: id.into(),
+            parent: None,
+            kind,
+            size: 0,
+            diff_id: None,
+            description: format!("RUN build {id}"),
+            created: t,
+            last_used: t,
+            usage_count: 2,
+        };
+        self.meta().commit(&record, &[id]).unwrap();
+    }
+
+    fn dir(&self, id: &str) -> std::path::PathBuf {
+        self.state.snapshots_dir().join(id)
+    }
+
+    fn du(&self, verbose: bool, filters: &[&str]) -> String {
+        let opts = DuOptions {
+            verbose,
+            filters: filters.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut out = Vec::new();
+        du::run(&self.state, &opts, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn prune(&self, opts: &PruneOptions, answer: &str) -> String {
+        let mut out = Vec::new();
+        prune::run(&self.state, opts, &mut answer.as_bytes(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<_> = self
+            .meta()
+            .snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn prune_opts() -> PruneOptions {
+    PruneOptions {
+        all: false,
+        keep_storage: None,
+        filters: Vec::new(),
+        force: true,
+    }
+}
+
+#[test]
+fn du_lists_records_with_their_size_on_disk() {
+    let c = Cache::new();
+    c.add("big", SnapshotKind::Layer, &[300_000, 5], 7200);
+    c.add("small", SnapshotKind::Layer, &[10_000], 30);
+    c.add("img", SnapshotKind::ImageLayer, &[50_000], 3 * 86_400);
+    let (big, small, img) = (
+        du_bytes(&c.dir("big")),
+        du_bytes(&c.dir("small")),
+        du_bytes(&c.dir("img")),
+    );
+
+    let out = c.du(false, &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        words(lines[0]),
+        ["ID", "RECLAIMABLE", "SIZE", "LAST", "ACCESSED"]
+    );
+    // Largest first.
+    assert_eq!(
+        words(lines[1]),
+        ["big", "true", &human_size(big), "2", "hours", "ago"]
+    );
+    assert_eq!(words(lines[2])[..3], ["img", "true", &human_size(img)]);
+    assert_eq!(words(lines[3])[..3], ["small", "true", &human_size(small)]);
+    let total = human_size(big + small + img);
+    assert_eq!(words(lines[4]), ["Reclaimable:", &total]);
+    assert_eq!(words(lines[5]), ["Total:", &total]);
+    assert_eq!(lines.len(), 6);
+
+    // The measured sizes were stored.
+    let stored: u64 = c.meta().snapshots().unwrap().iter().map(|r| r.size).sum();
+    assert_eq!(stored, big + small + img);
+}
+
+#[test]
+fn du_filters_and_verbose() {
+    let c = Cache::new();
+    c.add("a", SnapshotKind::Layer, &[4096], 10);
+    c.add("m", SnapshotKind::CacheMount, &[4096], 10);
+    c.add("old", SnapshotKind::Layer, &[4096], 10 * 86_400);
+
+    let out = c.du(false, &["type=layer", "until=24h"]);
+    let ids: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // A filtered listing has no totals.
+    assert_eq!(ids, ["old"]);
+
+    let out = c.du(true, &["description~=build m"]);
+    let size = human_size(du_bytes(&c.state.cache_mounts_dir().join("m")));
+    let fields: Vec<(String, String)> = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("ID"), Some("m"));
+    assert_eq!(get("Type"), Some("cache-mount"));
+    assert_eq!(get("Reclaimable"), Some("true"));
+    assert_eq!(get("Size"), Some(size.as_str()));
+    assert_eq!(get("Description"), Some("RUN build m"));
+    assert_eq!(get("Usage count"), Some("2"));
+    assert!(get("Last used").unwrap().ends_with("(10 seconds ago)"));
+}
+
+#[test]
+fn prune_keep_storage_keeps_the_most_recently_used() {
+    let c = Cache::new();
+    for (id, age) in [
+        ("oldest", 400),
+        ("older", 300),
+        ("newer", 200),
+        ("newest", 100),
+    ] {
+        c.add(id, SnapshotKind::Layer, &[100_000], age);
+    }
+    let size = |id: &str| du_bytes(&c.dir(id));
+    let (oldest, older) = (size("oldest"), size("older"));
+    let keep = size("newer") + size("newest");
+    let out = c.prune(
+        &PruneOptions {
+            keep_storage: Some(keep),
+            ..prune_opts()
+        },
+        "",
+    );
+    assert_eq!(c.ids(), ["newer", "newest"]);
+    assert!(!c.dir("oldest").exists() && !c.dir("older").exists());
+    assert_eq!(
+        out,
+        format!(
+            "Deleted build cache objects:\noldest\nolder\n\nTotal:\t{}\n",
+            human_size(oldest + older)
+        )
+    );
+}
+
+#[test]
+fn prune_keeps_base_image_layers_unless_all() {
+    let c = Cache::new();
+    c.add("img", SnapshotKind::ImageLayer, &[1000], 100);
+    c.add("run", SnapshotKind::Layer, &[1000], 100);
+    c.prune(&prune_opts(), "");
+    assert_eq!(c.ids(), ["img"]);
+    let out = c.prune(
+        &PruneOptions {
+            all: true,
+            ..prune_opts()
+        },
+        "",
+    );
+    assert!(c.ids().is_empty());
+    assert!(
+        out.starts_with("Deleted build cache objects:\nimg\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn prune_asks_first_without_force() {
+    let c = Cache::new();
+    c.add("run", SnapshotKind::Layer, &[1000], 100);
+    let opts = PruneOptions {
+        force: false,
+        ..prune_opts()
+    };
+    let out = c.prune(&opts, "n\n");
+    assert!(out.starts_with("WARNING! This will remove"), "{out}");
+    assert_eq!(c.ids(), ["run"]);
+    let out = c.prune(&opts, "y\n");
+    assert!(out.contains("\nTotal:\t"), "{out}");
+    assert!(c.ids().is_empty());
+}
+
+#[test]
+fn bad_filters_are_usage_errors() {
+    let c = Cache::new();
+    let opts = DuOptions {
+        verbose: false,
+        filters: vec!["colour=red".into()],
+    };
+    let err = du::run(&c.state, &opts, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("accepted filters"), "{err}");
+}
