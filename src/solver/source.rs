@@ -144,10 +144,10 @@ impl Solver {
         }
         let remote = if id.starts_with("http://") || id.starts_with("https://") {
             Some(crate::source::http::solve(&self.snapshots, id, &src.attrs).boxed())
-        } else if let Some(remote) = id.strip_prefix("git://") {
-            Some(crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed())
         } else {
-            None
+            id.strip_prefix("git://").map(|remote| {
+                crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()
+            })
         };
         if let Some(fetch) = remote {
             self.progress.started(&vertex.digest, &vertex.name);

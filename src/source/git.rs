@@ -24,10 +24,11 @@ pub enum GitError {
     InvalidIdentifier(String),
     #[error("running git: {0}")]
     Spawn(#[source] std::io::Error),
-    #[error("git {command} failed for {url}: {stderr}")]
+    #[error("git {command} failed for {url}#{reference}: {stderr}")]
     Command {
         command: String,
         url: String,
+        reference: String,
         stderr: String,
     },
     #[error("repository {url} does not contain ref {reference}")]
@@ -201,11 +202,10 @@ impl GitSource {
             .map_err(|_| GitError::Command {
                 command: "fetch".into(),
                 url: self.url.clone(),
+                reference: self.reference_name().to_string(),
                 stderr: format!(
-                    "{} did not provide commit {} (did {} move?)",
-                    self.url,
-                    resolved.commit,
-                    self.reference_name()
+                    "the remote did not provide commit {} (did the ref move?)",
+                    resolved.commit
                 ),
             })?;
         let tree_args = [
@@ -398,14 +398,11 @@ impl GitSource {
             .kill_on_drop(true);
         let out = cmd.output().await.map_err(GitError::Spawn)?;
         if !out.status.success() {
-            let words: Vec<String> = args
-                .iter()
-                .take(2)
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
+            let command = subcommand(args);
             return Err(GitError::Command {
-                command: words.join(" "),
+                command,
                 url: self.url.clone(),
+                reference: self.reference_name().to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
@@ -487,6 +484,19 @@ fn pick_ref(ls_remote: &str, reference: &str) -> Option<Resolved> {
         .get(peeled.as_str())
         .or_else(|| found.get(tag.as_str()))?;
     Some(resolved(sha, &tag))
+}
+
+/// The git subcommand among `args`, for messages.
+fn subcommand<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let mut args = args.iter().map(|a| a.as_ref().to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--work-tree" {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return arg.into_owned();
+        }
+    }
+    String::new()
 }
 
 fn is_commit_id(s: &str) -> bool {

@@ -32,12 +32,8 @@ pub enum HttpError {
         value: String,
         reason: String,
     },
-    #[error("failed to download {url}: {source}")]
-    Request {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("failed to download {url}: {reason}")]
+    Request { url: String, reason: String },
     #[error("failed to download {url}: invalid response status {status}")]
     Status { url: String, status: StatusCode },
     #[error("failed to download {url}: 304 Not Modified for a different ETag {etag:?}")]
@@ -188,9 +184,9 @@ impl HttpSource {
         previous: Option<&HttpValidators>,
         dir: &Path,
     ) -> Result<Fetched, HttpError> {
-        let request_err = |source| HttpError::Request {
+        let request_err = |e: reqwest::Error| HttpError::Request {
             url: self.url.clone(),
-            source,
+            reason: describe(&e),
         };
         let mut request = client.get(&self.url);
         if let Some(prev) = previous {
@@ -346,6 +342,22 @@ fn cached_key(source: &HttpSource, v: &HttpValidators) -> String {
         v.last_modified.as_deref()
     };
     source.snapshot_key(&v.digest, &v.filename, last_modified)
+}
+
+/// Why a request failed: reqwest's own message only repeats the URL, its causes say what
+/// happened (refused, timed out, a certificate problem).
+fn describe(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    if causes.is_empty() {
+        e.to_string()
+    } else {
+        causes.join(": ")
+    }
 }
 
 /// Octal with a leading 0, hexadecimal with 0x, or decimal, as Go's ParseInt(v, 0, …).
