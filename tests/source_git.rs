@@ -23,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 fn git_available() -> bool {
     let daemon = Command::new("git")
-        .args(["daemon", "--help"])
+        // Usage, exit code 129, when git-daemon is installed; "not a git command" otherwise.
+        .args(["daemon", "-h"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.code() == Some(0) || s.code() == Some(129));
+        .is_ok_and(|s| s.code() == Some(129));
     support::require("git with git-daemon", daemon)
 }
 
@@ -316,6 +317,21 @@ async fn errors_name_the_url_and_the_ref() {
         .await
         .unwrap_err();
     assert!(err.contains(&url) && err.contains("missing"), "{err}");
+
+    let pinned = |checksum: &str| {
+        let mut opts = GitOptions::new(url.trim_start_matches("git://"));
+        opts.full_url = Some(url.clone());
+        opts.reference = Some("v1".into());
+        opts.checksum = Some(checksum.to_string());
+        llb::git(opts).marshal()
+    };
+    let err = env.solve(&pinned("0000000")).await.unwrap_err();
+    assert!(
+        err.contains("expected checksum") && err.contains(&repo.first) && err.contains(&url),
+        "{err}"
+    );
+    let (_, dir) = env.solve(&pinned(&repo.first[..12])).await.unwrap();
+    assert_eq!(read(&dir, "README"), "one\n");
 
     let gone = format!("git://127.0.0.1:{}/nothing-here", daemon.port);
     let err = env
