@@ -2,4 +2,5 @@
 //! under the state root.
 
 mod gc_queries;
+pub mod http_cache;
 pub mod meta;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bud_frontend::dockerignore::PatternMatcher;
 use bud_proto::pb;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -132,6 +132,27 @@ impl Solver {
             self.progress.started(&vertex.digest, &vertex.name);
             let result = tokio::select! {
                 r = self.image(reference, vertex.op.platform.as_ref()) => r,
+                _ = cancel.cancelled() => Err(SolveError::Cancelled),
+            };
+            self.progress
+                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            let (key, r) = result?;
+            return Ok(Solved {
+                key,
+                outputs: vec![r],
+            });
+        }
+        let remote = if id.starts_with("http://") || id.starts_with("https://") {
+            Some(crate::source::http::solve(&self.snapshots, id, &src.attrs).boxed())
+        } else {
+            id.strip_prefix("git://").map(|remote| {
+                crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()
+            })
+        };
+        if let Some(fetch) = remote {
+            self.progress.started(&vertex.digest, &vertex.name);
+            let result = tokio::select! {
+                r = fetch => r,
                 _ = cancel.cancelled() => Err(SolveError::Cancelled),
             };
             self.progress

@@ -1,0 +1,602 @@
+//! `ADD <git URL>#<ref>:<subdir>`: a checkout of a git repository, made with the `git` CLI.
+//!
+//! The ref is first resolved with `git ls-remote` (branches win over tags, as in `git
+//! checkout`; a full commit ID needs no lookup), and the snapshot is keyed by the commit,
+//! so an unchanged remote reuses it without fetching. The fetch is shallow. `.git` is kept
+//! only with `git.keepgitdir` and no subdirectory, as in BuildKit. Git runs without the
+//! user's configuration, credential helpers, SSH agent or terminal prompts: only public
+//! repositories can be fetched.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+
+use bud_proto::pb::attr;
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::meta::SnapshotKind;
+use crate::solver::{Ref, Snapshots, SolveError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("invalid git source {0:?}")]
+    InvalidIdentifier(String),
+    #[error("running git: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("git {command} failed for {url}#{reference}: {stderr}")]
+    Command {
+        command: String,
+        url: String,
+        reference: String,
+        stderr: String,
+    },
+    #[error("repository {url} does not contain ref {reference}")]
+    NoSuchRef { url: String, reference: String },
+    #[error("expected checksum to match {expected}, got {got} for {url}#{reference}")]
+    Checksum {
+        url: String,
+        reference: String,
+        expected: String,
+        got: String,
+    },
+    #[error("invalid subdir {subdir:?} of {url}#{reference}: {reason}")]
+    Subdir {
+        url: String,
+        reference: String,
+        subdir: String,
+        reason: String,
+    },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A git source op, as its identifier (`git://REMOTE#REF:SUBDIR`) and attributes describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// What to fetch from.
+    pub url: String,
+    /// Branch, tag, `refs/…` or full commit ID; the remote's HEAD when absent.
+    pub reference: Option<String>,
+    /// The directory of the repository to keep, without leading or trailing slashes.
+    pub subdir: Option<String>,
+    pub keep_git_dir: bool,
+    /// A prefix the resolved commit (or annotated tag) must have.
+    pub checksum: Option<String>,
+}
+
+/// A ref resolved on the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The commit to check out.
+    pub commit: String,
+    /// The full ref to fetch (`refs/heads/main`, `refs/tags/v1`); `None` for a commit ID.
+    pub fetch_ref: Option<String>,
+}
+
+impl GitSource {
+    /// `identifier` is the part after `git://`.
+    pub fn parse(identifier: &str, attrs: &BTreeMap<String, String>) -> Result<Self, GitError> {
+        let (remote, fragment) = match identifier.split_once('#') {
+            Some((r, f)) => (r, Some(f)),
+            None => (identifier, None),
+        };
+        if remote.is_empty() {
+            return Err(GitError::InvalidIdentifier(identifier.to_string()));
+        }
+        let (reference, subdir) = match fragment.map(|f| f.split_once(':').unwrap_or((f, ""))) {
+            Some((r, d)) => (r, d),
+            None => ("", ""),
+        };
+        let subdir = subdir.trim_matches('/');
+        let url = match attrs.get(attr::git::FULL_URL) {
+            Some(u) if !u.is_empty() => u.clone(),
+            _ if is_transport(remote) => remote.to_string(),
+            _ => format!("https://{remote}"),
+        };
+        Ok(Self {
+            url,
+            reference: Some(reference.to_string()).filter(|r| !r.is_empty()),
+            subdir: Some(subdir.to_string()).filter(|d| !d.is_empty() && *d != "."),
+            keep_git_dir: attrs
+                .get(attr::git::KEEP_GIT_DIR)
+                .is_some_and(|v| v == "true"),
+            checksum: attrs
+                .get(attr::git::CHECKSUM)
+                .filter(|c| !c.is_empty())
+                .cloned(),
+        })
+    }
+
+    fn reference_name(&self) -> &str {
+        self.reference.as_deref().unwrap_or("HEAD")
+    }
+
+    /// Resolves the ref to a commit with `git ls-remote`, unless it is a commit ID.
+    pub async fn resolve(&self) -> Result<Resolved, GitError> {
+        let reference = self.reference_name();
+        let resolved = if is_commit_id(reference) {
+            Resolved {
+                commit: reference.to_ascii_lowercase(),
+                fetch_ref: None,
+            }
+        } else {
+            let peeled = format!("{reference}^{{}}");
+            let out = self
+                .git(
+                    None,
+                    &["ls-remote", "--symref", "--", &self.url, reference, &peeled],
+                )
+                .await?;
+            pick_ref(&out, reference).ok_or_else(|| GitError::NoSuchRef {
+                url: self.url.clone(),
+                reference: reference.to_string(),
+            })?
+        };
+        if let Some(expected) = &self.checksum
+            && !resolved.commit.starts_with(expected.as_str())
+        {
+            return Err(GitError::Checksum {
+                url: self.url.clone(),
+                reference: reference.to_string(),
+                expected: expected.clone(),
+                got: resolved.commit.clone(),
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// The cache key of the checkout of `resolved`: the commit and what shapes the tree.
+    pub fn snapshot_key(&self, resolved: &Resolved) -> String {
+        let mut id = serde_json::json!({
+            "commit": resolved.commit,
+            "subdir": self.subdir,
+        });
+        if self.keep_git_dir && self.subdir.is_none() {
+            // .git names the remote and the branch.
+            id["git"] = serde_json::json!({ "url": self.url, "ref": resolved.fetch_ref });
+        }
+        format!("git:sha256:{}", hex::encode(Sha256::digest(id.to_string())))
+    }
+
+    /// Fetches `resolved` and writes its tree (or the subdirectory's) into `dest`, an empty
+    /// directory; `scratch` is an empty directory for the work that is not kept.
+    pub async fn checkout(
+        &self,
+        resolved: &Resolved,
+        scratch: &Path,
+        dest: &Path,
+    ) -> Result<(), GitError> {
+        let keep = self.keep_git_dir && self.subdir.is_none();
+        let (git_dir, work_tree) = if keep {
+            (dest.join(".git"), dest.to_path_buf())
+        } else {
+            let work = if self.subdir.is_some() {
+                scratch.join("checkout")
+            } else {
+                dest.to_path_buf()
+            };
+            (scratch.join("repo.git"), work)
+        };
+        std::fs::create_dir_all(&work_tree).map_err(io_err("creating", &work_tree))?;
+        let git_dir_arg = git_dir.as_os_str();
+        let mut init: Vec<&OsStr> = vec!["init".as_ref(), "-q".as_ref()];
+        if keep {
+            init.push(dest.as_os_str());
+        } else {
+            init.extend(["--bare".as_ref(), git_dir_arg]);
+        }
+        self.git(None, &init).await?;
+        let repo = Some(git_dir.as_path());
+        self.git(repo, &["remote", "add", "origin", &self.url])
+            .await?;
+        self.fetch(repo, resolved).await?;
+        let commit = format!("{}^{{commit}}", resolved.commit);
+        self.git(repo, &["rev-parse", "-q", "--verify", &commit])
+            .await
+            .map_err(|_| GitError::Command {
+                command: "fetch".into(),
+                url: self.url.clone(),
+                reference: self.reference_name().to_string(),
+                stderr: format!(
+                    "the remote did not provide commit {} (did the ref move?)",
+                    resolved.commit
+                ),
+            })?;
+        let tree_args = [
+            OsStr::new("--work-tree"),
+            work_tree.as_os_str(),
+            OsStr::new("checkout"),
+            OsStr::new("-q"),
+        ];
+        if keep {
+            match resolved.fetch_ref.as_deref() {
+                Some(branch) if branch.starts_with("refs/heads/") => {
+                    self.git(repo, &["symbolic-ref", "HEAD", branch]).await?;
+                }
+                _ => {
+                    self.git(
+                        repo,
+                        &["update-ref", "--no-deref", "HEAD", &resolved.commit],
+                    )
+                    .await?;
+                }
+            }
+            self.git_in(&work_tree, &["reset", "-q", "--hard"]).await?;
+            let fetch_head = git_dir.join("FETCH_HEAD");
+            if fetch_head.exists() {
+                std::fs::remove_file(&fetch_head).map_err(io_err("removing", &fetch_head))?;
+            }
+        } else {
+            let mut args: Vec<&OsStr> = tree_args.to_vec();
+            args.extend([OsStr::new(&commit), OsStr::new("--"), OsStr::new(".")]);
+            self.git(repo, &args).await?;
+        }
+        if work_tree.join(".gitmodules").is_file() {
+            let mut args: Vec<&OsStr> = vec![OsStr::new("--work-tree"), work_tree.as_os_str()];
+            args.extend(
+                ["submodule", "update", "--init", "--recursive", "--depth=1"].map(OsStr::new),
+            );
+            self.run(Some(&work_tree), repo, &args).await?;
+        }
+        if let Some(subdir) = &self.subdir {
+            self.move_subdir(&work_tree, subdir, dest)?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, repo: Option<&Path>, resolved: &Resolved) -> Result<(), GitError> {
+        match &resolved.fetch_ref {
+            Some(r) => {
+                let spec = if r.starts_with("refs/") {
+                    format!("+{r}:{r}")
+                } else {
+                    r.clone()
+                };
+                self.git(
+                    repo,
+                    &[
+                        "fetch",
+                        "-q",
+                        "-u",
+                        "--depth=1",
+                        "--no-tags",
+                        "origin",
+                        &spec,
+                    ],
+                )
+                .await?;
+            }
+            None => {
+                // Servers need not let a client fetch a commit by ID; then fetch every
+                // branch and tag and look for it among them.
+                let by_id = self
+                    .git(
+                        repo,
+                        &[
+                            "fetch",
+                            "-q",
+                            "--depth=1",
+                            "--no-tags",
+                            "origin",
+                            &resolved.commit,
+                        ],
+                    )
+                    .await;
+                if by_id.is_err() {
+                    self.git(
+                        repo,
+                        &[
+                            "fetch",
+                            "-q",
+                            "--tags",
+                            "origin",
+                            "+refs/heads/*:refs/remotes/origin/*",
+                        ],
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the entries of `work_tree/subdir` into `dest`, refusing paths that leave the
+    /// tree or go through symlinks.
+    fn move_subdir(&self, work_tree: &Path, subdir: &str, dest: &Path) -> Result<(), GitError> {
+        let invalid = |reason: &str| GitError::Subdir {
+            url: self.url.clone(),
+            reference: self.reference_name().to_string(),
+            subdir: subdir.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut dir = work_tree.to_path_buf();
+        for component in Path::new(subdir).components() {
+            match component {
+                Component::Normal(name) => dir.push(name),
+                Component::CurDir => {}
+                _ => return Err(invalid("it must stay inside the repository")),
+            }
+            match std::fs::symlink_metadata(&dir) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => return Err(invalid("not a directory")),
+                Err(_) => return Err(invalid("no such directory")),
+            }
+        }
+        let entries = std::fs::read_dir(&dir).map_err(io_err("reading", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("reading", &dir))?;
+            let to = dest.join(entry.file_name());
+            std::fs::rename(entry.path(), &to).map_err(io_err("moving to", &to))?;
+        }
+        Ok(())
+    }
+
+    async fn git_in(&self, work_tree: &Path, args: &[&str]) -> Result<String, GitError> {
+        self.run(Some(work_tree), None, args).await
+    }
+
+    async fn git<S: AsRef<OsStr>>(
+        &self,
+        git_dir: Option<&Path>,
+        args: &[S],
+    ) -> Result<String, GitError> {
+        self.run(None, git_dir, args).await
+    }
+
+    async fn run<S: AsRef<OsStr>>(
+        &self,
+        cwd: Option<&Path>,
+        git_dir: Option<&Path>,
+        args: &[S],
+    ) -> Result<String, GitError> {
+        let mut cmd = tokio::process::Command::new("git");
+        // No user or system configuration (credential helpers, URL rewrites, hooks paths),
+        // no SSH agent, no prompts: the same fetch whoever runs the build.
+        cmd.env_clear()
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .env("LC_ALL", "C");
+        for var in [
+            "PATH",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "all_proxy",
+        ] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+        ]);
+        if let Some(dir) = git_dir {
+            cmd.arg("--git-dir").arg(dir);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = cmd.output().await.map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            let command = subcommand(args);
+            return Err(GitError::Command {
+                command,
+                url: self.url.clone(),
+                reference: self.reference_name().to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Solves a git source op (`identifier` is what follows `git://`): the snapshot of the
+/// checkout and its cache key.
+pub async fn solve(
+    snapshots: &Snapshots,
+    identifier: &str,
+    attrs: &BTreeMap<String, String>,
+) -> Result<(String, Ref), SolveError> {
+    let err = |e: GitError| SolveError::Other(e.to_string());
+    let source = GitSource::parse(identifier, attrs).map_err(err)?;
+    let resolved = source.resolve().await.map_err(err)?;
+    let key = source.snapshot_key(&resolved);
+    if let Some(hit) = snapshots.lookup(&key)? {
+        return Ok((key, hit));
+    }
+    let ws = snapshots.workspace()?;
+    let scratch = ws.subdir("git")?;
+    source
+        .checkout(&resolved, &scratch, &ws.upper())
+        .await
+        .map_err(err)?;
+    let description = format!(
+        "git snapshot for {}#{}",
+        source.url,
+        source.reference_name()
+    );
+    let committed = snapshots.commit(ws, &Ref::Scratch, SnapshotKind::Layer, &key, &description)?;
+    Ok((key, committed))
+}
+
+/// Picks the commit `ls-remote --symref` output gives for `reference`: an exact `refs/…`
+/// match, else the branch, else the tag (peeled when annotated), as BuildKit does.
+fn pick_ref(ls_remote: &str, reference: &str) -> Option<Resolved> {
+    let trimmed = reference.trim_start_matches("refs/");
+    let exact = format!("refs/{trimmed}");
+    let head = format!("refs/heads/{}", trimmed.trim_start_matches("heads/"));
+    let tag = format!("refs/tags/{}", trimmed.trim_start_matches("tags/"));
+    let peeled = format!("{tag}^{{}}");
+    let mut found: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut head_target = None;
+    for line in ls_remote.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        if let Some(target) = sha.strip_prefix("ref: ") {
+            if name == "HEAD" {
+                head_target = Some(target);
+            }
+            continue;
+        }
+        found.insert(name, sha);
+    }
+    let resolved = |sha: &str, fetch_ref: &str| Resolved {
+        commit: sha.to_ascii_lowercase(),
+        fetch_ref: Some(fetch_ref.to_string()),
+    };
+    if reference == "HEAD" {
+        let sha = found.get("HEAD")?;
+        return Some(resolved(sha, head_target.unwrap_or("HEAD")));
+    }
+    if let Some(sha) = found
+        .get(exact.as_str())
+        .or_else(|| found.get(head.as_str()))
+    {
+        let name = if found.contains_key(exact.as_str()) {
+            &exact
+        } else {
+            &head
+        };
+        return Some(resolved(sha, name));
+    }
+    let sha = found
+        .get(peeled.as_str())
+        .or_else(|| found.get(tag.as_str()))?;
+    Some(resolved(sha, &tag))
+}
+
+/// The git subcommand among `args`, for messages.
+fn subcommand<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let mut args = args.iter().map(|a| a.as_ref().to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--work-tree" {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return arg.into_owned();
+        }
+    }
+    String::new()
+}
+
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a remote already names its protocol (`https://`, `ssh://`, `git@host:path`).
+fn is_transport(remote: &str) -> bool {
+    ["http://", "https://", "git://", "ssh://", "file://"]
+        .iter()
+        .any(|p| remote.starts_with(p))
+        || remote
+            .split_once(':')
+            .is_some_and(|(user_host, _)| user_host.contains('@') && !user_host.contains('/'))
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GitError + use<> {
+    let path = path.to_path_buf();
+    move |source| GitError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn identifiers_and_urls() {
+        let s =
+            GitSource::parse("github.com/moby/buildkit.git#v0.8.0:/docs/", &attrs(&[])).unwrap();
+        assert_eq!(s.url, "https://github.com/moby/buildkit.git");
+        assert_eq!(s.reference.as_deref(), Some("v0.8.0"));
+        assert_eq!(s.subdir.as_deref(), Some("docs"));
+        let s = GitSource::parse(
+            "127.0.0.1:9418/r.git#:sub",
+            &attrs(&[
+                ("git.fullurl", "git://127.0.0.1:9418/r.git"),
+                ("git.keepgitdir", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.url, "git://127.0.0.1:9418/r.git");
+        assert_eq!((s.reference, s.subdir.as_deref()), (None, Some("sub")));
+        assert!(s.keep_git_dir);
+        assert!(is_transport("git@github.com:o/r.git"));
+        assert!(!is_transport("github.com/o/r.git"));
+        assert!(GitSource::parse("#main", &attrs(&[])).is_err());
+    }
+
+    const LS_REMOTE: &str = "ref: refs/heads/main\tHEAD\n\
+        1111111111111111111111111111111111111111\tHEAD\n\
+        2222222222222222222222222222222222222222\trefs/heads/v1\n\
+        3333333333333333333333333333333333333333\trefs/tags/v1\n\
+        4444444444444444444444444444444444444444\trefs/tags/v2\n\
+        5555555555555555555555555555555555555555\trefs/tags/v2^{}\n";
+
+    #[test]
+    fn refs_resolve_as_git_checkout_would() {
+        let head = pick_ref(LS_REMOTE, "HEAD").unwrap();
+        assert_eq!(head.commit, "1".repeat(40));
+        assert_eq!(head.fetch_ref.as_deref(), Some("refs/heads/main"));
+        let branch = pick_ref(LS_REMOTE, "v1").unwrap();
+        assert_eq!(branch.commit, "2".repeat(40), "branches win over tags");
+        let tag = pick_ref(LS_REMOTE, "refs/tags/v1").unwrap();
+        assert_eq!(tag.commit, "3".repeat(40));
+        let annotated = pick_ref(LS_REMOTE, "v2").unwrap();
+        assert_eq!(
+            annotated.commit,
+            "5".repeat(40),
+            "annotated tags are peeled"
+        );
+        assert_eq!(annotated.fetch_ref.as_deref(), Some("refs/tags/v2"));
+        assert_eq!(pick_ref(LS_REMOTE, "nope"), None);
+    }
+
+    #[test]
+    fn keys_follow_the_commit_and_the_layout() {
+        let s = GitSource::parse("h/r.git#main", &attrs(&[])).unwrap();
+        let a = Resolved {
+            commit: "a".repeat(40),
+            fetch_ref: Some("refs/heads/main".into()),
+        };
+        let b = Resolved {
+            commit: "b".repeat(40),
+            ..a.clone()
+        };
+        assert_ne!(s.snapshot_key(&a), s.snapshot_key(&b));
+        let sub = GitSource::parse("h/r.git#main:d", &attrs(&[])).unwrap();
+        assert_ne!(s.snapshot_key(&a), sub.snapshot_key(&a));
+        let keep = GitSource::parse("h/r.git#main", &attrs(&[("git.keepgitdir", "true")])).unwrap();
+        assert_ne!(s.snapshot_key(&a), keep.snapshot_key(&a));
+    }
+}
