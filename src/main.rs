@@ -48,9 +48,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.flush().map_err(|e| Failure::Command(e.into()))
         }
         Command::Build(ref opts) => build(opts, &cli.global),
-        _ if cli.global.addr.is_some() => Err(not_supported(
-            "--addr with du, prune, debug dump-llb or debug workers",
-        )),
+        Command::Du(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
+            bud::commands::remote::du(addr, opts, &mut std::io::stdout().lock()).await
+        }),
+        Command::Prune(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
+            bud::commands::remote::prune(addr, opts, &mut std::io::stdout().lock()).await
+        }),
+        Command::Debug(DebugCommand::Workers) if let Some(addr) = &cli.global.addr => {
+            block_on(async {
+                bud::commands::remote::workers(addr, &mut std::io::stdout().lock()).await
+            })
+        }
         Command::Du(opts) => Ok(state_root()
             .and_then(|s| bud::commands::du::run(&s, &opts, &mut std::io::stdout().lock()))
             .map_err(anyhow::Error::from)?),

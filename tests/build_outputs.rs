@@ -344,3 +344,35 @@ fn reads_a_dockerfile_or_a_context_archive_from_stdin() {
         "a message from the build context\n"
     );
 }
+
+#[test]
+fn du_and_workers_ask_the_daemon_with_addr() {
+    if !require_docker() {
+        return;
+    }
+    let bud = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bud"))
+            .args(["--addr", "docker://"])
+            .args(args)
+            .output()
+            .expect("run bud")
+    };
+    let workers = bud(&["debug", "workers"]);
+    let text = String::from_utf8_lossy(&workers.stdout);
+    assert!(
+        workers.status.success(),
+        "{}",
+        String::from_utf8_lossy(&workers.stderr)
+    );
+    assert!(
+        text.contains("Platforms:") && text.contains("linux/amd64"),
+        "{text}"
+    );
+    let du = bud(&["du"]);
+    assert!(
+        du.status.success(),
+        "{}",
+        String::from_utf8_lossy(&du.stderr)
+    );
+    assert!(String::from_utf8_lossy(&du.stdout).contains("Total:"));
+}

@@ -4,6 +4,7 @@
 pub mod du;
 pub mod format;
 pub mod prune;
+pub mod remote;
 pub mod workers;
 
 use crate::cache::meta::{MetaError, MetaStore};
