@@ -54,9 +54,19 @@ pub async fn run(
     let meta = Arc::new(MetaStore::open(&state.db_path())?);
     let meta_for_gc = meta.clone();
     let content = ContentStore::new(state.content_dir())?;
+    let config = crate::config::Config::load()?;
+    let registry = RegistryConfig {
+        insecure_registries: config
+            .registries
+            .iter()
+            .filter(|(_, r)| r.insecure)
+            .map(|(host, _)| host.clone())
+            .collect(),
+        ..RegistryConfig::default()
+    };
     let docker = docker_client().await;
     let images = Arc::new(BuildImages::new(
-        ImageSource::new(content.clone(), RegistryConfig::default(), docker.clone()),
+        ImageSource::new(content.clone(), registry.clone(), docker.clone()),
         opts.pull,
     ));
 
@@ -65,7 +75,8 @@ pub async fn run(
         Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
         None => {
             build(
-                opts, &inputs, &state, meta, &content, images, &progress, &exports, docker, cancel,
+                opts, &inputs, &state, meta, &content, images, &progress, &exports, docker,
+                &registry, cancel,
             )
             .await
         }
@@ -73,7 +84,7 @@ pub async fn run(
     progress.finish(result.is_ok());
     let report = result?;
     if global.addr.is_none() {
-        collect_garbage(&state, &meta_for_gc);
+        collect_garbage(&state, &meta_for_gc, &config.gc);
     }
     if let Some(path) = &opts.iidfile {
         let id = report
@@ -106,6 +117,7 @@ async fn build(
     progress: &ProgressSink,
     exports: &[Export],
     docker: Option<bollard::Docker>,
+    registry: &RegistryConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
     let converted = convert_dockerfile(opts, inputs, images.clone(), None, progress).await?;
@@ -165,19 +177,22 @@ async fn build(
     } else {
         None
     };
+    let targets = Targets {
+        docker: docker.as_ref(),
+        content,
+        registry,
+    };
     for e in exports {
-        export_one(
-            e,
-            &solver,
-            &result,
-            built.as_ref(),
-            docker.as_ref(),
-            content,
-            &mut report,
-        )
-        .await?;
+        export_one(e, &solver, &result, built.as_ref(), &targets, &mut report).await?;
     }
     Ok(report)
+}
+
+/// What exports write to: Docker, the content store (compressed layers), registries.
+struct Targets<'a> {
+    docker: Option<&'a bollard::Docker>,
+    content: &'a ContentStore,
+    registry: &'a RegistryConfig,
 }
 
 async fn export_one(
@@ -185,10 +200,14 @@ async fn export_one(
     solver: &Arc<Solver>,
     result: &crate::solver::Ref,
     built: Option<&export::BuiltImage>,
-    docker: Option<&bollard::Docker>,
-    content: &ContentStore,
+    targets: &Targets<'_>,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
+    let Targets {
+        docker,
+        content,
+        registry,
+    } = *targets;
     let need = || built.context("internal error: no image was assembled");
     match e {
         Export::DockerLoad { names } => {
@@ -231,6 +250,7 @@ async fn export_one(
         } => {
             let built = need()?;
             let mut push = PushOptions::new(content.clone());
+            push.registry = registry.clone();
             if *zstd {
                 push.compression = Compression::Zstd;
             }
@@ -411,15 +431,8 @@ fn metadata_json(report: &BuildReport) -> String {
 
 /// Keeps the cache within the configured policy after a build. The build already
 /// succeeded: a collection that fails is reported, not fatal.
-fn collect_garbage(state: &StateRoot, meta: &MetaStore) {
-    let config = match crate::config::Config::load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("warning: bud's config file: {e}; skipping cache garbage collection");
-            return;
-        }
-    };
-    match crate::gc::collect_configured(state, meta, &config.gc) {
+fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::GcConfig) {
+    match crate::gc::collect_configured(state, meta, policy) {
         Ok(Some(report)) if report.freed > 0 => {
             tracing::info!("garbage collection freed {} bytes", report.freed)
         }
