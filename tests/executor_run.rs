@@ -140,23 +140,26 @@ async fn cancel_kills_the_container_and_leaves_nothing() {
         return;
     }
     // A duration no other test uses, to find the process by its command line.
-    const MARKER: &str = "1000.4242";
+    const MARKER: &str = "300.4242";
     let sandbox = Sandbox::new();
-    let exec = sandbox.spec(&format!("echo started; exec sleep {MARKER}"));
+    // The sleep starts before the echo, so once "started" arrives the process exists.
+    let exec = sandbox.spec(&format!("sleep {MARKER} & echo started; wait"));
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(4);
     let canceller = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            // Cancel once the step is known to run.
+            // Cancel once the step is known to run; check what was seen only after
+            // cancelling, so that a surprise fails the test instead of hanging it.
             let first: Option<LogChunk> = rx.recv().await;
+            let running = !processes_with_arg(MARKER).is_empty();
+            cancel.cancel();
+            while rx.recv().await.is_some() {}
             assert_eq!(
                 first.map(|c| (c.stream, c.data)),
                 Some((Stream::Stdout, b"started\n".to_vec()))
             );
-            assert!(!processes_with_arg(MARKER).is_empty());
-            cancel.cancel();
-            while rx.recv().await.is_some() {}
+            assert!(running, "the step was not running when cancelled");
         })
     };
     let result = sandbox.runtime.run(&exec, tx, &cancel).await;
