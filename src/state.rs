@@ -37,7 +37,19 @@ impl StateRoot {
     }
 
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
-        let state = Self { root: root.into() };
+        let root = root.into();
+        // runc resolves bundle paths from its own working directory: keep every path absolute.
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map_err(|source| StateError::Create {
+                    path: root.clone(),
+                    source,
+                })?
+                .join(root)
+        };
+        let state = Self { root };
         for dir in [
             state.root.clone(),
             state.snapshots_dir(),

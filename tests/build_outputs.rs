@@ -376,3 +376,30 @@ fn du_and_workers_ask_the_daemon_with_addr() {
     );
     assert!(String::from_utf8_lossy(&du.stdout).contains("Total:"));
 }
+
+#[test]
+fn a_relative_state_root_works() {
+    if !ready() {
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .current_dir(cwd.path())
+        .args([
+            "--root",
+            "state",
+            "--progress",
+            "plain",
+            "-o",
+            "type=local,dest=out",
+        ])
+        .arg(testdata("hello"))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(cwd.path().join("out/greeting")).unwrap(),
+        "hello from root\n"
+    );
+    assert!(cwd.path().join("state/meta.db").is_file());
+}

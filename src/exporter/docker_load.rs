@@ -20,13 +20,15 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{ImportImageOptionsBuilder, ListImagesOptionsBuilder};
+use bollard::query_parameters::{
+    ImportImageOptionsBuilder, ListImagesOptionsBuilder, TagImageOptionsBuilder,
+};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc};
 
-use super::{ExportError, Image, Layer, chain_ids, docker_archive};
+use super::{ExportError, Image, ImageName, Layer, chain_ids, docker_archive};
 use crate::content::Digest;
 
 /// What a load did.
@@ -53,6 +55,17 @@ pub async fn load(
     tags: &[String],
 ) -> Result<Loaded, ExportError> {
     super::check_layers(image, layers)?;
+    // A rebuild from cache gives an image Docker already holds (its ID is the config's
+    // digest): naming it is all there is to do.
+    let image_id = Digest::of(&image.to_json()).to_string();
+    if docker.inspect_image(&image_id).await.is_ok() {
+        tag_all(docker, &image_id, tags).await?;
+        return Ok(Loaded {
+            image_id,
+            layers_skipped: layers.len(),
+            archive_size: 0,
+        });
+    }
     let skip = match layers_held(docker, layers).await {
         Ok(skip) => skip,
         Err(e) => {
@@ -74,6 +87,28 @@ pub async fn load(
         }
     }
     upload(docker, image, layers, tags, &HashSet::new()).await
+}
+
+async fn tag_all(docker: &Docker, image_id: &str, tags: &[String]) -> Result<(), ExportError> {
+    for tag in tags {
+        let name = ImageName::parse(tag)?;
+        let familiar = name.familiar();
+        let repo = familiar
+            .strip_suffix(&format!(":{}", name.tag))
+            .unwrap_or(&familiar);
+        let options = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(&name.tag)
+            .build();
+        docker
+            .tag_image(image_id, Some(options))
+            .await
+            .map_err(|source| ExportError::Docker {
+                action: "tagging the image",
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// The diff IDs of `layers` whose files the daemon does not need: every occurrence of the
