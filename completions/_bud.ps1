@@ -61,6 +61,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Name and optionally a tag in the ''name:tag'' format')
             [CompletionResult]::new('--tag', '--tag', [CompletionResultType]::ParameterName, 'Name and optionally a tag in the ''name:tag'' format')
             [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Set the target build stage to build')
+            [CompletionResult]::new('--trace', '--trace', [CompletionResultType]::ParameterName, 'Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build''s steps')
             [CompletionResult]::new('--ulimit', '--ulimit', [CompletionResultType]::ParameterName, 'Ulimit options for RUN steps (NAME=SOFT[:HARD])')
             [CompletionResult]::new('--rm', '--rm', [CompletionResultType]::ParameterName, 'Remove intermediate containers after a successful build (always the case with bud)')
             [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')

@@ -105,7 +105,7 @@ _bud() {
             return 0
             ;;
         bud__subcmd__build)
-            opts="-f -o -q -t -D -h --add-host --allow --build-arg --build-context --cache-from --cache-to --file --iidfile --label --load --metadata-file --network --no-cache --no-cache-filter --output --platform --progress --pull --push --quiet --secret --shm-size --ssh --tag --target --ulimit --rm --force-rm --addr --root --debug --help"
+            opts="-f -o -q -t -D -h --add-host --allow --build-arg --build-context --cache-from --cache-to --file --iidfile --label --load --metadata-file --network --no-cache --no-cache-filter --output --platform --progress --pull --push --quiet --secret --shm-size --ssh --tag --target --trace --ulimit --rm --force-rm --addr --root --debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -200,6 +200,10 @@ _bud() {
                     return 0
                     ;;
                 --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

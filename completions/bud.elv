@@ -57,6 +57,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand -t 'Name and optionally a tag in the ''name:tag'' format'
             cand --tag 'Name and optionally a tag in the ''name:tag'' format'
             cand --target 'Set the target build stage to build'
+            cand --trace 'Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build''s steps'
             cand --ulimit 'Ulimit options for RUN steps (NAME=SOFT[:HARD])'
             cand --rm 'Remove intermediate containers after a successful build (always the case with bud)'
             cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'

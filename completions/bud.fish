@@ -61,6 +61,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l shm-size -d 'Size of /
 complete -c bud -n "__fish_bud_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose to the build (default|ID[=SOCKET|KEY,...])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -s t -l tag -d 'Name and optionally a tag in the \'name:tag\' format' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l target -d 'Set the target build stage to build' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l trace -d 'Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build\'s steps' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l ulimit -d 'Ulimit options for RUN steps (NAME=SOFT[:HARD])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l rm -d 'Remove intermediate containers after a successful build (always the case with bud)' -r -f -a "true\t''
 false\t''"

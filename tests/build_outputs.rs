@@ -403,3 +403,46 @@ fn a_relative_state_root_works() {
     );
     assert!(cwd.path().join("state/meta.db").is_file());
 }
+
+#[test]
+fn on_a_terminal_progress_is_the_live_view_and_trace_writes_the_steps() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let trace = files.path().join("trace.json");
+    let command = format!(
+        "{} --root {} --trace {} -o type=tar,dest=/dev/null {}",
+        env!("CARGO_BIN_EXE_bud"),
+        root.path().display(),
+        trace.display(),
+        testdata("hello").display()
+    );
+    // util-linux's script gives bud a pseudo-terminal as stderr.
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("BUILDKIT_PROGRESS")
+        .output()
+        .expect("run script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("[+] Building"), "{screen}");
+    assert!(screen.contains("FINISHED"), "{screen}");
+    assert!(screen.contains("RUN echo"), "{screen}");
+    assert!(!screen.contains("#1 "), "not the plain format: {screen}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let names: Vec<&str> = doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("RUN echo")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.contains("COPY message.txt")),
+        "{names:?}"
+    );
+}

@@ -70,7 +70,11 @@ pub async fn run(
         opts.pull,
     ));
 
-    let progress = ProgressSink::new(crate::progress::renderer_for(opts.progress, opts.quiet));
+    let mut renderer = crate::progress::renderer_for(opts.progress, opts.quiet);
+    if let Some(path) = &opts.trace {
+        renderer = Box::new(crate::progress::TraceRenderer::new(renderer, path.clone()));
+    }
+    let progress = ProgressSink::new(renderer);
     let result = match &global.addr {
         Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
         None => {

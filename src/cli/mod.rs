@@ -170,6 +170,9 @@ pub struct BuildOptions {
     /// Set the target build stage to build
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build's steps
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Ulimit options for RUN steps (NAME=SOFT[:HARD])
     #[arg(long = "ulimit", value_name = "ULIMIT", value_parser = Ulimit::parse)]
     pub ulimits: Vec<Ulimit>,

@@ -4,6 +4,7 @@
 
 mod plain;
 mod rawjson;
+mod trace;
 mod tty;
 
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use std::time::SystemTime;
 
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
+pub use trace::TraceRenderer;
 pub use tty::{Clock, ProgressOutput, TtyRenderer, renderer_for};
 
 /// Which output a log chunk came from (BuildKit numbers them 1 and 2).
