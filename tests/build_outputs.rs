@@ -446,3 +446,52 @@ fn on_a_terminal_progress_is_the_live_view_and_trace_writes_the_steps() {
         "{names:?}"
     );
 }
+
+#[test]
+fn ssh_agent_sockets_are_forwarded_by_id() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // Any listening socket stands in for an agent: the step only checks it is there.
+    let default_sock = files.path().join("default.sock");
+    let deploy_sock = files.path().join("deploy.sock");
+    let _default = std::os::unix::net::UnixListener::bind(&default_sock).unwrap();
+    let _deploy = std::os::unix::net::UnixListener::bind(&deploy_sock).unwrap();
+    let dest = files.path().join("out");
+    let context = testdata("ssh");
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--progress", "plain", "--ssh", "default", "--ssh"])
+        .arg(format!("deploy={}", deploy_sock.display()))
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(&context)
+        .env("SSH_AUTH_SOCK", &default_sock)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("agent-path")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("deploy-ok")).unwrap(),
+        "deploy\n"
+    );
+    assert!(!dest.join("run/buildkit").exists(), "no mount stub left");
+
+    // Without an agent the optional mount is absent and the step's own check fails.
+    let out = bud(
+        root.path(),
+        &[
+            "--no-cache",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

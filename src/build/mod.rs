@@ -142,6 +142,7 @@ async fn build(
         no_cache: opts.no_cache,
         network_none: opts.network == "none",
         secrets: read_secrets(opts)?,
+        ssh_agents: ssh_agents(opts)?,
         ..Default::default()
     };
     solve_opts
@@ -315,6 +316,37 @@ fn read_secrets(opts: &BuildOptions) -> anyhow::Result<HashMap<String, Vec<u8>>>
         secrets.insert(s.id.clone(), data);
     }
     Ok(secrets)
+}
+
+/// `--ssh ID[=SOCKET]`: agent sockets by id; no socket means $SSH_AUTH_SOCK, as docker does.
+fn ssh_agents(opts: &BuildOptions) -> anyhow::Result<HashMap<String, std::path::PathBuf>> {
+    let mut agents = HashMap::new();
+    for spec in &opts.ssh {
+        let socket = match spec.paths.as_slice() {
+            [] => std::env::var_os("SSH_AUTH_SOCK")
+                .map(std::path::PathBuf::from)
+                .with_context(|| format!("--ssh {}: SSH_AUTH_SOCK is not set", spec.id))?,
+            [one] => one.clone(),
+            _ => bail!(
+                "--ssh {}: several sockets or keys are not supported yet",
+                spec.id
+            ),
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::metadata(&socket)
+            .with_context(|| format!("--ssh {}: {}", spec.id, socket.display()))?
+            .file_type()
+            .is_socket();
+        if !is_socket {
+            bail!(
+                "--ssh {}: {} is not an agent socket (private key files are not supported yet)",
+                spec.id,
+                socket.display()
+            );
+        }
+        agents.insert(spec.id.clone(), socket);
+    }
+    Ok(agents)
 }
 
 /// The embedded solver builds for the machine it runs on; `--platform` may name it.

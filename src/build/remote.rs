@@ -29,6 +29,9 @@ pub(super) async fn build(
         [one] => exporter_for(one)?,
         _ => bail!("with --addr, only one output per build is supported yet"),
     };
+    if !opts.ssh.is_empty() {
+        bail!("--ssh with --addr is not supported yet");
+    }
     let session_id = remote::new_session_id();
     let converted =
         convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;

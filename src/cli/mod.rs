@@ -261,7 +261,6 @@ pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
         (!o.cache_to.is_empty(), "--cache-to"),
         (o.platforms.len() > 1, "--platform with several platforms"),
         (o.shm_size.is_some(), "--shm-size"),
-        (!o.ssh.is_empty(), "--ssh"),
         (!o.ulimits.is_empty(), "--ulimit"),
     ];
     set.into_iter()

@@ -122,9 +122,13 @@ pub(super) async fn run(
                 },
                 None => continue,
             },
-            pb::MountType::Ssh => {
-                return Err(SolveError::Unsupported("RUN --mount=type=ssh".into()));
-            }
+            pb::MountType::Ssh => match ssh_agent(solver, m)? {
+                Some(source) => MountKind::Bind {
+                    source,
+                    readonly: false,
+                },
+                None => continue,
+            },
         };
         mounts.push(Mount {
             dest: m.dest.clone(),
@@ -396,6 +400,24 @@ fn secret_file(
         .map_err(SolveError::io("setting the mode of", &path))?;
     chown(&path, Some(opt.uid), Some(opt.gid)).map_err(SolveError::io("chowning", &path))?;
     Ok(Some(path))
+}
+
+/// The agent socket for `--mount=type=ssh`, bound into the step as it is (its owner and
+/// mode are the host's). `None` when an optional agent was not given.
+fn ssh_agent(solver: &Solver, m: &pb::Mount) -> Result<Option<PathBuf>, SolveError> {
+    let opt = m.ssh_opt.clone().unwrap_or_default();
+    let id = if opt.id.is_empty() {
+        "default"
+    } else {
+        &opt.id
+    };
+    match solver.opts.ssh_agents.get(id) {
+        Some(socket) => Ok(Some(socket.clone())),
+        None if opt.optional => Ok(None),
+        None => Err(SolveError::Other(format!(
+            "no SSH agent for id {id:?}: pass one with --ssh {id}[=SOCKET]"
+        ))),
+    }
 }
 
 /// The last lines of a step's output.

@@ -114,6 +114,8 @@ pub struct SolveOptions {
     pub local_dirs: HashMap<String, PathBuf>,
     /// `--secret` values by id.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// `--ssh` agent sockets by id.
+    pub ssh_agents: HashMap<String, PathBuf>,
     /// `--add-host` entries.
     pub extra_hosts: Vec<(String, String)>,
     /// `--no-cache`: run every step, still recording the results.

@@ -73,7 +73,7 @@ impl ExecOutputs {
 /// Runs `builder.meta.args` with `builder.root` at `/` and the other mounts.
 pub fn exec(builder: ExecBuilder) -> Result<ExecOutputs, LlbError> {
     let ExecBuilder {
-        meta,
+        mut meta,
         root,
         mut mounts,
         network,
@@ -86,6 +86,17 @@ pub fn exec(builder: ExecBuilder) -> Result<ExecOutputs, LlbError> {
     }
     if meta.cwd.is_empty() {
         return Err(LlbError::EmptyCwd);
+    }
+    // As Go's client does: a step with an SSH agent finds the first one through
+    // SSH_AUTH_SOCK unless it sets the variable itself.
+    let first_ssh = mounts
+        .iter()
+        .find(|m| matches!(m.kind, MountKind::Ssh(_)))
+        .map(|m| m.dest.clone());
+    if let Some(dest) = first_ssh
+        && !meta.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+    {
+        meta.env.push(format!("SSH_AUTH_SOCK={dest}"));
     }
     let mut seen = BTreeSet::from(["/".to_owned()]);
     for m in &mounts {
