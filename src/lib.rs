@@ -18,4 +18,5 @@ pub mod snapshot;
 pub mod solver;
 pub mod source;
 pub mod state;
+pub mod timefmt;
 pub mod userdb;

@@ -157,8 +157,8 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
     }
 }
 
-/// Sizes as BuildKit prints them: 37B, 1.05kB, 3.20MB (decimal units).
-fn bytes(n: u64) -> String {
+/// Sizes as BuildKit and buildx print them: 37B, 1.05kB, 3.20MB (decimal units).
+pub(super) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
     if n < 1000 {
         return format!("{n}B");

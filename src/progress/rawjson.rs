@@ -35,32 +35,8 @@ impl<W: Write + Send> RawJsonRenderer<W> {
     }
 }
 
-/// RFC 3339 with nanoseconds, UTC, as Go marshals time.Time.
 fn timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    crate::timefmt::rfc3339_of(t)
 }
 
 impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
@@ -137,17 +113,6 @@ impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
 mod tests {
     use super::*;
     use crate::progress::Stream;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
-        assert_eq!(timestamp(t), "2023-11-14T22:13:20.000000005Z");
-        assert_eq!(
-            timestamp(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00.000000000Z"
-        );
-    }
 
     #[test]
     fn one_status_object_per_line() {

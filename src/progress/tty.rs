@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::plain::bytes;
 use super::{Event, PlainRenderer, QuietRenderer, RawJsonRenderer, Renderer};
 use crate::cli::Progress;
 
@@ -469,21 +470,6 @@ fn status_text(s: &Status) -> String {
         None => String::new(),
     };
     format!(" => => {}{progress}", s.id)
-}
-
-/// Sizes as buildx's view prints them: 37B, 1.05kB, 3.20MB (decimal units).
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n}B");
-    }
-    let mut v = n as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.2}{}", UNITS[unit])
 }
 
 fn fit(text: &str, width: usize) -> String {
