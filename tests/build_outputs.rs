@@ -495,3 +495,50 @@ fn ssh_agent_sockets_are_forwarded_by_id() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn copy_link_layers_stay_the_same_on_a_new_base() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("link");
+    let layers = |tag: &str| -> Vec<String> {
+        let json = docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            tag,
+        ]);
+        serde_json::from_str(&json).unwrap()
+    };
+    let one = "bud-test/link:one";
+    let two = "bud-test/link:two";
+    ok(&bud(root.path(), &["-t", one, context.to_str().unwrap()]));
+    let second = ok(&bud(
+        root.path(),
+        &[
+            "--build-arg",
+            "BASE=two",
+            "-t",
+            two,
+            context.to_str().unwrap(),
+        ],
+    ));
+    let copy_cached = second
+        .lines()
+        .skip_while(|l| !l.ends_with("] COPY --link app.txt /app/"))
+        .nth(1)
+        .is_some_and(|l| l.ends_with(" CACHED"));
+    assert!(copy_cached, "the linked copy did not rerun: {second}");
+    assert_eq!(
+        docker_ok(&["run", "--rm", two, "cat", "/combined"]),
+        "app\ntwo"
+    );
+    let (a, b) = (layers(one), layers(two));
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_ne!(a[1], b[1], "the RUN layers differ");
+    assert_eq!(a[2], b[2], "the linked layer is byte-identical");
+    docker_ok(&["image", "rm", one, two]);
+}

@@ -285,6 +285,9 @@ async fn convert_dockerfile(
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
     let mut convert_opts = convert_options(opts, inputs)?;
+    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
+    // plain copy, as BuildKit's own frontend does there.
+    convert_opts.caps.merge_op = session_id.is_none();
     convert_opts.session_id = session_id;
     let dockerfile = inputs.dockerfile.clone();
     let converted = tokio::task::spawn_blocking(move || {
@@ -392,9 +395,7 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
         excludes: inputs.excludes.clone(),
         no_cache,
         caps: SolverCaps {
-            // The embedded solver has no MergeOp yet: `COPY --link` falls back to a plain
-            // copy, as BuildKit's frontend does on daemons without it.
-            merge_op: false,
+            merge_op: true,
             bind_read_write_no_output: true,
         },
         ..ConvertOptions::default()

@@ -176,6 +176,15 @@ impl MetaStore {
         Ok(record.clone())
     }
 
+    /// Records `key` for an existing snapshot (an op whose result another op made).
+    pub fn alias(&self, key: &str, id: &str) -> Result<(), MetaError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO cache_keys (key, snapshot) VALUES (?1, ?2)",
+            params![key, id],
+        )?;
+        Ok(())
+    }
+
     pub fn snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, MetaError> {
         get_snapshot(&self.conn(), id)
     }

@@ -9,6 +9,7 @@
 //! [`diff::write_layer`].
 
 pub mod apply;
+pub mod clone;
 pub mod copy;
 pub mod diff;
 pub mod overlay;

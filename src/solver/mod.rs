@@ -11,6 +11,7 @@ mod exec;
 mod file;
 mod graph;
 mod key;
+mod merge;
 pub mod snapshots;
 mod source;
 
@@ -342,7 +343,7 @@ impl Solver {
         let result = match op {
             pb::op::Op::Exec(e) => exec::run(self, vertex, e, &inputs, &key, cancel).await,
             pb::op::Op::File(f) => file::run(self, vertex, f, &inputs, &key).await,
-            pb::op::Op::Merge(_) => Err(SolveError::Unsupported("MergeOp".into())),
+            pb::op::Op::Merge(m) => merge::run(self, vertex, m, &inputs, &key).await,
             pb::op::Op::Diff(_) => Err(SolveError::Unsupported("DiffOp".into())),
             pb::op::Op::Build(_) => Err(SolveError::Unsupported("BuildOp".into())),
             _ => Err(SolveError::Unsupported("this op kind".into())),
