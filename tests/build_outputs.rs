@@ -542,3 +542,41 @@ fn copy_link_layers_stay_the_same_on_a_new_base() {
     assert_eq!(a[2], b[2], "the linked layer is byte-identical");
     docker_ok(&["image", "rm", one, two]);
 }
+
+#[test]
+fn without_docker_the_image_is_built_and_the_error_says_how_to_get_it() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("registry-base");
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--progress", "plain", "-t", "bud-test/no-docker"])
+        .arg(&context)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Docker is not reachable"), "{err}");
+    assert!(err.contains("-o type=docker,dest="), "{err}");
+    // The base came from the registry, and the built result is usable from the cache.
+    let dest = root.path().join("out");
+    let again = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--progress", "plain", "-o"])
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(&context)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let text = ok(&again);
+    assert!(text.contains("CACHED"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("origin")).unwrap(),
+        "from-registry\n"
+    );
+}

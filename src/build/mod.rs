@@ -187,9 +187,35 @@ async fn build(
         content,
         registry,
     };
+    // The export shows as one more step, as BuildKit's "exporting to image" does.
+    const EXPORT_VERTEX: &str = "bud-export";
+    progress.started(EXPORT_VERTEX, "exporting to image");
+    let mut exported = Ok(());
     for e in exports {
-        export_one(e, &solver, &result, built.as_ref(), &targets, &mut report).await?;
+        exported = export_one(e, &solver, &result, built.as_ref(), &targets, &mut report).await;
+        if exported.is_err() {
+            break;
+        }
     }
+    match &exported {
+        Ok(()) => {
+            if let Some(id) = report.image_id.as_ref().or(report.config_digest.as_ref()) {
+                progress.done(EXPORT_VERTEX, &format!("writing image {id}"));
+            }
+            for name in &report.names {
+                let full = bud_frontend::reference::Reference::parse(name)
+                    .map(|r| match &r.tag {
+                        Some(tag) => format!("{}:{tag}", r.name()),
+                        None => r.name(),
+                    })
+                    .unwrap_or_else(|_| name.clone());
+                progress.done(EXPORT_VERTEX, &format!("naming to {full}"));
+            }
+            progress.completed(EXPORT_VERTEX, None);
+        }
+        Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
+    }
+    exported?;
     Ok(report)
 }
 
@@ -480,7 +506,16 @@ fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::
 
 /// The local Docker daemon, if one answers (DOCKER_HOST or the default socket).
 pub(crate) async fn docker_client() -> Option<bollard::Docker> {
-    let docker = bollard::Docker::connect_with_socket_defaults().ok()?;
+    let docker = match std::env::var("DOCKER_HOST") {
+        Err(_) => bollard::Docker::connect_with_socket_defaults().ok()?,
+        Ok(host) if host.starts_with("unix://") => {
+            bollard::Docker::connect_with_socket(&host, 120, bollard::API_DEFAULT_VERSION).ok()?
+        }
+        Ok(host) => {
+            eprintln!("warning: DOCKER_HOST={host}: only unix:// sockets are supported yet");
+            return None;
+        }
+    };
     docker.ping().await.ok()?;
     Some(docker)
 }

@@ -120,6 +120,18 @@ impl ProgressSink {
         });
     }
 
+    /// A finished sub-task of a vertex, such as `writing image sha256:…`.
+    pub fn done(&self, vertex: &str, what: &str) {
+        self.emit(Event::Status {
+            vertex: vertex.to_string(),
+            id: what.to_string(),
+            current: 0,
+            total: None,
+            done: true,
+            at: SystemTime::now(),
+        });
+    }
+
     pub fn completed(&self, vertex: &str, error: Option<String>) {
         self.emit(Event::Completed {
             vertex: vertex.to_string(),
