@@ -580,3 +580,35 @@ fn without_docker_the_image_is_built_and_the_error_says_how_to_get_it() {
         "from-registry\n"
     );
 }
+
+#[test]
+fn cache_mounts_persist_across_builds() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let context = testdata("cache-mount");
+    for expected in ["1", "2"] {
+        let dest = out.path().join(expected);
+        ok(&bud(
+            root.path(),
+            &[
+                "--no-cache",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+                context.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(
+            std::fs::read_to_string(dest.join("runs-seen"))
+                .unwrap()
+                .trim(),
+            expected
+        );
+        assert!(
+            !dest.join("cache/runs").exists(),
+            "the cache is not in the image"
+        );
+    }
+}

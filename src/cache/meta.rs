@@ -135,9 +135,28 @@ impl MetaStore {
         record: &SnapshotRecord,
         keys: &[&str],
     ) -> Result<SnapshotRecord, MetaError> {
+        self.commit_with(record, keys, false)
+    }
+
+    /// Records a snapshot that replaces whatever the keys pointed at (a step run again with
+    /// `--no-cache`: later builds must see the new result).
+    pub fn commit_replacing(
+        &self,
+        record: &SnapshotRecord,
+        keys: &[&str],
+    ) -> Result<SnapshotRecord, MetaError> {
+        self.commit_with(record, keys, true)
+    }
+
+    fn commit_with(
+        &self,
+        record: &SnapshotRecord,
+        keys: &[&str],
+        replace: bool,
+    ) -> Result<SnapshotRecord, MetaError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for key in keys {
+        for key in keys.iter().filter(|_| !replace) {
             let existing: Option<String> = tx
                 .query_row(
                     "SELECT snapshot FROM cache_keys WHERE key = ?1",
@@ -519,6 +538,16 @@ mod tests {
         let winner = s.commit(&record("b", None), &["k"]).unwrap();
         assert_eq!(winner.id, "a");
         assert!(s.snapshot("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_replacing_commit_takes_over_the_key() {
+        let (_d, s) = store();
+        s.commit(&record("a", None), &["k"]).unwrap();
+        let new = s.commit_replacing(&record("b", None), &["k"]).unwrap();
+        assert_eq!(new.id, "b");
+        assert_eq!(s.lookup("k").unwrap().unwrap().id, "b");
+        assert!(s.snapshot("a").unwrap().is_some(), "the old one stays for GC");
     }
 
     #[test]

@@ -225,23 +225,16 @@ pub(super) async fn run(
     let count = super::key::output_count(&pb::op::Op::Exec(exec.clone()));
     let mut results: Vec<Option<Ref>> = vec![None; count];
     if root_mount.output >= 0 {
-        let r = snapshots.commit(
+        let r = solver.commit_step(
+            vertex,
             root_ws,
             &root_base,
-            SnapshotKind::Layer,
             &output_key(key, root_mount.output as usize),
-            &vertex.name,
         )?;
         results[root_mount.output as usize] = Some(r);
     }
     for (output, base, ws) in outputs {
-        let r = snapshots.commit(
-            ws,
-            &base,
-            SnapshotKind::Layer,
-            &output_key(key, output as usize),
-            &vertex.name,
-        )?;
+        let r = solver.commit_step(vertex, ws, &base, &output_key(key, output as usize))?;
         results[output as usize] = Some(r);
     }
     results
@@ -323,6 +316,28 @@ async fn cache_dir(
     let id = if opt.id.is_empty() { &m.dest } else { &opt.id };
     let name = hex::encode(Sha256::digest(id.as_bytes()));
     let dir = solver.snapshots.state.cache_mounts_dir().join(&name);
+    // Leased before it exists and recorded, so that garbage collection (in this process
+    // after the build, or in another) neither takes it for an orphan nor removes it in use.
+    let meta = &solver.snapshots.meta;
+    meta.lease(&solver.snapshots.owner, &[&name])?;
+    let key = format!("cache-mount:{name}");
+    if meta.lookup(&key)?.is_none() {
+        let now = crate::cache::meta::now();
+        meta.commit(
+            &crate::cache::meta::SnapshotRecord {
+                id: name.clone(),
+                parent: None,
+                kind: SnapshotKind::CacheMount,
+                size: 0,
+                diff_id: None,
+                description: format!("cache mount {id}"),
+                created: now,
+                last_used: now,
+                usage_count: 1,
+            },
+            &[&key],
+        )?;
+    }
     if !dir.exists() {
         // A new cache starts as a copy of the mount's input (the frontend seeds it with the
         // directory owner and mode the Dockerfile asked for).

@@ -5,7 +5,6 @@
 use bud_frontend::dockerignore::PatternMatcher;
 use bud_proto::pb;
 
-use crate::cache::meta::SnapshotKind;
 use crate::fileop::{self, CopyAction, CopyFilter, Owner, wildcard};
 use crate::userdb::{ChownSpec, IdSpec, resolve_owner};
 
@@ -48,13 +47,7 @@ pub(super) async fn run(
     })
     .await
     .map_err(|e| SolveError::Other(format!("file operation: {e}")))??;
-    let r = solver.snapshots.commit(
-        ws,
-        &base,
-        SnapshotKind::Layer,
-        &output_key(key, 0),
-        &vertex.name,
-    )?;
+    let r = solver.commit_step(vertex, ws, &base, &output_key(key, 0))?;
     Ok(vec![r])
 }
 

@@ -361,6 +361,24 @@ impl Solver {
         })
     }
 
+    /// Commits a step's result; a step that ran because the cache was to be ignored
+    /// replaces what its key recorded.
+    pub(crate) fn commit_step(
+        &self,
+        vertex: &graph::Vertex,
+        ws: snapshots::Workspace,
+        parent: &Ref,
+        key: &str,
+    ) -> Result<Ref, SolveError> {
+        let kind = crate::cache::meta::SnapshotKind::Layer;
+        if self.opts.no_cache || vertex.ignore_cache {
+            self.snapshots
+                .commit_replacing(ws, parent, kind, key, &vertex.name)
+        } else {
+            self.snapshots.commit(ws, parent, kind, key, &vertex.name)
+        }
+    }
+
     /// All outputs of an op from the cache, or none: a partial hit reruns the step.
     fn lookup_outputs(&self, key: &str, op: &pb::op::Op) -> Result<Option<Vec<Ref>>, SolveError> {
         let count = key::output_count(op);

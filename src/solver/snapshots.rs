@@ -257,6 +257,31 @@ impl Snapshots {
         key: &str,
         description: &str,
     ) -> Result<Ref, SolveError> {
+        self.commit_with(ws, parent, kind, key, description, false)
+    }
+
+    /// Like [`Snapshots::commit`], but the new snapshot replaces what `key` recorded: a
+    /// step that ran despite a cached result (`--no-cache`) updates the cache.
+    pub fn commit_replacing(
+        &self,
+        ws: Workspace,
+        parent: &Ref,
+        kind: SnapshotKind,
+        key: &str,
+        description: &str,
+    ) -> Result<Ref, SolveError> {
+        self.commit_with(ws, parent, kind, key, description, true)
+    }
+
+    fn commit_with(
+        &self,
+        ws: Workspace,
+        parent: &Ref,
+        kind: SnapshotKind,
+        key: &str,
+        description: &str,
+        replace: bool,
+    ) -> Result<Ref, SolveError> {
         let parent_id = parent.snapshot_id().map(str::to_string);
         let id = unique_name();
         let dest = self.layer_dir(&id);
@@ -278,7 +303,11 @@ impl Snapshots {
             last_used: now,
             usage_count: 1,
         };
-        let winner = self.meta.commit(&record, &[key])?;
+        let winner = if replace {
+            self.meta.commit_replacing(&record, &[key])?
+        } else {
+            self.meta.commit(&record, &[key])?
+        };
         if winner.id != id {
             self.meta.lease(&self.owner, &[&winner.id])?;
             remove_dir(&self.state, &dest);
