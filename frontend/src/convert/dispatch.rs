@@ -122,7 +122,12 @@ pub fn dispatch_all(
             context_paths: BTreeSet::new(),
             declared: BTreeSet::new(),
         };
-        for cmd in &node.commands {
+        let commands = if node.overridden {
+            &[][..]
+        } else {
+            &node.commands[..]
+        };
+        for cmd in commands {
             stage
                 .dispatch(cmd)
                 .map_err(|kind| kind.at(cmd.command.location.start_line))?;

@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod gofmt;
 mod image;
+mod named;
 mod platform;
 mod run;
 mod stages;
@@ -32,6 +33,7 @@ use crate::shell::Lexer;
 pub use env::EnvList;
 pub use error::{ConvertError, ConvertErrorKind};
 pub use image::{DEFAULT_PATH, ImageConfig};
+pub use named::NamedContext;
 pub use platform::Platform;
 
 /// What a build asks of the conversion besides the Dockerfile.
@@ -59,6 +61,10 @@ pub struct ConvertOptions {
     pub cache_id_namespace: String,
     /// LLB features the solver supports, where the conversion depends on them.
     pub caps: SolverCaps,
+    /// `--build-context`s by name; they take the place of stages and images so named.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--ulimit`s, set on every RUN.
+    pub ulimits: Vec<pb::Ulimit>,
 }
 
 impl Default for ConvertOptions {
@@ -75,6 +81,8 @@ impl Default for ConvertOptions {
             no_cache: NoCache::None,
             cache_id_namespace: String::new(),
             caps: SolverCaps::default(),
+            named_contexts: BTreeMap::new(),
+            ulimits: Vec::new(),
         }
     }
 }
@@ -170,7 +178,7 @@ pub fn convert(
     let mut graph = stages::Graph::build(&file, &meta.env, &lexer, opts)?;
     let target = graph.target(opts.target.as_deref())?;
     graph.check_cycles()?;
-    let reachable = graph.resolve(target, resolver, &platforms, &lexer)?;
+    let reachable = graph.resolve(target, resolver, &platforms, &lexer, opts)?;
 
     let ctx = dispatch::Context {
         opts,

@@ -107,6 +107,7 @@ impl Stage<'_, '_> {
             cwd: self.st.dir.clone(),
             user: self.st.user.clone(),
             proxy_env: self.ctx.proxy_env.clone(),
+            ulimit: self.ctx.opts.ulimits.clone(),
             ..Default::default()
         };
         let outputs = llb::exec(ExecBuilder {

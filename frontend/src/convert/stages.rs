@@ -9,6 +9,7 @@ use super::dispatch::prefix_command;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
+use super::named;
 use super::platform::Platform;
 use crate::instructions::{self, Command, CommandKind, Dockerfile};
 use crate::llb::{self, Constraints, ImageOptions, State};
@@ -66,6 +67,8 @@ pub struct StageNode {
     pub cmd_total: usize,
     pub ignore_cache: bool,
     pub resolved: Option<ResolvedBase>,
+    /// A named context of the stage's name replaces it: its instructions are not run.
+    pub overridden: bool,
     onbuild_done: bool,
 }
 
@@ -122,7 +125,15 @@ impl Graph {
                     Some(parsed)
                 }
             };
-            let base = graph.base_of(&base_name);
+            let overridden = st
+                .name
+                .as_deref()
+                .is_some_and(|name| named::lookup(opts, name).is_some());
+            let base = if overridden {
+                Base::Image
+            } else {
+                graph.base_of(&base_name)
+            };
             let mut total = usize::from(base_name != SCRATCH && !matches!(base, Base::Stage(_)));
             total += st.commands.iter().filter(|c| counts(&c.kind)).count();
             graph.stages.push(StageNode {
@@ -140,6 +151,7 @@ impl Graph {
                 cmd_total: total,
                 ignore_cache: opts.no_cache.applies_to(st.name.as_deref()),
                 resolved: None,
+                overridden,
                 onbuild_done: false,
             });
         }
@@ -200,6 +212,7 @@ impl Graph {
             cmd_total: 0,
             ignore_cache: false,
             resolved: None,
+            overridden: false,
             onbuild_done: false,
         });
         index
@@ -354,6 +367,7 @@ impl Graph {
         resolver: &dyn super::ImageResolver,
         platforms: &Platforms,
         lexer: &Lexer,
+        opts: &ConvertOptions,
     ) -> Result<BTreeSet<usize>, ConvertError> {
         loop {
             let reachable = self.reachable(target);
@@ -361,7 +375,7 @@ impl Graph {
                 if self.stages[s].resolved.is_none()
                     && !matches!(self.stages[s].base, Base::Stage(_))
                 {
-                    if let Some(resolved) = self.resolve_base(s, resolver, platforms)? {
+                    if let Some(resolved) = self.resolve_base(s, resolver, platforms, opts)? {
                         self.stages[s].resolved = Some(resolved);
                     }
                 }
@@ -372,6 +386,9 @@ impl Graph {
                     continue;
                 }
                 self.stages[s].onbuild_done = true;
+                if self.stages[s].overridden {
+                    continue;
+                }
                 let triggers: Vec<String> = match self.stages[s].base {
                     Base::Stage(b) => self.stages[b]
                         .commands
@@ -416,12 +433,22 @@ impl Graph {
         s: usize,
         resolver: &dyn super::ImageResolver,
         platforms: &Platforms,
+        opts: &ConvertOptions,
     ) -> Result<Option<ResolvedBase>, ConvertError> {
         let node = &self.stages[s];
         let platform = node
             .platform
             .clone()
             .unwrap_or_else(|| platforms.target.clone());
+        if !matches!(node.base, Base::Stage(_)) {
+            let name = match &node.name {
+                Some(name) if node.overridden => name,
+                _ => &node.base_name,
+            };
+            if let Some((key, context)) = named::lookup(opts, name) {
+                return named::load(context, key, &platform, opts, resolver, node.line).map(Some);
+            }
+        }
         match node.base {
             Base::Stage(_) => Ok(None),
             Base::Scratch => Ok(Some(ResolvedBase {
