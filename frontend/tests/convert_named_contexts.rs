@@ -1,4 +1,4 @@
-//! `--build-context` named contexts and `--ulimit` in the conversion.
+//! `--build-context` named contexts, `--ulimit` and `--shm-size` in the conversion.
 
 mod common;
 
@@ -126,4 +126,41 @@ fn ulimits_are_set_on_every_run() {
         .flat_map(|m| m.caps.keys().cloned())
         .collect();
     assert!(caps.contains(&"exec.meta.ulimit".to_owned()), "{caps:?}");
+}
+
+#[test]
+fn shm_size_is_a_sized_tmpfs_on_dev_shm() {
+    let mut o = opts();
+    o.shm_size = Some(128 << 20);
+    let c = build_with("FROM busybox\nRUN a\n", &o);
+    let exec = &execs(&c)[0];
+    let shm = exec["mounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["dest"] == "/dev/shm"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(shm["mountType"], "TMPFS", "{exec}");
+    assert_eq!(shm["TmpfsOpt"]["size"], 128 << 20);
+
+    // A RUN that mounts its own /dev/shm keeps it.
+    let c = build_with(
+        "FROM busybox\nRUN --mount=type=tmpfs,target=/dev/shm,size=1024 a\n",
+        &o,
+    );
+    let exec = &execs(&c)[0];
+    let sizes: Vec<&serde_json::Value> = exec["mounts"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["dest"] == "/dev/shm")
+                .map(|m| &m["TmpfsOpt"]["size"])
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(sizes, [&serde_json::json!(1024)]);
+
+    // Without sized tmpfs mounts in the solver, /dev/shm stays the default.
+    o.caps.tmpfs_size = false;
+    let c = build_with("FROM busybox\nRUN a\n", &o);
+    assert_eq!(execs(&c)[0]["mounts"].as_array().map(Vec::len), Some(1));
 }

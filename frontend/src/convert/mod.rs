@@ -65,6 +65,8 @@ pub struct ConvertOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// `--ulimit`s, set on every RUN.
     pub ulimits: Vec<pb::Ulimit>,
+    /// `--shm-size` in bytes: the size of /dev/shm in every RUN.
+    pub shm_size: Option<i64>,
 }
 
 impl Default for ConvertOptions {
@@ -83,6 +85,7 @@ impl Default for ConvertOptions {
             caps: SolverCaps::default(),
             named_contexts: BTreeMap::new(),
             ulimits: Vec::new(),
+            shm_size: None,
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct SolverCaps {
     pub merge_op: bool,
     /// `exec.mount.bind.readwrite-nooutput`: writable bind mounts produce no output.
     pub bind_read_write_no_output: bool,
+    /// `exec.mount.tmpfs.size`: tmpfs mounts with a size (`--shm-size`).
+    pub tmpfs_size: bool,
 }
 
 impl Default for SolverCaps {
@@ -123,6 +128,7 @@ impl Default for SolverCaps {
         SolverCaps {
             merge_op: true,
             bind_read_write_no_output: true,
+            tmpfs_size: true,
         }
     }
 }
