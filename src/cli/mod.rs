@@ -256,12 +256,9 @@ pub enum DumpFormat {
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
     let set = [
         (!o.allow.is_empty(), "--allow"),
-        (!o.build_contexts.is_empty(), "--build-context"),
         (!o.cache_from.is_empty(), "--cache-from"),
         (!o.cache_to.is_empty(), "--cache-to"),
         (o.platforms.len() > 1, "--platform with several platforms"),
-        (o.shm_size.is_some(), "--shm-size"),
-        (!o.ulimits.is_empty(), "--ulimit"),
     ];
     set.into_iter()
         .filter(|(on, _)| *on)
