@@ -104,7 +104,7 @@ pub struct BuildOptions {
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
     pub build_args: Vec<BuildArg>,
-    /// Additional build contexts (NAME=PATH|URL|docker-image://REF)
+    /// Additional build contexts (NAME=DIR|https://URL|docker-image://REF)
     #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = BuildContext::parse)]
     pub build_contexts: Vec<BuildContext>,
     /// External cache sources (type=registry,ref=IMAGE, or IMAGE)
