@@ -44,11 +44,39 @@ fn copy_from_a_directory_context_reads_its_local_source() {
         .find(|s| s["identifier"] == "local://extra")
         .unwrap_or_default();
     assert_eq!(extra["attrs"]["local.excludepatterns"], "[\"*.tmp\"]");
+    // Only what COPY reads is sent.
+    assert_eq!(extra["attrs"]["local.followpaths"], "[\"a.txt\"]");
     assert!(names(&c).contains(&"[context extra] load from client".to_owned()));
     assert_eq!(
         files(&c)[0]["Op"]["Op"]["file"]["actions"][0]["Action"]["copy"]["src"],
         "/a.txt"
     );
+}
+
+#[test]
+fn a_directory_context_is_sent_whole_when_a_run_may_read_it() {
+    let o = with_contexts(&[("extra", local("extra"))]);
+    let follow_paths = |dockerfile: &str| {
+        let c = build_with(dockerfile, &o);
+        let extra = sources(&c)
+            .into_iter()
+            .find(|s| s["identifier"] == "local://extra")
+            .unwrap_or_default();
+        assert!(extra.is_object(), "{:?}", identifiers(&c));
+        extra["attrs"]["local.followpaths"].clone()
+    };
+    assert_eq!(
+        follow_paths("FROM extra AS files\nFROM busybox\nCOPY --from=files /a.txt /\n"),
+        "[\"a.txt\"]"
+    );
+    assert!(
+        follow_paths(
+            "FROM extra AS files\nRUN cat /b > /a.txt\nFROM busybox\nCOPY --from=files /a.txt /\n"
+        )
+        .is_null()
+    );
+    assert!(follow_paths("FROM extra AS files\nFROM files\nCOPY a /\n").is_null());
+    assert!(follow_paths("FROM busybox\nRUN --mount=from=extra,target=/e cat /e/a\n").is_null());
 }
 
 #[test]
@@ -79,7 +107,11 @@ fn a_context_named_like_a_stage_replaces_the_stage() {
         &o,
     );
     assert!(execs(&c).is_empty(), "the stage's RUN is not dispatched");
-    assert!(identifiers(&c).contains(&"local://build".to_owned()));
+    let build = sources(&c)
+        .into_iter()
+        .find(|s| s["identifier"] == "local://build")
+        .unwrap_or_default();
+    assert_eq!(build["attrs"]["local.followpaths"], "[\"out\"]");
 }
 
 #[test]

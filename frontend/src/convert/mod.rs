@@ -195,6 +195,7 @@ pub fn convert(
     // First pass: learn which context paths are read.
     let first = dispatch::dispatch_all(&graph, &reachable, &ctx, &State::scratch())?;
     let context = main_context(opts, &first.context_paths);
+    graph.narrow_named_locals(target, &first.copied_from, opts);
     let mut result = dispatch::dispatch_all(&graph, &reachable, &ctx, &context)?;
 
     let mut stage = result.take(target);
@@ -234,25 +235,28 @@ pub fn convert(
 
 /// The `local://context` source, as BuildKit's `dockerui` client builds it.
 fn main_context(opts: &ConvertOptions, paths: &BTreeSet<String>) -> State {
-    // A build that reads "/" reads everything: no filter.
-    let follow_paths = if paths.contains("/") {
-        Vec::new()
-    } else {
-        paths
-            .iter()
-            .map(|p| p.trim_start_matches('/').to_owned())
-            .map(|p| if p.is_empty() { ".".to_owned() } else { p })
-            .collect()
-    };
     llb::local(
         &opts.context_name,
         LocalOptions {
             session_id: opts.session_id.clone(),
             exclude_patterns: opts.excludes.clone(),
-            follow_paths,
+            follow_paths: follow_paths(paths),
             shared_key_hint: Some(opts.context_name.clone()),
             constraints: Constraints::default().with_custom_name("[internal] load build context"),
             ..Default::default()
         },
     )
+}
+
+/// `local.followpaths` for the paths a build reads from a local source.
+fn follow_paths(paths: &BTreeSet<String>) -> Vec<String> {
+    // A build that reads "/" reads everything: no filter.
+    if paths.contains("/") {
+        return Vec::new();
+    }
+    paths
+        .iter()
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .map(|p| if p.is_empty() { ".".to_owned() } else { p })
+        .collect()
 }

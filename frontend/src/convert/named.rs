@@ -6,7 +6,7 @@ use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
 use super::platform::Platform;
 use super::stages::ResolvedBase;
-use crate::llb::{self, Constraints, HttpOptions, ImageOptions, LocalOptions};
+use crate::llb::{self, Constraints, HttpOptions, ImageOptions, LocalOptions, State};
 use crate::reference::Reference;
 
 /// What a named context is made of.
@@ -68,16 +68,7 @@ pub(super) fn load(
         NamedContext::Local {
             name: local,
             excludes,
-        } => Ok(empty(llb::local(
-            local,
-            LocalOptions {
-                session_id: opts.session_id.clone(),
-                exclude_patterns: excludes.clone(),
-                shared_key_hint: Some(format!("context:{name}-")),
-                constraints: named("load from client".to_owned()),
-                ..Default::default()
-            },
-        ))),
+        } => Ok(empty(local_state(name, local, excludes, Vec::new(), opts))),
         NamedContext::Http(url) => Ok(empty(llb::http(
             url,
             HttpOptions {
@@ -130,4 +121,26 @@ pub(super) fn load(
             })
         }
     }
+}
+
+/// The local source of a directory context, reading only `follow_paths` when not empty.
+pub(super) fn local_state(
+    name: &str,
+    local: &str,
+    excludes: &[String],
+    follow_paths: Vec<String>,
+    opts: &ConvertOptions,
+) -> State {
+    llb::local(
+        local,
+        LocalOptions {
+            session_id: opts.session_id.clone(),
+            exclude_patterns: excludes.to_vec(),
+            follow_paths,
+            shared_key_hint: Some(format!("context:{name}-")),
+            constraints: Constraints::default()
+                .with_custom_name(format!("[context {name}] load from client")),
+            ..Default::default()
+        },
+    )
 }

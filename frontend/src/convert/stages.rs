@@ -1,7 +1,7 @@
 //! The stage graph: bases, `COPY --from` and `RUN --mount=from=` edges, the target and
 //! what it needs, and the base images of the stages it needs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ConvertOptions;
 use super::args::Platforms;
@@ -9,7 +9,7 @@ use super::dispatch::prefix_command;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
-use super::named;
+use super::named::{self, NamedContext};
 use super::platform::Platform;
 use crate::instructions::{self, Command, CommandKind, Dockerfile};
 use crate::llb::{self, Constraints, ImageOptions, State};
@@ -69,6 +69,8 @@ pub struct StageNode {
     pub resolved: Option<ResolvedBase>,
     /// A named context of the stage's name replaces it: its instructions are not run.
     pub overridden: bool,
+    /// The named context the stage starts from, by its name.
+    pub named: Option<(String, NamedContext)>,
     onbuild_done: bool,
 }
 
@@ -152,6 +154,7 @@ impl Graph {
                 ignore_cache: opts.no_cache.applies_to(st.name.as_deref()),
                 resolved: None,
                 overridden,
+                named: None,
                 onbuild_done: false,
             });
         }
@@ -213,6 +216,7 @@ impl Graph {
             ignore_cache: false,
             resolved: None,
             overridden: false,
+            named: None,
             onbuild_done: false,
         });
         index
@@ -446,7 +450,9 @@ impl Graph {
                 _ => &node.base_name,
             };
             if let Some((key, context)) = named::lookup(opts, name) {
-                return named::load(context, key, &platform, opts, resolver, node.line).map(Some);
+                let resolved = named::load(context, key, &platform, opts, resolver, node.line)?;
+                self.stages[s].named = Some((key.to_owned(), context.clone()));
+                return Ok(Some(resolved));
             }
         }
         match node.base {
@@ -512,6 +518,48 @@ impl Graph {
                     platform,
                     from_counted: node.cmd_total > 0,
                 }))
+            }
+        }
+    }
+
+    /// Narrows each directory context that only `COPY --from` reads to the paths read, as
+    /// BuildKit does; one that a RUN may read, a mount, a later stage or the result is sent
+    /// whole.
+    pub fn narrow_named_locals(
+        &mut self,
+        target: usize,
+        copied_from: &BTreeMap<usize, BTreeSet<String>>,
+        opts: &ConvertOptions,
+    ) {
+        for s in 0..self.stages.len() {
+            let Some((
+                name,
+                NamedContext::Local {
+                    name: local,
+                    excludes,
+                },
+            )) = &self.stages[s].named
+            else {
+                continue;
+            };
+            let node = &self.stages[s];
+            let runs = !node.overridden
+                && node
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c.command.kind, CommandKind::Run(_)));
+            let read_whole = s == target
+                || runs
+                || self.stages.iter().any(|n| {
+                    n.base == Base::Stage(s)
+                        || n.commands.iter().any(|c| c.mount_sources.contains(&s))
+                });
+            let Some(paths) = copied_from.get(&s).filter(|_| !read_whole) else {
+                continue;
+            };
+            let state = named::local_state(name, local, excludes, super::follow_paths(paths), opts);
+            if let Some(resolved) = &mut self.stages[s].resolved {
+                resolved.state = state;
             }
         }
     }
