@@ -456,8 +456,8 @@ impl Tail {
     }
 }
 
-/// `Meta.ulimit` to a process limit; a negative value (`-1`) is unlimited, as Go's
-/// conversion to uint64 makes it in BuildKit.
+/// `Meta.ulimit` to a process limit; docker writes unlimited as `-1`, which BuildKit
+/// turns into RLIM_INFINITY by its conversion to uint64; any negative value is unlimited here.
 fn rlimit(u: &pb::Ulimit) -> Rlimit {
     let value = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
     Rlimit {
