@@ -41,7 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             [CompletionResult]::new('--add-host', '--add-host', [CompletionResultType]::ParameterName, 'Add a custom host-to-IP mapping (host:ip)')
             [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Allow extra privileged entitlement (network.host, security.insecure)')
             [CompletionResult]::new('--build-arg', '--build-arg', [CompletionResultType]::ParameterName, 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)')
-            [CompletionResult]::new('--build-context', '--build-context', [CompletionResultType]::ParameterName, 'Additional build contexts (NAME=PATH|URL|docker-image://REF)')
+            [CompletionResult]::new('--build-context', '--build-context', [CompletionResultType]::ParameterName, 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)')
             [CompletionResult]::new('--cache-from', '--cache-from', [CompletionResultType]::ParameterName, 'External cache sources (type=registry,ref=IMAGE, or IMAGE)')
             [CompletionResult]::new('--cache-to', '--cache-to', [CompletionResultType]::ParameterName, 'Cache export destinations (type=inline|registry|local,...)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)')

@@ -37,7 +37,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --add-host 'Add a custom host-to-IP mapping (host:ip)'
             cand --allow 'Allow extra privileged entitlement (network.host, security.insecure)'
             cand --build-arg 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)'
-            cand --build-context 'Additional build contexts (NAME=PATH|URL|docker-image://REF)'
+            cand --build-context 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)'
             cand --cache-from 'External cache sources (type=registry,ref=IMAGE, or IMAGE)'
             cand --cache-to 'Cache export destinations (type=inline|registry|local,...)'
             cand -f 'Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)'

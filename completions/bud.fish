@@ -38,7 +38,7 @@ complete -c bud -n "__fish_bud_needs_command" -f -a "help" -d 'Print this messag
 complete -c bud -n "__fish_bud_using_subcommand build" -l add-host -d 'Add a custom host-to-IP mapping (host:ip)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (network.host, security.insecure)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-arg -d 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)' -r
-complete -c bud -n "__fish_bud_using_subcommand build" -l build-context -d 'Additional build contexts (NAME=PATH|URL|docker-image://REF)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l build-context -d 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=IMAGE, or IMAGE)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-to -d 'Cache export destinations (type=inline|registry|local,...)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -s f -l file -d 'Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)' -r

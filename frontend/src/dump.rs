@@ -216,6 +216,13 @@ fn exec_json(e: &pb::ExecOp) -> Value {
                 }),
             )
             .s("hostname", &m.hostname)
+            .arr(
+                "ulimit",
+                m.ulimit
+                    .iter()
+                    .map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard}))
+                    .collect(),
+            )
             .b("removeMountStubsRecursive", m.remove_mount_stubs_recursive)
             .done()
     });

@@ -1,6 +1,7 @@
 //! `bud build`: read the inputs, convert the Dockerfile, solve the graph with the embedded
 //! solver, and export the result where the flags say.
 
+mod contexts;
 pub mod dump_llb;
 pub mod export;
 mod images;
@@ -26,6 +27,7 @@ use crate::solver::{SolveOptions, Solver};
 use crate::source::image::ImageSource;
 use crate::state::StateRoot;
 
+use contexts::NamedContexts;
 use images::BuildImages;
 use inputs::BuildInputs;
 use outputs::Export;
@@ -145,6 +147,9 @@ async fn build(
         ssh_agents: ssh_agents(opts)?,
         ..Default::default()
     };
+    solve_opts
+        .local_dirs
+        .extend(NamedContexts::read(&opts.build_contexts)?.local_dirs);
     solve_opts
         .local_dirs
         .insert("context".into(), inputs.context_dir.clone());
@@ -413,8 +418,25 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
     } else {
         NoCache::None
     };
+    let ulimits = opts
+        .ulimits
+        .iter()
+        .map(|u| bud_proto::pb::Ulimit {
+            name: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect();
+    let shm_size = opts
+        .shm_size
+        .map(i64::try_from)
+        .transpose()
+        .context("--shm-size is too large")?;
     Ok(ConvertOptions {
         target: opts.target.clone(),
+        named_contexts: NamedContexts::read(&opts.build_contexts)?.contexts,
+        ulimits,
+        shm_size,
         target_platform: target_platform(opts)?,
         build_args,
         labels,
@@ -423,6 +445,7 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
         caps: SolverCaps {
             merge_op: true,
             bind_read_write_no_output: true,
+            tmpfs_size: true,
         },
         ..ConvertOptions::default()
     })

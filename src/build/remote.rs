@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use bud_frontend::convert::NamedContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BuildOptions, SecretSource};
 use crate::progress::ProgressSink;
 use crate::remote::{self, Exporter, RemoteSolver, SolveRequest};
 
+use super::contexts::NamedContexts;
 use super::images::BuildImages;
 use super::inputs::BuildInputs;
 use super::outputs::{Dest, Export};
@@ -53,6 +55,19 @@ pub(super) async fn build(
         &dockerfile_dir,
         inputs.excludes.clone(),
     );
+    // Directory contexts are local sources of the session too, with their own .dockerignore.
+    let named = NamedContexts::read(&opts.build_contexts)?;
+    for (name, path) in named.local_dirs {
+        if req.local_dirs.contains_key(&name) {
+            bail!("--build-context {name}: with --addr, the name is taken by the main context");
+        }
+        let excludes = match named.contexts.get(&name) {
+            Some(NamedContext::Local { excludes, .. }) => excludes.clone(),
+            _ => Vec::new(),
+        };
+        req.local_dirs
+            .insert(name, remote::SyncedDir { path, excludes });
+    }
     req.secrets = opts
         .secrets
         .iter()

@@ -104,7 +104,7 @@ pub struct BuildOptions {
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
     pub build_args: Vec<BuildArg>,
-    /// Additional build contexts (NAME=PATH|URL|docker-image://REF)
+    /// Additional build contexts (NAME=DIR|https://URL|docker-image://REF)
     #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = BuildContext::parse)]
     pub build_contexts: Vec<BuildContext>,
     /// External cache sources (type=registry,ref=IMAGE, or IMAGE)
@@ -256,12 +256,9 @@ pub enum DumpFormat {
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
     let set = [
         (!o.allow.is_empty(), "--allow"),
-        (!o.build_contexts.is_empty(), "--build-context"),
         (!o.cache_from.is_empty(), "--cache-from"),
         (!o.cache_to.is_empty(), "--cache-to"),
         (o.platforms.len() > 1, "--platform with several platforms"),
-        (o.shm_size.is_some(), "--shm-size"),
-        (!o.ulimits.is_empty(), "--ulimit"),
     ];
     set.into_iter()
         .filter(|(on, _)| *on)

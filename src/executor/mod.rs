@@ -33,6 +33,16 @@ pub struct ExecSpec {
     /// `(host, ip)` pairs added to the generated /etc/hosts (`--add-host`).
     pub extra_hosts: Vec<(String, String)>,
     pub readonly_rootfs: bool,
+    /// Resource limits of the process (`--ulimit`); empty keeps bud's defaults.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One resource limit, named as `ulimit` and `--ulimit` name it (`nofile`, `nproc`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 impl ExecSpec {
@@ -51,6 +61,7 @@ impl ExecSpec {
             network: Network::Host,
             extra_hosts: Vec::new(),
             readonly_rootfs: false,
+            rlimits: Vec::new(),
         }
     }
 }

@@ -12,7 +12,7 @@ use oci_spec::runtime::{
     SpecBuilder, UserBuilder,
 };
 
-use super::{ExecError, ExecSpec, MountKind, Network, Result};
+use super::{ExecError, ExecSpec, MountKind, Network, Result, Rlimit};
 
 /// BuildKit's hostname for build containers.
 pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
@@ -184,6 +184,34 @@ fn nofile_limit() -> u64 {
         .map_or(NOFILE_LIMIT, |max| max.min(NOFILE_LIMIT))
 }
 
+fn posix_rlimit(limit: &Rlimit) -> Result<oci_spec::runtime::PosixRlimit> {
+    let typ = match limit.name.as_str() {
+        "core" => PosixRlimitType::RlimitCore,
+        "cpu" => PosixRlimitType::RlimitCpu,
+        "data" => PosixRlimitType::RlimitData,
+        "fsize" => PosixRlimitType::RlimitFsize,
+        "locks" => PosixRlimitType::RlimitLocks,
+        "memlock" => PosixRlimitType::RlimitMemlock,
+        "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+        "nice" => PosixRlimitType::RlimitNice,
+        "nofile" => PosixRlimitType::RlimitNofile,
+        "nproc" => PosixRlimitType::RlimitNproc,
+        "rss" => PosixRlimitType::RlimitRss,
+        "rtprio" => PosixRlimitType::RlimitRtprio,
+        "rttime" => PosixRlimitType::RlimitRttime,
+        "sigpending" => PosixRlimitType::RlimitSigpending,
+        "stack" => PosixRlimitType::RlimitStack,
+        other => {
+            return Err(ExecError::InvalidSpec(format!("unknown ulimit {other:?}")));
+        }
+    };
+    Ok(PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(limit.soft)
+        .hard(limit.hard)
+        .build()?)
+}
+
 /// Builds the runtime spec of `exec`, whose /etc/hosts and /etc/resolv.conf are bound from
 /// the given host files.
 pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spec> {
@@ -202,7 +230,22 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .effective(caps.clone())
         .permitted(caps)
         .build()?;
-    let nofile = nofile_limit();
+    let rlimits = if exec.rlimits.is_empty() {
+        let nofile = nofile_limit();
+        vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .hard(nofile)
+                .soft(nofile)
+                .build()?,
+        ]
+    } else {
+        // As BuildKit: the requested limits replace the defaults.
+        exec.rlimits
+            .iter()
+            .map(posix_rlimit)
+            .collect::<Result<Vec<_>>>()?
+    };
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
@@ -216,13 +259,7 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .env(exec.env.clone())
         .cwd(&exec.cwd)
         .capabilities(capabilities)
-        .rlimits(vec![
-            PosixRlimitBuilder::default()
-                .typ(PosixRlimitType::RlimitNofile)
-                .hard(nofile)
-                .soft(nofile)
-                .build()?,
-        ])
+        .rlimits(rlimits)
         // BuildKit allows setuid binaries (sudo, ping) in RUN steps.
         .no_new_privileges(false)
         .build()?;
@@ -346,5 +383,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn requested_rlimits_replace_the_default() {
+        let mut exec = ExecSpec::new("/r", vec!["true".into()]);
+        let default = spec(&exec);
+        let limits = default.process().as_ref().and_then(|p| p.rlimits().clone());
+        let types: Vec<_> = limits.iter().flatten().map(|l| l.typ()).collect();
+        assert_eq!(types, [PosixRlimitType::RlimitNofile]);
+
+        exec.rlimits = vec![Rlimit {
+            name: "nproc".into(),
+            soft: 10,
+            hard: 20,
+        }];
+        let limits = spec(&exec)
+            .process()
+            .as_ref()
+            .and_then(|p| p.rlimits().clone())
+            .unwrap_or_default();
+        assert_eq!(limits.len(), 1);
+        assert_eq!(limits[0].typ(), PosixRlimitType::RlimitNproc);
+        assert_eq!((limits[0].soft(), limits[0].hard()), (10, 20));
+
+        exec.rlimits[0].name = "files".into();
+        assert!(oci_spec(&exec, Path::new("/h"), Path::new("/r")).is_err());
     }
 }

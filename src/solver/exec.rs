@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::SnapshotKind;
-use crate::executor::{ExecSpec, LogChunk, Mount, MountKind, Network};
+use crate::executor::{ExecSpec, LogChunk, Mount, MountKind, Network, Rlimit};
 use crate::fileop::safe;
 use crate::progress::Stream;
 use crate::snapshot::overlay::MountGuard;
@@ -180,6 +180,7 @@ pub(super) async fn run(
         },
         extra_hosts,
         readonly_rootfs: root_mount.readonly,
+        rlimits: meta.ulimit.iter().map(rlimit).collect(),
     };
 
     let (tx, mut rx) = mpsc::channel::<LogChunk>(64);
@@ -467,5 +468,16 @@ impl Tail {
             }
         }
         self.lines.into()
+    }
+}
+
+/// `Meta.ulimit` to a process limit; docker writes unlimited as `-1`, which BuildKit
+/// turns into RLIM_INFINITY by its conversion to uint64; any negative value is unlimited here.
+fn rlimit(u: &pb::Ulimit) -> Rlimit {
+    let value = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
+    Rlimit {
+        name: u.name.clone(),
+        soft: value(u.soft),
+        hard: value(u.hard),
     }
 }

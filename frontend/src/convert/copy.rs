@@ -226,6 +226,9 @@ impl Stage<'_, '_> {
                     self.context_paths.insert(clean_path(src));
                 }
             }
+        } else if let Some(source) = cmd.copy_from {
+            self.copied_from
+                .extend(spec.sources.iter().map(|src| (source, clean_path(src))));
         }
 
         let use_merge = spec.link && spec.chmod.is_empty() && self.ctx.opts.caps.merge_op;

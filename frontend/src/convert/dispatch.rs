@@ -50,6 +50,8 @@ pub struct Dispatched {
     pub context_paths: BTreeSet<String>,
     /// ARG names declared by dispatched stages.
     pub declared_args: BTreeSet<String>,
+    /// Paths `COPY --from` read, by source stage.
+    pub copied_from: BTreeMap<usize, BTreeSet<String>>,
 }
 
 impl Dispatched {
@@ -87,6 +89,7 @@ pub fn dispatch_all(
         stages: vec![None; graph.stages.len()],
         context_paths: BTreeSet::new(),
         declared_args: BTreeSet::new(),
+        copied_from: BTreeMap::new(),
     };
     for &s in reachable {
         let node = &graph.stages[s];
@@ -121,15 +124,24 @@ pub fn dispatch_all(
             context,
             context_paths: BTreeSet::new(),
             declared: BTreeSet::new(),
+            copied_from: Vec::new(),
         };
-        for cmd in &node.commands {
+        let commands = if node.overridden {
+            &[][..]
+        } else {
+            &node.commands[..]
+        };
+        for cmd in commands {
             stage
                 .dispatch(cmd)
                 .map_err(|kind| kind.at(cmd.command.location.start_line))?;
         }
-        let (paths, declared) = (stage.context_paths, stage.declared);
+        let (paths, declared, copied) = (stage.context_paths, stage.declared, stage.copied_from);
         out.context_paths.extend(paths);
         out.declared_args.extend(declared);
+        for (source, path) in copied {
+            out.copied_from.entry(source).or_default().insert(path);
+        }
         out.stages[s] = Some(st);
     }
     Ok(out)
@@ -252,6 +264,8 @@ pub(super) struct Stage<'a, 'c> {
     pub context: &'a State,
     pub context_paths: BTreeSet<String>,
     pub declared: BTreeSet<String>,
+    /// `(source stage, path)` read by `COPY --from`.
+    pub copied_from: Vec<(usize, String)>,
 }
 
 type Result<T, E = ConvertErrorKind> = std::result::Result<T, E>;

@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod gofmt;
 mod image;
+mod named;
 mod platform;
 mod run;
 mod stages;
@@ -32,6 +33,7 @@ use crate::shell::Lexer;
 pub use env::EnvList;
 pub use error::{ConvertError, ConvertErrorKind};
 pub use image::{DEFAULT_PATH, ImageConfig};
+pub use named::NamedContext;
 pub use platform::Platform;
 
 /// What a build asks of the conversion besides the Dockerfile.
@@ -59,6 +61,12 @@ pub struct ConvertOptions {
     pub cache_id_namespace: String,
     /// LLB features the solver supports, where the conversion depends on them.
     pub caps: SolverCaps,
+    /// `--build-context`s by name; they take the place of stages and images so named.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--ulimit`s, set on every RUN.
+    pub ulimits: Vec<pb::Ulimit>,
+    /// `--shm-size` in bytes: the size of /dev/shm in every RUN.
+    pub shm_size: Option<i64>,
 }
 
 impl Default for ConvertOptions {
@@ -75,6 +83,9 @@ impl Default for ConvertOptions {
             no_cache: NoCache::None,
             cache_id_namespace: String::new(),
             caps: SolverCaps::default(),
+            named_contexts: BTreeMap::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
         }
     }
 }
@@ -108,6 +119,8 @@ pub struct SolverCaps {
     pub merge_op: bool,
     /// `exec.mount.bind.readwrite-nooutput`: writable bind mounts produce no output.
     pub bind_read_write_no_output: bool,
+    /// `exec.mount.tmpfs.size`: tmpfs mounts with a size (`--shm-size`).
+    pub tmpfs_size: bool,
 }
 
 impl Default for SolverCaps {
@@ -115,6 +128,7 @@ impl Default for SolverCaps {
         SolverCaps {
             merge_op: true,
             bind_read_write_no_output: true,
+            tmpfs_size: true,
         }
     }
 }
@@ -170,7 +184,7 @@ pub fn convert(
     let mut graph = stages::Graph::build(&file, &meta.env, &lexer, opts)?;
     let target = graph.target(opts.target.as_deref())?;
     graph.check_cycles()?;
-    let reachable = graph.resolve(target, resolver, &platforms, &lexer)?;
+    let reachable = graph.resolve(target, resolver, &platforms, &lexer, opts)?;
 
     let ctx = dispatch::Context {
         opts,
@@ -181,6 +195,7 @@ pub fn convert(
     // First pass: learn which context paths are read.
     let first = dispatch::dispatch_all(&graph, &reachable, &ctx, &State::scratch())?;
     let context = main_context(opts, &first.context_paths);
+    graph.narrow_named_locals(target, &first.copied_from, opts);
     let mut result = dispatch::dispatch_all(&graph, &reachable, &ctx, &context)?;
 
     let mut stage = result.take(target);
@@ -220,25 +235,28 @@ pub fn convert(
 
 /// The `local://context` source, as BuildKit's `dockerui` client builds it.
 fn main_context(opts: &ConvertOptions, paths: &BTreeSet<String>) -> State {
-    // A build that reads "/" reads everything: no filter.
-    let follow_paths = if paths.contains("/") {
-        Vec::new()
-    } else {
-        paths
-            .iter()
-            .map(|p| p.trim_start_matches('/').to_owned())
-            .map(|p| if p.is_empty() { ".".to_owned() } else { p })
-            .collect()
-    };
     llb::local(
         &opts.context_name,
         LocalOptions {
             session_id: opts.session_id.clone(),
             exclude_patterns: opts.excludes.clone(),
-            follow_paths,
+            follow_paths: follow_paths(paths),
             shared_key_hint: Some(opts.context_name.clone()),
             constraints: Constraints::default().with_custom_name("[internal] load build context"),
             ..Default::default()
         },
     )
+}
+
+/// `local.followpaths` for the paths a build reads from a local source.
+fn follow_paths(paths: &BTreeSet<String>) -> Vec<String> {
+    // A build that reads "/" reads everything: no filter.
+    if paths.contains("/") {
+        return Vec::new();
+    }
+    paths
+        .iter()
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .map(|p| if p.is_empty() { ".".to_owned() } else { p })
+        .collect()
 }

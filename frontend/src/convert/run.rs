@@ -75,6 +75,17 @@ impl Stage<'_, '_> {
 
         let (extra, secret_env, secret_names) = self.run_mounts(run, cmd)?;
         mounts.extend(extra);
+        // `--shm-size` is a sized tmpfs over the default /dev/shm; solvers without sized
+        // tmpfs mounts keep their default, as with BuildKit's frontend.
+        if let Some(size) = self.ctx.opts.shm_size.filter(|s| *s > 0)
+            && self.ctx.opts.caps.tmpfs_size
+            && !mounts.iter().any(|m| m.dest == "/dev/shm")
+        {
+            mounts.push(Mount {
+                dest: "/dev/shm".to_owned(),
+                kind: MountKind::Tmpfs { size },
+            });
+        }
 
         let env_for_name = {
             let mut env = self.st.env.clone();
@@ -107,6 +118,7 @@ impl Stage<'_, '_> {
             cwd: self.st.dir.clone(),
             user: self.st.user.clone(),
             proxy_env: self.ctx.proxy_env.clone(),
+            ulimit: self.ctx.opts.ulimits.clone(),
             ..Default::default()
         };
         let outputs = llb::exec(ExecBuilder {

@@ -1,7 +1,7 @@
 //! The stage graph: bases, `COPY --from` and `RUN --mount=from=` edges, the target and
 //! what it needs, and the base images of the stages it needs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ConvertOptions;
 use super::args::Platforms;
@@ -9,6 +9,7 @@ use super::dispatch::prefix_command;
 use super::env::EnvList;
 use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
+use super::named::{self, NamedContext};
 use super::platform::Platform;
 use crate::instructions::{self, Command, CommandKind, Dockerfile};
 use crate::llb::{self, Constraints, ImageOptions, State};
@@ -66,6 +67,10 @@ pub struct StageNode {
     pub cmd_total: usize,
     pub ignore_cache: bool,
     pub resolved: Option<ResolvedBase>,
+    /// A named context of the stage's name replaces it: its instructions are not run.
+    pub overridden: bool,
+    /// The named context the stage starts from, by its name.
+    pub named: Option<(String, NamedContext)>,
     onbuild_done: bool,
 }
 
@@ -122,7 +127,15 @@ impl Graph {
                     Some(parsed)
                 }
             };
-            let base = graph.base_of(&base_name);
+            let overridden = st
+                .name
+                .as_deref()
+                .is_some_and(|name| named::lookup(opts, name).is_some());
+            let base = if overridden {
+                Base::Image
+            } else {
+                graph.base_of(&base_name)
+            };
             let mut total = usize::from(base_name != SCRATCH && !matches!(base, Base::Stage(_)));
             total += st.commands.iter().filter(|c| counts(&c.kind)).count();
             graph.stages.push(StageNode {
@@ -140,6 +153,8 @@ impl Graph {
                 cmd_total: total,
                 ignore_cache: opts.no_cache.applies_to(st.name.as_deref()),
                 resolved: None,
+                overridden,
+                named: None,
                 onbuild_done: false,
             });
         }
@@ -200,6 +215,8 @@ impl Graph {
             cmd_total: 0,
             ignore_cache: false,
             resolved: None,
+            overridden: false,
+            named: None,
             onbuild_done: false,
         });
         index
@@ -354,6 +371,7 @@ impl Graph {
         resolver: &dyn super::ImageResolver,
         platforms: &Platforms,
         lexer: &Lexer,
+        opts: &ConvertOptions,
     ) -> Result<BTreeSet<usize>, ConvertError> {
         loop {
             let reachable = self.reachable(target);
@@ -361,7 +379,7 @@ impl Graph {
                 if self.stages[s].resolved.is_none()
                     && !matches!(self.stages[s].base, Base::Stage(_))
                 {
-                    if let Some(resolved) = self.resolve_base(s, resolver, platforms)? {
+                    if let Some(resolved) = self.resolve_base(s, resolver, platforms, opts)? {
                         self.stages[s].resolved = Some(resolved);
                     }
                 }
@@ -372,6 +390,9 @@ impl Graph {
                     continue;
                 }
                 self.stages[s].onbuild_done = true;
+                if self.stages[s].overridden {
+                    continue;
+                }
                 let triggers: Vec<String> = match self.stages[s].base {
                     Base::Stage(b) => self.stages[b]
                         .commands
@@ -416,12 +437,24 @@ impl Graph {
         s: usize,
         resolver: &dyn super::ImageResolver,
         platforms: &Platforms,
+        opts: &ConvertOptions,
     ) -> Result<Option<ResolvedBase>, ConvertError> {
         let node = &self.stages[s];
         let platform = node
             .platform
             .clone()
             .unwrap_or_else(|| platforms.target.clone());
+        if !matches!(node.base, Base::Stage(_)) {
+            let name = match &node.name {
+                Some(name) if node.overridden => name,
+                _ => &node.base_name,
+            };
+            if let Some((key, context)) = named::lookup(opts, name) {
+                let resolved = named::load(context, key, &platform, opts, resolver, node.line)?;
+                self.stages[s].named = Some((key.to_owned(), context.clone()));
+                return Ok(Some(resolved));
+            }
+        }
         match node.base {
             Base::Stage(_) => Ok(None),
             Base::Scratch => Ok(Some(ResolvedBase {
@@ -485,6 +518,48 @@ impl Graph {
                     platform,
                     from_counted: node.cmd_total > 0,
                 }))
+            }
+        }
+    }
+
+    /// Narrows each directory context that only `COPY --from` reads to the paths read, as
+    /// BuildKit does; one that a RUN may read, a mount, a later stage or the result is sent
+    /// whole.
+    pub fn narrow_named_locals(
+        &mut self,
+        target: usize,
+        copied_from: &BTreeMap<usize, BTreeSet<String>>,
+        opts: &ConvertOptions,
+    ) {
+        for s in 0..self.stages.len() {
+            let Some((
+                name,
+                NamedContext::Local {
+                    name: local,
+                    excludes,
+                },
+            )) = &self.stages[s].named
+            else {
+                continue;
+            };
+            let node = &self.stages[s];
+            let runs = !node.overridden
+                && node
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c.command.kind, CommandKind::Run(_)));
+            let read_whole = s == target
+                || runs
+                || self.stages.iter().any(|n| {
+                    n.base == Base::Stage(s)
+                        || n.commands.iter().any(|c| c.mount_sources.contains(&s))
+                });
+            let Some(paths) = copied_from.get(&s).filter(|_| !read_whole) else {
+                continue;
+            };
+            let state = named::local_state(name, local, excludes, super::follow_paths(paths), opts);
+            if let Some(resolved) = &mut self.stages[s].resolved {
+                resolved.state = state;
             }
         }
     }

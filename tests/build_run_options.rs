@@ -1,0 +1,103 @@
+//! `--build-context`, `--ulimit` and `--shm-size` from the command line to the RUN steps.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+fn bud(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain"])
+        .args(args)
+        .output()
+        .expect("run bud")
+}
+
+/// Builds `dockerfile` in a fresh context with `flags`, exporting the result's files.
+fn build_files(dockerfile: &str, flags: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let output = format!("type=local,dest={}", dest.path().display());
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["-o", &output, context.path().to_str().unwrap()]);
+    let out = bud(root.path(), &args);
+    assert!(
+        out.status.success(),
+        "bud failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dest
+}
+
+fn read(dir: &tempfile::TempDir, file: &str) -> String {
+    std::fs::read_to_string(dir.path().join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .to_owned()
+}
+
+fn ready() -> bool {
+    require_base_image() && require_runc()
+}
+
+#[test]
+fn named_contexts_replace_images_and_feed_copy_from() {
+    if !ready() {
+        return;
+    }
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::write(extra.path().join("data.txt"), "from the extra context\n").unwrap();
+    std::fs::write(extra.path().join("skipped.tmp"), "ignored\n").unwrap();
+    std::fs::write(extra.path().join(".dockerignore"), "*.tmp\n").unwrap();
+    let extra_flag = format!("extra={}", extra.path().display());
+    let image_flag = format!("base=docker-image://{BASE_IMAGE}");
+    let dest = build_files(
+        "FROM base\n\
+         COPY --from=extra / /extra/\n\
+         RUN ls /extra > /listing && busybox true && echo ran > /ran\n",
+        &[
+            "--build-context",
+            &extra_flag,
+            "--build-context",
+            &image_flag,
+        ],
+    );
+    assert_eq!(read(&dest, "extra/data.txt"), "from the extra context");
+    // The directory's own .dockerignore applies.
+    assert_eq!(read(&dest, "listing"), "data.txt");
+    // `base` is no image of a registry: the busybox image stood in for it.
+    assert_eq!(read(&dest, "ran"), "ran");
+}
+
+#[test]
+fn ulimit_sets_the_limits_of_run_steps() {
+    if !ready() {
+        return;
+    }
+    let dest = build_files(
+        "FROM bud-test/busybox:latest\nRUN ulimit -n > /soft && ulimit -Hn > /hard\n",
+        &["--ulimit", "nofile=1024:2048"],
+    );
+    assert_eq!(read(&dest, "soft"), "1024");
+    assert_eq!(read(&dest, "hard"), "2048");
+}
+
+#[test]
+fn shm_size_sizes_dev_shm() {
+    if !ready() {
+        return;
+    }
+    let dockerfile =
+        "FROM bud-test/busybox:latest\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n";
+    let dest = build_files(dockerfile, &["--shm-size", "128m"]);
+    assert_eq!(read(&dest, "shm"), "131072");
+    // Without the flag, the default 64 MiB.
+    let dest = build_files(dockerfile, &[]);
+    assert_eq!(read(&dest, "shm"), "65536");
+}
