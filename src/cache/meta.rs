@@ -547,7 +547,10 @@ mod tests {
         let new = s.commit_replacing(&record("b", None), &["k"]).unwrap();
         assert_eq!(new.id, "b");
         assert_eq!(s.lookup("k").unwrap().unwrap().id, "b");
-        assert!(s.snapshot("a").unwrap().is_some(), "the old one stays for GC");
+        assert!(
+            s.snapshot("a").unwrap().is_some(),
+            "the old one stays for GC"
+        );
     }
 
     #[test]
