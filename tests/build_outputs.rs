@@ -612,3 +612,43 @@ fn cache_mounts_persist_across_builds() {
         );
     }
 }
+
+#[test]
+fn the_runtime_is_chosen_by_bud_runtime() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    let run = |runtime: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args([
+                "--progress",
+                "plain",
+                "--no-cache",
+                "-o",
+                "type=tar,dest=/dev/null",
+            ])
+            .arg(&context)
+            .env("BUD_RUNTIME", runtime)
+            .output()
+            .unwrap()
+    };
+    let runc = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .unwrap();
+    ok(&run(runc.to_str().unwrap()));
+    let missing = run("/nonexistent/runc");
+    assert_eq!(missing.status.code(), Some(1));
+    let unknown = run("gvisor");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("runc"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}

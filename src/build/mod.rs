@@ -81,8 +81,18 @@ pub async fn run(
         Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
         None => {
             build(
-                opts, &inputs, &state, meta, &content, images, &progress, &exports, docker,
-                &registry, cancel,
+                opts,
+                &inputs,
+                &state,
+                meta,
+                &content,
+                images,
+                &progress,
+                &exports,
+                docker,
+                &registry,
+                config.worker.runtime.as_deref(),
+                cancel,
             )
             .await
         }
@@ -124,16 +134,12 @@ async fn build(
     exports: &[Export],
     docker: Option<bollard::Docker>,
     registry: &RegistryConfig,
+    runtime_choice: Option<&str>,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
     let converted = convert_dockerfile(opts, inputs, images.clone(), None, progress).await?;
 
-    let runtime_kind: RuntimeKind = std::env::var("BUD_RUNTIME")
-        .ok()
-        .map(|r| r.parse())
-        .transpose()?
-        .unwrap_or(RuntimeKind::Runc);
-    let runtime = Runtime::new(runtime_kind, state.tmp_dir().join("runtime"))?;
+    let runtime = runtime(runtime_choice, state)?;
     runtime.reap_orphans().await;
     let mut solve_opts = SolveOptions {
         extra_hosts: opts
@@ -334,6 +340,21 @@ async fn convert_dockerfile(
         );
     }
     Ok(converted)
+}
+
+/// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
+/// (`runc`, `crun`) is looked up in PATH, a path is used as it is.
+fn runtime(configured: Option<&str>, state: &StateRoot) -> anyhow::Result<Runtime> {
+    let dir = state.tmp_dir().join("runtime");
+    let choice = std::env::var("BUD_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| configured.map(str::to_string));
+    Ok(match choice {
+        Some(path) if path.contains('/') => Runtime::with_binary(path, dir),
+        Some(name) => Runtime::new(name.parse::<RuntimeKind>()?, dir)?,
+        None => Runtime::new(RuntimeKind::Runc, dir)?,
+    })
 }
 
 /// `--secret` values, read once: from a file, or from an environment variable.
