@@ -1,7 +1,7 @@
 //! `FileActionCopy`: Docker's COPY/ADD semantics, after fsutil's copy package.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,9 @@ use super::error::{Error, Result};
 use super::meta::{self, MODE_BITS, io_error};
 use super::safe::{self, clean_abs, display, is_absent};
 use super::{CopyAction, CopyFilter, Owner, unpack, wildcard};
+
+/// At most this much per `copy_file_range` call (the kernel caps one call near 2 GiB).
+const COPY_CHUNK: usize = 1 << 30;
 
 /// Mode of destination directories created for a copy when no mode is given.
 const DEFAULT_DIR_MODE: u32 = 0o755;
@@ -177,8 +180,10 @@ fn copy_one(
         always_replace: action.always_replace_existing_dest_paths,
         inodes: HashMap::new(),
         pending_dirs: Vec::new(),
+        try_reflink: true,
+        try_copy_range: true,
     };
-    copier.copy_entry(&src_followed, "", &target, false)?;
+    copier.copy_entry(&src_followed, "", &target, false, false)?;
 
     // Creating entries inside the parents changed their mtime after it was stamped.
     if let Some(ts) = action.timestamp {
@@ -209,18 +214,25 @@ struct Copier<'a> {
     /// inside the copied tree stay hardlinks.
     inodes: HashMap<(u64, u64), PathBuf>,
     pending_dirs: Vec<PendingDir>,
+    /// Cleared once the file systems refuse a reflink, so that it is not asked per file.
+    try_reflink: bool,
+    /// Cleared once `copy_file_range` fails with an error that means "never for this pair".
+    try_copy_range: bool,
 }
 
 impl Copier<'_> {
     /// Copies `src` to `target`. `rel` is the path below the copied source (empty for the
     /// source itself), which the filter decides on. `overwrite_meta` is false only for the
     /// top-level entry, whose existing destination directory keeps its metadata.
+    /// `in_new_dir` says that `target`'s parent was created empty by this copy, so nothing
+    /// can be at `target` yet.
     fn copy_entry(
         &mut self,
         src: &Path,
         rel: &str,
         target: &Path,
         overwrite_meta: bool,
+        in_new_dir: bool,
     ) -> Result<()> {
         let (include, excluded) = if rel.is_empty() {
             (true, false)
@@ -239,18 +251,26 @@ impl Copier<'_> {
         if !include && !file_type.is_dir() {
             return Ok(());
         }
-        let target_meta = match std::fs::symlink_metadata(target) {
-            Ok(meta) => Some(meta),
-            Err(err) if is_absent(&err) => None,
-            Err(source) => return Err(io_error("lstat", self.dest_root, target)(source)),
+        let mut target_meta = if in_new_dir {
+            None
+        } else {
+            match std::fs::symlink_metadata(target) {
+                Ok(meta) => Some(meta),
+                Err(err) if is_absent(&err) => None,
+                Err(source) => return Err(io_error("lstat", self.dest_root, target)(source)),
+            }
         };
 
         if include {
-            self.remove_target_if_needed(target, &src_meta, target_meta.as_ref())?;
+            if self.remove_target_if_needed(target, &src_meta, target_meta.as_ref())? {
+                target_meta = None;
+            }
             self.create_pending_dirs(overwrite_meta)?;
         }
         if !file_type.is_dir() {
-            self.ensure_empty_file_target(target)?;
+            // Only included entries get here, and nothing else writes below the target's
+            // parent meanwhile: what was seen above is what is there.
+            self.ensure_empty_file_target(target, target_meta.as_ref())?;
         }
 
         let mut copy_info = include;
@@ -270,7 +290,9 @@ impl Copier<'_> {
                 restore_times = !created;
             }
         } else if file_type.is_file() {
-            self.copy_file(src, target, &src_meta)?;
+            if self.copy_file(src, target, &src_meta)? {
+                copy_info = false;
+            }
         } else if file_type.is_symlink() {
             let link = std::fs::read_link(src).map_err(io_error("readlink", self.src_root, src))?;
             std::os::unix::fs::symlink(&link, target).map_err(io_error(
@@ -294,33 +316,34 @@ impl Copier<'_> {
         Ok(())
     }
 
+    /// Returns whether `target` was removed.
     fn remove_target_if_needed(
         &self,
         target: &Path,
         src: &Metadata,
         existing: Option<&Metadata>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(existing) = existing else {
-            return Ok(());
+            return Ok(false);
         };
         if !self.always_replace || (src.is_dir() && existing.is_dir()) {
-            return Ok(());
+            return Ok(false);
         }
-        remove_all(self.dest_root, target, existing)
+        remove_all(self.dest_root, target, existing)?;
+        Ok(true)
     }
 
     /// A file replaces an existing file or symlink (never writing through it), but not a
-    /// directory.
-    fn ensure_empty_file_target(&self, target: &Path) -> Result<()> {
-        match std::fs::symlink_metadata(target) {
-            Ok(meta) if meta.is_dir() => Err(Error::ReplaceDirWithFile {
+    /// directory. `existing` is what `lstat(target)` returned.
+    fn ensure_empty_file_target(&self, target: &Path, existing: Option<&Metadata>) -> Result<()> {
+        match existing {
+            Some(meta) if meta.is_dir() => Err(Error::ReplaceDirWithFile {
                 path: display(self.dest_root, target),
             }),
-            Ok(_) => {
+            Some(_) => {
                 std::fs::remove_file(target).map_err(io_error("remove", self.dest_root, target))
             }
-            Err(err) if is_absent(&err) => Ok(()),
-            Err(source) => Err(io_error("lstat", self.dest_root, target)(source)),
+            None => Ok(()),
         }
     }
 
@@ -388,22 +411,26 @@ impl Copier<'_> {
                     }
                 }
             };
-            self.copy_entry(&src.join(name), &child_rel, &dest.join(name), true)
+            self.copy_entry(&src.join(name), &child_rel, &dest.join(name), true, created)
         });
         self.pending_dirs.pop();
         result?;
         Ok(created)
     }
 
-    fn copy_file(&mut self, src: &Path, target: &Path, meta: &Metadata) -> Result<()> {
+    /// Copies a regular file's content. Returns whether its metadata was applied too (the
+    /// usual case, through the open descriptors); a hardlink to an earlier copy gets it by
+    /// path from the caller.
+    fn copy_file(&mut self, src: &Path, target: &Path, meta: &Metadata) -> Result<bool> {
         if meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.inodes.get(&key) {
-                return std::fs::hard_link(first, target).map_err(io_error(
+                std::fs::hard_link(first, target).map_err(io_error(
                     "link",
                     self.dest_root,
                     target,
-                ));
+                ))?;
+                return Ok(false);
             }
             self.inodes.insert(key, target.to_path_buf());
         }
@@ -415,8 +442,72 @@ impl Copier<'_> {
             .create_new(true)
             .open(target)
             .map_err(io_error("open", self.dest_root, target))?;
-        io::copy(&mut input, &mut output).map_err(io_error("copy", self.dest_root, target))?;
-        Ok(())
+        self.copy_content(&mut input, &mut output, meta.len())
+            .map_err(io_error("copy", self.dest_root, target))?;
+
+        let owner = match self.owner {
+            Some(owner) => (owner.uid, owner.gid),
+            None => (meta.uid(), meta.gid()),
+        };
+        let mode = self.mode.unwrap_or(meta.mode());
+        let times = match self.timestamp {
+            Some(ts) => {
+                let ts = meta::timespec_from_nanos(ts);
+                (ts, ts)
+            }
+            None => meta::times_of(meta),
+        };
+        meta::set_file_info(self.dest_root, target, &output, owner, mode, times)?;
+        meta::copy_xattrs_fd(&input, &output, target);
+        Ok(true)
+    }
+
+    /// Copies `input` into the empty `output`: a reflink where the file system shares
+    /// extents (btrfs, XFS), else `copy_file_range` (in-kernel, and server-side on NFS),
+    /// else `sendfile`; each is given up for the rest of the copy once it says it cannot
+    /// work between these file systems (an overlay destination over another file system
+    /// gives EXDEV). `len` is only a hint: a file that grows or shrinks is copied to its
+    /// end.
+    fn copy_content(&mut self, input: &mut File, output: &mut File, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if self.try_reflink {
+            match rustix::fs::ioctl_ficlone(&*output, &*input) {
+                Ok(()) => return Ok(()),
+                Err(e) if unsupported_between(e) => self.try_reflink = false,
+                // Anything else (e.g. ranges not aligned to blocks) leaves the copy to the
+                // next method.
+                Err(_) => {}
+            }
+        }
+        if self.try_copy_range {
+            let mut copied = 0u64;
+            loop {
+                match rustix::fs::copy_file_range(&*input, None, &*output, None, COPY_CHUNK) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => copied += n as u64,
+                    Err(e) if copied == 0 && unsupported_between(e) => {
+                        self.try_copy_range = false;
+                        break;
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // Both descriptors are still at offset 0 here.
+        let mut copied = 0u64;
+        loop {
+            match rustix::fs::sendfile(&*output, &*input, None, COPY_CHUNK) {
+                Ok(0) => return Ok(()),
+                Ok(n) => copied += n as u64,
+                Err(e) if copied == 0 && unsupported_between(e) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        io::copy(input, output).map(drop)
     }
 
     /// Owner, mode, times and xattrs of a copied entry (`copyFileInfo` + `copyXAttrs`).
@@ -470,6 +561,16 @@ fn copy_directory_only(
         }
         Err(source) => Err(io_error("lstat", root, dest)(source)),
     }
+}
+
+/// Errors of reflink and `copy_file_range` that mean the pair of file systems (or the kernel)
+/// does not do it, as opposed to a failure of this one file.
+fn unsupported_between(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        e,
+        Errno::XDEV | Errno::OPNOTSUPP | Errno::NOSYS | Errno::NOTTY | Errno::INVAL | Errno::PERM
+    )
 }
 
 fn remove_all(root: &Path, path: &Path, meta: &Metadata) -> Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! All of them act on the path itself, never following a symlink in the last component.
 
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -58,14 +59,7 @@ pub(crate) fn timespec_from_nanos(nanos: i64) -> Timespec {
 
 /// Copies the times of `meta` onto `path`.
 pub(crate) fn copy_times(root: &Path, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    let atime = Timespec {
-        tv_sec: meta.atime(),
-        tv_nsec: meta.atime_nsec(),
-    };
-    let mtime = Timespec {
-        tv_sec: meta.mtime(),
-        tv_nsec: meta.mtime_nsec(),
-    };
+    let (atime, mtime) = times_of(meta);
     set_times(root, path, atime, mtime)
 }
 
@@ -94,6 +88,98 @@ pub(crate) fn copy_xattrs(src: &Path, dst: &Path) {
     }
 }
 
+/// [`copy_xattrs`] between two open descriptors of regular files, with the same logging.
+pub(crate) fn copy_xattrs_fd(src: &File, dst: &File, dst_path: &Path) {
+    let names = match read_sized(|buf| match buf {
+        None => rustix::fs::flistxattr_query(src),
+        Some(buf) => rustix::fs::flistxattr(src, buf),
+    }) {
+        Ok(names) => names,
+        Err(err) => {
+            tracing::debug!(path = %dst_path.display(), %err, "cannot list xattrs of the source");
+            return;
+        }
+    };
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let result = read_sized(|buf| match buf {
+            None => rustix::fs::fgetxattr_query(src, name),
+            Some(buf) => rustix::fs::fgetxattr(src, name, buf),
+        })
+        .and_then(|value| rustix::fs::fsetxattr(dst, name, &value, XattrFlags::empty()));
+        if let Err(err) = result {
+            tracing::warn!(
+                path = %dst_path.display(),
+                xattr = %String::from_utf8_lossy(name),
+                %err,
+                "failed to copy xattr"
+            );
+        }
+    }
+}
+
+/// Owner, mode and times of a regular file through its open descriptor: the same changes
+/// as [`lchown`], [`chmod`] and [`set_times`] in the same order (the owner first, since a
+/// chown clears the set-id bits), without resolving the path three times.
+pub(crate) fn set_file_info(
+    root: &Path,
+    path: &Path,
+    file: &File,
+    (uid, gid): (u32, u32),
+    mode: u32,
+    (atime, mtime): (Timespec, Timespec),
+) -> Result<()> {
+    let errno = |op| move |e: rustix::io::Errno| io_error(op, root, path)(e.into());
+    rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(errno("lchown"))?;
+    rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(mode & MODE_BITS))
+        .map_err(errno("chmod"))?;
+    let times = Timestamps {
+        last_access: atime,
+        last_modification: mtime,
+    };
+    rustix::fs::futimens(file, &times).map_err(errno("utimes"))
+}
+
+/// The access and modification time of `meta`.
+pub(crate) fn times_of(meta: &std::fs::Metadata) -> (Timespec, Timespec) {
+    (
+        Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    )
+}
+
+/// Runs a size query (`None`) then a read into a buffer of that size, again when the value
+/// grew in between: the xattr calls' protocol.
+fn read_sized(
+    mut call: impl FnMut(Option<&mut [u8]>) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    loop {
+        let size = call(None)?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        match call(Some(&mut buf[..])) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Sets one xattr, logging failures (archives carry xattrs on a best-effort basis).
 pub(crate) fn set_xattr_best_effort(path: &Path, name: &[u8], value: &[u8]) {
     if let Err(err) = rustix::fs::lsetxattr(path, name, value, XattrFlags::empty()) {
@@ -107,40 +193,17 @@ pub(crate) fn set_xattr_best_effort(path: &Path, name: &[u8], value: &[u8]) {
 }
 
 fn list_xattrs(path: &Path) -> rustix::io::Result<Vec<u8>> {
-    loop {
-        let size = rustix::fs::llistxattr_query(path)?;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        match rustix::fs::llistxattr(path, &mut buf[..]) {
-            Ok(len) => {
-                buf.truncate(len);
-                return Ok(buf);
-            }
-            // The list grew between the two calls.
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(err) => return Err(err),
-        }
-    }
+    read_sized(|buf| match buf {
+        None => rustix::fs::llistxattr_query(path),
+        Some(buf) => rustix::fs::llistxattr(path, buf),
+    })
 }
 
 fn read_xattr(path: &Path, name: &[u8]) -> rustix::io::Result<Vec<u8>> {
-    loop {
-        let size = rustix::fs::lgetxattr_query(path, name)?;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
-            Ok(len) => {
-                buf.truncate(len);
-                return Ok(buf);
-            }
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(err) => return Err(err),
-        }
-    }
+    read_sized(|buf| match buf {
+        None => rustix::fs::lgetxattr_query(path, name),
+        Some(buf) => rustix::fs::lgetxattr(path, name, buf),
+    })
 }
 
 /// Creates `path` (already resolved inside `root`) and its missing parents with mode `perm`,

@@ -37,18 +37,82 @@ pub(super) async fn run(
     let inputs = inputs.to_vec();
     let (ws, base) = tokio::task::spawn_blocking(move || -> Result<_, SolveError> {
         let ws = snapshots.workspace()?;
-        let root = ws.subdir("rootfs")?;
-        let guard = snapshots.mount_writable(&base, &ws, &root)?;
-        for action in &file.actions {
-            apply(&snapshots, action, &inputs, &root)?;
+        if writes_only_upper(&snapshots, &base, &file)? {
+            let upper = ws.upper();
+            for action in &file.actions {
+                apply(&snapshots, action, &inputs, &upper)?;
+            }
+        } else {
+            let root = ws.subdir("rootfs")?;
+            let guard = snapshots.mount_writable(&base, &ws, &root)?;
+            for action in &file.actions {
+                apply(&snapshots, action, &inputs, &root)?;
+            }
+            guard.unmount()?;
         }
-        guard.unmount()?;
         Ok((ws, base))
     })
     .await
     .map_err(|e| SolveError::Other(format!("file operation: {e}")))??;
     let r = solver.commit_step(vertex, ws, &base, &output_key(key, 0))?;
     Ok(vec![r])
+}
+
+/// Whether the actions can run on the workspace's upper directory itself, leaving in it
+/// exactly what they would leave through the overlay, with no mount, no overlay per-file work
+/// and no cross-device copies:
+/// - on scratch, where the "overlay" is a bind mount of the upper directory anyway;
+/// - for a single copy whose destination's top-level directory is in none of the lower
+///   layers (`COPY . /app` into a new directory). Everything the copy writes is then below a
+///   directory that overlayfs would create as a plain upper directory (no lower entry, so no
+///   whiteout to turn it opaque, no copy-up). The copy resolves its destination before it
+///   writes anything, and that path only crosses `/` and the new directory, so symlinks in
+///   the lowers cannot matter. Left to the overlay are what could look at the lowers after
+///   writing (several actions, wildcard sources, archive unpacking, which follows links it
+///   has just extracted) and what reads them (`--chown` by name, from /etc/passwd).
+fn writes_only_upper(
+    snapshots: &super::Snapshots,
+    base: &Ref,
+    file: &pb::FileOp,
+) -> Result<bool, SolveError> {
+    let rec = match base {
+        Ref::Scratch => return Ok(true),
+        Ref::Snapshot(rec) => rec,
+        Ref::Context(_) => return Ok(false),
+    };
+    let [action] = file.actions.as_slice() else {
+        return Ok(false);
+    };
+    let Some(pb::file_action::Action::Copy(c)) = &action.action else {
+        return Ok(false);
+    };
+    let by_name = |u: Option<&pb::UserOpt>| {
+        matches!(
+            u.and_then(|u| u.user.as_ref()),
+            Some(pb::user_opt::User::ByName(_))
+        )
+    };
+    if c.attempt_unpack_docker_compatibility
+        || (c.allow_wildcard && wildcard::contains_wildcards(&c.src))
+        || c.owner
+            .as_ref()
+            .is_some_and(|o| by_name(o.user.as_ref()) || by_name(o.group.as_ref()))
+    {
+        return Ok(false);
+    }
+    let dest = fileop::safe::clean_abs(&c.dest);
+    let top = dest.trim_start_matches('/').split('/').next().unwrap_or("");
+    if top.is_empty() {
+        return Ok(false);
+    }
+    for lower in snapshots.lowers(&rec.id)? {
+        match std::fs::symlink_metadata(lower.join(top)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Present (a whiteout included), or unknown: the overlay decides.
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 fn input_ref(inputs: &[Ref], index: i64) -> Result<Ref, SolveError> {
