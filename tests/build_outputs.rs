@@ -652,3 +652,26 @@ fn the_runtime_is_chosen_by_bud_runtime() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 }
+
+#[test]
+fn a_copy_into_a_deleted_directory_does_not_resurrect_it() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("fs");
+    ok(&bud(
+        root.path(),
+        &[
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            testdata("copy-after-rm").to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("app/new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(!dest.join("app/old").exists(), "the deleted file came back");
+}
