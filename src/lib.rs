@@ -1,6 +1,15 @@
 //! bud: a drop-in for `docker build`. The binary (`main.rs`) only wires these modules.
 
-//! bud's library: the parts of the binary that tests and other crates reach directly.
+/// Prints a line on stderr like `eprintln!`, except that a closed stderr (`2>&-`, a reader
+/// that went away) loses the line instead of panicking in the middle of a build.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod build;
 pub mod cache;
 pub mod cli;

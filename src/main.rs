@@ -18,11 +18,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            bud::report!("error: {msg}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Command(e)) => {
-            eprintln!("error: {e:#}");
+            bud::report!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -91,7 +91,7 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: stopping the build");
+                bud::report!("interrupted: stopping the build");
                 on_interrupt.cancel();
             }
         });

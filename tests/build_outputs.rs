@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -229,46 +228,16 @@ fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let context = testdata("slow");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root.path())
-        .args(["--progress", "plain", "-o", "type=tar,dest=/dev/null"])
-        .arg(&context)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the step has really started: its output is the signal.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("started-sleeping") {
-            break;
-        }
-    }
+    let child = spawn_bud_until(root.path(), &testdata("slow"), "started-sleeping");
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::INT,
     )
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = { child }.wait().unwrap();
     assert!(!status.success());
-    // No container left behind.
-    let runc_root = root.path().join("tmp/runtime/runtime");
-    if runc_root.exists() {
-        let list = Command::new("runc")
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty());
-    }
-    let leftovers: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "runtime")
-        .collect();
+    assert_eq!(runc_containers(root.path()), "", "no container left behind");
+    let leftovers = leftover_work(root.path());
     assert!(
         leftovers.is_empty(),
         "work in flight was removed: {leftovers:?}"

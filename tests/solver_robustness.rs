@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -23,41 +22,13 @@ fn ready() -> bool {
     require_base_image() && require_runc()
 }
 
-fn runc_containers(root: &Path) -> String {
-    let runc_root = root.join("tmp/runtime/runtime");
-    if !runc_root.exists() {
-        return String::new();
-    }
-    let list = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&list.stdout).trim().to_string()
-}
-
 #[test]
 fn sigkill_mid_step_leaves_a_cache_the_next_build_uses() {
     if !ready() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let slow = testdata("slow");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root.path())
-        .args(["--progress", "plain", "-o", "type=tar,dest=/dev/null"])
-        .arg(&slow)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().contains("started-sleeping") {
-            break;
-        }
-    }
+    let mut child = spawn_bud_until(root.path(), &testdata("slow"), "started-sleeping");
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -87,11 +58,7 @@ fn sigkill_mid_step_leaves_a_cache_the_next_build_uses() {
         "",
         "the orphaned step was removed"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "runtime")
-        .collect();
+    let leftovers = leftover_work(root.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

@@ -303,7 +303,7 @@ async fn export_one(
                 .await
                 .context("pushing the image")?;
             for name in names {
-                eprintln!("pushed {name}@{}", pushed.manifest_digest);
+                crate::report!("pushed {name}@{}", pushed.manifest_digest);
             }
             report.manifest_digest = Some(pushed.manifest_digest.to_string());
             report.names.extend(names.iter().cloned());
@@ -544,7 +544,7 @@ fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::
             tracing::info!("garbage collection freed {} bytes", report.freed)
         }
         Ok(_) => {}
-        Err(e) => eprintln!("warning: cache garbage collection: {e}"),
+        Err(e) => crate::report!("warning: cache garbage collection: {e}"),
     }
 }
 
@@ -556,7 +556,7 @@ pub(crate) async fn docker_client() -> Option<bollard::Docker> {
             bollard::Docker::connect_with_socket(&host, 120, bollard::API_DEFAULT_VERSION).ok()?
         }
         Ok(host) => {
-            eprintln!("warning: DOCKER_HOST={host}: only unix:// sockets are supported yet");
+            crate::report!("warning: DOCKER_HOST={host}: only unix:// sockets are supported yet");
             return None;
         }
     };

@@ -89,7 +89,7 @@ impl Renderer for TraceRenderer {
         self.inner.finish(ok);
         let text = serde_json::to_vec_pretty(&self.document()).unwrap_or_default();
         if let Err(e) = std::fs::write(&self.path, text) {
-            eprintln!("warning: writing the trace to {}: {e}", self.path.display());
+            crate::report!("warning: writing the trace to {}: {e}", self.path.display());
         }
     }
 }

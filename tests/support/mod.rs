@@ -79,3 +79,53 @@ pub fn docker_ok(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Starts `bud --root ROOT … CONTEXT` and returns once the build printed `marker`: the step
+/// that prints it is then surely running.
+pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain", "-o", "type=tar,dest=/dev/null"])
+        .arg(context)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bud");
+    let stderr = child.stderr.take().expect("piped stderr");
+    for line in BufReader::new(stderr).lines() {
+        if line.map_or(true, |l| l.contains(marker)) {
+            break;
+        }
+    }
+    child
+}
+
+/// The containers runc knows in a state root's runtime directory.
+pub fn runc_containers(root: &Path) -> String {
+    let runc_root = root.join("tmp/runtime/runtime");
+    if !runc_root.exists() {
+        return String::new();
+    }
+    let list = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list", "-q"])
+        .output()
+        .expect("run runc list");
+    String::from_utf8_lossy(&list.stdout).trim().to_string()
+}
+
+/// Work in flight left in a state root's `tmp/` (the runtime's state directory aside).
+pub fn leftover_work(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("tmp"))
+        .expect("read tmp/")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n != "runtime")
+        .collect()
+}
