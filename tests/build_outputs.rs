@@ -644,3 +644,50 @@ fn a_copy_into_a_deleted_directory_does_not_resurrect_it() {
     );
     assert!(!dest.join("app/old").exists(), "the deleted file came back");
 }
+
+#[test]
+fn a_private_cache_mount_in_use_gives_the_next_writer_its_own_copy() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-private");
+    let build = || {
+        ok(&bud(
+            root.path(),
+            &[
+                "--no-cache",
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.to_str().unwrap(),
+            ],
+        ))
+    };
+    let lines = |dir: &Path| {
+        std::fs::read_to_string(dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    build();
+    let mounts = root.path().join("cache-mounts");
+    let dirs: Vec<_> = std::fs::read_dir(&mounts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let main = dirs[0].clone();
+    assert_eq!(lines(&main), 1);
+
+    // Another user holds it: the build writes to a copy.
+    let holder = std::fs::File::open(&main).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    build();
+    let copy = mounts.join(format!("{}-1", main.file_name().unwrap().to_string_lossy()));
+    assert_eq!(lines(&main), 1, "the held directory was not touched");
+    assert_eq!(lines(&copy), 1);
+    drop(holder);
+
+    build();
+    assert_eq!(lines(&main), 2, "free again, the first directory is used");
+}

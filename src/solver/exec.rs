@@ -316,17 +316,65 @@ async fn cache_dir(
     let opt = m.cache_opt.clone().unwrap_or_default();
     let id = if opt.id.is_empty() { &m.dest } else { &opt.id };
     let name = hex::encode(Sha256::digest(id.as_bytes()));
-    let dir = solver.snapshots.state.cache_mounts_dir().join(&name);
-    // Leased before it exists and recorded, so that garbage collection (in this process
-    // after the build, or in another) neither takes it for an orphan nor removes it in use.
+    let sharing = pb::CacheSharingOpt::try_from(opt.sharing).unwrap_or(pb::CacheSharingOpt::Shared);
+    match sharing {
+        pb::CacheSharingOpt::Shared => Ok((prepare_cache_dir(solver, &name, id, m, &base)?, None)),
+        pb::CacheSharingOpt::Locked => {
+            let dir = prepare_cache_dir(solver, &name, id, m, &base)?;
+            let file = std::fs::File::open(&dir).map_err(SolveError::io("opening", &dir))?;
+            let file = tokio::task::spawn_blocking(move || {
+                rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
+            })
+            .await
+            .map_err(|e| SolveError::Other(format!("locking a cache mount: {e}")))?
+            .map_err(|e| SolveError::io("locking", &dir)(e.into()))?;
+            Ok((dir, Some(file)))
+        }
+        // A writer that finds the directory in use gets another one of the same id, as
+        // BuildKit does; the copies live on for the next users.
+        pb::CacheSharingOpt::Private => {
+            const MAX_COPIES: usize = 64;
+            for n in 0..MAX_COPIES {
+                let copy = if n == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}-{n}")
+                };
+                let dir = prepare_cache_dir(solver, &copy, id, m, &base)?;
+                let file = std::fs::File::open(&dir).map_err(SolveError::io("opening", &dir))?;
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                {
+                    Ok(()) => return Ok((dir, Some(file))),
+                    Err(rustix::io::Errno::WOULDBLOCK) => continue,
+                    Err(e) => return Err(SolveError::io("locking", &dir)(e.into())),
+                }
+            }
+            Err(SolveError::Other(format!(
+                "cache mount {id}: more than {MAX_COPIES} private users at once"
+            )))
+        }
+    }
+}
+
+/// The directory of one cache mount, created (seeded from the mount's input) if new, and
+/// recorded and leased before it exists, so that garbage collection (in this process after
+/// the build, or in another) neither takes it for an orphan nor removes it in use.
+fn prepare_cache_dir(
+    solver: &Solver,
+    name: &str,
+    id: &str,
+    m: &pb::Mount,
+    base: &Ref,
+) -> Result<PathBuf, SolveError> {
+    let dir = solver.snapshots.state.cache_mounts_dir().join(name);
     let meta = &solver.snapshots.meta;
-    meta.lease(&solver.snapshots.owner, &[&name])?;
+    meta.lease(&solver.snapshots.owner, &[name])?;
     let key = format!("cache-mount:{name}");
     if meta.lookup(&key)?.is_none() {
         let now = crate::cache::meta::now();
         meta.commit(
             &crate::cache::meta::SnapshotRecord {
-                id: name.clone(),
+                id: name.to_string(),
                 parent: None,
                 kind: SnapshotKind::CacheMount,
                 size: 0,
@@ -349,7 +397,7 @@ async fn cache_dir(
             .join(super::snapshots::unique_name());
         std::fs::create_dir_all(&staging).map_err(SolveError::io("creating", &staging))?;
         if !matches!(base, Ref::Scratch) {
-            let view = solver.snapshots.view(&base)?;
+            let view = solver.snapshots.view(base)?;
             let selector = m.selector.trim_start_matches('/');
             let src = if selector.is_empty() {
                 view.path.clone()
@@ -369,19 +417,7 @@ async fn cache_dir(
             let _ = std::fs::remove_dir_all(&staging);
         }
     }
-    let lock = if opt.sharing == pb::CacheSharingOpt::Locked as i32 {
-        let file = std::fs::File::open(&dir).map_err(SolveError::io("opening", &dir))?;
-        let file = tokio::task::spawn_blocking(move || {
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
-        })
-        .await
-        .map_err(|e| SolveError::Other(format!("locking a cache mount: {e}")))?
-        .map_err(|e| SolveError::io("locking", &dir)(e.into()))?;
-        Some(file)
-    } else {
-        None
-    };
-    Ok((dir, lock))
+    Ok(dir)
 }
 
 /// Writes a secret to a private file for a read-only bind. `None` when an optional secret
