@@ -206,13 +206,3 @@ fn labels_option_and_scratch() {
         ["[internal] load build context", "[1/1] COPY a /"]
     );
 }
-
-#[test]
-#[ignore]
-fn debug_dump() {
-    let c = build(&std::env::var("DF").unwrap_or_default().replace("\\n", "\n"));
-    print!(
-        "{}",
-        bud_frontend::dump::to_json_lines(&c.definition).unwrap()
-    );
-}
