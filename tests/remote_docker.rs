@@ -336,8 +336,9 @@ async fn tar_export_writes_an_archive() {
 #[tokio::test]
 async fn a_second_build_sends_only_the_changed_file() {
     let ctx = tempfile::tempdir().unwrap();
-    for d in 0..20 {
-        let dir = ctx.path().join(format!("d{d:02}"));
+    // 20,000 files, as issue 7 asks: 200 directories of 100.
+    for d in 0..200 {
+        let dir = ctx.path().join(format!("d{d:03}"));
         std::fs::create_dir(&dir).unwrap();
         for f in 0..100 {
             std::fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).unwrap();
@@ -364,9 +365,9 @@ async fn a_second_build_sends_only_the_changed_file() {
         .solve(build(&out.path().join("1.tar")))
         .await
         .unwrap();
-    assert_eq!(first.transfers.files, 2000);
+    assert_eq!(first.transfers.files, 20_000);
 
-    std::fs::write(ctx.path().join("d07/f042"), "changed, and longer\n").unwrap();
+    std::fs::write(ctx.path().join("d007/f042"), "changed, and longer\n").unwrap();
     let second = solver
         .solve(build(&out.path().join("2.tar")))
         .await
@@ -379,7 +380,7 @@ async fn a_second_build_sends_only_the_changed_file() {
         .entries()
         .unwrap()
         .map(|e| e.unwrap())
-        .find(|e| e.path().unwrap() == Path::new("ctx/d07/f042"))
+        .find(|e| e.path().unwrap() == Path::new("ctx/d007/f042"))
         .map(|mut e| {
             let mut s = String::new();
             std::io::Read::read_to_string(&mut e, &mut s).unwrap();
