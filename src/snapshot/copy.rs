@@ -59,32 +59,137 @@ fn merge_dir(src: &Path, dst: &Path) -> Result<()> {
                     .map_err(|e| SnapshotError::io("creating", &target, e))?;
             }
             merge_dir(&path, &target)?;
+            copy_metadata(&path, &target, &meta)?;
         } else {
-            remove_any(&target)?;
-            if file_type.is_symlink() {
-                let link = std::fs::read_link(&path)
-                    .map_err(|e| SnapshotError::io("reading", &path, e))?;
-                std::os::unix::fs::symlink(&link, &target)
-                    .map_err(|e| SnapshotError::io("creating", &target, e))?;
-            } else if file_type.is_file() {
-                std::fs::copy(&path, &target)
-                    .map_err(|e| SnapshotError::io("copying", &path, e))?;
-            } else if file_type.is_socket() {
-                continue;
-            } else {
-                rustix::fs::mknodat(
-                    CWD,
-                    &target,
-                    FileType::from_raw_mode(meta.mode()),
-                    Mode::from_raw_mode(meta.mode() & 0o7777),
-                    meta.rdev(),
-                )
-                .map_err(|e| SnapshotError::io("creating", &target, e))?;
-            }
+            copy_entry(&path, &target, &meta)?;
         }
-        copy_metadata(&path, &target, &meta)?;
     }
     Ok(())
+}
+
+/// Writes into `upper`, in overlay format, what turned `base` into `full`: new and changed
+/// entries, and whiteouts for removed ones. Unchanged entries (same type, mode, owner,
+/// size, mtime, device and link target) are left out; a file rewritten with the same size
+/// and mtime is the one change this comparison misses, a cost accepted for a fallback.
+pub fn diff(base: &Path, full: &Path, upper: &Path) -> Result<()> {
+    diff_dir(base, full, upper)?;
+    Ok(())
+}
+
+/// Returns whether anything was written below `upper`.
+fn diff_dir(base: &Path, full: &Path, upper: &Path) -> Result<bool> {
+    let mut wrote = false;
+    let mut seen = std::collections::HashSet::new();
+    for (name, path) in walk::sorted_entries(full)? {
+        seen.insert(name.clone());
+        let target = upper.join(&name);
+        let old = base.join(&name);
+        let new_meta =
+            std::fs::symlink_metadata(&path).map_err(|e| SnapshotError::io("reading", &path, e))?;
+        let old_meta = std::fs::symlink_metadata(&old).ok();
+        if new_meta.is_dir() {
+            match &old_meta {
+                Some(m) if m.is_dir() => {
+                    ensure_dir(upper)?;
+                    let created = !target.exists();
+                    if created {
+                        std::fs::create_dir(&target)
+                            .map_err(|e| SnapshotError::io("creating", &target, e))?;
+                    }
+                    let inner = diff_dir(&old, &path, &target)?;
+                    if inner || !same(m, &new_meta, &old, &path)? {
+                        copy_metadata(&path, &target, &new_meta)?;
+                        wrote = true;
+                    } else if created {
+                        std::fs::remove_dir(&target)
+                            .map_err(|e| SnapshotError::io("removing", &target, e))?;
+                    }
+                }
+                _ => {
+                    ensure_dir(upper)?;
+                    std::fs::create_dir(&target)
+                        .map_err(|e| SnapshotError::io("creating", &target, e))?;
+                    merge_dir(&path, &target)?;
+                    copy_metadata(&path, &target, &new_meta)?;
+                    wrote = true;
+                }
+            }
+            continue;
+        }
+        if let Some(m) = &old_meta
+            && same(m, &new_meta, &old, &path)?
+        {
+            continue;
+        }
+        ensure_dir(upper)?;
+        copy_entry(&path, &target, &new_meta)?;
+        wrote = true;
+    }
+    for (name, _) in walk::sorted_entries(base)? {
+        if seen.contains(&name) {
+            continue;
+        }
+        ensure_dir(upper)?;
+        let whiteout = upper.join(&name);
+        rustix::fs::mknodat(CWD, &whiteout, FileType::CharacterDevice, Mode::empty(), 0)
+            .map_err(|e| SnapshotError::io("creating a whiteout at", &whiteout, e))?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| SnapshotError::io("creating", dir, e))
+}
+
+fn same(
+    a: &std::fs::Metadata,
+    b: &std::fs::Metadata,
+    a_path: &Path,
+    b_path: &Path,
+) -> Result<bool> {
+    let basic = a.file_type() == b.file_type()
+        && a.mode() == b.mode()
+        && a.uid() == b.uid()
+        && a.gid() == b.gid()
+        && a.rdev() == b.rdev()
+        && (a.is_dir()
+            || (a.size() == b.size()
+                && a.mtime() == b.mtime()
+                && a.mtime_nsec() == b.mtime_nsec()));
+    if !basic {
+        return Ok(false);
+    }
+    if a.file_type().is_symlink() {
+        let read = |p: &Path| std::fs::read_link(p).map_err(|e| SnapshotError::io("reading", p, e));
+        return Ok(read(a_path)? == read(b_path)?);
+    }
+    Ok(true)
+}
+
+/// Copies one non-directory entry with its metadata.
+fn copy_entry(path: &Path, target: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let file_type = meta.file_type();
+    remove_any(target)?;
+    if file_type.is_symlink() {
+        let link = std::fs::read_link(path).map_err(|e| SnapshotError::io("reading", path, e))?;
+        std::os::unix::fs::symlink(&link, target)
+            .map_err(|e| SnapshotError::io("creating", target, e))?;
+    } else if file_type.is_file() {
+        std::fs::copy(path, target).map_err(|e| SnapshotError::io("copying", path, e))?;
+    } else if file_type.is_socket() {
+        return Ok(());
+    } else {
+        rustix::fs::mknodat(
+            CWD,
+            target,
+            FileType::from_raw_mode(meta.mode()),
+            Mode::from_raw_mode(meta.mode() & 0o7777),
+            meta.rdev(),
+        )
+        .map_err(|e| SnapshotError::io("creating", target, e))?;
+    }
+    copy_metadata(path, target, meta)
 }
 
 fn copy_metadata(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<()> {

@@ -16,11 +16,10 @@ use crate::cache::meta::SnapshotKind;
 use crate::executor::{ExecSpec, LogChunk, Mount, MountKind, Network, Rlimit};
 use crate::fileop::safe;
 use crate::progress::Stream;
-use crate::snapshot::overlay::MountGuard;
 use crate::snapshot::stubs::{DEFAULT_TARGETS, MountStubs};
 
 use super::key::output_key;
-use super::snapshots::{Ref, View, Workspace};
+use super::snapshots::{Ref, View, Workspace, WritableRoot};
 use super::{SolveError, Solver, graph::Vertex};
 
 /// How many lines of a failed step's output the error shows.
@@ -30,7 +29,7 @@ const TAIL_LINES: usize = 10;
 /// reverse order of creation so that nested mounts come down first.
 #[derive(Default)]
 struct Held {
-    guards: Vec<MountGuard>,
+    guards: Vec<WritableRoot>,
     views: Vec<View>,
     outputs: Vec<(i64, Ref, Workspace)>,
 }
@@ -209,7 +208,7 @@ pub(super) async fn run(
         outputs,
     } = held;
     for g in guards.into_iter().rev() {
-        g.unmount()?;
+        g.finish()?;
     }
     drop(views);
 

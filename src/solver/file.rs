@@ -48,7 +48,7 @@ pub(super) async fn run(
             for action in &file.actions {
                 apply(&snapshots, action, &inputs, &root)?;
             }
-            guard.unmount()?;
+            guard.finish()?;
         }
         Ok((ws, base))
     })

@@ -161,6 +161,7 @@ impl Solver {
                 meta,
                 owner: LeaseOwner::current(),
                 content,
+                copy_mode: snapshots::copy_mode_wanted(),
             }),
             runtime,
             images,

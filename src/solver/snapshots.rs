@@ -43,6 +43,40 @@ pub struct Snapshots {
     pub owner: LeaseOwner,
     /// Blobs by digest: image layers as uncompressed tars (by diff ID), for export.
     pub content: ContentStore,
+    /// No overlayfs here (or `BUD_SNAPSHOTTER=copy`): steps run on plain copies of their
+    /// layers, and a step's layer is found by comparing its copy with the layers.
+    pub copy_mode: bool,
+}
+
+/// Whether snapshots must be copies: overlayfs is missing, or `BUD_SNAPSHOTTER=copy`.
+pub fn copy_mode_wanted() -> bool {
+    std::env::var("BUD_SNAPSHOTTER").is_ok_and(|s| s == "copy") || !overlay::is_supported()
+}
+
+/// A writable root a step works in, finished into the workspace's upper directory.
+#[must_use = "finish() turns the step's changes into its layer"]
+pub enum WritableRoot {
+    Overlay(MountGuard),
+    /// A copy of the layers at `target`; `base` is a second, untouched copy to diff against.
+    Copy {
+        target: PathBuf,
+        base: PathBuf,
+        upper: PathBuf,
+    },
+}
+
+impl WritableRoot {
+    /// Unmounts the overlay, or writes the copy's changes into the upper directory.
+    pub fn finish(self) -> Result<(), SolveError> {
+        match self {
+            WritableRoot::Overlay(guard) => Ok(guard.unmount()?),
+            WritableRoot::Copy {
+                target,
+                base,
+                upper,
+            } => Ok(crate::snapshot::copy::diff(&base, &target, &upper)?),
+        }
+    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -175,6 +209,14 @@ impl Snapshots {
                 let ws = self.workspace()?;
                 let target = ws.subdir("view")?;
                 let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+                if self.copy_mode {
+                    crate::snapshot::copy::populate(&lower_refs, &target)?;
+                    return Ok(View {
+                        path: target,
+                        _mount: None,
+                        _workspace: Some(ws),
+                    });
+                }
                 // A single lower cannot be mounted read-only without an upper on every
                 // kernel: give it a throwaway upper and mount the view read-only instead.
                 let upper = ws.upper();
@@ -214,13 +256,14 @@ impl Snapshots {
         }
     }
 
-    /// Mounts a writable overlay of `base` on `target` with the workspace's upper directory.
+    /// Mounts a writable overlay of `base` on `target` with the workspace's upper directory
+    /// (in copy mode: copies the layers there, and a second time to diff against).
     pub fn mount_writable(
         &self,
         base: &Ref,
         ws: &Workspace,
         target: &Path,
-    ) -> Result<MountGuard, SolveError> {
+    ) -> Result<WritableRoot, SolveError> {
         let lowers = match base {
             Ref::Snapshot(rec) => self.lowers(&rec.id)?,
             Ref::Scratch => Vec::new(),
@@ -235,15 +278,25 @@ impl Snapshots {
         };
         let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
         let upper = ws.upper();
+        if self.copy_mode {
+            let base = ws.subdir("base")?;
+            crate::snapshot::copy::populate(&lower_refs, target)?;
+            crate::snapshot::copy::populate(&lower_refs, &base)?;
+            return Ok(WritableRoot::Copy {
+                target: target.to_path_buf(),
+                base,
+                upper,
+            });
+        }
         let work = ws.work();
-        Ok(overlay::mount(
+        Ok(WritableRoot::Overlay(overlay::mount(
             &lower_refs,
             Some(Writable {
                 upper: &upper,
                 work: &work,
             }),
             target,
-        )?)
+        )?))
     }
 
     /// Turns a workspace's upper directory into a committed snapshot on top of `parent`,
