@@ -27,8 +27,10 @@ fn build(root: &Path, dest: &Path, snapshotter: &str) {
     );
 }
 
-/// path → (type and mode, owner, content or link target)
-fn listing(dir: &Path) -> BTreeMap<String, (u32, (u32, u32), Vec<u8>)> {
+/// Type and mode, owner, and content or link target of one path.
+type Entry = (u32, (u32, u32), Vec<u8>);
+
+fn listing(dir: &Path) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
