@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use bud_frontend::convert::{self, ConvertOptions};
+use bud_frontend::convert::ConvertOptions;
 use prost::Message;
 
 use crate::cli::{DumpFormat, DumpLlbOptions, GlobalOptions};
@@ -36,21 +35,11 @@ pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Resul
     ));
     let convert_opts = ConvertOptions {
         target: opts.target.clone(),
-        build_args: opts
-            .build_args
-            .iter()
-            .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
-            .collect(),
+        build_args: super::build_arg_values(&opts.build_args),
         excludes: inputs.excludes.clone(),
         ..ConvertOptions::default()
     };
-    let dockerfile = inputs.dockerfile.clone();
-    let converted = tokio::task::spawn_blocking(move || {
-        convert::convert(&dockerfile, &convert_opts, images.as_ref())
-    })
-    .await
-    .context("converting the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let converted = super::convert_with(&inputs, convert_opts, images).await?;
     let def = &converted.definition;
     let format = if opts.dot {
         DumpFormat::Dot

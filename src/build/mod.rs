@@ -326,13 +326,7 @@ async fn convert_dockerfile(
     // plain copy, as BuildKit's own frontend does there.
     convert_opts.caps.merge_op = session_id.is_none();
     convert_opts.session_id = session_id;
-    let dockerfile = inputs.dockerfile.clone();
-    let converted = tokio::task::spawn_blocking(move || {
-        convert::convert(&dockerfile, &convert_opts, images.as_ref())
-    })
-    .await
-    .context("converting the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let converted = convert_with(inputs, convert_opts, images).await?;
     for arg in &converted.unused_build_args {
         progress.warning(
             None,
@@ -340,6 +334,28 @@ async fn convert_dockerfile(
         );
     }
     Ok(converted)
+}
+
+/// Runs the frontend off the async threads (it resolves base images synchronously).
+async fn convert_with(
+    inputs: &BuildInputs,
+    convert_opts: ConvertOptions,
+    images: Arc<BuildImages>,
+) -> anyhow::Result<convert::Converted> {
+    let dockerfile = inputs.dockerfile.clone();
+    tokio::task::spawn_blocking(move || {
+        convert::convert(&dockerfile, &convert_opts, images.as_ref())
+    })
+    .await
+    .context("converting the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))
+}
+
+/// `--build-arg` values; bare keys the environment does not set are dropped, as docker does.
+fn build_arg_values(args: &[crate::cli::BuildArg]) -> BTreeMap<String, String> {
+    args.iter()
+        .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
+        .collect()
 }
 
 /// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
@@ -422,11 +438,7 @@ fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platfo
 }
 
 fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {
-    let build_args: BTreeMap<String, String> = opts
-        .build_args
-        .iter()
-        .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
-        .collect();
+    let build_args = build_arg_values(&opts.build_args);
     let labels = opts
         .labels
         .iter()

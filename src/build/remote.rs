@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use bud_frontend::convert::NamedContext;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BuildOptions, SecretSource};
+use crate::cli::BuildOptions;
 use crate::progress::ProgressSink;
 use crate::remote::{self, Exporter, RemoteSolver, SolveRequest};
 
@@ -68,17 +68,7 @@ pub(super) async fn build(
         req.local_dirs
             .insert(name, remote::SyncedDir { path, excludes });
     }
-    req.secrets = opts
-        .secrets
-        .iter()
-        .map(|s| remote::Secret {
-            id: s.id.clone(),
-            source: match &s.source {
-                SecretSource::File(p) => remote::SecretSource::File(p.clone()),
-                SecretSource::Env(v) => remote::SecretSource::Env(v.clone()),
-            },
-        })
-        .collect();
+    req.secrets = opts.secrets.clone();
     req.progress = progress.clone();
     req.cancel = cancel;
     let result = solver.solve(req).await?;

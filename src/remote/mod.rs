@@ -92,18 +92,8 @@ impl RemoteError {
     }
 }
 
-/// A secret for `RUN --mount=type=secret` (bud's `--secret`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Secret {
-    pub id: String,
-    pub source: SecretSource,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
+/// A secret for `RUN --mount=type=secret`: bud's `--secret`, as the command line parsed it.
+pub use crate::cli::{SecretSource, SecretSpec as Secret};
 
 /// Where the result goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use crate::content::DigestWriter;
 use tar::{Builder, EntryType, Header};
 
 use super::{OPAQUE_WHITEOUT, OPAQUE_XATTRS, Result, SnapshotError, WHITEOUT_PREFIX, walk};
@@ -31,43 +31,21 @@ pub struct LayerStats {
 /// Tars `upper` (an overlay upper directory, not mounted) into `out` as an OCI layer.
 pub fn write_layer(upper: &Path, out: impl Write) -> Result<LayerStats> {
     let mut writer = LayerWriter {
-        builder: Builder::new(DigestWriter {
-            inner: out,
-            hasher: Sha256::new(),
-            written: 0,
-        }),
+        builder: Builder::new(DigestWriter::new(out)),
         hardlinks: HashMap::new(),
         entries: 0,
     };
     writer.write_dir(upper, "")?;
-    let digest = writer
+    let (digest, size, _) = writer
         .builder
         .into_inner()
-        .map_err(|e| SnapshotError::io("writing layer of", upper, e))?;
+        .map_err(|e| SnapshotError::io("writing layer of", upper, e))?
+        .finish();
     Ok(LayerStats {
-        diff_id: format!("sha256:{}", hex::encode(digest.hasher.finalize())),
-        size: digest.written,
+        diff_id: digest.to_string(),
+        size,
         entries: writer.entries,
     })
-}
-
-struct DigestWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for DigestWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 struct LayerWriter<W: Write> {
