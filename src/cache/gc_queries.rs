@@ -44,7 +44,7 @@ impl MetaStore {
     /// commits its record, so a directory being published is never taken for an orphan.
     pub fn is_orphan(&self, id: &str) -> Result<bool, MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = super::meta::write_transaction(&mut conn)?;
         let recorded: Option<i64> = tx
             .query_row("SELECT 1 FROM snapshots WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;
@@ -57,7 +57,7 @@ impl MetaStore {
     /// Drops the lease rows of processes that are gone, so the table does not grow forever.
     pub fn forget_dead_leases(&self) -> Result<usize, MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = super::meta::write_transaction(&mut conn)?;
         let owners: Vec<LeaseOwner> = {
             let mut stmt = tx.prepare("SELECT DISTINCT pid, start_time FROM leases")?;
             stmt.query_map([], |r| {

@@ -19,6 +19,11 @@ pub enum MetaError {
     },
     #[error("cache metadata: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("cache metadata lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What a snapshot holds, for `bud du` and for garbage collection order.
@@ -83,6 +88,24 @@ const SCHEMA_VERSION: i32 = 1;
 
 impl MetaStore {
     pub fn open(path: &Path) -> Result<Self, MetaError> {
+        // Switching a new database to WAL and creating its tables take locks SQLite does not
+        // wait for: processes opening the same root at once take turns on a lock file.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| MetaError::Lock {
+                path: lock_path.display().to_string(),
+                source: e,
+            })?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            MetaError::Lock {
+                path: lock_path.display().to_string(),
+                source: e.into(),
+            }
+        })?;
         let conn = Connection::open(path).map_err(|source| MetaError::Open {
             path: path.display().to_string(),
             source,
@@ -108,7 +131,7 @@ impl MetaStore {
     /// The snapshot a cache key produced, if it is still there; marks it used.
     pub fn lookup(&self, key: &str) -> Result<Option<SnapshotRecord>, MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let id: Option<String> = tx
             .query_row(
                 "SELECT snapshot FROM cache_keys WHERE key = ?1",
@@ -155,7 +178,7 @@ impl MetaStore {
         replace: bool,
     ) -> Result<SnapshotRecord, MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         for key in keys.iter().filter(|_| !replace) {
             let existing: Option<String> = tx
                 .query_row(
@@ -243,7 +266,7 @@ impl MetaStore {
     /// live lease. Returns whether it was removed; the caller then deletes the directory.
     pub fn remove_if_unused(&self, id: &str) -> Result<bool, MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let children: i64 = tx.query_row(
             "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",
             [id],
@@ -264,7 +287,7 @@ impl MetaStore {
     /// process leaves them alone. Leases of processes that are gone do not count.
     pub fn lease(&self, owner: &LeaseOwner, ids: &[&str]) -> Result<(), MetaError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         for id in ids {
             tx.execute(
                 "INSERT OR IGNORE INTO leases (snapshot, pid, start_time) VALUES (?1, ?2, ?3)",
@@ -318,7 +341,7 @@ impl MetaStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         {
             let mut stmt = tx.prepare(
                 "INSERT OR REPLACE INTO file_checksums (context, path, size, mtime_ns, ctime_ns, ino, digest)
@@ -440,6 +463,16 @@ fn get_snapshot(conn: &Connection, id: &str) -> Result<Option<SnapshotRecord>, M
             row_to_snapshot,
         )
         .optional()?)
+}
+
+/// Every transaction here may write: start it as a writer (`BEGIN IMMEDIATE`). A deferred
+/// transaction that reads and then writes cannot wait for another process's writer (SQLite
+/// answers "database is locked" at once rather than risk a deadlock); an immediate one waits
+/// under the busy timeout.
+pub(super) fn write_transaction(
+    conn: &mut Connection,
+) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 pub fn now() -> i64 {
