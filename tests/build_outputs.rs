@@ -63,6 +63,24 @@ fn builds_into_docker_then_rebuilds_from_cache() {
         serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
     assert_eq!(meta["containerimage.config.digest"], id);
     assert_eq!(meta["image.name"], tag);
+    // The new layers went to Docker straight from their snapshots, never into bud's store.
+    let layers = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        tag,
+    ]);
+    let layers: Vec<String> = serde_json::from_str(&layers).unwrap();
+    let blob = |diff_id: &str| {
+        root.path()
+            .join("content/blobs/sha256")
+            .join(diff_id.trim_start_matches("sha256:"))
+    };
+    let new_layers = &layers[layers.len() - 2..];
+    for diff_id in new_layers {
+        assert!(!blob(diff_id).exists(), "{diff_id} was stored");
+    }
 
     let second = ok(&bud(root.path(), &args));
     let steps = second
@@ -73,6 +91,25 @@ fn builds_into_docker_then_rebuilds_from_cache() {
     assert_eq!(steps, 2, "{second}");
     assert!(cached >= 2, "a no-op rebuild runs nothing: {second}");
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), id, "same image");
+
+    // An export that needs the tars stores them then, and they are the layers Docker got.
+    let oci = files.path().join("oci.tar");
+    ok(&bud(
+        root.path(),
+        &[
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            context.to_str().unwrap(),
+        ],
+    ));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id);
+    for diff_id in new_layers {
+        assert!(blob(diff_id).is_file(), "{diff_id} not stored");
+    }
     docker_ok(&["image", "rm", tag]);
 }
 

@@ -310,3 +310,64 @@ fn oci_layout_without_names() {
             .is_none()
     );
 }
+
+/// A layer still a directory is tarred into the archive as it is written: the entry holds
+/// exactly what `write_layer` makes of the directory, and the config that follows lists its
+/// diff ID.
+#[test]
+fn directory_layers_are_tarred_into_the_archive() {
+    use bud::exporter::docker_archive::{ArchiveLayer, ArchiveTar};
+
+    let f = fixture();
+    let upper = f._dir.path().join("upper");
+    std::fs::create_dir_all(upper.join("app/deep")).unwrap();
+    std::fs::write(upper.join("app/deep/data"), vec![7u8; 1000]).unwrap();
+    // A name too long for ustar takes a PAX header: sizes must still agree.
+    std::fs::write(upper.join("app").join("n".repeat(120)), b"long name").unwrap();
+    let mut expected_tar = Vec::new();
+    let stats = bud::snapshot::diff::write_layer(&upper, &mut expected_tar).unwrap();
+    let dir_diff = Digest::parse(&stats.diff_id).unwrap();
+
+    let base = &f.layers[0];
+    let layers = [
+        ArchiveLayer {
+            diff_id: Some(&base.diff_id),
+            tar: ArchiveTar::Stored(&base.tar),
+        },
+        ArchiveLayer {
+            diff_id: None,
+            tar: ArchiveTar::Directory(&upper),
+        },
+    ];
+    let mut image = image(&f.layers[..2]);
+    image.rootfs.diff_ids.clear();
+    let mut out = Vec::new();
+    let written =
+        docker_archive::write_layers(&mut out, &image, &layers, &["app:v1".into()]).unwrap();
+    assert_eq!(written.diff_ids, [base.diff_id.clone(), dir_diff.clone()]);
+
+    let files = entries(&out);
+    let manifest = json(&files["manifest.json"]);
+    let listed: Vec<&str> = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(files[listed[1]], expected_tar);
+    let config_name = manifest[0]["Config"].as_str().unwrap();
+    assert_eq!(Digest::of(&files[config_name]), written.image_id);
+    let config = json(&files[config_name]);
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([base.diff_id.to_string(), dir_diff.to_string()])
+    );
+
+    // A directory that no longer tars to the diff ID recorded for it is refused.
+    let wrong = [ArchiveLayer {
+        diff_id: Some(&base.diff_id),
+        tar: ArchiveTar::Directory(&upper),
+    }];
+    let err = docker_archive::write_layers(Vec::new(), &image, &wrong, &[]).unwrap_err();
+    assert!(matches!(err, ExportError::LayerDigest { .. }), "{err}");
+}

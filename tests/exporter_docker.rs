@@ -13,7 +13,9 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder, StartContainerOptions, WaitContainerOptions,
 };
 use bud::content::Digest;
-use bud::exporter::{ExportError, Image, Layer, chain_ids, docker_archive, docker_load};
+use bud::exporter::{
+    ExportError, Image, Layer, LayerTar, LoadLayer, chain_ids, docker_archive, docker_load,
+};
 use bud_frontend::image::{Healthcheck, History, ImageConfig};
 use futures_util::StreamExt;
 
@@ -173,7 +175,7 @@ async fn load_then_load_again_without_held_layer() {
     let loaded = docker_load::load(
         &docker,
         &first,
-        &first_layers,
+        &load_layers(&first_layers),
         std::slice::from_ref(&first_tag),
     )
     .await
@@ -217,12 +219,12 @@ async fn load_then_load_again_without_held_layer() {
         "bud-test/exporter-second:v2".to_owned(),
     ];
 
-    let held = docker_load::layers_held(&docker, &second_layers)
+    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers))
         .await
         .unwrap();
     assert_eq!(held, HashSet::from([base.diff_id.clone()]));
 
-    let loaded = docker_load::load(&docker, &second, &second_layers, &second_tags)
+    let loaded = docker_load::load(&docker, &second, &load_layers(&second_layers), &second_tags)
         .await
         .unwrap();
     assert_eq!(loaded.layers_skipped, 1);
@@ -250,14 +252,59 @@ async fn load_then_load_again_without_held_layer() {
 
     // The whole chain is in the daemon's layer store, not only its bottom.
     let chain = chain_ids(&[base.diff_id.clone(), top.diff_id.clone()]);
-    let held = docker_load::layers_held(&docker, &second_layers)
+    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers))
         .await
         .unwrap();
     assert_eq!(held.len(), 2, "chain {chain:?} not held after the load");
 
-    for tag in second_tags.iter().chain([&first_tag]) {
+    // A third image whose top layer is still a directory: it is tarred into the upload,
+    // the held base is not sent, and the config lists the diff ID the directory tars to.
+    let upper = dir.path().join("upper");
+    std::fs::create_dir_all(upper.join("etc")).unwrap();
+    std::fs::write(upper.join("etc/third"), format!("third {nonce}")).unwrap();
+    let upper_diff = bud::snapshot::diff::write_layer(&upper, std::io::sink()).unwrap();
+    let third_tag = "bud-test/exporter-third:latest".to_owned();
+    let mut third = image(&first_layers);
+    third.history.push(third.history[0].clone());
+    let third_layers = [
+        LoadLayer::from(&base),
+        LoadLayer {
+            diff_id: None,
+            tar: LayerTar::Directory(upper.clone()),
+        },
+    ];
+    let loaded = docker_load::load(
+        &docker,
+        &third,
+        &third_layers,
+        std::slice::from_ref(&third_tag),
+    )
+    .await
+    .unwrap();
+    assert_eq!(loaded.layers_skipped, 1);
+    assert_eq!(
+        loaded.diff_ids,
+        [
+            base.diff_id.clone(),
+            Digest::parse(&upper_diff.diff_id).unwrap()
+        ]
+    );
+    assert_eq!(
+        run(&docker, &third_tag, &["cat", "/etc/third"]).await,
+        format!("third {nonce}")
+    );
+
+    for tag in second_tags.iter().chain([&first_tag, &third_tag]) {
         remove(&docker, tag).await;
     }
+}
+
+fn load_layers(layers: &[Layer]) -> Vec<LoadLayer> {
+    layers.iter().map(LoadLayer::from).collect()
+}
+
+fn diff_ids(layers: &[Layer]) -> Vec<Digest> {
+    layers.iter().map(|l| l.diff_id.clone()).collect()
 }
 
 #[tokio::test]
@@ -274,7 +321,7 @@ async fn load_untagged_and_refused_archives() {
     let image = image(&layers);
 
     // Untagged: Docker answers with the ID.
-    let loaded = docker_load::load(&docker, &image, &layers, &[])
+    let loaded = docker_load::load(&docker, &image, &load_layers(&layers), &[])
         .await
         .unwrap();
     assert_eq!(loaded.image_id, Digest::of(&image.to_json()).to_string());
@@ -287,7 +334,7 @@ async fn load_untagged_and_refused_archives() {
     let err = docker_load::load(
         &docker,
         &foreign,
-        &layers,
+        &load_layers(&layers),
         &["bud-test/exporter-windows".into()],
     )
     .await
@@ -300,9 +347,14 @@ async fn load_untagged_and_refused_archives() {
     // A layer file that vanished mid-export aborts the upload with the file's error.
     let mut gone = layers.clone();
     gone[0].tar = dir.path().join("vanished.tar");
-    let err = docker_load::load(&docker, &image, &gone, &["bud-test/exporter-gone".into()])
-        .await
-        .unwrap_err();
+    let err = docker_load::load(
+        &docker,
+        &image,
+        &load_layers(&gone),
+        &["bud-test/exporter-gone".into()],
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ExportError::Io { path, .. } if path.ends_with("vanished.tar")),
         "{err}"

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bud::snapshot::SnapshotError;
 use bud::snapshot::apply::extract_layer;
-use bud::snapshot::diff::write_layer;
+use bud::snapshot::diff::{layer_size, write_layer};
 use sha2::{Digest, Sha256};
 
 fn is_root() -> bool {
@@ -111,6 +111,8 @@ fn write_layer_converts_overlay_markers_and_is_deterministic() {
     let mut tar = Vec::new();
     let stats = write_layer(&upper, &mut tar).unwrap();
     assert_eq!(stats.size, tar.len() as u64);
+    // Long names (PAX headers), xattrs, hardlinks and whiteouts all count.
+    assert_eq!(layer_size(&upper).unwrap(), tar.len() as u64);
     assert_eq!(
         stats.diff_id,
         format!("sha256:{}", hex::encode(Sha256::digest(&tar)))

@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use bud_frontend::image::{History, Image};
 
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
-use crate::exporter::{self, Layer};
+use crate::exporter::{self, Layer, LayerTar, LoadLayer};
 use crate::solver::{Ref, Snapshots};
 
 use super::outputs::Dest;
@@ -24,22 +24,26 @@ pub struct BuiltImage {
     pub config_digest: Digest,
 }
 
-/// One layer of the result chain before empty ones are dropped.
-struct ChainLayer {
-    diff_id: Digest,
-    /// When the layer's snapshot was made (seconds since the epoch).
-    created: i64,
-    empty: bool,
+/// An image whose layers are known but not necessarily tarred yet: all an export to Docker
+/// needs, since the layers it sends are tarred straight from their directories.
+pub struct ImagePlan {
+    /// The config, complete but for `rootfs.diff_ids`.
+    pub image: Image,
+    layers: Vec<PlannedLayer>,
 }
 
-/// Collects the result's layers, writing the tar of each new one into the content store
-/// (once: the diff ID is recorded with the snapshot), and completes the image config.
-pub fn build_image(
+struct PlannedLayer {
+    record: SnapshotRecord,
+    dir: PathBuf,
+}
+
+/// Works out the result's layers (leaving out empty ones) and completes the image config,
+/// but for the diff IDs of layers never tarred before.
+pub fn plan_image(
     snapshots: &Snapshots,
-    content: &ContentStore,
     result: &Ref,
     mut image: Image,
-) -> anyhow::Result<BuiltImage> {
+) -> anyhow::Result<ImagePlan> {
     let chain = match result {
         Ref::Snapshot(rec) => snapshots.chain_bottom_up(&rec.id)?,
         Ref::Scratch => Vec::new(),
@@ -49,41 +53,118 @@ pub fn build_image(
     for record in chain {
         let dir = snapshots.layer_dir(&record.id);
         let empty = record.kind == SnapshotKind::Layer && dir_is_empty(&dir)?;
-        let diff_id = layer_tar(snapshots, content, &record, &dir)?;
-        layers.push(ChainLayer {
-            diff_id,
-            created: record.created,
-            empty,
-        });
+        layers.push((record, empty));
     }
     // Times come from the snapshots, not the clock, so that a rebuild from cache gives the
     // very same image ID, as BuildKit's does.
     let built_at = layers
         .iter()
-        .map(|l| l.created)
+        .map(|(record, _)| record.created)
         .max()
         .map_or_else(now_rfc3339, rfc3339);
     let layers = drop_empty_layers(&mut image.history, layers);
     image.rootfs.kind = "layers".into();
-    image.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    image.rootfs.diff_ids.clear();
     for h in image.history.iter_mut().filter(|h| h.created.is_none()) {
         h.created = Some(built_at.clone());
     }
     image.created = Some(built_at);
-    let layers: Vec<Layer> = layers
+    let layers = layers
         .into_iter()
-        .map(|l| Layer {
-            tar: content.path(&l.diff_id),
-            diff_id: l.diff_id,
-            compressed: None,
+        .map(|record| PlannedLayer {
+            dir: snapshots.layer_dir(&record.id),
+            record,
         })
         .collect();
-    let config_digest = Digest::of(&image.to_json());
-    Ok(BuiltImage {
-        image,
-        layers,
-        config_digest,
-    })
+    Ok(ImagePlan { image, layers })
+}
+
+impl ImagePlan {
+    /// The layers as Docker is to be sent them: stored tars where bud has them, the
+    /// snapshot directories otherwise. Base image layers are always stored (re-tarring an
+    /// extracted layer would not give back its digest).
+    pub fn load_layers(&self, content: &ContentStore) -> anyhow::Result<Vec<LoadLayer>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let diff_id = l.record.diff_id.as_deref().map(Digest::parse).transpose()?;
+                let stored = diff_id.as_ref().filter(|d| content.exists(d));
+                let tar = match (stored, l.record.kind) {
+                    (Some(d), _) => LayerTar::Stored(content.path(d)),
+                    (None, SnapshotKind::ImageLayer) => LayerTar::Stored(match &diff_id {
+                        Some(d) => content.path(d),
+                        None => bail!(
+                            "the base image layer {} has no recorded digest; rebuild with --pull",
+                            l.record.description
+                        ),
+                    }),
+                    (None, _) => LayerTar::Directory(l.dir.clone()),
+                };
+                Ok(LoadLayer { diff_id, tar })
+            })
+            .collect()
+    }
+
+    /// Records the diff IDs learnt while the layers were tarred, so that the next export
+    /// knows them without tarring again.
+    pub fn record_diff_ids(
+        &self,
+        snapshots: &Snapshots,
+        diff_ids: &[Digest],
+    ) -> anyhow::Result<()> {
+        if diff_ids.len() != self.layers.len() {
+            bail!(
+                "internal error: {} layers exported, {} planned",
+                diff_ids.len(),
+                self.layers.len()
+            );
+        }
+        for (layer, diff_id) in self.layers.iter().zip(diff_ids) {
+            if layer.record.diff_id.is_none() {
+                snapshots
+                    .meta
+                    .set_diff_id(&layer.record.id, &diff_id.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tars every layer into the content store (once: the diff ID is recorded with the
+    /// snapshot) and completes the config: what registries and archive files need.
+    pub fn into_built(
+        self,
+        snapshots: &Snapshots,
+        content: &ContentStore,
+    ) -> anyhow::Result<BuiltImage> {
+        let mut image = self.image;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let diff_id = layer_tar(snapshots, content, &l.record, &l.dir)?;
+            layers.push(Layer {
+                tar: content.path(&diff_id),
+                diff_id,
+                compressed: None,
+            });
+        }
+        image.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        let config_digest = Digest::of(&image.to_json());
+        Ok(BuiltImage {
+            image,
+            layers,
+            config_digest,
+        })
+    }
+}
+
+/// Collects the result's layers, writing the tar of each new one into the content store,
+/// and completes the image config.
+pub fn build_image(
+    snapshots: &Snapshots,
+    content: &ContentStore,
+    result: &Ref,
+    image: Image,
+) -> anyhow::Result<BuiltImage> {
+    plan_image(snapshots, result, image)?.into_built(snapshots, content)
 }
 
 /// The uncompressed tar of a layer, by diff ID. Image layers were stored when they were
@@ -113,18 +194,28 @@ fn layer_tar(
     if digest.to_string() != stats.diff_id {
         bail!("layer digest mismatch for {}", record.description);
     }
-    snapshots.meta.set_diff_id(&record.id, &stats.diff_id)?;
+    if record.diff_id.is_none() {
+        snapshots.meta.set_diff_id(&record.id, &stats.diff_id)?;
+    } else if record.diff_id.as_deref() != Some(stats.diff_id.as_str()) {
+        bail!(
+            "the layer of {} tars to {}, not the {} recorded for it",
+            record.description,
+            stats.diff_id,
+            record.diff_id.as_deref().unwrap_or_default()
+        );
+    }
     Ok(digest)
 }
 
 /// BuildKit leaves out layers whose diff is empty and marks their history entries
 /// `empty_layer`; history entries and layers are paired from the top.
-fn drop_empty_layers(history: &mut [History], layers: Vec<ChainLayer>) -> Vec<ChainLayer> {
+/// `layers` come bottom-up, each with whether its diff is empty.
+fn drop_empty_layers<T>(history: &mut [History], layers: Vec<(T, bool)>) -> Vec<T> {
     let mut kept = Vec::with_capacity(layers.len());
     let mut entries = history.iter_mut().rev().filter(|h| !h.empty_layer);
-    for layer in layers.into_iter().rev() {
+    for (layer, empty) in layers.into_iter().rev() {
         let entry = entries.next();
-        if layer.empty {
+        if empty {
             if let Some(h) = entry {
                 h.empty_layer = true;
             }
@@ -229,14 +320,6 @@ pub fn local_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn layer(empty: bool, n: u8) -> ChainLayer {
-        ChainLayer {
-            diff_id: Digest::of(&[n]),
-            created: 0,
-            empty,
-        }
-    }
-
     fn history(by: &str, empty_layer: bool) -> History {
         History {
             created_by: by.into(),
@@ -255,10 +338,9 @@ mod tests {
         ];
         let kept = drop_empty_layers(
             &mut h,
-            vec![layer(false, 0), layer(true, 1), layer(false, 2)],
+            vec![("base", false), ("RUN true", true), ("COPY", false)],
         );
-        let ids: Vec<_> = kept.iter().map(|l| l.diff_id.clone()).collect();
-        assert_eq!(ids, [Digest::of(&[0]), Digest::of(&[2])]);
+        assert_eq!(kept, ["base", "COPY"]);
         assert!(h[2].empty_layer, "RUN true made no change");
         assert!(!h[3].empty_layer);
     }

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::MetaStore;
 use crate::cli::{BuildOptions, GlobalOptions, SecretSource};
-use crate::content::ContentStore;
+use crate::content::{ContentStore, Digest};
 use crate::executor::{Runtime, RuntimeKind};
+use crate::exporter::LoadLayer;
 use crate::progress::ProgressSink;
 use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::{SolveOptions, Solver};
@@ -179,17 +180,32 @@ async fn build(
     let needs_image = exports
         .iter()
         .any(|e| !matches!(e, Export::Tar { .. } | Export::Local { .. }));
-    let built = if needs_image {
+    // Only registries and archive files need the layer tars stored; Docker gets new layers
+    // tarred straight from their snapshots.
+    let needs_stored_layers = exports.iter().any(|e| {
+        !matches!(
+            e,
+            Export::Tar { .. } | Export::Local { .. } | Export::DockerLoad { .. }
+        )
+    });
+    let assembled = if needs_image {
         let snapshots = solver.snapshots().clone();
         let content = content.clone();
         let result = result.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            export::build_image(&snapshots, &content, &result, image)
+        let assembled = tokio::task::spawn_blocking(move || -> anyhow::Result<Assembled> {
+            let plan = export::plan_image(&snapshots, &result, image)?;
+            Ok(if needs_stored_layers {
+                Assembled::Built(plan.into_built(&snapshots, &content)?)
+            } else {
+                Assembled::Planned(plan)
+            })
         })
         .await
         .context("exporting layers")??;
-        report.config_digest = Some(built.config_digest.to_string());
-        Some(built)
+        if let Assembled::Built(built) = &assembled {
+            report.config_digest = Some(built.config_digest.to_string());
+        }
+        Some(assembled)
     } else {
         None
     };
@@ -203,7 +219,15 @@ async fn build(
     progress.started(EXPORT_VERTEX, "exporting to image");
     let mut exported = Ok(());
     for e in exports {
-        exported = export_one(e, &solver, &result, built.as_ref(), &targets, &mut report).await;
+        exported = export_one(
+            e,
+            &solver,
+            &result,
+            assembled.as_ref(),
+            &targets,
+            &mut report,
+        )
+        .await;
         if exported.is_err() {
             break;
         }
@@ -230,6 +254,13 @@ async fn build(
     Ok(report)
 }
 
+/// The result as an image: with every layer tarred into the content store, or (when only
+/// Docker is to receive it) planned, its new layers still directories.
+enum Assembled {
+    Built(export::BuiltImage),
+    Planned(export::ImagePlan),
+}
+
 /// What exports write to: Docker, the content store (compressed layers), registries.
 struct Targets<'a> {
     docker: Option<&'a bollard::Docker>,
@@ -241,7 +272,7 @@ async fn export_one(
     e: &Export,
     solver: &Arc<Solver>,
     result: &crate::solver::Ref,
-    built: Option<&export::BuiltImage>,
+    assembled: Option<&Assembled>,
     targets: &Targets<'_>,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
@@ -250,22 +281,41 @@ async fn export_one(
         content,
         registry,
     } = *targets;
-    let need = || built.context("internal error: no image was assembled");
+    let need = || match assembled {
+        Some(Assembled::Built(built)) => Ok(built),
+        _ => bail!("internal error: the image's layers were not stored"),
+    };
     match e {
         Export::DockerLoad { names } => {
-            let built = need()?;
             let Some(docker) = docker else {
                 bail!(
-                    "the image was built ({}), but Docker is not reachable to load it: \
+                    "the image was built, but Docker is not reachable to load it: \
                      start Docker, or get the result out with -o type=docker,dest=image.tar, \
-                     -o type=oci,dest=image.tar or -o type=local,dest=DIR",
-                    built.config_digest
+                     -o type=oci,dest=image.tar or -o type=local,dest=DIR"
                 );
             };
-            let loaded =
-                crate::exporter::docker_load::load(docker, &built.image, &built.layers, names)
-                    .await
-                    .context("loading the image into Docker")?;
+            let load = crate::exporter::docker_load::load;
+            let (loaded, image) = match assembled {
+                Some(Assembled::Built(built)) => {
+                    let layers: Vec<LoadLayer> = built.layers.iter().map(LoadLayer::from).collect();
+                    (
+                        load(docker, &built.image, &layers, names).await,
+                        &built.image,
+                    )
+                }
+                Some(Assembled::Planned(plan)) => {
+                    let layers = plan.load_layers(content)?;
+                    (load(docker, &plan.image, &layers, names).await, &plan.image)
+                }
+                None => bail!("internal error: no image was assembled"),
+            };
+            let loaded = loaded.context("loading the image into Docker")?;
+            if let Some(Assembled::Planned(plan)) = assembled {
+                plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids)?;
+                let mut config = image.clone();
+                config.rootfs.diff_ids = loaded.diff_ids.iter().map(|d| d.to_string()).collect();
+                report.config_digest = Some(Digest::of(&config.to_json()).to_string());
+            }
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());
         }

@@ -2,7 +2,9 @@
 //!
 //! The docker archive is generated while it is uploaded: a blocking task writes the tar into
 //! a bounded channel that feeds the request body, so nothing is staged on disk and memory
-//! stays at a few chunks.
+//! stays at a few chunks. A layer built by this run goes in straight from its snapshot
+//! directory: its tar is never written to bud's store for Docker's sake (dockerd stages
+//! and extracts the archive anyway, so a stored copy would be a third write of the layer).
 //!
 //! Layers the daemon already holds are left out of the archive. Docker's API cannot be asked
 //! for a chain ID directly, so the held chains are collected from the `RootFS.Layers` of
@@ -28,7 +30,8 @@ use futures_util::{StreamExt, stream};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc};
 
-use super::{ExportError, Image, ImageName, Layer, chain_ids, docker_archive};
+use super::docker_archive::{ArchiveLayer, ArchiveTar};
+use super::{ExportError, Image, ImageName, LayerTar, LoadLayer, chain_ids, docker_archive};
 use crate::content::Digest;
 
 /// What a load did.
@@ -40,6 +43,8 @@ pub struct Loaded {
     pub layers_skipped: usize,
     /// Bytes of archive uploaded (by the attempt that succeeded).
     pub archive_size: u64,
+    /// The image's layers, as its config lists them.
+    pub diff_ids: Vec<Digest>,
 }
 
 /// Upload chunk size: large enough to keep syscalls and channel hops rare.
@@ -47,26 +52,34 @@ const CHUNK: usize = 256 * 1024;
 /// Concurrent image inspections while collecting held layers.
 const INSPECT_CONCURRENCY: usize = 8;
 
-/// Loads `image` into the daemon under every name in `tags`.
+/// Loads `image` into the daemon under every name in `tags`. The image's
+/// `rootfs.diff_ids` are those of `layers`, filled in here for layers never tarred before.
 pub async fn load(
     docker: &Docker,
     image: &Image,
-    layers: &[Layer],
+    layers: &[LoadLayer],
     tags: &[String],
 ) -> Result<Loaded, ExportError> {
-    super::check_layers(image, layers)?;
-    // A rebuild from cache gives an image Docker already holds (its ID is the config's
-    // digest): naming it is all there is to do.
-    let image_id = Digest::of(&image.to_json()).to_string();
-    if docker.inspect_image(&image_id).await.is_ok() {
-        tag_all(docker, &image_id, tags).await?;
-        return Ok(Loaded {
-            image_id,
-            layers_skipped: layers.len(),
-            archive_size: 0,
-        });
+    let known: Option<Vec<Digest>> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    if let Some(diff_ids) = known {
+        // A rebuild from cache gives an image Docker already holds (its ID is the config's
+        // digest): naming it is all there is to do.
+        let mut image = image.clone();
+        image.rootfs.diff_ids = diff_ids.iter().map(Digest::to_string).collect();
+        let image_id = Digest::of(&image.to_json()).to_string();
+        if docker.inspect_image(&image_id).await.is_ok() {
+            tag_all(docker, &image_id, tags).await?;
+            return Ok(Loaded {
+                image_id,
+                layers_skipped: layers.len(),
+                archive_size: 0,
+                diff_ids,
+            });
+        }
     }
-    let skip = match layers_held(docker, layers).await {
+    // Held chains can only be looked up below the first layer of unknown digest.
+    let known_below: Vec<Digest> = layers.iter().map_while(|l| l.diff_id.clone()).collect();
+    let skip = match layers_held(docker, &known_below).await {
         Ok(skip) => skip,
         Err(e) => {
             // Skipping is an optimisation: without it the load still works.
@@ -111,17 +124,19 @@ async fn tag_all(docker: &Docker, image_id: &str, tags: &[String]) -> Result<(),
     Ok(())
 }
 
-/// The diff IDs of `layers` whose files the daemon does not need: every occurrence of the
-/// layer sits on a chain the daemon holds.
+/// Of the bottom layers `diff_ids`, those whose files the daemon does not need: every
+/// occurrence of the layer sits on a chain the daemon holds.
 pub async fn layers_held(
     docker: &Docker,
-    layers: &[Layer],
+    diff_ids: &[Digest],
 ) -> Result<HashSet<Digest>, ExportError> {
+    if diff_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     let held = held_chain_ids(docker).await?;
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let mut needed = HashSet::new();
     let mut skippable = HashSet::new();
-    for (diff_id, chain_id) in diff_ids.iter().zip(chain_ids(&diff_ids)) {
+    for (diff_id, chain_id) in diff_ids.iter().zip(chain_ids(diff_ids)) {
         if held.contains(&chain_id) {
             skippable.insert(diff_id.clone());
         } else {
@@ -174,7 +189,7 @@ async fn held_chain_ids(docker: &Docker) -> Result<HashSet<Digest>, ExportError>
 async fn upload(
     docker: &Docker,
     image: &Image,
-    layers: &[Layer],
+    layers: &[LoadLayer],
     tags: &[String],
     skip: &HashSet<Digest>,
 ) -> Result<Loaded, ExportError> {
@@ -185,9 +200,22 @@ async fn upload(
             (image.clone(), layers.to_vec(), tags.to_vec(), skip.clone());
         let mut out = ChannelWriter::new(tx, Handle::current(), stop.clone());
         tokio::task::spawn_blocking(move || {
-            let written = docker_archive::write(&mut out, &image, &layers, &tags, &skip);
+            let archived: Vec<ArchiveLayer<'_>> = layers
+                .iter()
+                .map(|l| ArchiveLayer {
+                    diff_id: l.diff_id.as_ref(),
+                    tar: match &l.tar {
+                        _ if l.diff_id.as_ref().is_some_and(|d| skip.contains(d)) => {
+                            ArchiveTar::Held
+                        }
+                        LayerTar::Stored(path) => ArchiveTar::Stored(path),
+                        LayerTar::Directory(dir) => ArchiveTar::Directory(dir),
+                    },
+                })
+                .collect();
+            let written = docker_archive::write_layers(&mut out, &image, &archived, &tags);
             match written {
-                Ok(_) => Ok(out.sent),
+                Ok(written) => Ok((out.sent, written)),
                 Err(e) => {
                     // Abort the request body so that the daemon does not load a cut archive.
                     let _ = out.send(Err(io::Error::other(e.to_string())));
@@ -232,7 +260,7 @@ async fn upload(
         .await
         .map_err(|e| ExportError::Write(io::Error::other(e)))?;
     // The writer's error is the cause when both failed.
-    let archive_size = written?;
+    let (archive_size, written) = written?;
     if let Some(failure) = failure {
         return Err(failure);
     }
@@ -251,8 +279,9 @@ async fn upload(
     };
     Ok(Loaded {
         image_id,
-        layers_skipped: layers.iter().filter(|l| skip.contains(&l.diff_id)).count(),
+        layers_skipped: written.diff_ids.iter().filter(|d| skip.contains(d)).count(),
         archive_size,
+        diff_ids: written.diff_ids,
     })
 }
 

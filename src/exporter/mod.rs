@@ -41,6 +41,32 @@ pub struct Layer {
     pub compressed: Option<CompressedBlob>,
 }
 
+/// A layer on its way into Docker, which is sent the uncompressed tar: either stored, or
+/// still a snapshot directory that is tarred straight into the upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadLayer {
+    /// Unknown for a directory never tarred before.
+    pub diff_id: Option<Digest>,
+    pub tar: LayerTar,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerTar {
+    /// In the content store; its sha256 is the diff ID.
+    Stored(PathBuf),
+    /// A snapshot's upper directory.
+    Directory(PathBuf),
+}
+
+impl From<&Layer> for LoadLayer {
+    fn from(layer: &Layer) -> Self {
+        LoadLayer {
+            diff_id: Some(layer.diff_id.clone()),
+            tar: LayerTar::Stored(layer.tar.clone()),
+        }
+    }
+}
+
 /// A compressed layer blob, as pushed to registries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressedBlob {
@@ -80,6 +106,14 @@ pub enum ExportError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("tarring the layer at {path}: {source}")]
+    Layer {
+        path: PathBuf,
+        #[source]
+        source: crate::snapshot::SnapshotError,
+    },
+    #[error("layer {index} has neither a known diff ID nor a directory to tar")]
+    UnknownDiffId { index: usize },
     #[error(transparent)]
     InvalidName(#[from] ImageNameError),
     #[error("{action}: {source}")]

@@ -92,6 +92,43 @@ impl<W: Write> Tarball<W> {
         Ok(size)
     }
 
+    /// Tars the snapshot directory `upper` in as `path`, without staging the layer tar
+    /// anywhere: its size is worked out from metadata first, since the entry's header comes
+    /// before its bytes. Returns the layer's diff ID.
+    pub fn layer_dir(&mut self, path: &str, upper: &Path) -> Result<Digest, ExportError> {
+        let layer_err = |source| ExportError::Layer {
+            path: upper.to_owned(),
+            source,
+        };
+        let size = crate::snapshot::diff::layer_size(upper).map_err(layer_err)?;
+        let mut header = header(tar::EntryType::Regular, 0o644, size);
+        // The header alone: `append_data` pads by what it copied, here nothing.
+        self.builder
+            .append_data(&mut header, path, io::empty())
+            .map_err(ExportError::Write)?;
+        let mut body = Bounded {
+            inner: self.builder.get_mut(),
+            left: size,
+        };
+        let stats = crate::snapshot::diff::write_layer(upper, &mut body).map_err(layer_err)?;
+        if body.left != 0 {
+            return Err(layer_err(crate::snapshot::SnapshotError::io(
+                "archiving",
+                upper,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the layer shrank from {size} to {} bytes", stats.size),
+                ),
+            )));
+        }
+        let padding = (512 - size % 512) % 512;
+        self.builder
+            .get_mut()
+            .write_all(&[0u8; 512][..padding as usize])
+            .map_err(ExportError::Write)?;
+        Digest::parse(&stats.diff_id).map_err(ExportError::InvalidDiffId)
+    }
+
     pub fn finish(self) -> Result<W, ExportError> {
         self.builder.into_inner().map_err(ExportError::Write)
     }
@@ -106,6 +143,30 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     header.set_uid(0);
     header.set_gid(0);
     header
+}
+
+/// Passes through at most `left` bytes: a layer that grew after it was measured must not
+/// overrun its entry and corrupt the archive.
+struct Bounded<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(
+                "the layer grew while it was archived (its directory changed)",
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 struct HashingReader<R> {

@@ -30,26 +30,49 @@ pub struct LayerStats {
 
 /// Tars `upper` (an overlay upper directory, not mounted) into `out` as an OCI layer.
 pub fn write_layer(upper: &Path, out: impl Write) -> Result<LayerStats> {
-    let mut writer = LayerWriter {
-        builder: Builder::new(DigestWriter::new(out)),
-        hardlinks: HashMap::new(),
-        entries: 0,
-    };
+    let mut writer = LayerWriter::new(DigestWriter::new(out), Contents::Read);
     writer.write_dir(upper, "")?;
-    let (digest, size, _) = writer
-        .builder
-        .into_inner()
-        .map_err(|e| SnapshotError::io("writing layer of", upper, e))?
-        .finish();
+    let entries = writer.entries;
+    let (digest, size, _) = writer.finish(upper)?.finish();
     Ok(LayerStats {
         diff_id: digest.to_string(),
         size,
-        entries: writer.entries,
+        entries,
     })
 }
 
+/// The exact size of the tar [`write_layer`] would write for `upper`, from metadata alone:
+/// an archive that embeds the layer must state its size before the layer's bytes.
+pub fn layer_size(upper: &Path) -> Result<u64> {
+    let mut writer = LayerWriter::new(ByteCounter(0), Contents::Skip);
+    writer.write_dir(upper, "")?;
+    Ok(writer.finish(upper)?.0)
+}
+
+/// Whether file contents are read, or stood in for by zeros of the same length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Contents {
+    Read,
+    Skip,
+}
+
+/// A sink that only counts.
+struct ByteCounter(u64);
+
+impl Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 struct LayerWriter<W: Write> {
-    builder: Builder<DigestWriter<W>>,
+    builder: Builder<W>,
+    contents: Contents,
     /// First path seen of each multiply-linked inode: later ones become hardlink entries.
     hardlinks: HashMap<(u64, u64), String>,
     entries: u64,
@@ -80,6 +103,22 @@ fn header_from(meta: &Metadata, kind: EntryType) -> Header {
 }
 
 impl<W: Write> LayerWriter<W> {
+    fn new(out: W, contents: Contents) -> Self {
+        LayerWriter {
+            builder: Builder::new(out),
+            contents,
+            hardlinks: HashMap::new(),
+            entries: 0,
+        }
+    }
+
+    /// Writes the end-of-archive blocks and returns the output.
+    fn finish(self, upper: &Path) -> Result<W> {
+        self.builder
+            .into_inner()
+            .map_err(|e| SnapshotError::io("writing layer of", upper, e))
+    }
+
     fn write_dir(&mut self, dir: &Path, rel: &str) -> Result<()> {
         let mut entries = Vec::new();
         for (name, path) in walk::sorted_entries(dir)? {
@@ -181,6 +220,12 @@ impl<W: Write> LayerWriter<W> {
             }
             let mut header = header_from(meta, EntryType::Regular);
             header.set_size(meta.len());
+            if self.contents == Contents::Skip {
+                let mut zeros = io::Read::take(io::repeat(0), meta.len());
+                return self
+                    .append(header, rel, None, &xattrs, &mut zeros)
+                    .map_err(io);
+            }
             let file =
                 std::fs::File::open(path).map_err(|e| SnapshotError::io("opening", path, e))?;
             // A file that changed size since lstat would corrupt the tar: read exactly `len`.
