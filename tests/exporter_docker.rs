@@ -177,6 +177,7 @@ async fn load_then_load_again_without_held_layer() {
         &first,
         &load_layers(&first_layers),
         std::slice::from_ref(&first_tag),
+        &[],
     )
     .await
     .unwrap();
@@ -219,14 +220,27 @@ async fn load_then_load_again_without_held_layer() {
         "bud-test/exporter-second:v2".to_owned(),
     ];
 
-    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers))
+    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers), &[])
         .await
         .unwrap();
     assert_eq!(held, HashSet::from([base.diff_id.clone()]));
+    // Asked of the image that holds it, or of images that don't (then all are asked).
+    for related in [first_tag.clone(), "bud-test/exporter-no-such-image".into()] {
+        let held = docker_load::layers_held(&docker, &diff_ids(&second_layers), &[related])
+            .await
+            .unwrap();
+        assert_eq!(held, HashSet::from([base.diff_id.clone()]));
+    }
 
-    let loaded = docker_load::load(&docker, &second, &load_layers(&second_layers), &second_tags)
-        .await
-        .unwrap();
+    let loaded = docker_load::load(
+        &docker,
+        &second,
+        &load_layers(&second_layers),
+        &second_tags,
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(loaded.layers_skipped, 1);
     assert!(
         loaded.archive_size < base_size,
@@ -252,7 +266,7 @@ async fn load_then_load_again_without_held_layer() {
 
     // The whole chain is in the daemon's layer store, not only its bottom.
     let chain = chain_ids(&[base.diff_id.clone(), top.diff_id.clone()]);
-    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers))
+    let held = docker_load::layers_held(&docker, &diff_ids(&second_layers), &[])
         .await
         .unwrap();
     assert_eq!(held.len(), 2, "chain {chain:?} not held after the load");
@@ -278,6 +292,7 @@ async fn load_then_load_again_without_held_layer() {
         &third,
         &third_layers,
         std::slice::from_ref(&third_tag),
+        &[],
     )
     .await
     .unwrap();
@@ -321,7 +336,7 @@ async fn load_untagged_and_refused_archives() {
     let image = image(&layers);
 
     // Untagged: Docker answers with the ID.
-    let loaded = docker_load::load(&docker, &image, &load_layers(&layers), &[])
+    let loaded = docker_load::load(&docker, &image, &load_layers(&layers), &[], &[])
         .await
         .unwrap();
     assert_eq!(loaded.image_id, Digest::of(&image.to_json()).to_string());
@@ -336,6 +351,7 @@ async fn load_untagged_and_refused_archives() {
         &foreign,
         &load_layers(&layers),
         &["bud-test/exporter-windows".into()],
+        &[],
     )
     .await
     .unwrap_err();
@@ -352,6 +368,7 @@ async fn load_untagged_and_refused_archives() {
         &image,
         &load_layers(&gone),
         &["bud-test/exporter-gone".into()],
+        &[],
     )
     .await
     .unwrap_err();

@@ -209,8 +209,10 @@ async fn build(
     } else {
         None
     };
+    let base_images = base_images(&converted.definition);
     let targets = Targets {
         docker: docker.as_ref(),
+        base_images: &base_images,
         content,
         registry,
     };
@@ -254,6 +256,23 @@ async fn build(
     Ok(report)
 }
 
+/// The images the definition's `docker-image` sources name, as Docker knows them.
+fn base_images(definition: &bud_proto::pb::Definition) -> Vec<String> {
+    use prost::Message as _;
+    definition
+        .def
+        .iter()
+        .filter_map(|bytes| bud_proto::pb::Op::decode(bytes.as_slice()).ok())
+        .filter_map(|op| match op.op {
+            Some(bud_proto::pb::op::Op::Source(source)) => source
+                .identifier
+                .strip_prefix("docker-image://")
+                .map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The result as an image: with every layer tarred into the content store, or (when only
 /// Docker is to receive it) planned, its new layers still directories.
 enum Assembled {
@@ -264,6 +283,8 @@ enum Assembled {
 /// What exports write to: Docker, the content store (compressed layers), registries.
 struct Targets<'a> {
     docker: Option<&'a bollard::Docker>,
+    /// The images the build starts from, where Docker most likely holds the lower layers.
+    base_images: &'a [String],
     content: &'a ContentStore,
     registry: &'a RegistryConfig,
 }
@@ -278,6 +299,7 @@ async fn export_one(
 ) -> anyhow::Result<()> {
     let Targets {
         docker,
+        base_images,
         content,
         registry,
     } = *targets;
@@ -299,13 +321,16 @@ async fn export_one(
                 Some(Assembled::Built(built)) => {
                     let layers: Vec<LoadLayer> = built.layers.iter().map(LoadLayer::from).collect();
                     (
-                        load(docker, &built.image, &layers, names).await,
+                        load(docker, &built.image, &layers, names, base_images).await,
                         &built.image,
                     )
                 }
                 Some(Assembled::Planned(plan)) => {
                     let layers = plan.load_layers(content)?;
-                    (load(docker, &plan.image, &layers, names).await, &plan.image)
+                    (
+                        load(docker, &plan.image, &layers, names, base_images).await,
+                        &plan.image,
+                    )
                 }
                 None => bail!("internal error: no image was assembled"),
             };

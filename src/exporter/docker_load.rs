@@ -8,8 +8,10 @@
 //!
 //! Layers the daemon already holds are left out of the archive. Docker's API cannot be asked
 //! for a chain ID directly, so the held chains are collected from the `RootFS.Layers` of
-//! every local image (intermediate ones included): holding an image means holding each
-//! prefix of its layer chain. A layer is left out only when its own chain ID, i.e. the layer
+//! the images that most likely share them (the build's base images and the image a tag
+//! names now) and, only when those do not hold every layer below the new ones, of every
+//! local image (intermediate ones included): holding an image means holding each prefix of
+//! its layer chain. A layer is left out only when its own chain ID, i.e. the layer
 //! with the same layers below it, is held, which is exactly the check `docker load` makes
 //! before reading a layer from the archive. Should the daemon still refuse the slim archive
 //! (an image removed meanwhile, or a containerd image store that wants every blob), the
@@ -54,11 +56,13 @@ const INSPECT_CONCURRENCY: usize = 8;
 
 /// Loads `image` into the daemon under every name in `tags`. The image's
 /// `rootfs.diff_ids` are those of `layers`, filled in here for layers never tarred before.
+/// `base_images` (names or IDs) are where the daemon most likely holds the layers below.
 pub async fn load(
     docker: &Docker,
     image: &Image,
     layers: &[LoadLayer],
     tags: &[String],
+    base_images: &[String],
 ) -> Result<Loaded, ExportError> {
     let known: Option<Vec<Digest>> = layers.iter().map(|l| l.diff_id.clone()).collect();
     if let Some(diff_ids) = known {
@@ -79,7 +83,8 @@ pub async fn load(
     }
     // Held chains can only be looked up below the first layer of unknown digest.
     let known_below: Vec<Digest> = layers.iter().map_while(|l| l.diff_id.clone()).collect();
-    let skip = match layers_held(docker, &known_below).await {
+    let related: Vec<String> = base_images.iter().chain(tags).cloned().collect();
+    let skip = match layers_held(docker, &known_below, &related).await {
         Ok(skip) => skip,
         Err(e) => {
             // Skipping is an optimisation: without it the load still works.
@@ -125,15 +130,38 @@ async fn tag_all(docker: &Docker, image_id: &str, tags: &[String]) -> Result<(),
 }
 
 /// Of the bottom layers `diff_ids`, those whose files the daemon does not need: every
-/// occurrence of the layer sits on a chain the daemon holds.
+/// occurrence of the layer sits on a chain the daemon holds. The images named in `related`
+/// (the build's base images, the image a tag names now) are asked first; every image in the
+/// daemon only when they do not hold all of `diff_ids`.
 pub async fn layers_held(
     docker: &Docker,
     diff_ids: &[Digest],
+    related: &[String],
 ) -> Result<HashSet<Digest>, ExportError> {
     if diff_ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let held = held_chain_ids(docker).await?;
+    let wanted: HashSet<&Digest> = diff_ids.iter().collect();
+    if !related.is_empty() {
+        let ids: Vec<&str> = related.iter().map(String::as_str).collect();
+        let skip = skippable(diff_ids, &held_chain_ids(docker, ids).await?);
+        if skip.len() == wanted.len() {
+            return Ok(skip);
+        }
+    }
+    let options = ListImagesOptionsBuilder::new().all(true).build();
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|source| ExportError::Docker {
+            action: "listing images",
+            source,
+        })?;
+    let ids = images.iter().map(|summary| summary.id.as_str()).collect();
+    Ok(skippable(diff_ids, &held_chain_ids(docker, ids).await?))
+}
+
+fn skippable(diff_ids: &[Digest], held: &HashSet<Digest>) -> HashSet<Digest> {
     let mut needed = HashSet::new();
     let mut skippable = HashSet::new();
     for (diff_id, chain_id) in diff_ids.iter().zip(chain_ids(diff_ids)) {
@@ -144,21 +172,14 @@ pub async fn layers_held(
         }
     }
     skippable.retain(|d| !needed.contains(d));
-    Ok(skippable)
+    skippable
 }
 
-/// Chain IDs of every layer stack the daemon's images use.
-async fn held_chain_ids(docker: &Docker) -> Result<HashSet<Digest>, ExportError> {
-    let options = ListImagesOptionsBuilder::new().all(true).build();
-    let images = docker
-        .list_images(Some(options))
-        .await
-        .map_err(|source| ExportError::Docker {
-            action: "listing images",
-            source,
-        })?;
-    let inspections: Vec<_> = stream::iter(images)
-        .map(|summary| async move { docker.inspect_image(&summary.id).await })
+/// Chain IDs of every layer stack the images `ids` (IDs or names) use; images the daemon
+/// does not have are passed over.
+async fn held_chain_ids(docker: &Docker, ids: Vec<&str>) -> Result<HashSet<Digest>, ExportError> {
+    let inspections: Vec<_> = stream::iter(ids)
+        .map(|id| async move { docker.inspect_image(id).await })
         .buffer_unordered(INSPECT_CONCURRENCY)
         .collect()
         .await;
@@ -166,7 +187,7 @@ async fn held_chain_ids(docker: &Docker) -> Result<HashSet<Digest>, ExportError>
     for inspection in inspections {
         let inspect = match inspection {
             Ok(inspect) => inspect,
-            // Removed since it was listed.
+            // Not there, or removed since it was listed.
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => continue,
