@@ -57,15 +57,17 @@ impl ProgressOutput {
     }
 }
 
-/// The renderer for `--progress=mode` (and `-q`), writing to stderr as buildx does.
+/// The renderer for `--progress=mode` (and `-q`), writing to stderr as buildx does, and
+/// sending OpenTelemetry traces when the environment names an OTLP endpoint.
 pub fn renderer_for(mode: Progress, quiet: bool) -> Box<dyn Renderer> {
     let term = console::Term::stderr();
-    match ProgressOutput::choose(mode, quiet, term.is_term()) {
+    let shown: Box<dyn Renderer> = match ProgressOutput::choose(mode, quiet, term.is_term()) {
         ProgressOutput::Tty => Box::new(TtyRenderer::stderr()),
         ProgressOutput::Plain => Box::new(PlainRenderer::new(std::io::stderr())),
         ProgressOutput::RawJson => Box::new(RawJsonRenderer::new(std::io::stderr())),
         ProgressOutput::Quiet => Box::new(QuietRenderer),
-    }
+    };
+    super::otel::wrap_from_env(shown)
 }
 
 /// The live view. Drawn on each event; [`TtyRenderer::stderr`] also redraws on a timer.
