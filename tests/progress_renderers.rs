@@ -331,3 +331,168 @@ const RAWJSON_GOLDEN: &str = r#"{"vertexes":[{"digest":"v1","name":"[internal] l
 {"warnings":[{"short":"RlJPTSAtLXBsYXRmb3JtIGZsYWcgc2hvdWxkIG5vdCB1c2UgYSBjb25zdGFudCB2YWx1ZQ==","vertex":null}]}
 {"vertexes":[{"completed":"2023-11-14T22:13:21.400000000Z","digest":"v4","error":"process \"/bin/sh -c ./app.sh\" did not complete successfully: exit code: 1","name":"[3/3] RUN ./app.sh","started":"2023-11-14T22:13:20.400000000Z"}]}
 "#;
+
+/// A terminal that rewraps its lines when resized (as VTE, kitty, iTerm2 and Windows
+/// Terminal do): it keeps logical lines and lays them out at the current width.
+struct Reflowing {
+    width: usize,
+    lines: Vec<Vec<char>>,
+    line: usize,
+    /// Physical row within the logical line, and column in it (`width`: wrap pending).
+    prow: usize,
+    pcol: usize,
+}
+
+impl Reflowing {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            lines: vec![Vec::new()],
+            line: 0,
+            prow: 0,
+            pcol: 0,
+        }
+    }
+
+    fn rows_of(&self, line: usize) -> usize {
+        self.lines[line].len().div_ceil(self.width).max(1)
+    }
+
+    fn resize(&mut self, width: usize) {
+        let col = self.prow * self.width + self.pcol;
+        self.width = width;
+        self.prow = col / width;
+        self.pcol = col % width;
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => self.pcol = 0,
+                '\n' => {
+                    self.line += 1;
+                    (self.prow, self.pcol) = (0, 0);
+                    if self.lines.len() <= self.line {
+                        self.lines.push(Vec::new());
+                    }
+                }
+                '\x1b' => {
+                    assert_eq!(chars.next(), Some('['));
+                    let mut arg = String::new();
+                    let cmd = loop {
+                        let c = chars.next().unwrap();
+                        if c.is_ascii_digit() {
+                            arg.push(c);
+                        } else {
+                            break c;
+                        }
+                    };
+                    match cmd {
+                        'A' => {
+                            for _ in 0..arg.parse().unwrap_or(1) {
+                                if self.prow > 0 {
+                                    self.prow -= 1;
+                                } else if self.line > 0 {
+                                    self.line -= 1;
+                                    self.prow = self.rows_of(self.line) - 1;
+                                }
+                            }
+                        }
+                        'J' => {
+                            let at = self.prow * self.width + self.pcol;
+                            self.lines[self.line].truncate(at);
+                            self.lines.truncate(self.line + 1);
+                        }
+                        other => panic!("unexpected escape sequence {other}"),
+                    }
+                }
+                c => {
+                    if self.pcol == self.width {
+                        self.prow += 1;
+                        self.pcol = 0;
+                    }
+                    let at = self.prow * self.width + self.pcol;
+                    let line = &mut self.lines[self.line];
+                    if line.len() <= at {
+                        line.resize(at, ' ');
+                        line.push(c);
+                    } else {
+                        line[at] = c;
+                    }
+                    self.pcol += 1;
+                }
+            }
+        }
+    }
+
+    /// The screen's rows at the current width.
+    fn rows(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        for line in &self.lines {
+            if line.is_empty() {
+                rows.push(String::new());
+            }
+            for chunk in line.chunks(self.width) {
+                rows.push(chunk.iter().collect::<String>().trim_end().to_string());
+            }
+        }
+        while rows.last().is_some_and(|r| r.is_empty()) {
+            rows.pop();
+        }
+        rows
+    }
+}
+
+#[test]
+fn terminal_view_follows_a_resized_terminal() {
+    let (first, rest) = script();
+    for narrower in [40, 71, 100] {
+        let size = Arc::new(Mutex::new((72usize, 40usize)));
+        let out = SharedBuf::default();
+        let source = size.clone();
+        let mut r = TtyRenderer::new(out.clone(), 72, 40, Clock::Events)
+            .sized_by(move || Some(*source.lock().unwrap()));
+        let mut term = Reflowing::new(72);
+        let mut fed = 0;
+        let mut feed = |term: &mut Reflowing| {
+            let bytes = out.0.lock().unwrap();
+            term.feed(&bytes[fed..]);
+            fed = bytes.len();
+        };
+        for e in &first {
+            r.event(e);
+        }
+        feed(&mut term);
+        // The terminal is resized between two frames.
+        *size.lock().unwrap() = (narrower, 40);
+        term.resize(narrower);
+        for e in &rest {
+            r.event(e);
+        }
+        r.finish(false);
+        feed(&mut term);
+
+        // What a renderer that always had the new width shows.
+        let fresh_out = SharedBuf::default();
+        let mut fresh = TtyRenderer::new(fresh_out.clone(), narrower, 40, Clock::Events);
+        for e in first.iter().chain(&rest) {
+            fresh.event(e);
+        }
+        fresh.finish(false);
+        let mut expected = Reflowing::new(narrower);
+        expected.feed(&fresh_out.0.lock().unwrap());
+
+        let rows = term.rows();
+        assert_eq!(rows, expected.rows(), "width {narrower}");
+        // The frame itself fits: only the error output after it may wrap.
+        let frame_end = rows.iter().position(|r| r == "------").unwrap();
+        for row in &rows[..frame_end] {
+            assert!(
+                row.chars().count() <= narrower,
+                "{row:?} at width {narrower}"
+            );
+        }
+    }
+}

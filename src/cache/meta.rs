@@ -26,7 +26,7 @@ pub enum MetaError {
     },
 }
 
-/// What a snapshot holds, for `bud du` and for garbage collection order.
+/// What a cache record holds, for `bud du` and for garbage collection order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotKind {
     /// A layer made by a RUN or file step.
@@ -35,6 +35,9 @@ pub enum SnapshotKind {
     ImageLayer,
     /// The directory of a `RUN --mount=type=cache`.
     CacheMount,
+    /// A blob in the content store (layer tar, compressed layer, image config or manifest).
+    /// Listed and collected with the snapshots, never stored in the `snapshots` table.
+    ContentBlob,
 }
 
 impl SnapshotKind {
@@ -43,6 +46,7 @@ impl SnapshotKind {
             SnapshotKind::Layer => "layer",
             SnapshotKind::ImageLayer => "image-layer",
             SnapshotKind::CacheMount => "cache-mount",
+            SnapshotKind::ContentBlob => "content-blob",
         }
     }
 
@@ -50,6 +54,7 @@ impl SnapshotKind {
         match s {
             "image-layer" => SnapshotKind::ImageLayer,
             "cache-mount" => SnapshotKind::CacheMount,
+            "content-blob" => SnapshotKind::ContentBlob,
             _ => SnapshotKind::Layer,
         }
     }
@@ -401,7 +406,12 @@ pub struct LeaseOwner {
 
 impl LeaseOwner {
     pub fn current() -> Self {
-        let pid = std::process::id() as i64;
+        Self::of(std::process::id())
+    }
+
+    /// The running process `pid` (start time 0 when it is not running).
+    pub fn of(pid: u32) -> Self {
+        let pid = i64::from(pid);
         Self {
             pid,
             start_time: process_start_time(pid).unwrap_or(0),

@@ -1,10 +1,11 @@
-//! `bud du`: the build cache's records, their sizes and whether they can be reclaimed.
+//! `bud du`: the build cache's records (snapshots, cache mounts and content-store blobs),
+//! their sizes and whether they can be reclaimed.
 
 use std::io::Write;
 
 use super::format::{human_age, human_size, table, utc_time};
 use super::{CommandError, open_meta};
-use crate::cache::meta;
+use crate::cache::meta::{self, SnapshotKind};
 use crate::cli::DuOptions;
 use crate::gc::{self, RecordFilter, UsageRecord};
 use crate::state::StateRoot;
@@ -91,7 +92,10 @@ fn write_verbose(
         if let Some(d) = &r.diff_id {
             rows.push(vec!["Diff ID:".into(), d.clone()]);
         }
-        rows.push(vec!["Usage count:".into(), r.usage_count.to_string()]);
+        // Lookups of a blob are not counted, only its last one is known.
+        if r.kind != SnapshotKind::ContentBlob {
+            rows.push(vec!["Usage count:".into(), r.usage_count.to_string()]);
+        }
         rows.push(vec![
             "Last used:".into(),
             format!(

@@ -3,11 +3,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use super::Digest;
+use super::lease::{self, Exclusive, Leases};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
@@ -36,15 +39,36 @@ impl ContentError {
 }
 
 /// A directory of blobs named by their digest (`blobs/sha256/<hex>`).
+///
+/// Looking a blob up ([`exists`](Self::exists), [`open`](Self::open)) or storing one leases
+/// it to this process, so that garbage collection elsewhere keeps it while this process
+/// lives; [`path`](Self::path) alone does not, so call it after one of those.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     root: PathBuf,
+    leases: Arc<Leases>,
+}
+
+/// A committed blob as garbage collection and `bud du` see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    /// Bytes allocated on disk (as `du` counts them).
+    pub disk_size: u64,
+    /// When it was stored.
+    pub created: SystemTime,
+    /// When a process last leased it (or when it was stored).
+    pub last_used: SystemTime,
 }
 
 impl ContentStore {
     /// Opens the store at `root`, creating its directories if needed.
     pub fn new(root: impl Into<PathBuf>) -> Result<ContentStore, ContentError> {
-        let store = ContentStore { root: root.into() };
+        let root = root.into();
+        let store = ContentStore {
+            leases: Arc::new(Leases::new(&root)),
+            root,
+        };
         for dir in [store.blob_dir(), store.ingest_dir()] {
             fs::create_dir_all(&dir).map_err(ContentError::io("creating", &dir))?;
         }
@@ -60,13 +84,18 @@ impl ContentStore {
         self.blob_dir().join(digest.hex())
     }
 
+    /// Whether the blob is stored; leases it first, so a blob found stays until this
+    /// process exits.
     pub fn exists(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+        let path = self.path(digest);
+        self.leases.hold(digest, &path);
+        path.is_file()
     }
 
-    /// Opens a committed blob for reading.
+    /// Opens a committed blob for reading (leasing it).
     pub fn open(&self, digest: &Digest) -> Result<File, ContentError> {
         let path = self.path(digest);
+        self.leases.hold(digest, &path);
         File::open(&path).map_err(|e| self.not_found_or(digest, "opening", &path, e))
     }
 
@@ -78,7 +107,7 @@ impl ContentStore {
     }
 
     /// Removes a blob; returns whether it was there. Readers that already opened it keep
-    /// reading the old file.
+    /// reading the old file. Leases are not checked: see [`ContentStore::collector`].
     pub fn delete(&self, digest: &Digest) -> Result<bool, ContentError> {
         let path = self.path(digest);
         match fs::remove_file(&path) {
@@ -92,8 +121,10 @@ impl ContentStore {
     /// removes the partial file.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
         let dir = self.ingest_dir();
+        // Named for this process, so garbage collection can tell an abandoned file (its
+        // writer was killed) from one being written.
         let file = tempfile::Builder::new()
-            .prefix("ingest-")
+            .prefix(&format!("{}-ingest-", std::process::id()))
             .tempfile_in(&dir)
             .map_err(ContentError::io("creating a file in", &dir))?;
         Ok(BlobWriter {
@@ -119,6 +150,74 @@ impl ContentStore {
     /// Stores `bytes` and returns their digest.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest, ContentError> {
         self.import(bytes, None)
+    }
+
+    /// Every committed blob, with its size on disk and times.
+    pub fn blobs(&self) -> Result<Vec<BlobInfo>, ContentError> {
+        let dir = self.blob_dir();
+        let mut blobs = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(ContentError::io("listing", &dir))? {
+            let entry = entry.map_err(ContentError::io("listing", &dir))?;
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+            else {
+                continue;
+            };
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ContentError::io("reading metadata of", &entry.path())(e)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let last_used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            blobs.push(BlobInfo {
+                digest,
+                disk_size: std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
+                created: meta.created().unwrap_or(last_used).min(last_used),
+                last_used,
+            });
+        }
+        Ok(blobs)
+    }
+
+    /// The blobs other live processes lease, as of now (for display: by the time the caller
+    /// looks, more may be leased).
+    pub fn leased_by_others(&self) -> Result<std::collections::HashSet<Digest>, ContentError> {
+        let dir = self.root.join("leases");
+        lease::leased_by_others(&self.root).map_err(ContentError::io("reading leases in", &dir))
+    }
+
+    /// Starts removing blobs: until the collector is dropped, no process can lease a blob.
+    pub fn collector(&self) -> Result<Collector<'_>, ContentError> {
+        let exclusive =
+            Exclusive::take(&self.root).map_err(ContentError::io("locking", &self.root))?;
+        Ok(Collector {
+            store: self,
+            exclusive,
+        })
+    }
+
+    /// Files under `ingest/` whose writer is gone (killed before it committed or dropped).
+    pub fn abandoned_ingests(&self) -> Result<Vec<PathBuf>, ContentError> {
+        let dir = self.ingest_dir();
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(ContentError::io("listing", &dir))? {
+            let entry = entry.map_err(ContentError::io("listing", &dir))?;
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split_once("-ingest-"))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                found.push(entry.path());
+            }
+        }
+        Ok(found)
     }
 
     fn blob_dir(&self) -> PathBuf {
@@ -177,6 +276,8 @@ impl BlobWriter {
             });
         }
         let target = self.store.path(&actual);
+        // Leased before it is installed: a collection never sees it unleased.
+        self.store.leases.hold(&actual, &target);
         if target.is_file() {
             return Ok(actual);
         }
@@ -186,6 +287,28 @@ impl BlobWriter {
             .persist(&target)
             .map_err(|e| ContentError::io("moving a blob to", &target)(e.error))?;
         Ok(actual)
+    }
+}
+
+/// Removes blobs no live process leases. See [`ContentStore::collector`].
+pub struct Collector<'a> {
+    store: &'a ContentStore,
+    exclusive: Exclusive,
+}
+
+impl Collector<'_> {
+    /// Whether another live process leases the blob.
+    pub fn is_leased(&self, digest: &Digest) -> bool {
+        self.exclusive.is_leased(digest)
+    }
+
+    /// Removes the blob unless another live process leases it; returns whether it was
+    /// removed.
+    pub fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+        if self.is_leased(digest) {
+            return Ok(false);
+        }
+        self.store.delete(digest)
     }
 }
 

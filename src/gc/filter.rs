@@ -35,7 +35,7 @@ enum TextOp {
     Contains,
 }
 
-const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount, id=ID, description~=TEXT, until=DURATION";
+const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount|content-blob, id=ID, description~=TEXT, until=DURATION";
 
 impl RecordFilter {
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, String> {
@@ -110,8 +110,9 @@ fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
         "layer" | "regular" => Ok(SnapshotKind::Layer),
         "image-layer" => Ok(SnapshotKind::ImageLayer),
         "cache-mount" | "exec.cachemount" => Ok(SnapshotKind::CacheMount),
+        "content-blob" => Ok(SnapshotKind::ContentBlob),
         _ => Err(format!(
-            "unknown type {s:?}; accepted: layer, image-layer, cache-mount"
+            "unknown type {s:?}; accepted: layer, image-layer, cache-mount, content-blob"
         )),
     }
 }

@@ -14,9 +14,12 @@
 //!   renames the directory into `tmp/` and deletes it there, so `snapshots/` never holds a
 //!   half-deleted directory.
 //!
-//! The content store is left alone: nothing yet records which blobs a snapshot or an image
-//! still needs.
+//!
+//! Content-store blobs are records too (see [`blobs`]): collected least recently used first
+//! with the snapshots, never while another live process leases them, and a base image
+//! layer's tar only after the snapshot extracted from it.
 
+pub mod blobs;
 pub mod filter;
 pub mod orphans;
 pub mod remove;
@@ -30,6 +33,7 @@ pub use filter::RecordFilter;
 pub use orphans::Orphan;
 
 use crate::cache::meta::{self, MetaError, MetaStore, SnapshotKind, SnapshotRecord};
+use crate::content::{ContentError, ContentStore, Digest};
 use crate::state::StateRoot;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,8 @@ pub enum GcError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -117,10 +123,11 @@ pub fn collect(
     meta: &MetaStore,
     policy: &GcPolicy,
 ) -> Result<GcReport, GcError> {
+    let store = ContentStore::new(state.content_dir())?;
     let mut report = GcReport::default();
-    for path in orphans::find(state, meta)? {
+    for path in orphans::find(state, meta, &store)? {
         let size = size::disk_usage(&path).map_err(|e| GcError::io("measuring", &path, e))?;
-        let removed = if path.starts_with(state.tmp_dir()) {
+        let removed = if path.starts_with(state.tmp_dir()) || path.starts_with(store.root()) {
             remove::remove_tree(&path).map(|()| true)
         } else {
             remove::remove_dir(state, &path)
@@ -137,18 +144,34 @@ pub fn collect(
     meta.forget_dead_leases()?;
 
     let now = meta::now();
-    let records = measured_records(state, meta)?;
+    let snapshots = measured_records(state, meta)?;
+    let blobs = blobs::Inventory::read(&store, &snapshots)?;
     let leased = meta.leased_snapshots()?;
+    let leased_blobs = store.leased_by_others()?;
+    let records: Vec<&SnapshotRecord> = snapshots.iter().chain(&blobs.records).collect();
     let mut total: u64 = records.iter().map(|r| r.size).sum();
+    // What keeps a record from being a leaf: child snapshots, and for a base image layer's
+    // tar, the snapshots extracted from it.
     let mut children: HashMap<&str, usize> = HashMap::new();
-    for r in &records {
+    for r in &snapshots {
         if let Some(p) = &r.parent {
             *children.entry(p.as_str()).or_default() += 1;
         }
     }
+    for (blob, n) in &blobs.pins {
+        *children.entry(blob.as_str()).or_default() += n;
+    }
     let by_id: HashMap<&str, &SnapshotRecord> =
-        records.iter().map(|r| (r.id.as_str(), r)).collect();
-    let eligible = |r: &SnapshotRecord| !leased.contains(&r.id) && policy.allows(r, now);
+        records.iter().map(|r| (r.id.as_str(), *r)).collect();
+    let eligible = |r: &SnapshotRecord| {
+        if r.kind == SnapshotKind::ContentBlob {
+            let in_use = Digest::parse(&r.id).is_ok_and(|d| leased_blobs.contains(&d));
+            let base = blobs.base_image.contains(&r.id);
+            !in_use && (policy.include_image_layers || !base) && policy.allows(r, now)
+        } else {
+            !leased.contains(&r.id) && policy.allows(r, now)
+        }
+    };
     let order = |r: &SnapshotRecord| {
         (
             r.kind == SnapshotKind::CacheMount,
@@ -159,7 +182,7 @@ pub fn collect(
     let mut leaves: BTreeSet<(bool, i64, String)> = records
         .iter()
         .filter(|r| !children.contains_key(r.id.as_str()) && eligible(r))
-        .map(order)
+        .map(|r| order(r))
         .collect();
 
     while let Some((_, _, id)) = leaves.pop_first() {
@@ -169,25 +192,37 @@ pub fn collect(
         let Some(&record) = by_id.get(id.as_str()) else {
             continue;
         };
-        // Refused when a build leased it or committed a child since we looked.
-        if !meta.remove_if_unused(&record.id)? {
-            continue;
-        }
-        if let Some(dir) = record_dir(state, record)
-            && let Err(e) = remove::remove_dir(state, &dir)
-        {
-            // The record is gone, so the directory is an orphan the next collection retries.
-            tracing::warn!("cannot remove {}: {e}", dir.display());
+        if record.kind == SnapshotKind::ContentBlob {
+            if !remove_blob(&store, meta, &blobs, &record.id)? {
+                continue;
+            }
+        } else {
+            // Refused when a build leased it or committed a child since we looked.
+            if !meta.remove_if_unused(&record.id)? {
+                continue;
+            }
+            if let Some(dir) = record_dir(state, record)
+                && let Err(e) = remove::remove_dir(state, &dir)
+            {
+                // The record is gone, so the directory is an orphan the next collection
+                // retries.
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
         }
         total = total.saturating_sub(record.size);
         report.freed += record.size;
         report.removed.push(record.clone());
-        if let Some(parent) = &record.parent
-            && let Some(n) = children.get_mut(parent.as_str())
-        {
-            *n -= 1;
+        // What this record kept: its parent, and a base image layer's tar.
+        let pinned = (record.kind == SnapshotKind::ImageLayer)
+            .then_some(record.diff_id.as_deref())
+            .flatten();
+        for kept in record.parent.as_deref().into_iter().chain(pinned) {
+            let Some(n) = children.get_mut(kept) else {
+                continue;
+            };
+            *n = n.saturating_sub(1);
             if *n == 0
-                && let Some(&p) = by_id.get(parent.as_str())
+                && let Some(&p) = by_id.get(kept)
                 && eligible(p)
             {
                 leaves.insert(order(p));
@@ -195,6 +230,23 @@ pub fn collect(
         }
     }
     Ok(report)
+}
+
+/// Removes a blob unless another process leased it since the inventory, then what names it.
+fn remove_blob(
+    store: &ContentStore,
+    meta: &MetaStore,
+    blobs: &blobs::Inventory,
+    id: &str,
+) -> Result<bool, GcError> {
+    let Ok(digest) = Digest::parse(id) else {
+        return Ok(false);
+    };
+    if !store.collector()?.remove(&digest)? {
+        return Ok(false);
+    }
+    blobs.forget(meta, id)?;
+    Ok(true)
 }
 
 /// The collection a build runs when it ends, as `bud.toml`'s `[gc]` says; `None` when
@@ -225,7 +277,8 @@ impl UsageRecord {
     }
 }
 
-/// Every record with its size measured and whether a running build holds it.
+/// Every record (snapshots and content blobs) with its size measured and whether a running
+/// build holds it.
 pub fn usage(state: &StateRoot, meta: &MetaStore) -> Result<Vec<UsageRecord>, GcError> {
     let records = measured_records(state, meta)?;
     let leased = meta.leased_snapshots()?;
@@ -244,13 +297,21 @@ pub fn usage(state: &StateRoot, meta: &MetaStore) -> Result<Vec<UsageRecord>, Gc
             next = parents.get(id).copied().flatten();
         }
     }
-    Ok(records
+    let store = ContentStore::new(state.content_dir())?;
+    let blobs = blobs::Inventory::read(&store, &records)?;
+    let leased_blobs = store.leased_by_others()?;
+    let mut usage: Vec<UsageRecord> = records
         .iter()
         .map(|r| UsageRecord {
             in_use: in_use.contains(r.id.as_str()),
             record: r.clone(),
         })
-        .collect())
+        .collect();
+    usage.extend(blobs.records.into_iter().map(|r| UsageRecord {
+        in_use: Digest::parse(&r.id).is_ok_and(|d| leased_blobs.contains(&d)),
+        record: r,
+    }));
+    Ok(usage)
 }
 
 /// The records, with the sizes of those that had none measured and stored.
@@ -279,6 +340,7 @@ pub fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
     let base = match r.kind {
         SnapshotKind::CacheMount => state.cache_mounts_dir(),
         SnapshotKind::Layer | SnapshotKind::ImageLayer => state.snapshots_dir(),
+        SnapshotKind::ContentBlob => return None,
     };
     Some(base.join(&r.id))
 }

@@ -1,11 +1,13 @@
 //! Directories in the state root that nothing owns any more: snapshot and cache-mount
 //! directories without a record (a build killed between creating and committing them), and
-//! `tmp/<pid>-…` work directories of processes that are gone.
+//! `tmp/<pid>-…` work directories of processes that are gone, and content-store files a
+//! killed writer left under `ingest/`.
 
 use std::path::{Path, PathBuf};
 
 use super::GcError;
 use crate::cache::meta::MetaStore;
+use crate::content::ContentStore;
 use crate::state::StateRoot;
 
 /// An orphan found, with its disk usage measured before removal.
@@ -17,7 +19,11 @@ pub struct Orphan {
 
 /// Finds the orphans under `state`. A snapshot directory counts only if the database has
 /// neither a record nor a live lease for its name, checked in one transaction.
-pub fn find(state: &StateRoot, meta: &MetaStore) -> Result<Vec<PathBuf>, GcError> {
+pub fn find(
+    state: &StateRoot,
+    meta: &MetaStore,
+    store: &ContentStore,
+) -> Result<Vec<PathBuf>, GcError> {
     let mut found = Vec::new();
     for dir in [state.snapshots_dir(), state.cache_mounts_dir()] {
         for (name, path) in entries(&dir)? {
@@ -33,6 +39,7 @@ pub fn find(state: &StateRoot, meta: &MetaStore) -> Result<Vec<PathBuf>, GcError
             found.push(path);
         }
     }
+    found.extend(store.abandoned_ingests()?);
     Ok(found)
 }
 

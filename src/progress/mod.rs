@@ -2,6 +2,7 @@
 //! edge turns them into BuildKit's plain lines, rawjson, or nothing. The events are shaped
 //! like BuildKit's `SolveStatus`, so the remote solver's Status stream maps onto them.
 
+mod otel;
 mod plain;
 mod rawjson;
 mod trace;
@@ -10,6 +11,7 @@ mod tty;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+pub use otel::{OtelRenderer, OtlpConfig};
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
 pub use trace::TraceRenderer;

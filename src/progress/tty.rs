@@ -57,15 +57,17 @@ impl ProgressOutput {
     }
 }
 
-/// The renderer for `--progress=mode` (and `-q`), writing to stderr as buildx does.
+/// The renderer for `--progress=mode` (and `-q`), writing to stderr as buildx does, and
+/// sending OpenTelemetry traces when the environment names an OTLP endpoint.
 pub fn renderer_for(mode: Progress, quiet: bool) -> Box<dyn Renderer> {
     let term = console::Term::stderr();
-    match ProgressOutput::choose(mode, quiet, term.is_term()) {
+    let shown: Box<dyn Renderer> = match ProgressOutput::choose(mode, quiet, term.is_term()) {
         ProgressOutput::Tty => Box::new(TtyRenderer::stderr()),
         ProgressOutput::Plain => Box::new(PlainRenderer::new(std::io::stderr())),
         ProgressOutput::RawJson => Box::new(RawJsonRenderer::new(std::io::stderr())),
         ProgressOutput::Quiet => Box::new(QuietRenderer),
-    }
+    };
+    super::otel::wrap_from_env(shown)
 }
 
 /// The live view. Drawn on each event; [`TtyRenderer::stderr`] also redraws on a timer.
@@ -79,7 +81,13 @@ impl TtyRenderer<console::Term> {
     pub fn stderr() -> Self {
         let term = console::Term::stderr();
         let (height, width) = term.size();
-        let mut r = Self::new(term, usize::from(width), usize::from(height), Clock::Wall);
+        let size = term.clone();
+        let mut r = Self::new(term, usize::from(width), usize::from(height), Clock::Wall).sized_by(
+            move || {
+                size.size_checked()
+                    .map(|(h, w)| (usize::from(w), usize::from(h)))
+            },
+        );
         r.start_ticker();
         r
     }
@@ -103,11 +111,19 @@ impl<W: Write + Send + 'static> TtyRenderer<W> {
                 height: height.max(3),
                 clock,
                 build: Build::default(),
-                drawn: 0,
+                size: None,
+                drawn: Vec::new(),
                 finished: None,
             })),
             ticker: None,
         }
+    }
+
+    /// Reads the terminal's (width, height) before every frame, so that a resized
+    /// terminal gets a frame that fits it. `None` keeps the last size.
+    pub fn sized_by(self, size: impl FnMut() -> Option<(usize, usize)> + Send + 'static) -> Self {
+        self.screen().size = Some(Box::new(size));
+        self
     }
 
     fn start_ticker(&mut self) {
@@ -328,10 +344,14 @@ struct Screen<W> {
     height: usize,
     clock: Clock,
     build: Build,
-    /// Rows of the frame on screen, to move back over when redrawing.
-    drawn: usize,
+    /// Where the terminal's current size comes from.
+    size: Option<SizeSource>,
+    /// The width of each row of the frame on screen, to move back over when redrawing.
+    drawn: Vec<usize>,
     finished: Option<bool>,
 }
+
+type SizeSource = Box<dyn FnMut() -> Option<(usize, usize)> + Send>;
 
 impl<W: Write> Screen<W> {
     fn now(&self) -> SystemTime {
@@ -419,17 +439,31 @@ impl<W: Write> Screen<W> {
     }
 
     fn draw(&mut self) {
+        if let Some((width, height)) = self.size.as_mut().and_then(|size| size()) {
+            self.width = width.max(20);
+            self.height = height.max(3);
+        }
         let frame = self.frame();
         let mut buf = Vec::new();
-        if self.drawn > 0 {
+        // The frame on screen, in terminal lines: after the terminal narrowed, a row drawn
+        // for the old width takes several (terminals rewrap long lines when resized).
+        let on_screen: usize = self
+            .drawn
+            .iter()
+            .map(|w| w.div_ceil(self.width).max(1))
+            .sum();
+        if on_screen > 0 {
             // Back to the frame's first row, then erase everything below.
-            let _ = write!(buf, "\r\x1b[{}A\x1b[J", self.drawn);
+            let _ = write!(buf, "\r\x1b[{on_screen}A\x1b[J");
         }
         for row in &frame {
             buf.extend_from_slice(row.as_bytes());
             buf.push(b'\n');
         }
-        self.drawn = frame.len();
+        self.drawn = frame
+            .iter()
+            .map(|r| console::measure_text_width(r))
+            .collect();
         // Writing progress must never fail a build: a closed stderr only loses the display.
         let _ = self.out.write_all(&buf);
         let _ = self.out.flush();
