@@ -16,17 +16,6 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Forgets a layer tar that garbage collection removed from the content store: the
-    /// layer's tar is written again from its snapshot when an export next needs it. Base
-    /// image layers are not touched (their tars are kept while their snapshots exist).
-    pub fn forget_diff_id(&self, diff_id: &str) -> Result<(), MetaError> {
-        self.conn().execute(
-            "UPDATE snapshots SET diff_id = NULL WHERE diff_id = ?1 AND kind != 'image-layer'",
-            [diff_id],
-        )?;
-        Ok(())
-    }
-
     /// The snapshots a live process holds a lease on (leases of dead processes do not count).
     pub fn leased_snapshots(&self) -> Result<HashSet<String>, MetaError> {
         let conn = self.conn();

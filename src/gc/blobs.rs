@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::GcError;
-use crate::cache::meta::{MetaStore, SnapshotKind, SnapshotRecord};
+use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
 
 /// Manifests and configs are small; anything larger named as one is not read.
@@ -117,9 +117,11 @@ impl Inventory {
         Ok(inv)
     }
 
-    /// Drops what names a removed blob: registry metadata files, and a snapshot's record of
-    /// its layer tar.
-    pub fn forget(&self, meta: &MetaStore, id: &str) -> Result<(), GcError> {
+    /// Drops the registry metadata files that name a removed blob. A snapshot keeps its
+    /// diff ID: it describes the snapshot's content, so Docker loads (which send new layers
+    /// from their directories) still know the image ID, and an export that needs the tar
+    /// again writes it from the snapshot and checks it against that diff ID.
+    pub fn forget(&self, id: &str) -> Result<(), GcError> {
         for path in self.names.get(id).into_iter().flatten() {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
@@ -127,7 +129,6 @@ impl Inventory {
                 Err(e) => return Err(GcError::io("removing", path, e)),
             }
         }
-        meta.forget_diff_id(id)?;
         Ok(())
     }
 }

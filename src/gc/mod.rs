@@ -193,7 +193,7 @@ pub fn collect(
             continue;
         };
         if record.kind == SnapshotKind::ContentBlob {
-            if !remove_blob(&store, meta, &blobs, &record.id)? {
+            if !remove_blob(&store, &blobs, &record.id)? {
                 continue;
             }
         } else {
@@ -233,19 +233,14 @@ pub fn collect(
 }
 
 /// Removes a blob unless another process leased it since the inventory, then what names it.
-fn remove_blob(
-    store: &ContentStore,
-    meta: &MetaStore,
-    blobs: &blobs::Inventory,
-    id: &str,
-) -> Result<bool, GcError> {
+fn remove_blob(store: &ContentStore, blobs: &blobs::Inventory, id: &str) -> Result<bool, GcError> {
     let Ok(digest) = Digest::parse(id) else {
         return Ok(false);
     };
     if !store.collector()?.remove(&digest)? {
         return Ok(false);
     }
-    blobs.forget(meta, id)?;
+    blobs.forget(id)?;
     Ok(true)
 }
 
