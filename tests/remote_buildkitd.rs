@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use daemon_proxy::DaemonProxy;
+use daemon_proxy::{DaemonProxy, TestPki};
 use support::*;
 
 fn bud(addr: &str, args: &[&str]) -> Output {
@@ -18,7 +18,7 @@ fn bud(addr: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bud"))
         .arg("--root")
         .arg(root.path())
-        .args(["--addr", addr, "--progress", "plain"])
+        .args(["--addr", addr])
         .args(args)
         .output()
         .expect("run bud")
@@ -98,4 +98,97 @@ fn unix_socket_builds_copy_run_and_secret_then_rebuilds_a_change() {
         format!("{second}s3cret\nran").trim()
     );
     docker_ok(&["image", "rm", tag]);
+}
+
+fn tls_args<'a>(pki: &'a TestPki, ca: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--tlscacert",
+        ca.to_str().unwrap(),
+        "--tlscert",
+        pki.client_cert.to_str().unwrap(),
+        "--tlskey",
+        pki.client_key.to_str().unwrap(),
+    ]
+}
+
+#[test]
+fn tcp_with_tls_and_a_client_certificate_builds() {
+    if !require_base_image() {
+        return;
+    }
+    let pki = TestPki::generate();
+    let proxy = DaemonProxy::tls(&pki);
+    let context = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let secret = files.path().join("token");
+    std::fs::write(&secret, "over tls\n").unwrap();
+    let app = format!("tls {}\n", nonce());
+    secret_context(context.path(), &app);
+    let tag = "bud-test/remote-buildkitd:tls";
+    let mut args = tls_args(&pki, &pki.ca);
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    args.extend(["-t", tag, "--secret", &secret_arg]);
+    args.push(context.path().to_str().unwrap());
+    ok(&bud(&proxy.addr, &args));
+    assert_eq!(
+        docker_ok(&["run", "--rm", tag]),
+        format!("{app}over tls\nran").trim()
+    );
+    docker_ok(&["image", "rm", tag]);
+
+    // The name checked defaults to the address's host; --tlsservername replaces it.
+    let mut args = tls_args(&pki, &pki.ca);
+    args.extend(["--tlsservername", "localhost", "debug", "workers"]);
+    let out = ok_stdout(&bud(&proxy.addr, &args));
+    assert!(out.contains("Platforms:\tlinux/"), "{out}");
+    let mut args = tls_args(&pki, &pki.ca);
+    args.extend(["--tlsservername", "elsewhere.example", "debug", "workers"]);
+    let err = failure(&bud(&proxy.addr, &args));
+    assert!(
+        err.contains("elsewhere.example") || err.contains("NotValidForName"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_failures_name_the_address() {
+    if !require_docker() {
+        return;
+    }
+    let pki = TestPki::generate();
+    let other = TestPki::generate();
+    let proxy = DaemonProxy::tls(&pki);
+
+    // A CA that did not sign the daemon's certificate.
+    let mut args = tls_args(&pki, &other.ca);
+    args.extend(["debug", "workers"]);
+    let err = failure(&bud(&proxy.addr, &args));
+    assert!(err.contains(&proxy.addr), "{err}");
+    assert!(err.contains("invalid peer certificate"), "{err}");
+
+    // Without a client certificate the daemon ends the handshake.
+    let args = ["--tlscacert", pki.ca.to_str().unwrap(), "debug", "workers"];
+    let err = failure(&bud(&proxy.addr, &args));
+    assert!(err.contains(&proxy.addr), "{err}");
+    assert!(err.contains("CertificateRequired"), "{err}");
+
+    // TLS settings on a non-TCP address are a mistake, not ignored.
+    let unix = DaemonProxy::unix();
+    let mut args = tls_args(&pki, &pki.ca);
+    args.extend(["debug", "workers"]);
+    let err = failure(&bud(&unix.addr, &args));
+    assert!(err.contains("tcp:// addresses only"), "{err}");
+}
+
+fn ok_stdout(out: &Output) -> String {
+    ok(out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error output of a run that must fail cleanly: an error message, not a panic.
+fn failure(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
 }

@@ -78,7 +78,13 @@ pub async fn run(
     }
     let progress = ProgressSink::new(renderer);
     let result = match &global.addr {
-        Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
+        Some(addr) => {
+            let tls = &global.tls;
+            remote::build(
+                addr, tls, opts, &inputs, images, &progress, &exports, cancel,
+            )
+            .await
+        }
         None => {
             build(
                 opts,

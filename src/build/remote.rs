@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use bud_frontend::convert::NamedContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
 use crate::progress::ProgressSink;
-use crate::remote::{self, Exporter, RemoteSolver, SolveRequest};
+use crate::remote::{self, Exporter, RemoteSolver, SolveRequest, TlsOptions};
 
 use super::contexts::NamedContexts;
 use super::images::BuildImages;
@@ -17,8 +17,10 @@ use super::inputs::BuildInputs;
 use super::outputs::{Dest, Export};
 use super::{BuildReport, convert_dockerfile};
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn build(
     addr: &str,
+    tls: &TlsOptions,
     opts: &BuildOptions,
     inputs: &BuildInputs,
     images: Arc<BuildImages>,
@@ -37,9 +39,7 @@ pub(super) async fn build(
     let session_id = remote::new_session_id();
     let converted =
         convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;
-    let solver = RemoteSolver::connect(addr)
-        .await
-        .with_context(|| format!("connecting to the BuildKit daemon at {addr}"))?;
+    let solver = RemoteSolver::connect_with(addr, tls).await?;
     let dockerfile_dir = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
             .parent()

@@ -21,6 +21,7 @@ mod admin;
 mod progress;
 mod session;
 mod solve;
+mod tls;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -32,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 pub use addr::Addr;
 pub use admin::PruneOptions;
 pub use session::{SyncedDir, TransferStats};
-pub use transport::GrpcChannel;
+pub use tls::TlsOptions;
+pub use transport::{ChannelError, GrpcChannel};
 
 use crate::progress::ProgressSink;
 
@@ -47,6 +49,8 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("{what}: {source}")]
     Http {
         what: String,
@@ -184,20 +188,37 @@ pub struct RemoteSolver {
 }
 
 impl RemoteSolver {
-    /// Connects to `addr` (see [`Addr::parse`] for the forms).
+    /// Connects to `addr` (see [`Addr::parse`] for the forms). Errors name the address.
     pub async fn connect(addr: &str) -> Result<Self, RemoteError> {
-        Self::connect_addr(Addr::parse(addr)?).await
+        Self::connect_addr(Addr::parse(addr)?, &TlsOptions::default()).await
     }
 
-    pub async fn connect_addr(addr: Addr) -> Result<Self, RemoteError> {
+    /// Connects to `addr`, over TLS if any of `tls` is set (`tcp://` only).
+    pub async fn connect_with(addr: &str, tls: &TlsOptions) -> Result<Self, RemoteError> {
+        Self::connect_addr(Addr::parse(addr)?, tls).await
+    }
+
+    pub async fn connect_addr(addr: Addr, tls: &TlsOptions) -> Result<Self, RemoteError> {
+        let connector = match &addr {
+            Addr::Tcp(hostport) if tls.is_set() => {
+                Some(tls.connector(&addr.to_string(), addr::host_of(hostport))?)
+            }
+            _ if tls.is_set() => {
+                return Err(RemoteError::Address {
+                    addr: addr.to_string(),
+                    reason: "the TLS options apply to tcp:// addresses only".into(),
+                });
+            }
+            _ => None,
+        };
         let channel = match &addr {
             Addr::Docker { socket } => {
                 let io = transport::docker_upgrade(socket, "/grpc", &[]).await?;
-                GrpcChannel::handshake(io).await?
+                GrpcChannel::handshake(io, &addr).await?
             }
             Addr::Unix(_) | Addr::Tcp(_) => {
-                let socket = transport::dial(&addr).await?;
-                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket)).await?
+                let socket = transport::dial(&addr, connector.as_ref()).await?;
+                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket), &addr).await?
             }
         };
         Ok(Self { addr, channel })
