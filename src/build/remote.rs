@@ -33,9 +33,7 @@ pub(super) async fn build(
         [one] => exporter_for(one)?,
         _ => bail!("with --addr, only one output per build is supported yet"),
     };
-    if !opts.ssh.is_empty() {
-        bail!("--ssh with --addr is not supported yet");
-    }
+    let ssh_agents = super::ssh_agents(opts)?.into_iter().collect();
     let session_id = remote::new_session_id();
     let converted =
         convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;
@@ -69,6 +67,7 @@ pub(super) async fn build(
             .insert(name, remote::SyncedDir { path, excludes });
     }
     req.secrets = opts.secrets.clone();
+    req.ssh_agents = ssh_agents;
     req.progress = progress.clone();
     req.cancel = cancel;
     let result = solver.solve(req).await?;

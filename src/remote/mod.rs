@@ -124,6 +124,8 @@ pub struct SolveRequest {
     pub local_dirs: BTreeMap<String, SyncedDir>,
     pub exporter: Exporter,
     pub secrets: Vec<Secret>,
+    /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).
+    pub ssh_agents: BTreeMap<String, PathBuf>,
     pub progress: ProgressSink,
     /// Cancelling stops the build on the daemon.
     pub cancel: CancellationToken,
@@ -139,6 +141,7 @@ impl SolveRequest {
             local_dirs: BTreeMap::new(),
             exporter,
             secrets: Vec::new(),
+            ssh_agents: BTreeMap::new(),
             progress: ProgressSink::quiet(),
             cancel: CancellationToken::new(),
         }

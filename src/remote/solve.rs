@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 
 use super::progress::StatusMapper;
-use super::session::{ExportTarget, Session, TransferCounters};
+use super::session::{ExportTarget, Offer, Session, TransferCounters};
 use super::transport::{self, GrpcChannel, origin};
 use super::{Addr, Exporter, RemoteError, RemoteSolver, SolveRequest, SolveResult, random_id};
 use crate::progress::ProgressSink;
@@ -60,6 +60,7 @@ impl RemoteSolver {
             local_dirs,
             exporter,
             secrets,
+            ssh_agents,
             progress,
             cancel,
         } = req;
@@ -89,9 +90,12 @@ impl RemoteSolver {
             session_id,
             "bud".to_string(),
             shared_key,
-            local_dirs,
-            &secrets,
-            target,
+            Offer {
+                dirs: local_dirs,
+                secrets: &secrets,
+                ssh_agents,
+                export: target,
+            },
             counters.clone(),
         );
         let build_ref = random_id();
