@@ -192,3 +192,73 @@ fn failure(out: &Output) -> String {
     assert!(!err.contains("panicked"), "{err}");
     err
 }
+
+#[test]
+fn base_images_are_resolved_by_the_daemon() {
+    if !require_base_image() {
+        return;
+    }
+    // A base only the registry has: built and pushed here, then removed from Docker.
+    let nonce = nonce();
+    let base = format!("{OPEN_REGISTRY}/bud-test/remote-base:{nonce}");
+    let base_ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        base_ctx.path().join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nENV BUD_BASE={nonce}\nCMD [\"echo\", \"from the base\"]\n"),
+    )
+    .unwrap();
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &base,
+        base_ctx.path().to_str().unwrap(),
+    ]);
+    docker_ok(&["push", &base]);
+    docker_ok(&["image", "rm", &base]);
+
+    let proxy = DaemonProxy::unix();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo \"$BUD_BASE\" > /env-seen\n"),
+    )
+    .unwrap();
+    let tag = "bud-test/remote-buildkitd:resolved";
+    let log = ok(&bud(
+        &proxy.addr,
+        &[
+            "--progress",
+            "plain",
+            "-t",
+            tag,
+            context.path().to_str().unwrap(),
+        ],
+    ));
+    // The lookup is the daemon's: it reports it as a step of the build.
+    assert!(
+        log.contains(&format!("[internal] load metadata for {base}")),
+        "{log}"
+    );
+    let config: serde_json::Value = serde_json::from_str(&docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        tag,
+    ]))
+    .unwrap();
+    assert_eq!(config["Cmd"], serde_json::json!(["echo", "from the base"]));
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&format!("BUD_BASE={nonce}").into()),
+        "{config}"
+    );
+    assert_eq!(
+        docker_ok(&["run", "--rm", "--entrypoint", "cat", tag, "/env-seen"]),
+        nonce
+    );
+    docker_ok(&["image", "rm", tag]);
+}

@@ -323,7 +323,7 @@ async fn export_one(
 async fn convert_dockerfile(
     opts: &BuildOptions,
     inputs: &BuildInputs,
-    images: Arc<BuildImages>,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
     session_id: Option<String>,
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
@@ -346,7 +346,7 @@ async fn convert_dockerfile(
 async fn convert_with(
     inputs: &BuildInputs,
     convert_opts: ConvertOptions,
-    images: Arc<BuildImages>,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
 ) -> anyhow::Result<convert::Converted> {
     let dockerfile = inputs.dockerfile.clone();
     tokio::task::spawn_blocking(move || {

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use bud_frontend::convert::NamedContext;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
 use crate::progress::ProgressSink;
-use crate::remote::{self, Exporter, RemoteSolver, SolveRequest, TlsOptions};
+use crate::remote::{
+    self, DaemonImages, Exporter, Graph, GraphError, MakeGraph, RemoteSolver, SolveRequest,
+    TlsOptions,
+};
 
 use super::contexts::NamedContexts;
 use super::images::BuildImages;
@@ -35,8 +39,6 @@ pub(super) async fn build(
     };
     let ssh_agents = super::ssh_agents(opts)?.into_iter().collect();
     let session_id = remote::new_session_id();
-    let converted =
-        convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let dockerfile_dir = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
@@ -45,9 +47,30 @@ pub(super) async fn build(
             .unwrap_or_default(),
         _ => inputs.context_dir.clone(),
     };
-    let mut req = SolveRequest::new(converted.definition, exporter.clone());
+    // The Dockerfile is converted once the build is registered on the daemon, so that base
+    // images are resolved there: from where the daemon pulls them, and with no registry
+    // access or Docker needed here. bud's own resolution is kept for a daemon without it.
+    let local_session = session_id.clone();
+    let make: MakeGraph<'_> = Box::new(move |daemon: DaemonImages| {
+        Box::pin(async move {
+            let resolver = daemon.always_pull(opts.pull).with_fallback(images);
+            let converted = convert_dockerfile(
+                opts,
+                inputs,
+                Arc::new(resolver),
+                Some(local_session),
+                progress,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+            Ok(Graph {
+                definition: converted.definition,
+                image_config_json: Some(serde_json::to_vec(&converted.image)?),
+            })
+        }) as BoxFuture<'_, Result<Graph, GraphError>>
+    });
+    let mut req = SolveRequest::deferred(make, exporter.clone());
     req.session_id = session_id;
-    req.image_config_json = Some(serde_json::to_vec(&converted.image)?);
     req.local_dirs = SolveRequest::context_dirs(
         &inputs.context_dir,
         &dockerfile_dir,

@@ -18,6 +18,7 @@
 
 mod addr;
 mod admin;
+mod images;
 mod progress;
 mod session;
 mod solve;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use addr::Addr;
 pub use admin::PruneOptions;
+pub use images::DaemonImages;
 pub use session::{SyncedDir, TransferStats};
 pub use tls::TlsOptions;
 pub use transport::{ChannelError, GrpcChannel};
@@ -82,6 +84,9 @@ pub enum RemoteError {
     },
     #[error("{0}")]
     Protocol(String),
+    /// The deferred graph could not be made; the error is the caller's.
+    #[error(transparent)]
+    Graph(GraphError),
     #[error("build cancelled")]
     Cancelled,
 }
@@ -110,16 +115,39 @@ pub enum Exporter {
     Tar { dest: PathBuf },
 }
 
+/// What the daemon builds: the LLB and the image config the `moby` exporter writes.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub definition: pb::Definition,
+    /// The image config JSON the `moby` exporter writes into the image.
+    pub image_config_json: Option<Vec<u8>>,
+}
+
+/// Why a deferred graph could not be made (a Dockerfile error, an unresolvable image…).
+pub type GraphError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Makes the graph once the build is registered on the daemon, resolving base images
+/// through it.
+pub type MakeGraph<'a> = Box<
+    dyn FnOnce(DaemonImages) -> futures_util::future::BoxFuture<'a, Result<Graph, GraphError>>
+        + Send
+        + 'a,
+>;
+
+/// Where a build's graph comes from.
+pub enum GraphSource<'a> {
+    Ready(Graph),
+    Deferred(MakeGraph<'a>),
+}
+
 /// One build for [`RemoteSolver::solve`].
-pub struct SolveRequest {
+pub struct SolveRequest<'a> {
     /// The session the daemon reads local directories, secrets and credentials from.
     /// BuildKit shares identical ops between concurrent builds, so a definition's
     /// `local://` sources should name this session (`LocalOptions::session_id`): two
     /// builds of different directories then never read each other's files.
     pub session_id: String,
-    pub definition: pb::Definition,
-    /// The image config JSON the `moby` exporter writes into the image.
-    pub image_config_json: Option<Vec<u8>>,
+    pub graph: GraphSource<'a>,
     /// The directories the definition's `local://NAME` sources read, by NAME.
     pub local_dirs: BTreeMap<String, SyncedDir>,
     pub exporter: Exporter,
@@ -131,13 +159,30 @@ pub struct SolveRequest {
     pub cancel: CancellationToken,
 }
 
-impl SolveRequest {
-    /// A request with no local directories, secrets or progress output.
+impl<'a> SolveRequest<'a> {
+    /// A request with no image config, local directories, secrets or progress output.
     pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
-        Self {
-            session_id: new_session_id(),
+        let graph = Graph {
             definition,
             image_config_json: None,
+        };
+        Self::for_graph(graph, exporter)
+    }
+
+    /// A request for a graph made beforehand.
+    pub fn for_graph(graph: Graph, exporter: Exporter) -> Self {
+        Self::from_source(GraphSource::Ready(graph), exporter)
+    }
+
+    /// A request whose graph is made once the daemon can resolve base images for it.
+    pub fn deferred(make: MakeGraph<'a>, exporter: Exporter) -> Self {
+        Self::from_source(GraphSource::Deferred(make), exporter)
+    }
+
+    fn from_source(graph: GraphSource<'a>, exporter: Exporter) -> Self {
+        Self {
+            session_id: new_session_id(),
+            graph,
             local_dirs: BTreeMap::new(),
             exporter,
             secrets: Vec::new(),
