@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_bud_global_optspecs
-    string join \n addr= root= D/debug h/help V/version
+    string join \n addr= tlscacert= tlscert= tlskey= tlsservername= tlsdir= root= D/debug h/help V/version
 end
 
 function __fish_bud_needs_command
@@ -25,6 +25,11 @@ function __fish_bud_using_subcommand
 end
 
 complete -c bud -n "__fish_bud_needs_command" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_needs_command" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_needs_command" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_needs_command" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_needs_command" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_needs_command" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_needs_command" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_needs_command" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_needs_command" -s h -l help -d 'Print help'
@@ -66,6 +71,11 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l ulimit -d 'Ulimit opti
 complete -c bud -n "__fish_bud_using_subcommand build" -l rm -d 'Remove intermediate containers after a successful build (always the case with bud)' -r -f -a "true\t''
 false\t''"
 complete -c bud -n "__fish_bud_using_subcommand build" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand build" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand build" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand build" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l load -d 'Load the result into Docker (shorthand for --output=type=docker)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l no-cache -d 'Do not use cache when building the image'
@@ -77,6 +87,11 @@ complete -c bud -n "__fish_bud_using_subcommand build" -s D -l debug -d 'Print d
 complete -c bud -n "__fish_bud_using_subcommand build" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand du" -l filter -d 'Filter records (type=..., until=DURATION, description~=TEXT)' -r
 complete -c bud -n "__fish_bud_using_subcommand du" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand du" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand du" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand du" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand du" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand du" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand du" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand du" -s v -l verbose -d 'Show every cache record'
 complete -c bud -n "__fish_bud_using_subcommand du" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
@@ -84,12 +99,22 @@ complete -c bud -n "__fish_bud_using_subcommand du" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand prune" -l keep-storage -d 'Keep this much storage (e.g. 10GB)' -r
 complete -c bud -n "__fish_bud_using_subcommand prune" -l filter -d 'Filter what is pruned (until=DURATION, type=...)' -r
 complete -c bud -n "__fish_bud_using_subcommand prune" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand prune" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand prune" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand prune" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand prune" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand prune" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand prune" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand prune" -s a -l all -d 'Remove all unused build cache, not just dangling entries'
 complete -c bud -n "__fish_bud_using_subcommand prune" -s f -l force -d 'Do not prompt for confirmation'
 complete -c bud -n "__fish_bud_using_subcommand prune" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand prune" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -s h -l help -d 'Print help'
@@ -103,11 +128,21 @@ complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcomman
 dot\t''
 pb\t''"
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l dot -d 'Print a Graphviz graph (same as --format=dot)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -s h -l help -d 'Print help'
@@ -115,6 +150,11 @@ complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcomman
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "workers" -d 'Show the worker: platforms, runtime, snapshotter, state root, GC policy'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bud -n "__fish_bud_using_subcommand completion" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand completion" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
+complete -c bud -n "__fish_bud_using_subcommand completion" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
+complete -c bud -n "__fish_bud_using_subcommand completion" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
+complete -c bud -n "__fish_bud_using_subcommand completion" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
+complete -c bud -n "__fish_bud_using_subcommand completion" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand completion" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand completion" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand completion" -s h -l help -d 'Print help'

@@ -49,14 +49,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Build(ref opts) => build(opts, &cli.global),
         Command::Du(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
-            bud::commands::remote::du(addr, opts, &mut std::io::stdout().lock()).await
+            bud::commands::remote::du(addr, &cli.global.tls, opts, &mut std::io::stdout().lock())
+                .await
         }),
         Command::Prune(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
-            bud::commands::remote::prune(addr, opts, &mut std::io::stdout().lock()).await
+            bud::commands::remote::prune(addr, &cli.global.tls, opts, &mut std::io::stdout().lock())
+                .await
         }),
         Command::Debug(DebugCommand::Workers) if let Some(addr) = &cli.global.addr => {
             block_on(async {
-                bud::commands::remote::workers(addr, &mut std::io::stdout().lock()).await
+                bud::commands::remote::workers(addr, &cli.global.tls, &mut std::io::stdout().lock())
+                    .await
             })
         }
         Command::Du(opts) => Ok(state_root()

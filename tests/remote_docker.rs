@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use bud::progress::{Event, ProgressSink, RecordingRenderer, Renderer};
-use bud::remote::{Exporter, RemoteError, RemoteSolver, SolveRequest, SyncedDir};
+use bud::remote::{Exporter, Graph, RemoteError, RemoteSolver, SolveRequest, SyncedDir};
 use bud_frontend::llb::{
     self, CopyOptions, ExecBuilder, FileBuilder, ImageOptions, LocalOptions, MkfileOptions, Mount,
     MountKind, State,
@@ -124,14 +124,17 @@ async fn moby_export_tags_an_image_with_the_given_config() {
     });
     let tag = "bud-remote-test:moby";
     let recorder = RecordingRenderer::default();
-    let mut req = SolveRequest::new(
-        built.marshal(),
+    let graph = Graph {
+        definition: built.marshal(),
+        image_config_json: Some(serde_json::to_vec(&config).unwrap()),
+    };
+    let mut req = SolveRequest::for_graph(
+        graph,
         Exporter::Moby {
             names: vec![tag.into()],
         },
     );
     req.session_id = session;
-    req.image_config_json = Some(serde_json::to_vec(&config).unwrap());
     req.local_dirs = context_dirs(ctx.path());
     req.progress = ProgressSink::new(Box::new(recorder.clone()));
     let result = solver.solve(req).await.unwrap();

@@ -79,7 +79,13 @@ pub async fn run(
     }
     let progress = ProgressSink::new(renderer);
     let result = match &global.addr {
-        Some(addr) => remote::build(addr, opts, &inputs, images, &progress, &exports, cancel).await,
+        Some(addr) => {
+            let tls = &global.tls;
+            remote::build(
+                addr, tls, opts, &inputs, images, &progress, &exports, cancel,
+            )
+            .await
+        }
         None => {
             build(
                 opts,
@@ -392,7 +398,7 @@ async fn export_one(
 async fn convert_dockerfile(
     opts: &BuildOptions,
     inputs: &BuildInputs,
-    images: Arc<BuildImages>,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
     session_id: Option<String>,
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
@@ -415,7 +421,7 @@ async fn convert_dockerfile(
 async fn convert_with(
     inputs: &BuildInputs,
     convert_opts: ConvertOptions,
-    images: Arc<BuildImages>,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
 ) -> anyhow::Result<convert::Converted> {
     let dockerfile = inputs.dockerfile.clone();
     tokio::task::spawn_blocking(move || {

@@ -3,13 +3,17 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use bud_frontend::convert::NamedContext;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
 use crate::progress::ProgressSink;
-use crate::remote::{self, Exporter, RemoteSolver, SolveRequest};
+use crate::remote::{
+    self, DaemonImages, Exporter, Graph, GraphError, MakeGraph, RemoteSolver, SolveRequest,
+    TlsOptions,
+};
 
 use super::contexts::NamedContexts;
 use super::images::BuildImages;
@@ -17,8 +21,10 @@ use super::inputs::BuildInputs;
 use super::outputs::{Dest, Export};
 use super::{BuildReport, convert_dockerfile};
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn build(
     addr: &str,
+    tls: &TlsOptions,
     opts: &BuildOptions,
     inputs: &BuildInputs,
     images: Arc<BuildImages>,
@@ -31,15 +37,9 @@ pub(super) async fn build(
         [one] => exporter_for(one)?,
         _ => bail!("with --addr, only one output per build is supported yet"),
     };
-    if !opts.ssh.is_empty() {
-        bail!("--ssh with --addr is not supported yet");
-    }
+    let ssh_agents = super::ssh_agents(opts)?.into_iter().collect();
     let session_id = remote::new_session_id();
-    let converted =
-        convert_dockerfile(opts, inputs, images, Some(session_id.clone()), progress).await?;
-    let solver = RemoteSolver::connect(addr)
-        .await
-        .with_context(|| format!("connecting to the BuildKit daemon at {addr}"))?;
+    let solver = RemoteSolver::connect_with(addr, tls).await?;
     let dockerfile_dir = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
             .parent()
@@ -47,9 +47,30 @@ pub(super) async fn build(
             .unwrap_or_default(),
         _ => inputs.context_dir.clone(),
     };
-    let mut req = SolveRequest::new(converted.definition, exporter.clone());
+    // The Dockerfile is converted once the build is registered on the daemon, so that base
+    // images are resolved there: from where the daemon pulls them, and with no registry
+    // access or Docker needed here. bud's own resolution is kept for a daemon without it.
+    let local_session = session_id.clone();
+    let make: MakeGraph<'_> = Box::new(move |daemon: DaemonImages| {
+        Box::pin(async move {
+            let resolver = daemon.always_pull(opts.pull).with_fallback(images);
+            let converted = convert_dockerfile(
+                opts,
+                inputs,
+                Arc::new(resolver),
+                Some(local_session),
+                progress,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+            Ok(Graph {
+                definition: converted.definition,
+                image_config_json: Some(serde_json::to_vec(&converted.image)?),
+            })
+        }) as BoxFuture<'_, Result<Graph, GraphError>>
+    });
+    let mut req = SolveRequest::deferred(make, exporter.clone());
     req.session_id = session_id;
-    req.image_config_json = Some(serde_json::to_vec(&converted.image)?);
     req.local_dirs = SolveRequest::context_dirs(
         &inputs.context_dir,
         &dockerfile_dir,
@@ -69,6 +90,7 @@ pub(super) async fn build(
             .insert(name, remote::SyncedDir { path, excludes });
     }
     req.secrets = opts.secrets.clone();
+    req.ssh_agents = ssh_agents;
     req.progress = progress.clone();
     req.cancel = cancel;
     let result = solver.solve(req).await?;

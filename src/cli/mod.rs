@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use options::{
     AddHost, BuildArg, BuildContext, CacheOption, KeyValue, Output, OutputKind, Progress,
-    SecretSource, SecretSpec, SshSpec, Ulimit, parse_size,
+    SecretSource, SecretSpec, SshSpec, TlsOptions, Ulimit, parse_size,
 };
 
 /// The words that are subcommands; anything else as the first word means `build`.
@@ -20,7 +20,15 @@ const SUBCOMMANDS: &[&str] = &["build", "du", "prune", "debug", "completion", "h
 
 /// Flags that may stand before the subcommand word and take a value, so that
 /// `bud --root /x du` still sees `du` as the subcommand.
-const GLOBAL_FLAGS_WITH_VALUE: &[&str] = &["--root", "--addr"];
+const GLOBAL_FLAGS_WITH_VALUE: &[&str] = &[
+    "--root",
+    "--addr",
+    "--tlscacert",
+    "--tlscert",
+    "--tlskey",
+    "--tlsservername",
+    "--tlsdir",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +59,8 @@ pub struct GlobalOptions {
         help_heading = "Global options"
     )]
     pub addr: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsOptions,
     /// Directory of bud's state: cache, snapshots, content store
     /// [default: /var/lib/bud for root, ~/.local/share/bud otherwise]
     #[arg(

@@ -363,6 +363,52 @@ impl SecretSpec {
     }
 }
 
+/// TLS to a `tcp://` daemon, with buildctl's flag names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct TlsOptions {
+    /// With a tcp:// --addr: the CA certificate the daemon's certificate is verified with
+    #[arg(
+        long = "tlscacert",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// With a tcp:// --addr: the client certificate
+    #[arg(
+        long = "tlscert",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub cert: Option<PathBuf>,
+    /// With a tcp:// --addr: the client certificate's key
+    #[arg(
+        long = "tlskey",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub key: Option<PathBuf>,
+    /// With a tcp:// --addr: the name the daemon's certificate must carry [default: the host]
+    #[arg(
+        long = "tlsservername",
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub server_name: Option<String>,
+    /// With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt,
+    /// tls.crt and tls.key)
+    #[arg(
+        long = "tlsdir",
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub dir: Option<PathBuf>,
+}
+
 /// `--ssh default|ID[=SOCKET|KEY[,KEY...]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSpec {

@@ -3,18 +3,16 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use bud_proto::control::UsageRecord;
 
 use crate::cli::{DuOptions, PruneOptions};
-use crate::remote::{self, RemoteSolver};
+use crate::remote::{self, RemoteSolver, TlsOptions};
 
 use super::format::{human_age, human_size, table};
 
-async fn connect(addr: &str) -> anyhow::Result<RemoteSolver> {
-    RemoteSolver::connect(addr)
-        .await
-        .with_context(|| format!("connecting to the BuildKit daemon at {addr}"))
+async fn connect(addr: &str, tls: &TlsOptions) -> anyhow::Result<RemoteSolver> {
+    // The solver's errors name the address already.
+    Ok(RemoteSolver::connect_with(addr, tls).await?)
 }
 
 fn age(r: &UsageRecord) -> String {
@@ -74,8 +72,13 @@ fn print_records(
     Ok(())
 }
 
-pub async fn du(addr: &str, opts: &DuOptions, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut records = connect(addr)
+pub async fn du(
+    addr: &str,
+    tls: &TlsOptions,
+    opts: &DuOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut records = connect(addr, tls)
         .await?
         .disk_usage(opts.filters.clone())
         .await?;
@@ -83,13 +86,18 @@ pub async fn du(addr: &str, opts: &DuOptions, out: &mut dyn Write) -> anyhow::Re
     print_records(&records, opts.verbose, out)
 }
 
-pub async fn prune(addr: &str, opts: &PruneOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn prune(
+    addr: &str,
+    tls: &TlsOptions,
+    opts: &PruneOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     if !opts.force {
         anyhow::bail!(
             "pruning a daemon's cache needs --force (bud does not prompt for remote caches)"
         );
     }
-    let removed = connect(addr)
+    let removed = connect(addr, tls)
         .await?
         .prune(remote::PruneOptions {
             all: opts.all,
@@ -109,8 +117,8 @@ pub async fn prune(addr: &str, opts: &PruneOptions, out: &mut dyn Write) -> anyh
     Ok(())
 }
 
-pub async fn workers(addr: &str, out: &mut dyn Write) -> anyhow::Result<()> {
-    let workers = connect(addr).await?.list_workers().await?;
+pub async fn workers(addr: &str, tls: &TlsOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let workers = connect(addr, tls).await?.list_workers().await?;
     for w in workers {
         writeln!(out, "ID:\t\t{}", w.id)?;
         let platforms: Vec<String> = w

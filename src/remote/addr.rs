@@ -13,7 +13,7 @@ pub enum Addr {
     Docker { socket: PathBuf },
     /// A standalone buildkitd on a Unix socket (plain HTTP/2).
     Unix(PathBuf),
-    /// A standalone buildkitd on TCP without TLS (`host:port`).
+    /// A standalone buildkitd on TCP (`host:port`), with TLS when TLS options are given.
     Tcp(String),
 }
 
@@ -65,6 +65,15 @@ impl Addr {
             "expected docker://, docker://unix:///path, unix:///path or tcp://host:port",
         ))
     }
+}
+
+/// The host of `host:port`, without the brackets of an IPv6 literal: the name a daemon's
+/// TLS certificate is checked against by default.
+pub(crate) fn host_of(hostport: &str) -> &str {
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 impl std::fmt::Display for Addr {
@@ -122,6 +131,13 @@ mod tests {
         }
         let err = Addr::parse("docker-container://buildkitd").unwrap_err();
         assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn hosts_are_taken_from_host_port() {
+        assert_eq!(host_of("builder.example:1234"), "builder.example");
+        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:1234"), "::1");
     }
 
     #[test]

@@ -18,9 +18,11 @@
 
 mod addr;
 mod admin;
+mod images;
 mod progress;
 mod session;
 mod solve;
+mod tls;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -31,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use addr::Addr;
 pub use admin::PruneOptions;
+pub use images::DaemonImages;
 pub use session::{SyncedDir, TransferStats};
-pub use transport::GrpcChannel;
+pub use tls::TlsOptions;
+pub use transport::{ChannelError, GrpcChannel};
 
 use crate::progress::ProgressSink;
 
@@ -47,6 +51,8 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("{what}: {source}")]
     Http {
         what: String,
@@ -78,6 +84,9 @@ pub enum RemoteError {
     },
     #[error("{0}")]
     Protocol(String),
+    /// The deferred graph could not be made; the error is the caller's.
+    #[error(transparent)]
+    Graph(GraphError),
     #[error("build cancelled")]
     Cancelled,
 }
@@ -106,35 +115,78 @@ pub enum Exporter {
     Tar { dest: PathBuf },
 }
 
+/// What the daemon builds: the LLB and the image config the `moby` exporter writes.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub definition: pb::Definition,
+    /// The image config JSON the `moby` exporter writes into the image.
+    pub image_config_json: Option<Vec<u8>>,
+}
+
+/// Why a deferred graph could not be made (a Dockerfile error, an unresolvable image…).
+pub type GraphError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Makes the graph once the build is registered on the daemon, resolving base images
+/// through it.
+pub type MakeGraph<'a> = Box<
+    dyn FnOnce(DaemonImages) -> futures_util::future::BoxFuture<'a, Result<Graph, GraphError>>
+        + Send
+        + 'a,
+>;
+
+/// Where a build's graph comes from.
+pub enum GraphSource<'a> {
+    Ready(Graph),
+    Deferred(MakeGraph<'a>),
+}
+
 /// One build for [`RemoteSolver::solve`].
-pub struct SolveRequest {
+pub struct SolveRequest<'a> {
     /// The session the daemon reads local directories, secrets and credentials from.
     /// BuildKit shares identical ops between concurrent builds, so a definition's
     /// `local://` sources should name this session (`LocalOptions::session_id`): two
     /// builds of different directories then never read each other's files.
     pub session_id: String,
-    pub definition: pb::Definition,
-    /// The image config JSON the `moby` exporter writes into the image.
-    pub image_config_json: Option<Vec<u8>>,
+    pub graph: GraphSource<'a>,
     /// The directories the definition's `local://NAME` sources read, by NAME.
     pub local_dirs: BTreeMap<String, SyncedDir>,
     pub exporter: Exporter,
     pub secrets: Vec<Secret>,
+    /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).
+    pub ssh_agents: BTreeMap<String, PathBuf>,
     pub progress: ProgressSink,
     /// Cancelling stops the build on the daemon.
     pub cancel: CancellationToken,
 }
 
-impl SolveRequest {
-    /// A request with no local directories, secrets or progress output.
+impl<'a> SolveRequest<'a> {
+    /// A request with no image config, local directories, secrets or progress output.
     pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
-        Self {
-            session_id: new_session_id(),
+        let graph = Graph {
             definition,
             image_config_json: None,
+        };
+        Self::for_graph(graph, exporter)
+    }
+
+    /// A request for a graph made beforehand.
+    pub fn for_graph(graph: Graph, exporter: Exporter) -> Self {
+        Self::from_source(GraphSource::Ready(graph), exporter)
+    }
+
+    /// A request whose graph is made once the daemon can resolve base images for it.
+    pub fn deferred(make: MakeGraph<'a>, exporter: Exporter) -> Self {
+        Self::from_source(GraphSource::Deferred(make), exporter)
+    }
+
+    fn from_source(graph: GraphSource<'a>, exporter: Exporter) -> Self {
+        Self {
+            session_id: new_session_id(),
+            graph,
             local_dirs: BTreeMap::new(),
             exporter,
             secrets: Vec::new(),
+            ssh_agents: BTreeMap::new(),
             progress: ProgressSink::quiet(),
             cancel: CancellationToken::new(),
         }
@@ -184,20 +236,37 @@ pub struct RemoteSolver {
 }
 
 impl RemoteSolver {
-    /// Connects to `addr` (see [`Addr::parse`] for the forms).
+    /// Connects to `addr` (see [`Addr::parse`] for the forms). Errors name the address.
     pub async fn connect(addr: &str) -> Result<Self, RemoteError> {
-        Self::connect_addr(Addr::parse(addr)?).await
+        Self::connect_addr(Addr::parse(addr)?, &TlsOptions::default()).await
     }
 
-    pub async fn connect_addr(addr: Addr) -> Result<Self, RemoteError> {
+    /// Connects to `addr`, over TLS if any of `tls` is set (`tcp://` only).
+    pub async fn connect_with(addr: &str, tls: &TlsOptions) -> Result<Self, RemoteError> {
+        Self::connect_addr(Addr::parse(addr)?, tls).await
+    }
+
+    pub async fn connect_addr(addr: Addr, tls: &TlsOptions) -> Result<Self, RemoteError> {
+        let connector = match &addr {
+            Addr::Tcp(hostport) if tls.is_set() => {
+                Some(tls.connector(&addr.to_string(), addr::host_of(hostport))?)
+            }
+            _ if tls.is_set() => {
+                return Err(RemoteError::Address {
+                    addr: addr.to_string(),
+                    reason: "the TLS options apply to tcp:// addresses only".into(),
+                });
+            }
+            _ => None,
+        };
         let channel = match &addr {
             Addr::Docker { socket } => {
                 let io = transport::docker_upgrade(socket, "/grpc", &[]).await?;
-                GrpcChannel::handshake(io).await?
+                GrpcChannel::handshake(io, &addr).await?
             }
             Addr::Unix(_) | Addr::Tcp(_) => {
-                let socket = transport::dial(&addr).await?;
-                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket)).await?
+                let socket = transport::dial(&addr, connector.as_ref()).await?;
+                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket), &addr).await?
             }
         };
         Ok(Self { addr, channel })

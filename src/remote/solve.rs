@@ -20,9 +20,12 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 
 use super::progress::StatusMapper;
-use super::session::{ExportTarget, Session, TransferCounters};
+use super::session::{ExportTarget, Offer, Session, TransferCounters};
 use super::transport::{self, GrpcChannel, origin};
-use super::{Addr, Exporter, RemoteError, RemoteSolver, SolveRequest, SolveResult, random_id};
+use super::{
+    Addr, DaemonImages, Exporter, Graph, GraphError, GraphSource, RemoteError, RemoteSolver,
+    SolveRequest, SolveResult, random_id,
+};
 use crate::progress::ProgressSink;
 
 /// The metadata key the gateway forwarder finds the build by.
@@ -48,18 +51,20 @@ enum BridgeError {
     Build(String),
     /// The bridge could not be reached (often because Control.Solve failed first).
     Call(RemoteError),
+    /// The deferred graph could not be made.
+    Graph(GraphError),
 }
 
 impl RemoteSolver {
     /// Runs `req.definition` on the daemon and exports the result.
-    pub async fn solve(&self, req: SolveRequest) -> Result<SolveResult, RemoteError> {
+    pub async fn solve(&self, req: SolveRequest<'_>) -> Result<SolveResult, RemoteError> {
         let SolveRequest {
             session_id,
-            definition,
-            image_config_json,
+            graph,
             local_dirs,
             exporter,
             secrets,
+            ssh_agents,
             progress,
             cancel,
         } = req;
@@ -89,9 +94,12 @@ impl RemoteSolver {
             session_id,
             "bud".to_string(),
             shared_key,
-            local_dirs,
-            &secrets,
-            target,
+            Offer {
+                dirs: local_dirs,
+                secrets: &secrets,
+                ssh_agents,
+                export: target,
+            },
             counters.clone(),
         );
         let build_ref = random_id();
@@ -102,8 +110,7 @@ impl RemoteSolver {
                 .run(
                     &build_ref,
                     &session.id,
-                    definition,
-                    image_config_json,
+                    graph,
                     exporter_name,
                     exporter_attrs,
                     &progress,
@@ -149,13 +156,11 @@ impl RemoteSolver {
         Ok(AbortOnDrop(task))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         build_ref: &str,
         session_id: &str,
-        definition: pb::Definition,
-        image_config: Option<Vec<u8>>,
+        graph: GraphSource<'_>,
         exporter: &str,
         exporter_attrs: BTreeMap<String, String>,
         progress: &ProgressSink,
@@ -183,7 +188,7 @@ impl RemoteSolver {
             };
             async move { control.solve(req).await }
         };
-        let bridge = drive_bridge(self.channel.clone(), build_ref, definition, image_config);
+        let bridge = drive_bridge(self.channel.clone(), build_ref, session_id, graph);
         let (solved, bridged) = tokio::join!(solve, bridge);
 
         // The Status stream ends when the daemon discards the build; a build that never
@@ -196,6 +201,7 @@ impl RemoteSolver {
         match (solved, bridged) {
             (Ok(resp), Ok(())) => Ok(resp.into_inner().exporter_response),
             (_, Err(BridgeError::Refused(e))) => Err(e),
+            (_, Err(BridgeError::Graph(e))) => Err(RemoteError::Graph(e)),
             (_, Err(BridgeError::Build(message))) => Err(RemoteError::Build(message)),
             (Err(status), Err(BridgeError::Call(_)) | Ok(())) => {
                 Err(RemoteError::Build(status.message().to_string()))
@@ -226,7 +232,7 @@ async fn pump_status(
     }
 }
 
-fn with_build_id<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, RemoteError> {
+pub(super) fn with_build_id<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, RemoteError> {
     let mut req = tonic::Request::new(msg);
     let value = build_ref
         .parse()
@@ -242,8 +248,8 @@ fn bridge_request<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, Bridg
 async fn drive_bridge(
     channel: GrpcChannel,
     build_ref: &str,
-    definition: pb::Definition,
-    image_config: Option<Vec<u8>>,
+    session_id: &str,
+    graph: GraphSource<'_>,
 ) -> Result<(), BridgeError> {
     let mut bridge = LlbBridgeClient::with_origin(channel, origin())
         .max_decoding_message_size(MAX_MESSAGE)
@@ -254,21 +260,40 @@ async fn drive_bridge(
         .await
         .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Ping", s)))?
         .into_inner();
+    let Graph {
+        definition,
+        image_config_json: image_config,
+    } = match graph {
+        GraphSource::Ready(graph) => graph,
+        GraphSource::Deferred(make) => {
+            let images = DaemonImages::new(
+                bridge.clone(),
+                build_ref.to_string(),
+                session_id.to_string(),
+            );
+            match make(images).await {
+                Ok(graph) => graph,
+                Err(e) => {
+                    end_build(
+                        &mut bridge,
+                        build_ref,
+                        tonic::Code::Cancelled,
+                        e.to_string(),
+                    )
+                    .await?;
+                    return Err(BridgeError::Graph(e));
+                }
+            }
+        }
+    };
     if let Err(refused) = check_caps(&definition, &pong.llb_caps) {
-        let error = rpc::Status {
-            code: tonic::Code::FailedPrecondition as i32,
-            message: refused.to_string(),
-            details: Vec::new(),
-        };
-        let _ = bridge
-            .r#return(bridge_request(
-                build_ref,
-                ReturnRequest {
-                    result: None,
-                    error: Some(error),
-                },
-            )?)
-            .await;
+        end_build(
+            &mut bridge,
+            build_ref,
+            tonic::Code::FailedPrecondition,
+            refused.to_string(),
+        )
+        .await?;
         return Err(BridgeError::Refused(refused));
     }
 
@@ -285,21 +310,13 @@ async fn drive_bridge(
     let solved = match solved {
         Ok(resp) => resp.into_inner(),
         Err(status) => {
-            // Ending the build with the error lets Control.Solve return.
-            let error = rpc::Status {
-                code: status.code() as i32,
-                message: status.message().to_string(),
-                details: Vec::new(),
-            };
-            let _ = bridge
-                .r#return(bridge_request(
-                    build_ref,
-                    ReturnRequest {
-                        result: None,
-                        error: Some(error),
-                    },
-                )?)
-                .await;
+            end_build(
+                &mut bridge,
+                build_ref,
+                status.code(),
+                status.message().to_string(),
+            )
+            .await?;
             return Err(BridgeError::Build(status.message().to_string()));
         }
     };
@@ -329,6 +346,27 @@ async fn drive_bridge(
         )?)
         .await
         .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Return", s)))?;
+    Ok(())
+}
+
+/// Ends the build with an error: Control.Solve then returns, and the daemon forgets it.
+async fn end_build(
+    bridge: &mut LlbBridgeClient<GrpcChannel>,
+    build_ref: &str,
+    code: tonic::Code,
+    message: String,
+) -> Result<(), BridgeError> {
+    let error = rpc::Status {
+        code: code as i32,
+        message,
+        details: Vec::new(),
+    };
+    let request = ReturnRequest {
+        result: None,
+        error: Some(error),
+    };
+    // Best effort: if the daemon is gone, the caller's error says more than this one.
+    let _ = bridge.r#return(bridge_request(build_ref, request)?).await;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! Connections to the daemon: HTTP/2 gRPC without TLS (h2c), either directly on a socket
-//! (standalone buildkitd) or on a dockerd API connection upgraded with `Upgrade: h2c`.
+//! Connections to the daemon: HTTP/2 gRPC, either directly on a socket (standalone
+//! buildkitd, with TLS on TCP if asked) or on a dockerd API connection upgraded with
+//! `Upgrade: h2c`.
 //!
 //! tonic only supplies codegen here: [`GrpcChannel`] is the client transport the generated
 //! clients call through, and [`serve_h2`] runs bud's session services on a connection where
@@ -8,6 +9,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,9 +22,11 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::watch;
 
 use super::RemoteError;
 use super::addr::Addr;
+use super::tls::TlsConnector;
 
 /// The origin the generated clients put in each request's URI: h2 needs a scheme and an
 /// authority, and the daemon ignores both.
@@ -34,8 +38,11 @@ pub(crate) fn origin() -> Uri {
 pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 
-/// Opens a raw socket to the daemon.
-pub(crate) async fn dial(addr: &Addr) -> Result<Box<dyn Socket>, RemoteError> {
+/// Opens a socket to the daemon, with TLS on TCP when `tls` is given.
+pub(crate) async fn dial(
+    addr: &Addr,
+    tls: Option<&TlsConnector>,
+) -> Result<Box<dyn Socket>, RemoteError> {
     let connect_err = |source| RemoteError::Connect {
         addr: addr.to_string(),
         source,
@@ -50,7 +57,10 @@ pub(crate) async fn dial(addr: &Addr) -> Result<Box<dyn Socket>, RemoteError> {
                 .map_err(connect_err)?;
             // gRPC messages are small and latency-sensitive (health checks, fsutil REQs).
             stream.set_nodelay(true).map_err(connect_err)?;
-            Box::new(stream)
+            match tls {
+                Some(tls) => Box::new(tls.connect(&addr.to_string(), stream).await?),
+                None => Box::new(stream),
+            }
         }
     })
 }
@@ -124,11 +134,25 @@ fn docker_error_message(body: &[u8]) -> String {
 #[derive(Clone)]
 pub struct GrpcChannel {
     sender: http2::SendRequest<tonic::body::Body>,
+    addr: Arc<str>,
+    /// Why the connection ended, once it has: a call failing on a closed connection
+    /// reports this (a TLS alert, a reset) rather than "channel closed".
+    ended: watch::Receiver<Option<Arc<str>>>,
+}
+
+/// Why a call on a [`GrpcChannel`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("the connection to the BuildKit daemon at {addr} ended: {reason}")]
+    Closed { addr: Arc<str>, reason: Arc<str> },
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
 }
 
 impl GrpcChannel {
-    /// Performs the HTTP/2 handshake on `io` and drives the connection in the background.
-    pub(crate) async fn handshake<T>(io: T) -> Result<Self, RemoteError>
+    /// Performs the HTTP/2 handshake on `io`, a connection to `addr`, and drives the
+    /// connection in the background.
+    pub(crate) async fn handshake<T>(io: T, addr: &Addr) -> Result<Self, RemoteError>
     where
         T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
     {
@@ -140,32 +164,78 @@ impl GrpcChannel {
             .handshake(io)
             .await
             .map_err(|source| RemoteError::Http {
-                what: "HTTP/2 handshake with the daemon".into(),
+                what: format!("HTTP/2 handshake with the BuildKit daemon at {addr}"),
                 source,
             })?;
+        let (set_ended, ended) = watch::channel(None);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("gRPC connection to the daemon ended: {e:?}");
-            }
+            let reason = match conn.await {
+                Ok(()) => "the daemon closed it".to_string(),
+                Err(e) => error_chain(&e),
+            };
+            tracing::debug!("gRPC connection to the daemon ended: {reason}");
+            let _ = set_ended.send(Some(reason.into()));
         });
         // Let the connection task send the preface now: dockerd drops an h2c connection
         // whose client stays silent, and the caller may block before its first call.
         tokio::task::yield_now().await;
-        Ok(Self { sender })
+        Ok(Self {
+            sender,
+            addr: addr.to_string().into(),
+            ended,
+        })
     }
+
+    /// The error for a call on a closed connection, once the connection task has said why.
+    async fn closed(addr: Arc<str>, mut ended: watch::Receiver<Option<Arc<str>>>) -> ChannelError {
+        let reason = match ended.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_else(|| "closed".into()),
+            Err(_) => "closed".into(),
+        };
+        ChannelError::Closed { addr, reason }
+    }
+}
+
+/// An error and its sources, as one line: hyper's own message only names the kind.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl tower_service::Service<Request<tonic::body::Body>> for GrpcChannel {
     type Response = Response<Incoming>;
-    type Error = hyper::Error;
+    type Error = ChannelError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.sender.poll_ready(cx)
+        match self.sender.poll_ready(cx) {
+            // Only a closed connection is not ready for good; `call` says why it closed.
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
+            other => other.map_err(ChannelError::Http),
+        }
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.sender.send_request(req))
+        let (addr, ended) = (self.addr.clone(), self.ended.clone());
+        if self.sender.is_closed() {
+            return Box::pin(async move { Err(Self::closed(addr, ended).await) });
+        }
+        let mut sender = self.sender.clone();
+        Box::pin(async move {
+            match sender.send_request(req).await {
+                Ok(resp) => Ok(resp),
+                Err(_) if sender.is_closed() => Err(Self::closed(addr, ended).await),
+                Err(e) => Err(ChannelError::Http(e)),
+            }
+        })
     }
 }
 

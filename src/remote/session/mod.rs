@@ -1,18 +1,20 @@
 //! The session: gRPC services bud serves to the daemon during a build (the daemon is the
-//! client). It carries the build context, registry credentials, secrets and, for the
-//! `local` and `tar` exporters, the build's output.
+//! client). It carries the build context, registry credentials, secrets, SSH agents and,
+//! for the `local` and `tar` exporters, the build's output.
 
 mod auth;
 mod filesend;
 mod filesync;
 mod health;
 mod secrets;
+mod ssh;
 mod tunnel;
 pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,6 +23,7 @@ use bud_proto::filesync::auth_server::AuthServer;
 use bud_proto::filesync::file_sync_server::FileSyncServer;
 use bud_proto::health::health_server::HealthServer;
 use bud_proto::secrets::secrets_server::SecretsServer;
+use bud_proto::sshforward::ssh_server::SshServer;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower_service::Service;
@@ -32,7 +35,7 @@ pub(crate) use tunnel::open_tunnel;
 use super::Secret;
 
 /// The methods bud serves, announced to the daemon (which calls only announced ones).
-fn methods(exports: bool) -> Vec<&'static str> {
+fn methods(exports: bool, ssh: bool) -> Vec<&'static str> {
     let mut m = vec![
         "/grpc.health.v1.Health/Check",
         "/moby.filesync.v1.FileSync/DiffCopy",
@@ -45,6 +48,10 @@ fn methods(exports: bool) -> Vec<&'static str> {
     if exports {
         m.push(filesend::METHOD);
     }
+    if ssh {
+        m.push("/moby.sshforward.v1.SSH/CheckAgent");
+        m.push("/moby.sshforward.v1.SSH/ForwardAgent");
+    }
     m
 }
 
@@ -56,6 +63,15 @@ pub(crate) struct Session {
     pub shared_key: String,
     router: Router,
     exports: bool,
+    ssh: bool,
+}
+
+/// What a session offers the daemon.
+pub(crate) struct Offer<'a> {
+    pub dirs: BTreeMap<String, SyncedDir>,
+    pub secrets: &'a [Secret],
+    pub ssh_agents: BTreeMap<String, PathBuf>,
+    pub export: Option<ExportTarget>,
 }
 
 impl Session {
@@ -63,17 +79,23 @@ impl Session {
         id: String,
         name: String,
         shared_key: String,
-        dirs: BTreeMap<String, SyncedDir>,
-        secrets: &[Secret],
-        export: Option<ExportTarget>,
+        offer: Offer<'_>,
         counters: Arc<TransferCounters>,
     ) -> Self {
+        let Offer {
+            dirs,
+            secrets,
+            ssh_agents,
+            export,
+        } = offer;
         let exports = export.is_some();
+        let ssh = !ssh_agents.is_empty();
         let router = Router {
             health: HealthServer::new(health::HealthService),
             filesync: FileSyncServer::new(filesync::FileSyncService::new(dirs, counters)),
             auth: AuthServer::new(auth::AuthService),
             secrets: SecretsServer::new(secrets::SecretsService::new(secrets)),
+            ssh: SshServer::new(ssh::SshService::new(ssh_agents)),
             filesend: filesend::FileSendService::new(export),
         };
         Self {
@@ -82,6 +104,7 @@ impl Session {
             shared_key,
             router,
             exports,
+            ssh,
         }
     }
 
@@ -92,7 +115,7 @@ impl Session {
             ("X-Docker-Expose-Session-Name", self.name.clone()),
             ("X-Docker-Expose-Session-Sharedkey", self.shared_key.clone()),
         ];
-        for m in methods(self.exports) {
+        for m in methods(self.exports, self.ssh) {
             h.push(("X-Docker-Expose-Session-Grpc-Method", m.to_string()));
         }
         h
@@ -110,6 +133,7 @@ pub(crate) struct Router {
     filesync: FileSyncServer<filesync::FileSyncService>,
     auth: AuthServer<auth::AuthService>,
     secrets: SecretsServer<secrets::SecretsService>,
+    ssh: SshServer<ssh::SshService>,
     filesend: filesend::FileSendService,
 }
 
@@ -138,6 +162,7 @@ impl Service<Request<Incoming>> for Router {
             "moby.filesync.v1.FileSync" => Box::pin(self.filesync.call(req)),
             "moby.filesync.v1.Auth" => Box::pin(self.auth.call(req)),
             "moby.buildkit.secrets.v1.Secrets" => Box::pin(self.secrets.call(req)),
+            "moby.sshforward.v1.SSH" => Box::pin(self.ssh.call(req)),
             "moby.filesync.v1.FileSend" => Box::pin(self.filesend.call(req)),
             _ => {
                 let status = tonic::Status::unimplemented(format!(
