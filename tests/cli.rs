@@ -87,3 +87,23 @@ fn completion_prints_a_script() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("complete -F"));
     assert_eq!(bud(&["completion", "tcsh"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_dockerfile_syntax_error_is_reported_before_any_daemon_is_dialled() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nFROMM x\n").unwrap();
+    // Nothing listens there: a connection error would mean the daemon came first.
+    let socket = dir.path().join("no-daemon.sock");
+    let out = bud(&[
+        "--addr",
+        &format!("unix://{}", socket.display()),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2") && err.contains("unknown instruction: FROMM"),
+        "{err}"
+    );
+    assert!(!err.contains("no-daemon.sock"), "{err}");
+}

@@ -37,6 +37,9 @@ pub(super) async fn build(
         [one] => exporter_for(one)?,
         _ => bail!("with --addr, only one output per build is supported yet"),
     };
+    // The Dockerfile is converted only once the daemon is reached (below); its syntax is
+    // the user's to fix before any daemon is involved.
+    check_syntax(inputs)?;
     let ssh_agents = super::ssh_agents(opts)?.into_iter().collect();
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
@@ -110,6 +113,14 @@ pub(super) async fn build(
         report.names = names;
     }
     Ok(report)
+}
+
+fn check_syntax(inputs: &BuildInputs) -> anyhow::Result<()> {
+    let name = &inputs.dockerfile_name;
+    let parsed = bud_frontend::parser::parse(&inputs.dockerfile)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok(())
 }
 
 fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
