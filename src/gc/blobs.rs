@@ -6,16 +6,17 @@
 //! again. The exception is the tar of a base image layer, which is the only copy of the
 //! layer as the image had it: it stays as long as the snapshot extracted from it.
 //!
-//! The metadata read here is laid out by `registry::metadata` (`refs/`, `compressed/`,
-//! `sources/` next to `blobs/`); the snapshots' diff IDs are in the metadata database.
+//! The metadata that names blobs is `registry::metadata`'s (which lists its entries); the
+//! snapshots' diff IDs are in the metadata database.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::GcError;
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
+use crate::registry::metadata::{EntryKind, Metadata};
 
 /// Manifests and configs are small; anything larger named as one is not read.
 const MAX_MANIFEST: u64 = 4 << 20;
@@ -41,6 +42,7 @@ impl Inventory {
         let mut inv = Inventory::default();
         let mut description: HashMap<String, String> = HashMap::new();
         let mut groups: Vec<Vec<String>> = Vec::new();
+        let mut manifests = Vec::new();
 
         for r in snapshots {
             let Some(diff_id) = &r.diff_id else { continue };
@@ -52,17 +54,27 @@ impl Inventory {
                 .entry(diff_id.clone())
                 .or_insert_with(|| format!("layer tar of {}", r.description));
         }
-        for (path, blob) in digest_files(&store.root().join("compressed"))? {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some((diff_hex, compression)) = name.split_once('.') {
-                description.entry(blob.clone()).or_insert_with(|| {
-                    format!("{compression} of layer sha256:{}", short(diff_hex))
-                });
+        let metadata = Metadata::new(store);
+        let entries = metadata
+            .entries()
+            .map_err(|e| GcError::io("listing", store.root(), e))?;
+        for entry in entries {
+            let blob = entry.blob.to_string();
+            inv.names.entry(blob.clone()).or_default().push(entry.path);
+            match entry.kind {
+                EntryKind::Compressed {
+                    diff_hex,
+                    compression,
+                } => {
+                    description.entry(blob).or_insert_with(|| {
+                        format!("{compression} of layer sha256:{}", short(&diff_hex))
+                    });
+                }
+                EntryKind::ResolvedManifest => manifests.push(blob),
+                EntryKind::Other => {}
             }
-            inv.names.entry(blob).or_default().push(path);
         }
-        for (path, manifest) in digest_files(&store.root().join("refs"))? {
-            inv.names.entry(manifest.clone()).or_default().push(path);
+        for manifest in manifests {
             let mut group = vec![manifest.clone()];
             description.insert(manifest.clone(), "image manifest".into());
             if let Some((config, layers)) = manifest_parts(store, &manifest) {
@@ -101,7 +113,7 @@ impl Inventory {
             inv.names
                 .entry(id.clone())
                 .or_default()
-                .push(store.root().join("sources").join(b.digest.hex()));
+                .push(metadata.sources_path(&b.digest));
             inv.records.push(SnapshotRecord {
                 description: description.remove(&id).unwrap_or_else(|| "blob".into()),
                 last_used: last_used.get(&id).copied().unwrap_or(0),
@@ -131,28 +143,6 @@ impl Inventory {
         }
         Ok(())
     }
-}
-
-/// The files of `dir` that each hold one digest (`registry::metadata`'s format).
-fn digest_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, GcError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(GcError::io("listing", dir, e)),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| GcError::io("listing", dir, e))?;
-        let path = entry.path();
-        // Replaced or removed meanwhile (writers rename into place): skip it.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if let Ok(d) = Digest::parse(text.trim()) {
-            found.push((path, d.to_string()));
-        }
-    }
-    Ok(found)
 }
 
 /// The config and layer digests of a stored image manifest.

@@ -80,7 +80,33 @@ impl Metadata {
         )
     }
 
-    fn sources_path(&self, blob: &Digest) -> PathBuf {
+    /// Every entry of `compressed/` and `refs/` with the blob it names: what garbage
+    /// collection removes along with that blob.
+    pub(crate) fn entries(&self) -> std::io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for (path, blob) in digest_files(&self.root.join("compressed"))? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let kind = match name.split_once('.') {
+                Some((diff_hex, compression)) => EntryKind::Compressed {
+                    diff_hex: diff_hex.to_owned(),
+                    compression: compression.to_owned(),
+                },
+                None => EntryKind::Other,
+            };
+            entries.push(Entry { path, blob, kind });
+        }
+        for (path, blob) in digest_files(&self.root.join("refs"))? {
+            entries.push(Entry {
+                path,
+                blob,
+                kind: EntryKind::ResolvedManifest,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The file listing the repositories that hold `blob`.
+    pub(crate) fn sources_path(&self, blob: &Digest) -> PathBuf {
         self.root.join("sources").join(blob.hex())
     }
 
@@ -103,6 +129,42 @@ impl Metadata {
         text.push('\n');
         write_atomic(&self.sources_path(blob), text.as_bytes())
     }
+}
+
+/// A metadata file that names a blob.
+pub(crate) struct Entry {
+    pub path: PathBuf,
+    pub blob: Digest,
+    pub kind: EntryKind,
+}
+
+pub(crate) enum EntryKind {
+    /// `compressed/<diff_hex>.<compression>`: the blob is that layer, compressed.
+    Compressed {
+        diff_hex: String,
+        compression: String,
+    },
+    /// `refs/…`: the blob is the manifest a reference resolved to.
+    ResolvedManifest,
+    Other,
+}
+
+/// The files of `dir` that each hold one digest.
+fn digest_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, Digest)>> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in listing {
+        let path = entry?.path();
+        // Replaced or removed meanwhile (writers rename into place): skip it.
+        if let Some(digest) = read_digest(&path) {
+            found.push((path, digest));
+        }
+    }
+    Ok(found)
 }
 
 fn read_digest(path: &Path) -> Option<Digest> {

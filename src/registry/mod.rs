@@ -16,7 +16,7 @@ pub mod client;
 pub mod compress;
 mod credentials;
 pub mod manifest;
-mod metadata;
+pub(crate) mod metadata;
 pub mod pull;
 pub mod push;
 
