@@ -342,7 +342,11 @@ async fn export_one(
             };
             let loaded = loaded.context("loading the image into Docker")?;
             if let Some(Assembled::Planned(plan)) = assembled {
-                plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids)?;
+                // The image is in Docker: not remembering its diff IDs only costs tarring
+                // the layers again on the next export.
+                if let Err(e) = plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids) {
+                    tracing::warn!("not recording the layers' diff IDs: {e:#}");
+                }
                 let mut config = image.clone();
                 config.rootfs.diff_ids = loaded.diff_ids.iter().map(|d| d.to_string()).collect();
                 report.config_digest = Some(Digest::of(&config.to_json()).to_string());
