@@ -216,6 +216,17 @@ impl Kept {
     }
 }
 
+/// What buildctl's stdout has shown so far.
+enum Stdout {
+    /// Nothing conclusive yet: the first bytes are held back until they show whether they
+    /// are the daemon's HTTP/2 SETTINGS frame or Docker's words on why the exec failed.
+    Head(BytesMut),
+    /// The daemon answered: everything goes to the reader.
+    Daemon,
+    /// Something else answered; what it printed, for the error.
+    NotDaemon(Kept),
+}
+
 /// Moves the exec's output to [`ExecStream`]'s reader and logs buildctl's stderr.
 struct Pump {
     docker: Docker,
@@ -232,10 +243,7 @@ impl Pump {
     where
         S: futures_util::Stream<Item = Result<LogOutput, DockerError>> + Unpin,
     {
-        // Bytes on stdout before the verdict on them: an HTTP/2 SETTINGS frame header, or
-        // Docker's own words on why the command did not start.
-        let mut head = BytesMut::new();
-        let mut stdout_text = Kept::default();
+        let mut stdout = Stdout::Head(BytesMut::new());
         while let Some(item) = output.next().await {
             let bytes = match item {
                 Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => message,
@@ -255,33 +263,45 @@ impl Pump {
                     return;
                 }
             };
-            if self.started.is_none() {
-                if self.data.send(Ok(bytes)).await.is_err() {
-                    return;
+            match &mut stdout {
+                Stdout::Daemon => {
+                    if self.data.send(Ok(bytes)).await.is_err() {
+                        return;
+                    }
                 }
-                continue;
-            }
-            if !stdout_text.0.is_empty() {
-                stdout_text.push(&bytes);
-                continue;
-            }
-            head.extend_from_slice(&bytes);
-            // An HTTP/2 frame header is 9 bytes; its type is the fourth.
-            if head.len() < 4 {
-                continue;
-            }
-            if head[3] == H2_SETTINGS {
-                self.say_started(Ok(()));
-                if self.data.send(Ok(head.split().freeze())).await.is_err() {
-                    return;
+                // Kept for the error once the exec ends, which it does after such words.
+                Stdout::NotDaemon(text) => text.push(&bytes),
+                Stdout::Head(head) => {
+                    head.extend_from_slice(&bytes);
+                    // The type of an HTTP/2 frame is the fourth byte of its header.
+                    if head.len() < 4 {
+                        continue;
+                    }
+                    if head[3] != H2_SETTINGS {
+                        let mut text = Kept::default();
+                        text.push(head);
+                        stdout = Stdout::NotDaemon(text);
+                        continue;
+                    }
+                    let head = head.split().freeze();
+                    stdout = Stdout::Daemon;
+                    self.say_started(Ok(()));
+                    if self.data.send(Ok(head)).await.is_err() {
+                        return;
+                    }
                 }
-            } else {
-                stdout_text.push(&head);
-                head.clear();
             }
         }
-        stdout_text.push(&head);
-        self.finish(stdout_text).await;
+        let text = match stdout {
+            Stdout::Head(head) => {
+                let mut text = Kept::default();
+                text.push(&head);
+                text
+            }
+            Stdout::Daemon => Kept::default(),
+            Stdout::NotDaemon(text) => text,
+        };
+        self.finish(text).await;
     }
 
     /// The exec ended: a clean end of stream if buildctl exited quietly after the daemon
