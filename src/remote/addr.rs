@@ -15,10 +15,14 @@ pub enum Addr {
     Unix(PathBuf),
     /// A standalone buildkitd on TCP (`host:port`), with TLS when TLS options are given.
     Tcp(String),
+    /// A buildkitd in the named Docker container, reached through `buildctl dial-stdio`
+    /// run in it (as buildx's docker-container driver does).
+    DockerContainer(String),
 }
 
 impl Addr {
-    /// Parses `docker://`, `docker://unix:///path`, `unix:///path` and `tcp://host:port`.
+    /// Parses `docker://`, `docker://unix:///path`, `unix:///path`, `tcp://host:port` and
+    /// `docker-container://NAME`.
     pub fn parse(s: &str) -> Result<Self, RemoteError> {
         let bad = |why: &str| RemoteError::Address {
             addr: s.to_string(),
@@ -56,15 +60,31 @@ impl Addr {
                 _ => return Err(bad("expected tcp://host:port")),
             }
         }
-        if s.starts_with("docker-container://") {
-            return Err(bad(
-                "docker-container:// is not supported yet; expose the daemon's socket and use unix:// or tcp://",
-            ));
+        if let Some(name) = s.strip_prefix("docker-container://") {
+            let name = name.trim_end_matches('/');
+            if name.contains('?') {
+                return Err(bad(
+                    "Docker contexts are not supported; point DOCKER_HOST at the daemon instead",
+                ));
+            }
+            if !is_container_name(name) {
+                return Err(bad(
+                    "expected docker-container://NAME, with a container's name or ID",
+                ));
+            }
+            return Ok(Addr::DockerContainer(name.to_string()));
         }
         Err(bad(
-            "expected docker://, docker://unix:///path, unix:///path or tcp://host:port",
+            "expected docker://, docker://unix:///path, unix:///path, tcp://host:port or docker-container://NAME",
         ))
     }
+}
+
+/// Docker's rule for container names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), which IDs also meet.
+fn is_container_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// The host of `host:port`, without the brackets of an IPv6 literal: the name a daemon's
@@ -85,6 +105,7 @@ impl std::fmt::Display for Addr {
             Addr::Docker { socket } => write!(f, "docker://unix://{}", socket.display()),
             Addr::Unix(path) => write!(f, "unix://{}", path.display()),
             Addr::Tcp(hostport) => write!(f, "tcp://{hostport}"),
+            Addr::DockerContainer(name) => write!(f, "docker-container://{name}"),
         }
     }
 }
@@ -115,6 +136,14 @@ mod tests {
             Addr::parse("tcp://10.0.0.1:1234").unwrap(),
             Addr::Tcp("10.0.0.1:1234".into())
         );
+        assert_eq!(
+            Addr::parse("docker-container://buildx_buildkit_default0").unwrap(),
+            Addr::DockerContainer("buildx_buildkit_default0".into())
+        );
+        assert_eq!(
+            Addr::parse("docker-container://my.builder-1/").unwrap(),
+            Addr::DockerContainer("my.builder-1".into())
+        );
     }
 
     #[test]
@@ -126,11 +155,15 @@ mod tests {
             "tcp://nohost",
             "tcp://h:notaport",
             "ssh://host",
+            "docker-container://",
+            "docker-container://-x",
+            "docker-container://a/b",
+            "docker-container://a b",
         ] {
             assert!(Addr::parse(bad).is_err(), "{bad}");
         }
-        let err = Addr::parse("docker-container://buildkitd").unwrap_err();
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        let err = Addr::parse("docker-container://b?context=remote").unwrap_err();
+        assert!(err.to_string().contains("DOCKER_HOST"), "{err}");
     }
 
     #[test]
@@ -147,6 +180,7 @@ mod tests {
             "docker://unix:///x.sock",
             "unix:///b.sock",
             "tcp://h:1",
+            "docker-container://buildkitd",
         ] {
             assert_eq!(Addr::parse(s).unwrap().to_string(), s);
         }

@@ -18,6 +18,7 @@
 
 mod addr;
 mod admin;
+mod container;
 mod images;
 mod progress;
 mod session;
@@ -51,6 +52,9 @@ pub enum RemoteError {
         #[source]
         source: std::io::Error,
     },
+    /// `docker-container://`: the container is missing, stopped, or has no working buildctl.
+    #[error("{addr}: {reason}")]
+    Container { addr: String, reason: String },
     #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
     Tls { addr: String, reason: String },
     #[error("{what}: {source}")]
@@ -264,9 +268,12 @@ impl RemoteSolver {
                 let io = transport::docker_upgrade(socket, "/grpc", &[]).await?;
                 GrpcChannel::handshake(io, &addr).await?
             }
-            Addr::Unix(_) | Addr::Tcp(_) => {
-                let socket = transport::dial(&addr, connector.as_ref()).await?;
-                GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket), &addr).await?
+            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) => {
+                let (socket, started) = transport::dial(&addr, connector.as_ref()).await?;
+                let channel =
+                    GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket), &addr).await?;
+                started.await?;
+                channel
             }
         };
         Ok(Self { addr, channel })

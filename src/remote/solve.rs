@@ -142,7 +142,7 @@ impl RemoteSolver {
                     }
                 })
             }
-            Addr::Unix(_) | Addr::Tcp(_) => {
+            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) => {
                 let control = ControlClient::with_origin(self.channel.clone(), origin());
                 let io = super::session::open_tunnel(control, session)?;
                 tokio::spawn(async move {

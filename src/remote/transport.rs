@@ -1,6 +1,6 @@
 //! Connections to the daemon: HTTP/2 gRPC, either directly on a socket (standalone
-//! buildkitd, with TLS on TCP if asked) or on a dockerd API connection upgraded with
-//! `Upgrade: h2c`.
+//! buildkitd, with TLS on TCP if asked), through `buildctl dial-stdio` in a container, or on
+//! a dockerd API connection upgraded with `Upgrade: h2c`.
 //!
 //! tonic only supplies codegen here: [`GrpcChannel`] is the client transport the generated
 //! clients call through, and [`serve_h2`] runs bud's session services on a connection where
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use super::RemoteError;
 use super::addr::Addr;
+use super::container::{self, Started};
 use super::tls::TlsConnector;
 
 /// The origin the generated clients put in each request's URI: h2 needs a scheme and an
@@ -38,16 +39,18 @@ pub(crate) fn origin() -> Uri {
 pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 
-/// Opens a socket to the daemon, with TLS on TCP when `tls` is given.
+/// Opens a connection to the daemon, with TLS on TCP when `tls` is given. The [`Started`]
+/// is to be awaited once the HTTP/2 client preface is sent: a connection through a
+/// container exec is only known to reach the daemon when the daemon answers.
 pub(crate) async fn dial(
     addr: &Addr,
     tls: Option<&TlsConnector>,
-) -> Result<Box<dyn Socket>, RemoteError> {
+) -> Result<(Box<dyn Socket>, Started), RemoteError> {
     let connect_err = |source| RemoteError::Connect {
         addr: addr.to_string(),
         source,
     };
-    Ok(match addr {
+    let socket: Box<dyn Socket> = match addr {
         Addr::Docker { socket } | Addr::Unix(socket) => {
             Box::new(UnixStream::connect(socket).await.map_err(connect_err)?)
         }
@@ -62,7 +65,12 @@ pub(crate) async fn dial(
                 None => Box::new(stream),
             }
         }
-    })
+        Addr::DockerContainer(name) => {
+            let (stream, started) = container::dial(name, &addr.to_string()).await?;
+            return Ok((Box::new(stream), started));
+        }
+    };
+    Ok((socket, container::started()))
 }
 
 /// Upgrades `POST path` on dockerd's API socket to h2c and returns the raw connection,
