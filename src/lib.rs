@@ -16,6 +16,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod content;
+pub mod docker_host;
 pub mod executor;
 pub mod exporter;
 pub mod fileop;

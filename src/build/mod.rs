@@ -647,15 +647,14 @@ fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::
 
 /// The local Docker daemon, if one answers (DOCKER_HOST or the default socket).
 pub(crate) async fn docker_client() -> Option<bollard::Docker> {
-    let docker = match std::env::var("DOCKER_HOST") {
-        Err(_) => bollard::Docker::connect_with_socket_defaults().ok()?,
-        Ok(host) if host.starts_with("unix://") => {
-            bollard::Docker::connect_with_socket(&host, 120, bollard::API_DEFAULT_VERSION).ok()?
-        }
-        Ok(host) => {
-            crate::report!("warning: DOCKER_HOST={host}: only unix:// sockets are supported yet");
+    let docker = match crate::docker_host::client() {
+        Ok(docker) => docker,
+        Err(e @ crate::docker_host::DockerHostError::Unsupported(_)) => {
+            crate::report!("warning: {e}");
             return None;
         }
+        // Docker is optional until an output needs it; that output says so.
+        Err(crate::docker_host::DockerHostError::Connect { .. }) => return None,
     };
     docker.ping().await.ok()?;
     Some(docker)

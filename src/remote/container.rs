@@ -43,7 +43,7 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
         addr: addr.to_string(),
         reason,
     };
-    let docker = docker_client().map_err(&fail)?;
+    let docker = crate::docker_host::client().map_err(|e| fail(e.to_string()))?;
     check_running(&docker, name).await.map_err(&fail)?;
 
     let exec = docker
@@ -104,21 +104,6 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
         }
     });
     Ok((stream, started))
-}
-
-/// The Docker API client for `DOCKER_HOST`, as for `docker build` (see `build::docker_client`).
-fn docker_client() -> Result<Docker, String> {
-    match std::env::var("DOCKER_HOST") {
-        Err(_) => Docker::connect_with_socket_defaults()
-            .map_err(|e| format!("cannot reach Docker at the default socket: {e}")),
-        Ok(host) if host.starts_with("unix://") => {
-            Docker::connect_with_socket(&host, 120, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| format!("cannot reach Docker at DOCKER_HOST={host}: {e}"))
-        }
-        Ok(host) => Err(format!(
-            "DOCKER_HOST={host}: only unix:// sockets are supported yet"
-        )),
-    }
 }
 
 /// Fails unless container `name` exists and is running: an exec in any other state fails
