@@ -97,15 +97,23 @@ pub async fn push(
         group_by_repository(tags)?.into_iter().collect();
     let store = &opts.store;
 
-    let (first_repository, first_references) = &repositories[0];
+    let (first_repository, first_references) = repositories.first().ok_or(RegistryError::NoTags)?;
     let first = Destination::open(&opts, first_repository, first_references).await?;
-    // A layer given twice (the same diff ID) is compressed and uploaded once.
+    // A layer given twice (the same diff ID) is compressed and uploaded once: `slots` maps
+    // each layer to its entry in `distinct`.
     let mut distinct: Vec<&Layer> = Vec::new();
-    for layer in layers {
-        if !distinct.iter().any(|l| l.diff_id == layer.diff_id) {
-            distinct.push(layer);
-        }
-    }
+    let slots: Vec<usize> = layers
+        .iter()
+        .map(|layer| {
+            distinct
+                .iter()
+                .position(|l| l.diff_id == layer.diff_id)
+                .unwrap_or_else(|| {
+                    distinct.push(layer);
+                    distinct.len() - 1
+                })
+        })
+        .collect();
     // Futures made first, as in pull (rust#102211).
     let blobs: Vec<_> = distinct
         .iter()
@@ -115,13 +123,6 @@ pub async fn push(
         .buffered(2)
         .try_collect::<Vec<LayerBlob>>()
         .await?;
-    let blob_of = |layer: &Layer| {
-        let index = distinct
-            .iter()
-            .position(|l| l.diff_id == layer.diff_id)
-            .unwrap_or_default();
-        &blobs[index]
-    };
 
     let config_bytes = image.to_json();
     let config_digest = store.put(&config_bytes)?;
@@ -145,10 +146,10 @@ pub async fn push(
             &config_digest,
             config_bytes.len() as u64,
         ),
-        layers: layers
+        layers: slots
             .iter()
-            .map(|layer| {
-                let blob = blob_of(layer);
+            .map(|&slot| {
+                let blob = &blobs[slot];
                 let media_type = match opts.compression.docker_media_type() {
                     Some(docker) if !oci => docker,
                     _ => opts.compression.oci_media_type(),
