@@ -6,6 +6,7 @@
 mod support;
 
 use std::fs::File;
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -15,6 +16,7 @@ use base64::Engine;
 use bud::content::{ContentStore, Digest};
 use bud::exporter::{Image, Layer};
 use bud::progress::{Event, ProgressSink, RecordingRenderer};
+use bud::registry::manifest::Manifest;
 use bud::registry::{
     Compression, ManifestFormat, ProgressTarget, PullOptions, PushOptions, RegistryConfig,
     RegistryError, push,
@@ -69,31 +71,44 @@ async fn image_to_push(dir: &Path, store: &ContentStore) -> (Image, Vec<Layer>) 
             compressed: None,
         });
     }
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(GREETING.len() as u64 + 1);
-    header.set_mode(0o644);
-    builder
-        .append_data(&mut header, "greeting", format!("{GREETING}\n").as_bytes())
-        .unwrap();
-    let tar = builder.into_inner().unwrap();
-    let path = dir.join("greeting.tar");
+    let mut image = base.config.clone();
+    add_layer(dir, &mut image, &mut layers, "greeting", GREETING);
+    image.config.cmd = vec!["cat".into(), "/greeting".into()];
+    image.config.entrypoint = Vec::new();
+    (image, layers)
+}
+
+/// Appends a layer holding `/<name>` with `content` and a newline.
+fn add_layer(dir: &Path, image: &mut Image, layers: &mut Vec<Layer>, name: &str, content: &str) {
+    let tar = layer_tar(name, content);
+    let path = dir.join(format!("{name}.tar"));
     std::fs::write(&path, &tar).unwrap();
     layers.push(Layer {
         tar: path,
         diff_id: Digest::of(&tar),
         compressed: None,
     });
-
-    let mut image = base.config.clone();
     image.rootfs.diff_ids.push(Digest::of(&tar).to_string());
     image.history.push(History {
-        created_by: "COPY greeting /greeting".into(),
+        created_by: format!("COPY {name} /{name}"),
         ..History::default()
     });
-    image.config.cmd = vec!["cat".into(), "/greeting".into()];
-    image.config.entrypoint = Vec::new();
-    (image, layers)
+}
+
+fn layer_tar(name: &str, content: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64 + 1);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, name, format!("{content}\n").as_bytes())
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// The manifest a push stored.
+fn stored_manifest(store: &ContentStore, digest: &Digest) -> Manifest {
+    serde_json::from_reader(store.open(digest).unwrap()).unwrap()
 }
 
 fn docker_with_config(config: Option<&Path>, args: &[&str]) -> std::process::Output {
@@ -278,11 +293,21 @@ async fn zstd_pushes_round_trip() {
             _ => None,
         })
         .collect();
-    assert_eq!(finished.len(), 3, "{events:?}");
-    for (id, size) in finished {
-        let digest = Digest::parse(&id).unwrap();
-        assert_eq!(store.size(&digest).unwrap(), size);
-    }
+    // Neither layer had a zstd blob: both were compressed while uploading, and report under
+    // their diff IDs; the config under its digest.
+    let manifest = stored_manifest(&store, &pushed.manifest_digest);
+    let mut expected: Vec<(String, u64)> = image
+        .rootfs
+        .diff_ids
+        .iter()
+        .cloned()
+        .zip(manifest.layers.iter().map(|layer| layer.size))
+        .chain([(manifest.config.digest.clone(), manifest.config.size)])
+        .collect();
+    let mut finished = finished;
+    finished.sort();
+    expected.sort();
+    assert_eq!(finished, expected, "{events:?}");
 
     // Pulled into an empty store, the layers come back zstd and decompress to the diff IDs.
     let other = tempfile::tempdir().unwrap();
@@ -309,4 +334,120 @@ async fn zstd_pushes_round_trip() {
         std::io::copy(&mut source.open_layer(layer).unwrap(), &mut hashed).unwrap();
         assert_eq!(hashed.finish().0, layer.diff_id);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_layer_is_compressed_while_uploading_and_stored_once() {
+    if !require_registries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (mut image, mut layers) = image_to_push(dir.path(), &store).await;
+    // Content no registry has seen: its blob must really go up.
+    let nonce = unique("nonce", "layer");
+    add_layer(dir.path(), &mut image, &mut layers, "nonce", &nonce);
+    let first = unique(support::OPEN_REGISTRY, "pipelined");
+    let second = unique(support::OPEN_REGISTRY, "pipelined-other");
+    let tags = vec![format!("{first}:v1"), format!("{second}:v1")];
+
+    let pushed = push(&image, &layers, &tags, PushOptions::new(store.clone()))
+        .await
+        .unwrap();
+    // The first repository: busybox mounted from where it was pulled, both new layers
+    // compressed while uploading, the config uploaded. The second mounts all four from it.
+    assert_eq!(
+        (pushed.mounted, pushed.uploaded, pushed.existing),
+        (1 + 4, 3, 0)
+    );
+
+    // The stored blob is what the manifest names, and it decompresses to the layer.
+    let manifest = stored_manifest(&store, &pushed.manifest_digest);
+    let nonce_blob = manifest.layers.last().unwrap();
+    let digest = Digest::parse(&nonce_blob.digest).unwrap();
+    let stored = std::fs::read(store.path(&digest)).unwrap();
+    assert_eq!(Digest::of(&stored), digest);
+    assert_eq!(stored.len() as u64, nonce_blob.size);
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(&stored[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(tar, layer_tar("nonce", &nonce));
+
+    // What the registry serves, pulled into an empty store, is the same bytes.
+    for tag in &tags {
+        let other = tempfile::tempdir().unwrap();
+        let other_store = ContentStore::new(other.path().join("content")).unwrap();
+        let source = ImageSource::new(other_store.clone(), RegistryConfig::default(), None);
+        let pulled = source
+            .resolve(&Reference::parse(tag).unwrap(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            pulled.manifest_digest.as_ref(),
+            Some(&pushed.manifest_digest)
+        );
+        assert_eq!(pulled.layers.last().unwrap().digest, digest);
+        assert_eq!(std::fs::read(other_store.path(&digest)).unwrap(), stored);
+    }
+
+    // Without the layer tars, pushing again can only reuse the stored blobs.
+    for layer in &layers {
+        std::fs::remove_file(&layer.tar).unwrap();
+    }
+    let again = push(&image, &layers, &tags, PushOptions::new(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.manifest_digest, pushed.manifest_digest);
+    assert_eq!((again.mounted, again.uploaded, again.existing), (0, 0, 8));
+    let elsewhere = format!("{}:v1", unique(support::OPEN_REGISTRY, "pipelined-mount"));
+    let mounted = push(
+        &image,
+        &layers,
+        std::slice::from_ref(&elsewhere),
+        PushOptions::new(store.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mounted.manifest_digest, pushed.manifest_digest);
+    assert_eq!(
+        (mounted.mounted, mounted.uploaded, mounted.existing),
+        (4, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compression_failure_fails_the_push_and_stores_nothing() {
+    if !require_registries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let (image, mut layers) = image_to_push(dir.path(), &store).await;
+    // Opens, but every read fails (EISDIR): compression fails once the upload has begun.
+    let unreadable = dir.path().join("not-a-tar");
+    std::fs::create_dir(&unreadable).unwrap();
+    layers.last_mut().unwrap().tar = unreadable.clone();
+    let before = store.blobs().unwrap().len();
+    let tag = format!("{}:v1", unique(support::OPEN_REGISTRY, "unreadable"));
+
+    let err = push(
+        &image,
+        &layers,
+        std::slice::from_ref(&tag),
+        PushOptions::new(store.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Io { action: "compressing", path, .. } if *path == unreadable),
+        "{err:?}"
+    );
+    assert_eq!(store.blobs().unwrap().len(), before);
+    assert!(
+        std::fs::read_dir(store.root().join("ingest"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }

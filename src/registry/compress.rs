@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::RegistryError;
 use super::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
-use super::metadata::{Metadata, log_cache_error};
+use super::metadata::Metadata;
 use crate::content::{ContentStore, Digest};
 use crate::exporter::Layer;
 
@@ -64,14 +64,14 @@ impl Compression {
     }
 }
 
-/// The digest of `layer` compressed with `compression`, stored in `store`: the build's own
-/// compressed blob, the one made by an earlier push (or pull), or a new one. Blocking.
-pub(crate) fn compressed_layer(
+/// The digest of `layer` compressed with `compression` if the store already holds it: the
+/// build's own compressed blob, or the one made by an earlier push (or pull). `None` means
+/// the layer has to be compressed. Blocking.
+pub(crate) fn known_compressed_layer(
     store: &ContentStore,
     layer: &Layer,
     compression: Compression,
-) -> Result<Digest, RegistryError> {
-    let metadata = Metadata::new(store);
+) -> Result<Option<Digest>, RegistryError> {
     if let Some(blob) = &layer.compressed
         && compression.accepts(&blob.media_type)
     {
@@ -79,30 +79,23 @@ pub(crate) fn compressed_layer(
             let file = File::open(&blob.path).map_err(RegistryError::io("opening", &blob.path))?;
             store.import(BufReader::new(file), Some(&blob.digest))?;
         }
-        return Ok(blob.digest.clone());
+        return Ok(Some(blob.digest.clone()));
     }
-    if let Some(digest) = metadata.compressed(store, &layer.diff_id, compression) {
-        return Ok(digest);
-    }
-    let digest = compress_file(store, &layer.tar, compression)?;
-    log_cache_error(metadata.set_compressed(&layer.diff_id, compression, &digest));
-    Ok(digest)
+    Ok(Metadata::new(store).compressed(store, &layer.diff_id, compression))
 }
 
-/// Compresses the file at `tar` into the store.
-fn compress_file(
-    store: &ContentStore,
+/// Compresses the file at `tar` into `out`. Blocking.
+pub(crate) fn compress_file(
     tar: &Path,
     compression: Compression,
-) -> Result<Digest, RegistryError> {
+    out: &mut impl Write,
+) -> Result<(), RegistryError> {
     let file = File::open(tar).map_err(RegistryError::io("opening", tar))?;
-    let mut writer = store.writer()?;
     let result = match compression {
-        Compression::Gzip => gzip_parallel(BufReader::new(file), &mut writer),
-        Compression::Zstd => zstd_parallel(BufReader::new(file), &mut writer),
+        Compression::Gzip => gzip_parallel(BufReader::new(file), out),
+        Compression::Zstd => zstd_parallel(BufReader::new(file), out),
     };
-    result.map_err(RegistryError::io("compressing", tar))?;
-    Ok(writer.commit(None)?)
+    result.map_err(RegistryError::io("compressing", tar))
 }
 
 /// gzip on all cores: `GZIP_CHUNK`-sized members, a batch of them compressed at a time.
@@ -201,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_is_compressed_once() {
+    fn known_blobs_are_found_and_others_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("content")).unwrap();
         let tar = dir.path().join("layer.tar");
@@ -212,11 +205,24 @@ mod tests {
             diff_id: Digest::of(&data),
             compressed: None,
         };
-        let first = compressed_layer(&store, &layer, Compression::Gzip).unwrap();
-        // The tar is gone: a second push can only succeed by reusing the blob.
-        std::fs::remove_file(&tar).unwrap();
-        let second = compressed_layer(&store, &layer, Compression::Gzip).unwrap();
-        assert_eq!(first, second);
-        assert!(compressed_layer(&store, &layer, Compression::Zstd).is_err());
+        assert_eq!(
+            known_compressed_layer(&store, &layer, Compression::Gzip).unwrap(),
+            None
+        );
+
+        let mut writer = store.writer().unwrap();
+        compress_file(&tar, Compression::Gzip, &mut writer).unwrap();
+        let digest = writer.commit(None).unwrap();
+        Metadata::new(&store)
+            .set_compressed(&layer.diff_id, Compression::Gzip, &digest)
+            .unwrap();
+        assert_eq!(
+            known_compressed_layer(&store, &layer, Compression::Gzip).unwrap(),
+            Some(digest)
+        );
+        assert_eq!(
+            known_compressed_layer(&store, &layer, Compression::Zstd).unwrap(),
+            None
+        );
     }
 }

@@ -14,12 +14,14 @@ use oci_client::errors::OciDistributionError;
 use tokio_util::io::ReaderStream;
 
 use super::client::{RegistryConfig, RegistryHost, TRANSFER_CONCURRENCY};
-use super::compress::{Compression, compressed_layer};
+use super::compress::{Compression, known_compressed_layer};
 use super::manifest::{self, Descriptor, Manifest};
 use super::metadata::{Metadata, log_cache_error};
 use super::{ByteProgress, ProgressTarget, RegistryError};
 use crate::content::{ContentStore, Digest};
 use crate::exporter::{Image, Layer};
+
+mod pipeline;
 
 /// Which manifest schema to push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +83,9 @@ enum Transfer {
 }
 
 /// Pushes `image` with `layers` (in `rootfs.diff_ids` order) under every tag in `tags`.
+///
+/// A layer whose compressed blob is not stored yet is compressed while it is uploaded to the
+/// first repository (as `docker push` does), and stored on the way for later pushes.
 pub async fn push(
     image: &Image,
     layers: &[Layer],
@@ -88,24 +93,35 @@ pub async fn push(
     opts: PushOptions,
 ) -> Result<PushResult, RegistryError> {
     check_layers(image, layers)?;
-    let repositories = group_by_repository(tags)?;
+    let repositories: Vec<(String, Vec<Reference>)> =
+        group_by_repository(tags)?.into_iter().collect();
     let store = &opts.store;
 
-    let compressed = stream::iter(layers.iter().cloned())
+    let (first_repository, first_references) = repositories.first().ok_or(RegistryError::NoTags)?;
+    let first = Destination::open(&opts, first_repository, first_references).await?;
+    // A layer given twice (the same diff ID) is compressed and uploaded once: `slots` maps
+    // each layer to its entry in `distinct`.
+    let mut distinct: Vec<&Layer> = Vec::new();
+    let slots: Vec<usize> = layers
+        .iter()
         .map(|layer| {
-            let store = store.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    let digest = compressed_layer(&store, &layer, opts.compression)?;
-                    let size = store.size(&digest)?;
-                    Ok::<_, RegistryError>((digest, size))
+            distinct
+                .iter()
+                .position(|l| l.diff_id == layer.diff_id)
+                .unwrap_or_else(|| {
+                    distinct.push(layer);
+                    distinct.len() - 1
                 })
-                .await
-                .map_err(|e| RegistryError::Task(e.to_string()))?
-            }
         })
+        .collect();
+    // Futures made first, as in pull (rust#102211).
+    let blobs: Vec<_> = distinct
+        .iter()
+        .map(|layer| layer_blob(&first, layer, &opts))
+        .collect();
+    let blobs = stream::iter(blobs)
         .buffered(2)
-        .try_collect::<Vec<(Digest, u64)>>()
+        .try_collect::<Vec<LayerBlob>>()
         .await?;
 
     let config_bytes = image.to_json();
@@ -130,14 +146,15 @@ pub async fn push(
             &config_digest,
             config_bytes.len() as u64,
         ),
-        layers: compressed
+        layers: slots
             .iter()
-            .map(|(digest, size)| {
+            .map(|&slot| {
+                let blob = &blobs[slot];
                 let media_type = match opts.compression.docker_media_type() {
                     Some(docker) if !oci => docker,
                     _ => opts.compression.oci_media_type(),
                 };
-                descriptor(media_type, digest, *size)
+                descriptor(media_type, &blob.digest, blob.size)
             })
             .collect(),
         annotations: BTreeMap::new(),
@@ -150,24 +167,41 @@ pub async fn push(
     let manifest_digest = store.put(&manifest_bytes)?;
     let media_type = manifest.media_type.clone().unwrap_or_default();
 
+    let pipelined: Vec<String> = blobs
+        .iter()
+        .filter(|blob| blob.uploaded)
+        .map(|blob| blob.digest.to_string())
+        .collect();
     let mut result = PushResult {
         manifest_digest,
         size: manifest_bytes.len() as u64,
         media_type,
-        uploaded: 0,
+        uploaded: pipelined.len(),
         mounted: 0,
         existing: 0,
     };
-    let blobs: Vec<&Descriptor> = manifest.layers.iter().chain([&manifest.config]).collect();
+    let all_blobs: Vec<&Descriptor> = manifest.layers.iter().chain([&manifest.config]).collect();
     let manifest_bytes = Bytes::from(manifest_bytes);
-    for (repository, references) in repositories {
-        let host = connect(&opts, &references[0].domain).await?;
-        let target = oci_reference(&references[0], None);
-        host.authorize(&target, RegistryOperation::Push).await?;
+    let mut first = Some(first);
+    for (repository, references) in &repositories {
+        let (destination, blobs) = match first.take() {
+            Some(first) => {
+                let rest: Vec<&Descriptor> = all_blobs
+                    .iter()
+                    .copied()
+                    .filter(|blob| !pipelined.contains(&blob.digest))
+                    .collect();
+                (first, rest)
+            }
+            None => (
+                Destination::open(&opts, repository, references).await?,
+                all_blobs.clone(),
+            ),
+        };
         // Futures made first, as in pull (rust#102211).
         let ensures: Vec<_> = blobs
             .iter()
-            .map(|blob| ensure_blob(&host, &target, &repository, blob, &opts))
+            .map(|blob| ensure_blob(&destination, blob, &opts))
             .collect();
         let transfers = stream::iter(ensures)
             .buffer_unordered(TRANSFER_CONCURRENCY)
@@ -182,15 +216,86 @@ pub async fn push(
         }
         let content_type = http::HeaderValue::from_str(&result.media_type)
             .map_err(|e| RegistryError::Task(e.to_string()))?;
-        for reference in &references {
+        for reference in references {
             let tagged = oci_reference(reference, reference.tag.as_deref());
-            host.client
+            destination
+                .host
+                .client
                 .push_manifest_raw(&tagged, manifest_bytes.clone(), content_type.clone())
                 .await
-                .map_err(|e| host.error(e, "pushing the manifest of", &reference.to_string()))?;
+                .map_err(|e| {
+                    destination
+                        .host
+                        .error(e, "pushing the manifest of", &reference.to_string())
+                })?;
         }
     }
     Ok(result)
+}
+
+/// One repository to push to, authorized.
+struct Destination {
+    host: RegistryHost,
+    target: oci_client::Reference,
+    /// `domain/path`, as recorded in the blobs' sources.
+    repository: String,
+}
+
+impl Destination {
+    async fn open(
+        opts: &PushOptions,
+        repository: &str,
+        references: &[Reference],
+    ) -> Result<Destination, RegistryError> {
+        let reference = &references[0];
+        let host = connect(opts, &reference.domain).await?;
+        let target = oci_reference(reference, None);
+        host.authorize(&target, RegistryOperation::Push).await?;
+        Ok(Destination {
+            host,
+            target,
+            repository: repository.to_owned(),
+        })
+    }
+}
+
+/// A layer's compressed blob, and whether getting it uploaded it to the first repository.
+struct LayerBlob {
+    digest: Digest,
+    size: u64,
+    uploaded: bool,
+}
+
+/// The stored compressed blob of `layer`, or, when there is none yet, a new one made while
+/// it is uploaded to `destination`.
+async fn layer_blob(
+    destination: &Destination,
+    layer: &Layer,
+    opts: &PushOptions,
+) -> Result<LayerBlob, RegistryError> {
+    let store = opts.store.clone();
+    let owned = layer.clone();
+    let compression = opts.compression;
+    let known = tokio::task::spawn_blocking(move || {
+        known_compressed_layer(&store, &owned, compression)?
+            .map(|digest| Ok::<_, RegistryError>((store.size(&digest)?, digest)))
+            .transpose()
+    })
+    .await
+    .map_err(|e| RegistryError::Task(e.to_string()))??;
+    if let Some((size, digest)) = known {
+        return Ok(LayerBlob {
+            digest,
+            size,
+            uploaded: false,
+        });
+    }
+    let (digest, size) = pipeline::compress_and_upload(destination, layer, opts).await?;
+    Ok(LayerBlob {
+        digest,
+        size,
+        uploaded: true,
+    })
 }
 
 fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
@@ -271,12 +376,15 @@ fn check_layers(image: &Image, layers: &[Layer]) -> Result<(), RegistryError> {
 
 /// Makes sure the repository holds `blob`: already there, mounted, or uploaded.
 async fn ensure_blob(
-    host: &RegistryHost,
-    target: &oci_client::Reference,
-    repository: &str,
+    destination: &Destination,
     blob: &Descriptor,
     opts: &PushOptions,
 ) -> Result<Transfer, RegistryError> {
+    let Destination {
+        host,
+        target,
+        repository,
+    } = destination;
     let digest = Digest::parse(&blob.digest)?;
     let name = target.whole();
     let metadata = Metadata::new(&opts.store);
