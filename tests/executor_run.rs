@@ -142,8 +142,12 @@ async fn cancel_kills_the_container_and_leaves_nothing() {
     // A duration no other test uses, to find the process by its command line.
     const MARKER: &str = "300.4242";
     let sandbox = Sandbox::new();
-    // The sleep starts before the echo, so once "started" arrives the process exists.
-    let exec = sandbox.spec(&format!("sleep {MARKER} & echo started; wait"));
+    // "started" comes once the sleep has been exec'd (a forked child still shows the shell's
+    // command line until then), so that it can be found by its argument.
+    let exec = sandbox.spec(&format!(
+        "sleep {MARKER} & until [ \"$(head -c 5 /proc/$!/cmdline)\" = sleep ]; do :; done; \
+         echo started; wait"
+    ));
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(4);
     let canceller = {
