@@ -73,6 +73,14 @@ impl OtlpConfig {
             }
             (None, url) => url.unwrap_or_default(),
         };
+        if endpoint.starts_with("https://") {
+            // Neither transport here has TLS: say so now rather than after a timeout.
+            crate::report!(
+                "warning: {endpoint}: OTLP over https is not supported yet (use a collector \
+                 on http://, e.g. on localhost): not exporting traces"
+            );
+            return None;
+        }
         Some(Self {
             endpoint,
             protocol,
@@ -331,6 +339,10 @@ mod tests {
         assert_eq!(c.endpoint, "http://127.0.0.1:4318/v1/traces");
         assert_eq!(
             OtlpConfig::from_env(env(&[(ENDPOINT, "x"), (PROTOCOL, "http/json")])),
+            None
+        );
+        assert_eq!(
+            OtlpConfig::from_env(env(&[(ENDPOINT, "https://collector.example:4317")])),
             None
         );
     }
