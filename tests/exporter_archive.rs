@@ -329,6 +329,9 @@ fn directory_layers_are_tarred_into_the_archive() {
     let dir_diff = Digest::parse(&stats.diff_id).unwrap();
 
     let base = &f.layers[0];
+    // The same diff once more above, as a stored tar: it is not archived twice.
+    let again = f._dir.path().join("again.tar");
+    std::fs::write(&again, &expected_tar).unwrap();
     let layers = [
         ArchiveLayer {
             diff_id: Some(&base.diff_id),
@@ -338,13 +341,20 @@ fn directory_layers_are_tarred_into_the_archive() {
             diff_id: None,
             tar: ArchiveTar::Directory(&upper),
         },
+        ArchiveLayer {
+            diff_id: Some(&dir_diff),
+            tar: ArchiveTar::Stored(&again),
+        },
     ];
-    let mut image = image(&f.layers[..2]);
+    let mut image = image(&f.layers);
     image.rootfs.diff_ids.clear();
     let mut out = Vec::new();
     let written =
         docker_archive::write_layers(&mut out, &image, &layers, &["app:v1".into()]).unwrap();
-    assert_eq!(written.diff_ids, [base.diff_id.clone(), dir_diff.clone()]);
+    assert_eq!(
+        written.diff_ids,
+        [base.diff_id.clone(), dir_diff.clone(), dir_diff.clone()]
+    );
 
     let files = entries(&out);
     let manifest = json(&files["manifest.json"]);
@@ -355,12 +365,17 @@ fn directory_layers_are_tarred_into_the_archive() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(files[listed[1]], expected_tar);
+    assert_eq!(listed[2], listed[1], "one copy serves both heights");
     let config_name = manifest[0]["Config"].as_str().unwrap();
     assert_eq!(Digest::of(&files[config_name]), written.image_id);
     let config = json(&files[config_name]);
     assert_eq!(
         config["rootfs"]["diff_ids"],
-        serde_json::json!([base.diff_id.to_string(), dir_diff.to_string()])
+        serde_json::json!([
+            base.diff_id.to_string(),
+            dir_diff.to_string(),
+            dir_diff.to_string()
+        ])
     );
 
     // A directory that no longer tars to the diff ID recorded for it is refused.

@@ -22,7 +22,7 @@
 //! every blob a second time under `blobs/sha256/`. Docker's containerd image store imports
 //! `manifest.json` archives as well.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -121,23 +121,23 @@ pub fn write_layers(
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut tar = super::tarball::Tarball::new(out);
-    let mut written = HashSet::new();
+    // Where each diff's layer.tar is: a diff (often the empty layer) can occur at several
+    // heights, and one copy serves all.
+    let mut written: HashMap<Digest, String> = HashMap::new();
     let mut dirs: Vec<String> = Vec::with_capacity(layers.len());
     let mut diff_ids = Vec::with_capacity(layers.len());
     for (index, layer) in layers.iter().enumerate() {
-        // A known diff (often the empty layer) can occur at several heights; one copy
-        // serves all.
+        if let Some(d) = layer.diff_id
+            && let Some(dir) = written.get(d)
+        {
+            diff_ids.push(d.clone());
+            dirs.push(dir.clone());
+            continue;
+        }
         let dir = match layer.diff_id {
             Some(d) => d.hex().to_owned(),
             None => format!("layer{index}"),
         };
-        if let Some(d) = layer.diff_id
-            && !written.insert(d.clone())
-        {
-            diff_ids.push(d.clone());
-            dirs.push(dir);
-            continue;
-        }
         tar.dir(&format!("{dir}/"))?;
         tar.bytes(&format!("{dir}/VERSION"), b"1.0")?;
         let legacy = LegacyLayerJson {
@@ -164,7 +164,6 @@ pub fn write_layers(
                         actual,
                     });
                 }
-                written.insert(actual.clone());
                 actual
             }
             (ArchiveTar::Held, Some(known)) => known.clone(),
@@ -172,6 +171,7 @@ pub fn write_layers(
                 return Err(ExportError::UnknownDiffId { index });
             }
         };
+        written.insert(diff_id.clone(), dir.clone());
         diff_ids.push(diff_id);
         dirs.push(dir);
     }
