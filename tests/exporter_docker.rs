@@ -224,8 +224,12 @@ async fn load_then_load_again_without_held_layer() {
         .await
         .unwrap();
     assert_eq!(held, HashSet::from([base.diff_id.clone()]));
-    // Asked of the image that holds it, or of images that don't (then all are asked).
-    for related in [first_tag.clone(), "bud-test/exporter-no-such-image".into()] {
+    // Asked of the image that holds it, or of names that hold nothing (then all are asked).
+    for related in [
+        first_tag.clone(),
+        "bud-test/exporter-no-such-image".into(),
+        "not::a::name".into(),
+    ] {
         let held = docker_load::layers_held(&docker, &diff_ids(&second_layers), &[related])
             .await
             .unwrap();

@@ -187,9 +187,10 @@ async fn held_chain_ids(docker: &Docker, ids: Vec<&str>) -> Result<HashSet<Diges
     for inspection in inspections {
         let inspect = match inspection {
             Ok(inspect) => inspect,
-            // Not there, or removed since it was listed.
+            // Not there, removed since it was listed, or a name Docker cannot parse.
             Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
+                status_code: 400 | 404,
+                ..
             }) => continue,
             Err(source) => {
                 return Err(ExportError::Docker {
