@@ -137,6 +137,9 @@ fn docker_error_message(body: &[u8]) -> String {
         .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string())
 }
 
+/// How long a failed call waits for the connection to say why it ended.
+const CLOSE_REASON_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The client side of an HTTP/2 connection, as a tower service the generated gRPC
 /// clients call. Cloning shares the connection.
 #[derive(Clone)]
@@ -153,8 +156,12 @@ pub struct GrpcChannel {
 pub enum ChannelError {
     #[error("the connection to the BuildKit daemon at {addr} ended: {reason}")]
     Closed { addr: Arc<str>, reason: Arc<str> },
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
+    #[error("the BuildKit daemon at {addr}: {source}")]
+    Http {
+        addr: Arc<str>,
+        #[source]
+        source: hyper::Error,
+    },
 }
 
 impl GrpcChannel {
@@ -227,7 +234,10 @@ impl tower_service::Service<Request<tonic::body::Body>> for GrpcChannel {
         match self.sender.poll_ready(cx) {
             // Only a closed connection is not ready for good; `call` says why it closed.
             Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
-            other => other.map_err(ChannelError::Http),
+            other => other.map_err(|source| ChannelError::Http {
+                addr: self.addr.clone(),
+                source,
+            }),
         }
     }
 
@@ -241,7 +251,17 @@ impl tower_service::Service<Request<tonic::body::Body>> for GrpcChannel {
             match sender.send_request(req).await {
                 Ok(resp) => Ok(resp),
                 Err(_) if sender.is_closed() => Err(Self::closed(addr, ended).await),
-                Err(e) => Err(ChannelError::Http(e)),
+                // The connection may be ending for a reason its task has yet to read (a
+                // TLS 1.3 server refuses a client certificate only after the client's
+                // first request is written): give that reason a moment to arrive.
+                Err(source) => {
+                    match tokio::time::timeout(CLOSE_REASON_WAIT, Self::closed(addr.clone(), ended))
+                        .await
+                    {
+                        Ok(closed) => Err(closed),
+                        Err(_) => Err(ChannelError::Http { addr, source }),
+                    }
+                }
             }
         })
     }
