@@ -503,6 +503,67 @@ fn ssh_agent_sockets_are_forwarded_by_id() {
 }
 
 #[test]
+fn ssh_key_files_are_served_by_an_agent_of_bud() {
+    if !ready() {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    if !build_list_identities(&context.path().join("list-identities")) {
+        return;
+    }
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {BASE_IMAGE}\n\
+             COPY list-identities /usr/local/bin/\n\
+             RUN --mount=type=ssh,id=x list-identities > /identities\n"
+        ),
+    )
+    .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .unwrap();
+    let key_file = files.path().join("id_ed25519");
+    std::fs::write(&key_file, key.to_openssh(ssh_key::LineEnding::LF).unwrap()).unwrap();
+    let blob_len = key.public_key().to_bytes().unwrap().len();
+    let root = tempfile::tempdir().unwrap();
+    let dest = files.path().join("out");
+    let out = bud(
+        root.path(),
+        &[
+            "--ssh",
+            &format!("x={}", key_file.display()),
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            context.path().to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("identities")).unwrap(),
+        format!("identities 1 blob {blob_len}\n")
+    );
+
+    // A file that is not a key is named, and nothing is built.
+    let garbage = files.path().join("not-a-key");
+    std::fs::write(&garbage, "hello").unwrap();
+    let out = bud(
+        root.path(),
+        &[
+            "--ssh",
+            &format!("x={}", garbage.display()),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&garbage.display().to_string()), "{stderr}");
+}
+
+#[test]
 fn copy_link_layers_stay_the_same_on_a_new_base() {
     if !ready() {
         return;

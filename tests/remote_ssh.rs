@@ -180,3 +180,66 @@ fn tunnelled_session_forwards_ssh_agents_by_id() {
         forwards_agents_by_id(&proxy.addr);
     }
 }
+
+/// `--ssh ID=KEYFILE`: the agent bud serves for the key is forwarded through the session
+/// like any other.
+fn serves_key_files(addr: &str) {
+    let context = tempfile::tempdir().unwrap();
+    if !build_list_identities(&context.path().join("list-identities")) {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .unwrap();
+    let key_file = keys.path().join("id_ed25519");
+    std::fs::write(&key_file, key.to_openssh(ssh_key::LineEnding::LF).unwrap()).unwrap();
+    // The key is new each run, so the step is never a cache hit on the daemon.
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {BASE_IMAGE}\n\
+             COPY list-identities /usr/local/bin/\n\
+             RUN --mount=type=ssh,id=x list-identities > /identities # {}\n",
+            key.public_key().fingerprint(Default::default())
+        ),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = keys.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--addr", addr, "--progress", "plain", "--ssh"])
+        .arg(format!("x={}", key_file.display()))
+        .arg("-o")
+        .arg(format!("type=local,dest={}", out.display()))
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "bud failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let blob_len = key.public_key().to_bytes().unwrap().len();
+    assert_eq!(
+        std::fs::read_to_string(out.join("identities")).unwrap(),
+        format!("identities 1 blob {blob_len}\n")
+    );
+}
+
+#[test]
+fn docker_session_serves_key_files() {
+    if require_base_image() {
+        serves_key_files("docker://");
+    }
+}
+
+#[test]
+fn tunnelled_session_serves_key_files() {
+    if require_base_image() {
+        let proxy = DaemonProxy::unix();
+        serves_key_files(&proxy.addr);
+    }
+}

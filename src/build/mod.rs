@@ -8,6 +8,7 @@ mod images;
 pub mod inputs;
 pub mod outputs;
 mod remote;
+mod ssh_agent;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -148,6 +149,8 @@ async fn build(
 
     let runtime = runtime(runtime_choice, state)?;
     runtime.reap_orphans().await;
+    // Served until the build returns.
+    let ssh = ssh_agents(opts)?;
     let mut solve_opts = SolveOptions {
         extra_hosts: opts
             .add_hosts
@@ -157,7 +160,7 @@ async fn build(
         no_cache: opts.no_cache,
         network_none: opts.network == "none",
         secrets: read_secrets(opts)?,
-        ssh_agents: ssh_agents(opts)?,
+        ssh_agents: ssh.sockets.clone(),
         ..Default::default()
     };
     solve_opts
@@ -474,33 +477,59 @@ fn read_secrets(opts: &BuildOptions) -> anyhow::Result<HashMap<String, Vec<u8>>>
     Ok(secrets)
 }
 
-/// `--ssh ID[=SOCKET]`: agent sockets by id; no socket means $SSH_AUTH_SOCK, as docker does.
-fn ssh_agents(opts: &BuildOptions) -> anyhow::Result<HashMap<String, std::path::PathBuf>> {
-    let mut agents = HashMap::new();
+/// `--ssh` agents by id, and the agents bud serves for key files (kept for the build).
+struct SshAgents {
+    sockets: HashMap<String, std::path::PathBuf>,
+    _served: Vec<ssh_agent::KeyAgent>,
+}
+
+/// `--ssh ID[=SOCKET|KEY[,KEY...]]`: no path means $SSH_AUTH_SOCK, as docker does; one
+/// socket is forwarded as it is; key files are served by an agent of bud's own, as buildx does.
+fn ssh_agents(opts: &BuildOptions) -> anyhow::Result<SshAgents> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut agents = SshAgents {
+        sockets: HashMap::new(),
+        _served: Vec::new(),
+    };
     for spec in &opts.ssh {
-        let socket = match spec.paths.as_slice() {
-            [] => std::env::var_os("SSH_AUTH_SOCK")
-                .map(std::path::PathBuf::from)
-                .with_context(|| format!("--ssh {}: SSH_AUTH_SOCK is not set", spec.id))?,
-            [one] => one.clone(),
+        let paths = match spec.paths.as_slice() {
+            [] => vec![
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(std::path::PathBuf::from)
+                    .with_context(|| format!("--ssh {}: SSH_AUTH_SOCK is not set", spec.id))?,
+            ],
+            some => some.to_vec(),
+        };
+        let mut sockets = 0;
+        for path in &paths {
+            let kind = std::fs::metadata(path)
+                .with_context(|| format!("--ssh {}: {}", spec.id, path.display()))?
+                .file_type();
+            if kind.is_socket() {
+                sockets += 1;
+            } else if !kind.is_file() {
+                bail!(
+                    "--ssh {}: {} is neither an agent socket nor a private key file",
+                    spec.id,
+                    path.display()
+                );
+            }
+        }
+        let socket = match (sockets, paths.as_slice()) {
+            (0, _) => {
+                let agent = ssh_agent::KeyAgent::start(&paths)
+                    .with_context(|| format!("--ssh {}", spec.id))?;
+                let socket = agent.socket().to_path_buf();
+                agents._served.push(agent);
+                socket
+            }
+            (1, [one]) => one.clone(),
             _ => bail!(
-                "--ssh {}: several sockets or keys are not supported yet",
+                "--ssh {}: give either one agent socket or private key files",
                 spec.id
             ),
         };
-        use std::os::unix::fs::FileTypeExt;
-        let is_socket = std::fs::metadata(&socket)
-            .with_context(|| format!("--ssh {}: {}", spec.id, socket.display()))?
-            .file_type()
-            .is_socket();
-        if !is_socket {
-            bail!(
-                "--ssh {}: {} is not an agent socket (private key files are not supported yet)",
-                spec.id,
-                socket.display()
-            );
-        }
-        agents.insert(spec.id.clone(), socket);
+        agents.sockets.insert(spec.id.clone(), socket);
     }
     Ok(agents)
 }

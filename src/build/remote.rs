@@ -40,7 +40,8 @@ pub(super) async fn build(
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
     check_syntax(inputs)?;
-    let ssh_agents = super::ssh_agents(opts)?.into_iter().collect();
+    // Served until the build returns.
+    let ssh = super::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let dockerfile_dir = match opts.file.as_deref() {
@@ -93,7 +94,7 @@ pub(super) async fn build(
             .insert(name, remote::SyncedDir { path, excludes });
     }
     req.secrets = opts.secrets.clone();
-    req.ssh_agents = ssh_agents;
+    req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
     req.cancel = cancel;
     let result = solver.solve(req).await?;

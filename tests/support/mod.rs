@@ -129,3 +129,18 @@ pub fn leftover_work(root: &Path) -> Vec<String> {
         .filter(|n| n != "runtime")
         .collect()
 }
+
+/// Builds tests/support/list_identities.c, a static SSH agent client for the steps, to
+/// `out`; or says why it cannot.
+pub fn build_list_identities(out: &Path) -> bool {
+    let built = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(repo_root().join("tests/support/list_identities.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        "cc with a static libc (to build the in-step agent client)",
+        built,
+    )
+}
