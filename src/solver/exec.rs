@@ -466,7 +466,7 @@ fn ssh_agent(solver: &Solver, m: &pb::Mount) -> Result<Option<PathBuf>, SolveErr
         Some(socket) => Ok(Some(socket.clone())),
         None if opt.optional => Ok(None),
         None => Err(SolveError::Other(format!(
-            "no SSH agent for id {id:?}: pass one with --ssh {id}[=SOCKET]"
+            "no SSH agent for id {id:?}: pass one with --ssh {id}[=SOCKET|KEYFILE[,KEYFILE...]]"
         ))),
     }
 }
