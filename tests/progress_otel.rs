@@ -145,6 +145,7 @@ fn config(endpoint: String, protocol: Protocol) -> OtlpConfig {
         protocol,
         service_name: "bud-test".into(),
         timeout: Duration::from_secs(10),
+        certificate: None,
     }
 }
 
@@ -371,4 +372,75 @@ async fn a_failed_build_still_sends_its_spans() {
         root.status.as_ref().map(|s| s.code),
         Some(StatusCode::Error as i32)
     );
+}
+
+/// An http/protobuf receiver behind TLS, with a self-signed certificate for 127.0.0.1.
+/// Returns its base URL and the certificate's PEM file.
+async fn https_receiver(received: Received, dir: &Path) -> (String, std::path::PathBuf) {
+    use tokio_rustls::rustls;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pem = dir.join("collector.pem");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, received) = (acceptor.clone(), received.clone());
+            tokio::spawn(async move {
+                // A client that distrusts the certificate ends its own connection.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let received = received.clone();
+                    async move {
+                        Ok::<_, Infallible>(answer(Protocol::HttpBinary, req, &received).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (format!("https://{addr}"), pem)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_collector_is_verified_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    for trusted in [false, true] {
+        let received = Received::default();
+        let (base, pem) = https_receiver(received.clone(), dir.path()).await;
+        let mut config = config(format!("{base}/v1/traces"), Protocol::HttpBinary);
+        config.timeout = Duration::from_secs(5);
+        config.certificate = trusted.then_some(pem);
+        tokio::task::spawn_blocking(move || render(config, true))
+            .await
+            .unwrap();
+        let spans = received.spans();
+        if trusted {
+            assert_eq!(spans.len(), 3, "{spans:?}");
+        } else {
+            assert!(
+                spans.is_empty(),
+                "sent to an unverified collector: {spans:?}"
+            );
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! the progress events' own times and sent once, when the build finishes (successfully or
 //! not), from a thread with its own runtime: the export can neither fail the build nor hold
 //! it up longer than the OTLP timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+//! http/protobuf goes through bud's reqwest, so https collectors work (their CA from
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE` if the system does not trust it); gRPC has no TLS here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor};
 
@@ -27,6 +29,8 @@ const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 const TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
 const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+const TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to send traces, from the standard OTLP environment variables.
@@ -38,6 +42,9 @@ pub struct OtlpConfig {
     pub protocol: Protocol,
     pub service_name: String,
     pub timeout: Duration,
+    /// A PEM file of CA certificates an https collector is verified with, besides the
+    /// system's.
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 impl OtlpConfig {
@@ -73,11 +80,11 @@ impl OtlpConfig {
             }
             (None, url) => url.unwrap_or_default(),
         };
-        if endpoint.starts_with("https://") {
-            // Neither transport here has TLS: say so now rather than after a timeout.
+        if endpoint.starts_with("https://") && protocol == Protocol::Grpc {
+            // The gRPC transport here has no TLS: say so now rather than after a timeout.
             crate::report!(
-                "warning: {endpoint}: OTLP over https is not supported yet (use a collector \
-                 on http://, e.g. on localhost): not exporting traces"
+                "warning: {endpoint}: OTLP over gRPC with TLS is not supported yet (set \
+                 {PROTOCOL}=http/protobuf): not exporting traces"
             );
             return None;
         }
@@ -86,6 +93,9 @@ impl OtlpConfig {
             protocol,
             service_name: var(SERVICE_NAME).unwrap_or_else(|| "bud".into()),
             timeout,
+            certificate: var(TRACES_CERTIFICATE)
+                .or_else(|| var(CERTIFICATE))
+                .map(Into::into),
         })
     }
 }
@@ -275,11 +285,55 @@ fn export(config: &OtlpConfig, resource: Resource, spans: Vec<SpanData>) -> Resu
         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
+/// The HTTP client of http/protobuf exports: the reqwest (and rustls) bud already uses for
+/// `ADD URL`, so that https collectors work, with `OTEL_EXPORTER_OTLP_CERTIFICATE` trusted.
+fn http_client(config: &OtlpConfig) -> Result<OtlpHttpClient, String> {
+    let mut builder = reqwest::Client::builder().timeout(config.timeout);
+    if let Some(path) = &config.certificate {
+        let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map(OtlpHttpClient)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug)]
+struct OtlpHttpClient(reqwest::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let mut answer = http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            answer = answer.header(name, value);
+        }
+        Ok(answer.body(response.bytes().await?)?)
+    }
+}
+
 async fn send(config: &OtlpConfig, resource: Resource, spans: Vec<SpanData>) -> Result<(), String> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match config.protocol {
         Protocol::HttpBinary => builder
             .with_http()
+            .with_http_client(http_client(config)?)
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(&config.endpoint)
             .with_timeout(config.timeout)
@@ -343,8 +397,17 @@ mod tests {
         );
         assert_eq!(
             OtlpConfig::from_env(env(&[(ENDPOINT, "https://collector.example:4317")])),
-            None
+            None,
+            "gRPC has no TLS here"
         );
+        let c = OtlpConfig::from_env(env(&[
+            (ENDPOINT, "https://collector.example:4318"),
+            (PROTOCOL, "http/protobuf"),
+            (CERTIFICATE, "/etc/ca.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(c.endpoint, "https://collector.example:4318/v1/traces");
+        assert_eq!(c.certificate, Some("/etc/ca.pem".into()));
     }
 
     #[test]
