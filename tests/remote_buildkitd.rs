@@ -166,11 +166,16 @@ fn tls_failures_name_the_address() {
     assert!(err.contains(&proxy.addr), "{err}");
     assert!(err.contains("invalid peer certificate"), "{err}");
 
-    // Without a client certificate the daemon ends the handshake.
+    // Without a client certificate the daemon ends the connection. With TLS 1.3 it says why
+    // only after the client's handshake is done, so the client may first see its own write
+    // fail (a broken pipe): the daemon's alert is named when it was read in time.
     let args = ["--tlscacert", pki.ca.to_str().unwrap(), "debug", "workers"];
     let err = failure(&bud(&proxy.addr, &args));
     assert!(err.contains(&proxy.addr), "{err}");
-    assert!(err.contains("CertificateRequired"), "{err}");
+    assert!(
+        err.contains("CertificateRequired") || err.contains("ended: connection error"),
+        "{err}"
+    );
 
     // TLS settings on a non-TCP address are a mistake, not ignored.
     let unix = DaemonProxy::unix();
