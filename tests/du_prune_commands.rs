@@ -1,26 +1,13 @@
 //! `bud du` and `bud prune` on a populated cache, with sizes checked against the disk.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 use bud::cache::meta::{MetaStore, SnapshotKind, SnapshotRecord, now};
 use bud::cli::{DuOptions, PruneOptions};
 use bud::commands::format::human_size;
 use bud::commands::{du, prune};
 use bud::state::StateRoot;
-
-/// Allocated bytes as coreutils' du counts them: an independent measure.
-fn du_bytes(path: &Path) -> u64 {
-    let out = Command::new("du")
-        .arg("-s")
-        .arg("-B1")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
+use support::du_bytes;
 
 struct Cache {
     _dir: tempfile::TempDir,

@@ -13,19 +13,7 @@ use bud::cli::{DuOptions, PruneOptions};
 use bud::commands::{du, prune};
 use bud::content::{ContentStore, Digest};
 use bud::state::StateRoot;
-
-/// Allocated bytes as coreutils' du counts them: an independent measure.
-fn du_bytes(path: &Path) -> u64 {
-    let out = Command::new("du")
-        .arg("-s")
-        .arg("-B1")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
+use support::du_bytes;
 
 fn du_verbose(state: &StateRoot, filters: &[&str]) -> String {
     let opts = DuOptions {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::MetaStore;
 use crate::cli::{BuildOptions, GlobalOptions, SecretSource};
-use crate::content::{ContentStore, Digest};
+use crate::content::ContentStore;
 use crate::executor::{Runtime, RuntimeKind};
 use crate::exporter::LoadLayer;
 use crate::progress::ProgressSink;
@@ -326,20 +326,14 @@ async fn export_one(
                 );
             };
             let load = crate::exporter::docker_load::load;
-            let (loaded, image) = match assembled {
+            let loaded = match assembled {
                 Some(Assembled::Built(built)) => {
                     let layers: Vec<LoadLayer> = built.layers.iter().map(LoadLayer::from).collect();
-                    (
-                        load(docker, &built.image, &layers, names, base_images).await,
-                        &built.image,
-                    )
+                    load(docker, &built.image, &layers, names, base_images).await
                 }
                 Some(Assembled::Planned(plan)) => {
                     let layers = plan.load_layers(content)?;
-                    (
-                        load(docker, &plan.image, &layers, names, base_images).await,
-                        &plan.image,
-                    )
+                    load(docker, &plan.image, &layers, names, base_images).await
                 }
                 None => bail!("internal error: no image was assembled"),
             };
@@ -350,9 +344,7 @@ async fn export_one(
                 if let Err(e) = plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids) {
                     tracing::warn!("not recording the layers' diff IDs: {e:#}");
                 }
-                let mut config = image.clone();
-                config.rootfs.diff_ids = loaded.diff_ids.iter().map(|d| d.to_string()).collect();
-                report.config_digest = Some(Digest::of(&config.to_json()).to_string());
+                report.config_digest = Some(loaded.config_digest.to_string());
             }
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());

@@ -47,6 +47,8 @@ pub struct Loaded {
     pub archive_size: u64,
     /// The image's layers, as its config lists them.
     pub diff_ids: Vec<Digest>,
+    /// The sha256 of the image config sent (Docker's image ID with its own image store).
+    pub config_digest: Digest,
 }
 
 /// Upload chunk size: large enough to keep syscalls and channel hops rare.
@@ -70,7 +72,8 @@ pub async fn load(
         // digest): naming it is all there is to do.
         let mut image = image.clone();
         image.rootfs.diff_ids = diff_ids.iter().map(Digest::to_string).collect();
-        let image_id = Digest::of(&image.to_json()).to_string();
+        let config_digest = Digest::of(&image.to_json());
+        let image_id = config_digest.to_string();
         if docker.inspect_image(&image_id).await.is_ok() {
             tag_all(docker, &image_id, tags).await?;
             return Ok(Loaded {
@@ -78,6 +81,7 @@ pub async fn load(
                 layers_skipped: layers.len(),
                 archive_size: 0,
                 diff_ids,
+                config_digest,
             });
         }
     }
@@ -304,6 +308,7 @@ async fn upload(
         layers_skipped: written.diff_ids.iter().filter(|d| skip.contains(d)).count(),
         archive_size,
         diff_ids: written.diff_ids,
+        config_digest: written.image_id,
     })
 }
 

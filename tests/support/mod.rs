@@ -144,3 +144,16 @@ pub fn build_list_identities(out: &Path) -> bool {
         built,
     )
 }
+
+/// Allocated bytes as coreutils' du counts them: an independent measure.
+pub fn du_bytes(path: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-s")
+        .arg("-B1")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
