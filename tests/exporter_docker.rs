@@ -178,6 +178,7 @@ async fn load_then_load_again_without_held_layer() {
         &load_layers(&first_layers),
         std::slice::from_ref(&first_tag),
         &[],
+        None,
     )
     .await
     .unwrap();
@@ -242,6 +243,7 @@ async fn load_then_load_again_without_held_layer() {
         &load_layers(&second_layers),
         &second_tags,
         &[],
+        None,
     )
     .await
     .unwrap();
@@ -277,6 +279,8 @@ async fn load_then_load_again_without_held_layer() {
 
     // A third image whose top layer is still a directory: it is tarred into the upload,
     // the held base is not sent, and the config lists the diff ID the directory tars to.
+    // Its load is opened before the layer exists, as a build opens it when a step runs.
+    let pending = docker_load::PendingLoad::open(&docker);
     let upper = dir.path().join("upper");
     std::fs::create_dir_all(upper.join("etc")).unwrap();
     std::fs::write(upper.join("etc/third"), format!("third {nonce}")).unwrap();
@@ -297,6 +301,7 @@ async fn load_then_load_again_without_held_layer() {
         &third_layers,
         std::slice::from_ref(&third_tag),
         &[],
+        Some(pending),
     )
     .await
     .unwrap();
@@ -314,6 +319,47 @@ async fn load_then_load_again_without_held_layer() {
     );
 
     for tag in second_tags.iter().chain([&first_tag, &third_tag]) {
+        remove(&docker, tag).await;
+    }
+}
+
+/// A load opened early and not needed after all ends without error and without an image;
+/// one opened for an image the daemon already holds only tags it.
+#[tokio::test]
+async fn unused_early_loads_end_cleanly() {
+    let Some(docker) = docker().await else { return };
+    docker_load::PendingLoad::open(&docker)
+        .close()
+        .await
+        .expect("the daemon accepts an archive that lists no image");
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(base) = busybox_layer(dir.path()) else {
+        return;
+    };
+    let layers = vec![base];
+    let image = image(&layers);
+    let tags = ["bud-test/exporter-early:a".to_owned()];
+    let first = docker_load::load(&docker, &image, &load_layers(&layers), &tags, &[], None)
+        .await
+        .unwrap();
+    let again_tags = ["bud-test/exporter-early:b".to_owned()];
+    let pending = docker_load::PendingLoad::open(&docker);
+    let again = docker_load::load(
+        &docker,
+        &image,
+        &load_layers(&layers),
+        &again_tags,
+        &[],
+        Some(pending),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.image_id, first.image_id);
+    assert_eq!(again.archive_size, 0, "a held image is tagged, not sent");
+    let inspect = docker.inspect_image(&again_tags[0]).await.unwrap();
+    assert_eq!(inspect.id.as_deref(), Some(first.image_id.as_str()));
+    for tag in tags.iter().chain(&again_tags) {
         remove(&docker, tag).await;
     }
 }
@@ -340,7 +386,7 @@ async fn load_untagged_and_refused_archives() {
     let image = image(&layers);
 
     // Untagged: Docker answers with the ID.
-    let loaded = docker_load::load(&docker, &image, &load_layers(&layers), &[], &[])
+    let loaded = docker_load::load(&docker, &image, &load_layers(&layers), &[], &[], None)
         .await
         .unwrap();
     assert_eq!(loaded.image_id, Digest::of(&image.to_json()).to_string());
@@ -356,6 +402,7 @@ async fn load_untagged_and_refused_archives() {
         &load_layers(&layers),
         &["bud-test/exporter-windows".into()],
         &[],
+        None,
     )
     .await
     .unwrap_err();
@@ -373,6 +420,7 @@ async fn load_untagged_and_refused_archives() {
         &load_layers(&gone),
         &["bud-test/exporter-gone".into()],
         &[],
+        None,
     )
     .await
     .unwrap_err();

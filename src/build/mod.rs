@@ -11,7 +11,7 @@ mod remote;
 mod ssh_agent;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, bail};
 use bud_frontend::convert::{self, ConvertOptions, NoCache, SolverCaps};
@@ -23,6 +23,7 @@ use crate::cli::{BuildOptions, GlobalOptions, SecretSource};
 use crate::content::ContentStore;
 use crate::executor::{Runtime, RuntimeKind};
 use crate::exporter::LoadLayer;
+use crate::exporter::docker_load::PendingLoad;
 use crate::progress::ProgressSink;
 use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::{SolveOptions, Solver};
@@ -169,6 +170,22 @@ async fn build(
     solve_opts
         .local_dirs
         .insert("context".into(), inputs.context_dir.clone());
+    // A build that runs a step most likely ends in an image Docker does not have: its load
+    // is opened then, to overlap dockerd's start-up with the build.
+    let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
+    if let Some(docker) = &docker
+        && exports
+            .iter()
+            .any(|e| matches!(e, Export::DockerLoad { .. }))
+    {
+        let (docker, slot) = (docker.clone(), early_load.clone());
+        solve_opts.on_run = Some(Arc::new(move || {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(PendingLoad::open(&docker));
+            }
+        }));
+    }
     let solver = Arc::new(Solver::new(
         state.clone(),
         meta,
@@ -178,10 +195,22 @@ async fn build(
         solve_opts,
     )?);
     solver.snapshots().remove_abandoned_work();
-    let result = solver
-        .solve(&converted.definition, &cancel)
-        .await
-        .map_err(|e| step_failure(e, inputs))?;
+    let solved = solver.solve(&converted.definition, &cancel).await;
+    let mut early_load = early_load
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let result = match solved {
+        Ok(result) => result,
+        Err(e) => {
+            if let Some(unused) = early_load
+                && let Err(e) = unused.close().await
+            {
+                tracing::debug!("closing the unused docker load: {e}");
+            }
+            return Err(step_failure(e, inputs));
+        }
+    };
 
     let image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
@@ -236,6 +265,7 @@ async fn build(
             &result,
             assembled.as_ref(),
             &targets,
+            &mut early_load,
             &mut report,
         )
         .await;
@@ -304,6 +334,7 @@ async fn export_one(
     result: &crate::solver::Ref,
     assembled: Option<&Assembled>,
     targets: &Targets<'_>,
+    early_load: &mut Option<PendingLoad>,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
     let Targets {
@@ -329,11 +360,27 @@ async fn export_one(
             let loaded = match assembled {
                 Some(Assembled::Built(built)) => {
                     let layers: Vec<LoadLayer> = built.layers.iter().map(LoadLayer::from).collect();
-                    load(docker, &built.image, &layers, names, base_images).await
+                    load(
+                        docker,
+                        &built.image,
+                        &layers,
+                        names,
+                        base_images,
+                        early_load.take(),
+                    )
+                    .await
                 }
                 Some(Assembled::Planned(plan)) => {
                     let layers = plan.load_layers(content)?;
-                    load(docker, &plan.image, &layers, names, base_images).await
+                    load(
+                        docker,
+                        &plan.image,
+                        &layers,
+                        names,
+                        base_images,
+                        early_load.take(),
+                    )
+                    .await
                 }
                 None => bail!("internal error: no image was assembled"),
             };

@@ -123,6 +123,8 @@ pub struct SolveOptions {
     pub no_cache: bool,
     /// `--network=none`: steps that do not choose a network get none.
     pub network_none: bool,
+    /// Called each time a step is about to run rather than come from the cache.
+    pub on_run: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The result of a solved vertex: its cache key and its outputs.
@@ -341,6 +343,9 @@ impl Solver {
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
         };
         self.progress.started(&vertex.digest, &vertex.name);
+        if let Some(on_run) = &self.opts.on_run {
+            on_run();
+        }
         let result = match op {
             pb::op::Op::Exec(e) => exec::run(self, vertex, e, &inputs, &key, cancel).await,
             pb::op::Op::File(f) => file::run(self, vertex, f, &inputs, &key).await,
