@@ -29,7 +29,7 @@ pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Resul
         ImageSource::new(
             content,
             RegistryConfig::default(),
-            super::docker_client().await,
+            super::docker_client().await.ok(),
         ),
         false,
     ));

@@ -71,7 +71,7 @@ pub async fn run(
     };
     let docker = docker_client().await;
     let images = Arc::new(BuildImages::new(
-        ImageSource::new(content.clone(), registry.clone(), docker.clone()),
+        ImageSource::new(content.clone(), registry.clone(), docker.clone().ok()),
         opts.pull,
     ));
 
@@ -141,7 +141,7 @@ async fn build(
     images: Arc<BuildImages>,
     progress: &ProgressSink,
     exports: &[Export],
-    docker: Option<bollard::Docker>,
+    docker: Result<bollard::Docker, String>,
     registry: &RegistryConfig,
     runtime_choice: Option<&str>,
     cancel: CancellationToken,
@@ -173,7 +173,7 @@ async fn build(
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
     let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
-    if let Some(docker) = &docker
+    if let Ok(docker) = &docker
         && exports
             .iter()
             .any(|e| matches!(e, Export::DockerLoad { .. }))
@@ -249,7 +249,7 @@ async fn build(
     };
     let base_images = base_images(&converted.definition);
     let targets = Targets {
-        docker: docker.as_ref(),
+        docker: docker.as_ref().map_err(String::as_str),
         base_images: &base_images,
         content,
         registry,
@@ -321,7 +321,8 @@ enum Assembled {
 
 /// What exports write to: Docker, the content store (compressed layers), registries.
 struct Targets<'a> {
-    docker: Option<&'a bollard::Docker>,
+    /// The daemon, or why there is none to use.
+    docker: Result<&'a bollard::Docker, &'a str>,
     /// The images the build starts from, where Docker most likely holds the lower layers.
     base_images: &'a [String],
     content: &'a ContentStore,
@@ -349,12 +350,13 @@ async fn export_one(
     };
     match e {
         Export::DockerLoad { names } => {
-            let Some(docker) = docker else {
-                bail!(
-                    "the image was built, but Docker is not reachable to load it: \
+            let docker = match docker {
+                Ok(docker) => docker,
+                Err(why) => bail!(
+                    "the image was built, but Docker is not reachable to load it ({why}): \
                      start Docker, or get the result out with -o type=docker,dest=image.tar, \
                      -o type=oci,dest=image.tar or -o type=local,dest=DIR"
-                );
+                ),
             };
             let load = crate::exporter::docker_load::load;
             let loaded = match assembled {
@@ -713,17 +715,34 @@ fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::
     }
 }
 
-/// The local Docker daemon, if one answers (DOCKER_HOST or the default socket).
-pub(crate) async fn docker_client() -> Option<bollard::Docker> {
-    let docker = match crate::docker_host::client() {
-        Ok(docker) => docker,
-        Err(e @ crate::docker_host::DockerHostError::Unsupported(_)) => {
+/// The Docker daemon docker's CLI would use (DOCKER_HOST, the current context or the default
+/// socket) if it answers, or why not. Docker is optional until an output needs it; that
+/// output's error gives the reason.
+pub(crate) async fn docker_client() -> Result<bollard::Docker, String> {
+    let endpoint = match crate::docker_host::endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            // A setting naming a Docker bud cannot use is worth knowing even when no
+            // output needs Docker.
             crate::report!("warning: {e}");
-            return None;
+            return Err(e.to_string());
         }
-        // Docker is optional until an output needs it; that output says so.
-        Err(crate::docker_host::DockerHostError::Connect { .. }) => return None,
     };
-    docker.ping().await.ok()?;
-    Some(docker)
+    let docker = crate::docker_host::connect(&endpoint).map_err(|e| e.to_string())?;
+    match docker.ping().await {
+        Ok(_) => Ok(docker),
+        Err(e) => {
+            let why = format!(
+                "{}: {}",
+                endpoint.origin,
+                crate::docker_host::error_chain(&e)
+            );
+            // No Docker on the default socket is a normal setup; a daemon a setting names
+            // that does not answer is not, and base images then come from registries.
+            if endpoint.configured {
+                crate::report!("warning: building without Docker: {why}");
+            }
+            Err(why)
+        }
+    }
 }

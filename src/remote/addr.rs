@@ -21,7 +21,8 @@ pub enum Addr {
 }
 
 impl Addr {
-    /// Parses `docker://`, `docker://unix:///path`, `unix:///path`, `tcp://host:port` and
+    /// Parses `docker://` (the Docker that `DOCKER_HOST` or docker's current context names, as
+    /// with the docker CLI), `docker://unix:///path`, `unix:///path`, `tcp://host:port` and
     /// `docker-container://NAME`.
     pub fn parse(s: &str) -> Result<Self, RemoteError> {
         let bad = |why: &str| RemoteError::Address {
@@ -30,9 +31,18 @@ impl Addr {
         };
         if let Some(rest) = s.strip_prefix("docker://") {
             return match rest {
-                "" => Ok(Addr::Docker {
-                    socket: DOCKER_SOCKET.into(),
-                }),
+                // The daemon docker's CLI would use: DOCKER_HOST, the current context.
+                "" => match crate::docker_host::endpoint() {
+                    Ok(crate::docker_host::Endpoint {
+                        host: crate::docker_host::Host::Unix(socket),
+                        ..
+                    }) => Ok(Addr::Docker { socket }),
+                    Ok(endpoint) => Err(bad(&format!(
+                        "{} is {}: docker:// reaches dockerd's BuildKit on a unix socket only",
+                        endpoint.origin, endpoint.host
+                    ))),
+                    Err(e) => Err(bad(&e.to_string())),
+                },
                 _ => match rest.strip_prefix("unix://") {
                     Some(path) if path.starts_with('/') => Ok(Addr::Docker {
                         socket: path.into(),
@@ -116,12 +126,15 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(
-            Addr::parse("docker://").unwrap(),
-            Addr::Docker {
-                socket: DOCKER_SOCKET.into()
-            }
-        );
+        // As the environment chooses (the default socket unless DOCKER_HOST or a context
+        // says otherwise).
+        if let Ok(crate::docker_host::Endpoint {
+            host: crate::docker_host::Host::Unix(socket),
+            ..
+        }) = crate::docker_host::endpoint()
+        {
+            assert_eq!(Addr::parse("docker://").unwrap(), Addr::Docker { socket });
+        }
         assert_eq!(
             Addr::parse("docker://unix:///tmp/d.sock").unwrap(),
             Addr::Docker {

@@ -43,8 +43,11 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
         addr: addr.to_string(),
         reason,
     };
-    let docker = crate::docker_host::client().map_err(|e| fail(e.to_string()))?;
-    check_running(&docker, name).await.map_err(&fail)?;
+    let endpoint = crate::docker_host::endpoint().map_err(|e| fail(e.to_string()))?;
+    let docker = crate::docker_host::connect(&endpoint).map_err(|e| fail(e.to_string()))?;
+    check_running(&docker, name, &endpoint.origin)
+        .await
+        .map_err(&fail)?;
 
     let exec = docker
         .create_exec(
@@ -60,7 +63,7 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
             },
         )
         .await
-        .map_err(|e| fail(container_error(name, e)))?;
+        .map_err(|e| fail(container_error(name, &endpoint.origin, e)))?;
     let started = docker
         .start_exec(
             &exec.id,
@@ -108,11 +111,11 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
 
 /// Fails unless container `name` exists and is running: an exec in any other state fails
 /// with a less helpful message.
-async fn check_running(docker: &Docker, name: &str) -> Result<(), String> {
+async fn check_running(docker: &Docker, name: &str, origin: &str) -> Result<(), String> {
     let info = docker
         .inspect_container(name, None)
         .await
-        .map_err(|e| container_error(name, e))?;
+        .map_err(|e| container_error(name, origin, e))?;
     let state = info.state.unwrap_or_default();
     if state.running == Some(true) && state.paused != Some(true) {
         return Ok(());
@@ -125,8 +128,9 @@ async fn check_running(docker: &Docker, name: &str) -> Result<(), String> {
     ))
 }
 
-/// Docker's answer about container `name`, worded for the common cases.
-fn container_error(name: &str, e: DockerError) -> String {
+/// Docker's answer about container `name`, worded for the common cases; `origin` says which
+/// Docker was asked.
+fn container_error(name: &str, origin: &str, e: DockerError) -> String {
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404, ..
@@ -138,7 +142,10 @@ fn container_error(name: &str, e: DockerError) -> String {
             format!("the container is not running ({message}); start it with `docker start {name}`")
         }
         DockerError::DockerResponseServerError { message, .. } => message,
-        e => format!("cannot reach Docker: {e}"),
+        e => format!(
+            "cannot reach Docker at {origin}: {}",
+            crate::docker_host::error_chain(&e)
+        ),
     }
 }
 

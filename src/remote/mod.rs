@@ -23,7 +23,7 @@ mod images;
 mod progress;
 mod session;
 mod solve;
-mod tls;
+pub(crate) mod tls;
 mod transport;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,9 @@
 //! and splices the bytes both ways: bud then talks plain HTTP/2 gRPC exactly as it would to
 //! `buildkitd --addr unix://…` or `--addr tcp://…` with TLS.
 //!
+//! The same proxies can instead relay Docker's plain API (`docker_api_*`), byte for byte, to
+//! stand for a daemon on another socket, on `tcp://` or on `tcp://` with TLS.
+//!
 //! The proxy runs on its own thread and runtime, so a test may block on `bud` meanwhile.
 #![allow(dead_code)]
 
@@ -13,6 +16,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
@@ -23,8 +27,9 @@ const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// A running proxy; dropping it stops accepting and closes the spliced connections.
 pub struct DaemonProxy {
-    /// The `--addr` that reaches the proxy.
+    /// The `--addr` (or `DOCKER_HOST`) that reaches the proxy.
     pub addr: String,
+    connections: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -87,17 +92,41 @@ impl TestPki {
     }
 }
 
+/// What the proxy relays its clients to.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// dockerd's BuildKit, through a `/grpc` upgrade per connection.
+    Grpc,
+    /// dockerd's API socket, as it is.
+    DockerApi,
+}
+
 impl DaemonProxy {
     /// A proxy on a Unix socket in a temporary directory: `unix:///tmp/…/buildkitd.sock`.
     pub fn unix() -> Self {
+        Self::on_unix(Backend::Grpc)
+    }
+
+    /// A TLS proxy on 127.0.0.1 that requires a client certificate signed by `pki.ca`:
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn tls(pki: &TestPki) -> Self {
+        Self::on_tls(Backend::Grpc, pki)
+    }
+
+    /// Docker's API on a Unix socket of a temporary directory.
+    pub fn docker_api_unix() -> Self {
+        Self::on_unix(Backend::DockerApi)
+    }
+
+    /// Docker's API on `tcp://127.0.0.1:PORT`, plain HTTP.
+    pub fn docker_api_tcp() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("buildkitd.sock");
-        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
-        let addr = format!("unix://{}", socket.display());
-        Self::spawn(addr, dir, move |stop| async move {
-            let listener = UnixListener::from_std(std_listener).unwrap();
-            accept_loop(stop, || async {
+        let addr = format!("tcp://{}", std_listener.local_addr().unwrap());
+        Self::spawn(addr, dir, move |stop, counter| async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            accept_loop(stop, Backend::DockerApi, counter, || async {
                 let (socket, _) = listener.accept().await?;
                 Ok(Box::pin(async move { Some(Box::new(socket) as Box<dyn Io>) }) as Pending)
             })
@@ -105,18 +134,43 @@ impl DaemonProxy {
         })
     }
 
-    /// A TLS proxy on 127.0.0.1 that requires a client certificate signed by `pki.ca`:
-    /// `tcp://127.0.0.1:PORT`.
-    pub fn tls(pki: &TestPki) -> Self {
-        let config = Arc::new(server_tls_config(pki));
+    /// Docker's API on `tcp://127.0.0.1:PORT` with TLS, requiring a client certificate
+    /// signed by `pki.ca`, as `dockerd --tlsverify` does.
+    pub fn docker_api_tls(pki: &TestPki) -> Self {
+        Self::on_tls(Backend::DockerApi, pki)
+    }
+
+    /// Client connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn on_unix(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("buildkitd.sock");
+        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = format!("unix://{}", socket.display());
+        Self::spawn(addr, dir, move |stop, counter| async move {
+            let listener = UnixListener::from_std(std_listener).unwrap();
+            accept_loop(stop, backend, counter, || async {
+                let (socket, _) = listener.accept().await?;
+                Ok(Box::pin(async move { Some(Box::new(socket) as Box<dyn Io>) }) as Pending)
+            })
+            .await;
+        })
+    }
+
+    fn on_tls(backend: Backend, pki: &TestPki) -> Self {
+        let config = Arc::new(server_tls_config(pki, backend));
         let dir = tempfile::tempdir().unwrap();
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = format!("tcp://{}", std_listener.local_addr().unwrap());
-        Self::spawn(addr, dir, move |stop| async move {
+        Self::spawn(addr, dir, move |stop, counter| async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            accept_loop(stop, || async {
+            accept_loop(stop, backend, counter, || async {
                 let (tcp, _) = listener.accept().await?;
                 let acceptor = acceptor.clone();
                 // A failed handshake (the client distrusts us) ends this connection only.
@@ -131,19 +185,22 @@ impl DaemonProxy {
 
     fn spawn<F, Fut>(addr: String, dir: tempfile::TempDir, serve: F) -> Self
     where
-        F: FnOnce(oneshot::Receiver<()>) -> Fut + Send + 'static,
+        F: FnOnce(oneshot::Receiver<()>, Arc<AtomicUsize>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
         let (stop, stopped) = oneshot::channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve(stopped));
+            runtime.block_on(serve(stopped, counter));
         });
         Self {
             addr,
+            connections,
             stop: Some(stop),
             thread: Some(thread),
             _dir: dir,
@@ -167,8 +224,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// The rest of accepting one connection, done off the accept loop; `None` if it failed.
 type Pending = Pin<Box<dyn Future<Output = Option<Box<dyn Io>>> + Send>>;
 
-async fn accept_loop<F, Fut>(mut stop: oneshot::Receiver<()>, mut accept: F)
-where
+async fn accept_loop<F, Fut>(
+    mut stop: oneshot::Receiver<()>,
+    backend: Backend,
+    counter: Arc<AtomicUsize>,
+    mut accept: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<Pending>>,
 {
@@ -178,23 +239,33 @@ where
             a = accept() => a,
         };
         let Ok(pending) = pending else { return };
+        counter.fetch_add(1, Ordering::SeqCst);
         // Spawned tasks die with the proxy's runtime, when the proxy is dropped.
         tokio::spawn(async move {
             if let Some(io) = pending.await {
-                splice_to_docker(io).await;
+                splice_to_docker(io, backend).await;
             }
         });
     }
 }
 
-/// Connects `client` to a fresh `/grpc` connection on dockerd.
-async fn splice_to_docker<C: AsyncRead + AsyncWrite + Unpin>(mut client: C) {
-    let Ok((mut daemon, early)) = upgrade_grpc(Path::new(DOCKER_SOCKET)).await else {
-        return;
+/// Connects `client` to dockerd: to a fresh `/grpc` connection, or to its API as it is.
+async fn splice_to_docker<C: AsyncRead + AsyncWrite + Unpin>(mut client: C, backend: Backend) {
+    let mut daemon = match backend {
+        Backend::Grpc => {
+            let Ok((daemon, early)) = upgrade_grpc(Path::new(DOCKER_SOCKET)).await else {
+                return;
+            };
+            if client.write_all(&early).await.is_err() {
+                return;
+            }
+            daemon
+        }
+        Backend::DockerApi => match UnixStream::connect(DOCKER_SOCKET).await {
+            Ok(daemon) => daemon,
+            Err(_) => return,
+        },
     };
-    if client.write_all(&early).await.is_err() {
-        return;
-    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
 }
 
@@ -228,7 +299,7 @@ async fn upgrade_grpc(socket: &Path) -> std::io::Result<(UnixStream, Vec<u8>)> {
     Ok((daemon, buf.split_off(end)))
 }
 
-fn server_tls_config(pki: &TestPki) -> rustls::ServerConfig {
+fn server_tls_config(pki: &TestPki, backend: Backend) -> rustls::ServerConfig {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -253,6 +324,8 @@ fn server_tls_config(pki: &TestPki) -> rustls::ServerConfig {
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    if let Backend::Grpc = backend {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     config
 }

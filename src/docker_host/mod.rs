@@ -1,0 +1,480 @@
+//! The Docker API bud talks to, chosen as the docker CLI chooses it: `DOCKER_HOST` when set;
+//! else the context `DOCKER_CONTEXT` names; else the current context of the CLI's config
+//! (`docker context use`); else the default socket. A `unix://` socket or a `tcp://`
+//! address, with TLS set up as docker sets it up: from `DOCKER_TLS_VERIFY`, `DOCKER_TLS` and
+//! `DOCKER_CERT_PATH` for `DOCKER_HOST`, from the context's own TLS files for a context.
+
+mod context;
+mod tcp;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+
+pub use context::ContextError;
+
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// docker's default ports for `tcp://host` without one.
+const DEFAULT_PORT: u16 = 2375;
+const DEFAULT_TLS_PORT: u16 = 2376;
+/// What bollard waits for an answer, in seconds: loads of large images take long.
+const TIMEOUT_SECS: u64 = 120;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerHostError {
+    #[error("{origin}: {reason}")]
+    Unsupported { origin: String, reason: String },
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("{origin}: TLS: {reason}")]
+    Tls { origin: String, reason: String },
+    #[error("cannot reach Docker at {place}: {source}")]
+    Connect {
+        place: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// Where the Docker API is, and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Host,
+    /// Where the choice came from, for messages: `DOCKER_HOST=tcp://…`, `context "ci"`.
+    pub origin: String,
+    pub tls: Option<TlsSettings>,
+    /// Chosen by a setting (`DOCKER_HOST`, a context), not the default socket by default.
+    pub configured: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp { host: String, port: u16 },
+}
+
+/// TLS as the docker CLI configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The CA the daemon's certificate is checked against, besides the system's.
+    pub ca: Option<PathBuf>,
+    /// The client certificate and key, when the daemon asks for one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// `false`: any certificate is accepted (`DOCKER_TLS` without `DOCKER_TLS_VERIFY`, or a
+    /// context's `SkipTLSVerify`).
+    pub verify: bool,
+}
+
+/// Reads what the process's environment and docker's config choose.
+pub fn endpoint() -> Result<Endpoint, DockerHostError> {
+    resolve(&|name| std::env::var_os(name))
+}
+
+/// A client for the Docker API the environment chooses (not yet checked to answer).
+pub fn client() -> Result<Docker, DockerHostError> {
+    connect(&endpoint()?)
+}
+
+pub fn connect(endpoint: &Endpoint) -> Result<Docker, DockerHostError> {
+    match &endpoint.host {
+        Host::Unix(path) => {
+            let url = format!("unix://{}", path.display());
+            Docker::connect_with_socket(&url, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION).map_err(
+                |source| DockerHostError::Connect {
+                    place: endpoint.origin.clone(),
+                    source,
+                },
+            )
+        }
+        Host::Tcp { host, port } => tcp::client(host, *port, endpoint.tls.as_ref(), TIMEOUT_SECS)
+            .map_err(|reason| DockerHostError::Tls {
+                origin: endpoint.origin.clone(),
+                reason,
+            }),
+    }
+}
+
+/// An error and its sources, as one line: a connection's cause is in its sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(path) => write!(f, "unix://{}", path.display()),
+            Host::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Host::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+        }
+    }
+}
+
+/// The docker CLI's choice, from the environment `var` gives.
+fn resolve(var: &dyn Fn(&str) -> Option<OsString>) -> Result<Endpoint, DockerHostError> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    let text = |name: &str| set(name).map(|v| v.to_string_lossy().into_owned());
+    let config_dir = match set("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => set("HOME").map(|home| Path::new(&home).join(".docker")),
+    };
+
+    if let Some(host) = text("DOCKER_HOST") {
+        return from_environment(&host, &text, config_dir.as_deref());
+    }
+    let context = match text("DOCKER_CONTEXT") {
+        Some(name) => Some((name, "DOCKER_CONTEXT")),
+        None => config_dir
+            .as_deref()
+            .and_then(context::current)
+            .map(|name| (name, "the docker config's currentContext")),
+    };
+    match context {
+        Some((name, _)) if name == context::DEFAULT => {
+            from_environment(DEFAULT_HOST, &text, config_dir.as_deref())
+        }
+        Some((name, chosen_by)) => {
+            let Some(config_dir) = config_dir else {
+                return Err(ContextError::NoConfigDir { name, chosen_by }.into());
+            };
+            let stored = context::read(&config_dir, &name, chosen_by)?;
+            let origin = format!("Docker context {name:?}");
+            let Some(host) = stored.host else {
+                return Err(DockerHostError::Unsupported {
+                    origin,
+                    reason: "the context has no Docker endpoint".into(),
+                });
+            };
+            let tls = stored.tls_files.map(|files| TlsSettings {
+                ca: files.ca,
+                identity: files.identity,
+                verify: !stored.skip_tls_verify,
+            });
+            let tls = match tls {
+                None if stored.skip_tls_verify && host.starts_with("tcp://") => Some(TlsSettings {
+                    ca: None,
+                    identity: None,
+                    verify: false,
+                }),
+                tls => tls,
+            };
+            Ok(Endpoint {
+                host: parse_host(&host, tls.is_some(), &origin)?,
+                origin,
+                tls,
+                configured: true,
+            })
+        }
+        None => from_environment(DEFAULT_HOST, &text, config_dir.as_deref()),
+    }
+}
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The default context: `host` with TLS from `DOCKER_TLS_VERIFY`, `DOCKER_TLS` and
+/// `DOCKER_CERT_PATH` (default: docker's config directory).
+fn from_environment(
+    host: &str,
+    text: &dyn Fn(&str) -> Option<String>,
+    config_dir: Option<&Path>,
+) -> Result<Endpoint, DockerHostError> {
+    let verify = text("DOCKER_TLS_VERIFY").is_some();
+    let tls = if verify || text("DOCKER_TLS").is_some() {
+        let cert_path = text("DOCKER_CERT_PATH")
+            .map(PathBuf::from)
+            .or_else(|| config_dir.map(Path::to_owned));
+        let file = |name: &str| {
+            cert_path
+                .as_ref()
+                .map(|dir| dir.join(name))
+                .filter(|p| p.exists())
+        };
+        Some(TlsSettings {
+            ca: file("ca.pem").filter(|_| verify),
+            identity: file("cert.pem").zip(file("key.pem")),
+            verify,
+        })
+    } else {
+        None
+    };
+    let configured = text("DOCKER_HOST").is_some();
+    let origin = if configured {
+        format!("DOCKER_HOST={host}")
+    } else {
+        format!("the default socket {DEFAULT_SOCKET}")
+    };
+    Ok(Endpoint {
+        host: parse_host(host, tls.is_some(), &origin)?,
+        origin,
+        tls,
+        configured,
+    })
+}
+
+/// A host as docker writes it: `unix:///path`, `tcp://host[:port]`.
+fn parse_host(text: &str, tls: bool, origin: &str) -> Result<Host, DockerHostError> {
+    let unsupported = |reason: String| DockerHostError::Unsupported {
+        origin: origin.to_string(),
+        reason,
+    };
+    if let Some(path) = text.strip_prefix("unix://") {
+        let path = if path.is_empty() {
+            DEFAULT_SOCKET
+        } else {
+            path
+        };
+        if !path.starts_with('/') {
+            return Err(unsupported(format!(
+                "{text:?}: the socket path must be absolute"
+            )));
+        }
+        return Ok(Host::Unix(path.into()));
+    }
+    if let Some(rest) = text.strip_prefix("tcp://") {
+        let hostport = rest.split('/').next().unwrap_or_default();
+        let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        let (host, port) = split_host_port(hostport, default_port)
+            .ok_or_else(|| unsupported(format!("{text:?}: expected tcp://HOST[:PORT]")))?;
+        return Ok(Host::Tcp { host, port });
+    }
+    let scheme = text.split_once("://").map_or(text, |(scheme, _)| scheme);
+    Err(unsupported(match scheme {
+        "ssh" => "ssh:// Docker hosts are not supported yet; forward the daemon's socket \
+                  (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and use unix://"
+            .into(),
+        "fd" | "npipe" => format!("{scheme}:// Docker hosts are not supported"),
+        _ => format!("{text:?}: expected unix:///PATH or tcp://HOST[:PORT]"),
+    }))
+}
+
+/// `host:port`, `host`, `[v6]:port`, `[v6]`; `None` for an empty host or a bad port.
+fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(port) => port.parse().ok()?,
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve_with(vars: &[(&str, &str)]) -> Result<Endpoint, DockerHostError> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        resolve(&|name| vars.get(name).cloned())
+    }
+
+    fn tcp(host: &str, port: u16) -> Host {
+        Host::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn without_anything_set_the_default_socket() {
+        let e = resolve_with(&[("HOME", "/nonexistent")]).unwrap();
+        assert_eq!(e.host, Host::Unix(DEFAULT_SOCKET.into()));
+        assert_eq!(e.tls, None);
+    }
+
+    #[test]
+    fn docker_host_forms() {
+        for (text, host) in [
+            (
+                "unix:///run/user/1000/docker.sock",
+                Host::Unix("/run/user/1000/docker.sock".into()),
+            ),
+            ("unix://", Host::Unix(DEFAULT_SOCKET.into())),
+            ("tcp://10.0.0.5:2375", tcp("10.0.0.5", 2375)),
+            ("tcp://docker", tcp("docker", 2375)),
+            ("tcp://docker:2376/", tcp("docker", 2376)),
+            ("tcp://[::1]:2375", tcp("::1", 2375)),
+            ("tcp://[::1]", tcp("::1", 2375)),
+        ] {
+            let e = resolve_with(&[("DOCKER_HOST", text)]).unwrap();
+            assert_eq!(e.host, host, "{text}");
+            assert_eq!(e.origin, format!("DOCKER_HOST={text}"));
+        }
+        assert_eq!(tcp("::1", 2375).to_string(), "tcp://[::1]:2375");
+    }
+
+    #[test]
+    fn unsupported_hosts_say_what_to_do() {
+        for (text, expected) in [
+            ("ssh://me@box", "ssh -L"),
+            ("fd://", "not supported"),
+            ("tcp://", "expected tcp://HOST"),
+            ("tcp://box:http", "expected tcp://HOST"),
+            ("unix://relative.sock", "absolute"),
+            ("box:2375", "expected unix:///PATH"),
+        ] {
+            let err = resolve_with(&[("DOCKER_HOST", text)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(err.contains("DOCKER_HOST="), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_from_the_environment_as_docker_reads_it() {
+        let certs = tempfile::tempdir().unwrap();
+        for name in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(certs.path().join(name), "").unwrap();
+        }
+        let dir = certs.path().to_str().unwrap();
+        let e = resolve_with(&[
+            ("DOCKER_HOST", "tcp://docker"),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", dir),
+        ])
+        .unwrap();
+        // With TLS the default port is 2376.
+        assert_eq!(e.host, tcp("docker", 2376));
+        assert_eq!(
+            e.tls,
+            Some(TlsSettings {
+                ca: Some(certs.path().join("ca.pem")),
+                identity: Some((certs.path().join("cert.pem"), certs.path().join("key.pem"))),
+                verify: true,
+            })
+        );
+
+        // DOCKER_TLS alone: encrypted, not verified; the CA is not used.
+        let e = resolve_with(&[
+            ("DOCKER_HOST", "tcp://docker:2376"),
+            ("DOCKER_TLS", "1"),
+            ("DOCKER_CERT_PATH", dir),
+        ])
+        .unwrap();
+        let tls = e.tls.unwrap();
+        assert!(!tls.verify);
+        assert_eq!(tls.ca, None);
+
+        // The certificates default to docker's config directory; missing files are left out.
+        let e = resolve_with(&[
+            ("DOCKER_HOST", "tcp://docker:2376"),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CONFIG", "/nonexistent"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.tls,
+            Some(TlsSettings {
+                ca: None,
+                identity: None,
+                verify: true
+            })
+        );
+
+        // An empty variable is an unset one.
+        let e =
+            resolve_with(&[("DOCKER_HOST", "tcp://docker"), ("DOCKER_TLS_VERIFY", "")]).unwrap();
+        assert_eq!((e.host, e.tls), (tcp("docker", 2375), None));
+    }
+
+    #[test]
+    fn contexts_are_found_as_the_docker_cli_finds_them() {
+        let config = tempfile::tempdir().unwrap();
+        let dir = config.path().to_str().unwrap();
+        context::tests::store(
+            config.path(),
+            "remote",
+            "tcp://builder:2376",
+            false,
+            &["ca.pem"],
+        );
+        context::tests::store(
+            config.path(),
+            "rootless",
+            "unix:///run/user/1000/docker.sock",
+            false,
+            &[],
+        );
+        std::fs::write(
+            config.path().join("config.json"),
+            r#"{"auths": {}, "currentContext": "rootless"}"#,
+        )
+        .unwrap();
+
+        // The config's current context.
+        let e = resolve_with(&[("DOCKER_CONFIG", dir)]).unwrap();
+        assert_eq!(e.host, Host::Unix("/run/user/1000/docker.sock".into()));
+        assert_eq!(e.origin, "Docker context \"rootless\"");
+        assert_eq!(e.tls, None);
+
+        // DOCKER_CONTEXT over the config; its TLS files make the connection TLS.
+        let e = resolve_with(&[("DOCKER_CONFIG", dir), ("DOCKER_CONTEXT", "remote")]).unwrap();
+        assert_eq!(e.host, tcp("builder", 2376));
+        let tls = e.tls.unwrap();
+        assert!(tls.verify);
+        assert!(tls.ca.unwrap().ends_with("docker/ca.pem"));
+        assert_eq!(tls.identity, None);
+
+        // DOCKER_HOST over any context, and "default" is the environment's choice.
+        let e = resolve_with(&[
+            ("DOCKER_CONFIG", dir),
+            ("DOCKER_CONTEXT", "remote"),
+            ("DOCKER_HOST", "unix:///tmp/d.sock"),
+        ])
+        .unwrap();
+        assert_eq!(e.host, Host::Unix("/tmp/d.sock".into()));
+        let e = resolve_with(&[("DOCKER_CONFIG", dir), ("DOCKER_CONTEXT", "default")]).unwrap();
+        assert_eq!(e.host, Host::Unix(DEFAULT_SOCKET.into()));
+
+        // A context that does not exist is an error naming it and who chose it.
+        let err = resolve_with(&[("DOCKER_CONFIG", dir), ("DOCKER_CONTEXT", "gone")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"gone\"") && err.contains("DOCKER_CONTEXT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn skip_tls_verify_contexts() {
+        let config = tempfile::tempdir().unwrap();
+        context::tests::store(config.path(), "lab", "tcp://lab:2376", true, &[]);
+        let e = resolve_with(&[
+            ("DOCKER_CONFIG", config.path().to_str().unwrap()),
+            ("DOCKER_CONTEXT", "lab"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.tls,
+            Some(TlsSettings {
+                ca: None,
+                identity: None,
+                verify: false
+            })
+        );
+    }
+}
