@@ -1,5 +1,5 @@
 //! Which Docker bud builds into, chosen as the docker CLI chooses it: `DOCKER_HOST` in its
-//! `unix://` and `tcp://` forms, with TLS from `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`, and
+//! `unix://`, `tcp://` and `ssh://` forms, with TLS from `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`, and
 //! docker's contexts (`DOCKER_CONTEXT`, the config's `currentContext`, the context's own TLS
 //! files). Each daemon here is the test environment's dockerd behind a proxy that counts its
 //! connections, so a build that went through it can be told from one that used the default
@@ -131,6 +131,72 @@ fn docker_host_on_tcp_with_and_without_tls() {
     );
     assert!(warning.to_lowercase().contains("certificate"), "{warning}");
     assert!(tls.connections() > before);
+}
+
+#[test]
+fn docker_host_over_ssh_runs_docker_system_dial_stdio() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = root.path().join("ssh-calls");
+    // A stand-in for ssh to a host whose daemon is this machine's: it records its arguments
+    // and runs what ssh would run there.
+    let fake_ssh = |script: &str| {
+        let path = bin.join("ssh");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    fake_ssh(&format!(
+        "#!/bin/sh\necho \"$*\" >> {}\nexec env -u DOCKER_HOST /usr/bin/docker system dial-stdio\n",
+        calls.display()
+    ));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = build(
+        root.path(),
+        "bud-test/endpoint-ssh",
+        &[
+            ("DOCKER_HOST", "ssh://builder@build-host:2222"),
+            ("PATH", &path),
+        ],
+    );
+    assert_loaded(&out, root.path(), "bud-test/endpoint-ssh");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        calls.lines().all(|call| call
+            == "-o ConnectTimeout=30 -T -l builder -p 2222 -- build-host docker system dial-stdio"),
+        "{calls}"
+    );
+
+    // ssh's own error reaches the user.
+    fake_ssh(
+        "#!/bin/sh\necho 'builder@build-host: Permission denied (publickey).' >&2\nexit 255\n",
+    );
+    let out = build(
+        root.path(),
+        "bud-test/endpoint-ssh-denied",
+        &[
+            ("DOCKER_HOST", "ssh://builder@build-host:2222"),
+            ("PATH", &path),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning: building without Docker"))
+        .unwrap_or_else(|| panic!("no warning about Docker: {err}"));
+    assert!(
+        warning.contains("Permission denied (publickey)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("DOCKER_HOST=ssh://builder@build-host:2222"),
+        "{warning}"
+    );
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The Docker API bud talks to, chosen as the docker CLI chooses it: `DOCKER_HOST` when set;
 //! else the context `DOCKER_CONTEXT` names; else the current context of the CLI's config
-//! (`docker context use`); else the default socket. A `unix://` socket or a `tcp://`
-//! address, with TLS set up as docker sets it up: from `DOCKER_TLS_VERIFY`, `DOCKER_TLS` and
-//! `DOCKER_CERT_PATH` for `DOCKER_HOST`, from the context's own TLS files for a context.
+//! (`docker context use`); else the default socket. A `unix://` socket, a `tcp://` address
+//! with TLS set up as docker sets it up (from `DOCKER_TLS_VERIFY`, `DOCKER_TLS` and
+//! `DOCKER_CERT_PATH` for `DOCKER_HOST`, from the context's own TLS files for a context), or
+//! `ssh://`, through `docker system dial-stdio` on the other end.
 
 mod context;
+mod ssh;
 mod tcp;
 
 use std::ffi::OsString;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 
 pub use context::ContextError;
+pub use ssh::SshHost;
 
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// docker's default ports for `tcp://host` without one.
@@ -52,6 +55,7 @@ pub struct Endpoint {
 pub enum Host {
     Unix(PathBuf),
     Tcp { host: String, port: u16 },
+    Ssh(SshHost),
 }
 
 /// TLS as the docker CLI configures it.
@@ -92,6 +96,12 @@ pub fn connect(endpoint: &Endpoint) -> Result<Docker, DockerHostError> {
                 origin: endpoint.origin.clone(),
                 reason,
             }),
+        Host::Ssh(host) => {
+            ssh::client(host, TIMEOUT_SECS).map_err(|reason| DockerHostError::Unsupported {
+                origin: endpoint.origin.clone(),
+                reason,
+            })
+        }
     }
 }
 
@@ -115,6 +125,7 @@ impl std::fmt::Display for Host {
             Host::Unix(path) => write!(f, "unix://{}", path.display()),
             Host::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
             Host::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Host::Ssh(host) => write!(f, "{host}"),
         }
     }
 }
@@ -246,13 +257,15 @@ fn parse_host(text: &str, tls: bool, origin: &str) -> Result<Host, DockerHostErr
             .ok_or_else(|| unsupported(format!("{text:?}: expected tcp://HOST[:PORT]")))?;
         return Ok(Host::Tcp { host, port });
     }
+    if let Some(rest) = text.strip_prefix("ssh://") {
+        return SshHost::parse(rest)
+            .map(Host::Ssh)
+            .map_err(|reason| unsupported(format!("{text:?}: {reason}")));
+    }
     let scheme = text.split_once("://").map_or(text, |(scheme, _)| scheme);
     Err(unsupported(match scheme {
-        "ssh" => "ssh:// Docker hosts are not supported yet; forward the daemon's socket \
-                  (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and use unix://"
-            .into(),
         "fd" | "npipe" => format!("{scheme}:// Docker hosts are not supported"),
-        _ => format!("{text:?}: expected unix:///PATH or tcp://HOST[:PORT]"),
+        _ => format!("{text:?}: expected unix:///PATH, tcp://HOST[:PORT] or ssh://[USER@]HOST"),
     }))
 }
 
@@ -317,6 +330,14 @@ mod tests {
             ("tcp://docker:2376/", tcp("docker", 2376)),
             ("tcp://[::1]:2375", tcp("::1", 2375)),
             ("tcp://[::1]", tcp("::1", 2375)),
+            (
+                "ssh://me@box:2222",
+                Host::Ssh(SshHost {
+                    user: Some("me".into()),
+                    host: "box".into(),
+                    port: Some(2222),
+                }),
+            ),
         ] {
             let e = resolve_with(&[("DOCKER_HOST", text)]).unwrap();
             assert_eq!(e.host, host, "{text}");
@@ -328,7 +349,7 @@ mod tests {
     #[test]
     fn unsupported_hosts_say_what_to_do() {
         for (text, expected) in [
-            ("ssh://me@box", "ssh -L"),
+            ("ssh://me@box/path", "no path"),
             ("fd://", "not supported"),
             ("tcp://", "expected tcp://HOST"),
             ("tcp://box:http", "expected tcp://HOST"),

@@ -51,7 +51,11 @@ pub(super) fn client(
     }
 }
 
-fn with_connector<C>(connector: C, address: String, timeout: u64) -> Result<Docker, String>
+pub(super) fn with_connector<C>(
+    connector: C,
+    address: String,
+    timeout: u64,
+) -> Result<Docker, String>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
