@@ -12,7 +12,10 @@ mod tcp;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use bollard::Docker;
+use bollard::{BollardRequest, Docker};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::Connect;
+use hyper_util::rt::TokioExecutor;
 
 pub use context::ContextError;
 pub use ssh::SshHost;
@@ -117,6 +120,31 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// bollard on a pooled hyper client of bud's that dials with `connector`; `address` gives
+/// the scheme and authority of the requests' URIs.
+fn client_over<C>(connector: C, address: String, timeout: u64) -> Result<Docker, String>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let transport = move |request: BollardRequest| {
+        let client = client.clone();
+        async move {
+            client
+                .request(request)
+                .await
+                .map_err(|err| bollard::errors::Error::HyperLegacyError { err })
+        }
+    };
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(address),
+        timeout,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| e.to_string())
 }
 
 impl std::fmt::Display for Host {

@@ -85,7 +85,7 @@ impl std::fmt::Display for SshHost {
 
 pub(super) fn client(host: &SshHost, timeout: u64) -> Result<Docker, String> {
     // The URI's authority is never dialled: every connection is an ssh process.
-    super::tcp::with_connector(SshConnector(host.clone()), "http://docker".into(), timeout)
+    super::client_over(SshConnector(host.clone()), "http://docker".into(), timeout)
 }
 
 #[derive(Clone)]

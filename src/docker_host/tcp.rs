@@ -1,13 +1,10 @@
 //! The Docker API on `tcp://`: plain HTTP, or HTTPS on rustls (the aws-lc-rs provider every
-//! TLS connection of bud uses), through one pooled hyper client that bollard sends its
-//! requests to.
+//! TLS connection of bud uses).
 
 use std::sync::Arc;
 
-use bollard::{BollardRequest, Docker};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use bollard::Docker;
+use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
@@ -37,7 +34,7 @@ pub(super) fn client(
     };
     let mut http = HttpConnector::new();
     match tls {
-        None => with_connector(http, format!("http://{authority}"), timeout),
+        None => super::client_over(http, format!("http://{authority}"), timeout),
         Some(tls) => {
             // The https connector hands the plain connector https:// URIs.
             http.enforce_http(false);
@@ -46,36 +43,9 @@ pub(super) fn client(
                 .https_only()
                 .enable_http1()
                 .wrap_connector(http);
-            with_connector(https, format!("https://{authority}"), timeout)
+            super::client_over(https, format!("https://{authority}"), timeout)
         }
     }
-}
-
-pub(super) fn with_connector<C>(
-    connector: C,
-    address: String,
-    timeout: u64,
-) -> Result<Docker, String>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
-    let client = Client::builder(TokioExecutor::new()).build(connector);
-    let transport = move |request: BollardRequest| {
-        let client = client.clone();
-        async move {
-            client
-                .request(request)
-                .await
-                .map_err(|err| bollard::errors::Error::HyperLegacyError { err })
-        }
-    };
-    Docker::connect_with_custom_transport(
-        transport,
-        Some(address),
-        timeout,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// docker's client TLS: the system's roots plus the given CA, a client certificate when
