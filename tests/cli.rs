@@ -71,10 +71,10 @@ fn usage_errors_exit_2_and_name_the_flag() {
 
 #[test]
 fn features_not_landed_say_so_by_flag() {
-    let out = bud(&["--cache-to", "type=inline", "."]);
+    let out = bud(&["--allow", "security.insecure", "."]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("--cache-to is not supported yet"),
+        stderr(&out).contains("--allow is not supported yet"),
         "{}",
         stderr(&out)
     );

@@ -89,6 +89,7 @@ pub async fn run(
             .await
         }
         None => {
+            embedded_caches(opts, &progress)?;
             build(
                 opts,
                 &inputs,
@@ -293,6 +294,46 @@ async fn build(
     }
     exported?;
     Ok(report)
+}
+
+/// `--cache-from` and `--cache-to` with the embedded solver, whose cache is its state root.
+/// An import that cannot be made does not fail the build, as with BuildKit: it shows as a
+/// failed "importing cache manifest" step and the build goes on with the local cache. An
+/// export that cannot be made does fail it, before anything runs, unless its
+/// `ignore-error=true` says otherwise, as BuildKit's does.
+fn embedded_caches(opts: &BuildOptions, progress: &ProgressSink) -> anyhow::Result<()> {
+    const WHY: &str = "the embedded solver does not import build caches yet; it builds with \
+                       its local cache (a BuildKit daemon, with --addr, imports them)";
+    for (i, from) in opts.cache_from.iter().enumerate() {
+        let what = from
+            .attrs
+            .get("ref")
+            .or_else(|| from.attrs.get("src"))
+            .map_or_else(|| format!("type={}", from.kind), String::clone);
+        let vertex = format!("bud-cache-import-{i}");
+        progress.started(&vertex, &format!("importing cache manifest from {what}"));
+        progress.completed(&vertex, Some(WHY.to_string()));
+    }
+    for to in &opts.cache_to {
+        if to.attrs.get("ignore-error").map(String::as_str) == Some("true") {
+            progress.warning(
+                None,
+                format!(
+                    "--cache-to type={}: not exported, the embedded solver does not export \
+                     build caches yet (ignore-error=true)",
+                    to.kind
+                ),
+            );
+        } else {
+            bail!(
+                "--cache-to type={}: the embedded solver does not export build caches yet; \
+                 build with --addr to have a BuildKit daemon export it, or add \
+                 ignore-error=true to build without it",
+                to.kind
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The images the definition's `docker-image` sources name, as Docker knows them.

@@ -97,6 +97,12 @@ pub(super) async fn build(
     req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
     req.cancel = cancel;
+    let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
+        kind: c.kind.clone(),
+        attrs: c.attrs.clone(),
+    };
+    req.cache_imports = opts.cache_from.iter().map(entry).collect();
+    req.cache_exports = opts.cache_to.iter().map(entry).collect();
     let result = solver.solve(req).await?;
     let mut report = BuildReport {
         image_id: result.image_id,

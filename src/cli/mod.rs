@@ -266,8 +266,6 @@ pub enum DumpFormat {
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
     let set = [
         (!o.allow.is_empty(), "--allow"),
-        (!o.cache_from.is_empty(), "--cache-from"),
-        (!o.cache_to.is_empty(), "--cache-to"),
         (o.platforms.len() > 1, "--platform with several platforms"),
     ];
     set.into_iter()

@@ -161,6 +161,18 @@ pub struct SolveRequest<'a> {
     pub progress: ProgressSink,
     /// Cancelling stops the build on the daemon.
     pub cancel: CancellationToken,
+    /// `--cache-from`: caches the daemon imports and matches steps against.
+    pub cache_imports: Vec<CacheEntry>,
+    /// `--cache-to`: where the daemon exports the build's cache.
+    pub cache_exports: Vec<CacheEntry>,
+}
+
+/// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
+/// and its attributes (`ref=…`, `src=…`, `mode=max`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub kind: String,
+    pub attrs: BTreeMap<String, String>,
 }
 
 impl<'a> SolveRequest<'a> {
@@ -193,6 +205,8 @@ impl<'a> SolveRequest<'a> {
             ssh_agents: BTreeMap::new(),
             progress: ProgressSink::quiet(),
             cancel: CancellationToken::new(),
+            cache_imports: Vec::new(),
+            cache_exports: Vec::new(),
         }
     }
 

@@ -67,6 +67,8 @@ impl RemoteSolver {
             ssh_agents,
             progress,
             cancel,
+            cache_imports,
+            cache_exports,
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
@@ -111,8 +113,12 @@ impl RemoteSolver {
                     &build_ref,
                     &session.id,
                     graph,
-                    exporter_name,
-                    exporter_attrs,
+                    Outputs {
+                        exporter: exporter_name,
+                        exporter_attrs,
+                        cache_imports: &cache_imports,
+                        cache_exports: &cache_exports,
+                    },
                     &progress,
                 )
                 .await?;
@@ -161,8 +167,7 @@ impl RemoteSolver {
         build_ref: &str,
         session_id: &str,
         graph: GraphSource<'_>,
-        exporter: &str,
-        exporter_attrs: BTreeMap<String, String>,
+        outputs: Outputs<'_>,
         progress: &ProgressSink,
     ) -> Result<BTreeMap<String, String>, RemoteError> {
         let control = ControlClient::with_origin(self.channel.clone(), origin())
@@ -182,13 +187,28 @@ impl RemoteSolver {
             let req = control::SolveRequest {
                 r#ref: build_ref.to_string(),
                 session: session_id.to_string(),
-                exporter: exporter.to_string(),
-                exporter_attrs,
+                exporter: outputs.exporter.to_string(),
+                exporter_attrs: outputs.exporter_attrs.into_iter().collect(),
+                cache: Some(control::CacheOptions {
+                    imports: outputs.cache_imports.iter().map(control_entry).collect(),
+                    exports: outputs.cache_exports.iter().map(control_entry).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             async move { control.solve(req).await }
         };
-        let bridge = drive_bridge(self.channel.clone(), build_ref, session_id, graph);
+        // The daemon imports the caches for the frontend, and bud is the frontend here: its
+        // solve names them as the Dockerfile frontend's does.
+        let imports = outputs
+            .cache_imports
+            .iter()
+            .map(|c| gateway::CacheOptionsEntry {
+                r#type: c.kind.clone(),
+                attrs: c.attrs.clone().into_iter().collect(),
+            })
+            .collect();
+        let bridge = drive_bridge(self.channel.clone(), build_ref, session_id, graph, imports);
         let (solved, bridged) = tokio::join!(solve, bridge);
 
         // The Status stream ends when the daemon discards the build; a build that never
@@ -208,6 +228,22 @@ impl RemoteSolver {
             }
             (Ok(_), Err(BridgeError::Call(e))) => Err(e),
         }
+    }
+}
+
+/// What a solve leaves behind besides its result: the exporter and its attributes, and the
+/// caches it imports and exports.
+struct Outputs<'a> {
+    exporter: &'a str,
+    exporter_attrs: BTreeMap<String, String>,
+    cache_imports: &'a [super::CacheEntry],
+    cache_exports: &'a [super::CacheEntry],
+}
+
+fn control_entry(entry: &super::CacheEntry) -> control::CacheOptionsEntry {
+    control::CacheOptionsEntry {
+        r#type: entry.kind.clone(),
+        attrs: entry.attrs.clone().into_iter().collect(),
     }
 }
 
@@ -250,6 +286,7 @@ async fn drive_bridge(
     build_ref: &str,
     session_id: &str,
     graph: GraphSource<'_>,
+    cache_imports: Vec<gateway::CacheOptionsEntry>,
 ) -> Result<(), BridgeError> {
     let mut bridge = LlbBridgeClient::with_origin(channel, origin())
         .max_decoding_message_size(MAX_MESSAGE)
@@ -303,6 +340,7 @@ async fn drive_bridge(
             gateway::SolveRequest {
                 definition: Some(definition),
                 allow_result_return: true,
+                cache_imports,
                 ..Default::default()
             },
         )?)
