@@ -161,6 +161,8 @@ async fn build(
             .collect(),
         no_cache: opts.no_cache,
         network_none: opts.network == "none",
+        allow_network_host: opts.entitlements().iter().any(|e| e == "network.host"),
+        allow_insecure: opts.entitlements().iter().any(|e| e == "security.insecure"),
         secrets: read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
         ..Default::default()

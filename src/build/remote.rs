@@ -103,6 +103,7 @@ pub(super) async fn build(
     };
     req.cache_imports = opts.cache_from.iter().map(entry).collect();
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
+    req.entitlements = opts.entitlements();
     let result = solver.solve(req).await?;
     let mut report = BuildReport {
         image_id: result.image_id,

@@ -109,7 +109,7 @@ pub struct BuildOptions {
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = AddHost::parse)]
     pub add_hosts: Vec<AddHost>,
     /// Allow extra privileged entitlement (network.host, security.insecure)
-    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
     pub allow: Vec<String>,
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
@@ -264,14 +264,39 @@ pub enum DumpFormat {
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [
-        (!o.allow.is_empty(), "--allow"),
-        (o.platforms.len() > 1, "--platform with several platforms"),
-    ];
+    let set = [(o.platforms.len() > 1, "--platform with several platforms")];
     set.into_iter()
         .filter(|(on, _)| *on)
         .map(|(_, f)| f)
         .collect()
+}
+
+/// The entitlements a build can be granted, as BuildKit names them.
+pub const ENTITLEMENTS: [&str; 2] = ["network.host", "security.insecure"];
+
+fn parse_entitlement(value: &str) -> Result<String, String> {
+    if ENTITLEMENTS.contains(&value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "invalid entitlement {value:?}; accepted: {}",
+            ENTITLEMENTS.join(", ")
+        ))
+    }
+}
+
+impl BuildOptions {
+    /// The entitlements the build asks for: `--allow`, and `network.host` with
+    /// `--network host`, as docker build asks for it then.
+    pub fn entitlements(&self) -> Vec<String> {
+        let mut granted = self.allow.clone();
+        if self.network == "host" {
+            granted.push("network.host".into());
+        }
+        granted.sort();
+        granted.dedup();
+        granted
+    }
 }
 
 fn parse_tag(value: &str) -> Result<String, String> {

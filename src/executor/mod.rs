@@ -35,6 +35,9 @@ pub struct ExecSpec {
     pub readonly_rootfs: bool,
     /// Resource limits of the process (`--ulimit`); empty keeps bud's defaults.
     pub rlimits: Vec<Rlimit>,
+    /// `RUN --security=insecure`: every capability, the host's devices, writable /sys,
+    /// nothing masked, as BuildKit runs such a step.
+    pub privileged: bool,
 }
 
 /// One resource limit, named as `ulimit` and `--ulimit` name it (`nofile`, `nproc`, …).
@@ -62,6 +65,7 @@ impl ExecSpec {
             extra_hosts: Vec::new(),
             readonly_rootfs: false,
             rlimits: Vec::new(),
+            privileged: false,
         }
     }
 }

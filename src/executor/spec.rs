@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount as OciMount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount as OciMount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::{ExecError, ExecSpec, MountKind, Network, Result, Rlimit};
@@ -37,6 +37,119 @@ const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::Kill,
     Capability::AuditWrite,
 ];
+
+/// Every capability, by number (`CAP_CHOWN` is 0): a privileged step gets those bud holds
+/// itself (its bounding set), as containerd gives a privileged container all of its own.
+const ALL_CAPABILITIES: [Capability; 41] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::LinuxImmutable,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetAdmin,
+    Capability::NetRaw,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysNice,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
+];
+
+fn own_capabilities() -> HashSet<Capability> {
+    // A sandbox may have dropped some: runc cannot grant what bud does not hold.
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES
+        .into_iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, cap)| cap)
+        .collect()
+}
+
+/// The host's devices, as runc lists them for a privileged container: every character and
+/// block device under /dev, except those of the container's own /dev/pts, /dev/shm and
+/// /dev/mqueue.
+fn host_devices(dir: &Path, out: &mut Vec<LinuxDevice>) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const SKIPPED: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            if !SKIPPED.iter().any(|s| name == *s) {
+                host_devices(&path, out)?;
+            }
+            continue;
+        }
+        let typ = if kind.is_char_device() {
+            LinuxDeviceType::C
+        } else if kind.is_block_device() {
+            LinuxDeviceType::B
+        } else {
+            continue;
+        };
+        if name == "console" {
+            continue;
+        }
+        let rdev = meta.rdev();
+        out.push(
+            LinuxDeviceBuilder::default()
+                .path(&path)
+                .typ(typ)
+                .major(rustix::fs::major(rdev) as i64)
+                .minor(rustix::fs::minor(rdev) as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build()?,
+        );
+    }
+    Ok(())
+}
 
 const MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
@@ -74,7 +187,17 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<OciMou
         .build()?)
 }
 
-fn default_mounts(hosts: &Path, resolv_conf: &Path) -> Result<Vec<OciMount>> {
+fn default_mounts(hosts: &Path, resolv_conf: &Path, privileged: bool) -> Result<Vec<OciMount>> {
+    let sys_options: &[&str] = if privileged {
+        &["nosuid", "noexec", "nodev"]
+    } else {
+        &["nosuid", "noexec", "nodev", "ro"]
+    };
+    let cgroup_options: &[&str] = if privileged {
+        &["nosuid", "noexec", "nodev"]
+    } else {
+        &["ro", "nosuid", "noexec", "nodev"]
+    };
     let ro_bind = |dest: &str, source: &Path| -> Result<OciMount> {
         Ok(MountBuilder::default()
             .destination(dest)
@@ -116,18 +239,8 @@ fn default_mounts(hosts: &Path, resolv_conf: &Path) -> Result<Vec<OciMount>> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        )?,
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["ro", "nosuid", "noexec", "nodev"],
-        )?,
+        mount("/sys", "sysfs", "sysfs", sys_options)?,
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_options)?,
         ro_bind("/etc/resolv.conf", resolv_conf)?,
         ro_bind("/etc/hosts", hosts)?,
     ])
@@ -224,7 +337,11 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
             exec.cwd
         )));
     }
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let caps: HashSet<Capability> = if exec.privileged {
+        own_capabilities()
+    } else {
+        DEFAULT_CAPABILITIES.into_iter().collect()
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -278,24 +395,36 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
 
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    linux = linux
         .namespaces(namespaces)
-        .masked_paths(strings(&MASKED_PATHS))
-        .readonly_paths(strings(&READONLY_PATHS))
-        // Deny all devices; the runtime itself allows its defaults (null, zero, tty, ...).
+        // Deny all devices, or for a privileged step allow them all; the runtime itself
+        // allows its defaults (null, zero, tty, ...).
         .resources(
             LinuxResourcesBuilder::default()
                 .devices(vec![
                     LinuxDeviceCgroupBuilder::default()
-                        .allow(false)
+                        .allow(exec.privileged)
                         .access("rwm")
                         .build()?,
                 ])
                 .build()?,
-        )
-        .build()?;
+        );
+    linux = if exec.privileged {
+        let mut devices = Vec::new();
+        host_devices(Path::new("/dev"), &mut devices)?;
+        linux
+            .devices(devices)
+            .masked_paths(Vec::<String>::new())
+            .readonly_paths(Vec::<String>::new())
+    } else {
+        linux
+            .masked_paths(strings(&MASKED_PATHS))
+            .readonly_paths(strings(&READONLY_PATHS))
+    };
+    let linux = linux.build()?;
 
-    let mut mounts = default_mounts(hosts, resolv_conf)?;
+    let mut mounts = default_mounts(hosts, resolv_conf, exec.privileged)?;
     for m in &exec.mounts {
         mounts.push(user_mount(m)?);
     }

@@ -165,6 +165,9 @@ pub struct SolveRequest<'a> {
     pub cache_imports: Vec<CacheEntry>,
     /// `--cache-to`: where the daemon exports the build's cache.
     pub cache_exports: Vec<CacheEntry>,
+    /// The entitlements asked for (`network.host`, `security.insecure`); the daemon grants
+    /// those its configuration allows.
+    pub entitlements: Vec<String>,
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
@@ -207,6 +210,7 @@ impl<'a> SolveRequest<'a> {
             cancel: CancellationToken::new(),
             cache_imports: Vec::new(),
             cache_exports: Vec::new(),
+            entitlements: Vec::new(),
         }
     }
 

@@ -69,6 +69,7 @@ impl RemoteSolver {
             cancel,
             cache_imports,
             cache_exports,
+            entitlements,
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
@@ -113,11 +114,12 @@ impl RemoteSolver {
                     &build_ref,
                     &session.id,
                     graph,
-                    Outputs {
+                    Requested {
                         exporter: exporter_name,
                         exporter_attrs,
                         cache_imports: &cache_imports,
                         cache_exports: &cache_exports,
+                        entitlements: &entitlements,
                     },
                     &progress,
                 )
@@ -167,7 +169,7 @@ impl RemoteSolver {
         build_ref: &str,
         session_id: &str,
         graph: GraphSource<'_>,
-        outputs: Outputs<'_>,
+        outputs: Requested<'_>,
         progress: &ProgressSink,
     ) -> Result<BTreeMap<String, String>, RemoteError> {
         let control = ControlClient::with_origin(self.channel.clone(), origin())
@@ -194,6 +196,7 @@ impl RemoteSolver {
                     exports: outputs.cache_exports.iter().map(control_entry).collect(),
                     ..Default::default()
                 }),
+                entitlements: outputs.entitlements.to_vec(),
                 ..Default::default()
             };
             async move { control.solve(req).await }
@@ -231,13 +234,14 @@ impl RemoteSolver {
     }
 }
 
-/// What a solve leaves behind besides its result: the exporter and its attributes, and the
-/// caches it imports and exports.
-struct Outputs<'a> {
+/// What a solve is asked for besides its graph: the exporter and its attributes, the caches
+/// it imports and exports, the entitlements it may use.
+struct Requested<'a> {
     exporter: &'a str,
     exporter_attrs: BTreeMap<String, String>,
     cache_imports: &'a [super::CacheEntry],
     cache_exports: &'a [super::CacheEntry],
+    entitlements: &'a [String],
 }
 
 fn control_entry(entry: &super::CacheEntry) -> control::CacheOptionsEntry {

@@ -40,6 +40,8 @@ pub enum SolveError {
     InvalidDefinition(String),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    #[error("{0} is not allowed (grant it with --allow {0})")]
+    NotAllowed(&'static str),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -125,6 +127,10 @@ pub struct SolveOptions {
     pub network_none: bool,
     /// Called each time a step is about to run rather than come from the cache.
     pub on_run: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// `RUN --network=host` is allowed (`--allow network.host`).
+    pub allow_network_host: bool,
+    /// `RUN --security=insecure` is allowed (`--allow security.insecure`).
+    pub allow_insecure: bool,
 }
 
 /// The result of a solved vertex: its cache key and its outputs.
@@ -188,6 +194,9 @@ impl Solver {
             vertex: String::new(),
             source: e,
         })?);
+        if let Some(refused) = self.entitlement_refusal(&graph) {
+            return Err(refused);
+        }
         let Some(target) = graph.target.clone() else {
             return Ok(Ref::Scratch);
         };
@@ -308,6 +317,32 @@ impl Solver {
         self.run_vertex(&vertex, inputs, input_keys, &cancel)
             .await
             .map_err(step_err)
+    }
+
+    /// Refuses, before anything runs, a step that needs an entitlement the build was not
+    /// granted, as BuildKit does.
+    fn entitlement_refusal(&self, graph: &Graph) -> Option<StepError> {
+        for vertex in graph.vertices.values() {
+            let Some(pb::op::Op::Exec(exec)) = &vertex.op.op else {
+                continue;
+            };
+            let missing =
+                if exec.network == pb::NetMode::Host as i32 && !self.opts.allow_network_host {
+                    "network.host"
+                } else if exec.security == pb::SecurityMode::Insecure as i32
+                    && !self.opts.allow_insecure
+                {
+                    "security.insecure"
+                } else {
+                    continue;
+                };
+            return Some(StepError {
+                name: vertex.name.clone(),
+                vertex: vertex.digest.clone(),
+                source: SolveError::NotAllowed(missing),
+            });
+        }
+        None
     }
 
     async fn run_vertex(

@@ -1,0 +1,185 @@
+//! `--allow`: a step that needs an entitlement (`RUN --network=host`, `RUN
+//! --security=insecure`) is refused before anything runs unless the build was granted it, as
+//! BuildKit refuses it; granted, an insecure step runs privileged, as BuildKit runs it.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+fn bud(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run bud")
+}
+
+fn ready() -> bool {
+    require_base_image() && require_runc()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A context whose Dockerfile is `FROM bud-test/busybox` and then `steps`.
+fn context(steps: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM bud-test/busybox\n{steps}"),
+    )
+    .unwrap();
+    dir
+}
+
+/// The effective capability set of a privileged step: every capability bud (like this test)
+/// holds.
+fn all_capabilities() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    bounding.to_string()
+}
+
+#[test]
+fn network_host_needs_allow_or_network_host() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("RUN echo ran > /ran\nRUN --network=host true\n");
+    let dir = ctx.path().to_str().unwrap();
+    let tar = ["-o", "type=tar,dest=/dev/null"];
+
+    let out = bud(
+        root.path(),
+        &[&["build", "--progress", "plain"][..], &tar, &[dir]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("network.host is not allowed"), "{err}");
+    assert!(err.contains("--allow network.host"), "{err}");
+    assert!(
+        !err.contains("] RUN echo ran"),
+        "a step ran before the refusal: {err}"
+    );
+
+    for grant in [&["--allow", "network.host"][..], &["--network", "host"]] {
+        let out = bud(
+            root.path(),
+            &[&["build", "-q"][..], grant, &tar, &[dir]].concat(),
+        );
+        assert!(out.status.success(), "{grant:?}: {}", stderr(&out));
+    }
+    // An unknown entitlement is a usage error, as with buildx.
+    let out = bud(root.path(), &["build", "--allow", "device.everything", dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid entitlement"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_insecure_step_runs_privileged_when_allowed() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(
+        "RUN grep CapEff /proc/self/status > /caps-default\n\
+         RUN --security=insecure sh -c 'grep CapEff /proc/self/status > /caps; \
+         ls /dev > /devices; grep \" /sys \" /proc/self/mountinfo > /sys-mount'\n",
+    );
+    let dir = ctx.path().to_str().unwrap();
+
+    let out = bud(
+        root.path(),
+        &["build", "-o", "type=tar,dest=/dev/null", dir],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("security.insecure is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let out = bud(
+        root.path(),
+        &[
+            "build",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", dest.path().display()),
+            dir,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+    assert_eq!(
+        read("caps").split_whitespace().nth(1),
+        Some(all_capabilities().as_str())
+    );
+    // The ordinary step keeps Docker's default set.
+    assert_eq!(
+        read("caps-default").split_whitespace().nth(1),
+        Some("00000000a80425fb")
+    );
+    // The host's devices are there (a block device of this machine among them), and /sys
+    // is writable.
+    let host_block_devices: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::os::unix::fs::FileTypeExt::is_block_device(&e.file_type().unwrap()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let devices = read("devices");
+    for device in &host_block_devices {
+        assert!(
+            devices.lines().any(|l| l == device),
+            "{device} missing: {devices}"
+        );
+    }
+    let sys = read("sys-mount");
+    assert!(sys.contains(" rw,") || sys.contains(" rw "), "{sys}");
+}
+
+#[test]
+fn a_buildkit_daemon_gets_the_entitlements_asked_for() {
+    if !(ready() && require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("RUN --network=host true\n");
+    let dir = ctx.path().to_str().unwrap();
+    let base = [
+        "--addr",
+        "docker://",
+        "build",
+        "-o",
+        "type=tar,dest=/dev/null",
+    ];
+    let out = bud(root.path(), &[&base[..], &[dir]].concat());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("network.host is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bud(
+        root.path(),
+        &[&base[..], &["--allow", "network.host", dir]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
