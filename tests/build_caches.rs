@@ -5,30 +5,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::*;
 
 /// A cache reference on the test registry that nothing ever pushes.
 const MISSING_CACHE: &str = "127.0.0.1:5000/bud-test/no-such-cache:never";
-
-fn bud(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run bud")
-}
-
-fn ready() -> bool {
-    require_base_image() && require_runc()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// The lines of the step a cache import shows as in plain progress (`#N importing cache
 /// manifest from WHAT`, then every other line of that `#N`).
@@ -50,7 +32,7 @@ fn import_step(progress: &str, what: &str) -> String {
 
 #[test]
 fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
-    if !ready() {
+    if !build_ready() {
         return;
     }
     let context = testdata("hello");
@@ -67,11 +49,11 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
         .arg(&context)
         .output()
         .unwrap();
-    assert!(reference.status.success(), "{}", stderr(&reference));
-    import_step(&stderr(&reference), MISSING_CACHE);
+    assert!(reference.status.success(), "{}", stderr_of(&reference));
+    import_step(&stderr_of(&reference), MISSING_CACHE);
 
     let root = tempfile::tempdir().unwrap();
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "build",
@@ -86,7 +68,7 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
             context.to_str().unwrap(),
         ],
     );
-    let text = stderr(&out);
+    let text = stderr_of(&out);
     assert!(out.status.success(), "{text}");
     for what in [MISSING_CACHE, "/nonexistent/cache"] {
         let step = import_step(&text, what);
@@ -106,13 +88,13 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
 
 #[test]
 fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
-    if !ready() {
+    if !build_ready() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
     let context = testdata("hello");
     let context = context.to_str().unwrap();
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "build",
@@ -124,13 +106,13 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
-    let text = stderr(&out);
+    let text = stderr_of(&out);
     assert!(text.contains("--cache-to type=inline"), "{text}");
     assert!(text.contains("ignore-error=true"), "{text}");
     // Nothing ran: the refusal comes before the build.
     assert!(!text.contains("RUN echo"), "{text}");
 
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "build",
@@ -143,20 +125,24 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
             context,
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not exported"), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("not exported"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
 fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
-    if !(ready() && require_docker()) {
+    if !(build_ready() && require_docker()) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
     let context = testdata("hello");
     let context = context.to_str().unwrap();
     let tag = "bud-test/cache-inline";
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "--addr",
@@ -171,7 +157,7 @@ fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
             context,
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     // The inline cache is the image config's record of the build's cache keys.
     let saved = docker(&["save", tag]);
     assert!(saved.status.success());
@@ -195,7 +181,7 @@ fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
 
     // Imported by the daemon: the step ends well for the image, badly for the missing ref,
     // and the build goes on.
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "--addr",
@@ -212,7 +198,7 @@ fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
             context,
         ],
     );
-    let text = stderr(&out);
+    let text = stderr_of(&out);
     assert!(out.status.success(), "{text}");
     let step = import_step(&text, tag);
     assert!(step.contains("DONE") && !step.contains("ERROR"), "{step}");

@@ -4,27 +4,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use support::*;
-
-fn bud(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run bud")
-}
-
-fn ready() -> bool {
-    require_base_image() && require_runc()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A context whose Dockerfile is `FROM bud-test/busybox` and then `steps`.
 fn context(steps: &str) -> tempfile::TempDir {
@@ -51,7 +31,7 @@ fn all_capabilities() -> String {
 
 #[test]
 fn network_host_needs_allow_or_network_host() {
-    if !ready() {
+    if !build_ready() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -59,12 +39,12 @@ fn network_host_needs_allow_or_network_host() {
     let dir = ctx.path().to_str().unwrap();
     let tar = ["-o", "type=tar,dest=/dev/null"];
 
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[&["build", "--progress", "plain"][..], &tar, &[dir]].concat(),
     );
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = stderr_of(&out);
     assert!(err.contains("network.host is not allowed"), "{err}");
     assert!(err.contains("--allow network.host"), "{err}");
     assert!(
@@ -73,25 +53,25 @@ fn network_host_needs_allow_or_network_host() {
     );
 
     for grant in [&["--allow", "network.host"][..], &["--network", "host"]] {
-        let out = bud(
+        let out = bud_at(
             root.path(),
             &[&["build", "-q"][..], grant, &tar, &[dir]].concat(),
         );
-        assert!(out.status.success(), "{grant:?}: {}", stderr(&out));
+        assert!(out.status.success(), "{grant:?}: {}", stderr_of(&out));
     }
     // An unknown entitlement is a usage error, as with buildx.
-    let out = bud(root.path(), &["build", "--allow", "device.everything", dir]);
+    let out = bud_at(root.path(), &["build", "--allow", "device.everything", dir]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("invalid entitlement"),
+        stderr_of(&out).contains("invalid entitlement"),
         "{}",
-        stderr(&out)
+        stderr_of(&out)
     );
 }
 
 #[test]
 fn an_insecure_step_runs_privileged_when_allowed() {
-    if !ready() {
+    if !build_ready() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -102,19 +82,19 @@ fn an_insecure_step_runs_privileged_when_allowed() {
     );
     let dir = ctx.path().to_str().unwrap();
 
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &["build", "-o", "type=tar,dest=/dev/null", dir],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("security.insecure is not allowed"),
+        stderr_of(&out).contains("security.insecure is not allowed"),
         "{}",
-        stderr(&out)
+        stderr_of(&out)
     );
 
     let dest = tempfile::tempdir().unwrap();
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[
             "build",
@@ -125,7 +105,7 @@ fn an_insecure_step_runs_privileged_when_allowed() {
             dir,
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
     assert_eq!(
         read("caps").split_whitespace().nth(1),
@@ -157,7 +137,7 @@ fn an_insecure_step_runs_privileged_when_allowed() {
 
 #[test]
 fn a_buildkit_daemon_gets_the_entitlements_asked_for() {
-    if !(ready() && require_docker()) {
+    if !(build_ready() && require_docker()) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -170,16 +150,16 @@ fn a_buildkit_daemon_gets_the_entitlements_asked_for() {
         "-o",
         "type=tar,dest=/dev/null",
     ];
-    let out = bud(root.path(), &[&base[..], &[dir]].concat());
+    let out = bud_at(root.path(), &[&base[..], &[dir]].concat());
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("network.host is not allowed"),
+        stderr_of(&out).contains("network.host is not allowed"),
         "{}",
-        stderr(&out)
+        stderr_of(&out)
     );
-    let out = bud(
+    let out = bud_at(
         root.path(),
         &[&base[..], &["--allow", "network.host", dir]].concat(),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
 }

@@ -153,6 +153,7 @@ async fn build(
     runtime.reap_orphans().await;
     // Served until the build returns.
     let ssh = ssh_agents(opts)?;
+    let entitlements = opts.entitlements();
     let mut solve_opts = SolveOptions {
         extra_hosts: opts
             .add_hosts
@@ -161,8 +162,8 @@ async fn build(
             .collect(),
         no_cache: opts.no_cache,
         network_none: opts.network == "none",
-        allow_network_host: opts.entitlements().iter().any(|e| e == "network.host"),
-        allow_insecure: opts.entitlements().iter().any(|e| e == "security.insecure"),
+        allow_network_host: entitlements.iter().any(|e| e == "network.host"),
+        allow_insecure: entitlements.iter().any(|e| e == "security.insecure"),
         secrets: read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
         ..Default::default()
@@ -778,7 +779,7 @@ pub(crate) async fn docker_client() -> Result<bollard::Docker, String> {
             let why = format!(
                 "{}: {}",
                 endpoint.origin,
-                crate::docker_host::error_chain(&e)
+                crate::error_chain::error_chain(&e)
             );
             // No Docker on the default socket is a normal setup; a daemon a setting names
             // that does not answer is not, and base images then come from registries.

@@ -11,11 +11,14 @@ mod tcp;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::{BollardRequest, Docker};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::Connect;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
 
 pub use context::ContextError;
 pub use ssh::SshHost;
@@ -108,34 +111,40 @@ pub fn connect(endpoint: &Endpoint) -> Result<Docker, DockerHostError> {
     }
 }
 
-/// An error and its sources, as one line: a connection's cause is in its sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// bollard on a pooled hyper client of bud's that dials with `connector`; `address` gives
-/// the scheme and authority of the requests' URIs.
-fn client_over<C>(connector: C, address: String, timeout: u64) -> Result<Docker, String>
+/// the scheme and authority of the requests' URIs. A failed request is explained by what
+/// `notes` recorded, when the connector's processes record why they ended.
+fn client_over<C>(
+    connector: C,
+    address: String,
+    timeout: u64,
+    notes: Option<FailureNotes>,
+) -> Result<Docker, String>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
     let client = Client::builder(TokioExecutor::new()).build(connector);
     let transport = move |request: BollardRequest| {
-        let client = client.clone();
+        let (client, notes) = (client.clone(), notes.clone());
         async move {
-            client
-                .request(request)
-                .await
-                .map_err(|err| bollard::errors::Error::HyperLegacyError { err })
+            let err = match client.request(request).await {
+                Ok(response) => return Ok(response),
+                Err(err) => err,
+            };
+            // hyper may report only that the connection went away ("canceled", "broken
+            // pipe"); the process behind it says why.
+            match notes {
+                Some(notes) => match notes.explain().await {
+                    Some(said) => Err(bollard::errors::Error::IOError {
+                        err: std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            format!("{}: {said}", crate::error_chain::error_chain(&err)),
+                        ),
+                    }),
+                    None => Err(bollard::errors::Error::HyperLegacyError { err }),
+                },
+                None => Err(bollard::errors::Error::HyperLegacyError { err }),
+            }
         }
     };
     Docker::connect_with_custom_transport(
@@ -145,6 +154,37 @@ where
         bollard::API_DEFAULT_VERSION,
     )
     .map_err(|e| e.to_string())
+}
+
+/// Why a transport's processes ended (ssh's error output), kept to explain the request that
+/// failed with them.
+#[derive(Clone)]
+struct FailureNotes(Arc<watch::Sender<Option<String>>>);
+
+/// How long a failed request waits for the process behind it to say why it ended.
+const EXPLAIN_WAIT: Duration = Duration::from_secs(1);
+
+impl FailureNotes {
+    fn new() -> Self {
+        FailureNotes(Arc::new(watch::Sender::new(None)))
+    }
+
+    fn record(&self, said: String) {
+        self.0.send_replace(Some(said));
+    }
+
+    /// The latest note, waiting a moment for one, and forgetting it once given.
+    async fn explain(&self) -> Option<String> {
+        let mut notes = self.0.subscribe();
+        let noted = tokio::time::timeout(EXPLAIN_WAIT, notes.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if noted {
+            self.0.send_replace(None)
+        } else {
+            None
+        }
+    }
 }
 
 impl std::fmt::Display for Host {
@@ -193,18 +233,19 @@ fn resolve(var: &dyn Fn(&str) -> Option<OsString>) -> Result<Endpoint, DockerHos
                     reason: "the context has no Docker endpoint".into(),
                 });
             };
-            let tls = stored.tls_files.map(|files| TlsSettings {
-                ca: files.ca,
-                identity: files.identity,
-                verify: !stored.skip_tls_verify,
-            });
-            let tls = match tls {
-                None if stored.skip_tls_verify && host.starts_with("tcp://") => Some(TlsSettings {
+            // TLS files make the connection TLS; SkipTLSVerify alone does too, unverified.
+            let tls = match (stored.tls_files, stored.skip_tls_verify) {
+                (Some(files), skip) => Some(TlsSettings {
+                    ca: files.ca,
+                    identity: files.identity,
+                    verify: !skip,
+                }),
+                (None, true) if host.starts_with("tcp://") => Some(TlsSettings {
                     ca: None,
                     identity: None,
                     verify: false,
                 }),
-                tls => tls,
+                (None, _) => None,
             };
             Ok(Endpoint {
                 host: parse_host(&host, tls.is_some(), &origin)?,

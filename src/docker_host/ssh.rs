@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::task::{Context, Poll, ready};
 
 use bollard::Docker;
+
+use super::FailureNotes;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
@@ -84,12 +86,21 @@ impl std::fmt::Display for SshHost {
 }
 
 pub(super) fn client(host: &SshHost, timeout: u64) -> Result<Docker, String> {
+    let notes = FailureNotes::new();
+    let connector = SshConnector {
+        host: host.clone(),
+        notes: notes.clone(),
+    };
     // The URI's authority is never dialled: every connection is an ssh process.
-    super::client_over(SshConnector(host.clone()), "http://docker".into(), timeout)
+    super::client_over(connector, "http://docker".into(), timeout, Some(notes))
 }
 
 #[derive(Clone)]
-struct SshConnector(SshHost);
+struct SshConnector {
+    host: SshHost,
+    /// Where each ssh's last words go.
+    notes: FailureNotes,
+}
 
 impl tower_service::Service<Uri> for SshConnector {
     type Response = TokioIo<SshStream>;
@@ -101,8 +112,8 @@ impl tower_service::Service<Uri> for SshConnector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let host = self.0.clone();
-        Box::pin(async move { SshStream::spawn(&host).map(TokioIo::new) })
+        let (host, notes) = (self.host.clone(), self.notes.clone());
+        Box::pin(async move { SshStream::spawn(&host, notes).map(TokioIo::new) })
     }
 }
 
@@ -118,7 +129,7 @@ struct SshStream {
 }
 
 impl SshStream {
-    fn spawn(host: &SshHost) -> io::Result<Self> {
+    fn spawn(host: &SshHost, notes: FailureNotes) -> io::Result<Self> {
         let mut child = Command::new("ssh")
             .args(host.args())
             .stdin(Stdio::piped())
@@ -140,7 +151,11 @@ impl SshStream {
                 .await;
             // Drain the rest so that ssh never blocks on a full pipe.
             let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-            String::from_utf8_lossy(&text).trim().to_string()
+            let said = String::from_utf8_lossy(&text).trim().to_string();
+            if !said.is_empty() {
+                notes.record(format!("ssh: {said}"));
+            }
+            said
         });
         Ok(SshStream {
             _child: child,
@@ -165,21 +180,29 @@ impl AsyncRead for SshStream {
             return Poll::Ready(Ok(()));
         }
         // The end, before any reply: ssh failed, and said why on its error output.
-        if !self.received
-            && let Some(stderr) = self.stderr.as_mut()
-        {
-            let said = ready!(Pin::new(stderr).poll(cx)).unwrap_or_default();
-            self.stderr = None;
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                if said.is_empty() {
-                    "ssh ended the connection".to_string()
-                } else {
-                    format!("ssh: {said}")
-                },
-            )));
+        if !self.received && self.stderr.is_some() {
+            return self.poll_failure(cx).map(Err);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl SshStream {
+    /// Why ssh ended: what it wrote on its error output, once it has all been read.
+    fn poll_failure(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let said = match self.stderr.as_mut() {
+            Some(stderr) => ready!(Pin::new(stderr).poll(cx)).unwrap_or_default(),
+            None => String::new(),
+        };
+        self.stderr = None;
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            if said.is_empty() {
+                "ssh ended the connection".to_string()
+            } else {
+                format!("ssh: {said}")
+            },
+        ))
     }
 }
 
@@ -189,7 +212,13 @@ impl AsyncWrite for SshStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stdin).poll_write(cx, data)
+        match ready!(Pin::new(&mut self.stdin).poll_write(cx, data)) {
+            // ssh exited before reading the request (it could not connect or log in).
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe && !self.received => {
+                self.poll_failure(cx).map(Err)
+            }
+            written => Poll::Ready(written),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -34,7 +34,7 @@ pub(super) fn client(
     };
     let mut http = HttpConnector::new();
     match tls {
-        None => super::client_over(http, format!("http://{authority}"), timeout),
+        None => super::client_over(http, format!("http://{authority}"), timeout, None),
         Some(tls) => {
             // The https connector hands the plain connector https:// URIs.
             http.enforce_http(false);
@@ -43,7 +43,7 @@ pub(super) fn client(
                 .https_only()
                 .enable_http1()
                 .wrap_connector(http);
-            super::client_over(https, format!("https://{authority}"), timeout)
+            super::client_over(https, format!("https://{authority}"), timeout, None)
         }
     }
 }

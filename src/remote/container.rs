@@ -144,7 +144,7 @@ fn container_error(name: &str, origin: &str, e: DockerError) -> String {
         DockerError::DockerResponseServerError { message, .. } => message,
         e => format!(
             "cannot reach Docker at {origin}: {}",
-            crate::docker_host::error_chain(&e)
+            crate::error_chain::error_chain(&e)
         ),
     }
 }

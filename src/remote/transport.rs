@@ -186,7 +186,7 @@ impl GrpcChannel {
         tokio::spawn(async move {
             let reason = match conn.await {
                 Ok(()) => "the daemon closed it".to_string(),
-                Err(e) => error_chain(&e),
+                Err(e) => crate::error_chain::error_chain(&e),
             };
             tracing::debug!("gRPC connection to the daemon ended: {reason}");
             let _ = set_ended.send(Some(reason.into()));
@@ -209,20 +209,6 @@ impl GrpcChannel {
         };
         ChannelError::Closed { addr, reason }
     }
-}
-
-/// An error and its sources, as one line: hyper's own message only names the kind.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text = format!("{text}: {next}");
-        }
-        source = s.source();
-    }
-    text
 }
 
 impl tower_service::Service<Request<tonic::body::Body>> for GrpcChannel {

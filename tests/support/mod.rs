@@ -20,6 +20,25 @@ pub fn testdata(case: &str) -> PathBuf {
     repo_root().join("testdata").join(case)
 }
 
+/// `bud --root ROOT ARGS…`, run to its end.
+pub fn bud_at(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run bud")
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What the builds of the test environment need: its base image and runc.
+pub fn build_ready() -> bool {
+    require_base_image() && require_runc()
+}
+
 /// Whether a prerequisite is there. Missing under `CI`, the test fails; elsewhere it says
 /// why it did nothing and the caller returns.
 pub fn require(what: &str, present: bool) -> bool {
