@@ -78,7 +78,8 @@ fn an_insecure_step_runs_privileged_when_allowed() {
     let ctx = context(
         "RUN grep CapEff /proc/self/status > /caps-default\n\
          RUN --security=insecure sh -c 'grep CapEff /proc/self/status > /caps; \
-         ls /dev > /devices; grep \" /sys \" /proc/self/mountinfo > /sys-mount'\n",
+         ls /dev > /devices; grep \" /sys \" /proc/self/mountinfo > /sys-mount; \
+         unshare -U true && echo allowed > /user-namespace'\n",
     );
     let dir = ctx.path().to_str().unwrap();
 
@@ -131,6 +132,8 @@ fn an_insecure_step_runs_privileged_when_allowed() {
             "{device} missing: {devices}"
         );
     }
+    // No seccomp filter: a user namespace can be made, as in a privileged container.
+    assert_eq!(read("user-namespace"), "allowed\n");
     let sys = read("sys-mount");
     assert!(sys.contains(" rw,") || sys.contains(" rw "), "{sys}");
 }

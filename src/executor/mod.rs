@@ -6,6 +6,7 @@
 
 mod etc;
 mod runtime;
+mod seccomp;
 mod spec;
 
 use std::path::PathBuf;

@@ -421,6 +421,7 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         linux
             .masked_paths(strings(&MASKED_PATHS))
             .readonly_paths(strings(&READONLY_PATHS))
+            .seccomp(super::seccomp::default_filter()?)
     };
     let linux = linux.build()?;
 
