@@ -2,9 +2,10 @@
 //! effect on a step with Docker's default capabilities is to refuse what those capabilities
 //! do not already refuse: creating namespaces (a user namespace needs no capability), the
 //! kernel keyring, BPF, perf events, userfaultfd, reading other processes' memory, and the
-//! administrative calls. bud denies exactly those and allows the rest, so that a system
-//! call newer than the list never breaks a build. A `--security=insecure` step gets no
-//! filter, as with BuildKit.
+//! administrative calls. bud denies those and allows the rest, so that a system call newer
+//! than the list never breaks a build. (The NUMA memory-policy calls, which older profiles
+//! tie to CAP_SYS_NICE and newer ones allow, are allowed.) A `--security=insecure` step gets
+//! no filter, as with BuildKit.
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
@@ -50,12 +51,6 @@ const DENIED: &[&str] = &[
     "process_madvise",
     "name_to_handle_at",
     "open_by_handle_at",
-    // Memory placement across NUMA nodes.
-    "get_mempolicy",
-    "set_mempolicy",
-    "mbind",
-    "move_pages",
-    "migrate_pages",
     // Modules, kexec, the machine, the clock, accounting, quotas.
     "init_module",
     "finit_module",
