@@ -1,6 +1,7 @@
 //! `--allow`: a step that needs an entitlement (`RUN --network=host`, `RUN
 //! --security=insecure`) is refused before anything runs unless the build was granted it, as
-//! BuildKit refuses it; granted, an insecure step runs privileged, as BuildKit runs it.
+//! BuildKit refuses it; granted, an insecure step runs privileged, as BuildKit runs it, and
+//! without the seccomp filter that confines every other step.
 
 mod support;
 
@@ -165,4 +166,45 @@ fn a_buildkit_daemon_gets_the_entitlements_asked_for() {
         &[&base[..], &["--allow", "network.host", dir]].concat(),
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// What each way of making a user namespace meets in a step: refused by the filter
+/// (`clone3` with ENOSYS, so that C libraries fall back to `clone`), while a plain `clone`
+/// (a fork) goes through; an insecure step has no filter.
+#[test]
+fn the_seccomp_filter_refuses_every_way_to_a_user_namespace() {
+    if !build_ready() {
+        return;
+    }
+    let ctx = context(
+        "COPY probe /probe\n\
+         RUN for way in unshare clone clone3 fork; do /probe $way; done > /confined\n\
+         RUN --security=insecure for way in unshare clone clone3 fork; do /probe $way; done > /insecure\n",
+    );
+    if !build_namespace_probe(&ctx.path().join("probe")) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", dest.path().display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+    assert_eq!(
+        read("confined"),
+        "unshare EPERM\nclone EPERM\nclone3 ENOSYS\nfork allowed\n"
+    );
+    assert_eq!(
+        read("insecure"),
+        "unshare allowed\nclone allowed\nclone3 allowed\nfork allowed\n"
+    );
 }

@@ -151,6 +151,20 @@ pub fn leftover_work(root: &Path) -> Vec<String> {
 
 /// Builds tests/support/list_identities.c, a static SSH agent client for the steps, to
 /// `out`; or says why it cannot.
+/// Builds tests/support/namespace_probe.c into `out`, statically.
+pub fn build_namespace_probe(out: &Path) -> bool {
+    let built = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(repo_root().join("tests/support/namespace_probe.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        "cc with a static libc (to build the namespace probe)",
+        built,
+    )
+}
+
 pub fn build_list_identities(out: &Path) -> bool {
     let built = Command::new("cc")
         .args(["-static", "-O2", "-o"])
