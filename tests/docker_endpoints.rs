@@ -93,16 +93,12 @@ fn docker_host_on_tcp_with_and_without_tls() {
     ] {
         std::fs::copy(from, certs.path().join(to)).unwrap();
     }
-    let cert_path = certs.path().to_str().unwrap();
-    let out = build(
-        root.path(),
-        "bud-test/endpoint-tls",
-        &[
-            ("DOCKER_HOST", &tls.addr),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", cert_path),
-        ],
-    );
+    let tls_env = [
+        ("DOCKER_HOST", tls.addr.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", certs.path().to_str().unwrap()),
+    ];
+    let out = build(root.path(), "bud-test/endpoint-tls", &tls_env);
     assert_loaded(&out, root.path(), "bud-test/endpoint-tls");
 
     // A daemon whose certificate another CA signed is refused, and bud says why. (Without
@@ -110,15 +106,7 @@ fn docker_host_on_tcp_with_and_without_tls() {
     let other = TestPki::generate();
     std::fs::copy(&other.ca, certs.path().join("ca.pem")).unwrap();
     let before = tls.connections();
-    let out = build(
-        root.path(),
-        "bud-test/endpoint-tls-wrong-ca",
-        &[
-            ("DOCKER_HOST", &tls.addr),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", cert_path),
-        ],
-    );
+    let out = build(root.path(), "bud-test/endpoint-tls-wrong-ca", &tls_env);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let warning = err

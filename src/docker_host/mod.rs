@@ -132,18 +132,20 @@ where
                 Err(err) => err,
             };
             // hyper may report only that the connection went away ("canceled", "broken
-            // pipe"); the process behind it says why.
-            match notes {
-                Some(notes) => match notes.explain().await {
-                    Some(said) => Err(bollard::errors::Error::IOError {
-                        err: std::io::Error::new(
-                            std::io::ErrorKind::ConnectionAborted,
-                            format!("{}: {said}", crate::error_chain::error_chain(&err)),
-                        ),
-                    }),
-                    None => Err(bollard::errors::Error::HyperLegacyError { err }),
-                },
-                None => Err(bollard::errors::Error::HyperLegacyError { err }),
+            // pipe"); the process behind it says why, unless the error already does.
+            let said = match &notes {
+                Some(notes) => notes.explain().await,
+                None => None,
+            };
+            let text = crate::error_chain::error_chain(&err);
+            match said {
+                Some(said) if !text.contains(&said) => Err(bollard::errors::Error::IOError {
+                    err: std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        format!("{text}: {said}"),
+                    ),
+                }),
+                _ => Err(bollard::errors::Error::HyperLegacyError { err }),
             }
         }
     };

@@ -121,9 +121,7 @@ impl DaemonProxy {
     /// Docker's API on `tcp://127.0.0.1:PORT`, plain HTTP.
     pub fn docker_api_tcp() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = format!("tcp://{}", std_listener.local_addr().unwrap());
+        let (std_listener, addr) = loopback_listener();
         Self::spawn(addr, dir, move |stop, counter| async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             accept_loop(stop, Backend::DockerApi, counter, || async {
@@ -164,9 +162,7 @@ impl DaemonProxy {
     fn on_tls(backend: Backend, pki: &TestPki) -> Self {
         let config = Arc::new(server_tls_config(pki, backend));
         let dir = tempfile::tempdir().unwrap();
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = format!("tcp://{}", std_listener.local_addr().unwrap());
+        let (std_listener, addr) = loopback_listener();
         Self::spawn(addr, dir, move |stop, counter| async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -215,6 +211,14 @@ impl Drop for DaemonProxy {
             let _ = thread.join();
         }
     }
+}
+
+/// A listener on a free loopback port, ready for tokio, and its `tcp://` address.
+fn loopback_listener() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    (listener, addr)
 }
 
 /// A client connection, once accepted (and for TLS, once the handshake is done).
