@@ -11,6 +11,7 @@
 //!
 //! [worker]
 //! runtime = "runc"
+//! fallback = "docker"       # where the embedded solver cannot run; or "never"
 //! ```
 //!
 //! It is read from `$BUD_CONFIG` if set, else `/etc/bud/bud.toml` for root and
@@ -85,6 +86,18 @@ pub struct RegistryConfig {
 pub struct WorkerConfig {
     /// The OCI runtime: a name looked up in $PATH, or a path.
     pub runtime: Option<String>,
+    /// Where a build goes when the embedded solver cannot run here.
+    pub fallback: Fallback,
+}
+
+/// `[worker] fallback`: `"docker"` (the default) builds with the BuildKit of the Docker
+/// the docker CLI would use; `"never"` fails with the reason instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    #[default]
+    Docker,
+    Never,
 }
 
 /// A cap on the cache's size: bytes, or a percentage of the filesystem it lives on.
@@ -159,7 +172,7 @@ impl Config {
 
     /// `/etc/bud/bud.toml` for root, the XDG config directory otherwise.
     pub fn default_path() -> Option<PathBuf> {
-        if rustix::process::geteuid().is_root() {
+        if crate::privilege::invoked_as_root() {
             return Some(PathBuf::from("/etc/bud/bud.toml"));
         }
         if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {

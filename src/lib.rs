@@ -22,6 +22,7 @@ pub mod executor;
 pub mod exporter;
 pub mod fileop;
 pub mod gc;
+pub mod privilege;
 pub mod progress;
 pub mod registry;
 pub mod remote;

@@ -40,6 +40,11 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // Whatever works on bud's own state root (the embedded solver, du, prune) needs the
+    // privilege for it first, before any thread starts.
+    if cli.global.addr.is_none() && !matches!(cli.command, Command::Completion { .. }) {
+        bud::privilege::enter();
+    }
     let state_root = || bud::commands::state_root(cli.global.root.as_deref());
     match cli.command {
         Command::Completion { shell } => {
@@ -88,7 +93,6 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
     if let Some(flag) = bud::cli::unsupported_flags(opts).first() {
         return Err(not_supported(flag));
     }
-    isolate_mounts();
     block_on(async {
         let cancel = CancellationToken::new();
         let on_interrupt = cancel.clone();
@@ -108,30 +112,6 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Resu
         .build()
         .map_err(|e| Failure::Command(e.into()))?;
     Ok(runtime.block_on(work)?)
-}
-
-/// Gives the build a mount namespace of its own, so that every overlay it mounts goes away
-/// with the process, even when it is killed with SIGKILL. Must run before any thread starts.
-fn isolate_mounts() {
-    use rustix::mount::{MountPropagationFlags, mount_change};
-    use rustix::thread::{UnshareFlags, unshare_unsafe};
-    if !rustix::process::geteuid().is_root() {
-        return;
-    }
-    // SAFETY: called from main before the tokio runtime or any other thread exists, so no
-    // thread can observe the namespace change half done.
-    let unshared = unsafe { unshare_unsafe(UnshareFlags::NEWNS) };
-    if let Err(e) = unshared {
-        tracing::debug!("no private mount namespace ({e}); mounts are cleaned up on exit");
-        return;
-    }
-    // Keep bud's mounts from propagating back to the host's namespace.
-    if let Err(e) = mount_change(
-        "/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    ) {
-        tracing::debug!("making / private in bud's mount namespace: {e}");
-    }
 }
 
 fn not_supported(what: &str) -> Failure {

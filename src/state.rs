@@ -26,7 +26,7 @@ pub struct StateRoot {
 impl StateRoot {
     /// `/var/lib/bud` for root, `$XDG_DATA_HOME/bud` or `~/.local/share/bud` otherwise.
     pub fn default_path() -> Result<PathBuf, StateError> {
-        if rustix::process::geteuid().is_root() {
+        if crate::privilege::invoked_as_root() {
             return Ok(PathBuf::from("/var/lib/bud"));
         }
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {

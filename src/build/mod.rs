@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod outputs;
 mod remote;
 mod ssh_agent;
+pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::meta::MetaStore;
 use crate::cli::{BuildOptions, GlobalOptions, SecretSource};
 use crate::content::ContentStore;
-use crate::executor::{Runtime, RuntimeKind};
+use crate::executor::Runtime;
 use crate::exporter::LoadLayer;
 use crate::exporter::docker_load::PendingLoad;
 use crate::progress::ProgressSink;
@@ -79,37 +80,34 @@ pub async fn run(
     if let Some(path) = &opts.trace {
         renderer = Box::new(crate::progress::TraceRenderer::new(renderer, path.clone()));
     }
+    let worker = worker::choose(
+        global.addr.as_deref(),
+        &config.worker,
+        &state,
+        docker.as_ref().map_err(String::as_str),
+    )?;
+    let embedded = matches!(worker, worker::Worker::Embedded(_));
     let progress = ProgressSink::new(renderer);
-    let result = match &global.addr {
-        Some(addr) => {
+    let result = match worker {
+        worker::Worker::Daemon(addr) => {
             let tls = &global.tls;
             remote::build(
-                addr, tls, opts, &inputs, images, &progress, &exports, cancel,
+                &addr, tls, opts, &inputs, images, &progress, &exports, cancel,
             )
             .await
         }
-        None => {
+        worker::Worker::Embedded(runtime) => {
             embedded_caches(opts, &progress)?;
             build(
-                opts,
-                &inputs,
-                &state,
-                meta,
-                &content,
-                images,
-                &progress,
-                &exports,
-                docker,
-                &registry,
-                config.worker.runtime.as_deref(),
-                cancel,
+                opts, &inputs, &state, meta, &content, images, &progress, &exports, docker,
+                &registry, runtime, cancel,
             )
             .await
         }
     };
     progress.finish(result.is_ok());
     let report = result?;
-    if global.addr.is_none() {
+    if embedded {
         collect_garbage(&state, &meta_for_gc, &config.gc);
     }
     if let Some(path) = &opts.iidfile {
@@ -144,12 +142,11 @@ async fn build(
     exports: &[Export],
     docker: Result<bollard::Docker, String>,
     registry: &RegistryConfig,
-    runtime_choice: Option<&str>,
+    runtime: Runtime,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
     let converted = convert_dockerfile(opts, inputs, images.clone(), None, progress).await?;
 
-    let runtime = runtime(runtime_choice, state)?;
     runtime.reap_orphans().await;
     // Served until the build returns.
     let ssh = ssh_agents(opts)?;
@@ -529,21 +526,6 @@ fn build_arg_values(args: &[crate::cli::BuildArg]) -> BTreeMap<String, String> {
     args.iter()
         .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
         .collect()
-}
-
-/// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
-/// (`runc`, `crun`) is looked up in PATH, a path is used as it is.
-fn runtime(configured: Option<&str>, state: &StateRoot) -> anyhow::Result<Runtime> {
-    let dir = state.tmp_dir().join("runtime");
-    let choice = std::env::var("BUD_RUNTIME")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .or_else(|| configured.map(str::to_string));
-    Ok(match choice {
-        Some(path) if path.contains('/') => Runtime::with_binary(path, dir),
-        Some(name) => Runtime::new(name.parse::<RuntimeKind>()?, dir)?,
-        None => Runtime::new(RuntimeKind::Runc, dir)?,
-    })
 }
 
 /// `--secret` values, read once: from a file, or from an environment variable.

@@ -12,6 +12,10 @@ use crate::state::StateRoot;
 pub fn run(state: &StateRoot, out: &mut impl Write) -> Result<(), CommandError> {
     let config = Config::load()?;
     let rows = vec![
+        vec![
+            "Solver:".to_string(),
+            crate::build::worker::describe(&config.worker, state),
+        ],
         vec!["Platforms:".to_string(), platforms().join(", ")],
         vec!["Runtime:".to_string(), runtime(&config, state)],
         vec!["Snapshotter:".to_string(), snapshotter().to_string()],

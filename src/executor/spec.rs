@@ -246,6 +246,23 @@ fn default_mounts(hosts: &Path, resolv_conf: &Path, privileged: bool) -> Result<
     ])
 }
 
+/// The default mounts as a user namespace allows them, as runc's `ToRootless` makes them:
+/// sysfs and cgroupfs belong to namespaces bud's user namespace does not own (the host's
+/// network, no cgroup namespace), so the host's /sys is bound instead, read-only unless the
+/// step is privileged.
+fn rootless_mounts(mounts: Vec<OciMount>, privileged: bool) -> Result<Vec<OciMount>> {
+    let mut mounts: Vec<OciMount> = mounts
+        .into_iter()
+        .filter(|m| !m.destination().starts_with("/sys"))
+        .collect();
+    let mut options = vec!["rbind", "nosuid", "noexec", "nodev"];
+    if !privileged {
+        options.push("ro");
+    }
+    mounts.push(mount("/sys", "bind", "/sys", &options)?);
+    Ok(mounts)
+}
+
 fn user_mount(m: &super::Mount) -> Result<OciMount> {
     if !m.dest.starts_with('/') {
         return Err(ExecError::InvalidSpec(format!(
@@ -395,12 +412,13 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut linux = LinuxBuilder::default();
-    linux = linux
-        .namespaces(namespaces)
-        // Deny all devices, or for a privileged step allow them all; the runtime itself
-        // allows its defaults (null, zero, tty, ...).
-        .resources(
+    let rootless = crate::privilege::is_rootless();
+    let mut linux = LinuxBuilder::default().namespaces(namespaces);
+    // Deny all devices, or for a privileged step allow them all; the runtime itself allows
+    // its defaults (null, zero, tty, ...). A rootless step has no cgroup to hold the rule:
+    // its devices are the ones the runtime bind-mounts from the host.
+    if !rootless {
+        linux = linux.resources(
             LinuxResourcesBuilder::default()
                 .devices(vec![
                     LinuxDeviceCgroupBuilder::default()
@@ -410,6 +428,7 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
                 ])
                 .build()?,
         );
+    }
     linux = if exec.privileged {
         let mut devices = Vec::new();
         host_devices(Path::new("/dev"), &mut devices)?;
@@ -426,6 +445,9 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
     let linux = linux.build()?;
 
     let mut mounts = default_mounts(hosts, resolv_conf, exec.privileged)?;
+    if rootless {
+        mounts = rootless_mounts(mounts, exec.privileged)?;
+    }
     for m in &exec.mounts {
         mounts.push(user_mount(m)?);
     }

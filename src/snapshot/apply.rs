@@ -15,7 +15,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFla
 use rustix::io::Errno;
 use tar::{Archive, EntryType};
 
-use super::{OPAQUE_WHITEOUT, OPAQUE_XATTRS, Result, SnapshotError, WHITEOUT_PREFIX, walk};
+use super::{OPAQUE_WHITEOUT, Result, SnapshotError, WHITEOUT_PREFIX, walk};
 
 /// Unpacks `tar` (uncompressed) into `dir`, which should be empty.
 pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
@@ -52,7 +52,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
-            rustix::fs::fsetxattr(&fd, OPAQUE_XATTRS[0], b"y", XattrFlags::empty())
+            rustix::fs::fsetxattr(&fd, super::opaque_xattr(), b"y", XattrFlags::empty())
                 .map_err(io("marking opaque"))?;
             continue;
         }

@@ -21,6 +21,16 @@ use std::path::PathBuf;
 /// The xattrs overlayfs marks opaque directories with (`user.` when mounted with userxattr).
 pub(crate) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
+/// The xattr this process marks opaque directories with: overlayfs in a user namespace
+/// reads only `user.` xattrs (it is mounted with `userxattr` there).
+pub(crate) fn opaque_xattr() -> &'static str {
+    if crate::privilege::is_rootless() {
+        OPAQUE_XATTRS[1]
+    } else {
+        OPAQUE_XATTRS[0]
+    }
+}
+
 /// OCI whiteout markers in layer tars.
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";

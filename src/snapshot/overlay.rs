@@ -10,7 +10,7 @@ use rustix::fs::CWD;
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
 };
 
 use super::{Result, SnapshotError};
@@ -142,6 +142,9 @@ fn mount_with_fsconfig(
         other => other?,
     };
     fsconfig_set_string(&fs, "source", "bud")?;
+    if crate::privilege::is_rootless() {
+        fsconfig_set_flag(&fs, "userxattr")?;
+    }
     for lower in lowers {
         match fsconfig_set_string(&fs, "lowerdir+", *lower) {
             // Before Linux 6.8 the key is unknown.
@@ -193,6 +196,9 @@ fn mount_classic(lowers: &[&Path], writable: Option<Writable<'_>>, target: &Path
             .join(":")
     };
     let mut options = format!("lowerdir={}", join(lowers));
+    if crate::privilege::is_rootless() {
+        options.push_str(",userxattr");
+    }
     let mut flags = MountFlags::empty();
     match writable {
         Some(w) => {

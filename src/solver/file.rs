@@ -275,6 +275,9 @@ fn copy(
         }));
     }
     let several = sources.len() > 1;
+    // The docker CLI and buildx send a context with every owner reset to root, so a file
+    // copied without --chown is root's whoever owns it on the client.
+    let owner = base.owner.or(Some(fileop::Owner { uid: 0, gid: 0 }));
     let ctx_descend = ctx
         .excludes
         .as_ref()
@@ -304,6 +307,7 @@ fn copy(
                 exclude: Some(&exclude),
                 descend_excluded_dirs: descend || ctx_descend,
             },
+            owner,
             ..base.clone()
         };
         fileop::copy(&view.path, root, &action)?;

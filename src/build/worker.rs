@@ -1,0 +1,117 @@
+//! Which solver runs a build, and who decided: `--addr` names a BuildKit daemon; otherwise
+//! the embedded solver, when bud owns its state root (root, or rootless in a user namespace:
+//! `privilege`) and finds an OCI runtime. Where it cannot run, the build goes to the
+//! BuildKit of the Docker the docker CLI would use, as with `--addr docker://`, with one
+//! line saying why, unless `[worker] fallback = "never"` in bud.toml.
+
+use std::fmt;
+
+use anyhow::bail;
+
+use crate::config::{Fallback, WorkerConfig};
+use crate::executor::{ExecError, Runtime, RuntimeKind};
+use crate::privilege::{self, Mode, UsernsError};
+use crate::state::StateRoot;
+
+/// The solver a build goes to.
+pub enum Worker {
+    Embedded(Runtime),
+    Daemon(String),
+}
+
+/// Why the embedded solver cannot run here.
+#[derive(Debug)]
+pub enum Unavailable {
+    Privilege(&'static UsernsError),
+    Runtime(ExecError),
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Privilege(e) => write!(f, "{e}"),
+            Self::Runtime(ExecError::RuntimeNotFound { name }) => write!(
+                f,
+                "{name} is not installed: install it with `apt-get install {name}`, or set \
+                 [worker] runtime in bud.toml"
+            ),
+            Self::Runtime(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The embedded solver's runtime, or why it cannot run.
+pub fn embedded(config: &WorkerConfig, state: &StateRoot) -> Result<Runtime, Unavailable> {
+    if let Mode::Unprivileged(e) = privilege::mode() {
+        return Err(Unavailable::Privilege(e));
+    }
+    runtime(config.runtime.as_deref(), state).map_err(Unavailable::Runtime)
+}
+
+/// Decides where the build runs; `docker` is the Docker the CLI would use, or why none.
+pub fn choose(
+    addr: Option<&str>,
+    config: &WorkerConfig,
+    state: &StateRoot,
+    docker: Result<&bollard::Docker, &str>,
+) -> anyhow::Result<Worker> {
+    if let Some(addr) = addr {
+        return Ok(Worker::Daemon(addr.to_string()));
+    }
+    let why = match embedded(config, state) {
+        Ok(runtime) => return Ok(Worker::Embedded(runtime)),
+        Err(why) => why,
+    };
+    if config.fallback == Fallback::Never {
+        bail!(
+            "the embedded solver cannot run: {why} ([worker] fallback = \"never\" keeps the \
+             build off Docker)"
+        );
+    }
+    if let Err(docker) = docker {
+        bail!(
+            "the embedded solver cannot run: {why}; and no Docker answers to build with \
+             instead ({docker})"
+        );
+    }
+    crate::report!("note: building with Docker's BuildKit (as with --addr docker://): {why}");
+    Ok(Worker::Daemon("docker://".to_string()))
+}
+
+/// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
+/// (`runc`, `crun`) is looked up in PATH, a path is used as it is.
+fn runtime(configured: Option<&str>, state: &StateRoot) -> Result<Runtime, ExecError> {
+    let dir = state.tmp_dir().join("runtime");
+    let choice = std::env::var("BUD_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| configured.map(str::to_string));
+    Ok(match choice {
+        Some(path) if path.contains('/') => Runtime::with_binary(path, dir),
+        Some(name) => Runtime::new(name.parse::<RuntimeKind>()?, dir)?,
+        None => Runtime::new(RuntimeKind::Runc, dir)?,
+    })
+}
+
+/// What `bud debug workers` shows: the solver a build would use here, and why.
+pub fn describe(config: &WorkerConfig, state: &StateRoot) -> String {
+    let privilege = match privilege::mode() {
+        Mode::Root => "root".to_string(),
+        Mode::Rootless(maps) => format!(
+            "rootless (a user namespace: uid {} and {} subordinate uids, gid {} and {} \
+             subordinate gids)",
+            maps.uid,
+            maps.uid_count() - 1,
+            maps.gid,
+            maps.gid_count() - 1
+        ),
+        Mode::Unprivileged(_) => "unprivileged".to_string(),
+    };
+    match embedded(config, state) {
+        Ok(_) => format!("embedded, {privilege}"),
+        Err(why) if config.fallback == Fallback::Never => {
+            format!("none: {why} ([worker] fallback = \"never\")")
+        }
+        Err(why) => format!("Docker's BuildKit (as with --addr docker://): {why}"),
+    }
+}

@@ -1,0 +1,89 @@
+//! Who bud runs as, decided once before any thread starts (`main`):
+//! - **root**: the embedded solver as it is, in a mount namespace of its own;
+//! - **rootless**: an ordinary user with subordinate ids: bud enters a user namespace where
+//!   the user is root and the subordinate ids are mapped above ([`userns`]), then works as
+//!   root does there; overlayfs keeps its xattrs under `user.` (`userxattr`), and a step's
+//!   container is set up as a rootless runtime needs;
+//! - **unprivileged**: an ordinary user for whom no user namespace could be made; the
+//!   embedded solver cannot run, and the build goes to Docker's BuildKit if a Docker answers
+//!   (`build::worker`), with the reason in one line.
+
+pub mod subids;
+pub mod userns;
+
+use std::sync::OnceLock;
+
+pub use userns::{IdMaps, UsernsError};
+
+/// The privilege bud works with, for the embedded solver and the state root it owns.
+#[derive(Debug)]
+pub enum Mode {
+    Root,
+    Rootless(IdMaps),
+    /// Not root, and no user namespace could be entered: why.
+    Unprivileged(UsernsError),
+}
+
+static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// Sets bud up to own its state root: a private mount namespace for root, a user namespace
+/// (with one) for anyone else. Call once, from `main`, before any thread exists.
+pub fn enter() -> &'static Mode {
+    MODE.get_or_init(|| {
+        if rustix::process::geteuid().is_root() {
+            private_mounts();
+            return Mode::Root;
+        }
+        match IdMaps::for_current_user().and_then(|maps| userns::enter(&maps).map(|()| maps)) {
+            Ok(maps) => Mode::Rootless(maps),
+            Err(e) => Mode::Unprivileged(e),
+        }
+    })
+}
+
+/// The mode [`enter`] chose; without it (a library user, a command that needs no state
+/// root), what the process is.
+pub fn mode() -> &'static Mode {
+    static UNENTERED: OnceLock<Mode> = OnceLock::new();
+    MODE.get().unwrap_or_else(|| {
+        UNENTERED.get_or_init(|| {
+            if rustix::process::geteuid().is_root() {
+                Mode::Root
+            } else {
+                Mode::Unprivileged(UsernsError::NotEntered)
+            }
+        })
+    })
+}
+
+/// Whether bud runs in a user namespace of its own.
+pub fn is_rootless() -> bool {
+    matches!(mode(), Mode::Rootless(_))
+}
+
+/// Whether the user who started bud is root: decides the default state root and config
+/// (inside the user namespace the user is root too, but its home is still its own).
+pub fn invoked_as_root() -> bool {
+    matches!(mode(), Mode::Root)
+}
+
+/// Gives root's builds a mount namespace of their own, so that every overlay goes away with
+/// the process, even when it is killed with SIGKILL.
+fn private_mounts() {
+    use rustix::mount::{MountPropagationFlags, mount_change};
+    use rustix::thread::{UnshareFlags, unshare_unsafe};
+    // SAFETY: called from `enter`, before the tokio runtime or any other thread exists, so
+    // no thread can observe the namespace change half done.
+    let unshared = unsafe { unshare_unsafe(UnshareFlags::NEWNS) };
+    if let Err(e) = unshared {
+        tracing::debug!("no private mount namespace ({e}); mounts are cleaned up on exit");
+        return;
+    }
+    // Keep bud's mounts from propagating back to the host's namespace.
+    if let Err(e) = mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    ) {
+        tracing::debug!("making / private in bud's mount namespace: {e}");
+    }
+}
