@@ -39,7 +39,7 @@ fn bud_builds_what_docker_builds() {
     if !require_base_image() || !require_runc() {
         return;
     }
-    run_suite(None, KNOWN_DIFFERENCES);
+    run_suite(Solver::Embedded, KNOWN_DIFFERENCES);
 }
 
 /// The same cases with `--addr docker://`: bud's own LLB solved by dockerd's BuildKit must
@@ -49,15 +49,37 @@ fn bud_on_dockerds_buildkit_builds_what_docker_builds() {
     if !require_base_image() {
         return;
     }
-    run_suite(Some("docker://"), REMOTE_KNOWN_DIFFERENCES);
+    run_suite(Solver::Remote("docker://"), REMOTE_KNOWN_DIFFERENCES);
 }
 
-fn run_suite(addr: Option<&str>, known_differences: &[(&str, &str)]) {
+/// The same cases built by an ordinary user's bud, rootless in a user namespace: the same
+/// images as root's docker build.
+#[test]
+fn rootless_bud_builds_what_docker_builds() {
+    if !require_base_image() || !require_runc() || !require_user(ROOTLESS_USER) {
+        return;
+    }
+    run_suite(Solver::Rootless, ROOTLESS_KNOWN_DIFFERENCES);
+}
+
+/// Cases a rootless bud does not build like the reference, each with the reason.
+const ROOTLESS_KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// Who builds the bud side of a case.
+#[derive(Clone, Copy)]
+enum Solver<'a> {
+    Embedded,
+    Rootless,
+    Remote(&'a str),
+}
+
+fn run_suite(solver: Solver<'_>, known_differences: &[(&str, &str)]) {
     let cases = case::all(&repo_root().join("testdata/diff")).expect("read testdata/diff");
     let scratch = tempfile::Builder::new()
         .prefix("bud-diff-")
         .tempdir()
         .expect("temp dir");
+    open_to_all(scratch.path());
 
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
@@ -67,7 +89,7 @@ fn run_suite(addr: Option<&str>, known_differences: &[(&str, &str)]) {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(case) = cases.get(i) else { break };
-                    let outcome = run_case(case, &scratch.path().join(&case.name), addr);
+                    let outcome = run_case(case, &scratch.path().join(&case.name), solver);
                     outcomes
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -108,9 +130,13 @@ fn run_suite(addr: Option<&str>, known_differences: &[(&str, &str)]) {
     );
 }
 
-fn run_case(case: &Case, work: &Path, addr: Option<&str>) -> Result<(), String> {
+fn run_case(case: &Case, work: &Path, solver: Solver<'_>) -> Result<(), String> {
     let context = work.join("context");
     case.prepare(&context)?;
+    if let Solver::Rootless = solver {
+        // A user builds a context of its own (one it cannot read fails for docker build too).
+        chown_to(ROOTLESS_USER, &context);
+    }
     let context = context.to_str().ok_or("non-UTF-8 temp path")?;
 
     if let Some(base) = case.base_dockerfile() {
@@ -122,8 +148,12 @@ fn run_case(case: &Case, work: &Path, addr: Option<&str>) -> Result<(), String> 
         }
     }
 
-    // The two suites run in parallel test threads: keep their tags apart.
-    let suffix = if addr.is_some() { "-remote" } else { "" };
+    // The suites run in parallel test threads: keep their tags apart.
+    let suffix = match solver {
+        Solver::Embedded => "",
+        Solver::Rootless => "-rootless",
+        Solver::Remote(_) => "-remote",
+    };
     let reference_tag = format!("bud-diff-ref/{}{suffix}", case.name);
     let bud_tag = format!("bud-diff-bud/{}{suffix}", case.name);
     let mut args: Vec<&str> = case.args.iter().map(String::as_str).collect();
@@ -131,10 +161,10 @@ fn run_case(case: &Case, work: &Path, addr: Option<&str>) -> Result<(), String> 
     let reference = reference_build(case, context, &args);
     args.truncate(args.len() - 3);
     args.extend(["-t", &bud_tag, context]);
-    if let Some(addr) = addr {
+    if let Solver::Remote(addr) = solver {
         args.splice(0..0, ["--addr", addr]);
     }
-    let bud = bud_build(case, context, &work.join("root"), &args);
+    let bud = bud_build(case, context, &work.join("root"), &args, solver);
 
     match (case.fails, reference.status.success(), bud.status.success()) {
         (true, false, false) => return Ok(()),
@@ -175,10 +205,9 @@ fn run_case(case: &Case, work: &Path, addr: Option<&str>) -> Result<(), String> 
     let got = image::filesystem(&bud_tag)?;
     // `reference-only` paths are what BuildKit v0.8 leaves and current BuildKit does not;
     // on dockerd's BuildKit bud's graph leaves them too, so both must have them.
-    let reference_only: &[String] = if addr.is_some() {
-        &[]
-    } else {
-        &case.reference_only
+    let reference_only: &[String] = match solver {
+        Solver::Remote(_) => &[],
+        Solver::Embedded | Solver::Rootless => &case.reference_only,
     };
     for path in reference_only {
         match (want.remove(path), got.contains_key(path)) {
@@ -243,8 +272,15 @@ fn reference_build(case: &Case, context: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
 }
 
-fn bud_build(case: &Case, context: &str, root: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bud"));
+fn bud_build(case: &Case, context: &str, root: &Path, args: &[&str], solver: Solver<'_>) -> Output {
+    let mut cmd = match solver {
+        Solver::Rootless => {
+            std::fs::create_dir_all(root).expect("create the state root");
+            chown_to(ROOTLESS_USER, root);
+            command_as(ROOTLESS_USER, env!("CARGO_BIN_EXE_bud"))
+        }
+        Solver::Embedded | Solver::Remote(_) => Command::new(env!("CARGO_BIN_EXE_bud")),
+    };
     cmd.current_dir(context);
     cmd.arg("--root")
         .arg(root)

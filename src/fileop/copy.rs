@@ -173,7 +173,7 @@ fn copy_one(
     let mut copier = Copier {
         src_root,
         dest_root,
-        owner: action.owner,
+        owner: action.owner.or(action.source_owner),
         mode: action.mode,
         timestamp: action.timestamp,
         filter: action.filter,

@@ -62,6 +62,10 @@ pub struct CopyAction<'a> {
     /// Owner of everything copied and of the destination parents created; `None` keeps the
     /// source ownership.
     pub owner: Option<Owner>,
+    /// Without `owner`, who the copied files belong to instead of their owner on disk: a
+    /// context's files are root's, as the docker CLI sends them. An unpacked archive's
+    /// entries keep the owners the archive gives them.
+    pub source_owner: Option<Owner>,
     /// Numeric mode for everything copied (and created parents); `None` keeps source modes.
     pub mode: Option<u32>,
     /// Follow a symlink named by `src` itself (symlinks inside a copied tree stay symlinks).

@@ -210,6 +210,7 @@ fn copy(
         src: c.src.clone(),
         dest: c.dest.clone(),
         owner: owner(c.owner.as_ref(), root)?,
+        source_owner: None,
         mode: (c.mode >= 0).then_some(c.mode as u32),
         follow_symlinks: c.follow_symlink,
         dir_copy_contents: c.dir_copy_contents,
@@ -275,9 +276,6 @@ fn copy(
         }));
     }
     let several = sources.len() > 1;
-    // The docker CLI and buildx send a context with every owner reset to root, so a file
-    // copied without --chown is root's whoever owns it on the client.
-    let owner = base.owner.or(Some(fileop::Owner { uid: 0, gid: 0 }));
     let ctx_descend = ctx
         .excludes
         .as_ref()
@@ -307,7 +305,9 @@ fn copy(
                 exclude: Some(&exclude),
                 descend_excluded_dirs: descend || ctx_descend,
             },
-            owner,
+            // The docker CLI and buildx send a context with every owner reset to root, so a
+            // file copied without --chown is root's whoever owns it on the client.
+            source_owner: Some(Owner { uid: 0, gid: 0 }),
             ..base.clone()
         };
         fileop::copy(&view.path, root, &action)?;

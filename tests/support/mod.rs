@@ -190,3 +190,69 @@ pub fn du_bytes(path: &Path) -> u64 {
     let text = String::from_utf8(out.stdout).unwrap();
     text.split_whitespace().next().unwrap().parse().unwrap()
 }
+
+/// The test environment's ordinary users (scripts/test-env): one in the `docker` group with
+/// subordinate ids, so bud runs rootless; one in `docker` without them, so bud falls back to
+/// Docker's BuildKit.
+pub const ROOTLESS_USER: &str = "bud-alice";
+pub const PLAIN_USER: &str = "bud-bob";
+
+/// A user's uid and home directory, from /etc/passwd.
+pub fn user_entry(name: &str) -> Option<(u32, PathBuf)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[0] == name)
+            .then(|| Some((fields[2].parse().ok()?, PathBuf::from(fields[5]))))
+            .flatten()
+    })
+}
+
+pub fn require_user(name: &str) -> bool {
+    require(
+        &format!("the test user {name}"),
+        user_entry(name).is_some() && Path::new("/usr/bin/setpriv").exists(),
+    )
+}
+
+/// `program` run as `user` with its groups and home, the rest of the environment kept (as a
+/// user's shell would have it, minus root's XDG directories).
+pub fn command_as(user: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let (_, home) = user_entry(user).unwrap_or_else(|| panic!("no user {user}"));
+    let mut cmd = Command::new("/usr/bin/setpriv");
+    cmd.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(program)
+        .env("HOME", home)
+        .env("USER", user)
+        .env("LOGNAME", user)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_RUNTIME_DIR");
+    cmd
+}
+
+/// `bud ARGS…` as `user`, run to its end.
+pub fn bud_as(user: &str, args: &[&str]) -> Output {
+    command_as(user, env!("CARGO_BIN_EXE_bud"))
+        .args(args)
+        .output()
+        .expect("run bud")
+}
+
+/// Gives `path` (recursively) to `user`, so that its bud can write there.
+pub fn chown_to(user: &str, path: &Path) {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:{user}"))
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown {user} {}", path.display());
+}
+
+/// Lets every user into `path` (a temporary directory is private to root).
+pub fn open_to_all(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
