@@ -12,6 +12,11 @@
 //! [worker]
 //! runtime = "runc"
 //! fallback = "docker"       # where the embedded solver cannot run; or "never"
+//!
+//! [network]                 # registries and ADD URLs; see `timeouts`
+//! connect_timeout = "30s"
+//! response_timeout = "60s"
+//! idle_timeout = "60s"
 //! ```
 //!
 //! It is read from `$BUD_CONFIG` if set, else `/etc/bud/bud.toml` for root and
@@ -23,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::timeouts::Timeouts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +56,7 @@ pub struct Config {
     #[serde(rename = "registry")]
     pub registries: BTreeMap<String, RegistryConfig>,
     pub worker: WorkerConfig,
+    pub network: NetworkConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -98,6 +106,29 @@ pub enum Fallback {
     #[default]
     Docker,
     Never,
+}
+
+/// Bounds on network exchanges; unset ones keep [`Timeouts`]' defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    #[serde(deserialize_with = "de_timeout")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(deserialize_with = "de_timeout")]
+    pub response_timeout: Option<Duration>,
+    #[serde(deserialize_with = "de_timeout")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl NetworkConfig {
+    pub fn timeouts(&self) -> Timeouts {
+        let default = Timeouts::default();
+        Timeouts {
+            connect: self.connect_timeout.unwrap_or(default.connect),
+            response: self.response_timeout.unwrap_or(default.response),
+            idle: self.idle_timeout.unwrap_or(default.idle),
+        }
+    }
 }
 
 /// A cap on the cache's size: bytes, or a percentage of the filesystem it lives on.
@@ -287,6 +318,14 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
     }
 }
 
+/// A duration that must be more than zero: a zero timeout would fail every exchange.
+fn de_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match de_duration(d)? {
+        Some(t) if t.is_zero() => Err(serde::de::Error::custom("a timeout must be more than zero")),
+        t => Ok(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +357,17 @@ mod tests {
         assert!(c.registry("localhost:5000").unwrap().insecure);
         assert!(c.registry("docker.io").is_none());
         assert_eq!(c.worker.runtime.as_deref(), Some("/usr/bin/crun"));
+    }
+
+    #[test]
+    fn network_timeouts() {
+        let c = parse("[network]\nresponse_timeout = \"2s\"\nidle_timeout = 5").unwrap();
+        let t = c.network.timeouts();
+        assert_eq!(t.response, Duration::from_secs(2));
+        assert_eq!(t.idle, Duration::from_secs(5));
+        assert_eq!(t.connect, Timeouts::default().connect);
+        let err = parse("[network]\nconnect_timeout = \"0s\"").unwrap_err();
+        assert!(err.to_string().contains("more than zero"), "{err}");
     }
 
     #[test]

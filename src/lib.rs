@@ -31,4 +31,5 @@ pub mod solver;
 pub mod source;
 pub mod state;
 pub mod timefmt;
+pub mod timeouts;
 pub mod userdb;

@@ -264,27 +264,88 @@ fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
     if !ready() {
         return;
     }
+    // SIGTERM is how CI systems cancel a job, SIGHUP how a closed terminal ends one: each
+    // stops the build as Ctrl-C does.
+    for signal in [
+        rustix::process::Signal::INT,
+        rustix::process::Signal::TERM,
+        rustix::process::Signal::HUP,
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let child = spawn_bud_until(root.path(), &testdata("slow"), "started-sleeping");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        let status = wait_or_kill(child, std::time::Duration::from_secs(120));
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{signal:?}: bud exits 1, as docker build does when interrupted"
+        );
+        assert_eq!(
+            runc_containers(root.path()),
+            "",
+            "{signal:?}: no container left behind"
+        );
+        let leftovers = leftover_work(root.path());
+        assert!(
+            leftovers.is_empty(),
+            "{signal:?}: work in flight was removed: {leftovers:?}"
+        );
+        let bundles = leftover_bundles(root.path());
+        assert!(bundles.is_empty(), "{signal:?}: bundles left: {bundles:?}");
+        // The cache still works.
+        let hello = testdata("hello");
+        ok(&bud(
+            root.path(),
+            &["-o", "type=tar,dest=/dev/null", hello.to_str().unwrap()],
+        ));
+    }
+}
+
+#[test]
+fn a_second_signal_ends_bud_at_once_and_still_removes_the_container() {
+    if !ready() {
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let child = spawn_bud_until(root.path(), &testdata("slow"), "started-sleeping");
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_or_kill(child, std::time::Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(runc_containers(root.path()), "", "no container left behind");
+    let bundles = leftover_bundles(root.path());
+    assert!(bundles.is_empty(), "bundles left: {bundles:?}");
+}
+
+#[test]
+fn an_interrupt_during_the_export_fails_the_build() {
+    if !ready() {
+        return;
+    }
+    // The push goes to a registry that accepts the connection and never answers: the
+    // build is in its export, waiting, for as long as the test needs.
+    let registry = silent_listener();
+    let root = tempfile::tempdir().unwrap();
+    let tag = format!("{registry}/bud-test/interrupted:latest");
+    let hello = testdata("hello");
+    let (child, _) = spawn_bud_args_until(
+        root.path(),
+        &["--push", "-t", &tag, hello.to_str().unwrap()],
+        &[],
+        "exporting to image",
+    );
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::INT,
     )
     .unwrap();
-    let status = { child }.wait().unwrap();
-    assert!(!status.success());
-    assert_eq!(runc_containers(root.path()), "", "no container left behind");
-    let leftovers = leftover_work(root.path());
-    assert!(
-        leftovers.is_empty(),
-        "work in flight was removed: {leftovers:?}"
+    let status = wait_or_kill(child, std::time::Duration::from_secs(120));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an interrupted export fails the build"
     );
-    // The cache still works.
-    let hello = testdata("hello");
-    ok(&bud(
-        root.path(),
-        &["-o", "type=tar,dest=/dev/null", hello.to_str().unwrap()],
-    ));
 }
 
 #[test]

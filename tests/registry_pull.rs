@@ -273,3 +273,34 @@ async fn a_resolved_tag_is_reused_until_pull_is_forced() {
             .is_err()
     );
 }
+
+/// A base image on a registry that accepts connections and never answers fails the build
+/// with a timeout instead of hanging it.
+#[test]
+fn a_base_image_on_a_silent_registry_times_out() {
+    let registry = support::silent_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::short_timeouts_config(dir.path());
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {registry}/bud-test/silent\nRUN true\n"),
+    )
+    .unwrap();
+    let out = support::bud_within(
+        &dir.path().join("state"),
+        &["-o", "type=tar,dest=/dev/null", context.to_str().unwrap()],
+        &[("BUD_CONFIG", &config)],
+        std::time::Duration::from_secs(300),
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "authenticating to pull {registry}/bud-test/silent:latest: {registry}: \
+             timed out: no answer within 2s"
+        )),
+        "{stderr}"
+    );
+}

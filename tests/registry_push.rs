@@ -451,3 +451,32 @@ async fn a_compression_failure_fails_the_push_and_stores_nothing() {
             .is_none()
     );
 }
+
+/// `--push` to a registry that accepts connections and never answers fails with a timeout
+/// instead of hanging the build.
+#[test]
+fn a_push_to_a_silent_registry_times_out() {
+    if !support::build_ready() {
+        return;
+    }
+    let registry = support::silent_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::short_timeouts_config(dir.path());
+    let tag = format!("{registry}/bud-test/silent:latest");
+    let hello = support::testdata("hello");
+    let out = support::bud_within(
+        &dir.path().join("state"),
+        &["--push", "-t", &tag, hello.to_str().unwrap()],
+        &[("BUD_CONFIG", &config)],
+        std::time::Duration::from_secs(300),
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: pushing the image: authenticating to push {registry}/bud-test/silent:latest: \
+             {registry}: timed out: no answer within 2s"
+        )),
+        "{stderr}"
+    );
+}

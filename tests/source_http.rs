@@ -303,3 +303,35 @@ fn bud_adds_a_url_into_a_local_export() {
         "served over http\n"
     );
 }
+
+/// A web server that accepts the connection and never answers fails `ADD URL` with a
+/// timeout instead of hanging the build.
+#[test]
+fn bud_times_out_on_a_silent_server() {
+    if !support::require("root", rustix::process::geteuid().is_root()) {
+        return;
+    }
+    let server = support::silent_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::short_timeouts_config(dir.path());
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    let url = format!("http://{server}/file");
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM scratch\nADD {url} /file\n"),
+    )
+    .unwrap();
+    let out = support::bud_within(
+        &dir.path().join("state"),
+        &["-o", "type=tar,dest=/dev/null", context.to_str().unwrap()],
+        &[("BUD_CONFIG", &config)],
+        std::time::Duration::from_secs(300),
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&url) && stderr.contains("timed out"),
+        "{stderr}"
+    );
+}

@@ -68,6 +68,7 @@ pub async fn run(
             .filter(|(_, r)| r.insecure)
             .map(|(host, _)| host.clone())
             .collect(),
+        timeouts: config.network.timeouts(),
         ..RegistryConfig::default()
     };
     let docker = docker_client().await;
@@ -145,7 +146,12 @@ async fn build(
     runtime: Runtime,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
-    let converted = convert_dockerfile(opts, inputs, images.clone(), None, progress).await?;
+    // Resolving the base images may wait on a registry.
+    let converted = unless_cancelled(
+        &cancel,
+        convert_dockerfile(opts, inputs, images.clone(), None, progress),
+    )
+    .await?;
 
     runtime.reap_orphans().await;
     // Served until the build returns.
@@ -163,6 +169,7 @@ async fn build(
         allow_insecure: entitlements.iter().any(|e| e == "security.insecure"),
         secrets: read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
+        timeouts: registry.timeouts,
         ..Default::default()
     };
     solve_opts
@@ -231,16 +238,18 @@ async fn build(
         let snapshots = solver.snapshots().clone();
         let content = content.clone();
         let result = result.clone();
-        let assembled = tokio::task::spawn_blocking(move || -> anyhow::Result<Assembled> {
+        let assembling = tokio::task::spawn_blocking(move || -> anyhow::Result<Assembled> {
             let plan = export::plan_image(&snapshots, &result, image)?;
             Ok(if needs_stored_layers {
                 Assembled::Built(plan.into_built(&snapshots, &content)?)
             } else {
                 Assembled::Planned(plan)
             })
+        });
+        let assembled = unless_cancelled(&cancel, async {
+            assembling.await.context("exporting layers")?
         })
-        .await
-        .context("exporting layers")??;
+        .await?;
         if let Assembled::Built(built) = &assembled {
             report.config_digest = Some(built.config_digest.to_string());
         }
@@ -258,22 +267,24 @@ async fn build(
     // The export shows as one more step, as BuildKit's "exporting to image" does.
     const EXPORT_VERTEX: &str = "bud-export";
     progress.started(EXPORT_VERTEX, "exporting to image");
-    let mut exported = Ok(());
-    for e in exports {
-        exported = export_one(
-            e,
-            &solver,
-            &result,
-            assembled.as_ref(),
-            &targets,
-            &mut early_load,
-            &mut report,
-        )
-        .await;
-        if exported.is_err() {
-            break;
+    // Loads, pushes and archives stop when the build is cancelled: a load cut short never
+    // gets its image into Docker, a push never writes its manifest.
+    let exporting = async {
+        for e in exports {
+            export_one(
+                e,
+                &solver,
+                &result,
+                assembled.as_ref(),
+                &targets,
+                &mut early_load,
+                &mut report,
+            )
+            .await?;
         }
-    }
+        Ok(())
+    };
+    let exported = unless_cancelled(&cancel, exporting).await;
     match &exported {
         Ok(()) => {
             if let Some(id) = report.image_id.as_ref().or(report.config_digest.as_ref()) {
@@ -294,6 +305,19 @@ async fn build(
     }
     exported?;
     Ok(report)
+}
+
+/// `work`, unless the build is cancelled first; then `work` is dropped where it waits
+/// (on a registry, on Docker, on a blocking task) and the build fails at once.
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => bail!("cancelled"),
+        done = work => done,
+    }
 }
 
 /// `--cache-from` and `--cache-to` with the embedded solver, whose cache is its state root.

@@ -11,7 +11,7 @@ mod spec;
 
 use std::path::PathBuf;
 
-pub use runtime::{Runtime, RuntimeKind};
+pub use runtime::{Runtime, RuntimeKind, remove_live_containers};
 pub use spec::{DEFAULT_HOSTNAME, oci_spec};
 
 /// One process to run in a container over an already-mounted root filesystem.

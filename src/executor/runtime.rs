@@ -1,9 +1,11 @@
 //! Drives an OCI runtime binary (`runc run`) for one step and cleans up after it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -146,13 +148,14 @@ impl Runtime {
         }
         let id = container_id();
         let bundle = self.bundles_dir().join(&id);
-        let mut container = ContainerGuard {
-            binary: self.binary.clone(),
-            state_root: self.state_root(),
-            id: id.clone(),
-            bundle: bundle.clone(),
-            armed: true,
-        };
+        let mut container = ContainerGuard::new(
+            LiveContainer {
+                binary: self.binary.clone(),
+                state_root: self.state_root(),
+                bundle: bundle.clone(),
+            },
+            &id,
+        );
         write_bundle(&bundle, exec)?;
 
         let mut child = self
@@ -318,25 +321,18 @@ async fn pump(mut pipe: impl AsyncRead + Unpin, stream: Stream, logs: mpsc::Send
     }
 }
 
-/// Removes the container if `run`'s future is dropped mid-way (the caller gave up on it
-/// without the cancellation token). Blocking, but only on that abnormal path.
-struct ContainerGuard {
+/// What it takes to remove a container of this process.
+#[derive(Clone)]
+struct LiveContainer {
     binary: PathBuf,
     state_root: PathBuf,
-    id: String,
     bundle: PathBuf,
-    armed: bool,
 }
 
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        for args in [
-            vec!["kill", &self.id, "KILL"],
-            vec!["delete", "--force", &self.id],
-        ] {
+impl LiveContainer {
+    /// Kills and deletes the container and removes its bundle; blocking.
+    fn remove_now(&self, id: &str) {
+        for args in [vec!["kill", id, "KILL"], vec!["delete", "--force", id]] {
             let _ = std::process::Command::new(&self.binary)
                 .arg("--root")
                 .arg(&self.state_root)
@@ -347,6 +343,61 @@ impl Drop for ContainerGuard {
         }
         if self.bundle.exists() {
             remove_bundle(&self.bundle);
+        }
+    }
+}
+
+/// The containers of this process, by ID, from their creation until their step's end, so
+/// that a process that must exit before its steps have ended removes them first.
+static LIVE_CONTAINERS: Mutex<BTreeMap<String, LiveContainer>> = Mutex::new(BTreeMap::new());
+
+/// Kills and deletes every container this process still runs, and removes their bundles.
+/// For a process about to exit without waiting for its steps (a second signal, a build
+/// that did not stop in time): a container outlives `runc run`, so it would keep running
+/// under init otherwise. Blocking.
+pub fn remove_live_containers() {
+    let live = std::mem::take(
+        &mut *LIVE_CONTAINERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    for (id, container) in live {
+        tracing::info!("removing container {id}");
+        container.remove_now(&id);
+    }
+}
+
+/// Keeps a container in [`LIVE_CONTAINERS`] while it exists, and removes it if `run`'s
+/// future is dropped mid-way (the caller gave up on it without the cancellation token);
+/// blocking, but only on that abnormal path.
+struct ContainerGuard {
+    id: String,
+    container: LiveContainer,
+    armed: bool,
+}
+
+impl ContainerGuard {
+    fn new(container: LiveContainer, id: &str) -> ContainerGuard {
+        LIVE_CONTAINERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), container.clone());
+        ContainerGuard {
+            id: id.to_owned(),
+            container,
+            armed: true,
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        LIVE_CONTAINERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        if self.armed {
+            self.container.remove_now(&self.id);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One connection to one registry: the scheme Docker would use, the credentials the Docker
 //! CLI stored, and the mapping of distribution errors to messages a user can act on.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
 use super::{RegistryError, credentials};
+use crate::timeouts::{Expired, Timeouts};
 
 /// Concurrent blob transfers per registry, as Docker's default (3) plus a little.
 pub(crate) const TRANSFER_CONCURRENCY: usize = 4;
@@ -24,6 +26,8 @@ pub struct RegistryConfig {
     /// The directory holding the Docker CLI's `config.json`; `None` means `$DOCKER_CONFIG`,
     /// else `~/.docker`.
     pub docker_config: Option<PathBuf>,
+    /// Bounds on every exchange with a registry.
+    pub timeouts: Timeouts,
 }
 
 impl RegistryConfig {
@@ -59,12 +63,17 @@ impl RegistryConfig {
             max_concurrent_download: TRANSFER_CONCURRENCY,
             max_concurrent_upload: TRANSFER_CONCURRENCY,
             user_agent: concat!("bud/", env!("CARGO_PKG_VERSION")),
+            // Only the connection is bounded by the HTTP client: its read timeout would
+            // also count the time spent sending an upload's body. The rest is bounded
+            // around each exchange (`RegistryHost::exchange`, `timeouts::Upload`).
+            connect_timeout: Some(self.timeouts.connect),
             ..ClientConfig::default()
         });
         RegistryHost {
             domain: domain.to_owned(),
             client,
             auth,
+            timeouts: self.timeouts,
         }
     }
 }
@@ -92,6 +101,7 @@ pub struct RegistryHost {
     pub(crate) domain: String,
     pub(crate) client: Client,
     auth: RegistryAuth,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl RegistryHost {
@@ -114,11 +124,41 @@ impl RegistryHost {
             RegistryOperation::Pull => "authenticating to pull",
             RegistryOperation::Push => "authenticating to push",
         };
-        self.client
-            .auth(reference, &self.auth, op)
-            .await
-            .map(drop)
-            .map_err(|e| self.error(e, action, &reference.whole()))
+        self.exchange(
+            action,
+            &reference.whole(),
+            self.client.auth(reference, &self.auth, op),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs one exchange with small request and answer, bounded by the response timeout;
+    /// its failure named as `action` on `reference`.
+    pub(crate) async fn exchange<T>(
+        &self,
+        action: &'static str,
+        reference: &str,
+        call: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, RegistryError> {
+        match self.timeouts.answer(call).await {
+            Ok(answer) => answer.map_err(|e| self.error(e, action, reference)),
+            Err(expired) => Err(self.timed_out(expired, action, reference)),
+        }
+    }
+
+    pub(crate) fn timed_out(
+        &self,
+        expired: Expired,
+        action: &'static str,
+        reference: &str,
+    ) -> RegistryError {
+        RegistryError::TimedOut {
+            action,
+            reference: reference.to_owned(),
+            registry: self.domain.clone(),
+            expired,
+        }
     }
 
     /// Turns a distribution error into one naming the registry; refusals say to log in.
@@ -213,7 +253,7 @@ mod tests {
     fn loopback_and_listed_registries_use_plain_http() {
         let config = RegistryConfig {
             insecure_registries: vec!["registry.lan:5000".into()],
-            docker_config: None,
+            ..RegistryConfig::default()
         };
         for plain in [
             "localhost",

@@ -19,6 +19,7 @@ pub mod manifest;
 pub(crate) mod metadata;
 pub mod pull;
 pub mod push;
+mod retry;
 
 use std::io;
 use std::path::PathBuf;
@@ -57,6 +58,19 @@ pub enum RegistryError {
         reference: String,
         #[source]
         source: Box<oci_client::errors::OciDistributionError>,
+    },
+    #[error("{action} {reference}: {registry}: {expired}")]
+    TimedOut {
+        action: &'static str,
+        reference: String,
+        registry: String,
+        expired: crate::timeouts::Expired,
+    },
+    #[error("{reference}: blob {digest}: download failed: {message}")]
+    DownloadFailed {
+        reference: String,
+        digest: String,
+        message: String,
     },
     #[error("reading credentials for {registry} from the Docker config: {message}")]
     Credentials { registry: String, message: String },

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::client::{RegistryConfig, RegistryHost, TRANSFER_CONCURRENCY, oci_reference};
 use super::manifest::{self, Descriptor, Document, Manifest, Platform};
 use super::metadata::{Metadata, log_cache_error};
-use super::{ByteProgress, ProgressTarget, RegistryError};
+use super::{ByteProgress, ProgressTarget, RegistryError, retry};
 use crate::content::{BlobWriter, ContentStore, Digest};
 
 /// How to resolve a reference.
@@ -253,14 +253,18 @@ async fn fetch_manifest(
     name: &str,
 ) -> Result<(Bytes, Digest), RegistryError> {
     let (bytes, digest) = host
-        .client
-        .pull_manifest_raw(oref, host.auth(), manifest::ACCEPTED)
-        .await
-        .map_err(|e| host.error(e, "pulling the manifest of", name))?;
+        .exchange(
+            "pulling the manifest of",
+            name,
+            host.client
+                .pull_manifest_raw(oref, host.auth(), manifest::ACCEPTED),
+        )
+        .await?;
     Ok((bytes, Digest::parse(&digest)?))
 }
 
-/// Downloads the blob `desc` names into the store unless it is there already.
+/// Downloads the blob `desc` names into the store unless it is there already, retrying a
+/// download that failed on the way.
 async fn fetch_blob(
     host: &RegistryHost,
     oref: &oci_client::Reference,
@@ -272,6 +276,21 @@ async fn fetch_blob(
     if store.exists(&digest) {
         return Ok(());
     }
+    let what = format!("pulling {} of {}", desc.digest, oref.whole());
+    retry::transfer(&what, || {
+        download(host, oref, desc, &digest, store, progress)
+    })
+    .await
+}
+
+async fn download(
+    host: &RegistryHost,
+    oref: &oci_client::Reference,
+    desc: &Descriptor,
+    digest: &Digest,
+    store: &ContentStore,
+    progress: Option<&ProgressTarget>,
+) -> Result<(), RegistryError> {
     let name = oref.whole();
     let urls = (!desc.urls.is_empty()).then(|| desc.urls.clone());
     let layer = LayerDescriptor {
@@ -279,10 +298,12 @@ async fn fetch_blob(
         urls: &urls,
     };
     let mut body = host
-        .client
-        .pull_blob_stream(oref, &layer)
-        .await
-        .map_err(|e| host.error(e, "pulling a blob of", &name))?;
+        .exchange(
+            "pulling a blob of",
+            &name,
+            host.client.pull_blob_stream(oref, &layer),
+        )
+        .await?;
     let mut progress = ByteProgress::new(progress, desc.digest.clone(), Some(desc.size));
 
     // The file is written by a blocking task fed through a small channel, so that disk
@@ -291,7 +312,15 @@ async fn fetch_blob(
     let writer = store.writer()?;
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, rx));
     let mut failure = None;
-    while let Some(chunk) = body.stream.next().await {
+    loop {
+        let chunk = match host.timeouts.next_piece(body.stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(expired) => {
+                failure = Some(host.timed_out(expired, "pulling a blob of", &name));
+                break;
+            }
+        };
         match chunk {
             Ok(chunk) => {
                 progress.advance(chunk.len() as u64);
@@ -300,7 +329,11 @@ async fn fetch_blob(
                 }
             }
             Err(e) => {
-                failure = Some(e);
+                failure = Some(RegistryError::DownloadFailed {
+                    reference: name.clone(),
+                    digest: desc.digest.clone(),
+                    message: e.to_string(),
+                });
                 break;
             }
         }
@@ -316,10 +349,10 @@ async fn fetch_blob(
     };
     if let Some(e) = failure {
         // Dropping the writer removes the partial file.
-        return Err(blob_error(format!("download failed: {e}")));
+        return Err(e);
     }
     written.map_err(|e| blob_error(format!("writing to the content store: {e}")))?;
-    writer.commit(Some(&digest))?;
+    writer.commit(Some(digest))?;
     progress.done();
     Ok(())
 }

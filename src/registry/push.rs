@@ -17,9 +17,10 @@ use super::client::{RegistryConfig, RegistryHost, TRANSFER_CONCURRENCY};
 use super::compress::{Compression, known_compressed_layer};
 use super::manifest::{self, Descriptor, Manifest};
 use super::metadata::{Metadata, log_cache_error};
-use super::{ByteProgress, ProgressTarget, RegistryError};
+use super::{ByteProgress, ProgressTarget, RegistryError, retry};
 use crate::content::{ContentStore, Digest};
 use crate::exporter::{Image, Layer};
+use crate::timeouts::Upload;
 
 mod pipeline;
 
@@ -218,16 +219,17 @@ pub async fn push(
             .map_err(|e| RegistryError::Task(e.to_string()))?;
         for reference in references {
             let tagged = oci_reference(reference, reference.tag.as_deref());
-            destination
-                .host
-                .client
-                .push_manifest_raw(&tagged, manifest_bytes.clone(), content_type.clone())
-                .await
-                .map_err(|e| {
-                    destination
-                        .host
-                        .error(e, "pushing the manifest of", &reference.to_string())
-                })?;
+            let host = &destination.host;
+            host.exchange(
+                "pushing the manifest of",
+                &reference.to_string(),
+                host.client.push_manifest_raw(
+                    &tagged,
+                    manifest_bytes.clone(),
+                    content_type.clone(),
+                ),
+            )
+            .await?;
         }
     }
     Ok(result)
@@ -290,7 +292,14 @@ async fn layer_blob(
             uploaded: false,
         });
     }
-    let (digest, size) = pipeline::compress_and_upload(destination, layer, opts).await?;
+    let what = format!(
+        "pushing layer {} to {}",
+        layer.diff_id, destination.repository
+    );
+    let (digest, size) = retry::transfer(&what, || {
+        pipeline::compress_and_upload(destination, layer, opts)
+    })
+    .await?;
     Ok(LayerBlob {
         digest,
         size,
@@ -374,8 +383,18 @@ fn check_layers(image: &Image, layers: &[Layer]) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// Makes sure the repository holds `blob`: already there, mounted, or uploaded.
+/// Makes sure the repository holds `blob`: already there, mounted, or uploaded; retried as
+/// a whole, as Docker retries a layer's upload.
 async fn ensure_blob(
+    destination: &Destination,
+    blob: &Descriptor,
+    opts: &PushOptions,
+) -> Result<Transfer, RegistryError> {
+    let what = format!("pushing {} to {}", blob.digest, destination.repository);
+    retry::transfer(&what, || ensure_blob_once(destination, blob, opts)).await
+}
+
+async fn ensure_blob_once(
     destination: &Destination,
     blob: &Descriptor,
     opts: &PushOptions,
@@ -389,10 +408,12 @@ async fn ensure_blob(
     let name = target.whole();
     let metadata = Metadata::new(&opts.store);
     let exists = host
-        .client
-        .blob_exists(target, &blob.digest)
-        .await
-        .map_err(|e| host.error(e, "pushing (checking a blob of)", &name))?;
+        .exchange(
+            "pushing (checking a blob of)",
+            &name,
+            host.client.blob_exists(target, &blob.digest),
+        )
+        .await?;
     if exists {
         log_cache_error(metadata.add_source(&digest, repository));
         return Ok(Transfer::Existing);
@@ -408,16 +429,23 @@ async fn ensure_blob(
         .map_err(RegistryError::io("opening", &path))?;
     let mut progress =
         ByteProgress::new(opts.progress.as_ref(), blob.digest.clone(), Some(blob.size));
-    let body = ReaderStream::new(file)
-        .inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
-                progress.advance(chunk.len() as u64);
-            }
-        })
-        .map_err(OciDistributionError::IoError);
-    host.client
-        .push_blob_stream(target, body, &blob.digest, Some(blob.size))
+    let upload = Upload::new(host.timeouts);
+    let body = upload.body(
+        ReaderStream::new(file)
+            .inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    progress.advance(chunk.len() as u64);
+                }
+            })
+            .map_err(OciDistributionError::IoError),
+    );
+    upload
+        .run(
+            host.client
+                .push_blob_stream(target, body, &blob.digest, Some(blob.size)),
+        )
         .await
+        .map_err(|expired| host.timed_out(expired, "pushing a blob of", &name))?
         .map_err(|e| host.error(e, "pushing a blob of", &name))?;
     if let Some(progress) = &opts.progress {
         progress.status(&blob.digest, blob.size, Some(blob.size), true);
@@ -448,11 +476,16 @@ async fn mount(
             path.to_owned(),
             "latest".to_owned(),
         );
-        match host
-            .client
-            .mount_blob(target, &from, &digest.to_string())
-            .await
-        {
+        let digest_text = digest.to_string();
+        let mounted = host
+            .timeouts
+            .answer(host.client.mount_blob(target, &from, &digest_text))
+            .await;
+        let Ok(mounted) = mounted else {
+            tracing::debug!("{source}: mount of {digest} timed out");
+            continue;
+        };
+        match mounted {
             Ok(()) => return true,
             // 202: the registry declined to mount and opened an upload session instead,
             // which oci-client reports as a spec violation. The session is left to expire.

@@ -131,6 +131,8 @@ pub struct SolveOptions {
     pub allow_network_host: bool,
     /// `RUN --security=insecure` is allowed (`--allow security.insecure`).
     pub allow_insecure: bool,
+    /// Bounds on `ADD` URL downloads.
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 /// The result of a solved vertex: its cache key and its outputs.

@@ -143,7 +143,10 @@ impl Solver {
             });
         }
         let remote = if id.starts_with("http://") || id.starts_with("https://") {
-            Some(crate::source::http::solve(&self.snapshots, id, &src.attrs).boxed())
+            Some(
+                crate::source::http::solve(&self.snapshots, id, &src.attrs, self.opts.timeouts)
+                    .boxed(),
+            )
         } else {
             id.strip_prefix("git://").map(|remote| {
                 crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()

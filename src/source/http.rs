@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bud_proto::pb::attr;
 use reqwest::StatusCode;
@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::cache::http_cache::HttpValidators;
 use crate::cache::meta::{MetaError, SnapshotKind};
 use crate::solver::{Ref, Snapshots, SolveError};
+use crate::timeouts::Timeouts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -280,6 +281,7 @@ pub async fn solve(
     snapshots: &Snapshots,
     url: &str,
     attrs: &BTreeMap<String, String>,
+    timeouts: Timeouts,
 ) -> Result<(String, Ref), SolveError> {
     let err = |e: HttpError| SolveError::Other(e.to_string());
     let source = HttpSource::parse(url, attrs).map_err(err)?;
@@ -299,7 +301,10 @@ pub async fn solve(
     };
     let client = reqwest::Client::builder()
         .user_agent(concat!("bud/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(timeouts.connect)
+        // A GET sends no body: the client's read timeout bounds the wait for the answer,
+        // then each wait for more of the file.
+        .read_timeout(timeouts.idle.max(timeouts.response))
         .build()
         .map_err(|e| SolveError::Other(format!("HTTP client: {e}")))?;
     let ws = snapshots.workspace()?;

@@ -120,6 +120,141 @@ pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::proces
     child
 }
 
+/// Starts `bud --root ROOT --progress plain ARGS…` (with `env` added) and returns once its
+/// progress printed `marker`, with the lines read so far.
+pub fn spawn_bud_args_until(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    marker: &str,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bud");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            break;
+        }
+    }
+    (child, seen)
+}
+
+/// Waits for `child`, killing it first if it is still running after `limit`: a test of a
+/// hang fails instead of hanging. Not a measure of time: `limit` is far beyond what the
+/// process should take.
+pub fn wait_or_kill(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let _watchdog = Watchdog::new(child.id(), limit);
+    child.wait().expect("wait for bud")
+}
+
+/// `bud --root ROOT --progress plain ARGS…` with `env` added, run to its end, or killed
+/// after `limit` (see [`wait_or_kill`]).
+pub fn bud_within(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    limit: std::time::Duration,
+) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bud");
+    let _watchdog = Watchdog::new(child.id(), limit);
+    child.wait_with_output().expect("wait for bud")
+}
+
+/// Kills a process with SIGKILL unless dropped within its limit.
+struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn new(pid: u32, limit: std::time::Duration) -> Watchdog {
+        let (done, waiting) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(limit) {
+                eprintln!("process {pid} still runs after {limit:?}: killing it");
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        });
+        Watchdog {
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A TCP listener on the loopback interface that accepts connections and never answers:
+/// a registry (or web server) that hangs. Its connections stay open while the process runs.
+pub fn silent_listener() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// A `bud.toml` for `BUD_CONFIG` with short network timeouts, so that a test of a silent
+/// server ends soon.
+pub fn short_timeouts_config(dir: &Path) -> PathBuf {
+    let path = dir.join("bud.toml");
+    std::fs::write(
+        &path,
+        "[network]\nconnect_timeout = \"2s\"\nresponse_timeout = \"2s\"\nidle_timeout = \"2s\"\n",
+    )
+    .unwrap();
+    path
+}
+
+/// The OCI bundles left in a state root's runtime directory.
+pub fn leftover_bundles(root: &Path) -> Vec<String> {
+    match std::fs::read_dir(root.join("tmp/runtime/bundles")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The containers runc knows in a state root's runtime directory.
 pub fn runc_containers(root: &Path) -> String {
     let runc_root = root.join("tmp/runtime/runtime");

@@ -20,6 +20,7 @@ use crate::exporter::Layer;
 use crate::registry::compress::{Compression, compress_file};
 use crate::registry::metadata::{Metadata, log_cache_error};
 use crate::registry::{ByteProgress, RegistryError};
+use crate::timeouts::Upload;
 
 /// Bytes per upload request. oci-client sends every stream item as its own PATCH (split at
 /// its 4 MiB maximum, never merged), so pieces of exactly that size keep the requests few.
@@ -79,10 +80,22 @@ pub(super) async fn compress_and_upload(
         }
     });
     let host = &destination.host;
-    let uploaded = host
-        .client
-        .push_blob_stream_chunked(&destination.target, body)
-        .await;
+    let upload = Upload::new(host.timeouts);
+    let uploaded = match upload
+        .run(
+            host.client
+                .push_blob_stream_chunked(&destination.target, upload.body(Box::pin(body))),
+        )
+        .await
+    {
+        Ok(uploaded) => uploaded,
+        Err(expired) => {
+            // Dropping the upload closes the channel: the compressor stops and its writer,
+            // dropped, removes the partial blob.
+            let _ = compressing.await;
+            return Err(host.timed_out(expired, "pushing a blob of", &destination.target.whole()));
+        }
+    };
     // The upload has dropped its end of the channel by now, so the compressor cannot block.
     let compressed = compressing
         .await
