@@ -85,3 +85,52 @@ fn registries_are_on_loopback_and_the_auth_one_wants_credentials() {
         .expect("run curl");
     assert_eq!(String::from_utf8_lossy(&authed.stdout), "200");
 }
+
+/// The second reference (Docker 28, buildx on its BuildKit) builds from the base image, runs
+/// the Dockerfile's build checks, and offers linux/arm64 through QEMU's binfmt_misc handler.
+#[test]
+fn second_reference_docker_builds_with_checks_and_offers_arm64() {
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let version = docker28.ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(version.starts_with("28."), "server version {version}");
+
+    let context = tempfile::tempdir().expect("temp dir");
+    // `as` in lower case after `FROM`: BuildKit's FromAsCasing check warns about it.
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest as base\nRUN echo built > /built\n",
+    )
+    .expect("write Dockerfile");
+    let tag = "bud-test/env-docker28:latest";
+    let build = docker28.build(&[
+        "--progress",
+        "plain",
+        "-t",
+        tag,
+        context.path().to_str().expect("utf-8 path"),
+    ]);
+    let log = stderr_of(&build);
+    assert!(build.status.success(), "build failed: {log}");
+    assert!(log.contains("FromAsCasing"), "no check warning in: {log}");
+    assert_eq!(docker28.ok(&["run", "--rm", tag, "cat", "/built"]), "built");
+    docker28.ok(&["image", "rm", tag]);
+
+    let platforms = |text: &str| -> Vec<String> {
+        text.split([',', ' ', '\t', '\n'])
+            .map(str::to_string)
+            .collect()
+    };
+    let ls = docker28.ok(&["buildx", "ls"]);
+    assert!(platforms(&ls).iter().any(|p| p == "linux/arm64"), "{ls}");
+    let inspect = docker28.ok(&["buildx", "inspect"]);
+    let listed = inspect
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Platforms:"))
+        .unwrap_or_else(|| panic!("no Platforms line in: {inspect}"));
+    assert!(
+        platforms(listed).iter().any(|p| p == "linux/arm64"),
+        "{inspect}"
+    );
+}

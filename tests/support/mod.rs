@@ -99,6 +99,135 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The second reference Docker (Docker 28 with buildx, from Debian unstable's packages, set up
+/// by scripts/test-env beside the first): its client, and the daemon and config it uses.
+pub struct Docker28 {
+    cli: PathBuf,
+    host: String,
+    config: PathBuf,
+}
+
+impl Docker28 {
+    /// Where it is: `BUD_TEST_DOCKER28_CLI`, `_HOST` and `_CONFIG` from the environment, else
+    /// what `scripts/test-env env` says; or why it is not there.
+    fn find() -> Result<Self, String> {
+        let settings = match std::env::var("BUD_TEST_DOCKER28_HOST") {
+            Ok(_) => std::env::vars().collect(),
+            Err(_) => test_env_settings()?,
+        };
+        if let Some(why) = settings.get("BUD_TEST_DOCKER28_UNAVAILABLE") {
+            return Err(why.clone());
+        }
+        let setting = |name: &str| {
+            settings
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("{name} is not set (run scripts/test-env up)"))
+        };
+        let docker = Docker28 {
+            cli: setting("BUD_TEST_DOCKER28_CLI")?.into(),
+            host: setting("BUD_TEST_DOCKER28_HOST")?,
+            config: setting("BUD_TEST_DOCKER28_CONFIG")?.into(),
+        };
+        if !docker.cli.is_file() {
+            return Err(format!(
+                "its client {} is missing (run scripts/test-env up)",
+                docker.cli.display()
+            ));
+        }
+        let version = docker.run(&["version", "--format", "{{.Server.Version}}"]);
+        if !version.status.success() {
+            return Err(format!(
+                "its daemon at {} does not answer (run scripts/test-env up): {}",
+                docker.host,
+                stderr_of(&version).trim()
+            ));
+        }
+        Ok(docker)
+    }
+
+    /// Its client, reaching its daemon and its buildx plugin whatever the caller's environment.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.cli);
+        command
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.config)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env_remove("BUILDX_BUILDER");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.cli.display()))
+    }
+
+    /// `docker build ARGS…` (buildx, on the daemon's BuildKit).
+    pub fn build(&self, args: &[&str]) -> Output {
+        self.command()
+            .arg("build")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.cli.display()))
+    }
+
+    /// Runs its client and returns stdout, failing the test with its stderr otherwise.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "docker (second reference) {} failed: {}",
+            args.join(" "),
+            stderr_of(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// The `NAME='VALUE'` lines of `scripts/test-env env`.
+fn test_env_settings() -> Result<std::collections::HashMap<String, String>, String> {
+    let script = repo_root().join("scripts/test-env");
+    let out = Command::new(&script)
+        .arg("env")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} env failed: {}",
+            script.display(),
+            stderr_of(&out).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| {
+            let value = value.strip_prefix('\'').unwrap_or(value);
+            let value = value.strip_suffix('\'').unwrap_or(value);
+            (name.to_string(), value.to_string())
+        })
+        .collect())
+}
+
+/// The second reference Docker; missing under `CI`, the test fails with the reason
+/// scripts/test-env gives; elsewhere it says why it did nothing and the caller returns.
+pub fn require_docker28() -> Option<Docker28> {
+    match Docker28::find() {
+        Ok(docker) => Some(docker),
+        Err(why) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("the second reference Docker is required under CI: {why}");
+            }
+            eprintln!("skipping: the second reference Docker is not available: {why}");
+            None
+        }
+    }
+}
+
 /// Starts `bud --root ROOT … CONTEXT` and returns once the build printed `marker`: the step
 /// that prints it is then surely running.
 pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::process::Child {
