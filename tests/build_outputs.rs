@@ -185,6 +185,48 @@ fn writes_local_tar_docker_and_oci_outputs() {
     assert!(names.iter().any(|n| n == "oci-layout"), "{names:?}");
 }
 
+/// `-o type=local` writes every file as the user who builds, as BuildKit's local exporter
+/// does on the client, whatever owner the image gives it.
+#[test]
+fn a_local_output_belongs_to_the_builder_as_with_docker() {
+    use std::os::unix::fs::MetadataExt;
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nRUN touch /f && chown 1000:1000 /f && chmod 4755 /f\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (out.path().join("bud"), out.path().join("docker"));
+    let ctx = context.path().to_str().unwrap();
+    ok(&bud(
+        root.path(),
+        &["-o", &format!("type=local,dest={}", ours.display()), ctx],
+    ));
+    let reference = Command::new(DOCKER)
+        .args([
+            "build",
+            "-o",
+            &format!("type=local,dest={}", theirs.display()),
+            ctx,
+        ])
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(reference.status.success(), "{}", stderr_of(&reference));
+    for entry in ["f", "home/user", "bin/busybox"] {
+        let meta = |dir: &Path| {
+            let m = std::fs::symlink_metadata(dir.join(entry)).unwrap();
+            (m.uid(), m.gid(), m.mode())
+        };
+        assert_eq!(meta(&ours), meta(&theirs), "{entry}");
+    }
+}
+
 #[test]
 fn secrets_reach_the_step_and_never_the_image() {
     if !ready() {

@@ -277,7 +277,7 @@ fn bud_build(case: &Case, context: &str, root: &Path, args: &[&str], solver: Sol
         Solver::Rootless => {
             std::fs::create_dir_all(root).expect("create the state root");
             chown_to(ROOTLESS_USER, root);
-            command_as(ROOTLESS_USER, env!("CARGO_BIN_EXE_bud"))
+            bud_command_as(ROOTLESS_USER)
         }
         Solver::Embedded | Solver::Remote(_) => Command::new(env!("CARGO_BIN_EXE_bud")),
     };

@@ -307,6 +307,9 @@ pub fn local_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
     let action = crate::fileop::CopyAction {
         src: "/".into(),
         dest: "/".into(),
+        // As BuildKit's local exporter writes them on the client: every file is the user's
+        // who builds (root, or in a user namespace the user), whatever the image says.
+        owner: Some(crate::fileop::Owner { uid: 0, gid: 0 }),
         dir_copy_contents: true,
         create_dest_path: true,
         ..Default::default()

@@ -285,6 +285,14 @@ impl Solver {
             })
             .collect();
         let solved_inputs = futures_util::future::join_all(input_futures).await;
+        // An input that failed is reported rather than one that was cancelled because of it.
+        if let Some(failure) = solved_inputs
+            .iter()
+            .filter_map(|s| s.as_ref().err())
+            .min_by_key(|e| matches!(e.source, SolveError::Cancelled))
+        {
+            return Err(failure.clone());
+        }
         let mut inputs = Vec::with_capacity(solved_inputs.len());
         let mut input_keys = Vec::with_capacity(solved_inputs.len());
         for (input, solved) in vertex.op.inputs.iter().zip(solved_inputs) {

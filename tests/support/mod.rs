@@ -231,8 +231,23 @@ pub fn require_docker28() -> Option<Docker28> {
 /// Starts `bud --root ROOT … CONTEXT` and returns once the build printed `marker`: the step
 /// that prints it is then surely running.
 pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::process::Child {
+    spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_bud")),
+        root,
+        context,
+        marker,
+    )
+}
+
+/// [`spawn_bud_until`] with `bud` started by `cmd` (as another user, say).
+pub fn spawn_until(
+    mut cmd: Command,
+    root: &Path,
+    context: &Path,
+    marker: &str,
+) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bud"))
+    let mut child = cmd
         .arg("--root")
         .arg(root)
         .args(["--progress", "plain", "-o", "type=tar,dest=/dev/null"])
@@ -497,10 +512,63 @@ pub fn command_as(user: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// `bud ARGS…` as `user`, run to its end.
 pub fn bud_as(user: &str, args: &[&str]) -> Output {
-    command_as(user, env!("CARGO_BIN_EXE_bud"))
-        .args(args)
-        .output()
-        .expect("run bud")
+    bud_command_as(user).args(args).output().expect("run bud")
+}
+
+/// A command running bud as `user`.
+pub fn bud_command_as(user: &str) -> Command {
+    command_as(user, bud_for_users())
+}
+
+/// The bud under test where any user can run it: the build's own may sit below a directory
+/// only root may enter (a clone in /root).
+pub fn bud_for_users() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let built = Path::new(env!("CARGO_BIN_EXE_bud"));
+        let meta = std::fs::metadata(built).expect("stat bud");
+        let dir = std::env::temp_dir().join("bud-for-users");
+        std::fs::create_dir_all(&dir).expect("create the users' bud directory");
+        open_to_all(&dir);
+        // One copy per build of bud, shared by the test binaries (and the next run).
+        let copy = dir.join(format!(
+            "bud-{}-{}",
+            meta.size(),
+            meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+        ));
+        if !copy.exists() {
+            let partial = dir.join(format!("partial-{}", std::process::id()));
+            let _ = std::fs::remove_file(&partial);
+            if std::fs::hard_link(built, &partial).is_err() {
+                std::fs::copy(built, &partial).expect("copy bud for the test users");
+            }
+            std::fs::rename(&partial, &copy).expect("put bud in place for the test users");
+        }
+        copy
+    })
+}
+
+/// A temporary directory `user` owns, for a state root, a context or an output.
+pub fn user_dir(user: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    open_to_all(dir.path());
+    chown_to(user, dir.path());
+    dir
+}
+
+/// A copy of `testdata/CASE` that `user` owns.
+pub fn user_context(user: &str, case: &str) -> tempfile::TempDir {
+    let dir = user_dir(user);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", testdata(case).display()))
+        .arg(dir.path())
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "copy testdata/{case}");
+    chown_to(user, dir.path());
+    dir
 }
 
 /// Gives `path` (recursively) to `user`, so that its bud can write there.
