@@ -331,3 +331,47 @@ fn rootless_steps_take_the_run_options_root_steps_take() {
         assert_eq!((meta.uid(), meta.gid()), (uid, uid), "{entry}");
     }
 }
+
+/// A base image owning files by ids the user namespace does not map cannot be unpacked
+/// rootless: the error says which id and what to change.
+#[test]
+fn a_base_image_owner_beyond_the_subordinate_ids_is_refused_with_the_fix() {
+    if !rootless_ready() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(
+        base.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nRUN touch /far && chown 200000:200000 /far\n",
+    )
+    .unwrap();
+    let built = Command::new(DOCKER)
+        .args(["build", "-q", "-t", "bud-rootless/far-owner"])
+        .arg(base.path())
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    let context = user_dir(ROOTLESS_USER);
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-rootless/far-owner\nRUN true\n",
+    )
+    .unwrap();
+    chown_to(ROOTLESS_USER, context.path());
+    let out = bud_as(
+        ROOTLESS_USER,
+        &[
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("owner uid 200000") && stderr.contains("/etc/subuid"),
+        "{stderr}"
+    );
+    docker(&["rmi", "bud-rootless/far-owner"]);
+}

@@ -61,6 +61,27 @@ pub fn is_rootless() -> bool {
     matches!(mode(), Mode::Rootless(_))
 }
 
+/// Why a file cannot be given `uid`:`gid` here: in a user namespace only the ids it maps
+/// exist (`None` when they do, or outside one).
+pub fn unmapped_owner(uid: u32, gid: u32) -> Option<String> {
+    let Mode::Rootless(maps) = mode() else {
+        return None;
+    };
+    let (uids, gids) = (maps.uid_count(), maps.gid_count());
+    let (kind, id, count, file) = if u64::from(uid) >= uids {
+        ("uid", uid, uids, "/etc/subuid")
+    } else if u64::from(gid) >= gids {
+        ("gid", gid, gids, "/etc/subgid")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "owner {kind} {id}: rootless, bud maps only {kind}s 0 to {} (the user and its \
+         subordinate ids); give the user a larger range in {file}",
+        count - 1
+    ))
+}
+
 /// Whether the user who started bud is root: decides the default state root and config
 /// (inside the user namespace the user is root too, but its home is still its own).
 pub fn invoked_as_root() -> bool {

@@ -356,6 +356,12 @@ impl EntryMeta {
             }
         }
         meta.xattrs.sort();
+        if let Some(why) = crate::privilege::unmapped_owner(meta.uid, meta.gid) {
+            return Err(SnapshotError::Unsupported {
+                path: display.to_owned(),
+                what: why,
+            });
+        }
         Ok(meta)
     }
 
