@@ -40,12 +40,22 @@ impl fmt::Display for Unavailable {
     }
 }
 
-/// The embedded solver's runtime, or why it cannot run.
-pub fn embedded(config: &WorkerConfig, state: &StateRoot) -> Result<Runtime, Unavailable> {
+/// The embedded solver's runtime, or why it cannot run: no privilege for it, or no runc
+/// where none was asked for. A runtime the user named that cannot be used is an error of
+/// its own (`Ok(Err(..))`), never a reason to build elsewhere.
+pub fn embedded(
+    config: &WorkerConfig,
+    state: &StateRoot,
+) -> Result<Result<Runtime, ExecError>, Unavailable> {
     if let Mode::Unprivileged(e) = privilege::mode() {
         return Err(Unavailable::Privilege(e));
     }
-    runtime(config.runtime.as_deref(), state).map_err(Unavailable::Runtime)
+    match runtime(config, state) {
+        Err(e @ ExecError::RuntimeNotFound { .. }) if runtime_choice(config).is_none() => {
+            Err(Unavailable::Runtime(e))
+        }
+        chosen => Ok(chosen),
+    }
 }
 
 /// Decides where the build runs; `docker` is the Docker the CLI would use, or why none.
@@ -59,7 +69,7 @@ pub fn choose(
         return Ok(Worker::Daemon(addr.to_string()));
     }
     let why = match embedded(config, state) {
-        Ok(runtime) => return Ok(Worker::Embedded(runtime)),
+        Ok(runtime) => return Ok(Worker::Embedded(runtime?)),
         Err(why) => why,
     };
     if config.fallback == Fallback::Never {
@@ -78,15 +88,19 @@ pub fn choose(
     Ok(Worker::Daemon("docker://".to_string()))
 }
 
-/// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
-/// (`runc`, `crun`) is looked up in PATH, a path is used as it is.
-fn runtime(configured: Option<&str>, state: &StateRoot) -> Result<Runtime, ExecError> {
-    let dir = state.tmp_dir().join("runtime");
-    let choice = std::env::var("BUD_RUNTIME")
+/// The runtime the user asked for: `BUD_RUNTIME`, else `[worker] runtime`.
+fn runtime_choice(config: &WorkerConfig) -> Option<String> {
+    std::env::var("BUD_RUNTIME")
         .ok()
         .filter(|r| !r.is_empty())
-        .or_else(|| configured.map(str::to_string));
-    Ok(match choice {
+        .or_else(|| config.runtime.clone())
+}
+
+/// The OCI runtime: `BUD_RUNTIME`, else `[worker] runtime` of bud.toml, else runc; a name
+/// (`runc`, `crun`) is looked up in PATH, a path is used as it is.
+fn runtime(config: &WorkerConfig, state: &StateRoot) -> Result<Runtime, ExecError> {
+    let dir = state.tmp_dir().join("runtime");
+    Ok(match runtime_choice(config) {
         Some(path) if path.contains('/') => Runtime::with_binary(path, dir),
         Some(name) => Runtime::new(name.parse::<RuntimeKind>()?, dir)?,
         None => Runtime::new(RuntimeKind::Runc, dir)?,
@@ -108,7 +122,8 @@ pub fn describe(config: &WorkerConfig, state: &StateRoot) -> String {
         Mode::Unprivileged(_) => "unprivileged".to_string(),
     };
     match embedded(config, state) {
-        Ok(_) => format!("embedded, {privilege}"),
+        Ok(Ok(_)) => format!("embedded, {privilege}"),
+        Ok(Err(e)) => format!("embedded, {privilege}; its runtime cannot be used: {e}"),
         Err(why) if config.fallback == Fallback::Never => {
             format!("none: {why} ([worker] fallback = \"never\")")
         }
