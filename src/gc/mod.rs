@@ -318,7 +318,12 @@ fn measured_records(state: &StateRoot, meta: &MetaStore) -> Result<Vec<SnapshotR
         };
         let size = size::disk_usage(&dir).map_err(|e| GcError::io("measuring", &dir, e))?;
         if size > 0 {
-            meta.set_size(&r.id, size)?;
+            match meta.set_size(&r.id, size) {
+                // Measured again next time: a full disk must not keep `bud du` from listing
+                // what takes its space.
+                Err(e) if e.is_disk_full() => tracing::debug!("not storing a size: {e}"),
+                other => other?,
+            }
             r.size = size;
         }
     }
