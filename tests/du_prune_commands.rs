@@ -316,3 +316,66 @@ fn a_full_disk_without_the_reserve_is_named() {
     assert!(err.contains("no space left on the disk"), "{err}");
     assert_eq!(c.ids(), ["big", "small"]);
 }
+
+#[test]
+fn du_counts_what_dead_processes_left_and_prune_removes_it() {
+    let c = Cache::new();
+    c.add("run", SnapshotKind::Layer, &[10_000], 100);
+    // The scratch of a step whose bud was killed, and a layer moved in but never recorded.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let scratch = c
+        .state
+        .tmp_dir()
+        .join(format!("{dead_pid}-0123456789abcdef"));
+    std::fs::create_dir_all(scratch.join("upper")).unwrap();
+    std::fs::write(scratch.join("upper/big"), vec![7u8; 2_000_000]).unwrap();
+    let unrecorded = c.dir("unrecorded");
+    std::fs::create_dir_all(&unrecorded).unwrap();
+    std::fs::write(unrecorded.join("f"), vec![7u8; 300_000]).unwrap();
+    let scratch_id = format!("tmp/{dead_pid}-0123456789abcdef");
+    let (scratch_size, unrecorded_size, run_size) = (
+        du_bytes(&scratch),
+        du_bytes(&unrecorded),
+        du_bytes(&c.dir("run")),
+    );
+
+    let out = c.du(false, &[]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[1][..3],
+        [scratch_id.as_str(), "true", &human_size(scratch_size)]
+    );
+    assert_eq!(
+        rows[2][..3],
+        ["snapshots/unrecorded", "true", &human_size(unrecorded_size)]
+    );
+    let total = human_size(scratch_size + unrecorded_size + run_size);
+    assert_eq!(rows[4], ["Reclaimable:", &total]);
+    assert_eq!(rows[5], ["Total:", &total]);
+    let verbose = c.du(true, &["type=orphan", &format!("id={scratch_id}")]);
+    assert!(
+        verbose.contains("work of a bud process that is gone"),
+        "{verbose}"
+    );
+
+    // Kept records aside, prune removes them and says so.
+    let out = c.prune(
+        &PruneOptions {
+            keep_storage: Some(u64::MAX),
+            ..prune_opts()
+        },
+        "",
+    );
+    let mut deleted: Vec<&str> = out.lines().skip(1).take(2).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["snapshots/unrecorded", scratch_id.as_str()]);
+    assert!(!scratch.exists() && !unrecorded.exists());
+    assert_eq!(c.ids(), ["run"]);
+    let rows = c.du(false, &[]);
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+}

@@ -75,6 +75,9 @@ pub enum SnapshotKind {
     /// A blob in the content store (layer tar, compressed layer, image config or manifest).
     /// Listed and collected with the snapshots, never stored in the `snapshots` table.
     ContentBlob,
+    /// What nothing owns any more (a dead process's work, a directory without a record):
+    /// listed by `bud du`, removed by every collection, never stored.
+    Orphan,
 }
 
 impl SnapshotKind {
@@ -84,6 +87,7 @@ impl SnapshotKind {
             SnapshotKind::ImageLayer => "image-layer",
             SnapshotKind::CacheMount => "cache-mount",
             SnapshotKind::ContentBlob => "content-blob",
+            SnapshotKind::Orphan => "orphan",
         }
     }
 

@@ -28,10 +28,15 @@ pub fn run(
     }
     let meta = MetaStore::open_to_free_space(&state.db_path())?;
     let report = gc::collect(state, &meta, &policy)?;
-    if !report.removed.is_empty() {
+    if !report.removed.is_empty() || !report.orphans.is_empty() {
         writeln!(out, "Deleted build cache objects:")?;
         for r in &report.removed {
             writeln!(out, "{}", r.id)?;
+        }
+        // As `bud du` listed them.
+        for o in &report.orphans {
+            let path = o.path.strip_prefix(state.path()).unwrap_or(&o.path);
+            writeln!(out, "{}", path.display())?;
         }
         writeln!(out)?;
     }
