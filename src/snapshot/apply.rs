@@ -15,7 +15,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFla
 use rustix::io::Errno;
 use tar::{Archive, EntryType};
 
-use super::{OPAQUE_WHITEOUT, OPAQUE_XATTRS, Result, SnapshotError, WHITEOUT_PREFIX, walk};
+use super::{OPAQUE_WHITEOUT, Result, SnapshotError, WHITEOUT_PREFIX, walk};
 
 /// Unpacks `tar` (uncompressed) into `dir`, which should be empty.
 pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
@@ -52,8 +52,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
-            rustix::fs::fsetxattr(&fd, OPAQUE_XATTRS[0], b"y", XattrFlags::empty())
-                .map_err(io("marking opaque"))?;
+            super::make_opaque(&fd).map_err(io("marking opaque"))?;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -62,14 +61,8 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 continue;
             }
             remove_existing(&parent_fd, hidden).map_err(io("replacing"))?;
-            rustix::fs::mknodat(
-                &parent_fd,
-                hidden,
-                FileType::CharacterDevice,
-                Mode::empty(),
-                0,
-            )
-            .map_err(io("creating whiteout"))?;
+            super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
+                .map_err(io("creating whiteout"))?;
             continue;
         }
 

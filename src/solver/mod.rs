@@ -13,6 +13,7 @@ mod graph;
 mod key;
 mod merge;
 pub mod snapshots;
+pub mod snapshotter;
 mod source;
 
 use std::collections::HashMap;
@@ -163,13 +164,17 @@ impl Solver {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let content = ContentStore::new(state.content_dir())
             .map_err(|e| SolveError::Other(format!("content store: {e}")))?;
+        let snapshotter = snapshotter::Snapshotter::choose(&state);
+        if let Some(note) = &snapshotter.note {
+            progress.warning(None, note.clone());
+        }
         Ok(Self {
             snapshots: Arc::new(Snapshots {
                 state,
                 meta,
                 owner: LeaseOwner::current(),
                 content,
-                copy_mode: snapshots::copy_mode_wanted(),
+                copy_mode: snapshotter.copy_mode,
             }),
             runtime,
             images,
