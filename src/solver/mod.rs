@@ -63,10 +63,15 @@ pub enum SolveError {
     Context(#[from] crate::source::context::ContextError),
     #[error("{0}")]
     Image(String),
-    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    #[error(
+        "process \"{command}\" did not complete successfully: exit code: {code}{}",
+        .hint.map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
     ProcessFailed {
         command: String,
         code: i32,
+        /// What to do when the runtime, not the step, failed in a way bud recognises.
+        hint: Option<&'static str>,
         /// The last lines the step printed, for the error report.
         output_tail: Vec<String>,
     },
