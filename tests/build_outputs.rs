@@ -260,6 +260,48 @@ fn a_failing_step_exits_1_with_its_output_and_dockerfile_lines() {
 }
 
 #[test]
+fn a_failing_step_after_multibyte_text_is_reported_like_any_other() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Multibyte characters before the failing line (a comment), and inside the failing
+    // instruction beyond the characters the excerpt compares. As docker build does, the
+    // step's block is there even when the step printed nothing.
+    let cases = [
+        (
+            "FROM bud-test/busybox\n# 安装依赖\nRUN exit 3\n",
+            " > [2/2] RUN exit 3:\n------\n",
+            "   3 | >>> RUN exit 3\n",
+            "failed to solve: [2/2] RUN exit 3: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3",
+        ),
+        (
+            "FROM bud-test/busybox\nRUN echo ééééééééééééééééééé && false\n",
+            " > [2/2] RUN echo ééééééééééééééééééé && false:\nééééééééééééééééééé\n------\n",
+            "   2 | >>> RUN echo ééééééééééééééééééé && false\n",
+            "failed to solve: [2/2] RUN echo ééééééééééééééééééé && false: process \"/bin/sh -c echo ééééééééééééééééééé && false\" did not complete successfully: exit code: 1",
+        ),
+    ];
+    for (dockerfile, step_block, excerpt_line, failure) in cases {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+        let out = bud(
+            root.path(),
+            &[
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.path().to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(step_block), "{err}");
+        assert!(err.contains(excerpt_line), "{err}");
+        assert!(err.contains(failure), "{err}");
+    }
+}
+
+#[test]
 fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
     if !ready() {
         return;
