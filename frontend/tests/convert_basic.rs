@@ -206,3 +206,26 @@ fn labels_option_and_scratch() {
         ["[internal] load build context", "[1/1] COPY a /"]
     );
 }
+
+#[test]
+fn expansions_nested_too_deep_are_an_error_naming_the_line() {
+    let deep = format!("{}x{}", "${a:-".repeat(3000), "}".repeat(3000));
+    for (dockerfile, line) in [
+        (format!("ARG R=\"{deep}\"\nFROM busybox\n"), 1),
+        (format!("FROM busybox\nARG R=\"{deep}\"\n"), 2),
+        (format!("FROM busybox\nRUN true\nENV A={deep}\n"), 3),
+        (format!("FROM busybox\nLABEL {deep}=1\n"), 2),
+        (format!("FROM busybox\nCOPY {deep} /\n"), 2),
+        (format!("FROM busybox\nWORKDIR /{deep}\n"), 2),
+    ] {
+        let message = fail(&dockerfile).to_string();
+        assert!(
+            message.starts_with(&format!("line {line}: failed to process ")),
+            "{message:.200}"
+        );
+        assert!(
+            message.ends_with("expansions nested more than 100 levels deep"),
+            "{message:.200}"
+        );
+    }
+}
