@@ -11,11 +11,13 @@ mod error;
 mod heredoc;
 mod line_parsers;
 mod split;
+mod text;
 mod words;
 
 pub use directives::{DEFAULT_ESCAPE, Directives};
 pub use error::{ParseError, ParseErrorKind};
 pub use heredoc::{BadHeredocWord, Heredoc, HeredocWord, chomp, parse_heredoc_word};
+pub use text::{Decoded, decode};
 
 use directives::DirectiveScanner;
 use line_parsers::{is_instruction, parse_args};
