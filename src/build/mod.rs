@@ -685,10 +685,12 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
 
 /// A failed step, reported as docker build and buildx do: the step and its last output lines
 /// (the block is there even when the step printed nothing), the Dockerfile lines around the
-/// instruction, then the error.
+/// instruction, then the error (after that block, without the step's name again).
 fn step_failure(e: crate::solver::StepError, inputs: &BuildInputs) -> anyhow::Error {
     let mut msg = String::new();
+    let mut step_shown = false;
     if let crate::solver::SolveError::ProcessFailed { output_tail, .. } = e.source.root() {
+        step_shown = true;
         msg.push_str("------\n");
         msg.push_str(&format!(" > {}:\n", e.name));
         for line in output_tail {
@@ -699,7 +701,13 @@ fn step_failure(e: crate::solver::StepError, inputs: &BuildInputs) -> anyhow::Er
     if let Some(excerpt) = dockerfile_excerpt(&e.name, inputs) {
         msg.push_str(&excerpt);
     }
-    msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));
+    // The step's name holds its whole command, which the process error repeats: name it
+    // once, as buildx does.
+    if step_shown {
+        msg.push_str(&format!("failed to solve: {}", e.source));
+    } else {
+        msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));
+    }
     anyhow::anyhow!(msg)
 }
 
