@@ -201,14 +201,13 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
 }
 
 /// Validates an entry's path and returns it relative, without `.` or empty components.
+/// An absolute name is taken from the layer's root, as Docker and containerd extract it
+/// (they join it to the root); a `..` component is refused.
 fn clean_path(raw: &[u8], display: &str) -> Result<String> {
     let unsafe_entry = |reason| SnapshotError::UnsafeEntry {
         path: display.to_owned(),
         reason,
     };
-    if raw.starts_with(b"/") {
-        return Err(unsafe_entry("absolute path"));
-    }
     let Ok(text) = std::str::from_utf8(raw) else {
         return Err(SnapshotError::Unsupported {
             path: display.to_owned(),
