@@ -302,6 +302,95 @@ fn a_failing_step_exits_1_with_its_output_and_dockerfile_lines() {
 }
 
 #[test]
+fn a_failing_step_after_multibyte_text_is_reported_like_any_other() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Multibyte characters before the failing line (a comment), and inside the failing
+    // instruction beyond the characters the excerpt compares. As docker build does, the
+    // step's block is there even when the step printed nothing.
+    let cases = [
+        (
+            "FROM bud-test/busybox\n# 安装依赖\nRUN exit 3\n",
+            " > [2/2] RUN exit 3:\n------\n",
+            "   3 | >>> RUN exit 3\n",
+            "failed to solve: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3",
+        ),
+        (
+            "FROM bud-test/busybox\nRUN echo ééééééééééééééééééé && false\n",
+            " > [2/2] RUN echo ééééééééééééééééééé && false:\nééééééééééééééééééé\n------\n",
+            "   2 | >>> RUN echo ééééééééééééééééééé && false\n",
+            "failed to solve: process \"/bin/sh -c echo ééééééééééééééééééé && false\" did not complete successfully: exit code: 1",
+        ),
+    ];
+    for (dockerfile, step_block, excerpt_line, failure) in cases {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+        let out = bud(
+            root.path(),
+            &[
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.path().to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(step_block), "{err}");
+        assert!(err.contains(excerpt_line), "{err}");
+        assert!(err.contains(failure), "{err}");
+    }
+}
+
+#[test]
+fn a_long_instruction_is_refused_or_reported_as_often_as_docker_build_reports_it() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    let build = |dockerfile: String| {
+        std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+        bud(
+            root.path(),
+            &[
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.path().to_str().unwrap(),
+            ],
+        )
+    };
+    // One line of 1 MB: longer than BuildKit reads a line, refused before anything runs.
+    let out = build(format!(
+        "FROM bud-test/busybox\nRUN true {}\n",
+        "a".repeat(1 << 20)
+    ));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err:.300}");
+    assert!(
+        err.contains("line 2, column 1: dockerfile line greater than max allowed size of 65535"),
+        "{err:.300}"
+    );
+    assert!(err.len() < 1000, "the line is not repeated: {err:.300}");
+    // The same joined from lines BuildKit reads, failing (the argument is too long for
+    // exec): docker build names it four times (the step, its error, the failure block and
+    // the final error), and so does bud.
+    let piece = format!("{} \\\n", "a".repeat(60_000));
+    let out = build(format!(
+        "FROM bud-test/busybox\nRUN true {}MARK\n",
+        piece.repeat(4)
+    ));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err:.300}");
+    assert!(
+        err.contains("failed to solve: process \"/bin/sh -c true aaa"),
+        "{err:.300}"
+    );
+    assert_eq!(err.matches("MARK").count(), 4, "{err:.300}");
+}
+
+#[test]
 fn interrupting_a_build_stops_the_step_and_leaves_the_cache_usable() {
     if !ready() {
         return;

@@ -7,10 +7,10 @@ use bud::cli::{DuOptions, PruneOptions};
 use bud::commands::format::human_size;
 use bud::commands::{du, prune};
 use bud::state::StateRoot;
-use support::du_bytes;
+use support::{Mounted, bud_at, du_bytes, fill_disk, require_root, stderr_of};
 
 struct Cache {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     state: StateRoot,
 }
 
@@ -18,7 +18,17 @@ impl Cache {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = StateRoot::open(dir.path().join("root")).unwrap();
-        Self { _dir: dir, state }
+        Self {
+            _dir: Some(dir),
+            state,
+        }
+    }
+
+    fn at(root: &std::path::Path) -> Self {
+        Self {
+            _dir: None,
+            state: StateRoot::open(root).unwrap(),
+        }
     }
 
     fn meta(&self) -> MetaStore {
@@ -243,4 +253,129 @@ fn bad_filters_are_usage_errors() {
     };
     let err = du::run(&c.state, &opts, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("accepted filters"), "{err}");
+}
+
+/// A state root on a 32 MiB disk: a 12 MiB layer and a small one, then the disk filled.
+fn full_disk_cache(disk: &tempfile::TempDir) -> (Mounted, Cache) {
+    let mount = Mounted::tmpfs(&disk.path().join("disk"), 32 << 20);
+    let c = Cache::at(&mount.path().join("root"));
+    c.add("big", SnapshotKind::Layer, &[12 << 20], 100);
+    c.add("small", SnapshotKind::Layer, &[4096], 50);
+    fill_disk(&mount.path().join("filler"));
+    (mount, c)
+}
+
+#[test]
+fn du_and_prune_work_on_a_full_disk() {
+    if !require_root("to mount a small tmpfs") {
+        return;
+    }
+    let disk = tempfile::tempdir().unwrap();
+    let (mount, c) = full_disk_cache(&disk);
+    let root = c.state.path();
+    assert!(root.join("meta.reserve").exists());
+
+    // No byte to write: reading needs no shared-memory file.
+    let du = bud_at(root, &["du"]);
+    assert!(du.status.success(), "{}", stderr_of(&du));
+    let listed = String::from_utf8_lossy(&du.stdout);
+    assert!(listed.lines().any(|l| l.starts_with("big ")), "{listed}");
+
+    // Deleting records writes to SQLite: the reserve makes room for it.
+    let prune = bud_at(root, &["prune", "-a", "-f"]);
+    assert!(prune.status.success(), "{}", stderr_of(&prune));
+    let out = String::from_utf8_lossy(&prune.stdout);
+    assert!(out.lines().any(|l| l == "big"), "{out}");
+    assert!(c.ids().is_empty());
+    assert!(!c.dir("big").exists() && !c.dir("small").exists());
+
+    // With room again, the next open takes the reserve back.
+    std::fs::remove_file(mount.path().join("filler")).unwrap();
+    c.meta();
+    assert!(root.join("meta.reserve").exists());
+}
+
+#[test]
+fn a_full_disk_without_the_reserve_is_named() {
+    if !require_root("to mount a small tmpfs") {
+        return;
+    }
+    let disk = tempfile::tempdir().unwrap();
+    let (_mount, c) = full_disk_cache(&disk);
+    let root = c.state.path();
+    // Gone (taken by an earlier prune, or a root older than the reserve) while the disk
+    // filled up again.
+    std::fs::remove_file(root.join("meta.reserve")).unwrap();
+    fill_disk(&root.join("more"));
+
+    let du = bud_at(root, &["du"]);
+    assert!(du.status.success(), "{}", stderr_of(&du));
+    let prune = bud_at(root, &["prune", "-a", "-f"]);
+    assert!(!prune.status.success());
+    let err = stderr_of(&prune);
+    assert!(err.contains("no space left on the disk"), "{err}");
+    assert_eq!(c.ids(), ["big", "small"]);
+}
+
+#[test]
+fn du_counts_what_dead_processes_left_and_prune_removes_it() {
+    let c = Cache::new();
+    c.add("run", SnapshotKind::Layer, &[10_000], 100);
+    // The scratch of a step whose bud was killed, and a layer moved in but never recorded.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let scratch = c
+        .state
+        .tmp_dir()
+        .join(format!("{dead_pid}-0123456789abcdef"));
+    std::fs::create_dir_all(scratch.join("upper")).unwrap();
+    std::fs::write(scratch.join("upper/big"), vec![7u8; 2_000_000]).unwrap();
+    let unrecorded = c.dir("unrecorded");
+    std::fs::create_dir_all(&unrecorded).unwrap();
+    std::fs::write(unrecorded.join("f"), vec![7u8; 300_000]).unwrap();
+    let scratch_id = format!("tmp/{dead_pid}-0123456789abcdef");
+    let (scratch_size, unrecorded_size, run_size) = (
+        du_bytes(&scratch),
+        du_bytes(&unrecorded),
+        du_bytes(&c.dir("run")),
+    );
+
+    let out = c.du(false, &[]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[1][..3],
+        [scratch_id.as_str(), "true", &human_size(scratch_size)]
+    );
+    assert_eq!(
+        rows[2][..3],
+        ["snapshots/unrecorded", "true", &human_size(unrecorded_size)]
+    );
+    let total = human_size(scratch_size + unrecorded_size + run_size);
+    assert_eq!(rows[4], ["Reclaimable:", &total]);
+    assert_eq!(rows[5], ["Total:", &total]);
+    let verbose = c.du(true, &["type=orphan", &format!("id={scratch_id}")]);
+    assert!(
+        verbose.contains("work of a bud process that is gone"),
+        "{verbose}"
+    );
+
+    // Kept records aside, prune removes them and says so.
+    let out = c.prune(
+        &PruneOptions {
+            keep_storage: Some(u64::MAX),
+            ..prune_opts()
+        },
+        "",
+    );
+    let mut deleted: Vec<&str> = out.lines().skip(1).take(2).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["snapshots/unrecorded", scratch_id.as_str()]);
+    assert!(!scratch.exists() && !unrecorded.exists());
+    assert_eq!(c.ids(), ["run"]);
+    let rows = c.du(false, &[]);
+    assert_eq!(rows.lines().count(), 4, "{rows}");
 }

@@ -480,3 +480,54 @@ fn a_push_to_a_silent_registry_times_out() {
         "{stderr}"
     );
 }
+
+/// A registry that answers every request with 500, on a loopback port of its own.
+async fn failing_registry() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request's head; a body, if any, is left unread (the connection closes).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (address, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_registry_is_named_with_the_pushed_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::new(dir.path().join("content")).unwrap();
+    let mut image = Image::default();
+    let mut layers = Vec::new();
+    add_layer(dir.path(), &mut image, &mut layers, "greeting", GREETING);
+    let (address, server) = failing_registry().await;
+    let tag = format!("{address}/x:1");
+    let err = push(
+        &image,
+        &layers,
+        std::slice::from_ref(&tag),
+        PushOptions::new(store),
+    )
+    .await
+    .unwrap_err();
+    server.abort();
+    let message = err.to_string();
+    assert!(message.contains(&tag), "{message}");
+    assert!(!message.contains("latest"), "{message}");
+}

@@ -251,7 +251,7 @@ fn assert_refused(tar: &[u8], outside: &Path) {
 }
 
 #[test]
-fn hostile_archives_are_refused() {
+fn hostile_archives_are_refused_and_absolute_names_rerooted() {
     if !is_root() {
         return;
     }
@@ -263,7 +263,21 @@ fn hostile_archives_are_refused() {
 
     assert_refused(&raw_tar(&[(&escape, Regular, "", b"x")]), &target);
     assert_refused(&raw_tar(&[("a/../../pwned", Regular, "", b"x")]), &target);
-    assert_refused(&raw_tar(&[(abs, Regular, "", b"x")]), &target);
+    // An absolute name is extracted under the layer's root, as Docker extracts it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layer");
+    std::fs::create_dir(&dir).unwrap();
+    let tar = raw_tar(&[
+        ("/abs-dir/", Directory, "", b""),
+        (abs, Regular, "", b"x"),
+        ("/abs-dir/hard", Link, abs, b""),
+    ]);
+    extract_layer(Cursor::new(tar), &dir).unwrap();
+    assert!(!target.exists(), "{} was written", target.display());
+    let inside = dir.join(abs.trim_start_matches('/'));
+    assert_eq!(std::fs::read(&inside).unwrap(), b"x");
+    assert!(dir.join("abs-dir").is_dir());
+    assert_eq!(std::fs::read(dir.join("abs-dir/hard")).unwrap(), b"x");
     // A symlink to outside, then a file written through it.
     let victim_dir = victim.path().to_str().unwrap();
     assert_refused(

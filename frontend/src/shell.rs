@@ -17,4 +17,4 @@ mod pattern;
 mod unicode;
 
 pub use env::{EmptyEnv, Env};
-pub use lexer::{Lexer, ProcessedWord, ShellError};
+pub use lexer::{Lexer, MAX_NESTING, ProcessedWord, ShellError};

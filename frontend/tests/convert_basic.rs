@@ -206,3 +206,77 @@ fn labels_option_and_scratch() {
         ["[internal] load build context", "[1/1] COPY a /"]
     );
 }
+
+#[test]
+fn expansions_nested_too_deep_are_an_error_naming_the_line() {
+    let deep = format!("{}x{}", "${a:-".repeat(3000), "}".repeat(3000));
+    for (dockerfile, line) in [
+        (format!("ARG R=\"{deep}\"\nFROM busybox\n"), 1),
+        (format!("FROM busybox\nARG R=\"{deep}\"\n"), 2),
+        (format!("FROM busybox\nRUN true\nENV A={deep}\n"), 3),
+        (format!("FROM busybox\nLABEL {deep}=1\n"), 2),
+        (format!("FROM busybox\nCOPY {deep} /\n"), 2),
+        (format!("FROM busybox\nWORKDIR /{deep}\n"), 2),
+    ] {
+        let message = fail(&dockerfile).to_string();
+        assert!(
+            message.starts_with(&format!("line {line}: failed to process ")),
+            "{message:.200}"
+        );
+        assert!(
+            message.ends_with("expansions nested more than 100 levels deep"),
+            "{message:.200}"
+        );
+    }
+}
+
+#[test]
+fn reassigned_variables_keep_their_place_in_the_image_and_move_last_in_a_step() {
+    let c = build("FROM busybox\nENV A=1 B=2\nENV C=3\nENV A=4\nRUN env\n");
+    assert_eq!(
+        c.image["config"]["Env"],
+        json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "A=4",
+            "B=2",
+            "C=3"
+        ])
+    );
+    assert_eq!(
+        execs(&c)[0]["meta"]["env"],
+        json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "B=2",
+            "C=3",
+            "A=4"
+        ])
+    );
+}
+
+/// Each ENV instruction costs the same however many came before: 20,000 of them convert in
+/// well under a second (when each one copied the environment, this took minutes).
+#[test]
+fn twenty_thousand_env_instructions_convert() {
+    const N: usize = 20_000;
+    let mut dockerfile = String::from("FROM busybox\n");
+    for i in 0..N {
+        // Each one reads the one before, so lookups are measured too.
+        dockerfile.push_str(&format!("ENV V{i}=${{V{}+{i}}}\n", i.saturating_sub(1)));
+    }
+    dockerfile.push_str("ENV V0=again\nRUN env\n");
+    let c = build(&dockerfile);
+    let image_env = c.image["config"]["Env"].as_array().unwrap();
+    assert_eq!(image_env.len(), N + 1);
+    assert_eq!(image_env[1], "V0=again");
+    assert_eq!(image_env[2], "V1=1");
+    assert_eq!(image_env[N], format!("V{}={}", N - 1, N - 1));
+    let step_env = execs(&c)[0]["meta"]["env"].as_array().unwrap().clone();
+    assert_eq!(step_env.len(), N + 1);
+    assert_eq!(step_env[N], "V0=again");
+    let history = c.image["history"].as_array().unwrap();
+    let added = history
+        .iter()
+        .filter(|h| h["comment"] == "buildkit.dockerfile.v0")
+        .count();
+    assert_eq!(added, N + 2);
+}

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use bud_frontend::shell::Lexer;
+use bud_frontend::shell::{Lexer, MAX_NESTING};
 
 fn reference(name: &str) -> Option<String> {
     let path = PathBuf::from(concat!(
@@ -105,4 +105,44 @@ fn words_test_rows() {
     }
     assert!(checked > 20, "only {checked} rows read");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `${a:-…}` nested `depth` deep around `x`, with each level's word quoted if `quoted`.
+fn nested_default(depth: usize, quoted: bool) -> String {
+    let (open, close) = if quoted {
+        ("${a:-\"", "\"}")
+    } else {
+        ("${a:-", "}")
+    };
+    format!("{}x{}", open.repeat(depth), close.repeat(depth))
+}
+
+#[test]
+fn nesting_expands_up_to_the_limit_and_is_an_error_beyond_it() {
+    let lexer = Lexer::new('\\');
+    let env: [(&str, &str); 0] = [];
+    // At the limit, on a test thread's stack: the limit fits the stacks bud runs on.
+    for quoted in [false, true] {
+        let word = nested_default(MAX_NESTING, quoted);
+        assert_eq!(lexer.process_word(&word, &env).unwrap().result, "x");
+        assert_eq!(lexer.process_words(&word, &env).unwrap(), ["x"]);
+    }
+    // Beyond it, however deep, an error rather than a stack overflow.
+    for depth in [MAX_NESTING + 1, 100_000] {
+        for quoted in [false, true] {
+            let err = lexer
+                .process_word(&nested_default(depth, quoted), &env)
+                .unwrap_err();
+            assert_eq!(
+                err.message(),
+                format!("expansions nested more than {MAX_NESTING} levels deep")
+            );
+        }
+    }
+    // Nesting one after another is not nesting.
+    let side_by_side = nested_default(2, false).repeat(10_000);
+    assert_eq!(
+        lexer.process_word(&side_by_side, &env).unwrap().result,
+        "x".repeat(10_000)
+    );
 }

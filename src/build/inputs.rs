@@ -34,11 +34,11 @@ impl BuildInputs {
         }
         let (dockerfile, dockerfile_name, dockerfile_path) = match file {
             Some("-") => {
-                let mut text = String::new();
+                let mut bytes = Vec::new();
                 std::io::stdin()
-                    .read_to_string(&mut text)
+                    .read_to_end(&mut bytes)
                     .context("reading the Dockerfile from stdin")?;
-                (text, "-".to_string(), None)
+                (dockerfile_text(&bytes, "-"), "-".to_string(), None)
             }
             Some(f) => {
                 let path = PathBuf::from(f);
@@ -95,8 +95,8 @@ impl BuildInputs {
             inputs._staging = Some(staging);
             return Ok(inputs);
         }
-        let dockerfile = std::fs::read_to_string(&received)
-            .context("stdin is neither a tar archive nor a UTF-8 Dockerfile")?;
+        let bytes = std::fs::read(&received).context("reading the Dockerfile from stdin")?;
+        let dockerfile = dockerfile_text(&bytes, "-");
         Ok(Self {
             context_dir,
             dockerfile,
@@ -125,7 +125,23 @@ fn read_dockerfile(path: &Path) -> anyhow::Result<String> {
             path.display()
         )
     })?;
-    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+    Ok(dockerfile_text(&bytes, &path.display().to_string()))
+}
+
+/// The Dockerfile's text; bytes that are not UTF-8 are read as U+FFFD, as docker build
+/// reads them, with a warning naming where.
+fn dockerfile_text(bytes: &[u8], name: &str) -> String {
+    let decoded = bud_frontend::parser::decode(bytes);
+    if let Some(&(line, byte)) = decoded.invalid.first() {
+        let more = match decoded.invalid.len() {
+            1 => String::new(),
+            n => format!(" (and on {} more lines)", n - 1),
+        };
+        crate::report!(
+            "warning: {name}:{line}: byte {byte} is not UTF-8{more}; read as U+FFFD, as docker build does"
+        );
+    }
+    decoded.text
 }
 
 /// `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`,

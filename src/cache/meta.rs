@@ -3,12 +3,19 @@
 //!
 //! SQLite (WAL, busy timeout) because several bud processes share one state root: each
 //! transaction is atomic across processes and survives a kill -9 at any point.
+//!
+//! A full disk must not lock bud out of its own cache: a store opened to free space
+//! releases the reserve kept beside the database ([`super::reserve`]), and when the shared
+//! memory file SQLite maps for WAL cannot be sized, the store is opened with exclusive
+//! locking, which keeps the WAL index in memory (other processes wait until it closes).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use super::reserve::{self, Reserve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -18,12 +25,42 @@ pub enum MetaError {
         source: rusqlite::Error,
     },
     #[error("cache metadata: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    #[error(
+        "cache metadata{}: no space left on the disk: free some space on it \
+         (`bud prune` needs a little to remove bud's build cache)",
+        .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
+    DiskFull {
+        path: Option<PathBuf>,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("cache metadata lock {path}: {source}")]
     Lock {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            MetaError::DiskFull {
+                path: None,
+                source: e,
+            }
+        } else {
+            MetaError::Sql(e)
+        }
+    }
+}
+
+impl MetaError {
+    /// The disk is full: the caller may go on without what it meant to store.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, MetaError::DiskFull { .. })
+    }
 }
 
 /// What a cache record holds, for `bud du` and for garbage collection order.
@@ -38,6 +75,9 @@ pub enum SnapshotKind {
     /// A blob in the content store (layer tar, compressed layer, image config or manifest).
     /// Listed and collected with the snapshots, never stored in the `snapshots` table.
     ContentBlob,
+    /// What nothing owns any more (a dead process's work, a directory without a record):
+    /// listed by `bud du`, removed by every collection, never stored.
+    Orphan,
 }
 
 impl SnapshotKind {
@@ -47,6 +87,7 @@ impl SnapshotKind {
             SnapshotKind::ImageLayer => "image-layer",
             SnapshotKind::CacheMount => "cache-mount",
             SnapshotKind::ContentBlob => "content-blob",
+            SnapshotKind::Orphan => "orphan",
         }
     }
 
@@ -92,7 +133,19 @@ pub struct FileStamp {
 const SCHEMA_VERSION: i32 = 1;
 
 impl MetaStore {
+    /// Opens (creating it if need be) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, MetaError> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens the store for a command that frees space (`bud prune`): on a nearly full disk
+    /// the reserve beside the database is released first, so that deleting records, which
+    /// writes to the WAL, goes through.
+    pub fn open_to_free_space(path: &Path) -> Result<Self, MetaError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, freeing_space: bool) -> Result<Self, MetaError> {
         // Switching a new database to WAL and creating its tables take locks SQLite does not
         // wait for: processes opening the same root at once take turns on a lock file.
         let lock_path = path.with_extension("lock");
@@ -111,17 +164,43 @@ impl MetaStore {
                 source: e.into(),
             }
         })?;
-        let conn = Connection::open(path).map_err(|source| MetaError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        conn.busy_timeout(Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // WAL with synchronous=NORMAL is durable against process crashes (kill -9); only a
-        // power loss may drop the last transactions, which a cache can afford.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&conn)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let reserve = Reserve::beside(path);
+        if freeing_space && reserve::is_nearly_full(dir) {
+            match reserve.release() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "the disk of {} is full: released bud's reserve of {n} bytes to prune",
+                    dir.display()
+                ),
+                Err(e) => tracing::warn!("releasing {}: {e}", reserve.path().display()),
+            }
+        }
+        let conn = match connect(path, false) {
+            Ok(conn) => conn,
+            Err(e) if reserve::is_nearly_full(dir) => {
+                tracing::info!(
+                    "opening {} with exclusive locking, the disk is full: {e}",
+                    path.display()
+                );
+                connect(path, true).map_err(|source| MetaError::DiskFull {
+                    path: Some(path.to_owned()),
+                    source,
+                })?
+            }
+            Err(source) => {
+                return Err(MetaError::Open {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        if let Err(e) = reserve.replenish() {
+            tracing::debug!("keeping {} allocated: {e}", reserve.path().display());
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -491,7 +570,24 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn migrate(conn: &Connection) -> Result<(), MetaError> {
+/// A connection to the database at `path`, in WAL mode, its tables created. With
+/// `exclusive` locking SQLite needs no shared-memory file, which a full disk cannot hold.
+fn connect(path: &Path, exclusive: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(60))?;
+    if exclusive {
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL with synchronous=NORMAL is durable against process crashes (kill -9); only a
+    // power loss may drop the last transactions, which a cache can afford.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
         return Ok(());

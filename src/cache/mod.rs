@@ -4,3 +4,4 @@
 mod gc_queries;
 pub mod http_cache;
 pub mod meta;
+pub mod reserve;

@@ -92,8 +92,8 @@ fn write_verbose(
         if let Some(d) = &r.diff_id {
             rows.push(vec!["Diff ID:".into(), d.clone()]);
         }
-        // Lookups of a blob are not counted, only its last one is known.
-        if r.kind != SnapshotKind::ContentBlob {
+        // Lookups of a blob are not counted, only its last one is known; orphans have none.
+        if !matches!(r.kind, SnapshotKind::ContentBlob | SnapshotKind::Orphan) {
             rows.push(vec!["Usage count:".into(), r.usage_count.to_string()]);
         }
         rows.push(vec![

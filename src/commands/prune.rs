@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, Write};
 
+use super::CommandError;
 use super::format::human_size;
-use super::{CommandError, open_meta};
+use crate::cache::meta::MetaStore;
 use crate::cli::PruneOptions;
 use crate::gc::{self, GcPolicy, RecordFilter};
 use crate::state::StateRoot;
@@ -25,12 +26,17 @@ pub fn run(
     if !opts.force && !confirm(opts.all, input, out)? {
         return Ok(());
     }
-    let meta = open_meta(state)?;
+    let meta = MetaStore::open_to_free_space(&state.db_path())?;
     let report = gc::collect(state, &meta, &policy)?;
-    if !report.removed.is_empty() {
+    if !report.removed.is_empty() || !report.orphans.is_empty() {
         writeln!(out, "Deleted build cache objects:")?;
         for r in &report.removed {
             writeln!(out, "{}", r.id)?;
+        }
+        // As `bud du` listed them.
+        for o in &report.orphans {
+            let path = o.path.strip_prefix(state.path()).unwrap_or(&o.path);
+            writeln!(out, "{}", path.display())?;
         }
         writeln!(out)?;
     }

@@ -4,6 +4,7 @@
 //! bundle next to it (config.json, /etc/hosts, /etc/resolv.conf), runs `runc run`, streams the
 //! process output to a [`LogChunk`] channel and always deletes the container and the bundle.
 
+mod diagnose;
 mod etc;
 mod runtime;
 mod seccomp;
@@ -11,7 +12,12 @@ mod spec;
 
 use std::path::PathBuf;
 
+<<<<<<< HEAD
 pub use runtime::{Runtime, RuntimeKind, remove_live_containers};
+=======
+pub use diagnose::runtime_failure_hint;
+pub use runtime::{Runtime, RuntimeKind};
+>>>>>>> disk
 pub use spec::{DEFAULT_HOSTNAME, oci_spec};
 
 /// One process to run in a container over an already-mounted root filesystem.

@@ -35,7 +35,7 @@ enum TextOp {
     Contains,
 }
 
-const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount|content-blob, id=ID, description~=TEXT, until=DURATION";
+const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount|content-blob|orphan, id=ID, description~=TEXT, until=DURATION";
 
 impl RecordFilter {
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, String> {
@@ -111,8 +111,9 @@ fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
         "image-layer" => Ok(SnapshotKind::ImageLayer),
         "cache-mount" | "exec.cachemount" => Ok(SnapshotKind::CacheMount),
         "content-blob" => Ok(SnapshotKind::ContentBlob),
+        "orphan" => Ok(SnapshotKind::Orphan),
         _ => Err(format!(
-            "unknown type {s:?}; accepted: layer, image-layer, cache-mount, content-blob"
+            "unknown type {s:?}; accepted: layer, image-layer, cache-mount, content-blob, orphan"
         )),
     }
 }

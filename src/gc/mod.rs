@@ -272,8 +272,8 @@ impl UsageRecord {
     }
 }
 
-/// Every record (snapshots and content blobs) with its size measured and whether a running
-/// build holds it.
+/// Every record (snapshots, content blobs and orphans) with its size measured and whether a
+/// running build holds it.
 pub fn usage(state: &StateRoot, meta: &MetaStore) -> Result<Vec<UsageRecord>, GcError> {
     let records = measured_records(state, meta)?;
     let leased = meta.leased_snapshots()?;
@@ -306,6 +306,18 @@ pub fn usage(state: &StateRoot, meta: &MetaStore) -> Result<Vec<UsageRecord>, Gc
         in_use: Digest::parse(&r.id).is_ok_and(|d| leased_blobs.contains(&d)),
         record: r,
     }));
+    // What the next collection removes takes space too.
+    for path in orphans::find(state, meta, &store)? {
+        match orphans::record(state, &path) {
+            Ok(record) => usage.push(UsageRecord {
+                in_use: false,
+                record,
+            }),
+            // Removed meanwhile (a collection in another process).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(GcError::io("measuring", &path, e)),
+        }
+    }
     Ok(usage)
 }
 
@@ -318,7 +330,12 @@ fn measured_records(state: &StateRoot, meta: &MetaStore) -> Result<Vec<SnapshotR
         };
         let size = size::disk_usage(&dir).map_err(|e| GcError::io("measuring", &dir, e))?;
         if size > 0 {
-            meta.set_size(&r.id, size)?;
+            match meta.set_size(&r.id, size) {
+                // Measured again next time: a full disk must not keep `bud du` from listing
+                // what takes its space.
+                Err(e) if e.is_disk_full() => tracing::debug!("not storing a size: {e}"),
+                other => other?,
+            }
             r.size = size;
         }
     }
@@ -335,7 +352,7 @@ pub fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
     let base = match r.kind {
         SnapshotKind::CacheMount => state.cache_mounts_dir(),
         SnapshotKind::Layer | SnapshotKind::ImageLayer => state.snapshots_dir(),
-        SnapshotKind::ContentBlob => return None,
+        SnapshotKind::ContentBlob | SnapshotKind::Orphan => return None,
     };
     Some(base.join(&r.id))
 }

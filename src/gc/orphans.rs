@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::GcError;
-use crate::cache::meta::MetaStore;
+use crate::cache::meta::{MetaStore, SnapshotKind, SnapshotRecord};
 use crate::content::ContentStore;
 use crate::state::StateRoot;
 
@@ -41,6 +41,33 @@ pub fn find(
     }
     found.extend(store.abandoned_ingests()?);
     Ok(found)
+}
+
+/// An orphan as `bud du` lists it: its path under the state root as its id, what it is,
+/// its size, and its modification time as its last use.
+pub fn record(state: &StateRoot, path: &Path) -> std::io::Result<SnapshotRecord> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let size = super::size::disk_usage(path)?;
+    let id = path.strip_prefix(state.path()).unwrap_or(path);
+    let description = if path.starts_with(state.tmp_dir()) {
+        "work of a bud process that is gone"
+    } else if path.starts_with(state.content_dir()) {
+        "an unfinished content-store write"
+    } else {
+        "a directory without a cache record"
+    };
+    Ok(SnapshotRecord {
+        id: id.display().to_string(),
+        parent: None,
+        kind: SnapshotKind::Orphan,
+        size,
+        diff_id: None,
+        description: description.to_owned(),
+        created: meta.mtime(),
+        last_used: meta.mtime(),
+        usage_count: 0,
+    })
 }
 
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, GcError> {

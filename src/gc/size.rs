@@ -6,13 +6,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Bytes allocated to `root` and everything under it (st_blocks × 512), without following
-/// symlinks and counting each hard-linked inode once. A missing `root` uses nothing.
+/// symlinks, counting each hard-linked inode once and staying on `root`'s filesystem (a
+/// mount left in a dead process's work is not what that work takes). A missing `root` uses
+/// nothing.
 pub fn disk_usage(root: &Path) -> io::Result<u64> {
     let meta = match std::fs::symlink_metadata(root) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    let root_dev = meta.dev();
     let mut seen = HashSet::new();
     let mut total = allocated(&meta, &mut seen);
     if !meta.is_dir() {
@@ -24,7 +27,7 @@ pub fn disk_usage(root: &Path) -> io::Result<u64> {
             let entry = entry?;
             let meta = entry.metadata()?;
             total += allocated(&meta, &mut seen);
-            if meta.is_dir() {
+            if meta.is_dir() && meta.dev() == root_dev {
                 stack.push(entry.path());
             }
         }

@@ -251,7 +251,8 @@ impl Destination {
     ) -> Result<Destination, RegistryError> {
         let reference = &references[0];
         let host = connect(opts, &reference.domain).await?;
-        let target = oci_reference(reference, None);
+        // Blobs belong to the repository, not a tag; the tag only names it in errors.
+        let target = oci_reference(reference, reference.tag.as_deref());
         host.authorize(&target, RegistryOperation::Push).await?;
         Ok(Destination {
             host,

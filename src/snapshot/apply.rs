@@ -52,8 +52,12 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
+<<<<<<< HEAD
             rustix::fs::fsetxattr(&fd, super::opaque_xattr(), b"y", XattrFlags::empty())
                 .map_err(io("marking opaque"))?;
+=======
+            super::make_opaque(&fd).map_err(io("marking opaque"))?;
+>>>>>>> disk
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -62,14 +66,8 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 continue;
             }
             remove_existing(&parent_fd, hidden).map_err(io("replacing"))?;
-            rustix::fs::mknodat(
-                &parent_fd,
-                hidden,
-                FileType::CharacterDevice,
-                Mode::empty(),
-                0,
-            )
-            .map_err(io("creating whiteout"))?;
+            super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
+                .map_err(io("creating whiteout"))?;
             continue;
         }
 
@@ -203,14 +201,13 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
 }
 
 /// Validates an entry's path and returns it relative, without `.` or empty components.
+/// An absolute name is taken from the layer's root, as Docker and containerd extract it
+/// (they join it to the root); a `..` component is refused.
 fn clean_path(raw: &[u8], display: &str) -> Result<String> {
     let unsafe_entry = |reason| SnapshotError::UnsafeEntry {
         path: display.to_owned(),
         reason,
     };
-    if raw.starts_with(b"/") {
-        return Err(unsafe_entry("absolute path"));
-    }
     let Ok(text) = std::str::from_utf8(raw) else {
         return Err(SnapshotError::Unsupported {
             path: display.to_owned(),

@@ -9,7 +9,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::{OPAQUE_XATTRS, Result, SnapshotError, walk};
 
@@ -33,6 +33,9 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 fn is_opaque(path: &Path) -> Result<bool> {
+    if std::fs::symlink_metadata(path.join(super::OPAQUE_WHITEOUT)).is_ok_and(|m| m.is_file()) {
+        return Ok(true);
+    }
     for name in OPAQUE_XATTRS {
         if walk::xattr(path, name)?.as_deref() == Some(b"y") {
             return Ok(true);
@@ -50,6 +53,15 @@ fn merge_dir(src: &Path, dst: &Path) -> Result<()> {
         if file_type.is_char_device() && meta.rdev() == 0 {
             remove_any(&target)?;
             continue;
+        }
+        match super::oci_whiteout(&name, &meta) {
+            // The opaque marker: `is_opaque` read it.
+            Some("") => continue,
+            Some(hidden) => {
+                remove_any(&dst.join(hidden))?;
+                continue;
+            }
+            None => {}
         }
         if file_type.is_dir() {
             let keep = std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir());
@@ -131,7 +143,9 @@ fn diff_dir(base: &Path, full: &Path, upper: &Path) -> Result<bool> {
         }
         ensure_dir(upper)?;
         let whiteout = upper.join(&name);
-        rustix::fs::mknodat(CWD, &whiteout, FileType::CharacterDevice, Mode::empty(), 0)
+        let dir = rustix::fs::open(upper, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| SnapshotError::io("opening", upper, e))?;
+        super::make_whiteout(&dir, &name)
             .map_err(|e| SnapshotError::io("creating a whiteout at", &whiteout, e))?;
         wrote = true;
     }

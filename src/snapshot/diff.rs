@@ -151,6 +151,13 @@ impl<W: Write> LayerWriter<W> {
     fn write_entry(&mut self, path: &Path, rel: &str, meta: &Metadata) -> Result<()> {
         let io = |e: io::Error| SnapshotError::io("writing layer entry for", path, e);
         let file_type = meta.file_type();
+        let (_, base_name) = walk::split_parent(rel);
+        if super::oci_whiteout(std::ffi::OsStr::new(base_name), meta).is_some() {
+            // Already in the archive's form; its header as for overlayfs' whiteouts.
+            let mut header = header_from(meta, EntryType::Regular);
+            header.set_mode(0);
+            return self.append(header, rel, None, &[], io::empty()).map_err(io);
+        }
         if is_whiteout(meta) {
             let (parent, name) = walk::split_parent(rel);
             let mut header = header_from(meta, EntryType::Regular);

@@ -13,6 +13,7 @@ pub mod clone;
 pub mod copy;
 pub mod diff;
 pub mod overlay;
+pub mod overlay_check;
 pub mod stubs;
 mod walk;
 
@@ -74,3 +75,60 @@ impl SnapshotError {
 }
 
 pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
+
+/// Marks `name` in the directory `dir` as deleted: with overlayfs' 0/0 character device or,
+/// where the filesystem refuses to create one (overlayfs itself, bud's state root on a
+/// container's root filesystem, where only the copy snapshotter runs), with the OCI form,
+/// an empty `.wh.NAME` file, which the copy snapshotter and layer tars read as well.
+pub(crate) fn make_whiteout(
+    dir: impl std::os::fd::AsFd,
+    name: &std::ffi::OsStr,
+) -> rustix::io::Result<()> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    match rustix::fs::mknodat(&dir, name, FileType::CharacterDevice, Mode::empty(), 0) {
+        Err(rustix::io::Errno::PERM) => {
+            let mut oci = std::ffi::OsString::from(WHITEOUT_PREFIX);
+            oci.push(name);
+            rustix::fs::openat(
+                &dir,
+                oci.as_os_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(drop)
+        }
+        other => other,
+    }
+}
+
+/// Marks the directory `dir` opaque: overlayfs' xattr or, where it cannot be set, the OCI
+/// `.wh..wh..opq` file.
+pub(crate) fn make_opaque(dir: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+    use rustix::fs::{Mode, OFlags, XattrFlags};
+    match rustix::fs::fsetxattr(&dir, OPAQUE_XATTRS[0], b"y", XattrFlags::empty()) {
+        Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP) => rustix::fs::openat(
+            &dir,
+            OPAQUE_WHITEOUT,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(drop),
+        other => other,
+    }
+}
+
+/// An OCI whiteout file a layer directory holds where overlayfs' form could not be made:
+/// `Some(name)` of what it deletes, `Some("")` for the opaque marker.
+pub(crate) fn oci_whiteout<'a>(
+    name: &'a std::ffi::OsStr,
+    meta: &std::fs::Metadata,
+) -> Option<&'a str> {
+    if !meta.is_file() || meta.len() != 0 {
+        return None;
+    }
+    let hidden = name.to_str()?.strip_prefix(WHITEOUT_PREFIX)?;
+    if name == OPAQUE_WHITEOUT {
+        return Some("");
+    }
+    (!hidden.is_empty() && !hidden.starts_with(WHITEOUT_PREFIX)).then_some(hidden)
+}

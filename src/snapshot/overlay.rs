@@ -74,6 +74,16 @@ pub fn mount(
     writable: Option<Writable<'_>>,
     target: &Path,
 ) -> Result<MountGuard> {
+    mount_with_options(lowers, writable, target, &[])
+}
+
+/// [`mount`] with extra overlay options: flags (`userxattr`) or `key=value` pairs.
+pub fn mount_with_options(
+    lowers: &[&Path],
+    writable: Option<Writable<'_>>,
+    target: &Path,
+    options: &[&str],
+) -> Result<MountGuard> {
     match (lowers, writable) {
         ([], None) => Err(SnapshotError::InvalidLayers(
             "an overlay needs a lower or an upper directory".to_owned(),
@@ -90,9 +100,9 @@ pub fn mount(
             })
         }
         (lowers, writable) => {
-            match mount_with_fsconfig(lowers, writable, target) {
+            match mount_with_fsconfig(lowers, writable, target, options) {
                 Ok(()) => {}
-                Err(NewApiError::Unsupported) => mount_classic(lowers, writable, target)?,
+                Err(NewApiError::Unsupported) => mount_classic(lowers, writable, target, options)?,
                 Err(NewApiError::Failed(e)) => {
                     return Err(SnapshotError::Mount {
                         target: target.to_owned(),
@@ -135,6 +145,7 @@ fn mount_with_fsconfig(
     lowers: &[&Path],
     writable: Option<Writable<'_>>,
     target: &Path,
+    options: &[&str],
 ) -> Result<(), NewApiError> {
     let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
         // Before Linux 5.2.
@@ -160,6 +171,12 @@ fn mount_with_fsconfig(
         }
         None => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
     }
+    for option in options {
+        match option.split_once('=') {
+            Some((key, value)) => fsconfig_set_string(&fs, key, value)?,
+            None => rustix::mount::fsconfig_set_flag(&fs, *option)?,
+        }
+    }
     fsconfig_create(&fs)?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
     move_mount(
@@ -174,7 +191,12 @@ fn mount_with_fsconfig(
 
 /// The `mount(2)` path for kernels without `lowerdir+`. Its option string cannot escape `:`
 /// or `,` in paths, so such paths are refused rather than misparsed.
-fn mount_classic(lowers: &[&Path], writable: Option<Writable<'_>>, target: &Path) -> Result<()> {
+fn mount_classic(
+    lowers: &[&Path],
+    writable: Option<Writable<'_>>,
+    target: &Path,
+    extra: &[&str],
+) -> Result<()> {
     let mut dirs: Vec<&Path> = lowers.to_vec();
     if let Some(w) = writable {
         dirs.extend([w.upper, w.work]);
@@ -209,6 +231,10 @@ fn mount_classic(lowers: &[&Path], writable: Option<Writable<'_>>, target: &Path
             ));
         }
         None => flags |= MountFlags::RDONLY,
+    }
+    for option in extra {
+        options.push(',');
+        options.push_str(option);
     }
     let data = std::ffi::CString::new(options.as_str()).map_err(|_| {
         SnapshotError::InvalidLayers("overlay directory path contains NUL".to_owned())

@@ -216,6 +216,7 @@ pub(super) async fn run(
         return Err(SolveError::ProcessFailed {
             command: meta.args.join(" "),
             code,
+            hint: crate::executor::runtime_failure_hint(&output_tail),
             output_tail,
         });
     }

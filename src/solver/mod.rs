@@ -13,6 +13,7 @@ mod graph;
 mod key;
 mod merge;
 pub mod snapshots;
+pub mod snapshotter;
 mod source;
 
 use std::collections::HashMap;
@@ -62,10 +63,15 @@ pub enum SolveError {
     Context(#[from] crate::source::context::ContextError),
     #[error("{0}")]
     Image(String),
-    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    #[error(
+        "process \"{command}\" did not complete successfully: exit code: {code}{}",
+        .hint.map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
     ProcessFailed {
         command: String,
         code: i32,
+        /// What to do when the runtime, not the step, failed in a way bud recognises.
+        hint: Option<&'static str>,
         /// The last lines the step printed, for the error report.
         output_tail: Vec<String>,
     },
@@ -165,13 +171,17 @@ impl Solver {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let content = ContentStore::new(state.content_dir())
             .map_err(|e| SolveError::Other(format!("content store: {e}")))?;
+        let snapshotter = snapshotter::Snapshotter::choose(&state);
+        if let Some(note) = &snapshotter.note {
+            progress.warning(None, note.clone());
+        }
         Ok(Self {
             snapshots: Arc::new(Snapshots {
                 state,
                 meta,
                 owner: LeaseOwner::current(),
                 content,
-                copy_mode: snapshots::copy_mode_wanted(),
+                copy_mode: snapshotter.copy_mode,
             }),
             runtime,
             images,

@@ -43,14 +43,9 @@ pub struct Snapshots {
     pub owner: LeaseOwner,
     /// Blobs by digest: image layers as uncompressed tars (by diff ID), for export.
     pub content: ContentStore,
-    /// No overlayfs here (or `BUD_SNAPSHOTTER=copy`): steps run on plain copies of their
-    /// layers, and a step's layer is found by comparing its copy with the layers.
+    /// Overlays do not work here (see [`super::snapshotter`]): steps run on plain copies of
+    /// their layers, and a step's layer is found by comparing its copy with the layers.
     pub copy_mode: bool,
-}
-
-/// Whether snapshots must be copies: overlayfs is missing, or `BUD_SNAPSHOTTER=copy`.
-pub fn copy_mode_wanted() -> bool {
-    std::env::var("BUD_SNAPSHOTTER").is_ok_and(|s| s == "copy") || !overlay::is_supported()
 }
 
 /// A writable root a step works in, finished into the workspace's upper directory.

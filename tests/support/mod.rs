@@ -587,4 +587,91 @@ pub fn open_to_all(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+
+/// Whether the tests run as root; needed to mount filesystems. Not root under `CI`, the test
+/// fails.
+pub fn require_root(why: &str) -> bool {
+    require(
+        &format!("root ({why})"),
+        rustix::process::geteuid().is_root(),
+    )
+}
+
+/// A filesystem mounted by a test, detached when dropped (also when the test fails).
+pub struct Mounted {
+    target: PathBuf,
+}
+
+impl Mounted {
+    /// A tmpfs of `size` bytes on `target`: a small disk the test can fill.
+    pub fn tmpfs(target: &Path, size: u64) -> Self {
+        std::fs::create_dir_all(target).unwrap();
+        let options = std::ffi::CString::new(format!("size={size}")).unwrap();
+        rustix::mount::mount(
+            "bud-test",
+            target,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            options.as_c_str(),
+        )
+        .unwrap_or_else(|e| panic!("mounting a tmpfs on {}: {e}", target.display()));
+        Self {
+            target: target.to_owned(),
+        }
+    }
+
+    /// An overlay of an empty lower directory with upper and work directories in `scratch`,
+    /// on `target`: a filesystem like a container's own root.
+    pub fn overlay(scratch: &Path, target: &Path) -> Self {
+        let dirs = ["lower", "upper", "work"].map(|d| scratch.join(d));
+        for d in dirs.iter().chain([&target.to_path_buf()]) {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let options = std::ffi::CString::new(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            dirs[0].display(),
+            dirs[1].display(),
+            dirs[2].display()
+        ))
+        .unwrap();
+        rustix::mount::mount(
+            "bud-test",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            options.as_c_str(),
+        )
+        .unwrap_or_else(|e| panic!("mounting an overlay on {}: {e}", target.display()));
+        Self {
+            target: target.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// Fills the filesystem of `file`'s directory by writing `file` until no byte fits.
+pub fn fill_disk(file: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).unwrap();
+    for chunk in [1 << 20, 4096, 1] {
+        let data = vec![0u8; chunk];
+        loop {
+            match f.write_all(&data) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling {}: {e}", file.display()),
+            }
+        }
+    }
+    let st = rustix::fs::statvfs(file.parent().unwrap()).unwrap();
+    assert_eq!(st.f_bfree, 0, "{} is not full", file.display());
 }

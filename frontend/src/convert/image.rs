@@ -2,6 +2,8 @@
 //! `dockerspec.DockerOCIImage`. Kept as JSON so that fields bud does not know about
 //! pass through from the base image untouched.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::platform::Platform;
@@ -13,8 +15,20 @@ const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// An image config under construction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageConfig(Map<String, Value>);
+#[derive(Debug, Clone)]
+pub struct ImageConfig {
+    json: Map<String, Value>,
+    /// Where each variable of `config.Env` is, by name, once an ENV instruction needed it:
+    /// an ENV then costs the same however many variables came before. Dropped whenever
+    /// `Env` is changed another way.
+    env_index: Option<HashMap<String, usize>>,
+}
+
+impl PartialEq for ImageConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
 
 impl ImageConfig {
     /// The config of `FROM scratch`.
@@ -30,7 +44,7 @@ impl ImageConfig {
             "config".into(),
             json!({"Env": [format!("PATH={DEFAULT_PATH}")], "WorkingDir": "/"}),
         );
-        ImageConfig(img)
+        Self::new(img)
     }
 
     /// A base image's config; a non-object is treated as an empty config.
@@ -41,33 +55,30 @@ impl ImageConfig {
         };
         // BuildKit clears the creation time so the result gets its own.
         map.remove("created");
-        ImageConfig(map)
+        Self::new(map)
+    }
+
+    fn new(json: Map<String, Value>) -> Self {
+        Self {
+            json,
+            env_index: None,
+        }
     }
 
     pub fn into_json(self) -> Value {
-        Value::Object(self.0)
+        Value::Object(self.json)
     }
 
     pub fn as_json(&self) -> &Map<String, Value> {
-        &self.0
+        &self.json
     }
 
     fn config(&self) -> Option<&Map<String, Value>> {
-        self.0.get("config").and_then(Value::as_object)
+        self.json.get("config").and_then(Value::as_object)
     }
 
     fn config_mut(&mut self) -> &mut Map<String, Value> {
-        let entry = self
-            .0
-            .entry("config")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
-        }
-        match entry {
-            Value::Object(map) => map,
-            _ => unreachable!("replaced by an object above"),
-        }
+        config_in(&mut self.json)
     }
 
     fn strings(&self, key: &str) -> Vec<String> {
@@ -92,10 +103,16 @@ impl ImageConfig {
     }
 
     pub fn set(&mut self, key: &str, value: Value) {
+        if key == "Env" {
+            self.env_index = None;
+        }
         self.config_mut().insert(key.to_owned(), value);
     }
 
     pub fn remove(&mut self, key: &str) {
+        if key == "Env" {
+            self.env_index = None;
+        }
         self.config_mut().remove(key);
     }
 
@@ -105,16 +122,24 @@ impl ImageConfig {
 
     /// Replaces `key`'s entry in place or appends it, as BuildKit's `addEnv`.
     pub fn add_env(&mut self, key: &str, value: &str) {
-        let mut env = self.env();
-        let entry = format!("{key}={value}");
-        match env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-        {
-            Some(existing) => *existing = entry,
-            None => env.push(entry),
+        let entry = Value::String(format!("{key}={value}"));
+        // Taken out and put back in the same place, so that the key keeps its position.
+        let slot = config_in(&mut self.json)
+            .entry("Env")
+            .or_insert(Value::Null);
+        let (mut env, mut index) = match (std::mem::take(slot), self.env_index.take()) {
+            (Value::Array(env), Some(index)) => (env, index),
+            (other, _) => indexed_env(other),
+        };
+        match index.get(key) {
+            Some(&at) => env[at] = entry,
+            None => {
+                index.insert(key.to_owned(), env.len());
+                env.push(entry);
+            }
         }
-        self.set("Env", json!(env));
+        *slot = Value::Array(env);
+        self.env_index = Some(index);
     }
 
     pub fn shell(&self) -> Vec<String> {
@@ -134,7 +159,7 @@ impl ImageConfig {
     }
 
     pub fn os(&self) -> String {
-        self.0
+        self.json
             .get("os")
             .and_then(Value::as_str)
             .unwrap_or_default()
@@ -144,7 +169,7 @@ impl ImageConfig {
     /// Whether the image has no layers (BuildKit then starts from scratch).
     pub fn has_no_layers(&self) -> bool {
         let diff_ids = self
-            .0
+            .json
             .get("rootfs")
             .and_then(|r| r.get("diff_ids"))
             .and_then(Value::as_array)
@@ -153,7 +178,7 @@ impl ImageConfig {
             return false;
         }
         // Schema 1 images have no diff IDs: their history says whether layers exist.
-        let history = self.0.get("history").and_then(Value::as_array);
+        let history = self.json.get("history").and_then(Value::as_array);
         history.is_none_or(|h| {
             h.iter()
                 .all(|e| e.get("empty_layer").and_then(Value::as_bool) == Some(true))
@@ -193,7 +218,10 @@ impl ImageConfig {
     }
 
     pub fn set_top(&mut self, key: &str, value: Value) {
-        self.0.insert(key.to_owned(), value);
+        if key == "config" {
+            self.env_index = None;
+        }
+        self.json.insert(key.to_owned(), value);
     }
 
     /// Adds a history entry; `with_layer` entries are the ones that change the filesystem.
@@ -204,7 +232,7 @@ impl ImageConfig {
         if !with_layer {
             entry.insert("empty_layer".into(), json!(true));
         }
-        let history = self.0.entry("history").or_insert_with(|| json!([]));
+        let history = self.json.entry("history").or_insert_with(|| json!([]));
         if !history.is_array() {
             *history = json!([]);
         }
@@ -212,4 +240,34 @@ impl ImageConfig {
             list.push(Value::Object(entry));
         }
     }
+}
+
+/// The `config` object of an image config, made an empty one if it is missing or not one.
+fn config_in(json: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    let entry = json
+        .entry("config")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    match entry {
+        Value::Object(map) => map,
+        _ => unreachable!("replaced by an object above"),
+    }
+}
+
+/// `Env`'s string entries (others go, as in BuildKit's `[]string`) and where each name
+/// first appears.
+fn indexed_env(env: Value) -> (Vec<Value>, HashMap<String, usize>) {
+    let entries: Vec<Value> = match env {
+        Value::Array(entries) => entries.into_iter().filter(Value::is_string).collect(),
+        _ => Vec::new(),
+    };
+    let mut index = HashMap::with_capacity(entries.len());
+    for (at, e) in entries.iter().enumerate() {
+        let e = e.as_str().unwrap_or_default();
+        let name = e.split_once('=').map_or(e, |(k, _)| k);
+        index.entry(name.to_owned()).or_insert(at);
+    }
+    (entries, index)
 }

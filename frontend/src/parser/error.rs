@@ -49,6 +49,12 @@ pub enum ParseErrorKind {
     /// A heredoc word that the shell lexer cannot read.
     #[error("invalid heredoc {0:?}")]
     InvalidHeredoc(String),
+    /// A line longer than BuildKit's line scanner reads.
+    #[error(
+        "dockerfile line greater than max allowed size of {}",
+        super::MAX_LINE_LEN
+    )]
+    LineTooLong,
     /// `ONBUILD ONBUILD …` nested past any sensible depth.
     #[error("ONBUILD nested too deeply")]
     NestingTooDeep,

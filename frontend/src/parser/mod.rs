@@ -11,11 +11,13 @@ mod error;
 mod heredoc;
 mod line_parsers;
 mod split;
+mod text;
 mod words;
 
 pub use directives::{DEFAULT_ESCAPE, Directives};
 pub use error::{ParseError, ParseErrorKind};
 pub use heredoc::{BadHeredocWord, Heredoc, HeredocWord, chomp, parse_heredoc_word};
+pub use text::{Decoded, decode};
 
 use directives::DirectiveScanner;
 use line_parsers::{is_instruction, parse_args};
@@ -82,9 +84,16 @@ pub struct Parsed {
 /// ONBUILD can nest only one level meaningfully; this bounds recursion on hostile input.
 const MAX_NESTING: usize = 8;
 
+/// The longest line BuildKit reads (its line scanner's buffer, newline excluded): a longer
+/// one is an error there too, which also bounds how long a step's name can be.
+pub const MAX_LINE_LEN: usize = 65535;
+
 /// Parses a Dockerfile.
 pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(at) = text.split('\n').position(|line| line.len() > MAX_LINE_LEN) {
+        return Err(ParseError::at(at + 1, "", "", ParseErrorKind::LineTooLong));
+    }
     let mut lines = Lines {
         iter: text.split_inclusive('\n'),
         current: 0,

@@ -310,3 +310,27 @@ fn heredoc_in_non_heredoc_instruction_is_not_read() {
     assert_eq!(e.kind, ParseErrorKind::UnknownInstruction("INVALID".into()));
     assert_eq!(e.line, 3);
 }
+
+#[test]
+fn lines_longer_than_buildkits_scanner_reads_are_an_error() {
+    // BuildKit's TestParseReturnsScannerErrors: a 64 KiB label value.
+    let longest = format!("LABEL a={}", "b".repeat(MAX_LINE_LEN - "LABEL a=".len()));
+    assert_eq!(nodes(&format!("FROM image\n{longest}\n")).len(), 2);
+    assert_eq!(nodes(&format!("FROM image\n{longest}")).len(), 2);
+    for text in [
+        format!("FROM image\n\n{longest}b\n"),
+        format!("FROM image\n# x\n{longest}b"),
+        format!("FROM image\nRUN <<EOF\n{longest}b\nEOF\n"),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.line, 3);
+        assert_eq!(
+            e.to_string(),
+            "dockerfile parse error on line 3, column 1: dockerfile line greater than max allowed size of 65535"
+        );
+    }
+    // Continuation lines join into instructions longer than that.
+    let piece = "b".repeat(MAX_LINE_LEN - 10);
+    let joined = format!("FROM image\nRUN {}", format!("{piece} \\\n").repeat(4));
+    assert!(nodes(&joined)[1].original.len() > 3 * MAX_LINE_LEN);
+}

@@ -169,12 +169,19 @@ impl Words {
 
 type Step<T> = Result<T, String>;
 
+/// How deep `${…}` expansions may nest inside each other. BuildKit has no limit (its lexer
+/// recurses on Go's growable stacks); bud's recursion uses a fixed stack, so a word nested
+/// deeper gets an error instead of a stack overflow. Real Dockerfiles nest a few levels.
+pub const MAX_NESTING: usize = 100;
+
 /// One expansion in progress.
 struct Scanner<'a> {
     lexer: &'a Lexer,
     env: &'a dyn Env,
     chars: Vec<char>,
     pos: usize,
+    /// How many `${…}` words are being expanded around the current position.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -188,6 +195,7 @@ impl<'a> Scanner<'a> {
             env,
             chars: word.chars().collect(),
             pos: 0,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         }
@@ -470,8 +478,17 @@ impl<'a> Scanner<'a> {
         raw_escapes: bool,
         at_end: fn() -> String,
     ) -> Step<(String, Vec<String>)> {
-        self.process_until(stop, raw_escapes)
-            .map_err(|err| if self.peek().is_none() { at_end() } else { err })
+        if self.depth == MAX_NESTING {
+            return Err(format!(
+                "expansions nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.depth += 1;
+        let result = self
+            .process_until(stop, raw_escapes)
+            .map_err(|err| if self.peek().is_none() { at_end() } else { err });
+        self.depth -= 1;
+        result
     }
 
     /// A variable name: letters, digits and `_`; or all the digits of a positional parameter;
