@@ -12,12 +12,8 @@ mod spec;
 
 use std::path::PathBuf;
 
-<<<<<<< HEAD
-pub use runtime::{Runtime, RuntimeKind, remove_live_containers};
-=======
 pub use diagnose::runtime_failure_hint;
-pub use runtime::{Runtime, RuntimeKind};
->>>>>>> disk
+pub use runtime::{Runtime, RuntimeKind, remove_live_containers};
 pub use spec::{DEFAULT_HOSTNAME, oci_spec};
 
 /// One process to run in a container over an already-mounted root filesystem.

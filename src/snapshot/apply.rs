@@ -52,12 +52,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
-<<<<<<< HEAD
-            rustix::fs::fsetxattr(&fd, super::opaque_xattr(), b"y", XattrFlags::empty())
-                .map_err(io("marking opaque"))?;
-=======
             super::make_opaque(&fd).map_err(io("marking opaque"))?;
->>>>>>> disk
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {

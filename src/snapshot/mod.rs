@@ -105,7 +105,7 @@ pub(crate) fn make_whiteout(
 /// `.wh..wh..opq` file.
 pub(crate) fn make_opaque(dir: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
     use rustix::fs::{Mode, OFlags, XattrFlags};
-    match rustix::fs::fsetxattr(&dir, OPAQUE_XATTRS[0], b"y", XattrFlags::empty()) {
+    match rustix::fs::fsetxattr(&dir, opaque_xattr(), b"y", XattrFlags::empty()) {
         Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP) => rustix::fs::openat(
             &dir,
             OPAQUE_WHITEOUT,

@@ -587,6 +587,7 @@ pub fn open_to_all(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
 
 /// Whether the tests run as root; needed to mount filesystems. Not root under `CI`, the test
 /// fails.
