@@ -29,17 +29,17 @@ pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Resul
         ImageSource::new(
             content,
             RegistryConfig::default(),
-            super::docker_client().await.ok(),
+            crate::docker_host::probe().await.ok(),
         ),
         false,
     ));
     let convert_opts = ConvertOptions {
         target: opts.target.clone(),
-        build_args: super::build_arg_values(&opts.build_args),
+        build_args: super::dockerfile::build_arg_values(&opts.build_args),
         excludes: inputs.excludes.clone(),
         ..ConvertOptions::default()
     };
-    let converted = super::convert_with(&inputs, convert_opts, images).await?;
+    let converted = super::dockerfile::convert_with(&inputs, convert_opts, images).await?;
     let def = &converted.definition;
     let format = if opts.dot {
         DumpFormat::Dot

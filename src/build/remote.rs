@@ -9,29 +9,28 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
-use crate::progress::ProgressSink;
 use crate::remote::{
     self, DaemonImages, Exporter, Graph, GraphError, MakeGraph, RemoteSolver, SolveRequest,
     TlsOptions,
 };
 
 use super::contexts::NamedContexts;
-use super::images::BuildImages;
+use super::dockerfile::convert_dockerfile;
 use super::inputs::BuildInputs;
 use super::outputs::{Dest, Export};
-use super::{BuildReport, convert_dockerfile};
+use super::{BuildEnv, BuildReport};
 
-#[allow(clippy::too_many_arguments)]
+/// Builds on the BuildKit daemon at `addr`: the same LLB, exported by the daemon.
 pub(super) async fn build(
+    env: &BuildEnv,
     addr: &str,
     tls: &TlsOptions,
     opts: &BuildOptions,
     inputs: &BuildInputs,
-    images: Arc<BuildImages>,
-    progress: &ProgressSink,
     exports: &[Export],
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
+    let (images, progress) = (env.images.clone(), &env.progress);
     let exporter = match exports {
         [] => bail!("with --addr, give one output (-t, --load, -o type=local or type=tar)"),
         [one] => exporter_for(one)?,
@@ -41,7 +40,7 @@ pub(super) async fn build(
     // the user's to fix before any daemon is involved.
     check_syntax(inputs)?;
     // Served until the build returns.
-    let ssh = super::ssh_agents(opts)?;
+    let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let dockerfile_dir = match opts.file.as_deref() {

@@ -361,6 +361,38 @@ fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
+/// The Docker daemon docker's CLI would use (DOCKER_HOST, the current context or the default
+/// socket) if it answers, or why not. Docker is optional until an output needs it; that
+/// output's error gives the reason.
+pub async fn probe() -> Result<bollard::Docker, String> {
+    let endpoint = match endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            // A setting naming a Docker bud cannot use is worth knowing even when no
+            // output needs Docker.
+            crate::report!("warning: {e}");
+            return Err(e.to_string());
+        }
+    };
+    let docker = connect(&endpoint).map_err(|e| e.to_string())?;
+    match docker.ping().await {
+        Ok(_) => Ok(docker),
+        Err(e) => {
+            let why = format!(
+                "{}: {}",
+                endpoint.origin,
+                crate::error_chain::error_chain(&e)
+            );
+            // No Docker on the default socket is a normal setup; a daemon a setting names
+            // that does not answer is not, and base images then come from registries.
+            if endpoint.configured {
+                crate::report!("warning: building without Docker: {why}");
+            }
+            Err(why)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

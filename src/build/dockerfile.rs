@@ -1,0 +1,125 @@
+//! The Dockerfile through bud's frontend: the flags that shape the conversion
+//! (`--build-arg`, `--target`, `--platform`, labels, ulimits, ...) and the conversion itself,
+//! run off the async threads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use bud_frontend::convert::{self, ConvertOptions, NoCache, SolverCaps};
+
+use crate::cli::BuildOptions;
+use crate::progress::ProgressSink;
+
+use super::contexts::NamedContexts;
+use super::inputs::BuildInputs;
+
+/// The Dockerfile as LLB and an image config; `session_id` names the session that serves
+/// the local sources (remote builds).
+pub(super) async fn convert_dockerfile(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
+    session_id: Option<String>,
+    progress: &ProgressSink,
+) -> anyhow::Result<convert::Converted> {
+    let mut convert_opts = convert_options(opts, inputs)?;
+    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
+    // plain copy, as BuildKit's own frontend does there.
+    convert_opts.caps.merge_op = session_id.is_none();
+    convert_opts.session_id = session_id;
+    let converted = convert_with(inputs, convert_opts, images).await?;
+    for arg in &converted.unused_build_args {
+        progress.warning(
+            None,
+            format!("one or more build-args [{arg}] were not consumed"),
+        );
+    }
+    Ok(converted)
+}
+
+/// Runs the frontend off the async threads (it resolves base images synchronously).
+pub(super) async fn convert_with(
+    inputs: &BuildInputs,
+    convert_opts: ConvertOptions,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
+) -> anyhow::Result<convert::Converted> {
+    let dockerfile = inputs.dockerfile.clone();
+    tokio::task::spawn_blocking(move || {
+        convert::convert(&dockerfile, &convert_opts, images.as_ref())
+    })
+    .await
+    .context("converting the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))
+}
+
+/// `--build-arg` values; bare keys the environment does not set are dropped, as docker does.
+pub(super) fn build_arg_values(args: &[crate::cli::BuildArg]) -> BTreeMap<String, String> {
+    args.iter()
+        .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
+        .collect()
+}
+
+/// The embedded solver builds for the machine it runs on; `--platform` may name it.
+fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
+    let Some(requested) = opts.platforms.first() else {
+        return Ok(None);
+    };
+    let platform = convert::Platform::parse(requested)
+        .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
+    let host = convert::Platform::host();
+    if platform != host {
+        bail!(
+            "--platform {requested}: building for another platform than the host's ({host}) \
+             is not supported yet by the embedded solver"
+        );
+    }
+    Ok(Some(platform))
+}
+
+fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {
+    let build_args = build_arg_values(&opts.build_args);
+    let labels = opts
+        .labels
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect();
+    let no_cache = if opts.no_cache {
+        NoCache::All
+    } else if !opts.no_cache_filter.is_empty() {
+        NoCache::Stages(opts.no_cache_filter.clone())
+    } else {
+        NoCache::None
+    };
+    let ulimits = opts
+        .ulimits
+        .iter()
+        .map(|u| bud_proto::pb::Ulimit {
+            name: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect();
+    let shm_size = opts
+        .shm_size
+        .map(i64::try_from)
+        .transpose()
+        .context("--shm-size is too large")?;
+    Ok(ConvertOptions {
+        target: opts.target.clone(),
+        named_contexts: NamedContexts::read(&opts.build_contexts)?.contexts,
+        ulimits,
+        shm_size,
+        target_platform: target_platform(opts)?,
+        build_args,
+        labels,
+        excludes: inputs.excludes.clone(),
+        no_cache,
+        caps: SolverCaps {
+            merge_op: true,
+            bind_read_write_no_output: true,
+            tmpfs_size: true,
+        },
+        ..ConvertOptions::default()
+    })
+}

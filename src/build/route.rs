@@ -1,0 +1,164 @@
+//! Where a built result goes, and how: each `-o`/`--push`/`--load` export in turn. This is
+//! where a layer's way to Docker is decided: a load gets new layers tarred straight from their
+//! snapshots (`Assembled::Planned`), leaving out what Docker already holds; registries and
+//! archive files get every layer stored in the content store first (`Assembled::Built`).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use crate::content::ContentStore;
+use crate::exporter::LoadLayer;
+use crate::exporter::docker_load::PendingLoad;
+use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
+use crate::solver::Solver;
+
+use super::BuildReport;
+use super::export;
+use super::outputs::Export;
+
+/// The images the definition's `docker-image` sources name, as Docker knows them.
+pub(super) fn base_images(definition: &bud_proto::pb::Definition) -> Vec<String> {
+    use prost::Message as _;
+    definition
+        .def
+        .iter()
+        .filter_map(|bytes| bud_proto::pb::Op::decode(bytes.as_slice()).ok())
+        .filter_map(|op| match op.op {
+            Some(bud_proto::pb::op::Op::Source(source)) => source
+                .identifier
+                .strip_prefix("docker-image://")
+                .map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The result as an image: with every layer tarred into the content store, or (when only
+/// Docker is to receive it) planned, its new layers still directories.
+pub(super) enum Assembled {
+    Built(export::BuiltImage),
+    Planned(export::ImagePlan),
+}
+
+/// What exports write to: Docker, the content store (compressed layers), registries.
+pub(super) struct Targets<'a> {
+    /// The daemon, or why there is none to use.
+    pub(super) docker: Result<&'a bollard::Docker, &'a str>,
+    /// The images the build starts from, where Docker most likely holds the lower layers.
+    pub(super) base_images: &'a [String],
+    pub(super) content: &'a ContentStore,
+    pub(super) registry: &'a RegistryConfig,
+}
+
+pub(super) async fn export_one(
+    e: &Export,
+    solver: &Arc<Solver>,
+    result: &crate::solver::Ref,
+    assembled: Option<&Assembled>,
+    targets: &Targets<'_>,
+    early_load: &mut Option<PendingLoad>,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    let Targets {
+        docker,
+        base_images,
+        content,
+        registry,
+    } = *targets;
+    let need = || match assembled {
+        Some(Assembled::Built(built)) => Ok(built),
+        _ => bail!("internal error: the image's layers were not stored"),
+    };
+    match e {
+        Export::DockerLoad { names } => {
+            let docker = match docker {
+                Ok(docker) => docker,
+                Err(why) => bail!(
+                    "the image was built, but Docker is not reachable to load it ({why}): \
+                     start Docker, or get the result out with -o type=docker,dest=image.tar, \
+                     -o type=oci,dest=image.tar or -o type=local,dest=DIR"
+                ),
+            };
+            let load = crate::exporter::docker_load::load;
+            let loaded = match assembled {
+                Some(Assembled::Built(built)) => {
+                    let layers: Vec<LoadLayer> = built.layers.iter().map(LoadLayer::from).collect();
+                    load(
+                        docker,
+                        &built.image,
+                        &layers,
+                        names,
+                        base_images,
+                        early_load.take(),
+                    )
+                    .await
+                }
+                Some(Assembled::Planned(plan)) => {
+                    let layers = plan.load_layers(content)?;
+                    load(
+                        docker,
+                        &plan.image,
+                        &layers,
+                        names,
+                        base_images,
+                        early_load.take(),
+                    )
+                    .await
+                }
+                None => bail!("internal error: no image was assembled"),
+            };
+            let loaded = loaded.context("loading the image into Docker")?;
+            if let Some(Assembled::Planned(plan)) = assembled {
+                // The image is in Docker: not remembering its diff IDs only costs tarring
+                // the layers again on the next export.
+                if let Err(e) = plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids) {
+                    tracing::warn!("not recording the layers' diff IDs: {e:#}");
+                }
+                report.config_digest = Some(loaded.config_digest.to_string());
+            }
+            report.image_id = Some(loaded.image_id);
+            report.names.extend(names.iter().cloned());
+        }
+        Export::DockerArchive { dest, names } => {
+            export::docker_archive(need()?, dest, names)?;
+            report.names.extend(names.iter().cloned());
+        }
+        Export::OciArchive { dest, names } => {
+            let digest = export::oci_archive(need()?, dest, names)?;
+            report.manifest_digest = Some(digest.to_string());
+        }
+        Export::Tar { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::filesystem_tar(&view.path, dest)?;
+        }
+        Export::Local { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::local_dir(&view.path, dest)?;
+        }
+        Export::Push {
+            names,
+            zstd,
+            oci_media_types,
+        } => {
+            let built = need()?;
+            let mut push = PushOptions::new(content.clone());
+            push.registry = registry.clone();
+            if *zstd {
+                push.compression = Compression::Zstd;
+            }
+            if *oci_media_types {
+                push.format = ManifestFormat::Oci;
+            }
+            let pushed = crate::registry::push(&built.image, &built.layers, names, push)
+                .await
+                .context("pushing the image")?;
+            for name in names {
+                crate::report!("pushed {name}@{}", pushed.manifest_digest);
+            }
+            report.manifest_digest = Some(pushed.manifest_digest.to_string());
+            report.names.extend(names.iter().cloned());
+        }
+    }
+    Ok(())
+}
