@@ -504,8 +504,7 @@ impl Stage<'_, '_> {
         let (value, text) = match check {
             Healthcheck::Disable => (
                 json!({"Test": ["NONE"]}),
-                "{Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
-                    .to_owned(),
+                r#"&{["NONE"] "0s" "0s" "0s" "0s" '\x00'}"#.to_owned(),
             ),
             Healthcheck::Check(c) => {
                 let test: Vec<String> = match &c.cmd {
@@ -529,14 +528,16 @@ impl Stage<'_, '_> {
                 if c.retries != 0 {
                     map.insert("Retries".into(), json!(c.retries));
                 }
+                // Docker 28.5's frontend writes `%q` of the config: quoted durations, and the
+                // retry count as a character literal.
                 let text = format!(
-                    "{{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-                    gofmt::plain_list(&test),
-                    gofmt::duration(c.interval),
-                    gofmt::duration(c.timeout),
-                    gofmt::duration(c.start_period),
-                    gofmt::duration(c.start_interval),
-                    c.retries
+                    "&{{{} {} {} {} {} {}}}",
+                    gofmt::quote_list(&test),
+                    gofmt::quote(&gofmt::duration(c.interval)),
+                    gofmt::quote(&gofmt::duration(c.timeout)),
+                    gofmt::quote(&gofmt::duration(c.start_period)),
+                    gofmt::quote(&gofmt::duration(c.start_interval)),
+                    gofmt::quote_rune(i64::from(c.retries))
                 );
                 (Value::Object(map), text)
             }
