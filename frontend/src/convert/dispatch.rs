@@ -208,17 +208,18 @@ pub(super) fn prefix_command(
     out
 }
 
-/// The working directory after `WORKDIR requested` in `current`.
+/// The working directory after `WORKDIR requested` in `current`, as BuildKit's
+/// `NormalizeWorkdir` makes it: an absolute path is taken as written (`/tmp/` keeps its
+/// slash in the image config, `/a//b` its double one); a relative one is joined to the
+/// current directory and cleaned.
 pub(super) fn normalize_workdir(current: &str, requested: &str) -> String {
-    let joined = if requested.starts_with('/') {
-        requested.to_owned()
-    } else {
-        format!(
-            "{}/{requested}",
-            if current.is_empty() { "/" } else { current }
-        )
-    };
-    clean_path(&joined)
+    if requested.starts_with('/') {
+        return requested.to_owned();
+    }
+    clean_path(&format!(
+        "{}/{requested}",
+        if current.is_empty() { "/" } else { current }
+    ))
 }
 
 /// Go's `path.Clean` for absolute paths.
@@ -485,8 +486,9 @@ impl Stage<'_, '_> {
             let owner = (!self.st.user.is_empty()).then(|| parse_chown(&self.st.user));
             let builder = FileBuilder::new(self.st.state.clone())
                 .constraints(self.constraints().with_custom_name(name))
+                // LLB cleans a file action's path (the config keeps it as written).
                 .mkdir(
-                    wd.clone(),
+                    clean_path(&wd),
                     0o755,
                     MkdirOptions {
                         make_parents: true,
@@ -673,6 +675,9 @@ mod tests {
     fn workdirs_join_and_clean() {
         assert_eq!(normalize_workdir("/a", "b/../c"), "/a/c");
         assert_eq!(normalize_workdir("", "rel"), "/rel");
-        assert_eq!(normalize_workdir("/a", "/x/"), "/x");
+        assert_eq!(normalize_workdir("/a", "/x/"), "/x/");
+        assert_eq!(normalize_workdir("/a", "/x//y/./"), "/x//y/./");
+        assert_eq!(normalize_workdir("/tmp/", "sub/"), "/tmp/sub");
+        assert_eq!(normalize_workdir("/tmp/", "./x/../y/"), "/tmp/y");
     }
 }
