@@ -7,6 +7,7 @@
 //!   found leaves the id at 0 without error, and so does a missing `/etc/passwd`.
 //! - `USER` ([`resolve_exec_user`]): a numeric user without a passwd entry runs with group 0;
 //!   an unknown name is an error; supplementary groups come from `/etc/group` membership.
+//!   Only an empty value or a `uid:gid` pair works without `/etc/passwd`.
 
 use std::io::Read;
 use std::path::Path;
@@ -25,6 +26,8 @@ pub enum Error {
     UserNotFound(String),
     #[error("unable to find group {0}: no matching entries in group file")]
     GroupNotFound(String),
+    #[error("unable to find {what}: the image has no {file}")]
+    NoUserFile { what: String, file: &'static str },
     #[error("uids and gids must be in range 0-{MAX_ID}")]
     IdRange,
     #[error("{0} is not a regular file")]
@@ -202,15 +205,19 @@ pub struct ExecUser {
 }
 
 /// Resolves a `USER` value (`user[:group]`, names or ids) against the users of `root`.
-/// An empty value is root, and stays root even if `/etc/passwd` is unusable.
+///
+/// As BuildKit's executor: an empty value, or a `user:group` pair of ids (or `root`), needs
+/// no file at all, so a step of an image without `/etc/passwd` runs as root. Any other value
+/// is looked up in `/etc/passwd`, which must then exist, even for a bare uid; `/etc/group` must
+/// exist when a group is named or a passwd entry matched (for the supplementary groups).
 pub fn resolve_exec_user(root: &Path, spec: &str) -> Result<ExecUser, Error> {
-    let (spec, is_default) = if spec.is_empty() {
-        ("0", true)
-    } else {
-        (spec, false)
-    };
-
-    // Both parts numeric (or `root`): no file is read, as in BuildKit.
+    if spec.is_empty() {
+        return Ok(ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+        });
+    }
     if let Some((user, group)) = spec.split_once(':')
         && let (Some(uid), Some(gid)) = (fast_id(user), fast_id(group))
     {
@@ -220,28 +227,22 @@ pub fn resolve_exec_user(root: &Path, spec: &str) -> Result<ExecUser, Error> {
             additional_gids: Vec::new(),
         });
     }
-
-    let result = read_user_file(root, "/etc/passwd").and_then(|passwd| {
-        let group = read_user_file(root, "/etc/group")?;
-        exec_user(
-            spec,
-            passwd.map(|t| parse_passwd(&t)).as_deref(),
-            group.map(|t| parse_group(&t)).as_deref(),
-        )
-    });
-    match result {
-        Err(_) if is_default => Ok(ExecUser {
-            uid: 0,
-            gid: 0,
-            additional_gids: Vec::new(),
-        }),
-        other => other,
-    }
+    let passwd = read_user_file(root, "/etc/passwd")?;
+    let group = read_user_file(root, "/etc/group")?;
+    exec_user(
+        spec,
+        passwd.map(|t| parse_passwd(&t)).as_deref(),
+        group.map(|t| parse_group(&t)).as_deref(),
+    )
 }
 
+/// An id as BuildKit's `parseUID` reads one: `root`, or decimal digits within 32 bits.
 fn fast_id(part: &str) -> Option<u32> {
     if part == "root" {
         return Some(0);
+    }
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
     part.parse().ok()
 }
@@ -258,7 +259,14 @@ fn exec_user(
     let uid_arg: Option<i64> = user_arg.parse().ok();
     let gid_arg: Option<i64> = group_arg.parse().ok();
 
-    let found = passwd.unwrap_or_default().iter().find(|u| match uid_arg {
+    let Some(passwd) = passwd else {
+        let user = if user_arg.is_empty() { "0" } else { user_arg };
+        return Err(Error::NoUserFile {
+            what: format!("user {user}"),
+            file: "/etc/passwd",
+        });
+    };
+    let found = passwd.iter().find(|u| match uid_arg {
         Some(id) => u.uid == id,
         None => u.name == user_arg,
     });
@@ -271,7 +279,16 @@ fn exec_user(
 
     let mut additional = Vec::new();
     if !group_arg.is_empty() || matched_name.is_some() {
-        let groups = group.unwrap_or_default();
+        let Some(groups) = group else {
+            let what = match matched_name {
+                Some(name) => format!("the groups of user {name}"),
+                None => format!("group {group_arg}"),
+            };
+            return Err(Error::NoUserFile {
+                what,
+                file: "/etc/group",
+            });
+        };
         if group_arg.is_empty() {
             let name = matched_name.unwrap_or_default();
             additional = groups

@@ -1,7 +1,17 @@
-//! The differential suite: every case under testdata/diff/ is built by the reference
-//! (`docker build` with Docker 20.10's BuildKit) and by bud, and the two images must agree
-//! on the config a Dockerfile decides, on the history and on the filesystem a container
-//! starts with. A case Docker rejects must be rejected by bud; messages are not compared.
+//! The differential suite: every case under testdata/diff/ is built by the two references,
+//! Docker 20.10's `docker build` and Docker 28.5's (buildx), and by bud; bud's image must
+//! agree with the reference it follows on the config a Dockerfile decides, on the history
+//! and on the filesystem a container starts with. A case the reference rejects must be
+//! rejected by bud; messages are not compared.
+//!
+//! bud follows the current Docker, 28.5. Where 20.10 builds a case differently, the case
+//! says so and why (`docker20-differs`), and a test of its own holds every case to it: the
+//! references must agree on every case not marked, and differ on every case marked. The
+//! `--addr docker://` variant runs bud's graph on Docker 20.10's BuildKit, so where the
+//! difference is that BuildKit's, the variant follows 20.10 (the case says which).
+//!
+//! Each case's references are built once, by whichever test reaches the case first, and
+//! shared by the others (tests/differential/references.rs).
 //!
 //! Run a subset with `BUD_DIFF_CASES=name,name cargo test --test differential -- --nocapture`.
 //! Case layout: tests/differential/case.rs.
@@ -14,13 +24,17 @@ mod case;
 mod image;
 #[path = "differential/listing.rs"]
 mod listing;
+#[path = "differential/references.rs"]
+mod references;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use case::Case;
+use case::{Case, Reference};
+use image::{Daemon, Image};
+use references::{Outcome, log_end};
 use support::*;
 
 /// Cases where bud is known to differ from the reference, each with the reason. Every
@@ -28,18 +42,25 @@ use support::*;
 /// list stays true.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
-/// Docker and bud builds run side by side; two cores leave room for no more.
-const WORKERS: usize = 2;
-
 /// Cases the remote solver does not build like the reference yet, each with the reason.
 const REMOTE_KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// Cases a rootless bud does not build like the reference, each with the reason.
+const ROOTLESS_KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// Cases run side by side in each test; with the other tests' and the daemons' builds, two
+/// cores leave room for no more.
+const WORKERS: usize = 2;
 
 #[test]
 fn bud_builds_what_docker_builds() {
     if !require_base_image() || !require_runc() {
         return;
     }
-    run_suite(Solver::Embedded, KNOWN_DIFFERENCES);
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    run_suite(&docker28, Solver::Embedded, KNOWN_DIFFERENCES);
 }
 
 /// The same cases with `--addr docker://`: bud's own LLB solved by dockerd's BuildKit must
@@ -49,7 +70,14 @@ fn bud_on_dockerds_buildkit_builds_what_docker_builds() {
     if !require_base_image() {
         return;
     }
-    run_suite(Solver::Remote("docker://"), REMOTE_KNOWN_DIFFERENCES);
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    run_suite(
+        &docker28,
+        Solver::Remote("docker://"),
+        REMOTE_KNOWN_DIFFERENCES,
+    );
 }
 
 /// The same cases built by an ordinary user's bud, rootless in a user namespace: the same
@@ -59,11 +87,60 @@ fn rootless_bud_builds_what_docker_builds() {
     if !require_base_image() || !require_runc() || !require_user(ROOTLESS_USER) {
         return;
     }
-    run_suite(Solver::Rootless, ROOTLESS_KNOWN_DIFFERENCES);
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    run_suite(&docker28, Solver::Rootless, ROOTLESS_KNOWN_DIFFERENCES);
 }
 
-/// Cases a rootless bud does not build like the reference, each with the reason.
-const ROOTLESS_KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+/// The two references agree on every case except those marked `docker20-differs`, and
+/// differ on every case so marked: the marks stay true as cases change. A case marked
+/// `fails` is one Docker 28.5 rejects.
+#[test]
+fn references_differ_only_where_a_case_says_so() {
+    if !require_base_image() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let cases = case::all(&repo_root().join("testdata/diff")).expect("read testdata/diff");
+    let outcomes = for_each_case(&cases, |case| {
+        let refs = references::of(case, &docker28)?;
+        match (&refs.docker28, case.fails) {
+            (Outcome::Built(_), true) => {
+                return Err("docker 28.5 accepts a case marked `fails`".into());
+            }
+            (Outcome::Rejected(log), false) => {
+                return Err(format!("docker 28.5 rejects the case:\n{log}"));
+            }
+            _ => {}
+        }
+        let report = differences(
+            &refs.docker20,
+            &refs.docker28,
+            (Reference::Docker20, Reference::Docker28.name()),
+        );
+        match (&case.docker20_differs, report.is_empty()) {
+            (None, true) | (Some(_), false) => Ok(()),
+            (Some(_), true) => {
+                Err("the references agree: the case's docker20-differs is no longer true".into())
+            }
+            (None, false) => Err(format!(
+                "docker 20.10 and 28.5 differ; say in docker20-differs why, and which \
+                 one the remote variant follows:\n{}",
+                report.join("\n")
+            )),
+        }
+    });
+    eprintln!("\nCases Docker 20.10 builds differently:");
+    for case in &cases {
+        if let Some(differs) = &case.docker20_differs {
+            eprintln!("{:<36} {}", case.name, differs.why);
+        }
+    }
+    report(outcomes, &[]);
+}
 
 /// Who builds the bud side of a case.
 #[derive(Clone, Copy)]
@@ -73,14 +150,38 @@ enum Solver<'a> {
     Remote(&'a str),
 }
 
-fn run_suite(solver: Solver<'_>, known_differences: &[(&str, &str)]) {
+impl Solver<'_> {
+    /// The reference a variant's image must match: Docker 28.5, but for the remote
+    /// variant of a case where Docker 20.10's BuildKit makes the difference.
+    fn follows(self, case: &Case) -> Reference {
+        match (self, &case.docker20_differs) {
+            (Solver::Remote(_), Some(differs)) => differs.remote_follows,
+            _ => Reference::Docker28,
+        }
+    }
+}
+
+fn run_suite(docker28: &Docker28, solver: Solver<'_>, known_differences: &[(&str, &str)]) {
     let cases = case::all(&repo_root().join("testdata/diff")).expect("read testdata/diff");
     let scratch = tempfile::Builder::new()
         .prefix("bud-diff-")
         .tempdir()
         .expect("temp dir");
     open_to_all(scratch.path());
+    let outcomes = for_each_case(&cases, |case| {
+        let references = references::of(case, docker28)?;
+        let follows = solver.follows(case);
+        let work = scratch.path().join(&case.name);
+        run_case(case, &work, solver, follows, references.of(follows))
+    });
+    report(outcomes, known_differences);
+}
 
+/// Runs `check` on every case, `WORKERS` at a time; the outcomes sorted by case name.
+fn for_each_case(
+    cases: &[Case],
+    check: impl Fn(&Case) -> Result<(), String> + Sync,
+) -> Vec<(String, Result<(), String>)> {
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -89,7 +190,7 @@ fn run_suite(solver: Solver<'_>, known_differences: &[(&str, &str)]) {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(case) = cases.get(i) else { break };
-                    let outcome = run_case(case, &scratch.path().join(&case.name), solver);
+                    let outcome = check(case);
                     outcomes
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -100,7 +201,10 @@ fn run_suite(solver: Solver<'_>, known_differences: &[(&str, &str)]) {
     });
     let mut outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    outcomes
+}
 
+fn report(outcomes: Vec<(String, Result<(), String>)>, known_differences: &[(&str, &str)]) {
     let mut problems = Vec::new();
     eprintln!("\n{:<36} result", "case");
     for (name, outcome) in &outcomes {
@@ -130,23 +234,20 @@ fn run_suite(solver: Solver<'_>, known_differences: &[(&str, &str)]) {
     );
 }
 
-fn run_case(case: &Case, work: &Path, solver: Solver<'_>) -> Result<(), String> {
+fn run_case(
+    case: &Case,
+    work: &Path,
+    solver: Solver<'_>,
+    follows: Reference,
+    want: &Outcome,
+) -> Result<(), String> {
     let context = work.join("context");
     case.prepare(&context)?;
     if let Solver::Rootless = solver {
         // A user builds a context of its own (one it cannot read fails for docker build too).
-        chown_to(ROOTLESS_USER, &context);
+        chown_keeping_modes(ROOTLESS_USER, &context)?;
     }
     let context = context.to_str().ok_or("non-UTF-8 temp path")?;
-
-    if let Some(base) = case.base_dockerfile() {
-        let tag = format!("bud-diff-base/{}", case.name);
-        let base = base.to_str().ok_or("non-UTF-8 path")?;
-        let out = reference_build(case, context, &["-f", base, "-t", &tag, context]);
-        if !out.status.success() {
-            return Err(format!("base.Dockerfile: {}", stderr(&out)));
-        }
-    }
 
     // The suites run in parallel test threads: keep their tags apart.
     let suffix = match solver {
@@ -154,92 +255,96 @@ fn run_case(case: &Case, work: &Path, solver: Solver<'_>) -> Result<(), String> 
         Solver::Rootless => "-rootless",
         Solver::Remote(_) => "-remote",
     };
-    let reference_tag = format!("bud-diff-ref/{}{suffix}", case.name);
     let bud_tag = format!("bud-diff-bud/{}{suffix}", case.name);
     let mut args: Vec<&str> = case.args.iter().map(String::as_str).collect();
-    args.extend(["-t", &reference_tag, context]);
-    let reference = reference_build(case, context, &args);
-    args.truncate(args.len() - 3);
     args.extend(["-t", &bud_tag, context]);
     if let Solver::Remote(addr) = solver {
         args.splice(0..0, ["--addr", addr]);
     }
-    let bud = bud_build(case, context, &work.join("root"), &args, solver);
-
-    match (case.fails, reference.status.success(), bud.status.success()) {
-        (true, false, false) => return Ok(()),
-        (true, true, _) => return Err("docker accepts a case marked `fails`".into()),
-        (false, false, _) => {
-            return Err(format!("docker rejects the case:\n{}", stderr(&reference)));
-        }
-        (true, false, true) => return Err("docker rejects the build; bud accepts it".into()),
-        (false, true, false) => {
-            return Err(format!("bud rejects the build:\n{}", stderr(&bud)));
-        }
-        (false, true, true) => {}
-    }
-
-    let mut report = Vec::new();
-    let want = image::config(&reference_tag)?;
-    let got = image::config(&bud_tag)?;
-    for ((field, want), (_, got)) in want.iter().zip(&got) {
-        if want != got {
-            report.push(format!(
-                "  config {field}\n    docker: {want}\n    bud:    {got}"
-            ));
-        }
-    }
-    let want = history(&reference_tag)?;
-    let got = history(&bud_tag)?;
-    if want != got {
-        report.push(format!(
-            "  history\n    docker: {want:#?}\n    bud:    {got:#?}"
-        ));
-    }
-    let want = image::layer_count(&reference_tag)?;
-    let got = image::layer_count(&bud_tag)?;
-    if want != got {
-        report.push(format!("  layers: docker {want}, bud {got}"));
-    }
-    let mut want = image::filesystem(&reference_tag)?;
-    let got = image::filesystem(&bud_tag)?;
-    // `reference-only` paths are what BuildKit v0.8 leaves and current BuildKit does not;
-    // on dockerd's BuildKit bud's graph leaves them too, so both must have them.
-    let reference_only: &[String] = match solver {
-        Solver::Remote(_) => &[],
-        Solver::Embedded | Solver::Rootless => &case.reference_only,
+    let out = bud_build(case, context, &work.join("root"), &args, solver);
+    let got = if out.status.success() {
+        Outcome::Built(Image::read(Daemon::Docker20, &bud_tag)?)
+    } else {
+        Outcome::Rejected(log_end(&out))
     };
-    for path in reference_only {
-        match (want.remove(path), got.contains_key(path)) {
-            (Some(_), false) => {}
-            (None, _) => report.push(format!(
-                "  {path} is listed in reference-only but docker lacks it"
-            )),
-            (Some(_), true) => report.push(format!(
-                "  {path} is listed in reference-only but bud has it"
-            )),
-        }
-    }
-    report.extend(listing::differences(&want, &got, 20));
-
+    let report = differences(want, &got, (follows, "bud"));
     if report.is_empty() {
-        image::remove(&[&reference_tag, &bud_tag]);
+        Daemon::Docker20.remove(&[&bud_tag]);
         Ok(())
     } else {
-        Err(format!("images differ:\n{}", report.join("\n")))
+        Err(report.join("\n"))
     }
 }
 
-/// The history, with what changed in BuildKit after v0.8 taken out (bud follows current
-/// BuildKit): ARG entries keep only the first name, because v0.8 records the default an
+/// How `got` (built by `labels.1`) differs from what `want`'s reference built; empty when
+/// they agree. Compared with Docker 20.10, history entries first lose what BuildKit changed
+/// in them after v0.8 ([`history_as_of_v08`]).
+fn differences(want: &Outcome, got: &Outcome, labels: (Reference, &str)) -> Vec<String> {
+    let (reference, got_label) = labels;
+    let want_label = reference.name();
+    let (want, got) = match (want, got) {
+        (Outcome::Rejected(_), Outcome::Rejected(_)) => return Vec::new(),
+        (Outcome::Rejected(log), Outcome::Built(_)) => {
+            return vec![format!(
+                "{want_label} rejects the build; {got_label} accepts it. {want_label}:\n{log}"
+            )];
+        }
+        (Outcome::Built(_), Outcome::Rejected(log)) => {
+            return vec![format!(
+                "{got_label} rejects the build; {want_label} accepts it. {got_label}:\n{log}"
+            )];
+        }
+        (Outcome::Built(want), Outcome::Built(got)) => (want, got),
+    };
+    let mut report = Vec::new();
+    let width = want_label.len().max(got_label.len()) + 1;
+    let pair = |what: String, want: &dyn std::fmt::Debug, got: &dyn std::fmt::Debug| {
+        format!(
+            "  {what}\n    {:<width$} {want:#?}\n    {:<width$} {got:#?}",
+            format!("{want_label}:"),
+            format!("{got_label}:"),
+        )
+    };
+    for ((field, want), (_, got)) in want.config.iter().zip(&got.config) {
+        if want != got {
+            report.push(pair(format!("config {field}"), want, got));
+        }
+    }
+    let (want_history, got_history) = match reference {
+        Reference::Docker20 => (
+            history_as_of_v08(&want.history),
+            history_as_of_v08(&got.history),
+        ),
+        Reference::Docker28 => (want.history.clone(), got.history.clone()),
+    };
+    if want_history != got_history {
+        report.push(pair("history".into(), &want_history, &got_history));
+    }
+    if want.layers != got.layers {
+        report.push(format!(
+            "  layers: {want_label} {}, {got_label} {}",
+            want.layers, got.layers
+        ));
+    }
+    report.extend(listing::differences(
+        &want.filesystem,
+        &got.filesystem,
+        (want_label, got_label),
+        20,
+    ));
+    report
+}
+
+/// The history, with what changed in BuildKit after v0.8 taken out, for comparisons with
+/// Docker 20.10: ARG entries keep only the first name, because v0.8 records the default an
 /// ARG declares and later versions the value it takes, which may hold spaces (the values
 /// in effect still show in the RUN entries); COPY and ADD entries lose `--chown` and
 /// `--chmod`, which v0.8 leaves out; EXPOSE and HEALTHCHECK entries keep only the
 /// instruction, because their text is Go's printing of a type that changed (a map then,
 /// a list now; a struct that gained a field), while the config holds what they set.
-fn history(tag: &str) -> Result<Vec<String>, String> {
-    Ok(image::history(tag)?
-        .into_iter()
+fn history_as_of_v08(history: &[String]) -> Vec<String> {
+    history
+        .iter()
         .map(|entry| {
             if let Some(args) = entry.strip_prefix("ARG ") {
                 let first = args.split(['=', ' ']).next().unwrap_or_default();
@@ -257,19 +362,37 @@ fn history(tag: &str) -> Result<Vec<String>, String> {
                     .collect();
                 return words.join(" ");
             }
-            entry
+            entry.clone()
         })
-        .collect())
+        .collect()
 }
 
-/// Both builders run in the context directory, so that `-f` in `args` is relative to it.
-fn reference_build(case: &Case, context: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(DOCKER);
-    cmd.current_dir(context);
-    cmd.arg("build").args(args).env("DOCKER_BUILDKIT", "1");
-    cmd.envs(case.env.iter().map(|(k, v)| (k, v)));
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
+/// Gives `path` to `user` with every mode as it was: chown clears the setuid and setgid
+/// bits, which the references see in their own copy of the context.
+fn chown_keeping_modes(user: &str, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn modes(dir: &Path, out: &mut Vec<(std::path::PathBuf, u32)>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            out.push((entry.path(), meta.permissions().mode() & 0o7777));
+            if meta.is_dir() {
+                modes(&entry.path(), out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut before = Vec::new();
+    modes(path, &mut before).map_err(|e| format!("read the context's modes: {e}"))?;
+    chown_to(user, path);
+    for (file, mode) in before {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", file.display()))?;
+    }
+    Ok(())
 }
 
 fn bud_build(case: &Case, context: &str, root: &Path, args: &[&str], solver: Solver<'_>) -> Output {
@@ -291,11 +414,4 @@ fn bud_build(case: &Case, context: &str, root: &Path, args: &[&str], solver: Sol
     cmd.envs(case.env.iter().map(|(k, v)| (k, v)));
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run bud: {e}"))
-}
-
-fn stderr(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(15);
-    lines[start..].join("\n")
 }

@@ -44,6 +44,40 @@ async fn cwd_env_and_user_are_honoured() {
     assert_eq!(out, "/tmp\nhello world\n1000\n1000\n1000 27\n");
 }
 
+/// The primary group is a supplementary group too, first, as current BuildKit sets it
+/// (Docker 28.5's `id` in a step lists it; Docker 20.10's did not).
+#[tokio::test]
+async fn primary_group_leads_the_supplementary_groups() {
+    if !can_run_containers() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let mut exec = sandbox.spec("grep '^Groups:' /proc/self/status");
+    exec.uid = 1000;
+    exec.gid = 1000;
+    let (code, out, err) = sandbox.run(&exec).await;
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "1000"]
+    );
+
+    exec.additional_gids = vec![27, 1000];
+    let (code, out, err) = sandbox.run(&exec).await;
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "27", "1000"]
+    );
+    exec.additional_gids = vec![27];
+    let (code, out, err) = sandbox.run(&exec).await;
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "27", "1000"]
+    );
+}
+
 #[tokio::test]
 async fn hosts_file_has_hostname_and_extra_hosts() {
     if !can_run_containers() {

@@ -137,14 +137,58 @@ fn exec_user_by_id() {
 
 #[test]
 fn exec_user_without_passwd_file() {
+    // As Docker 20.10 and 28.5 run a step of an image without /etc/passwd: as root when
+    // no USER is set, and with a `uid:gid` pair; any other value needs the file.
     let r = Roots::new();
-    let u = userdb::resolve_exec_user(&r.dst, "1000").unwrap();
-    assert_eq!((u.uid, u.gid), (1000, 0));
-    let err = userdb::resolve_exec_user(&r.dst, "app").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unable to find user app: no matching entries in passwd file"
-    );
+    let u = userdb::resolve_exec_user(&r.dst, "").unwrap();
+    assert_eq!((u.uid, u.gid, u.additional_gids), (0, 0, vec![]));
+    for (spec, ids) in [("5:7", (5, 7)), ("root:root", (0, 0)), ("5:root", (5, 0))] {
+        let u = userdb::resolve_exec_user(&r.dst, spec).unwrap();
+        assert_eq!((u.uid, u.gid), ids, "{spec}");
+    }
+    for (spec, shown) in [
+        ("1000", "user 1000"),
+        ("0", "user 0"),
+        ("root", "user root"),
+        ("root:", "user root"),
+        ("+5:7", "user +5"),
+        ("app", "user app"),
+    ] {
+        let err = userdb::resolve_exec_user(&r.dst, spec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("unable to find {shown}: the image has no /etc/passwd"),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
+fn exec_user_without_group_file() {
+    // With /etc/passwd alone, a matched user needs /etc/group for its supplementary groups,
+    // and so does a named group; a uid without an entry does not.
+    let r = Roots::new();
+    fs::create_dir(r.dst.join("etc")).unwrap();
+    fs::write(
+        r.dst.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh
+",
+    )
+    .unwrap();
+    let u = userdb::resolve_exec_user(&r.dst, "5").unwrap();
+    assert_eq!((u.uid, u.gid), (5, 0));
+    for (spec, shown) in [
+        ("root", "the groups of user root"),
+        ("0", "the groups of user root"),
+        ("5:staff", "group staff"),
+    ] {
+        let err = userdb::resolve_exec_user(&r.dst, spec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("unable to find {shown}: the image has no /etc/group"),
+            "{spec}"
+        );
+    }
 }
 
 #[test]
@@ -172,9 +216,10 @@ fn user_files_are_read_inside_the_root() {
     fs::write(r.outside.join("passwd"), "evil:x:666:666::/:/bin/sh\n").unwrap();
     fs::create_dir(r.dst.join("etc")).unwrap();
     std::os::unix::fs::symlink(r.outside.join("passwd"), r.dst.join("etc/passwd")).unwrap();
+    // Resolved inside the root, the link leads nowhere: there is no passwd to read.
     assert!(matches!(
         userdb::resolve_exec_user(&r.dst, "evil"),
-        Err(Error::UserNotFound(_))
+        Err(Error::NoUserFile { .. })
     ));
     assert_eq!(userdb::resolve_chown(&r.dst, "evil").unwrap(), (0, 0));
 

@@ -135,7 +135,8 @@ fn workdir_user_copy() {
         .unwrap();
     assert_eq!(ctx["attrs"]["local.followpaths"], "[\"a\",\"b*\"]");
     assert_eq!(ctx["attrs"]["local.sharedkeyhint"], "context");
-    assert_eq!(c.image["config"]["WorkingDir"], "/srv/x");
+    // The config keeps an absolute WORKDIR as written (expanded), as BuildKit does.
+    assert_eq!(c.image["config"]["WorkingDir"], "/srv//x");
     assert_eq!(c.image["config"]["User"], "app");
 }
 
@@ -179,7 +180,7 @@ fn metadata_instructions() {
             "EXPOSE [80/tcp 8000/udp 8001/udp]",
             "VOLUME [/data]",
             "STOPSIGNAL SIGKILL",
-            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+            r#"HEALTHCHECK &{["CMD-SHELL" "curl -f x"] "30s" "0s" "0s" "0s" '\x03'}"#,
             "SHELL [/bin/bash -c]",
             "ENTRYPOINT [\"/bin/bash\" \"-c\" \"echo\"]",
             "MAINTAINER me",

@@ -386,7 +386,7 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
             UserBuilder::default()
                 .uid(exec.uid)
                 .gid(exec.gid)
-                .additional_gids(exec.additional_gids.clone())
+                .additional_gids(supplementary_groups(exec.gid, &exec.additional_gids))
                 .build()?,
         )
         .args(exec.args.clone())
@@ -465,6 +465,18 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .mounts(dedup_mounts(mounts))
         .linux(linux)
         .build()?)
+}
+
+/// The supplementary groups of a step's process: the primary group first, then the rest, as
+/// current BuildKit sets them (containerd's `ensureAdditionalGids`), so that `id` in a step
+/// lists the primary group and a file owned by it is reachable through either.
+fn supplementary_groups(gid: u32, additional: &[u32]) -> Vec<u32> {
+    if additional.contains(&gid) {
+        return additional.to_vec();
+    }
+    std::iter::once(gid)
+        .chain(additional.iter().copied())
+        .collect()
 }
 
 #[cfg(test)]

@@ -68,12 +68,7 @@ pub(super) async fn run(
     held.guards
         .push(snapshots.mount_writable(&root_base, &root_ws, &rootfs)?);
 
-    let user = if meta.user.is_empty() {
-        "root"
-    } else {
-        meta.user.as_str()
-    };
-    let exec_user = crate::userdb::resolve_exec_user(&rootfs, user)?;
+    let exec_user = crate::userdb::resolve_exec_user(&rootfs, &meta.user)?;
     let targets: Vec<&str> = DEFAULT_TARGETS
         .iter()
         .copied()
@@ -314,7 +309,13 @@ async fn cache_dir(
 ) -> Result<(PathBuf, Option<std::fs::File>), SolveError> {
     let opt = m.cache_opt.clone().unwrap_or_default();
     let id = if opt.id.is_empty() { &m.dest } else { &opt.id };
-    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    // As BuildKit keys a cache: by id and, when the mount has an input (the directory the
+    // frontend makes for `uid`, `gid` or `mode`), by that input too, so that the same id
+    // with other ownership is another cache rather than one made for someone else.
+    let name = match base.snapshot_id() {
+        None => hex::encode(Sha256::digest(id.as_bytes())),
+        Some(seed) => hex::encode(Sha256::digest(format!("{id}\0{seed}").as_bytes())),
+    };
     let sharing = pb::CacheSharingOpt::try_from(opt.sharing).unwrap_or(pb::CacheSharingOpt::Shared);
     match sharing {
         pb::CacheSharingOpt::Shared => Ok((prepare_cache_dir(solver, &name, id, m, &base)?, None)),

@@ -275,7 +275,6 @@ fn copy(
             path: c.src.clone(),
         }));
     }
-    let several = sources.len() > 1;
     let ctx_descend = ctx
         .excludes
         .as_ref()
@@ -290,10 +289,9 @@ fn copy(
             };
             ctx.excluded(&full) || user_exclude(rel)
         };
-        let mut dest = c.dest.clone();
-        if several && !dest.ends_with('/') {
-            dest.push('/');
-        }
+        // Each match goes to the destination as written, as BuildKit copies them: files
+        // matched to a path without a trailing `/` overwrite each other there.
+        let dest = c.dest.clone();
         let action = CopyAction {
             src: src.clone(),
             dest,

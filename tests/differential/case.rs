@@ -3,13 +3,17 @@
 //!
 //! - `args`: extra `docker build` arguments, one per line (`#` starts a comment line);
 //! - `env`: `KEY=VALUE` lines set in the environment of both builders;
-//! - `fails`: present when the build must be rejected; its text says why;
+//! - `fails`: present when the build must be rejected (by Docker 28.5, which bud follows);
+//!   its text says why;
 //! - `base.Dockerfile`: built by Docker (context: the case's) and tagged
 //!   `bud-diff-base/<case>` before the case, for cases that need an image of their own
 //!   making as a base (ONBUILD);
-//! - `reference-only`: paths, one per line, that BuildKit v0.8 leaves in the image and
-//!   current BuildKit (which bud follows) does not; the reference must have them and bud
-//!   must not, and they are not compared further. Comment lines say which change it was;
+//! - `docker20-differs`: present when the two references, Docker 20.10 and Docker 28.5, build
+//!   the case differently. bud follows the current one, 28.5; the file's `#` lines say what
+//!   20.10 does and why, and its one other line says which reference the `--addr docker://`
+//!   variant follows: `remote: docker20` when the difference is in the daemon's BuildKit,
+//!   which solves that variant's graph (20.10's), or `remote: docker28` when it is in what
+//!   bud does on the client (the Dockerfile frontend, the context walk);
 //! - `setup.sh`: run by `sh` in the copied context to create what git keeps badly
 //!   (symlinks, hardlinks, modes, archives), reproducibly.
 
@@ -23,7 +27,7 @@ const NOT_CONTEXT: &[&str] = &[
     "env",
     "fails",
     "base.Dockerfile",
-    "reference-only",
+    "docker20-differs",
     "setup.sh",
 ];
 
@@ -34,7 +38,78 @@ pub struct Case {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub fails: bool,
-    pub reference_only: Vec<String>,
+    pub docker20_differs: Option<Docker20Differs>,
+}
+
+/// One of the two reference Dockers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    Docker20,
+    Docker28,
+}
+
+impl Reference {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reference::Docker20 => "docker 20.10",
+            Reference::Docker28 => "docker 28.5",
+        }
+    }
+}
+
+/// A case's `docker20-differs` file.
+#[derive(Debug)]
+pub struct Docker20Differs {
+    /// What Docker 20.10 does differently, and why.
+    pub why: String,
+    /// The reference the `--addr docker://` variant (bud's graph on Docker 20.10's BuildKit)
+    /// follows.
+    pub remote_follows: Reference,
+}
+
+impl Docker20Differs {
+    fn parse(path: &Path) -> io::Result<Option<Self>> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |what: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {what}", path.display()),
+            )
+        };
+        let mut why = Vec::new();
+        let mut remote_follows = None;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(comment) = line.strip_prefix('#') {
+                why.push(comment.trim());
+                continue;
+            }
+            let follows = match line {
+                "remote: docker20" => Reference::Docker20,
+                "remote: docker28" => Reference::Docker28,
+                other => return Err(bad(format!("unknown line {other:?}"))),
+            };
+            if remote_follows.replace(follows).is_some() {
+                return Err(bad("more than one `remote:` line".into()));
+            }
+        }
+        if why.is_empty() {
+            return Err(bad("say in `#` lines what Docker 20.10 does and why".into()));
+        }
+        let remote_follows = remote_follows.ok_or_else(|| {
+            bad(
+                "say which reference the remote variant follows (`remote: docker20|docker28`)"
+                    .into(),
+            )
+        })?;
+        Ok(Some(Docker20Differs {
+            why: why.join(" "),
+            remote_follows,
+        }))
+    }
 }
 
 impl Case {
@@ -65,7 +140,7 @@ impl Case {
             args: lines("args")?,
             env,
             fails: dir.join("fails").exists(),
-            reference_only: lines("reference-only")?,
+            docker20_differs: Docker20Differs::parse(&dir.join("docker20-differs"))?,
             dir: dir.to_path_buf(),
             name,
         })

@@ -1,10 +1,13 @@
-//! What Docker says about a built image: the config fields a Dockerfile sets, the history,
-//! and the filesystem a container of it starts with.
+//! What a daemon says about a built image: the config fields a Dockerfile sets, the history,
+//! and the filesystem a container of it starts with. Each daemon has its own image store, so
+//! every question goes to the daemon that holds the image, through its own client.
+
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::listing::{self, Listing};
-use crate::support::docker;
+use crate::support::{Docker28, docker};
 
 /// The fields of the image config that Dockerfile instructions decide.
 pub const CONFIG_FIELDS: &[&str] = &[
@@ -22,23 +25,69 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "OnBuild",
 ];
 
-fn run(args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = docker(args);
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// Which image store an image is in: Docker 20.10's (the default socket, where bud's images
+/// go too) or Docker 28.5's.
+#[derive(Clone, Copy)]
+pub enum Daemon<'a> {
+    Docker20,
+    Docker28(&'a Docker28),
+}
+
+impl Daemon<'_> {
+    fn client(&self, args: &[&str]) -> Output {
+        match self {
+            Daemon::Docker20 => docker(args),
+            Daemon::Docker28(d) => d.run(args),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Vec<u8>, String> {
+        let out = self.client(args);
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "docker {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    pub fn remove(&self, tags: &[&str]) {
+        let mut args = vec!["image", "rm", "-f"];
+        args.extend_from_slice(tags);
+        let _ = self.client(&args);
     }
 }
 
-/// The config fields, with an absent field and `null` (or an empty list or map, which
-/// Docker writes for some fields and not others) read as the same thing.
-pub fn config(tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
-    let raw = run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
+/// What is compared of an image.
+#[derive(Debug)]
+pub struct Image {
+    /// The config fields, with an absent field and `null` (or an empty list or map, which
+    /// Docker writes for some fields and not others) read as the same thing.
+    pub config: Vec<(&'static str, Value)>,
+    /// `created_by` of each history entry, newest first.
+    pub history: Vec<String>,
+    /// How many layers with content the image has (see [`layer_count`]).
+    pub layers: usize,
+    /// The tree `docker export` of a fresh container gives.
+    pub filesystem: Listing,
+}
+
+impl Image {
+    pub fn read(daemon: Daemon<'_>, tag: &str) -> Result<Image, String> {
+        Ok(Image {
+            config: config(daemon, tag)?,
+            history: history(daemon, tag)?,
+            layers: layer_count(daemon, tag)?,
+            filesystem: filesystem(daemon, tag)?,
+        })
+    }
+}
+
+fn config(daemon: Daemon<'_>, tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
+    let raw = daemon.run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
     let config: Value =
         serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))?;
     Ok(CONFIG_FIELDS
@@ -56,9 +105,8 @@ pub fn config(tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
         .collect())
 }
 
-/// `created_by` of each history entry, newest first.
-pub fn history(tag: &str) -> Result<Vec<String>, String> {
-    let raw = run(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag])?;
+fn history(daemon: Daemon<'_>, tag: &str) -> Result<Vec<String>, String> {
+    let raw = daemon.run(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag])?;
     Ok(String::from_utf8_lossy(&raw)
         .lines()
         .map(str::to_string)
@@ -72,8 +120,8 @@ const EMPTY_LAYER: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755
 /// that changed nothing where BuildKit's own (which bud follows) leaves them out and marks
 /// the history entry empty, so those are not counted. Docker's per-layer sizes are not
 /// compared either: it counts them differently for layers it built and layers it loaded.
-pub fn layer_count(tag: &str) -> Result<usize, String> {
-    let raw = run(&[
+fn layer_count(daemon: Daemon<'_>, tag: &str) -> Result<usize, String> {
+    let raw = daemon.run(&[
         "image",
         "inspect",
         "--format",
@@ -89,18 +137,11 @@ pub fn layer_count(tag: &str) -> Result<usize, String> {
         .count())
 }
 
-/// The image's filesystem as `docker export` of a fresh container gives it.
-pub fn filesystem(tag: &str) -> Result<Listing, String> {
+fn filesystem(daemon: Daemon<'_>, tag: &str) -> Result<Listing, String> {
     // The command is never run; it only lets images without Cmd make a container.
-    let id = run(&["create", tag, "/bud-diff-never-run"])?;
+    let id = daemon.run(&["create", tag, "/bud-diff-never-run"])?;
     let id = String::from_utf8_lossy(&id).trim().to_string();
-    let exported = run(&["export", &id]);
-    let _ = run(&["rm", &id]);
+    let exported = daemon.run(&["export", &id]);
+    let _ = daemon.run(&["rm", &id]);
     listing::from_tar(&exported?).map_err(|e| format!("export of {tag}: {e}"))
-}
-
-pub fn remove(tags: &[&str]) {
-    let mut args = vec!["image", "rm", "-f"];
-    args.extend_from_slice(tags);
-    let _ = docker(&args);
 }

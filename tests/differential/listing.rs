@@ -94,21 +94,31 @@ fn normalize(path: &str) -> String {
     format!("/{trimmed}")
 }
 
-/// The paths on which the two listings disagree, one line each, at most `limit` of them.
-pub fn differences(reference: &Listing, bud: &Listing, limit: usize) -> Vec<String> {
+/// The paths on which two listings disagree, one line each, at most `limit` of them;
+/// `labels` name the builders of `want` and `got`.
+pub fn differences(
+    want: &Listing,
+    got: &Listing,
+    labels: (&str, &str),
+    limit: usize,
+) -> Vec<String> {
+    let (want_label, got_label) = labels;
+    let width = want_label.len().max(got_label.len()) + 1;
     let mut out = Vec::new();
-    for (path, want) in reference {
-        match bud.get(path) {
-            None => out.push(format!("  missing in bud: {path}  ({want})")),
-            Some(got) if got != want => {
-                out.push(format!("  {path}\n    docker: {want}\n    bud:    {got}"))
-            }
+    for (path, expected) in want {
+        match got.get(path) {
+            None => out.push(format!("  missing in {got_label}: {path}  ({expected})")),
+            Some(found) if found != expected => out.push(format!(
+                "  {path}\n    {:<width$} {expected}\n    {:<width$} {found}",
+                format!("{want_label}:"),
+                format!("{got_label}:"),
+            )),
             Some(_) => {}
         }
     }
-    for (path, got) in bud {
-        if !reference.contains_key(path) {
-            out.push(format!("  only in bud: {path}  ({got})"));
+    for (path, found) in got {
+        if !want.contains_key(path) {
+            out.push(format!("  only in {got_label}: {path}  ({found})"));
         }
     }
     let total = out.len();

@@ -208,17 +208,18 @@ pub(super) fn prefix_command(
     out
 }
 
-/// The working directory after `WORKDIR requested` in `current`.
+/// The working directory after `WORKDIR requested` in `current`, as BuildKit's
+/// `NormalizeWorkdir` makes it: an absolute path is taken as written (`/tmp/` keeps its
+/// slash in the image config, `/a//b` its double one); a relative one is joined to the
+/// current directory and cleaned.
 pub(super) fn normalize_workdir(current: &str, requested: &str) -> String {
-    let joined = if requested.starts_with('/') {
-        requested.to_owned()
-    } else {
-        format!(
-            "{}/{requested}",
-            if current.is_empty() { "/" } else { current }
-        )
-    };
-    clean_path(&joined)
+    if requested.starts_with('/') {
+        return requested.to_owned();
+    }
+    clean_path(&format!(
+        "{}/{requested}",
+        if current.is_empty() { "/" } else { current }
+    ))
 }
 
 /// Go's `path.Clean` for absolute paths.
@@ -485,8 +486,9 @@ impl Stage<'_, '_> {
             let owner = (!self.st.user.is_empty()).then(|| parse_chown(&self.st.user));
             let builder = FileBuilder::new(self.st.state.clone())
                 .constraints(self.constraints().with_custom_name(name))
+                // LLB cleans a file action's path (the config keeps it as written).
                 .mkdir(
-                    wd.clone(),
+                    clean_path(&wd),
                     0o755,
                     MkdirOptions {
                         make_parents: true,
@@ -504,8 +506,7 @@ impl Stage<'_, '_> {
         let (value, text) = match check {
             Healthcheck::Disable => (
                 json!({"Test": ["NONE"]}),
-                "{Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
-                    .to_owned(),
+                r#"&{["NONE"] "0s" "0s" "0s" "0s" '\x00'}"#.to_owned(),
             ),
             Healthcheck::Check(c) => {
                 let test: Vec<String> = match &c.cmd {
@@ -529,14 +530,16 @@ impl Stage<'_, '_> {
                 if c.retries != 0 {
                     map.insert("Retries".into(), json!(c.retries));
                 }
+                // Docker 28.5's frontend writes `%q` of the config: quoted durations, and the
+                // retry count as a character literal.
                 let text = format!(
-                    "{{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-                    gofmt::plain_list(&test),
-                    gofmt::duration(c.interval),
-                    gofmt::duration(c.timeout),
-                    gofmt::duration(c.start_period),
-                    gofmt::duration(c.start_interval),
-                    c.retries
+                    "&{{{} {} {} {} {} {}}}",
+                    gofmt::quote_list(&test),
+                    gofmt::quote(&gofmt::duration(c.interval)),
+                    gofmt::quote(&gofmt::duration(c.timeout)),
+                    gofmt::quote(&gofmt::duration(c.start_period)),
+                    gofmt::quote(&gofmt::duration(c.start_interval)),
+                    gofmt::quote_rune(i64::from(c.retries))
                 );
                 (Value::Object(map), text)
             }
@@ -672,6 +675,9 @@ mod tests {
     fn workdirs_join_and_clean() {
         assert_eq!(normalize_workdir("/a", "b/../c"), "/a/c");
         assert_eq!(normalize_workdir("", "rel"), "/rel");
-        assert_eq!(normalize_workdir("/a", "/x/"), "/x");
+        assert_eq!(normalize_workdir("/a", "/x/"), "/x/");
+        assert_eq!(normalize_workdir("/a", "/x//y/./"), "/x//y/./");
+        assert_eq!(normalize_workdir("/tmp/", "sub/"), "/tmp/sub");
+        assert_eq!(normalize_workdir("/tmp/", "./x/../y/"), "/tmp/y");
     }
 }

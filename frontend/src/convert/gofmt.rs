@@ -37,6 +37,23 @@ pub fn quote_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// `fmt.Sprintf("%q", n)` of an integer: the character literal of the code point `n`
+/// (`'\x04'`, `'A'`), or of U+FFFD when `n` is none.
+pub fn quote_rune(n: i64) -> String {
+    let c = u32::try_from(n)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or('\u{fffd}');
+    match c {
+        '\'' => "'\\''".to_owned(),
+        '"' => "'\"'".to_owned(),
+        c => {
+            let quoted = quote(&c.to_string());
+            format!("'{}'", &quoted[1..quoted.len() - 1])
+        }
+    }
+}
+
 /// `fmt.Sprintf("%v", []string{…})`: `[a b]`.
 pub fn plain_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
@@ -85,6 +102,17 @@ fn fraction(value: u128, scale: u128) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn integers_quote_as_go_character_literals() {
+        assert_eq!(quote_rune(0), r"'\x00'");
+        assert_eq!(quote_rune(4), r"'\x04'");
+        assert_eq!(quote_rune(10), r"'\n'");
+        assert_eq!(quote_rune(65), "'A'");
+        assert_eq!(quote_rune(39), r"'\''");
+        assert_eq!(quote_rune(34), "'\"'");
+        assert_eq!(quote_rune(0x110000), "'\u{fffd}'");
+    }
     use super::*;
 
     #[test]
