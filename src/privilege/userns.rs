@@ -2,13 +2,16 @@
 //! subordinate ids are mapped above, by the setuid `newuidmap`/`newgidmap`, as podman,
 //! buildah and rootlesskit do.
 //!
-//! bud itself unshares, so it stays one process and signals reach it as before. The maps
-//! must be written from outside the namespace (a setuid binary whose owner is not mapped
-//! loses its setuid bit), so the two helpers are started first and told to go once the
-//! namespace exists. Must run before any thread starts: a threaded process cannot unshare
-//! its user namespace.
+//! bud stays one process, so signals reach it as before: a short-lived holder process makes
+//! the namespace, the two helpers map it from outside (a setuid binary started inside,
+//! where its owner is not mapped, loses its setuid bit), both at once, and bud joins it with
+//! `setns`, as podman joins the namespace its pause process holds. Helpers started straight
+//! from bud, with no shell waiting in front of them, keep the entry to about one helper's
+//! run: it is paid by every command that enters. Must run before any thread starts: a
+//! threaded process cannot join a user namespace.
 
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -44,6 +47,8 @@ pub enum UsernsError {
     },
     #[error("bud did not enter a user namespace for this command")]
     NotEntered,
+    #[error("joining the new user namespace ({errno})")]
+    Join { errno: rustix::io::Errno },
     #[error("making a mount namespace in the user namespace")]
     MountNamespace(#[source] rustix::io::Errno),
 }
@@ -118,32 +123,28 @@ fn map_args(id: u32, ranges: &[SubIdRange]) -> Vec<String> {
 pub fn enter(maps: &IdMaps) -> Result<(), UsernsError> {
     let newuidmap = map_tool("newuidmap")?;
     let newgidmap = map_tool("newgidmap")?;
-    let pid = std::process::id().to_string();
-    let mut uid_helper = MapHelper::start(
+    let holder = Holder::start()?;
+    let pid = holder.pid();
+    let uid_helper = MapHelper::start(
         "newuidmap",
         &newuidmap,
         &pid,
         map_args(maps.uid, &maps.uids),
-    )?;
-    let mut gid_helper = MapHelper::start(
+    );
+    let gid_helper = MapHelper::start(
         "newgidmap",
         &newgidmap,
         &pid,
         map_args(maps.gid, &maps.gids),
-    )?;
+    );
+    // Both are waited for, whichever failed: no helper outlives the entry.
+    let uid_mapped = uid_helper.and_then(MapHelper::wait);
+    let gid_mapped = gid_helper.and_then(MapHelper::wait);
+    uid_mapped?;
+    gid_mapped?;
+    holder.join()?;
     // SAFETY: called before any thread exists (main, before the runtime starts); the
-    // helpers are processes, not threads.
-    if let Err(errno) =
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }
-    {
-        // The helpers see their stdin close and exit without mapping anything.
-        uid_helper.abandon();
-        gid_helper.abandon();
-        return Err(UsernsError::Denied { errno });
-    }
-    uid_helper.go()?;
-    gid_helper.go()?;
-    // SAFETY: as above, still single-threaded.
+    // holder and the helpers are processes, not threads.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .map_err(UsernsError::MountNamespace)?;
     rustix::mount::mount_change(
@@ -163,8 +164,76 @@ fn map_tool(tool: &'static str) -> Result<PathBuf, UsernsError> {
         .ok_or(UsernsError::NoMapTool { tool })
 }
 
-/// `newuidmap` or `newgidmap`, started before the namespace exists and waiting for a line
-/// on its stdin to run.
+/// A child that unshares a user namespace and waits (a shell reading its stdin) until bud
+/// has joined it; it exits when its stdin closes, also when bud dies first.
+struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    const SHELL: &'static str = "/bin/sh";
+
+    fn start() -> Result<Self, UsernsError> {
+        let mut command = Command::new(Self::SHELL);
+        command
+            .args(["-c", "read -r _"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: runs in the forked child before exec; unshare is a plain system call, and
+        // the child has one thread.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        match command.spawn() {
+            Ok(child) => Ok(Self { child }),
+            // The shell itself is missing; any other failure is the unshare's.
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(UsernsError::Spawn {
+                    tool: Self::SHELL,
+                    source,
+                })
+            }
+            Err(e) => Err(UsernsError::Denied {
+                errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::PERM),
+            }),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Moves bud into the holder's (now mapped) user namespace; the holder goes on drop.
+    fn join(self) -> Result<(), UsernsError> {
+        let ns =
+            std::fs::File::open(format!("/proc/{}/ns/user", self.child.id())).map_err(|e| {
+                UsernsError::Join {
+                    errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                }
+            })?;
+        // Needs bud to be single-threaded still (`enter` runs before any thread exists).
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::User),
+        )
+        .map_err(|errno| UsernsError::Join { errno })
+    }
+}
+
+impl Drop for Holder {
+    /// Closes the holder's stdin, so that it exits, and reaps it.
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// `newuidmap` or `newgidmap` writing the holder's map, run straight from bud (which is still
+/// outside the namespace, so the helper keeps its setuid bit).
 struct MapHelper {
     tool: &'static str,
     child: Child,
@@ -177,14 +246,10 @@ impl MapHelper {
         pid: &str,
         args: Vec<String>,
     ) -> Result<Self, UsernsError> {
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"read -r _ && exec "$@""#)
-            .arg("sh")
-            .arg(binary)
+        let child = Command::new(binary)
             .arg(pid)
             .args(args)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -192,13 +257,12 @@ impl MapHelper {
         Ok(Self { tool, child })
     }
 
-    /// Lets the helper write its map and waits for it.
-    fn go(&mut self) -> Result<(), UsernsError> {
+    /// Waits for the helper; its stderr says why it failed.
+    fn wait(mut self) -> Result<(), UsernsError> {
         let tool = self.tool;
-        if let Some(mut stdin) = self.child.stdin.take() {
-            stdin
-                .write_all(b"go\n")
-                .map_err(|source| UsernsError::Spawn { tool, source })?;
+        let mut message = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut message);
         }
         let status = self
             .child
@@ -206,10 +270,6 @@ impl MapHelper {
             .map_err(|source| UsernsError::Spawn { tool, source })?;
         if status.success() {
             return Ok(());
-        }
-        let mut message = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut message);
         }
         let message = message.trim();
         Err(UsernsError::MapFailed {
@@ -220,12 +280,6 @@ impl MapHelper {
                 message.to_string()
             },
         })
-    }
-
-    /// Closes the helper's stdin so that it exits unused, and reaps it.
-    fn abandon(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
     }
 }
 
