@@ -16,7 +16,6 @@
 //! used, so a broken pattern that no path reaches goes unnoticed; here every pattern is
 //! compiled by [`PatternMatcher::new`], and a broken one is an error there.
 
-mod clean;
 mod glob_syntax;
 mod go_regex;
 mod matcher;
@@ -55,7 +54,7 @@ pub fn parse_dockerignore(text: &str) -> Vec<String> {
         }
         let mut cleaned = String::new();
         if !pattern.is_empty() {
-            cleaned = clean::clean(pattern);
+            cleaned = crate::gopath::clean(pattern);
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }

@@ -15,6 +15,7 @@ mod env;
 mod lexer;
 mod pattern;
 mod unicode;
+pub(crate) mod words;
 
 pub use env::{EmptyEnv, Env};
 pub use lexer::{Lexer, MAX_NESTING, ProcessedWord, ShellError};

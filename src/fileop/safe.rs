@@ -33,21 +33,7 @@ pub fn resolve_parent(root: &Path, path: impl AsRef<Path>) -> Result<PathBuf> {
     resolve_components(root, path.as_ref(), false)
 }
 
-/// Go's `filepath.Clean("/" + path)`: an absolute, lexically clean slash path where `..`
-/// cannot climb above `/`.
-pub fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            name => parts.push(name),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use bud_frontend::gopath::clean_abs;
 
 /// The path of `full` as seen from inside `root` (`/a/b`), for messages.
 pub fn display(root: &Path, full: &Path) -> String {
@@ -154,16 +140,4 @@ fn lexical_components(path: &OsStr) -> Vec<OsString> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_abs_clamps_at_root() {
-        assert_eq!(clean_abs("../../etc//passwd/."), "/etc/passwd");
-        assert_eq!(clean_abs(""), "/");
-        assert_eq!(clean_abs("a/b/../c/"), "/a/c");
-    }
 }

@@ -1,8 +1,9 @@
 //! COPY and ADD: file op copy actions, from the context, a stage, a URL, git or heredocs.
 
-use super::dispatch::{COMMAND_DESCRIPTION, Stage, clean_path, parse_chown};
+use super::dispatch::{COMMAND_DESCRIPTION, Stage, parse_chown};
 use super::error::ConvertErrorKind;
 use super::stages::Cmd;
+use crate::gopath::clean_abs;
 use crate::instructions::{Add, Copy};
 use crate::llb::{
     self, Constraints, CopyMode, CopyOptions, FileBuilder, GitOptions, HttpOptions, State,
@@ -172,15 +173,15 @@ impl Stage<'_, '_> {
                         Some((p, pat)) => (p.to_owned(), pat.to_owned()),
                         None => ("/".to_owned(), src.clone()),
                     };
-                    let pattern = clean_path(&pattern).trim_start_matches('/').to_owned();
+                    let pattern = clean_abs(&pattern).trim_start_matches('/').to_owned();
                     let required = if !has_wildcards(&parent) && !has_wildcards(&pattern) {
-                        vec![clean_path(&format!("{parent}/{pattern}"))]
+                        vec![clean_abs(&format!("{parent}/{pattern}"))]
                     } else {
                         Vec::new()
                     };
-                    (clean_path(&parent), vec![pattern], required)
+                    (clean_abs(&parent), vec![pattern], required)
                 } else {
-                    (clean_path(src), Vec::new(), Vec::new())
+                    (clean_abs(src), Vec::new(), Vec::new())
                 };
                 let opts = CopyOptions {
                     follow_symlinks: true,
@@ -223,12 +224,12 @@ impl Stage<'_, '_> {
         if spec.from.is_none() {
             for src in &spec.sources {
                 if !(spec.is_add && is_http(src)) {
-                    self.context_paths.insert(clean_path(src));
+                    self.context_paths.insert(clean_abs(src));
                 }
             }
         } else if let Some(source) = cmd.copy_from {
             self.copied_from
-                .extend(spec.sources.iter().map(|src| (source, clean_path(src))));
+                .extend(spec.sources.iter().map(|src| (source, clean_abs(src))));
         }
 
         let use_merge = spec.link && spec.chmod.is_empty() && self.ctx.opts.caps.merge_op;
@@ -284,9 +285,9 @@ impl Stage<'_, '_> {
             dest
         };
         let joined = if dest.starts_with('/') {
-            clean_path(dest)
+            clean_abs(dest)
         } else {
-            clean_path(&format!("{}/{dest}", self.st.dir))
+            clean_abs(&format!("{}/{dest}", self.st.dir))
         };
         if dest.ends_with('/') && joined != "/" {
             format!("{joined}/")

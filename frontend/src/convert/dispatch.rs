@@ -12,6 +12,7 @@ use super::gofmt;
 use super::image::{DEFAULT_PATH, ImageConfig};
 use super::platform::Platform;
 use super::stages::{Base, Cmd, Graph};
+use crate::gopath::clean_abs;
 use crate::instructions::{CommandKind, Healthcheck, ShellOrExec};
 use crate::llb::{self, Chown, Constraints, FileBuilder, MkdirOptions, State, UserRef};
 use crate::shell::Lexer;
@@ -216,25 +217,10 @@ pub(super) fn normalize_workdir(current: &str, requested: &str) -> String {
     if requested.starts_with('/') {
         return requested.to_owned();
     }
-    clean_path(&format!(
+    clean_abs(&format!(
         "{}/{requested}",
         if current.is_empty() { "/" } else { current }
     ))
-}
-
-/// Go's `path.Clean` for absolute paths.
-pub(super) fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// `user[:group]` as LLB owners: numbers are IDs, anything else a name.
@@ -488,7 +474,7 @@ impl Stage<'_, '_> {
                 .constraints(self.constraints().with_custom_name(name))
                 // LLB cleans a file action's path (the config keeps it as written).
                 .mkdir(
-                    clean_path(&wd),
+                    clean_abs(&wd),
                     0o755,
                     MkdirOptions {
                         make_parents: true,

@@ -2,9 +2,10 @@
 
 use bud_proto::pb;
 
-use super::dispatch::{COMMAND_DESCRIPTION, Stage, clean_path};
+use super::dispatch::{COMMAND_DESCRIPTION, Stage};
 use super::error::ConvertErrorKind;
 use super::stages::Cmd;
+use crate::gopath::{self, clean_abs};
 use crate::instructions::{
     MountSpec, MountType, NetworkMode, Run, Security, Sharing, ShellOrExec, parse_mount,
 };
@@ -233,7 +234,7 @@ impl Stage<'_, '_> {
                 _ => {}
             }
             let target = m.target.clone().unwrap_or_default();
-            let mut dest = clean_path(&if target.starts_with('/') {
+            let mut dest = clean_abs(&if target.starts_with('/') {
                 target.clone()
             } else {
                 format!("{}/{target}", self.st.dir)
@@ -264,7 +265,7 @@ impl Stage<'_, '_> {
             } else {
                 self.context.clone()
             };
-            let src_path = clean_path(m.source.as_deref().unwrap_or(""));
+            let src_path = clean_abs(m.source.as_deref().unwrap_or(""));
             let mut selector = String::new();
             if src_path != "/" {
                 selector = src_path.clone();
@@ -300,7 +301,7 @@ impl Stage<'_, '_> {
                         self.ctx.opts.cache_id_namespace,
                         m.id.clone()
                             .filter(|s| !s.is_empty())
-                            .unwrap_or_else(|| go_clean(&target))
+                            .unwrap_or_else(|| gopath::clean(&target))
                     ),
                     sharing: match m.sharing {
                         Some(Sharing::Private) => pb::CacheSharingOpt::Private,
@@ -331,20 +332,6 @@ fn base_name(p: &str) -> String {
     match trimmed.rsplit('/').next() {
         Some("") | None => "/".to_owned(),
         Some(b) => b.to_owned(),
-    }
-}
-
-/// Go's `path.Clean`, relative paths kept relative.
-fn go_clean(p: &str) -> String {
-    if p.starts_with('/') {
-        return clean_path(p);
-    }
-    let cleaned = clean_path(&format!("/{p}"));
-    let rel = cleaned.trim_start_matches('/');
-    if rel.is_empty() {
-        ".".to_owned()
-    } else {
-        rel.to_owned()
     }
 }
 

@@ -1,8 +1,8 @@
 //! The ordered list of patterns and the rule that the last match wins.
 
-use super::clean;
 use super::glob_syntax;
 use super::pattern::Pattern;
+use crate::gopath;
 
 /// A pattern that Docker would reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +67,7 @@ impl PatternMatcher {
                 continue;
             }
             // moby cleans before looking at `!`, so `!a/../b` is the pattern `b`.
-            let cleaned = clean::clean(trimmed);
+            let cleaned = gopath::clean(trimmed);
             let (text, exclusion) = match cleaned.strip_prefix('!') {
                 Some("") => return Err(PatternError::IllegalExclusion),
                 Some(rest) => (rest.to_owned(), true),
@@ -104,7 +104,7 @@ impl PatternMatcher {
     /// Whether `path` is excluded: the last pattern that matches it or one of its parent
     /// directories decides (moby's `MatchesOrParentMatches`).
     pub fn matches(&self, path: &str) -> bool {
-        let parent = clean::dir(path);
+        let parent = gopath::dir(path);
         let parent_dirs: Vec<&str> = parent.split('/').collect();
         let mut matched = false;
         for pattern in &self.patterns {
@@ -146,7 +146,7 @@ impl PatternMatcher {
                 }
                 hit = pattern.matches(path);
                 if !hit && !known {
-                    let parent_path = clean::dir(path);
+                    let parent_path = gopath::dir(path);
                     if parent_path != "." {
                         let dirs: Vec<&str> = parent_path.split('/').collect();
                         hit = (1..=dirs.len()).any(|n| pattern.matches(&dirs[..n].join("/")));

@@ -7,6 +7,8 @@
 //! same words as BuildKit. The escape character here is always `\`, whatever the
 //! Dockerfile's `# escape=` says, as in BuildKit.
 
+use crate::shell::words::Words;
+
 const ESCAPE: char = '\\';
 
 /// How quotes and escapes are treated while splitting.
@@ -33,47 +35,6 @@ pub(crate) fn split(line: &str, mode: Mode) -> Result<Vec<String>, LexError> {
     let mut words = Words::default();
     lexer.process(None, Some(&mut words))?;
     Ok(words.finish())
-}
-
-#[derive(Default)]
-struct Words {
-    buf: String,
-    words: Vec<String>,
-    in_word: bool,
-}
-
-impl Words {
-    fn add_char(&mut self, c: char) {
-        if c.is_whitespace() {
-            if self.in_word && !self.buf.is_empty() {
-                self.words.push(std::mem::take(&mut self.buf));
-                self.in_word = false;
-            }
-        } else {
-            self.add_raw_char(c);
-        }
-    }
-
-    fn add_raw_char(&mut self, c: char) {
-        self.buf.push(c);
-        self.in_word = true;
-    }
-
-    fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
-    }
-
-    fn add_raw_string(&mut self, s: &str) {
-        self.buf.push_str(s);
-        self.in_word = true;
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if !self.buf.is_empty() {
-            self.words.push(self.buf);
-        }
-        self.words
-    }
 }
 
 struct Lexer {

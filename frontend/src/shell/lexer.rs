@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::env::Env;
 use super::pattern;
 use super::unicode::{is_digit, is_letter};
+use super::words::Words;
 
 /// A word that could not be expanded (an unterminated quote, a bad `${…}` form, a `${V?msg}`
 /// whose variable is unset, an invalid pattern).
@@ -119,51 +120,6 @@ impl Lexer {
         let mut scan = Scanner::new(self, word, env);
         let (_, words) = scan.process(word)?;
         Ok(words)
-    }
-}
-
-/// Accumulates words for [`Lexer::process_words`].
-#[derive(Default)]
-struct Words {
-    words: Vec<String>,
-    buf: String,
-    in_word: bool,
-}
-
-impl Words {
-    /// An unquoted character: white space ends the current word.
-    fn add_char(&mut self, c: char) {
-        if c.is_whitespace() {
-            if self.in_word && !self.buf.is_empty() {
-                self.words.push(std::mem::take(&mut self.buf));
-                self.in_word = false;
-            }
-        } else {
-            self.add_raw_char(c);
-        }
-    }
-
-    fn add_raw_char(&mut self, c: char) {
-        self.buf.push(c);
-        self.in_word = true;
-    }
-
-    fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
-    }
-
-    /// Quoted text: part of the current word whatever it holds. An empty string still marks a
-    /// word as started, but a word is only emitted if it has text.
-    fn add_raw_string(&mut self, s: &str) {
-        self.buf.push_str(s);
-        self.in_word = true;
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if !self.buf.is_empty() {
-            self.words.push(self.buf);
-        }
-        self.words
     }
 }
 

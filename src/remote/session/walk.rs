@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use bud_frontend::dockerignore::PatternMatcher;
+use bud_frontend::gopath::clean;
 use bud_proto::fsutil::Stat;
 
 /// Go's `os.FileMode` type bits; fsutil sends modes in Go's encoding, not `st_mode`.
@@ -330,25 +331,6 @@ fn stat(
     })
 }
 
-/// `filepath.Clean` for relative slash paths, without a leading `/`.
-fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            _ => parts.push(part),
-        }
-    }
-    if parts.is_empty() {
-        ".".into()
-    } else {
-        parts.join("/")
-    }
-}
-
 /// Matches `path` against an include pattern component by component: `None` for no match,
 /// `Some(true)` when `path` is a directory on the way to what the pattern names, and
 /// `Some(false)` when the pattern matches `path` or one of its parents.
@@ -438,6 +420,9 @@ fn follow_links(root: &Path, follow: &[String]) -> Vec<String> {
         let mut rel = clean(p);
         // A bound on the chain, as the kernel's ELOOP limit is.
         for _ in 0..40 {
+            if escapes_root(&rel) {
+                break;
+            }
             out.push(rel.clone());
             let Ok(target) = std::fs::read_link(root.join(&rel)) else {
                 break;
@@ -448,10 +433,12 @@ fn follow_links(root: &Path, follow: &[String]) -> Vec<String> {
             rel = if let Some(abs) = target.strip_prefix('/') {
                 clean(abs)
             } else {
-                let parent = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                clean(&format!("{parent}/{target}"))
+                match rel.rsplit_once('/') {
+                    Some((parent, _)) => clean(&format!("{parent}/{target}")),
+                    None => clean(target),
+                }
             };
-            if rel == "." || rel.starts_with("..") {
+            if rel == "." {
                 break;
             }
         }
@@ -459,6 +446,11 @@ fn follow_links(root: &Path, follow: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// A cleaned relative path that leaves the root (`..`, `../x`): fsutil follows no link there.
+fn escapes_root(rel: &str) -> bool {
+    rel == ".." || rel.starts_with("../")
 }
 
 #[cfg(test)]
@@ -536,6 +528,20 @@ mod tests {
         assert_eq!(paths(&entries), ["Dockerfile", "a", "a/y"]);
         assert!(is_symlink(entries[0].stat.mode));
         assert_eq!(entries[0].stat.linkname, "a/y");
+    }
+
+    #[test]
+    fn follow_paths_stop_at_links_leaving_the_root() {
+        // `../a/y` names a file outside the context, not the context's own `a/y`.
+        let dir = tree();
+        symlink("../a/y", dir.path().join("Dockerfile")).unwrap();
+        let opts = WalkOptions {
+            include_patterns: vec!["Dockerfile".into()],
+            follow_paths: vec!["Dockerfile".into()],
+            ..Default::default()
+        };
+        let entries = walk(dir.path(), &opts).unwrap();
+        assert_eq!(paths(&entries), ["Dockerfile"]);
     }
 
     #[test]
