@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use bud_frontend::dockerignore::PatternMatcher;
-use bud_frontend::gopath::clean;
+use bud_frontend::gopath::{clean, matches};
 use bud_proto::fsutil::Stat;
 
 /// Go's `os.FileMode` type bits; fsutil sends modes in Go's encoding, not `st_mode`.
@@ -341,76 +341,11 @@ fn match_prefix(pattern: &str, path: &str) -> Option<bool> {
         let Some(pat) = pattern_parts.get(i) else {
             return Some(false);
         };
-        if !glob_match(pat, part) {
+        if !matches(pat, part).unwrap_or(false) {
             return None;
         }
     }
     Some(path_parts.len() < pattern_parts.len())
-}
-
-/// Go's `filepath.Match` for one path component: `*`, `?`, `[…]` classes and `\` escapes.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob_at(&p, &n)
-}
-
-fn glob_at(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|skip| glob_at(&p[1..], &n[skip..])),
-        Some('?') => !n.is_empty() && glob_at(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some((&c, rest_n)) = n.split_first() else {
-                return false;
-            };
-            match class_match(&p[1..], c) {
-                Some((true, rest_p)) => glob_at(rest_p, rest_n),
-                _ => false,
-            }
-        }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..]),
-        Some(&c) => n.first() == Some(&c) && glob_at(&p[1..], &n[1..]),
-    }
-}
-
-/// Matches `c` against a class body (after `[`); returns whether it matched and the
-/// pattern after the closing `]`, or `None` for a malformed class.
-fn class_match(p: &[char], c: char) -> Option<(bool, &[char])> {
-    let (negated, mut p) = match p.first() {
-        Some('^') => (true, &p[1..]),
-        _ => (false, p),
-    };
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        match p.first() {
-            None => return None,
-            Some(']') if !first => return Some((matched != negated, &p[1..])),
-            _ => {}
-        }
-        first = false;
-        let (lo, rest) = class_char(p)?;
-        p = rest;
-        let hi = if p.first() == Some(&'-') && p.get(1).is_some_and(|&ch| ch != ']') {
-            let (hi, rest) = class_char(&p[1..])?;
-            p = rest;
-            hi
-        } else {
-            lo
-        };
-        if lo <= c && c <= hi {
-            matched = true;
-        }
-    }
-}
-
-fn class_char(p: &[char]) -> Option<(char, &[char])> {
-    match p {
-        ['\\', c, rest @ ..] => Some((*c, rest)),
-        [c, rest @ ..] => Some((*c, rest)),
-        [] => None,
-    }
 }
 
 /// The follow paths plus every path their symlink chains pass through, relative to `root`.
@@ -566,16 +501,5 @@ mod tests {
             0o666 | go_mode::DEVICE | go_mode::CHAR_DEVICE
         );
         assert_eq!(unix_perm(go_file_mode(0o106755)), 0o6755);
-    }
-
-    #[test]
-    fn glob_follows_filepath_match() {
-        assert!(glob_match("*.txt", "a.txt"));
-        assert!(!glob_match("*.txt", "a.txt.bak"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("[a-c]x", "bx"));
-        assert!(!glob_match("[^a-c]x", "bx"));
-        assert!(glob_match("\\*", "*"));
-        assert!(!glob_match("[", "["));
     }
 }
