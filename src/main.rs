@@ -94,7 +94,7 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
         return Err(not_supported(flag));
     }
     let cancel = CancellationToken::new();
-    signals::watch(cancel.clone()).map_err(|e| Failure::Command(e.into()))?;
+    bud::signals::watch(cancel.clone(), EXIT_FAILURE).map_err(|e| Failure::Command(e.into()))?;
     let built = block_on(bud::build::run(opts, global, cancel.clone()));
     if !cancel.is_cancelled() {
         return built;
@@ -106,70 +106,6 @@ fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
         Err(Failure::Command(e)) => e.context("the build was interrupted"),
         Err(Failure::Usage(msg)) => anyhow::anyhow!("{msg}").context("the build was interrupted"),
     }))
-}
-
-/// SIGINT, SIGTERM and SIGHUP, watched on a thread of their own with its own runtime, so that
-/// they are seen even when the build's threads are all busy.
-///
-/// The first signal cancels the build, which stops its steps (their containers killed and
-/// deleted), its transfers and its export, and returns. A second signal, or a build that has
-/// not returned within [`signals::GRACE`], ends the process at once, after removing the
-/// containers still running. Either way bud exits with 1, as `docker build` does when
-/// interrupted (SIGHUP, which the docker CLI does not handle, is treated as SIGTERM).
-mod signals {
-    use std::time::Duration;
-
-    use tokio::signal::unix::{Signal, SignalKind, signal};
-    use tokio_util::sync::CancellationToken;
-
-    pub const GRACE: Duration = Duration::from_secs(5);
-
-    pub fn watch(cancel: CancellationToken) -> std::io::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        // Registered before the build starts, so that no signal from now on is missed.
-        let mut signals = runtime.block_on(async {
-            Ok::<_, std::io::Error>([
-                (signal(SignalKind::interrupt())?, "interrupted"),
-                (signal(SignalKind::terminate())?, "terminated"),
-                (signal(SignalKind::hangup())?, "hung up"),
-            ])
-        })?;
-        std::thread::Builder::new()
-            .name("bud-signals".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let first = next(&mut signals).await;
-                    bud::report!("{first}: stopping the build");
-                    cancel.cancel();
-                    tokio::select! {
-                        again = next(&mut signals) => {
-                            bud::report!("{again} again: stopping now");
-                        }
-                        () = tokio::time::sleep(GRACE) => {
-                            bud::report!(
-                                "the build did not stop within {}s: stopping now",
-                                GRACE.as_secs()
-                            );
-                        }
-                    }
-                    bud::executor::remove_live_containers();
-                    std::process::exit(super::EXIT_FAILURE.into());
-                })
-            })?;
-        Ok(())
-    }
-
-    /// What the next of the watched signals did, in words.
-    async fn next(signals: &mut [(Signal, &'static str); 3]) -> &'static str {
-        let [(int, a), (term, b), (hup, c)] = signals;
-        tokio::select! {
-            _ = int.recv() => *a,
-            _ = term.recv() => *b,
-            _ = hup.recv() => *c,
-        }
-    }
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Result<(), Failure> {
