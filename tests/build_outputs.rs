@@ -309,22 +309,24 @@ fn a_failing_step_after_multibyte_text_is_reported_like_any_other() {
     let root = tempfile::tempdir().unwrap();
     // Multibyte characters before the failing line (a comment), and inside the failing
     // instruction beyond the characters the excerpt compares. As docker build does, the
-    // step's block is there even when the step printed nothing.
+    // step's block is there even when the step printed nothing, and there once.
     let cases = [
         (
             "FROM bud-test/busybox\n# 安装依赖\nRUN exit 3\n",
-            " > [2/2] RUN exit 3:\n------\n",
+            "------\n > [2/2] RUN exit 3:\n------\n",
+            ":\n------\n",
             "   3 | >>> RUN exit 3\n",
             "failed to solve: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3",
         ),
         (
             "FROM bud-test/busybox\nRUN echo ééééééééééééééééééé && false\n",
-            " > [2/2] RUN echo ééééééééééééééééééé && false:\nééééééééééééééééééé\n------\n",
+            " > [2/2] RUN echo ééééééééééééééééééé && false:\n",
+            " ééééééééééééééééééé\n------\n",
             "   2 | >>> RUN echo ééééééééééééééééééé && false\n",
             "failed to solve: process \"/bin/sh -c echo ééééééééééééééééééé && false\" did not complete successfully: exit code: 1",
         ),
     ];
-    for (dockerfile, step_block, excerpt_line, failure) in cases {
+    for (dockerfile, step_block, block_end, excerpt_line, failure) in cases {
         let context = tempfile::tempdir().unwrap();
         std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
         let out = bud(
@@ -337,7 +339,9 @@ fn a_failing_step_after_multibyte_text_is_reported_like_any_other() {
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(step_block), "{err}");
+        assert_eq!(err.matches(step_block).count(), 1, "{err}");
+        let block = &err[err.find(step_block).unwrap()..];
+        assert!(block.contains(block_end), "{err}");
         assert!(err.contains(excerpt_line), "{err}");
         assert!(err.contains(failure), "{err}");
     }

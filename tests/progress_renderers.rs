@@ -225,7 +225,6 @@ line 6
 line 7
 line 8
 ------
-ERROR: [3/3] RUN ./app.sh: process \"/bin/sh -c ./app.sh\" did not complete successfully: exit code: 1
  1 warning found:
  - FROM --platform flag should not use a constant value
 "
@@ -296,6 +295,17 @@ fn plain_output() {
 #4 0.180 line 8
 WARNING: FROM --platform flag should not use a constant value
 #4 ERROR: process \"/bin/sh -c ./app.sh\" did not complete successfully: exit code: 1
+------
+ > [3/3] RUN ./app.sh:
+0.110 line 1
+0.120 line 2
+0.130 line 3
+0.140 line 4
+0.150 line 5
+0.160 line 6
+0.170 line 7
+0.180 line 8
+------
 "
         )
     );

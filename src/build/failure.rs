@@ -1,29 +1,19 @@
-//! A failed step, reported as buildx reports it: the step, its last output lines, and the
-//! Dockerfile lines around the instruction it came from.
+//! A failed step, reported as buildx reports it: the Dockerfile lines around the instruction
+//! it came from, then the error.
 
 use super::inputs::BuildInputs;
 
-/// A failed step, reported as docker build and buildx do: the step and its last output lines
-/// (the block is there even when the step printed nothing), the Dockerfile lines around the
-/// instruction, then the error (after that block, without the step's name again).
+/// A failed step, reported as docker build and buildx do: the Dockerfile lines around the
+/// instruction, then the error. The step's last output lines are not repeated here: the
+/// progress view prints them once the build has ended (`progress::failure_block`).
 pub(super) fn step_failure(e: crate::solver::StepError, inputs: &BuildInputs) -> anyhow::Error {
-    let mut msg = String::new();
-    let mut step_shown = false;
-    if let crate::solver::SolveError::ProcessFailed { output_tail, .. } = e.source.root() {
-        step_shown = true;
-        msg.push_str("------\n");
-        msg.push_str(&format!(" > {}:\n", e.name));
-        for line in output_tail {
-            msg.push_str(&format!("{line}\n"));
-        }
-        msg.push_str("------\n");
-    }
-    if let Some(excerpt) = dockerfile_excerpt(&e.name, inputs) {
-        msg.push_str(&excerpt);
-    }
+    let mut msg = dockerfile_excerpt(&e.name, inputs).unwrap_or_default();
     // The step's name holds its whole command, which the process error repeats: name it
     // once, as buildx does.
-    if step_shown {
+    if matches!(
+        e.source.root(),
+        crate::solver::SolveError::ProcessFailed { .. }
+    ) {
         msg.push_str(&format!("failed to solve: {}", e.source));
     } else {
         msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));

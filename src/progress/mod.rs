@@ -2,6 +2,7 @@
 //! edge turns them into BuildKit's plain lines, rawjson, or nothing. The events are shaped
 //! like BuildKit's `SolveStatus`, so the remote solver's Status stream maps onto them.
 
+mod failure_block;
 mod otel;
 mod plain;
 mod rawjson;

@@ -9,17 +9,21 @@
 //! #4 CACHED
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use super::{Event, Renderer};
+use super::{Event, Renderer, failure_block};
 
 struct VertexState {
     number: usize,
     started: Option<SystemTime>,
     /// Bytes of the current output line not yet ended by a newline.
     partial: Vec<u8>,
+    name: String,
+    /// The last output lines, as printed after the vertex number.
+    tail: VecDeque<String>,
+    error: Option<String>,
 }
 
 pub struct PlainRenderer<W: Write + Send> {
@@ -53,6 +57,9 @@ impl<W: Write + Send> PlainRenderer<W> {
                     number: n,
                     started: None,
                     partial: Vec::new(),
+                    name: String::new(),
+                    tail: VecDeque::new(),
+                    error: None,
                 }
             })
             .number
@@ -84,7 +91,15 @@ impl<W: Write + Send> PlainRenderer<W> {
         };
         let t = self.elapsed(vertex, at).as_secs_f64();
         let text = String::from_utf8_lossy(&partial).into_owned();
-        self.line(vertex, &format!("{t:.3} {text}"));
+        self.log_line(vertex, format!("{t:.3} {text}"));
+    }
+
+    /// A line of a step's output: printed, and kept for the failure block.
+    fn log_line(&mut self, vertex: &str, text: String) {
+        self.line(vertex, &text);
+        if let Some(v) = self.vertices.get_mut(vertex) {
+            failure_block::keep(&mut v.tail, text);
+        }
     }
 }
 
@@ -95,6 +110,7 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                 self.number(vertex);
                 if let Some(v) = self.vertices.get_mut(vertex) {
                     v.started = Some(*at);
+                    v.name.clone_from(name);
                 }
                 self.line(vertex, name);
             }
@@ -115,7 +131,7 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                 let mut rest = pending.as_slice();
                 while let Some(i) = rest.iter().position(|b| *b == b'\n') {
                     let text = String::from_utf8_lossy(&rest[..i]).into_owned();
-                    self.line(vertex, &format!("{t:.3} {}", text.trim_end_matches('\r')));
+                    self.log_line(vertex, format!("{t:.3} {}", text.trim_end_matches('\r')));
                     rest = &rest[i + 1..];
                 }
                 if let Some(v) = self.vertices.get_mut(vertex) {
@@ -143,7 +159,11 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                 let t = self.elapsed(vertex, *at).as_secs_f64();
                 match error {
                     None => self.line(vertex, &format!("DONE {t:.1}s")),
+                    Some(e) if failure_block::cancelled(e) => self.line(vertex, "CANCELED"),
                     Some(e) => self.line(vertex, &format!("ERROR: {e}")),
+                }
+                if let Some(v) = self.vertices.get_mut(vertex) {
+                    v.error.clone_from(error);
                 }
             }
             Event::Warning { message, .. } => {
@@ -153,6 +173,17 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
     }
 
     fn finish(&mut self, _ok: bool) {
+        let mut failed: Vec<&VertexState> = self
+            .vertices
+            .values()
+            .filter(|v| v.error.as_deref().is_some_and(failure_block::shown_for))
+            .collect();
+        failed.sort_by_key(|v| v.number);
+        for v in failed {
+            let _ = self
+                .out
+                .write_all(failure_block::render(&v.name, &v.tail).as_bytes());
+        }
         let _ = self.out.flush();
     }
 }
@@ -217,12 +248,32 @@ mod tests {
                 "process \"/bin/sh -c false\" did not complete successfully: exit code: 1".into(),
             ),
         });
+        r.event(&Event::Started {
+            vertex: "d".into(),
+            name: "[y] RUN sleep 9".into(),
+            at: at(2000),
+        });
+        r.event(&Event::Log {
+            vertex: "d".into(),
+            stream: Stream::Stdout,
+            data: b"zz\n".to_vec(),
+            at: at(2100),
+        });
+        r.event(&Event::Completed {
+            vertex: "d".into(),
+            at: at(2600),
+            error: Some("cancelled".into()),
+        });
+        r.finish(false);
         let out = String::from_utf8(r.out).unwrap();
+        // After the build, the failed step's block; none for the cancelled one.
         assert_eq!(
             out,
             "#1 [1/2] RUN echo hi\n#1 0.231 hi\n#1 0.300 part\n#1 DONE 0.3s\n\n\
              #2 [2/2] COPY . /app\n#2 CACHED\n\n\
-             #3 [x] RUN false\n#3 ERROR: process \"/bin/sh -c false\" did not complete successfully: exit code: 1\n"
+             #3 [x] RUN false\n#3 ERROR: process \"/bin/sh -c false\" did not complete successfully: exit code: 1\n\n\
+             #4 [y] RUN sleep 9\n#4 0.100 zz\n#4 CANCELED\n\
+             ------\n > [x] RUN false:\n------\n"
         );
     }
 

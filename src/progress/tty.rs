@@ -21,14 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::failure_block;
 use super::plain::bytes;
 use super::{Event, PlainRenderer, QuietRenderer, RawJsonRenderer, Renderer};
 use crate::cli::Progress;
 
 /// Output lines of a running step shown under it.
 const LIVE_LOG_LINES: usize = 6;
-/// Output lines of a failed step repeated after the build.
-const ERROR_LOG_LINES: usize = 10;
 const REFRESH: Duration = Duration::from_millis(100);
 
 /// Which renderer a build uses.
@@ -302,10 +301,7 @@ impl Build {
 
 impl Vertex {
     fn push_log(&mut self, raw: &[u8]) {
-        self.logs.push_back(printable(raw));
-        while self.logs.len() > ERROR_LOG_LINES {
-            self.logs.pop_front();
-        }
+        failure_block::keep(&mut self.logs, printable(raw));
     }
 
     fn running(&self) -> bool {
@@ -391,8 +387,12 @@ impl<W: Write> Screen<W> {
             };
             let prefix = if v.cached {
                 "CACHED "
-            } else if v.error.is_some() {
-                "ERROR "
+            } else if let Some(e) = &v.error {
+                if failure_block::cancelled(e) {
+                    "CANCELED "
+                } else {
+                    "ERROR "
+                }
             } else {
                 ""
             };
@@ -476,13 +476,9 @@ impl<W: Write> Screen<W> {
             let Some(v) = self.build.vertices.get(id) else {
                 continue;
             };
-            let Some(error) = &v.error else { continue };
-            text.push_str(&format!("------\n > {}:\n", v.name));
-            for line in &v.logs {
-                text.push_str(line);
-                text.push('\n');
+            if v.error.as_deref().is_some_and(failure_block::shown_for) {
+                text.push_str(&failure_block::render(&v.name, &v.logs));
             }
-            text.push_str(&format!("------\nERROR: {}: {error}\n", v.name));
         }
         let warnings = &self.build.warnings;
         if !warnings.is_empty() {
