@@ -46,27 +46,21 @@ pub(super) async fn run(
         .meta
         .as_ref()
         .ok_or_else(|| SolveError::InvalidDefinition("exec without meta".into()))?;
-    let input_of = |index: i64| -> Result<Ref, SolveError> {
-        if index < 0 {
-            return Ok(Ref::Scratch);
-        }
-        inputs
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| SolveError::InvalidDefinition(format!("mount input {index}")))
-    };
-    let snapshots = &solver.snapshots;
+    let inputs = Inputs(inputs);
     let root_mount = exec
         .mounts
         .iter()
         .find(|m| m.dest == "/")
         .ok_or_else(|| SolveError::InvalidDefinition("exec without a root mount".into()))?;
-    let root_base = input_of(root_mount.input)?;
-    let root_ws = snapshots.workspace()?;
+    let root_base = inputs.of(root_mount.input)?;
+    let root_ws = solver.snapshots.workspace()?;
     let rootfs = root_ws.subdir("rootfs")?;
     let mut held = Held::default();
-    held.guards
-        .push(snapshots.mount_writable(&root_base, &root_ws, &rootfs)?);
+    held.guards.push(
+        solver
+            .snapshots
+            .mount_writable(&root_base, &root_ws, &rootfs)?,
+    );
 
     let exec_user = crate::userdb::resolve_exec_user(&rootfs, &meta.user)?;
     let targets: Vec<&str> = DEFAULT_TARGETS
@@ -80,7 +74,65 @@ pub(super) async fn run(
         )
         .collect();
     let stubs = MountStubs::record(&rootfs, targets)?;
+    let (mounts, cache_locks) = step_mounts(solver, exec, &inputs, &root_ws, &mut held).await?;
+    let spec = step_spec(solver, exec, meta, root_mount, rootfs, exec_user, mounts);
 
+    let (status, output_tail) = run_logged(solver, vertex, &spec, cancel).await;
+    drop(cache_locks);
+
+    // Unmount everything before reading the upper directories.
+    let Held {
+        guards,
+        views,
+        outputs,
+    } = held;
+    for g in guards.into_iter().rev() {
+        g.finish()?;
+    }
+    drop(views);
+
+    let code = status?;
+    if code != 0 {
+        return Err(SolveError::ProcessFailed {
+            command: meta.args.join(" "),
+            code,
+            hint: crate::executor::runtime_failure_hint(&output_tail),
+            output_tail,
+        });
+    }
+    stubs.remove_from(&root_ws.upper())?;
+    let mut outputs = outputs;
+    if root_mount.output >= 0 {
+        outputs.insert(0, (root_mount.output, root_base, root_ws));
+    }
+    commit_outputs(solver, vertex, exec, key, outputs)
+}
+
+/// The op's inputs, looked up by a mount's input index (negative: scratch).
+struct Inputs<'a>(&'a [Ref]);
+
+impl Inputs<'_> {
+    fn of(&self, index: i64) -> Result<Ref, SolveError> {
+        if index < 0 {
+            return Ok(Ref::Scratch);
+        }
+        self.0
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| SolveError::InvalidDefinition(format!("mount input {index}")))
+    }
+}
+
+/// Every mount but the root, made ready: views and overlays of other results (kept in
+/// `held`), cache directories (with the locks of `sharing=locked` ones), tmpfs, secrets
+/// and ssh agents. Optional secrets and agents that are missing are left out.
+async fn step_mounts(
+    solver: &Solver,
+    exec: &pb::ExecOp,
+    inputs: &Inputs<'_>,
+    root_ws: &Workspace,
+    held: &mut Held,
+) -> Result<(Vec<Mount>, Vec<std::fs::File>), SolveError> {
     let mut mounts = Vec::new();
     let mut cache_locks = Vec::new();
     for (i, m) in exec.mounts.iter().enumerate() {
@@ -88,7 +140,7 @@ pub(super) async fn run(
             continue;
         }
         let kind = match pb::MountType::try_from(m.mount_type).unwrap_or(pb::MountType::Bind) {
-            pb::MountType::Bind => bind_mount(solver, m, input_of(m.input)?, &mut held, i)?,
+            pb::MountType::Bind => bind_mount(solver, m, inputs.of(m.input)?, held, i)?,
             pb::MountType::Tmpfs => MountKind::Tmpfs {
                 size: m
                     .tmpfs_opt
@@ -97,16 +149,14 @@ pub(super) async fn run(
                     .filter(|s| *s > 0),
             },
             pb::MountType::Cache => {
-                let (source, lock) = cache_dir(solver, m, input_of(m.input)?).await?;
-                if let Some(lock) = lock {
-                    cache_locks.push(lock);
-                }
+                let (source, lock) = cache_dir(solver, m, inputs.of(m.input)?).await?;
+                cache_locks.extend(lock);
                 MountKind::Bind {
                     source,
                     readonly: false,
                 }
             }
-            pb::MountType::Secret => match secret_file(solver, m, &root_ws, i)? {
+            pb::MountType::Secret => match secret_file(solver, m, root_ws, i)? {
                 Some(source) => MountKind::Bind {
                     source,
                     readonly: true,
@@ -126,7 +176,20 @@ pub(super) async fn run(
             kind,
         });
     }
+    Ok((mounts, cache_locks))
+}
 
+/// What the runtime is asked to run: the op's process, environment (proxy variables in both
+/// cases, as BuildKit sets them), user, network and limits.
+fn step_spec(
+    solver: &Solver,
+    exec: &pb::ExecOp,
+    meta: &pb::Meta,
+    root_mount: &pb::Mount,
+    rootfs: PathBuf,
+    exec_user: crate::userdb::ExecUser,
+    mounts: Vec<Mount>,
+) -> ExecSpec {
     let mut env = meta.env.clone();
     if let Some(proxy) = &meta.proxy_env {
         for (name, value) in [
@@ -148,8 +211,8 @@ pub(super) async fn run(
         .map(|h| (h.host.clone(), h.ip.clone()))
         .collect();
     extra_hosts.extend(solver.opts.extra_hosts.iter().cloned());
-    let spec = ExecSpec {
-        rootfs: rootfs.clone(),
+    ExecSpec {
+        rootfs,
         args: meta.args.clone(),
         env,
         cwd: if meta.cwd.is_empty() {
@@ -174,8 +237,17 @@ pub(super) async fn run(
         rlimits: meta.ulimit.iter().map(rlimit).collect(),
         // Granted beforehand: the solve refuses it without `--allow security.insecure`.
         privileged: exec.security == pb::SecurityMode::Insecure as i32,
-    };
+    }
+}
 
+/// Runs the step, its output going to the progress view as it comes; returns the exit
+/// status and the output's last lines.
+async fn run_logged(
+    solver: &Solver,
+    vertex: &Vertex,
+    spec: &ExecSpec,
+    cancel: &CancellationToken,
+) -> (Result<i32, SolveError>, Vec<String>) {
     let (tx, mut rx) = mpsc::channel::<LogChunk>(64);
     let progress = solver.progress.clone();
     let digest = vertex.digest.clone();
@@ -191,46 +263,27 @@ pub(super) async fn run(
         }
         tail.lines()
     });
-    let status = solver.runtime.run(&spec, tx, cancel).await;
+    let status = solver.runtime.run(spec, tx, cancel).await;
     let output_tail = forward.await.unwrap_or_default();
-    drop(cache_locks);
+    (status.map_err(Into::into), output_tail)
+}
 
-    // Unmount everything before reading the upper directories.
-    let Held {
-        guards,
-        views,
-        outputs,
-    } = held;
-    for g in guards.into_iter().rev() {
-        g.finish()?;
-    }
-    drop(views);
-
-    let code = status?;
-    if code != 0 {
-        return Err(SolveError::ProcessFailed {
-            command: meta.args.join(" "),
-            code,
-            hint: crate::executor::runtime_failure_hint(&output_tail),
-            output_tail,
-        });
-    }
-    stubs.remove_from(&root_ws.upper())?;
-
+/// Commits the root overlay and the writable bind mounts the op declares as outputs
+/// (`(output index, base, workspace)`), each under its own output key.
+fn commit_outputs(
+    solver: &Solver,
+    vertex: &Vertex,
+    exec: &pb::ExecOp,
+    key: &str,
+    outputs: Vec<(i64, Ref, Workspace)>,
+) -> Result<Vec<Ref>, SolveError> {
     let count = super::key::output_count(&pb::op::Op::Exec(exec.clone()));
     let mut results: Vec<Option<Ref>> = vec![None; count];
-    if root_mount.output >= 0 {
-        let r = solver.commit_step(
-            vertex,
-            root_ws,
-            &root_base,
-            &output_key(key, root_mount.output as usize),
-        )?;
-        results[root_mount.output as usize] = Some(r);
-    }
     for (output, base, ws) in outputs {
         let r = solver.commit_step(vertex, ws, &base, &output_key(key, output as usize))?;
-        results[output as usize] = Some(r);
+        if let Some(slot) = results.get_mut(output as usize) {
+            *slot = Some(r);
+        }
     }
     results
         .into_iter()
