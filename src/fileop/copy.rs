@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::meta::{self, MODE_BITS, io_error};
 use super::safe::{self, clean_abs, display, is_absent};
+use super::symbolic_mode::SymbolicMode;
 use super::{CopyAction, CopyFilter, Owner, unpack, wildcard};
 
 /// At most this much per `copy_file_range` call (the kernel caps one call near 2 GiB).
@@ -175,6 +176,7 @@ fn copy_one(
         dest_root,
         owner: action.owner.or(action.source_owner),
         mode: action.mode,
+        symbolic_mode: action.symbolic_mode.as_ref(),
         timestamp: action.timestamp,
         filter: action.filter,
         always_replace: action.always_replace_existing_dest_paths,
@@ -207,6 +209,7 @@ struct Copier<'a> {
     dest_root: &'a Path,
     owner: Option<Owner>,
     mode: Option<u32>,
+    symbolic_mode: Option<&'a SymbolicMode>,
     timestamp: Option<i64>,
     filter: CopyFilter<'a>,
     always_replace: bool,
@@ -449,7 +452,7 @@ impl Copier<'_> {
             Some(owner) => (owner.uid, owner.gid),
             None => (meta.uid(), meta.gid()),
         };
-        let mode = self.mode.unwrap_or(meta.mode());
+        let mode = self.mode_of(meta);
         let times = match self.timestamp {
             Some(ts) => {
                 let ts = meta::timespec_from_nanos(ts);
@@ -510,6 +513,16 @@ impl Copier<'_> {
         io::copy(input, output).map(drop)
     }
 
+    /// The mode of the copy of an entry whose source has `src_meta`.
+    fn mode_of(&self, src_meta: &Metadata) -> u32 {
+        let source = src_meta.mode() & MODE_BITS;
+        match (self.symbolic_mode, self.mode) {
+            (Some(symbolic), _) => symbolic.apply(source, src_meta.is_dir()),
+            (None, Some(mode)) => mode & MODE_BITS,
+            (None, None) => source,
+        }
+    }
+
     /// Owner, mode, times and xattrs of a copied entry (`copyFileInfo` + `copyXAttrs`).
     fn apply_metadata(&self, src: &Path, target: &Path, src_meta: &Metadata) -> Result<()> {
         let (uid, gid) = match self.owner {
@@ -518,11 +531,7 @@ impl Copier<'_> {
         };
         meta::lchown(self.dest_root, target, uid, gid)?;
         if !src_meta.file_type().is_symlink() {
-            let mode = match self.mode {
-                Some(mode) => mode & MODE_BITS,
-                None => src_meta.mode() & MODE_BITS,
-            };
-            meta::chmod(self.dest_root, target, mode)?;
+            meta::chmod(self.dest_root, target, self.mode_of(src_meta))?;
         }
         self.apply_times(target, src_meta)?;
         meta::copy_xattrs(src, target);

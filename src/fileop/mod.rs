@@ -11,6 +11,7 @@ mod error;
 mod meta;
 mod ops;
 pub mod safe;
+pub mod symbolic_mode;
 mod unpack;
 pub mod wildcard;
 
@@ -68,6 +69,9 @@ pub struct CopyAction<'a> {
     pub source_owner: Option<Owner>,
     /// Numeric mode for everything copied (and created parents); `None` keeps source modes.
     pub mode: Option<u32>,
+    /// A symbolic mode (`u+x,g-w`) applied to each copied entry's own mode; it overrides
+    /// `mode`, as BuildKit's `modeStr` does, and leaves created parents at 0755.
+    pub symbolic_mode: Option<symbolic_mode::SymbolicMode>,
     /// Follow a symlink named by `src` itself (symlinks inside a copied tree stay symlinks).
     pub follow_symlinks: bool,
     /// Copying a directory copies its contents rather than the directory itself.

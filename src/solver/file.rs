@@ -5,6 +5,7 @@
 use bud_frontend::dockerignore::PatternMatcher;
 use bud_proto::pb;
 
+use crate::fileop::symbolic_mode::SymbolicMode;
 use crate::fileop::{self, CopyAction, CopyFilter, Owner, wildcard};
 use crate::userdb::{ChownSpec, IdSpec, resolve_owner};
 
@@ -187,9 +188,12 @@ fn copy(
     c: &pb::FileActionCopy,
     root: &std::path::Path,
 ) -> Result<(), SolveError> {
-    if !c.mode_str.is_empty() {
-        return Err(SolveError::Unsupported(format!("--chmod={}", c.mode_str)));
-    }
+    // BuildKit parses the symbolic mode here, at solve time, not in the frontend.
+    let symbolic_mode = if c.mode_str.is_empty() {
+        None
+    } else {
+        Some(SymbolicMode::parse(&c.mode_str)?)
+    };
     let excludes = if c.exclude_patterns.is_empty() {
         None
     } else {
@@ -212,6 +216,7 @@ fn copy(
         owner: owner(c.owner.as_ref(), root)?,
         source_owner: None,
         mode: (c.mode >= 0).then_some(c.mode as u32),
+        symbolic_mode,
         follow_symlinks: c.follow_symlink,
         dir_copy_contents: c.dir_copy_contents,
         attempt_unpack_docker_compatibility: c.attempt_unpack_docker_compatibility,

@@ -60,6 +60,8 @@ pub enum SolveError {
     #[error(transparent)]
     User(#[from] crate::userdb::Error),
     #[error(transparent)]
+    Mode(#[from] crate::fileop::symbolic_mode::BadMode),
+    #[error(transparent)]
     Context(#[from] crate::source::context::ContextError),
     #[error("{0}")]
     Image(String),

@@ -12,8 +12,10 @@
 //!   the case differently. bud follows the current one, 28.5; the file's `#` lines say what
 //!   20.10 does and why, and its one other line says which reference the `--addr docker://`
 //!   variant follows: `remote: docker20` when the difference is in the daemon's BuildKit,
-//!   which solves that variant's graph (20.10's), or `remote: docker28` when it is in what
-//!   bud does on the client (the Dockerfile frontend, the context walk);
+//!   which solves that variant's graph (20.10's), `remote: docker28` when it is in what
+//!   bud does on the client (the Dockerfile frontend, the context walk), or `remote:
+//!   refused` when the graph needs a capability 20.10's BuildKit lacks, so bud must refuse
+//!   it there rather than have it ignored;
 //! - `setup.sh`: run by `sh` in the copied context to create what git keeps badly
 //!   (symlinks, hardlinks, modes, archives), reproducibly.
 
@@ -63,8 +65,8 @@ pub struct Docker20Differs {
     /// What Docker 20.10 does differently, and why.
     pub why: String,
     /// The reference the `--addr docker://` variant (bud's graph on Docker 20.10's BuildKit)
-    /// follows.
-    pub remote_follows: Reference,
+    /// follows; `None` when bud must refuse that variant.
+    pub remote_follows: Option<Reference>,
 }
 
 impl Docker20Differs {
@@ -88,8 +90,9 @@ impl Docker20Differs {
                 continue;
             }
             let follows = match line {
-                "remote: docker20" => Reference::Docker20,
-                "remote: docker28" => Reference::Docker28,
+                "remote: docker20" => Some(Reference::Docker20),
+                "remote: docker28" => Some(Reference::Docker28),
+                "remote: refused" => None,
                 other => return Err(bad(format!("unknown line {other:?}"))),
             };
             if remote_follows.replace(follows).is_some() {
@@ -101,7 +104,7 @@ impl Docker20Differs {
         }
         let remote_follows = remote_follows.ok_or_else(|| {
             bad(
-                "say which reference the remote variant follows (`remote: docker20|docker28`)"
+                "say which reference the remote variant follows (`remote: docker20|docker28|refused`)"
                     .into(),
             )
         })?;

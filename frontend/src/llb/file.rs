@@ -309,9 +309,11 @@ fn copy_action(
     let (mode, mode_str) = match opts.mode {
         None => (-1, String::new()),
         Some(CopyMode::Octal(mode)) => (mode as i32, String::new()),
+        // As BuildKit's llb writes it: the mode is unset (so created parents stay 0755) and
+        // the string says what to apply to each copied entry.
         Some(CopyMode::Symbolic(s)) => {
             needs.push(caps::FILE_COPY_MODE_STRING_FORMAT);
-            (0, s)
+            (-1, s)
         }
     };
     pb::FileActionCopy {
