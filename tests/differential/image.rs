@@ -87,9 +87,15 @@ impl Image {
 }
 
 fn config(daemon: Daemon<'_>, tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
-    let raw = daemon.run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
-    let config: Value =
-        serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))?;
+    let config = match daemon {
+        // Docker 20.10's API drops the config fields it predates (Healthcheck.StartInterval):
+        // read the image's own config instead.
+        Daemon::Docker20 => saved_config(daemon, tag)?,
+        Daemon::Docker28(_) => {
+            let raw = daemon.run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
+            serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))?
+        }
+    };
     Ok(CONFIG_FIELDS
         .iter()
         .map(|&field| {
@@ -103,6 +109,39 @@ fn config(daemon: Daemon<'_>, tag: &str) -> Result<Vec<(&'static str, Value)>, S
             (field, value)
         })
         .collect())
+}
+
+/// The `config` of the image config blob in `docker save`'s archive.
+fn saved_config(daemon: Daemon<'_>, tag: &str) -> Result<Value, String> {
+    let archive = daemon.run(&["save", tag])?;
+    let bad = |e: &dyn std::fmt::Display| format!("docker save {tag}: {e}");
+    let mut files = std::collections::HashMap::new();
+    let mut entries = tar::Archive::new(archive.as_slice());
+    for entry in entries.entries().map_err(|e| bad(&e))? {
+        let mut entry = entry.map_err(|e| bad(&e))?;
+        let path = entry
+            .path()
+            .map_err(|e| bad(&e))?
+            .to_string_lossy()
+            .into_owned();
+        if path.ends_with(".json") {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| bad(&e))?;
+            files.insert(path, data);
+        }
+    }
+    let manifest: Value = files
+        .get("manifest.json")
+        .ok_or_else(|| bad(&"no manifest.json"))
+        .and_then(|m| serde_json::from_slice(m).map_err(|e| bad(&e)))?;
+    let config_path = manifest[0]["Config"]
+        .as_str()
+        .ok_or_else(|| bad(&"no Config in manifest.json"))?;
+    let image: Value = files
+        .get(config_path)
+        .ok_or_else(|| bad(&format!("no {config_path}")))
+        .and_then(|c| serde_json::from_slice(c).map_err(|e| bad(&e)))?;
+    Ok(image["config"].clone())
 }
 
 fn history(daemon: Daemon<'_>, tag: &str) -> Result<Vec<String>, String> {
