@@ -1,4 +1,5 @@
-//! `--build-context`, `--ulimit` and `--shm-size` from the command line to the RUN steps.
+//! `--build-context`, `--ulimit`, `--shm-size` and `--secret` (as variables) from the command line
+//! to the RUN steps.
 
 mod support;
 
@@ -100,4 +101,52 @@ fn shm_size_sizes_dev_shm() {
     // Without the flag, the default 64 MiB.
     let dest = build_files(dockerfile, &[]);
     assert_eq!(read(&dest, "shm"), "65536");
+}
+
+/// `RUN --mount=type=secret,env=NAME` (BuildKit 0.13): the secret as a variable of the step,
+/// with a file too only when a target is given; an absent optional one sets it empty. The
+/// same files as Docker 28.5's build.
+#[test]
+fn secrets_as_environment_variables_as_docker_28_sets_them() {
+    if !ready() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let dockerfile = "FROM bud-test/busybox\n\
+        RUN --mount=type=secret,id=tok,env=TOKEN echo \"[$TOKEN]\" > /env-only; ls /run/secrets > /files 2>&1; true\n\
+        RUN --mount=type=secret,id=tok,env=TOKEN,target=/t cat /t > /both; echo \"[$TOKEN]\" >> /both\n\
+        RUN --mount=type=secret,id=absent,env=GONE echo \"[${GONE-unset}]\" > /absent\n\
+        FROM scratch\n\
+        COPY --from=0 /env-only /files /both /absent /\n";
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("tok");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let secret_flag = format!("id=tok,src={}", secret.display());
+    let ours = build_files(dockerfile, &["--secret", &secret_flag]);
+
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let output = format!("type=local,dest={}", theirs.path().display());
+    let out = docker28.build(&[
+        "--secret",
+        &secret_flag,
+        "-o",
+        &output,
+        context.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "docker 28.5: {}", stderr_of(&out));
+    for file in ["env-only", "files", "both", "absent"] {
+        assert_eq!(
+            read(&ours, file),
+            std::fs::read_to_string(theirs.path().join(file))
+                .unwrap()
+                .trim(),
+            "{file}"
+        );
+    }
+    assert_eq!(read(&ours, "env-only"), "[s3cret\n]");
+    assert_eq!(read(&ours, "absent"), "[]");
 }

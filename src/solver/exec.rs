@@ -75,7 +75,7 @@ pub(super) async fn run(
         .collect();
     let stubs = MountStubs::record(&rootfs, targets)?;
     let (mounts, cache_locks) = step_mounts(solver, exec, &inputs, &root_ws, &mut held).await?;
-    let spec = step_spec(solver, exec, meta, root_mount, rootfs, exec_user, mounts);
+    let spec = step_spec(solver, exec, meta, root_mount, rootfs, exec_user, mounts)?;
 
     let (status, output_tail) = run_logged(solver, vertex, &spec, cancel).await;
     drop(cache_locks);
@@ -180,7 +180,8 @@ async fn step_mounts(
 }
 
 /// What the runtime is asked to run: the op's process, environment (proxy variables in both
-/// cases, as BuildKit sets them), user, network and limits.
+/// cases, as BuildKit sets them, then secrets asked for as variables), user, network and
+/// limits.
 fn step_spec(
     solver: &Solver,
     exec: &pb::ExecOp,
@@ -189,7 +190,7 @@ fn step_spec(
     rootfs: PathBuf,
     exec_user: crate::userdb::ExecUser,
     mounts: Vec<Mount>,
-) -> ExecSpec {
+) -> Result<ExecSpec, SolveError> {
     let mut env = meta.env.clone();
     if let Some(proxy) = &meta.proxy_env {
         for (name, value) in [
@@ -205,13 +206,25 @@ fn step_spec(
             }
         }
     }
+    for secret in &exec.secretenv {
+        match solver.opts.secrets.get(&secret.id) {
+            Some(value) => env.push(format!(
+                "{}={}",
+                secret.name,
+                String::from_utf8_lossy(value)
+            )),
+            // BuildKit sets the variable, empty, for an optional secret that is absent.
+            None if secret.optional => env.push(format!("{}=", secret.name)),
+            None => return Err(missing_secret(&secret.id)),
+        }
+    }
     let mut extra_hosts: Vec<(String, String)> = meta
         .extra_hosts
         .iter()
         .map(|h| (h.host.clone(), h.ip.clone()))
         .collect();
     extra_hosts.extend(solver.opts.extra_hosts.iter().cloned());
-    ExecSpec {
+    Ok(ExecSpec {
         rootfs,
         args: meta.args.clone(),
         env,
@@ -237,7 +250,7 @@ fn step_spec(
         rlimits: meta.ulimit.iter().map(rlimit).collect(),
         // Granted beforehand: the solve refuses it without `--allow security.insecure`.
         privileged: exec.security == pb::SecurityMode::Insecure as i32,
-    }
+    })
 }
 
 /// Runs the step, its output going to the progress view as it comes; returns the exit
@@ -486,10 +499,7 @@ fn secret_file(
         if opt.optional {
             return Ok(None);
         }
-        return Err(SolveError::Other(format!(
-            "secret {} not found: pass it with --secret id={},src=PATH",
-            opt.id, opt.id
-        )));
+        return Err(missing_secret(&opt.id));
     };
     let dir = ws.subdir(&format!("secret-{index}"))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
@@ -505,6 +515,12 @@ fn secret_file(
         .map_err(SolveError::io("setting the mode of", &path))?;
     chown(&path, Some(opt.uid), Some(opt.gid)).map_err(SolveError::io("chowning", &path))?;
     Ok(Some(path))
+}
+
+fn missing_secret(id: &str) -> SolveError {
+    SolveError::Other(format!(
+        "secret {id} not found: pass it with --secret id={id},src=PATH"
+    ))
 }
 
 /// The agent socket for `--mount=type=ssh`, bound into the step as it is (its owner and
