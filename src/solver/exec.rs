@@ -46,6 +46,7 @@ pub(super) async fn run(
         .meta
         .as_ref()
         .ok_or_else(|| SolveError::InvalidDefinition("exec without meta".into()))?;
+    refuse_unsupported(exec, meta)?;
     let inputs = Inputs(inputs);
     let root_mount = exec
         .mounts
@@ -106,6 +107,27 @@ pub(super) async fn run(
         outputs.insert(0, (root_mount.output, root_base, root_ws));
     }
     commit_outputs(solver, vertex, exec, key, outputs)
+}
+
+/// Parts of an ExecOp that the embedded solver does not carry out: refused by name rather
+/// than dropped. (No Dockerfile instruction writes the first two; `RUN --device` writes the
+/// last.)
+fn refuse_unsupported(exec: &pb::ExecOp, meta: &pb::Meta) -> Result<(), SolveError> {
+    let unsupported = if !meta.cgroup_parent.is_empty() {
+        Some("a cgroup parent for a step")
+    } else if !meta.valid_exit_codes.is_empty() {
+        Some("valid exit codes other than 0 for a step")
+    } else if !exec.cdi_devices.is_empty() {
+        Some("devices for a step (RUN --device)")
+    } else {
+        None
+    };
+    match unsupported {
+        Some(what) => Err(SolveError::Unsupported(format!(
+            "{what}, with the embedded solver (build with --addr to a BuildKit that has it)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The op's inputs, looked up by a mount's input index (negative: scratch).
@@ -584,5 +606,42 @@ fn rlimit(u: &pb::Ulimit) -> Rlimit {
         name: u.name.clone(),
         soft: value(u.soft),
         hard: value(u.hard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_not_carried_out_are_refused_by_name() {
+        let exec = pb::ExecOp::default();
+        let meta = pb::Meta::default();
+        assert!(refuse_unsupported(&exec, &meta).is_ok());
+
+        let cgroup = pb::Meta {
+            cgroup_parent: "/custom".into(),
+            ..Default::default()
+        };
+        let exit_codes = pb::Meta {
+            valid_exit_codes: vec![0, 1],
+            ..Default::default()
+        };
+        let devices = pb::ExecOp {
+            cdi_devices: vec![pb::CdiDevice {
+                name: "vendor.com/gpu=0".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for (exec, meta, named) in [
+            (&exec, &cgroup, "cgroup parent"),
+            (&exec, &exit_codes, "valid exit codes"),
+            (&devices, &meta, "RUN --device"),
+        ] {
+            let err = refuse_unsupported(exec, meta).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+            assert!(err.contains("not supported yet"), "{err}");
+        }
     }
 }
