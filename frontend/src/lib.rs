@@ -9,6 +9,7 @@ pub mod dockerignore;
 pub mod dump;
 pub mod image;
 pub mod instructions;
+pub mod lint;
 pub mod llb;
 pub mod parser;
 pub mod reference;
