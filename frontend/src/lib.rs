@@ -14,3 +14,4 @@ pub mod llb;
 pub mod parser;
 pub mod reference;
 pub mod shell;
+pub mod targets;

@@ -130,11 +130,13 @@ rule!(
     "from-platform-flag-const-disallowed",
     "FROM --platform flag should not use a constant value"
 );
+// Experimental in Docker 28.5's BuildKit, which bud follows (on by default in later ones).
 rule!(
     COPY_IGNORED_FILE,
     "CopyIgnoredFile",
     "copy-ignored-file",
-    "Attempting to Copy file that is excluded by .dockerignore"
+    "Attempting to Copy file that is excluded by .dockerignore",
+    true
 );
 rule!(
     INVALID_DEFINITION_DESCRIPTION,

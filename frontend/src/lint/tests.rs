@@ -254,7 +254,7 @@ fn invalid_default_arg_in_from() {
 #[test]
 fn copy_ignored_file() {
     let report = run(
-        "FROM busybox\nCOPY secret.txt app /\nADD ./app/x /\n",
+        "# check=experimental=CopyIgnoredFile\nFROM busybox\nCOPY secret.txt app /\nADD ./app/x /\n",
         &[],
         true,
         &["secret.txt", "app"],
@@ -266,9 +266,9 @@ fn copy_ignored_file() {
             .map(Finding::short)
             .collect::<Vec<_>>(),
         [
-            "CopyIgnoredFile: Attempting to Copy file \"secret.txt\" that is excluded by .dockerignore (line 2)",
-            "CopyIgnoredFile: Attempting to Copy file \"app\" that is excluded by .dockerignore (line 2)",
-            "CopyIgnoredFile: Attempting to Add file \"app/x\" that is excluded by .dockerignore (line 3)"
+            "CopyIgnoredFile: Attempting to Copy file \"secret.txt\" that is excluded by .dockerignore (line 3)",
+            "CopyIgnoredFile: Attempting to Copy file \"app\" that is excluded by .dockerignore (line 3)",
+            "CopyIgnoredFile: Attempting to Add file \"app/x\" that is excluded by .dockerignore (line 4)"
         ]
     );
     // With an exclusion (`!`), BuildKit does not guess.
