@@ -46,6 +46,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l build-arg -d 'Set buil
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-context -d 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=IMAGE, or IMAGE)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-to -d 'Cache export destinations (type=inline|registry|local,...)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l call -d 'Evaluate the build another way: check, outline, targets (METHOD[,format=json])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -s f -l file -d 'Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l iidfile -d 'Write the image ID to the file' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l label -d 'Set metadata for an image (KEY=VALUE)' -r
@@ -77,6 +78,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l tlskey -d 'With a tcp:
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlsservername -d 'With a tcp:// --addr: the name the daemon\'s certificate must carry [default: the host]' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
+complete -c bud -n "__fish_bud_using_subcommand build" -l check -d 'Run the build checks only (shorthand for --call=check)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l load -d 'Load the result into Docker (shorthand for --output=type=docker)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l no-cache -d 'Do not use cache when building the image'
 complete -c bud -n "__fish_bud_using_subcommand build" -l pull -d 'Always attempt to pull all referenced images'

@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             bud::report!("error: {msg}");
             ExitCode::from(EXIT_USAGE)
         }
+        // The findings are printed already; like buildx, exit 1 without more.
+        Err(Failure::Command(e)) if e.downcast_ref::<bud::build::ChecksFailed>().is_some() => {
+            ExitCode::from(EXIT_FAILURE)
+        }
         Err(Failure::Command(e)) => {
             bud::report!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)

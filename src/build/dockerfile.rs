@@ -77,7 +77,10 @@ fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platfo
     Ok(Some(platform))
 }
 
-fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {
+pub(super) fn convert_options(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+) -> anyhow::Result<ConvertOptions> {
     let build_args = build_arg_values(&opts.build_args);
     let labels = opts
         .labels

@@ -1,6 +1,7 @@
 //! `bud build`: read the inputs, convert the Dockerfile, solve the graph with the embedded
 //! solver, and export the result where the flags say.
 
+mod call;
 mod contexts;
 mod dockerfile;
 pub mod dump_llb;
@@ -15,6 +16,8 @@ mod route;
 mod secrets;
 mod ssh_agent;
 pub mod worker;
+
+pub use call::ChecksFailed;
 
 use std::sync::Arc;
 
@@ -106,6 +109,12 @@ pub async fn run(
     let exports = outputs::plan(opts)?;
     let inputs = BuildInputs::read(&opts.context, opts.file.as_deref())?;
     let env = BuildEnv::new(opts, global).await?;
+    let call = opts.call();
+    if call.method != crate::cli::Call::Build {
+        let images: Arc<dyn bud_frontend::convert::ImageResolver + Send + Sync> =
+            env.images.clone();
+        return call::run(opts, &inputs, images, call).await;
+    }
     let worker = worker::choose(
         global.addr.as_deref(),
         &env.config.worker,

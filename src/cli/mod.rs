@@ -123,6 +123,12 @@ pub struct BuildOptions {
     /// Cache export destinations (type=inline|registry|local,...)
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheOption::parse_to)]
     pub cache_to: Vec<CacheOption>,
+    /// Evaluate the build another way: check, outline, targets (METHOD[,format=json])
+    #[arg(long, value_name = "METHOD", default_value = "build", value_parser = CallMethod::parse, hide_default_value = true)]
+    pub call: CallMethod,
+    /// Run the build checks only (shorthand for --call=check)
+    #[arg(long)]
+    pub check: bool,
     /// Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<String>,
@@ -264,11 +270,74 @@ pub enum DumpFormat {
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [(o.platforms.len() > 1, "--platform with several platforms")];
+    let set = [
+        (o.platforms.len() > 1, "--platform with several platforms"),
+        (o.call.method == Call::Outline, "--call=outline"),
+    ];
     set.into_iter()
         .filter(|(on, _)| *on)
         .map(|(_, f)| f)
         .collect()
+}
+
+/// What `--call` asks for instead of (or as) the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Build,
+    Check,
+    Outline,
+    Targets,
+}
+
+/// `--call=METHOD[,format=json|text]`, as buildx reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallMethod {
+    pub method: Call,
+    pub json: bool,
+}
+
+impl CallMethod {
+    fn parse(value: &str) -> Result<Self, String> {
+        let mut parts = value.split(',');
+        let method = match parts.next().unwrap_or_default().trim() {
+            "build" => Call::Build,
+            "check" | "lint" => Call::Check,
+            "outline" => Call::Outline,
+            "targets" => Call::Targets,
+            other => {
+                return Err(format!(
+                    "invalid call method {other:?}; accepted: build, check, outline, targets"
+                ));
+            }
+        };
+        let mut json = false;
+        for part in parts {
+            match part.trim().split_once('=') {
+                Some(("format", "json")) => json = true,
+                Some(("format", "text" | "")) => json = false,
+                _ => {
+                    return Err(format!(
+                        "invalid call option {part:?}; accepted: format=json|text"
+                    ));
+                }
+            }
+        }
+        Ok(CallMethod { method, json })
+    }
+}
+
+impl BuildOptions {
+    /// `--call`, with `--check` standing for `--call=check`.
+    pub fn call(&self) -> CallMethod {
+        if self.check {
+            CallMethod {
+                method: Call::Check,
+                json: self.call.json,
+            }
+        } else {
+            self.call
+        }
+    }
 }
 
 /// The entitlements a build can be granted, as BuildKit names them.

@@ -81,6 +81,14 @@ impl DirectiveScanner {
     }
 }
 
+/// The directive a comment's text (`#` already removed) spells, key lower-cased: how
+/// BuildKit reads `# check=` comments above an instruction.
+pub fn directive_in_comment(comment: &str) -> Option<(String, String)> {
+    let line = format!("#{comment}");
+    let (key, value) = split_directive(&line)?;
+    Some((key.to_ascii_lowercase(), value.to_string()))
+}
+
 /// Go's `\s` in RE2: ASCII whitespace without the vertical tab.
 fn is_re_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')

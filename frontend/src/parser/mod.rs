@@ -14,7 +14,7 @@ mod split;
 mod text;
 mod words;
 
-pub use directives::{DEFAULT_ESCAPE, Directives};
+pub use directives::{DEFAULT_ESCAPE, Directives, directive_in_comment};
 pub use error::{ParseError, ParseErrorKind};
 pub use heredoc::{BadHeredocWord, Heredoc, HeredocWord, chomp, parse_heredoc_word};
 pub use text::{Decoded, decode};
@@ -45,6 +45,9 @@ pub struct Node {
     pub heredocs: Vec<Heredoc>,
     /// For ONBUILD: the trigger instruction.
     pub sub_command: Option<Box<Node>>,
+    /// The comments right above the instruction, `#` and blanks trimmed (BuildKit's
+    /// `PrevComment`: a bare `#` starts them over); descriptions and `# check=` overrides.
+    pub comments: Vec<String>,
 }
 
 impl Node {
@@ -102,6 +105,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut scanner = DirectiveScanner::default();
     let mut nodes = Vec::new();
     let mut warnings = Vec::new();
+    let mut comments = Vec::new();
 
     while let Some(raw) = lines.next() {
         let start_line = lines.current;
@@ -113,6 +117,10 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         }
         let escape = directives.escape;
         if is_comment(first) {
+            match first[1..].trim() {
+                "" => comments.clear(),
+                comment => comments.push(comment.to_string()),
+            }
             continue;
         }
         let (text, mut end_of_line) = trim_continuation(first, escape);
@@ -161,6 +169,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         }
         node.start_line = start_line;
         node.end_line = lines.current;
+        node.comments = std::mem::take(&mut comments);
         if let Some(sub) = node.sub_command.as_deref_mut() {
             sub.start_line = start_line;
             sub.end_line = lines.current;
@@ -257,6 +266,7 @@ fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, ParseE
         json: args.json,
         heredocs: Vec::new(),
         sub_command,
+        comments: Vec::new(),
     })
 }
 

@@ -1,0 +1,256 @@
+//! `--call=check|targets` (and `--check`): the Dockerfile evaluated instead of built, and
+//! the answer printed to stdout as buildx prints it, as text or (`format=json`) as the
+//! JSON the frontend's subrequest returns.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use bud_frontend::convert::ImageResolver;
+use bud_frontend::lint::{self, Finding, LintOptions};
+use serde_json::{Value, json};
+
+use crate::cli::{BuildOptions, Call, CallMethod};
+
+use super::dockerfile::convert_options;
+use super::inputs::BuildInputs;
+
+/// The check found something: bud exits with 1 after printing the findings, as buildx.
+#[derive(Debug, thiserror::Error)]
+#[error("the build checks found {0} warning(s)")]
+pub struct ChecksFailed(pub usize);
+
+/// Evaluates the Dockerfile as `call` asks and prints the answer.
+pub(super) async fn run(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn ImageResolver + Send + Sync>,
+    call: CallMethod,
+) -> anyhow::Result<()> {
+    let text = match call.method {
+        Call::Check => return check(opts, inputs, images, call.json).await,
+        Call::Targets => targets(inputs, call.json)?,
+        Call::Build | Call::Outline => unreachable!("not an evaluation"),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+async fn check(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn ImageResolver + Send + Sync>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let convert = convert_options(opts, inputs)?;
+    let dockerfile = inputs.dockerfile.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let lint_opts = LintOptions {
+            convert: &convert,
+            all_stages: convert.target.is_none(),
+        };
+        lint::lint(&dockerfile, &lint_opts, images.as_ref())
+    })
+    .await
+    .context("checking the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let findings = report.findings;
+    if json {
+        println!("{}", check_json(&findings, opts, inputs));
+    } else {
+        print!("{}", check_text(&findings, opts, inputs));
+    }
+    match findings.len() {
+        0 => Ok(()),
+        n => Err(ChecksFailed(n).into()),
+    }
+}
+
+/// buildx's text: a count, then each finding with its rule, URL, message and the lines
+/// around it, ordered by line.
+fn check_text(findings: &[Finding], opts: &BuildOptions, inputs: &BuildInputs) -> String {
+    if findings.is_empty() {
+        return "Check complete, no warnings found.\n".into();
+    }
+    let mut out = match findings.len() {
+        1 => "Check complete, 1 warning has been found!\n".to_string(),
+        n => format!("Check complete, {n} warnings have been found!\n"),
+    };
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| f.start_line);
+    for f in sorted {
+        out.push_str(&format!("\nWARNING: {}", f.rule.name));
+        if !f.rule.url.is_empty() {
+            out.push_str(&format!(" - {}", f.rule.url));
+        }
+        out.push_str(&format!("\n{}\n", f.message));
+        out.push_str(&source_excerpt(
+            &frontend_filename(opts),
+            &inputs.dockerfile,
+            f.start_line,
+            f.end_line,
+        ));
+    }
+    out
+}
+
+/// The frontend's `result.json` for a check.
+fn check_json(findings: &[Finding], opts: &BuildOptions, inputs: &BuildInputs) -> String {
+    let warnings: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let mut w = json!({
+                "ruleName": f.rule.name,
+                "description": f.rule.description,
+            });
+            if !f.rule.url.is_empty() {
+                w["url"] = json!(f.rule.url);
+            }
+            w["detail"] = json!(f.message);
+            w["location"] = json!({"ranges": [{
+                "start": {"line": f.start_line},
+                "end": {"line": f.end_line},
+            }]});
+            w
+        })
+        .collect();
+    // Go marshals the frontend's empty list as null.
+    let warnings = if warnings.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(warnings)
+    };
+    let value = json!({
+        "warnings": warnings,
+        "sources": [source_info(opts, inputs)],
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn source_info(opts: &BuildOptions, inputs: &BuildInputs) -> Value {
+    json!({
+        "filename": frontend_filename(opts),
+        "data": base64::engine::general_purpose::STANDARD.encode(&inputs.dockerfile),
+        "language": "Dockerfile",
+    })
+}
+
+/// The name buildx shows the Dockerfile by: `-f` as given, else `Dockerfile`.
+fn frontend_filename(opts: &BuildOptions) -> String {
+    match opts.file.as_deref() {
+        Some(file) if file != "-" => file.to_string(),
+        _ => "Dockerfile".to_string(),
+    }
+}
+
+/// `--call=targets`: a table of stages, or the frontend's JSON.
+fn targets(inputs: &BuildInputs, json: bool) -> anyhow::Result<String> {
+    let targets = bud_frontend::targets::targets(&inputs.dockerfile)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    if json {
+        let list: Vec<Value> = targets
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::Map::new();
+                let mut put = |k: &str, s: &str| {
+                    if !s.is_empty() {
+                        v.insert(k.into(), json!(s));
+                    }
+                };
+                put("name", &t.name);
+                put("description", &t.description);
+                put("base", &t.base);
+                put("platform", &t.platform);
+                if t.default {
+                    v.insert("default".into(), json!(true));
+                }
+                v.insert(
+                    "location".into(),
+                    json!({"ranges": [{"start": {"line": t.lines.0}, "end": {"line": t.lines.1}}]}),
+                );
+                Value::Object(v)
+            })
+            .collect();
+        let value = json!({
+            "targets": list,
+            "sources": [base64::engine::general_purpose::STANDARD.encode(&inputs.dockerfile)],
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
+    }
+    let rows: Vec<(String, &str)> = targets
+        .iter()
+        .map(|t| {
+            let name = match (t.name.is_empty(), t.default) {
+                (true, true) => "(default)".to_string(),
+                (false, true) => format!("{} (default)", t.name),
+                _ => t.name.clone(),
+            };
+            (name, t.description.as_str())
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .chain(["TARGET".len()])
+        .max()
+        .unwrap_or_default();
+    let mut out = format!("{:<width$} DESCRIPTION\n", "TARGET");
+    for (name, description) in rows {
+        // tabwriter pads every cell but the last, so a row without description keeps them.
+        out.push_str(&format!("{name:<width$} {description}\n"));
+    }
+    Ok(out)
+}
+
+/// The Dockerfile lines around `start..=end`, as BuildKit's `errdefs.Source.Print` shows
+/// them: four lines of context around one line, two around several.
+pub(super) fn source_excerpt(filename: &str, data: &str, start: usize, end: usize) -> String {
+    let lines: Vec<&str> = data.split('\n').collect();
+    if start < 1 || start > lines.len() {
+        return String::new();
+    }
+    let (mut first, mut last) = (start, end.max(start).min(lines.len()));
+    let pad = if last == first { 4 } else { 2 };
+    let mut p = 0;
+    while p < pad {
+        if first > 1 {
+            first -= 1;
+            p += 1;
+        }
+        if last != lines.len() {
+            last += 1;
+            p += 1;
+        }
+        p += 1;
+    }
+    let mut out = format!("{filename}:{start}\n--------------------\n");
+    for (i, line) in lines.iter().enumerate().take(last).skip(first - 1) {
+        let n = i + 1;
+        let mark = if n >= start && n <= end.max(start) {
+            ">>>"
+        } else {
+            "   "
+        };
+        out.push_str(&format!(" {n:>3} | {mark} {line}\n"));
+    }
+    out.push_str("--------------------\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_as_buildkit_prints_it() {
+        let data = "FROM a\nRUN b\nRUN c\nRUN d\nRUN e\nRUN f\n";
+        assert_eq!(
+            source_excerpt("Dockerfile", data, 1, 1),
+            "Dockerfile:1\n--------------------\n   1 | >>> FROM a\n   2 |     RUN b\n   3 |     RUN c\n--------------------\n"
+        );
+        assert_eq!(
+            source_excerpt("Dockerfile", data, 6, 6),
+            "Dockerfile:6\n--------------------\n   4 |     RUN d\n   5 |     RUN e\n   6 | >>> RUN f\n   7 |     \n--------------------\n"
+        );
+    }
+}
