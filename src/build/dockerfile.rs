@@ -114,6 +114,7 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
         build_args,
         labels,
         excludes: inputs.excludes.clone(),
+        main_context: inputs.main_context.clone(),
         no_cache,
         caps: SolverCaps {
             merge_op: true,

@@ -5,7 +5,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use bud_frontend::convert::MainContext;
 use bud_frontend::dockerignore::parse_dockerignore;
+
+use super::remote_context::{LoadedContext, RemoteContext};
 
 #[derive(Debug)]
 pub struct BuildInputs {
@@ -14,6 +17,10 @@ pub struct BuildInputs {
     /// Where the Dockerfile came from, for messages.
     pub dockerfile_name: String,
     pub excludes: Vec<String>,
+    /// A context given as a URL, until its Dockerfile is read ([`BuildInputs::loaded`]).
+    pub remote: Option<RemoteContext>,
+    /// Where the frontend takes the context from: `context_dir`, or the remote source.
+    pub main_context: MainContext,
     /// A context read from stdin lives here for the build's duration.
     _staging: Option<tempfile::TempDir>,
 }
@@ -23,8 +30,11 @@ impl BuildInputs {
         if context == "-" {
             return Self::from_stdin(file);
         }
-        if context.contains("://") || context.starts_with("git@") {
-            bail!("a remote build context ({context}) is not supported yet");
+        // A directory wins over a URL of the same spelling, as with docker build.
+        if !Path::new(context).is_dir()
+            && let Some(remote) = RemoteContext::detect(context)?
+        {
+            return Self::from_remote(remote, file);
         }
         let context_dir = PathBuf::from(context);
         let md = std::fs::metadata(&context_dir)
@@ -56,8 +66,54 @@ impl BuildInputs {
             dockerfile,
             dockerfile_name,
             excludes,
+            remote: None,
+            main_context: MainContext::Local,
             _staging: None,
         })
+    }
+
+    /// A URL context: the Dockerfile is read once the context is fetched, unless `-f -`
+    /// gives it.
+    fn from_remote(remote: RemoteContext, file: Option<&str>) -> anyhow::Result<Self> {
+        let (dockerfile, dockerfile_name) = if file == Some("-") {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading the Dockerfile from stdin")?;
+            (dockerfile_text(&bytes, "-"), "-".to_string())
+        } else {
+            (String::new(), remote.url().to_owned())
+        };
+        Ok(Self {
+            context_dir: PathBuf::new(),
+            dockerfile,
+            dockerfile_name,
+            excludes: Vec::new(),
+            remote: Some(remote),
+            main_context: MainContext::Local,
+            _staging: None,
+        })
+    }
+
+    /// These inputs with the fetched remote context's source and Dockerfile. A remote
+    /// context is not filtered by a `.dockerignore`, as BuildKit takes it.
+    pub fn loaded(&self, loaded: LoadedContext) -> Self {
+        let (dockerfile, dockerfile_name) = match &loaded.dockerfile {
+            Some(bytes) => (
+                dockerfile_text(bytes, &loaded.dockerfile_name),
+                loaded.dockerfile_name,
+            ),
+            None => (self.dockerfile.clone(), self.dockerfile_name.clone()),
+        };
+        Self {
+            context_dir: self.context_dir.clone(),
+            dockerfile,
+            dockerfile_name,
+            excludes: Vec::new(),
+            remote: None,
+            main_context: loaded.main_context,
+            _staging: None,
+        }
     }
 
     /// `bud - < Dockerfile` (no context) or `bud - < context.tar[.gz]`, as docker reads
@@ -102,6 +158,8 @@ impl BuildInputs {
             dockerfile,
             dockerfile_name: "-".into(),
             excludes: Vec::new(),
+            remote: None,
+            main_context: MainContext::Local,
             _staging: Some(staging),
         })
     }
