@@ -376,6 +376,19 @@ fn git_contexts_build_the_image_docker_builds() {
     let on_main = format!("{}#main", daemon.url("ctx.git"));
     assert_same_image(&docker28, &every, &[&on_main]);
     assert_same_image(&docker28, &every, &["-f", "alt.Dockerfile", &on_main]);
+    // An absolute -f is the client's file, as buildx reads it.
+    let local = tempfile::tempdir().unwrap();
+    let client_file = local.path().join("Client.Dockerfile");
+    std::fs::write(
+        &client_file,
+        "FROM bud-test/busybox:latest\nCOPY sub/ /from-client/\n",
+    )
+    .unwrap();
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud, Builder::BudAddr],
+        &["-f", client_file.to_str().unwrap(), &on_main],
+    );
     assert_same_image(
         &docker28,
         &every,
@@ -394,6 +407,38 @@ fn git_contexts_build_the_image_docker_builds() {
         &bud,
         &[&format!("{}?ref=main&subdir=sub", daemon.url("ctx.git"))],
     );
+}
+
+/// A git URL as a named context (`--build-context NAME=URL`) in place of a stage: the
+/// image Docker 28.5 builds (Docker 20.10's CLI has no --build-context). On Docker 20.10's
+/// BuildKit (--addr), whose git source knows no subdirectory, only the whole repository.
+#[test]
+fn git_build_contexts_build_the_image_docker_builds() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let http = GitHttp::serve(repos.base.path());
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest\nCOPY --from=repo / /repo/\n",
+    )
+    .unwrap();
+    let dir = local.path().to_str().unwrap();
+    let whole = format!("repo={}#main", daemon.url("ctx.git"));
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud, Builder::BudAddr],
+        &["--build-context", &whole, dir],
+    );
+    let sub = format!("repo={}#main:sub", http.url("ctx.git"));
+    assert_same_image(&docker28, &[Builder::Bud], &["--build-context", &sub, dir]);
 }
 
 /// Each build asks the remote where the ref is; only a ref that moved is fetched again.

@@ -101,12 +101,11 @@ pub(super) async fn build(
             let keep_git_dir = super::remote_context::keep_git_dir(
                 &super::dockerfile::build_arg_values(&opts.build_args),
             );
-            let dockerfile_given = opts.file.as_deref() == Some("-");
             let loaded = super::remote_context::load(
                 remote,
                 opts.file.as_deref(),
                 keep_git_dir,
-                dockerfile_given,
+                inputs.dockerfile_given,
                 true,
                 &files,
             );

@@ -19,6 +19,9 @@ pub struct BuildInputs {
     pub excludes: Vec<String>,
     /// A context given as a URL, until its Dockerfile is read ([`BuildInputs::loaded`]).
     pub remote: Option<RemoteContext>,
+    /// The Dockerfile of a URL context came from the client (`-f -`, `-f /absolute/path`)
+    /// rather than from the context.
+    pub dockerfile_given: bool,
     /// Where the frontend takes the context from: `context_dir`, or the remote source.
     pub main_context: MainContext,
     /// A context read from stdin lives here for the build's duration.
@@ -67,6 +70,7 @@ impl BuildInputs {
             dockerfile_name,
             excludes,
             remote: None,
+            dockerfile_given: false,
             main_context: MainContext::Local,
             _staging: None,
         })
@@ -75,14 +79,20 @@ impl BuildInputs {
     /// A URL context: the Dockerfile is read once the context is fetched, unless `-f -`
     /// gives it.
     fn from_remote(remote: RemoteContext, file: Option<&str>) -> anyhow::Result<Self> {
-        let (dockerfile, dockerfile_name) = if file == Some("-") {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("reading the Dockerfile from stdin")?;
-            (dockerfile_text(&bytes, "-"), "-".to_string())
-        } else {
-            (String::new(), remote.url().to_owned())
+        // As buildx: `-f -` and an absolute `-f` are read here; any other `-f` is a path
+        // in the fetched context.
+        let (dockerfile, dockerfile_name, dockerfile_given) = match file {
+            Some("-") => {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading the Dockerfile from stdin")?;
+                (dockerfile_text(&bytes, "-"), "-".to_string(), true)
+            }
+            Some(f) if Path::new(f).is_absolute() => {
+                (read_dockerfile(Path::new(f))?, f.to_string(), true)
+            }
+            _ => (String::new(), remote.url().to_owned(), false),
         };
         Ok(Self {
             context_dir: PathBuf::new(),
@@ -90,6 +100,7 @@ impl BuildInputs {
             dockerfile_name,
             excludes: Vec::new(),
             remote: Some(remote),
+            dockerfile_given,
             main_context: MainContext::Local,
             _staging: None,
         })
@@ -111,6 +122,7 @@ impl BuildInputs {
             dockerfile_name,
             excludes: Vec::new(),
             remote: None,
+            dockerfile_given: self.dockerfile_given,
             main_context: loaded.main_context,
             _staging: None,
         }
@@ -159,6 +171,7 @@ impl BuildInputs {
             dockerfile_name: "-".into(),
             excludes: Vec::new(),
             remote: None,
+            dockerfile_given: false,
             main_context: MainContext::Local,
             _staging: Some(staging),
         })

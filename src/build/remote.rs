@@ -38,7 +38,7 @@ pub(super) async fn build(
     };
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
-    if inputs.remote.is_none() || opts.file.as_deref() == Some("-") {
+    if inputs.remote.is_none() || inputs.dockerfile_given {
         check_syntax(inputs)?;
     }
     // Served until the build returns.
@@ -69,7 +69,7 @@ pub(super) async fn build(
                         super::remote_context::keep_git_dir(&super::dockerfile::build_arg_values(
                             &opts.build_args,
                         )),
-                        opts.file.as_deref() == Some("-"),
+                        inputs.dockerfile_given,
                         daemon.supports("source.git.subdir"),
                         &files,
                     )

@@ -72,7 +72,8 @@ pub struct LoadedContext {
 
 /// Fetches `remote` through `files` and reads the Dockerfile from it: `file` (`-f`) is
 /// relative to the context's root, `Dockerfile` (or `dockerfile`) by default; a URL that
-/// serves no archive is the Dockerfile itself. `dockerfile_given`: `-f -` already read it.
+/// serves no archive is the Dockerfile itself. `dockerfile_given`: the client read it (`-f -`,
+/// an absolute `-f`).
 /// `git_subdir`: the solver checks out a repository's subdirectory itself.
 pub async fn load(
     remote: &RemoteContext,

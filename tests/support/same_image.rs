@@ -57,8 +57,15 @@ pub fn build(
 
 /// Builds `args` with each of `builders` and asserts that each image is Docker 28.5's.
 pub fn assert_same_image(docker28: &Docker28, builders: &[Builder], args: &[&str]) {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let root = tempfile::tempdir().unwrap();
-    let tag = "bud-test/remote-context:latest";
+    // Tests run side by side on the same daemons: each comparison has its own tag.
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tag = format!(
+        "bud-test/remote-context-{}-{call}:latest",
+        std::process::id()
+    );
+    let tag = tag.as_str();
     let read = |builder: Builder| -> Image {
         let out = build(builder, docker28, root.path(), tag, args);
         assert!(
