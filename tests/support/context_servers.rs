@@ -315,16 +315,15 @@ fn answer(mut stream: TcpStream, answers: &BTreeMap<String, Answer>) -> std::io:
     stream.write_all(&head)
 }
 
-/// A tar archive of `files` (path, contents): regular files of root's, mode 0644, at a
-/// fixed time.
+/// A tar archive of `files` (path, contents): regular files of mode 0644 at a fixed time,
+/// their owner fields left blank as some archivers leave them (Go's archive/tar, and so
+/// Docker and BuildKit, reads them as 0).
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
         header.set_mtime(1_600_000_000);
         header.set_cksum();
         builder.append_data(&mut header, path, *data).unwrap();
