@@ -441,6 +441,65 @@ fn git_build_contexts_build_the_image_docker_builds() {
     assert_same_image(&docker28, &[Builder::Bud], &["--build-context", &sub, dir]);
 }
 
+/// BUILDKIT_CONTEXT_KEEP_GIT_DIR, or the URL's `keep-git-dir=true`, keeps `.git` in the
+/// context, on the branch asked for; without them there is none.
+#[test]
+fn a_git_context_keeps_its_git_dir_when_asked() {
+    if !context_env() {
+        return;
+    }
+    let repos = Repos::new();
+    let work = repos.create(
+        "ctx.git",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let root = tempfile::tempdir().unwrap();
+    let on_main = format!("{}#main", daemon.url("ctx.git"));
+    let by_query = format!("{}?branch=main&keep-git-dir=true", daemon.url("ctx.git"));
+    for addr in [None, Some("docker://")] {
+        for (args, kept) in [
+            (vec![on_main.as_str()], false),
+            (
+                vec!["--build-arg", "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1", &on_main],
+                true,
+            ),
+            (vec![by_query.as_str()], true),
+        ] {
+            let dest = tempfile::tempdir().unwrap();
+            let out_arg = format!("type=local,dest={}", dest.path().display());
+            let mut all: Vec<&str> = Vec::new();
+            if let Some(addr) = addr {
+                all.extend(["--addr", addr]);
+            }
+            all.extend(["-o", &out_arg]);
+            all.extend(&args);
+            let out = support::bud_at(root.path(), &all);
+            assert!(
+                out.status.success(),
+                "{all:?}: {}",
+                support::stderr_of(&out)
+            );
+            assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
+            let head = dest.path().join("ctx/.git/HEAD");
+            assert_eq!(head.is_file(), kept, "{all:?}: .git kept");
+            // Docker 20.10's BuildKit (--addr) leaves HEAD detached at the commit; newer
+            // ones, and bud, on the branch.
+            let want_head = match addr {
+                None => "ref: refs/heads/main\n".to_string(),
+                Some(_) => format!("{commit}\n"),
+            };
+            if kept {
+                assert_eq!(read(dest.path(), "ctx/.git/HEAD"), want_head, "{all:?}");
+            }
+        }
+    }
+}
+
 /// Each build asks the remote where the ref is; only a ref that moved is fetched again.
 #[test]
 fn a_git_context_is_fetched_again_only_when_its_ref_moves() {
