@@ -133,15 +133,28 @@ fn sigkill_of_a_rootless_build_leaves_nothing_the_next_build_trips_on() {
         return;
     }
     let root = user_dir(ROOTLESS_USER);
-    let slow = user_context(ROOTLESS_USER, "slow");
-    let mut child = spawn_until(
-        bud_command_as(ROOTLESS_USER),
-        root.path(),
-        slow.path(),
-        "started-sleeping",
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // A step as root, then one as another user whose files (owned by a subordinate id on
+    // disk, which the user cannot remove outside the namespace) are in its work directory.
+    let as_root = user_context(ROOTLESS_USER, "slow");
+    let as_other = user_dir(ROOTLESS_USER);
+    std::fs::write(
+        as_other.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nUSER 1000:1000\n\
+         RUN mkdir -p /tmp/mine/deep && touch /tmp/mine/deep/f && chmod 500 /tmp/mine/deep \\\n\
+         && echo started-sleeping && sleep 300\n",
+    )
+    .unwrap();
+    chown_to(ROOTLESS_USER, as_other.path());
+    for slow in [&as_root, &as_other] {
+        let mut child = spawn_until(
+            bud_command_as(ROOTLESS_USER),
+            root.path(),
+            slow.path(),
+            "started-sleeping",
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     let hello = user_context(ROOTLESS_USER, "hello");
     let out_dir = user_dir(ROOTLESS_USER);

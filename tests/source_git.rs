@@ -2,14 +2,19 @@
 //! 127.0.0.1: branches, annotated tags, commit IDs, subdirectories, `--keep-git-dir`, reuse
 //! of the snapshot while the remote is unchanged, and errors naming the URL and the ref.
 
+#[path = "support/context_servers.rs"]
+mod context_servers;
+#[path = "differential/image.rs"]
+mod image;
+#[path = "differential/listing.rs"]
+mod listing;
+#[path = "support/same_image.rs"]
+mod same_image;
 mod support;
 
-use std::net::TcpListener;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bud::cache::meta::MetaStore;
 use bud::executor::{Runtime, RuntimeKind};
@@ -18,36 +23,16 @@ use bud::solver::{ImageProvider, Ref, ResolvedImage, SolveOptions, Solver};
 use bud::state::StateRoot;
 use bud_frontend::llb::{self, GitOptions};
 use bud_proto::pb;
+use context_servers::{GitDaemon, GitHttp, Repos, git, git_servers_available};
 use futures_util::future::BoxFuture;
+use same_image::{Builder, assert_same_image};
 use tokio_util::sync::CancellationToken;
 
 fn git_available() -> bool {
-    let daemon = Command::new("git")
-        // Usage, exit code 129, when git-daemon is installed; "not a git command" otherwise.
-        .args(["daemon", "-h"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.code() == Some(129));
-    support::require("git with git-daemon", daemon)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(["-c", "init.defaultBranch=main", "-c", "tag.gpgSign=false"])
-        .args(["-c", "commit.gpgSign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    support::require(
+        "git with git-daemon and git-http-backend",
+        git_servers_available(),
+    )
 }
 
 /// A repository under `base/repo.git`'s work tree `base/repo`:
@@ -82,48 +67,6 @@ impl Repo {
         std::fs::write(self.work().join("README"), readme).unwrap();
         git(&self.work(), &["commit", "-q", "-am", "change"]);
         git(&self.work(), &["rev-parse", "HEAD"])
-    }
-}
-
-/// `git daemon --inetd` on each connection to a listener of this test: no port race, no
-/// waiting for readiness. Counts connections (an `ls-remote` is one, a fetch another).
-struct Daemon {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Daemon {
-    fn serve(base: &Path) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        let base = base.to_path_buf();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                let output = OwnedFd::from(stream.try_clone().unwrap());
-                let mut child = Command::new("git")
-                    .args(["daemon", "--inetd", "--export-all"])
-                    .arg(format!("--base-path={}", base.display()))
-                    .arg(&base)
-                    .stdin(Stdio::from(OwnedFd::from(stream)))
-                    .stdout(Stdio::from(output))
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                std::thread::spawn(move || child.wait());
-            }
-        });
-        Self { port, connections }
-    }
-
-    fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/repo", self.port)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -205,9 +148,9 @@ async fn branches_are_checked_out_and_reused_until_they_move() {
         return;
     }
     let repo = Repo::new();
-    let daemon = Daemon::serve(repo.base.path());
+    let daemon = GitDaemon::serve(repo.base.path());
     let env = Env::new();
-    let def = definition(&daemon.url(), Some("main"), None, false);
+    let def = definition(&daemon.url("repo"), Some("main"), None, false);
 
     let (first, dir) = env.solve(&def).await.unwrap();
     assert_eq!(read(&dir, "README"), "two\n");
@@ -225,7 +168,7 @@ async fn branches_are_checked_out_and_reused_until_they_move() {
     assert_eq!(read(&dir, "README"), "three\n");
 
     let (head, dir) = env
-        .solve(&definition(&daemon.url(), None, None, false))
+        .solve(&definition(&daemon.url("repo"), None, None, false))
         .await
         .unwrap();
     assert_eq!(read(&dir, "README"), "three\n", "no ref: the remote's HEAD");
@@ -238,17 +181,22 @@ async fn tags_commits_and_subdirectories() {
         return;
     }
     let repo = Repo::new();
-    let daemon = Daemon::serve(repo.base.path());
+    let daemon = GitDaemon::serve(repo.base.path());
     let env = Env::new();
 
     let (tag, dir) = env
-        .solve(&definition(&daemon.url(), Some("v1"), None, false))
+        .solve(&definition(&daemon.url("repo"), Some("v1"), None, false))
         .await
         .unwrap();
     assert_eq!(read(&dir, "README"), "one\n");
 
     let (commit, dir) = env
-        .solve(&definition(&daemon.url(), Some(&repo.first), None, false))
+        .solve(&definition(
+            &daemon.url("repo"),
+            Some(&repo.first),
+            None,
+            false,
+        ))
         .await
         .unwrap();
     assert_eq!(read(&dir, "README"), "one\n");
@@ -259,7 +207,12 @@ async fn tags_commits_and_subdirectories() {
     );
 
     let (_, dir) = env
-        .solve(&definition(&daemon.url(), Some("v1"), Some("/sub/"), false))
+        .solve(&definition(
+            &daemon.url("repo"),
+            Some("v1"),
+            Some("/sub/"),
+            false,
+        ))
         .await
         .unwrap();
     let names: Vec<_> = std::fs::read_dir(&dir)
@@ -275,10 +228,10 @@ async fn keep_git_dir_gives_a_repository_on_the_branch() {
         return;
     }
     let repo = Repo::new();
-    let daemon = Daemon::serve(repo.base.path());
+    let daemon = GitDaemon::serve(repo.base.path());
     let env = Env::new();
     let (_, dir) = env
-        .solve(&definition(&daemon.url(), Some("main"), None, true))
+        .solve(&definition(&daemon.url("repo"), Some("main"), None, true))
         .await
         .unwrap();
     assert_eq!(read(&dir, "README"), "two\n");
@@ -290,7 +243,10 @@ async fn keep_git_dir_gives_a_repository_on_the_branch() {
         "",
         "a clean checkout"
     );
-    assert_eq!(git(&dir, &["remote", "get-url", "origin"]), daemon.url());
+    assert_eq!(
+        git(&dir, &["remote", "get-url", "origin"]),
+        daemon.url("repo")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,9 +255,9 @@ async fn errors_name_the_url_and_the_ref() {
         return;
     }
     let repo = Repo::new();
-    let daemon = Daemon::serve(repo.base.path());
+    let daemon = GitDaemon::serve(repo.base.path());
     let env = Env::new();
-    let url = daemon.url();
+    let url = daemon.url("repo");
 
     let err = env
         .solve(&definition(&url, Some("no-such-branch"), None, false))
@@ -347,14 +303,14 @@ fn bud_adds_a_repository_into_a_local_export() {
         return;
     }
     let repo = Repo::new();
-    let daemon = Daemon::serve(repo.base.path());
+    let daemon = GitDaemon::serve(repo.base.path());
     let root = tempfile::tempdir().unwrap();
     let dest = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bud"))
         .arg("--root")
         .arg(root.path())
         .args(["--progress", "plain", "--build-arg"])
-        .arg(format!("REPO={}", daemon.url()))
+        .arg(format!("REPO={}", daemon.url("repo")))
         .arg("-o")
         .arg(format!("type=local,dest={}", dest.path().display()))
         .arg(support::testdata("add-git"))
@@ -368,4 +324,266 @@ fn bud_adds_a_repository_into_a_local_export() {
     assert_eq!(read(dest.path(), "src/inner.txt"), "inner\n");
     assert_eq!(read(dest.path(), "all/README"), "two\n");
     assert!(dest.path().join("all/.git").is_dir(), "--keep-git-dir");
+}
+
+/// The repository the git context tests build.
+const CONTEXT_FILES: &[(&str, &str)] = &[
+    (
+        "Dockerfile",
+        "FROM bud-test/busybox:latest\nCOPY . /ctx/\nRUN cat /ctx/a.txt > /copied\n",
+    ),
+    // BuildKit applies no .dockerignore to a git context: ignored.txt is copied.
+    (".dockerignore", "ignored.txt\n"),
+    ("ignored.txt", "copied all the same\n"),
+    ("a.txt", "a\n"),
+    (
+        "sub/Dockerfile",
+        "FROM bud-test/busybox:latest\nCOPY . /sub/\n",
+    ),
+    ("sub/b.txt", "b\n"),
+    (
+        "alt.Dockerfile",
+        "FROM bud-test/busybox:latest\nCOPY sub /alt/\n",
+    ),
+];
+
+fn context_env() -> bool {
+    git_available()
+        && support::require_docker()
+        && support::require_base_image()
+        && support::require_runc()
+}
+
+/// A git URL as the context, in each form, over `git daemon` and git's smart HTTP: bud
+/// (embedded, and on Docker 20.10's BuildKit with --addr) builds the image Docker 28.5
+/// builds from the same URL, and Docker 20.10 too where it takes the form (it checks out
+/// `master` when no ref is given, and knows neither `:subdir` nor the query form; bud
+/// scopes a subdirectory itself there).
+#[test]
+fn git_contexts_build_the_image_docker_builds() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let http = GitHttp::serve(repos.base.path());
+    let every = [Builder::Docker20, Builder::Bud, Builder::BudAddr];
+    let bud = [Builder::Bud, Builder::BudAddr];
+    let on_main = format!("{}#main", daemon.url("ctx.git"));
+    assert_same_image(&docker28, &every, &[&on_main]);
+    assert_same_image(&docker28, &every, &["-f", "alt.Dockerfile", &on_main]);
+    // An absolute -f is the client's file, as buildx reads it.
+    let local = tempfile::tempdir().unwrap();
+    let client_file = local.path().join("Client.Dockerfile");
+    std::fs::write(
+        &client_file,
+        "FROM bud-test/busybox:latest\nCOPY sub/ /from-client/\n",
+    )
+    .unwrap();
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud, Builder::BudAddr],
+        &["-f", client_file.to_str().unwrap(), &on_main],
+    );
+    assert_same_image(
+        &docker28,
+        &every,
+        &[&format!("{}#main", http.url("ctx.git"))],
+    );
+    // With no ref, BuildKit 0.8 (Docker 20.10's, and so --addr there) checks out `master`,
+    // not the remote's HEAD: the daemon's git source decides, as for docker build.
+    assert_same_image(&docker28, &[Builder::Bud], &[&http.url("ctx.git")]);
+    assert_same_image(
+        &docker28,
+        &bud,
+        &[&format!("{}#main:sub", http.url("ctx.git"))],
+    );
+    assert_same_image(
+        &docker28,
+        &bud,
+        &[&format!("{}?ref=main&subdir=sub", daemon.url("ctx.git"))],
+    );
+}
+
+/// A git URL as a named context (`--build-context NAME=URL`) in place of a stage: the
+/// image Docker 28.5 builds (Docker 20.10's CLI has no --build-context). On Docker 20.10's
+/// BuildKit (--addr), whose git source knows no subdirectory, only the whole repository.
+#[test]
+fn git_build_contexts_build_the_image_docker_builds() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let http = GitHttp::serve(repos.base.path());
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest\nCOPY --from=repo / /repo/\n",
+    )
+    .unwrap();
+    let dir = local.path().to_str().unwrap();
+    let whole = format!("repo={}#main", daemon.url("ctx.git"));
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud, Builder::BudAddr],
+        &["--build-context", &whole, dir],
+    );
+    let sub = format!("repo={}#main:sub", http.url("ctx.git"));
+    assert_same_image(&docker28, &[Builder::Bud], &["--build-context", &sub, dir]);
+}
+
+/// BUILDKIT_CONTEXT_KEEP_GIT_DIR, or the URL's `keep-git-dir=true`, keeps `.git` in the
+/// context, on the branch asked for; without them there is none.
+#[test]
+fn a_git_context_keeps_its_git_dir_when_asked() {
+    if !context_env() {
+        return;
+    }
+    let repos = Repos::new();
+    let work = repos.create(
+        "ctx.git",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let root = tempfile::tempdir().unwrap();
+    let on_main = format!("{}#main", daemon.url("ctx.git"));
+    let by_query = format!("{}?branch=main&keep-git-dir=true", daemon.url("ctx.git"));
+    for addr in [None, Some("docker://")] {
+        for (args, kept) in [
+            (vec![on_main.as_str()], false),
+            (
+                vec!["--build-arg", "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1", &on_main],
+                true,
+            ),
+            (vec![by_query.as_str()], true),
+        ] {
+            let dest = tempfile::tempdir().unwrap();
+            let out_arg = format!("type=local,dest={}", dest.path().display());
+            let mut all: Vec<&str> = Vec::new();
+            if let Some(addr) = addr {
+                all.extend(["--addr", addr]);
+            }
+            all.extend(["-o", &out_arg]);
+            all.extend(&args);
+            let out = support::bud_at(root.path(), &all);
+            assert!(
+                out.status.success(),
+                "{all:?}: {}",
+                support::stderr_of(&out)
+            );
+            assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
+            let head = dest.path().join("ctx/.git/HEAD");
+            assert_eq!(head.is_file(), kept, "{all:?}: .git kept");
+            // Docker 20.10's BuildKit (--addr) leaves HEAD detached at the commit; newer
+            // ones, and bud, on the branch.
+            let want_head = match addr {
+                None => "ref: refs/heads/main\n".to_string(),
+                Some(_) => format!("{commit}\n"),
+            };
+            if kept {
+                assert_eq!(read(dest.path(), "ctx/.git/HEAD"), want_head, "{all:?}");
+            }
+        }
+    }
+}
+
+/// Each build asks the remote where the ref is; only a ref that moved is fetched again.
+#[test]
+fn a_git_context_is_fetched_again_only_when_its_ref_moves() {
+    if !(git_available() && support::require("root", rustix::process::geteuid().is_root())) {
+        return;
+    }
+    let repos = Repos::new();
+    let work = repos.create(
+        "ctx.git",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /\n"),
+            ("a.txt", "one\n"),
+        ],
+    );
+    let daemon = GitDaemon::serve(repos.base.path());
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("{}#main", daemon.url("ctx.git"));
+    let build = || {
+        let dest = tempfile::tempdir().unwrap();
+        let before = daemon.connections();
+        let out = support::bud_at(
+            root.path(),
+            &[
+                "-o",
+                &format!("type=local,dest={}", dest.path().display()),
+                &url,
+            ],
+        );
+        assert!(out.status.success(), "{}", support::stderr_of(&out));
+        (daemon.connections() - before, read(dest.path(), "a.txt"))
+    };
+    let (first, content) = build();
+    assert_eq!(content, "one\n");
+    let (again, content) = build();
+    assert_eq!(content, "one\n");
+    assert!(
+        again < first,
+        "an unmoved ref is not fetched again: {first} connections, then {again}"
+    );
+    std::fs::write(work.join("a.txt"), "two\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    let (moved, content) = build();
+    assert_eq!(content, "two\n");
+    assert_eq!(moved, first, "a moved ref is fetched");
+}
+
+/// A missing ref, subdirectory or repository fails the build, embedded or with --addr, with
+/// an error that names the URL.
+#[test]
+fn git_context_errors_name_the_url() {
+    if !context_env() {
+        return;
+    }
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let daemon = GitDaemon::serve(repos.base.path());
+    let http = GitHttp::serve(repos.base.path());
+    let root = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        (format!("{}#nope", daemon.url("ctx.git")), "nope"),
+        (format!("{}#main:nosub", http.url("ctx.git")), "nosub"),
+        (daemon.url("missing.git"), "missing.git"),
+        (
+            format!("{}#main", daemon.url("ctx.git")),
+            "Dockerfile.absent not found",
+        ),
+    ] {
+        for addr in [None, Some("docker://")] {
+            let mut args: Vec<&str> = Vec::new();
+            if let Some(addr) = addr {
+                args.extend(["--addr", addr]);
+            }
+            if why.starts_with("Dockerfile.absent") {
+                args.extend(["-f", "Dockerfile.absent"]);
+            }
+            args.extend(["-o", "type=tar,dest=/dev/null", &url]);
+            let out = support::bud_at(root.path(), &args);
+            let stderr = support::stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(
+                last.contains(&url) && last.contains(why),
+                "{args:?}: the error names the URL and what is wrong: {stderr}"
+            );
+        }
+    }
 }

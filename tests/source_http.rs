@@ -1,6 +1,14 @@
 //! `ADD <URL>` against a server on 127.0.0.1 that this test runs: downloads, revalidation
 //! with ETags (a `304` reuses the snapshot), pinned checksums, and failures that name the URL.
 
+#[path = "support/context_servers.rs"]
+mod context_servers;
+#[path = "differential/image.rs"]
+mod image;
+#[path = "differential/listing.rs"]
+mod listing;
+#[path = "support/same_image.rs"]
+mod same_image;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -18,7 +26,9 @@ use bud::solver::{ImageProvider, Ref, ResolvedImage, SolveOptions, Solver};
 use bud::state::StateRoot;
 use bud_frontend::llb::{self, HttpOptions};
 use bud_proto::pb;
+use context_servers::{Answer, FileServer, tar_of};
 use futures_util::future::BoxFuture;
+use same_image::{Builder, assert_same_image};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -332,6 +342,168 @@ fn bud_times_out_on_a_silent_server() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&url) && stderr.contains("timed out"),
+        "{stderr}"
+    );
+}
+
+/// The files of the tarball contexts.
+const CONTEXT_FILES: &[(&str, &[u8])] = &[
+    (
+        "Dockerfile",
+        b"FROM bud-test/busybox:latest\nCOPY . /ctx/\nRUN cat /ctx/a.txt > /copied\n",
+    ),
+    ("a.txt", b"a\n"),
+    (
+        "sub/Dockerfile",
+        b"FROM bud-test/busybox:latest\nCOPY sub /sub/\n",
+    ),
+];
+
+const PLAIN_DOCKERFILE: &[u8] =
+    b"FROM bud-test/busybox:latest\nLABEL from=url\nRUN echo built > /built\n";
+
+fn compressed(tar: &[u8], kind: &str) -> Vec<u8> {
+    match kind {
+        "gz" => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(tar).unwrap();
+            enc.finish().unwrap()
+        }
+        "bz2" => {
+            let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            enc.write_all(tar).unwrap();
+            enc.finish().unwrap()
+        }
+        "xz" => {
+            let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            enc.write_all(tar).unwrap();
+            enc.finish().unwrap()
+        }
+        other => panic!("no {other} here"),
+    }
+}
+
+/// A server of the contexts and of bad answers.
+fn context_server() -> FileServer {
+    let tar = tar_of(CONTEXT_FILES);
+    let mut answers = std::collections::BTreeMap::new();
+    answers.insert("/ctx.tar".to_string(), Answer::Body(tar.clone()));
+    for kind in ["gz", "bz2", "xz"] {
+        answers.insert(
+            format!("/ctx.tar.{kind}"),
+            Answer::Body(compressed(&tar, kind)),
+        );
+    }
+    answers.insert(
+        "/Dockerfile".to_string(),
+        Answer::Body(PLAIN_DOCKERFILE.to_vec()),
+    );
+    answers.insert(
+        "/not-a-tar.tar.gz".to_string(),
+        Answer::Body(b"this is no tarball\n".to_vec()),
+    );
+    let mut broken = vec![0x1f, 0x8b, 0x08, 0];
+    broken.extend_from_slice(&[0x55; 64]);
+    answers.insert("/broken.tar.gz".to_string(), Answer::Body(broken));
+    answers.insert(
+        "/fails".to_string(),
+        Answer::Status("500 Internal Server Error"),
+    );
+    answers.insert("/loop".to_string(), Answer::Redirect("/loop".into()));
+    FileServer::serve(answers)
+}
+
+fn context_env() -> bool {
+    support::require_docker() && support::require_base_image() && support::require_runc()
+}
+
+/// A tarball (plain, gzip, bzip2, xz) or a Dockerfile served over http as the context: bud
+/// (embedded, and with --addr on Docker 20.10's BuildKit) builds the image both references
+/// build from the same URL; `-f` is relative to the unpacked context.
+#[test]
+fn http_contexts_build_the_image_docker_builds() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let server = context_server();
+    let every = [Builder::Docker20, Builder::Bud, Builder::BudAddr];
+    for path in [
+        "/ctx.tar",
+        "/ctx.tar.gz",
+        "/ctx.tar.bz2",
+        "/ctx.tar.xz",
+        "/Dockerfile",
+    ] {
+        assert_same_image(&docker28, &every, &[&server.url(path)]);
+    }
+    assert_same_image(
+        &docker28,
+        &every,
+        &["-f", "sub/Dockerfile", &server.url("/ctx.tar.gz")],
+    );
+}
+
+/// A URL that fails (404, 500, a redirect loop, no tarball where the name says one, a
+/// corrupt one) fails the build, embedded or with --addr, with an error naming the URL.
+#[test]
+fn http_context_errors_name_the_url() {
+    if !context_env() {
+        return;
+    }
+    let server = context_server();
+    let root = tempfile::tempdir().unwrap();
+    for (path, why) in [
+        ("/missing", "404"),
+        ("/fails", "500"),
+        ("/loop", "redirect"),
+        ("/not-a-tar.tar.gz", "unknown instruction"),
+        ("/broken.tar.gz", "/broken.tar.gz"),
+    ] {
+        let url = server.url(path);
+        for addr in [None, Some("docker://")] {
+            let mut args: Vec<&str> = Vec::new();
+            if let Some(addr) = addr {
+                args.extend(["--addr", addr]);
+            }
+            args.extend(["-o", "type=tar,dest=/dev/null", &url]);
+            let out =
+                support::bud_within(root.path(), &args, &[], std::time::Duration::from_secs(300));
+            let stderr = support::stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(
+                last.contains(&url) && last.to_lowercase().contains(why),
+                "{args:?}: the error names the URL and what is wrong: {stderr}"
+            );
+        }
+    }
+}
+
+/// A server that accepts the connection and never answers fails the context's fetch with a
+/// timeout naming the URL, instead of hanging the build.
+#[test]
+fn a_silent_context_server_times_out() {
+    if !support::require("root", rustix::process::geteuid().is_root()) {
+        return;
+    }
+    let server = support::silent_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::short_timeouts_config(dir.path());
+    let url = format!("http://{server}/ctx.tar.gz");
+    let out = support::bud_within(
+        &dir.path().join("state"),
+        &["-o", "type=tar,dest=/dev/null", &url],
+        &[("BUD_CONFIG", &config)],
+        std::time::Duration::from_secs(300),
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&url) && last.contains("timed out"),
         "{stderr}"
     );
 }

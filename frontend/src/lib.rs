@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod dockerignore;
 pub mod dump;
+pub mod gitref;
 pub mod gopath;
 pub mod image;
 pub mod instructions;

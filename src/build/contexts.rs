@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use bud_frontend::convert::NamedContext;
 use bud_frontend::dockerignore::parse_dockerignore;
+use bud_frontend::gitref::GitRef;
 use bud_frontend::reference::Reference;
 
 use crate::cli::BuildContext;
@@ -55,8 +56,12 @@ fn classify(name: &str, value: &str) -> anyhow::Result<NamedContext> {
             .map_err(|e| anyhow::anyhow!("invalid image reference {reference:?}: {e}"))?;
         return Ok(NamedContext::Image(reference.to_owned()));
     }
-    if is_git_url(value) {
-        bail!("git contexts are not supported yet");
+    // Git first: an https URL ending in .git is a repository, as buildx and BuildKit tell.
+    if let Some(git) = GitRef::parse(value).map_err(anyhow::Error::msg)? {
+        return Ok(NamedContext::Git {
+            git,
+            source: value.to_owned(),
+        });
     }
     if value.starts_with("https://") || value.starts_with("http://") {
         return Ok(NamedContext::Http(value.to_owned()));
@@ -69,7 +74,7 @@ fn classify(name: &str, value: &str) -> anyhow::Result<NamedContext> {
     }
     let md = std::fs::metadata(value).with_context(|| format!("reading {value}"))?;
     if !md.is_dir() {
-        bail!("only directories, https:// URLs and docker-image:// references are supported");
+        bail!("{value} is not a directory");
     }
     // A directory context is filtered by its own .dockerignore, as BuildKit does.
     let ignore = PathBuf::from(value).join(".dockerignore");
@@ -82,18 +87,6 @@ fn classify(name: &str, value: &str) -> anyhow::Result<NamedContext> {
         name: name.to_owned(),
         excludes,
     })
-}
-
-/// Git remotes as buildx recognises them beside plain https URLs.
-fn is_git_url(value: &str) -> bool {
-    let has_git_path = |rest: &str| {
-        let path = rest.split('#').next().unwrap_or(rest);
-        path.ends_with(".git")
-    };
-    value.starts_with("git@")
-        || value.starts_with("git://")
-        || value.starts_with("github.com/")
-        || ((value.starts_with("https://") || value.starts_with("http://")) && has_git_path(value))
 }
 
 #[cfg(test)]
@@ -119,6 +112,7 @@ mod tests {
                 "docker-image://alpine:3.19",
             ),
             flag("data", "https://example.com/data.tar"),
+            flag("repo", "git@github.com:moby/buildkit.git#v0.8.0:docs"),
         ])
         .unwrap();
         assert_eq!(
@@ -137,13 +131,17 @@ mod tests {
             got.contexts["data"],
             NamedContext::Http("https://example.com/data.tar".into())
         );
+        let NamedContext::Git { git, .. } = &got.contexts["repo"] else {
+            panic!("{:?}", got.contexts["repo"]);
+        };
+        assert_eq!(git.remote, "github.com/moby/buildkit.git");
+        assert_eq!(git.subdir.as_deref(), Some("docs"));
     }
 
     #[test]
     fn unsupported_and_invalid_values_are_errors() {
         for (name, value) in [
-            ("a", "https://github.com/moby/buildkit.git#master"),
-            ("a", "git@github.com:moby/buildkit.git"),
+            ("a", "https://github.com/moby/buildkit.git?bogus=1"),
             ("a", "oci-layout:///tmp/layout"),
             ("a", "target:base"),
             ("a", "/no/such/dir"),

@@ -117,6 +117,7 @@ pub(super) fn convert_options(
         build_args,
         labels,
         excludes: inputs.excludes.clone(),
+        main_context: inputs.main_context.clone(),
         no_cache,
         caps: SolverCaps {
             merge_op: true,

@@ -19,6 +19,12 @@ use super::inputs::BuildInputs;
 pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Result<()> {
     let context = opts.context.to_string_lossy();
     let inputs = BuildInputs::read(&context, opts.file.as_deref())?;
+    if let Some(remote) = &inputs.remote {
+        anyhow::bail!(
+            "{}: dump-llb reads a local context only (a remote one is fetched by the build)",
+            remote.url()
+        );
+    }
     let root = match &global.root {
         Some(r) => r.clone(),
         None => StateRoot::default_path()?,

@@ -39,13 +39,6 @@ pub(super) async fn build(
         progress,
         ..
     } = env;
-    // Resolving the base images may wait on a registry.
-    let converted = unless_cancelled(
-        &cancel,
-        convert_dockerfile(opts, inputs, images.clone(), None, progress),
-    )
-    .await?;
-
     runtime.reap_orphans().await;
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
@@ -68,9 +61,11 @@ pub(super) async fn build(
     solve_opts
         .local_dirs
         .extend(NamedContexts::read(&opts.build_contexts)?.local_dirs);
-    solve_opts
-        .local_dirs
-        .insert("context".into(), inputs.context_dir.clone());
+    if inputs.remote.is_none() {
+        solve_opts
+            .local_dirs
+            .insert("context".into(), inputs.context_dir.clone());
+    }
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
     let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
@@ -96,6 +91,35 @@ pub(super) async fn build(
         solve_opts,
     )?);
     solver.snapshots().remove_abandoned_work();
+    let fetched;
+    let inputs = match &inputs.remote {
+        Some(remote) => {
+            let files = super::remote_context::SolverFiles {
+                solver: &solver,
+                cancel: &cancel,
+            };
+            let keep_git_dir = super::remote_context::keep_git_dir(
+                &super::dockerfile::build_arg_values(&opts.build_args),
+            );
+            let loaded = super::remote_context::load(
+                remote,
+                opts.file.as_deref(),
+                keep_git_dir,
+                inputs.dockerfile_given,
+                true,
+                &files,
+            );
+            fetched = inputs.loaded(unless_cancelled(&cancel, loaded).await?);
+            &fetched
+        }
+        None => inputs,
+    };
+    // Resolving the base images may wait on a registry.
+    let converted = unless_cancelled(
+        &cancel,
+        convert_dockerfile(opts, inputs, images.clone(), None, progress),
+    )
+    .await?;
     let solved = solver.solve(&converted.definition, &cancel).await;
     let mut early_load = early_load
         .lock()

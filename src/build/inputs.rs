@@ -5,7 +5,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use bud_frontend::convert::MainContext;
 use bud_frontend::dockerignore::parse_dockerignore;
+
+use super::remote_context::{LoadedContext, RemoteContext};
 
 #[derive(Debug)]
 pub struct BuildInputs {
@@ -14,6 +17,13 @@ pub struct BuildInputs {
     /// Where the Dockerfile came from, for messages.
     pub dockerfile_name: String,
     pub excludes: Vec<String>,
+    /// A context given as a URL, until its Dockerfile is read ([`BuildInputs::loaded`]).
+    pub remote: Option<RemoteContext>,
+    /// The Dockerfile of a URL context came from the client (`-f -`, `-f /absolute/path`)
+    /// rather than from the context.
+    pub dockerfile_given: bool,
+    /// Where the frontend takes the context from: `context_dir`, or the remote source.
+    pub main_context: MainContext,
     /// A context read from stdin lives here for the build's duration.
     _staging: Option<tempfile::TempDir>,
 }
@@ -23,8 +33,11 @@ impl BuildInputs {
         if context == "-" {
             return Self::from_stdin(file);
         }
-        if context.contains("://") || context.starts_with("git@") {
-            bail!("a remote build context ({context}) is not supported yet");
+        // A directory wins over a URL of the same spelling, as with docker build.
+        if !Path::new(context).is_dir()
+            && let Some(remote) = RemoteContext::detect(context)?
+        {
+            return Self::from_remote(remote, file);
         }
         let context_dir = PathBuf::from(context);
         let md = std::fs::metadata(&context_dir)
@@ -56,8 +69,63 @@ impl BuildInputs {
             dockerfile,
             dockerfile_name,
             excludes,
+            remote: None,
+            dockerfile_given: false,
+            main_context: MainContext::Local,
             _staging: None,
         })
+    }
+
+    /// A URL context: the Dockerfile is read once the context is fetched, unless `-f -`
+    /// gives it.
+    fn from_remote(remote: RemoteContext, file: Option<&str>) -> anyhow::Result<Self> {
+        // As buildx: `-f -` and an absolute `-f` are read here; any other `-f` is a path
+        // in the fetched context.
+        let (dockerfile, dockerfile_name, dockerfile_given) = match file {
+            Some("-") => {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading the Dockerfile from stdin")?;
+                (dockerfile_text(&bytes, "-"), "-".to_string(), true)
+            }
+            Some(f) if Path::new(f).is_absolute() => {
+                (read_dockerfile(Path::new(f))?, f.to_string(), true)
+            }
+            _ => (String::new(), remote.url().to_owned(), false),
+        };
+        Ok(Self {
+            context_dir: PathBuf::new(),
+            dockerfile,
+            dockerfile_name,
+            excludes: Vec::new(),
+            remote: Some(remote),
+            dockerfile_given,
+            main_context: MainContext::Local,
+            _staging: None,
+        })
+    }
+
+    /// These inputs with the fetched remote context's source and Dockerfile. A remote
+    /// context is not filtered by a `.dockerignore`, as BuildKit takes it.
+    pub fn loaded(&self, loaded: LoadedContext) -> Self {
+        let (dockerfile, dockerfile_name) = match &loaded.dockerfile {
+            Some(bytes) => (
+                dockerfile_text(bytes, &loaded.dockerfile_name),
+                loaded.dockerfile_name,
+            ),
+            None => (self.dockerfile.clone(), self.dockerfile_name.clone()),
+        };
+        Self {
+            context_dir: self.context_dir.clone(),
+            dockerfile,
+            dockerfile_name,
+            excludes: Vec::new(),
+            remote: None,
+            dockerfile_given: self.dockerfile_given,
+            main_context: loaded.main_context,
+            _staging: None,
+        }
     }
 
     /// `bud - < Dockerfile` (no context) or `bud - < context.tar[.gz]`, as docker reads
@@ -102,6 +170,9 @@ impl BuildInputs {
             dockerfile,
             dockerfile_name: "-".into(),
             excludes: Vec::new(),
+            remote: None,
+            dockerfile_given: false,
+            main_context: MainContext::Local,
             _staging: Some(staging),
         })
     }

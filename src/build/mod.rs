@@ -12,6 +12,7 @@ mod images;
 pub mod inputs;
 pub mod outputs;
 mod remote;
+mod remote_context;
 mod route;
 mod secrets;
 mod ssh_agent;

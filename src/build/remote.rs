@@ -38,7 +38,9 @@ pub(super) async fn build(
     };
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
-    check_syntax(inputs)?;
+    if inputs.remote.is_none() || inputs.dockerfile_given {
+        check_syntax(inputs)?;
+    }
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
@@ -56,6 +58,28 @@ pub(super) async fn build(
     let local_session = session_id.clone();
     let make: MakeGraph<'_> = Box::new(move |daemon: DaemonImages| {
         Box::pin(async move {
+            // A URL context is fetched by the daemon, and its Dockerfile read there, as
+            // BuildKit's Dockerfile frontend does.
+            let fetched = match &inputs.remote {
+                Some(remote) => {
+                    let files = super::remote_context::DaemonContextFiles(daemon.files());
+                    let loaded = super::remote_context::load(
+                        remote,
+                        opts.file.as_deref(),
+                        super::remote_context::keep_git_dir(&super::dockerfile::build_arg_values(
+                            &opts.build_args,
+                        )),
+                        inputs.dockerfile_given,
+                        daemon.supports("source.git.subdir"),
+                        &files,
+                    )
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                    Some(inputs.loaded(loaded))
+                }
+                None => None,
+            };
+            let inputs = fetched.as_ref().unwrap_or(inputs);
             let resolver = daemon.always_pull(opts.pull).with_fallback(images);
             let converted = convert_dockerfile(
                 opts,
@@ -74,11 +98,13 @@ pub(super) async fn build(
     });
     let mut req = SolveRequest::deferred(make, exporter.clone());
     req.session_id = session_id;
-    req.local_dirs = SolveRequest::context_dirs(
-        &inputs.context_dir,
-        &dockerfile_dir,
-        inputs.excludes.clone(),
-    );
+    if inputs.remote.is_none() {
+        req.local_dirs = SolveRequest::context_dirs(
+            &inputs.context_dir,
+            &dockerfile_dir,
+            inputs.excludes.clone(),
+        );
+    }
     // Directory contexts are local sources of the session too, with their own .dockerignore.
     let named = NamedContexts::read(&opts.build_contexts)?;
     for (name, path) in named.local_dirs {

@@ -143,7 +143,8 @@ impl Extractor<'_> {
 
         let target = self.prepare_target(&rel, kind.is_dir())?;
         let header = entry.header().clone();
-        let mode = header.mode().map_err(archive_error)? & MODE_BITS;
+        let mode =
+            go_numeric(header.mode(), &header.as_old().mode).map_err(archive_error)? & MODE_BITS;
         let mtime = mtime_nanos(entry, &header).map_err(archive_error)?;
 
         match kind {
@@ -211,8 +212,8 @@ impl Extractor<'_> {
         let (uid, gid) = match self.owner {
             Some(owner) => (owner.uid, owner.gid),
             None => (
-                id_from(header.uid().map_err(archive_error)?),
-                id_from(header.gid().map_err(archive_error)?),
+                id_from(go_numeric(header.uid(), &header.as_old().uid).map_err(archive_error)?),
+                id_from(go_numeric(header.gid(), &header.as_old().gid).map_err(archive_error)?),
             ),
         };
         meta::lchown(self.dest, &target, uid, gid)?;
@@ -279,7 +280,7 @@ fn mtime_nanos<R: Read>(entry: &mut tar::Entry<'_, R>, header: &tar::Header) -> 
             }
         }
     }
-    let secs = header.mtime()?;
+    let secs = go_numeric(header.mtime(), &header.as_old().mtime)?;
     Ok(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000)
 }
 
@@ -299,6 +300,15 @@ fn parse_pax_time(value: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(sign * nanos)
 }
 
+/// A numeric header field as Go's archive/tar reads it (and so Docker and BuildKit): a field
+/// of only NULs and spaces is 0, where the tar crate refuses it.
+fn go_numeric<T: Default>(parsed: io::Result<T>, raw: &[u8]) -> io::Result<T> {
+    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+        return Ok(T::default());
+    }
+    parsed
+}
+
 fn id_from(id: u64) -> u32 {
     u32::try_from(id).unwrap_or(u32::MAX)
 }
@@ -316,6 +326,18 @@ mod tests {
         assert_eq!(confined_name(b"../x"), "x");
         assert_eq!(confined_name(b"a/../../x"), "x");
         assert_eq!(confined_name(b"./"), "");
+    }
+
+    #[test]
+    fn blank_numeric_fields_are_zero_as_in_go() {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().uid = [0; 8];
+        assert!(header.uid().is_err(), "the tar crate refuses it");
+        assert_eq!(go_numeric(header.uid(), &header.as_old().uid).unwrap(), 0);
+        header.as_old_mut().uid = *b"0000017\0";
+        assert_eq!(go_numeric(header.uid(), &header.as_old().uid).unwrap(), 15);
+        header.as_old_mut().uid = *b"zz\0\0\0\0\0\0";
+        assert!(go_numeric(header.uid(), &header.as_old().uid).is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct DaemonImages {
     /// Used when the daemon has no ResolveImageConfig.
     fallback: Option<Arc<dyn ImageResolver + Send + Sync>>,
     unsupported: Arc<AtomicBool>,
+    /// The LLB capabilities the daemon enables.
+    llb_caps: Arc<std::collections::BTreeSet<String>>,
 }
 
 impl DaemonImages {
@@ -44,6 +46,31 @@ impl DaemonImages {
             runtime: tokio::runtime::Handle::current(),
             fallback: None,
             unsupported: Arc::default(),
+            llb_caps: Arc::default(),
+        }
+    }
+
+    /// Records the LLB capabilities the daemon enables (its Ping answer).
+    pub(crate) fn with_llb_caps(mut self, caps: &[bud_proto::apicaps::ApiCap]) -> Self {
+        self.llb_caps = Arc::new(
+            caps.iter()
+                .filter(|c| c.enabled)
+                .map(|c| c.id.clone())
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether the daemon enables LLB capability `cap`.
+    pub fn supports(&self, cap: &str) -> bool {
+        self.llb_caps.contains(cap)
+    }
+
+    /// Files of graphs solved in the same build (a remote context's Dockerfile).
+    pub fn files(&self) -> super::DaemonFiles {
+        super::DaemonFiles {
+            bridge: self.bridge.clone(),
+            build_ref: self.build_ref.clone(),
         }
     }
 

@@ -19,6 +19,7 @@
 mod addr;
 mod admin;
 mod container;
+mod files;
 mod images;
 mod progress;
 mod session;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use addr::Addr;
 pub use admin::PruneOptions;
+pub use files::DaemonFiles;
 pub use images::DaemonImages;
 pub use session::{SyncedDir, TransferStats};
 pub use tls::TlsOptions;

@@ -311,7 +311,8 @@ async fn drive_bridge(
                 bridge.clone(),
                 build_ref.to_string(),
                 session_id.to_string(),
-            );
+            )
+            .with_llb_caps(&pong.llb_caps);
             match make(images).await {
                 Ok(graph) => graph,
                 Err(e) => {

@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod gofmt;
 mod image;
+mod main_context;
 mod named;
 mod platform;
 mod run;
@@ -33,6 +34,7 @@ use crate::shell::Lexer;
 pub use env::EnvList;
 pub use error::{ConvertError, ConvertErrorKind};
 pub use image::{DEFAULT_PATH, ImageConfig};
+pub use main_context::{HTTP_CONTEXT_FILE, MainContext, http_download};
 pub use named::NamedContext;
 pub use platform::Platform;
 
@@ -51,6 +53,9 @@ pub struct ConvertOptions {
     pub build_platform: Platform,
     /// Name of the local source holding the build context.
     pub context_name: String,
+    /// Where the build context comes from: the local source above, a git repository or a
+    /// URL.
+    pub main_context: MainContext,
     /// `.dockerignore` patterns, sent as `local.excludepatterns`.
     pub excludes: Vec<String>,
     /// Session the context is read through (`local.session`).
@@ -78,6 +83,7 @@ impl Default for ConvertOptions {
             target_platform: None,
             build_platform: Platform::host(),
             context_name: "context".to_owned(),
+            main_context: MainContext::Local,
             excludes: Vec::new(),
             session_id: None,
             no_cache: NoCache::None,
@@ -194,7 +200,14 @@ pub fn convert(
     };
     // First pass: learn which context paths are read.
     let first = dispatch::dispatch_all(&graph, &reachable, &ctx, &State::scratch())?;
-    let context = main_context(opts, &first.context_paths);
+    let context = match opts
+        .main_context
+        .state()
+        .map_err(ConvertError::MainContext)?
+    {
+        Some(remote) => remote,
+        None => main_context(opts, &first.context_paths),
+    };
     graph.narrow_named_locals(target, &first.copied_from, opts);
     let mut result = dispatch::dispatch_all(&graph, &reachable, &ctx, &context)?;
 

@@ -6,6 +6,7 @@ use super::error::{ConvertError, ConvertErrorKind};
 use super::image::ImageConfig;
 use super::platform::Platform;
 use super::stages::ResolvedBase;
+use crate::gitref::GitRef;
 use crate::llb::{self, Constraints, HttpOptions, ImageOptions, LocalOptions, State};
 use crate::reference::Reference;
 
@@ -23,6 +24,8 @@ pub enum NamedContext {
     Image(String),
     /// An `https://` URL: the file it serves, as `/context`.
     Http(String),
+    /// A git repository (`source` is the value as given, for the step's name).
+    Git { git: GitRef, source: String },
 }
 
 /// The named context a stage, base or `--from` name refers to, looked up as BuildKit does:
@@ -77,6 +80,9 @@ pub(super) fn load(
                 ..Default::default()
             },
         ))),
+        NamedContext::Git { git, source } => Ok(empty(
+            git.state(false, &format!("[internal] load git source {source}")),
+        )),
         NamedContext::Image(reference) => {
             let normalized = llb::normalize_image_ref(reference)
                 .map_err(|_| ConvertErrorKind::InvalidReference(reference.clone()).at(line))?;
