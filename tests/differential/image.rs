@@ -87,14 +87,20 @@ impl Image {
 }
 
 fn config(daemon: Daemon<'_>, tag: &str) -> Result<Vec<(&'static str, Value)>, String> {
+    let inspected = || -> Result<Value, String> {
+        let raw = daemon.run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
+        serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))
+    };
     let config = match daemon {
         // Docker 20.10's API drops the config fields it predates (Healthcheck.StartInterval):
-        // read the image's own config instead.
-        Daemon::Docker20 => saved_config(daemon, tag)?,
-        Daemon::Docker28(_) => {
-            let raw = daemon.run(&["image", "inspect", "--format", "{{json .Config}}", tag])?;
-            serde_json::from_slice(&raw).map_err(|e| format!("config of {tag}: {e}"))?
-        }
+        // read the image's own config instead, but for an image without layers, which it
+        // cannot save.
+        Daemon::Docker20 => match saved_config(daemon, tag) {
+            Ok(config) => config,
+            Err(e) if e.contains("empty export") => inspected()?,
+            Err(e) => return Err(e),
+        },
+        Daemon::Docker28(_) => inspected()?,
     };
     Ok(CONFIG_FIELDS
         .iter()
