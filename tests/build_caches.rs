@@ -1,7 +1,8 @@
 //! `--cache-from` and `--cache-to`: passed to a BuildKit daemon with `--addr`, which imports
-//! and exports them; with the embedded solver an import that cannot be made leaves the build
-//! going on, as `docker build` does with one it cannot find, and an export that cannot be made
-//! fails it up front unless `ignore-error=true`.
+//! and exports them; with the embedded solver written and read in BuildKit's format (local
+//! OCI layouts, registries): an import that cannot be made leaves the build going on, as
+//! `docker build` does with one it cannot find, and an export that cannot be made fails it
+//! unless `ignore-error=true`.
 
 mod support;
 
@@ -70,11 +71,15 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
     );
     let text = stderr_of(&out);
     assert!(out.status.success(), "{text}");
-    for what in [MISSING_CACHE, "/nonexistent/cache"] {
+    for (what, why) in [
+        (MISSING_CACHE, "not found"),
+        ("/nonexistent/cache", "no index.json"),
+    ] {
         let step = import_step(&text, what);
+        assert!(step.contains("ERROR") && step.contains(why), "{step}");
         assert!(
-            step.contains("ERROR: the embedded solver does not import"),
-            "{step}"
+            text.contains(&format!("--cache-from {what}: not imported")),
+            "{text}"
         );
     }
     docker_ok(&["image", "inspect", "bud-test/cache-from"]);
@@ -119,7 +124,7 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
             "--progress",
             "plain",
             "--cache-to",
-            "type=registry,ref=127.0.0.1:5000/bud-test/cache,ignore-error=true",
+            "type=gha,ignore-error=true",
             "-o",
             "type=tar,dest=/dev/null",
             context,
@@ -204,4 +209,247 @@ fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
     assert!(step.contains("DONE") && !step.contains("ERROR"), "{step}");
     import_step(&text, MISSING_CACHE);
     docker_ok(&["image", "rm", tag]);
+}
+
+fn require_registry() -> bool {
+    require(
+        "the open registry at 127.0.0.1:5000",
+        std::net::TcpStream::connect(OPEN_REGISTRY).is_ok(),
+    )
+}
+
+/// The build steps (`[stage n/m] …`) plain progress shows, each with whether it says
+/// CACHED.
+fn steps(progress: &str) -> Vec<(String, bool)> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    for line in progress.lines() {
+        let Some((number, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if number.starts_with('#')
+            && rest.starts_with('[')
+            && !rest.starts_with("[internal]")
+            && !rest.contains(" FROM ")
+            && !names.iter().any(|(n, _)| n == number)
+        {
+            names.push((number.to_string(), rest.to_string()));
+        }
+    }
+    names
+        .into_iter()
+        .map(|(number, name)| {
+            let cached = progress
+                .lines()
+                .any(|l| l == format!("{number} CACHED").as_str());
+            (name, cached)
+        })
+        .collect()
+}
+
+/// Builds `case` on a fresh state root with `args`, writing the image ID to `id_file`.
+fn build_case(root: &std::path::Path, case: &str, args: &[&str]) -> (String, String) {
+    let context = testdata(case);
+    let id_file = root.join("iid");
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    let id_arg = id_file.to_str().unwrap().to_string();
+    all.extend_from_slice(&["--iidfile", &id_arg, "-o", "type=oci,dest=/dev/null"]);
+    let context = context.to_str().unwrap().to_string();
+    all.push(&context);
+    let out = bud_at(root, &all);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    (std::fs::read_to_string(&id_file).unwrap(), text)
+}
+
+#[test]
+fn a_local_cache_makes_every_step_cached_on_an_empty_state_root() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    for (mode, builder_step_travels) in [("min", false), ("max", true)] {
+        let dest = cache.path().join(mode);
+        let dest = dest.to_str().unwrap();
+        let first = tempfile::tempdir().unwrap();
+        let (id, text) = build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=local,dest={dest},mode={mode},tag=t1"),
+            ],
+        );
+        assert!(
+            text.contains(&format!("exporting cache to {dest}")),
+            "{text}"
+        );
+        let index = std::fs::read_to_string(format!("{dest}/index.json")).unwrap();
+        assert!(
+            index.contains(r#""org.opencontainers.image.ref.name":"t1""#),
+            "{index}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let (again, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=local,src={dest},tag=t1")],
+        );
+        assert_eq!(again, id, "the same image from the cache\n{text}");
+        let steps = steps(&text);
+        assert_eq!(steps.len(), 4, "{text}");
+        for (name, cached) in steps {
+            // The builder stage's RUN is not in the image: only mode=max takes it along.
+            let expected = builder_step_travels || !name.starts_with("[build ");
+            assert_eq!(cached, expected, "{mode}: {name}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn a_registry_cache_makes_every_step_cached_on_an_empty_state_root() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    for (i, shape) in [
+        "",
+        ",oci-mediatypes=false",
+        ",image-manifest=false,compression=zstd",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let reference = format!("{OPEN_REGISTRY}/bud-test/cache-roundtrip:shape{i}");
+        let first = tempfile::tempdir().unwrap();
+        let (id, _) = build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=registry,ref={reference},mode=max{shape}"),
+            ],
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let (again, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=registry,ref={reference}")],
+        );
+        assert_eq!(again, id, "{shape}: the same image from the cache\n{text}");
+        let steps = steps(&text);
+        assert_eq!(steps.len(), 4, "{text}");
+        assert!(
+            steps.iter().all(|(_, cached)| *cached),
+            "{shape}: {steps:?}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_cache_is_ignored_with_a_warning_and_the_steps_run() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().join("c");
+    let dest_text = dest.to_str().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let (id, _) = build_case(
+        first.path(),
+        "cache-export",
+        &[
+            "--cache-to",
+            &format!("type=local,dest={dest_text},mode=max"),
+        ],
+    );
+    let blobs = dest.join("blobs/sha256");
+    let manifest_digest = {
+        let index = std::fs::read_to_string(dest.join("index.json")).unwrap();
+        let at = index.find("sha256:").unwrap();
+        index[at + 7..at + 71].to_string()
+    };
+    let manifest = std::fs::read_to_string(blobs.join(&manifest_digest)).unwrap();
+
+    // A layer blob whose bytes do not match its digest: the step that needs it runs.
+    let layer = {
+        let at = manifest.rfind("tar+gzip\",\"digest\":\"sha256:").unwrap();
+        let start = at + "tar+gzip\",\"digest\":\"sha256:".len();
+        manifest[start..start + 64].to_string()
+    };
+    let original = std::fs::read(blobs.join(&layer)).unwrap();
+    std::fs::write(blobs.join(&layer), b"not the layer").unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (again, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &["--cache-from", &format!("type=local,src={dest_text}")],
+    );
+    assert_eq!(again.len(), id.len(), "{text}");
+    assert!(text.contains("could not be brought in"), "{text}");
+    assert!(text.contains("sha256:"), "{text}");
+    assert!(!steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    std::fs::write(blobs.join(&layer), original).unwrap();
+
+    // A manifest cut short, then one that is not a cache: not imported, nothing cached.
+    for damaged in [&manifest.as_bytes()[..manifest.len() / 2], b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:0000000000000000000000000000000000000000000000000000000000000000\",\"size\":2},\"layers\":[]}".as_slice()] {
+        std::fs::write(blobs.join(&manifest_digest), damaged).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let (_, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=local,src={dest_text}")],
+        );
+        let step = import_step(&text, dest_text);
+        assert!(step.contains("ERROR"), "{step}");
+        assert!(text.contains("not imported"), "{text}");
+        assert!(steps(&text).iter().all(|(_, cached)| !cached), "{text}");
+    }
+}
+
+#[test]
+fn a_cache_export_that_fails_fails_the_build_unless_ignore_error() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let unreachable = "type=registry,ref=127.0.0.1:1/bud-test/cache:x";
+    let context = testdata("hello");
+    let context = context.to_str().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            unreachable,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    let text = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("exporting the cache to 127.0.0.1:1/bud-test/cache:x"),
+        "{text}"
+    );
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            &format!("{unreachable},ignore-error=true"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("not exported (ignore-error=true)"), "{text}");
 }
