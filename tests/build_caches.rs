@@ -104,7 +104,7 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
         &[
             "build",
             "--cache-to",
-            "type=inline",
+            "type=s3,region=eu-west-1,bucket=b",
             "-o",
             "type=tar,dest=/dev/null",
             context,
@@ -112,7 +112,7 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
     );
     assert_eq!(out.status.code(), Some(1));
     let text = stderr_of(&out);
-    assert!(text.contains("--cache-to type=inline"), "{text}");
+    assert!(text.contains("--cache-to type=s3"), "{text}");
     assert!(text.contains("ignore-error=true"), "{text}");
     // Nothing ran: the refusal comes before the build.
     assert!(!text.contains("RUN echo"), "{text}");
@@ -452,4 +452,80 @@ fn a_cache_export_that_fails_fails_the_build_unless_ignore_error() {
     let text = stderr_of(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("not exported (ignore-error=true)"), "{text}");
+}
+
+#[test]
+fn an_inline_cache_travels_in_the_pushed_image() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let image = format!("{OPEN_REGISTRY}/bud-test/cache-inline");
+    let first = tempfile::tempdir().unwrap();
+    let push = |tag: &str| format!("type=image,name={image}:{tag},push=true");
+    let (id, text) = build_case(
+        first.path(),
+        "cache-export",
+        &["--cache-to", "type=inline", "-o", &push("first")],
+    );
+    // No step of its own: the cache is in the image config.
+    assert!(!text.contains("exporting cache to"), "{text}");
+
+    // A plain image reference imports the image's inline cache; with the inline cache
+    // written again, the image is the very same.
+    let empty = tempfile::tempdir().unwrap();
+    let (again, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &[
+            "--cache-from",
+            &format!("{image}:first"),
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &push("second"),
+        ],
+    );
+    assert_eq!(again, id, "{text}");
+    let import = import_step(&text, &format!("{image}:first"));
+    assert!(import.contains("DONE"), "{import}");
+    for (name, cached) in steps(&text) {
+        // Inline caches are min mode: the builder stage's step is not in the image.
+        assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
+    }
+}
+
+/// Docker's BuildKit and bud read each other's caches, but hit none of each other's
+/// records: BuildKit's record digests are its own op digests (the JSON of its Go op
+/// structures, its image and content-hash keys), bud's the digests of bud's cache keys.
+/// The import succeeds and the build goes on, every step run.
+#[test]
+fn a_docker_inline_cache_is_read_but_its_records_are_buildkit_keys() {
+    if !(build_ready() && require_registry() && require_docker()) {
+        return;
+    }
+    let image = format!("{OPEN_REGISTRY}/bud-test/cache-inline-docker:latest");
+    let context = testdata("cache-export");
+    let built = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "1")
+        .args([
+            "build",
+            "--build-arg",
+            "BUILDKIT_INLINE_CACHE=1",
+            "-t",
+            &image,
+        ])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    docker_ok(&["push", &image]);
+    let empty = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(empty.path(), "cache-export", &["--cache-from", &image]);
+    let import = import_step(&text, &image);
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}"
+    );
+    assert!(!text.contains("not imported"), "{text}");
+    docker_ok(&["image", "rm", &image]);
 }

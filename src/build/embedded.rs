@@ -122,8 +122,36 @@ pub(super) async fn build(
         }
     };
 
-    let image: Image = serde_json::from_value(converted.image)
+    let mut image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
+    if cache_specs
+        .iter()
+        .any(|s| s.location == remotecache::Location::Inline)
+    {
+        let (journal, snapshots, content) = (
+            solver.journal(),
+            solver.snapshots().clone(),
+            content.clone(),
+        );
+        let result = result.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            remotecache::inline::records(
+                &journal,
+                &result,
+                &snapshots,
+                &content,
+                crate::registry::Compression::Gzip,
+            )
+        });
+        let records = unless_cancelled(&cancel, async {
+            records.await.context("the inline cache")?
+        })
+        .await?;
+        image.extra.insert(
+            remotecache::inline::IMAGE_CONFIG_KEY.into(),
+            serde_json::Value::String(records),
+        );
+    }
     let mut report = BuildReport::default();
     let needs_image = exports
         .iter()
@@ -245,9 +273,6 @@ fn ignores_errors(to: &crate::cli::CacheOption) -> bool {
 }
 
 fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpec, String> {
-    if to.kind == "inline" {
-        return Err("type=inline is not written by the embedded solver yet".to_string());
-    }
     remotecache::ExportSpec::parse(to)
 }
 
@@ -278,7 +303,11 @@ async fn export_caches(
     result: &crate::solver::Ref,
     env: &BuildEnv,
 ) -> anyhow::Result<()> {
-    for (i, spec) in specs.iter().enumerate() {
+    for (i, spec) in specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.location != remotecache::Location::Inline)
+    {
         let vertex = format!("bud-cache-export-{i}");
         env.progress
             .started(&vertex, &format!("exporting cache to {}", spec.describe()));

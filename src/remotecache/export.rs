@@ -263,7 +263,7 @@ impl<'a> Layers<'a> {
 
 /// The compressed blob of an uncompressed layer tar, made once per compression and
 /// remembered (the same memo image pushes use).
-fn compressed(
+pub(super) fn compressed(
     content: &ContentStore,
     diff_id: &Digest,
     compression: Compression,

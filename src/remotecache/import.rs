@@ -180,14 +180,14 @@ impl ImportedCache {
                 parent = hit;
                 continue;
             }
-            let created = layer
-                .created
-                .or(if i + 1 == layers.len() {
-                    *created
-                } else {
-                    None
-                })
-                .unwrap_or_else(crate::cache::meta::now);
+            // The result's own time is exact for its top layer; an inline cache's layer
+            // times come from the image's history, which has one time for every step.
+            let created = if i + 1 == layers.len() {
+                created.or(layer.created)
+            } else {
+                layer.created
+            }
+            .unwrap_or_else(crate::cache::meta::now);
             let ws = snapshots.workspace()?;
             let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
