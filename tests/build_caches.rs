@@ -529,3 +529,130 @@ fn a_docker_inline_cache_is_read_but_its_records_are_buildkit_keys() {
     assert!(!text.contains("not imported"), "{text}");
     docker_ok(&["image", "rm", &image]);
 }
+
+/// Reads a file of a `-o type=local` output.
+fn output_file(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cache_mounts_travel_with_cache_mounts_true() {
+    if !build_ready() {
+        return;
+    }
+    let context = testdata("cache-mount-travels");
+    let context = context.to_str().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for (travels, runs_seen) in [(true, "2"), (false, "1")] {
+        let dest = cache.path().join(format!("travels-{travels}"));
+        let dest = dest.to_str().unwrap();
+        let first = tempfile::tempdir().unwrap();
+        let out = first.path().join("out");
+        let built = bud_at(
+            first.path(),
+            &[
+                "build",
+                "--cache-to",
+                &format!("type=local,dest={dest},cache-mounts={travels}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                context,
+            ],
+        );
+        assert!(built.status.success(), "{}", stderr_of(&built));
+        assert_eq!(output_file(&out, "runs-seen"), "1");
+
+        // The steps run again (--no-cache) on an empty state root: with the mounts'
+        // contents brought in, they find the first build's runs.
+        let empty = tempfile::tempdir().unwrap();
+        let out = empty.path().join("out");
+        let built = bud_at(
+            empty.path(),
+            &[
+                "build",
+                "--no-cache",
+                "--cache-from",
+                &format!("type=local,src={dest}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                context,
+            ],
+        );
+        assert!(built.status.success(), "{}", stderr_of(&built));
+        assert_eq!(
+            output_file(&out, "runs-seen"),
+            runs_seen,
+            "travels={travels}"
+        );
+        assert_eq!(
+            output_file(&out, "owned-seen"),
+            runs_seen,
+            "travels={travels}"
+        );
+        assert_eq!(output_file(&out, "owned-uid"), "1000");
+    }
+}
+
+/// bud's extension stays importable by BuildKit: dockerd's reads a registry cache with cache
+/// mounts (and bud's records) without an error.
+#[test]
+fn buildkit_reads_a_cache_with_cache_mounts() {
+    if !(build_ready() && require_registry() && require_docker()) {
+        return;
+    }
+    let reference = format!("{OPEN_REGISTRY}/bud-test/cache-mounts:latest");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "cache-mount-travels",
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={reference},mode=max,cache-mounts=true"),
+        ],
+    );
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-mount-travels");
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={reference}"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let import = import_step(&text, &reference);
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}"
+    );
+    if let Some(docker28) = require_docker28() {
+        let out = docker28.build(&[
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={reference}"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ]);
+        let text = stderr_of(&out);
+        assert!(out.status.success(), "{text}");
+        let import = import_step(&text, &reference);
+        assert!(
+            import.contains("DONE") && !import.contains("ERROR"),
+            "{import}"
+        );
+    }
+}

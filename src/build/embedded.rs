@@ -311,9 +311,15 @@ async fn export_caches(
         let vertex = format!("bud-cache-export-{i}");
         env.progress
             .started(&vertex, &format!("exporting cache to {}", spec.describe()));
+        let cache_mounts = if spec.cache_mounts {
+            solver.cache_mounts_used()
+        } else {
+            Vec::new()
+        };
         let exported = remotecache::export_one(
             spec,
             solver.journal(),
+            cache_mounts,
             result.clone(),
             solver.snapshots().clone(),
             &env.content,

@@ -21,6 +21,12 @@ use super::config::{
 };
 use super::record_digest;
 
+/// bud's extension: a cache mount's contents travel as a blob of the cache manifest with
+/// this media type (`+gzip` or `+zstd`) and its portable name in this annotation. BuildKit
+/// lists such a blob with the layers and, no record naming it, ignores it.
+pub const CACHE_MOUNT_MEDIA_TYPE: &str = "application/vnd.bud.cache-mount.v1.tar";
+pub const ANNOTATION_CACHE_MOUNT: &str = "dev.bud.cache-mount";
+
 /// Which results travel: those of the image's own layers (`min`, BuildKit's default) or
 /// every step's (`max`, other stages and intermediate results too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +62,7 @@ pub fn collect(
     shape: Shape,
     snapshots: &Snapshots,
     content: &ContentStore,
+    cache_mounts: &[(String, std::path::PathBuf)],
 ) -> anyhow::Result<CacheManifest> {
     let final_chain: HashSet<String> = match result {
         Ref::Snapshot(rec) => snapshots
@@ -131,7 +138,10 @@ pub fn collect(
             records.push(record);
         }
     }
-    let (config_layers, descriptors) = layers.finish();
+    let (config_layers, mut descriptors) = layers.finish();
+    for (name, dir) in cache_mounts {
+        descriptors.push(cache_mount_blob(name, dir, content, shape.compression)?);
+    }
     let config = CacheConfig {
         layers: config_layers,
         records,
@@ -259,6 +269,36 @@ impl<'a> Layers<'a> {
     fn finish(self) -> (Vec<CacheLayer>, Vec<Descriptor>) {
         (self.config, self.descriptors)
     }
+}
+
+/// The contents of a cache mount as a compressed tar in the content store.
+fn cache_mount_blob(
+    name: &str,
+    dir: &std::path::Path,
+    content: &ContentStore,
+    compression: Compression,
+) -> anyhow::Result<Descriptor> {
+    let mut writer = content.writer()?;
+    let stats = crate::snapshot::diff::write_layer(dir, &mut writer)
+        .with_context(|| format!("reading the cache mount {}", dir.display()))?;
+    let diff_id = writer.commit(None)?;
+    let blob = compressed(content, &diff_id, compression)?;
+    let suffix = match compression {
+        Compression::Gzip => "+gzip",
+        Compression::Zstd => "+zstd",
+    };
+    debug_assert_eq!(stats.diff_id, diff_id.to_string());
+    Ok(Descriptor {
+        media_type: format!("{CACHE_MOUNT_MEDIA_TYPE}{suffix}"),
+        digest: blob.to_string(),
+        size: content.size(&blob)?,
+        urls: Vec::new(),
+        annotations: BTreeMap::from([
+            (ANNOTATION_CACHE_MOUNT.to_string(), name.to_string()),
+            (ANNOTATION_UNCOMPRESSED.to_string(), diff_id.to_string()),
+        ]),
+        platform: None,
+    })
 }
 
 /// The compressed blob of an uncompressed layer tar, made once per compression and

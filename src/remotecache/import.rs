@@ -21,6 +21,7 @@ use super::config::{
     ANNOTATION_CREATED_AT, ANNOTATION_UNCOMPRESSED, CacheConfig, CacheLayer, MAX_CONFIG_SIZE,
     MEDIA_TYPE, parse_time,
 };
+use super::export::{ANNOTATION_CACHE_MOUNT, CACHE_MOUNT_MEDIA_TYPE};
 use super::record_digest;
 
 /// Where the blobs of a cache are: a local OCI layout or a registry repository.
@@ -48,6 +49,8 @@ struct LayerRef {
 pub struct ImportedCache {
     source: Arc<dyn BlobSource>,
     results: HashMap<String, (Vec<LayerRef>, Option<i64>)>,
+    /// bud's extension: cache mount contents by portable name.
+    cache_mounts: HashMap<String, Descriptor>,
     progress: ProgressSink,
 }
 
@@ -127,9 +130,18 @@ impl ImportedCache {
                 break;
             }
         }
+        let cache_mounts = blobs
+            .iter()
+            .filter(|d| d.media_type.starts_with(CACHE_MOUNT_MEDIA_TYPE))
+            .filter_map(|d| {
+                let name = d.annotations.get(ANNOTATION_CACHE_MOUNT)?;
+                Some((name.clone(), d.clone()))
+            })
+            .collect();
         Ok(ImportedCache {
             source,
             results,
+            cache_mounts,
             progress,
         })
     }
@@ -231,6 +243,42 @@ impl CacheImport for ImportedCache {
                         format!(
                             "cache from {}: a cached result could not be brought in, the \
                              step runs: {e:#}",
+                            self.source.describe()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn cache_mount<'a>(
+        &'a self,
+        content: &'a ContentStore,
+        portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<Digest>> {
+        async move {
+            let desc = self.cache_mounts.get(portable_id)?;
+            let brought = async {
+                self.source.fetch(desc, content).await?;
+                let expected = desc
+                    .annotations
+                    .get(ANNOTATION_UNCOMPRESSED)
+                    .and_then(|d| Digest::parse(d).ok());
+                let (content, blob) = (content.clone(), desc.digest.clone());
+                tokio::task::spawn_blocking(move || decompress(&content, &blob, expected))
+                    .await
+                    .context("decompressing a cache mount")?
+            };
+            match brought.await {
+                Ok(tar) => Some(tar),
+                Err(e) => {
+                    self.progress.warning(
+                        None,
+                        format!(
+                            "cache from {}: a cache mount could not be brought in, it \
+                             starts empty: {e:#}",
                             self.source.describe()
                         ),
                     );

@@ -184,6 +184,22 @@ impl CacheImport for Imports {
         }
         .boxed()
     }
+
+    fn cache_mount<'a>(
+        &'a self,
+        content: &'a ContentStore,
+        portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<Digest>> {
+        async move {
+            for cache in &self.0 {
+                if let Some(tar) = cache.cache_mount(content, portable_id).await {
+                    return Some(tar);
+                }
+            }
+            None
+        }
+        .boxed()
+    }
 }
 
 /// Reads every `--cache-from`. One that cannot be read shows as a failed "importing cache
@@ -278,6 +294,7 @@ async fn load(
 pub async fn export_one(
     spec: &ExportSpec,
     journal: Vec<SolvedVertex>,
+    cache_mounts: Vec<(String, PathBuf)>,
     result: Ref,
     snapshots: Arc<Snapshots>,
     content: &ContentStore,
@@ -290,7 +307,15 @@ pub async fn export_one(
     let collected = {
         let content = content.clone();
         tokio::task::spawn_blocking(move || {
-            export::collect(&journal, &result, mode, shape, &snapshots, &content)
+            export::collect(
+                &journal,
+                &result,
+                mode,
+                shape,
+                &snapshots,
+                &content,
+                &cache_mounts,
+            )
         })
         .await
         .context("collecting the cache")??

@@ -154,6 +154,16 @@ pub trait CacheImport: Send + Sync {
         key: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Option<Ref>>;
+
+    /// The contents of the cache mount `portable_id` (see [`Solver::cache_mounts_used`]) as
+    /// an uncompressed tar in `content`, by its digest; None if the cache has none.
+    fn cache_mount<'a>(
+        &'a self,
+        _content: &'a ContentStore,
+        _portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<crate::content::Digest>> {
+        async { None }.boxed()
+    }
 }
 
 /// One vertex as this build solved it (run or cached), for cache export.
@@ -185,6 +195,9 @@ pub struct Solver {
     pub(crate) opts: SolveOptions,
     limit: Arc<Semaphore>,
     journal: Mutex<Vec<SolvedVertex>>,
+    /// Cache mounts this build used: a name that means the same on any machine (the
+    /// mount's id and its seed's owner and mode) → the directory.
+    cache_mounts: Mutex<std::collections::BTreeMap<String, PathBuf>>,
 }
 
 impl Solver {
@@ -217,11 +230,23 @@ impl Solver {
             opts,
             limit: Arc::new(Semaphore::new(cores)),
             journal: Mutex::default(),
+            cache_mounts: Mutex::default(),
         })
     }
 
     pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.snapshots
+    }
+
+    /// The cache mounts used so far, by portable name.
+    pub fn cache_mounts_used(&self) -> Vec<(String, PathBuf)> {
+        let used = self.cache_mounts.lock().unwrap_or_else(|p| p.into_inner());
+        used.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub(crate) fn note_cache_mount(&self, portable_id: String, dir: PathBuf) {
+        let mut used = self.cache_mounts.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(portable_id, dir);
     }
 
     /// Every vertex solved so far, inputs before their users.
