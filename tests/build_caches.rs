@@ -13,6 +13,9 @@ use support::*;
 /// A cache reference on the test registry that nothing ever pushes.
 const MISSING_CACHE: &str = "127.0.0.1:5000/bud-test/no-such-cache:never";
 
+/// A cache on a registry that is not there: nothing listens on port 1.
+const UNREACHABLE_CACHE: &str = "127.0.0.1:1/bud-test/cache:never";
+
 /// The lines of the step a cache import shows as in plain progress (`#N importing cache
 /// manifest from WHAT`, then every other line of that `#N`).
 fn import_step(progress: &str, what: &str) -> String {
@@ -64,6 +67,8 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
             MISSING_CACHE,
             "--cache-from",
             "type=local,src=/nonexistent/cache",
+            "--cache-from",
+            UNREACHABLE_CACHE,
             "-t",
             "bud-test/cache-from",
             context.to_str().unwrap(),
@@ -74,6 +79,7 @@ fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
     for (what, why) in [
         (MISSING_CACHE, "not found"),
         ("/nonexistent/cache", "no index.json"),
+        (UNREACHABLE_CACHE, "127.0.0.1:1"),
     ] {
         let step = import_step(&text, what);
         assert!(step.contains("ERROR") && step.contains(why), "{step}");

@@ -128,20 +128,10 @@ pub(super) async fn build(
         .iter()
         .any(|s| s.location == remotecache::Location::Inline)
     {
-        let (journal, snapshots, content) = (
-            solver.journal(),
-            solver.snapshots().clone(),
-            content.clone(),
-        );
+        let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
         let result = result.clone();
         let records = tokio::task::spawn_blocking(move || {
-            remotecache::inline::records(
-                &journal,
-                &result,
-                &snapshots,
-                &content,
-                crate::registry::Compression::Gzip,
-            )
+            remotecache::inline::records(&journal, &result, &snapshots)
         });
         let records = unless_cancelled(&cancel, async {
             records.await.context("the inline cache")?

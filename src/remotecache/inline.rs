@@ -1,15 +1,14 @@
 //! `type=inline`: the cache records of the image's own layers, in the image config under
 //! `moby.buildkit.cache.v0` (base64 of the JSON of the records, as BuildKit writes it), each
-//! result naming the image's layers by the blob digest a push of the image uploads.
-//! An importer rebuilds the layer list from the image's manifest (layer i's parent is i-1).
+//! result naming the top of its chain by its index among the image's layers. An importer
+//! rebuilds the layer list from the image's manifest (layer i's parent is i-1), so the
+//! records hold whatever compression the image is pushed with.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 
 use crate::cache::meta::SnapshotKind;
-use crate::content::ContentStore;
-use crate::registry::Compression;
 use crate::solver::{Ref, Snapshots, SolvedVertex};
 
 use super::config::{CacheInput, CacheRecord, CacheResult};
@@ -18,14 +17,11 @@ use super::record_digest;
 /// The image config key BuildKit reads an inline cache from.
 pub const IMAGE_CONFIG_KEY: &str = "moby.buildkit.cache.v0";
 
-/// The value of [`IMAGE_CONFIG_KEY`] for a build whose result is `result`, its layers
-/// compressed with `compression` as the push will send them. Blocking.
+/// The value of [`IMAGE_CONFIG_KEY`] for a build whose result is `result`. Blocking.
 pub fn records(
     journal: &[SolvedVertex],
     result: &Ref,
     snapshots: &Snapshots,
-    content: &ContentStore,
-    compression: Compression,
 ) -> anyhow::Result<String> {
     let Ref::Snapshot(top) = result else {
         return Ok(encode(&[])?);
@@ -42,9 +38,6 @@ pub fn records(
         if empty {
             empty_seen = true;
         } else {
-            // Compressed now, so that the push finds the same blob and sends it.
-            let diff_id = crate::build::export::layer_tar(snapshots, content, &rec, &dir)?;
-            super::export::compressed(content, &diff_id, compression)?;
             image_layer.insert(rec.id.clone(), kept);
             kept += 1;
         }

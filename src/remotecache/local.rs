@@ -17,6 +17,9 @@ use super::import::BlobSource;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// A manifest larger than this is no cache manifest (registries refuse over 4 MiB).
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
 pub struct Layout {
     pub dir: PathBuf,
 }
@@ -120,6 +123,15 @@ impl Layout {
         };
         let digest = Digest::parse(&desc.digest)?;
         let path = self.blob_path(&digest);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if size > MAX_MANIFEST_SIZE {
+            bail!(
+                "{} is too large for a manifest ({size} bytes)",
+                path.display()
+            );
+        }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         if Digest::of(&bytes) != digest {
             bail!("{} does not match its digest", path.display());
