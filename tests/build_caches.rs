@@ -662,3 +662,73 @@ fn buildkit_reads_a_cache_with_cache_mounts() {
         );
     }
 }
+
+/// `--cache-from` of an image index (several platforms, or an image with attestations, as
+/// Docker 28 pushes them): the inline cache of the image for the build's platform.
+#[test]
+fn an_inline_cache_is_found_through_an_image_index() {
+    if !build_ready() {
+        return;
+    }
+    use sha2::Digest as _;
+    let first = tempfile::tempdir().unwrap();
+    let archive = first.path().join("image.tar");
+    let id_file = first.path().join("iid");
+    let context = testdata("cache-export");
+    let out = bud_at(
+        first.path(),
+        &[
+            "build",
+            "--cache-to",
+            "type=inline",
+            "--iidfile",
+            id_file.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", archive.display()),
+            context.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let layout = first.path().join("layout");
+    tar::Archive::new(std::fs::File::open(&archive).unwrap())
+        .unpack(&layout)
+        .unwrap();
+    // The image's manifest behind an index with an attestation-like entry first.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut image = index["manifests"][0].clone();
+    image["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    image.as_object_mut().unwrap().remove("annotations");
+    let mut attestation = image.clone();
+    attestation["platform"] = serde_json::json!({"os": "unknown", "architecture": "unknown"});
+    let nested = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [attestation, image],
+    }))
+    .unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&nested));
+    std::fs::write(layout.join("blobs/sha256").join(&digest), &nested).unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": nested.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), top.to_string()).unwrap();
+
+    let empty = tempfile::tempdir().unwrap();
+    let src = format!("type=local,src={}", layout.display());
+    let (_, text) = build_case(empty.path(), "cache-export", &["--cache-from", &src]);
+    let import = import_step(&text, layout.to_str().unwrap());
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}\n{text}"
+    );
+    for (name, cached) in steps(&text) {
+        assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
+    }
+}

@@ -32,6 +32,8 @@ pub trait BlobSource: Send + Sync {
         desc: &'a Descriptor,
         content: &'a ContentStore,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The manifest stored under `digest`, verified against it.
+    fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
     /// For messages: the cache this is.
     fn describe(&self) -> String;
 }
@@ -65,8 +67,24 @@ impl ImportedCache {
         content: &ContentStore,
         progress: ProgressSink,
     ) -> anyhow::Result<ImportedCache> {
-        let document = Document::parse(manifest, content_type)
+        let mut document = Document::parse(manifest, content_type)
             .map_err(|e| anyhow::anyhow!("not a cache manifest: {e}"))?;
+        // An image index (several platforms, or an image and its attestations) without a
+        // cache config: the inline cache of the image for the platform bud builds for.
+        if let Document::Index(index) = &document
+            && !index.manifests.iter().any(|d| d.media_type == MEDIA_TYPE)
+        {
+            let platform = crate::registry::Platform::default();
+            let Some(entry) = crate::registry::manifest::select(index, &platform).cloned() else {
+                bail!("the image index has no image for {platform}");
+            };
+            let bytes = source.manifest(&entry.digest).await?;
+            document = Document::parse(&bytes, Some(&entry.media_type))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", entry.digest))?;
+            if matches!(document, Document::Index(_)) {
+                bail!("{}: an index inside an index", entry.digest);
+            }
+        }
         let (blobs, config_desc, image_config) = match document {
             Document::Index(index) => {
                 let config = index

@@ -167,6 +167,22 @@ impl BlobSource for Layout {
         .boxed()
     }
 
+    fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        async move {
+            let (layout, digest) = (
+                Layout {
+                    dir: self.dir.clone(),
+                },
+                digest.to_string(),
+            );
+            tokio::task::spawn_blocking(move || layout.manifest("", Some(&digest)))
+                .await
+                .context("reading a manifest")?
+                .map(|(bytes, _)| bytes)
+        }
+        .boxed()
+    }
+
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }

@@ -91,6 +91,23 @@ impl BlobSource for Repository {
         .boxed()
     }
 
+    fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        async move {
+            let oref = oci_client::Reference::with_digest(
+                self.reference.domain.clone(),
+                self.reference.path.clone(),
+                digest.to_string(),
+            );
+            let name = format!("{}@{digest}", self.reference.name());
+            let (bytes, _) = pull::fetch_manifest(&self.host, &oref, &name).await?;
+            if Digest::of(&bytes).to_string() != digest {
+                bail!("{name}: the manifest does not match its digest");
+            }
+            Ok(bytes.to_vec())
+        }
+        .boxed()
+    }
+
     fn describe(&self) -> String {
         self.reference.to_string()
     }
