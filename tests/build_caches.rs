@@ -287,7 +287,7 @@ fn a_local_cache_makes_every_step_cached_on_an_empty_state_root() {
             ],
         );
         assert!(
-            text.contains(&format!("exporting cache to {dest}")),
+            text.contains("exporting cache to client directory"),
             "{text}"
         );
         let index = std::fs::read_to_string(format!("{dest}/index.json")).unwrap();
@@ -474,7 +474,7 @@ fn an_inline_cache_travels_in_the_pushed_image() {
         &["--cache-to", "type=inline", "-o", &push("first")],
     );
     // No step of its own: the cache is in the image config.
-    assert!(!text.contains("exporting cache to"), "{text}");
+    assert!(!text.contains("exporting cache"), "{text}");
 
     // A plain image reference imports the image's inline cache; with the inline cache
     // written again, the image is the very same.

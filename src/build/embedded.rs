@@ -299,8 +299,7 @@ async fn export_caches(
         .filter(|(_, s)| s.location != remotecache::Location::Inline)
     {
         let vertex = format!("bud-cache-export-{i}");
-        env.progress
-            .started(&vertex, &format!("exporting cache to {}", spec.describe()));
+        env.progress.started(&vertex, spec.step_name());
         let cache_mounts = if spec.cache_mounts {
             solver.cache_mounts_used()
         } else {

@@ -149,6 +149,15 @@ impl ExportSpec {
     pub fn describe(&self) -> String {
         describe(&self.location)
     }
+
+    /// The step's name, as BuildKit names its exporters.
+    pub fn step_name(&self) -> &'static str {
+        match self.location {
+            Location::Local { .. } => "exporting cache to client directory",
+            Location::Registry { .. } => "exporting cache to registry",
+            Location::Inline => "exporting inline cache",
+        }
+    }
 }
 
 fn describe(location: &Location) -> String {
