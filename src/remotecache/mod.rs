@@ -7,9 +7,26 @@
 //! A record's digest is the digest of bud's own cache key for the op output (`key@index`):
 //! op bytes without proxy variables, input keys, the content checksums of what the op reads
 //! from the context, image chain IDs. It names nothing of the machine, so a cache made on
-//! one machine hits on another. BuildKit's record digests are computed differently (the JSON
-//! of its Go op structures, its own source keys), so the two builders read each other's
-//! manifests but do not hit each other's records: see the notes.
+//! one machine hits on another.
+//!
+//! Interop with BuildKit is at the level of the format: BuildKit (dockerd 20.10's v0.8 and
+//! Docker 28.5's) imports bud's manifests, index or image manifest, with or without cache
+//! mount blobs, and bud imports BuildKit's (registry, local, inline, image indexes). Neither
+//! hits the other's records, because the record digests are different functions:
+//! - BuildKit's record digest is `digest("<op digest>@<output>")` of one op alone, its
+//!   inputs being links; bud's covers the whole key (inputs included), links written only
+//!   for the shape.
+//! - BuildKit's op digest is the digest of the Go `encoding/json` of its own structures
+//!   (`{"Type":"buildkit.exec.v0","Exec":<pb.ExecOp with selectors, extra-host IPs and proxy
+//!   env cleared>,"OS":…,"Arch":…}`, `buildkit.file.v0` with per-action JSON), whose field
+//!   set changed between v0.8 and v0.2x; bud's hashes the op's protobuf bytes.
+//! - Sources: BuildKit keys an image by `buildkit.source.v0:<chain ID or config digest>` and
+//!   a context by a record of its source attributes plus, on each op reading it, a link whose
+//!   selector is the digest of the path and whose record is BuildKit's `contenthash` of it
+//!   (a tree checksum of tar-like headers and content); bud's context checksum is its own.
+//!
+//! Reproducing those three exactly, per BuildKit version, is what reading BuildKit's records
+//! would take.
 
 pub mod config;
 pub mod export;
