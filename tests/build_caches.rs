@@ -732,3 +732,94 @@ fn an_inline_cache_is_found_through_an_image_index() {
         assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
     }
 }
+
+/// An imported layer keeps the time the cache recorded for it, so that the image made from
+/// the cache is the image the cache was made with: a cache whose times are rewritten to
+/// 2001 gives an image created in 2001.
+#[test]
+fn imported_results_keep_the_times_the_cache_recorded() {
+    if !build_ready() {
+        return;
+    }
+    use sha2::Digest as _;
+    const THEN: &str = "2001-02-03T04:05:06Z";
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().join("c");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "hello",
+        &["--cache-to", &format!("type=local,dest={}", dest.display())],
+    );
+    let blobs = dest.join("blobs/sha256");
+    let read = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blobs.join(&digest[7..])).unwrap()).unwrap()
+    };
+    let write = |value: &serde_json::Value| -> (String, usize) {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        std::fs::write(blobs.join(&hex), &bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    for layer in config["layers"].as_array_mut().unwrap() {
+        layer["annotations"]["createdAt"] = THEN.into();
+    }
+    for record in config["records"].as_array_mut().unwrap() {
+        let results = record.get_mut("layers").and_then(|r| r.as_array_mut());
+        for result in results.into_iter().flatten() {
+            result["createdAt"] = THEN.into();
+        }
+    }
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        layer["annotations"]["buildkit/createdat"] = THEN.into();
+    }
+    let (digest, size) = write(&config);
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = write(&manifest);
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    std::fs::write(dest.join("index.json"), index.to_string()).unwrap();
+
+    let empty = tempfile::tempdir().unwrap();
+    let archive = empty.path().join("image.tar");
+    let out = bud_at(
+        empty.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=local,src={}", dest.display()),
+            "-o",
+            &format!("type=docker,dest={}", archive.display()),
+            testdata("hello").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let image = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find_map(|mut entry| {
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let is_config = path.ends_with(".json") && path != "manifest.json";
+            is_config.then(|| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                serde_json::from_str::<serde_json::Value>(&text).unwrap()
+            })
+        })
+        .expect("an image config in the archive");
+    assert_eq!(
+        image["created"],
+        "2001-02-03T04:05:06.000000000Z",
+        "{image}\n{}",
+        stderr_of(&out)
+    );
+}

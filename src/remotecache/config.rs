@@ -16,9 +16,17 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub layers: Vec<CacheLayer>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub records: Vec<CacheRecord>,
 }
 
@@ -47,13 +55,27 @@ pub struct LayerAnnotations {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheRecord {
-    #[serde(rename = "layers", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "layers",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub results: Vec<CacheResult>,
-    #[serde(rename = "chains", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "chains",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub chained_results: Vec<ChainedResult>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub inputs: Vec<Vec<CacheInput>>,
 }
 
@@ -69,7 +91,7 @@ pub struct CacheResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainedResult {
-    #[serde(rename = "layers")]
+    #[serde(rename = "layers", default, deserialize_with = "null_as_default")]
     pub layer_indexes: Vec<i64>,
     #[serde(default)]
     pub created_at: String,
@@ -87,9 +109,18 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// Go reads a JSON `null` as an empty slice: so does bud.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("not a cache config: {0}")]
+    #[error("not a cache config")]
     Json(#[from] serde_json::Error),
     #[error("layer {0} has parent {1}, which is not an earlier layer")]
     BadParent(usize, i64),
@@ -252,6 +283,14 @@ mod tests {
         let bad_digest = r#"{"layers":[{"blob":"../../etc/passwd","parent":-1}]}"#;
         assert!(CacheConfig::parse(bad_digest.as_bytes()).is_err());
         assert!(CacheConfig::parse(b"{\"layers\":[{").is_err());
+        // Go writes and reads a nil slice as null.
+        let nulls = format!(
+            r#"{{"layers":null,"records":[{{"digest":"{D}","layers":null,"inputs":null}}]}}"#
+        );
+        assert_eq!(
+            CacheConfig::parse(nulls.as_bytes()).unwrap().records.len(),
+            1
+        );
     }
 
     #[test]
