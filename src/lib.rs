@@ -26,6 +26,7 @@ pub mod privilege;
 pub mod progress;
 pub mod registry;
 pub mod remote;
+pub mod remotecache;
 pub mod signals;
 pub mod snapshot;
 pub mod solver;

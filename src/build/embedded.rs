@@ -11,6 +11,7 @@ use crate::cli::BuildOptions;
 use crate::executor::Runtime;
 use crate::exporter::docker_load::PendingLoad;
 use crate::progress::ProgressSink;
+use crate::remotecache;
 use crate::solver::{SolveOptions, Solver};
 
 use super::contexts::NamedContexts;
@@ -39,6 +40,13 @@ pub(super) async fn build(
         progress,
         ..
     } = env;
+    let cache_specs = cache_exports(opts, progress);
+    let cache_import = tokio::select! {
+        biased;
+        () = cancel.cancelled() => bail!("cancelled"),
+        import = remotecache::import_all(&opts.cache_from, content, registry, progress) => import,
+    };
+
     runtime.reap_orphans().await;
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
@@ -56,6 +64,7 @@ pub(super) async fn build(
         secrets: super::secrets::read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
         timeouts: registry.timeouts,
+        cache_import,
         ..Default::default()
     };
     solve_opts
@@ -137,8 +146,26 @@ pub(super) async fn build(
         }
     };
 
-    let image: Image = serde_json::from_value(converted.image)
+    let mut image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
+    if cache_specs
+        .iter()
+        .any(|s| s.location == remotecache::Location::Inline)
+    {
+        let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
+        let result = result.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            remotecache::inline::records(&journal, &result, &snapshots)
+        });
+        let records = unless_cancelled(&cancel, async {
+            records.await.context("the inline cache")?
+        })
+        .await?;
+        image.extra.insert(
+            remotecache::inline::IMAGE_CONFIG_KEY.into(),
+            serde_json::Value::String(records),
+        );
+    }
     let mut report = BuildReport::default();
     let needs_image = exports
         .iter()
@@ -222,6 +249,7 @@ pub(super) async fn build(
         Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
     }
     exported?;
+    unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &result, env)).await?;
     Ok(report)
 }
 
@@ -238,41 +266,95 @@ async fn unless_cancelled<T>(
     }
 }
 
-/// `--cache-from` and `--cache-to` with the embedded solver, whose cache is its state root.
-/// An import that cannot be made does not fail the build, as with BuildKit: it shows as a
-/// failed "importing cache manifest" step and the build goes on with the local cache. An
-/// export that cannot be made does fail it, before anything runs, unless its
-/// `ignore-error=true` says otherwise, as BuildKit's does.
-pub(super) fn caches(opts: &BuildOptions, progress: &ProgressSink) -> anyhow::Result<()> {
-    const WHY: &str = "the embedded solver does not import build caches yet; it builds with \
-                       its local cache (a BuildKit daemon, with --addr, imports them)";
-    for (i, from) in opts.cache_from.iter().enumerate() {
-        let what = from
-            .attrs
-            .get("ref")
-            .or_else(|| from.attrs.get("src"))
-            .map_or_else(|| format!("type={}", from.kind), String::clone);
-        let vertex = format!("bud-cache-import-{i}");
-        progress.started(&vertex, &format!("importing cache manifest from {what}"));
-        progress.completed(&vertex, Some(WHY.to_string()));
-    }
+/// Checks every `--cache-to` before anything runs: one the embedded solver cannot write
+/// fails the build, as BuildKit's does, unless its `ignore-error=true` says otherwise.
+pub(super) fn caches(opts: &BuildOptions, _progress: &ProgressSink) -> anyhow::Result<()> {
     for to in &opts.cache_to {
-        if to.attrs.get("ignore-error").map(String::as_str) == Some("true") {
-            progress.warning(
-                None,
-                format!(
-                    "--cache-to type={}: not exported, the embedded solver does not export \
-                     build caches yet (ignore-error=true)",
-                    to.kind
-                ),
-            );
-        } else {
+        if let Err(e) = parse_cache_to(to)
+            && !ignores_errors(to)
+        {
             bail!(
-                "--cache-to type={}: the embedded solver does not export build caches yet; \
-                 build with --addr to have a BuildKit daemon export it, or add \
-                 ignore-error=true to build without it",
+                "--cache-to type={}: {e}; add ignore-error=true to build without it",
                 to.kind
             );
+        }
+    }
+    Ok(())
+}
+
+fn ignores_errors(to: &crate::cli::CacheOption) -> bool {
+    to.attrs.get("ignore-error").map(String::as_str) == Some("true")
+}
+
+fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpec, String> {
+    remotecache::ExportSpec::parse(to)
+}
+
+/// The `--cache-to` specs the embedded solver writes (`caches` refused the build if one it
+/// cannot write lacks `ignore-error=true`); a warning for each left out.
+fn cache_exports(opts: &BuildOptions, progress: &ProgressSink) -> Vec<remotecache::ExportSpec> {
+    let mut specs = Vec::new();
+    for to in &opts.cache_to {
+        match parse_cache_to(to) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => progress.warning(
+                None,
+                format!(
+                    "--cache-to type={}: not exported (ignore-error=true): {e}",
+                    to.kind
+                ),
+            ),
+        }
+    }
+    specs
+}
+
+/// Writes every `--cache-to` once the image is exported; each shows as a step of its own.
+/// A failure fails the build unless `ignore-error=true`.
+async fn export_caches(
+    specs: &[remotecache::ExportSpec],
+    solver: &Solver,
+    result: &crate::solver::Ref,
+    env: &BuildEnv,
+) -> anyhow::Result<()> {
+    for (i, spec) in specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.location != remotecache::Location::Inline)
+    {
+        let vertex = format!("bud-cache-export-{i}");
+        env.progress.started(&vertex, spec.step_name());
+        let cache_mounts = if spec.cache_mounts {
+            solver.cache_mounts_used()
+        } else {
+            Vec::new()
+        };
+        let exported = remotecache::export_one(
+            spec,
+            solver.journal(),
+            cache_mounts,
+            result.clone(),
+            solver.snapshots().clone(),
+            &env.content,
+            &env.registry,
+        )
+        .await;
+        match exported {
+            Ok(()) => env.progress.completed(&vertex, None),
+            Err(e) => {
+                let message = format!("{e:#}");
+                env.progress.completed(&vertex, Some(message.clone()));
+                if !spec.ignore_error {
+                    return Err(e.context(format!("exporting the cache to {}", spec.describe())));
+                }
+                env.progress.warning(
+                    None,
+                    format!(
+                        "--cache-to {}: not exported (ignore-error=true): {message}",
+                        spec.describe()
+                    ),
+                );
+            }
         }
     }
     Ok(())

@@ -169,7 +169,7 @@ pub fn build_image(
 
 /// The uncompressed tar of a layer, by diff ID. Image layers were stored when they were
 /// extracted; a step's layer is written from its directory the first time it is exported.
-fn layer_tar(
+pub(crate) fn layer_tar(
     snapshots: &Snapshots,
     content: &ContentStore,
     record: &SnapshotRecord,

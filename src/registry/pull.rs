@@ -247,7 +247,7 @@ fn offered_platforms(entries: &[Descriptor]) -> String {
     }
 }
 
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     host: &RegistryHost,
     oref: &oci_client::Reference,
     name: &str,
@@ -265,7 +265,7 @@ async fn fetch_manifest(
 
 /// Downloads the blob `desc` names into the store unless it is there already, retrying a
 /// download that failed on the way.
-async fn fetch_blob(
+pub(crate) async fn fetch_blob(
     host: &RegistryHost,
     oref: &oci_client::Reference,
     desc: &Descriptor,

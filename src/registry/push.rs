@@ -235,6 +235,41 @@ pub async fn push(
     Ok(result)
 }
 
+/// Pushes a document that is not an image (a build cache manifest or index) and the blobs
+/// it names, all already in `opts.store`, under `reference`. Blobs go first, so that the
+/// document is never there without them.
+pub async fn push_document(
+    reference: &Reference,
+    blobs: &[Descriptor],
+    document: Bytes,
+    media_type: &str,
+    opts: PushOptions,
+) -> Result<(), RegistryError> {
+    let repository = format!("{}/{}", reference.domain, reference.path);
+    let destination =
+        Destination::open(&opts, &repository, std::slice::from_ref(reference)).await?;
+    let ensures: Vec<_> = blobs
+        .iter()
+        .map(|blob| ensure_blob(&destination, blob, &opts))
+        .collect();
+    stream::iter(ensures)
+        .buffer_unordered(TRANSFER_CONCURRENCY)
+        .try_collect::<Vec<Transfer>>()
+        .await?;
+    let content_type =
+        http::HeaderValue::from_str(media_type).map_err(|e| RegistryError::Task(e.to_string()))?;
+    let tagged = oci_reference(reference, reference.tag.as_deref());
+    let host = &destination.host;
+    host.exchange(
+        "pushing the manifest of",
+        &reference.to_string(),
+        host.client
+            .push_manifest_raw(&tagged, document, content_type),
+    )
+    .await?;
+    Ok(())
+}
+
 /// One repository to push to, authorized.
 struct Destination {
     host: RegistryHost,

@@ -404,7 +404,11 @@ async fn cache_dir(
         None => hex::encode(Sha256::digest(id.as_bytes())),
         Some(seed) => hex::encode(Sha256::digest(format!("{id}\0{seed}").as_bytes())),
     };
+    let seed = imported_cache_mount(solver, id, &name, m, &base).await?;
     let sharing = pb::CacheSharingOpt::try_from(opt.sharing).unwrap_or(pb::CacheSharingOpt::Shared);
+    let prepare_cache_dir = |solver: &Solver, name: &str, id: &str, m: &pb::Mount, base: &Ref| {
+        prepare_cache_dir(solver, name, id, m, base, seed.as_deref())
+    };
     match sharing {
         pb::CacheSharingOpt::Shared => Ok((prepare_cache_dir(solver, &name, id, m, &base)?, None)),
         pb::CacheSharingOpt::Locked => {
@@ -444,6 +448,50 @@ async fn cache_dir(
     }
 }
 
+/// The contents an imported cache holds for a cache mount this machine does not have yet,
+/// as a tar in the content store; and the mount noted, under a name that means the same on
+/// any machine (its id, and its seed's owner and mode: never a snapshot id), for
+/// `--cache-to …,cache-mounts=true`.
+async fn imported_cache_mount(
+    solver: &Solver,
+    id: &str,
+    name: &str,
+    m: &pb::Mount,
+    base: &Ref,
+) -> Result<Option<PathBuf>, SolveError> {
+    let mut portable = Sha256::new_with_prefix(id.as_bytes());
+    if let Ref::Snapshot(seed) = base {
+        // The seed is the directory the frontend made for the mount's uid, gid and mode.
+        use std::os::unix::fs::MetadataExt;
+        let selector = m.selector.trim_start_matches('/');
+        let seeded = solver
+            .snapshots
+            .lowers(&seed.id)?
+            .into_iter()
+            .find_map(|layer| {
+                let path = safe::resolve(&layer, selector).ok()?;
+                std::fs::symlink_metadata(path).ok()
+            });
+        if let Some(md) = seeded {
+            portable.update(format!("\0{}:{}:{:o}", md.uid(), md.gid(), md.mode()));
+        }
+    }
+    let portable = hex::encode(portable.finalize());
+    let dir = solver.snapshots.state.cache_mounts_dir().join(name);
+    solver.note_cache_mount(portable.clone(), dir.clone());
+    let Some(import) = &solver.opts.cache_import else {
+        return Ok(None);
+    };
+    if dir.exists() {
+        return Ok(None);
+    }
+    let content = &solver.snapshots.content;
+    Ok(import
+        .cache_mount(content, &portable)
+        .await
+        .map(|d| content.path(&d)))
+}
+
 /// The directory of one cache mount, created (seeded from the mount's input) if new, and
 /// recorded and leased before it exists, so that garbage collection (in this process after
 /// the build, or in another) neither takes it for an orphan nor removes it in use.
@@ -453,6 +501,7 @@ fn prepare_cache_dir(
     id: &str,
     m: &pb::Mount,
     base: &Ref,
+    imported: Option<&std::path::Path>,
 ) -> Result<PathBuf, SolveError> {
     let dir = solver.snapshots.state.cache_mounts_dir().join(name);
     let meta = &solver.snapshots.meta;
@@ -499,6 +548,11 @@ fn prepare_cache_dir(
                 chown(&staging, Some(md.uid()), Some(md.gid()))
                     .map_err(SolveError::io("chowning", &staging))?;
             }
+        }
+        // `--cache-from … ` brought this cache's contents from elsewhere.
+        if let Some(tar) = imported {
+            let file = std::fs::File::open(tar).map_err(SolveError::io("opening", tar))?;
+            crate::snapshot::apply::extract_layer(std::io::BufReader::new(file), &staging)?;
         }
         if std::fs::rename(&staging, &dir).is_err() {
             // Another build created it first.

@@ -32,6 +32,7 @@ use crate::progress::ProgressSink;
 use crate::state::StateRoot;
 
 pub use graph::Graph;
+pub use key::output_key;
 pub use snapshots::{Ref, Snapshots};
 pub use source::{ImageLayer, ImageProvider, LocalContext, ResolvedImage};
 
@@ -141,6 +142,42 @@ pub struct SolveOptions {
     pub allow_insecure: bool,
     /// Bounds on `ADD` URL downloads.
     pub timeouts: crate::timeouts::Timeouts,
+    /// Caches from elsewhere (`--cache-from`), asked when the state root has no result.
+    pub cache_import: Option<Arc<dyn CacheImport>>,
+}
+
+/// A cache outside the state root that can supply a step's outputs (`--cache-from`).
+pub trait CacheImport: Send + Sync {
+    /// Output `index` of the op keyed `key`, brought into the state root, or None (a miss,
+    /// or a cache that could not deliver: the step then runs).
+    fn materialize<'a>(
+        &'a self,
+        snapshots: &'a Arc<Snapshots>,
+        key: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Option<Ref>>;
+
+    /// The contents of the cache mount `portable_id` (see [`Solver::cache_mounts_used`]) as
+    /// an uncompressed tar in `content`, by its digest; None if the cache has none.
+    fn cache_mount<'a>(
+        &'a self,
+        _content: &'a ContentStore,
+        _portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<crate::content::Digest>> {
+        async { None }.boxed()
+    }
+}
+
+/// One vertex as this build solved it (run or cached), for cache export.
+#[derive(Clone, Debug)]
+pub struct SolvedVertex {
+    /// Its cache key.
+    pub key: String,
+    /// Each input's vertex key and output index.
+    pub inputs: Vec<(String, usize)>,
+    pub outputs: Vec<Ref>,
+    /// A source op (image, context, URL, git): its results come from the source, never a cache.
+    pub source: bool,
 }
 
 /// The result of a solved vertex: its cache key and its outputs.
@@ -159,6 +196,10 @@ pub struct Solver {
     pub(crate) progress: ProgressSink,
     pub(crate) opts: SolveOptions,
     limit: Arc<Semaphore>,
+    journal: Mutex<Vec<SolvedVertex>>,
+    /// Cache mounts this build used: a name that means the same on any machine (the
+    /// mount's id and its seed's owner and mode) → the directory.
+    cache_mounts: Mutex<std::collections::BTreeMap<String, PathBuf>>,
 }
 
 impl Solver {
@@ -190,11 +231,32 @@ impl Solver {
             progress,
             opts,
             limit: Arc::new(Semaphore::new(cores)),
+            journal: Mutex::default(),
+            cache_mounts: Mutex::default(),
         })
     }
 
     pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.snapshots
+    }
+
+    /// The cache mounts used so far, by portable name.
+    pub fn cache_mounts_used(&self) -> Vec<(String, PathBuf)> {
+        let used = self.cache_mounts.lock().unwrap_or_else(|p| p.into_inner());
+        used.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub(crate) fn note_cache_mount(&self, portable_id: String, dir: PathBuf) {
+        let mut used = self.cache_mounts.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(portable_id, dir);
+    }
+
+    /// Every vertex solved so far, inputs before their users.
+    pub fn journal(&self) -> Vec<SolvedVertex> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Solves the definition's result. The first failing step cancels the others.
@@ -307,6 +369,7 @@ impl Solver {
         }
         let mut inputs = Vec::with_capacity(solved_inputs.len());
         let mut input_keys = Vec::with_capacity(solved_inputs.len());
+        let mut journal_inputs = Vec::with_capacity(solved_inputs.len());
         for (input, solved) in vertex.op.inputs.iter().zip(solved_inputs) {
             let solved = solved?;
             let r = solved
@@ -324,6 +387,7 @@ impl Solver {
                     })
                 })?;
             input_keys.push(format!("{}:{}", solved.key, input.index));
+            journal_inputs.push((solved.key.clone(), input.index as usize));
             inputs.push(r);
         }
         let step_err = |source: SolveError| {
@@ -336,9 +400,20 @@ impl Solver {
         if cancel.is_cancelled() {
             return Err(step_err(SolveError::Cancelled));
         }
-        self.run_vertex(&vertex, inputs, input_keys, &cancel)
+        let solved = self
+            .run_vertex(&vertex, inputs, input_keys, &cancel)
             .await
-            .map_err(step_err)
+            .map_err(step_err)?;
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(SolvedVertex {
+                key: solved.key.clone(),
+                inputs: journal_inputs,
+                outputs: solved.outputs.clone(),
+                source: matches!(vertex.op.op, Some(pb::op::Op::Source(_))),
+            });
+        Ok(solved)
     }
 
     /// Refuses, before anything runs, a step that needs an entitlement the build was not
@@ -395,6 +470,10 @@ impl Solver {
             self.progress.cached(&vertex.digest, &vertex.name);
             return Ok(Solved { key, outputs: hit });
         }
+        if use_cache && let Some(hit) = self.lookup_imported(&key, op).await {
+            self.progress.cached(&vertex.digest, &vertex.name);
+            return Ok(Solved { key, outputs: hit });
+        }
         let _permit = tokio::select! {
             p = self.limit.clone().acquire_owned() => p.map_err(|_| SolveError::Cancelled)?,
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
@@ -440,6 +519,16 @@ impl Solver {
         } else {
             self.snapshots.commit(ws, parent, kind, key, &vertex.name)
         }
+    }
+
+    /// All outputs of an op from an imported cache, or none.
+    async fn lookup_imported(&self, key: &str, op: &pb::op::Op) -> Option<Vec<Ref>> {
+        let import = self.opts.cache_import.as_ref()?;
+        let mut outputs = Vec::new();
+        for i in 0..key::output_count(op) {
+            outputs.push(import.materialize(&self.snapshots, key, i).await?);
+        }
+        Some(outputs)
     }
 
     /// All outputs of an op from the cache, or none: a partial hit reruns the step.

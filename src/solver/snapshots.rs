@@ -118,6 +118,15 @@ impl Drop for Workspace {
     }
 }
 
+/// How a snapshot is recorded: new (an existing one for its key wins), replacing the key's
+/// (a step run despite the cache), or brought from an imported cache.
+#[derive(Clone, Copy)]
+enum Commit<'a> {
+    New,
+    Replacing,
+    Imported { created: i64, diff_id: &'a str },
+}
+
 /// A read-only view of a result, mounted while it is alive.
 pub struct View {
     pub path: PathBuf,
@@ -305,7 +314,22 @@ impl Snapshots {
         key: &str,
         description: &str,
     ) -> Result<Ref, SolveError> {
-        self.commit_with(ws, parent, kind, key, description, false)
+        self.commit_with(ws, parent, kind, key, description, Commit::New)
+    }
+
+    /// Commits a layer brought from an imported cache: its creation time is the one the
+    /// cache recorded (image times come from it) and its tar, already stored, is `diff_id`.
+    pub fn commit_imported(
+        &self,
+        ws: Workspace,
+        parent: &Ref,
+        key: &str,
+        description: &str,
+        created: i64,
+        diff_id: &str,
+    ) -> Result<Ref, SolveError> {
+        let how = Commit::Imported { created, diff_id };
+        self.commit_with(ws, parent, SnapshotKind::Layer, key, description, how)
     }
 
     /// Like [`Snapshots::commit`], but the new snapshot replaces what `key` recorded: a
@@ -318,7 +342,7 @@ impl Snapshots {
         key: &str,
         description: &str,
     ) -> Result<Ref, SolveError> {
-        self.commit_with(ws, parent, kind, key, description, true)
+        self.commit_with(ws, parent, kind, key, description, Commit::Replacing)
     }
 
     fn commit_with(
@@ -328,7 +352,7 @@ impl Snapshots {
         kind: SnapshotKind,
         key: &str,
         description: &str,
-        replace: bool,
+        how: Commit<'_>,
     ) -> Result<Ref, SolveError> {
         let parent_id = parent.snapshot_id().map(str::to_string);
         let id = unique_name();
@@ -345,13 +369,19 @@ impl Snapshots {
             parent: parent_id,
             kind,
             size: dir_size(&dest),
-            diff_id: None,
+            diff_id: match how {
+                Commit::Imported { diff_id, .. } => Some(diff_id.to_string()),
+                _ => None,
+            },
             description: description.to_string(),
-            created: now,
+            created: match how {
+                Commit::Imported { created, .. } => created,
+                _ => now,
+            },
             last_used: now,
             usage_count: 1,
         };
-        let winner = if replace {
+        let winner = if matches!(how, Commit::Replacing) {
             self.meta.commit_replacing(&record, &[key])?
         } else {
             self.meta.commit(&record, &[key])?

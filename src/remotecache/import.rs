@@ -1,0 +1,431 @@
+//! An imported cache: its manifest and config read and checked once, its layers brought in
+//! only when a step hits a record (and then only the layers the state root lacks), each
+//! blob verified against its digest and its tar against its diff ID before anything of it
+//! is extracted.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use futures_util::future::{BoxFuture, FutureExt as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::content::{ContentStore, Digest};
+use crate::progress::ProgressSink;
+use crate::registry::manifest::{Descriptor, Document};
+use crate::solver::{CacheImport, Ref, Snapshots, output_key};
+
+use super::config::{
+    ANNOTATION_CREATED_AT, ANNOTATION_UNCOMPRESSED, CacheConfig, CacheLayer, MAX_CONFIG_SIZE,
+    MEDIA_TYPE, parse_time,
+};
+use super::export::{ANNOTATION_CACHE_MOUNT, CACHE_MOUNT_MEDIA_TYPE};
+use super::record_digest;
+
+/// Where the blobs of a cache are: a local OCI layout or a registry repository.
+pub trait BlobSource: Send + Sync {
+    /// Puts blob `desc` into `content`, verified against its digest.
+    fn fetch<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        content: &'a ContentStore,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The manifest stored under `digest`, verified against it.
+    fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
+    /// For messages: the cache this is.
+    fn describe(&self) -> String;
+}
+
+/// One layer of a result chain, as the cache describes it.
+#[derive(Clone, Debug)]
+struct LayerRef {
+    desc: Descriptor,
+    diff_id: Option<Digest>,
+    created: Option<i64>,
+}
+
+/// The results of a cache, by record digest: each a chain of layers, bottom first, and
+/// when it was made.
+pub struct ImportedCache {
+    source: Arc<dyn BlobSource>,
+    results: HashMap<String, (Vec<LayerRef>, Option<i64>)>,
+    /// bud's extension: cache mount contents by portable name.
+    cache_mounts: HashMap<String, Descriptor>,
+    progress: ProgressSink,
+}
+
+impl ImportedCache {
+    /// Reads the cache behind `manifest` (its bytes already verified against their digest):
+    /// a cache manifest (an index of blobs and a config, or an image manifest whose config is
+    /// the cache config) or an image whose config carries an inline cache.
+    pub async fn load(
+        manifest: &[u8],
+        content_type: Option<&str>,
+        source: Arc<dyn BlobSource>,
+        content: &ContentStore,
+        progress: ProgressSink,
+    ) -> anyhow::Result<ImportedCache> {
+        let mut document = Document::parse(manifest, content_type)
+            .map_err(|e| anyhow::anyhow!("not a cache manifest: {e}"))?;
+        // An image index (several platforms, or an image and its attestations) without a
+        // cache config: the inline cache of the image for the platform bud builds for.
+        if let Document::Index(index) = &document
+            && !index.manifests.iter().any(|d| d.media_type == MEDIA_TYPE)
+        {
+            let platform = crate::registry::Platform::default();
+            let Some(entry) = crate::registry::manifest::select(index, &platform).cloned() else {
+                bail!("the image index has no image for {platform}");
+            };
+            let bytes = source.manifest(&entry.digest).await?;
+            document = Document::parse(&bytes, Some(&entry.media_type))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", entry.digest))?;
+            if matches!(document, Document::Index(_)) {
+                bail!("{}: an index inside an index", entry.digest);
+            }
+        }
+        let (blobs, config_desc, image_config) = match document {
+            Document::Index(index) => {
+                let config = index
+                    .manifests
+                    .iter()
+                    .find(|d| d.media_type == MEDIA_TYPE)
+                    .cloned();
+                let blobs = index
+                    .manifests
+                    .into_iter()
+                    .filter(|d| d.media_type != MEDIA_TYPE)
+                    .collect::<Vec<_>>();
+                (blobs, config, None)
+            }
+            Document::Manifest(m) if m.config.media_type == MEDIA_TYPE => {
+                (m.layers, Some(m.config), None)
+            }
+            Document::Manifest(m) => (m.layers.clone(), None, Some(m.config)),
+        };
+        let config = match (config_desc, image_config) {
+            (Some(desc), _) => {
+                let bytes = read_small_blob(&*source, &desc, content).await?;
+                CacheConfig::parse(&bytes).context("the cache config")?
+            }
+            (None, Some(image_config)) => {
+                let bytes = read_small_blob(&*source, &image_config, content).await?;
+                inline_config(&bytes, &blobs)?
+            }
+            (None, None) => bail!("the manifest names no cache config"),
+        };
+        let by_blob: HashMap<&str, &Descriptor> =
+            blobs.iter().map(|d| (d.digest.as_str(), d)).collect();
+        let mut results = HashMap::new();
+        for record in &config.records {
+            if results.contains_key(&record.digest) {
+                continue;
+            }
+            let chains = record
+                .results
+                .iter()
+                .map(|r| (config.chain(r.layer_index), &r.created_at))
+                .chain(record.chained_results.iter().map(|c| {
+                    let chain = c
+                        .layer_indexes
+                        .iter()
+                        .map(|&i| usize::try_from(i).ok().and_then(|i| config.layers.get(i)))
+                        .collect::<Option<Vec<_>>>();
+                    (chain, &c.created_at)
+                }));
+            for (chain, created_at) in chains {
+                let Some(chain) = chain else { continue };
+                // A result whose blobs the manifest does not list cannot be brought in.
+                let Some(layers) = chain
+                    .iter()
+                    .map(|l| layer_ref(l, &by_blob))
+                    .collect::<Option<Vec<_>>>()
+                else {
+                    continue;
+                };
+                results.insert(record.digest.clone(), (layers, parse_time(created_at)));
+                break;
+            }
+        }
+        let cache_mounts = blobs
+            .iter()
+            .filter(|d| d.media_type.starts_with(CACHE_MOUNT_MEDIA_TYPE))
+            .filter_map(|d| {
+                let name = d.annotations.get(ANNOTATION_CACHE_MOUNT)?;
+                Some((name.clone(), d.clone()))
+            })
+            .collect();
+        Ok(ImportedCache {
+            source,
+            results,
+            cache_mounts,
+            progress,
+        })
+    }
+
+    /// How many records carry a result.
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    async fn bring_in(
+        &self,
+        snapshots: &Arc<Snapshots>,
+        key: &str,
+        index: usize,
+    ) -> anyhow::Result<Option<Ref>> {
+        let Some((layers, created)) = self.results.get(&record_digest(key, index).to_string())
+        else {
+            return Ok(None);
+        };
+        let mut parent = Ref::Scratch;
+        let mut chain_id = String::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let content = snapshots.content.clone();
+            let diff_id = match &layer.diff_id {
+                Some(d) if content.exists(d) => d.clone(),
+                _ => {
+                    self.source.fetch(&layer.desc, &content).await?;
+                    let (blob, expected) = (layer.desc.digest.clone(), layer.diff_id.clone());
+                    tokio::task::spawn_blocking(move || decompress(&content, &blob, expected))
+                        .await
+                        .context("decompressing a layer")??
+                }
+            };
+            chain_id = if chain_id.is_empty() {
+                diff_id.to_string()
+            } else {
+                format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(format!("{chain_id} {diff_id}")))
+                )
+            };
+            let layer_key = format!("cache-layer:{chain_id}");
+            if let Some(hit) = snapshots.lookup(&layer_key)? {
+                parent = hit;
+                continue;
+            }
+            // The result's own time is exact for its top layer; an inline cache's layer
+            // times come from the image's history, which has one time for every step.
+            let created = if i + 1 == layers.len() {
+                created.or(layer.created)
+            } else {
+                layer.created
+            }
+            .unwrap_or_else(crate::cache::meta::now);
+            let ws = snapshots.workspace()?;
+            let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let file = std::fs::File::open(&tar)
+                    .with_context(|| format!("opening {}", tar.display()))?;
+                crate::snapshot::apply::extract_layer(BufReader::new(file), &upper)?;
+                Ok(())
+            })
+            .await
+            .context("extracting a layer")??;
+            parent = snapshots.commit_imported(
+                ws,
+                &parent,
+                &layer_key,
+                &format!("cache layer {diff_id} from {}", self.source.describe()),
+                created,
+                &diff_id.to_string(),
+            )?;
+        }
+        let Some(id) = parent.snapshot_id() else {
+            return Ok(None);
+        };
+        snapshots.meta.alias(&output_key(key, index), id)?;
+        Ok(Some(parent))
+    }
+}
+
+impl CacheImport for ImportedCache {
+    fn materialize<'a>(
+        &'a self,
+        snapshots: &'a Arc<Snapshots>,
+        key: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Option<Ref>> {
+        async move {
+            match self.bring_in(snapshots, key, index).await {
+                Ok(hit) => hit,
+                Err(e) => {
+                    self.progress.warning(
+                        None,
+                        format!(
+                            "cache from {}: a cached result could not be brought in, the \
+                             step runs: {e:#}",
+                            self.source.describe()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn cache_mount<'a>(
+        &'a self,
+        content: &'a ContentStore,
+        portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<Digest>> {
+        async move {
+            let desc = self.cache_mounts.get(portable_id)?;
+            let brought = async {
+                self.source.fetch(desc, content).await?;
+                let expected = desc
+                    .annotations
+                    .get(ANNOTATION_UNCOMPRESSED)
+                    .and_then(|d| Digest::parse(d).ok());
+                let (content, blob) = (content.clone(), desc.digest.clone());
+                tokio::task::spawn_blocking(move || decompress(&content, &blob, expected))
+                    .await
+                    .context("decompressing a cache mount")?
+            };
+            match brought.await {
+                Ok(tar) => Some(tar),
+                Err(e) => {
+                    self.progress.warning(
+                        None,
+                        format!(
+                            "cache from {}: a cache mount could not be brought in, it \
+                             starts empty: {e:#}",
+                            self.source.describe()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+fn layer_ref(layer: &CacheLayer, by_blob: &HashMap<&str, &Descriptor>) -> Option<LayerRef> {
+    let desc = (*by_blob.get(layer.blob.as_str())?).clone();
+    let notes = layer.annotations.as_ref();
+    let diff_id = desc
+        .annotations
+        .get(ANNOTATION_UNCOMPRESSED)
+        .map(String::as_str)
+        .or(notes.map(|a| a.diff_id.as_str()).filter(|d| !d.is_empty()))
+        .and_then(|d| Digest::parse(d).ok());
+    let created = desc
+        .annotations
+        .get(ANNOTATION_CREATED_AT)
+        .map(String::as_str)
+        .or(notes.map(|a| a.created_at.as_str()))
+        .and_then(parse_time);
+    Some(LayerRef {
+        desc,
+        diff_id,
+        created,
+    })
+}
+
+/// A cache config or image config: small, read whole, verified.
+async fn read_small_blob(
+    source: &dyn BlobSource,
+    desc: &Descriptor,
+    content: &ContentStore,
+) -> anyhow::Result<Vec<u8>> {
+    if desc.size > MAX_CONFIG_SIZE {
+        bail!("{} is too large ({} bytes)", desc.digest, desc.size);
+    }
+    let digest = Digest::parse(&desc.digest)?;
+    source.fetch(desc, content).await?;
+    let bytes =
+        std::fs::read(content.path(&digest)).with_context(|| format!("reading {}", desc.digest))?;
+    Ok(bytes)
+}
+
+/// The cache config an image config carries (`moby.buildkit.cache.v0`: base64 of the JSON
+/// of its records), whose layers are the image's, in order.
+fn inline_config(image_config: &[u8], layers: &[Descriptor]) -> anyhow::Result<CacheConfig> {
+    #[derive(serde::Deserialize)]
+    struct ImageConfig {
+        #[serde(rename = "moby.buildkit.cache.v0")]
+        cache: Option<String>,
+        #[serde(default)]
+        rootfs: Option<RootFs>,
+        #[serde(default)]
+        history: Vec<History>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        #[serde(default)]
+        diff_ids: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct History {
+        created: Option<String>,
+        #[serde(default)]
+        empty_layer: bool,
+    }
+    let image: ImageConfig =
+        serde_json::from_slice(image_config).context("the image config is not JSON")?;
+    let Some(cache) = image.cache else {
+        bail!("the image carries no inline cache (build it with BUILDKIT_INLINE_CACHE=1)");
+    };
+    let records = base64::engine::general_purpose::STANDARD
+        .decode(cache.trim())
+        .context("the inline cache is not base64")?;
+    let diff_ids = image.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        bail!("the image's config and manifest disagree on its layers");
+    }
+    let created: Vec<Option<String>> = image
+        .history
+        .into_iter()
+        .filter(|h| !h.empty_layer)
+        .map(|h| h.created)
+        .collect();
+    let layers = layers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| CacheLayer {
+            blob: d.digest.clone(),
+            parent_index: i as i64 - 1,
+            annotations: Some(super::config::LayerAnnotations {
+                media_type: d.media_type.clone(),
+                diff_id: diff_ids[i].clone(),
+                size: d.size as i64,
+                created_at: created.get(i).cloned().flatten().unwrap_or_default(),
+            }),
+        })
+        .collect();
+    let config = CacheConfig {
+        layers,
+        records: serde_json::from_slice(&records).context("the inline cache records")?,
+    };
+    config.check()?;
+    Ok(config)
+}
+
+/// Decompresses stored blob `blob` into the content store as a layer tar, verified against
+/// `expected` when the cache named it. Blocking.
+fn decompress(
+    content: &ContentStore,
+    blob: &str,
+    expected: Option<Digest>,
+) -> anyhow::Result<Digest> {
+    let blob = Digest::parse(blob)?;
+    let file = content.open(&blob)?;
+    let mut reader = BufReader::new(file);
+    let magic = reader.fill_buf()?.get(..4).map(<[u8]>::to_vec);
+    let tar: Box<dyn Read> = match magic.as_deref() {
+        Some([0x1f, 0x8b, ..]) => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => Box::new(zstd::Decoder::with_buffer(reader)?),
+        _ => Box::new(reader),
+    };
+    content
+        .import(tar, expected.as_ref())
+        .with_context(|| format!("layer {blob}"))
+}

@@ -1,0 +1,90 @@
+//! `type=inline`: the cache records of the image's own layers, in the image config under
+//! `moby.buildkit.cache.v0` (base64 of the JSON of the records, as BuildKit writes it), each
+//! result naming the top of its chain by its index among the image's layers. An importer
+//! rebuilds the layer list from the image's manifest (layer i's parent is i-1), so the
+//! records hold whatever compression the image is pushed with.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+
+use crate::cache::meta::SnapshotKind;
+use crate::solver::{Ref, Snapshots, SolvedVertex};
+
+use super::config::{CacheInput, CacheRecord, CacheResult};
+use super::record_digest;
+
+/// The image config key BuildKit reads an inline cache from.
+pub const IMAGE_CONFIG_KEY: &str = "moby.buildkit.cache.v0";
+
+/// The value of [`IMAGE_CONFIG_KEY`] for a build whose result is `result`. Blocking.
+pub fn records(
+    journal: &[SolvedVertex],
+    result: &Ref,
+    snapshots: &Snapshots,
+) -> anyhow::Result<String> {
+    let Ref::Snapshot(top) = result else {
+        return Ok(encode(&[])?);
+    };
+    // The image's layers, bottom first, as `build::export::plan_image` keeps them: a
+    // step's empty layer is left out of the image.
+    let mut image_layer = HashMap::new();
+    let mut has_empty_below = HashMap::new();
+    let mut kept = 0i64;
+    let mut empty_seen = false;
+    for rec in snapshots.chain_bottom_up(&top.id)? {
+        let dir = snapshots.layer_dir(&rec.id);
+        let empty = rec.kind == SnapshotKind::Layer && std::fs::read_dir(&dir)?.next().is_none();
+        if empty {
+            empty_seen = true;
+        } else {
+            image_layer.insert(rec.id.clone(), kept);
+            kept += 1;
+        }
+        has_empty_below.insert(rec.id.clone(), empty_seen);
+    }
+    let mut records: Vec<CacheRecord> = Vec::new();
+    let mut index: HashMap<(String, usize), i64> = HashMap::new();
+    for v in journal {
+        for (i, out) in v.outputs.iter().enumerate() {
+            let mut record = CacheRecord {
+                digest: record_digest(&v.key, i).to_string(),
+                ..Default::default()
+            };
+            let links: Vec<Vec<CacheInput>> = v
+                .inputs
+                .iter()
+                .filter_map(|input| index.get(input))
+                .map(|&link| {
+                    vec![CacheInput {
+                        selector: String::new(),
+                        link_index: link,
+                    }]
+                })
+                .collect();
+            if links.len() == v.inputs.len() {
+                record.inputs = links;
+            }
+            // Only results the image's layers make up exactly: a chain with an empty
+            // layer left out of the image would come back one layer short of its history.
+            if let Ref::Snapshot(rec) = out
+                && !v.source
+                && let Some(&layer) = image_layer.get(&rec.id)
+                && has_empty_below.get(&rec.id) == Some(&false)
+            {
+                record.results.push(CacheResult {
+                    layer_index: layer,
+                    created_at: crate::timefmt::rfc3339(rec.created, 0),
+                });
+            }
+            index.insert((v.key.clone(), i), records.len() as i64);
+            records.push(record);
+        }
+    }
+    Ok(encode(&records)?)
+}
+
+fn encode(records: &[CacheRecord]) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_vec(records)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(json))
+}

@@ -1,0 +1,203 @@
+//! `type=local`: a cache in an OCI image layout directory, as buildx writes one for
+//! BuildKit's local cache exporter: blobs under `blobs/sha256/`, the cache manifest named in
+//! `index.json` by its `org.opencontainers.image.ref.name` annotation (the `tag`,
+//! `latest` by default), an entry of the same tag replaced.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use futures_util::future::{BoxFuture, FutureExt as _};
+
+use crate::content::{ContentStore, Digest};
+use crate::registry::manifest::{self, Descriptor, Index};
+
+use super::export::CacheManifest;
+use super::import::BlobSource;
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A manifest larger than this is no cache manifest (registries refuse over 4 MiB).
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
+    /// Writes the cache's blobs (those missing) and names its manifest `tag`. Blocking.
+    pub fn write(
+        &self,
+        cache: &CacheManifest,
+        content: &ContentStore,
+        tag: &str,
+    ) -> anyhow::Result<()> {
+        let blobs_dir = self.dir.join("blobs").join("sha256");
+        std::fs::create_dir_all(&blobs_dir)
+            .with_context(|| format!("creating {}", blobs_dir.display()))?;
+        let layout = self.dir.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        for desc in cache.layers.iter().chain([&cache.config]) {
+            let digest = Digest::parse(&desc.digest)?;
+            let path = self.blob_path(&digest);
+            if path.is_file() {
+                continue;
+            }
+            let tmp = tmp_name(&path);
+            std::fs::copy(content.path(&digest), &tmp)
+                .with_context(|| format!("writing {}", path.display()))?;
+            // Readable by whoever reads the layout, as the other files are.
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        write_atomic(&self.blob_path(&cache.digest), &cache.bytes)?;
+        let mut index = self.read_index()?.unwrap_or(Index {
+            schema_version: 2,
+            media_type: Some(manifest::OCI_INDEX.into()),
+            manifests: Vec::new(),
+        });
+        index
+            .manifests
+            .retain(|m| m.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+        index.manifests.push(Descriptor {
+            media_type: cache.media_type.clone(),
+            digest: cache.digest.to_string(),
+            size: cache.bytes.len() as u64,
+            urls: Vec::new(),
+            annotations: BTreeMap::from([(REF_NAME.to_string(), tag.to_string())]),
+            platform: None,
+        });
+        write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)?;
+        Ok(())
+    }
+
+    fn read_index(&self) -> anyhow::Result<Option<Index>> {
+        let path = self.dir.join("index.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("{} is not an OCI index", path.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The manifest named `tag` (or given by `digest`): its bytes, verified, and media
+    /// type. Blocking.
+    pub fn manifest(
+        &self,
+        tag: &str,
+        digest: Option<&str>,
+    ) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+        let desc = match digest {
+            Some(d) => Descriptor {
+                media_type: String::new(),
+                digest: d.to_string(),
+                size: 0,
+                urls: Vec::new(),
+                annotations: BTreeMap::new(),
+                platform: None,
+            },
+            None => {
+                let Some(index) = self.read_index()? else {
+                    bail!("{} has no index.json", self.dir.display());
+                };
+                index
+                    .manifests
+                    .into_iter()
+                    .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+                    .with_context(|| format!("no cache tagged {tag:?} in {}", self.dir.display()))?
+            }
+        };
+        let digest = Digest::parse(&desc.digest)?;
+        let path = self.blob_path(&digest);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if size > MAX_MANIFEST_SIZE {
+            bail!(
+                "{} is too large for a manifest ({size} bytes)",
+                path.display()
+            );
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if Digest::of(&bytes) != digest {
+            bail!("{} does not match its digest", path.display());
+        }
+        let media_type = Some(desc.media_type).filter(|m| !m.is_empty());
+        Ok((bytes, media_type))
+    }
+}
+
+impl BlobSource for Layout {
+    fn fetch<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        content: &'a ContentStore,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let digest = Digest::parse(&desc.digest)?;
+            if content.exists(&digest) {
+                return Ok(());
+            }
+            let path = self.blob_path(&digest);
+            let (content, what) = (content.clone(), path.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let file = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                content.import(std::io::BufReader::new(file), Some(&digest))?;
+                Ok(())
+            })
+            .await
+            .context("reading a blob")?
+            .with_context(|| format!("{}", what.display()))
+        }
+        .boxed()
+    }
+
+    fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        async move {
+            let (layout, digest) = (
+                Layout {
+                    dir: self.dir.clone(),
+                },
+                digest.to_string(),
+            );
+            tokio::task::spawn_blocking(move || layout.manifest("", Some(&digest)))
+                .await
+                .context("reading a manifest")?
+                .map(|(bytes, _)| bytes)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Written whole and renamed into place, so that a reader never sees half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = tmp_name(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! Build caches that travel (`--cache-to`, `--cache-from`) for the embedded solver, in
+//! BuildKit's format: a cache config (`config`) whose layers are blobs, in an image index or
+//! an image manifest as BuildKit writes them (`export`), in a local OCI layout (`local`) or
+//! a registry (`registry`), and read back lazily (`import`): a layer is brought in only when
+//! a step hits a record whose result needs it.
+//!
+//! A record's digest is the digest of bud's own cache key for the op output (`key@index`):
+//! op bytes without proxy variables, input keys, the content checksums of what the op reads
+//! from the context, image chain IDs. It names nothing of the machine, so a cache made on
+//! one machine hits on another.
+//!
+//! Interop with BuildKit is at the level of the format: BuildKit (dockerd 20.10's v0.8 and
+//! Docker 28.5's) imports bud's manifests, index or image manifest, with or without cache
+//! mount blobs, and bud imports BuildKit's (registry, local, inline, image indexes). Neither
+//! hits the other's records, because the record digests are different functions:
+//! - BuildKit's record digest is `digest("<op digest>@<output>")` of one op alone, its
+//!   inputs being links; bud's covers the whole key (inputs included), links written only
+//!   for the shape.
+//! - BuildKit's op digest is the digest of the Go `encoding/json` of its own structures
+//!   (`{"Type":"buildkit.exec.v0","Exec":<pb.ExecOp with selectors, extra-host IPs and proxy
+//!   env cleared>,"OS":…,"Arch":…}`, `buildkit.file.v0` with per-action JSON), whose field
+//!   set changed between v0.8 and v0.2x; bud's hashes the op's protobuf bytes.
+//! - Sources: BuildKit keys an image by `buildkit.source.v0:<chain ID or config digest>` and
+//!   a context by a record of its source attributes plus, on each op reading it, a link whose
+//!   selector is the digest of the path and whose record is BuildKit's `contenthash` of it
+//!   (a tree checksum of tar-like headers and content); bud's context checksum is its own.
+//!
+//! Reproducing those three exactly, per BuildKit version, is what reading BuildKit's records
+//! would take.
+
+pub mod config;
+pub mod export;
+pub mod import;
+pub mod inline;
+pub mod local;
+pub mod registry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use futures_util::future::{BoxFuture, FutureExt as _};
+
+use crate::cli::CacheOption;
+use crate::content::{ContentStore, Digest};
+use crate::progress::ProgressSink;
+use crate::registry::{Compression, RegistryConfig};
+use crate::solver::{CacheImport, Ref, Snapshots, SolvedVertex};
+
+pub use export::{Mode, Shape};
+use import::ImportedCache;
+
+/// The digest a cache record of output `index` of the op keyed `key` is found under.
+pub fn record_digest(key: &str, index: usize) -> Digest {
+    Digest::of(format!("{key}@{index}").as_bytes())
+}
+
+/// Where a cache goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local {
+        dir: PathBuf,
+        tag: String,
+        /// `--cache-from type=local,digest=…`: this manifest rather than the tag's.
+        digest: Option<String>,
+    },
+    Registry {
+        reference: String,
+    },
+    Inline,
+}
+
+/// One `--cache-to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSpec {
+    pub location: Location,
+    pub mode: Mode,
+    pub shape: Shape,
+    pub ignore_error: bool,
+    /// bud's extension: the contents of cache mounts travel too.
+    pub cache_mounts: bool,
+}
+
+fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, String> {
+    opt.attrs
+        .get(name)
+        .map(|v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" => Ok(true),
+            "false" | "0" | "f" => Ok(false),
+            _ => Err(format!("{name}={v}: not a boolean")),
+        })
+        .transpose()
+}
+
+fn location(opt: &CacheOption, dir_attr: &str) -> Result<Location, String> {
+    match opt.kind.as_str() {
+        "local" => {
+            let dir = opt
+                .attrs
+                .get(dir_attr)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| format!("type=local needs {dir_attr}=DIRECTORY"))?;
+            Ok(Location::Local {
+                dir: PathBuf::from(dir),
+                tag: opt
+                    .attrs
+                    .get("tag")
+                    .cloned()
+                    .unwrap_or_else(|| "latest".into()),
+                digest: opt.attrs.get("digest").cloned(),
+            })
+        }
+        "registry" => Ok(Location::Registry {
+            reference: opt
+                .attrs
+                .get("ref")
+                .filter(|r| !r.is_empty())
+                .cloned()
+                .ok_or("type=registry needs ref=REFERENCE")?,
+        }),
+        "inline" => Ok(Location::Inline),
+        other => Err(format!(
+            "type={other} is not supported by the embedded solver (a BuildKit daemon, with \
+             --addr, has it)"
+        )),
+    }
+}
+
+impl ExportSpec {
+    /// Reads a `--cache-to` as BuildKit reads its attributes (defaults of BuildKit 0.21+,
+    /// which Docker 28 carries: OCI media types and an image manifest).
+    pub fn parse(opt: &CacheOption) -> Result<ExportSpec, String> {
+        let location = location(opt, "dest")?;
+        let mode = match opt.attrs.get("mode").map(String::as_str) {
+            None | Some("min") => Mode::Min,
+            Some("max") => Mode::Max,
+            Some(other) => return Err(format!("mode={other}: not min or max")),
+        };
+        let compression = match opt.attrs.get("compression").map(String::as_str) {
+            None | Some("gzip") => Compression::Gzip,
+            Some("zstd") => Compression::Zstd,
+            Some(other) => {
+                return Err(format!(
+                    "compression={other}: the embedded solver writes gzip or zstd"
+                ));
+            }
+        };
+        let oci = bool_attr(opt, "oci-mediatypes")?.unwrap_or(true);
+        let image_manifest = bool_attr(opt, "image-manifest")?.unwrap_or(oci);
+        if image_manifest && !oci {
+            return Err("image-manifest=true needs oci-mediatypes=true".into());
+        }
+        Ok(ExportSpec {
+            location,
+            mode,
+            shape: Shape {
+                compression,
+                oci,
+                image_manifest,
+            },
+            ignore_error: bool_attr(opt, "ignore-error")?.unwrap_or(false),
+            cache_mounts: bool_attr(opt, "cache-mounts")?.unwrap_or(false),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.location)
+    }
+
+    /// The step's name, as BuildKit names its exporters.
+    pub fn step_name(&self) -> &'static str {
+        match self.location {
+            Location::Local { .. } => "exporting cache to client directory",
+            Location::Registry { .. } => "exporting cache to registry",
+            Location::Inline => "exporting inline cache",
+        }
+    }
+}
+
+fn describe(location: &Location) -> String {
+    match location {
+        Location::Local { dir, .. } => dir.display().to_string(),
+        Location::Registry { reference } => reference.clone(),
+        Location::Inline => "the image (inline)".into(),
+    }
+}
+
+/// One `--cache-from`.
+pub fn import_location(opt: &CacheOption) -> Result<Location, String> {
+    location(opt, "src")
+}
+
+/// The caches of every `--cache-from`, tried in order.
+pub struct Imports(Vec<ImportedCache>);
+
+impl CacheImport for Imports {
+    fn materialize<'a>(
+        &'a self,
+        snapshots: &'a Arc<Snapshots>,
+        key: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Option<Ref>> {
+        async move {
+            for cache in &self.0 {
+                if let Some(hit) = cache.materialize(snapshots, key, index).await {
+                    return Some(hit);
+                }
+            }
+            None
+        }
+        .boxed()
+    }
+
+    fn cache_mount<'a>(
+        &'a self,
+        content: &'a ContentStore,
+        portable_id: &'a str,
+    ) -> BoxFuture<'a, Option<Digest>> {
+        async move {
+            for cache in &self.0 {
+                if let Some(tar) = cache.cache_mount(content, portable_id).await {
+                    return Some(tar);
+                }
+            }
+            None
+        }
+        .boxed()
+    }
+}
+
+/// Reads every `--cache-from`. One that cannot be read shows as a failed "importing cache
+/// manifest" step with a warning, and the build goes on without it, as with BuildKit.
+pub async fn import_all(
+    opts: &[CacheOption],
+    content: &ContentStore,
+    registry: &RegistryConfig,
+    progress: &ProgressSink,
+) -> Option<Arc<dyn CacheImport>> {
+    let mut caches = Vec::new();
+    for (i, opt) in opts.iter().enumerate() {
+        let vertex = format!("bud-cache-import-{i}");
+        let location = import_location(opt);
+        let what = match &location {
+            Ok(l) => describe(l),
+            Err(_) => format!("type={}", opt.kind),
+        };
+        progress.started(&vertex, &format!("importing cache manifest from {what}"));
+        let loaded = match location {
+            Ok(l) => load(&l, content, registry, progress).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        };
+        match loaded {
+            Ok(cache) => {
+                progress.completed(&vertex, None);
+                caches.push(cache);
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                progress.completed(&vertex, Some(message.clone()));
+                progress.warning(
+                    None,
+                    format!(
+                        "--cache-from {what}: not imported, the build goes on without it: {message}"
+                    ),
+                );
+            }
+        }
+    }
+    if caches.is_empty() {
+        None
+    } else {
+        Some(Arc::new(Imports(caches)))
+    }
+}
+
+async fn load(
+    location: &Location,
+    content: &ContentStore,
+    registry: &RegistryConfig,
+    progress: &ProgressSink,
+) -> anyhow::Result<ImportedCache> {
+    match location {
+        Location::Local { dir, tag, digest } => {
+            let layout = Arc::new(local::Layout { dir: dir.clone() });
+            let (bytes, media_type) = {
+                let (layout, tag, digest) = (layout.clone(), tag.clone(), digest.clone());
+                tokio::task::spawn_blocking(move || layout.manifest(&tag, digest.as_deref()))
+                    .await
+                    .context("reading the cache")??
+            };
+            ImportedCache::load(
+                &bytes,
+                media_type.as_deref(),
+                layout,
+                content,
+                progress.clone(),
+            )
+            .await
+        }
+        Location::Registry { reference } => {
+            let repo = Arc::new(registry::Repository::connect(registry, reference).await?);
+            let (bytes, media_type) = repo.manifest().await?;
+            ImportedCache::load(
+                &bytes,
+                media_type.as_deref(),
+                repo,
+                content,
+                progress.clone(),
+            )
+            .await
+        }
+        Location::Inline => {
+            bail!("type=inline is for --cache-to; import the image by its reference")
+        }
+    }
+}
+
+/// Writes one `--cache-to` of a build whose result is `result`. Blocking parts run off the
+/// async threads.
+pub async fn export_one(
+    spec: &ExportSpec,
+    journal: Vec<SolvedVertex>,
+    cache_mounts: Vec<(String, PathBuf)>,
+    result: Ref,
+    snapshots: Arc<Snapshots>,
+    content: &ContentStore,
+    registry: &RegistryConfig,
+) -> anyhow::Result<()> {
+    if spec.location == Location::Inline {
+        return Ok(());
+    }
+    let (mode, shape) = (spec.mode, spec.shape);
+    let collected = {
+        let content = content.clone();
+        tokio::task::spawn_blocking(move || {
+            export::collect(
+                &journal,
+                &result,
+                mode,
+                shape,
+                &snapshots,
+                &content,
+                &cache_mounts,
+            )
+        })
+        .await
+        .context("collecting the cache")??
+    };
+    match &spec.location {
+        Location::Local { dir, tag, .. } => {
+            let layout = local::Layout { dir: dir.clone() };
+            let (content, tag) = (content.clone(), tag.clone());
+            tokio::task::spawn_blocking(move || layout.write(&collected, &content, &tag))
+                .await
+                .context("writing the cache")?
+        }
+        Location::Registry { reference } => {
+            let repo = registry::Repository::connect(registry, reference).await?;
+            repo.push(&collected, content).await
+        }
+        // Already in the image config.
+        Location::Inline => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt(kind: &str, attrs: &[(&str, &str)]) -> CacheOption {
+        CacheOption {
+            kind: kind.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn export_attributes_as_buildkit_reads_them() {
+        let s = ExportSpec::parse(&opt("local", &[("dest", "/c")])).unwrap();
+        assert_eq!(s.mode, Mode::Min);
+        assert!(s.shape.oci && s.shape.image_manifest && !s.ignore_error);
+        assert_eq!(
+            s.location,
+            Location::Local {
+                dir: "/c".into(),
+                tag: "latest".into(),
+                digest: None
+            }
+        );
+        let s = ExportSpec::parse(&opt(
+            "registry",
+            &[
+                ("ref", "r/a:c"),
+                ("mode", "max"),
+                ("oci-mediatypes", "false"),
+            ],
+        ))
+        .unwrap();
+        assert!(s.mode == Mode::Max && !s.shape.oci && !s.shape.image_manifest);
+        assert!(ExportSpec::parse(&opt("local", &[])).is_err());
+        assert!(ExportSpec::parse(&opt("local", &[("dest", "/c"), ("mode", "all")])).is_err());
+        assert!(
+            ExportSpec::parse(&opt(
+                "registry",
+                &[
+                    ("ref", "r"),
+                    ("oci-mediatypes", "false"),
+                    ("image-manifest", "true")
+                ]
+            ))
+            .is_err()
+        );
+        assert!(ExportSpec::parse(&opt("gha", &[])).is_err());
+    }
+
+    #[test]
+    fn record_digests_name_key_and_output() {
+        assert_ne!(record_digest("sha256:a", 0), record_digest("sha256:a", 1));
+        assert_eq!(record_digest("k", 0), Digest::of(b"k@0"));
+    }
+}
