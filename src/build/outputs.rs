@@ -23,14 +23,44 @@ impl Dest {
     }
 }
 
+/// What an image export asks of the image itself, beyond where it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageAttrs {
+    /// `rewrite-timestamp=true`: the mtimes in the build's own layers clamped to
+    /// SOURCE_DATE_EPOCH, as BuildKit does (base image layers untouched).
+    pub rewrite_timestamp: bool,
+}
+
+impl ImageAttrs {
+    fn of(o: &Output) -> Self {
+        ImageAttrs {
+            rewrite_timestamp: o
+                .attrs
+                .get("rewrite-timestamp")
+                .is_some_and(|v| v == "true"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Export {
     /// Into the local Docker daemon, tagged with every name.
-    DockerLoad { names: Vec<String> },
+    DockerLoad {
+        names: Vec<String>,
+        image: ImageAttrs,
+    },
     /// A `docker load` tarball.
-    DockerArchive { dest: Dest, names: Vec<String> },
+    DockerArchive {
+        dest: Dest,
+        names: Vec<String>,
+        image: ImageAttrs,
+    },
     /// An OCI image layout tarball.
-    OciArchive { dest: Dest, names: Vec<String> },
+    OciArchive {
+        dest: Dest,
+        names: Vec<String>,
+        image: ImageAttrs,
+    },
     /// The result's filesystem as a tarball.
     Tar { dest: Dest },
     /// The result's filesystem into a directory.
@@ -40,7 +70,21 @@ pub enum Export {
         names: Vec<String>,
         zstd: bool,
         oci_media_types: bool,
+        image: ImageAttrs,
     },
+}
+
+impl Export {
+    /// What the export asks of the image; `None` for exports of a filesystem.
+    pub fn image_attrs(&self) -> Option<&ImageAttrs> {
+        match self {
+            Export::DockerLoad { image, .. }
+            | Export::DockerArchive { image, .. }
+            | Export::OciArchive { image, .. }
+            | Export::Push { image, .. } => Some(image),
+            Export::Tar { .. } | Export::Local { .. } => None,
+        }
+    }
 }
 
 /// The exports of a build; empty means the result stays in the cache only.
@@ -57,7 +101,18 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
             names: opts.tags.clone(),
             zstd: false,
             oci_media_types: false,
+            image: ImageAttrs::default(),
         });
+    }
+    let rewrites = exports
+        .iter()
+        .filter_map(Export::image_attrs)
+        .any(|a| a.rewrite_timestamp);
+    if rewrites && super::dockerfile::source_date_epoch(opts)?.is_none() {
+        bail!(
+            "rewrite-timestamp=true needs SOURCE_DATE_EPOCH: set it in the environment or \
+             with --build-arg SOURCE_DATE_EPOCH=SECONDS"
+        );
     }
     let loads = exports
         .iter()
@@ -67,6 +122,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     if !loads && (opts.load || opts.outputs.is_empty() && !opts.push) {
         exports.push(Export::DockerLoad {
             names: opts.tags.clone(),
+            image: ImageAttrs::default(),
         });
     }
     Ok(exports)
@@ -80,6 +136,7 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
     let dest = o.dest().map(Dest::parse);
     let zstd = o.attrs.get("compression").is_some_and(|c| c == "zstd");
     let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
+    let image = ImageAttrs::of(o);
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),
@@ -88,12 +145,12 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
             dest: dest.unwrap_or(Dest::Stdout),
         },
         OutputKind::Oci => match dest {
-            Some(dest) => Export::OciArchive { dest, names },
+            Some(dest) => Export::OciArchive { dest, names, image },
             None => bail!("type=oci needs dest=FILE (or dest=- for stdout)"),
         },
         OutputKind::Docker => match dest {
-            Some(dest) => Export::DockerArchive { dest, names },
-            None => Export::DockerLoad { names },
+            Some(dest) => Export::DockerArchive { dest, names, image },
+            None => Export::DockerLoad { names, image },
         },
         OutputKind::Image | OutputKind::Registry if o.pushes() => {
             if names.is_empty() {
@@ -106,9 +163,10 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
                 names,
                 zstd,
                 oci_media_types,
+                image,
             }
         }
-        OutputKind::Image | OutputKind::Registry => Export::DockerLoad { names },
+        OutputKind::Image | OutputKind::Registry => Export::DockerLoad { names, image },
         OutputKind::CacheOnly => bail!("type=cacheonly is not supported yet"),
     })
 }
@@ -132,12 +190,16 @@ mod tests {
         assert_eq!(
             plan_for("-t a:1 .").unwrap(),
             [Export::DockerLoad {
-                names: vec!["a:1".into()]
+                names: vec!["a:1".into()],
+                image: ImageAttrs::default(),
             }]
         );
         assert_eq!(
             plan_for(".").unwrap(),
-            [Export::DockerLoad { names: vec![] }]
+            [Export::DockerLoad {
+                names: vec![],
+                image: ImageAttrs::default(),
+            }]
         );
         assert_eq!(
             plan_for("-o out .").unwrap(),

@@ -132,9 +132,19 @@ fn check_syntax(inputs: &BuildInputs) -> anyhow::Result<()> {
 
 fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
     Ok(match e {
-        Export::DockerLoad { names } => Exporter::Moby {
-            names: names.clone(),
-        },
+        Export::DockerLoad { names, image } => {
+            // The daemon's `moby` exporter (dockerd 20.10's, and 28.5's with its own image
+            // store) does not rewrite timestamps: asking would be ignored there.
+            if image.rewrite_timestamp {
+                bail!(
+                    "with --addr, rewrite-timestamp=true is not supported: the daemon's image \
+                     exporter would ignore it; build with the embedded solver"
+                );
+            }
+            Exporter::Moby {
+                names: names.clone(),
+            }
+        }
         Export::Local { dest } => Exporter::Local { dest: dest.clone() },
         Export::Tar {
             dest: Dest::File(dest),

@@ -71,7 +71,7 @@ pub(super) async fn export_one(
         _ => bail!("internal error: the image's layers were not stored"),
     };
     match e {
-        Export::DockerLoad { names } => {
+        Export::DockerLoad { names, .. } => {
             let docker = match docker {
                 Ok(docker) => docker,
                 Err(why) => bail!(
@@ -120,11 +120,11 @@ pub(super) async fn export_one(
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());
         }
-        Export::DockerArchive { dest, names } => {
+        Export::DockerArchive { dest, names, .. } => {
             export::docker_archive(need()?, dest, names)?;
             report.names.extend(names.iter().cloned());
         }
-        Export::OciArchive { dest, names } => {
+        Export::OciArchive { dest, names, .. } => {
             let digest = export::oci_archive(need()?, dest, names)?;
             report.manifest_digest = Some(digest.to_string());
         }
@@ -140,6 +140,7 @@ pub(super) async fn export_one(
             names,
             zstd,
             oci_media_types,
+            ..
         } => {
             let built = need()?;
             let mut push = PushOptions::new(content.clone());

@@ -195,6 +195,7 @@ impl OutputKind {
             "store",
             "dangling-name-prefix",
             "name-canonical",
+            "rewrite-timestamp",
         ];
         match self {
             OutputKind::Docker | OutputKind::Oci => &[
@@ -206,6 +207,7 @@ impl OutputKind {
                 "force-compression",
                 "oci-mediatypes",
                 "context",
+                "rewrite-timestamp",
             ],
             OutputKind::Image | OutputKind::Registry => IMAGE,
             OutputKind::Tar | OutputKind::Local => &["dest", "platform-split"],
@@ -283,6 +285,7 @@ impl Output {
             "unpack",
             "store",
             "force-compression",
+            "rewrite-timestamp",
         ] {
             if let Some(v) = attrs.get(key) {
                 parse_bool(v).map_err(|_| format!("{key}={v:?}: expected true or false"))?;

@@ -15,6 +15,8 @@ pub enum ConvertError {
     NoStages,
     #[error("target stage {0:?} could not be found")]
     TargetNotFound(String),
+    #[error("invalid SOURCE_DATE_EPOCH: {0}")]
+    SourceDateEpoch(String),
     /// A problem with the instruction on `line` (1-based).
     #[error("line {line}: {kind}")]
     At { line: usize, kind: ConvertErrorKind },

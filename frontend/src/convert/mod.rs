@@ -14,6 +14,7 @@ mod args;
 mod copy;
 mod dispatch;
 mod env;
+pub mod epoch;
 mod error;
 mod gofmt;
 mod image;
@@ -172,6 +173,7 @@ pub fn convert(
     if file.stages.is_empty() {
         return Err(ConvertError::NoStages);
     }
+    let epoch = epoch::from_build_args(&opts.build_args)?;
     let lexer = Lexer::new(parsed.directives.escape);
     let platforms = args::Platforms::new(opts);
     let target_name = opts
@@ -214,6 +216,10 @@ pub fn convert(
                 .image
                 .set_top("variant", Value::from(tp.variant.clone()));
         }
+    }
+
+    if let Some(secs) = epoch {
+        stage.image.stamp_created(&epoch::rfc3339(secs));
     }
 
     let mut consumed: BTreeSet<String> = meta.declared.clone();
