@@ -321,3 +321,191 @@ fn history_and_created_match_docker_28_with_source_date_epoch() {
     assert_eq!(ours["created"], theirs["created"]);
     assert_eq!(ours["history"], theirs["history"]);
 }
+
+const ANNOTATED_DOCKERFILE: &str = "FROM bud-test/busybox:latest\nRUN echo annotated > /a\n";
+
+fn annotated_context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), ANNOTATED_DOCKERFILE).unwrap();
+    ctx
+}
+
+fn string_map(value: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+#[test]
+fn annotations_are_written_into_the_pushed_manifest_and_the_oci_layout() {
+    if !ready() {
+        return;
+    }
+    let repo = unique_repo("annotated");
+    let ctx = annotated_context();
+    let root = tempfile::tempdir().unwrap();
+    let platform = format!("linux/{}", host_arch());
+    let flags = [
+        "--annotation",
+        "org.opencontainers.image.title=from a flag",
+        "--annotation",
+        &format!("manifest[{platform}]:org.example.platform=mine"),
+        "--annotation",
+        "manifest:org.example.override=flag",
+    ];
+    let mut args: Vec<&str> = flags.to_vec();
+    let push = format!(
+        "type=image,name={OPEN_REGISTRY}/{repo}:1,push=true,\
+         annotation.org.example.attr=attr value,\
+         annotation-manifest.org.example.override=attr"
+    );
+    args.extend(["-o", &push, ctx.path().to_str().unwrap()]);
+    ok(&bud_with_umask("022", root.path(), &args, &[]));
+    let (_, manifest, _) = pushed(&repo, "1");
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("org.opencontainers.image.title", "from a flag"),
+        ("org.example.platform", "mine"),
+        ("org.example.attr", "attr value"),
+        // buildx sets the flags over the output's own attributes.
+        ("org.example.override", "flag"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(string_map(&manifest["annotations"]), expected, "{manifest}");
+
+    // An OCI layout holds the descriptor too: manifest-descriptor annotations go there.
+    let out = tempfile::tempdir().unwrap();
+    let oci = out.path().join("image.tar");
+    let mut args: Vec<&str> = flags.to_vec();
+    let dest = format!(
+        "type=oci,dest={},annotation-manifest-descriptor.org.example.desc=on the descriptor",
+        oci.display()
+    );
+    args.extend(["-o", &dest, ctx.path().to_str().unwrap()]);
+    ok(&bud_with_umask("022", root.path(), &args, &[]));
+    let mut archive = tar::Archive::new(std::fs::File::open(&oci).unwrap());
+    let mut blobs = std::collections::HashMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+    let descriptor = &index["manifests"][0];
+    assert_eq!(
+        descriptor["annotations"]["org.example.desc"], "on the descriptor",
+        "{index}"
+    );
+    let digest = descriptor["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &blobs[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))],
+    )
+    .unwrap();
+    let mut from_flags = expected;
+    from_flags.remove("org.example.attr");
+    assert_eq!(
+        string_map(&manifest["annotations"]),
+        from_flags,
+        "{manifest}"
+    );
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
+/// Annotations that would have nowhere to go are refused before the build, never dropped.
+/// Docker 28.5 refuses index annotations on a single-platform image the same way (its `docker`
+/// driver's image exporter drops manifest annotations, which bud does not follow).
+#[test]
+fn annotations_with_nowhere_to_go_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = annotated_context();
+    let ctx_path = ctx.path().to_str().unwrap();
+    let oci = format!("type=oci,dest={}", ctx.path().join("o.tar").display());
+    let push = format!("type=image,name={OPEN_REGISTRY}/bud-test/never:1,push=true");
+    for (args, says) in [
+        (
+            vec!["--annotation", "index:k=v", "-o", &oci],
+            "bud writes no image index",
+        ),
+        (
+            vec!["--annotation", "index-descriptor:k=v", "-o", &push],
+            "bud writes no image index",
+        ),
+        (
+            vec!["--annotation", "manifest-descriptor:k=v", "-o", &push],
+            "a pushed single-platform image has no index",
+        ),
+        (
+            vec!["--annotation", "manifest[linux/s390x]:k=v", "-o", &oci],
+            "is for platform linux/s390x",
+        ),
+        (
+            vec!["--annotation", "k=v", "-t", "bud-test/annotated:never"],
+            "not written to Docker",
+        ),
+        (
+            vec!["--annotation", "k=v", "-o", "type=local,dest=/tmp/never"],
+            "annotations go to image outputs only",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.push(ctx_path);
+        let out = bud_with_umask("022", root.path(), &all, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(says),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(
+            !stderr_of(&out).contains("RUN echo"),
+            "refused before the build: {}",
+            stderr_of(&out)
+        );
+    }
+    for (bad, says) in [
+        ("--annotation=novalue", "expected key=value"),
+        (
+            "--annotation=bogus:k=v",
+            "unknown annotation type \"bogus\"",
+        ),
+    ] {
+        let out = bud_with_umask("022", root.path(), &[bad, ctx_path], &[]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(says), "{bad}: {}", stderr_of(&out));
+    }
+    let out = bud_with_umask(
+        "022",
+        root.path(),
+        &["-o", &format!("{oci},annotation-nope.k=v"), ctx_path],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("unrecognized annotation type nope"));
+
+    if !require_base_image() {
+        return;
+    }
+    let Some(d28) = require_docker28() else {
+        return;
+    };
+    let out = d28
+        .command()
+        .args(["build", "--provenance=false", "--annotation", "index:k=v"])
+        .args(["-o", &push])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("index annotations not supported for single platform export"),
+        "{}",
+        stderr_of(&out)
+    );
+}

@@ -75,6 +75,11 @@ pub(super) fn source_date_epoch(opts: &BuildOptions) -> anyhow::Result<Option<i6
     ))?)
 }
 
+/// The platform of the image the build makes: `--platform`, or the host's.
+pub(super) fn built_platform(opts: &BuildOptions) -> anyhow::Result<convert::Platform> {
+    Ok(target_platform(opts)?.unwrap_or_else(convert::Platform::host))
+}
+
 /// The embedded solver builds for the machine it runs on; `--platform` may name it.
 fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
     let Some(requested) = opts.platforms.first() else {

@@ -11,6 +11,7 @@ use bud_frontend::image::{History, Image};
 
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
+use crate::exporter::annotations::ImageAnnotations;
 use crate::exporter::{self, Layer, LayerTar, LoadLayer};
 use crate::solver::{Ref, Snapshots};
 
@@ -291,14 +292,25 @@ pub fn docker_archive(built: &BuiltImage, dest: &Dest, names: &[String]) -> anyh
 }
 
 /// Returns the manifest digest.
-pub fn oci_archive(built: &BuiltImage, dest: &Dest, names: &[String]) -> anyhow::Result<Digest> {
+pub fn oci_archive(
+    built: &BuiltImage,
+    dest: &Dest,
+    names: &[String],
+    annotations: &ImageAnnotations,
+) -> anyhow::Result<Digest> {
     let out = open_dest(dest)?;
     Ok(exporter::oci_layout::write(
         out,
         &built.image,
         &built.layers,
         names,
+        annotations,
     )?)
+}
+
+/// The platform `image` says it is for.
+pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
+    bud_frontend::convert::Platform::new(&image.os, &image.architecture, &image.variant)
 }
 
 /// The merged filesystem of the result as a tarball, in path order, owners and modes kept.

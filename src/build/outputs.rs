@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use crate::cli::{BuildOptions, Output, OutputKind};
+use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
@@ -29,16 +30,34 @@ pub struct ImageAttrs {
     /// `rewrite-timestamp=true`: the mtimes in the build's own layers clamped to
     /// SOURCE_DATE_EPOCH, as BuildKit does (base image layers untouched).
     pub rewrite_timestamp: bool,
+    /// The output's `annotation…` attributes and the `--annotation` flags.
+    pub annotations: Annotations,
 }
 
 impl ImageAttrs {
-    fn of(o: &Output) -> Self {
-        ImageAttrs {
+    fn of(o: &Output, flags: &[Annotation]) -> anyhow::Result<Self> {
+        Ok(ImageAttrs {
             rewrite_timestamp: o
                 .attrs
                 .get("rewrite-timestamp")
                 .is_some_and(|v| v == "true"),
+            annotations: Annotations::of_output(&o.attrs, flags).map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    fn of_flags(flags: &[Annotation]) -> Self {
+        ImageAttrs {
+            annotations: Annotations(flags.to_vec()),
+            ..Default::default()
         }
+    }
+
+    /// The annotations of the image built for `platform`, checked to have somewhere to go.
+    pub fn annotations_for(
+        &self,
+        platform: &bud_frontend::convert::Platform,
+    ) -> anyhow::Result<ImageAnnotations> {
+        Ok(self.annotations.for_image(platform)?)
     }
 }
 
@@ -91,7 +110,7 @@ impl Export {
 pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     let mut exports = Vec::new();
     for o in &opts.outputs {
-        exports.push(from_output(o, &opts.tags)?);
+        exports.push(from_output(o, &opts.tags, &opts.annotations)?);
     }
     if opts.push && !exports.iter().any(|e| matches!(e, Export::Push { .. })) {
         if opts.tags.is_empty() {
@@ -101,7 +120,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
             names: opts.tags.clone(),
             zstd: false,
             oci_media_types: false,
-            image: ImageAttrs::default(),
+            image: ImageAttrs::of_flags(&opts.annotations),
         });
     }
     let rewrites = exports
@@ -122,13 +141,49 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     if !loads && (opts.load || opts.outputs.is_empty() && !opts.push) {
         exports.push(Export::DockerLoad {
             names: opts.tags.clone(),
-            image: ImageAttrs::default(),
+            image: ImageAttrs::of_flags(&opts.annotations),
         });
     }
+    check_annotations(opts, &exports)?;
     Ok(exports)
 }
 
-fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
+/// Every annotation asked for has a place in every export it is given to, before the build
+/// runs: none is dropped.
+fn check_annotations(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<()> {
+    let platform = super::dockerfile::built_platform(opts)?;
+    for e in exports {
+        let Some(attrs) = e.image_attrs() else {
+            if !opts.annotations.is_empty() {
+                bail!(
+                    "--annotation: a type=local or type=tar output is files, not an image; \
+                     annotations go to image outputs only (type=image, registry or oci)"
+                );
+            }
+            continue;
+        };
+        if attrs.annotations.is_empty() {
+            continue;
+        }
+        if matches!(e, Export::DockerLoad { .. } | Export::DockerArchive { .. }) {
+            bail!(
+                "annotations are not written to Docker or to type=docker archives yet (neither \
+                 keeps the image manifest): push the image, or use -o type=oci"
+            );
+        }
+        let resolved = attrs.annotations_for(&platform)?;
+        if matches!(e, Export::Push { .. }) && !resolved.manifest_descriptor.is_empty() {
+            bail!(
+                "manifest-descriptor annotations go on an image index's entry for the \
+                 manifest, and a pushed single-platform image has no index: use manifest \
+                 annotations, or -o type=oci (its index.json holds the descriptor)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Result<Export> {
     let names = match o.attrs.get("name") {
         Some(n) => n.split(',').map(str::to_string).collect(),
         None => tags.to_vec(),
@@ -136,7 +191,7 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
     let dest = o.dest().map(Dest::parse);
     let zstd = o.attrs.get("compression").is_some_and(|c| c == "zstd");
     let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
-    let image = ImageAttrs::of(o);
+    let image = ImageAttrs::of(o, flags)?;
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),

@@ -124,8 +124,10 @@ pub(super) async fn export_one(
             export::docker_archive(need()?, dest, names)?;
             report.names.extend(names.iter().cloned());
         }
-        Export::OciArchive { dest, names, .. } => {
-            let digest = export::oci_archive(need()?, dest, names)?;
+        Export::OciArchive { dest, names, image } => {
+            let built = need()?;
+            let annotations = image.annotations_for(&export::platform_of(&built.image))?;
+            let digest = export::oci_archive(built, dest, names, &annotations)?;
             report.manifest_digest = Some(digest.to_string());
         }
         Export::Tar { dest } => {
@@ -140,11 +142,16 @@ pub(super) async fn export_one(
             names,
             zstd,
             oci_media_types,
-            ..
+            image,
         } => {
             let built = need()?;
             let mut push = PushOptions::new(content.clone());
             push.registry = registry.clone();
+            // A single image is pushed as its manifest alone; descriptor annotations, which
+            // would go on an index's entry for it, were refused before the build.
+            push.manifest_annotations = image
+                .annotations_for(&export::platform_of(&built.image))?
+                .manifest;
             if *zstd {
                 push.compression = Compression::Zstd;
             }

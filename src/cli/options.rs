@@ -266,9 +266,11 @@ impl Output {
             .find(|(n, _)| *n == kind_name)
             .map(|(_, k)| *k)
             .ok_or_else(|| format!("unknown output type {kind_name:?}; {}", Self::FORMS))?;
-        for key in attrs.keys() {
-            let annotation = kind.takes_annotations() && key.starts_with("annotation");
-            if !annotation && !kind.accepted_attrs().contains(&key.as_str()) {
+        for (key, value) in &attrs {
+            let annotation = crate::exporter::annotations::is_annotation_attr(key);
+            if annotation && kind.takes_annotations() {
+                crate::exporter::annotations::parse_attr(key, value)?;
+            } else if !kind.accepted_attrs().contains(&key.as_str()) {
                 return Err(format!(
                     "unknown attribute {key:?} for type={kind_name}; accepted: {}",
                     kind.accepted_attrs().join(", ")
