@@ -509,3 +509,150 @@ fn annotations_with_nowhere_to_go_are_refused() {
         stderr_of(&out)
     );
 }
+
+fn dockerfile_context(text: &str) -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), text).unwrap();
+    ctx
+}
+
+fn bud_tar(root: &Path, ctx: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["-o", "type=tar,dest=/dev/null"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    bud_with_umask("022", root, &args, &[])
+}
+
+const FOREIGN: &str = "127.0.0.1:5000/bud-test/no-such-frontend:1";
+
+#[test]
+fn another_frontend_image_is_refused_by_the_embedded_solver_and_handed_to_buildkit_with_addr() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = dockerfile_context(&format!(
+        "# syntax={FOREIGN}\nFROM bud-test/busybox:latest\nRUN true\n"
+    ));
+    let out = bud_tar(root.path(), ctx.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "line 1: `# syntax={FOREIGN}` names a frontend image"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("build with --addr"), "{err}");
+
+    // BUILDKIT_SYNTAX comes before the directive, as in BuildKit.
+    let own = dockerfile_context("# syntax=docker/dockerfile:1\nFROM bud-test/busybox:latest\n");
+    let arg = format!("BUILDKIT_SYNTAX={FOREIGN}");
+    let out = bud_tar(root.path(), own.path(), &["--build-arg", &arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("BUILDKIT_SYNTAX={FOREIGN} names a frontend image")),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // With a BuildKit daemon, the image is its frontend: the daemon resolves it as the
+    // gateway frontend's source (and, the image being absent, fails on that).
+    if !require_docker() {
+        return;
+    }
+    let out = bud_tar(root.path(), ctx.path(), &["--addr", "docker://"]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("frontend gateway.v0") && err.contains(FOREIGN),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_dockerfile_1_syntaxes_are_bud_s_own_frontend() {
+    if !(require_base_image() && require_runc()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let digest = "sha256:e2a8561e419ab1ba6b2fe6cbdf49fd92b95912df1cf7d313c3e2230a333fdbcc";
+    for syntax in [
+        "docker/dockerfile:1".to_owned(),
+        format!("docker/dockerfile:1.19@{digest}"),
+        "docker.io/docker/dockerfile-upstream:1.7-labs".to_owned(),
+    ] {
+        // No registry is asked: there is no docker/dockerfile image to be had here.
+        let ctx = dockerfile_context(&format!(
+            "# syntax={syntax}\nFROM bud-test/busybox:latest\nRUN echo {syntax} > /syntax\n"
+        ));
+        ok(&bud_tar(root.path(), ctx.path(), &[]));
+    }
+    let ctx = dockerfile_context("FROM bud-test/busybox:latest\nRUN --security=insecure true\n");
+    ok(&bud_tar(
+        root.path(),
+        ctx.path(),
+        &[
+            "--allow",
+            "security.insecure",
+            "--build-arg",
+            "BUILDKIT_SYNTAX=docker/dockerfile:1-labs",
+        ],
+    ));
+}
+
+/// The flags only BuildKit's labs frontend has are unknown without a labs syntax, as with
+/// Docker 28.5's built-in frontend; `RUN --device`, labs only too, bud refuses either way.
+#[test]
+fn labs_flags_need_a_labs_syntax_and_run_device_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "RUN --security=insecure true",
+            "line 2: unknown flag: --security",
+        ),
+        ("COPY --parents f /x/", "line 2: unknown flag: --parents"),
+        (
+            "RUN --device=/dev/null true",
+            "line 2: device feature is only supported in Dockerfile frontend 1.14.0-labs",
+        ),
+    ];
+    let d28 = if require_base_image() {
+        require_docker28()
+    } else {
+        None
+    };
+    for (line, says) in cases {
+        let ctx = dockerfile_context(&format!("FROM bud-test/busybox:latest\n{line}\n"));
+        std::fs::write(ctx.path().join("f"), "f").unwrap();
+        let out = bud_tar(root.path(), ctx.path(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{line}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(says),
+            "{line}: {}",
+            stderr_of(&out)
+        );
+        if let Some(d28) = &d28 {
+            let theirs = d28
+                .command()
+                .args(["build", "-o", "type=tar,dest=/dev/null"])
+                .arg(ctx.path())
+                .output()
+                .unwrap();
+            assert!(!theirs.status.success(), "{line}");
+            let reference = says.trim_start_matches("line 2: ");
+            assert!(
+                stderr_of(&theirs).contains(reference),
+                "{line}: {}",
+                stderr_of(&theirs)
+            );
+        }
+    }
+    let ctx = dockerfile_context(
+        "# syntax=docker/dockerfile:1-labs\nFROM bud-test/busybox:latest\nRUN --device=/dev/kvm true\n",
+    );
+    let out = bud_tar(root.path(), ctx.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("line 3: RUN --device is not supported by bud yet"),
+        "{}",
+        stderr_of(&out)
+    );
+}

@@ -13,3 +13,4 @@ pub mod llb;
 pub mod parser;
 pub mod reference;
 pub mod shell;
+pub mod syntax;

@@ -7,6 +7,7 @@ pub mod dump_llb;
 mod embedded;
 pub mod export;
 mod failure;
+mod forward;
 mod images;
 pub mod inputs;
 pub mod outputs;

@@ -38,7 +38,7 @@ pub(super) async fn build(
     };
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
-    check_syntax(inputs)?;
+    let foreign = check_syntax(inputs, opts)?;
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
@@ -72,7 +72,15 @@ pub(super) async fn build(
             })
         }) as BoxFuture<'_, Result<Graph, GraphError>>
     });
-    let mut req = SolveRequest::deferred(make, exporter.clone());
+    let mut req = match &foreign {
+        // Another frontend: the daemon runs it, as buildx has it run.
+        Some(f) => SolveRequest::frontend(
+            "gateway.v0",
+            super::forward::frontend_attrs(f, opts)?,
+            exporter.clone(),
+        ),
+        None => SolveRequest::deferred(make, exporter.clone()),
+    };
     req.session_id = session_id;
     req.local_dirs = SolveRequest::context_dirs(
         &inputs.context_dir,
@@ -122,12 +130,29 @@ pub(super) async fn build(
     Ok(report)
 }
 
-fn check_syntax(inputs: &BuildInputs) -> anyhow::Result<()> {
+/// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the
+/// Dockerfile's syntax and flags, checked before any daemon is involved.
+fn check_syntax(
+    inputs: &BuildInputs,
+    opts: &BuildOptions,
+) -> anyhow::Result<Option<bud_frontend::syntax::ForeignFrontend>> {
     let name = &inputs.dockerfile_name;
     let parsed = bud_frontend::parser::parse(&inputs.dockerfile)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok(())
+    let build_args = super::dockerfile::build_arg_values(&opts.build_args);
+    let syntax = bud_frontend::syntax::resolve(
+        &parsed.directives,
+        parsed.directives.syntax_line,
+        &build_args,
+    );
+    if let bud_frontend::syntax::Syntax::Foreign(f) = syntax {
+        return Ok(Some(f));
+    }
+    let file =
+        bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    bud_frontend::convert::check_syntax(&parsed.directives, &file, &build_args)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok(None)
 }
 
 fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
