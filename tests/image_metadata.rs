@@ -656,3 +656,172 @@ fn labs_flags_need_a_labs_syntax_and_run_device_is_refused() {
         stderr_of(&out)
     );
 }
+
+/// Each layer blob decompressed as its media type says, and hashed: the diff IDs.
+fn decompressed_digest(media_type: &str, blob: &[u8]) -> String {
+    let mut tar = Vec::new();
+    if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
+        flate2::read::MultiGzDecoder::new(blob)
+            .read_to_end(&mut tar)
+            .unwrap();
+    } else if media_type.ends_with("+zstd") {
+        tar = zstd::decode_all(blob).unwrap();
+    } else {
+        assert!(
+            media_type.ends_with(".tar") || media_type.ends_with("diff.tar"),
+            "{media_type}"
+        );
+        tar = blob.to_vec();
+    }
+    format!("sha256:{}", sha256_hex(&tar))
+}
+
+#[test]
+fn compression_is_what_the_pushed_and_written_blobs_are() {
+    if !ready() {
+        return;
+    }
+    let repo = unique_repo("compressed");
+    let ctx = annotated_context();
+    let root = tempfile::tempdir().unwrap();
+    for (tag, attrs, manifest_type, layer_type) in [
+        (
+            "zstd",
+            "compression=zstd,oci-mediatypes=true,force-compression=true",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (
+            "uncompressed-docker",
+            "compression=uncompressed",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.image.rootfs.diff.tar",
+        ),
+        (
+            "uncompressed-oci",
+            "compression=uncompressed,oci-mediatypes=true",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+        (
+            "gzip",
+            "compression=gzip,force-compression=false",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ),
+    ] {
+        let output = format!("type=registry,name={OPEN_REGISTRY}/{repo}:{tag},{attrs}");
+        ok(&bud_with_umask(
+            "022",
+            root.path(),
+            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[],
+        ));
+        let (_, manifest, config) = pushed(&repo, tag);
+        assert_eq!(manifest["mediaType"], manifest_type, "{tag}: {manifest}");
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), diff_ids.len());
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            assert_eq!(layer["mediaType"], layer_type, "{tag}: {manifest}");
+            let blob = registry_get(&format!(
+                "{repo}/blobs/{}",
+                layer["digest"].as_str().unwrap()
+            ));
+            assert_eq!(
+                decompressed_digest(layer_type, &blob),
+                diff_id.as_str().unwrap(),
+                "{tag}"
+            );
+        }
+    }
+
+    // An OCI layout's layers are compressed as asked, and read back to the diff IDs.
+    let out = tempfile::tempdir().unwrap();
+    for (compression, layer_type) in [
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("uncompressed", "application/vnd.oci.image.layer.v1.tar"),
+    ] {
+        let oci = out.path().join(format!("{compression}.tar"));
+        let output = format!("type=oci,dest={},compression={compression}", oci.display());
+        ok(&bud_with_umask(
+            "022",
+            root.path(),
+            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[],
+        ));
+        let mut blobs = std::collections::HashMap::new();
+        let mut archive = tar::Archive::new(std::fs::File::open(&oci).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            blobs.insert(path, bytes);
+        }
+        let blob = |digest: &str| &blobs[&format!("blobs/sha256/{}", &digest[7..])];
+        let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+        for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(diff_ids) {
+            assert_eq!(layer["mediaType"], layer_type, "{compression}");
+            assert_eq!(
+                decompressed_digest(layer_type, blob(layer["digest"].as_str().unwrap())),
+                diff_id.as_str().unwrap(),
+                "{compression}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compression_attributes_bud_cannot_honour_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = annotated_context();
+    let oci = format!("type=oci,dest={}", ctx.path().join("o.tar").display());
+    let push = format!("type=registry,name={OPEN_REGISTRY}/bud-test/never:1");
+    for (output, says) in [
+        (
+            format!("{oci},compression=estargz"),
+            "compression=estargz: not supported yet",
+        ),
+        (
+            format!("{push},compression=gzip,compression-level=9"),
+            "compression-level=9: not supported yet",
+        ),
+        (
+            format!("{push},compression=zstd,force-compression=false"),
+            "force-compression=false: bud converts every layer",
+        ),
+        (
+            "type=docker,dest=/tmp/never.tar,compression=zstd".to_owned(),
+            "compression= has no effect on an image for Docker",
+        ),
+        (
+            "type=image,name=bud-test/never:1,oci-mediatypes=true".to_owned(),
+            "oci-mediatypes= has no effect on an image for Docker",
+        ),
+        (
+            format!("{oci},oci-mediatypes=false"),
+            "writes OCI media types only",
+        ),
+    ] {
+        let out = bud_with_umask(
+            "022",
+            root.path(),
+            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(says),
+            "{output}: {}",
+            stderr_of(&out)
+        );
+    }
+}

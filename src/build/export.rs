@@ -308,6 +308,28 @@ pub fn oci_archive(
     )?)
 }
 
+/// `built` with every layer compressed (`-o type=oci,compression=…`); the blobs are kept
+/// in the content store, as a push keeps them.
+pub fn with_compressed_layers(
+    built: &BuiltImage,
+    content: &ContentStore,
+    compression: crate::registry::Compression,
+) -> anyhow::Result<BuiltImage> {
+    let mut layers = built.layers.clone();
+    for layer in &mut layers {
+        layer.compressed = Some(crate::registry::compress::compressed_layer(
+            content,
+            layer,
+            compression,
+        )?);
+    }
+    Ok(BuiltImage {
+        image: built.image.clone(),
+        layers,
+        config_digest: built.config_digest.clone(),
+    })
+}
+
 /// The platform `image` says it is for.
 pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
     bud_frontend::convert::Platform::new(&image.os, &image.architecture, &image.variant)

@@ -7,6 +7,7 @@ use anyhow::bail;
 
 use crate::cli::{BuildOptions, Output, OutputKind};
 use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations};
+use crate::registry::Compression;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
@@ -74,11 +75,12 @@ pub enum Export {
         names: Vec<String>,
         image: ImageAttrs,
     },
-    /// An OCI image layout tarball.
+    /// An OCI image layout tarball; its layers compressed when `compression=` asks.
     OciArchive {
         dest: Dest,
         names: Vec<String>,
         image: ImageAttrs,
+        compression: Option<Compression>,
     },
     /// The result's filesystem as a tarball.
     Tar { dest: Dest },
@@ -87,7 +89,7 @@ pub enum Export {
     /// Pushed to a registry under every name.
     Push {
         names: Vec<String>,
-        zstd: bool,
+        compression: Compression,
         oci_media_types: bool,
         image: ImageAttrs,
     },
@@ -118,7 +120,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         }
         exports.push(Export::Push {
             names: opts.tags.clone(),
-            zstd: false,
+            compression: Compression::default(),
             oci_media_types: false,
             image: ImageAttrs::of_flags(&opts.annotations),
         });
@@ -189,9 +191,37 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
         None => tags.to_vec(),
     };
     let dest = o.dest().map(Dest::parse);
-    let zstd = o.attrs.get("compression").is_some_and(|c| c == "zstd");
+    let compression = layer_compression(o)?;
     let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
     let image = ImageAttrs::of(o, flags)?;
+    let pushes = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.pushes();
+    let docker_load = !pushes
+        && (matches!(o.kind, OutputKind::Image | OutputKind::Registry)
+            || (o.kind == OutputKind::Docker && dest.is_none()));
+    let layer_attrs = [
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+    ];
+    if docker_load || o.kind == OutputKind::Docker {
+        // Docker's image store and `docker save`'s manifest.json keep no blobs or media
+        // types: compressing would change nothing there.
+        let uncompressed = compression == Some(Compression::Uncompressed);
+        if let Some(attr) = layer_attrs
+            .iter()
+            .find(|a| o.attrs.contains_key(**a) && !(**a == "compression" && uncompressed))
+        {
+            bail!(
+                "{attr}= has no effect on an image for Docker or a type=docker archive (their \
+                 layers are uncompressed tars without media types): push the image, or use \
+                 -o type=oci"
+            );
+        }
+    }
+    if o.kind == OutputKind::Oci && o.attrs.get("oci-mediatypes").is_some_and(|v| v == "false") {
+        bail!("oci-mediatypes=false: bud's type=oci output writes OCI media types only");
+    }
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),
@@ -200,7 +230,12 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
             dest: dest.unwrap_or(Dest::Stdout),
         },
         OutputKind::Oci => match dest {
-            Some(dest) => Export::OciArchive { dest, names, image },
+            Some(dest) => Export::OciArchive {
+                dest,
+                names,
+                image,
+                compression,
+            },
             None => bail!("type=oci needs dest=FILE (or dest=- for stdout)"),
         },
         OutputKind::Docker => match dest {
@@ -216,7 +251,7 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
             }
             Export::Push {
                 names,
-                zstd,
+                compression: compression.unwrap_or_default(),
                 oci_media_types,
                 image,
             }
@@ -224,6 +259,40 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
         OutputKind::Image | OutputKind::Registry => Export::DockerLoad { names, image },
         OutputKind::CacheOnly => bail!("type=cacheonly is not supported yet"),
     })
+}
+
+/// `compression=`, with `compression-level` and `force-compression` checked to ask for
+/// nothing bud would not do.
+fn layer_compression(o: &Output) -> anyhow::Result<Option<Compression>> {
+    if let Some(level) = o.attrs.get("compression-level") {
+        bail!(
+            "compression-level={level}: not supported yet (bud compresses gzip at zlib's \
+             default level and zstd at level 3, BuildKit's defaults)"
+        );
+    }
+    // Without compression=, gzip: bud converts every layer to it, as force-compression=true
+    // does, and keeps gzip blobs as they are, as force-compression=false does.
+    let Some(name) = o.attrs.get("compression") else {
+        return Ok(None);
+    };
+    let Some(compression) = Compression::parse(name) else {
+        bail!(
+            "compression={name}: not supported yet (bud writes gzip, zstd and uncompressed \
+             layers; estargz needs a table of contents bud does not write)"
+        );
+    };
+    // bud converts every layer, base image layers included, to the compression asked for.
+    if compression != Compression::Gzip
+        && o.attrs
+            .get("force-compression")
+            .is_some_and(|v| v == "false")
+    {
+        bail!(
+            "force-compression=false: bud converts every layer to compression={name}, as \
+             force-compression=true does (base image layers included)"
+        );
+    }
+    Ok(Some(compression))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use crate::content::ContentStore;
 use crate::exporter::LoadLayer;
 use crate::exporter::docker_load::PendingLoad;
-use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
+use crate::registry::{ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::Solver;
 
 use super::BuildReport;
@@ -124,8 +124,21 @@ pub(super) async fn export_one(
             export::docker_archive(need()?, dest, names)?;
             report.names.extend(names.iter().cloned());
         }
-        Export::OciArchive { dest, names, image } => {
+        Export::OciArchive {
+            dest,
+            names,
+            image,
+            compression,
+        } => {
             let built = need()?;
+            let compressed;
+            let built = match compression {
+                Some(c) => {
+                    compressed = export::with_compressed_layers(built, content, *c)?;
+                    &compressed
+                }
+                None => built,
+            };
             let annotations = image.annotations_for(&export::platform_of(&built.image))?;
             let digest = export::oci_archive(built, dest, names, &annotations)?;
             report.manifest_digest = Some(digest.to_string());
@@ -140,7 +153,7 @@ pub(super) async fn export_one(
         }
         Export::Push {
             names,
-            zstd,
+            compression,
             oci_media_types,
             image,
         } => {
@@ -152,9 +165,7 @@ pub(super) async fn export_one(
             push.manifest_annotations = image
                 .annotations_for(&export::platform_of(&built.image))?
                 .manifest;
-            if *zstd {
-                push.compression = Compression::Zstd;
-            }
+            push.compression = *compression;
             if *oci_media_types {
                 push.format = ManifestFormat::Oci;
             }
