@@ -91,6 +91,8 @@ pub enum Export {
         names: Vec<String>,
         compression: Compression,
         oci_media_types: bool,
+        /// `registry.insecure=true` (or `insecure=true`): plain HTTP to the registries.
+        insecure: bool,
         image: ImageAttrs,
     },
 }
@@ -122,6 +124,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
             names: opts.tags.clone(),
             compression: Compression::default(),
             oci_media_types: false,
+            insecure: false,
             image: ImageAttrs::of_flags(&opts.annotations),
         });
     }
@@ -253,6 +256,9 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
                 names,
                 compression: compression.unwrap_or_default(),
                 oci_media_types,
+                insecure: ["registry.insecure", "insecure"]
+                    .iter()
+                    .any(|k| o.attrs.get(*k).is_some_and(|v| v == "true")),
                 image,
             }
         }

@@ -155,6 +155,7 @@ pub(super) async fn export_one(
             names,
             compression,
             oci_media_types,
+            insecure,
             image,
         } => {
             let built = need()?;
@@ -166,6 +167,7 @@ pub(super) async fn export_one(
                 .annotations_for(&export::platform_of(&built.image))?
                 .manifest;
             push.compression = *compression;
+            push.insecure = *insecure;
             if *oci_media_types {
                 push.format = ManifestFormat::Oci;
             }
