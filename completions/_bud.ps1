@@ -45,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
         'bud;build' {
             [CompletionResult]::new('--add-host', '--add-host', [CompletionResultType]::ParameterName, 'Add a custom host-to-IP mapping (host:ip)')
             [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Allow extra privileged entitlement (network.host, security.insecure)')
+            [CompletionResult]::new('--annotation', '--annotation', [CompletionResultType]::ParameterName, 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)')
             [CompletionResult]::new('--build-arg', '--build-arg', [CompletionResultType]::ParameterName, 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)')
             [CompletionResult]::new('--build-context', '--build-context', [CompletionResultType]::ParameterName, 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)')
             [CompletionResult]::new('--cache-from', '--cache-from', [CompletionResultType]::ParameterName, 'External cache sources (type=registry,ref=IMAGE, or IMAGE)')

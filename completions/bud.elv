@@ -41,6 +41,7 @@ set edit:completion:arg-completer[bud] = {|@words|
         &'bud;build'= {
             cand --add-host 'Add a custom host-to-IP mapping (host:ip)'
             cand --allow 'Allow extra privileged entitlement (network.host, security.insecure)'
+            cand --annotation 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)'
             cand --build-arg 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)'
             cand --build-context 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)'
             cand --cache-from 'External cache sources (type=registry,ref=IMAGE, or IMAGE)'

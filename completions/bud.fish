@@ -42,6 +42,7 @@ complete -c bud -n "__fish_bud_needs_command" -f -a "completion" -d 'Print a she
 complete -c bud -n "__fish_bud_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l add-host -d 'Add a custom host-to-IP mapping (host:ip)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (network.host, security.insecure)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-arg -d 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-context -d 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=IMAGE, or IMAGE)' -r

@@ -10,9 +10,15 @@ use support::*;
 /// A context whose Dockerfile is `FROM bud-test/busybox` and then `steps`.
 fn context(steps: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    // `RUN --security` is a flag of the labs frontend only, as in BuildKit.
+    let syntax = if steps.contains("--security") {
+        "# syntax=docker/dockerfile:1-labs\n"
+    } else {
+        ""
+    };
     std::fs::write(
         dir.path().join("Dockerfile"),
-        format!("FROM bud-test/busybox\n{steps}"),
+        format!("{syntax}FROM bud-test/busybox\n{steps}"),
     )
     .unwrap();
     dir

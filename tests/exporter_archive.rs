@@ -206,7 +206,8 @@ fn oci_layout_as_oci_tools_read_it() {
     let image = image(&layers);
     let mut out = Vec::new();
     let tags = ["app:1".to_owned(), "ghcr.io/o/app".to_owned()];
-    let manifest_digest = oci_layout::write(&mut out, &image, &layers, &tags).unwrap();
+    let manifest_digest =
+        oci_layout::write(&mut out, &image, &layers, &tags, &Default::default()).unwrap();
     let files = entries(&out);
 
     assert_eq!(
@@ -299,7 +300,7 @@ fn oci_layout_without_names() {
     let f = fixture();
     let image = image(&f.layers);
     let mut out = Vec::new();
-    let digest = oci_layout::write(&mut out, &image, &f.layers, &[]).unwrap();
+    let digest = oci_layout::write(&mut out, &image, &f.layers, &[], &Default::default()).unwrap();
     let index = json(&entries(&out)["index.json"]);
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);

@@ -290,7 +290,8 @@ fn rootless_steps_take_the_run_options_root_steps_take() {
     let context = user_dir(ROOTLESS_USER);
     std::fs::write(
         context.path().join("Dockerfile"),
-        "FROM bud-test/busybox\n\
+        "# syntax=docker/dockerfile:1-labs\n\
+         FROM bud-test/busybox\n\
          RUN --mount=type=secret,id=tok cat /run/secrets/tok > /secret-seen\n\
          RUN --network=none cat /proc/net/dev | tail -n +3 | wc -l > /interfaces\n\
          RUN ulimit -n > /nofile\n\

@@ -16,4 +16,5 @@ pub mod llb;
 pub mod parser;
 pub mod reference;
 pub mod shell;
+pub mod syntax;
 pub mod targets;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use bud_frontend::convert::epoch::SOURCE_DATE_EPOCH;
 use bud_frontend::convert::{self, ConvertOptions, NoCache, SolverCaps};
 
 use crate::cli::BuildOptions;
@@ -54,10 +55,29 @@ pub(super) async fn convert_with(
 }
 
 /// `--build-arg` values; bare keys the environment does not set are dropped, as docker does.
+/// `SOURCE_DATE_EPOCH` in the environment is a build arg unless one is given, as buildx
+/// makes it.
 pub(super) fn build_arg_values(args: &[crate::cli::BuildArg]) -> BTreeMap<String, String> {
-    args.iter()
+    let mut values: BTreeMap<String, String> = args
+        .iter()
         .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
-        .collect()
+        .collect();
+    if let Ok(epoch) = std::env::var(SOURCE_DATE_EPOCH) {
+        values.entry(SOURCE_DATE_EPOCH.to_owned()).or_insert(epoch);
+    }
+    values
+}
+
+/// SOURCE_DATE_EPOCH, from `--build-arg` or the environment, in seconds.
+pub(super) fn source_date_epoch(opts: &BuildOptions) -> anyhow::Result<Option<i64>> {
+    Ok(convert::epoch::from_build_args(&build_arg_values(
+        &opts.build_args,
+    ))?)
+}
+
+/// The platform of the image the build makes: `--platform`, or the host's.
+pub(super) fn built_platform(opts: &BuildOptions) -> anyhow::Result<convert::Platform> {
+    Ok(target_platform(opts)?.unwrap_or_else(convert::Platform::host))
 }
 
 /// The embedded solver builds for the machine it runs on; `--platform` may name it.

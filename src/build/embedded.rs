@@ -167,40 +167,52 @@ pub(super) async fn build(
         );
     }
     let mut report = BuildReport::default();
-    let needs_image = exports
-        .iter()
-        .any(|e| !matches!(e, Export::Tar { .. } | Export::Local { .. }));
-    // Only registries and archive files need the layer tars stored; Docker gets new layers
-    // tarred straight from their snapshots.
-    let needs_stored_layers = exports.iter().any(|e| {
-        !matches!(
-            e,
-            Export::Tar { .. } | Export::Local { .. } | Export::DockerLoad { .. }
-        )
-    });
-    let assembled = if needs_image {
+    let epoch = super::dockerfile::source_date_epoch(opts)?;
+    // One image per clamp of the layers' mtimes the exports ask for (`rewrite-timestamp`).
+    let mut variants: Vec<(Option<i64>, bool)> = Vec::new();
+    for e in exports {
+        let Some(attrs) = e.image_attrs() else {
+            continue;
+        };
+        let clamp = if attrs.rewrite_timestamp { epoch } else { None };
+        // Only registries and archive files need the layer tars stored; Docker gets new
+        // layers tarred straight from their snapshots, unless their mtimes are clamped.
+        let stored = clamp.is_some() || !matches!(e, Export::DockerLoad { .. });
+        match variants.iter_mut().find(|(c, _)| *c == clamp) {
+            Some((_, s)) => *s |= stored,
+            None => variants.push((clamp, stored)),
+        }
+    }
+    let mut assembled: Vec<(Option<i64>, route::Assembled)> = Vec::new();
+    for (clamp, stored) in variants {
         let snapshots = solver.snapshots().clone();
         let content = content.clone();
         let result = result.clone();
+        let image = image.clone();
         let assembling =
             tokio::task::spawn_blocking(move || -> anyhow::Result<route::Assembled> {
                 let plan = export::plan_image(&snapshots, &result, image)?;
-                Ok(if needs_stored_layers {
-                    route::Assembled::Built(plan.into_built(&snapshots, &content)?)
+                Ok(if stored {
+                    route::Assembled::Built(plan.into_built(&snapshots, &content, clamp)?)
                 } else {
                     route::Assembled::Planned(plan)
                 })
             });
-        let assembled = unless_cancelled(&cancel, async {
+        let one = unless_cancelled(&cancel, async {
             assembling.await.context("exporting layers")?
         })
         .await?;
-        if let route::Assembled::Built(built) = &assembled {
+        if let route::Assembled::Built(built) = &one
+            && report.config_digest.is_none()
+        {
             report.config_digest = Some(built.config_digest.to_string());
         }
-        Some(assembled)
-    } else {
-        None
+        assembled.push((clamp, one));
+    }
+    let assembled_for = |e: &Export| {
+        let attrs = e.image_attrs()?;
+        let clamp = if attrs.rewrite_timestamp { epoch } else { None };
+        assembled.iter().find(|(c, _)| *c == clamp).map(|(_, a)| a)
     };
     let base_images = route::base_images(&converted.definition);
     let targets = route::Targets {
@@ -220,7 +232,7 @@ pub(super) async fn build(
                 e,
                 &solver,
                 &result,
-                assembled.as_ref(),
+                assembled_for(e),
                 &targets,
                 &mut early_load,
                 &mut report,

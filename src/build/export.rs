@@ -11,6 +11,7 @@ use bud_frontend::image::{History, Image};
 
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
+use crate::exporter::annotations::ImageAnnotations;
 use crate::exporter::{self, Layer, LayerTar, LoadLayer};
 use crate::solver::{Ref, Snapshots};
 
@@ -68,7 +69,10 @@ pub fn plan_image(
     for h in image.history.iter_mut().filter(|h| h.created.is_none()) {
         h.created = Some(built_at.clone());
     }
-    image.created = Some(built_at);
+    // Set already only by SOURCE_DATE_EPOCH, which takes the place of the build's time.
+    if image.created.is_none() {
+        image.created = Some(built_at);
+    }
     let layers = layers
         .into_iter()
         .map(|record| PlannedLayer {
@@ -131,15 +135,23 @@ impl ImagePlan {
 
     /// Tars every layer into the content store (once: the diff ID is recorded with the
     /// snapshot) and completes the config: what registries and archive files need.
+    /// With `mtime_limit` (`rewrite-timestamp`), the build's own layers are tarred with
+    /// later mtimes clamped to it; base image layers stay as they came.
     pub fn into_built(
         self,
         snapshots: &Snapshots,
         content: &ContentStore,
+        mtime_limit: Option<i64>,
     ) -> anyhow::Result<BuiltImage> {
         let mut image = self.image;
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
-            let diff_id = layer_tar(snapshots, content, &l.record, &l.dir)?;
+            let diff_id = match mtime_limit {
+                Some(limit) if l.record.kind != SnapshotKind::ImageLayer => {
+                    clamped_layer_tar(content, &l.record, &l.dir, limit)?
+                }
+                _ => layer_tar(snapshots, content, &l.record, &l.dir)?,
+            };
             layers.push(Layer {
                 tar: content.path(&diff_id),
                 diff_id,
@@ -164,7 +176,27 @@ pub fn build_image(
     result: &Ref,
     image: Image,
 ) -> anyhow::Result<BuiltImage> {
-    plan_image(snapshots, result, image)?.into_built(snapshots, content)
+    plan_image(snapshots, result, image)?.into_built(snapshots, content, None)
+}
+
+/// A step's layer tarred with mtimes clamped to `limit`: not the snapshot's own diff ID,
+/// so not recorded with it (it is tarred again on each such export).
+fn clamped_layer_tar(
+    content: &ContentStore,
+    record: &SnapshotRecord,
+    dir: &Path,
+    limit: i64,
+) -> anyhow::Result<Digest> {
+    let mut writer = content.writer()?;
+    // A limit before 1970 clamps every mtime to 0, the earliest a tar header holds.
+    let limit = u64::try_from(limit).unwrap_or(0);
+    let stats = crate::snapshot::diff::write_layer_clamped(dir, &mut writer, Some(limit))
+        .with_context(|| format!("writing the layer of {}", record.description))?;
+    let digest = writer.commit(None)?;
+    if digest.to_string() != stats.diff_id {
+        bail!("layer digest mismatch for {}", record.description);
+    }
+    Ok(digest)
 }
 
 /// The uncompressed tar of a layer, by diff ID. Image layers were stored when they were
@@ -260,14 +292,47 @@ pub fn docker_archive(built: &BuiltImage, dest: &Dest, names: &[String]) -> anyh
 }
 
 /// Returns the manifest digest.
-pub fn oci_archive(built: &BuiltImage, dest: &Dest, names: &[String]) -> anyhow::Result<Digest> {
+pub fn oci_archive(
+    built: &BuiltImage,
+    dest: &Dest,
+    names: &[String],
+    annotations: &ImageAnnotations,
+) -> anyhow::Result<Digest> {
     let out = open_dest(dest)?;
     Ok(exporter::oci_layout::write(
         out,
         &built.image,
         &built.layers,
         names,
+        annotations,
     )?)
+}
+
+/// `built` with every layer compressed (`-o type=oci,compression=…`); the blobs are kept
+/// in the content store, as a push keeps them.
+pub fn with_compressed_layers(
+    built: &BuiltImage,
+    content: &ContentStore,
+    compression: crate::registry::Compression,
+) -> anyhow::Result<BuiltImage> {
+    let mut layers = built.layers.clone();
+    for layer in &mut layers {
+        layer.compressed = Some(crate::registry::compress::compressed_layer(
+            content,
+            layer,
+            compression,
+        )?);
+    }
+    Ok(BuiltImage {
+        image: built.image.clone(),
+        layers,
+        config_digest: built.config_digest.clone(),
+    })
+}
+
+/// The platform `image` says it is for.
+pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
+    bud_frontend::convert::Platform::new(&image.os, &image.architecture, &image.variant)
 }
 
 /// The merged filesystem of the result as a tarball, in path order, owners and modes kept.

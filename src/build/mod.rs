@@ -8,6 +8,7 @@ pub mod dump_llb;
 mod embedded;
 pub mod export;
 mod failure;
+mod forward;
 mod images;
 pub mod inputs;
 pub mod outputs;

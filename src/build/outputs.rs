@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use crate::cli::{BuildOptions, Output, OutputKind};
+use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations};
+use crate::registry::Compression;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
@@ -23,14 +25,63 @@ impl Dest {
     }
 }
 
+/// What an image export asks of the image itself, beyond where it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageAttrs {
+    /// `rewrite-timestamp=true`: the mtimes in the build's own layers clamped to
+    /// SOURCE_DATE_EPOCH, as BuildKit does (base image layers untouched).
+    pub rewrite_timestamp: bool,
+    /// The output's `annotation…` attributes and the `--annotation` flags.
+    pub annotations: Annotations,
+}
+
+impl ImageAttrs {
+    fn of(o: &Output, flags: &[Annotation]) -> anyhow::Result<Self> {
+        Ok(ImageAttrs {
+            rewrite_timestamp: o
+                .attrs
+                .get("rewrite-timestamp")
+                .is_some_and(|v| v == "true"),
+            annotations: Annotations::of_output(&o.attrs, flags).map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    fn of_flags(flags: &[Annotation]) -> Self {
+        ImageAttrs {
+            annotations: Annotations(flags.to_vec()),
+            ..Default::default()
+        }
+    }
+
+    /// The annotations of the image built for `platform`, checked to have somewhere to go.
+    pub fn annotations_for(
+        &self,
+        platform: &bud_frontend::convert::Platform,
+    ) -> anyhow::Result<ImageAnnotations> {
+        Ok(self.annotations.for_image(platform)?)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Export {
     /// Into the local Docker daemon, tagged with every name.
-    DockerLoad { names: Vec<String> },
+    DockerLoad {
+        names: Vec<String>,
+        image: ImageAttrs,
+    },
     /// A `docker load` tarball.
-    DockerArchive { dest: Dest, names: Vec<String> },
-    /// An OCI image layout tarball.
-    OciArchive { dest: Dest, names: Vec<String> },
+    DockerArchive {
+        dest: Dest,
+        names: Vec<String>,
+        image: ImageAttrs,
+    },
+    /// An OCI image layout tarball; its layers compressed when `compression=` asks.
+    OciArchive {
+        dest: Dest,
+        names: Vec<String>,
+        image: ImageAttrs,
+        compression: Option<Compression>,
+    },
     /// The result's filesystem as a tarball.
     Tar { dest: Dest },
     /// The result's filesystem into a directory.
@@ -38,16 +89,32 @@ pub enum Export {
     /// Pushed to a registry under every name.
     Push {
         names: Vec<String>,
-        zstd: bool,
+        compression: Compression,
         oci_media_types: bool,
+        /// `registry.insecure=true` (or `insecure=true`): plain HTTP to the registries.
+        insecure: bool,
+        image: ImageAttrs,
     },
+}
+
+impl Export {
+    /// What the export asks of the image; `None` for exports of a filesystem.
+    pub fn image_attrs(&self) -> Option<&ImageAttrs> {
+        match self {
+            Export::DockerLoad { image, .. }
+            | Export::DockerArchive { image, .. }
+            | Export::OciArchive { image, .. }
+            | Export::Push { image, .. } => Some(image),
+            Export::Tar { .. } | Export::Local { .. } => None,
+        }
+    }
 }
 
 /// The exports of a build; empty means the result stays in the cache only.
 pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     let mut exports = Vec::new();
     for o in &opts.outputs {
-        exports.push(from_output(o, &opts.tags)?);
+        exports.push(from_output(o, &opts.tags, &opts.annotations)?);
     }
     if opts.push && !exports.iter().any(|e| matches!(e, Export::Push { .. })) {
         if opts.tags.is_empty() {
@@ -55,9 +122,21 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         }
         exports.push(Export::Push {
             names: opts.tags.clone(),
-            zstd: false,
+            compression: Compression::default(),
             oci_media_types: false,
+            insecure: false,
+            image: ImageAttrs::of_flags(&opts.annotations),
         });
+    }
+    let rewrites = exports
+        .iter()
+        .filter_map(Export::image_attrs)
+        .any(|a| a.rewrite_timestamp);
+    if rewrites && super::dockerfile::source_date_epoch(opts)?.is_none() {
+        bail!(
+            "rewrite-timestamp=true needs SOURCE_DATE_EPOCH: set it in the environment or \
+             with --build-arg SOURCE_DATE_EPOCH=SECONDS"
+        );
     }
     let loads = exports
         .iter()
@@ -67,19 +146,85 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     if !loads && (opts.load || opts.outputs.is_empty() && !opts.push) {
         exports.push(Export::DockerLoad {
             names: opts.tags.clone(),
+            image: ImageAttrs::of_flags(&opts.annotations),
         });
     }
+    check_annotations(opts, &exports)?;
     Ok(exports)
 }
 
-fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
+/// Every annotation asked for has a place in every export it is given to, before the build
+/// runs: none is dropped.
+fn check_annotations(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<()> {
+    let platform = super::dockerfile::built_platform(opts)?;
+    for e in exports {
+        let Some(attrs) = e.image_attrs() else {
+            if !opts.annotations.is_empty() {
+                bail!(
+                    "--annotation: a type=local or type=tar output is files, not an image; \
+                     annotations go to image outputs only (type=image, registry or oci)"
+                );
+            }
+            continue;
+        };
+        if attrs.annotations.is_empty() {
+            continue;
+        }
+        if matches!(e, Export::DockerLoad { .. } | Export::DockerArchive { .. }) {
+            bail!(
+                "annotations are not written to Docker or to type=docker archives yet (neither \
+                 keeps the image manifest): push the image, or use -o type=oci"
+            );
+        }
+        let resolved = attrs.annotations_for(&platform)?;
+        if matches!(e, Export::Push { .. }) && !resolved.manifest_descriptor.is_empty() {
+            bail!(
+                "manifest-descriptor annotations go on an image index's entry for the \
+                 manifest, and a pushed single-platform image has no index: use manifest \
+                 annotations, or -o type=oci (its index.json holds the descriptor)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Result<Export> {
     let names = match o.attrs.get("name") {
         Some(n) => n.split(',').map(str::to_string).collect(),
         None => tags.to_vec(),
     };
     let dest = o.dest().map(Dest::parse);
-    let zstd = o.attrs.get("compression").is_some_and(|c| c == "zstd");
+    let compression = layer_compression(o)?;
     let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
+    let image = ImageAttrs::of(o, flags)?;
+    let pushes = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.pushes();
+    let docker_load = !pushes
+        && (matches!(o.kind, OutputKind::Image | OutputKind::Registry)
+            || (o.kind == OutputKind::Docker && dest.is_none()));
+    let layer_attrs = [
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+    ];
+    if docker_load || o.kind == OutputKind::Docker {
+        // Docker's image store and `docker save`'s manifest.json keep no blobs or media
+        // types: compressing would change nothing there.
+        let uncompressed = compression == Some(Compression::Uncompressed);
+        if let Some(attr) = layer_attrs
+            .iter()
+            .find(|a| o.attrs.contains_key(**a) && !(**a == "compression" && uncompressed))
+        {
+            bail!(
+                "{attr}= has no effect on an image for Docker or a type=docker archive (their \
+                 layers are uncompressed tars without media types): push the image, or use \
+                 -o type=oci"
+            );
+        }
+    }
+    if o.kind == OutputKind::Oci && o.attrs.get("oci-mediatypes").is_some_and(|v| v == "false") {
+        bail!("oci-mediatypes=false: bud's type=oci output writes OCI media types only");
+    }
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),
@@ -88,12 +233,17 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
             dest: dest.unwrap_or(Dest::Stdout),
         },
         OutputKind::Oci => match dest {
-            Some(dest) => Export::OciArchive { dest, names },
+            Some(dest) => Export::OciArchive {
+                dest,
+                names,
+                image,
+                compression,
+            },
             None => bail!("type=oci needs dest=FILE (or dest=- for stdout)"),
         },
         OutputKind::Docker => match dest {
-            Some(dest) => Export::DockerArchive { dest, names },
-            None => Export::DockerLoad { names },
+            Some(dest) => Export::DockerArchive { dest, names, image },
+            None => Export::DockerLoad { names, image },
         },
         OutputKind::Image | OutputKind::Registry if o.pushes() => {
             if names.is_empty() {
@@ -104,13 +254,51 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
             }
             Export::Push {
                 names,
-                zstd,
+                compression: compression.unwrap_or_default(),
                 oci_media_types,
+                insecure: ["registry.insecure", "insecure"]
+                    .iter()
+                    .any(|k| o.attrs.get(*k).is_some_and(|v| v == "true")),
+                image,
             }
         }
-        OutputKind::Image | OutputKind::Registry => Export::DockerLoad { names },
+        OutputKind::Image | OutputKind::Registry => Export::DockerLoad { names, image },
         OutputKind::CacheOnly => bail!("type=cacheonly is not supported yet"),
     })
+}
+
+/// `compression=`, with `compression-level` and `force-compression` checked to ask for
+/// nothing bud would not do.
+fn layer_compression(o: &Output) -> anyhow::Result<Option<Compression>> {
+    if let Some(level) = o.attrs.get("compression-level") {
+        bail!(
+            "compression-level={level}: not supported yet (bud compresses gzip at zlib's \
+             default level and zstd at level 3, BuildKit's defaults)"
+        );
+    }
+    // Without compression=, gzip: bud converts every layer to it, as force-compression=true
+    // does, and keeps gzip blobs as they are, as force-compression=false does.
+    let Some(name) = o.attrs.get("compression") else {
+        return Ok(None);
+    };
+    let Some(compression) = Compression::parse(name) else {
+        bail!(
+            "compression={name}: not supported yet (bud writes gzip, zstd and uncompressed \
+             layers; estargz needs a table of contents bud does not write)"
+        );
+    };
+    // bud converts every layer, base image layers included, to the compression asked for.
+    if compression != Compression::Gzip
+        && o.attrs
+            .get("force-compression")
+            .is_some_and(|v| v == "false")
+    {
+        bail!(
+            "force-compression=false: bud converts every layer to compression={name}, as \
+             force-compression=true does (base image layers included)"
+        );
+    }
+    Ok(Some(compression))
 }
 
 #[cfg(test)]
@@ -132,12 +320,16 @@ mod tests {
         assert_eq!(
             plan_for("-t a:1 .").unwrap(),
             [Export::DockerLoad {
-                names: vec!["a:1".into()]
+                names: vec!["a:1".into()],
+                image: ImageAttrs::default(),
             }]
         );
         assert_eq!(
             plan_for(".").unwrap(),
-            [Export::DockerLoad { names: vec![] }]
+            [Export::DockerLoad {
+                names: vec![],
+                image: ImageAttrs::default(),
+            }]
         );
         assert_eq!(
             plan_for("-o out .").unwrap(),

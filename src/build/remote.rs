@@ -38,9 +38,12 @@ pub(super) async fn build(
     };
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
-    if inputs.remote.is_none() || inputs.dockerfile_given {
-        check_syntax(inputs)?;
-    }
+    // A URL context's Dockerfile is read only once the daemon has fetched it.
+    let foreign = if inputs.remote.is_none() || inputs.dockerfile_given {
+        check_syntax(inputs, opts)?
+    } else {
+        None
+    };
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
@@ -96,7 +99,15 @@ pub(super) async fn build(
             })
         }) as BoxFuture<'_, Result<Graph, GraphError>>
     });
-    let mut req = SolveRequest::deferred(make, exporter.clone());
+    let mut req = match &foreign {
+        // Another frontend: the daemon runs it, as buildx has it run.
+        Some(f) => SolveRequest::frontend(
+            "gateway.v0",
+            super::forward::frontend_attrs(f, opts)?,
+            exporter.clone(),
+        ),
+        None => SolveRequest::deferred(make, exporter.clone()),
+    };
     req.session_id = session_id;
     if inputs.remote.is_none() {
         req.local_dirs = SolveRequest::context_dirs(
@@ -148,19 +159,46 @@ pub(super) async fn build(
     Ok(report)
 }
 
-fn check_syntax(inputs: &BuildInputs) -> anyhow::Result<()> {
+/// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the
+/// Dockerfile's syntax and flags, checked before any daemon is involved.
+fn check_syntax(
+    inputs: &BuildInputs,
+    opts: &BuildOptions,
+) -> anyhow::Result<Option<bud_frontend::syntax::ForeignFrontend>> {
     let name = &inputs.dockerfile_name;
     let parsed = bud_frontend::parser::parse(&inputs.dockerfile)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok(())
+    let build_args = super::dockerfile::build_arg_values(&opts.build_args);
+    let syntax = bud_frontend::syntax::resolve(
+        &parsed.directives,
+        parsed.directives.syntax_line,
+        &build_args,
+    );
+    if let bud_frontend::syntax::Syntax::Foreign(f) = syntax {
+        return Ok(Some(f));
+    }
+    let file =
+        bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    bud_frontend::convert::check_syntax(&parsed.directives, &file, &build_args)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok(None)
 }
 
 fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
     Ok(match e {
-        Export::DockerLoad { names } => Exporter::Moby {
-            names: names.clone(),
-        },
+        Export::DockerLoad { names, image } => {
+            // The daemon's `moby` exporter (dockerd 20.10's, and 28.5's with its own image
+            // store) does not rewrite timestamps: asking would be ignored there.
+            if image.rewrite_timestamp {
+                bail!(
+                    "with --addr, rewrite-timestamp=true is not supported: the daemon's image \
+                     exporter would ignore it; build with the embedded solver"
+                );
+            }
+            Exporter::Moby {
+                names: names.clone(),
+            }
+        }
         Export::Local { dest } => Exporter::Local { dest: dest.clone() },
         Export::Tar {
             dest: Dest::File(dest),

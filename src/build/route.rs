@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use crate::content::ContentStore;
 use crate::exporter::LoadLayer;
 use crate::exporter::docker_load::PendingLoad;
-use crate::registry::{Compression, ManifestFormat, PushOptions, RegistryConfig};
+use crate::registry::{ManifestFormat, PushOptions, RegistryConfig};
 use crate::solver::Solver;
 
 use super::BuildReport;
@@ -71,7 +71,7 @@ pub(super) async fn export_one(
         _ => bail!("internal error: the image's layers were not stored"),
     };
     match e {
-        Export::DockerLoad { names } => {
+        Export::DockerLoad { names, .. } => {
             let docker = match docker {
                 Ok(docker) => docker,
                 Err(why) => bail!(
@@ -120,12 +120,27 @@ pub(super) async fn export_one(
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());
         }
-        Export::DockerArchive { dest, names } => {
+        Export::DockerArchive { dest, names, .. } => {
             export::docker_archive(need()?, dest, names)?;
             report.names.extend(names.iter().cloned());
         }
-        Export::OciArchive { dest, names } => {
-            let digest = export::oci_archive(need()?, dest, names)?;
+        Export::OciArchive {
+            dest,
+            names,
+            image,
+            compression,
+        } => {
+            let built = need()?;
+            let compressed;
+            let built = match compression {
+                Some(c) => {
+                    compressed = export::with_compressed_layers(built, content, *c)?;
+                    &compressed
+                }
+                None => built,
+            };
+            let annotations = image.annotations_for(&export::platform_of(&built.image))?;
+            let digest = export::oci_archive(built, dest, names, &annotations)?;
             report.manifest_digest = Some(digest.to_string());
         }
         Export::Tar { dest } => {
@@ -138,15 +153,21 @@ pub(super) async fn export_one(
         }
         Export::Push {
             names,
-            zstd,
+            compression,
             oci_media_types,
+            insecure,
+            image,
         } => {
             let built = need()?;
             let mut push = PushOptions::new(content.clone());
             push.registry = registry.clone();
-            if *zstd {
-                push.compression = Compression::Zstd;
-            }
+            // A single image is pushed as its manifest alone; descriptor annotations, which
+            // would go on an index's entry for it, were refused before the build.
+            push.manifest_annotations = image
+                .annotations_for(&export::platform_of(&built.image))?
+                .manifest;
+            push.compression = *compression;
+            push.insecure = *insecure;
             if *oci_media_types {
                 push.format = ManifestFormat::Oci;
             }

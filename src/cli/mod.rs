@@ -111,6 +111,10 @@ pub struct BuildOptions {
     /// Allow extra privileged entitlement (network.host, security.insecure)
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
     pub allow: Vec<String>,
+    /// Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE
+    /// manifest or manifest-descriptor)
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = crate::exporter::annotations::parse_flag)]
+    pub annotations: Vec<crate::exporter::annotations::Annotation>,
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
     pub build_args: Vec<BuildArg>,

@@ -195,6 +195,7 @@ impl OutputKind {
             "store",
             "dangling-name-prefix",
             "name-canonical",
+            "rewrite-timestamp",
         ];
         match self {
             OutputKind::Docker | OutputKind::Oci => &[
@@ -206,6 +207,7 @@ impl OutputKind {
                 "force-compression",
                 "oci-mediatypes",
                 "context",
+                "rewrite-timestamp",
             ],
             OutputKind::Image | OutputKind::Registry => IMAGE,
             OutputKind::Tar | OutputKind::Local => &["dest", "platform-split"],
@@ -228,6 +230,47 @@ impl OutputKind {
             .unwrap_or("?")
     }
 }
+
+/// Output attributes bud parses but does not act on: each is refused unless its value is
+/// what bud does anyway (the second field), never ignored.
+pub const UNHONOURED_ATTRS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "push-by-digest",
+        Some("false"),
+        "bud pushes the image under its names",
+    ),
+    (
+        "unpack",
+        Some("false"),
+        "there is no containerd snapshotter to unpack into",
+    ),
+    (
+        "store",
+        Some("true"),
+        "an image not pushed is stored in Docker",
+    ),
+    (
+        "dangling-name-prefix",
+        None,
+        "bud names images only as asked",
+    ),
+    ("name-canonical", None, "bud names images only as asked"),
+    (
+        "tar",
+        Some("true"),
+        "bud writes archives only, not layout directories",
+    ),
+    (
+        "context",
+        None,
+        "bud loads into the Docker DOCKER_HOST or the current context names",
+    ),
+    (
+        "platform-split",
+        Some("false"),
+        "bud builds one platform, written without a subdirectory",
+    ),
+];
 
 /// One `-o/--output` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,9 +307,11 @@ impl Output {
             .find(|(n, _)| *n == kind_name)
             .map(|(_, k)| *k)
             .ok_or_else(|| format!("unknown output type {kind_name:?}; {}", Self::FORMS))?;
-        for key in attrs.keys() {
-            let annotation = kind.takes_annotations() && key.starts_with("annotation");
-            if !annotation && !kind.accepted_attrs().contains(&key.as_str()) {
+        for (key, value) in &attrs {
+            let annotation = crate::exporter::annotations::is_annotation_attr(key);
+            if annotation && kind.takes_annotations() {
+                crate::exporter::annotations::parse_attr(key, value)?;
+            } else if !kind.accepted_attrs().contains(&key.as_str()) {
                 return Err(format!(
                     "unknown attribute {key:?} for type={kind_name}; accepted: {}",
                     kind.accepted_attrs().join(", ")
@@ -283,9 +328,17 @@ impl Output {
             "unpack",
             "store",
             "force-compression",
+            "rewrite-timestamp",
         ] {
             if let Some(v) = attrs.get(key) {
                 parse_bool(v).map_err(|_| format!("{key}={v:?}: expected true or false"))?;
+            }
+        }
+        for (key, value) in &attrs {
+            if let Some((_, honoured, why)) = UNHONOURED_ATTRS.iter().find(|(k, ..)| k == key)
+                && Some(value.as_str()) != *honoured
+            {
+                return Err(format!("{key}={value}: not supported yet ({why})"));
             }
         }
         if let Some(c) = attrs.get("compression")
@@ -563,6 +616,85 @@ fn parse_csv_attrs(s: &str) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output attributes bud honours, with the test that shows each; with `UNHONOURED_ATTRS`
+    /// they cover every attribute of `OutputKind::accepted_attrs` (a unit test checks it).
+    const HONOURED_ATTRS: &[(&str, &str)] = &[
+        (
+            "dest",
+            "build_outputs::writes_local_tar_docker_and_oci_outputs",
+        ),
+        (
+            "name",
+            "registry_push, image_metadata::annotations_are_written_…",
+        ),
+        ("push", "build_outputs, image_metadata"),
+        (
+            "insecure",
+            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+        ),
+        (
+            "registry.insecure",
+            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+        ),
+        (
+            "compression",
+            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+        ),
+        (
+            "compression-level",
+            "image_metadata::compression_attributes_bud_cannot_honour_are_refused",
+        ),
+        (
+            "force-compression",
+            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+        ),
+        (
+            "oci-mediatypes",
+            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+        ),
+        (
+            "rewrite-timestamp",
+            "image_metadata::source_date_epoch_and_rewrite_timestamp_…",
+        ),
+    ];
+
+    /// Every output attribute bud accepts is honoured or refused: a new one cannot be added
+    /// to `accepted_attrs` without that decision.
+    #[test]
+    fn every_output_attribute_is_honoured_or_refused() {
+        for (kind_name, kind) in OutputKind::ALL {
+            for attr in kind.accepted_attrs() {
+                let honoured = HONOURED_ATTRS.iter().any(|(a, _)| a == attr);
+                let refused = UNHONOURED_ATTRS.iter().find(|(a, ..)| a == attr);
+                assert!(
+                    honoured != refused.is_some(),
+                    "type={kind_name} attribute {attr}: decide whether it is honoured or refused"
+                );
+                let Some((_, fine, _)) = refused else {
+                    continue;
+                };
+                let other = match fine {
+                    Some("true") => "false",
+                    Some("false") => "true",
+                    _ => "some-value",
+                };
+                let mut spec = format!("type={kind_name},{attr}={other}");
+                if matches!(kind, OutputKind::Local | OutputKind::Tar) {
+                    spec.push_str(",dest=x");
+                }
+                let err = Output::parse(&spec).unwrap_err();
+                assert!(err.contains("not supported yet"), "{spec}: {err}");
+                if let Some(fine) = fine {
+                    let mut spec = format!("type={kind_name},{attr}={fine}");
+                    if matches!(kind, OutputKind::Local | OutputKind::Tar) {
+                        spec.push_str(",dest=x");
+                    }
+                    assert!(Output::parse(&spec).is_ok(), "{spec}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn output_shorthands() {

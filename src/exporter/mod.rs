@@ -2,6 +2,7 @@
 //!
 //! - [`docker_archive`]: the `docker save` / `docker load` tarball (`manifest.json`).
 //! - [`oci_layout`]: an OCI image layout tarball, as `-o type=oci,dest=FILE` writes it.
+//! - [`annotations`]: `--annotation` and `annotation*` attributes, resolved for one image.
 //! - [`docker_load`]: streams a docker archive into the daemon's `POST /images/load`,
 //!   leaving out the layers the daemon already holds.
 //!
@@ -10,6 +11,7 @@
 //! they are copied, so a stale or truncated file fails the export instead of producing an
 //! image Docker rejects later (or, worse, accepts).
 
+pub mod annotations;
 mod chain;
 pub mod docker_archive;
 pub mod docker_load;

@@ -14,6 +14,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::annotations::ImageAnnotations;
 use super::{ExportError, Image, ImageName, Layer, OCI_LAYER_TAR, check_layers};
 use crate::content::Digest;
 use bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
@@ -31,7 +32,7 @@ struct Descriptor {
     digest: Digest,
     size: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<&'static str, String>,
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +42,8 @@ struct Manifest<'a> {
     media_type: &'static str,
     config: &'a Descriptor,
     layers: &'a [Descriptor],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -54,12 +57,14 @@ struct Index {
 /// Writes the layout of `image` to `out`; returns the manifest's digest.
 ///
 /// A layer with a compressed blob is stored compressed (with its media type), otherwise as
-/// an uncompressed tar whose digest is its diff ID.
+/// an uncompressed tar whose digest is its diff ID. `annotations` go into the manifest and
+/// onto its descriptors in `index.json`, as BuildKit's OCI exporter writes them.
 pub fn write(
     out: impl Write,
     image: &Image,
     layers: &[Layer],
     tags: &[String],
+    annotations: &ImageAnnotations,
 ) -> Result<Digest, ExportError> {
     check_layers(image, layers)?;
     let names = tags
@@ -98,6 +103,7 @@ pub fn write(
         media_type: OCI_MANIFEST_MEDIA_TYPE,
         config: &config,
         layers: &layer_descriptors,
+        annotations: &annotations.manifest,
     });
     let manifest = blob(
         &mut tar,
@@ -109,16 +115,23 @@ pub fn write(
     let mut manifests = Vec::new();
     let mut base = manifest.clone();
     if let Some(created) = &image.created {
-        base.annotations.insert(ANNOTATION_CREATED, created.clone());
+        base.annotations
+            .insert(ANNOTATION_CREATED.to_owned(), created.clone());
     }
+    base.annotations.extend(
+        annotations
+            .manifest_descriptor
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     for name in &names {
         let mut named = base.clone();
         named
             .annotations
-            .insert(ANNOTATION_IMAGE_NAME, name.to_string());
+            .insert(ANNOTATION_IMAGE_NAME.to_owned(), name.to_string());
         named
             .annotations
-            .insert(ANNOTATION_REF_NAME, name.tag.clone());
+            .insert(ANNOTATION_REF_NAME.to_owned(), name.tag.clone());
         manifests.push(named);
     }
     if manifests.is_empty() {

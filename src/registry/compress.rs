@@ -14,10 +14,10 @@ use flate2::GzBuilder;
 use rayon::prelude::*;
 
 use super::RegistryError;
-use super::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
+use super::manifest::{DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use super::metadata::Metadata;
 use crate::content::{ContentStore, Digest};
-use crate::exporter::Layer;
+use crate::exporter::{CompressedBlob, Layer};
 
 /// gzip member size: large enough that the dictionary restart costs little.
 const GZIP_CHUNK: usize = 1 << 20;
@@ -30,6 +30,8 @@ pub enum Compression {
     #[default]
     Gzip,
     Zstd,
+    /// The tar itself (`compression=uncompressed`): its digest is the diff ID.
+    Uncompressed,
 }
 
 impl Compression {
@@ -37,6 +39,17 @@ impl Compression {
         match self {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::Uncompressed => "tar",
+        }
+    }
+
+    /// The `compression=` value that asks for it.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            "uncompressed" => Some(Compression::Uncompressed),
+            _ => None,
         }
     }
 
@@ -45,6 +58,7 @@ impl Compression {
         match self {
             Compression::Gzip => OCI_LAYER_GZIP,
             Compression::Zstd => OCI_LAYER_ZSTD,
+            Compression::Uncompressed => OCI_LAYER,
         }
     }
 
@@ -53,6 +67,7 @@ impl Compression {
         match self {
             Compression::Gzip => Some(DOCKER_LAYER_GZIP),
             Compression::Zstd => None,
+            Compression::Uncompressed => Some(DOCKER_LAYER),
         }
     }
 
@@ -60,6 +75,7 @@ impl Compression {
         match self {
             Compression::Gzip => media_type == OCI_LAYER_GZIP || media_type == DOCKER_LAYER_GZIP,
             Compression::Zstd => media_type == OCI_LAYER_ZSTD,
+            Compression::Uncompressed => media_type == OCI_LAYER || media_type == DOCKER_LAYER,
         }
     }
 }
@@ -72,6 +88,14 @@ pub(crate) fn known_compressed_layer(
     layer: &Layer,
     compression: Compression,
 ) -> Result<Option<Digest>, RegistryError> {
+    if compression == Compression::Uncompressed {
+        // The tar is the blob.
+        if !store.exists(&layer.diff_id) {
+            let file = File::open(&layer.tar).map_err(RegistryError::io("opening", &layer.tar))?;
+            store.import(BufReader::new(file), Some(&layer.diff_id))?;
+        }
+        return Ok(Some(layer.diff_id.clone()));
+    }
     if let Some(blob) = &layer.compressed
         && compression.accepts(&blob.media_type)
     {
@@ -84,6 +108,30 @@ pub(crate) fn known_compressed_layer(
     Ok(Metadata::new(store).compressed(store, &layer.diff_id, compression))
 }
 
+/// `layer` compressed with `compression`, made once and kept in the store (as a push
+/// keeps it): the blob an OCI layout's `compression=` asks for. Blocking.
+pub fn compressed_layer(
+    store: &ContentStore,
+    layer: &Layer,
+    compression: Compression,
+) -> Result<CompressedBlob, RegistryError> {
+    let digest = match known_compressed_layer(store, layer, compression)? {
+        Some(digest) => digest,
+        None => {
+            let mut writer = store.writer()?;
+            compress_file(&layer.tar, compression, &mut writer)?;
+            let digest = writer.commit(None)?;
+            Metadata::new(store).set_compressed(&layer.diff_id, compression, &digest)?;
+            digest
+        }
+    };
+    Ok(CompressedBlob {
+        path: store.path(&digest),
+        digest,
+        media_type: compression.oci_media_type().to_owned(),
+    })
+}
+
 /// Compresses the file at `tar` into `out`. Blocking.
 pub(crate) fn compress_file(
     tar: &Path,
@@ -94,6 +142,7 @@ pub(crate) fn compress_file(
     let result = match compression {
         Compression::Gzip => gzip_parallel(BufReader::new(file), out),
         Compression::Zstd => zstd_parallel(BufReader::new(file), out),
+        Compression::Uncompressed => io::copy(&mut BufReader::new(file), out).map(drop),
     };
     result.map_err(RegistryError::io("compressing", tar))
 }

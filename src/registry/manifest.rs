@@ -14,6 +14,7 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_CONFIG: &str = bud_frontend::image::DOCKER_CONFIG_MEDIA_TYPE;
 pub const OCI_CONFIG: &str = bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
 
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";

@@ -46,6 +46,8 @@ pub struct PushOptions {
     /// Reach the tags' registries over plain HTTP (`registry.insecure=true`).
     pub insecure: bool,
     pub progress: Option<ProgressTarget>,
+    /// Written into the manifest (`--annotation`, `annotation.*`).
+    pub manifest_annotations: BTreeMap<String, String>,
 }
 
 impl PushOptions {
@@ -57,6 +59,7 @@ impl PushOptions {
             format: ManifestFormat::default(),
             insecure: false,
             progress: None,
+            manifest_annotations: BTreeMap::new(),
         }
     }
 }
@@ -158,7 +161,7 @@ pub async fn push(
                 descriptor(media_type, &blob.digest, blob.size)
             })
             .collect(),
-        annotations: BTreeMap::new(),
+        annotations: opts.manifest_annotations.clone(),
     };
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| RegistryError::InvalidManifest {

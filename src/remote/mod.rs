@@ -144,6 +144,12 @@ pub type MakeGraph<'a> = Box<
 pub enum GraphSource<'a> {
     Ready(Graph),
     Deferred(MakeGraph<'a>),
+    /// A frontend the daemon runs itself (`gateway.v0` with `source=IMAGE`), reading the
+    /// session's `context` and `dockerfile` directories: the graph is its to make.
+    Frontend {
+        name: String,
+        attrs: BTreeMap<String, String>,
+    },
 }
 
 /// One build for [`RemoteSolver::solve`].
@@ -193,6 +199,17 @@ impl<'a> SolveRequest<'a> {
     /// A request for a graph made beforehand.
     pub fn for_graph(graph: Graph, exporter: Exporter) -> Self {
         Self::from_source(GraphSource::Ready(graph), exporter)
+    }
+
+    /// A request the daemon's frontend `name` builds, with `attrs` as its options.
+    pub fn frontend(name: &str, attrs: BTreeMap<String, String>, exporter: Exporter) -> Self {
+        Self::from_source(
+            GraphSource::Frontend {
+                name: name.to_owned(),
+                attrs,
+            },
+            exporter,
+        )
     }
 
     /// A request whose graph is made once the daemon can resolve base images for it.

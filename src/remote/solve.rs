@@ -184,11 +184,19 @@ impl RemoteSolver {
             got_status.clone(),
         )));
 
+        // A frontend of the daemon's makes the graph itself; otherwise bud is the frontend,
+        // on the gateway.
+        let (frontend, frontend_attrs, graph) = match graph {
+            GraphSource::Frontend { name, attrs } => (name, attrs, None),
+            other => (String::new(), BTreeMap::new(), Some(other)),
+        };
         let solve = {
             let mut control = control.clone();
             let req = control::SolveRequest {
                 r#ref: build_ref.to_string(),
                 session: session_id.to_string(),
+                frontend,
+                frontend_attrs: frontend_attrs.into_iter().collect(),
                 exporter: outputs.exporter.to_string(),
                 exporter_attrs: outputs.exporter_attrs.into_iter().collect(),
                 cache: Some(control::CacheOptions {
@@ -211,7 +219,14 @@ impl RemoteSolver {
                 attrs: c.attrs.clone().into_iter().collect(),
             })
             .collect();
-        let bridge = drive_bridge(self.channel.clone(), build_ref, session_id, graph, imports);
+        let bridge = async {
+            match graph {
+                Some(graph) => {
+                    drive_bridge(self.channel.clone(), build_ref, session_id, graph, imports).await
+                }
+                None => Ok(()),
+            }
+        };
         let (solved, bridged) = tokio::join!(solve, bridge);
 
         // The Status stream ends when the daemon discards the build; a build that never
@@ -305,6 +320,11 @@ async fn drive_bridge(
         definition,
         image_config_json: image_config,
     } = match graph {
+        GraphSource::Frontend { .. } => {
+            return Err(BridgeError::Refused(RemoteError::Protocol(
+                "internal error: a daemon frontend's build has no graph of bud's".into(),
+            )));
+        }
         GraphSource::Ready(graph) => graph,
         GraphSource::Deferred(make) => {
             let images = DaemonImages::new(

@@ -286,6 +286,7 @@ fn cache_mount_blob(
     let suffix = match compression {
         Compression::Gzip => "+gzip",
         Compression::Zstd => "+zstd",
+        Compression::Uncompressed => "",
     };
     debug_assert_eq!(stats.diff_id, diff_id.to_string());
     Ok(Descriptor {

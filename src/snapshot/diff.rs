@@ -30,7 +30,18 @@ pub struct LayerStats {
 
 /// Tars `upper` (an overlay upper directory, not mounted) into `out` as an OCI layer.
 pub fn write_layer(upper: &Path, out: impl Write) -> Result<LayerStats> {
+    write_layer_clamped(upper, out, None)
+}
+
+/// [`write_layer`], with every mtime later than `mtime_limit` (seconds) written as
+/// `mtime_limit`: BuildKit's `rewrite-timestamp=true` with SOURCE_DATE_EPOCH.
+pub fn write_layer_clamped(
+    upper: &Path,
+    out: impl Write,
+    mtime_limit: Option<u64>,
+) -> Result<LayerStats> {
     let mut writer = LayerWriter::new(DigestWriter::new(out), Contents::Read);
+    writer.mtime_limit = mtime_limit;
     writer.write_dir(upper, "")?;
     let entries = writer.entries;
     let (digest, size, _) = writer.finish(upper)?.finish();
@@ -76,6 +87,8 @@ struct LayerWriter<W: Write> {
     /// First path seen of each multiply-linked inode: later ones become hardlink entries.
     hardlinks: HashMap<(u64, u64), String>,
     entries: u64,
+    /// Later mtimes are written as this one (`rewrite-timestamp`).
+    mtime_limit: Option<u64>,
 }
 
 fn is_whiteout(meta: &Metadata) -> bool {
@@ -109,6 +122,7 @@ impl<W: Write> LayerWriter<W> {
             contents,
             hardlinks: HashMap::new(),
             entries: 0,
+            mtime_limit: None,
         }
     }
 
@@ -287,6 +301,11 @@ impl<W: Write> LayerWriter<W> {
         if !pax.is_empty() {
             self.builder
                 .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        }
+        if let Some(limit) = self.mtime_limit
+            && header.mtime()? > limit
+        {
+            header.set_mtime(limit);
         }
         header.set_cksum();
         self.builder.append(&header, data)?;

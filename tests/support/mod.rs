@@ -676,3 +676,27 @@ pub fn fill_disk(file: &Path) {
     let st = rustix::fs::statvfs(file.parent().unwrap()).unwrap();
     assert_eq!(st.f_bfree, 0, "{} is not full", file.display());
 }
+
+/// `GET http://127.0.0.1:5000/v2/PATH` (a manifest, an index or a blob) with curl, as a
+/// registry client reads what was pushed; manifests are asked for in any of their types.
+pub fn registry_get(path: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-fsSL", "-H"])
+        .arg(
+            "Accept: application/vnd.oci.image.index.v1+json, \
+             application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .arg(format!("http://{OPEN_REGISTRY}/v2/{path}"))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "GET /v2/{path}: {}", stderr_of(&out));
+    out.stdout
+}
+
+/// The JSON document at `/v2/PATH` of the open registry.
+pub fn registry_json(path: &str) -> serde_json::Value {
+    serde_json::from_slice(&registry_get(path))
+        .unwrap_or_else(|e| panic!("/v2/{path} is not JSON: {e}"))
+}

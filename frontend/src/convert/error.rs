@@ -17,6 +17,11 @@ pub enum ConvertError {
     TargetNotFound(String),
     #[error("the build context's source: {0}")]
     MainContext(#[source] LlbError),
+    #[error("invalid SOURCE_DATE_EPOCH: {0}")]
+    SourceDateEpoch(String),
+    /// `# syntax=` or `BUILDKIT_SYNTAX` names a frontend image only BuildKit can run.
+    #[error("{0}")]
+    ForeignFrontend(crate::syntax::ForeignFrontend),
     /// A problem with the instruction on `line` (1-based).
     #[error("line {line}: {kind}")]
     At { line: usize, kind: ConvertErrorKind },
@@ -69,6 +74,21 @@ pub enum ConvertErrorKind {
     Onbuild(String),
     #[error(transparent)]
     Llb(#[from] LlbError),
+    #[error(
+        "unknown flag: --{0} (a flag of BuildKit's labs Dockerfile frontend: add \
+         `# syntax=docker/dockerfile:1-labs` at the top)"
+    )]
+    LabsFlag(&'static str),
+    #[error(
+        "device feature is only supported in Dockerfile frontend 1.14.0-labs or later \
+         (add `# syntax=docker/dockerfile:1-labs` at the top)"
+    )]
+    DeviceNeedsLabs,
+    #[error(
+        "RUN --device is not supported by bud yet: it would run the step without the device \
+         (BuildKit >= 0.20 with CDI does it; remove the flag)"
+    )]
+    DeviceUnsupported,
 }
 
 impl ConvertErrorKind {

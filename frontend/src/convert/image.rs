@@ -22,6 +22,9 @@ pub struct ImageConfig {
     /// an ENV then costs the same however many variables came before. Dropped whenever
     /// `Env` is changed another way.
     env_index: Option<HashMap<String, usize>>,
+    /// How many history entries came from the base image: the ones after them are this
+    /// build's, the only ones `SOURCE_DATE_EPOCH` dates (moby/buildkit#4614).
+    base_history: usize,
 }
 
 impl PartialEq for ImageConfig {
@@ -55,13 +58,21 @@ impl ImageConfig {
         };
         // BuildKit clears the creation time so the result gets its own.
         map.remove("created");
-        Self::new(map)
+        let base_history = map
+            .get("history")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        Self {
+            base_history,
+            ..Self::new(map)
+        }
     }
 
     fn new(json: Map<String, Value>) -> Self {
         Self {
             json,
             env_index: None,
+            base_history: 0,
         }
     }
 
@@ -222,6 +233,19 @@ impl ImageConfig {
             self.env_index = None;
         }
         self.json.insert(key.to_owned(), value);
+    }
+
+    /// Dates the image and the history entries this build added (not the base image's),
+    /// as BuildKit does with `SOURCE_DATE_EPOCH`.
+    pub fn stamp_created(&mut self, created: &str) {
+        if let Some(Value::Array(history)) = self.json.get_mut("history") {
+            for entry in history.iter_mut().skip(self.base_history) {
+                if let Value::Object(entry) = entry {
+                    entry.insert("created".into(), json!(created));
+                }
+            }
+        }
+        self.json.insert("created".into(), json!(created));
     }
 
     /// Adds a history entry; `with_layer` entries are the ones that change the filesystem.

@@ -14,6 +14,7 @@ mod args;
 mod copy;
 mod dispatch;
 mod env;
+pub mod epoch;
 mod error;
 mod gofmt;
 mod image;
@@ -178,6 +179,8 @@ pub fn convert(
     if file.stages.is_empty() {
         return Err(ConvertError::NoStages);
     }
+    check_syntax(&parsed.directives, &file, &opts.build_args)?;
+    let epoch = epoch::from_build_args(&opts.build_args)?;
     let lexer = Lexer::new(parsed.directives.escape);
     let platforms = args::Platforms::new(opts);
     let target_name = opts
@@ -229,6 +232,10 @@ pub fn convert(
         }
     }
 
+    if let Some(secs) = epoch {
+        stage.image.stamp_created(&epoch::rfc3339(secs));
+    }
+
     let mut consumed: BTreeSet<String> = meta.declared.clone();
     consumed.extend(result.declared_args.iter().cloned());
     let unused_build_args = opts
@@ -244,6 +251,38 @@ pub fn convert(
         target: graph.stages[target].display_name(),
         unused_build_args,
     })
+}
+
+/// The frontend the Dockerfile asks for is bud's own, and its flags are the ones that
+/// frontend has: labs flags need a labs syntax, as in BuildKit.
+pub fn check_syntax(
+    directives: &crate::parser::Directives,
+    file: &crate::instructions::Dockerfile,
+    build_args: &BTreeMap<String, String>,
+) -> Result<(), ConvertError> {
+    use crate::instructions::CommandKind;
+    let labs = match crate::syntax::resolve(directives, directives.syntax_line, build_args) {
+        crate::syntax::Syntax::Foreign(f) => return Err(ConvertError::ForeignFrontend(f)),
+        crate::syntax::Syntax::Own { labs } => labs,
+    };
+    for command in file.stages.iter().flat_map(|s| &s.commands) {
+        let line = command.location.start_line;
+        let given = match &command.kind {
+            CommandKind::Run(run) => &run.labs_flags,
+            CommandKind::Copy(copy) => &copy.labs_flags,
+            _ => continue,
+        };
+        for &flag in given {
+            let kind = match (flag, labs) {
+                ("device", false) => ConvertErrorKind::DeviceNeedsLabs,
+                ("device", true) => ConvertErrorKind::DeviceUnsupported,
+                (flag, false) => ConvertErrorKind::LabsFlag(flag),
+                (_, true) => continue,
+            };
+            return Err(kind.at(line));
+        }
+    }
+    Ok(())
 }
 
 /// The `local://context` source, as BuildKit's `dockerui` client builds it.

@@ -85,6 +85,11 @@ impl Flags {
             .filter(|g| g.used)
     }
 
+    /// Whether the flag was given at all.
+    pub(crate) fn is_given(&self, name: &str) -> bool {
+        self.given(name).is_some()
+    }
+
     /// A string flag's value; `None` when absent or empty (BuildKit treats both alike).
     pub(crate) fn string(&self, name: &str) -> Option<String> {
         self.given(name)

@@ -175,6 +175,8 @@ pub struct Run {
     pub devices: Vec<String>,
     /// Heredoc bodies from the line, in order.
     pub heredocs: Vec<Heredoc>,
+    /// The flags given that only BuildKit's labs frontend has.
+    pub labs_flags: Vec<&'static str>,
 }
 
 /// COPY.
@@ -198,6 +200,8 @@ pub struct Copy {
     pub parents: bool,
     /// `--exclude` patterns.
     pub excludes: Vec<String>,
+    /// The flags given that only BuildKit's labs frontend has.
+    pub labs_flags: Vec<&'static str>,
 }
 
 /// ADD.
@@ -490,6 +494,7 @@ fn parse_run(node: &Node) -> Result<Run> {
         security,
         devices: flags.strings("device"),
         heredocs: node.heredocs.clone(),
+        labs_flags: labs_flags(&flags, RUN_LABS_FLAGS),
     })
 }
 
@@ -555,7 +560,21 @@ fn parse_copy(node: &Node) -> Result<Copy> {
         link: flags.bool("link"),
         parents: flags.bool("parents"),
         excludes: flags.strings("exclude"),
+        labs_flags: labs_flags(&flags, COPY_LABS_FLAGS),
     })
+}
+
+/// RUN flags of BuildKit's labs Dockerfile frontend only (Docker 28.5's built-in one says
+/// "unknown flag" to them, or for `--device` that it needs 1.14.0-labs).
+pub const RUN_LABS_FLAGS: &[&str] = &["security", "device"];
+/// COPY flags of the labs frontend only.
+pub const COPY_LABS_FLAGS: &[&str] = &["parents"];
+
+fn labs_flags(flags: &Flags, labs: &[&'static str]) -> Vec<&'static str> {
+    labs.iter()
+        .copied()
+        .filter(|name| flags.is_given(name))
+        .collect()
 }
 
 fn parse_add(node: &Node) -> Result<Add> {

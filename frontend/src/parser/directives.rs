@@ -13,6 +13,8 @@ pub const DEFAULT_ESCAPE: char = '\\';
 pub struct Directives {
     /// `# syntax=` value (the frontend image reference), if any.
     pub syntax: Option<String>,
+    /// The 1-based line of `# syntax=`.
+    pub syntax_line: Option<usize>,
     /// The escape and line-continuation character: `\` (default) or `` ` ``.
     pub escape: char,
     /// `# check=` value (linter configuration), if any.
@@ -23,6 +25,7 @@ impl Default for Directives {
     fn default() -> Self {
         Directives {
             syntax: None,
+            syntax_line: None,
             escape: DEFAULT_ESCAPE,
             check: None,
         }

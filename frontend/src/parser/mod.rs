@@ -111,7 +111,12 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         let start_line = lines.current;
         let first = trim_newline(raw).trim_start();
         match scanner.scan(first, &mut directives) {
-            Ok(true) => continue,
+            Ok(true) => {
+                if directives.syntax.is_some() && directives.syntax_line.is_none() {
+                    directives.syntax_line = Some(start_line);
+                }
+                continue;
+            }
             Ok(false) => {}
             Err(kind) => return Err(ParseError::at(start_line, raw, first, kind)),
         }
