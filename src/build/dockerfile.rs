@@ -60,21 +60,26 @@ pub(super) fn build_arg_values(args: &[crate::cli::BuildArg]) -> BTreeMap<String
         .collect()
 }
 
-/// The embedded solver builds for the machine it runs on; `--platform` may name it.
-fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
-    let Some(requested) = opts.platforms.first() else {
-        return Ok(None);
-    };
-    let platform = convert::Platform::parse(requested)
-        .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
-    let host = convert::Platform::host();
-    if platform != host {
-        bail!(
-            "--platform {requested}: building for another platform than the host's ({host}) \
-             is not supported yet by the embedded solver"
-        );
+/// `--platform`'s platforms, normalised as containerd normalises them, each once.
+pub(super) fn target_platforms(opts: &BuildOptions) -> anyhow::Result<Vec<convert::Platform>> {
+    let mut platforms: Vec<convert::Platform> = Vec::new();
+    for requested in &opts.platforms {
+        let platform = convert::Platform::parse(requested.trim())
+            .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
     }
-    Ok(Some(platform))
+    Ok(platforms)
+}
+
+/// The one platform a single-platform conversion is for, if `--platform` names one.
+fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
+    let platforms = target_platforms(opts)?;
+    if platforms.len() > 1 {
+        bail!("internal error: one conversion for several platforms");
+    }
+    Ok(platforms.into_iter().next())
 }
 
 fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<ConvertOptions> {

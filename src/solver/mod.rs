@@ -63,6 +63,8 @@ pub enum SolveError {
     Context(#[from] crate::source::context::ContextError),
     #[error("{0}")]
     Image(String),
+    #[error(transparent)]
+    NoEmulator(#[from] crate::emulation::NoEmulator),
     #[error(
         "process \"{command}\" did not complete successfully: exit code: {code}{}",
         .hint.map(|h| format!(" ({h})")).unwrap_or_default()
@@ -206,7 +208,10 @@ impl Solver {
             vertex: String::new(),
             source: e,
         })?);
-        if let Some(refused) = self.entitlement_refusal(&graph) {
+        if let Some(refused) = self
+            .entitlement_refusal(&graph)
+            .or_else(|| self.platform_refusal(&graph))
+        {
             return Err(refused);
         }
         let Some(target) = graph.target.clone() else {
@@ -361,6 +366,31 @@ impl Solver {
                 vertex: vertex.digest.clone(),
                 source: SolveError::NotAllowed(missing),
             });
+        }
+        None
+    }
+
+    /// Refuses, before anything runs, a step for a platform whose binaries this machine
+    /// cannot run, natively or through an emulator (which is tested then, once).
+    fn platform_refusal(&self, graph: &Graph) -> Option<StepError> {
+        let tmp = self.snapshots.state.tmp_dir();
+        let mut vertices: Vec<&graph::Vertex> = graph.vertices.values().collect();
+        vertices.sort_by(|a, b| a.name.cmp(&b.name));
+        for vertex in vertices {
+            if !matches!(vertex.op.op, Some(pb::op::Op::Exec(_))) {
+                continue;
+            }
+            let Some(p) = &vertex.op.platform else {
+                continue;
+            };
+            let platform = bud_frontend::convert::Platform::new(&p.os, &p.architecture, &p.variant);
+            if let Err(refused) = crate::emulation::check(&platform, &tmp) {
+                return Some(StepError {
+                    name: vertex.name.clone(),
+                    vertex: vertex.digest.clone(),
+                    source: refused.into(),
+                });
+            }
         }
         None
     }

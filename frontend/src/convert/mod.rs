@@ -209,7 +209,10 @@ pub fn convert(
         stage
             .image
             .set_top("architecture", Value::from(tp.architecture.clone()));
-        if !tp.variant.is_empty() {
+        // The target's variant, as normalised: an arm64 base's `v8` goes, as in BuildKit.
+        if tp.variant.is_empty() {
+            stage.image.remove_top("variant");
+        } else {
             stage
                 .image
                 .set_top("variant", Value::from(tp.variant.clone()));
