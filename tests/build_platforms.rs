@@ -220,3 +220,272 @@ fn debug_workers_lists_the_emulated_platforms() {
     assert!(platforms.contains(&"linux/arm/v7"), "{line}");
     assert!(!platforms.contains(&"linux/riscv64"), "{line}");
 }
+
+/// A GET from the open registry's API, with `accept` as the media types wanted.
+fn registry_get(path: &str, accept: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "-H", &format!("Accept: {accept}")])
+        .arg(format!("http://{OPEN_REGISTRY}/v2/{path}"))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "GET {path}: {}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).expect("a JSON document")
+}
+
+const INDEX_TYPES: &str = "application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.list.v2+json";
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json";
+
+/// `--platform linux/amd64,linux/arm64 --push`: an index of one manifest per platform,
+/// each config naming its platform, each image running on its platform with what its RUN
+/// step recorded there. `oci-mediatypes=false` makes it a Docker manifest list.
+#[test]
+fn a_two_platform_push_writes_an_index_of_both() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!(
+        "FROM {LIST_IMAGE}\nRUN uname -m > /machine\nCMD [\"cat\", \"/machine\"]\n"
+    ));
+    let dir = ctx.path().to_str().unwrap();
+    let repo = "bud-test/platforms-index";
+    let name = format!("{OPEN_REGISTRY}/{repo}:two");
+    let list_name = format!("{OPEN_REGISTRY}/{repo}:list");
+    run_ok(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+            &name,
+            dir,
+        ],
+    );
+    let list_output = format!("type=registry,name={list_name},oci-mediatypes=false");
+    run_ok(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            &list_output,
+            dir,
+        ],
+    );
+
+    for (tag, index_type, manifest_type) in [
+        (
+            "two",
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            "list",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ] {
+        let index = registry_get(&format!("{repo}/manifests/{tag}"), INDEX_TYPES);
+        assert_eq!(index["mediaType"], index_type, "{index}");
+        let entries = index["manifests"].as_array().expect("manifests");
+        let platforms: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["platform"]["os"].as_str().unwrap(),
+                    e["platform"]["architecture"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+        for (entry, (arch, machine)) in entries
+            .iter()
+            .zip([("amd64", "x86_64"), ("arm64", "aarch64")])
+        {
+            assert_eq!(entry["mediaType"], manifest_type, "{index}");
+            let digest = entry["digest"].as_str().unwrap();
+            let manifest = registry_get(&format!("{repo}/manifests/{digest}"), MANIFEST_TYPES);
+            let config_digest = manifest["config"]["digest"].as_str().unwrap();
+            let config = registry_get(&format!("{repo}/blobs/{config_digest}"), "*/*");
+            assert_eq!(config["architecture"], arch, "{config}");
+            assert_eq!(config["os"], "linux", "{config}");
+            assert_eq!(config.get("variant"), None, "{config}");
+            if tag == "two" {
+                let pinned = format!("{OPEN_REGISTRY}/{repo}@{digest}");
+                docker_ok(&["pull", &pinned]);
+                let ran = docker_ok(&[
+                    "run",
+                    "--rm",
+                    "--platform",
+                    &format!("linux/{arch}"),
+                    &pinned,
+                ]);
+                assert_eq!(ran, machine);
+                docker(&["image", "rm", &pinned]);
+            }
+        }
+    }
+}
+
+/// The cross-compiling pattern: a stage on $BUILDPLATFORM is the same graph for both
+/// targets, so it runs once and both platforms copy the very same result.
+#[test]
+fn a_build_platform_stage_runs_once_for_every_target() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!(
+        "FROM --platform=$BUILDPLATFORM {LIST_IMAGE} AS build
+RUN head -c 16 /dev/urandom | od -An -tx1 > /stamp && uname -m > /built-on
+FROM {LIST_IMAGE}
+COPY --from=build /stamp /built-on /
+RUN uname -m > /machine
+"
+    ));
+    let dir = ctx.path().to_str().unwrap();
+    let out_dir = root.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let out = bud_at(
+        root.path(),
+        &[
+            "--progress=plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &dest,
+            dir,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let read = |platform: &str, file: &str| {
+        std::fs::read_to_string(out_dir.join(platform).join(file))
+            .unwrap_or_else(|e| panic!("{platform}/{file}: {e}"))
+    };
+    assert_eq!(read("linux_amd64", "stamp"), read("linux_arm64", "stamp"));
+    assert_eq!(read("linux_arm64", "built-on").trim(), "x86_64");
+    assert_eq!(read("linux_amd64", "machine").trim(), "x86_64");
+    assert_eq!(read("linux_arm64", "machine").trim(), "aarch64");
+    let log = stderr_of(&out);
+    // Each vertex has its own `#N` in the plain log.
+    let runs: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.starts_with('#') && l.contains("RUN head -c 16"))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(runs.len(), 1, "the build stage's step shows once:\n{log}");
+}
+
+/// What several platforms cannot do: an unknown platform, a base image without one of
+/// them, a load into Docker (buildx's reason), and a tar holds one directory per platform.
+#[test]
+fn several_platforms_errors_and_tar_output() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN uname -m > /machine\n"));
+    let dir = ctx.path().to_str().unwrap();
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,nonsense",
+            "-o",
+            "type=tar,dest=-",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(
+            "--platform nonsense: \"nonsense\": unknown operating system or architecture"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm/v7",
+            "-o",
+            "type=tar,dest=-",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("no image for platform linux/arm/v7"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "bud-test-platforms/refused",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out)
+            .contains("docker exporter does not currently support exporting manifest lists"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        !docker(&["image", "inspect", "bud-test-platforms/refused"])
+            .status
+            .success()
+    );
+
+    let tar_path = root.path().join("out.tar");
+    let dest = format!("type=tar,dest={}", tar_path.display());
+    run_ok(
+        root.path(),
+        &["--platform", "linux/amd64,linux/arm64", "-o", &dest, dir],
+    );
+    let file = std::fs::File::open(&tar_path).unwrap();
+    let mut archive = tar::Archive::new(file);
+    let mut machines = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let top = path
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            top == "linux_amd64" || top == "linux_arm64",
+            "{}",
+            path.display()
+        );
+        if path.file_name().is_some_and(|n| n == "machine") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            machines.push((top, text.trim().to_owned()));
+        }
+    }
+    machines.sort();
+    assert_eq!(
+        machines,
+        [
+            ("linux_amd64".to_owned(), "x86_64".to_owned()),
+            ("linux_arm64".to_owned(), "aarch64".to_owned())
+        ]
+    );
+}

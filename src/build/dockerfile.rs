@@ -23,19 +23,37 @@ pub(super) async fn convert_dockerfile(
     session_id: Option<String>,
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
-    let mut convert_opts = convert_options(opts, inputs)?;
-    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
-    // plain copy, as BuildKit's own frontend does there.
-    convert_opts.caps.merge_op = session_id.is_none();
-    convert_opts.session_id = session_id;
-    let converted = convert_with(inputs, convert_opts, images).await?;
+    let platform = target_platform(opts)?;
+    let converted = convert_for(opts, inputs, images, session_id, platform).await?;
+    warn_unused_args(&converted, progress);
+    Ok(converted)
+}
+
+/// The `--build-arg`s no stage consumed, as docker build warns of them.
+pub(super) fn warn_unused_args(converted: &convert::Converted, progress: &ProgressSink) {
     for arg in &converted.unused_build_args {
         progress.warning(
             None,
             format!("one or more build-args [{arg}] were not consumed"),
         );
     }
-    Ok(converted)
+}
+
+/// The Dockerfile as LLB and an image config for `platform` (the host's when `None`).
+pub(super) async fn convert_for(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
+    session_id: Option<String>,
+    platform: Option<convert::Platform>,
+) -> anyhow::Result<convert::Converted> {
+    let mut convert_opts = convert_options(opts, inputs)?;
+    convert_opts.target_platform = platform;
+    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
+    // plain copy, as BuildKit's own frontend does there.
+    convert_opts.caps.merge_op = session_id.is_none();
+    convert_opts.session_id = session_id;
+    convert_with(inputs, convert_opts, images).await
 }
 
 /// Runs the frontend off the async threads (it resolves base images synchronously).
@@ -115,7 +133,6 @@ fn convert_options(opts: &BuildOptions, inputs: &BuildInputs) -> anyhow::Result<
         named_contexts: NamedContexts::read(&opts.build_contexts)?.contexts,
         ulimits,
         shm_size,
-        target_platform: target_platform(opts)?,
         build_args,
         labels,
         excludes: inputs.excludes.clone(),

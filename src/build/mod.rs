@@ -9,6 +9,7 @@ pub mod export;
 mod failure;
 mod images;
 pub mod inputs;
+mod multi;
 pub mod outputs;
 mod remote;
 mod route;

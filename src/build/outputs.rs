@@ -39,7 +39,9 @@ pub enum Export {
     Push {
         names: Vec<String>,
         zstd: bool,
-        oci_media_types: bool,
+        /// `oci-mediatypes=`, when given: single-platform images default to Docker's, as
+        /// docker build pushes them, indexes to OCI's, as BuildKit writes them.
+        oci_media_types: Option<bool>,
     },
 }
 
@@ -56,7 +58,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         exports.push(Export::Push {
             names: opts.tags.clone(),
             zstd: false,
-            oci_media_types: false,
+            oci_media_types: None,
         });
     }
     let loads = exports
@@ -79,7 +81,7 @@ fn from_output(o: &Output, tags: &[String]) -> anyhow::Result<Export> {
     };
     let dest = o.dest().map(Dest::parse);
     let zstd = o.attrs.get("compression").is_some_and(|c| c == "zstd");
-    let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
+    let oci_media_types = o.attrs.get("oci-mediatypes").map(|v| v == "true");
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),

@@ -147,7 +147,7 @@ pub(super) async fn export_one(
             if *zstd {
                 push.compression = Compression::Zstd;
             }
-            if *oci_media_types {
+            if *oci_media_types == Some(true) {
                 push.format = ManifestFormat::Oci;
             }
             let pushed = crate::registry::push(&built.image, &built.layers, names, push)

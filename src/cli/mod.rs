@@ -262,13 +262,9 @@ pub enum DumpFormat {
 }
 
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
-/// Each entry goes away with the feature; none is ever silently ignored.
-pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [(o.platforms.len() > 1, "--platform with several platforms")];
-    set.into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, f)| f)
-        .collect()
+/// Each entry goes away with the feature; none is ever silently ignored. None is left.
+pub fn unsupported_flags(_opts: &BuildOptions) -> Vec<&'static str> {
+    Vec::new()
 }
 
 /// The entitlements a build can be granted, as BuildKit names them.

@@ -203,41 +203,85 @@ impl Solver {
         def: &pb::Definition,
         cancel: &CancellationToken,
     ) -> Result<Ref, StepError> {
-        let graph = Arc::new(Graph::decode(def).map_err(|e| StepError {
-            name: "definition".into(),
-            vertex: String::new(),
-            source: e,
-        })?);
+        let mut results = self.solve_many(std::slice::from_ref(def), cancel).await?;
+        Ok(results.pop().unwrap_or(Ref::Scratch))
+    }
+
+    /// Solves the results of several definitions (one per platform) at once, as one graph:
+    /// an op they share (the same bytes, so the same digest) runs once for all of them. The
+    /// results are in the definitions' order; the first failing step cancels the others.
+    pub async fn solve_many(
+        self: &Arc<Self>,
+        defs: &[pb::Definition],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Ref>, StepError> {
+        let mut merged = Graph {
+            vertices: HashMap::new(),
+            target: None,
+        };
+        let mut targets = Vec::with_capacity(defs.len());
+        for def in defs {
+            let graph = Graph::decode(def).map_err(|e| StepError {
+                name: "definition".into(),
+                vertex: String::new(),
+                source: e,
+            })?;
+            targets.push(graph.target);
+            merged.vertices.extend(graph.vertices);
+        }
+        let graph = Arc::new(merged);
         if let Some(refused) = self
             .entitlement_refusal(&graph)
             .or_else(|| self.platform_refusal(&graph))
         {
             return Err(refused);
         }
-        let Some(target) = graph.target.clone() else {
-            return Ok(Ref::Scratch);
-        };
         let memo: Arc<Mutex<HashMap<String, VertexFuture>>> = Arc::default();
         let cancel = cancel.child_token();
-        let result = self
-            .clone()
-            .vertex(graph, target.digest.clone(), memo, cancel.clone())
-            .await;
-        match result {
-            Ok(solved) => solved
-                .outputs
-                .get(target.index as usize)
-                .cloned()
-                .ok_or_else(|| StepError {
-                    name: "definition".into(),
-                    vertex: target.digest,
-                    source: SolveError::InvalidDefinition("result index out of range".into()),
-                }),
-            Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
-                name: shared.name.clone(),
-                vertex: shared.vertex.clone(),
-                source: SolveError::Other(shared.source.to_string()),
-            })),
+        let results = targets.into_iter().map(|target| {
+            let (graph, memo, cancel) = (graph.clone(), memo.clone(), cancel.clone());
+            async move {
+                let Some(target) = target else {
+                    return Ok(Ref::Scratch);
+                };
+                let solved = self
+                    .clone()
+                    .vertex(graph, target.digest.clone(), memo, cancel)
+                    .await
+                    .map_err(|e| {
+                        Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
+                            name: shared.name.clone(),
+                            vertex: shared.vertex.clone(),
+                            source: SolveError::Other(shared.source.to_string()),
+                        })
+                    })?;
+                solved
+                    .outputs
+                    .get(target.index as usize)
+                    .cloned()
+                    .ok_or_else(|| StepError {
+                        name: "definition".into(),
+                        vertex: target.digest,
+                        source: SolveError::InvalidDefinition("result index out of range".into()),
+                    })
+            }
+        });
+        let results = futures_util::future::join_all(results).await;
+        // The failure that cancelled the others is reported, not their cancellations.
+        let mut failures: Vec<StepError> = Vec::new();
+        let mut refs = Vec::with_capacity(results.len());
+        for result in results {
+            match result {
+                Ok(r) => refs.push(r),
+                Err(e) => failures.push(e),
+            }
+        }
+        match failures
+            .into_iter()
+            .min_by_key(|e| matches!(e.source.root(), SolveError::Cancelled))
+        {
+            Some(failure) => Err(failure),
+            None => Ok(refs),
         }
     }
 
