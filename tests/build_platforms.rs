@@ -7,6 +7,7 @@ mod support;
 
 use std::path::Path;
 
+use sha2::Digest as _;
 use support::*;
 
 /// The arm64 base image scripts/test-env loads into Docker; the open registry's
@@ -381,9 +382,10 @@ RUN uname -m > /machine
 }
 
 /// What several platforms cannot do: an unknown platform, a base image without one of
-/// them, a load into Docker (buildx's reason), and a tar holds one directory per platform.
+/// them, a load into Docker (buildx's reason); a tar holds one directory per platform, an
+/// OCI layout an image index of one manifest per platform.
 #[test]
-fn several_platforms_errors_and_tar_output() {
+fn several_platforms_errors_and_file_outputs() {
     if !require_emulation() {
         return;
     }
@@ -488,4 +490,67 @@ fn several_platforms_errors_and_tar_output() {
             ("linux_arm64".to_owned(), "aarch64".to_owned())
         ]
     );
+
+    let oci_path = root.path().join("oci.tar");
+    let dest = format!(
+        "type=oci,dest={},name=example.com/app:v1",
+        oci_path.display()
+    );
+    run_ok(
+        root.path(),
+        &["--platform", "linux/amd64,linux/arm64", "-o", &dest, dir],
+    );
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&oci_path).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    // Every blob read is checked against its digest.
+    let blob = |digest: &str| -> serde_json::Value {
+        let bytes = &files[&format!("blobs/sha256/{}", digest.strip_prefix("sha256:").unwrap())];
+        let hex: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(format!("sha256:{hex}"), digest);
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let top: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = &top["manifests"][0];
+    assert_eq!(
+        entry["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{top}"
+    );
+    assert_eq!(
+        entry["annotations"]["io.containerd.image.name"],
+        "example.com/app:v1"
+    );
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        "v1"
+    );
+    let index = blob(entry["digest"].as_str().unwrap());
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(m["platform"]["architecture"], arch, "{index}");
+        let manifest = blob(m["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], arch);
+        for layer in manifest["layers"].as_array().unwrap() {
+            let name = format!(
+                "blobs/sha256/{}",
+                layer["digest"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("sha256:")
+                    .unwrap()
+            );
+            assert!(files.contains_key(&name), "{name} is missing");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
 use crate::executor::Runtime;
+use crate::exporter::oci_index_layout::{self, PlatformImage};
 use crate::registry::{self, Compression, ManifestFormat, PlatformManifest, PushOptions};
 use crate::solver::{Ref, Solver};
 
@@ -116,14 +117,13 @@ fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
         match e {
             Export::DockerLoad { .. } | Export::DockerArchive { .. } => bail!(
                 "docker exporter does not currently support exporting manifest lists: \
-                 push the platforms' image index with --push (or -o type=oci,dest=FILE), \
-                 or build one platform to load it into Docker"
+                 push the platforms' image index with --push, write it with \
+                 -o type=oci,dest=FILE, or build one platform to load it into Docker"
             ),
-            Export::OciArchive { .. } => bail!(
-                "-o type=oci with several platforms is not supported yet by the embedded \
-                 solver: push the image index with --push"
-            ),
-            Export::Tar { .. } | Export::Local { .. } | Export::Push { .. } => {}
+            Export::OciArchive { .. }
+            | Export::Tar { .. }
+            | Export::Local { .. }
+            | Export::Push { .. } => {}
         }
     }
     Ok(())
@@ -204,7 +204,24 @@ async fn export_one(
             report.manifest_digest = Some(index.to_string());
             report.names.extend(names.iter().cloned());
         }
-        Export::DockerLoad { .. } | Export::DockerArchive { .. } | Export::OciArchive { .. } => {
+        Export::OciArchive { dest, names } => {
+            let mut stored = Vec::with_capacity(built.len());
+            for b in built {
+                stored.push(store_image(solver, env, b).await?);
+            }
+            let images: Vec<PlatformImage<'_>> = built
+                .iter()
+                .zip(&stored)
+                .map(|(b, s)| PlatformImage {
+                    platform: &b.platform,
+                    image: &s.image,
+                    layers: &s.layers,
+                })
+                .collect();
+            let index = oci_index_layout::write(export::open_dest(dest)?, &images, names)?;
+            report.manifest_digest = Some(index.to_string());
+        }
+        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
             bail!("internal error: an export of one image for several platforms")
         }
     }
