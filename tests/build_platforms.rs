@@ -379,6 +379,14 @@ RUN uname -m > /machine
         .filter_map(|l| l.split(' ').next())
         .collect();
     assert_eq!(runs.len(), 1, "the build stage's step shows once:\n{log}");
+    // Step names start with their platform, as BuildKit's do in a multi-platform build.
+    for name in [
+        "[linux/amd64 build 2/2] RUN head -c 16",
+        "[linux/arm64 stage-1 3/3] RUN uname -m",
+        "[linux/amd64 stage-1 3/3] RUN uname -m",
+    ] {
+        assert!(log.contains(name), "no {name:?} in:\n{log}");
+    }
 }
 
 /// What several platforms cannot do: an unknown platform, a base image without one of

@@ -48,6 +48,7 @@ pub(super) async fn convert_for(
     platform: Option<convert::Platform>,
 ) -> anyhow::Result<convert::Converted> {
     let mut convert_opts = convert_options(opts, inputs)?;
+    convert_opts.multi_platform = target_platforms(opts)?.len() > 1;
     convert_opts.target_platform = platform;
     // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
     // plain copy, as BuildKit's own frontend does there.

@@ -67,6 +67,9 @@ pub struct ConvertOptions {
     pub ulimits: Vec<pb::Ulimit>,
     /// `--shm-size` in bytes: the size of /dev/shm in every RUN.
     pub shm_size: Option<i64>,
+    /// One of several platforms is converted: step names start with the platform, as
+    /// BuildKit's do then (`[linux/arm64 2/3] RUN …`).
+    pub multi_platform: bool,
 }
 
 impl Default for ConvertOptions {
@@ -86,6 +89,7 @@ impl Default for ConvertOptions {
             named_contexts: BTreeMap::new(),
             ulimits: Vec::new(),
             shm_size: None,
+            multi_platform: false,
         }
     }
 }
