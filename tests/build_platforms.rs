@@ -562,3 +562,97 @@ fn several_platforms_errors_and_file_outputs() {
         }
     }
 }
+
+/// With `--addr`, the platform goes to BuildKit in the graph: dockerd's BuildKit runs the
+/// step through the same emulator. Several platforms are refused there for now.
+#[test]
+fn a_remote_build_for_arm64_runs_on_the_daemons_emulator() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\n{RECORD_PLATFORM}"));
+    let dir = ctx.path().to_str().unwrap();
+    let tag = "bud-test-platforms/remote:arm64";
+    run_ok(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            tag,
+            dir,
+        ],
+    );
+    let platform = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Os}}/{{.Architecture}}/[{{.Variant}}]",
+        tag,
+    ]);
+    assert_eq!(platform, "linux/arm64/[]");
+    let recorded = docker_ok(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        tag,
+        "cat",
+        "/platform",
+    ]);
+    assert_eq!(
+        recorded,
+        "aarch64 linux/arm64 linux arm64 [] linux/amd64 amd64"
+    );
+    docker(&["image", "rm", tag]);
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "type=tar,dest=-",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out)
+            .contains("with --addr, --platform with several platforms is not supported yet"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A step failing in a multi-platform build is reported as in any build: the step's
+/// block and docker build's failure line, once.
+#[test]
+fn a_failing_step_of_several_platforms_is_reported_like_any_other() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN exit 3\n"));
+    let dir = ctx.path().to_str().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "type=tar,dest=/dev/null",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    let failure = "failed to solve: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3";
+    assert_eq!(err.matches(failure).count(), 1, "{err}");
+    assert!(err.contains("   2 | >>> RUN exit 3\n"), "{err}");
+}

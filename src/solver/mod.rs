@@ -238,49 +238,62 @@ impl Solver {
         }
         let memo: Arc<Mutex<HashMap<String, VertexFuture>>> = Arc::default();
         let cancel = cancel.child_token();
-        let results = targets.into_iter().map(|target| {
-            let (graph, memo, cancel) = (graph.clone(), memo.clone(), cancel.clone());
-            async move {
-                let Some(target) = target else {
-                    return Ok(Ref::Scratch);
-                };
-                let solved = self
-                    .clone()
-                    .vertex(graph, target.digest.clone(), memo, cancel)
-                    .await
-                    .map_err(|e| {
-                        Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
-                            name: shared.name.clone(),
-                            vertex: shared.vertex.clone(),
-                            source: SolveError::Other(shared.source.to_string()),
-                        })
-                    })?;
-                solved
-                    .outputs
-                    .get(target.index as usize)
-                    .cloned()
-                    .ok_or_else(|| StepError {
-                        name: "definition".into(),
-                        vertex: target.digest,
-                        source: SolveError::InvalidDefinition("result index out of range".into()),
-                    })
-            }
-        });
-        let results = futures_util::future::join_all(results).await;
-        // The failure that cancelled the others is reported, not their cancellations.
-        let mut failures: Vec<StepError> = Vec::new();
+        let solving: Vec<_> = targets
+            .into_iter()
+            .map(|target| {
+                let (graph, memo, cancel) = (graph.clone(), memo.clone(), cancel.clone());
+                async move {
+                    let Some(target) = target else {
+                        return Ok(None);
+                    };
+                    let solved = self
+                        .clone()
+                        .vertex(graph, target.digest.clone(), memo, cancel)
+                        .await?;
+                    Ok(Some((solved, target)))
+                }
+            })
+            .collect();
+        // Once every vertex is done, nothing but the results holds a failure: the one
+        // reported can then be taken out of its Arc whole (a step's output kept).
+        drop(memo);
+        let results: Vec<Result<_, Arc<StepError>>> = futures_util::future::join_all(solving).await;
         let mut refs = Vec::with_capacity(results.len());
+        let mut failure: Option<Arc<StepError>> = None;
         for result in results {
             match result {
-                Ok(r) => refs.push(r),
-                Err(e) => failures.push(e),
+                Ok(None) => refs.push(Ref::Scratch),
+                Ok(Some((solved, target))) => match solved.outputs.get(target.index as usize) {
+                    Some(r) => refs.push(r.clone()),
+                    None => {
+                        return Err(StepError {
+                            name: "definition".into(),
+                            vertex: target.digest,
+                            source: SolveError::InvalidDefinition(
+                                "result index out of range".into(),
+                            ),
+                        });
+                    }
+                },
+                // The failure that cancelled the others is reported, not a cancellation.
+                Err(e) => {
+                    let cancelled =
+                        |e: &StepError| matches!(e.source.root(), SolveError::Cancelled);
+                    if failure
+                        .as_ref()
+                        .is_none_or(|f| cancelled(f) && !cancelled(&e))
+                    {
+                        failure = Some(e);
+                    }
+                }
             }
         }
-        match failures
-            .into_iter()
-            .min_by_key(|e| matches!(e.source.root(), SolveError::Cancelled))
-        {
-            Some(failure) => Err(failure),
+        match failure {
+            Some(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
+                name: shared.name.clone(),
+                vertex: shared.vertex.clone(),
+                source: SolveError::Other(shared.source.to_string()),
+            })),
             None => Ok(refs),
         }
     }
