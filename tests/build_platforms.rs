@@ -252,7 +252,9 @@ fn a_two_platform_push_writes_an_index_of_both() {
     let repo = "bud-test/platforms-index";
     let name = format!("{OPEN_REGISTRY}/{repo}:two");
     let list_name = format!("{OPEN_REGISTRY}/{repo}:list");
-    run_ok(
+    // --iidfile names the index, which has no config, as with buildx.
+    let iidfile = root.path().join("iid");
+    let out = bud_at(
         root.path(),
         &[
             "--platform",
@@ -260,9 +262,13 @@ fn a_two_platform_push_writes_an_index_of_both() {
             "--push",
             "-t",
             &name,
+            "--iidfile",
+            iidfile.to_str().unwrap(),
             dir,
         ],
     );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let index_digest = std::fs::read_to_string(&iidfile).unwrap();
     let list_output = format!("type=registry,name={list_name},oci-mediatypes=false");
     run_ok(
         root.path(),
@@ -290,6 +296,10 @@ fn a_two_platform_push_writes_an_index_of_both() {
         ),
     ] {
         let index = registry_get(&format!("{repo}/manifests/{tag}"), INDEX_TYPES);
+        if tag == "two" {
+            let by_digest = registry_get(&format!("{repo}/manifests/{index_digest}"), INDEX_TYPES);
+            assert_eq!(by_digest, index, "{index_digest} is not the index pushed");
+        }
         assert_eq!(index["mediaType"], index_type, "{index}");
         let entries = index["manifests"].as_array().expect("manifests");
         let platforms: Vec<String> = entries

@@ -104,6 +104,14 @@ pub(super) async fn build(
     Ok(report)
 }
 
+impl BuildReport {
+    /// An index has no config: `--iidfile` and `-q` give its digest, as buildx does.
+    fn set_index(&mut self, index: &crate::content::Digest) {
+        self.manifest_digest = Some(index.to_string());
+        self.image_id = Some(index.to_string());
+    }
+}
+
 /// One platform's result and image config.
 struct Built {
     platform: Platform,
@@ -201,7 +209,7 @@ async fn export_one(
             for name in names {
                 crate::report!("pushed {name}@{index}");
             }
-            report.manifest_digest = Some(index.to_string());
+            report.set_index(&index);
             report.names.extend(names.iter().cloned());
         }
         Export::OciArchive { dest, names } => {
@@ -219,7 +227,7 @@ async fn export_one(
                 })
                 .collect();
             let index = oci_index_layout::write(export::open_dest(dest)?, &images, names)?;
-            report.manifest_digest = Some(index.to_string());
+            report.set_index(&index);
         }
         Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
             bail!("internal error: an export of one image for several platforms")
