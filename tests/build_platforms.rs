@@ -167,7 +167,20 @@ fn an_image_in_docker_is_used_only_for_its_platform() {
         let recorded = std::fs::read_to_string(out_dir.join("machine")).unwrap();
         assert_eq!(recorded.trim(), machine, "{platform}");
     }
+    // The pushed image keeps a digest reference under the name: it goes too.
     docker(&["image", "rm", &name]);
+    let repository = name.trim_end_matches(":latest");
+    let digests = docker_ok(&[
+        "image",
+        "ls",
+        "--digests",
+        "--format",
+        "{{.Digest}}",
+        repository,
+    ]);
+    for digest in digests.lines().filter(|d| d.starts_with("sha256:")) {
+        docker(&["image", "rm", &format!("{repository}@{digest}")]);
+    }
 }
 
 /// No emulator for a platform: the build fails before any step runs, naming the platform and
