@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod content;
 pub mod docker_host;
+pub mod emulation;
 pub mod error_chain;
 pub mod executor;
 pub mod exporter;

@@ -72,17 +72,6 @@ fn usage_errors_exit_2_and_name_the_flag() {
 }
 
 #[test]
-fn features_not_landed_say_so_by_flag() {
-    let out = bud(&["--platform", "linux/amd64,linux/arm64", "."]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--platform with several platforms is not supported yet"),
-        "{}",
-        stderr(&out)
-    );
-}
-
-#[test]
 fn completion_prints_a_script() {
     let out = bud(&["completion", "bash"]);
     assert!(out.status.success());

@@ -148,6 +148,107 @@ fn references_differ_only_where_a_case_says_so() {
     report(outcomes, &[]);
 }
 
+/// Cases built for linux/arm64 by Docker 20.10's `docker build --platform linux/arm64` and by
+/// bud, both running the steps through QEMU: tiny ones, as emulation is slow.
+const ARM64_CASES: &[&str] = &[
+    "hello",
+    "multistage-copy-from",
+    "links-by-run",
+    "rm-whiteouts",
+];
+
+/// The arm64 image comes from the open registry's manifest list of the base image, which
+/// both pick the arm64 entry of (Docker's own `bud-test/busybox` is the amd64 one).
+#[test]
+fn bud_builds_what_docker_builds_for_arm64() {
+    if !require_base_image() || !require_runc() {
+        return;
+    }
+    let root = repo_root().join("testdata/diff");
+    for name in ARM64_CASES {
+        assert!(
+            root.join(name).is_dir(),
+            "ARM64_CASES names {name}, which is no case"
+        );
+    }
+    // BUD_DIFF_CASES narrows these as it narrows the others.
+    let cases: Vec<Case> = case::all(&root)
+        .expect("read testdata/diff")
+        .into_iter()
+        .filter(|c| ARM64_CASES.contains(&c.name.as_str()))
+        .collect();
+    let scratch = tempfile::Builder::new()
+        .prefix("bud-diff-arm64-")
+        .tempdir()
+        .expect("temp dir");
+    let outcomes = for_each_case(&cases, |case| {
+        let context = scratch.path().join(&case.name).join("context");
+        case.prepare(&context)?;
+        let dockerfile = context.join("Dockerfile");
+        let text = std::fs::read_to_string(&dockerfile).map_err(|e| e.to_string())?;
+        let text = text
+            .replace(
+                "FROM bud-test/busybox",
+                &format!("FROM {OPEN_REGISTRY}/bud-test/busybox"),
+            )
+            .replace(
+                "--from=bud-test/busybox",
+                &format!("--from={OPEN_REGISTRY}/bud-test/busybox"),
+            );
+        std::fs::write(&dockerfile, text).map_err(|e| e.to_string())?;
+        let dir = context.to_str().ok_or("non-UTF-8 temp path")?;
+        let mut images = Vec::new();
+        for who in ["docker", "bud"] {
+            let tag = format!("bud-diff-arm64-{who}/{}", case.name);
+            let mut args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+            args.extend(["--platform", "linux/arm64", "-t", &tag, dir]);
+            let out = if who == "docker" {
+                let mut cmd = Command::new(DOCKER);
+                cmd.env("DOCKER_BUILDKIT", "1").arg("build");
+                cmd
+            } else {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_bud"));
+                cmd.arg("--root")
+                    .arg(scratch.path().join("root"))
+                    .arg("--progress=plain");
+                cmd
+            }
+            .current_dir(&context)
+            .args(&args)
+            .envs(case.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .map_err(|e| format!("running the {who} build: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("{who} rejects the case:\n{}", log_end(&out)));
+            }
+            let platform = docker_ok(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}/{{.Variant}}",
+                &tag,
+            ]);
+            let image = Image::read(Daemon::Docker20, &tag);
+            Daemon::Docker20.remove(&[&tag]);
+            images.push((platform, Outcome::Built(image?)));
+        }
+        let (bud_platform, bud) = images.pop().ok_or("no bud image")?;
+        let (docker_platform, docker) = images.pop().ok_or("no docker image")?;
+        let mut report = differences(&docker, &bud, (Reference::Docker20, "bud"));
+        if docker_platform != bud_platform {
+            report.push(format!(
+                "  platform: docker {docker_platform}, bud {bud_platform}"
+            ));
+        }
+        if report.is_empty() {
+            Ok(())
+        } else {
+            Err(report.join("\n"))
+        }
+    });
+    report(outcomes, &[]);
+}
+
 /// Who builds the bud side of a case.
 #[derive(Clone, Copy)]
 enum Solver<'a> {

@@ -109,6 +109,13 @@ fn platform_args() {
     );
     assert!(env.as_array().unwrap().contains(&json!("BUILDARCH=amd64")));
     assert_eq!(c.image["architecture"], "arm64");
+    // The base's `v8` is not the normalised target's: BuildKit writes the target's.
+    assert_eq!(c.image.get("variant"), None);
+
+    o.target_platform = Some(bud_frontend::convert::Platform::parse("linux/armhf").unwrap());
+    let c = build_with("FROM busybox\nRUN true\n", &o);
+    assert_eq!(c.image["architecture"], "arm");
+    assert_eq!(c.image["variant"], "v7");
 }
 
 #[test]

@@ -24,19 +24,38 @@ pub(super) async fn convert_dockerfile(
     session_id: Option<String>,
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
-    let mut convert_opts = convert_options(opts, inputs)?;
-    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
-    // plain copy, as BuildKit's own frontend does there.
-    convert_opts.caps.merge_op = session_id.is_none();
-    convert_opts.session_id = session_id;
-    let converted = convert_with(inputs, convert_opts, images).await?;
+    let platform = target_platform(opts)?;
+    let converted = convert_for(opts, inputs, images, session_id, platform).await?;
+    warn_unused_args(&converted, progress);
+    Ok(converted)
+}
+
+/// The `--build-arg`s no stage consumed, as docker build warns of them.
+pub(super) fn warn_unused_args(converted: &convert::Converted, progress: &ProgressSink) {
     for arg in &converted.unused_build_args {
         progress.warning(
             None,
             format!("one or more build-args [{arg}] were not consumed"),
         );
     }
-    Ok(converted)
+}
+
+/// The Dockerfile as LLB and an image config for `platform` (the host's when `None`).
+pub(super) async fn convert_for(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
+    session_id: Option<String>,
+    platform: Option<convert::Platform>,
+) -> anyhow::Result<convert::Converted> {
+    let mut convert_opts = convert_options(opts, inputs)?;
+    convert_opts.multi_platform = target_platforms(opts)?.len() > 1;
+    convert_opts.target_platform = platform;
+    // Docker 20.10's BuildKit has no MergeOp: on a daemon, `COPY --link` falls back to a
+    // plain copy, as BuildKit's own frontend does there.
+    convert_opts.caps.merge_op = session_id.is_none();
+    convert_opts.session_id = session_id;
+    convert_with(inputs, convert_opts, images).await
 }
 
 /// Runs the frontend off the async threads (it resolves base images synchronously).
@@ -75,26 +94,26 @@ pub(super) fn source_date_epoch(opts: &BuildOptions) -> anyhow::Result<Option<i6
     ))?)
 }
 
-/// The platform of the image the build makes: `--platform`, or the host's.
-pub(super) fn built_platform(opts: &BuildOptions) -> anyhow::Result<convert::Platform> {
-    Ok(target_platform(opts)?.unwrap_or_else(convert::Platform::host))
+/// `--platform`'s platforms, normalised as containerd normalises them, each once.
+pub(super) fn target_platforms(opts: &BuildOptions) -> anyhow::Result<Vec<convert::Platform>> {
+    let mut platforms: Vec<convert::Platform> = Vec::new();
+    for requested in &opts.platforms {
+        let platform = convert::Platform::parse(requested.trim())
+            .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
 }
 
-/// The embedded solver builds for the machine it runs on; `--platform` may name it.
+/// The one platform a single-platform conversion is for, if `--platform` names one.
 fn target_platform(opts: &BuildOptions) -> anyhow::Result<Option<convert::Platform>> {
-    let Some(requested) = opts.platforms.first() else {
-        return Ok(None);
-    };
-    let platform = convert::Platform::parse(requested)
-        .map_err(|e| anyhow::anyhow!("--platform {requested}: {e}"))?;
-    let host = convert::Platform::host();
-    if platform != host {
-        bail!(
-            "--platform {requested}: building for another platform than the host's ({host}) \
-             is not supported yet by the embedded solver"
-        );
+    let platforms = target_platforms(opts)?;
+    if platforms.len() > 1 {
+        bail!("internal error: one conversion for several platforms");
     }
-    Ok(Some(platform))
+    Ok(platforms.into_iter().next())
 }
 
 pub(super) fn convert_options(
@@ -133,7 +152,6 @@ pub(super) fn convert_options(
         named_contexts: NamedContexts::read(&opts.build_contexts)?.contexts,
         ulimits,
         shm_size,
-        target_platform: target_platform(opts)?,
         build_args,
         labels,
         excludes: inputs.excludes.clone(),

@@ -30,6 +30,10 @@ pub(super) async fn build(
     runtime: Runtime,
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
+    let platforms = super::dockerfile::target_platforms(opts)?;
+    if platforms.len() > 1 {
+        return super::multi::build(env, opts, inputs, exports, runtime, cancel, platforms).await;
+    }
     let BuildEnv {
         state,
         meta,
@@ -50,31 +54,8 @@ pub(super) async fn build(
     runtime.reap_orphans().await;
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
-    let entitlements = opts.entitlements();
-    let mut solve_opts = SolveOptions {
-        extra_hosts: opts
-            .add_hosts
-            .iter()
-            .map(|h| (h.host.clone(), h.ip.clone()))
-            .collect(),
-        no_cache: opts.no_cache,
-        network_none: opts.network == "none",
-        allow_network_host: entitlements.iter().any(|e| e == "network.host"),
-        allow_insecure: entitlements.iter().any(|e| e == "security.insecure"),
-        secrets: super::secrets::read_secrets(opts)?,
-        ssh_agents: ssh.sockets.clone(),
-        timeouts: registry.timeouts,
-        cache_import,
-        ..Default::default()
-    };
-    solve_opts
-        .local_dirs
-        .extend(NamedContexts::read(&opts.build_contexts)?.local_dirs);
-    if inputs.remote.is_none() {
-        solve_opts
-            .local_dirs
-            .insert("context".into(), inputs.context_dir.clone());
-    }
+    let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
+    solve_opts.cache_import = cache_import;
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
     let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
@@ -265,9 +246,44 @@ pub(super) async fn build(
     Ok(report)
 }
 
+/// What the solver needs from the flags and inputs; `ssh` serves the `--ssh` agents.
+pub(super) fn solve_options(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    registry: &crate::registry::RegistryConfig,
+    ssh: &super::secrets::SshAgents,
+) -> anyhow::Result<SolveOptions> {
+    let entitlements = opts.entitlements();
+    let mut solve_opts = SolveOptions {
+        extra_hosts: opts
+            .add_hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.ip.clone()))
+            .collect(),
+        no_cache: opts.no_cache,
+        network_none: opts.network == "none",
+        allow_network_host: entitlements.iter().any(|e| e == "network.host"),
+        allow_insecure: entitlements.iter().any(|e| e == "security.insecure"),
+        secrets: super::secrets::read_secrets(opts)?,
+        ssh_agents: ssh.sockets.clone(),
+        timeouts: registry.timeouts,
+        ..Default::default()
+    };
+    solve_opts
+        .local_dirs
+        .extend(NamedContexts::read(&opts.build_contexts)?.local_dirs);
+    // A URL context is a source of the graph, not a local directory.
+    if inputs.remote.is_none() {
+        solve_opts
+            .local_dirs
+            .insert("context".into(), inputs.context_dir.clone());
+    }
+    Ok(solve_opts)
+}
+
 /// `work`, unless the build is cancelled first; then `work` is dropped where it waits
 /// (on a registry, on Docker, on a blocking task) and the build fails at once.
-async fn unless_cancelled<T>(
+pub(super) async fn unless_cancelled<T>(
     cancel: &CancellationToken,
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {

@@ -337,14 +337,27 @@ pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
 
 /// The merged filesystem of the result as a tarball, in path order, owners and modes kept.
 pub fn filesystem_tar(root: &Path, dest: &Dest) -> anyhow::Result<()> {
+    filesystem_tars(&[(PathBuf::new(), root)], dest)
+}
+
+/// Several results' filesystems in one tarball, each under its own directory (a
+/// multi-platform build's, one per platform).
+pub fn filesystem_tars(parts: &[(PathBuf, &Path)], dest: &Dest) -> anyhow::Result<()> {
     let mut builder = tar::Builder::new(open_dest(dest)?);
     builder.follow_symlinks(false);
-    let mut paths = Vec::new();
-    collect_paths(root, Path::new(""), &mut paths)?;
-    for rel in paths {
-        builder
-            .append_path_with_name(root.join(&rel), &rel)
-            .with_context(|| format!("adding {} to the tarball", rel.display()))?;
+    for (prefix, root) in parts {
+        if !prefix.as_os_str().is_empty() {
+            builder
+                .append_path_with_name(root, prefix)
+                .with_context(|| format!("adding {} to the tarball", prefix.display()))?;
+        }
+        let mut paths = Vec::new();
+        collect_paths(root, Path::new(""), &mut paths)?;
+        for rel in paths {
+            builder
+                .append_path_with_name(root.join(&rel), prefix.join(&rel))
+                .with_context(|| format!("adding {} to the tarball", rel.display()))?;
+        }
     }
     builder.into_inner()?.flush()?;
     Ok(())

@@ -18,7 +18,8 @@ pub struct BuildImages {
     source: ImageSource,
     pull: bool,
     runtime: tokio::runtime::Handle,
-    /// By the reference as asked, and by its pinned form `ref@digest`.
+    /// By platform and the reference as asked, and by platform and its pinned form
+    /// `ref@digest`: one build may take a tag for several platforms.
     memo: Mutex<HashMap<String, Arc<PulledImage>>>,
 }
 
@@ -37,18 +38,19 @@ impl BuildImages {
         reference: &str,
         platform: RegistryPlatform,
     ) -> Result<Arc<PulledImage>, String> {
+        let key = |reference: &str| format!("{platform} {reference}");
         if let Some(hit) = self
             .memo
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(reference)
+            .get(&key(reference))
         {
             return Ok(hit.clone());
         }
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
         let opts = PullOptions {
             pull: self.pull,
-            platform,
+            platform: platform.clone(),
             ..PullOptions::default()
         };
         let image = Arc::new(
@@ -58,8 +60,8 @@ impl BuildImages {
                 .map_err(|e| e.to_string())?,
         );
         let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
-        memo.insert(reference.to_string(), image.clone());
-        memo.insert(format!("{reference}@{}", pin(&image)), image.clone());
+        memo.insert(key(reference), image.clone());
+        memo.insert(key(&format!("{reference}@{}", pin(&image))), image.clone());
         Ok(image)
     }
 }

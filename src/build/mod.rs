@@ -11,6 +11,7 @@ mod failure;
 mod forward;
 mod images;
 pub mod inputs;
+mod multi;
 pub mod outputs;
 mod remote;
 mod remote_context;

@@ -90,7 +90,9 @@ pub enum Export {
     Push {
         names: Vec<String>,
         compression: Compression,
-        oci_media_types: bool,
+        /// `oci-mediatypes=`, when given: single-platform images default to Docker's, as
+        /// docker build pushes them, indexes to OCI's, as BuildKit writes them.
+        oci_media_types: Option<bool>,
         /// `registry.insecure=true` (or `insecure=true`): plain HTTP to the registries.
         insecure: bool,
         image: ImageAttrs,
@@ -123,7 +125,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         exports.push(Export::Push {
             names: opts.tags.clone(),
             compression: Compression::default(),
-            oci_media_types: false,
+            oci_media_types: None,
             insecure: false,
             image: ImageAttrs::of_flags(&opts.annotations),
         });
@@ -156,7 +158,21 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
 /// Every annotation asked for has a place in every export it is given to, before the build
 /// runs: none is dropped.
 fn check_annotations(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<()> {
-    let platform = super::dockerfile::built_platform(opts)?;
+    let mut platforms = super::dockerfile::target_platforms(opts)?;
+    if platforms.len() > 1 {
+        let any = !opts.annotations.is_empty()
+            || exports
+                .iter()
+                .filter_map(Export::image_attrs)
+                .any(|a| !a.annotations.is_empty());
+        if any {
+            bail!("annotations with several platforms are not supported yet");
+        }
+        return Ok(());
+    }
+    let platform = platforms
+        .pop()
+        .unwrap_or_else(bud_frontend::convert::Platform::host);
     for e in exports {
         let Some(attrs) = e.image_attrs() else {
             if !opts.annotations.is_empty() {
@@ -195,7 +211,7 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
     };
     let dest = o.dest().map(Dest::parse);
     let compression = layer_compression(o)?;
-    let oci_media_types = o.attrs.get("oci-mediatypes").is_some_and(|v| v == "true");
+    let oci_media_types = o.attrs.get("oci-mediatypes").map(|v| v == "true");
     let image = ImageAttrs::of(o, flags)?;
     let pushes = matches!(o.kind, OutputKind::Image | OutputKind::Registry) && o.pushes();
     let docker_load = !pushes
@@ -222,7 +238,7 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
             );
         }
     }
-    if o.kind == OutputKind::Oci && o.attrs.get("oci-mediatypes").is_some_and(|v| v == "false") {
+    if o.kind == OutputKind::Oci && oci_media_types == Some(false) {
         bail!("oci-mediatypes=false: bud's type=oci output writes OCI media types only");
     }
     Ok(match o.kind {

@@ -30,6 +30,9 @@ pub(super) async fn build(
     exports: &[Export],
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
+    if super::dockerfile::target_platforms(opts)?.len() > 1 {
+        bail!("with --addr, --platform with several platforms is not supported yet");
+    }
     let (images, progress) = (env.images.clone(), &env.progress);
     let exporter = match exports {
         [] => bail!("with --addr, give one output (-t, --load, -o type=local or type=tar)"),

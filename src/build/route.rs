@@ -168,7 +168,7 @@ pub(super) async fn export_one(
                 .manifest;
             push.compression = *compression;
             push.insecure = *insecure;
-            if *oci_media_types {
+            if *oci_media_types == Some(true) {
                 push.format = ManifestFormat::Oci;
             }
             let pushed = crate::registry::push(&built.image, &built.layers, names, push)

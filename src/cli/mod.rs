@@ -274,10 +274,7 @@ pub enum DumpFormat {
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [
-        (o.platforms.len() > 1, "--platform with several platforms"),
-        (o.call.method == Call::Outline, "--call=outline"),
-    ];
+    let set = [(o.call.method == Call::Outline, "--call=outline")];
     set.into_iter()
         .filter(|(on, _)| *on)
         .map(|(_, f)| f)

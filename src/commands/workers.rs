@@ -16,7 +16,7 @@ pub fn run(state: &StateRoot, out: &mut impl Write) -> Result<(), CommandError> 
             "Solver:".to_string(),
             crate::build::worker::describe(&config.worker, state),
         ],
-        vec!["Platforms:".to_string(), platforms().join(", ")],
+        vec!["Platforms:".to_string(), platforms(state).join(", ")],
         vec!["Runtime:".to_string(), runtime(&config, state)],
         vec!["Snapshotter:".to_string(), snapshotter().to_string()],
         vec!["Root:".to_string(), state.path().display().to_string()],
@@ -30,44 +30,12 @@ pub fn run(state: &StateRoot, out: &mut impl Write) -> Result<(), CommandError> 
     Ok(())
 }
 
-/// The native platform first, then those binfmt_misc hands to an emulator.
-pub fn platforms() -> Vec<String> {
-    let mut platforms = Vec::new();
-    if let Some(native) = oci_arch(std::env::consts::ARCH) {
-        platforms.push(format!("linux/{native}"));
-    }
-    let mut emulated: Vec<String> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let arch = oci_arch(name.strip_prefix("qemu-")?)?;
-            let status = std::fs::read_to_string(e.path()).ok()?;
-            (status.lines().next() == Some("enabled")).then(|| format!("linux/{arch}"))
-        })
-        .filter(|p| !platforms.contains(p))
-        .collect();
-    emulated.sort();
-    emulated.dedup();
-    platforms.extend(emulated);
-    platforms
-}
-
-/// Rust's and QEMU's architecture names to OCI's.
-fn oci_arch(arch: &str) -> Option<&'static str> {
-    Some(match arch {
-        "x86_64" => "amd64",
-        "x86" | "i386" => "386",
-        "aarch64" => "arm64",
-        "arm" => "arm/v7",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "powerpc64" | "ppc64le" => "ppc64le",
-        "mips64el" => "mips64le",
-        "loongarch64" => "loong64",
-        _ => return None,
-    })
+/// This machine's platform first, then those whose test program runs through an emulator.
+pub fn platforms(state: &StateRoot) -> Vec<String> {
+    crate::emulation::runnable(&state.tmp_dir())
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn runtime(config: &Config, state: &StateRoot) -> String {

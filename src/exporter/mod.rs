@@ -1,7 +1,8 @@
 //! Turning a built image (config + layer tars) into something Docker or a registry tool reads.
 //!
 //! - [`docker_archive`]: the `docker save` / `docker load` tarball (`manifest.json`).
-//! - [`oci_layout`]: an OCI image layout tarball, as `-o type=oci,dest=FILE` writes it.
+//! - [`oci_layout`]: an OCI image layout tarball, as `-o type=oci,dest=FILE` writes it;
+//!   [`oci_index_layout`] the same for several platforms, under an image index.
 //! - [`annotations`]: `--annotation` and `annotation*` attributes, resolved for one image.
 //! - [`docker_load`]: streams a docker archive into the daemon's `POST /images/load`,
 //!   leaving out the layers the daemon already holds.
@@ -15,6 +16,7 @@ pub mod annotations;
 mod chain;
 pub mod docker_archive;
 pub mod docker_load;
+pub mod oci_index_layout;
 pub mod oci_layout;
 mod reference;
 mod tarball;

@@ -170,17 +170,16 @@ impl Platform {
     }
 
     /// Whether an image for `offered` runs here. arm64's only variant is v8, so its
-    /// absence and presence mean the same; elsewhere a wanted variant must be offered.
+    /// absence and presence mean the same, as arm's absence means v7 (containerd's
+    /// normalisation); elsewhere a wanted variant must be offered.
     pub fn matches(&self, offered: &Platform) -> bool {
         if self.os != offered.os || self.architecture != offered.architecture {
             return false;
         }
-        let normal = |p: &Platform| {
-            if p.architecture == "arm64" && p.variant == "v8" {
-                String::new()
-            } else {
-                p.variant.clone()
-            }
+        let normal = |p: &Platform| match (p.architecture.as_str(), p.variant.as_str()) {
+            ("arm64", "v8") => String::new(),
+            ("arm", "") => "v7".to_owned(),
+            _ => p.variant.clone(),
         };
         self.variant.is_empty() || normal(self) == normal(offered)
     }

@@ -22,6 +22,7 @@ use crate::content::{ContentStore, Digest};
 use crate::exporter::{Image, Layer};
 use crate::timeouts::Upload;
 
+pub(super) mod index;
 mod pipeline;
 
 /// Which manifest schema to push.
@@ -48,6 +49,9 @@ pub struct PushOptions {
     pub progress: Option<ProgressTarget>,
     /// Written into the manifest (`--annotation`, `annotation.*`).
     pub manifest_annotations: BTreeMap<String, String>,
+    /// Push the manifest under its digest only, not the tags: it is one platform's, and
+    /// the tags go to the index that lists it (`index::push_index`).
+    pub untagged: bool,
 }
 
 impl PushOptions {
@@ -60,6 +64,7 @@ impl PushOptions {
             insecure: false,
             progress: None,
             manifest_annotations: BTreeMap::new(),
+            untagged: false,
         }
     }
 }
@@ -220,8 +225,21 @@ pub async fn push(
         }
         let content_type = http::HeaderValue::from_str(&result.media_type)
             .map_err(|e| RegistryError::Task(e.to_string()))?;
-        for reference in references {
-            let tagged = oci_reference(reference, reference.tag.as_deref());
+        let targets = if opts.untagged {
+            &references[..1]
+        } else {
+            &references[..]
+        };
+        for reference in targets {
+            let tagged = if opts.untagged {
+                oci_client::Reference::with_digest(
+                    reference.domain.clone(),
+                    reference.path.clone(),
+                    result.manifest_digest.to_string(),
+                )
+            } else {
+                oci_reference(reference, reference.tag.as_deref())
+            };
             let host = &destination.host;
             host.exchange(
                 "pushing the manifest of",

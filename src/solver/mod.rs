@@ -66,6 +66,8 @@ pub enum SolveError {
     Context(#[from] crate::source::context::ContextError),
     #[error("{0}")]
     Image(String),
+    #[error(transparent)]
+    NoEmulator(#[from] crate::emulation::NoEmulator),
     #[error(
         "process \"{command}\" did not complete successfully: exit code: {code}{}",
         .hint.map(|h| format!(" ({h})")).unwrap_or_default()
@@ -265,38 +267,98 @@ impl Solver {
         def: &pb::Definition,
         cancel: &CancellationToken,
     ) -> Result<Ref, StepError> {
-        let graph = Arc::new(Graph::decode(def).map_err(|e| StepError {
-            name: "definition".into(),
-            vertex: String::new(),
-            source: e,
-        })?);
-        if let Some(refused) = self.entitlement_refusal(&graph) {
+        let mut results = self.solve_many(std::slice::from_ref(def), cancel).await?;
+        Ok(results.pop().unwrap_or(Ref::Scratch))
+    }
+
+    /// Solves the results of several definitions (one per platform) at once, as one graph:
+    /// an op they share (the same bytes, so the same digest) runs once for all of them. The
+    /// results are in the definitions' order; the first failing step cancels the others.
+    pub async fn solve_many(
+        self: &Arc<Self>,
+        defs: &[pb::Definition],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Ref>, StepError> {
+        let mut merged = Graph {
+            vertices: HashMap::new(),
+            target: None,
+        };
+        let mut targets = Vec::with_capacity(defs.len());
+        for def in defs {
+            let graph = Graph::decode(def).map_err(|e| StepError {
+                name: "definition".into(),
+                vertex: String::new(),
+                source: e,
+            })?;
+            targets.push(graph.target);
+            merged.vertices.extend(graph.vertices);
+        }
+        let graph = Arc::new(merged);
+        if let Some(refused) = self
+            .entitlement_refusal(&graph)
+            .or_else(|| self.platform_refusal(&graph))
+        {
             return Err(refused);
         }
-        let Some(target) = graph.target.clone() else {
-            return Ok(Ref::Scratch);
-        };
         let memo: Arc<Mutex<HashMap<String, VertexFuture>>> = Arc::default();
         let cancel = cancel.child_token();
-        let result = self
-            .clone()
-            .vertex(graph, target.digest.clone(), memo, cancel.clone())
-            .await;
-        match result {
-            Ok(solved) => solved
-                .outputs
-                .get(target.index as usize)
-                .cloned()
-                .ok_or_else(|| StepError {
-                    name: "definition".into(),
-                    vertex: target.digest,
-                    source: SolveError::InvalidDefinition("result index out of range".into()),
-                }),
-            Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
+        let solving: Vec<_> = targets
+            .into_iter()
+            .map(|target| {
+                let (graph, memo, cancel) = (graph.clone(), memo.clone(), cancel.clone());
+                async move {
+                    let Some(target) = target else {
+                        return Ok(None);
+                    };
+                    let solved = self
+                        .clone()
+                        .vertex(graph, target.digest.clone(), memo, cancel)
+                        .await?;
+                    Ok(Some((solved, target)))
+                }
+            })
+            .collect();
+        // Once every vertex is done, nothing but the results holds a failure: the one
+        // reported can then be taken out of its Arc whole (a step's output kept).
+        drop(memo);
+        let results: Vec<Result<_, Arc<StepError>>> = futures_util::future::join_all(solving).await;
+        let mut refs = Vec::with_capacity(results.len());
+        let mut failure: Option<Arc<StepError>> = None;
+        for result in results {
+            match result {
+                Ok(None) => refs.push(Ref::Scratch),
+                Ok(Some((solved, target))) => match solved.outputs.get(target.index as usize) {
+                    Some(r) => refs.push(r.clone()),
+                    None => {
+                        return Err(StepError {
+                            name: "definition".into(),
+                            vertex: target.digest,
+                            source: SolveError::InvalidDefinition(
+                                "result index out of range".into(),
+                            ),
+                        });
+                    }
+                },
+                // The failure that cancelled the others is reported, not a cancellation.
+                Err(e) => {
+                    let cancelled =
+                        |e: &StepError| matches!(e.source.root(), SolveError::Cancelled);
+                    if failure
+                        .as_ref()
+                        .is_none_or(|f| cancelled(f) && !cancelled(&e))
+                    {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
                 name: shared.name.clone(),
                 vertex: shared.vertex.clone(),
                 source: SolveError::Other(shared.source.to_string()),
             })),
+            None => Ok(refs),
         }
     }
 
@@ -438,6 +500,31 @@ impl Solver {
                 vertex: vertex.digest.clone(),
                 source: SolveError::NotAllowed(missing),
             });
+        }
+        None
+    }
+
+    /// Refuses, before anything runs, a step for a platform whose binaries this machine
+    /// cannot run, natively or through an emulator (which is tested then, once).
+    fn platform_refusal(&self, graph: &Graph) -> Option<StepError> {
+        let tmp = self.snapshots.state.tmp_dir();
+        let mut vertices: Vec<&graph::Vertex> = graph.vertices.values().collect();
+        vertices.sort_by(|a, b| a.name.cmp(&b.name));
+        for vertex in vertices {
+            if !matches!(vertex.op.op, Some(pb::op::Op::Exec(_))) {
+                continue;
+            }
+            let Some(p) = &vertex.op.platform else {
+                continue;
+            };
+            let platform = bud_frontend::convert::Platform::new(&p.os, &p.architecture, &p.variant);
+            if let Err(refused) = crate::emulation::check(&platform, &tmp) {
+                return Some(StepError {
+                    name: vertex.name.clone(),
+                    vertex: vertex.digest.clone(),
+                    source: refused.into(),
+                });
+            }
         }
         None
     }

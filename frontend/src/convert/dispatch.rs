@@ -185,6 +185,51 @@ fn init_from_image(
 }
 
 /// `[stage 2/5] RUN …`: the progress name of a step.
+/// A step's platform in a multi-platform build's progress, as BuildKit writes it: the
+/// stage's platform, then `->arch` when the stage declares a target ARG naming another
+/// (a cross-compiling stage: `linux/amd64->arm64`). `declared` gives an ARG's value.
+pub(super) fn platform_label(
+    platform: &Platform,
+    declared: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let base = platform.to_string();
+    let mut target = declared("TARGETPLATFORM")
+        .and_then(|p| Platform::parse(&p).ok())
+        .map(|p| (p.os, p.architecture, p.variant));
+    for (name, slot) in [("TARGETOS", 0), ("TARGETARCH", 1), ("TARGETVARIANT", 2)] {
+        if let Some(value) = declared(name) {
+            let t = target.get_or_insert_with(Default::default);
+            *[&mut t.0, &mut t.1, &mut t.2][slot] = value;
+        }
+    }
+    let Some((os, arch, variant)) = target else {
+        return base;
+    };
+    let os = if os.is_empty() {
+        platform.os.clone()
+    } else {
+        os
+    };
+    let arch = if arch.is_empty() {
+        platform.architecture.clone()
+    } else {
+        arch
+    };
+    let target = Platform::new(&os, &arch, &variant);
+    if target.os == platform.os && target.architecture != platform.architecture {
+        let arch_variant = if target.variant.is_empty() {
+            target.architecture
+        } else {
+            format!("{}/{}", target.architecture, target.variant)
+        };
+        format!("{base}->{arch_variant}")
+    } else if target.os != platform.os {
+        format!("{base}->{target}")
+    } else {
+        base
+    }
+}
+
 pub(super) fn prefix_command(
     stage: &str,
     total: usize,
@@ -277,13 +322,24 @@ impl Stage<'_, '_> {
         if node.cmd_total > 0 {
             self.st.cmd_index += 1;
         }
-        prefix_command(
-            &node.display,
-            node.cmd_total,
-            self.st.cmd_index,
-            onbuild,
-            text,
-        )
+        let stage = if self.ctx.opts.multi_platform {
+            let declared = |name: &str| {
+                self.st
+                    .build_args
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| v.clone())
+            };
+            let label = platform_label(&self.st.platform, &declared);
+            [label, node.display.clone()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            node.display.clone()
+        };
+        prefix_command(&stage, node.cmd_total, self.st.cmd_index, onbuild, text)
     }
 
     /// The instruction text with variables expanded, keyword upper-cased, as progress shows it.
@@ -645,6 +701,17 @@ mod tests {
             "[build  2/12] ONBUILD RUN x"
         );
         assert_eq!(prefix_command("s", 0, 0, false, "FROM x"), "FROM x");
+    }
+
+    #[test]
+    fn platform_labels_show_a_cross_compiling_target() {
+        let amd64 = Platform::new("linux", "amd64", "");
+        let none = |_: &str| None;
+        assert_eq!(platform_label(&amd64, &none), "linux/amd64");
+        let arm = |name: &str| (name == "TARGETPLATFORM").then(|| "linux/arm/v7".to_owned());
+        assert_eq!(platform_label(&amd64, &arm), "linux/amd64->arm/v7");
+        let same = |name: &str| (name == "TARGETARCH").then(|| "amd64".to_owned());
+        assert_eq!(platform_label(&amd64, &same), "linux/amd64");
     }
 
     #[test]

@@ -248,6 +248,10 @@ impl ImageConfig {
         self.json.insert("created".into(), json!(created));
     }
 
+    pub fn remove_top(&mut self, key: &str) {
+        self.json.remove(key);
+    }
+
     /// Adds a history entry; `with_layer` entries are the ones that change the filesystem.
     pub fn commit(&mut self, created_by: String, with_layer: bool) {
         let mut entry = Map::new();

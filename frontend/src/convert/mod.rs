@@ -73,6 +73,9 @@ pub struct ConvertOptions {
     pub ulimits: Vec<pb::Ulimit>,
     /// `--shm-size` in bytes: the size of /dev/shm in every RUN.
     pub shm_size: Option<i64>,
+    /// One of several platforms is converted: step names start with the platform, as
+    /// BuildKit's do then (`[linux/arm64 2/3] RUN …`).
+    pub multi_platform: bool,
 }
 
 impl Default for ConvertOptions {
@@ -93,6 +96,7 @@ impl Default for ConvertOptions {
             named_contexts: BTreeMap::new(),
             ulimits: Vec::new(),
             shm_size: None,
+            multi_platform: false,
         }
     }
 }
@@ -225,7 +229,10 @@ pub fn convert(
         stage
             .image
             .set_top("architecture", Value::from(tp.architecture.clone()));
-        if !tp.variant.is_empty() {
+        // The target's variant, as normalised: an arm64 base's `v8` goes, as in BuildKit.
+        if tp.variant.is_empty() {
+            stage.image.remove_top("variant");
+        } else {
             stage
                 .image
                 .set_top("variant", Value::from(tp.variant.clone()));

@@ -493,13 +493,13 @@ impl Graph {
                     }));
                 }
                 let node = &self.stages[s];
-                let custom = prefix_command(
-                    &node.display,
-                    node.cmd_total,
-                    1,
-                    false,
-                    &format!("FROM {pinned}"),
-                );
+                let stage = if opts.multi_platform {
+                    format!("{platform} {}", node.display).trim_end().to_owned()
+                } else {
+                    node.display.clone()
+                };
+                let custom =
+                    prefix_command(&stage, node.cmd_total, 1, false, &format!("FROM {pinned}"));
                 let constraints = Constraints::default()
                     .with_platform(platform.to_pb())
                     .with_custom_name(custom)

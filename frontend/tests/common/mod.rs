@@ -14,7 +14,7 @@ pub const DIGEST: &str = "sha256:11111111111111111111111111111111111111111111111
 
 impl ImageResolver for FakeRegistry {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
-        let config = match reference {
+        let mut config = match reference {
             "docker.io/library/busybox:latest" | "docker.io/library/alpine:3.19" => json!({
                 "architecture": platform.architecture, "os": platform.os,
                 "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
@@ -28,6 +28,10 @@ impl ImageResolver for FakeRegistry {
             }),
             other => return Err(format!("{other}: not found")),
         };
+        // Real arm64 images name the variant their index entry names.
+        if platform.architecture == "arm64" {
+            config["variant"] = json!("v8");
+        }
         Ok(ResolvedImage {
             digest: DIGEST.to_owned(),
             config,
