@@ -202,6 +202,198 @@ fn check_and_targets_text_match_docker28() {
     }
 }
 
+/// What a build's plain progress says about the checks: the `WARN:` lines of the step
+/// reading the Dockerfile, and the summary's header and lines, each list sorted (buildx
+/// prints its summary from a Go map, in no fixed order).
+fn plain_warnings(out: &Output) -> (Vec<String>, String, Vec<String>) {
+    let text = stderr(out);
+    let mut warns: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once(" WARN: ").map(|(_, w)| w.to_string()))
+        .collect();
+    warns.sort();
+    let header = text
+        .lines()
+        .find(|l| l.contains("found (use"))
+        .unwrap_or_default()
+        // buildx names its client: `docker --debug`; bud's is `bud --debug`.
+        .replace("docker --debug", "--debug");
+    let mut summary: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("\x1b[0m").unwrap_or(l).strip_prefix(" - "))
+        .map(str::to_string)
+        .collect();
+    summary.sort();
+    (warns, header, summary)
+}
+
+/// An ordinary build warns as Docker 28.5 does in plain progress: the same findings (for the
+/// target's stages only) under the step reading the Dockerfile, then the same summary; with
+/// the embedded solver and with `--addr`.
+#[test]
+fn build_warnings_match_docker28() {
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let context = support::testdata("checks");
+    let context = context.to_str().expect("utf-8 path");
+    let file = format!("{context}/rules.Dockerfile");
+    let theirs = docker28.build(&[
+        "--progress",
+        "plain",
+        "--build-arg",
+        "IMAGE=bud-test/busybox",
+        "-f",
+        &file,
+        context,
+    ]);
+    assert!(theirs.status.success(), "{}", stderr(&theirs));
+    let expected = plain_warnings(&theirs);
+    assert_eq!(expected.2.len(), 11, "{}", stderr(&theirs));
+    // buildx prints a step's `WARN:` lines only if they reach it before the step is shown
+    // done, which is a race: those it printed are among the summary's.
+    assert!(expected.0.iter().all(|w| expected.2.contains(w)));
+    for extra in [&[][..], &["--addr", "docker://"]] {
+        let mut args = vec!["--progress", "plain", "-f", &file];
+        args.extend_from_slice(extra);
+        let ours = bud_check(root.path(), &args);
+        assert!(ours.status.success(), "{extra:?}: {}", stderr(&ours));
+        assert_eq!(
+            plain_warnings(&ours),
+            expected,
+            "{extra:?}: {}",
+            stderr(&ours)
+        );
+        // The step reading the Dockerfile carries them (after the base image's metadata
+        // with --addr, which resolves it on the daemon for the checks).
+        let text = stderr(&ours);
+        let step = text
+            .lines()
+            .position(|l| l.ends_with(" [internal] load build definition from rules.Dockerfile"));
+        let next = step
+            .and_then(|i| text.lines().nth(i + 1))
+            .unwrap_or_default();
+        assert!(next.contains(" WARN: NoEmptyContinuation"), "{text}");
+    }
+}
+
+/// `# check=error=true`: the findings are shown, then the build fails with BuildKit's error
+/// and exit status, naming the rules in Docker 28.5's order.
+#[test]
+fn failing_checks_fail_the_build_as_docker28() {
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    if !support::build_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "# check=error=true\nFROM bud-test/busybox\nENV FOO bar\nMAINTAINER x\nRUN echo built\n",
+    )
+    .expect("write Dockerfile");
+    let context = dir.path().to_str().expect("utf-8 path");
+    let root = tempfile::tempdir().expect("temp dir");
+    let root = root.path().to_str().expect("utf-8 path");
+    let ours = bud(&["--root", root, "build", "--progress", "plain", context]);
+    let theirs = docker28.build(&["--progress", "plain", context]);
+    assert_eq!(
+        ours.status.code(),
+        theirs.status.code(),
+        "{}",
+        stderr(&ours)
+    );
+    let error = |out: &Output| {
+        let text = stderr(out);
+        text.lines()
+            .find_map(|l| {
+                l.split_once("failed to solve: ")
+                    .map(|(_, e)| e.to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        error(&ours),
+        "lint violation found for rules: MaintainerDeprecated, LegacyKeyValueFormat"
+    );
+    assert_eq!(error(&ours), error(&theirs));
+    let (warns, header, summary) = plain_warnings(&ours);
+    let expected = plain_warnings(&theirs);
+    assert_eq!((&header, &summary), (&expected.1, &expected.2));
+    assert_eq!(warns, summary);
+    // Nothing ran.
+    assert!(!stderr(&ours).contains("echo built"), "{}", stderr(&ours));
+}
+
+/// rawjson carries each finding as BuildKit's `VertexWarning`: line, detail, URL, file and
+/// range, as Docker 28.5 prints them.
+#[test]
+fn rawjson_warnings_match_docker28() {
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    if !support::build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let context = support::testdata("checks");
+    let context = context.to_str().expect("utf-8 path");
+    let file = format!("{context}/rules.Dockerfile");
+    let records = |out: &Output| {
+        let decode = |v: &serde_json::Value| {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or_default())
+                .expect("base64");
+            String::from_utf8(bytes).expect("utf-8")
+        };
+        let mut found: Vec<String> = stderr(out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .flat_map(|v| v["warnings"].as_array().cloned().unwrap_or_default())
+            .map(|w| {
+                let detail: Vec<String> = w["detail"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(decode)
+                    .collect();
+                format!(
+                    "{} | {detail:?} | {} | {} {} {} | {} | {}",
+                    decode(&w["short"]),
+                    w["url"],
+                    w["sourceInfo"]["filename"],
+                    w["sourceInfo"]["language"],
+                    decode(&w["sourceInfo"]["data"]).len(),
+                    w["range"],
+                    w["level"],
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let ours = bud_check(root.path(), &["--progress", "rawjson", "-f", &file]);
+    let theirs = docker28.build(&[
+        "--progress",
+        "rawjson",
+        "--build-arg",
+        "IMAGE=bud-test/busybox",
+        "-f",
+        &file,
+        context,
+    ]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let expected = records(&theirs);
+    assert_eq!(expected.len(), 11, "{}", stderr(&theirs));
+    assert_eq!(records(&ours), expected);
+}
+
 #[test]
 fn call_refuses_an_unknown_method() {
     let out = bud(&["build", "--call=nope", "."]);

@@ -89,6 +89,7 @@ fn script() -> (Vec<Event>, Vec<Event>) {
         Event::Warning {
             vertex: None,
             message: v("FROM --platform flag should not use a constant value"),
+            info: None,
         },
         Event::Completed {
             vertex: v("v4"),
@@ -149,6 +150,8 @@ fn screen(bytes: &[u8]) -> String {
                         rows[row].truncate(col);
                         rows.truncate(row + 1);
                     }
+                    // Colours change nothing on the screen.
+                    'm' => {}
                     other => panic!("unexpected escape sequence {other}"),
                 }
             }
@@ -225,7 +228,8 @@ line 6
 line 7
 line 8
 ------
- 1 warning found:
+
+ 1 warning found (use --debug to expand):
  - FROM --platform flag should not use a constant value
 "
     );
@@ -415,6 +419,7 @@ impl Reflowing {
                             self.lines[self.line].truncate(at);
                             self.lines.truncate(self.line + 1);
                         }
+                        'm' => {}
                         other => panic!("unexpected escape sequence {other}"),
                     }
                 }

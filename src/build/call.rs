@@ -84,7 +84,7 @@ fn check_text(findings: &[Finding], opts: &BuildOptions, inputs: &BuildInputs) -
             out.push_str(&format!(" - {}", f.rule.url));
         }
         out.push_str(&format!("\n{}\n", f.message));
-        out.push_str(&source_excerpt(
+        out.push_str(&crate::progress::source_excerpt(
             &frontend_filename(opts),
             &inputs.dockerfile,
             f.start_line,
@@ -200,57 +200,4 @@ fn targets(inputs: &BuildInputs, json: bool) -> anyhow::Result<String> {
         out.push_str(&format!("{name:<width$} {description}\n"));
     }
     Ok(out)
-}
-
-/// The Dockerfile lines around `start..=end`, as BuildKit's `errdefs.Source.Print` shows
-/// them: four lines of context around one line, two around several.
-pub(super) fn source_excerpt(filename: &str, data: &str, start: usize, end: usize) -> String {
-    let lines: Vec<&str> = data.split('\n').collect();
-    if start < 1 || start > lines.len() {
-        return String::new();
-    }
-    let (mut first, mut last) = (start, end.max(start).min(lines.len()));
-    let pad = if last == first { 4 } else { 2 };
-    let mut p = 0;
-    while p < pad {
-        if first > 1 {
-            first -= 1;
-            p += 1;
-        }
-        if last != lines.len() {
-            last += 1;
-            p += 1;
-        }
-        p += 1;
-    }
-    let mut out = format!("{filename}:{start}\n--------------------\n");
-    for (i, line) in lines.iter().enumerate().take(last).skip(first - 1) {
-        let n = i + 1;
-        let mark = if n >= start && n <= end.max(start) {
-            ">>>"
-        } else {
-            "   "
-        };
-        out.push_str(&format!(" {n:>3} | {mark} {line}\n"));
-    }
-    out.push_str("--------------------\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpt_as_buildkit_prints_it() {
-        let data = "FROM a\nRUN b\nRUN c\nRUN d\nRUN e\nRUN f\n";
-        assert_eq!(
-            source_excerpt("Dockerfile", data, 1, 1),
-            "Dockerfile:1\n--------------------\n   1 | >>> FROM a\n   2 |     RUN b\n   3 |     RUN c\n--------------------\n"
-        );
-        assert_eq!(
-            source_excerpt("Dockerfile", data, 6, 6),
-            "Dockerfile:6\n--------------------\n   4 |     RUN d\n   5 |     RUN e\n   6 | >>> RUN f\n   7 |     \n--------------------\n"
-        );
-    }
 }

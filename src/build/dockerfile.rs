@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use bud_frontend::convert::epoch::SOURCE_DATE_EPOCH;
 use bud_frontend::convert::{self, ConvertOptions, NoCache, SolverCaps};
+use bud_frontend::lint::{self, LintOptions};
+use sha2::{Digest as _, Sha256};
 
 use crate::cli::BuildOptions;
-use crate::progress::ProgressSink;
+use crate::progress::{Event, ProgressSink, WarningInfo, WarningSource};
 
 use super::contexts::NamedContexts;
 use super::inputs::BuildInputs;
@@ -25,7 +27,7 @@ pub(super) async fn convert_dockerfile(
     progress: &ProgressSink,
 ) -> anyhow::Result<convert::Converted> {
     let platform = target_platform(opts)?;
-    let converted = convert_for(opts, inputs, images, session_id, platform).await?;
+    let converted = convert_for(opts, inputs, images, session_id, platform, Some(progress)).await?;
     warn_unused_args(&converted, progress);
     Ok(converted)
 }
@@ -40,13 +42,15 @@ pub(super) fn warn_unused_args(converted: &convert::Converted, progress: &Progre
     }
 }
 
-/// The Dockerfile as LLB and an image config for `platform` (the host's when `None`).
+/// The Dockerfile as LLB and an image config for `platform` (the host's when `None`), the
+/// build checks run first when `checks` says where they report (once per build).
 pub(super) async fn convert_for(
     opts: &BuildOptions,
     inputs: &BuildInputs,
     images: Arc<dyn convert::ImageResolver + Send + Sync>,
     session_id: Option<String>,
     platform: Option<convert::Platform>,
+    checks: Option<&ProgressSink>,
 ) -> anyhow::Result<convert::Converted> {
     let mut convert_opts = convert_options(opts, inputs)?;
     convert_opts.multi_platform = target_platforms(opts)?.len() > 1;
@@ -55,7 +59,72 @@ pub(super) async fn convert_for(
     // plain copy, as BuildKit's own frontend does there.
     convert_opts.caps.merge_op = session_id.is_none();
     convert_opts.session_id = session_id;
+    let convert_opts = match checks {
+        Some(progress) => check_dockerfile(inputs, convert_opts, images.clone(), progress).await?,
+        None => convert_opts,
+    };
     convert_with(inputs, convert_opts, images).await
+}
+
+/// The build checks BuildKit runs on every build (the target's stages only): each finding a
+/// warning of an `[internal] load build definition` step, as BuildKit reports them; with
+/// `# check=error=true`, findings fail the build with BuildKit's error.
+async fn check_dockerfile(
+    inputs: &BuildInputs,
+    convert_opts: ConvertOptions,
+    images: Arc<dyn convert::ImageResolver + Send + Sync>,
+    progress: &ProgressSink,
+) -> anyhow::Result<ConvertOptions> {
+    let dockerfile = inputs.dockerfile.clone();
+    let (convert_opts, report) = tokio::task::spawn_blocking(move || {
+        let lint_opts = LintOptions {
+            convert: &convert_opts,
+            all_stages: false,
+        };
+        let report = lint::lint(&dockerfile, &lint_opts, images.as_ref());
+        (convert_opts, report)
+    })
+    .await
+    .context("checking the Dockerfile")?;
+    let report = report.map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    if report.findings.is_empty() {
+        return Ok(convert_opts);
+    }
+    let file = std::path::Path::new(&inputs.dockerfile_name)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .filter(|_| inputs.dockerfile_name != "-")
+        .unwrap_or("Dockerfile");
+    // BuildKit names the Dockerfile by its file name only, in the step and the warnings.
+    let name = format!("[internal] load build definition from {file}");
+    let vertex = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(format!("{name}\n{}", inputs.dockerfile)))
+    );
+    progress.started(&vertex, &name);
+    let data: Arc<str> = inputs.dockerfile.as_str().into();
+    let filename = file.to_string();
+    for f in &report.findings {
+        let info = WarningInfo {
+            detail: vec![f.rule.description.to_string()],
+            url: f.rule.url.to_string(),
+            source: Some(WarningSource {
+                filename: filename.clone(),
+                data: data.clone(),
+                lines: vec![(f.start_line, f.end_line)],
+            }),
+        };
+        progress.emit(Event::Warning {
+            vertex: Some(vertex.clone()),
+            message: f.short(),
+            info: Some(Arc::new(info)),
+        });
+    }
+    progress.completed(&vertex, None);
+    if let Some(error) = report.error() {
+        bail!("failed to solve: {error}");
+    }
+    Ok(convert_opts)
 }
 
 /// Runs the frontend off the async threads (it resolves base images synchronously).

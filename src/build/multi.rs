@@ -49,9 +49,18 @@ pub(super) async fn build(
         progress,
         ..
     } = env;
-    let conversions = platforms
-        .iter()
-        .map(|platform| convert_for(opts, inputs, images.clone(), None, Some(platform.clone())));
+    // The build checks run once, with the first platform's conversion.
+    let conversions = platforms.iter().enumerate().map(|(i, platform)| {
+        let checks = (i == 0).then_some(progress);
+        convert_for(
+            opts,
+            inputs,
+            images.clone(),
+            None,
+            Some(platform.clone()),
+            checks,
+        )
+    });
     let converted =
         unless_cancelled(&cancel, futures_util::future::try_join_all(conversions)).await?;
     // The arguments are the same for every platform: warned of once.

@@ -8,6 +8,7 @@ mod plain;
 mod rawjson;
 mod trace;
 mod tty;
+mod warnings;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -17,6 +18,7 @@ pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
 pub use trace::TraceRenderer;
 pub use tty::{Clock, ProgressOutput, TtyRenderer, renderer_for};
+pub use warnings::source_excerpt;
 
 /// Which output a log chunk came from (BuildKit numbers them 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +63,33 @@ pub enum Event {
         done: bool,
         at: SystemTime,
     },
-    /// A warning about the build (for example a deprecated Dockerfile form).
+    /// A warning about the build (for example a deprecated Dockerfile form): `message` is
+    /// its one line (BuildKit's `short`), `info` what BuildKit attaches to it.
     Warning {
         vertex: Option<String>,
         message: String,
+        info: Option<Arc<WarningInfo>>,
     },
+}
+
+/// What a BuildKit `VertexWarning` carries besides its line: shown by rawjson, and by the
+/// summary at the end with `--debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WarningInfo {
+    /// Longer explanations, one per line.
+    pub detail: Vec<String>,
+    /// Documentation.
+    pub url: String,
+    /// The file the warning is about and its places in it.
+    pub source: Option<WarningSource>,
+}
+
+/// A file and the 1-based line ranges a warning points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningSource {
+    pub filename: String,
+    pub data: Arc<str>,
+    pub lines: Vec<(usize, usize)>,
 }
 
 /// Something that shows progress. Renderers keep their own state; they are called from
@@ -156,6 +180,7 @@ impl ProgressSink {
         self.emit(Event::Warning {
             vertex: vertex.map(str::to_string),
             message: message.into(),
+            info: None,
         });
     }
 

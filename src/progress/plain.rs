@@ -11,9 +11,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Event, Renderer, failure_block};
+use super::{Event, Renderer, WarningInfo, failure_block, warnings};
 
 struct VertexState {
     number: usize,
@@ -33,6 +34,8 @@ pub struct PlainRenderer<W: Write + Send> {
     /// The vertex whose lines were printed last: a blank line separates vertices.
     last: Option<String>,
     build_started: SystemTime,
+    /// Warnings about a vertex (BuildKit's), summed up at the end as buildx does.
+    warnings: Vec<(String, Option<Arc<WarningInfo>>)>,
 }
 
 impl<W: Write + Send> PlainRenderer<W> {
@@ -43,6 +46,7 @@ impl<W: Write + Send> PlainRenderer<W> {
             next_number: 1,
             last: None,
             build_started: SystemTime::now(),
+            warnings: Vec::new(),
         }
     }
 
@@ -166,6 +170,14 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                     v.error.clone_from(error);
                 }
             }
+            Event::Warning {
+                vertex: Some(vertex),
+                message,
+                info,
+            } => {
+                self.line(vertex, &format!("WARN: {message}"));
+                self.warnings.push((message.clone(), info.clone()));
+            }
             Event::Warning { message, .. } => {
                 let _ = writeln!(self.out, "WARNING: {message}");
             }
@@ -184,6 +196,13 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                 .out
                 .write_all(failure_block::render(&v.name, &v.tail).as_bytes());
         }
+        let listed: Vec<(String, Option<&WarningInfo>)> = self
+            .warnings
+            .iter()
+            .map(|(m, i)| (m.clone(), i.as_deref()))
+            .collect();
+        let summary = warnings::summary(&listed, warnings::expanded());
+        let _ = self.out.write_all(summary.as_bytes());
         let _ = self.out.flush();
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{Event, Renderer};
+use super::{Event, Renderer, WarningInfo};
 
 pub struct RawJsonRenderer<W: Write + Send> {
     out: W,
@@ -37,6 +37,35 @@ impl<W: Write + Send> RawJsonRenderer<W> {
 
 fn timestamp(t: SystemTime) -> String {
     crate::timefmt::rfc3339_of(t)
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// A `VertexWarning`'s other fields, as BuildKit marshals them (a build check's level is 1).
+fn add_warning_info(w: &mut Value, info: &WarningInfo) {
+    w["level"] = json!(1);
+    if !info.detail.is_empty() {
+        let detail: Vec<String> = info.detail.iter().map(|d| b64(d.as_bytes())).collect();
+        w["detail"] = json!(detail);
+    }
+    if !info.url.is_empty() {
+        w["url"] = json!(info.url);
+    }
+    if let Some(src) = &info.source {
+        w["sourceInfo"] = json!({
+            "filename": src.filename,
+            "data": b64(src.data.as_bytes()),
+            "language": "Dockerfile",
+        });
+        let ranges: Vec<Value> = src
+            .lines
+            .iter()
+            .map(|(start, end)| json!({"start": {"line": start}, "end": {"line": end}}))
+            .collect();
+        w["range"] = json!(ranges);
+    }
 }
 
 impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
@@ -97,9 +126,17 @@ impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
                 }
                 json!({ "statuses": [s] })
             }
-            Event::Warning { vertex, message } => json!({"warnings": [{
-                "vertex": vertex, "short": base64::engine::general_purpose::STANDARD.encode(message)
-            }]}),
+            Event::Warning {
+                vertex,
+                message,
+                info,
+            } => {
+                let mut w = json!({"vertex": vertex, "short": b64(message.as_bytes())});
+                if let Some(info) = info {
+                    add_warning_info(&mut w, info);
+                }
+                json!({ "warnings": [w] })
+            }
         };
         self.write(value);
     }

@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use super::failure_block;
 use super::plain::bytes;
 use super::{Event, PlainRenderer, QuietRenderer, RawJsonRenderer, Renderer};
+use super::{WarningInfo, failure_block, warnings};
 use crate::cli::Progress;
 
 /// Output lines of a running step shown under it.
@@ -185,7 +185,7 @@ struct Build {
     vertices: HashMap<String, Vertex>,
     started: Option<SystemTime>,
     last_event: Option<SystemTime>,
-    warnings: Vec<String>,
+    warnings: Vec<(String, Option<Arc<WarningInfo>>)>,
 }
 
 #[derive(Default)]
@@ -288,12 +288,8 @@ impl Build {
                 s.total = *total;
                 s.completed = done.then_some(*at);
             }
-            Event::Warning { vertex, message } => {
-                let text = match vertex.as_ref().and_then(|id| self.vertices.get(id)) {
-                    Some(v) => format!("{}: {message}", v.name),
-                    None => message.clone(),
-                };
-                self.warnings.push(text);
+            Event::Warning { message, info, .. } => {
+                self.warnings.push((message.clone(), info.clone()));
             }
         }
     }
@@ -480,14 +476,13 @@ impl<W: Write> Screen<W> {
                 text.push_str(&failure_block::render(&v.name, &v.logs));
             }
         }
-        let warnings = &self.build.warnings;
-        if !warnings.is_empty() {
-            let s = if warnings.len() == 1 { "" } else { "s" };
-            text.push_str(&format!(" {} warning{s} found:\n", warnings.len()));
-            for w in warnings {
-                text.push_str(&format!(" - {w}\n"));
-            }
-        }
+        let listed: Vec<(String, Option<&WarningInfo>)> = self
+            .build
+            .warnings
+            .iter()
+            .map(|(m, i)| (m.clone(), i.as_deref()))
+            .collect();
+        text.push_str(&warnings::summary(&listed, warnings::expanded()));
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.flush();
     }

@@ -2,11 +2,35 @@
 //! emits, so every renderer works with either solver.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bud_proto::control::StatusResponse;
+use bud_proto::control::{StatusResponse, VertexWarning};
 
-use crate::progress::{Event, ProgressSink, Stream};
+use crate::progress::{Event, ProgressSink, Stream, WarningInfo, WarningSource};
+
+/// What a daemon's warning says besides its line (a check's detail, URL and place).
+fn warning_info(w: &VertexWarning) -> WarningInfo {
+    let line =
+        |p: Option<&bud_proto::pb::Position>| p.map_or(0, |p| usize::try_from(p.line).unwrap_or(0));
+    WarningInfo {
+        detail: w
+            .detail
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect(),
+        url: w.url.clone(),
+        source: w.info.as_ref().map(|info| WarningSource {
+            filename: info.filename.clone(),
+            data: String::from_utf8_lossy(&info.data).into(),
+            lines: w
+                .ranges
+                .iter()
+                .map(|r| (line(r.start.as_ref()), line(r.end.as_ref())))
+                .collect(),
+        }),
+    }
+}
 
 /// What has been reported for one vertex: BuildKit resends a vertex whenever it changes.
 #[derive(Default)]
@@ -88,6 +112,7 @@ impl StatusMapper {
         }
         for w in resp.warnings {
             events.push(Event::Warning {
+                info: Some(Arc::new(warning_info(&w))),
                 vertex: (!w.vertex.is_empty()).then_some(w.vertex),
                 message: String::from_utf8_lossy(&w.short).into_owned(),
             });
