@@ -120,13 +120,8 @@ pub(super) async fn export_one(
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());
         }
-        Export::DockerArchive { dest, names } => {
-            export::docker_archive(need()?, dest, names)?;
-            report.names.extend(names.iter().cloned());
-        }
-        Export::OciArchive { dest, names } => {
-            let digest = export::oci_archive(need()?, dest, names)?;
-            report.manifest_digest = Some(digest.to_string());
+        Export::DockerArchive { .. } | Export::OciArchive { .. } | Export::Push { .. } => {
+            export_built(e, need()?, content, registry, report).await?;
         }
         Export::Tar { dest } => {
             let view = solver.snapshots().view(result)?;
@@ -136,12 +131,33 @@ pub(super) async fn export_one(
             let view = solver.snapshots().view(result)?;
             export::local_dir(&view.path, dest)?;
         }
+    }
+    Ok(())
+}
+
+/// The exports of a stored image: archives and pushes. They are the same whichever solver
+/// built the image (the embedded one, or a daemon whose image bud read back).
+pub(super) async fn export_built(
+    e: &Export,
+    built: &export::BuiltImage,
+    content: &ContentStore,
+    registry: &RegistryConfig,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    match e {
+        Export::DockerArchive { dest, names } => {
+            export::docker_archive(built, dest, names)?;
+            report.names.extend(names.iter().cloned());
+        }
+        Export::OciArchive { dest, names } => {
+            let digest = export::oci_archive(built, dest, names)?;
+            report.manifest_digest = Some(digest.to_string());
+        }
         Export::Push {
             names,
             zstd,
             oci_media_types,
         } => {
-            let built = need()?;
             let mut push = PushOptions::new(content.clone());
             push.registry = registry.clone();
             if *zstd {
@@ -157,8 +173,14 @@ pub(super) async fn export_one(
                 crate::report!("pushed {name}@{}", pushed.manifest_digest);
             }
             report.manifest_digest = Some(pushed.manifest_digest.to_string());
+            report.descriptor = Some(serde_json::json!({
+                "mediaType": pushed.media_type,
+                "digest": pushed.manifest_digest.to_string(),
+                "size": pushed.size,
+            }));
             report.names.extend(names.iter().cloned());
         }
+        other => bail!("internal error: {other:?} is not an export of a stored image"),
     }
     Ok(())
 }

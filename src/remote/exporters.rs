@@ -1,0 +1,59 @@
+//! Which exporters the daemon's BuildKit has. A buildkitd has them all; dockerd's has only
+//! `moby`, `local` and `tar` unless Docker keeps its images in containerd (the containerd
+//! snapshotter), which is how buildx's docker driver decides it.
+
+use super::{Addr, RemoteError, RemoteSolver};
+
+/// What the daemon can export itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonExporters {
+    /// BuildKit's own exporters: `image` (with push), `oci`, `docker`, `local`, `tar`.
+    All,
+    /// dockerd's image store only: `moby`, `local` and `tar`. Images go to a registry or a
+    /// tarball from Docker's store.
+    MobyOnly,
+}
+
+/// The storage driver Docker reports when its images live in containerd.
+const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
+
+impl RemoteSolver {
+    /// What the daemon can export; asks Docker's API for `docker://` addresses.
+    pub async fn exporters(&self) -> Result<DaemonExporters, RemoteError> {
+        let Some(docker) = self.docker_api()? else {
+            return Ok(DaemonExporters::All);
+        };
+        let info = docker.info().await.map_err(|e| {
+            RemoteError::Protocol(format!(
+                "asking {} which exporters its BuildKit has: {e}",
+                self.addr
+            ))
+        })?;
+        let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
+            pair.first().is_some_and(|k| k == "driver-type")
+                && pair.get(1).is_some_and(|v| v == CONTAINERD_SNAPSHOTTER)
+        });
+        Ok(if containerd {
+            DaemonExporters::All
+        } else {
+            DaemonExporters::MobyOnly
+        })
+    }
+
+    /// Docker's API on the daemon this BuildKit belongs to (`docker://` only): where bud
+    /// reads an image the `moby` exporter stored.
+    pub fn docker_api(&self) -> Result<Option<bollard::Docker>, RemoteError> {
+        let Addr::Docker { socket } = &self.addr else {
+            return Ok(None);
+        };
+        let endpoint = crate::docker_host::Endpoint {
+            host: crate::docker_host::Host::Unix(socket.clone()),
+            origin: self.addr.to_string(),
+            tls: None,
+            configured: true,
+        };
+        crate::docker_host::connect(&endpoint)
+            .map(Some)
+            .map_err(|e| RemoteError::Protocol(format!("{}: {e}", self.addr)))
+    }
+}
