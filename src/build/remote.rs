@@ -43,6 +43,12 @@ pub(super) async fn build(
     let daemon_plan =
         super::remote_outputs::plan(exports, solver.exporters().await?, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
+    if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
+        bail!(
+            "the daemon's BuildKit runs one exporter per build (several came with BuildKit \
+             0.13): give each output a build of its own"
+        );
+    }
     let dockerfile_dir = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
             .parent()
@@ -128,7 +134,10 @@ pub(super) async fn build(
     req.cache_imports = opts.cache_from.iter().map(entry).collect();
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
-    let result = solver.solve(req).await?;
+    let result = solver
+        .solve(req)
+        .await
+        .map_err(super::remote_outputs::explain_missing_exporter)?;
     let response = &result.exporter_response;
     let mut report = BuildReport {
         image_id: result.image_id.clone(),

@@ -212,6 +212,24 @@ pub(super) async fn finish_from_docker(
     Ok(())
 }
 
+/// A daemon taken for a buildkitd that turns out to lack an exporter is dockerd's BuildKit
+/// reached another way (a proxy of its `/grpc`): bud exports the image itself only where it
+/// can read it back from Docker, through `docker://`.
+pub(super) fn explain_missing_exporter(e: crate::remote::RemoteError) -> anyhow::Error {
+    match &e {
+        crate::remote::RemoteError::Build(message)
+            if message.contains("exporter \"") && message.contains("could not be found") =>
+        {
+            anyhow::anyhow!(
+                "{e}: the daemon's BuildKit has only some exporters, as dockerd's without the \
+                 containerd image store; reach it with --addr docker://, through Docker's API, \
+                 and bud pushes or archives the image itself"
+            )
+        }
+        _ => e.into(),
+    }
+}
+
 /// The exporter response's `containerimage.descriptor` (base64 JSON) as buildx writes it
 /// into the metadata file.
 pub(super) fn descriptor(response: &BTreeMap<String, String>) -> Option<serde_json::Value> {

@@ -57,3 +57,47 @@ impl RemoteSolver {
             .map_err(|e| RemoteError::Protocol(format!("{}: {e}", self.addr)))
     }
 }
+
+impl RemoteSolver {
+    /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
+    /// Older ones read only the first and would silently drop the others.
+    pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
+        let mut control = bud_proto::control::control_client::ControlClient::with_origin(
+            self.channel.clone(),
+            super::transport::origin(),
+        );
+        let info = match control.info(bud_proto::control::InfoRequest {}).await {
+            Ok(resp) => resp.into_inner(),
+            // Control.Info came with BuildKit 0.11.
+            Err(status) if status.code() == tonic::Code::Unimplemented => return Ok(false),
+            Err(status) => return Err(RemoteError::grpc("Control.Info", status)),
+        };
+        let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
+        Ok(at_least_0_13(&version))
+    }
+}
+
+/// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`: BuildKit 0.13 or later.
+fn at_least_0_13(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
+    let major: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 0 || minor >= 13
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn several_exporters_from_buildkit_0_13() {
+        for (version, several) in [
+            ("v0.13.0", true),
+            ("v0.25.1", true),
+            ("1.0.0", true),
+            ("v0.12.5", false),
+            ("v0.8.3-4-gbc3e7d9", false),
+            ("", false),
+        ] {
+            assert_eq!(super::at_least_0_13(version), several, "{version}");
+        }
+    }
+}
