@@ -805,3 +805,49 @@ fn oci_blob_path(files: &[(String, Vec<u8>)], path: &str) -> Vec<u8> {
         .1
         .clone()
 }
+
+#[test]
+fn a_push_a_directory_and_a_tarball_in_one_solve_on_docker_28() {
+    if !support::build_ready() || support::require_docker28().is_none() {
+        return;
+    }
+    // Docker 28.5's BuildKit runs several exporters in one solve: moby (read back by bud for
+    // the push), local and tar, the last two sending their files through the one session.
+    let marker = nonce();
+    let context = push_context(&marker);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("dir");
+    let fs_tar = out.path().join("fs.tar");
+    let repository = format!("bud-test/remote-several-{marker}");
+    let tag = format!("{}/{repository}:1", support::OPEN_REGISTRY);
+    bud_ok(&[
+        "--addr",
+        DOCKER28_ADDR,
+        "--push",
+        "-t",
+        &tag,
+        "-o",
+        &format!("type=local,dest={}", dir.display()),
+        "-o",
+        &format!("type=tar,dest={}", fs_tar.display()),
+        context.path().to_str().unwrap(),
+    ]);
+    let expected = format!("{marker}\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("srv/app.txt")).unwrap(),
+        expected
+    );
+    let in_tar = files_of(&fs_tar);
+    assert_eq!(
+        oci_blob_path(&in_tar, "srv/app.txt"),
+        expected.as_bytes(),
+        "the tar output"
+    );
+    let pushed = read_pushed(&repository, "1");
+    let top = pushed.layers.last().unwrap();
+    assert!(
+        top.iter()
+            .any(|e| e.0 == "srv/app.txt" && e.5 == expected.as_bytes()),
+        "the pushed image"
+    );
+}

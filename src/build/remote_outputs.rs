@@ -114,13 +114,6 @@ pub(super) fn plan(
         }
         exporters.insert(0, Exporter::Moby { names: unique });
     }
-    if daemon == DaemonExporters::MobyOnly && exporters.len() > 1 {
-        // dockerd 20.10's BuildKit reads one exporter and would silently drop the others.
-        bail!(
-            "with --addr to dockerd's BuildKit on Docker's own image store, -o type=local or \
-             type=tar cannot be combined with other outputs: give them one build each"
-        );
-    }
     let mut exporters = exporters.into_iter();
     let Some(exporter) = exporters.next() else {
         bail!("with --addr, give an output (-t, --load, --push or -o)");
@@ -313,7 +306,8 @@ mod tests {
             push(&["127.0.0.1:5000/a:1"]),
             Export::Local { dest: "out".into() },
         ];
-        let err = plan(&mixed, DaemonExporters::MobyOnly, &registry).unwrap_err();
-        assert!(err.to_string().contains("cannot be combined"), "{err}");
+        let planned = plan(&mixed, DaemonExporters::MobyOnly, &registry).unwrap();
+        assert!(matches!(planned.exporter, Exporter::Moby { .. }));
+        assert_eq!(planned.more, [Exporter::Local { dest: "out".into() }]);
     }
 }

@@ -69,11 +69,33 @@ impl RemoteSolver {
         let info = match control.info(bud_proto::control::InfoRequest {}).await {
             Ok(resp) => resp.into_inner(),
             // Control.Info came with BuildKit 0.11.
-            Err(status) if status.code() == tonic::Code::Unimplemented => return Ok(false),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::debug!("the daemon has no Control.Info: {}", status.message());
+                return Ok(false);
+            }
             Err(status) => return Err(RemoteError::grpc("Control.Info", status)),
         };
         let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
-        Ok(at_least_0_13(&version))
+        tracing::debug!("the daemon's BuildKit is {version:?}");
+        if !version.trim_start_matches('v').starts_with("0.0.0") {
+            return Ok(at_least_0_13(&version));
+        }
+        // A distribution's dockerd may vendor BuildKit without its version: Docker 26 was
+        // the first with BuildKit 0.13.
+        let Some(docker) = self.docker_api()? else {
+            return Ok(false);
+        };
+        let server = docker.version().await.map_err(|e| {
+            RemoteError::Protocol(format!("asking {} for Docker's version: {e}", self.addr))
+        })?;
+        let docker_version = server.version.unwrap_or_default();
+        tracing::debug!("Docker {docker_version}");
+        let major: u64 = docker_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        Ok(major >= 26)
     }
 }
 

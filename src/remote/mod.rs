@@ -186,8 +186,7 @@ pub struct SolveRequest<'a> {
     /// The directories the definition's `local://NAME` sources read, by NAME.
     pub local_dirs: BTreeMap<String, SyncedDir>,
     pub exporter: Exporter,
-    /// More exporters for the same result, in one solve (BuildKit 0.13 and later); at most
-    /// one of all of them may send files back.
+    /// More exporters for the same result, in one solve (BuildKit 0.13 and later).
     pub more_exporters: Vec<Exporter>,
     pub secrets: Vec<Secret>,
     /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).

@@ -75,16 +75,14 @@ impl RemoteSolver {
 
         let counters = Arc::new(TransferCounters::default());
         let mut requested = Vec::new();
-        let mut target = None;
-        for e in std::iter::once(&exporter).chain(&more_exporters) {
+        let mut targets = Vec::new();
+        for (index, e) in std::iter::once(&exporter)
+            .chain(&more_exporters)
+            .enumerate()
+        {
             let (name, attrs, sends) = exporter_request(e);
             if let Some(sends) = sends {
-                if target.is_some() {
-                    return Err(RemoteError::Protocol(
-                        "only one output per build can be sent back from the daemon".into(),
-                    ));
-                }
-                target = Some(sends);
+                targets.push((index, sends));
             }
             requested.push((name, attrs));
         }
@@ -97,7 +95,7 @@ impl RemoteSolver {
                 dirs: local_dirs,
                 secrets: &secrets,
                 ssh_agents,
-                export: target,
+                exports: targets,
             },
             counters.clone(),
         );
