@@ -310,4 +310,32 @@ mod tests {
         assert!(matches!(planned.exporter, Exporter::Moby { .. }));
         assert_eq!(planned.more, [Exporter::Local { dest: "out".into() }]);
     }
+
+    #[test]
+    fn the_image_exporters_descriptor_is_decoded_for_the_metadata_file() {
+        use base64::Engine as _;
+        let json = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:ab","size":7}"#;
+        let response = BTreeMap::from([(
+            "containerimage.descriptor".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(json),
+        )]);
+        let decoded = descriptor(&response).unwrap();
+        assert_eq!(decoded["digest"], "sha256:ab");
+        assert_eq!(decoded["size"], 7);
+        assert_eq!(descriptor(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn a_missing_exporter_points_to_docker_addresses() {
+        let e =
+            crate::remote::RemoteError::Build("exporter \"image\" could not be found".to_string());
+        let message = explain_missing_exporter(e).to_string();
+        assert!(message.contains("--addr docker://"), "{message}");
+        let other = crate::remote::RemoteError::Build("exit code: 1".to_string());
+        assert!(
+            !explain_missing_exporter(other)
+                .to_string()
+                .contains("docker://")
+        );
+    }
 }
