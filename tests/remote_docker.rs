@@ -609,6 +609,21 @@ fn config_but_times(config: &serde_json::Value) -> serde_json::Value {
 
 /// Pushes the same context embedded and through the daemon at `addr`, and compares what the
 /// registry holds, and the metadata file with it.
+/// Removes the tag the moby exporter left in Docker for a push (as buildx's docker driver
+/// leaves it).
+fn untag(addr: &str, tag: &str) {
+    let out = if addr == DOCKER28_ADDR {
+        support::require_docker28().unwrap().run(&["rmi", tag])
+    } else {
+        support::docker(&["rmi", tag])
+    };
+    assert!(
+        out.status.success(),
+        "rmi {tag}: {}",
+        support::stderr_of(&out)
+    );
+}
+
 fn push_through_matches_the_embedded_push(addr: &str, label: &str) {
     let marker = nonce();
     let context = push_context(&marker);
@@ -668,6 +683,7 @@ fn push_through_matches_the_embedded_push(addr: &str, label: &str) {
     assert_eq!(descriptor["mediaType"], theirs.media_type.as_str());
     let build_ref = metadata["buildx.build.ref"].as_str().unwrap();
     assert!(build_ref.starts_with("bud/bud0/"), "{build_ref}");
+    untag(addr, &remote);
 }
 
 #[test]
@@ -850,4 +866,5 @@ fn a_push_a_directory_and_a_tarball_in_one_solve_on_docker_28() {
             .any(|e| e.0 == "srv/app.txt" && e.5 == expected.as_bytes()),
         "the pushed image"
     );
+    untag(DOCKER28_ADDR, &tag);
 }
