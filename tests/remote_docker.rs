@@ -868,3 +868,53 @@ fn a_push_a_directory_and_a_tarball_in_one_solve_on_docker_28() {
     );
     untag(DOCKER28_ADDR, &tag);
 }
+
+#[test]
+fn a_push_through_dockerd_to_a_registry_that_requires_login_uses_dockers_config() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = push_context(&marker);
+    let config = tempfile::tempdir().unwrap();
+    let push = |password: &str| {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("bud:{password}"));
+        std::fs::write(
+            config.path().join("config.json"),
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+                support::AUTH_REGISTRY
+            ),
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let tag = format!("{}/bud-test/remote-auth-{marker}:1", support::AUTH_REGISTRY);
+        let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["--addr", "docker://", "--push", "-t", &tag])
+            .arg(context.path())
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        (out, tag)
+    };
+    let (refused, tag) = push("not-the-password");
+    assert!(!refused.status.success());
+    let err = support::stderr_of(&refused);
+    assert!(err.contains(support::AUTH_REGISTRY), "{err}");
+    support::docker_ok(&["rmi", &tag]);
+
+    let (pushed, tag) = push("bud-test-password");
+    assert!(pushed.status.success(), "{}", support::stderr_of(&pushed));
+    let digest = support::stderr_of(&pushed)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("pushed {tag}@"))
+                .map(str::to_string)
+        })
+        .expect("the pushed digest");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    support::docker_ok(&["rmi", &tag]);
+}
