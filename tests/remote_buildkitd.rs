@@ -267,3 +267,35 @@ fn base_images_are_resolved_by_the_daemon() {
     );
     docker_ok(&["image", "rm", tag]);
 }
+
+#[test]
+fn outputs_the_daemons_buildkit_cannot_export_are_refused_with_the_way_out() {
+    if !require_base_image() {
+        return;
+    }
+    // dockerd 20.10's BuildKit behind a buildkitd-like socket: it has neither the `image`
+    // exporter nor several exporters per build.
+    let proxy = DaemonProxy::unix();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nRUN echo {}\n", nonce()),
+    )
+    .unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let tag = format!("{OPEN_REGISTRY}/bud-test/remote-buildkitd-push:{}", nonce());
+    let pushed = bud(&proxy.addr, &["--push", "-t", &tag, ctx]);
+    assert!(!pushed.status.success());
+    let err = stderr_of(&pushed);
+    assert!(err.contains("exporter \"image\""), "{err}");
+    assert!(err.contains("--addr docker://"), "{err}");
+
+    let out = tempfile::tempdir().unwrap();
+    let local = format!("type=local,dest={}", out.path().join("dir").display());
+    let tar = format!("type=tar,dest={}", out.path().join("fs.tar").display());
+    let several = bud(&proxy.addr, &["-o", &local, "-o", &tar, ctx]);
+    assert!(!several.status.success());
+    let err = stderr_of(&several);
+    assert!(err.contains("one exporter per build"), "{err}");
+    assert!(!out.path().join("dir").exists(), "nothing was exported");
+}

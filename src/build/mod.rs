@@ -15,6 +15,7 @@ mod multi;
 pub mod outputs;
 mod remote;
 mod remote_context;
+mod remote_outputs;
 mod route;
 mod secrets;
 mod ssh_agent;
@@ -46,6 +47,10 @@ pub struct BuildReport {
     pub config_digest: Option<String>,
     pub manifest_digest: Option<String>,
     pub names: Vec<String>,
+    /// The pushed or exported manifest's descriptor (`containerimage.descriptor`).
+    pub descriptor: Option<serde_json::Value>,
+    /// The build on the daemon, for `--addr` builds (`buildx.build.ref`).
+    pub build_ref: Option<String>,
 }
 
 /// What a build runs with, whichever solver runs it: made once in [`run`].
@@ -167,8 +172,21 @@ fn metadata_json(report: &BuildReport) -> String {
     if let Some(d) = report.manifest_digest.as_ref().or(report.image_id.as_ref()) {
         m.insert("containerimage.digest".into(), d.clone().into());
     }
-    if !report.names.is_empty() {
-        m.insert("image.name".into(), report.names.join(",").into());
+    // A name several outputs share (a push and an archive of the same tag) is listed once.
+    let mut names: Vec<&str> = Vec::new();
+    for n in &report.names {
+        if !names.contains(&n.as_str()) {
+            names.push(n);
+        }
+    }
+    if !names.is_empty() {
+        m.insert("image.name".into(), names.join(",").into());
+    }
+    if let Some(d) = &report.descriptor {
+        m.insert("containerimage.descriptor".into(), d.clone());
+    }
+    if let Some(r) = &report.build_ref {
+        m.insert("buildx.build.ref".into(), r.clone().into());
     }
     serde_json::to_string_pretty(&m).unwrap_or_default()
 }

@@ -17,7 +17,7 @@ use crate::remote::{
 use super::contexts::NamedContexts;
 use super::dockerfile::convert_dockerfile;
 use super::inputs::BuildInputs;
-use super::outputs::{Dest, Export};
+use super::outputs::Export;
 use super::{BuildEnv, BuildReport};
 
 /// Builds on the BuildKit daemon at `addr`: the same LLB, exported by the daemon.
@@ -34,11 +34,6 @@ pub(super) async fn build(
         bail!("with --addr, --platform with several platforms is not supported yet");
     }
     let (images, progress) = (env.images.clone(), &env.progress);
-    let exporter = match exports {
-        [] => bail!("with --addr, give one output (-t, --load, -o type=local or type=tar)"),
-        [one] => exporter_for(one)?,
-        _ => bail!("with --addr, only one output per build is supported yet"),
-    };
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
     // A URL context's Dockerfile is read only once the daemon has fetched it.
@@ -51,6 +46,15 @@ pub(super) async fn build(
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
+    let daemon_plan =
+        super::remote_outputs::plan(exports, solver.exporters().await?, &env.registry)?;
+    let exporter = daemon_plan.exporter.clone();
+    if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
+        bail!(
+            "the daemon's BuildKit runs one exporter per build (several came with BuildKit \
+             0.13): give each output a build of its own"
+        );
+    }
     let dockerfile_dir = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
             .parent()
@@ -111,6 +115,7 @@ pub(super) async fn build(
         ),
         None => SolveRequest::deferred(make, exporter.clone()),
     };
+    req.more_exporters = daemon_plan.more.clone();
     req.session_id = session_id;
     if inputs.remote.is_none() {
         req.local_dirs = SolveRequest::context_dirs(
@@ -143,21 +148,62 @@ pub(super) async fn build(
     req.cache_imports = opts.cache_from.iter().map(entry).collect();
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
-    let result = solver.solve(req).await?;
+    let result = solver
+        .solve(req)
+        .await
+        .map_err(super::remote_outputs::explain_missing_exporter)?;
+    let response = &result.exporter_response;
     let mut report = BuildReport {
-        image_id: result.image_id,
-        config_digest: result
-            .exporter_response
-            .get("containerimage.config.digest")
-            .cloned(),
-        manifest_digest: result
-            .exporter_response
-            .get("containerimage.digest")
-            .cloned(),
+        image_id: result.image_id.clone(),
+        config_digest: response.get("containerimage.config.digest").cloned(),
+        manifest_digest: response.get("containerimage.digest").cloned(),
+        descriptor: super::remote_outputs::descriptor(response),
+        // buildx's form, builder/node/ref; bud is one builder with one node.
+        build_ref: Some(format!("bud/bud0/{}", result.build_ref)),
         names: Vec::new(),
     };
-    if let Exporter::Moby { names } = exporter {
-        report.names = names;
+    for e in std::iter::once(&exporter).chain(&daemon_plan.more) {
+        match e {
+            Exporter::Moby { names } => report.names.extend(names.iter().cloned()),
+            Exporter::Image { attrs } | Exporter::Archive { attrs, .. } => {
+                report.names.extend(attrs.get("name").cloned())
+            }
+            Exporter::Local { .. } | Exporter::Tar { .. } => {}
+        }
+    }
+    if !daemon_plan.from_docker.is_empty() {
+        let Some(image_id) = result.image_id.as_deref() else {
+            bail!("the daemon stored the image in Docker but did not say its ID");
+        };
+        let Some(docker) = solver.docker_api()? else {
+            bail!("internal error: an image stored by the moby exporter, but no Docker API");
+        };
+        // The moby exporter's names are Docker's; the pushes and archives name their own.
+        report.names.clear();
+        if let Exporter::Moby { names } = &exporter {
+            let pushed: Vec<&String> = daemon_plan
+                .from_docker
+                .iter()
+                .filter_map(|e| match e {
+                    Export::Push { names, .. } => Some(names),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            report
+                .names
+                .extend(names.iter().filter(|n| !pushed.contains(n)).cloned());
+        }
+        report.manifest_digest = None;
+        super::remote_outputs::finish_from_docker(
+            &daemon_plan.from_docker,
+            &docker,
+            image_id,
+            &env.content,
+            &env.registry,
+            &mut report,
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -185,27 +231,4 @@ fn check_syntax(
     bud_frontend::convert::check_syntax(&parsed.directives, &file, &build_args)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(None)
-}
-
-fn exporter_for(e: &Export) -> anyhow::Result<Exporter> {
-    Ok(match e {
-        Export::DockerLoad { names, image } => {
-            // The daemon's `moby` exporter (dockerd 20.10's, and 28.5's with its own image
-            // store) does not rewrite timestamps: asking would be ignored there.
-            if image.rewrite_timestamp {
-                bail!(
-                    "with --addr, rewrite-timestamp=true is not supported: the daemon's image \
-                     exporter would ignore it; build with the embedded solver"
-                );
-            }
-            Exporter::Moby {
-                names: names.clone(),
-            }
-        }
-        Export::Local { dest } => Exporter::Local { dest: dest.clone() },
-        Export::Tar {
-            dest: Dest::File(dest),
-        } => Exporter::Tar { dest: dest.clone() },
-        other => bail!("with --addr, this output is not supported yet: {other:?}"),
-    })
 }

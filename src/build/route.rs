@@ -120,8 +120,33 @@ pub(super) async fn export_one(
             report.image_id = Some(loaded.image_id);
             report.names.extend(names.iter().cloned());
         }
+        Export::DockerArchive { .. } | Export::OciArchive { .. } | Export::Push { .. } => {
+            export_built(e, need()?, content, registry, report).await?;
+        }
+        Export::Tar { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::filesystem_tar(&view.path, dest)?;
+        }
+        Export::Local { dest } => {
+            let view = solver.snapshots().view(result)?;
+            export::local_dir(&view.path, dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// The exports of a stored image: archives and pushes. They are the same whichever solver
+/// built the image (the embedded one, or a daemon whose image bud read back).
+pub(super) async fn export_built(
+    e: &Export,
+    built: &export::BuiltImage,
+    content: &ContentStore,
+    registry: &RegistryConfig,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    match e {
         Export::DockerArchive { dest, names, .. } => {
-            export::docker_archive(need()?, dest, names)?;
+            export::docker_archive(built, dest, names)?;
             report.names.extend(names.iter().cloned());
         }
         Export::OciArchive {
@@ -130,7 +155,6 @@ pub(super) async fn export_one(
             image,
             compression,
         } => {
-            let built = need()?;
             let compressed;
             let built = match compression {
                 Some(c) => {
@@ -143,14 +167,6 @@ pub(super) async fn export_one(
             let digest = export::oci_archive(built, dest, names, &annotations)?;
             report.manifest_digest = Some(digest.to_string());
         }
-        Export::Tar { dest } => {
-            let view = solver.snapshots().view(result)?;
-            export::filesystem_tar(&view.path, dest)?;
-        }
-        Export::Local { dest } => {
-            let view = solver.snapshots().view(result)?;
-            export::local_dir(&view.path, dest)?;
-        }
         Export::Push {
             names,
             compression,
@@ -158,7 +174,6 @@ pub(super) async fn export_one(
             insecure,
             image,
         } => {
-            let built = need()?;
             let mut push = PushOptions::new(content.clone());
             push.registry = registry.clone();
             // A single image is pushed as its manifest alone; descriptor annotations, which
@@ -178,8 +193,14 @@ pub(super) async fn export_one(
                 crate::report!("pushed {name}@{}", pushed.manifest_digest);
             }
             report.manifest_digest = Some(pushed.manifest_digest.to_string());
+            report.descriptor = Some(serde_json::json!({
+                "mediaType": pushed.media_type,
+                "digest": pushed.manifest_digest.to_string(),
+                "size": pushed.size,
+            }));
             report.names.extend(names.iter().cloned());
         }
+        other => bail!("internal error: {other:?} is not an export of a stored image"),
     }
     Ok(())
 }

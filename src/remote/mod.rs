@@ -19,6 +19,7 @@
 mod addr;
 mod admin;
 mod container;
+mod exporters;
 mod files;
 mod images;
 mod progress;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use addr::Addr;
 pub use admin::PruneOptions;
+pub use exporters::DaemonExporters;
 pub use files::DaemonFiles;
 pub use images::DaemonImages;
 pub use session::{SyncedDir, TransferStats};
@@ -119,6 +121,33 @@ pub enum Exporter {
     Local { dest: PathBuf },
     /// The result's files as a tar archive written to `dest`.
     Tar { dest: PathBuf },
+    /// BuildKit's `image` exporter (a buildkitd's, or dockerd's on the containerd image
+    /// store), with the attributes buildx sends: `name`, `push`, `registry.insecure`,
+    /// `oci-mediatypes`, `compression`…; credentials come from the session's Auth service.
+    Image { attrs: BTreeMap<String, String> },
+    /// BuildKit's `oci` or `docker` exporter (`kind`): the image as a tarball sent back to
+    /// `dest` through the session.
+    Archive {
+        kind: ArchiveKind,
+        dest: PathBuf,
+        attrs: BTreeMap<String, String>,
+    },
+}
+
+/// The two image tarballs BuildKit's exporters write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Oci,
+    Docker,
+}
+
+impl ArchiveKind {
+    pub fn exporter(self) -> &'static str {
+        match self {
+            ArchiveKind::Oci => "oci",
+            ArchiveKind::Docker => "docker",
+        }
+    }
 }
 
 /// What the daemon builds: the LLB and the image config the `moby` exporter writes.
@@ -163,6 +192,8 @@ pub struct SolveRequest<'a> {
     /// The directories the definition's `local://NAME` sources read, by NAME.
     pub local_dirs: BTreeMap<String, SyncedDir>,
     pub exporter: Exporter,
+    /// More exporters for the same result, in one solve (BuildKit 0.13 and later).
+    pub more_exporters: Vec<Exporter>,
     pub secrets: Vec<Secret>,
     /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).
     pub ssh_agents: BTreeMap<String, PathBuf>,
@@ -223,6 +254,7 @@ impl<'a> SolveRequest<'a> {
             graph,
             local_dirs: BTreeMap::new(),
             exporter,
+            more_exporters: Vec::new(),
             secrets: Vec::new(),
             ssh_agents: BTreeMap::new(),
             progress: ProgressSink::quiet(),
@@ -268,6 +300,8 @@ pub struct SolveResult {
     pub image_id: Option<String>,
     /// How much of the local directories the daemon asked for.
     pub transfers: TransferStats,
+    /// The build's ref on the daemon (buildx's `buildx.build.ref` ends with it).
+    pub build_ref: String,
 }
 
 /// A connection to a BuildKit daemon.

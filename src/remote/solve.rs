@@ -63,6 +63,7 @@ impl RemoteSolver {
             graph,
             local_dirs,
             exporter,
+            more_exporters,
             secrets,
             ssh_agents,
             progress,
@@ -73,25 +74,18 @@ impl RemoteSolver {
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
-        let (exporter_name, exporter_attrs, target) = match &exporter {
-            // An empty name is an invalid reference to the exporter: leave it out.
-            Exporter::Moby { names } if names.is_empty() => ("moby", BTreeMap::new(), None),
-            Exporter::Moby { names } => (
-                "moby",
-                BTreeMap::from([("name".to_string(), names.join(","))]),
-                None,
-            ),
-            Exporter::Local { dest } => (
-                "local",
-                BTreeMap::new(),
-                Some(ExportTarget::Dir(dest.clone())),
-            ),
-            Exporter::Tar { dest } => (
-                "tar",
-                BTreeMap::new(),
-                Some(ExportTarget::Tar(dest.clone())),
-            ),
-        };
+        let mut requested = Vec::new();
+        let mut targets = Vec::new();
+        for (index, e) in std::iter::once(&exporter)
+            .chain(&more_exporters)
+            .enumerate()
+        {
+            let (name, attrs, sends) = exporter_request(e);
+            if let Some(sends) = sends {
+                targets.push((index, sends));
+            }
+            requested.push((name, attrs));
+        }
         let shared_key = shared_key(local_dirs.values().next().map(|d| d.path.as_path()));
         let session = Session::new(
             session_id,
@@ -101,7 +95,7 @@ impl RemoteSolver {
                 dirs: local_dirs,
                 secrets: &secrets,
                 ssh_agents,
-                export: target,
+                exports: targets,
             },
             counters.clone(),
         );
@@ -115,8 +109,7 @@ impl RemoteSolver {
                     &session.id,
                     graph,
                     Requested {
-                        exporter: exporter_name,
-                        exporter_attrs,
+                        exporters: requested,
                         cache_imports: &cache_imports,
                         cache_exports: &cache_exports,
                         entitlements: &entitlements,
@@ -135,6 +128,7 @@ impl RemoteSolver {
             image_id: exporter_response.get("containerimage.digest").cloned(),
             exporter_response,
             transfers: counters.snapshot(),
+            build_ref,
         })
     }
 
@@ -192,13 +186,28 @@ impl RemoteSolver {
         };
         let solve = {
             let mut control = control.clone();
+            // One exporter goes in the fields every BuildKit reads (dockerd 20.10's knows
+            // no other); several in `exporters`, which BuildKit 0.13 and later prefer.
+            let (exporter, exporter_attrs) = outputs.exporters.first().cloned().unwrap_or_default();
+            let exporters = match outputs.exporters.len() {
+                0 | 1 => Vec::new(),
+                _ => outputs
+                    .exporters
+                    .iter()
+                    .map(|(kind, attrs)| control::Exporter {
+                        r#type: kind.to_string(),
+                        attrs: attrs.clone().into_iter().collect(),
+                    })
+                    .collect(),
+            };
             let req = control::SolveRequest {
                 r#ref: build_ref.to_string(),
                 session: session_id.to_string(),
                 frontend,
                 frontend_attrs: frontend_attrs.into_iter().collect(),
-                exporter: outputs.exporter.to_string(),
-                exporter_attrs: outputs.exporter_attrs.into_iter().collect(),
+                exporter: exporter.to_string(),
+                exporter_attrs: exporter_attrs.into_iter().collect(),
+                exporters,
                 cache: Some(control::CacheOptions {
                     imports: outputs.cache_imports.iter().map(control_entry).collect(),
                     exports: outputs.cache_exports.iter().map(control_entry).collect(),
@@ -252,11 +261,42 @@ impl RemoteSolver {
 /// What a solve is asked for besides its graph: the exporter and its attributes, the caches
 /// it imports and exports, the entitlements it may use.
 struct Requested<'a> {
-    exporter: &'a str,
-    exporter_attrs: BTreeMap<String, String>,
+    /// BuildKit's exporters by type, with their attributes.
+    exporters: Vec<(&'static str, BTreeMap<String, String>)>,
     cache_imports: &'a [super::CacheEntry],
     cache_exports: &'a [super::CacheEntry],
     entitlements: &'a [String],
+}
+
+/// The exporter BuildKit runs for `e`, its attributes, and where files it sends go.
+fn exporter_request(
+    e: &Exporter,
+) -> (&'static str, BTreeMap<String, String>, Option<ExportTarget>) {
+    match e {
+        // An empty name is an invalid reference to the exporter: leave it out.
+        Exporter::Moby { names } if names.is_empty() => ("moby", BTreeMap::new(), None),
+        Exporter::Moby { names } => (
+            "moby",
+            BTreeMap::from([("name".to_string(), names.join(","))]),
+            None,
+        ),
+        Exporter::Local { dest } => (
+            "local",
+            BTreeMap::new(),
+            Some(ExportTarget::Dir(dest.clone())),
+        ),
+        Exporter::Tar { dest } => (
+            "tar",
+            BTreeMap::new(),
+            Some(ExportTarget::Tar(dest.clone())),
+        ),
+        Exporter::Image { attrs } => ("image", attrs.clone(), None),
+        Exporter::Archive { kind, dest, attrs } => (
+            kind.exporter(),
+            attrs.clone(),
+            Some(ExportTarget::Tar(dest.clone())),
+        ),
+    }
 }
 
 fn control_entry(entry: &super::CacheEntry) -> control::CacheOptionsEntry {

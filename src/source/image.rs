@@ -323,6 +323,51 @@ impl ImageSource {
     }
 }
 
+/// An image Docker holds, by ID or name, with its config and uncompressed layer tars stored
+/// in `store`: the image a `moby` exporter wrote, for bud to push or archive itself.
+pub async fn import_from_docker(
+    store: &ContentStore,
+    docker: &Docker,
+    name: &str,
+) -> Result<(Image, Digest, Vec<Digest>), ImageError> {
+    let export_error = |message: String| ImageError::Export {
+        reference: name.to_owned(),
+        message,
+    };
+    let inspect = docker
+        .inspect_image(name)
+        .await
+        .map_err(|source| ImageError::Docker {
+            reference: name.to_owned(),
+            action: "inspecting the image",
+            source,
+        })?;
+    let config_digest = Digest::parse(inspect.id.as_deref().unwrap_or_default())
+        .map_err(|e| export_error(format!("image ID: {e}")))?;
+    let diff_ids = inspect
+        .root_fs
+        .and_then(|r| r.layers)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| export_error(format!("layer list: {e}")))?;
+    if !(store.exists(&config_digest) && diff_ids.iter().all(|d| store.exists(d))) {
+        let source = ImageSource::new(store.clone(), RegistryConfig::default(), None);
+        source
+            .export(docker, name, &config_digest, &diff_ids)
+            .await?;
+    }
+    let config_path = store.path(&config_digest);
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| export_error(format!("reading {}: {e}", config_path.display())))?;
+    let config = Image::from_json(&config_bytes).map_err(|e| ImageError::InvalidConfig {
+        reference: name.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok((config, config_digest, diff_ids))
+}
+
 /// The name Docker's API knows the image by: the short form for Docker Hub.
 fn docker_name(reference: &Reference) -> String {
     reference.familiar()

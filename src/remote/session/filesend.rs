@@ -40,14 +40,35 @@ pub(crate) enum ExportTarget {
 
 pub(crate) const METHOD: &str = "/moby.filesync.v1.FileSend/DiffCopy";
 
+/// The header by which BuildKit 0.13 and later say which of the solve's exporters (by
+/// index) a stream's files are from; older daemons have one exporter and send none.
+const EXPORTER_ID: &str = "buildkit-attachable-exporter-id";
+
 #[derive(Clone)]
 pub(crate) struct FileSendService {
-    target: Option<ExportTarget>,
+    targets: Vec<(usize, ExportTarget)>,
 }
 
 impl FileSendService {
-    pub(crate) fn new(target: Option<ExportTarget>) -> Self {
-        Self { target }
+    pub(crate) fn new(targets: Vec<(usize, ExportTarget)>) -> Self {
+        Self { targets }
+    }
+
+    /// The target of the exporter the request names, or the only one.
+    fn target_for(&self, headers: &http::HeaderMap) -> Result<Option<ExportTarget>, Status> {
+        let Some(id) = headers.get(EXPORTER_ID) else {
+            return Ok(self.targets.first().map(|(_, t)| t.clone()));
+        };
+        let id: usize = id
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("invalid {EXPORTER_ID} {id:?}")))?;
+        Ok(self
+            .targets
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| t.clone()))
     }
 }
 
@@ -67,8 +88,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let target = self.target.clone();
+        let target = self.target_for(req.headers());
         Box::pin(async move {
+            let target = match target {
+                Ok(target) => target,
+                Err(status) => return Ok(status.into_http()),
+            };
             if req.uri().path() != METHOD {
                 return Ok(
                     Status::unimplemented(format!("{} is not served", req.uri().path()))

@@ -71,7 +71,9 @@ pub(crate) struct Offer<'a> {
     pub dirs: BTreeMap<String, SyncedDir>,
     pub secrets: &'a [Secret],
     pub ssh_agents: BTreeMap<String, PathBuf>,
-    pub export: Option<ExportTarget>,
+    /// Where each exporter that sends files back writes, by its index in the solve's
+    /// exporters.
+    pub exports: Vec<(usize, ExportTarget)>,
 }
 
 impl Session {
@@ -86,9 +88,9 @@ impl Session {
             dirs,
             secrets,
             ssh_agents,
-            export,
+            exports: targets,
         } = offer;
-        let exports = export.is_some();
+        let exports = !targets.is_empty();
         let ssh = !ssh_agents.is_empty();
         let router = Router {
             health: HealthServer::new(health::HealthService),
@@ -96,7 +98,7 @@ impl Session {
             auth: AuthServer::new(auth::AuthService),
             secrets: SecretsServer::new(secrets::SecretsService::new(secrets)),
             ssh: SshServer::new(ssh::SshService::new(ssh_agents)),
-            filesend: filesend::FileSendService::new(export),
+            filesend: filesend::FileSendService::new(targets),
         };
         Self {
             id,

@@ -1,0 +1,125 @@
+//! Which exporters the daemon's BuildKit has. A buildkitd has them all; dockerd's has only
+//! `moby`, `local` and `tar` unless Docker keeps its images in containerd (the containerd
+//! snapshotter), which is how buildx's docker driver decides it.
+
+use super::{Addr, RemoteError, RemoteSolver};
+
+/// What the daemon can export itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonExporters {
+    /// BuildKit's own exporters: `image` (with push), `oci`, `docker`, `local`, `tar`.
+    All,
+    /// dockerd's image store only: `moby`, `local` and `tar`. Images go to a registry or a
+    /// tarball from Docker's store.
+    MobyOnly,
+}
+
+/// The storage driver Docker reports when its images live in containerd.
+const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
+
+impl RemoteSolver {
+    /// What the daemon can export; asks Docker's API for `docker://` addresses.
+    pub async fn exporters(&self) -> Result<DaemonExporters, RemoteError> {
+        let Some(docker) = self.docker_api()? else {
+            return Ok(DaemonExporters::All);
+        };
+        let info = docker.info().await.map_err(|e| {
+            RemoteError::Protocol(format!(
+                "asking {} which exporters its BuildKit has: {e}",
+                self.addr
+            ))
+        })?;
+        let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
+            pair.first().is_some_and(|k| k == "driver-type")
+                && pair.get(1).is_some_and(|v| v == CONTAINERD_SNAPSHOTTER)
+        });
+        Ok(if containerd {
+            DaemonExporters::All
+        } else {
+            DaemonExporters::MobyOnly
+        })
+    }
+
+    /// Docker's API on the daemon this BuildKit belongs to (`docker://` only): where bud
+    /// reads an image the `moby` exporter stored.
+    pub fn docker_api(&self) -> Result<Option<bollard::Docker>, RemoteError> {
+        let Addr::Docker { socket } = &self.addr else {
+            return Ok(None);
+        };
+        let endpoint = crate::docker_host::Endpoint {
+            host: crate::docker_host::Host::Unix(socket.clone()),
+            origin: self.addr.to_string(),
+            tls: None,
+            configured: true,
+        };
+        crate::docker_host::connect(&endpoint)
+            .map(Some)
+            .map_err(|e| RemoteError::Protocol(format!("{}: {e}", self.addr)))
+    }
+}
+
+impl RemoteSolver {
+    /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
+    /// Older ones read only the first and would silently drop the others.
+    pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
+        let mut control = bud_proto::control::control_client::ControlClient::with_origin(
+            self.channel.clone(),
+            super::transport::origin(),
+        );
+        let info = match control.info(bud_proto::control::InfoRequest {}).await {
+            Ok(resp) => resp.into_inner(),
+            // Control.Info came with BuildKit 0.11.
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::debug!("the daemon has no Control.Info: {}", status.message());
+                return Ok(false);
+            }
+            Err(status) => return Err(RemoteError::grpc("Control.Info", status)),
+        };
+        let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
+        tracing::debug!("the daemon's BuildKit is {version:?}");
+        if !version.trim_start_matches('v').starts_with("0.0.0") {
+            return Ok(at_least_0_13(&version));
+        }
+        // A distribution's dockerd may vendor BuildKit without its version: Docker 26 was
+        // the first with BuildKit 0.13.
+        let Some(docker) = self.docker_api()? else {
+            return Ok(false);
+        };
+        let server = docker.version().await.map_err(|e| {
+            RemoteError::Protocol(format!("asking {} for Docker's version: {e}", self.addr))
+        })?;
+        let docker_version = server.version.unwrap_or_default();
+        tracing::debug!("Docker {docker_version}");
+        let major: u64 = docker_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        Ok(major >= 26)
+    }
+}
+
+/// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`: BuildKit 0.13 or later.
+fn at_least_0_13(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
+    let major: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 0 || minor >= 13
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn several_exporters_from_buildkit_0_13() {
+        for (version, several) in [
+            ("v0.13.0", true),
+            ("v0.25.1", true),
+            ("1.0.0", true),
+            ("v0.12.5", false),
+            ("v0.8.3-4-gbc3e7d9", false),
+            ("", false),
+        ] {
+            assert_eq!(super::at_least_0_13(version), several, "{version}");
+        }
+    }
+}
