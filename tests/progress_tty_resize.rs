@@ -90,20 +90,24 @@ fn a_narrowed_terminal_gets_frames_that_fit() {
         .spawn()
         .unwrap();
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    let output = std::thread::spawn(move || {
-        let mut out = Vec::new();
+    let (chunks, received) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
         // Ends with EIO once bud, the last holder of the terminal, exits.
         let mut buf = [0u8; 4096];
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
+            if n == 0 || chunks.send(buf[..n].to_vec()).is_err() {
                 break;
             }
-            out.extend_from_slice(&buf[..n]);
         }
-        out
     });
 
     let (mut step, _) = listener.accept().unwrap();
+    // The running step is on screen in a frame drawn for the wide terminal before the
+    // terminal narrows.
+    let mut output = Vec::new();
+    while !String::from_utf8_lossy(&output).contains("[2/2] RUN wget") {
+        output.extend(received.recv().expect("bud's terminal closed early"));
+    }
     tcsetwinsize(&master, winsize(NARROW)).unwrap();
     let mut request = [0u8; 1024];
     let _ = step.read(&mut request).unwrap();
@@ -112,7 +116,7 @@ fn a_narrowed_terminal_gets_frames_that_fit() {
     drop(step);
     let status = child.wait().unwrap();
     drop(master);
-    let output = output.join().unwrap();
+    output.extend(received.iter().flatten());
     let text = String::from_utf8_lossy(&output);
     assert!(status.success(), "{text}");
 
