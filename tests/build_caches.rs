@@ -214,7 +214,7 @@ fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
     let step = import_step(&text, tag);
     assert!(step.contains("DONE") && !step.contains("ERROR"), "{step}");
     import_step(&text, MISSING_CACHE);
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 fn require_registry() -> bool {
@@ -533,7 +533,7 @@ fn a_docker_inline_cache_is_read_but_its_records_are_buildkit_keys() {
         "{import}"
     );
     assert!(!text.contains("not imported"), "{text}");
-    docker_ok(&["image", "rm", &image]);
+    remove_images(&[&image]);
 }
 
 /// Reads a file of a `-o type=local` output.

@@ -110,7 +110,7 @@ fn builds_into_docker_then_rebuilds_from_cache() {
     for diff_id in new_layers {
         assert!(blob(diff_id).is_file(), "{diff_id} not stored");
     }
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn writes_local_tar_docker_and_oci_outputs() {
         ]),
         "hello from root"
     );
-    docker_ok(&["image", "rm", "bud-test/outputs-archive:1"]);
+    remove_images(&["bud-test/outputs-archive:1"]);
 
     let oci = out.path().join("oci.tar");
     ok(&bud(
@@ -503,7 +503,7 @@ fn the_same_build_runs_on_dockerds_buildkit_with_addr() {
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(config["User"], "user");
     assert_eq!(config["WorkingDir"], "/home/user");
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 #[test]
@@ -803,7 +803,7 @@ fn copy_link_layers_stay_the_same_on_a_new_base() {
     assert_eq!(a.len(), 4, "{a:?}");
     assert_ne!(a[1], b[1], "the RUN layers differ");
     assert_eq!(a[2], b[2], "the linked layer is byte-identical");
-    docker_ok(&["image", "rm", one, two]);
+    remove_images(&[one, two]);
 }
 
 #[test]

@@ -54,7 +54,7 @@ fn assert_loaded(out: &Output, root: &Path, tag: &str) {
     let iid = std::fs::read_to_string(root.join("iid")).unwrap();
     let id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", tag]);
     assert_eq!(id.trim(), iid.trim(), "{tag} is not the image bud built");
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 fn ready() -> bool {

@@ -31,7 +31,7 @@ fn reference_docker_build_runs_on_the_busybox_base() {
     );
     let run = docker_ok(&["run", "--rm", tag]);
     assert_eq!(run, "hi from root\na message from the build context");
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 #[test]

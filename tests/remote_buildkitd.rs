@@ -97,7 +97,7 @@ fn unix_socket_builds_copy_run_and_secret_then_rebuilds_a_change() {
         docker_ok(&["run", "--rm", tag]),
         format!("{second}s3cret\nran").trim()
     );
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 fn tls_args<'a>(pki: &'a TestPki, ca: &'a Path) -> Vec<&'a str> {
@@ -134,7 +134,7 @@ fn tcp_with_tls_and_a_client_certificate_builds() {
         docker_ok(&["run", "--rm", tag]),
         format!("{app}over tls\nran").trim()
     );
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 
     // The name checked defaults to the address's host; --tlsservername replaces it.
     let mut args = tls_args(&pki, &pki.ca);
@@ -220,7 +220,7 @@ fn base_images_are_resolved_by_the_daemon() {
         base_ctx.path().to_str().unwrap(),
     ]);
     docker_ok(&["push", &base]);
-    docker_ok(&["image", "rm", &base]);
+    remove_images(&[&base]);
 
     let proxy = DaemonProxy::unix();
     let context = tempfile::tempdir().unwrap();
@@ -265,7 +265,7 @@ fn base_images_are_resolved_by_the_daemon() {
         docker_ok(&["run", "--rm", "--entrypoint", "cat", tag, "/env-seen"]),
         nonce
     );
-    docker_ok(&["image", "rm", tag]);
+    remove_images(&[tag]);
 }
 
 #[test]
