@@ -35,8 +35,6 @@ pub(super) async fn build(
         return super::multi::build(env, opts, inputs, exports, runtime, cancel, platforms).await;
     }
     let BuildEnv {
-        state,
-        meta,
         content,
         registry,
         docker,
@@ -72,15 +70,7 @@ pub(super) async fn build(
             }
         }));
     }
-    let solver = Arc::new(Solver::new(
-        state.clone(),
-        meta.clone(),
-        runtime,
-        images.clone(),
-        progress.clone(),
-        solve_opts,
-    )?);
-    solver.snapshots().remove_abandoned_work();
+    let solver = start_solver(env, runtime, solve_opts)?;
     let fetched;
     let inputs = match &inputs.remote {
         Some(remote) => {
@@ -279,6 +269,24 @@ pub(super) fn solve_options(
             .insert("context".into(), inputs.context_dir.clone());
     }
     Ok(solve_opts)
+}
+
+/// The build's solver on the state root, with the work a killed build left removed first.
+pub(super) fn start_solver(
+    env: &BuildEnv,
+    runtime: Runtime,
+    solve_opts: SolveOptions,
+) -> anyhow::Result<Arc<Solver>> {
+    let solver = Arc::new(Solver::new(
+        env.state.clone(),
+        env.meta.clone(),
+        runtime,
+        env.images.clone(),
+        env.progress.clone(),
+        solve_opts,
+    )?);
+    solver.snapshots().remove_abandoned_work();
+    Ok(solver)
 }
 
 /// `work`, unless the build is cancelled first; then `work` is dropped where it waits

@@ -18,7 +18,7 @@ use crate::registry::{self, ManifestFormat, PlatformManifest, PushOptions};
 use crate::solver::{Ref, Solver};
 
 use super::dockerfile::{convert_for, warn_unused_args};
-use super::embedded::{solve_options, unless_cancelled};
+use super::embedded::{solve_options, start_solver, unless_cancelled};
 use super::inputs::BuildInputs;
 use super::outputs::Export;
 use super::{BuildEnv, BuildReport, export};
@@ -42,8 +42,6 @@ pub(super) async fn build(
         bail!("a URL as the build context with several platforms is not supported yet");
     }
     let BuildEnv {
-        state,
-        meta,
         registry,
         images,
         progress,
@@ -71,15 +69,7 @@ pub(super) async fn build(
     runtime.reap_orphans().await;
     let ssh = super::secrets::ssh_agents(opts)?;
     let solve_opts = solve_options(opts, inputs, registry, &ssh)?;
-    let solver = Arc::new(Solver::new(
-        state.clone(),
-        meta.clone(),
-        runtime,
-        images.clone(),
-        progress.clone(),
-        solve_opts,
-    )?);
-    solver.snapshots().remove_abandoned_work();
+    let solver = start_solver(env, runtime, solve_opts)?;
     let definitions: Vec<_> = converted.iter().map(|c| c.definition.clone()).collect();
     let results = solver
         .solve_many(&definitions, &cancel)
