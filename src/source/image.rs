@@ -200,35 +200,9 @@ impl ImageSource {
             tracing::debug!("{name}: Docker has it for {offered}, not {platform}");
             return Ok(None);
         }
-        let export_error = |message: String| ImageError::Export {
-            reference: name.clone(),
-            message,
-        };
-        let id = inspect.id.as_deref().unwrap_or_default();
-        let config_digest =
-            Digest::parse(id).map_err(|e| export_error(format!("image ID: {e}")))?;
-        let diff_ids = inspect
-            .root_fs
-            .and_then(|r| r.layers)
-            .unwrap_or_default()
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| export_error(format!("layer list: {e}")))?;
-
+        let (config, config_digest, diff_ids) =
+            stored_from_docker(self, docker, &name, &inspect).await?;
         let store = self.store();
-        let stored = store.exists(&config_digest) && diff_ids.iter().all(|d| store.exists(d));
-        if !stored {
-            self.export(docker, &name, &config_digest, &diff_ids)
-                .await?;
-        }
-        let config_path = store.path(&config_digest);
-        let config_bytes = std::fs::read(&config_path)
-            .map_err(|e| export_error(format!("reading {}: {e}", config_path.display())))?;
-        let config = Image::from_json(&config_bytes).map_err(|e| ImageError::InvalidConfig {
-            reference: name.clone(),
-            message: e.to_string(),
-        })?;
         let layers = diff_ids
             .iter()
             .map(|diff_id| {
@@ -330,10 +304,6 @@ pub async fn import_from_docker(
     docker: &Docker,
     name: &str,
 ) -> Result<(Image, Digest, Vec<Digest>), ImageError> {
-    let export_error = |message: String| ImageError::Export {
-        reference: name.to_owned(),
-        message,
-    };
     let inspect = docker
         .inspect_image(name)
         .await
@@ -342,18 +312,36 @@ pub async fn import_from_docker(
             action: "inspecting the image",
             source,
         })?;
+    let source = ImageSource::new(store.clone(), RegistryConfig::default(), None);
+    stored_from_docker(&source, docker, name, &inspect).await
+}
+
+/// The config, config digest and layer diff IDs of the image Docker describes by `inspect`,
+/// exported from Docker into the content store unless every blob is there already.
+async fn stored_from_docker(
+    source: &ImageSource,
+    docker: &Docker,
+    name: &str,
+    inspect: &bollard::models::ImageInspect,
+) -> Result<(Image, Digest, Vec<Digest>), ImageError> {
+    let export_error = |message: String| ImageError::Export {
+        reference: name.to_owned(),
+        message,
+    };
     let config_digest = Digest::parse(inspect.id.as_deref().unwrap_or_default())
         .map_err(|e| export_error(format!("image ID: {e}")))?;
     let diff_ids = inspect
         .root_fs
-        .and_then(|r| r.layers)
+        .as_ref()
+        .and_then(|r| r.layers.as_ref())
+        .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .map(|d| Digest::parse(d))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| export_error(format!("layer list: {e}")))?;
+    let store = source.store();
     if !(store.exists(&config_digest) && diff_ids.iter().all(|d| store.exists(d))) {
-        let source = ImageSource::new(store.clone(), RegistryConfig::default(), None);
         source
             .export(docker, name, &config_digest, &diff_ids)
             .await?;
