@@ -144,6 +144,55 @@ fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
     );
 }
 
+/// BuildKit passes over a cache attribute it does not take; the embedded solver refuses one
+/// it would not honour, naming it, before anything runs.
+#[test]
+fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    for (flag, spec, attr) in [
+        (
+            "--cache-to",
+            format!(
+                "type=local,dest={},compression-level=3",
+                cache.path().display()
+            ),
+            "compression-level",
+        ),
+        (
+            "--cache-from",
+            format!("type=local,src={},mode=max", cache.path().display()),
+            "mode",
+        ),
+    ] {
+        let out = bud_at(
+            root.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                flag,
+                &spec,
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.to_str().unwrap(),
+            ],
+        );
+        let text = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("{flag} type=local: {attr}: not supported")),
+            "{text}"
+        );
+        assert!(!text.contains("RUN echo"), "{text}");
+    }
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
     if !(build_ready() && require_docker()) {

@@ -303,8 +303,14 @@ pub(super) async fn unless_cancelled<T>(
 }
 
 /// Checks every `--cache-to` before anything runs: one the embedded solver cannot write
-/// fails the build, as BuildKit's does, unless its `ignore-error=true` says otherwise.
+/// fails the build, as BuildKit's does, unless its `ignore-error=true` says otherwise. A
+/// `--cache-from` attribute the embedded solver would not honour fails it too.
 pub(super) fn caches(opts: &BuildOptions, _progress: &ProgressSink) -> anyhow::Result<()> {
+    for from in &opts.cache_from {
+        if let Err(e) = remotecache::check_import(from) {
+            bail!("--cache-from type={}: {e}", from.kind);
+        }
+    }
     for to in &opts.cache_to {
         if let Err(e) = parse_cache_to(to)
             && !ignores_errors(to)

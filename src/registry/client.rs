@@ -37,6 +37,16 @@ impl RegistryConfig {
         self.insecure_registries.iter().any(|r| r == domain) || is_loopback(domain)
     }
 
+    /// This configuration, with `domain` spoken to over plain HTTP when `insecure` (an
+    /// output's or a cache's `registry.insecure=true`) asks for it.
+    pub fn with_insecure(&self, domain: &str, insecure: bool) -> RegistryConfig {
+        let mut config = self.clone();
+        if insecure && !self.uses_plain_http(domain) {
+            config.insecure_registries.push(domain.to_owned());
+        }
+        config
+    }
+
     /// A connection to `domain` with the credentials stored for it.
     pub async fn connect(&self, domain: &str) -> Result<RegistryHost, RegistryError> {
         let config_dir = self.docker_config.clone();
@@ -275,6 +285,25 @@ mod tests {
         ] {
             assert!(!config.uses_plain_http(tls), "{tls}");
         }
+    }
+
+    #[test]
+    fn registry_insecure_adds_only_its_own_registry() {
+        let config = RegistryConfig::default();
+        assert!(
+            !config
+                .with_insecure("registry.lan", false)
+                .uses_plain_http("registry.lan")
+        );
+        let insecure = config.with_insecure("registry.lan", true);
+        assert!(insecure.uses_plain_http("registry.lan"));
+        assert!(!insecure.uses_plain_http("docker.io"));
+        assert!(
+            config
+                .with_insecure("localhost", true)
+                .insecure_registries
+                .is_empty()
+        );
     }
 
     #[test]

@@ -376,12 +376,10 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
 }
 
 async fn connect(opts: &PushOptions, domain: &str) -> Result<RegistryHost, RegistryError> {
-    if opts.insecure && !opts.registry.uses_plain_http(domain) {
-        let mut registry = opts.registry.clone();
-        registry.insecure_registries.push(domain.to_owned());
-        return registry.connect(domain).await;
-    }
-    opts.registry.connect(domain).await
+    opts.registry
+        .with_insecure(domain, opts.insecure)
+        .connect(domain)
+        .await
 }
 
 fn oci_reference(reference: &Reference, tag: Option<&str>) -> oci_client::Reference {

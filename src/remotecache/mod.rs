@@ -66,6 +66,8 @@ pub enum Location {
     },
     Registry {
         reference: String,
+        /// `registry.insecure=true`: plain HTTP to this registry.
+        insecure: bool,
     },
     Inline,
 }
@@ -79,6 +81,66 @@ pub struct ExportSpec {
     pub ignore_error: bool,
     /// bud's extension: the contents of cache mounts travel too.
     pub cache_mounts: bool,
+}
+
+/// The attributes the embedded solver honours, per cache type, in a `--cache-to`. BuildKit
+/// passes over an attribute it does not know; bud refuses it by name.
+pub const EXPORT_ATTRS: &[(&str, &[&str])] = &[
+    (
+        "local",
+        &[
+            "dest",
+            "tag",
+            "mode",
+            "compression",
+            "oci-mediatypes",
+            "image-manifest",
+            "ignore-error",
+            "cache-mounts",
+        ],
+    ),
+    (
+        "registry",
+        &[
+            "ref",
+            "mode",
+            "compression",
+            "oci-mediatypes",
+            "image-manifest",
+            "ignore-error",
+            "cache-mounts",
+            "registry.insecure",
+        ],
+    ),
+    ("inline", &["mode", "ignore-error"]),
+];
+
+/// The attributes the embedded solver honours, per cache type, in a `--cache-from`.
+pub const IMPORT_ATTRS: &[(&str, &[&str])] = &[
+    ("local", &["src", "tag", "digest"]),
+    ("registry", &["ref", "registry.insecure"]),
+];
+
+/// Refuses the first attribute of `opt` its type does not take in `table`; a type the table
+/// does not list is `location`'s to refuse.
+fn check_attrs(opt: &CacheOption, table: &[(&str, &[&str])]) -> Result<(), String> {
+    let Some((_, honoured)) = table.iter().find(|(kind, _)| *kind == opt.kind) else {
+        return Ok(());
+    };
+    match opt.attrs.keys().find(|k| !honoured.contains(&k.as_str())) {
+        Some(key) => Err(format!(
+            "{key}: not supported for type={} by the embedded solver (it takes {})",
+            opt.kind,
+            honoured.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a `--cache-from` before the build: an attribute the embedded solver would not
+/// honour is an error, whereas a cache that cannot be read only warns (as with BuildKit).
+pub fn check_import(opt: &CacheOption) -> Result<(), String> {
+    check_attrs(opt, IMPORT_ATTRS)
 }
 
 fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, String> {
@@ -117,6 +179,7 @@ fn location(opt: &CacheOption, dir_attr: &str) -> Result<Location, String> {
                 .filter(|r| !r.is_empty())
                 .cloned()
                 .ok_or("type=registry needs ref=REFERENCE")?,
+            insecure: bool_attr(opt, "registry.insecure")?.unwrap_or(false),
         }),
         "inline" => Ok(Location::Inline),
         other => Err(format!(
@@ -131,8 +194,12 @@ impl ExportSpec {
     /// which Docker 28 carries: OCI media types and an image manifest).
     pub fn parse(opt: &CacheOption) -> Result<ExportSpec, String> {
         let location = location(opt, "dest")?;
+        check_attrs(opt, EXPORT_ATTRS)?;
         let mode = match opt.attrs.get("mode").map(String::as_str) {
             None | Some("min") => Mode::Min,
+            Some("max") if location == Location::Inline => {
+                return Err("mode=max: an inline cache holds the image's own steps only (min), as with BuildKit".into());
+            }
             Some("max") => Mode::Max,
             Some(other) => return Err(format!("mode={other}: not min or max")),
         };
@@ -180,7 +247,7 @@ impl ExportSpec {
 fn describe(location: &Location) -> String {
     match location {
         Location::Local { dir, .. } => dir.display().to_string(),
-        Location::Registry { reference } => reference.clone(),
+        Location::Registry { reference, .. } => reference.clone(),
         Location::Inline => "the image (inline)".into(),
     }
 }
@@ -297,8 +364,12 @@ async fn load(
             )
             .await
         }
-        Location::Registry { reference } => {
-            let repo = Arc::new(registry::Repository::connect(registry, reference).await?);
+        Location::Registry {
+            reference,
+            insecure,
+        } => {
+            let repo =
+                Arc::new(registry::Repository::connect(registry, reference, *insecure).await?);
             let (bytes, media_type) = repo.manifest().await?;
             ImportedCache::load(
                 &bytes,
@@ -354,8 +425,11 @@ pub async fn export_one(
                 .await
                 .context("writing the cache")?
         }
-        Location::Registry { reference } => {
-            let repo = registry::Repository::connect(registry, reference).await?;
+        Location::Registry {
+            reference,
+            insecure,
+        } => {
+            let repo = registry::Repository::connect(registry, reference, *insecure).await?;
             repo.push(&collected, content).await
         }
         // Already in the image config.
@@ -414,6 +488,59 @@ mod tests {
             .is_err()
         );
         assert!(ExportSpec::parse(&opt("gha", &[])).is_err());
+    }
+
+    /// Every attribute BuildKit's local and registry caches take is honoured (in
+    /// `EXPORT_ATTRS`/`IMPORT_ATTRS`, each exercised by tests/build_caches.rs) or refused by
+    /// name; so is an attribute no cache takes.
+    #[test]
+    fn attributes_the_embedded_solver_does_not_honour_are_refused_by_name() {
+        for (kind, key, value) in [
+            ("local", "compression-level", "3"),
+            ("local", "force-compression", "true"),
+            ("registry", "compression-level", "3"),
+            ("registry", "force-compression", "true"),
+            ("registry", "store", "true"),
+            ("registry", "no-such-attribute", "x"),
+            ("inline", "compression", "zstd"),
+            ("inline", "cache-mounts", "true"),
+        ] {
+            let base = match kind {
+                "local" => vec![("dest", "/c")],
+                "registry" => vec![("ref", "r/a:c")],
+                _ => vec![],
+            };
+            let mut attrs = base.clone();
+            attrs.push((key, value));
+            let err = ExportSpec::parse(&opt(kind, &attrs)).unwrap_err();
+            assert!(err.starts_with(&format!("{key}: not supported")), "{err}");
+            assert!(ExportSpec::parse(&opt(kind, &base)).is_ok());
+        }
+        let err = ExportSpec::parse(&opt("inline", &[("mode", "max")])).unwrap_err();
+        assert!(err.contains("inline"), "{err}");
+        for (kind, key) in [
+            ("local", "dest"),
+            ("local", "mode"),
+            ("registry", "mode"),
+            ("registry", "compression"),
+        ] {
+            let base = if kind == "local" {
+                ("src", "/c")
+            } else {
+                ("ref", "r")
+            };
+            let err = check_import(&opt(kind, &[base, (key, "x")])).unwrap_err();
+            assert!(err.starts_with(&format!("{key}: not supported")), "{err}");
+            assert!(check_import(&opt(kind, &[base])).is_ok());
+        }
+        let s = ExportSpec::parse(&opt(
+            "registry",
+            &[("ref", "r/a"), ("registry.insecure", "true")],
+        ));
+        assert!(matches!(
+            s.unwrap().location,
+            Location::Registry { insecure: true, .. }
+        ));
     }
 
     #[test]

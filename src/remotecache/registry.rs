@@ -24,14 +24,20 @@ pub struct Repository {
 }
 
 impl Repository {
-    pub async fn connect(config: &RegistryConfig, reference: &str) -> anyhow::Result<Repository> {
+    /// `insecure` (`registry.insecure=true`) speaks plain HTTP to the reference's registry.
+    pub async fn connect(
+        config: &RegistryConfig,
+        reference: &str,
+        insecure: bool,
+    ) -> anyhow::Result<Repository> {
         let reference =
             Reference::parse(reference).map_err(|e| anyhow::anyhow!("ref={reference}: {e}"))?;
+        let config = config.with_insecure(&reference.domain, insecure);
         let host = config.connect(&reference.domain).await?;
         let oref = oci_reference(&reference);
         Ok(Repository {
             reference,
-            config: config.clone(),
+            config,
             host,
             oref,
         })
