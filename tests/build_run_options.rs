@@ -150,3 +150,65 @@ fn secrets_as_environment_variables_as_docker_28_sets_them() {
     assert_eq!(read(&ours, "env-only"), "[s3cret\n]");
     assert_eq!(read(&ours, "absent"), "[]");
 }
+
+/// `--add-host NAME:host-gateway` is the Docker host's address on the bridge of the Docker
+/// in use, as each reference resolves it: Docker 20.10's docker0 and Docker 28.5's own
+/// bridge. bud asks the Docker that `DOCKER_HOST` names, and writes the same line.
+#[test]
+fn host_gateway_is_the_bridge_gateway_of_the_docker_in_use() {
+    if !(ready() && require_docker()) {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let dockerfile = "FROM bud-test/busybox:latest\nRUN grep gw /etc/hosts > /gw\n";
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let context = context.path().to_str().unwrap();
+    let flags = ["--no-cache", "--add-host", "gw:host-gateway"];
+
+    let built_by = |mut command: Command, extra: &[&str]| {
+        let dest = tempfile::tempdir().unwrap();
+        let output = format!("type=local,dest={}", dest.path().display());
+        let out = command
+            .args(extra)
+            .args(flags)
+            .args(["-o", &output, context])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        read(&dest, "gw")
+    };
+    let root = tempfile::tempdir().unwrap();
+    let bud_with = |host: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bud"));
+        command.arg("--root").arg(root.path()).arg("build");
+        match host {
+            Some(host) => command.env("DOCKER_HOST", host),
+            None => command.env_remove("DOCKER_HOST"),
+        };
+        built_by(command, &[])
+    };
+
+    let mut docker20 = Command::new("/usr/bin/docker");
+    docker20
+        .env("DOCKER_BUILDKIT", "1")
+        .env_remove("DOCKER_HOST")
+        .arg("build");
+    let theirs = built_by(docker20, &[]);
+    assert!(
+        theirs.ends_with("\tgw") && !theirs.contains("host-gateway"),
+        "{theirs}"
+    );
+    assert_eq!(bud_with(None), theirs);
+
+    let mut docker28_build = docker28.command();
+    docker28_build.arg("build");
+    let theirs28 = built_by(docker28_build, &[]);
+    assert_ne!(
+        theirs28, theirs,
+        "the two Dockers have bridges of their own"
+    );
+    assert_eq!(bud_with(Some(&docker28.host)), theirs28);
+}

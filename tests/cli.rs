@@ -415,3 +415,115 @@ fn call_refuses_an_unknown_method() {
         stderr(&out)
     );
 }
+
+/// `bud debug dump-llb` and each of its flags: the format (`--format json|dot|pb`, `--dot`),
+/// the stage (`--target`), the build args (`--build-arg`) and the Dockerfile (`-f`).
+#[test]
+fn dump_llb_honours_each_of_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().to_str().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch AS first\nARG GREETING=none\nCOPY a /a-${GREETING}\n\
+         FROM scratch AS second\nCOPY a /only-in-second\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("a"), "a").unwrap();
+    std::fs::write(
+        dir.path().join("Other.Dockerfile"),
+        "FROM scratch\nCOPY a /from-other\n",
+    )
+    .unwrap();
+    let dump = |args: &[&str]| -> Vec<u8> {
+        let mut all = vec!["debug", "dump-llb"];
+        all.extend_from_slice(args);
+        all.push(context);
+        let out = bud(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out.stdout
+    };
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+
+    let json = text(dump(&[]));
+    for line in json.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
+    }
+    assert!(
+        json.contains("/only-in-second") && !json.contains("/a-none"),
+        "{json}"
+    );
+    assert_eq!(text(dump(&["--format", "json"])), json);
+
+    let dot = text(dump(&["--format", "dot"]));
+    assert!(dot.starts_with("digraph {"), "{dot}");
+    assert_eq!(text(dump(&["--dot"])), dot);
+
+    let pb = dump(&["--format", "pb"]);
+    assert!(!pb.is_empty() && pb != json.as_bytes());
+    assert!(serde_json::from_slice::<serde_json::Value>(&pb).is_err());
+
+    let first = text(dump(&["--target", "first"]));
+    assert!(
+        first.contains("/a-none") && !first.contains("/only-in-second"),
+        "{first}"
+    );
+    let greeted = text(dump(&["--target", "first", "--build-arg", "GREETING=hi"]));
+    assert!(greeted.contains("/a-hi"), "{greeted}");
+
+    let other = text(dump(&[
+        "-f",
+        dir.path().join("Other.Dockerfile").to_str().unwrap(),
+    ]));
+    assert!(other.contains("/from-other"), "{other}");
+}
+
+/// `--rm` and `--force-rm` ask for what bud does anyway (no step leaves a container);
+/// `--rm=false` asks to keep containers bud never makes, and the build says so.
+#[test]
+fn rm_flags_are_accepted_and_rm_false_is_answered() {
+    if !support::build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY a /\n").unwrap();
+    std::fs::write(dir.path().join("a"), "a").unwrap();
+    let build = |flag: &str| {
+        let out = support::bud_at(
+            root.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                flag,
+                "-o",
+                "type=tar,dest=/dev/null",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{flag}: {}", stderr(&out));
+        stderr(&out)
+    };
+    for quiet in ["--rm", "--rm=true", "--force-rm"] {
+        assert!(!build(quiet).contains("--rm"), "{quiet}");
+    }
+    let text = build("--rm=false");
+    assert!(
+        text.contains("--rm=false: no intermediate containers are kept"),
+        "{text}"
+    );
+}
+
+/// `-D`/`--debug` turns on bud's debug log, which a plain run does not print.
+#[test]
+fn debug_prints_the_debug_log() {
+    for args in [
+        &["-D", "debug", "workers"][..],
+        &["--debug", "debug", "workers"],
+    ] {
+        let out = bud(args);
+        assert!(stderr(&out).contains("DEBUG"), "{args:?}: {}", stderr(&out));
+    }
+    let out = bud(&["debug", "workers"]);
+    assert!(!stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+}

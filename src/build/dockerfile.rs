@@ -221,6 +221,14 @@ pub(super) fn convert_options(
         named_contexts: NamedContexts::read(&opts.build_contexts)?.contexts,
         ulimits,
         shm_size,
+        extra_hosts: opts
+            .add_hosts
+            .iter()
+            .map(|h| bud_proto::pb::HostIp {
+                host: h.host.clone(),
+                ip: h.ip.clone(),
+            })
+            .collect(),
         build_args,
         labels,
         excludes: inputs.excludes.clone(),

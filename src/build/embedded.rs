@@ -245,11 +245,6 @@ pub(super) fn solve_options(
 ) -> anyhow::Result<SolveOptions> {
     let entitlements = opts.entitlements();
     let mut solve_opts = SolveOptions {
-        extra_hosts: opts
-            .add_hosts
-            .iter()
-            .map(|h| (h.host.clone(), h.ip.clone()))
-            .collect(),
         no_cache: opts.no_cache,
         network_none: opts.network == "none",
         allow_network_host: entitlements.iter().any(|e| e == "network.host"),

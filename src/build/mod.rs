@@ -9,6 +9,7 @@ mod embedded;
 pub mod export;
 mod failure;
 mod forward;
+mod host_gateway;
 mod images;
 pub mod inputs;
 mod multi;
@@ -117,6 +118,16 @@ pub async fn run(
     let exports = outputs::plan(opts)?;
     let inputs = BuildInputs::read(&opts.context, opts.file.as_deref())?;
     let env = BuildEnv::new(opts, global).await?;
+    if opts.rm == Some(false) {
+        // docker build's legacy builder kept a container per step; BuildKit, and bud, keep
+        // none to remove, so the flag cannot do what it asks: say so rather than pass over it.
+        env.progress.warning(
+            None,
+            "--rm=false: no intermediate containers are kept (there are none, as with BuildKit)",
+        );
+    }
+    let resolved = host_gateway::resolve(opts, env.docker.as_ref().map_err(String::as_str)).await?;
+    let opts = resolved.as_ref().unwrap_or(opts);
     let call = opts.call();
     if call.method != crate::cli::Call::Build {
         let images: Arc<dyn bud_frontend::convert::ImageResolver + Send + Sync> =

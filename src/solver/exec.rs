@@ -240,12 +240,11 @@ fn step_spec(
             None => return Err(missing_secret(&secret.id)),
         }
     }
-    let mut extra_hosts: Vec<(String, String)> = meta
+    let extra_hosts = meta
         .extra_hosts
         .iter()
         .map(|h| (h.host.clone(), h.ip.clone()))
         .collect();
-    extra_hosts.extend(solver.opts.extra_hosts.iter().cloned());
     Ok(ExecSpec {
         rootfs,
         args: meta.args.clone(),

@@ -130,8 +130,6 @@ pub struct SolveOptions {
     pub secrets: HashMap<String, Vec<u8>>,
     /// `--ssh` agent sockets by id.
     pub ssh_agents: HashMap<String, PathBuf>,
-    /// `--add-host` entries.
-    pub extra_hosts: Vec<(String, String)>,
     /// `--no-cache`: run every step, still recording the results.
     pub no_cache: bool,
     /// `--network=none`: steps that do not choose a network get none.

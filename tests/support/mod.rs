@@ -122,7 +122,8 @@ pub fn docker_ok(args: &[&str]) -> String {
 /// by scripts/test-env beside the first): its client, and the daemon and config it uses.
 pub struct Docker28 {
     cli: PathBuf,
-    host: String,
+    /// Its daemon's address, a DOCKER_HOST value.
+    pub host: String,
     config: PathBuf,
 }
 

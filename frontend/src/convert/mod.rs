@@ -73,6 +73,8 @@ pub struct ConvertOptions {
     pub ulimits: Vec<pb::Ulimit>,
     /// `--shm-size` in bytes: the size of /dev/shm in every RUN.
     pub shm_size: Option<i64>,
+    /// `--add-host` entries, on every RUN step as BuildKit's frontend puts them.
+    pub extra_hosts: Vec<pb::HostIp>,
     /// One of several platforms is converted: step names start with the platform, as
     /// BuildKit's do then (`[linux/arm64 2/3] RUN …`).
     pub multi_platform: bool,
@@ -96,6 +98,7 @@ impl Default for ConvertOptions {
             named_contexts: BTreeMap::new(),
             ulimits: Vec::new(),
             shm_size: None,
+            extra_hosts: Vec::new(),
             multi_platform: false,
         }
     }

@@ -120,6 +120,7 @@ impl Stage<'_, '_> {
             user: self.st.user.clone(),
             proxy_env: self.ctx.proxy_env.clone(),
             ulimit: self.ctx.opts.ulimits.clone(),
+            extra_hosts: self.ctx.opts.extra_hosts.clone(),
             ..Default::default()
         };
         let outputs = llb::exec(ExecBuilder {

@@ -1,0 +1,73 @@
+//! `--add-host NAME:host-gateway`: the address of the Docker host as seen from its
+//! containers. buildx resolves it on the client before the build (the graph carries IPs
+//! only); bud does the same with the Docker the docker CLI would use: the gateway of its
+//! default bridge, which is what dockerd's `host-gateway-ip` defaults to.
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::BuildOptions;
+
+const HOST_GATEWAY: &str = "host-gateway";
+
+/// `opts` with every `host-gateway` replaced by Docker's bridge gateway, or `None` when no
+/// `--add-host` asks for it.
+pub(super) async fn resolve(
+    opts: &BuildOptions,
+    docker: Result<&bollard::Docker, &str>,
+) -> anyhow::Result<Option<BuildOptions>> {
+    let Some(first) = opts.add_hosts.iter().find(|h| h.ip == HOST_GATEWAY) else {
+        return Ok(None);
+    };
+    let flag = format!("--add-host {}:{HOST_GATEWAY}", first.host);
+    let docker = match docker {
+        Ok(docker) => docker,
+        Err(why) => bail!(
+            "{flag}: the host gateway is Docker's, and no Docker answers ({why}); give the \
+             host's address instead"
+        ),
+    };
+    let bridge = docker
+        .inspect_network("bridge", None)
+        .await
+        .with_context(|| format!("{flag}: reading Docker's bridge network"))?;
+    let Some(gateway) = ipv4_gateway(&bridge) else {
+        bail!("{flag}: Docker's bridge network has no IPv4 gateway; give the host's address");
+    };
+    let mut resolved = opts.clone();
+    for host in &mut resolved.add_hosts {
+        if host.ip == HOST_GATEWAY {
+            host.ip = gateway.clone();
+        }
+    }
+    Ok(Some(resolved))
+}
+
+fn ipv4_gateway(network: &bollard::models::NetworkInspect) -> Option<String> {
+    network
+        .ipam
+        .as_ref()?
+        .config
+        .as_ref()?
+        .iter()
+        .filter_map(|c| c.gateway.as_deref())
+        .find(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ipv4_gateway_of_the_bridge_is_taken() {
+        let network: bollard::models::NetworkInspect = serde_json::from_str(
+            r#"{"Name":"bridge","IPAM":{"Config":[{"Subnet":"fd00::/64","Gateway":"fd00::1"},
+                {"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ipv4_gateway(&network).as_deref(), Some("172.17.0.1"));
+        let none: bollard::models::NetworkInspect =
+            serde_json::from_str(r#"{"Name":"bridge","IPAM":{"Config":[]}}"#).unwrap();
+        assert_eq!(ipv4_gateway(&none), None);
+    }
+}
