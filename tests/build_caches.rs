@@ -872,3 +872,47 @@ fn imported_results_keep_the_times_the_cache_recorded() {
         stderr_of(&out)
     );
 }
+
+/// `--no-cache-filter STAGE` runs that stage's steps again, and what uses their new results
+/// with them (as BuildKit's content-keyed copies do), and takes every other step from the
+/// cache; the next build without the flag keeps the new results. Embedded and on dockerd's
+/// BuildKit (the graph marks the stage's ops).
+#[test]
+fn no_cache_filter_runs_the_named_stages_again_and_what_uses_them() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest AS a\nRUN echo a; cat /proc/sys/kernel/random/uuid > /t\n\
+         FROM bud-test/busybox:latest AS b\nRUN echo b; cat /proc/sys/kernel/random/uuid > /t\n\
+         FROM bud-test/busybox:latest\nCOPY --from=a /t /a\nCOPY --from=b /t /b\n\
+         RUN cat /a /b > /both\n",
+    )
+    .unwrap();
+    for solver in [&[][..], &["--addr", "docker://"]] {
+        let root = tempfile::tempdir().unwrap();
+        let build = |extra: &[&str]| {
+            let dest = tempfile::tempdir().unwrap();
+            let output = format!("type=local,dest={}", dest.path().display());
+            let mut args = solver.to_vec();
+            args.extend(["build", "--progress", "plain"]);
+            args.extend_from_slice(extra);
+            args.extend(["-o", &output, context.path().to_str().unwrap()]);
+            let out = bud_at(root.path(), &args);
+            assert!(out.status.success(), "{solver:?}: {}", stderr_of(&out));
+            let both = output_file(dest.path(), "both");
+            let files = (output_file(dest.path(), "a"), output_file(dest.path(), "b"));
+            assert_eq!(both, format!("{}\n{}", files.0, files.1), "{solver:?}");
+            files
+        };
+        let (a1, b1) = build(&[]);
+        assert_eq!(build(&[]), (a1.clone(), b1.clone()), "{solver:?}: cached");
+        let (a2, b2) = build(&["--no-cache-filter", "a"]);
+        assert!(a2 != a1 && b2 == b1, "{solver:?}: {a1} {a2} {b1} {b2}");
+        assert_eq!(build(&[]), (a2.clone(), b2.clone()), "{solver:?}: kept");
+        let (a3, b3) = build(&["--no-cache-filter", "a,b"]);
+        assert!(a3 != a2 && b3 != b2, "{solver:?}");
+    }
+}

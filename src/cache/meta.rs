@@ -130,7 +130,7 @@ pub struct FileStamp {
     pub ino: u64,
 }
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 impl MetaStore {
     /// Opens (creating it if need be) the store at `path`.
@@ -214,16 +214,24 @@ impl MetaStore {
 
     /// The snapshot a cache key produced, if it is still there; marks it used.
     pub fn lookup(&self, key: &str) -> Result<Option<SnapshotRecord>, MetaError> {
+        Ok(self.lookup_step(key)?.map(|(record, _)| record))
+    }
+
+    /// Like [`MetaStore::lookup`], with whether the snapshot was recorded by a step made to
+    /// run again (`--no-cache`, `--no-cache-filter`) over what the key recorded before.
+    pub fn lookup_step(&self, key: &str) -> Result<Option<(SnapshotRecord, bool)>, MetaError> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let id: Option<String> = tx
+        let found: Option<(String, bool)> = tx
             .query_row(
-                "SELECT snapshot FROM cache_keys WHERE key = ?1",
+                "SELECT snapshot, rerun FROM cache_keys WHERE key = ?1",
                 [key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(id) = id else { return Ok(None) };
+        let Some((id, rerun)) = found else {
+            return Ok(None);
+        };
         let now = now();
         tx.execute(
             "UPDATE snapshots SET last_used = ?1, usage_count = usage_count + 1 WHERE id = ?2",
@@ -231,7 +239,7 @@ impl MetaStore {
         )?;
         let record = get_snapshot(&tx, &id)?;
         tx.commit()?;
-        Ok(record)
+        Ok(record.map(|record| (record, rerun)))
     }
 
     /// Records a committed snapshot and the cache keys that produce it, in one transaction.
@@ -294,8 +302,8 @@ impl MetaStore {
         )?;
         for key in keys {
             tx.execute(
-                "INSERT OR REPLACE INTO cache_keys (key, snapshot) VALUES (?1, ?2)",
-                params![key, record.id],
+                "INSERT OR REPLACE INTO cache_keys (key, snapshot, rerun) VALUES (?1, ?2, ?3)",
+                params![key, record.id, replace],
             )?;
         }
         tx.commit()?;
@@ -592,9 +600,38 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if version >= SCHEMA_VERSION {
         return Ok(());
     }
+    conn.execute_batch("BEGIN IMMEDIATE;")?;
+    // Read again under the lock: another process may have migrated meanwhile.
+    let migrated = migrate_from(
+        conn,
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))?,
+    );
+    conn.execute_batch(if migrated.is_ok() {
+        "COMMIT;"
+    } else {
+        "ROLLBACK;"
+    })?;
+    migrated
+}
+
+fn migrate_from(conn: &Connection, version: i32) -> rusqlite::Result<()> {
+    if version < 1 {
+        create_tables(conn)?;
+    }
+    if version < 2 {
+        // Version 2: which keys a step made to run again recorded (their dependents then
+        // key on the new result, so no step reuses what was made from the one before).
+        conn.execute(
+            "ALTER TABLE cache_keys ADD COLUMN rerun INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+}
+
+fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         CREATE TABLE IF NOT EXISTS snapshots (
+        "CREATE TABLE IF NOT EXISTS snapshots (
              id TEXT PRIMARY KEY,
              parent TEXT REFERENCES snapshots(id),
              kind TEXT NOT NULL,
@@ -626,11 +663,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              ino INTEGER NOT NULL,
              digest TEXT NOT NULL,
              PRIMARY KEY (context, path)
-         );
-         PRAGMA user_version = 1;
-         COMMIT;",
-    )?;
-    Ok(())
+         );",
+    )
 }
 
 #[cfg(test)]
@@ -689,6 +723,38 @@ mod tests {
         assert!(
             s.snapshot("a").unwrap().is_some(),
             "the old one stays for GC"
+        );
+        assert!(s.lookup_step("k").unwrap().unwrap().1, "marked as a rerun");
+        s.commit(&record("c", None), &["other"]).unwrap();
+        assert!(!s.lookup_step("other").unwrap().unwrap().1);
+    }
+
+    /// A database of schema 1 (before reruns were marked) opens with its keys, unmarked.
+    #[test]
+    fn a_version_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            create_tables(&conn).unwrap();
+            conn.execute_batch(
+                "INSERT INTO snapshots VALUES ('a', NULL, 'layer', 1, NULL, 'd', 1, 1, 0);
+                 INSERT INTO cache_keys (key, snapshot) VALUES ('k', 'a');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = MetaStore::open(&path).unwrap();
+        let (record, rerun) = s.lookup_step("k").unwrap().unwrap();
+        assert_eq!((record.id.as_str(), rerun), ("a", false));
+        drop(s);
+        // Opening it again finds it current.
+        assert!(
+            MetaStore::open(&path)
+                .unwrap()
+                .lookup("k")
+                .unwrap()
+                .is_some()
         );
     }
 

@@ -37,6 +37,13 @@ pub fn salted(key: &str, salt: &str) -> String {
     )
 }
 
+/// The key the dependents of a step made to run again see: its own, salted with the
+/// snapshots it made, so that they run again too, and hit again once those are cached.
+pub fn after_rerun(key: &str, outputs: &[Ref]) -> String {
+    let made: Vec<&str> = outputs.iter().filter_map(Ref::snapshot_id).collect();
+    salted(key, &format!("rerun:{}", made.join(",")))
+}
+
 /// The key under which output `index` of an op is recorded.
 pub fn output_key(key: &str, index: usize) -> String {
     format!("{key}/{index}")

@@ -550,12 +550,17 @@ impl Solver {
             // --network=none changes what the step sees without changing its op.
             key = key::salted(&key, "network=none");
         }
-        let use_cache = !(self.opts.no_cache || vertex.ignore_cache);
-        if use_cache && let Some(hit) = self.lookup_outputs(&key, op)? {
+        let forced = self.opts.no_cache || vertex.ignore_cache;
+        if !forced && let Some((hit, rerun)) = self.lookup_outputs(&key, op)? {
             self.progress.cached(&vertex.digest, &vertex.name);
+            let key = if rerun {
+                key::after_rerun(&key, &hit)
+            } else {
+                key
+            };
             return Ok(Solved { key, outputs: hit });
         }
-        if use_cache && let Some(hit) = self.lookup_imported(&key, op).await {
+        if !forced && let Some(hit) = self.lookup_imported(&key, op).await {
             self.progress.cached(&vertex.digest, &vertex.name);
             return Ok(Solved { key, outputs: hit });
         }
@@ -582,14 +587,22 @@ impl Solver {
                 .completed(&vertex.digest, Some("cancelled".into())),
             Err(e) => self.progress.completed(&vertex.digest, Some(e.to_string())),
         }
-        Ok(Solved {
-            key,
-            outputs: result?,
-        })
+        let outputs = result?;
+        // A step made to run again replaced what its key recorded (`commit_step`); what
+        // follows it keys on the new result, as BuildKit's content-keyed copies do, rather
+        // than reuse what was made from the old one.
+        let replaced = forced && matches!(op, pb::op::Op::Exec(_) | pb::op::Op::File(_));
+        let key = if replaced {
+            key::after_rerun(&key, &outputs)
+        } else {
+            key
+        };
+        Ok(Solved { key, outputs })
     }
 
     /// Commits a step's result; a step that ran because the cache was to be ignored
-    /// replaces what its key recorded.
+    /// replaces what its key recorded, marked so that hits on it key their dependents as
+    /// this build's do (`key::after_rerun`).
     pub(crate) fn commit_step(
         &self,
         vertex: &graph::Vertex,
@@ -616,17 +629,26 @@ impl Solver {
         Some(outputs)
     }
 
-    /// All outputs of an op from the cache, or none: a partial hit reruns the step.
-    fn lookup_outputs(&self, key: &str, op: &pb::op::Op) -> Result<Option<Vec<Ref>>, SolveError> {
+    /// All outputs of an op from the cache, or none: a partial hit reruns the step. With
+    /// them, whether a step made to run again recorded any.
+    fn lookup_outputs(
+        &self,
+        key: &str,
+        op: &pb::op::Op,
+    ) -> Result<Option<(Vec<Ref>, bool)>, SolveError> {
         let count = key::output_count(op);
         let mut outputs = Vec::with_capacity(count);
+        let mut rerun = false;
         for i in 0..count {
-            match self.snapshots.lookup(&key::output_key(key, i))? {
-                Some(r) => outputs.push(r),
+            match self.snapshots.lookup_step(&key::output_key(key, i))? {
+                Some((r, again)) => {
+                    outputs.push(r);
+                    rerun |= again;
+                }
                 None => return Ok(None),
             }
         }
-        Ok(Some(outputs))
+        Ok(Some((outputs, rerun)))
     }
 }
 

@@ -395,7 +395,13 @@ impl Snapshots {
 
     /// A cache hit: the snapshot recorded for `key`, leased for this build.
     pub fn lookup(&self, key: &str) -> Result<Option<Ref>, SolveError> {
-        let Some(rec) = self.meta.lookup(key)? else {
+        Ok(self.lookup_step(key)?.map(|(hit, _)| hit))
+    }
+
+    /// A cache hit, and whether a step made to run again recorded it (see
+    /// [`Solver::commit_step`](super::Solver::commit_step)).
+    pub fn lookup_step(&self, key: &str) -> Result<Option<(Ref, bool)>, SolveError> {
+        let Some((rec, rerun)) = self.meta.lookup_step(key)? else {
             return Ok(None);
         };
         // Lease first, then check: garbage collection in another process either removed
@@ -406,7 +412,7 @@ impl Snapshots {
             // and its record): a miss, and the step runs again.
             return Ok(None);
         }
-        Ok(Some(Ref::Snapshot(Arc::new(rec))))
+        Ok(Some((Ref::Snapshot(Arc::new(rec)), rerun)))
     }
 }
 
