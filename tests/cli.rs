@@ -527,3 +527,361 @@ fn debug_prints_the_debug_log() {
     let out = bud(&["debug", "workers"]);
     assert!(!stderr(&out).contains("DEBUG"), "{}", stderr(&out));
 }
+
+/// `-q` prints the image ID alone on stdout and nothing on stderr, as `docker build -q`.
+#[test]
+fn quiet_prints_only_the_image_id_as_docker_build() {
+    if !(support::build_ready() && support::require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY a /\n").unwrap();
+    std::fs::write(dir.path().join("a"), "quiet").unwrap();
+    let context = dir.path().to_str().unwrap();
+    let is_id = |s: &str| {
+        s.strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let tag = "bud-test/quiet:latest";
+    let out = support::bud_at(root.path(), &["build", "-q", "-t", tag, context]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let ours = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(ours.ends_with('\n') && is_id(ours.trim_end()), "{ours:?}");
+    let loaded = support::docker_ok(&["image", "inspect", "-f", "{{.Id}}", tag]);
+    assert_eq!(ours.trim_end(), loaded);
+
+    let theirs = support::docker(&["build", "-q", context]);
+    let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+    assert!(
+        theirs.ends_with('\n') && is_id(theirs.trim_end()),
+        "{theirs:?}"
+    );
+    support::remove_images(&[tag]);
+}
+
+/// What shows that each flag does what it says: a test function (`file::function`) or a
+/// differential case's `args` file that passes it, and the text it passes it by when that is
+/// not the flag itself (tests that call the command's code with its options struct).
+const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
+    (
+        "--addr",
+        "tests/remote_docker.rs::several_outputs_at_once_through_dockerd",
+        "",
+    ),
+    ("--debug", "tests/cli.rs::debug_prints_the_debug_log", ""),
+    (
+        "--root",
+        "tests/image_metadata.rs::source_date_epoch_and_rewrite_timestamp_give_the_same_image_from_any_path_umask_or_user",
+        "",
+    ),
+    (
+        "--tlscacert",
+        "tests/remote_buildkitd.rs::tcp_with_tls_and_a_client_certificate_builds",
+        "tls_args(",
+    ),
+    (
+        "--tlscert",
+        "tests/remote_buildkitd.rs::tcp_with_tls_and_a_client_certificate_builds",
+        "tls_args(",
+    ),
+    (
+        "--tlskey",
+        "tests/remote_buildkitd.rs::tcp_with_tls_and_a_client_certificate_builds",
+        "tls_args(",
+    ),
+    (
+        "--tlsservername",
+        "tests/remote_buildkitd.rs::tcp_with_tls_and_a_client_certificate_builds",
+        "",
+    ),
+    (
+        "--tlsdir",
+        "src/remote/tls.rs::tlsdir_accepts_either_naming",
+        "dir: Some",
+    ),
+    (
+        "build --add-host",
+        "testdata/diff/add-host-and-label/args",
+        "",
+    ),
+    (
+        "build --allow",
+        "tests/build_entitlements.rs::network_host_needs_allow_or_network_host",
+        "",
+    ),
+    (
+        "build --annotation",
+        "tests/image_metadata.rs::annotations_are_written_into_the_pushed_manifest_and_the_oci_layout",
+        "",
+    ),
+    (
+        "build --build-arg",
+        "testdata/diff/arg-build-arg-override/args",
+        "",
+    ),
+    (
+        "build --build-context",
+        "tests/build_run_options.rs::named_contexts_replace_images_and_feed_copy_from",
+        "",
+    ),
+    (
+        "build --cache-from",
+        "tests/build_caches.rs::a_local_cache_makes_every_step_cached_on_an_empty_state_root",
+        "",
+    ),
+    (
+        "build --cache-to",
+        "tests/build_caches.rs::a_local_cache_makes_every_step_cached_on_an_empty_state_root",
+        "",
+    ),
+    (
+        "build --call",
+        "tests/cli.rs::check_and_targets_text_match_docker28",
+        "",
+    ),
+    (
+        "build --check",
+        "tests/cli.rs::check_and_targets_text_match_docker28",
+        "",
+    ),
+    (
+        "build --file",
+        "testdata/diff/dockerfile-elsewhere/args",
+        "",
+    ),
+    (
+        "build --force-rm",
+        "tests/cli.rs::rm_flags_are_accepted_and_rm_false_is_answered",
+        "",
+    ),
+    (
+        "build --iidfile",
+        "tests/build_outputs.rs::builds_into_docker_then_rebuilds_from_cache",
+        "",
+    ),
+    ("build --label", "testdata/diff/add-host-and-label/args", ""),
+    (
+        "build --load",
+        "tests/remote_docker.rs::several_outputs_at_once_through_dockerd",
+        "",
+    ),
+    (
+        "build --metadata-file",
+        "tests/build_outputs.rs::builds_into_docker_then_rebuilds_from_cache",
+        "",
+    ),
+    (
+        "build --network",
+        "tests/build_entitlements.rs::network_host_needs_allow_or_network_host",
+        "",
+    ),
+    (
+        "build --no-cache",
+        "tests/build_outputs.rs::cache_mounts_persist_across_builds",
+        "",
+    ),
+    (
+        "build --no-cache-filter",
+        "tests/build_caches.rs::no_cache_filter_runs_the_named_stages_again_and_what_uses_them",
+        "",
+    ),
+    (
+        "build --output",
+        "tests/build_outputs.rs::writes_local_tar_docker_and_oci_outputs",
+        "",
+    ),
+    (
+        "build --platform",
+        "tests/build_platforms.rs::an_arm64_build_runs_its_steps_under_emulation",
+        "",
+    ),
+    (
+        "build --progress",
+        "tests/cli.rs::rawjson_warnings_match_docker28",
+        "",
+    ),
+    (
+        "build --pull",
+        "tests/registry_pull.rs::a_resolved_tag_is_reused_until_pull_is_forced",
+        "pull: true",
+    ),
+    (
+        "build --push",
+        "tests/build_platforms.rs::a_two_platform_push_writes_an_index_of_both",
+        "",
+    ),
+    (
+        "build --quiet",
+        "tests/cli.rs::quiet_prints_only_the_image_id_as_docker_build",
+        "",
+    ),
+    (
+        "build --rm",
+        "tests/cli.rs::rm_flags_are_accepted_and_rm_false_is_answered",
+        "",
+    ),
+    (
+        "build --secret",
+        "tests/build_outputs.rs::secrets_reach_the_step_and_never_the_image",
+        "",
+    ),
+    (
+        "build --shm-size",
+        "tests/build_run_options.rs::shm_size_sizes_dev_shm",
+        "",
+    ),
+    (
+        "build --ssh",
+        "tests/build_outputs.rs::ssh_agent_sockets_are_forwarded_by_id",
+        "",
+    ),
+    (
+        "build --tag",
+        "tests/cli.rs::quiet_prints_only_the_image_id_as_docker_build",
+        "",
+    ),
+    ("build --target", "testdata/diff/target-pruning/args", ""),
+    (
+        "build --trace",
+        "tests/build_outputs.rs::on_a_terminal_progress_is_the_live_view_and_trace_writes_the_steps",
+        "",
+    ),
+    (
+        "build --ulimit",
+        "tests/build_run_options.rs::ulimit_sets_the_limits_of_run_steps",
+        "",
+    ),
+    (
+        "du --filter",
+        "tests/du_prune_commands.rs::du_filters_and_verbose",
+        "type=layer",
+    ),
+    (
+        "du --verbose",
+        "tests/du_prune_commands.rs::du_filters_and_verbose",
+        "du(true",
+    ),
+    (
+        "prune --all",
+        "tests/du_prune_commands.rs::prune_keeps_base_image_layers_unless_all",
+        "all: true",
+    ),
+    (
+        "prune --filter",
+        "tests/du_prune_commands.rs::prune_filters_select_what_is_removed",
+        "filters:",
+    ),
+    (
+        "prune --force",
+        "tests/du_prune_commands.rs::prune_asks_first_without_force",
+        "force: false",
+    ),
+    (
+        "prune --keep-storage",
+        "tests/du_prune_commands.rs::prune_keep_storage_keeps_the_most_recently_used",
+        "keep_storage",
+    ),
+    (
+        "debug dump-llb --build-arg",
+        "tests/cli.rs::dump_llb_honours_each_of_its_flags",
+        "",
+    ),
+    (
+        "debug dump-llb --dot",
+        "tests/cli.rs::dump_llb_honours_each_of_its_flags",
+        "",
+    ),
+    (
+        "debug dump-llb --file",
+        "tests/cli.rs::dump_llb_honours_each_of_its_flags",
+        "",
+    ),
+    (
+        "debug dump-llb --format",
+        "tests/cli.rs::dump_llb_honours_each_of_its_flags",
+        "",
+    ),
+    (
+        "debug dump-llb --target",
+        "tests/cli.rs::dump_llb_honours_each_of_its_flags",
+        "",
+    ),
+];
+
+/// Every flag of every command (`--long`, with `-s` its short form), named as
+/// `FLAG_EVIDENCE` names them: globals bare, the others after their command's words.
+fn every_flag(command: &clap::Command, words: &str, into: &mut Vec<(String, Option<char>)>) {
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.is_positional() || id == "help" || id == "version" {
+            continue;
+        }
+        let long = arg.get_long().map(|l| format!("--{l}"));
+        let name = long.unwrap_or_else(|| format!("-{}", arg.get_short().unwrap_or('?')));
+        into.push((format!("{words}{name}"), arg.get_short()));
+    }
+    for sub in command.get_subcommands() {
+        every_flag(sub, &format!("{words}{} ", sub.get_name()), into);
+    }
+}
+
+/// The text of `function` in `file` (repository-relative), up to its closing brace.
+fn function_body(file: &str, function: &str) -> String {
+    let path = support::repo_root().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let start = text
+        .find(&format!("fn {function}("))
+        .unwrap_or_else(|| panic!("{file} has no fn {function}"));
+    let indent = text[..start].rsplit('\n').next().unwrap_or("");
+    let end = text[start..]
+        .find(&format!("\n{indent}}}\n"))
+        .map_or(text.len(), |e| start + e);
+    text[start..end].to_string()
+}
+
+/// Issue 16's rule: every flag bud accepts is honoured, with a test, or refused. The flags
+/// come from the clap definitions, so a new one fails here until it names the test that
+/// shows what it does; the named test must exist and pass the flag.
+#[test]
+fn every_flag_is_honoured_with_a_test() {
+    use clap::CommandFactory as _;
+    let mut flags = Vec::new();
+    every_flag(&bud::cli::Cli::command(), "", &mut flags);
+    let mut undecided = Vec::new();
+    for (flag, short) in &flags {
+        let Some((_, evidence, needle)) = FLAG_EVIDENCE.iter().find(|(f, ..)| f == flag) else {
+            undecided.push(format!(
+                "{flag}: name the test that shows what it does in FLAG_EVIDENCE, or refuse it"
+            ));
+            continue;
+        };
+        let text = match evidence.split_once("::") {
+            Some((file, function)) => function_body(file, function),
+            None => std::fs::read_to_string(support::repo_root().join(evidence))
+                .unwrap_or_else(|e| panic!("{evidence}: {e}")),
+        };
+        let long = flag.rsplit(' ').next().unwrap_or(flag);
+        let short = short.map(|s| format!("-{s}"));
+        // In code, a short flag is a string of its own; in an args file, a line.
+        let passes_short =
+            |s: &String| text.contains(&format!("\"{s}\"")) || text.lines().any(|l| l.trim() == s);
+        let passed = if needle.is_empty() {
+            text.contains(long) || short.as_ref().is_some_and(passes_short)
+        } else {
+            text.contains(needle)
+        };
+        if !passed {
+            undecided.push(format!("{flag}: {evidence} does not pass it"));
+        }
+    }
+    for (flag, ..) in FLAG_EVIDENCE {
+        if !flags.iter().any(|(f, _)| f == flag) {
+            undecided.push(format!(
+                "{flag} is in FLAG_EVIDENCE but bud has no such flag"
+            ));
+        }
+    }
+    assert!(undecided.is_empty(), "{}", undecided.join("\n"));
+}

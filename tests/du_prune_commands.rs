@@ -228,6 +228,27 @@ fn prune_keeps_base_image_layers_unless_all() {
     );
 }
 
+/// `prune --filter` removes only what the filters select, as `du --filter` lists it.
+#[test]
+fn prune_filters_select_what_is_removed() {
+    let c = Cache::new();
+    c.add("recent", SnapshotKind::Layer, &[1000], 10);
+    c.add("old", SnapshotKind::Layer, &[1000], 10 * 86_400);
+    c.add("mount", SnapshotKind::CacheMount, &[1000], 10 * 86_400);
+    let out = c.prune(
+        &PruneOptions {
+            filters: vec!["until=24h".into(), "type=layer".into()],
+            ..prune_opts()
+        },
+        "",
+    );
+    assert!(
+        out.starts_with("Deleted build cache objects:\nold\n"),
+        "{out}"
+    );
+    assert_eq!(c.ids(), ["mount", "recent"]);
+}
+
 #[test]
 fn prune_asks_first_without_force() {
     let c = Cache::new();
