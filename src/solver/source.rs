@@ -164,7 +164,8 @@ impl Solver {
             )
         } else {
             id.strip_prefix("git://").map(|remote| {
-                crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()
+                crate::source::git::solve(&self.snapshots, remote, &src.attrs, &self.opts.secrets)
+                    .boxed()
             })
         };
         if let Some(fetch) = remote {
