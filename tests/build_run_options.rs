@@ -151,6 +151,226 @@ fn secrets_as_environment_variables_as_docker_28_sets_them() {
     assert_eq!(read(&ours, "absent"), "[]");
 }
 
+/// Makes an OCI layout directory of an image bud builds (files, and a file a later layer
+/// deletes), and the same image as a `docker load` archive; returns the layout's directory,
+/// the archive and the manifest digest `index.json` names.
+fn layout_of_built_image(tag: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\n\
+         RUN mkdir /data && echo from-layout > /data/file && echo gone > /data/deleted\n\
+         RUN rm /data/deleted && echo later > /data/later\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let oci_tar = dir.path().join("image.oci.tar");
+    let docker_tar = dir.path().join("image.docker.tar");
+    let oci = format!("type=oci,dest={}", oci_tar.display());
+    let archive = format!("type=docker,dest={}", docker_tar.display());
+    let out = bud(
+        root.path(),
+        &[
+            "-t",
+            tag,
+            "-o",
+            &oci,
+            "-o",
+            &archive,
+            context.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "bud: {}", stderr_of(&out));
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&oci_tar)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    (dir, docker_tar, digest)
+}
+
+/// Every path under `dir` with the contents of its regular files.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() {
+                stack.push(path);
+                out.insert(rel, None);
+            } else if md.is_file() {
+                out.insert(
+                    rel,
+                    Some(std::fs::read_to_string(&path).unwrap_or_default()),
+                );
+            } else {
+                out.insert(rel, None);
+            }
+        }
+    }
+    out
+}
+
+const LAYOUT_DOCKERFILE: &str = "FROM ctx AS probe\n\
+    RUN cat /data/file > /read && ls -a /data > /listing\n\
+    FROM ctx\n\
+    COPY --from=ctx /data /copied\n\
+    COPY --from=probe /read /listing /\n";
+
+/// `--build-context ctx=oci-layout://DIR:TAG` (and `@DIGEST`) stands for `FROM ctx` and
+/// `COPY --from=ctx`: the same files as Docker 28.5's buildx building on the same image. Its
+/// docker driver has no oci-layout source ("unknown scheme oci-layout"), so the reference
+/// takes the image as `docker-image://`, loaded from the archive bud wrote with the layout.
+#[test]
+fn oci_layout_contexts_give_the_files_docker_28_gives_for_the_image() {
+    if !ready() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let tag = "bud-test/oci-layout-context:v1";
+    let (dir, docker_tar, digest) = layout_of_built_image(tag);
+    let layout = dir.path().join("layout");
+
+    let by_tag = format!("ctx=oci-layout://{}:v1", layout.display());
+    let ours = build_files(LAYOUT_DOCKERFILE, &["--build-context", &by_tag]);
+    assert_eq!(read(&ours, "read"), "from-layout");
+    assert_eq!(read(&ours, "listing"), ".\n..\nfile\nlater");
+    let by_digest = format!("ctx=oci-layout://{}@{digest}", layout.display());
+    let pinned = build_files(LAYOUT_DOCKERFILE, &["--build-context", &by_digest]);
+    assert_eq!(tree(ours.path()), tree(pinned.path()));
+
+    let loaded = docker28.run(&["load", "-i", docker_tar.to_str().unwrap()]);
+    assert!(
+        loaded.status.success(),
+        "docker 28.5 load: {}",
+        stderr_of(&loaded)
+    );
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), LAYOUT_DOCKERFILE).unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let output = format!("type=local,dest={}", theirs.path().display());
+    let image_flag = format!("ctx=docker-image://{tag}");
+    let out = docker28.build(&[
+        "--build-context",
+        &image_flag,
+        "-o",
+        &output,
+        context.path().to_str().unwrap(),
+    ]);
+    let _ = docker28.run(&["rmi", tag]);
+    assert!(out.status.success(), "docker 28.5: {}", stderr_of(&out));
+    assert_eq!(tree(ours.path()), tree(theirs.path()));
+}
+
+/// An OCI layout an `--addr` daemon would have to read from the client's session content
+/// store: refused before anything runs, naming the context, on dockerd 20.10 (whose BuildKit
+/// has no oci-layout source at all) as on any daemon. A tag the layout lacks, when it holds
+/// several images, is refused naming it.
+#[test]
+fn oci_layout_contexts_refused_where_they_cannot_be_read() {
+    if !ready() || !require_docker() {
+        return;
+    }
+    let (dir, _, _) = layout_of_built_image("bud-test/oci-layout-refused:v1");
+    let layout = dir.path().join("layout");
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), LAYOUT_DOCKERFILE).unwrap();
+    let flag = format!("ctx=oci-layout://{}:v1", layout.display());
+    let out = bud(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "--build-context",
+            &flag,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "[context ctx] OCI load from client: with --addr, bud does not serve OCI layouts"
+        ),
+        "{err}"
+    );
+
+    // Two images in index.json: a tag must name one.
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut second = index["manifests"][0].clone();
+    second["annotations"]["org.opencontainers.image.ref.name"] = "v2".into();
+    index["manifests"].as_array_mut().unwrap().push(second);
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let flag = format!("ctx=oci-layout://{}:v3", layout.display());
+    let out = bud(
+        root.path(),
+        &[
+            "--build-context",
+            &flag,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no manifest is tagged \"v3\""), "{err}");
+}
+
+/// `target:STAGE` names a bake target: `docker buildx build` passes it on and fails finding
+/// the target; bud refuses it the same way, naming the target and the context.
+#[test]
+fn target_contexts_are_refused_as_buildx_build_refuses_them() {
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox AS base\nFROM foo\n",
+    )
+    .unwrap();
+    let args = [
+        "--build-context",
+        "foo=target:base",
+        "-o",
+        "type=tar,dest=/dev/null",
+        context.path().to_str().unwrap(),
+    ];
+    let theirs = docker28.build(&args);
+    let root = tempfile::tempdir().unwrap();
+    let ours = bud(root.path(), &args);
+    let expected = "failed to find target base for context foo";
+    for (who, out) in [("docker 28.5", &theirs), ("bud", &ours)] {
+        assert!(!out.status.success(), "{who} built a target: context");
+        assert!(
+            stderr_of(out).contains(expected),
+            "{who}: {}",
+            stderr_of(out)
+        );
+    }
+    assert_eq!(ours.status.code(), theirs.status.code());
+}
+
 /// `--add-host NAME:host-gateway` is the Docker host's address on the bridge of the Docker
 /// in use, as each reference resolves it: Docker 20.10's docker0 and Docker 28.5's own
 /// bridge. bud asks the Docker that `DOCKER_HOST` names, and writes the same line.

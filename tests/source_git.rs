@@ -587,3 +587,61 @@ fn git_context_errors_name_the_url() {
         }
     }
 }
+
+/// A repository behind basic auth, as the embedded solver fetches it for a git context:
+/// without credentials, a clear error naming the URL, and no prompt or hang; with a
+/// credential helper in the user's git configuration, or with BuildKit's
+/// `GIT_AUTH_TOKEN.<host>` secret (a token sent as `x-access-token`), the build works. The
+/// token is never printed.
+#[test]
+fn private_git_contexts_take_credentials_from_helpers_and_secrets() {
+    if !context_env() {
+        return;
+    }
+    const TOKEN: &str = "tok-3b1f9c0d-never-shown";
+    let repos = Repos::new();
+    repos.create("private.git", CONTEXT_FILES);
+    let http = GitHttp::serve_with_auth(repos.base.path(), "x-access-token", TOKEN);
+    let url = format!("{}#main", http.url("private.git"));
+    let root = tempfile::tempdir().unwrap();
+    let build = |home: &Path, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["-o", "type=tar,dest=/dev/null", &url]);
+        let out = support::bud_within(
+            root.path(),
+            &args,
+            &[("HOME", home)],
+            std::time::Duration::from_secs(300),
+        );
+        let stderr = support::stderr_of(&out);
+        assert!(!stderr.contains(TOKEN), "the token was printed: {stderr}");
+        (out.status.code(), stderr)
+    };
+
+    let empty_home = tempfile::tempdir().unwrap();
+    let (code, stderr) = build(empty_home.path(), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&http.url("private.git")) && last.contains("terminal prompts disabled"),
+        "the error names the URL and why: {stderr}"
+    );
+
+    let helper_home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        helper_home.path().join(".gitconfig"),
+        format!(
+            "[credential]\n\thelper = \"!f() {{ echo username=x-access-token; echo password={TOKEN}; }}; f\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = build(helper_home.path(), &["--no-cache"]);
+    assert_eq!(code, Some(0), "with a credential helper: {stderr}");
+
+    let secret = tempfile::tempdir().unwrap();
+    let token_file = secret.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let flag = format!("id=GIT_AUTH_TOKEN.127.0.0.1,src={}", token_file.display());
+    let (code, stderr) = build(empty_home.path(), &["--no-cache", "--secret", &flag]);
+    assert_eq!(code, Some(0), "with a GIT_AUTH_TOKEN secret: {stderr}");
+}

@@ -18,6 +18,8 @@ pub struct NamedContexts {
     pub contexts: BTreeMap<String, NamedContext>,
     /// Local source name → directory.
     pub local_dirs: BTreeMap<String, PathBuf>,
+    /// Content store ID → OCI layout directory.
+    pub oci_layouts: BTreeMap<String, PathBuf>,
 }
 
 impl NamedContexts {
@@ -27,9 +29,15 @@ impl NamedContexts {
             let name = context_name(&flag.name)?;
             let context = classify(&name, &flag.value)
                 .with_context(|| format!("--build-context {}={}", flag.name, flag.value))?;
-            if let NamedContext::Local { name: local, .. } = &context {
-                out.local_dirs
-                    .insert(local.clone(), PathBuf::from(&flag.value));
+            match &context {
+                NamedContext::Local { name: local, .. } => {
+                    out.local_dirs
+                        .insert(local.clone(), PathBuf::from(&flag.value));
+                }
+                NamedContext::OciLayout { layout, store, .. } => {
+                    out.oci_layouts.insert(store.clone(), PathBuf::from(layout));
+                }
+                _ => {}
             }
             out.contexts.insert(name, context);
         }
@@ -66,11 +74,18 @@ fn classify(name: &str, value: &str) -> anyhow::Result<NamedContext> {
     if value.starts_with("https://") || value.starts_with("http://") {
         return Ok(NamedContext::Http(value.to_owned()));
     }
+    if let Some(spec) = value.strip_prefix("oci-layout://") {
+        return oci_layout(name, spec);
+    }
     if let Some((scheme, _)) = value.split_once("://") {
         bail!("{scheme}:// contexts are not supported yet");
     }
-    if value.starts_with("target:") {
-        bail!("target: contexts are not supported yet");
+    // buildx passes `target:` on, and only bake has targets to find: buildx build fails.
+    if let Some(target) = value.strip_prefix("target:") {
+        bail!(
+            "failed to find target {target} for context {name}: a target: context names a \
+             target of docker buildx bake, not a stage; use the stage's name in the Dockerfile"
+        );
     }
     let md = std::fs::metadata(value).with_context(|| format!("reading {value}"))?;
     if !md.is_dir() {
@@ -86,6 +101,40 @@ fn classify(name: &str, value: &str) -> anyhow::Result<NamedContext> {
     Ok(NamedContext::Local {
         name: name.to_owned(),
         excludes,
+    })
+}
+
+/// `PATH[:TAG][@DIGEST]`, split as buildx splits it (the first `@`, then the first `:`), the
+/// tag (`latest` by default) resolved in the layout's `index.json` when no digest is given.
+/// The layout is served under the context's name.
+fn oci_layout(name: &str, spec: &str) -> anyhow::Result<NamedContext> {
+    let (path, digest) = match spec.split_once('@') {
+        Some((path, digest)) => (path, Some(digest)),
+        None => (spec, None),
+    };
+    let (path, tag) = path.split_once(':').unwrap_or((path, "latest"));
+    if path.is_empty() {
+        bail!("an oci-layout:// context needs the path of a layout directory");
+    }
+    let dir = std::path::absolute(path).with_context(|| format!("reading {path}"))?;
+    let md = std::fs::metadata(&dir).with_context(|| format!("reading {path}"))?;
+    if !md.is_dir() {
+        bail!("{path} is not an OCI layout directory");
+    }
+    let digest = match digest {
+        Some(digest) => {
+            crate::content::Digest::parse(digest)
+                .map_err(|e| anyhow::anyhow!("invalid digest {digest:?}: {e}"))?;
+            digest.to_owned()
+        }
+        None => crate::source::oci_layout::OciLayout::new(&dir)
+            .resolve_tag(tag)
+            .context("the oci-layout reference could not be resolved")?,
+    };
+    Ok(NamedContext::OciLayout {
+        layout: dir.to_string_lossy().into_owned(),
+        store: name.to_owned(),
+        digest,
     })
 }
 
@@ -142,7 +191,7 @@ mod tests {
     fn unsupported_and_invalid_values_are_errors() {
         for (name, value) in [
             ("a", "https://github.com/moby/buildkit.git?bogus=1"),
-            ("a", "oci-layout:///tmp/layout"),
+            ("a", "oci-layout:///no/such/layout"),
             ("a", "target:base"),
             ("a", "/no/such/dir"),
             ("a", "docker-image://UPPER"),

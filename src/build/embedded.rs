@@ -254,9 +254,9 @@ pub(super) fn solve_options(
         timeouts: registry.timeouts,
         ..Default::default()
     };
-    solve_opts
-        .local_dirs
-        .extend(NamedContexts::read(&opts.build_contexts)?.local_dirs);
+    let named = NamedContexts::read(&opts.build_contexts)?;
+    solve_opts.local_dirs.extend(named.local_dirs);
+    solve_opts.oci_layouts.extend(named.oci_layouts);
     // A URL context is a source of the graph, not a local directory.
     if inputs.remote.is_none() {
         solve_opts

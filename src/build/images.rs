@@ -98,6 +98,15 @@ impl ImageResolver for BuildImages {
             .unwrap_or_default();
         Ok(convert::ResolvedImage { digest, config })
     }
+
+    fn resolve_oci_layout(
+        &self,
+        layout: &str,
+        digest: &str,
+        platform: &convert::Platform,
+    ) -> Result<convert::ResolvedImage, String> {
+        crate::source::oci_layout::resolve_for_frontend(layout, digest, platform)
+    }
 }
 
 impl ImageProvider for BuildImages {

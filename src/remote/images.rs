@@ -145,4 +145,15 @@ impl ImageResolver for DaemonImages {
             Err(status) => Err(status.message().to_string()),
         }
     }
+
+    /// The layout is the client's: read here, as the daemon would read it through the
+    /// session's content store.
+    fn resolve_oci_layout(
+        &self,
+        layout: &str,
+        digest: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        crate::source::oci_layout::resolve_for_frontend(layout, digest, platform)
+    }
 }

@@ -126,6 +126,8 @@ pub struct StepError {
 pub struct SolveOptions {
     /// Local sources by name (`local://context`, `local://dockerfile`).
     pub local_dirs: HashMap<String, PathBuf>,
+    /// OCI layout directories by content store ID (`oci-layout://` sources).
+    pub oci_layouts: HashMap<String, PathBuf>,
     /// `--secret` values by id.
     pub secrets: HashMap<String, Vec<u8>>,
     /// `--ssh` agent sockets by id.

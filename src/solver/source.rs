@@ -1,6 +1,7 @@
 //! Source ops: `local://NAME` (a directory of the client, walked and checksummed) and
 //! `docker-image://REF` (an image's layers, each extracted once into a snapshot shared by
-//! every build that uses it, keyed by its chain ID).
+//! every build that uses it, keyed by its chain ID), and `oci-layout://NAME@DIGEST` (an image
+//! of an OCI layout directory of the client, extracted the same way).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -142,6 +143,20 @@ impl Solver {
                 outputs: vec![r],
             });
         }
+        if let Some(reference) = id.strip_prefix("oci-layout://") {
+            self.progress.started(&vertex.digest, &vertex.name);
+            let result = tokio::select! {
+                r = self.oci_layout(reference, src, vertex.op.platform.as_ref()) => r,
+                _ = cancel.cancelled() => Err(SolveError::Cancelled),
+            };
+            self.progress
+                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            let (key, r) = result?;
+            return Ok(Solved {
+                key,
+                outputs: vec![r],
+            });
+        }
         let remote = if id.starts_with("http://") || id.starts_with("https://") {
             Some(
                 crate::source::http::solve(&self.snapshots, id, &src.attrs, self.opts.timeouts)
@@ -149,7 +164,8 @@ impl Solver {
             )
         } else {
             id.strip_prefix("git://").map(|remote| {
-                crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()
+                crate::source::git::solve(&self.snapshots, remote, &src.attrs, &self.opts.secrets)
+                    .boxed()
             })
         };
         if let Some(fetch) = remote {
@@ -215,9 +231,67 @@ impl Solver {
             .resolve(reference, platform)
             .await
             .map_err(SolveError::Image)?;
+        self.extract_image(reference, resolved.layers).await
+    }
+
+    /// The image of an OCI layout the build context names: the store attribute names the
+    /// directory, the reference's digest the manifest or index in it.
+    async fn oci_layout(
+        &self,
+        reference: &str,
+        src: &pb::SourceOp,
+        platform: Option<&pb::Platform>,
+    ) -> Result<(String, Ref), SolveError> {
+        let store = src
+            .attrs
+            .get(pb::attr::oci::STORE_ID)
+            .ok_or_else(|| SolveError::InvalidDefinition(format!("{reference}: no oci.store")))?;
+        let dir = self.opts.oci_layouts.get(store).ok_or_else(|| {
+            SolveError::InvalidDefinition(format!("no OCI layout named {store:?}"))
+        })?;
+        let digest = reference.rsplit_once('@').map(|(_, d)| d).ok_or_else(|| {
+            SolveError::InvalidDefinition(format!("{reference}: an OCI layout needs a digest"))
+        })?;
+        let wanted = match platform {
+            Some(p) => crate::registry::Platform::new(&p.os, &p.architecture, &p.variant),
+            None => {
+                let host = bud_frontend::convert::Platform::host();
+                crate::registry::Platform::new(&host.os, &host.architecture, &host.variant)
+            }
+        };
+        let layout = crate::source::oci_layout::OciLayout::new(dir);
+        let image = {
+            let layout = layout.clone();
+            let digest = digest.to_owned();
+            tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
+                .await
+                .map_err(|e| SolveError::Other(format!("reading an OCI layout: {e}")))?
+                .map_err(|e| SolveError::Image(e.to_string()))?
+        };
+        let layers = image
+            .layers
+            .into_iter()
+            .map(|(blob, diff_id)| {
+                let layout = layout.clone();
+                ImageLayer {
+                    diff_id: diff_id.to_string(),
+                    open: Box::new(move || layout.open_layer(&blob)),
+                }
+            })
+            .collect();
+        self.extract_image(reference, layers).await
+    }
+
+    /// Extracts `layers` bottom up, each once: a layer's snapshot is keyed by its chain ID,
+    /// so images sharing base layers share them, wherever they came from.
+    async fn extract_image(
+        &self,
+        reference: &str,
+        layers: Vec<ImageLayer>,
+    ) -> Result<(String, Ref), SolveError> {
         let mut parent = Ref::Scratch;
         let mut chain_id = String::new();
-        for layer in resolved.layers {
+        for layer in layers {
             chain_id = if chain_id.is_empty() {
                 layer.diff_id.clone()
             } else {

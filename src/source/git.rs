@@ -4,8 +4,11 @@
 //! checkout`; a full commit ID needs no lookup), and the snapshot is keyed by the commit,
 //! so an unchanged remote reuses it without fetching. The fetch is shallow. `.git` is kept
 //! only with `git.keepgitdir` and no subdirectory, as in BuildKit. Git runs without the
-//! user's configuration, credential helpers, SSH agent or terminal prompts: only public
-//! repositories can be fetched.
+//! user's configuration or terminal prompts. An http(s) remote is sent an `Authorization`
+//! header from the `GIT_AUTH_HEADER` / `GIT_AUTH_TOKEN` secrets (`NAME.HOST` first), as
+//! BuildKit's git source takes them, or, when the remote asks for credentials and no secret
+//! gives any, from the user's git credential helpers (`git credential fill`, bounded, never
+//! prompting).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -56,6 +59,15 @@ pub enum GitError {
     },
 }
 
+impl GitError {
+    /// The remote refused anonymous access (git would have prompted for a user name).
+    fn asks_for_credentials(&self) -> bool {
+        matches!(self, GitError::Command { stderr, .. }
+            if stderr.contains("terminal prompts disabled")
+                || stderr.contains("Authentication failed"))
+    }
+}
+
 /// A git source op, as its identifier (`git://REMOTE#REF:SUBDIR`) and attributes describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitSource {
@@ -68,6 +80,26 @@ pub struct GitSource {
     pub keep_git_dir: bool,
     /// A prefix the resolved commit (or annotated tag) must have.
     pub checksum: Option<String>,
+    /// The `Authorization` header for an http(s) remote.
+    pub auth: Option<AuthHeader>,
+}
+
+/// An `Authorization` header value, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthHeader(String);
+
+impl std::fmt::Debug for AuthHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHeader(<redacted>)")
+    }
+}
+
+impl AuthHeader {
+    fn basic(user: &str, password: &str) -> AuthHeader {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        AuthHeader(format!("basic {pair}"))
+    }
 }
 
 /// A ref resolved on the remote.
@@ -110,7 +142,106 @@ impl GitSource {
                 .get(attr::git::CHECKSUM)
                 .filter(|c| !c.is_empty())
                 .cloned(),
+            auth: None,
         })
+    }
+
+    /// The http(s) remote's host, with and without its port.
+    fn http_hosts(&self) -> Option<Vec<String>> {
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .or_else(|| self.url.strip_prefix("http://"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default().to_owned();
+        let mut hosts = vec![host.clone()];
+        // Also without the port: `GIT_AUTH_TOKEN.127.0.0.1` for `http://127.0.0.1:8080/…`.
+        if let Some((name, port)) = host.rsplit_once(':')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (!name.contains(':') || name.ends_with(']'))
+        {
+            hosts.push(name.to_owned());
+        }
+        Some(hosts)
+    }
+
+    /// The header the build's secrets give, looked up as BuildKit's git source looks them
+    /// up: the header secret then the token secret, each `NAME.HOST` before `NAME` (HOST as
+    /// in the URL, with its port, then without it).
+    pub fn auth_from_secrets(
+        &self,
+        attrs: &BTreeMap<String, String>,
+        secrets: &std::collections::HashMap<String, Vec<u8>>,
+    ) -> Option<AuthHeader> {
+        let hosts = self.http_hosts()?;
+        let name = |key: &str, default: &str| {
+            attrs
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let header = name(attr::git::AUTH_HEADER_SECRET, "GIT_AUTH_HEADER");
+        let token = name(attr::git::AUTH_TOKEN_SECRET, "GIT_AUTH_TOKEN");
+        let mut candidates = Vec::new();
+        for host in &hosts {
+            candidates.push((format!("{header}.{host}"), false));
+            candidates.push((format!("{token}.{host}"), true));
+        }
+        candidates.push((header, false));
+        candidates.push((token, true));
+        candidates.into_iter().find_map(|(id, is_token)| {
+            let value = String::from_utf8_lossy(secrets.get(&id)?).trim().to_owned();
+            Some(if is_token {
+                AuthHeader::basic("x-access-token", &value)
+            } else {
+                AuthHeader(value)
+            })
+        })
+    }
+
+    /// Asks the user's git credential helpers for the remote's credentials: no terminal, no
+    /// askpass program, at most 10 seconds. `None` when they have none.
+    async fn credential_fill(&self) -> Option<AuthHeader> {
+        self.http_hosts()?;
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.args(["credential", "fill"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_remove("GIT_ASKPASS")
+            .env_remove("SSH_ASKPASS")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().ok()?;
+        let mut stdin = child.stdin.take()?;
+        let request = format!("url={}\n\n", self.url);
+        let ask = async move {
+            use tokio::io::AsyncWriteExt as _;
+            stdin.write_all(request.as_bytes()).await.ok()?;
+            drop(stdin);
+            child.wait_with_output().await.ok()
+        };
+        let out = tokio::time::timeout(std::time::Duration::from_secs(10), ask)
+            .await
+            .ok()??;
+        if !out.status.success() {
+            tracing::debug!(
+                "git credential fill for {}: {}",
+                self.url,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        Some(AuthHeader::basic(&field("username")?, &field("password")?))
     }
 
     fn reference_name(&self) -> &str {
@@ -379,6 +510,12 @@ impl GitSource {
                 cmd.env(var, v);
             }
         }
+        // The header goes through the environment, not the command line other users can read.
+        if let Some(AuthHeader(value)) = &self.auth {
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: {value}"));
+        }
         cmd.args([
             "-c",
             "init.defaultBranch=main",
@@ -416,10 +553,23 @@ pub async fn solve(
     snapshots: &Snapshots,
     identifier: &str,
     attrs: &BTreeMap<String, String>,
+    secrets: &std::collections::HashMap<String, Vec<u8>>,
 ) -> Result<(String, Ref), SolveError> {
     let err = |e: GitError| SolveError::Other(e.to_string());
-    let source = GitSource::parse(identifier, attrs).map_err(err)?;
-    let resolved = source.resolve().await.map_err(err)?;
+    let mut source = GitSource::parse(identifier, attrs).map_err(err)?;
+    source.auth = source.auth_from_secrets(attrs, secrets);
+    let resolved = match source.resolve().await {
+        Err(e) if source.auth.is_none() && e.asks_for_credentials() => {
+            match source.credential_fill().await {
+                Some(auth) => {
+                    source.auth = Some(auth);
+                    source.resolve().await.map_err(err)?
+                }
+                None => return Err(err(e)),
+            }
+        }
+        r => r.map_err(err)?,
+    };
     let key = source.snapshot_key(&resolved);
     if let Some(hit) = snapshots.lookup(&key)? {
         return Ok((key, hit));
@@ -598,5 +748,51 @@ mod tests {
         assert_ne!(s.snapshot_key(&a), sub.snapshot_key(&a));
         let keep = GitSource::parse("h/r.git#main", &attrs(&[("git.keepgitdir", "true")])).unwrap();
         assert_ne!(s.snapshot_key(&a), keep.snapshot_key(&a));
+    }
+
+    #[test]
+    fn auth_secrets_are_looked_up_as_buildkit_looks_them_up() {
+        let s = GitSource::parse(
+            "127.0.0.1:8080/r.git",
+            &attrs(&[("git.fullurl", "http://127.0.0.1:8080/r.git")]),
+        )
+        .unwrap();
+        let secrets = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let header = |pairs: &[(&str, &str)]| {
+            s.auth_from_secrets(&attrs(&[]), &secrets(pairs))
+                .map(|AuthHeader(v)| v)
+        };
+        assert_eq!(header(&[]), None);
+        // A token is sent as x-access-token's password.
+        assert_eq!(
+            header(&[("GIT_AUTH_TOKEN", "t")]).as_deref(),
+            Some("basic eC1hY2Nlc3MtdG9rZW46dA==")
+        );
+        // The host's secret wins, with its port first, and a header over a token.
+        assert_eq!(
+            header(&[("GIT_AUTH_TOKEN", "t"), ("GIT_AUTH_HEADER.127.0.0.1", "h")]).as_deref(),
+            Some("h")
+        );
+        assert_eq!(
+            header(&[
+                ("GIT_AUTH_HEADER.127.0.0.1", "h"),
+                ("GIT_AUTH_TOKEN.127.0.0.1:8080", "t")
+            ])
+            .as_deref(),
+            Some("basic eC1hY2Nlc3MtdG9rZW46dA==")
+        );
+        assert!(!format!("{:?}", AuthHeader("secret".into())).contains("secret"));
+        // Not for git:// or ssh remotes.
+        let daemon = GitSource::parse("git://h/r.git", &attrs(&[])).unwrap();
+        assert!(
+            daemon
+                .auth_from_secrets(&attrs(&[]), &secrets(&[("GIT_AUTH_TOKEN", "t")]))
+                .is_none()
+        );
     }
 }

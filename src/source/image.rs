@@ -9,7 +9,7 @@
 //!    resolution of the tag unless a pull is forced.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
 use bollard::Docker;
@@ -371,16 +371,8 @@ pub fn open_layer(
         digest: digest.clone(),
         source,
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, store.open(digest)?);
-    let magic = reader.fill_buf().map_err(open_error)?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let decoder = zstd::stream::read::Decoder::with_buffer(reader).map_err(open_error)?;
-        Ok(Box::new(decoder))
-    } else {
-        Ok(Box::new(reader))
-    }
+    let reader = BufReader::with_capacity(256 * 1024, store.open(digest)?);
+    super::oci_layout::decompressing(reader).map_err(open_error)
 }
 
 /// A blocking reader over chunks sent from an async task.

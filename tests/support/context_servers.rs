@@ -103,14 +103,27 @@ pub struct GitHttp {
 
 impl GitHttp {
     pub fn serve(base: &Path) -> Self {
+        Self::serve_as(base, None)
+    }
+
+    /// Answers `401` with a Basic challenge to any request without `user:password`.
+    pub fn serve_with_auth(base: &Path, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::serve_as(base, Some(pair))
+    }
+
+    /// `authorization`: the base64 `user:password` a request must carry.
+    fn serve_as(base: &Path, authorization: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let base = base.to_path_buf();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let base = base.clone();
+                let authorization = authorization.clone();
                 std::thread::spawn(move || {
-                    let _ = http_backend(stream, &base);
+                    let _ = http_backend(stream, &base, authorization.as_deref());
                 });
             }
         });
@@ -181,8 +194,24 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     })
 }
 
-fn http_backend(mut stream: TcpStream, base: &Path) -> std::io::Result<()> {
+fn http_backend(
+    mut stream: TcpStream,
+    base: &Path,
+    authorization: Option<&str>,
+) -> std::io::Result<()> {
     let req = read_request(&stream)?;
+    if let Some(expected) = authorization {
+        // The scheme is case-insensitive, the credentials are not.
+        let given = req.headers.get("authorization").map_or("", String::as_str);
+        let matches =
+            given.len() > 6 && given[..6].eq_ignore_ascii_case("basic ") && given[6..] == *expected;
+        if !matches {
+            return write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    }
     let header = |name: &str| req.headers.get(name).cloned().unwrap_or_default();
     let mut child = Command::new("git")
         .arg("http-backend")

@@ -160,6 +160,18 @@ pub struct ResolvedImage {
 pub trait ImageResolver {
     /// `reference` is normalised (`docker.io/library/busybox:latest`).
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+
+    /// The image `digest` names in the OCI layout directory `layout` of the client, for
+    /// `platform` when `digest` is an index.
+    fn resolve_oci_layout(
+        &self,
+        layout: &str,
+        digest: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        let _ = (digest, platform);
+        Err(format!("cannot read the OCI layout {layout} here"))
+    }
 }
 
 /// The result of a conversion.

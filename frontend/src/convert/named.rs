@@ -7,7 +7,9 @@ use super::image::ImageConfig;
 use super::platform::Platform;
 use super::stages::ResolvedBase;
 use crate::gitref::GitRef;
-use crate::llb::{self, Constraints, HttpOptions, ImageOptions, LocalOptions, State};
+use crate::llb::{
+    self, Constraints, HttpOptions, ImageOptions, LocalOptions, OciLayoutOptions, State,
+};
 use crate::reference::Reference;
 
 /// What a named context is made of.
@@ -26,6 +28,13 @@ pub enum NamedContext {
     Http(String),
     /// A git repository (`source` is the value as given, for the step's name).
     Git { git: GitRef, source: String },
+    /// An image of an OCI layout directory of the client (`oci-layout://PATH`), which the
+    /// client serves as the content store `store`; `digest` names a manifest or an index.
+    OciLayout {
+        layout: String,
+        store: String,
+        digest: String,
+    },
 }
 
 /// The named context a stage, base or `--from` name refers to, looked up as BuildKit does:
@@ -94,23 +103,7 @@ pub(super) fn load(
                 .at(line)
             })?;
             let image = ImageConfig::from_json(resolved.config);
-            let top = |key: &str| {
-                image
-                    .as_json()
-                    .get(key)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            // The image's own platform wins when it names one, as in BuildKit.
-            let image_platform = match (top("os"), top("architecture")) {
-                (os, architecture) if !os.is_empty() && !architecture.is_empty() => Platform {
-                    os,
-                    architecture,
-                    variant: top("variant"),
-                },
-                _ => platform.clone(),
-            };
+            let image_platform = own_platform(&image, platform);
             let state = llb::image(
                 &normalized,
                 ImageOptions {
@@ -126,6 +119,62 @@ pub(super) fn load(
                 from_counted: false,
             })
         }
+        NamedContext::OciLayout {
+            layout,
+            store,
+            digest,
+        } => {
+            let resolved = resolver
+                .resolve_oci_layout(layout, digest, platform)
+                .map_err(|message| {
+                    ConvertErrorKind::ResolveImage {
+                        reference: format!("oci-layout://{layout}@{digest}"),
+                        message,
+                    }
+                    .at(line)
+                })?;
+            let image = ImageConfig::from_json(resolved.config);
+            let image_platform = own_platform(&image, platform);
+            // Named after the context with the digest asked for, as BuildKit names it; the
+            // store is what the daemon reads.
+            let state = llb::oci_layout(
+                &format!("{name}@{digest}"),
+                OciLayoutOptions {
+                    session_id: opts.session_id.clone().unwrap_or_default(),
+                    store_id: store.clone(),
+                    constraints: Constraints::default()
+                        .with_custom_name(format!("[context {name}] OCI load from client"))
+                        .with_platform(platform.to_pb()),
+                },
+            )
+            .map_err(|e| ConvertErrorKind::Llb(e).at(line))?;
+            Ok(ResolvedBase {
+                state,
+                image,
+                platform: image_platform,
+                from_counted: false,
+            })
+        }
+    }
+}
+
+/// The image's own platform when its config names one, as in BuildKit; else `asked`.
+fn own_platform(image: &ImageConfig, asked: &Platform) -> Platform {
+    let top = |key: &str| {
+        image
+            .as_json()
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match (top("os"), top("architecture")) {
+        (os, architecture) if !os.is_empty() && !architecture.is_empty() => Platform {
+            os,
+            architecture,
+            variant: top("variant"),
+        },
+        _ => asked.clone(),
     }
 }
 

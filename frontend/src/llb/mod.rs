@@ -37,8 +37,8 @@ pub use file::{
 };
 pub use layer::{diff, merge};
 pub use source::{
-    GitOptions, HttpOptions, ImageOptions, LocalOptions, ResolveMode, git, http, image, local,
-    normalize_image_ref, scratch,
+    GitOptions, HttpOptions, ImageOptions, LocalOptions, OciLayoutOptions, ResolveMode, git, http,
+    image, local, normalize_image_ref, oci_layout, scratch,
 };
 pub use state::{Output, State};
 

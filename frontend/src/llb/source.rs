@@ -278,6 +278,32 @@ pub fn git(opts: GitOptions) -> State {
     source(id, attrs, &opts.constraints, &needs, false)
 }
 
+/// An image from an OCI layout the client serves as a content store of the session
+/// (`--build-context NAME=oci-layout://…`).
+#[derive(Clone, Debug, Default)]
+pub struct OciLayoutOptions {
+    pub session_id: String,
+    /// The session's name for the layout.
+    pub store_id: String,
+    pub constraints: Constraints,
+}
+
+/// `reference` is `NAME@DIGEST`, normalised; only the digest is looked up in the store.
+pub fn oci_layout(reference: &str, opts: OciLayoutOptions) -> Result<State, LlbError> {
+    let normalized = normalize_image_ref(reference)?;
+    let mut attrs = BTreeMap::from([(attr::oci::STORE_ID.to_owned(), opts.store_id)]);
+    if !opts.session_id.is_empty() {
+        attrs.insert(attr::oci::SESSION_ID.to_owned(), opts.session_id);
+    }
+    Ok(source(
+        format!("oci-layout://{normalized}"),
+        attrs,
+        &opts.constraints,
+        &[caps::SOURCE_OCI_LAYOUT],
+        true,
+    ))
+}
+
 fn source(
     identifier: String,
     attrs: BTreeMap<String, String>,

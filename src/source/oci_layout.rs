@@ -1,0 +1,326 @@
+//! An OCI image layout directory on the client (`--build-context NAME=oci-layout://PATH`):
+//! `index.json` names manifests by tag, `blobs/<alg>/<hex>` holds every blob. Read as buildx
+//! reads it: a tag is looked up in `index.json` by `org.opencontainers.image.ref.name`, an
+//! index with a single entry stands for any tag, and an image index is narrowed to the
+//! build's platform.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use bud_frontend::image::Image;
+use serde::Deserialize;
+
+use crate::content::Digest;
+use crate::exporter::oci_layout::ANNOTATION_REF_NAME;
+use crate::registry::Platform;
+use crate::registry::manifest::{Descriptor, Document, Manifest, select};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{layout}: no manifest is tagged {tag:?} and index.json lists more than one")]
+    NoTag { layout: PathBuf, tag: String },
+    #[error("{layout}: blob {digest} does not match its digest")]
+    Corrupt { layout: PathBuf, digest: String },
+    #[error("{layout}: the image index {digest} has no manifest for {platform}")]
+    NoPlatform {
+        layout: PathBuf,
+        digest: String,
+        platform: String,
+    },
+}
+
+/// One image of a layout, for one platform.
+#[derive(Debug, Clone)]
+pub struct LayoutImage {
+    /// The platform manifest's digest.
+    pub manifest_digest: String,
+    pub config: Image,
+    /// The config's bytes as stored.
+    pub config_bytes: Vec<u8>,
+    /// Layer blob digests, bottom first, with their diff IDs.
+    pub layers: Vec<(Digest, Digest)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OciLayout {
+    root: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct IndexFile {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+impl OciLayout {
+    pub fn new(root: impl Into<PathBuf>) -> OciLayout {
+        OciLayout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index(&self) -> Result<Vec<Descriptor>, LayoutError> {
+        let path = self.root.join("index.json");
+        let bytes = std::fs::read(&path).map_err(|source| LayoutError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let index: IndexFile =
+            serde_json::from_slice(&bytes).map_err(|e| LayoutError::Invalid {
+                path,
+                message: e.to_string(),
+            })?;
+        Ok(index.manifests)
+    }
+
+    /// The digest `tag` names: the manifest annotated with it, else the only one there is.
+    pub fn resolve_tag(&self, tag: &str) -> Result<String, LayoutError> {
+        let manifests = self.index()?;
+        let tagged = manifests
+            .iter()
+            .find(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag));
+        let found = match (tagged, manifests.as_slice()) {
+            (Some(d), _) => d,
+            (None, [only]) => only,
+            (None, _) => {
+                return Err(LayoutError::NoTag {
+                    layout: self.root.clone(),
+                    tag: tag.to_owned(),
+                });
+            }
+        };
+        Digest::parse(&found.digest).map_err(|e| LayoutError::Invalid {
+            path: self.root.join("index.json"),
+            message: format!("digest {:?}: {e}", found.digest),
+        })?;
+        Ok(found.digest.clone())
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
+    /// A small blob (a manifest, an index, a config), checked against its digest.
+    fn read_blob(&self, digest: &str) -> Result<Vec<u8>, LayoutError> {
+        let parsed = Digest::parse(digest).map_err(|e| LayoutError::Invalid {
+            path: self.root.clone(),
+            message: format!("digest {digest:?}: {e}"),
+        })?;
+        let path = self.blob_path(&parsed);
+        let bytes = std::fs::read(&path).map_err(|source| LayoutError::Read { path, source })?;
+        if Digest::of(&bytes) != parsed {
+            return Err(LayoutError::Corrupt {
+                layout: self.root.clone(),
+                digest: digest.to_owned(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The image `digest` names for `platform`: the manifest itself, or an index's entry for
+    /// the platform.
+    pub fn image(&self, digest: &str, platform: &Platform) -> Result<LayoutImage, LayoutError> {
+        let invalid = |what: &str, message: String| LayoutError::Invalid {
+            path: self.root.join("blobs").join(what),
+            message,
+        };
+        let bytes = self.read_blob(digest)?;
+        let (manifest_digest, manifest): (String, Manifest) = match Document::parse(&bytes, None)
+            .map_err(|e| invalid(digest, e))?
+        {
+            Document::Manifest(m) => (digest.to_owned(), *m),
+            Document::Index(index) => {
+                let entry = select(&index, platform).ok_or_else(|| LayoutError::NoPlatform {
+                    layout: self.root.clone(),
+                    digest: digest.to_owned(),
+                    platform: platform.to_string(),
+                })?;
+                let bytes = self.read_blob(&entry.digest)?;
+                match Document::parse(&bytes, Some(&entry.media_type))
+                    .map_err(|e| invalid(&entry.digest, e))?
+                {
+                    Document::Manifest(m) => (entry.digest.clone(), *m),
+                    Document::Index(_) => {
+                        return Err(invalid(
+                            &entry.digest,
+                            "an index inside an index is not supported".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let config_bytes = self.read_blob(&manifest.config.digest)?;
+        let config = Image::from_json(&config_bytes)
+            .map_err(|e| invalid(&manifest.config.digest, e.to_string()))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(invalid(
+                &manifest_digest,
+                format!(
+                    "{} layers but {} diff IDs in the config",
+                    manifest.layers.len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            ));
+        }
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(layer, diff_id)| {
+                let parse = |d: &str| {
+                    Digest::parse(d).map_err(|e| invalid(&manifest_digest, format!("{d:?}: {e}")))
+                };
+                Ok((parse(&layer.digest)?, parse(diff_id)?))
+            })
+            .collect::<Result<_, LayoutError>>()?;
+        Ok(LayoutImage {
+            manifest_digest,
+            config,
+            config_bytes,
+            layers,
+        })
+    }
+
+    /// A layer blob as an uncompressed tar (gzip, zstd or plain, told by magic numbers).
+    pub fn open_layer(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        let path = self.blob_path(digest);
+        let file = std::fs::File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        decompressing(BufReader::with_capacity(256 * 1024, file))
+    }
+}
+
+/// The frontend's view of the image `digest` names in `layout` for `platform`: the config,
+/// pinned to the platform manifest.
+pub fn resolve_for_frontend(
+    layout: &str,
+    digest: &str,
+    platform: &bud_frontend::convert::Platform,
+) -> Result<bud_frontend::convert::ResolvedImage, String> {
+    let wanted = Platform::new(&platform.os, &platform.architecture, &platform.variant);
+    let image = OciLayout::new(layout)
+        .image(digest, &wanted)
+        .map_err(|e| e.to_string())?;
+    let config = serde_json::from_slice(&image.config_bytes).map_err(|e| e.to_string())?;
+    Ok(bud_frontend::convert::ResolvedImage {
+        digest: image.manifest_digest,
+        config,
+    })
+}
+
+/// `reader` uncompressed: gzip (one member or several), zstd or plain tar.
+pub fn decompressing<R: BufRead + Send + 'static>(
+    mut reader: R,
+) -> io::Result<Box<dyn Read + Send>> {
+    let magic = reader.fill_buf()?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(reader)?))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(root: &Path, bytes: &[u8]) -> String {
+        let digest = Digest::of(bytes);
+        let dir = root.join("blobs/sha256");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(digest.hex()), bytes).unwrap();
+        digest.to_string()
+    }
+
+    fn manifest(root: &Path, arch: &str) -> String {
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let config = put(root, config.as_bytes());
+        put(
+            root,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#
+            )
+            .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn tags_single_entries_and_platforms_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let amd = manifest(root, "amd64");
+        let arm = manifest(root, "arm64");
+        let index = put(
+            root,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{amd}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{arm}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#
+            )
+            .as_bytes(),
+        );
+        let layout = OciLayout::new(root);
+        std::fs::write(
+            root.join("index.json"),
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{index}","size":1}}]}}"#
+            ),
+        )
+        .unwrap();
+        // One entry stands for any tag, as in buildx.
+        assert_eq!(layout.resolve_tag("latest").unwrap(), index);
+        let image = layout
+            .image(&index, &Platform::new("linux", "arm64", ""))
+            .unwrap();
+        assert_eq!(image.manifest_digest, arm);
+        assert_eq!(image.config.architecture, "arm64");
+        let err = layout
+            .image(&index, &Platform::new("linux", "s390x", ""))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no manifest for linux/s390x"),
+            "{err}"
+        );
+
+        std::fs::write(
+            root.join("index.json"),
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{amd}","size":1,"annotations":{{"org.opencontainers.image.ref.name":"one"}}}},
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{arm}","size":1,"annotations":{{"org.opencontainers.image.ref.name":"two"}}}}]}}"#
+            ),
+        )
+        .unwrap();
+        assert_eq!(layout.resolve_tag("two").unwrap(), arm);
+        let err = layout.resolve_tag("three").unwrap_err();
+        assert!(
+            err.to_string().contains("no manifest is tagged \"three\""),
+            "{err}"
+        );
+
+        // A blob that is not what its name says is refused.
+        let hex = amd.strip_prefix("sha256:").unwrap();
+        std::fs::write(root.join("blobs/sha256").join(hex), b"{}").unwrap();
+        let err = layout
+            .image(&amd, &Platform::new("linux", "amd64", ""))
+            .unwrap_err();
+        assert!(matches!(err, LayoutError::Corrupt { .. }), "{err}");
+    }
+}
