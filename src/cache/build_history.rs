@@ -47,6 +47,7 @@ pub struct BuildRecord {
     pub generation: u64,
     /// The `--build-arg` names of the last build (their values are in the steps' env).
     pub build_args: Vec<String>,
+    /// By identity (hashed: a step's name shows the values it expands).
     pub steps: BTreeMap<String, StepRecord>,
     /// Each local context's checksum, by source name (filled in when read).
     #[serde(skip)]
@@ -56,6 +57,9 @@ pub struct BuildRecord {
 /// What one step's cache key was made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// Its stage and index (`[build] 2`), to find it again when its text changed.
+    #[serde(default)]
+    pub position: String,
     pub key: String,
     /// The op without its inputs (hashed).
     pub op: String,

@@ -527,6 +527,48 @@ mod tests {
     }
 
     #[test]
+    fn why_a_step_ran_shows_beside_it_once_done() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let frame_with = |events: &[Event]| {
+            let mut screen = Screen {
+                out: Vec::new(),
+                width: 80,
+                height: 20,
+                clock: Clock::Events,
+                build: Build::default(),
+                size: None,
+                drawn: Vec::new(),
+                finished: None,
+            };
+            for e in events {
+                screen.build.apply(e);
+            }
+            screen.frame().join("\n")
+        };
+        let started = Event::Started {
+            vertex: "a".into(),
+            name: "[2/3] RUN make".into(),
+            at,
+        };
+        let reason = Event::Reason {
+            vertex: "a".into(),
+            reason: "new step".into(),
+        };
+        let done = Event::Completed {
+            vertex: "a".into(),
+            at: at + Duration::from_millis(1200),
+            error: None,
+        };
+        let running = frame_with(&[started.clone(), reason.clone()]);
+        assert!(!running.contains("new step"), "{running}");
+        let finished = frame_with(&[started, reason, done]);
+        assert!(
+            finished.contains(" => [2/3] RUN make (new step) "),
+            "{finished}"
+        );
+    }
+
+    #[test]
     fn log_lines_are_made_printable() {
         assert_eq!(printable(b"\x1b[31mred\x1b[0m\tx"), "red x");
         assert_eq!(printable(b"10%\r50%\r100%"), "100%");

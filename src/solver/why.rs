@@ -4,7 +4,9 @@
 //!
 //! A step is "the same" by its place in the Dockerfile, not by its key (the key is what
 //! changed): its progress name without the `i/n` position (`[build] RUN make`), numbered
-//! when a stage repeats an instruction. The record is read once when the solver starts and
+//! when a stage repeats an instruction; failing that (its text changed, as a RUN's does with
+//! the build arg it expands), the step at the same index of the same stage last time, unless
+//! that one is still there under its own name. The record is read once when the solver starts and
 //! written once when the solve ends; in between everything is in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -135,6 +137,8 @@ pub(super) struct History {
 struct State {
     /// Vertex digest → step identity.
     identities: HashMap<String, String>,
+    /// Vertex digest → stage and index.
+    positions: HashMap<String, String>,
     /// What this build solved, by identity.
     solved: BTreeMap<String, StepRecord>,
     /// Vertices that ran in this build.
@@ -171,8 +175,29 @@ impl History {
 
     /// Names the steps of a graph about to be solved.
     pub(super) fn identify(&self, graph: &Graph) {
-        let identities = identities(graph.vertices.values());
-        self.state().identities.extend(identities);
+        let (identities, positions) = identities(graph.vertices.values());
+        let mut state = self.state();
+        state.identities.extend(identities);
+        state.positions.extend(positions);
+    }
+
+    /// What the last build remembered of the step `digest`: by identity, else by position.
+    fn previous_step(&self, state: &State, digest: &str) -> Option<&StepRecord> {
+        if let Some(step) = state
+            .identities
+            .get(digest)
+            .and_then(|id| self.previous.steps.get(id))
+        {
+            return Some(step);
+        }
+        let position = state.positions.get(digest)?;
+        let current: HashSet<&String> = state.identities.values().collect();
+        self.previous.steps.iter().find_map(|(id, step)| {
+            (step.generation == self.previous.generation
+                && &step.position == position
+                && !current.contains(id))
+            .then_some(step)
+        })
     }
 
     /// A local context as this build walked it.
@@ -188,7 +213,14 @@ impl History {
         let Some(identity) = state.identities.get(&vertex.digest).cloned() else {
             return;
         };
-        state.solved.insert(identity, step_record(vertex, material));
+        let position = state
+            .positions
+            .get(&vertex.digest)
+            .cloned()
+            .unwrap_or_default();
+        state
+            .solved
+            .insert(identity, step_record(vertex, material, position));
     }
 
     /// Why `vertex`, whose key is `material.key`, was not found in the cache; notes that it
@@ -209,17 +241,13 @@ impl History {
         if vertex.ignore_cache {
             return Reason::NoCacheFilter;
         }
-        let Some(before) = state
-            .identities
-            .get(&vertex.digest)
-            .and_then(|id| self.previous.steps.get(id))
-        else {
+        let Some(before) = self.previous_step(&state, &vertex.digest) else {
             return Reason::NewStep;
         };
         if before.key == material.key {
             return Reason::Pruned;
         }
-        let now = step_record(vertex, material);
+        let now = step_record(vertex, material, String::new());
         if before.op != now.op {
             return self.changed_op(before, &now);
         }
@@ -436,7 +464,7 @@ fn short_hash(text: &str) -> String {
 
 /// A step as remembered: every part hashed; a variable's value also in clear when it may
 /// be shown (not secret-looking by the SecretsUsedInArgOrEnv rule, short, printable).
-fn step_record(vertex: &Vertex, material: &KeyMaterial) -> StepRecord {
+fn step_record(vertex: &Vertex, material: &KeyMaterial, position: String) -> StepRecord {
     let mut env = BTreeMap::new();
     if let Some(pb::op::Op::Exec(e)) = &vertex.op.op
         && let Some(meta) = &e.meta
@@ -457,6 +485,7 @@ fn step_record(vertex: &Vertex, material: &KeyMaterial) -> StepRecord {
         }
     }
     StepRecord {
+        position,
         key: material.key.clone(),
         op: short_hash(&material.op),
         inputs: material.inputs.iter().map(|i| short_hash(i)).collect(),
@@ -466,14 +495,23 @@ fn step_record(vertex: &Vertex, material: &KeyMaterial) -> StepRecord {
 }
 
 /// Each step's identity: its name without the position (`[build  2/5] RUN make` →
-/// `[build] RUN make`), with ` #2`, ` #3`… for the later of steps that share it.
-fn identities<'a>(vertices: impl Iterator<Item = &'a Vertex>) -> HashMap<String, String> {
+/// `[build] RUN make`), with ` #2`, ` #3`… for the later of steps that share it; and its
+/// position (`[build] 2`) when its name has one.
+fn identities<'a>(
+    vertices: impl Iterator<Item = &'a Vertex>,
+) -> (HashMap<String, String>, HashMap<String, String>) {
     let mut groups: HashMap<String, Vec<(usize, &'a Vertex)>> = HashMap::new();
+    let mut positions = HashMap::new();
     for v in vertices {
         if matches!(v.op.op, Some(pb::op::Op::Source(_))) {
             continue;
         }
         let (identity, position) = split_name(&v.name);
+        if position > 0
+            && let Some((stage, _)) = identity.split_once("] ")
+        {
+            positions.insert(v.digest.clone(), format!("{stage}] {position}"));
+        }
         groups.entry(identity).or_default().push((position, v));
     }
     let mut identities = HashMap::new();
@@ -484,10 +522,11 @@ fn identities<'a>(vertices: impl Iterator<Item = &'a Vertex>) -> HashMap<String,
                 0 => identity.clone(),
                 n => format!("{identity} #{}", n + 1),
             };
-            identities.insert(v.digest.clone(), id);
+            // Kept hashed: a name shows the values its instruction expands.
+            identities.insert(v.digest.clone(), short_hash(&id));
         }
     }
-    identities
+    (identities, positions)
 }
 
 /// A progress name's identity and position: `[stage  2/5] RUN x` → (`[stage] RUN x`, 2).
@@ -563,12 +602,15 @@ mod tests {
     }
 
     fn explain_change(before: &[&str], after: &[&str], build_args: &[&str]) -> (Reason, String) {
-        let old = exec_vertex("[2/3] RUN make", before);
-        let new = exec_vertex("[2/3] RUN make", after);
+        // A RUN's name shows the values it expands: found again by its place.
+        let old = exec_vertex(&format!("[2/3] RUN make {}", before.join(" ")), before);
+        let new = exec_vertex(&format!("[2/3] RUN make {}", after.join(" ")), after);
         let mut previous = BuildRecord::default();
-        previous
-            .steps
-            .insert("[] RUN make".into(), step_record(&old, &material(&old)));
+        let (old_id, _) = split_name(&old.name);
+        previous.steps.insert(
+            short_hash(&old_id),
+            step_record(&old, &material(&old), "[] 2".into()),
+        );
         let (_dir, h) = history(previous, build_args);
         let graph = Graph {
             vertices: HashMap::from([(new.digest.clone(), new.clone())]),
@@ -628,9 +670,10 @@ mod tests {
         assert_eq!(split_name("mkfile /x"), ("mkfile /x".into(), 0));
         let a = exec_vertex("[1/3] RUN x", &["A=1"]);
         let b = exec_vertex("[3/3] RUN x", &["A=2"]);
-        let ids = identities([&b, &a].into_iter());
-        assert_eq!(ids[&a.digest], "[] RUN x");
-        assert_eq!(ids[&b.digest], "[] RUN x #2");
+        let (ids, positions) = identities([&b, &a].into_iter());
+        assert_eq!(ids[&a.digest], short_hash("[] RUN x"));
+        assert_eq!(ids[&b.digest], short_hash("[] RUN x #2"));
+        assert_eq!(positions[&b.digest], "[] 3");
     }
 
     #[test]
