@@ -79,6 +79,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             [CompletionResult]::new('--tlsdir', '--tlsdir', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)')
             [CompletionResult]::new('--root', '--root', [CompletionResultType]::ParameterName, 'Directory of bud''s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Run the build checks only (shorthand for --call=check)')
+            [CompletionResult]::new('--explain', '--explain', [CompletionResultType]::ParameterName, 'After the build, list the steps that ran and why each was not cached (bud''s own solver only: BuildKit, with --addr, does not report it)')
             [CompletionResult]::new('--load', '--load', [CompletionResultType]::ParameterName, 'Load the result into Docker (shorthand for --output=type=docker)')
             [CompletionResult]::new('--no-cache', '--no-cache', [CompletionResultType]::ParameterName, 'Do not use cache when building the image')
             [CompletionResult]::new('--pull', '--pull', [CompletionResultType]::ParameterName, 'Always attempt to pull all referenced images')

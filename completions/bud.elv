@@ -75,6 +75,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --tlsdir 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)'
             cand --root 'Directory of bud''s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]'
             cand --check 'Run the build checks only (shorthand for --call=check)'
+            cand --explain 'After the build, list the steps that ran and why each was not cached (bud''s own solver only: BuildKit, with --addr, does not report it)'
             cand --load 'Load the result into Docker (shorthand for --output=type=docker)'
             cand --no-cache 'Do not use cache when building the image'
             cand --pull 'Always attempt to pull all referenced images'

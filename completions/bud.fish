@@ -80,6 +80,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l tlsservername -d 'With
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlsdir -d 'With a tcp:// --addr: a directory with ca.pem, cert.pem and key.pem (or ca.crt, tls.crt and tls.key)' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l root -d 'Directory of bud\'s state: cache, snapshots, content store [default: /var/lib/bud for root, ~/.local/share/bud otherwise]' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l check -d 'Run the build checks only (shorthand for --call=check)'
+complete -c bud -n "__fish_bud_using_subcommand build" -l explain -d 'After the build, list the steps that ran and why each was not cached (bud\'s own solver only: BuildKit, with --addr, does not report it)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l load -d 'Load the result into Docker (shorthand for --output=type=docker)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l no-cache -d 'Do not use cache when building the image'
 complete -c bud -n "__fish_bud_using_subcommand build" -l pull -d 'Always attempt to pull all referenced images'

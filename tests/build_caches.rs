@@ -2,7 +2,8 @@
 //! and exports them; with the embedded solver written and read in BuildKit's format (local
 //! OCI layouts, registries): an import that cannot be made leaves the build going on, as
 //! `docker build` does with one it cannot find, and an export that cannot be made fails it
-//! unless `ignore-error=true`.
+//! unless `ignore-error=true`. And the local cache's misses explained: why each step that
+//! ran was not cached.
 
 mod support;
 
@@ -915,4 +916,243 @@ fn no_cache_filter_runs_the_named_stages_again_and_what_uses_them() {
         let (a3, b3) = build(&["--no-cache-filter", "a,b"]);
         assert!(a3 != a2 && b3 != b2, "{solver:?}");
     }
+}
+
+/// What plain progress says of each step that ran: (its name, the reason after `NOT
+/// CACHED:`), in the order the steps ran.
+fn reasons(progress: &str) -> Vec<(String, String)> {
+    let mut names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut found = Vec::new();
+    for line in progress.lines() {
+        let Some((number, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if !number.starts_with('#') {
+            continue;
+        }
+        if let Some(reason) = rest.strip_prefix("NOT CACHED: ") {
+            let name = names.get(number).copied().unwrap_or_default();
+            found.push((name.to_string(), reason.to_string()));
+        } else {
+            names.entry(number).or_insert(rest);
+        }
+    }
+    found
+}
+
+/// One build of the explanation test's context, with plain progress and `--explain`.
+fn explained_build(root: &std::path::Path, context: &std::path::Path, args: &[&str]) -> String {
+    let out_dir = root.join("out");
+    let mut all = vec!["build", "--progress", "plain", "--explain"];
+    all.extend_from_slice(args);
+    let out_arg = format!("type=local,dest={}", out_dir.display());
+    all.extend_from_slice(&["-o", &out_arg, context.to_str().unwrap()]);
+    let out = bud_at(root, &all);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// The base image of the explanation test, built by bud into Docker with `marker` in its
+/// layer, so that a new marker gives it a new digest.
+fn build_why_base(root: &std::path::Path, marker: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM bud-test/busybox:latest\nRUN echo {marker} > /base\n"),
+    )
+    .unwrap();
+    let out = bud_at(
+        root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            WHY_BASE,
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+const WHY_BASE: &str = "bud-test/why-base:latest";
+
+#[test]
+fn each_step_that_ran_says_why() {
+    if !build_ready() || !require_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let base_root = tempfile::tempdir().unwrap();
+    build_why_base(base_root.path(), "one");
+    let ctx = tempfile::tempdir().unwrap();
+    let context = ctx.path();
+    std::fs::create_dir(context.join("app")).unwrap();
+    std::fs::write(context.join("app/main.txt"), "one\n").unwrap();
+    std::fs::write(context.join("app/other.txt"), "one\n").unwrap();
+    std::fs::write(context.join("unread.txt"), "one\n").unwrap();
+    let dockerfile = format!(
+        "FROM {WHY_BASE} AS base\nARG VERSION=1\nARG API_TOKEN=none\nCOPY app /app\n\
+         RUN echo $VERSION > /v\nRUN cat /app/main.txt\n"
+    );
+    std::fs::write(context.join("Dockerfile"), &dockerfile).unwrap();
+    let copy = "[2/4] COPY app /app".to_string();
+    let run_v1 = "[3/4] RUN echo 1 > /v".to_string();
+    let run_v2 = "[3/4] RUN echo 2 > /v".to_string();
+    let cat = "[4/4] RUN cat /app/main.txt".to_string();
+    let all = |names: &[&String], reason: &str| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), reason.to_string()))
+            .collect()
+    };
+
+    let text = explained_build(root.path(), context, &[]);
+    assert_eq!(
+        reasons(&text),
+        all(&[&copy, &run_v1, &cat], "new step"),
+        "{text}"
+    );
+
+    let text = explained_build(root.path(), context, &[]);
+    assert_eq!(reasons(&text), [], "{text}");
+    assert!(
+        text.ends_with("Why steps ran: none ran (3 from the cache)\n"),
+        "{text}"
+    );
+
+    // A file no step reads changes nothing; one the COPY reads is named.
+    std::fs::write(context.join("unread.txt"), "two\n").unwrap();
+    std::fs::write(context.join("app/main.txt"), "two\n").unwrap();
+    let text = explained_build(root.path(), context, &[]);
+    let expected = vec![
+        (
+            copy.clone(),
+            "context file app/main.txt changed".to_string(),
+        ),
+        (run_v1.clone(), format!("earlier step {copy} ran again")),
+        (cat.clone(), format!("earlier step {run_v1} ran again")),
+    ];
+    assert_eq!(reasons(&text), expected, "{text}");
+    // The same at the end with --explain.
+    let summary: String = expected
+        .iter()
+        .map(|(name, reason)| format!(" => {name}: {reason}\n"))
+        .collect();
+    assert!(
+        text.ends_with(&format!("Why steps ran:\n{summary}")),
+        "{text}"
+    );
+
+    let text = explained_build(root.path(), context, &["--build-arg", "VERSION=2"]);
+    let changed = "build arg VERSION changed (1 → 2)";
+    assert_eq!(reasons(&text), all(&[&run_v2, &cat], changed), "{text}");
+
+    // A secret-looking build arg is named, its value never shown.
+    let secret = [
+        "--build-arg",
+        "VERSION=2",
+        "--build-arg",
+        "API_TOKEN=hunter2-x",
+    ];
+    let text = explained_build(root.path(), context, &secret);
+    let changed = "build arg API_TOKEN changed";
+    assert_eq!(reasons(&text), all(&[&run_v2, &cat], changed), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let mut no_cache = secret.to_vec();
+    no_cache.push("--no-cache");
+    let text = explained_build(root.path(), context, &no_cache);
+    let expected = all(&[&copy, &run_v2, &cat], "--no-cache");
+    assert_eq!(reasons(&text), expected, "{text}");
+    let mut filtered = secret.to_vec();
+    filtered.extend(["--no-cache-filter", "base"]);
+    let text = explained_build(root.path(), context, &filtered);
+    let expected = all(&[&copy, &run_v2, &cat], "--no-cache-filter");
+    assert_eq!(reasons(&text), expected, "{text}");
+
+    build_why_base(base_root.path(), "two");
+    let text = explained_build(root.path(), context, &secret);
+    let found = reasons(&text);
+    assert_eq!(found.len(), 3, "{text}");
+    assert_eq!(found[0].0, copy);
+    assert!(
+        found[0].1.starts_with("base image ")
+            && found[0]
+                .1
+                .ends_with("bud-test/why-base:latest has a new digest"),
+        "{text}"
+    );
+
+    let pruned = bud_at(root.path(), &["prune", "-a", "-f"]);
+    assert!(pruned.status.success(), "{}", stderr_of(&pruned));
+    let text = explained_build(root.path(), context, &secret);
+    let expected = all(&[&copy, &run_v2, &cat], "its cache was pruned");
+    assert_eq!(reasons(&text), expected, "{text}");
+
+    // A new instruction is a new step; rawjson carries the reason as a field of the
+    // vertex, each line still one JSON object.
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("{dockerfile}RUN echo added\n"),
+    )
+    .unwrap();
+    let out_arg = format!("type=local,dest={}", root.path().join("out").display());
+    let mut args = vec!["build", "--progress", "rawjson"];
+    args.extend_from_slice(&secret);
+    args.extend(["-o", &out_arg, context.to_str().unwrap()]);
+    let out = bud_at(root.path(), &args);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let explained: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .flat_map(|v| v["vertexes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| Some((v["name"].as_str()?.into(), v["reason"].as_str()?.into())))
+        .collect();
+    assert_eq!(
+        explained,
+        [("[5/5] RUN echo added".to_string(), "new step".to_string())],
+        "{text}"
+    );
+    remove_images(&[WHY_BASE]);
+}
+
+/// BuildKit does not report why a step ran: `--explain` with `--addr` says so up front
+/// rather than list nothing as if every step had been cached.
+#[test]
+fn explain_with_addr_says_buildkit_does_not_report_reasons() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    let out_arg = format!("type=local,dest={}", out_dir.display());
+    let context = testdata("hello");
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--explain",
+            "-o",
+            &out_arg,
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l
+            == "WARNING: --explain: the build runs on BuildKit, which does not report why a \
+                step was not cached: no reasons will be listed"),
+        "{text}"
+    );
+    assert!(!text.contains("Why steps ran"), "{text}");
+    assert!(!text.contains("NOT CACHED"), "{text}");
 }

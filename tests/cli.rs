@@ -647,6 +647,11 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
         "",
     ),
     (
+        "build --explain",
+        "tests/build_caches.rs::each_step_that_ran_says_why",
+        "",
+    ),
+    (
         "build --file",
         "testdata/diff/dockerfile-elsewhere/args",
         "",

@@ -12,7 +12,7 @@ use crate::executor::Runtime;
 use crate::exporter::docker_load::PendingLoad;
 use crate::progress::ProgressSink;
 use crate::remotecache;
-use crate::solver::{SolveOptions, Solver};
+use crate::solver::{HistoryTarget, SolveOptions, Solver};
 
 use super::contexts::NamedContexts;
 use super::dockerfile::convert_dockerfile;
@@ -252,6 +252,7 @@ pub(super) fn solve_options(
         secrets: super::secrets::read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
         timeouts: registry.timeouts,
+        history: Some(history_target(opts, inputs)),
         ..Default::default()
     };
     let named = NamedContexts::read(&opts.build_contexts)?;
@@ -264,6 +265,36 @@ pub(super) fn solve_options(
             .insert("context".into(), inputs.context_dir.clone());
     }
     Ok(solve_opts)
+}
+
+/// What makes two builds the same target, whose steps are compared to say why one ran:
+/// the context, the Dockerfile, the target stage and the platforms.
+fn history_target(opts: &BuildOptions, inputs: &BuildInputs) -> HistoryTarget {
+    let path = |p: &str| match std::fs::canonicalize(p) {
+        Ok(full) => full.display().to_string(),
+        Err(_) => p.to_string(),
+    };
+    // A context from stdin or a URL is named as given: its directory is a new one each time.
+    let context = if inputs.remote.is_some() || opts.context == "-" {
+        opts.context.clone()
+    } else {
+        path(&opts.context)
+    };
+    let dockerfile = match opts.file.as_deref() {
+        Some("-") | None => opts.file.clone().unwrap_or_default(),
+        Some(f) => path(f),
+    };
+    let id = [
+        context,
+        dockerfile,
+        opts.target.clone().unwrap_or_default(),
+        opts.platforms.join(","),
+    ]
+    .join("\n");
+    let mut build_args: Vec<String> = opts.build_args.iter().map(|a| a.key.clone()).collect();
+    build_args.sort_unstable();
+    build_args.dedup();
+    HistoryTarget { id, build_args }
 }
 
 /// The build's solver on the state root, with the work a killed build left removed first.

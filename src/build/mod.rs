@@ -66,6 +66,8 @@ pub(crate) struct BuildEnv {
     /// Base images, resolved once per build for the frontend and the solver.
     images: Arc<BuildImages>,
     progress: ProgressSink,
+    /// `--explain`: the steps that ran and why.
+    explained: Option<crate::progress::Explained>,
 }
 
 impl BuildEnv {
@@ -97,6 +99,12 @@ impl BuildEnv {
         if let Some(path) = &opts.trace {
             renderer = Box::new(crate::progress::TraceRenderer::new(renderer, path.clone()));
         }
+        let mut explained = None;
+        if opts.explain {
+            let (explaining, gathered) = crate::progress::ExplainRenderer::new(renderer);
+            renderer = Box::new(explaining);
+            explained = Some(gathered);
+        }
         Ok(Self {
             state,
             meta,
@@ -106,6 +114,7 @@ impl BuildEnv {
             docker,
             images,
             progress: ProgressSink::new(renderer),
+            explained,
         })
     }
 }
@@ -141,6 +150,14 @@ pub async fn run(
         env.docker.as_ref().map_err(String::as_str),
     )?;
     let embedded = matches!(worker, worker::Worker::Embedded(_));
+    if opts.explain && !embedded {
+        // Said before the build, so that its absence at the end is not taken for "cached".
+        env.progress.warning(
+            None,
+            "--explain: the build runs on BuildKit, which does not report why a step was not \
+             cached: no reasons will be listed",
+        );
+    }
     let result = match worker {
         worker::Worker::Daemon(addr) => {
             remote::build(&env, &addr, &global.tls, opts, &inputs, &exports, cancel).await
@@ -151,6 +168,9 @@ pub async fn run(
         }
     };
     env.progress.finish(result.is_ok());
+    if embedded && let Some(explained) = &env.explained {
+        eprint!("{}", explained.summary());
+    }
     let report = result?;
     if embedded {
         collect_garbage(&env.state, &env.meta, &env.config.gc);

@@ -133,6 +133,10 @@ pub struct BuildOptions {
     /// Run the build checks only (shorthand for --call=check)
     #[arg(long)]
     pub check: bool,
+    /// After the build, list the steps that ran and why each was not cached (bud's own
+    /// solver only: BuildKit, with --addr, does not report it)
+    #[arg(long)]
+    pub explain: bool,
     /// Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<String>,

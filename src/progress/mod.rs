@@ -2,6 +2,7 @@
 //! edge turns them into BuildKit's plain lines, rawjson, or nothing. The events are shaped
 //! like BuildKit's `SolveStatus`, so the remote solver's Status stream maps onto them.
 
+mod explain;
 mod failure_block;
 mod otel;
 mod plain;
@@ -13,6 +14,7 @@ mod warnings;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+pub use explain::{ExplainRenderer, Explained};
 pub use otel::{OtelRenderer, OtlpConfig};
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
@@ -41,6 +43,9 @@ pub enum Event {
         name: String,
         at: SystemTime,
     },
+    /// Why a vertex that just started was not found in the cache, in one short phrase
+    /// (the embedded solver only: BuildKit does not say).
+    Reason { vertex: String, reason: String },
     /// A vertex finished, successfully or with `error`.
     Completed {
         vertex: String,
@@ -144,6 +149,13 @@ impl ProgressSink {
             vertex: vertex.to_string(),
             name: name.to_string(),
             at: SystemTime::now(),
+        });
+    }
+
+    pub fn reason(&self, vertex: &str, reason: String) {
+        self.emit(Event::Reason {
+            vertex: vertex.to_string(),
+            reason,
         });
     }
 

@@ -122,6 +122,10 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                 self.line(vertex, name);
                 self.line(vertex, "CACHED");
             }
+            // bud's own line, shaped like CACHED: the opposite answer, with its reason.
+            Event::Reason { vertex, reason } => {
+                self.line(vertex, &format!("NOT CACHED: {reason}"));
+            }
             Event::Log {
                 vertex, data, at, ..
             } => {

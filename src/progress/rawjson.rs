@@ -84,6 +84,16 @@ impl<W: Write + Send> Renderer for RawJsonRenderer<W> {
                     "started": timestamp(*at), "completed": timestamp(*at)
                 }]})
             }
+            // An update of the vertex with one field more than BuildKit's: consumers that
+            // do not know it read the update they already had.
+            Event::Reason { vertex, reason } => {
+                let (name, started) = self.vertex(vertex);
+                let mut v = json!({"digest": vertex, "name": name, "reason": reason});
+                if let Some(s) = started {
+                    v["started"] = json!(timestamp(s));
+                }
+                json!({ "vertexes": [v] })
+            }
             Event::Completed { vertex, at, error } => {
                 let (name, started) = self.vertex(vertex);
                 let mut v = json!({

@@ -195,6 +195,8 @@ struct Vertex {
     completed: Option<SystemTime>,
     cached: bool,
     error: Option<String>,
+    /// Why it ran rather than came from the cache.
+    reason: Option<String>,
     logs: VecDeque<String>,
     partial: Vec<u8>,
     statuses: Vec<Status>,
@@ -223,7 +225,7 @@ impl Build {
             | Event::Completed { at, .. }
             | Event::Log { at, .. }
             | Event::Status { at, .. } => Some(*at),
-            Event::Warning { .. } => None,
+            Event::Warning { .. } | Event::Reason { .. } => None,
         };
         if let Some(at) = at {
             self.started.get_or_insert(at);
@@ -252,6 +254,9 @@ impl Build {
                     let line = std::mem::take(&mut v.partial);
                     v.push_log(&line);
                 }
+            }
+            Event::Reason { vertex, reason } => {
+                self.vertex(vertex).reason = Some(reason.clone());
             }
             Event::Log { vertex, data, .. } => {
                 let v = self.vertex(vertex);
@@ -392,7 +397,12 @@ impl<W: Write> Screen<W> {
             } else {
                 ""
             };
-            let line = self.timed(&format!(" => {prefix}{}", v.name), v.elapsed(now));
+            // Why a step ran shows once it is done, when its output is gone from the frame.
+            let reason = match (&v.reason, v.completed) {
+                (Some(r), Some(_)) => format!(" ({r})"),
+                _ => String::new(),
+            };
+            let line = self.timed(&format!(" => {prefix}{}{reason}", v.name), v.elapsed(now));
             // Finished steps may scroll away when the frame is taller than the terminal.
             rows.push((v.completed.is_some(), line));
             for s in &v.statuses {
@@ -514,6 +524,48 @@ mod tests {
         assert_eq!(O::choose(Progress::Rawjson, false, true), O::RawJson);
         assert_eq!(O::choose(Progress::Plain, true, true), O::Quiet);
         assert_eq!(O::choose(Progress::Quiet, false, true), O::Quiet);
+    }
+
+    #[test]
+    fn why_a_step_ran_shows_beside_it_once_done() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let frame_with = |events: &[Event]| {
+            let mut screen = Screen {
+                out: Vec::new(),
+                width: 80,
+                height: 20,
+                clock: Clock::Events,
+                build: Build::default(),
+                size: None,
+                drawn: Vec::new(),
+                finished: None,
+            };
+            for e in events {
+                screen.build.apply(e);
+            }
+            screen.frame().join("\n")
+        };
+        let started = Event::Started {
+            vertex: "a".into(),
+            name: "[2/3] RUN make".into(),
+            at,
+        };
+        let reason = Event::Reason {
+            vertex: "a".into(),
+            reason: "new step".into(),
+        };
+        let done = Event::Completed {
+            vertex: "a".into(),
+            at: at + Duration::from_millis(1200),
+            error: None,
+        };
+        let running = frame_with(&[started.clone(), reason.clone()]);
+        assert!(!running.contains("new step"), "{running}");
+        let finished = frame_with(&[started, reason, done]);
+        assert!(
+            finished.contains(" => [2/3] RUN make (new step) "),
+            "{finished}"
+        );
     }
 
     #[test]

@@ -15,18 +15,67 @@ use super::source::LocalContext;
 /// Bumped when the meaning of a key changes, so that old cache entries are not reused.
 const KEY_VERSION: &str = "bud-cache-key-v1";
 
-pub fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> String {
+/// A step's cache key and what it was made of, for the next build's explanation of why
+/// the step ran (`why.rs`).
+pub struct KeyMaterial {
+    pub key: String,
+    /// sha256 of the op's bytes as the key covers them.
+    pub op: String,
+    /// Each input's part of the key: its key, or the checksum of what the op reads of a
+    /// local context.
+    pub inputs: Vec<String>,
+}
+
+pub fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> KeyMaterial {
+    let op = op_bytes_for_key(vertex);
+    let parts: Vec<String> = inputs
+        .iter()
+        .zip(input_keys)
+        .enumerate()
+        .map(|(i, (r, key))| match r {
+            Ref::Context(ctx) => context_checksum(&vertex.op, i as i64, ctx),
+            _ => key.clone(),
+        })
+        .collect();
     let mut h = Sha256::new();
     h.update(KEY_VERSION);
-    h.update(op_bytes_for_key(vertex));
-    for (i, (r, key)) in inputs.iter().zip(input_keys).enumerate() {
+    h.update(&op);
+    for part in &parts {
         h.update([0]);
-        match r {
-            Ref::Context(ctx) => h.update(context_checksum(&vertex.op, i as i64, ctx)),
-            _ => h.update(key.as_bytes()),
-        }
+        h.update(part.as_bytes());
     }
-    format!("sha256:{}", hex::encode(h.finalize()))
+    KeyMaterial {
+        key: format!("sha256:{}", hex::encode(h.finalize())),
+        op: format!("sha256:{}", hex::encode(Sha256::digest(&op))),
+        inputs: parts,
+    }
+}
+
+/// The paths of a context that an op reads through input `input`: each source or mount
+/// selector and whether it may hold wildcards; None when it reads the whole context.
+pub fn context_selectors(op: &pb::Op, input: i64) -> Option<Vec<(String, bool)>> {
+    let mut selectors = Vec::new();
+    let mut whole = false;
+    match &op.op {
+        Some(pb::op::Op::File(f)) => {
+            for a in &f.actions {
+                match &a.action {
+                    Some(pb::file_action::Action::Copy(c)) if a.secondary_input == input => {
+                        selectors.push((c.src.clone(), c.allow_wildcard));
+                    }
+                    _ if a.input == input => whole = true,
+                    _ => {}
+                }
+            }
+        }
+        Some(pb::op::Op::Exec(e)) => {
+            for m in e.mounts.iter().filter(|m| m.input == input) {
+                selectors.push((m.selector.clone(), false));
+            }
+        }
+        _ => whole = true,
+    }
+    (!whole && !selectors.is_empty()).then_some(selectors)
 }
 
 /// A key for the same op run under different conditions.
@@ -81,30 +130,9 @@ fn op_bytes_for_key(vertex: &Vertex) -> Vec<u8> {
 /// secondary input, or the selectors of the mounts that bind it; the whole context when the
 /// op uses it some other way.
 fn context_checksum(op: &pb::Op, input: i64, ctx: &LocalContext) -> String {
-    let mut selectors = Vec::new();
-    let mut whole = false;
-    match &op.op {
-        Some(pb::op::Op::File(f)) => {
-            for a in &f.actions {
-                match &a.action {
-                    Some(pb::file_action::Action::Copy(c)) if a.secondary_input == input => {
-                        selectors.push((c.src.clone(), c.allow_wildcard));
-                    }
-                    _ if a.input == input => whole = true,
-                    _ => {}
-                }
-            }
-        }
-        Some(pb::op::Op::Exec(e)) => {
-            for m in e.mounts.iter().filter(|m| m.input == input) {
-                selectors.push((m.selector.clone(), false));
-            }
-        }
-        _ => whole = true,
-    }
-    if whole || selectors.is_empty() {
+    let Some(selectors) = context_selectors(op, input) else {
         return ctx.snapshot.checksum("");
-    }
+    };
     let mut h = Sha256::new();
     for (src, wildcard) in selectors {
         h.update(src.as_bytes());

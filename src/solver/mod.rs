@@ -15,6 +15,7 @@ mod merge;
 pub mod snapshots;
 pub mod snapshotter;
 mod source;
+mod why;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use graph::Graph;
 pub use key::output_key;
 pub use snapshots::{Ref, Snapshots};
 pub use source::{ImageLayer, ImageProvider, LocalContext, ResolvedImage};
+pub use why::{HistoryTarget, Reason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
@@ -146,6 +148,8 @@ pub struct SolveOptions {
     pub timeouts: crate::timeouts::Timeouts,
     /// Caches from elsewhere (`--cache-from`), asked when the state root has no result.
     pub cache_import: Option<Arc<dyn CacheImport>>,
+    /// The target whose steps are remembered, so that a step that runs says why.
+    pub history: Option<HistoryTarget>,
 }
 
 /// A cache outside the state root that can supply a step's outputs (`--cache-from`).
@@ -202,6 +206,8 @@ pub struct Solver {
     /// Cache mounts this build used: a name that means the same on any machine (the
     /// mount's id and its seed's owner and mode) → the directory.
     cache_mounts: Mutex<std::collections::BTreeMap<String, PathBuf>>,
+    /// The last build of the same target, to explain why a step ran.
+    history: Option<why::History>,
 }
 
 impl Solver {
@@ -220,6 +226,10 @@ impl Solver {
         if let Some(note) = &snapshotter.note {
             progress.warning(None, note.clone());
         }
+        let history = opts
+            .history
+            .clone()
+            .map(|target| why::History::open(meta.clone(), target));
         Ok(Self {
             snapshots: Arc::new(Snapshots {
                 state,
@@ -235,6 +245,7 @@ impl Solver {
             limit: Arc::new(Semaphore::new(cores)),
             journal: Mutex::default(),
             cache_mounts: Mutex::default(),
+            history,
         })
     }
 
@@ -294,6 +305,9 @@ impl Solver {
             merged.vertices.extend(graph.vertices);
         }
         let graph = Arc::new(merged);
+        if let Some(history) = &self.history {
+            history.identify(&graph);
+        }
         if let Some(refused) = self
             .entitlement_refusal(&graph)
             .or_else(|| self.platform_refusal(&graph))
@@ -322,6 +336,11 @@ impl Solver {
         // reported can then be taken out of its Arc whole (a step's output kept).
         drop(memo);
         let results: Vec<Result<_, Arc<StepError>>> = futures_util::future::join_all(solving).await;
+        // Failed or not, what was solved is remembered: a step that failed is compared
+        // with its last success next time.
+        if let Some(history) = &self.history {
+            history.store();
+        }
         let mut refs = Vec::with_capacity(results.len());
         let mut failure: Option<Arc<StepError>> = None;
         for result in results {
@@ -463,7 +482,7 @@ impl Solver {
             return Err(step_err(SolveError::Cancelled));
         }
         let solved = self
-            .run_vertex(&vertex, inputs, input_keys, &cancel)
+            .run_vertex(&graph, &vertex, inputs, input_keys, &cancel)
             .await
             .map_err(step_err)?;
         self.journal
@@ -531,6 +550,7 @@ impl Solver {
 
     async fn run_vertex(
         &self,
+        graph: &Graph,
         vertex: &graph::Vertex,
         inputs: Vec<Ref>,
         input_keys: Vec<String>,
@@ -544,33 +564,51 @@ impl Solver {
         if let pb::op::Op::Source(src) = op {
             return self.solve_source(vertex, src, cancel).await;
         }
-        let mut key = key::cache_key(vertex, &inputs, &input_keys);
+        let mut material = key::cache_key(vertex, &inputs, &input_keys);
         if self.opts.network_none
             && let pb::op::Op::Exec(e) = op
             && e.network == pb::NetMode::Unset as i32
         {
             // --network=none changes what the step sees without changing its op.
-            key = key::salted(&key, "network=none");
+            material.key = key::salted(&material.key, "network=none");
+            material.op = key::salted(&material.op, "network=none");
         }
+        let key = material.key.clone();
         let forced = self.opts.no_cache || vertex.ignore_cache;
-        if !forced && let Some((hit, rerun)) = self.lookup_outputs(&key, op)? {
+        let mut hit = None;
+        if !forced {
+            hit = self.lookup_outputs(&key, op)?;
+            if hit.is_none() {
+                hit = self
+                    .lookup_imported(&key, op)
+                    .await
+                    .map(|outputs| (outputs, false));
+            }
+        }
+        if let Some((outputs, rerun)) = hit {
             self.progress.cached(&vertex.digest, &vertex.name);
+            if let Some(history) = &self.history {
+                history.solved(vertex, &material);
+            }
             let key = if rerun {
-                key::after_rerun(&key, &hit)
+                key::after_rerun(&key, &outputs)
             } else {
                 key
             };
-            return Ok(Solved { key, outputs: hit });
+            return Ok(Solved { key, outputs });
         }
-        if !forced && let Some(hit) = self.lookup_imported(&key, op).await {
-            self.progress.cached(&vertex.digest, &vertex.name);
-            return Ok(Solved { key, outputs: hit });
-        }
+        let reason = self
+            .history
+            .as_ref()
+            .map(|h| h.explain(graph, vertex, &material, &inputs, self.opts.no_cache));
         let _permit = tokio::select! {
             p = self.limit.clone().acquire_owned() => p.map_err(|_| SolveError::Cancelled)?,
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
         };
         self.progress.started(&vertex.digest, &vertex.name);
+        if let Some(reason) = reason {
+            self.progress.reason(&vertex.digest, reason.to_string());
+        }
         if let Some(on_run) = &self.opts.on_run {
             on_run();
         }
@@ -583,7 +621,12 @@ impl Solver {
             _ => Err(SolveError::Unsupported("this op kind".into())),
         };
         match &result {
-            Ok(_) => self.progress.completed(&vertex.digest, None),
+            Ok(_) => {
+                self.progress.completed(&vertex.digest, None);
+                if let Some(history) = &self.history {
+                    history.solved(vertex, &material);
+                }
+            }
             Err(SolveError::Cancelled) => self
                 .progress
                 .completed(&vertex.digest, Some("cancelled".into())),

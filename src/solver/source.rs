@@ -23,6 +23,8 @@ use super::{SolveError, Solved, Solver, graph::Vertex};
 /// every read of it.
 #[derive(Debug)]
 pub struct LocalContext {
+    /// The source's name (`context`, a `--build-context` name).
+    pub name: String,
     pub snapshot: ContextSnapshot,
     pub excludes: Option<PatternMatcher>,
 }
@@ -122,11 +124,15 @@ impl Solver {
             let result = self.local(name, src).await;
             self.progress
                 .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
-            let ctx = result?;
-            let key = format!("{}:{}", vertex.digest, ctx.snapshot.checksum(""));
+            let ctx = Arc::new(result?);
+            let checksum = ctx.snapshot.checksum("");
+            if let Some(history) = &self.history {
+                history.context_solved(&ctx, &checksum);
+            }
+            let key = format!("{}:{checksum}", vertex.digest);
             return Ok(Solved {
                 key,
-                outputs: vec![Ref::Context(Arc::new(ctx))],
+                outputs: vec![Ref::Context(ctx)],
             });
         }
         if let Some(reference) = id.strip_prefix("docker-image://") {
@@ -205,12 +211,14 @@ impl Solver {
             )
         };
         let meta = self.snapshots.meta.clone();
+        let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             let snapshot = match &matcher {
                 Some(m) => ContextSnapshot::walk(&dir, &MatcherExclusions(m), &meta)?,
                 None => ContextSnapshot::walk(&dir, &crate::source::context::NoExclusions, &meta)?,
             };
             Ok(LocalContext {
+                name,
                 snapshot,
                 excludes: matcher,
             })

@@ -58,6 +58,17 @@ pub struct ContextEntry {
 }
 
 impl ContextEntry {
+    /// 64 bits of what a cache key covers of the entry: enough to tell, at the next build,
+    /// whether it changed.
+    pub fn short_fingerprint(&self) -> u64 {
+        let mut hasher = Sha256::new();
+        self.fingerprint(&mut hasher, &self.path);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
     /// What a cache key covers of one entry.
     fn fingerprint(&self, hasher: &mut Sha256, rel: &str) {
         let kind = match self.kind {

@@ -650,7 +650,7 @@ fn secret_name(
     instruction: &str,
     key: &str,
 ) {
-    if looks_like(key, &SECRET_WORDS) && !looks_like(key, &ALLOWED_WORDS) {
+    if looks_secret(key) {
         linter.report(
             config,
             &rules::SECRETS_USED_IN_ARG_OR_ENV,
@@ -660,6 +660,12 @@ fn secret_name(
             at,
         );
     }
+}
+
+/// Whether a variable's name says it holds a secret (SecretsUsedInArgOrEnv's rule): also
+/// what keeps a build arg's value out of bud's explanations of why a step ran.
+pub fn looks_secret(name: &str) -> bool {
+    looks_like(name, &SECRET_WORDS) && !looks_like(name, &ALLOWED_WORDS)
 }
 
 /// Whether one of `words` is the whole name, or a part of it between underscores at

@@ -16,6 +16,7 @@ mod syntax;
 use std::collections::HashMap;
 
 pub use config::{CheckConfig, CheckConfigError};
+pub use flow::looks_secret;
 pub use rules::Rule;
 
 use crate::convert::{ConvertOptions, ImageResolver};
