@@ -41,16 +41,24 @@ impl Blob {
         }
     }
 
+    /// Its descriptor, fields in the order Go writes them.
     fn descriptor(&self) -> Value {
-        let mut d = json!({
-            "mediaType": self.media_type,
-            "digest": self.digest.to_string(),
-            "size": self.bytes.len(),
-        });
-        if !self.annotations.is_empty() {
-            d["annotations"] = json!(self.annotations);
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Descriptor<'a> {
+            media_type: &'a str,
+            digest: String,
+            size: usize,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            annotations: &'a BTreeMap<String, String>,
         }
-        d
+        serde_json::to_value(Descriptor {
+            media_type: self.media_type,
+            digest: self.digest.to_string(),
+            size: self.bytes.len(),
+            annotations: &self.annotations,
+        })
+        .unwrap_or_default()
     }
 }
 

@@ -144,7 +144,15 @@ pub fn predicate(request: &ProvenanceRequest, facts: &BuildFacts<'_>) -> Result<
     let mut config_source = Map::new();
     if let Some(context) = args.remove("context").filter(|c| !c.is_empty()) {
         config_source.insert("uri".into(), json!(context));
-        if let Some(git) = facts.git.iter().find(|g| g.url == context) {
+        // The context's URL as given, or the repository it names at the ref it resolved.
+        let repository = |url: &str| url.split('#').next().unwrap_or(url).to_owned();
+        let found = facts.git.iter().find(|g| g.url == context).or_else(|| {
+            facts
+                .git
+                .iter()
+                .find(|g| repository(&g.url) == repository(&context))
+        });
+        if let Some(git) = found {
             config_source.insert("digest".into(), json!({ "sha1": git.commit }));
         }
     }

@@ -149,7 +149,14 @@ impl Solver {
             )
         } else {
             id.strip_prefix("git://").map(|remote| {
-                crate::source::git::solve(&self.snapshots, remote, &src.attrs).boxed()
+                crate::source::git::solve(&self.snapshots, remote, &src.attrs)
+                    .map(|solved| {
+                        solved.map(|(key, r, fetched)| {
+                            self.note_git_source(fetched);
+                            (key, r)
+                        })
+                    })
+                    .boxed()
             })
         };
         if let Some(fetch) = remote {
