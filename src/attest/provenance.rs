@@ -421,7 +421,6 @@ mod tests {
             op: Some(pb::op::Op::Source(pb::SourceOp {
                 identifier: "local://context".into(),
                 attrs: [("local.session".to_owned(), "s1".to_owned())].into(),
-                ..Default::default()
             })),
             ..Default::default()
         };
