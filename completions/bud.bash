@@ -125,7 +125,7 @@ _bud() {
             return 0
             ;;
         bud__subcmd__build)
-            opts="-f -o -q -t -D -h --add-host --allow --annotation --build-arg --build-context --cache-from --cache-to --call --check --explain --file --iidfile --label --load --metadata-file --network --no-cache --no-cache-filter --output --platform --progress --pull --push --quiet --secret --shm-size --ssh --tag --target --trace --ulimit --rm --force-rm --addr --tlscacert --tlscert --tlskey --tlsservername --tlsdir --root --debug --help"
+            opts="-f -o -q -t -D -h --add-host --allow --annotation --attest --build-arg --build-context --cache-from --cache-to --call --check --explain --file --iidfile --label --load --metadata-file --network --no-cache --no-cache-filter --output --platform --provenance --progress --pull --push --quiet --sbom --secret --shm-size --ssh --tag --target --trace --ulimit --rm --force-rm --addr --tlscacert --tlscert --tlskey --tlsservername --tlsdir --root --debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -140,6 +140,10 @@ _bud() {
                     return 0
                     ;;
                 --annotation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -203,8 +207,16 @@ _bud() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --provenance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto tty plain rawjson quiet" -- "${cur}"))
+                    return 0
+                    ;;
+                --sbom)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --secret)

@@ -43,6 +43,7 @@ complete -c bud -n "__fish_bud_needs_command" -f -a "help" -d 'Print this messag
 complete -c bud -n "__fish_bud_using_subcommand build" -l add-host -d 'Add a custom host-to-IP mapping (host:ip)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (network.host, security.insecure)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l attest -d 'Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-arg -d 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-context -d 'Additional build contexts (NAME=DIR|https://URL|docker-image://REF)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=IMAGE, or IMAGE)' -r
@@ -58,11 +59,13 @@ host\t''"
 complete -c bud -n "__fish_bud_using_subcommand build" -l no-cache-filter -d 'Do not cache the named stages' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -s o -l output -d 'Output destination (type=docker|image|registry|oci|tar|local,KEY=VALUE...; DIR for local; - for a tar on stdout)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l platform -d 'Set the target platform(s) of the build (os/arch[/variant])' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l provenance -d 'Shorthand for --attest=type=provenance (true, false, or mode=min|max[,...])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l progress -d 'Set the type of progress output (auto, tty, plain, rawjson, quiet)' -r -f -a "auto\t''
 tty\t''
 plain\t''
 rawjson\t''
 quiet\t''"
+complete -c bud -n "__fish_bud_using_subcommand build" -l sbom -d 'Shorthand for --attest=type=sbom (true, false, or attributes)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l secret -d 'Secret to expose to the build (id=ID[,src=PATH|env=VAR])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l shm-size -d 'Size of /dev/shm for RUN steps (e.g. 64m)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose to the build (default|ID[=SOCKET|KEY,...])' -r

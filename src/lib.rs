@@ -10,6 +10,7 @@ macro_rules! report {
     }};
 }
 
+pub mod attest;
 pub mod build;
 pub mod cache;
 pub mod cli;

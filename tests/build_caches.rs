@@ -521,7 +521,13 @@ fn an_inline_cache_travels_in_the_pushed_image() {
     let (id, text) = build_case(
         first.path(),
         "cache-export",
-        &["--cache-to", "type=inline", "-o", &push("first")],
+        &[
+            "--provenance=false",
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &push("first"),
+        ],
     );
     // No step of its own: the cache is in the image config.
     assert!(!text.contains("exporting cache"), "{text}");
@@ -729,6 +735,7 @@ fn an_inline_cache_is_found_through_an_image_index() {
         first.path(),
         &[
             "build",
+            "--provenance=false",
             "--cache-to",
             "type=inline",
             "--iidfile",

@@ -617,6 +617,11 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
         "",
     ),
     (
+        "build --attest",
+        "tests/image_metadata.rs::attestations_bud_cannot_attach_are_refused",
+        "",
+    ),
+    (
         "build --build-arg",
         "testdata/diff/arg-build-arg-override/args",
         "",
@@ -708,6 +713,11 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
         "",
     ),
     (
+        "build --provenance",
+        "tests/image_metadata.rs::pushes_and_oci_layouts_carry_buildkit_s_provenance_unless_turned_off",
+        "",
+    ),
+    (
         "build --pull",
         "tests/registry_pull.rs::a_resolved_tag_is_reused_until_pull_is_forced",
         "pull: true",
@@ -725,6 +735,11 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
     (
         "build --rm",
         "tests/cli.rs::rm_flags_are_accepted_and_rm_false_is_answered",
+        "",
+    ),
+    (
+        "build --sbom",
+        "tests/image_metadata.rs::attestations_bud_cannot_attach_are_refused",
         "",
     ),
     (

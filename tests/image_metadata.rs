@@ -1,6 +1,6 @@
 //! What an image carries beyond its files, read back from the registry it was pushed to:
-//! reproducible times (SOURCE_DATE_EPOCH, `rewrite-timestamp`), annotations, and the
-//! directives and flags bud refuses rather than ignores.
+//! reproducible times (SOURCE_DATE_EPOCH, `rewrite-timestamp`), annotations, provenance
+//! attestations, and the directives and flags bud refuses rather than ignores.
 
 mod support;
 
@@ -83,7 +83,8 @@ fn bud_with_umask(umask: &str, root: &Path, args: &[&str], envs: &[(&str, &str)]
         .arg(root)
         .args(["--progress", "plain"])
         .args(args)
-        .env_remove("SOURCE_DATE_EPOCH");
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -91,8 +92,21 @@ fn bud_with_umask(umask: &str, root: &Path, args: &[&str], envs: &[(&str, &str)]
 }
 
 /// The manifest and config pushed as `repo:tag`.
+/// The image manifest pushed under `tag` (the index's image entry when buildx's default
+/// provenance made it an index), its digest and its config.
 fn pushed(repo: &str, tag: &str) -> (String, serde_json::Value, serde_json::Value) {
-    let manifest_bytes = registry_get(&format!("{repo}/manifests/{tag}"));
+    let mut manifest_bytes = registry_get(&format!("{repo}/manifests/{tag}"));
+    let top: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    if let Some(entries) = top["manifests"].as_array() {
+        let image = entries
+            .iter()
+            .find(|e| e["platform"]["os"] != "unknown")
+            .expect("an image entry");
+        manifest_bytes = registry_get(&format!(
+            "{repo}/manifests/{}",
+            image["digest"].as_str().unwrap()
+        ));
+    }
     let digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
     let config = registry_json(&format!(
@@ -375,7 +389,9 @@ fn annotations_are_written_into_the_pushed_manifest_and_the_oci_layout() {
     // An OCI layout holds the descriptor too: manifest-descriptor annotations go there.
     let out = tempfile::tempdir().unwrap();
     let oci = out.path().join("image.tar");
-    let mut args: Vec<&str> = flags.to_vec();
+    // The layout of the image alone: index.json's entry is its manifest's descriptor.
+    let mut args: Vec<&str> = vec!["--provenance=false"];
+    args.extend(flags);
     let dest = format!(
         "type=oci,dest={},annotation-manifest-descriptor.org.example.desc=on the descriptor",
         oci.display()
@@ -714,7 +730,12 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
         ok(&bud_with_umask(
             "022",
             root.path(),
-            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[
+                "--provenance=false",
+                "-o",
+                &output,
+                ctx.path().to_str().unwrap(),
+            ],
             &[],
         ));
         let (_, manifest, config) = pushed(&repo, tag);
@@ -748,7 +769,12 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
         ok(&bud_with_umask(
             "022",
             root.path(),
-            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[
+                "--provenance=false",
+                "-o",
+                &output,
+                ctx.path().to_str().unwrap(),
+            ],
             &[],
         ));
         let mut blobs = std::collections::HashMap::new();
@@ -814,7 +840,12 @@ fn compression_attributes_bud_cannot_honour_are_refused() {
         let out = bud_with_umask(
             "022",
             root.path(),
-            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[
+                "--provenance=false",
+                "-o",
+                &output,
+                ctx.path().to_str().unwrap(),
+            ],
             &[],
         );
         assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr_of(&out));
@@ -823,5 +854,364 @@ fn compression_attributes_bud_cannot_honour_are_refused() {
             "{output}: {}",
             stderr_of(&out)
         );
+    }
+}
+
+const PROVENANCE_DOCKERFILE: &str = "FROM bud-test/busybox:latest
+ARG GREETING
+RUN echo \"$GREETING\" > /greeting
+";
+
+/// The index under `repo:tag`, its image manifest's digest, and the in-toto statement of
+/// its attestation manifest, each checked to be where BuildKit puts it.
+fn pushed_provenance(repo: &str, tag: &str) -> (serde_json::Value, String, serde_json::Value) {
+    let index = registry_json(&format!("{repo}/manifests/{tag}"));
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let image = &entries[0];
+    assert_eq!(image["platform"]["architecture"], host_arch(), "{index}");
+    let image_digest = image["digest"].as_str().unwrap().to_owned();
+    let attestation = &entries[1];
+    assert_eq!(
+        attestation["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(attestation["platform"]["os"], "unknown", "{index}");
+    assert_eq!(
+        attestation["platform"]["architecture"], "unknown",
+        "{index}"
+    );
+    assert_eq!(
+        attestation["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(
+        attestation["annotations"]["vnd.docker.reference.digest"],
+        image_digest.as_str()
+    );
+    let manifest = registry_json(&format!(
+        "{repo}/manifests/{}",
+        attestation["digest"].as_str().unwrap()
+    ));
+    let config = registry_json(&format!(
+        "{repo}/blobs/{}",
+        manifest["config"]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(config["os"], "unknown", "{config}");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    assert_eq!(layers[0]["mediaType"], "application/vnd.in-toto+json");
+    assert_eq!(
+        layers[0]["annotations"]["in-toto.io/predicate-type"],
+        "https://slsa.dev/provenance/v0.2"
+    );
+    assert_eq!(config["rootfs"]["diff_ids"][0], layers[0]["digest"]);
+    let statement = registry_json(&format!(
+        "{repo}/blobs/{}",
+        layers[0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v0.1");
+    assert_eq!(
+        statement["predicateType"],
+        "https://slsa.dev/provenance/v0.2"
+    );
+    let subject = &statement["subject"][0];
+    assert_eq!(
+        subject["name"],
+        format!(
+            "pkg:docker/127.0.0.1%3A5000/{}@{tag}?platform=linux%2F{}",
+            repo.replace(':', "%3A"),
+            host_arch()
+        ),
+        "{statement}"
+    );
+    assert_eq!(
+        format!("sha256:{}", subject["digest"]["sha256"].as_str().unwrap()),
+        image_digest
+    );
+    (index, image_digest, statement)
+}
+
+#[test]
+fn pushes_and_oci_layouts_carry_buildkit_s_provenance_unless_turned_off() {
+    if !ready() {
+        return;
+    }
+    let ctx = dockerfile_context(PROVENANCE_DOCKERFILE);
+    let root = tempfile::tempdir().unwrap();
+    let repo = unique_repo("provenance");
+    let name = |tag: &str| format!("{OPEN_REGISTRY}/{repo}:{tag}");
+    let build = |extra: &[&str], tag: &str, envs: &[(&str, &str)]| {
+        let name = name(tag);
+        let mut args = vec!["--build-arg", "GREETING=hello", "--push", "-t", &name];
+        args.extend(extra);
+        args.push(ctx.path().to_str().unwrap());
+        ok(&bud_with_umask("022", root.path(), &args, envs));
+    };
+
+    // buildx's default with a driver that attaches attestations: minimal provenance.
+    build(&[], "min", &[]);
+    let (_, image, statement) = pushed_provenance(&repo, "min");
+    let predicate = &statement["predicate"];
+    assert_eq!(
+        predicate["buildType"],
+        "https://mobyproject.org/buildkit@v1"
+    );
+    assert_eq!(
+        predicate["invocation"]["configSource"]["entryPoint"],
+        "Dockerfile"
+    );
+    assert_eq!(
+        predicate["invocation"]["parameters"]["frontend"],
+        "dockerfile.v0"
+    );
+    assert_eq!(
+        predicate["invocation"]["environment"]["platform"],
+        format!("linux/{}", host_arch())
+    );
+    let material = &predicate["materials"][0];
+    assert_eq!(
+        material["uri"],
+        format!(
+            "pkg:docker/bud-test/busybox@latest?platform=linux%2F{}",
+            host_arch()
+        ),
+        "{predicate}"
+    );
+    assert_eq!(
+        material["digest"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{predicate}"
+    );
+    // min leaves out build argument values, and says so.
+    assert!(!predicate.to_string().contains("hello"), "{predicate}");
+    assert_eq!(
+        predicate["metadata"]["completeness"].get("parameters"),
+        None
+    );
+    assert_eq!(predicate.get("buildConfig"), None);
+    assert!(
+        predicate["metadata"]["buildInvocationID"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    // The image under the index is the image an unattested push gives.
+    build(&["--provenance=false"], "plain", &[]);
+    let (plain_digest, plain, _) = pushed(&repo, "plain");
+    assert_eq!(
+        plain["mediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+        "--provenance=false pushes the manifest alone: {plain}"
+    );
+    let (attested_digest, _, _) = pushed(&repo, "min");
+    assert_eq!(attested_digest, image);
+    assert_ne!(
+        plain_digest, attested_digest,
+        "OCI media types with an attestation"
+    );
+    build(&[], "env", &[("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")]);
+    let env = registry_json(&format!("{repo}/manifests/env"));
+    assert_eq!(
+        env["mediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+        "BUILDX_NO_DEFAULT_ATTESTATIONS=1: {env}"
+    );
+
+    // max: the build arguments and the build steps.
+    build(
+        &["--provenance=mode=max,builder-id=https://ci.example/run/7"],
+        "max",
+        &[],
+    );
+    let (_, _, statement) = pushed_provenance(&repo, "max");
+    let predicate = &statement["predicate"];
+    assert_eq!(predicate["builder"]["id"], "https://ci.example/run/7");
+    assert_eq!(
+        predicate["invocation"]["parameters"]["args"]["build-arg:GREETING"],
+        "hello"
+    );
+    let steps = predicate["buildConfig"]["llbDefinition"]
+        .as_array()
+        .unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.to_string().contains(r#"echo \"$GREETING\" > /greeting"#)),
+        "{predicate}"
+    );
+    let mapping = predicate["buildConfig"]["digestMapping"]
+        .as_object()
+        .unwrap();
+    assert_eq!(mapping.len(), steps.len());
+
+    // An OCI layout: index.json names the image index, which lists the attestation.
+    let oci = root.path().join("o.tar");
+    let dest = format!("type=oci,dest={},name=example.com/app:v1", oci.display());
+    ok(&bud_with_umask(
+        "022",
+        root.path(),
+        &["-o", &dest, ctx.path().to_str().unwrap()],
+        &[],
+    ));
+    let mut blobs = std::collections::HashMap::new();
+    for entry in tar::Archive::new(std::fs::File::open(&oci).unwrap())
+        .entries()
+        .unwrap()
+    {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let blob = |digest: &str| -> serde_json::Value {
+        let bytes = &blobs[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))];
+        assert_eq!(format!("sha256:{}", sha256_hex(bytes)), digest);
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let top: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = blob(top["manifests"][0]["digest"].as_str().unwrap());
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.digest"],
+        entries[0]["digest"]
+    );
+    let attestation = blob(entries[1]["digest"].as_str().unwrap());
+    let statement = blob(attestation["layers"][0]["digest"].as_str().unwrap());
+    let subject = &statement["subject"][0];
+    assert_eq!(
+        subject["name"],
+        format!(
+            "pkg:docker/example.com/app@v1?platform=linux%2F{}",
+            host_arch()
+        )
+    );
+    assert_eq!(
+        format!("sha256:{}", subject["digest"]["sha256"].as_str().unwrap()),
+        entries[0]["digest"].as_str().unwrap(),
+        "{statement}"
+    );
+}
+
+/// As in BuildKit (moby/buildkit#3421), the provenance records the invocation: two
+/// reproducible builds give the same image manifest, each with a provenance of its own.
+#[test]
+fn reproducible_builds_give_one_image_manifest_and_two_provenances() {
+    if !ready() {
+        return;
+    }
+    let ctx = dockerfile_context(PROVENANCE_DOCKERFILE);
+    let repo = unique_repo("provenance-repro");
+    let mut results = Vec::new();
+    for tag in ["first", "second"] {
+        let root = tempfile::tempdir().unwrap();
+        let output = format!(
+            "type=image,name={OPEN_REGISTRY}/{repo}:{tag},push=true,rewrite-timestamp=true"
+        );
+        ok(&bud_with_umask(
+            "022",
+            root.path(),
+            &["-o", &output, ctx.path().to_str().unwrap()],
+            &[("SOURCE_DATE_EPOCH", &EPOCH.to_string())],
+        ));
+        results.push(pushed_provenance(&repo, tag));
+    }
+    let (first_index, first_image, first) = &results[0];
+    let (second_index, second_image, second) = &results[1];
+    assert_eq!(first_image, second_image, "the image manifests differ");
+    assert_ne!(
+        first["predicate"]["metadata"]["buildInvocationID"],
+        second["predicate"]["metadata"]["buildInvocationID"]
+    );
+    assert_ne!(first_index, second_index);
+}
+
+/// An attestation that no export could carry is refused, as is one bud cannot make yet;
+/// malformed values are refused as buildx refuses them.
+#[test]
+fn attestations_bud_cannot_attach_are_refused() {
+    let ctx = dockerfile_context("FROM scratch\n");
+    let root = tempfile::tempdir().unwrap();
+    let c = ctx.path().to_str().unwrap();
+    let local = root.path().join("out");
+    let local = format!("type=local,dest={}", local.display());
+    let out = bud_with_umask(
+        "022",
+        root.path(),
+        &["--provenance=true", "-o", &local, c],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("attestations are attached to pushed images and -o type=oci"),
+        "{}",
+        stderr_of(&out)
+    );
+    // The default only goes where it can: a local output builds without it.
+    ok(&bud_with_umask("022", root.path(), &["-o", &local, c], &[]));
+    let out = bud_with_umask("022", root.path(), &["--sbom=true", "-o", &local, c], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("SBOM"), "{}", stderr_of(&out));
+    // Turned off, it is no longer asked for.
+    ok(&bud_with_umask(
+        "022",
+        root.path(),
+        &["--attest", "type=sbom,disabled=true", "-o", &local, c],
+        &[],
+    ));
+    for (args, message) in [
+        (
+            &["--attest", "mode=max"][..],
+            "attestation type not specified",
+        ),
+        (
+            &["--attest", "type=provenance,mode"][..],
+            "invalid value mode",
+        ),
+        (&["--attest", "type=bogus"][..], "unknown attestation type"),
+        (&["--provenance=mode=medium"][..], "invalid provenance mode"),
+        (&["--provenance"][..], "--provenance"),
+    ] {
+        let mut all = args.to_vec();
+        all.push(c);
+        let out = bud_with_umask("022", root.path(), &all, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(message),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    // buildx 0.29 refuses the same values, before any driver is involved.
+    if let Some(docker28) = require_docker28() {
+        for (args, message) in [
+            (
+                &["--attest", "mode=max"][..],
+                "attestation type not specified",
+            ),
+            (
+                &["--attest", "type=provenance,mode"][..],
+                "invalid value mode",
+            ),
+            // The value is not optional: the context is taken for it.
+            (&["--provenance"][..], "requires 1 argument"),
+        ] {
+            let mut all = args.to_vec();
+            all.push(c);
+            let out = docker28.build(&all);
+            assert!(!out.status.success());
+            assert!(
+                stderr_of(&out).contains(message),
+                "{args:?}: {}",
+                stderr_of(&out)
+            );
+        }
     }
 }

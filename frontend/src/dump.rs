@@ -142,7 +142,8 @@ impl Obj {
     }
 }
 
-fn op_json(op: &pb::Op) -> Value {
+/// An op as JSON, field names as in `ops.proto`, zero values left out.
+pub fn op_json(op: &pb::Op) -> Value {
     let inputs = op
         .inputs
         .iter()

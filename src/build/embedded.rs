@@ -42,6 +42,8 @@ pub(super) async fn build(
         progress,
         ..
     } = env;
+    let planned = super::attestations::plan(opts, exports)?;
+    let started = std::time::SystemTime::now();
     let cache_specs = cache_exports(opts, progress);
     let cache_import = tokio::select! {
         biased;
@@ -137,6 +139,19 @@ pub(super) async fn build(
             serde_json::Value::String(records),
         );
     }
+    let attestations = if planned.is_empty() {
+        Vec::new()
+    } else {
+        let provenance = super::attestations::Provenance {
+            opts,
+            inputs,
+            images,
+            git: solver.git_sources(),
+            invocation_id: crate::remote::new_session_id(),
+            started,
+        };
+        provenance.attestations(&planned, &converted.definition)?
+    };
     let mut report = BuildReport::default();
     let epoch = super::dockerfile::source_date_epoch(opts)?;
     // One image per clamp of the layers' mtimes the exports ask for (`rewrite-timestamp`).
@@ -205,6 +220,7 @@ pub(super) async fn build(
                 &result,
                 assembled_for(e),
                 &targets,
+                &attestations,
                 &mut early_load,
                 &mut report,
             )

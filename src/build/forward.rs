@@ -21,10 +21,18 @@ pub(super) fn frontend_attrs(
             frontend.image
         );
     }
-    let mut attrs = BTreeMap::from([
-        ("source".to_owned(), frontend.image.clone()),
-        ("cmdline".to_owned(), frontend.cmdline.clone()),
-    ]);
+    let mut attrs = dockerfile_attrs(opts);
+    attrs.insert("source".to_owned(), frontend.image.clone());
+    attrs.insert("cmdline".to_owned(), frontend.cmdline.clone());
+    if !opts.platforms.is_empty() {
+        attrs.insert("platform".to_owned(), opts.platforms.join(","));
+    }
+    Ok(attrs)
+}
+
+/// The Dockerfile frontend's attributes for the build's options, as buildx sets them.
+pub(super) fn dockerfile_attrs(opts: &BuildOptions) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
     let filename = match opts.file.as_deref() {
         Some(f) if f != "-" => std::path::Path::new(f)
             .file_name()
@@ -41,9 +49,6 @@ pub(super) fn frontend_attrs(
     }
     for label in &opts.labels {
         attrs.insert(format!("label:{}", label.key), label.value.clone());
-    }
-    if !opts.platforms.is_empty() {
-        attrs.insert("platform".to_owned(), opts.platforms.join(","));
     }
     if opts.no_cache {
         attrs.insert("no-cache".to_owned(), String::new());
@@ -72,5 +77,5 @@ pub(super) fn frontend_attrs(
             .collect();
         attrs.insert("ulimit".to_owned(), limits.join(","));
     }
-    Ok(attrs)
+    attrs
 }

@@ -66,6 +66,29 @@ impl BuildImages {
     }
 }
 
+impl BuildImages {
+    /// The digest the build pinned `reference` (as a source op names it) to for `platform`,
+    /// if the build resolved it.
+    pub fn pinned(&self, reference: &str, platform: &convert::Platform) -> Option<String> {
+        let wanted = Reference::parse(reference)
+            .ok()?
+            .with_default_tag()
+            .to_string();
+        let prefix = format!(
+            "{} ",
+            registry_platform(&platform.os, &platform.architecture, &platform.variant)
+        );
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.iter().find_map(|(key, image)| {
+            let asked = key.strip_prefix(&prefix)?;
+            let same = Reference::parse(asked)
+                .ok()
+                .is_some_and(|r| r.digest.is_none() && r.with_default_tag().to_string() == wanted);
+            same.then(|| pin(image))
+        })
+    }
+}
+
 /// What the frontend pins an image to: its manifest digest, or for an image only Docker
 /// has (built locally, never pushed), its config digest.
 fn pin(image: &PulledImage) -> String {

@@ -1,6 +1,7 @@
 //! `bud build`: read the inputs, convert the Dockerfile, solve the graph with the embedded
 //! solver, and export the result where the flags say.
 
+mod attestations;
 mod call;
 mod contexts;
 mod dockerfile;

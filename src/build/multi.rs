@@ -34,6 +34,8 @@ pub(super) async fn build(
     platforms: Vec<Platform>,
 ) -> anyhow::Result<BuildReport> {
     refuse_single_image_exports(exports)?;
+    let planned = super::attestations::plan(opts, exports)?;
+    let started = std::time::SystemTime::now();
     // Not carried into the multi-platform build yet: refused, never dropped.
     if !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
         bail!("--cache-from and --cache-to with several platforms are not supported yet");
@@ -76,14 +78,29 @@ pub(super) async fn build(
         .await
         .map_err(|e| super::failure::step_failure(e, inputs))?;
 
+    // One invocation for every platform's provenance, as BuildKit records it.
+    let provenance = super::attestations::Provenance {
+        opts,
+        inputs,
+        images,
+        git: solver.git_sources(),
+        invocation_id: crate::remote::new_session_id(),
+        started,
+    };
     let mut built = Vec::with_capacity(platforms.len());
     for ((platform, converted), result) in platforms.iter().zip(converted).zip(results) {
+        let attestations = if planned.is_empty() {
+            Vec::new()
+        } else {
+            provenance.attestations(&planned, &converted.definition)?
+        };
         let image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;
         built.push(Built {
             platform: platform.clone(),
             result,
             image,
+            attestations,
         });
     }
 
@@ -118,11 +135,12 @@ impl BuildReport {
     }
 }
 
-/// One platform's result and image config.
+/// One platform's result, image config and attestations.
 struct Built {
     platform: Platform,
     result: Ref,
     image: Image,
+    attestations: Vec<crate::attest::Attestation>,
 }
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
@@ -214,11 +232,27 @@ async fn export_one(
                 push.format = ManifestFormat::Oci;
             }
             let mut manifests = Vec::with_capacity(built.len());
+            let mut attestations = Vec::new();
             for b in built {
                 let image = store_image(solver, env, b).await?;
                 let pushed = registry::push(&image.image, &image.layers, names, push.clone())
                     .await
                     .with_context(|| format!("pushing the {} image", b.platform))?;
+                if let Some(a) = crate::attest::AttestationManifest::new(
+                    &b.attestations,
+                    names,
+                    &b.platform,
+                    &pushed.manifest_digest,
+                )
+                .map_err(anyhow::Error::msg)?
+                {
+                    registry::push_attestation(&a, names, &push)
+                        .await
+                        .with_context(|| {
+                            format!("pushing the {} attestation manifest", b.platform)
+                        })?;
+                    attestations.push(a);
+                }
                 manifests.push(PlatformManifest {
                     platform: registry::Platform::new(
                         &b.platform.os,
@@ -228,7 +262,7 @@ async fn export_one(
                     pushed,
                 });
             }
-            let index = registry::push_index(&manifests, names, &push)
+            let (index, _, _) = registry::push_index(&manifests, &attestations, names, &push)
                 .await
                 .context("pushing the image index")?;
             for name in names {
@@ -249,6 +283,8 @@ async fn export_one(
                     platform: &b.platform,
                     image: &s.image,
                     layers: &s.layers,
+                    annotations: None,
+                    attestations: &b.attestations,
                 })
                 .collect();
             let index = oci_index_layout::write(export::open_dest(dest)?, &images, names)?;

@@ -33,6 +33,22 @@ pub(super) async fn build(
     if super::dockerfile::target_platforms(opts)?.len() > 1 {
         bail!("with --addr, --platform with several platforms is not supported yet");
     }
+    // Like buildx's docker driver on Docker's own image store, no default provenance; one
+    // asked for is refused until it is handed to the daemons that make them.
+    let asked = crate::attest::Attestations::resolve(
+        &opts.attests,
+        opts.provenance.as_ref(),
+        opts.sbom.as_ref(),
+        None,
+        false,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if !asked.is_empty() {
+        bail!(
+            "attestations (--provenance, --attest) with --addr are not supported yet: build \
+             without --addr to attach them"
+        );
+    }
     let (images, progress) = (env.images.clone(), &env.progress);
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use crate::attest::Attestation;
 use crate::content::ContentStore;
 use crate::exporter::LoadLayer;
 use crate::exporter::docker_load::PendingLoad;
@@ -51,12 +52,14 @@ pub(super) struct Targets<'a> {
     pub(super) registry: &'a RegistryConfig,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn export_one(
     e: &Export,
     solver: &Arc<Solver>,
     result: &crate::solver::Ref,
     assembled: Option<&Assembled>,
     targets: &Targets<'_>,
+    attestations: &[Attestation],
     early_load: &mut Option<PendingLoad>,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
@@ -121,7 +124,7 @@ pub(super) async fn export_one(
             report.names.extend(names.iter().cloned());
         }
         Export::DockerArchive { .. } | Export::OciArchive { .. } | Export::Push { .. } => {
-            export_built(e, need()?, content, registry, report).await?;
+            export_built(e, need()?, content, registry, attestations, report).await?;
         }
         Export::Tar { dest } => {
             let view = solver.snapshots().view(result)?;
@@ -135,13 +138,15 @@ pub(super) async fn export_one(
     Ok(())
 }
 
-/// The exports of a stored image: archives and pushes. They are the same whichever solver
-/// built the image (the embedded one, or a daemon whose image bud read back).
+/// The exports of a stored image: archives and pushes, with `attestations` attached where
+/// the export holds manifests. They are the same whichever solver built the image (the
+/// embedded one, or a daemon whose image bud read back).
 pub(super) async fn export_built(
     e: &Export,
     built: &export::BuiltImage,
     content: &ContentStore,
     registry: &RegistryConfig,
+    attestations: &[Attestation],
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
     match e {
@@ -163,9 +168,27 @@ pub(super) async fn export_built(
                 }
                 None => built,
             };
-            let annotations = image.annotations_for(&export::platform_of(&built.image))?;
-            let digest = export::oci_archive(built, dest, names, &annotations)?;
-            report.manifest_digest = Some(digest.to_string());
+            let platform = export::platform_of(&built.image);
+            let annotations = image.annotations_for(&platform)?;
+            if attestations.is_empty() {
+                let digest = export::oci_archive(built, dest, names, &annotations)?;
+                report.manifest_digest = Some(digest.to_string());
+            } else {
+                // An attestation makes the image an index, as BuildKit's OCI exporter does.
+                let one = crate::exporter::oci_index_layout::PlatformImage {
+                    platform: &platform,
+                    image: &built.image,
+                    layers: &built.layers,
+                    annotations: Some(&annotations),
+                    attestations,
+                };
+                let index = crate::exporter::oci_index_layout::write(
+                    export::open_dest(dest)?,
+                    std::slice::from_ref(&one),
+                    names,
+                )?;
+                report.manifest_digest = Some(index.to_string());
+            }
         }
         Export::Push {
             names,
@@ -186,6 +209,10 @@ pub(super) async fn export_built(
             if *oci_media_types == Some(true) {
                 push.format = ManifestFormat::Oci;
             }
+            if !attestations.is_empty() {
+                push_attested(built, names, push, attestations, report).await?;
+                return Ok(());
+            }
             let pushed = crate::registry::push(&built.image, &built.layers, names, push)
                 .await
                 .context("pushing the image")?;
@@ -202,5 +229,59 @@ pub(super) async fn export_built(
         }
         other => bail!("internal error: {other:?} is not an export of a stored image"),
     }
+    Ok(())
+}
+
+/// A single image with attestations, pushed as buildx pushes it: the image manifest and its
+/// attestation manifest under their digests (OCI media types, as BuildKit switches to them
+/// for attestations), then an image index listing both under the tags.
+async fn push_attested(
+    built: &export::BuiltImage,
+    names: &[String],
+    mut push: PushOptions,
+    attestations: &[Attestation],
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    push.untagged = true;
+    push.format = ManifestFormat::Oci;
+    let platform = export::platform_of(&built.image);
+    let pushed = crate::registry::push(&built.image, &built.layers, names, push.clone())
+        .await
+        .context("pushing the image")?;
+    let attestation = crate::attest::AttestationManifest::new(
+        attestations,
+        names,
+        &platform,
+        &pushed.manifest_digest,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let attestation: Vec<_> = attestation.into_iter().collect();
+    for a in &attestation {
+        crate::registry::push_attestation(a, names, &push)
+            .await
+            .context("pushing the attestation manifest")?;
+    }
+    let manifests = [crate::registry::PlatformManifest {
+        platform: crate::registry::Platform::new(
+            &platform.os,
+            &platform.architecture,
+            &platform.variant,
+        ),
+        pushed,
+    }];
+    let (index, size, media_type) =
+        crate::registry::push_index(&manifests, &attestation, names, &push)
+            .await
+            .context("pushing the image index")?;
+    for name in names {
+        crate::report!("pushed {name}@{index}");
+    }
+    report.manifest_digest = Some(index.to_string());
+    report.descriptor = Some(serde_json::json!({
+        "mediaType": media_type,
+        "digest": index.to_string(),
+        "size": size,
+    }));
+    report.names.extend(names.iter().cloned());
     Ok(())
 }

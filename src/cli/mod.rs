@@ -12,8 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use options::{
     AddHost, BuildArg, BuildContext, CacheOption, KeyValue, Output, OutputKind, Progress,
-    SecretSource, SecretSpec, SshSpec, TlsOptions, Ulimit, parse_size,
+    SecretSource, SecretSpec, SshSpec, TlsOptions, Ulimit, csv_fields, parse_go_bool, parse_size,
 };
+
+use crate::attest::flags::Attest;
 
 /// The words that are subcommands; anything else as the first word means `build`.
 const SUBCOMMANDS: &[&str] = &["build", "du", "prune", "debug", "completion", "help"];
@@ -115,6 +117,9 @@ pub struct BuildOptions {
     /// manifest or manifest-descriptor)
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = crate::exporter::annotations::parse_flag)]
     pub annotations: Vec<crate::exporter::annotations::Annotation>,
+    /// Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)
+    #[arg(long = "attest", value_name = "SPEC", value_parser = Attest::parse)]
+    pub attests: Vec<Attest>,
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = BuildArg::parse)]
     pub build_args: Vec<BuildArg>,
@@ -167,6 +172,9 @@ pub struct BuildOptions {
     /// Set the target platform(s) of the build (os/arch[/variant])
     #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
     pub platforms: Vec<String>,
+    /// Shorthand for --attest=type=provenance (true, false, or mode=min|max[,...])
+    #[arg(long, value_name = "VALUE", value_parser = |v: &str| Attest::shorthand("provenance", v))]
+    pub provenance: Option<Attest>,
     /// Set the type of progress output (auto, tty, plain, rawjson, quiet)
     #[arg(long, value_enum, default_value_t = Progress::Auto, env = "BUILDKIT_PROGRESS", hide_possible_values = true)]
     pub progress: Progress,
@@ -179,6 +187,9 @@ pub struct BuildOptions {
     /// Suppress the build output and print the image ID on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Shorthand for --attest=type=sbom (true, false, or attributes)
+    #[arg(long, value_name = "VALUE", value_parser = |v: &str| Attest::shorthand("sbom", v))]
+    pub sbom: Option<Attest>,
     /// Secret to expose to the build (id=ID[,src=PATH|env=VAR])
     #[arg(long = "secret", value_name = "SPEC", value_parser = SecretSpec::parse)]
     pub secrets: Vec<SecretSpec>,
@@ -278,7 +289,19 @@ pub enum DumpFormat {
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [(o.call.method == Call::Outline, "--call=outline")];
+    let sbom = o
+        .attests
+        .iter()
+        .chain(&o.sbom)
+        .find(|a| a.kind == "sbom")
+        .is_some_and(|a| !a.disabled);
+    let set = [
+        (
+            sbom,
+            "an SBOM attestation (--sbom, --attest type=sbom: SBOM generation)",
+        ),
+        (o.call.method == Call::Outline, "--call=outline"),
+    ];
     set.into_iter()
         .filter(|(on, _)| *on)
         .map(|(_, f)| f)

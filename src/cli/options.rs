@@ -573,17 +573,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-fn parse_bool(s: &str) -> Result<bool, ()> {
-    match s {
-        "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
-        "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
-        _ => Err(()),
-    }
+/// A boolean as Go's `strconv.ParseBool` reads it.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    parse_bool(s).ok()
 }
 
-/// Splits `k=v,k2="a,b"` as buildx does with encoding/csv: one record, fields separated by
-/// commas, double quotes protecting commas.
-fn parse_csv_attrs(s: &str) -> Result<BTreeMap<String, String>, String> {
+/// The fields of one CSV record, as Go's encoding/csv reads them: commas separate, double
+/// quotes protect commas and double a quote.
+pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut in_quotes = false;
@@ -603,6 +600,21 @@ fn parse_csv_attrs(s: &str) -> Result<BTreeMap<String, String>, String> {
         return Err(format!("unterminated quote in {s:?}"));
     }
     fields.push(field);
+    Ok(fields)
+}
+
+fn parse_bool(s: &str) -> Result<bool, ()> {
+    match s {
+        "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
+        "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+/// Splits `k=v,k2="a,b"` as buildx does with encoding/csv: one record, fields separated by
+/// commas, double quotes protecting commas.
+fn parse_csv_attrs(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let fields = csv_fields(s)?;
     let mut attrs = BTreeMap::new();
     for f in fields {
         let (k, v) = f

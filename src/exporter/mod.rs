@@ -92,6 +92,8 @@ pub enum ExportError {
     },
     #[error("writing the archive: {0}")]
     Write(#[source] io::Error),
+    #[error("the attestation manifest: {0}")]
+    Attestation(String),
     #[error("invalid diff ID in the image config: {0}")]
     InvalidDiffId(#[from] DigestError),
     #[error(

@@ -30,6 +30,10 @@ pub struct PlatformImage<'a> {
     pub platform: &'a Platform,
     pub image: &'a Image,
     pub layers: &'a [Layer],
+    /// Written into its manifest and onto the index's entry for it.
+    pub annotations: Option<&'a super::annotations::ImageAnnotations>,
+    /// Attached as an attestation manifest, listed after every image's manifest.
+    pub attestations: &'a [crate::attest::Attestation],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +43,7 @@ struct Descriptor {
     digest: Digest,
     size: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<&'static str, String>,
+    annotations: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     platform: Option<Value>,
 }
@@ -100,6 +104,7 @@ pub fn write(
     blobs.tar.dir("blobs/sha256/")?;
 
     let mut manifests = Vec::with_capacity(images.len());
+    let mut attestations = Vec::new();
     for p in images {
         check_layers(p.image, p.layers)?;
         let layers = p
@@ -108,13 +113,39 @@ pub fn write(
             .map(|l| blobs.layer(l))
             .collect::<Result<Vec<_>, _>>()?;
         let config = blobs.bytes(OCI_CONFIG_MEDIA_TYPE, &p.image.to_json())?;
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST_MEDIA_TYPE,
             "config": config,
             "layers": layers,
         });
+        if let Some(a) = p.annotations
+            && !a.manifest.is_empty()
+        {
+            manifest["annotations"] = json!(a.manifest);
+        }
         let mut manifest = blobs.bytes(OCI_MANIFEST_MEDIA_TYPE, &to_json(&manifest))?;
+        if let Some(a) = p.annotations {
+            manifest.annotations.extend(
+                a.manifest_descriptor
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        if let Some(attestation) = crate::attest::AttestationManifest::new(
+            p.attestations,
+            tags,
+            p.platform,
+            &manifest.digest,
+        )
+        .map_err(ExportError::Attestation)?
+        {
+            for blob in &attestation.blobs {
+                blobs.bytes(blob.media_type, &blob.bytes)?;
+            }
+            blobs.bytes(attestation.media_type(), &attestation.manifest)?;
+            attestations.push(attestation.index_entry());
+        }
         let mut platform = json!({"architecture": p.platform.architecture, "os": p.platform.os});
         if !p.platform.variant.is_empty() {
             platform["variant"] = json!(p.platform.variant);
@@ -122,26 +153,32 @@ pub fn write(
         manifest.platform = Some(platform);
         manifests.push(manifest);
     }
+    let mut listed: Vec<Value> = manifests
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+        .collect();
+    listed.extend(attestations);
     let index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX_MEDIA_TYPE,
-        "manifests": manifests,
+        "manifests": listed,
     });
     let index = blobs.bytes(OCI_INDEX_MEDIA_TYPE, &to_json(&index))?;
 
     let mut base = index.clone();
     if let Some(created) = images.iter().filter_map(|p| p.image.created.clone()).max() {
-        base.annotations.insert(ANNOTATION_CREATED, created);
+        base.annotations
+            .insert(ANNOTATION_CREATED.to_owned(), created);
     }
     let mut entries = Vec::new();
     for name in &names {
         let mut named = base.clone();
         named
             .annotations
-            .insert(ANNOTATION_IMAGE_NAME, name.to_string());
+            .insert(ANNOTATION_IMAGE_NAME.to_owned(), name.to_string());
         named
             .annotations
-            .insert(ANNOTATION_REF_NAME, name.tag.clone());
+            .insert(ANNOTATION_REF_NAME.to_owned(), name.tag.clone());
         entries.push(named);
     }
     if entries.is_empty() {

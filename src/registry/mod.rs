@@ -28,7 +28,7 @@ pub use client::{RegistryConfig, RegistryHost};
 pub use compress::Compression;
 pub use manifest::Platform;
 pub use pull::{PullOptions, Pulled, Puller};
-pub use push::index::{PlatformManifest, push_index};
+pub use push::index::{PlatformManifest, push_attestation, push_index};
 pub use push::{ManifestFormat, PushOptions, PushResult, push};
 
 use crate::content::{ContentError, Digest, DigestError};

@@ -208,6 +208,8 @@ pub struct Solver {
     cache_mounts: Mutex<std::collections::BTreeMap<String, PathBuf>>,
     /// The last build of the same target, to explain why a step ran.
     history: Option<why::History>,
+    /// The git repositories this build checked out, for provenance.
+    git_sources: Mutex<Vec<crate::source::git::Fetched>>,
 }
 
 impl Solver {
@@ -246,6 +248,7 @@ impl Solver {
             journal: Mutex::default(),
             cache_mounts: Mutex::default(),
             history,
+            git_sources: Mutex::default(),
         })
     }
 
@@ -257,6 +260,21 @@ impl Solver {
     pub fn cache_mounts_used(&self) -> Vec<(String, PathBuf)> {
         let used = self.cache_mounts.lock().unwrap_or_else(|p| p.into_inner());
         used.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The git repositories checked out so far (each once), for provenance.
+    pub fn git_sources(&self) -> Vec<crate::source::git::Fetched> {
+        self.git_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn note_git_source(&self, fetched: crate::source::git::Fetched) {
+        let mut sources = self.git_sources.lock().unwrap_or_else(|p| p.into_inner());
+        if !sources.contains(&fetched) {
+            sources.push(fetched);
+        }
     }
 
     pub(crate) fn note_cache_mount(&self, portable_id: String, dir: PathBuf) {

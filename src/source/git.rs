@@ -547,14 +547,22 @@ impl GitSource {
     }
 }
 
+/// A repository as a build checked it out, for provenance: its URL (`URL#REF` when a ref
+/// was asked for, as BuildKit records it) and the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub url: String,
+    pub commit: String,
+}
+
 /// Solves a git source op (`identifier` is what follows `git://`): the snapshot of the
-/// checkout and its cache key.
+/// checkout, its cache key, and what was checked out.
 pub async fn solve(
     snapshots: &Snapshots,
     identifier: &str,
     attrs: &BTreeMap<String, String>,
     secrets: &std::collections::HashMap<String, Vec<u8>>,
-) -> Result<(String, Ref), SolveError> {
+) -> Result<(String, Ref, Fetched), SolveError> {
     let err = |e: GitError| SolveError::Other(e.to_string());
     let mut source = GitSource::parse(identifier, attrs).map_err(err)?;
     source.auth = source.auth_from_secrets(attrs, secrets);
@@ -571,8 +579,15 @@ pub async fn solve(
         r => r.map_err(err)?,
     };
     let key = source.snapshot_key(&resolved);
+    let fetched = Fetched {
+        url: match &source.reference {
+            Some(r) => format!("{}#{r}", source.url),
+            None => source.url.clone(),
+        },
+        commit: resolved.commit.clone(),
+    };
     if let Some(hit) = snapshots.lookup(&key)? {
-        return Ok((key, hit));
+        return Ok((key, hit, fetched));
     }
     let ws = snapshots.workspace()?;
     let scratch = ws.subdir("git")?;
@@ -586,7 +601,7 @@ pub async fn solve(
         source.reference_name()
     );
     let committed = snapshots.commit(ws, &Ref::Scratch, SnapshotKind::Layer, &key, &description)?;
-    Ok((key, committed))
+    Ok((key, committed, fetched))
 }
 
 /// Picks the commit `ls-remote --symref` output gives for `reference`: an exact `refs/…`

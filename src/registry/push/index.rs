@@ -7,9 +7,15 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+
 use super::super::RegistryError;
+use super::super::client::TRANSFER_CONCURRENCY;
 use super::super::manifest::{self, Descriptor, Index, Platform};
-use super::{Destination, PushOptions, PushResult, group_by_repository, oci_reference};
+use super::{
+    Destination, PushOptions, PushResult, Transfer, ensure_blob, group_by_repository, oci_reference,
+};
+use crate::attest::AttestationManifest;
 use crate::content::Digest;
 
 /// One platform's manifest, as `push` left it in every repository of the tags.
@@ -18,12 +24,17 @@ pub struct PlatformManifest {
     pub pushed: PushResult,
 }
 
-/// The index of `manifests`, in their order: its bytes and media type. It is an OCI index
-/// unless every manifest is a Docker one.
-pub fn image_index(manifests: &[PlatformManifest]) -> Result<(Vec<u8>, &'static str), String> {
-    let docker = manifests
-        .iter()
-        .all(|m| m.pushed.media_type == manifest::DOCKER_MANIFEST);
+/// The index of `manifests`, in their order, then their `attestations` (as BuildKit lists
+/// them): its bytes and media type. It is an OCI index unless every manifest is a Docker
+/// one and there is no attestation.
+pub fn image_index(
+    manifests: &[PlatformManifest],
+    attestations: &[AttestationManifest],
+) -> Result<(Vec<u8>, &'static str), String> {
+    let docker = attestations.is_empty()
+        && manifests
+            .iter()
+            .all(|m| m.pushed.media_type == manifest::DOCKER_MANIFEST);
     let media_type = if docker {
         manifest::DOCKER_MANIFEST_LIST
     } else {
@@ -42,24 +53,94 @@ pub fn image_index(manifests: &[PlatformManifest]) -> Result<(Vec<u8>, &'static 
                 annotations: BTreeMap::new(),
                 platform: Some(m.platform.clone()),
             })
+            .chain(attestations.iter().map(|a| Descriptor {
+                media_type: a.media_type().to_owned(),
+                digest: a.digest.to_string(),
+                size: a.manifest.len() as u64,
+                urls: Vec::new(),
+                annotations: BTreeMap::from([
+                    (
+                        crate::attest::manifest::REFERENCE_DIGEST_ANNOTATION.to_owned(),
+                        a.subject.to_string(),
+                    ),
+                    (
+                        crate::attest::manifest::REFERENCE_TYPE_ANNOTATION.to_owned(),
+                        crate::attest::manifest::ATTESTATION_MANIFEST.to_owned(),
+                    ),
+                ]),
+                platform: Some(Platform::new("unknown", "unknown", "")),
+            }))
             .collect(),
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
     Ok((bytes, media_type))
 }
 
-/// Pushes the index of `manifests` under every tag in `tags`; returns its digest.
-pub async fn push_index(
-    manifests: &[PlatformManifest],
+/// Pushes an attestation manifest and its blobs to every repository of `tags`, under its
+/// digest only: the index that lists it carries the tags.
+pub async fn push_attestation(
+    attestation: &AttestationManifest,
     tags: &[String],
     opts: &PushOptions,
-) -> Result<Digest, RegistryError> {
+) -> Result<(), RegistryError> {
+    let mut blobs = Vec::with_capacity(attestation.blobs.len());
+    for blob in &attestation.blobs {
+        opts.store.put(&blob.bytes)?;
+        blobs.push(Descriptor {
+            media_type: blob.media_type.to_owned(),
+            digest: blob.digest.to_string(),
+            size: blob.bytes.len() as u64,
+            urls: Vec::new(),
+            annotations: BTreeMap::new(),
+            platform: None,
+        });
+    }
+    opts.store.put(&attestation.manifest)?;
+    let bytes = Bytes::from(attestation.manifest.clone());
+    let content_type = http::HeaderValue::from_static(attestation.media_type());
+    for (repository, references) in group_by_repository(tags)? {
+        let destination = Destination::open(opts, &repository, &references).await?;
+        let ensures: Vec<_> = blobs
+            .iter()
+            .map(|blob| ensure_blob(&destination, blob, opts))
+            .collect();
+        stream::iter(ensures)
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect::<Vec<Transfer>>()
+            .await?;
+        let reference = &references[0];
+        let by_digest = oci_client::Reference::with_digest(
+            reference.domain.clone(),
+            reference.path.clone(),
+            attestation.digest.to_string(),
+        );
+        let host = &destination.host;
+        host.exchange(
+            "pushing the attestation manifest of",
+            &reference.to_string(),
+            host.client
+                .push_manifest_raw(&by_digest, bytes.clone(), content_type.clone()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Pushes the index of `manifests` and their `attestations` (each pushed already) under
+/// every tag in `tags`; returns its digest, size and media type.
+pub async fn push_index(
+    manifests: &[PlatformManifest],
+    attestations: &[AttestationManifest],
+    tags: &[String],
+    opts: &PushOptions,
+) -> Result<(Digest, u64, &'static str), RegistryError> {
     let (bytes, media_type) =
-        image_index(manifests).map_err(|message| RegistryError::InvalidManifest {
+        image_index(manifests, attestations).map_err(|message| RegistryError::InvalidManifest {
             reference: tags.join(", "),
             message,
         })?;
     let digest = opts.store.put(&bytes)?;
+    let size = bytes.len() as u64;
     let bytes = Bytes::from(bytes);
     let content_type = http::HeaderValue::from_static(media_type);
     for (repository, references) in group_by_repository(tags)? {
@@ -76,7 +157,7 @@ pub async fn push_index(
             .await?;
         }
     }
-    Ok(digest)
+    Ok((digest, size, media_type))
 }
 
 #[cfg(test)]
@@ -108,7 +189,7 @@ mod tests {
                 pushed: pushed(manifest::DOCKER_MANIFEST, &b),
             },
         ];
-        let (bytes, media_type) = image_index(&list).unwrap();
+        let (bytes, media_type) = image_index(&list, &[]).unwrap();
         assert_eq!(media_type, manifest::DOCKER_MANIFEST_LIST);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["mediaType"], manifest::DOCKER_MANIFEST_LIST);
@@ -121,7 +202,7 @@ mod tests {
             platform: Platform::new("linux", "arm64", ""),
             pushed: pushed(manifest::OCI_MANIFEST, &a),
         }];
-        let (bytes, media_type) = image_index(&oci).unwrap();
+        let (bytes, media_type) = image_index(&oci, &[]).unwrap();
         assert_eq!(media_type, manifest::OCI_INDEX);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["manifests"][0]["mediaType"], manifest::OCI_MANIFEST);

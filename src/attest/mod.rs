@@ -1,0 +1,38 @@
+//! Attestations: in-toto statements about each image a build exports (SLSA provenance, and
+//! SBOMs once bud makes them), attached as BuildKit attaches them: for each platform's image,
+//! an attestation manifest in the image index (`manifest`).
+//!
+//! The plumbing is generic: an export takes, per platform image, a list of [`Attestation`]s
+//! (predicate type and predicate); the statement's subject, the image manifest, is filled
+//! in when the image is written.
+
+pub mod flags;
+pub mod manifest;
+pub mod provenance;
+mod purl;
+
+pub use flags::{Attestations, ProvenanceMode, ProvenanceRequest};
+pub use manifest::AttestationManifest;
+pub use purl::image_purl;
+
+/// SLSA provenance v0.2, BuildKit's default provenance predicate.
+pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
+/// SPDX, the predicate type of BuildKit's SBOM statements.
+pub const SPDX_DOCUMENT: &str = "https://spdx.dev/Document";
+
+/// One predicate about a platform's image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attestation {
+    pub predicate_type: String,
+    pub predicate: serde_json::Value,
+}
+
+impl Attestation {
+    /// An SPDX document (an SBOM) about the image, as BuildKit's SBOM statements carry it.
+    pub fn sbom(spdx: serde_json::Value) -> Attestation {
+        Attestation {
+            predicate_type: SPDX_DOCUMENT.to_owned(),
+            predicate: spdx,
+        }
+    }
+}
