@@ -925,8 +925,8 @@ fn no_cache_filter_runs_the_named_stages_again_and_what_uses_them() {
     }
 }
 
-/// What plain progress says of each step that ran: (its name, the reason after `NOT
-/// CACHED:`), in the order the steps ran.
+/// What plain progress says of each step that ran: (its name, the reason after `CACHE
+/// MISS:`), in the order the steps ran.
 fn reasons(progress: &str) -> Vec<(String, String)> {
     let mut names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     let mut found = Vec::new();
@@ -937,7 +937,7 @@ fn reasons(progress: &str) -> Vec<(String, String)> {
         if !number.starts_with('#') {
             continue;
         }
-        if let Some(reason) = rest.strip_prefix("NOT CACHED: ") {
+        if let Some(reason) = rest.strip_prefix("CACHE MISS: ") {
             let name = names.get(number).copied().unwrap_or_default();
             found.push((name.to_string(), reason.to_string()));
         } else {
@@ -1161,5 +1161,5 @@ fn explain_with_addr_says_buildkit_does_not_report_reasons() {
         "{text}"
     );
     assert!(!text.contains("Why steps ran"), "{text}");
-    assert!(!text.contains("NOT CACHED"), "{text}");
+    assert!(!text.contains("CACHE MISS"), "{text}");
 }

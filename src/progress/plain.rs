@@ -124,7 +124,7 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
             }
             // bud's own line, shaped like CACHED: the opposite answer, with its reason.
             Event::Reason { vertex, reason } => {
-                self.line(vertex, &format!("NOT CACHED: {reason}"));
+                self.line(vertex, &format!("CACHE MISS: {reason}"));
             }
             Event::Log {
                 vertex, data, at, ..
