@@ -48,26 +48,43 @@ pub struct MalformedLine {
     pub line: usize,
 }
 
-/// Every paragraph of a deb822 file; blank lines separate them. A line that is neither a
-/// field nor a continuation makes the file unreadable, as it does for dpkg.
-pub fn paragraphs(text: &str) -> Result<Vec<Fields>, MalformedLine> {
-    let mut out = Vec::new();
-    let mut current = Fields::default();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
+/// The paragraphs of a deb822 file, one at a time (a status file holds thousands); blank
+/// lines separate them. A line that is neither a field nor a continuation is an error, as
+/// it is for dpkg, and ends the iteration.
+pub fn paragraphs(text: &str) -> Paragraphs<'_> {
+    Paragraphs {
+        lines: text.lines().enumerate(),
+        failed: false,
+    }
+}
+
+pub struct Paragraphs<'a> {
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+    failed: bool,
+}
+
+impl Iterator for Paragraphs<'_> {
+    type Item = Result<Fields, MalformedLine>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let mut current = Fields::default();
+        for (index, line) in self.lines.by_ref() {
+            if line.trim().is_empty() {
+                if current.is_empty() {
+                    continue;
+                }
+                return Some(Ok(current));
             }
-            continue;
+            if !current.push_line(line) {
+                self.failed = true;
+                return Some(Err(MalformedLine { line: index + 1 }));
+            }
         }
-        if !current.push_line(line) {
-            return Err(MalformedLine { line: index + 1 });
-        }
+        (!current.is_empty()).then_some(Ok(current))
     }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    Ok(out)
 }
 
 /// The header block of a message (Python's `METADATA`/`PKG-INFO`): it ends at the first
@@ -91,20 +108,17 @@ mod tests {
     fn paragraphs_and_continuations() {
         let text = "Package: a\nDescription: short\n long\n .\n\tmore\n\n\n\
                     package: b\nVersion: 1:2.0-1\n";
-        let p = paragraphs(text).unwrap();
+        let p: Vec<Fields> = paragraphs(text).collect::<Result<_, _>>().unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].get("package"), Some("a"));
         assert_eq!(p[0].get("Description"), Some("short\nlong\n.\nmore"));
         assert_eq!(p[1].get("Package"), Some("b"));
         assert_eq!(p[1].get("Version"), Some("1:2.0-1"));
-        assert_eq!(
-            paragraphs("Package: a\nnot a field\n"),
-            Err(MalformedLine { line: 2 })
-        );
-        assert_eq!(
-            paragraphs(" continuation first\n"),
-            Err(MalformedLine { line: 1 })
-        );
+        let mut p = paragraphs("Package: a\nnot a field\nPackage: b\n");
+        assert_eq!(p.next(), Some(Err(MalformedLine { line: 2 })));
+        assert_eq!(p.next(), None);
+        let mut p = paragraphs(" continuation first\n");
+        assert_eq!(p.next(), Some(Err(MalformedLine { line: 1 })));
     }
 
     #[test]

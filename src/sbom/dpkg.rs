@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::deb822::{self, Fields};
 use super::osrelease::Distro;
 use super::rootfs::{RootFs, RootFsError};
-use super::{Ecosystem, Inventory, Package, person, purl};
+use super::{Ecosystem, Inventory, Package, Skipped, person, purl};
 
 const STATUS: &str = "/var/lib/dpkg/status";
 const STATUS_D: &str = "/var/lib/dpkg/status.d";
@@ -53,6 +53,8 @@ fn read(fs: &RootFs, path: &str, inventory: &mut Inventory) -> Option<String> {
     }
 }
 
+/// The packages of one status file, added only once all of it has been read: a file dpkg
+/// could not read is skipped whole.
 fn add_paragraphs(
     text: &str,
     path: &str,
@@ -61,26 +63,33 @@ fn add_paragraphs(
     licenses: &mut CopyrightReader,
     inventory: &mut Inventory,
 ) {
-    let paragraphs = match deb822::paragraphs(text) {
-        Ok(p) => p,
-        Err(e) => {
-            inventory.warn(path, format_args!("dpkg database skipped: {e}"));
-            return;
-        }
-    };
-    for fields in paragraphs {
+    let mut found = Vec::new();
+    let mut skipped = Skipped::default();
+    for fields in deb822::paragraphs(text) {
+        let fields = match fields {
+            Ok(fields) => fields,
+            Err(e) => {
+                inventory.warn(path, format_args!("dpkg database skipped: {e}"));
+                return;
+            }
+        };
         if needs_status && !installed(&fields) {
             continue;
         }
         let (Some(name), Some(version)) = (fields.get("Package"), fields.get("Version")) else {
-            inventory.warn(path, "an entry without Package or Version skipped");
+            skipped.note(path, "an entry without Package or Version skipped");
             continue;
         };
         match package(&fields, name, version, path, distro, licenses) {
-            Ok(p) => inventory.packages.push(p),
-            Err(e) => inventory.warn(path, format_args!("{name}: {e}")),
+            Ok(p) => found.push(p),
+            Err(e) => skipped.note(path, format_args!("{name} skipped: {e}")),
+        }
+        if inventory.packages.len() + found.len() > super::MAX_PACKAGES {
+            break;
         }
     }
+    skipped.report(inventory);
+    inventory.add(path, found);
 }
 
 /// dpkg's `Status: want flag state`: the package is on the system when its state is
@@ -188,10 +197,22 @@ impl<'a> CopyrightReader<'a> {
     }
 }
 
-/// The short names of the `License:` fields of a copyright file, in the machine-readable
-/// format (DEP-5) or any file that uses its fields, sorted and once each, as syft reads them.
+/// The short names of the `License:` fields of a copyright file (the machine-readable
+/// format, DEP-5) and of the licenses it refers to in `/usr/share/common-licenses/` (as most
+/// files in free form do), sorted and once each, as syft reads them.
 pub fn copyright_licenses(text: &str) -> Vec<String> {
+    const COMMON: &str = "/usr/share/common-licenses/";
     let mut names = BTreeSet::new();
+    for (at, _) in text.match_indices(COMMON) {
+        let rest = &text[at + COMMON.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "._-+".contains(c)))
+            .unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('.');
+        if !name.is_empty() {
+            names.insert(name.to_string());
+        }
+    }
     for line in text.lines() {
         let Some((field, value)) = line.split_once(':') else {
             continue;
@@ -218,5 +239,8 @@ mod tests {
                     Files: lib/*\nLicense: Expat\n\nLicense: GPL-2+\n Full text here.\n\
                     License:\n";
         assert_eq!(copyright_licenses(text), ["Expat", "GPL-2+"]);
+        let free_form = "can be found in `/usr/share/common-licenses/LGPL-2.1'.\n\
+                         see /usr/share/common-licenses/GPL-3.\n/usr/share/common-licenses/\n";
+        assert_eq!(copyright_licenses(free_form), ["GPL-3", "LGPL-2.1"]);
     }
 }

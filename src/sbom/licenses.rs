@@ -1,10 +1,21 @@
 //! Declared licenses as SPDX license expressions. A value that is (or canonicalises to) a
 //! valid expression over the SPDX license list is used as such; any other value becomes a
 //! `LicenseRef-` whose text the document carries in `hasExtractedLicensingInfos`, as syft
-//! does. Debian's copyright-format short names (`GPL-2+`, `Expat`, `BSD-3-clause`) are
-//! mapped to their SPDX identifiers first.
+//! does. Debian's copyright-format short names (`GPL-2+`, `Expat`, `BSD-3-clause`) and
+//! Fedora's older ones (`GPLv2+`, `LGPLv2`) are mapped to their SPDX identifiers first.
 
-use spdx::{Expression, identifiers::LICENSES};
+use spdx::{Expression, ParseMode, identifiers::LICENSES};
+
+/// The `spdx` crate's lax mode (`/` for OR, lowercase operators, `GPL-2.0+`, deprecated IDs)
+/// without its imprecise names: a bare `gpl`, `bsd` or `apache` does not say which version
+/// or variant, and an SBOM names no license the package did not.
+const MODE: ParseMode = ParseMode {
+    allow_slash_as_or_operator: true,
+    allow_imprecise_license_names: false,
+    allow_postfix_plus_on_gpl: true,
+    allow_deprecated: true,
+    allow_unknown: false,
+};
 
 /// A license that is not on the SPDX list, named by `id` (`LicenseRef-…`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,7 +58,10 @@ pub fn declared(raw: &[String]) -> (String, Vec<OtherLicense>) {
 
 /// `value` as a valid SPDX expression, if it is one once canonicalised.
 pub fn expression(value: &str) -> Option<String> {
-    let mapped = map_debian_names(value);
+    let mapped = map_names(value);
+    Expression::parse_mode(&mapped, MODE).ok()?;
+    // Parsed without imprecise names, the canonical form only rewrites operators, `+` and
+    // deprecated IDs.
     let canonical = match Expression::canonicalize(&mapped) {
         Ok(Some(canonical)) => canonical,
         Ok(None) => mapped,
@@ -77,13 +91,13 @@ fn license_ref(value: &str) -> String {
     id
 }
 
-/// Each word of `value` that is a Debian short name or an SPDX identifier in the wrong case,
-/// replaced by its SPDX identifier; operators and parentheses kept.
-fn map_debian_names(value: &str) -> String {
+/// Each word of `value` that is a Debian or Fedora short name or an SPDX identifier in the
+/// wrong case, replaced by its SPDX identifier; operators and parentheses kept.
+fn map_names(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut word = String::new();
     for c in value.chars().chain(std::iter::once(' ')) {
-        if c.is_whitespace() || c == '(' || c == ')' {
+        if c.is_whitespace() || "()/".contains(c) {
             if !word.is_empty() {
                 out.push_str(&map_word(&word));
                 word.clear();
@@ -113,9 +127,11 @@ fn map_word(word: &str) -> String {
     }
 }
 
-/// Debian's `GPL-2`, `LGPL-2.1+`, `AGPL-3` as `GPL-2.0-only`, `LGPL-2.1-or-later`, ….
+/// Debian's `GPL-2`, `LGPL-2.1+`, `AGPL-3` and Fedora's `GPLv2+`, `LGPLv2` as
+/// `GPL-2.0-only`, `LGPL-2.1-or-later`, ….
 fn gnu_name(word: &str) -> Option<String> {
-    let (family, version) = word.split_once('-')?;
+    let split = word.find(['-', 'v'])?;
+    let (family, version) = (&word[..split], &word[split + 1..]);
     let family = ["GPL", "LGPL", "AGPL", "GFDL"]
         .into_iter()
         .find(|f| f.eq_ignore_ascii_case(family))?;
@@ -153,9 +169,27 @@ mod tests {
             expression("GPL-2+ or Artistic-2.0").as_deref(),
             Some("GPL-2.0-or-later OR Artistic-2.0")
         );
+        assert_eq!(
+            expression("Apache-2.0 with LLVM-exception").as_deref(),
+            Some("Apache-2.0 WITH LLVM-exception")
+        );
+        assert_eq!(
+            expression("BSD-3-clause or Expat").as_deref(),
+            Some("BSD-3-Clause OR MIT")
+        );
         assert_eq!(expression("Expat").as_deref(), Some("MIT"));
         assert_eq!(expression("BSD-3-clause").as_deref(), Some("BSD-3-Clause"));
         assert_eq!(expression("GPLv2+").as_deref(), Some("GPL-2.0-or-later"));
+        assert_eq!(expression("LGPLv2").as_deref(), Some("LGPL-2.0-only"));
+        assert_eq!(
+            expression("mit/Apache-2.0").as_deref(),
+            Some("MIT OR Apache-2.0")
+        );
+        assert_eq!(expression("GPL-2.0+").as_deref(), Some("GPL-2.0-or-later"));
+        // Names that do not say which license: never guessed.
+        for vague in ["GPL", "gpl", "BSD", "Apache", "GNU GPL v2", "MIT License"] {
+            assert_eq!(expression(vague), None, "{vague}");
+        }
         assert_eq!(expression("public-domain"), None);
         assert_eq!(expression("Some Custom Licence"), None);
     }

@@ -107,12 +107,58 @@ pub struct Inventory {
     pub warnings: Vec<ScanWarning>,
 }
 
+/// More packages than any real image holds (Debian's whole archive has under 70 000 binary
+/// packages): a hostile database cannot grow the inventory without bound.
+const MAX_PACKAGES: usize = 500_000;
+
 impl Inventory {
+    /// Adds packages read from `path` unless the inventory is full; false once it is.
+    fn add(&mut self, path: &str, packages: Vec<Package>) -> bool {
+        let room = MAX_PACKAGES - self.packages.len();
+        if packages.len() > room {
+            self.packages.extend(packages.into_iter().take(room));
+            self.warn(
+                path,
+                format_args!("more than {MAX_PACKAGES} packages in the image: the rest left out"),
+            );
+            return false;
+        }
+        self.packages.extend(packages);
+        true
+    }
+
     fn warn(&mut self, path: impl Into<String>, message: impl fmt::Display) {
         self.warnings.push(ScanWarning {
             path: path.into(),
             message: message.to_string(),
         });
+    }
+}
+
+/// Entries or manifests left out: one warning for all of them (naming the first), however
+/// many a hostile image holds.
+#[derive(Default)]
+struct Skipped {
+    count: usize,
+    first: Option<(String, String)>,
+}
+
+impl Skipped {
+    fn note(&mut self, path: &str, reason: impl fmt::Display) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((path.to_string(), reason.to_string()));
+        }
+    }
+
+    fn report(self, inventory: &mut Inventory) {
+        match (self.count, self.first) {
+            (1, Some((path, reason))) => inventory.warn(path, reason),
+            (n, Some((path, reason))) => {
+                inventory.warn(path, format_args!("{reason} (and {} more like it)", n - 1))
+            }
+            _ => {}
+        }
     }
 }
 

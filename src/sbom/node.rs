@@ -3,32 +3,29 @@
 use serde_json::Value;
 
 use super::rootfs::RootFs;
-use super::{Ecosystem, Inventory, Package, Supplier, person, purl};
+use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, Supplier, person, purl};
 
 const LIMIT: u64 = 4 << 20;
-const MAX_PACKAGES: usize = 200_000;
 
 pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
-    for (index, path) in manifests.iter().enumerate() {
-        if index == MAX_PACKAGES {
-            inventory.warn(
-                path,
-                format_args!("more than {MAX_PACKAGES} Node packages: the rest not read"),
-            );
-            return;
+    let mut found = Vec::new();
+    let mut skipped = Skipped::default();
+    for path in manifests {
+        if inventory.packages.len() + found.len() > MAX_PACKAGES {
+            break;
         }
         let bytes = match fs.read(path, LIMIT) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => continue,
             Err(e) => {
-                inventory.warn(path, format_args!("package.json skipped: {e}"));
+                skipped.note(path, format_args!("package.json skipped: {e}"));
                 continue;
             }
         };
         let json: Value = match serde_json::from_slice(&bytes) {
             Ok(json) => json,
             Err(e) => {
-                inventory.warn(path, format_args!("package.json skipped: {e}"));
+                skipped.note(path, format_args!("package.json skipped: {e}"));
                 continue;
             }
         };
@@ -49,11 +46,11 @@ pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
         let purl = match purl("npm", namespace, bare, version, &[]) {
             Ok(purl) => purl,
             Err(e) => {
-                inventory.warn(path, format_args!("{name}: {e}"));
+                skipped.note(path, format_args!("{name} skipped: {e}"));
                 continue;
             }
         };
-        inventory.packages.push(Package {
+        found.push(Package {
             name: name.to_string(),
             version: version.to_string(),
             ecosystem: Ecosystem::Npm,
@@ -63,6 +60,8 @@ pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
             location: path.clone(),
         });
     }
+    skipped.report(inventory);
+    inventory.add("/", found);
 }
 
 /// `"license": "MIT"`, the older `"license": {"type": "MIT"}` and

@@ -3,7 +3,7 @@
 
 use super::deb822;
 use super::rootfs::RootFs;
-use super::{Ecosystem, Inventory, Package, Supplier, person, purl};
+use super::{Ecosystem, Inventory, Package, Skipped, Supplier, person, purl};
 
 /// The header block is all that is read; a description is rarely more than a few hundred KiB.
 const LIMIT: u64 = 4 << 20;
@@ -11,29 +11,31 @@ const LIMIT: u64 = 4 << 20;
 const MAX_LICENSE_NAME: usize = 200;
 
 pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
+    let mut found = Vec::new();
+    let mut skipped = Skipped::default();
     for path in manifests {
         let bytes = match fs.read(path, LIMIT) {
             Ok(Some(bytes)) => bytes,
             // A `.dist-info` without METADATA is no installed distribution.
             Ok(None) => continue,
             Err(e) => {
-                inventory.warn(path, format_args!("Python metadata skipped: {e}"));
+                skipped.note(path, format_args!("Python metadata skipped: {e}"));
                 continue;
             }
         };
         let fields = deb822::headers(&String::from_utf8_lossy(&bytes));
         let (Some(name), Some(version)) = (fields.get("Name"), fields.get("Version")) else {
-            inventory.warn(path, "Python metadata without Name or Version skipped");
+            skipped.note(path, "Python metadata without Name or Version skipped");
             continue;
         };
         let purl = match purl("pypi", None, name, version, &[]) {
             Ok(purl) => purl,
             Err(e) => {
-                inventory.warn(path, format_args!("{name}: {e}"));
+                skipped.note(path, format_args!("{name} skipped: {e}"));
                 continue;
             }
         };
-        inventory.packages.push(Package {
+        found.push(Package {
             name: name.to_string(),
             version: version.to_string(),
             ecosystem: Ecosystem::Python,
@@ -43,6 +45,8 @@ pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
             location: path.clone(),
         });
     }
+    skipped.report(inventory);
+    inventory.add("/", found);
 }
 
 /// PEP 639's `License-Expression`, else a short `License:` (many put the whole text there).

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::osrelease::Distro;
 use super::rootfs::{RootFs, RootFsError};
-use super::{Ecosystem, Inventory, Package, Supplier, purl};
+use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, Supplier, purl};
 
 /// The directories rpm keeps its database in (`%_dbpath`): the traditional one and the one
 /// Fedora and openSUSE moved it to (usually with the first a symlink to it).
@@ -23,7 +23,6 @@ const SQLITE_LIMIT: u64 = 1 << 30;
 /// rpm's own bounds (`HEADER_TAGS_MAX`, `HEADER_DATA_MAX`).
 const MAX_INDEX_ENTRIES: u32 = 0xffff;
 const MAX_DATA: u32 = 0x0fff_ffff;
-const MAX_PACKAGES: usize = 1 << 20;
 
 const TAG_NAME: i32 = 1000;
 const TAG_VERSION: i32 = 1001;
@@ -93,20 +92,23 @@ pub fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
             continue;
         }
         seen.push(host);
-        match read_sqlite(fs, &path) {
-            Ok(headers) => {
-                for header in headers {
-                    match header {
-                        Ok(h) => match package(h, &path, distro) {
-                            Ok(p) => inventory.packages.push(p),
-                            Err(e) => inventory.warn(&path, e),
-                        },
-                        Err(e) => inventory.warn(&path, e),
-                    }
-                }
+        let headers = match read_sqlite(fs, &path) {
+            Ok(headers) => headers,
+            Err(e) => {
+                inventory.warn(&path, format_args!("rpm database skipped: {e}"));
+                continue;
             }
-            Err(e) => inventory.warn(&path, format_args!("rpm database skipped: {e}")),
+        };
+        let mut found = Vec::new();
+        let mut skipped = Skipped::default();
+        for header in headers {
+            match header.and_then(|h| package(h, &path, distro)) {
+                Ok(p) => found.push(p),
+                Err(e) => skipped.note(&path, e),
+            }
         }
+        skipped.report(inventory);
+        inventory.add(&path, found);
     }
 }
 
@@ -170,18 +172,16 @@ fn read_sqlite(fs: &RootFs, path: &str) -> Result<Vec<Result<Header, String>>, S
     let mut rows = stmt.query([max_blob as i64])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        if out.len() == MAX_PACKAGES {
-            out.push(Err(format!(
-                "more than {MAX_PACKAGES} packages: the rest not read"
-            )));
+        if out.len() > MAX_PACKAGES {
+            // The inventory takes no more: it says so when this is added.
             break;
         }
         let hnum: i64 = row.get(0)?;
         let len: i64 = row.get(1)?;
         let blob: Option<Vec<u8>> = row.get(2)?;
         out.push(match blob {
-            Some(blob) => parse_header(&blob).map_err(|e| format!("package {hnum}: {e}")),
-            None => Err(format!("package {hnum}: a header of {len} bytes not read")),
+            Some(blob) => parse_header(&blob).map_err(|e| format!("package {hnum} skipped: {e}")),
+            None => Err(format!("package {hnum} skipped: a header of {len} bytes")),
         });
     }
     Ok(out)
@@ -214,7 +214,7 @@ fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, String> {
             ("distro", distro_q.as_deref()),
         ],
     )
-    .map_err(|e| format!("{}: {e}", h.name))?;
+    .map_err(|e| format!("{} skipped: {e}", h.name))?;
     Ok(Package {
         // As rpm prints `%{EVR}` and syft writes it: the epoch only where there is one.
         version: match &epoch {

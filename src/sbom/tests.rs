@@ -373,6 +373,12 @@ fn hostile_databases_are_skipped_with_warnings() {
         "/var/lib/dpkg/status.d/garbage",
         b"\x00\x01\x02 not deb822\n",
     );
+    // Many bad entries: one warning for all of them.
+    write(
+        root,
+        "/var/lib/dpkg/status.d/versionless",
+        "Package: a\n\nPackage: b\n\nPackage: c\n",
+    );
     write(root, "/lib/apk/db/installed", "P:x\nthis is not apk\n");
     write(
         root,
@@ -411,6 +417,10 @@ fn hostile_databases_are_skipped_with_warnings() {
     warned("/var/lib/dpkg/status", "leaves the root");
     warned("/var/lib/dpkg/status.d/big", "1073741824 bytes");
     warned("/var/lib/dpkg/status.d/garbage", "line 1");
+    warned(
+        "/var/lib/dpkg/status.d/versionless",
+        "an entry without Package or Version skipped (and 2 more like it)",
+    );
     warned("/lib/apk/db/installed", "line 2");
     warned("/var/lib/rpm/Packages", "BerkeleyDB");
     warned("/var/lib/rpm/rpmdb.sqlite", "rpm database skipped");
@@ -419,7 +429,7 @@ fn hostile_databases_are_skipped_with_warnings() {
         "without Name",
     );
     warned("/node_modules/bad/package.json", "package.json skipped");
-    assert_eq!(inventory.warnings.len(), 8, "{:#?}", inventory.warnings);
+    assert_eq!(inventory.warnings.len(), 9, "{:#?}", inventory.warnings);
 
     // The document says what was not scanned.
     let doc = spdx_document(&inventory, "hostile", SystemTime::UNIX_EPOCH);
@@ -536,7 +546,18 @@ fn host_dpkg_database() {
         .collect();
     found.sort();
     assert_eq!(found, expected);
-    assert!(inventory.packages.iter().any(|p| !p.licenses.is_empty()));
+    // Most Debian packages name their licenses in their copyright file, as `License:` fields
+    // or references to /usr/share/common-licenses.
+    let licensed = inventory
+        .packages
+        .iter()
+        .filter(|p| !p.licenses.is_empty())
+        .count();
+    assert!(
+        licensed * 2 > expected.len(),
+        "{licensed} of {} packages with licenses",
+        expected.len()
+    );
 
     inventory.packages.sort();
     let doc = spdx_document(&inventory, "host", SystemTime::now());
