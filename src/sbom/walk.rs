@@ -130,6 +130,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn depth_is_bounded_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let shallow = dir.path().join("a/node_modules/x");
+        std::fs::create_dir_all(&shallow).unwrap();
+        std::fs::write(shallow.join("package.json"), "{}").unwrap();
+        let mut deep = dir.path().to_path_buf();
+        for _ in 0..MAX_DEPTH + 5 {
+            deep.push("d");
+        }
+        deep.push("node_modules/y");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("package.json"), "{}").unwrap();
+
+        let mut inventory = Inventory::default();
+        let found = find_manifests(&RootFs::new(dir.path()), &mut inventory);
+        assert_eq!(found.node, ["/a/node_modules/x/package.json"]);
+        assert_eq!(inventory.warnings.len(), 1, "{:?}", inventory.warnings);
+        assert!(
+            inventory.warnings[0]
+                .message
+                .contains("1 directories deeper than 64 levels"),
+            "{}",
+            inventory.warnings[0]
+        );
+    }
+
+    #[test]
     fn node_modules_layouts() {
         let c = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();
         assert!(in_node_modules(&c("app/node_modules/left-pad")));
