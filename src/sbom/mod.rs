@@ -112,19 +112,16 @@ pub struct Inventory {
 const MAX_PACKAGES: usize = 500_000;
 
 impl Inventory {
-    /// Adds packages read from `path` unless the inventory is full; false once it is.
-    fn add(&mut self, path: &str, packages: Vec<Package>) -> bool {
-        let room = MAX_PACKAGES - self.packages.len();
+    /// Adds packages read from `path`, as many as the inventory has room for.
+    fn add(&mut self, path: &str, packages: Vec<Package>) {
+        let room = MAX_PACKAGES.saturating_sub(self.packages.len());
         if packages.len() > room {
-            self.packages.extend(packages.into_iter().take(room));
             self.warn(
                 path,
                 format_args!("more than {MAX_PACKAGES} packages in the image: the rest left out"),
             );
-            return false;
         }
-        self.packages.extend(packages);
-        true
+        self.packages.extend(packages.into_iter().take(room));
     }
 
     fn warn(&mut self, path: impl Into<String>, message: impl fmt::Display) {

@@ -442,6 +442,26 @@ fn hostile_databases_are_skipped_with_warnings() {
 }
 
 #[test]
+fn the_inventory_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut status = String::new();
+    for n in 0..=MAX_PACKAGES {
+        status.push_str(&format!(
+            "Package: p{n}\nStatus: install ok installed\nVersion: 1\n\n"
+        ));
+    }
+    write(dir.path(), "/var/lib/dpkg/status", status);
+    let inventory = scan(dir.path()).unwrap();
+    assert_eq!(inventory.packages.len(), MAX_PACKAGES);
+    assert_eq!(inventory.warnings.len(), 1, "{:?}", inventory.warnings);
+    assert!(
+        inventory.warnings[0].message.contains("the rest left out"),
+        "{}",
+        inventory.warnings[0]
+    );
+}
+
+#[test]
 fn corrupt_rpm_rows_are_skipped_and_the_rest_read() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
