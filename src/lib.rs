@@ -29,6 +29,7 @@ pub mod progress;
 pub mod registry;
 pub mod remote;
 pub mod remotecache;
+pub mod sbom;
 pub mod signals;
 pub mod snapshot;
 pub mod solver;
