@@ -74,7 +74,10 @@ pub(super) async fn build(
     let results = solver
         .solve_many(&definitions, &cancel)
         .await
-        .map_err(|e| super::failure::step_failure(e, inputs))?;
+        .map_err(|e| {
+            let definitions: Vec<&_> = definitions.iter().collect();
+            super::failure::step_failure(e, &definitions)
+        })?;
 
     let mut built = Vec::with_capacity(platforms.len());
     for ((platform, converted), result) in platforms.iter().zip(converted).zip(results) {

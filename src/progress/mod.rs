@@ -13,12 +13,13 @@ mod warnings;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+pub use failure_block::cancelled as cancelled_error;
 pub use otel::{OtelRenderer, OtlpConfig};
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
 pub use trace::TraceRenderer;
 pub use tty::{Clock, ProgressOutput, TtyRenderer, renderer_for};
-pub use warnings::source_excerpt;
+pub use warnings::{source_excerpt, source_excerpt_of};
 
 /// Which output a log chunk came from (BuildKit numbers them 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
