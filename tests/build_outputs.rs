@@ -1059,3 +1059,48 @@ fn a_private_cache_mount_in_use_gives_the_next_writer_its_own_copy() {
     build();
     assert_eq!(lines(&main), 2, "free again, the first directory is used");
 }
+
+#[test]
+fn a_failed_step_keeps_its_whole_output_in_a_file_until_prune() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    // 2 MB on stdout, beyond buildx's 1 MiB cut, then a failure.
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nRUN yes 0123456789abcdef | head -c 2000000; echo the-end; exit 3\n",
+    )
+    .unwrap();
+    let out = bud(
+        root.path(),
+        &[
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let prefix = "the whole output of [2/2] RUN yes 0123456789abcdef | head -c 2000000; echo the-end; exit 3: ";
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no log path: {err}"));
+    let path = Path::new(line);
+    assert!(path.starts_with(root.path().join("logs")), "{err}");
+    let expected: Vec<u8> = b"0123456789abcdef\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(2_000_000)
+        .chain(b"the-end\n".iter().copied())
+        .collect();
+    assert_eq!(std::fs::read(path).unwrap(), expected);
+
+    let pruned = bud_at(root.path(), &["prune", "-f"]);
+    assert!(pruned.status.success(), "{}", stderr_of(&pruned));
+    assert!(!path.exists());
+    assert!(!root.path().join("logs").exists());
+}

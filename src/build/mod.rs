@@ -65,6 +65,8 @@ pub(crate) struct BuildEnv {
     /// Base images, resolved once per build for the frontend and the solver.
     images: Arc<BuildImages>,
     progress: ProgressSink,
+    /// The whole output of the steps that failed, kept under the state root.
+    failed_logs: crate::progress::step_logs::KeptLogs,
 }
 
 impl BuildEnv {
@@ -96,6 +98,10 @@ impl BuildEnv {
         if let Some(path) = &opts.trace {
             renderer = Box::new(crate::progress::TraceRenderer::new(renderer, path.clone()));
         }
+        use crate::progress::step_logs;
+        step_logs::bound(&state.logs_dir());
+        let (renderer, failed_logs) =
+            step_logs::StepLogRenderer::new(renderer, step_logs::build_dir(&state.logs_dir()));
         Ok(Self {
             state,
             meta,
@@ -104,7 +110,8 @@ impl BuildEnv {
             registry,
             docker,
             images,
-            progress: ProgressSink::new(renderer),
+            progress: ProgressSink::new(Box::new(renderer)),
+            failed_logs,
         })
     }
 }
@@ -140,6 +147,23 @@ pub async fn run(
         }
     };
     env.progress.finish(result.is_ok());
+    // buildx shows a step's last lines; the whole of them is in a file.
+    for kept in env
+        .failed_logs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        crate::report!(
+            "the whole output of {}: {}",
+            if kept.name.is_empty() {
+                "the failed step"
+            } else {
+                &kept.name
+            },
+            kept.path.display()
+        );
+    }
     let report = result?;
     if embedded {
         collect_garbage(&env.state, &env.meta, &env.config.gc);

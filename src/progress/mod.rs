@@ -6,6 +6,7 @@ mod failure_block;
 mod otel;
 mod plain;
 mod rawjson;
+pub mod step_logs;
 mod trace;
 mod tty;
 mod warnings;
