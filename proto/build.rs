@@ -21,6 +21,7 @@ const PROTOS: &[&str] = &[
     "fsutil/types/stat.proto",
     "fsutil/types/wire.proto",
     "google/rpc/status.proto",
+    "errdefs/errdefs.proto",
     "grpc/health/v1/health.proto",
 ];
 

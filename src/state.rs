@@ -88,4 +88,9 @@ impl StateRoot {
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
+
+    /// Failed steps' whole output, one directory per build (`progress::step_logs`).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
 }

@@ -347,6 +347,80 @@ fn a_failing_step_after_multibyte_text_is_reported_like_any_other() {
     }
 }
 
+/// The Dockerfile excerpt of a failed build's error: from `Dockerfile:N` to its closing rule
+/// (buildx prints it on a line of its own, bud after `error: `).
+fn failure_excerpt(stderr: &str) -> Option<&str> {
+    let start = stderr.find("Dockerfile:")?;
+    let rule = "--------------------\n";
+    let first = start + stderr[start..].find(rule)? + rule.len();
+    let end = first + stderr[first..].find(rule)? + rule.len();
+    Some(&stderr[start..end])
+}
+
+#[test]
+fn a_failed_step_is_shown_at_its_own_lines_as_docker_28_shows_it() {
+    if !ready() || !require_docker() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    // The op's own lines, from the Definition's source map (with --addr, from the
+    // locations BuildKit returns in its error), never the first line with the same text;
+    // multibyte text in the step and in a heredoc.
+    let cases = [
+        (
+            "FROM bud-test/busybox\nRUN test ! -e /m\nRUN touch /m\nRUN test ! -e /m\n",
+            "Dockerfile:4\n--------------------\n   2 |     RUN test ! -e /m\n   3 |     RUN touch /m\n   4 | >>> RUN test ! -e /m\n   5 |     \n--------------------\n",
+        ),
+        (
+            "FROM bud-test/busybox\n# ünïcødé 安装\nRUN echo 'ééé 🦤' && exit 4\n",
+            "Dockerfile:3\n--------------------\n   1 |     FROM bud-test/busybox\n   2 |     # ünïcødé 安装\n   3 | >>> RUN echo 'ééé 🦤' && exit 4\n   4 |     \n--------------------\n",
+        ),
+        (
+            "FROM bud-test/busybox\nRUN <<EOF\necho 'ñandú 🦤 安装'\nexit 5\nEOF\n",
+            "Dockerfile:2\n--------------------\n   1 |     FROM bud-test/busybox\n   2 | >>> RUN <<EOF\n   3 | >>> echo 'ñandú 🦤 安装'\n   4 | >>> exit 5\n   5 | >>> EOF\n   6 |     \n--------------------\n",
+        ),
+    ];
+    for (dockerfile, excerpt) in cases {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+        let dir = context.path().to_str().unwrap();
+        let reference = docker28.build(&["--progress", "plain", "--no-cache", dir]);
+        let reference = stderr_of(&reference);
+        assert_eq!(failure_excerpt(&reference), Some(excerpt), "{reference}");
+        // Embedded, on dockerd 20.10's BuildKit (which attaches no source to a gateway's
+        // error) and on Docker 28's (which rewrites the unpinned image op, and so every
+        // digest after it).
+        let docker20 = std::env::var("DOCKER_HOST").unwrap_or_default();
+        for (addr, host) in [
+            (&[][..], docker20.as_str()),
+            (&["--addr", "docker://"][..], docker20.as_str()),
+            (&["--addr", "docker://"][..], docker28.host()),
+        ] {
+            let mut args = addr.to_vec();
+            args.extend(["--no-cache", "-o", "type=tar,dest=/dev/null", dir]);
+            let mut command = Command::new(env!("CARGO_BIN_EXE_bud"));
+            command
+                .arg("--root")
+                .arg(root.path())
+                .args(["--progress", "plain"]);
+            if host.is_empty() {
+                command.env_remove("DOCKER_HOST");
+            } else {
+                command.env("DOCKER_HOST", host);
+            }
+            let out = command.args(&args).output().expect("run bud");
+            let addr = (addr, host);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{addr:?}: {err}");
+            assert_eq!(failure_excerpt(&err), Some(excerpt), "{addr:?}: {err}");
+            assert_eq!(err.matches("Dockerfile:").count(), 1, "{addr:?}: {err}");
+        }
+    }
+}
+
 #[test]
 fn a_long_instruction_is_refused_or_reported_as_often_as_docker_build_reports_it() {
     if !ready() {
@@ -984,4 +1058,49 @@ fn a_private_cache_mount_in_use_gives_the_next_writer_its_own_copy() {
 
     build();
     assert_eq!(lines(&main), 2, "free again, the first directory is used");
+}
+
+#[test]
+fn a_failed_step_keeps_its_whole_output_in_a_file_until_prune() {
+    if !ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    // 2 MB on stdout, beyond buildx's 1 MiB cut, then a failure.
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nRUN yes 0123456789abcdef | head -c 2000000; echo the-end; exit 3\n",
+    )
+    .unwrap();
+    let out = bud(
+        root.path(),
+        &[
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let prefix = "the whole output of [2/2] RUN yes 0123456789abcdef | head -c 2000000; echo the-end; exit 3: ";
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no log path: {err}"));
+    let path = Path::new(line);
+    assert!(path.starts_with(root.path().join("logs")), "{err}");
+    let expected: Vec<u8> = b"0123456789abcdef\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(2_000_000)
+        .chain(b"the-end\n".iter().copied())
+        .collect();
+    assert_eq!(std::fs::read(path).unwrap(), expected);
+
+    let pruned = bud_at(root.path(), &["prune", "-f"]);
+    assert!(pruned.status.success(), "{}", stderr_of(&pruned));
+    assert!(!path.exists());
+    assert!(!root.path().join("logs").exists());
 }

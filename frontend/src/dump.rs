@@ -1,7 +1,8 @@
 //! `bud debug dump-llb`: a Definition as `buildctl debug dump-llb` shows it.
 //!
 //! JSON: one object per op, one per line: `{"Op": …, "Digest": …, "OpMetadata": …}`, field
-//! names as in `ops.proto`, zero values left out (as Go's `omitempty` does), enums by name.
+//! names as in `ops.proto`, zero values left out (as Go's `omitempty` does), enums by name;
+//! an op the source map locates also has `Locations` (the Dockerfile lines it comes from).
 //! Dot: a Graphviz digraph with an edge from each input to the op that reads it.
 
 use std::fmt::Write;
@@ -59,10 +60,56 @@ pub fn to_json_lines(def: &pb::Definition) -> Result<String, DumpError> {
             "OpMetadata".into(),
             d.metadata.as_ref().map_or(json!({}), metadata_json),
         );
+        if let Some(locations) = def
+            .source
+            .as_ref()
+            .and_then(|source| locations_json(source, &d.digest))
+        {
+            obj.insert("Locations".into(), locations);
+        }
         out.push_str(&Value::Object(obj).to_string());
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Where the source map says the op comes from: `pb.Location`s (proto field names), each
+/// with the file name of the source it points into; `None` when it has none.
+fn locations_json(source: &pb::Source, digest: &str) -> Option<Value> {
+    let locations = &source.locations.get(digest)?.locations;
+    let position = |p: Option<&pb::Position>| {
+        p.map(|p| {
+            Obj::default()
+                .i("line", p.line.into())
+                .i("character", p.character.into())
+                .done()
+        })
+    };
+    let list = locations
+        .iter()
+        .map(|l| {
+            let filename = usize::try_from(l.source_index)
+                .ok()
+                .and_then(|i| source.infos.get(i))
+                .map_or("", |info| info.filename.as_str());
+            let ranges = l
+                .ranges
+                .iter()
+                .map(|r| {
+                    Obj::default()
+                        .v("start", position(r.start.as_ref()))
+                        .v("end", position(r.end.as_ref()))
+                        .done()
+                })
+                .collect();
+            Obj::default()
+                .i("sourceIndex", l.source_index.into())
+                .s("filename", filename)
+                .arr("ranges", ranges)
+                .done()
+        })
+        .collect();
+    Some(Value::Array(list))
 }
 
 /// A Graphviz digraph.

@@ -288,3 +288,73 @@ fn twenty_thousand_env_instructions_convert() {
         .count();
     assert_eq!(added, N + 2);
 }
+
+/// The lines each op comes from, by step name, from the Definition's source map.
+fn located(c: &bud_frontend::convert::Converted) -> Vec<(String, Vec<(i32, i32)>)> {
+    use bud_frontend::dump::decode;
+    let source = c.definition.source.as_ref().expect("a source map");
+    decode(&c.definition)
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.metadata?.description.get("llb.customname")?.clone();
+            let lines = bud_frontend::llb::locations_of(source, &d.digest)
+                .flat_map(|(_, ranges)| ranges.iter())
+                .map(|r| (r.start.unwrap().line, r.end.unwrap().line))
+                .collect();
+            Some((name, lines))
+        })
+        .collect()
+}
+
+#[test]
+fn each_op_is_located_at_its_own_instruction_even_when_lines_repeat() {
+    let dockerfile = "FROM busybox\nRUN test ! -e /m\nRUN touch /m\nRUN test ! -e /m\nWORKDIR /w\nCOPY a /b\nRUN <<EOF\nécho ü\nEOF\n";
+    let c = build(dockerfile);
+    assert_eq!(
+        located(&c),
+        [
+            (
+                format!("[1/7] FROM docker.io/library/busybox:latest@{DIGEST}"),
+                vec![(1, 1)]
+            ),
+            ("[2/7] RUN test ! -e /m".to_owned(), vec![(2, 2)]),
+            ("[3/7] RUN touch /m".to_owned(), vec![(3, 3)]),
+            ("[4/7] RUN test ! -e /m".to_owned(), vec![(4, 4)]),
+            ("[5/7] WORKDIR /w".to_owned(), vec![(5, 5)]),
+            ("[internal] load build context".to_owned(), vec![]),
+            ("[6/7] COPY a /b".to_owned(), vec![(6, 6)]),
+            ("[7/7] RUN <<EOF (écho ü)".to_owned(), vec![(7, 9)]),
+        ]
+    );
+    let source = c.definition.source.as_ref().unwrap();
+    assert_eq!(source.infos.len(), 1, "one Dockerfile, written once");
+    let info = &source.infos[0];
+    assert_eq!(
+        (info.filename.as_str(), info.language.as_str()),
+        ("Dockerfile", "Dockerfile")
+    );
+    assert_eq!(info.data, dockerfile.as_bytes());
+    // The Dockerfile is read from the `dockerfile` local source, as BuildKit's frontend says.
+    let loaded_from = info.definition.as_ref().expect("the loading definition");
+    let ops = bud_frontend::dump::decode(loaded_from).unwrap();
+    let Some(bud_proto::pb::op::Op::Source(src)) = &ops[0].op.op else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(src.identifier, "local://dockerfile");
+    assert_eq!(src.attrs["local.followpaths"], "[\"Dockerfile\"]");
+}
+
+#[test]
+fn an_op_two_stages_build_alike_has_both_locations() {
+    // Equal ops (same bytes) are written once; BuildKit keeps every location of them.
+    let c = build(
+        "FROM busybox AS a\nRUN echo same\nFROM busybox AS b\nRUN echo same\n\
+         FROM busybox\nCOPY --from=a /x /x\nCOPY --from=b /y /y\n",
+    );
+    let run = located(&c)
+        .into_iter()
+        .find(|(name, _)| name.ends_with("RUN echo same"))
+        .unwrap();
+    assert_eq!(run.1, vec![(2, 2), (4, 4)]);
+}

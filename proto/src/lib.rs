@@ -24,6 +24,7 @@
 //! | [`sshforward`] | `moby.sshforward.v1` | session: SSH agent forwarding |
 //! | [`health`] | `grpc.health.v1` | session: health checks |
 //! | [`rpc`] | `google.rpc` | `Status`, the gRPC error model |
+//! | [`errdefs`] | `errdefs` | BuildKit's error details: the failed op and its source |
 //!
 //! With the `grpc` feature each service also gets a tonic client and server
 //! (`control::control_client::ControlClient`, `filesync::file_sync_server::…`).
@@ -89,6 +90,21 @@ pub mod fsutil {
         generated!("fsutil.types.rs");
     }
     pub use types::*;
+}
+
+/// BuildKit's typed error details (package `errdefs`).
+#[allow(clippy::all, missing_docs)]
+pub mod errdefs {
+    generated!("errdefs.rs");
+
+    /// The type URL of a status detail holding a [`Source`] (BuildKit before 0.13).
+    pub const SOURCE_TYPE_URL: &str = "type.googleapis.com/errdefs.Source";
+    /// The same as JSON (BuildKit 0.13 and later register their details with typeurl).
+    pub const SOURCE_JSON_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
+    /// The type URL of a status detail holding a [`Vertex`].
+    pub const VERTEX_TYPE_URL: &str = "type.googleapis.com/errdefs.Vertex";
+    /// The same as JSON.
+    pub const VERTEX_JSON_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Vertex+json";
 }
 
 /// The `google.*` packages bud declares (only `google.rpc.Status`).

@@ -90,12 +90,7 @@ async fn check_dockerfile(
     if report.findings.is_empty() {
         return Ok(convert_opts);
     }
-    let file = std::path::Path::new(&inputs.dockerfile_name)
-        .file_name()
-        .and_then(|f| f.to_str())
-        .filter(|_| inputs.dockerfile_name != "-")
-        .unwrap_or("Dockerfile");
-    // BuildKit names the Dockerfile by its file name only, in the step and the warnings.
+    let file = inputs.dockerfile_file_name();
     let name = format!("[internal] load build definition from {file}");
     let vertex = format!(
         "sha256:{}",
@@ -233,6 +228,7 @@ pub(super) fn convert_options(
         labels,
         excludes: inputs.excludes.clone(),
         main_context: inputs.main_context.clone(),
+        dockerfile_name: inputs.dockerfile_file_name().to_owned(),
         no_cache,
         caps: SolverCaps {
             merge_op: true,

@@ -43,6 +43,7 @@ pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Resul
         target: opts.target.clone(),
         build_args: super::dockerfile::build_arg_values(&opts.build_args),
         excludes: inputs.excludes.clone(),
+        dockerfile_name: inputs.dockerfile_file_name().to_owned(),
         ..ConvertOptions::default()
     };
     let converted = super::dockerfile::convert_with(&inputs, convert_opts, images).await?;

@@ -115,7 +115,7 @@ pub(super) async fn build(
             {
                 tracing::debug!("closing the unused docker load: {e}");
             }
-            return Err(super::failure::step_failure(e, inputs));
+            return Err(super::failure::step_failure(e, &[&converted.definition]));
         }
     };
 

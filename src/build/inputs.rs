@@ -29,6 +29,16 @@ pub struct BuildInputs {
 }
 
 impl BuildInputs {
+    /// The Dockerfile's name as BuildKit gives it in steps, warnings and error excerpts:
+    /// its file name only (`Dockerfile` for one read from stdin).
+    pub fn dockerfile_file_name(&self) -> &str {
+        Path::new(&self.dockerfile_name)
+            .file_name()
+            .and_then(|f| f.to_str())
+            .filter(|_| self.dockerfile_name != "-")
+            .unwrap_or("Dockerfile")
+    }
+
     pub fn read(context: &str, file: Option<&str>) -> anyhow::Result<Self> {
         if context == "-" {
             return Self::from_stdin(file);

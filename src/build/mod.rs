@@ -69,6 +69,8 @@ pub(crate) struct BuildEnv {
     progress: ProgressSink,
     /// `--explain`: the steps that ran and why.
     explained: Option<crate::progress::Explained>,
+    /// The whole output of the steps that failed, kept under the state root.
+    failed_logs: crate::progress::step_logs::KeptLogs,
 }
 
 impl BuildEnv {
@@ -106,6 +108,10 @@ impl BuildEnv {
             renderer = Box::new(explaining);
             explained = Some(gathered);
         }
+        use crate::progress::step_logs;
+        step_logs::bound(&state.logs_dir());
+        let (renderer, failed_logs) =
+            step_logs::StepLogRenderer::new(renderer, step_logs::build_dir(&state.logs_dir()));
         Ok(Self {
             state,
             meta,
@@ -114,8 +120,9 @@ impl BuildEnv {
             registry,
             docker,
             images,
-            progress: ProgressSink::new(renderer),
+            progress: ProgressSink::new(Box::new(renderer)),
             explained,
+            failed_logs,
         })
     }
 }
@@ -171,6 +178,23 @@ pub async fn run(
     env.progress.finish(result.is_ok());
     if embedded && let Some(explained) = &env.explained {
         eprint!("{}", explained.summary());
+    }
+    // buildx shows a step's last lines; the whole of them is in a file.
+    for kept in env
+        .failed_logs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        crate::report!(
+            "the whole output of {}: {}",
+            if kept.name.is_empty() {
+                "the failed step"
+            } else {
+                &kept.name
+            },
+            kept.path.display()
+        );
     }
     let report = result?;
     if embedded {

@@ -76,7 +76,10 @@ pub(super) async fn build(
     let results = solver
         .solve_many(&definitions, &cancel)
         .await
-        .map_err(|e| super::failure::step_failure(e, inputs))?;
+        .map_err(|e| {
+            let definitions: Vec<&_> = definitions.iter().collect();
+            super::failure::step_failure(e, &definitions)
+        })?;
 
     // One invocation for every platform's provenance, as BuildKit records it.
     let provenance = super::attestations::Provenance {

@@ -263,7 +263,7 @@ pub(super) async fn finish_from_docker(
 /// can read it back from Docker, through `docker://`.
 pub(super) fn explain_missing_exporter(e: crate::remote::RemoteError) -> anyhow::Error {
     match &e {
-        crate::remote::RemoteError::Build(message)
+        crate::remote::RemoteError::Build(crate::remote::BuildFailure { message, .. })
             if message.contains("exporter \"") && message.contains("could not be found") =>
         {
             anyhow::anyhow!(
@@ -385,11 +385,13 @@ mod tests {
 
     #[test]
     fn a_missing_exporter_points_to_docker_addresses() {
-        let e =
-            crate::remote::RemoteError::Build("exporter \"image\" could not be found".to_string());
+        let e = crate::remote::RemoteError::Build(crate::remote::BuildFailure::new(
+            "exporter \"image\" could not be found",
+        ));
         let message = explain_missing_exporter(e).to_string();
         assert!(message.contains("--addr docker://"), "{message}");
-        let other = crate::remote::RemoteError::Build("exit code: 1".to_string());
+        let other =
+            crate::remote::RemoteError::Build(crate::remote::BuildFailure::new("exit code: 1"));
         assert!(
             !explain_missing_exporter(other)
                 .to_string()

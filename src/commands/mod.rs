@@ -22,6 +22,12 @@ pub enum CommandError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error("removing {}", path.display())]
+    Remove {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -40,7 +40,15 @@ pub fn run(
         }
         writeln!(out)?;
     }
-    writeln!(out, "Total:\t{}", human_size(report.freed))?;
+    // The failed steps' logs go with the cache they were built with.
+    let logs = state.logs_dir();
+    let logs_bytes = crate::gc::size::disk_usage(&logs).unwrap_or(0);
+    match std::fs::remove_dir_all(&logs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(CommandError::Remove { path: logs, source }),
+    }
+    writeln!(out, "Total:\t{}", human_size(report.freed + logs_bytes))?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ pub(super) const LINES: usize = 10;
 /// Whether a step that ended with `error` was cancelled rather than failed: by the user,
 /// or because another step failed (bud's solver says `cancelled`, BuildKit's errors end
 /// with Go's `context canceled`). buildx shows such a step as CANCELED, without a block.
-pub(super) fn cancelled(error: &str) -> bool {
+pub fn cancelled(error: &str) -> bool {
     error == "cancelled" || error.ends_with("context canceled")
 }
 

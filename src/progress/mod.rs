@@ -7,6 +7,7 @@ mod failure_block;
 mod otel;
 mod plain;
 mod rawjson;
+pub mod step_logs;
 mod trace;
 mod tty;
 mod warnings;
@@ -15,12 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use explain::{ExplainRenderer, Explained};
+pub use failure_block::cancelled as cancelled_error;
 pub use otel::{OtelRenderer, OtlpConfig};
 pub use plain::PlainRenderer;
 pub use rawjson::RawJsonRenderer;
 pub use trace::TraceRenderer;
 pub use tty::{Clock, ProgressOutput, TtyRenderer, renderer_for};
-pub use warnings::source_excerpt;
+pub use warnings::{source_excerpt, source_excerpt_of};
 
 /// Which output a log chunk came from (BuildKit numbers them 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,11 +49,38 @@ pub(super) fn expanded() -> bool {
 /// The Dockerfile lines around `start..=end`, as BuildKit's `errdefs.Source.Print` shows
 /// them: four lines of context around one line, two around several.
 pub fn source_excerpt(filename: &str, data: &str, start: usize, end: usize) -> String {
+    excerpt(filename, data, &[(start, end)])
+}
+
+/// The lines a location of a source map marks, as BuildKit prints an error's source.
+pub fn source_excerpt_of(
+    info: &bud_proto::pb::SourceInfo,
+    ranges: &[bud_proto::pb::Range],
+) -> String {
+    let line =
+        |p: Option<&bud_proto::pb::Position>| p.map_or(0, |p| usize::try_from(p.line).unwrap_or(0));
+    let lines: Vec<(usize, usize)> = ranges
+        .iter()
+        .map(|r| (line(r.start.as_ref()), line(r.end.as_ref())))
+        .collect();
+    excerpt(&info.filename, &String::from_utf8_lossy(&info.data), &lines)
+}
+
+/// `ranges` of 1-based lines (`end` before `start` meaning `start`), marked, with context:
+/// BuildKit's `Source.Print`.
+fn excerpt(filename: &str, data: &str, ranges: &[(usize, usize)]) -> String {
+    let ranges: Vec<(usize, usize)> = ranges.iter().map(|&(s, e)| (s, e.max(s))).collect();
+    let (Some(start), Some(end)) = (
+        ranges.iter().map(|r| r.0).min(),
+        ranges.iter().map(|r| r.1).max(),
+    ) else {
+        return String::new();
+    };
     let lines: Vec<&str> = data.split('\n').collect();
     if start < 1 || start > lines.len() {
         return String::new();
     }
-    let (mut first, mut last) = (start, end.max(start).min(lines.len()));
+    let (mut first, mut last) = (start, end.min(lines.len()));
     let pad = if last == first { 4 } else { 2 };
     let mut p = 0;
     while p < pad {
@@ -70,7 +97,7 @@ pub fn source_excerpt(filename: &str, data: &str, start: usize, end: usize) -> S
     let mut out = format!("{filename}:{start}\n--------------------\n");
     for (i, line) in lines.iter().enumerate().take(last).skip(first - 1) {
         let n = i + 1;
-        let mark = if n >= start && n <= end.max(start) {
+        let mark = if ranges.iter().any(|&(s, e)| s <= n && n <= e) {
             ">>>"
         } else {
             "   "

@@ -19,6 +19,7 @@
 mod addr;
 mod admin;
 mod container;
+mod error_details;
 mod exporters;
 mod files;
 mod images;
@@ -79,9 +80,10 @@ pub enum RemoteError {
         code: tonic::Code,
         message: String,
     },
-    /// The build itself failed (a RUN exited non-zero, a file was missing…).
-    #[error("failed to solve: {0}")]
-    Build(String),
+    /// The build itself failed (a RUN exited non-zero, a file was missing…): the lines of
+    /// the Dockerfile the daemon says the failed op comes from, then its message.
+    #[error("{}failed to solve: {}", .0.excerpts(), .0.message)]
+    Build(BuildFailure),
     #[error(
         "the daemon's BuildKit does not support LLB capability {cap:?}{}; upgrade the daemon or build without the feature that needs it",
         needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default()
@@ -97,6 +99,114 @@ pub enum RemoteError {
     Graph(GraphError),
     #[error("build cancelled")]
     Cancelled,
+}
+
+/// A failed build as the daemon reports it: its message, and the places in the Dockerfile
+/// of the op that failed.
+#[derive(Debug, Clone, Default)]
+pub struct BuildFailure {
+    pub message: String,
+    /// The source locations BuildKit attaches to the error of a failed op whose definition
+    /// has a source map (`errdefs.Source`), or, when it attaches none, the failed op's own
+    /// from the definition bud sent.
+    pub sources: Vec<bud_proto::errdefs::Source>,
+    /// The op that failed, as the error names it (`errdefs.Vertex`).
+    pub vertex: Option<String>,
+}
+
+impl BuildFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        BuildFailure {
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The message and the typed details of a status: each detail is protobuf
+    /// (`type.googleapis.com/errdefs.Source`, BuildKit before 0.13) or JSON
+    /// (`github.com/moby/buildkit/errdefs.Source+json`, since). Details that do not decode
+    /// are left out: the message is still the daemon's.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use prost::Message;
+        let mut failure = BuildFailure::new(status.message());
+        let details = bud_proto::rpc::Status::decode(status.details()).unwrap_or_default();
+        for any in &details.details {
+            match any.type_url.as_str() {
+                bud_proto::errdefs::SOURCE_TYPE_URL => {
+                    failure
+                        .sources
+                        .extend(bud_proto::errdefs::Source::decode(any.value.as_slice()).ok());
+                }
+                bud_proto::errdefs::SOURCE_JSON_TYPE_URL => {
+                    failure
+                        .sources
+                        .extend(error_details::source_from_json(&any.value));
+                }
+                bud_proto::errdefs::VERTEX_TYPE_URL => {
+                    failure.vertex = bud_proto::errdefs::Vertex::decode(any.value.as_slice())
+                        .ok()
+                        .map(|v| v.digest);
+                }
+                bud_proto::errdefs::VERTEX_JSON_TYPE_URL => {
+                    failure.vertex = error_details::vertex_from_json(&any.value);
+                }
+                _ => {}
+            }
+        }
+        failure
+    }
+
+    /// Without sources from the daemon, the failed op's locations in the definition bud
+    /// sent: the op the error names, else the first the progress reported failed, by
+    /// digest or, where the daemon rewrote the op (Docker 28 rewrites an image op it pins,
+    /// and with it every digest after it), by its step name.
+    pub(crate) fn locate(&mut self, sent: &pb::Definition, failed: &[(String, String)]) {
+        let Some(source) = &sent.source else { return };
+        if !self.sources.is_empty() {
+            return;
+        }
+        let by_name = |name: &str| {
+            sent.metadata
+                .iter()
+                .find(|(_, md)| {
+                    md.description
+                        .get(bud_frontend::llb::Constraints::CUSTOM_NAME)
+                        .is_some_and(|n| n == name)
+                })
+                .map(|(digest, _)| digest.clone())
+        };
+        let candidates = self
+            .vertex
+            .iter()
+            .cloned()
+            .chain(failed.iter().map(|(digest, _)| digest.clone()))
+            .chain(failed.iter().filter_map(|(_, name)| by_name(name)));
+        for digest in candidates {
+            self.sources
+                .extend(
+                    bud_frontend::llb::locations_of(source, &digest).map(|(info, ranges)| {
+                        bud_proto::errdefs::Source {
+                            info: Some(info.clone()),
+                            ranges: ranges.to_vec(),
+                        }
+                    }),
+                );
+            if !self.sources.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Each source's lines, as buildx prints them before the error.
+    pub fn excerpts(&self) -> String {
+        self.sources
+            .iter()
+            .filter_map(|s| {
+                let info = s.info.as_ref()?;
+                Some(crate::progress::source_excerpt_of(info, &s.ranges))
+            })
+            .collect()
+    }
 }
 
 impl RemoteError {

@@ -42,6 +42,9 @@ struct Seen {
 #[derive(Default)]
 pub(crate) struct StatusMapper {
     vertices: HashMap<String, Seen>,
+    /// The vertices that failed (not those cancelled because another did), in order: digest
+    /// and name.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
 fn time(ts: Option<&prost_types::Timestamp>) -> SystemTime {
@@ -81,6 +84,9 @@ impl StatusMapper {
             // A cached vertex is done once it is shown as cached.
             if v.completed.is_some() && !seen.completed && !v.cached {
                 seen.completed = true;
+                if !v.error.is_empty() && !crate::progress::cancelled_error(&v.error) {
+                    self.failed.push((v.digest.clone(), v.name.clone()));
+                }
                 events.push(Event::Completed {
                     vertex: v.digest.clone(),
                     at: time(v.completed.as_ref()),

@@ -23,8 +23,8 @@ use super::progress::StatusMapper;
 use super::session::{ExportTarget, Offer, Session, TransferCounters};
 use super::transport::{self, GrpcChannel, origin};
 use super::{
-    Addr, DaemonImages, Exporter, Graph, GraphError, GraphSource, RemoteError, RemoteSolver,
-    SolveRequest, SolveResult, random_id,
+    Addr, BuildFailure, DaemonImages, Exporter, Graph, GraphError, GraphSource, RemoteError,
+    RemoteSolver, SolveRequest, SolveResult, random_id,
 };
 use crate::progress::ProgressSink;
 
@@ -48,7 +48,7 @@ enum BridgeError {
     /// The definition cannot run here; reported as is.
     Refused(RemoteError),
     /// The build failed; the daemon's message is the one to show.
-    Build(String),
+    Build(BuildFailure),
     /// The bridge could not be reached (often because Control.Solve failed first).
     Call(RemoteError),
     /// The deferred graph could not be made.
@@ -228,10 +228,20 @@ impl RemoteSolver {
                 attrs: c.attrs.clone().into_iter().collect(),
             })
             .collect();
+        // The definition sent, to place a failure the daemon does not.
+        let sent = std::sync::Mutex::new(None);
         let bridge = async {
             match graph {
                 Some(graph) => {
-                    drive_bridge(self.channel.clone(), build_ref, session_id, graph, imports).await
+                    drive_bridge(
+                        self.channel.clone(),
+                        build_ref,
+                        session_id,
+                        graph,
+                        imports,
+                        &sent,
+                    )
+                    .await
                 }
                 None => Ok(()),
             }
@@ -241,17 +251,28 @@ impl RemoteSolver {
         // The Status stream ends when the daemon discards the build; a build that never
         // started (refused before it existed) has no stream to wait for.
         let mut status = status;
-        if got_status.load(Ordering::SeqCst) {
-            let _ = (&mut status.0).await;
-        }
+        let failed_vertices = if got_status.load(Ordering::SeqCst) {
+            (&mut status.0).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let sent = sent
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let failed = |mut failure: BuildFailure| {
+            if let Some(definition) = &sent {
+                failure.locate(definition, &failed_vertices);
+            }
+            RemoteError::Build(failure)
+        };
 
         match (solved, bridged) {
             (Ok(resp), Ok(())) => Ok(resp.into_inner().exporter_response),
             (_, Err(BridgeError::Refused(e))) => Err(e),
             (_, Err(BridgeError::Graph(e))) => Err(RemoteError::Graph(e)),
-            (_, Err(BridgeError::Build(message))) => Err(RemoteError::Build(message)),
+            (_, Err(BridgeError::Build(failure))) => Err(failed(failure)),
             (Err(status), Err(BridgeError::Call(_)) | Ok(())) => {
-                Err(RemoteError::Build(status.message().to_string()))
+                Err(failed(BuildFailure::from_status(&status)))
             }
             (Ok(_), Err(BridgeError::Call(e))) => Err(e),
         }
@@ -306,18 +327,19 @@ fn control_entry(entry: &super::CacheEntry) -> control::CacheOptionsEntry {
     }
 }
 
-/// Streams the build's progress into `sink` until the daemon ends the stream.
+/// Streams the build's progress into `sink` until the daemon ends the stream; returns the
+/// vertices that failed, in the order they did.
 async fn pump_status(
     mut control: ControlClient<GrpcChannel>,
     build_ref: String,
     sink: ProgressSink,
     got_status: Arc<AtomicBool>,
-) {
+) -> Vec<(String, String)> {
     let mut stream = match control.status(StatusRequest { r#ref: build_ref }).await {
         Ok(resp) => resp.into_inner(),
         Err(status) => {
             tracing::debug!("no progress from the daemon: {}", status.message());
-            return;
+            return Vec::new();
         }
     };
     let mut mapper = StatusMapper::default();
@@ -325,6 +347,7 @@ async fn pump_status(
         got_status.store(true, Ordering::SeqCst);
         mapper.forward(resp, &sink);
     }
+    mapper.failed
 }
 
 pub(super) fn with_build_id<T>(build_ref: &str, msg: T) -> Result<tonic::Request<T>, RemoteError> {
@@ -346,6 +369,7 @@ async fn drive_bridge(
     session_id: &str,
     graph: GraphSource<'_>,
     cache_imports: Vec<gateway::CacheOptionsEntry>,
+    sent: &std::sync::Mutex<Option<pb::Definition>>,
 ) -> Result<(), BridgeError> {
     let mut bridge = LlbBridgeClient::with_origin(channel, origin())
         .max_decoding_message_size(MAX_MESSAGE)
@@ -388,6 +412,9 @@ async fn drive_bridge(
             }
         }
     };
+    *sent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(definition.clone());
     if let Err(refused) =
         check_sources(&definition).and_then(|()| check_caps(&definition, &pong.llb_caps))
     {
@@ -422,7 +449,7 @@ async fn drive_bridge(
                 status.message().to_string(),
             )
             .await?;
-            return Err(BridgeError::Build(status.message().to_string()));
+            return Err(BridgeError::Build(BuildFailure::from_status(&status)));
         }
     };
     let result_ref = match solved.result.and_then(|r| r.result) {

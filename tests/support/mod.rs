@@ -166,6 +166,11 @@ impl Docker28 {
         Ok(docker)
     }
 
+    /// Its daemon's address (`DOCKER_HOST`), for bud's `--addr docker://`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Its client, reaching its daemon and its buildx plugin whatever the caller's environment.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.cli);

@@ -1,6 +1,7 @@
 //! Instruction by instruction: each updates the stage's LLB state and image config.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bud_proto::pb;
 use serde_json::{Value, json};
@@ -14,7 +15,9 @@ use super::platform::Platform;
 use super::stages::{Base, Cmd, Graph};
 use crate::gopath::clean_abs;
 use crate::instructions::{CommandKind, Healthcheck, ShellOrExec};
-use crate::llb::{self, Chown, Constraints, FileBuilder, MkdirOptions, State, UserRef};
+use crate::llb::{
+    self, Chown, Constraints, FileBuilder, MkdirOptions, SourceLocation, SourceMap, State, UserRef,
+};
 use crate::shell::Lexer;
 
 pub(super) const COMMAND_DESCRIPTION: &str = "com.docker.dockerfile.v1.command";
@@ -25,6 +28,8 @@ pub struct Context<'a> {
     pub lexer: &'a Lexer,
     pub global_args: &'a EnvList,
     pub proxy_env: Option<pb::ProxyEnv>,
+    /// The Dockerfile, which the ops' locations point into.
+    pub source_map: &'a Arc<SourceMap>,
 }
 
 /// A stage being dispatched: its filesystem and the metadata later steps use.
@@ -126,6 +131,7 @@ pub fn dispatch_all(
             context_paths: BTreeSet::new(),
             declared: BTreeSet::new(),
             copied_from: Vec::new(),
+            location: None,
         };
         let commands = if node.overridden {
             &[][..]
@@ -298,6 +304,8 @@ pub(super) struct Stage<'a, 'c> {
     pub declared: BTreeSet<String>,
     /// `(source stage, path)` read by `COPY --from`.
     pub copied_from: Vec<(usize, String)>,
+    /// The lines of the instruction being dispatched, given to the ops it makes.
+    pub location: Option<SourceLocation>,
 }
 
 type Result<T, E = ConvertErrorKind> = std::result::Result<T, E>;
@@ -355,10 +363,20 @@ impl Stage<'_, '_> {
     }
 
     pub fn constraints(&self) -> Constraints {
-        Constraints::default().with_ignore_cache(self.node().ignore_cache)
+        let constraints = Constraints::default().with_ignore_cache(self.node().ignore_cache);
+        match &self.location {
+            Some(location) => constraints.with_location(location.clone()),
+            None => constraints,
+        }
     }
 
     fn dispatch(&mut self, cmd: &Cmd) -> Result<()> {
+        let lines = &cmd.command.location;
+        self.location = Some(
+            self.ctx
+                .source_map
+                .location(vec![llb::line_range(lines.start_line, lines.end_line)]),
+        );
         let original = cmd.command.description().to_owned();
         match &cmd.command.kind {
             CommandKind::Run(run) => self.run(run, cmd, &original),

@@ -25,11 +25,12 @@ mod run;
 mod stages;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bud_proto::pb;
 use serde_json::Value;
 
-use crate::llb::{self, Constraints, LocalOptions, State};
+use crate::llb::{self, Constraints, LocalOptions, SourceMap, State};
 use crate::shell::Lexer;
 
 pub use env::EnvList;
@@ -54,6 +55,9 @@ pub struct ConvertOptions {
     pub build_platform: Platform,
     /// Name of the local source holding the build context.
     pub context_name: String,
+    /// The Dockerfile's file name, as the source map and error excerpts name it
+    /// (BuildKit's `filename`: the `-f` path's last element).
+    pub dockerfile_name: String,
     /// Where the build context comes from: the local source above, a git repository or a
     /// URL.
     pub main_context: MainContext,
@@ -89,6 +93,7 @@ impl Default for ConvertOptions {
             target_platform: None,
             build_platform: Platform::host(),
             context_name: "context".to_owned(),
+            dockerfile_name: "Dockerfile".to_owned(),
             main_context: MainContext::Local,
             excludes: Vec::new(),
             session_id: None,
@@ -209,7 +214,8 @@ pub fn convert(
     let defaults = args::default_args(&platforms, &opts.build_args, target_name.as_deref());
     let meta = args::meta_args(defaults, &lexer, &file.meta_args, &opts.build_args)?;
 
-    let mut graph = stages::Graph::build(&file, &meta.env, &lexer, opts)?;
+    let source_map = Arc::new(dockerfile_source_map(dockerfile, opts));
+    let mut graph = stages::Graph::build(&file, &meta.env, &lexer, opts, &source_map)?;
     let target = graph.target(opts.target.as_deref())?;
     graph.check_cycles()?;
     let reachable = graph.resolve(target, resolver, &platforms, &lexer, opts)?;
@@ -219,6 +225,7 @@ pub fn convert(
         lexer: &lexer,
         global_args: &meta.env,
         proxy_env: args::proxy_env(&opts.build_args),
+        source_map: &source_map,
     };
     // First pass: learn which context paths are read.
     let first = dispatch::dispatch_all(&graph, &reachable, &ctx, &State::scratch())?;
@@ -305,6 +312,33 @@ pub fn check_syntax(
         }
     }
     Ok(())
+}
+
+/// The Dockerfile as the source of the ops' locations, as BuildKit's frontend makes it: its
+/// name, its bytes, and the `local://dockerfile` source it is read from.
+fn dockerfile_source_map(dockerfile: &str, opts: &ConvertOptions) -> SourceMap {
+    let map = SourceMap::new(
+        &opts.dockerfile_name,
+        "Dockerfile",
+        dockerfile.as_bytes().to_vec(),
+    );
+    if opts.main_context != MainContext::Local {
+        return map;
+    }
+    let loaded_from = llb::local(
+        "dockerfile",
+        LocalOptions {
+            session_id: opts.session_id.clone(),
+            follow_paths: vec![opts.dockerfile_name.clone()],
+            shared_key_hint: Some("dockerfile".to_owned()),
+            constraints: Constraints::default().with_custom_name(format!(
+                "[internal] load build definition from {}",
+                opts.dockerfile_name
+            )),
+            ..Default::default()
+        },
+    );
+    map.with_definition(loaded_from.marshal())
 }
 
 /// The `local://context` source, as BuildKit's `dockerui` client builds it.

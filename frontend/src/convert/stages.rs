@@ -2,6 +2,7 @@
 //! what it needs, and the base images of the stages it needs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::ConvertOptions;
 use super::args::Platforms;
@@ -12,7 +13,7 @@ use super::image::ImageConfig;
 use super::named::{self, NamedContext};
 use super::platform::Platform;
 use crate::instructions::{self, Command, CommandKind, Dockerfile};
-use crate::llb::{self, Constraints, ImageOptions, State};
+use crate::llb::{self, Constraints, ImageOptions, SourceMap, State};
 use crate::shell::{EmptyEnv, Lexer};
 
 const SCRATCH: &str = "scratch";
@@ -60,6 +61,8 @@ pub struct StageNode {
     pub base: Base,
     pub platform: Option<Platform>,
     pub line: usize,
+    /// The FROM's last line (it may continue over several).
+    pub end_line: usize,
     pub source_code: String,
     pub commands: Vec<Cmd>,
     pub deps: Vec<(usize, usize)>,
@@ -88,6 +91,8 @@ impl StageNode {
 pub struct Graph {
     pub stages: Vec<StageNode>,
     registered: usize,
+    /// The Dockerfile, which the base images' locations point into.
+    source_map: Arc<SourceMap>,
 }
 
 impl Graph {
@@ -96,10 +101,12 @@ impl Graph {
         global_args: &EnvList,
         lexer: &Lexer,
         opts: &ConvertOptions,
+        source_map: &Arc<SourceMap>,
     ) -> Result<Self, ConvertError> {
         let mut graph = Graph {
             stages: Vec::new(),
             registered: file.stages.len(),
+            source_map: source_map.clone(),
         };
         for (i, st) in file.stages.iter().enumerate() {
             let line = st.location.start_line;
@@ -146,6 +153,7 @@ impl Graph {
                 base,
                 platform,
                 line,
+                end_line: st.location.end_line,
                 source_code: st.location.original.trim().to_owned(),
                 commands: Vec::new(),
                 deps: Vec::new(),
@@ -208,6 +216,7 @@ impl Graph {
             base,
             platform: None,
             line,
+            end_line: line,
             source_code: String::new(),
             commands: Vec::new(),
             deps: Vec::new(),
@@ -500,10 +509,17 @@ impl Graph {
                 };
                 let custom =
                     prefix_command(&stage, node.cmd_total, 1, false, &format!("FROM {pinned}"));
-                let constraints = Constraints::default()
+                let mut constraints = Constraints::default()
                     .with_platform(platform.to_pb())
                     .with_custom_name(custom)
                     .with_description(COMMAND_DESCRIPTION, node.source_code.clone());
+                // An image a `--from` names without a stage has no FROM line, as in BuildKit.
+                if !node.unregistered {
+                    constraints = constraints.with_location(
+                        self.source_map
+                            .location(vec![llb::line_range(node.line, node.end_line)]),
+                    );
+                }
                 let state = llb::image(
                     &pinned,
                     ImageOptions {

@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use bud_proto::pb;
 
+use super::sourcemap::SourceLocation;
+
 /// Where an op may run and what the daemon should know about it without it
 /// entering the op's digest (everything but the platform and worker filters is
 /// `OpMetadata`).
@@ -17,6 +19,8 @@ pub struct Constraints {
     pub description: BTreeMap<String, String>,
     pub export_cache: Option<bool>,
     pub progress_group: Option<pb::ProgressGroup>,
+    /// Where in its sources the op comes from (the Definition's source map).
+    pub locations: Vec<SourceLocation>,
 }
 
 impl Constraints {
@@ -36,6 +40,11 @@ impl Constraints {
 
     pub fn with_description(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.description.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn with_location(mut self, location: SourceLocation) -> Self {
+        self.locations.push(location);
         self
     }
 

@@ -5,6 +5,7 @@ use bud_proto::pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use super::sourcemap::SourceCollector;
 use super::state::{State, Vertex};
 
 impl State {
@@ -56,7 +57,7 @@ impl State {
         pb::Definition {
             def: marshaler.def,
             metadata: marshaler.metadata,
-            source: None,
+            source: Some(marshaler.sources.into_source()),
         }
     }
 }
@@ -72,6 +73,7 @@ struct Marshaler {
     metadata: BTreeMap<String, pb::OpMetadata>,
     /// Vertices already walked, by identity, so shared subgraphs are walked once.
     walked: HashSet<*const Vertex>,
+    sources: SourceCollector,
 }
 
 impl Marshaler {
@@ -81,6 +83,7 @@ impl Marshaler {
             for input in &vertex.inputs {
                 self.add(&input.vertex);
             }
+            self.sources.add(&vertex.digest, &vertex.locations);
             match self.metadata.get_mut(&vertex.digest) {
                 // An equal op built separately: written once, with both metadata.
                 Some(existing) => merge_metadata(existing, &vertex.metadata),

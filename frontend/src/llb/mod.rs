@@ -25,6 +25,7 @@ mod exec;
 mod file;
 mod layer;
 mod source;
+mod sourcemap;
 mod state;
 
 pub use constraints::Constraints;
@@ -40,6 +41,7 @@ pub use source::{
     GitOptions, HttpOptions, ImageOptions, LocalOptions, OciLayoutOptions, ResolveMode, git, http,
     image, local, normalize_image_ref, oci_layout, scratch,
 };
+pub use sourcemap::{SourceLocation, SourceMap, line_range, locations_of};
 pub use state::{Output, State};
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use prost::Message;
 
 use super::constraints::Constraints;
 use super::definition::digest_of;
+use super::sourcemap::SourceLocation;
 
 /// One op of the graph, marshaled when built: its inputs already exist, so
 /// their digests, and with them this op's bytes and digest, are known.
@@ -14,6 +15,7 @@ pub(crate) struct Vertex {
     pub(crate) bytes: Vec<u8>,
     pub(crate) digest: String,
     pub(crate) metadata: pb::OpMetadata,
+    pub(crate) locations: Vec<SourceLocation>,
 }
 
 impl Vertex {
@@ -43,6 +45,7 @@ impl Vertex {
             digest: digest_of(&bytes),
             bytes,
             metadata: constraints.metadata(caps),
+            locations: constraints.locations.clone(),
         })
     }
 }
