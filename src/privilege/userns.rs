@@ -2,16 +2,17 @@
 //! subordinate ids are mapped above, by the setuid `newuidmap`/`newgidmap`, as podman,
 //! buildah and rootlesskit do.
 //!
-//! bud stays one process, so signals reach it as before: a short-lived holder process makes
-//! the namespace, the two helpers map it from outside (a setuid binary started inside,
-//! where its owner is not mapped, loses its setuid bit), both at once, and bud joins it with
-//! `setns`, as podman joins the namespace its pause process holds. Helpers started straight
-//! from bud, with no shell waiting in front of them, keep the entry to about one helper's
-//! run: it is paid by every command that enters. Must run before any thread starts: a
-//! threaded process cannot join a user namespace.
+//! bud stays one process, so signals reach it as before: a short-lived holder process is
+//! made in the new namespace, the two helpers map it from outside (a setuid binary started
+//! inside, where its owner is not mapped, loses its setuid bit), both at once, and bud joins
+//! it with `setns`, as podman joins the namespace its pause process holds. The entry is paid
+//! by every command that enters, so it is kept to about one helper's run: the holder is a
+//! clone sharing bud's memory that execs nothing, and the helpers are started straight from
+//! bud, with no shell in front of them. Must run before any thread starts: a threaded
+//! process cannot join a user namespace.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -164,57 +165,78 @@ fn map_tool(tool: &'static str) -> Result<PathBuf, UsernsError> {
         .ok_or(UsernsError::NoMapTool { tool })
 }
 
-/// A child that unshares a user namespace and waits (a shell reading its stdin) until bud
-/// has joined it; it exits when its stdin closes, also when bud dies first.
+/// A child made straight into a new user namespace (`clone` with `CLONE_NEWUSER`), holding
+/// it until bud has joined. It shares bud's memory, so making it copies no page tables, and
+/// it execs nothing: it waits on a pipe whose write end only bud holds, so it exits as soon
+/// as bud lets go of it, also when bud dies first.
 struct Holder {
-    child: Child,
+    pid: rustix::process::Pid,
+    /// Closing it ends the holder.
+    release: Option<OwnedFd>,
+    /// The holder's stack: freed only once the holder is reaped.
+    stack: Option<Box<[u8]>>,
 }
 
 impl Holder {
-    const SHELL: &'static str = "/bin/sh";
+    /// Plenty for `hold`'s two system calls.
+    const STACK_SIZE: usize = 64 * 1024;
 
     fn start() -> Result<Self, UsernsError> {
-        let mut command = Command::new(Self::SHELL);
-        command
-            .args(["-c", "read -r _"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: runs in the forked child before exec; unshare is a plain system call, and
-        // the child has one thread.
-        unsafe {
-            command.pre_exec(|| {
-                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)
-                    .map_err(std::io::Error::from)
+        let (wait, release) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|errno| {
+                UsernsError::Spawn {
+                    tool: "the user namespace's holder",
+                    source: errno.into(),
+                }
+            })?;
+        let mut stack = vec![0u8; Self::STACK_SIZE].into_boxed_slice();
+        // The stack grows down from its end, kept 16-byte aligned as every ABI wants.
+        let end = stack.as_mut_ptr_range().end;
+        let top = end.wrapping_sub(end as usize % 16);
+        // The two descriptors travel in the argument itself: the holder reads nothing of
+        // bud's memory, which bud goes on changing while the holder runs.
+        let fds = hold_arg(wait.as_raw_fd(), release.as_raw_fd());
+        // SAFETY: `hold` only makes raw system calls on its own stack (rustix's, which touch
+        // neither errno nor any other shared state), and returns, which exits the holder;
+        // the stack lives in `Self` until the holder is reaped (`Drop`).
+        let pid = unsafe {
+            libc::clone(
+                hold,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+                fds,
+            )
+        };
+        if pid < 0 {
+            let errno = rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                .unwrap_or(rustix::io::Errno::PERM);
+            return Err(match errno {
+                rustix::io::Errno::NOMEM | rustix::io::Errno::AGAIN => UsernsError::Spawn {
+                    tool: "the user namespace's holder",
+                    source: errno.into(),
+                },
+                errno => UsernsError::Denied { errno },
             });
         }
-        match command.spawn() {
-            Ok(child) => Ok(Self { child }),
-            // The shell itself is missing; any other failure is the unshare's.
-            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
-                Err(UsernsError::Spawn {
-                    tool: Self::SHELL,
-                    source,
-                })
-            }
-            Err(e) => Err(UsernsError::Denied {
-                errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::PERM),
-            }),
-        }
+        drop(wait);
+        Ok(Self {
+            pid: rustix::process::Pid::from_raw(pid).expect("clone returns a positive pid"),
+            release: Some(release),
+            stack: Some(stack),
+        })
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.pid.as_raw_nonzero().to_string()
     }
 
     /// Moves bud into the holder's (now mapped) user namespace; the holder goes on drop.
     fn join(self) -> Result<(), UsernsError> {
-        let ns =
-            std::fs::File::open(format!("/proc/{}/ns/user", self.child.id())).map_err(|e| {
-                UsernsError::Join {
-                    errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-                }
-            })?;
+        let ns = std::fs::File::open(format!("/proc/{}/ns/user", self.pid())).map_err(|e| {
+            UsernsError::Join {
+                errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            }
+        })?;
         // Needs bud to be single-threaded still (`enter` runs before any thread exists).
         rustix::thread::move_into_link_name_space(
             std::os::fd::AsFd::as_fd(&ns),
@@ -225,11 +247,44 @@ impl Holder {
 }
 
 impl Drop for Holder {
-    /// Closes the holder's stdin, so that it exits, and reaps it.
+    /// Closes the holder's pipe, so that it exits, and reaps it.
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        drop(self.release.take());
+        loop {
+            match rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => break,
+                // Not reaped: it may still run on its stack, which must then outlive bud.
+                Err(_) => {
+                    std::mem::forget(self.stack.take());
+                    break;
+                }
+            }
+        }
     }
+}
+
+/// The holder's argument: its two pipe ends in one word.
+fn hold_arg(wait: RawFd, release: RawFd) -> *mut libc::c_void {
+    let bits = (u64::from(release as u32) << 32) | u64::from(wait as u32);
+    bits as usize as *mut libc::c_void
+}
+
+/// The holder's whole life: it drops its copy of the write end, then waits for the read end
+/// to reach its end, when bud closes it or dies. Returning exits the holder.
+extern "C" fn hold(arg: *mut libc::c_void) -> libc::c_int {
+    let bits = arg as usize as u64;
+    let (wait, release) = (bits as u32 as RawFd, (bits >> 32) as u32 as RawFd);
+    // SAFETY: both are the holder's own copies (the clone has its own descriptor table),
+    // open until it closes them or exits; rustix closes with the bare system call (std's
+    // `OwnedFd` would go through libc, which may set errno, shared with bud).
+    let wait = unsafe {
+        rustix::io::close(release);
+        BorrowedFd::borrow_raw(wait)
+    };
+    let mut byte = [0u8; 1];
+    while let Err(rustix::io::Errno::INTR) = rustix::io::read(wait, &mut byte[..]) {}
+    0
 }
 
 /// `newuidmap` or `newgidmap` writing the holder's map, run straight from bud (which is still
