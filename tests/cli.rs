@@ -618,7 +618,7 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
     ),
     (
         "build --attest",
-        "tests/image_metadata.rs::attestations_bud_cannot_attach_are_refused",
+        "tests/image_metadata.rs::sbom_attestations_list_the_image_s_packages",
         "",
     ),
     (
@@ -739,7 +739,7 @@ const FLAG_EVIDENCE: &[(&str, &str, &str)] = &[
     ),
     (
         "build --sbom",
-        "tests/image_metadata.rs::attestations_bud_cannot_attach_are_refused",
+        "tests/image_metadata.rs::sbom_attestations_list_the_image_s_packages",
         "",
     ),
     (

@@ -94,6 +94,18 @@ impl Attest {
             }
             ProvenanceRequest::from_attrs(&self.attrs)?;
         }
+        // buildx's generator= (a scanner image), scan-context= and scan-stage= ask for
+        // BuildKit's scanner; bud scans the final image itself, as that scanner does by
+        // default.
+        if self.kind == "sbom"
+            && !self.disabled
+            && let Some(key) = self.attrs.keys().next()
+        {
+            return Err(format!(
+                "sbom attribute {key:?} is not supported: bud scans the image's package \
+                 databases itself (no scanner image, no scan of the context or stages)"
+            ));
+        }
         Ok(())
     }
 }

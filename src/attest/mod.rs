@@ -1,5 +1,5 @@
 //! Attestations: in-toto statements about each image a build exports (SLSA provenance, and
-//! SBOMs once bud makes them), attached as BuildKit attaches them: for each platform's image,
+//! SPDX SBOMs made by `crate::sbom`), attached as BuildKit attaches them: for each platform's image,
 //! an attestation manifest in the image index (`manifest`).
 //!
 //! The plumbing is generic: an export takes, per platform image, a list of [`Attestation`]s

@@ -108,6 +108,53 @@ impl Provenance<'_> {
     }
 }
 
+/// BuildKit's SBOM scanner names the filesystem it scans by where it mounts it.
+const SBOM_SUBJECT: &str = "/run/src/core";
+
+/// The SBOM of the image whose filesystem is `result`, when `planned` asks for one: its
+/// package databases scanned as BuildKit's default scanner scans the final image, the
+/// document dated by SOURCE_DATE_EPOCH when the build has one, so that it is reproducible.
+/// What the scanner could not read is a warning, and noted in the document.
+pub(super) async fn sbom(
+    planned: &Attestations,
+    snapshots: &std::sync::Arc<crate::solver::Snapshots>,
+    result: &crate::solver::Ref,
+    epoch: Option<i64>,
+    progress: &crate::progress::ProgressSink,
+    platform: String,
+) -> anyhow::Result<Option<Attestation>> {
+    if planned.sbom.is_none() {
+        return Ok(None);
+    }
+    let vertex = format!("bud-sbom-{platform}");
+    progress.started(&vertex, &format!("[{platform}] generating sbom"));
+    let (snapshots, result) = (snapshots.clone(), result.clone());
+    let scanned = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let view = snapshots.view(&result)?;
+        Ok(crate::sbom::scan(&view.path)?)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
+    let inventory = match scanned {
+        Ok(inventory) => inventory,
+        Err(e) => {
+            progress.completed(&vertex, Some(format!("{e:#}")));
+            return Err(e.context("generating the SBOM"));
+        }
+    };
+    for warning in &inventory.warnings {
+        progress.warning(Some(&vertex), format!("sbom: {warning}"));
+    }
+    let created = match epoch {
+        Some(secs) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+        None => SystemTime::now(),
+    };
+    let document = crate::sbom::spdx_document(&inventory, SBOM_SUBJECT, created);
+    progress.completed(&vertex, None);
+    Ok(Some(Attestation::sbom(document)))
+}
+
 /// The base images of `definition`, each with the digest the build pinned it to.
 fn image_materials(
     definition: &pb::Definition,

@@ -150,7 +150,23 @@ pub(super) async fn build(
             invocation_id: crate::remote::new_session_id(),
             started,
         };
-        provenance.attestations(&planned, &converted.definition)?
+        let mut attestations = Vec::new();
+        let platform = platforms
+            .first()
+            .cloned()
+            .unwrap_or_else(bud_frontend::convert::Platform::host)
+            .to_string();
+        let sbom = super::attestations::sbom(
+            &planned,
+            solver.snapshots(),
+            &result,
+            super::dockerfile::source_date_epoch(opts)?,
+            progress,
+            platform,
+        );
+        attestations.extend(unless_cancelled(&cancel, sbom).await?);
+        attestations.extend(provenance.attestations(&planned, &converted.definition)?);
+        attestations
     };
     let mut report = BuildReport::default();
     let epoch = super::dockerfile::source_date_epoch(opts)?;

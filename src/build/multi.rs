@@ -95,7 +95,18 @@ pub(super) async fn build(
         let attestations = if planned.is_empty() {
             Vec::new()
         } else {
-            provenance.attestations(&planned, &converted.definition)?
+            let sbom = super::attestations::sbom(
+                &planned,
+                solver.snapshots(),
+                &result,
+                super::dockerfile::source_date_epoch(opts)?,
+                progress,
+                platform.to_string(),
+            );
+            let mut attestations: Vec<_> =
+                unless_cancelled(&cancel, sbom).await?.into_iter().collect();
+            attestations.extend(provenance.attestations(&planned, &converted.definition)?);
+            attestations
         };
         let image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;

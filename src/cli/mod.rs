@@ -289,19 +289,7 @@ pub enum DumpFormat {
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
 pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let sbom = o
-        .attests
-        .iter()
-        .chain(&o.sbom)
-        .find(|a| a.kind == "sbom")
-        .is_some_and(|a| !a.disabled);
-    let set = [
-        (
-            sbom,
-            "an SBOM attestation (--sbom, --attest type=sbom: SBOM generation)",
-        ),
-        (o.call.method == Call::Outline, "--call=outline"),
-    ];
+    let set = [(o.call.method == Call::Outline, "--call=outline")];
     set.into_iter()
         .filter(|(on, _)| *on)
         .map(|(_, f)| f)
