@@ -905,3 +905,279 @@ fn every_flag_is_honoured_with_a_test() {
     }
     assert!(undecided.is_empty(), "{}", undecided.join("\n"));
 }
+
+/// What shows that each instruction flag, `RUN --mount` key and parser directive does what
+/// it says (or is refused): a differential case's Dockerfile, built by both Dockers and bud,
+/// or a test function, and the text in it that uses the item.
+const DOCKERFILE_EVIDENCE: &[(&str, &str, &str)] = &[
+    (
+        "FROM --platform",
+        "tests/build_platforms.rs::a_build_platform_stage_runs_once_for_every_target",
+        "FROM --platform",
+    ),
+    (
+        "RUN --mount",
+        "testdata/diff/run-mount-bind/Dockerfile",
+        "--mount=",
+    ),
+    (
+        "RUN --network",
+        "tests/build_entitlements.rs::network_host_needs_allow_or_network_host",
+        "--network=",
+    ),
+    (
+        "RUN --security",
+        "tests/build_entitlements.rs::an_insecure_step_runs_privileged_when_allowed",
+        "--security=insecure",
+    ),
+    (
+        "RUN --device",
+        "tests/image_metadata.rs::labs_flags_need_a_labs_syntax_and_run_device_is_refused",
+        "--device",
+    ),
+    (
+        "COPY --chown",
+        "testdata/diff/copy-chown/Dockerfile",
+        "--chown=",
+    ),
+    (
+        "COPY --from",
+        "testdata/diff/multistage-copy-from/Dockerfile",
+        "--from=",
+    ),
+    (
+        "COPY --chmod",
+        "testdata/diff/copy-chmod/Dockerfile",
+        "--chmod=",
+    ),
+    (
+        "COPY --link",
+        "tests/build_outputs.rs::copy_link_layers_stay_the_same_on_a_new_base",
+        "testdata(\"link\")",
+    ),
+    (
+        "COPY --exclude",
+        "testdata/diff/copy-exclude/Dockerfile",
+        "--exclude=",
+    ),
+    (
+        "COPY --parents",
+        "tests/image_metadata.rs::labs_flags_need_a_labs_syntax_and_run_device_is_refused",
+        "--parents",
+    ),
+    (
+        "ADD --chown",
+        "testdata/diff/add-link/Dockerfile",
+        "--chown=",
+    ),
+    (
+        "ADD --chmod",
+        "testdata/diff/add-link/Dockerfile",
+        "--chmod=",
+    ),
+    (
+        "ADD --link",
+        "testdata/diff/add-link/Dockerfile",
+        "ADD --link",
+    ),
+    (
+        "ADD --keep-git-dir",
+        "tests/source_git.rs::bud_adds_a_repository_into_a_local_export",
+        "\"add-git\"",
+    ),
+    (
+        "ADD --checksum",
+        "tests/source_http.rs::add_checksum_verifies_what_the_url_serves",
+        "--checksum=",
+    ),
+    (
+        "ADD --unpack",
+        "testdata/diff/add-exclude-unpack/Dockerfile",
+        "--unpack=",
+    ),
+    (
+        "ADD --exclude",
+        "testdata/diff/add-exclude-unpack/Dockerfile",
+        "ADD --exclude=",
+    ),
+    (
+        "HEALTHCHECK --interval",
+        "testdata/diff/healthcheck/Dockerfile",
+        "--interval=",
+    ),
+    (
+        "HEALTHCHECK --timeout",
+        "testdata/diff/healthcheck/Dockerfile",
+        "--timeout=",
+    ),
+    (
+        "HEALTHCHECK --start-period",
+        "testdata/diff/healthcheck/Dockerfile",
+        "--start-period=",
+    ),
+    (
+        "HEALTHCHECK --start-interval",
+        "testdata/diff/healthcheck-start-interval/Dockerfile",
+        "--start-interval=",
+    ),
+    (
+        "HEALTHCHECK --retries",
+        "testdata/diff/healthcheck/Dockerfile",
+        "--retries=",
+    ),
+    (
+        "--mount type",
+        "testdata/diff/run-mount-bind/Dockerfile",
+        "type=bind",
+    ),
+    (
+        "--mount from",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "from=data",
+    ),
+    (
+        "--mount source",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "source=/data",
+    ),
+    (
+        "--mount src",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "src=/data",
+    ),
+    (
+        "--mount target",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "target=/m3",
+    ),
+    (
+        "--mount dst",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "dst=/m1",
+    ),
+    (
+        "--mount destination",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "destination=/m2",
+    ),
+    (
+        "--mount readonly",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        ",readonly ",
+    ),
+    (
+        "--mount ro",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "ro=true",
+    ),
+    (
+        "--mount readwrite",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        ",readwrite ",
+    ),
+    (
+        "--mount rw",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "rw=true",
+    ),
+    (
+        "--mount required",
+        "testdata/diff/run-mount-keys/Dockerfile",
+        "required=false",
+    ),
+    (
+        "--mount size",
+        "testdata/diff/run-mount-tmpfs-size/Dockerfile",
+        "size=1m",
+    ),
+    (
+        "--mount id",
+        "testdata/diff/run-mount-cache/Dockerfile",
+        "id=",
+    ),
+    (
+        "--mount sharing",
+        "testdata/diff/run-mount-cache/Dockerfile",
+        "sharing=",
+    ),
+    (
+        "--mount mode",
+        "testdata/diff/run-mount-cache-owners/Dockerfile",
+        "mode=",
+    ),
+    (
+        "--mount uid",
+        "testdata/diff/run-mount-cache-owners/Dockerfile",
+        "uid=",
+    ),
+    (
+        "--mount gid",
+        "testdata/diff/run-mount-cache-owners/Dockerfile",
+        "gid=",
+    ),
+    (
+        "--mount env",
+        "tests/build_run_options.rs::secrets_as_environment_variables_as_docker_28_sets_them",
+        "env=TOKEN",
+    ),
+    (
+        "# syntax",
+        "tests/image_metadata.rs::docker_dockerfile_1_syntaxes_are_bud_s_own_frontend",
+        "# syntax=",
+    ),
+    (
+        "# escape",
+        "testdata/diff/escape-directive/Dockerfile",
+        "# escape=",
+    ),
+    (
+        "# check",
+        "tests/cli.rs::failing_checks_fail_the_build_as_docker28",
+        "# check=",
+    ),
+];
+
+/// Issue 16's rule for Dockerfiles: every instruction flag, `RUN --mount` key and parser
+/// directive the frontend accepts, enumerated from the tables its parser reads, is
+/// honoured with a test (or refused by one) named in `DOCKERFILE_EVIDENCE`.
+#[test]
+fn every_dockerfile_flag_key_and_directive_is_honoured_with_a_test() {
+    let mut items = Vec::new();
+    for (instruction, flags) in bud_frontend::instructions::instruction_flags() {
+        items.extend(flags.iter().map(|f| format!("{instruction} --{f}")));
+    }
+    items.extend(
+        bud_frontend::instructions::MOUNT_KEYS
+            .iter()
+            .map(|k| format!("--mount {k}")),
+    );
+    items.extend(
+        bud_frontend::parser::DIRECTIVES
+            .iter()
+            .map(|d| format!("# {d}")),
+    );
+    let mut undecided = Vec::new();
+    for item in &items {
+        let Some((_, evidence, needle)) = DOCKERFILE_EVIDENCE.iter().find(|(i, ..)| i == item)
+        else {
+            undecided.push(format!("{item}: name the test that shows what it does"));
+            continue;
+        };
+        let text = match evidence.split_once("::") {
+            Some((file, function)) => function_body(file, function),
+            None => std::fs::read_to_string(support::repo_root().join(evidence))
+                .unwrap_or_else(|e| panic!("{evidence}: {e}")),
+        };
+        if !text.contains(needle) {
+            undecided.push(format!("{item}: {evidence} has no {needle:?}"));
+        }
+    }
+    for (item, ..) in DOCKERFILE_EVIDENCE {
+        if !items.iter().any(|i| i == item) {
+            undecided.push(format!(
+                "{item} is in DOCKERFILE_EVIDENCE but the frontend has none"
+            ));
+        }
+    }
+    assert!(undecided.is_empty(), "{}", undecided.join("\n"));
+}

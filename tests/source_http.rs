@@ -507,3 +507,58 @@ fn a_silent_context_server_times_out() {
         "{stderr}"
     );
 }
+
+/// `ADD --checksum=sha256:…` of a URL: the file when the digest matches, as Docker 28.5
+/// builds it (embedded, and on Docker 20.10's BuildKit, which checks `http.checksum` too);
+/// a build that fails naming the digest when it does not.
+#[test]
+fn add_checksum_verifies_what_the_url_serves() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let body = b"pinned by its digest\n".to_vec();
+    let digest = sha256(&body);
+    let mut answers = std::collections::BTreeMap::new();
+    answers.insert("/pinned.txt".to_string(), Answer::Body(body));
+    let server = FileServer::serve(answers);
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nARG URL\nARG SUM\nADD --checksum=$SUM $URL /pinned.txt\n",
+    )
+    .unwrap();
+    let url = format!("URL={}", server.url("/pinned.txt"));
+    let ctx = context.path().to_str().unwrap();
+    let right = format!("SUM={digest}");
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud, Builder::BudAddr],
+        &["--build-arg", &url, "--build-arg", &right, ctx],
+    );
+
+    let wrong = format!("SUM=sha256:{}", "0".repeat(64));
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            &url,
+            "--build-arg",
+            &wrong,
+        ])
+        .args(["-o", "type=tar,dest=/dev/null", ctx])
+        .output()
+        .unwrap();
+    let err = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&"0".repeat(64)), "{err}");
+    let theirs = docker28.build(&["--build-arg", &url, "--build-arg", &wrong, ctx]);
+    assert!(!theirs.status.success(), "Docker 28.5 refuses it too");
+}

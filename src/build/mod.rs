@@ -127,6 +127,17 @@ impl BuildEnv {
     }
 }
 
+/// A failed step as the line pointing at its whole output names it: by its position
+/// (`[2/2]`, `[stage 1/3]`) when it has one, since the failure block above already shows
+/// its instruction, which may be long.
+fn step_label(name: &str) -> String {
+    match name.split_once(']') {
+        Some((position, _)) if name.starts_with('[') => format!("step {position}]"),
+        _ if name.is_empty() => "the failed step".to_owned(),
+        _ => name.chars().take(60).collect(),
+    }
+}
+
 pub async fn run(
     opts: &BuildOptions,
     global: &GlobalOptions,
@@ -188,11 +199,7 @@ pub async fn run(
     {
         crate::report!(
             "the whole output of {}: {}",
-            if kept.name.is_empty() {
-                "the failed step"
-            } else {
-                &kept.name
-            },
+            step_label(&kept.name),
             kept.path.display()
         );
     }

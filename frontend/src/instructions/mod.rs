@@ -11,7 +11,7 @@ mod flags;
 mod mount;
 
 pub use error::{InstructionError, InstructionErrorKind};
-pub use mount::{MountSpec, MountType, Sharing, parse_mount};
+pub use mount::{MOUNT_KEYS, MountSpec, MountType, Sharing, parse_mount};
 
 use std::time::Duration;
 
@@ -294,6 +294,56 @@ pub fn parse(parsed: &Parsed) -> Result<Dockerfile, InstructionError> {
 
 type Result<T, E = InstructionErrorKind> = std::result::Result<T, E>;
 
+type FlagDefs = &'static [(&'static str, Kind)];
+
+const FROM_FLAGS: FlagDefs = &[("platform", Kind::String)];
+const RUN_FLAGS: FlagDefs = &[
+    ("mount", Kind::Strings),
+    ("network", Kind::String),
+    ("security", Kind::String),
+    ("device", Kind::Strings),
+];
+const COPY_FLAGS: FlagDefs = &[
+    ("chown", Kind::String),
+    ("from", Kind::String),
+    ("chmod", Kind::String),
+    ("link", Kind::Bool),
+    ("exclude", Kind::Strings),
+    ("parents", Kind::Bool),
+];
+const ADD_FLAGS: FlagDefs = &[
+    ("chown", Kind::String),
+    ("chmod", Kind::String),
+    ("link", Kind::Bool),
+    ("keep-git-dir", Kind::Bool),
+    ("checksum", Kind::String),
+    ("unpack", Kind::Bool),
+    ("exclude", Kind::Strings),
+];
+const HEALTHCHECK_FLAGS: FlagDefs = &[
+    ("interval", Kind::String),
+    ("timeout", Kind::String),
+    ("start-period", Kind::String),
+    ("start-interval", Kind::String),
+    ("retries", Kind::String),
+];
+
+/// The flags each instruction takes, the tables the parser reads them by (every other
+/// instruction takes none): what the test holding each flag to "honoured, with a test, or
+/// refused" enumerates.
+pub fn instruction_flags() -> Vec<(&'static str, Vec<&'static str>)> {
+    [
+        ("FROM", FROM_FLAGS),
+        ("RUN", RUN_FLAGS),
+        ("COPY", COPY_FLAGS),
+        ("ADD", ADD_FLAGS),
+        ("HEALTHCHECK", HEALTHCHECK_FLAGS),
+    ]
+    .into_iter()
+    .map(|(instruction, defs)| (instruction, defs.iter().map(|(name, _)| *name).collect()))
+    .collect()
+}
+
 fn no_flags(node: &Node) -> Result<()> {
     Flags::parse(&[], &node.flags).map(|_| ())
 }
@@ -320,7 +370,7 @@ fn parse_from(node: &Node, location: Location) -> Result<Stage> {
         }
         _ => return Err(InstructionErrorKind::FromArguments),
     };
-    let flags = Flags::parse(&[("platform", Kind::String)], &node.flags)?;
+    let flags = Flags::parse(FROM_FLAGS, &node.flags)?;
     Ok(Stage {
         name,
         base: node.values[0].clone(),
@@ -462,15 +512,7 @@ fn arg_defs(values: &[String]) -> Result<Vec<ArgDef>> {
 }
 
 fn parse_run(node: &Node) -> Result<Run> {
-    let flags = Flags::parse(
-        &[
-            ("mount", Kind::Strings),
-            ("network", Kind::String),
-            ("security", Kind::String),
-            ("device", Kind::Strings),
-        ],
-        &node.flags,
-    )?;
+    let flags = Flags::parse(RUN_FLAGS, &node.flags)?;
     let network = match flags.string("network").as_deref() {
         None | Some("default") => NetworkMode::Default,
         Some("none") => NetworkMode::None,
@@ -538,17 +580,7 @@ fn parse_copy(node: &Node) -> Result<Copy> {
     if node.values.len() < 2 {
         return Err(InstructionErrorKind::NoDestination("COPY"));
     }
-    let flags = Flags::parse(
-        &[
-            ("chown", Kind::String),
-            ("from", Kind::String),
-            ("chmod", Kind::String),
-            ("link", Kind::Bool),
-            ("exclude", Kind::Strings),
-            ("parents", Kind::Bool),
-        ],
-        &node.flags,
-    )?;
+    let flags = Flags::parse(COPY_FLAGS, &node.flags)?;
     let (sources, heredocs, dest) = sources_and_dest(node, "COPY")?;
     Ok(Copy {
         sources,
@@ -581,18 +613,7 @@ fn parse_add(node: &Node) -> Result<Add> {
     if node.values.len() < 2 {
         return Err(InstructionErrorKind::NoDestination("ADD"));
     }
-    let flags = Flags::parse(
-        &[
-            ("chown", Kind::String),
-            ("chmod", Kind::String),
-            ("link", Kind::Bool),
-            ("keep-git-dir", Kind::Bool),
-            ("checksum", Kind::String),
-            ("unpack", Kind::Bool),
-            ("exclude", Kind::Strings),
-        ],
-        &node.flags,
-    )?;
+    let flags = Flags::parse(ADD_FLAGS, &node.flags)?;
     let (sources, heredocs, dest) = sources_and_dest(node, "ADD")?;
     Ok(Add {
         sources,
@@ -653,16 +674,7 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck> {
         }
         return Ok(Healthcheck::Disable);
     }
-    let flags = Flags::parse(
-        &[
-            ("interval", Kind::String),
-            ("timeout", Kind::String),
-            ("start-period", Kind::String),
-            ("start-interval", Kind::String),
-            ("retries", Kind::String),
-        ],
-        &node.flags,
-    )?;
+    let flags = Flags::parse(HEALTHCHECK_FLAGS, &node.flags)?;
     if typ != "CMD" {
         return Err(InstructionErrorKind::HealthcheckType(typ));
     }

@@ -75,6 +75,31 @@ pub struct MountSpec {
     pub gid: Option<u32>,
 }
 
+/// Every key `RUN --mount` takes, any type (each type's own rules follow): the parser
+/// refuses any other before looking at it, so a new key is added here, where the test
+/// holding each to "honoured, with a test, or refused" finds it.
+pub const MOUNT_KEYS: &[&str] = &[
+    "type",
+    "from",
+    "source",
+    "src",
+    "target",
+    "dst",
+    "destination",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "required",
+    "size",
+    "id",
+    "sharing",
+    "mode",
+    "uid",
+    "gid",
+    "env",
+];
+
 /// Parses a `--mount` value after its field values have been passed through `expand`.
 ///
 /// `expand` is where word expansion plugs in; the instruction layer passes values
@@ -105,6 +130,9 @@ pub fn parse_mount(
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
         };
+        if value.is_some() && !MOUNT_KEYS.contains(&key.as_str()) {
+            return Err(format!("unexpected key '{key}' in '{field}'"));
+        }
         let Some(value) = value else {
             match key.as_str() {
                 "readonly" | "ro" => m.readonly = true,

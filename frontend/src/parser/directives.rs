@@ -32,6 +32,9 @@ impl Default for Directives {
     }
 }
 
+/// The parser directives: any other `# key=value` line ends the directives, a comment.
+pub const DIRECTIVES: &[&str] = &["syntax", "escape", "check"];
+
 /// Reads directives line by line until the first line that is not one.
 #[derive(Debug, Default)]
 pub(crate) struct DirectiveScanner {
@@ -57,6 +60,10 @@ impl DirectiveScanner {
             return Ok(false);
         };
         let key = key.to_ascii_lowercase();
+        if !DIRECTIVES.contains(&key.as_str()) {
+            self.done = true;
+            return Ok(false);
+        }
         let seen = match key.as_str() {
             "syntax" => &mut self.seen_syntax,
             "escape" => &mut self.seen_escape,

@@ -14,7 +14,7 @@ mod split;
 mod text;
 mod words;
 
-pub use directives::{DEFAULT_ESCAPE, Directives, directive_in_comment};
+pub use directives::{DEFAULT_ESCAPE, DIRECTIVES, Directives, directive_in_comment};
 pub use error::{ParseError, ParseErrorKind};
 pub use heredoc::{BadHeredocWord, Heredoc, HeredocWord, chomp, parse_heredoc_word};
 pub use text::{Decoded, decode};
