@@ -61,6 +61,10 @@ impl Layout {
             std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         }
         write_atomic(&self.blob_path(&cache.digest), &cache.bytes)?;
+        // Another build may name its own tag in the same layout meanwhile: the index is read,
+        // changed and written under `index.json.lock`, as BuildKit's `ociindex` does it, so
+        // neither loses the other's tag.
+        let _locked = self.lock_index()?;
         let mut index = self.read_index()?.unwrap_or(Index {
             schema_version: 2,
             media_type: Some(manifest::OCI_INDEX.into()),
@@ -79,6 +83,20 @@ impl Layout {
         });
         write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)?;
         Ok(())
+    }
+
+    /// An exclusive lock on the layout's index, held until the file is dropped.
+    fn lock_index(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.dir.join("index.json.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(file)
     }
 
     fn read_index(&self) -> anyhow::Result<Option<Index>> {
@@ -188,9 +206,12 @@ impl BlobSource for Layout {
     }
 }
 
+/// A temporary name beside `path`, of this process and call alone.
 fn tmp_name(path: &Path) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(format!(".{}.{call}.tmp", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -200,4 +221,61 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache manifest of one config blob, stored in `content`.
+    fn manifest(content: &ContentStore, text: &str) -> CacheManifest {
+        let config = content.put(text.as_bytes()).unwrap();
+        let bytes = format!("{{\"config\":\"{config}\"}}").into_bytes();
+        CacheManifest {
+            media_type: manifest::OCI_MANIFEST.to_owned(),
+            digest: Digest::of(&bytes),
+            bytes,
+            config: Descriptor {
+                media_type: "application/vnd.buildkit.cacheconfig.v0".to_owned(),
+                digest: config.to_string(),
+                size: text.len() as u64,
+                urls: Vec::new(),
+                annotations: BTreeMap::new(),
+                platform: None,
+            },
+            layers: Vec::new(),
+        }
+    }
+
+    /// Writers naming different tags in one layout at once keep every tag.
+    #[test]
+    fn concurrent_writers_keep_each_other_s_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = ContentStore::new(dir.path().join("content")).unwrap();
+        let layout = Layout {
+            dir: dir.path().join("cache"),
+        };
+        std::thread::scope(|s| {
+            for writer in 0..8 {
+                let (layout, content) = (&layout, &content);
+                s.spawn(move || {
+                    for round in 0..10 {
+                        let cache = manifest(content, &format!("{writer}-{round}"));
+                        layout
+                            .write(&cache, content, &format!("tag-{writer}"))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let index = layout.read_index().unwrap().unwrap();
+        let mut tags: Vec<&str> = index
+            .manifests
+            .iter()
+            .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
+            .collect();
+        tags.sort();
+        let want: Vec<String> = (0..8).map(|w| format!("tag-{w}")).collect();
+        assert_eq!(tags, want);
+    }
 }
