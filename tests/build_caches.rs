@@ -1163,3 +1163,108 @@ fn explain_with_addr_says_buildkit_does_not_report_reasons() {
     assert!(!text.contains("Why steps ran"), "{text}");
     assert!(!text.contains("CACHE MISS"), "{text}");
 }
+
+/// An inline cache read through an index of several platforms' images is the one of the
+/// image for the platform the build targets: an arm64 build hits the arm64 image's records,
+/// an amd64 one the amd64 image's.
+#[test]
+fn an_inline_cache_in_a_multi_platform_index_is_read_for_the_build_s_platform() {
+    if !(build_ready()
+        && require(
+            "QEMU for aarch64 in binfmt_misc",
+            std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+        ))
+    {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM 127.0.0.1:5000/bud-test/busybox:latest\nRUN uname -m > /machine\n",
+    )
+    .unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut entries = Vec::new();
+    for (platform, arch) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64")] {
+        let archive = work.path().join(format!("{arch}.tar"));
+        let root = tempfile::tempdir().unwrap();
+        let out = bud_at(
+            root.path(),
+            &[
+                "build",
+                "--provenance=false",
+                "--platform",
+                platform,
+                "--cache-to",
+                "type=inline",
+                "-o",
+                &format!("type=oci,dest={}", archive.display()),
+                ctx,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let unpacked = work.path().join(arch);
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&unpacked)
+            .unwrap();
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&layout)
+            .unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+        let mut image = index["manifests"][0].clone();
+        image["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        image.as_object_mut().unwrap().remove("annotations");
+        entries.push(image);
+    }
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let bytes = serde_json::to_vec(&top).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(layout.join("blobs/sha256").join(&digest), &bytes).unwrap();
+    let named = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), named.to_string()).unwrap();
+
+    let src = format!("type=local,src={}", layout.display());
+    for platform in ["linux/arm64", "linux/amd64"] {
+        let empty = tempfile::tempdir().unwrap();
+        let out = bud_at(
+            empty.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--platform",
+                platform,
+                "--cache-from",
+                &src,
+                "-o",
+                "type=tar,dest=/dev/null",
+                ctx,
+            ],
+        );
+        let text = stderr_of(&out);
+        assert!(out.status.success(), "{text}");
+        let ran = steps(&text);
+        assert!(
+            !ran.is_empty() && ran.iter().all(|(_, cached)| *cached),
+            "{platform}: {ran:?}\n{text}"
+        );
+    }
+}

@@ -45,10 +45,11 @@ pub(super) async fn build(
     let planned = super::attestations::plan(opts, exports)?;
     let started = std::time::SystemTime::now();
     let cache_specs = cache_exports(opts, progress);
+    let cache_platform = cache_platform(&platforms);
     let cache_import = tokio::select! {
         biased;
         () = cancel.cancelled() => bail!("cancelled"),
-        import = remotecache::import_all(&opts.cache_from, content, registry, progress) => import,
+        import = remotecache::import_all(&opts.cache_from, &cache_platform, content, registry, progress) => import,
     };
 
     runtime.reap_orphans().await;
@@ -358,6 +359,15 @@ pub(super) async fn unless_cancelled<T>(
         () = cancel.cancelled() => bail!("cancelled"),
         done = work => done,
     }
+}
+
+/// The platform whose image an imported cache's index is read for: the build's.
+fn cache_platform(platforms: &[bud_frontend::convert::Platform]) -> crate::registry::Platform {
+    let p = platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(bud_frontend::convert::Platform::host);
+    crate::registry::Platform::new(&p.os, &p.architecture, &p.variant)
 }
 
 /// Checks every `--cache-to` before anything runs: one the embedded solver cannot write

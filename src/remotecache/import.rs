@@ -59,10 +59,12 @@ pub struct ImportedCache {
 impl ImportedCache {
     /// Reads the cache behind `manifest` (its bytes already verified against their digest):
     /// a cache manifest (an index of blobs and a config, or an image manifest whose config is
-    /// the cache config) or an image whose config carries an inline cache.
+    /// the cache config) or an image whose config carries an inline cache, `platform`'s
+    /// image when an index holds several.
     pub async fn load(
         manifest: &[u8],
         content_type: Option<&str>,
+        platform: &crate::registry::Platform,
         source: Arc<dyn BlobSource>,
         content: &ContentStore,
         progress: ProgressSink,
@@ -74,8 +76,7 @@ impl ImportedCache {
         if let Document::Index(index) = &document
             && !index.manifests.iter().any(|d| d.media_type == MEDIA_TYPE)
         {
-            let platform = crate::registry::Platform::default();
-            let Some(entry) = crate::registry::manifest::select(index, &platform).cloned() else {
+            let Some(entry) = crate::registry::manifest::select(index, platform).cloned() else {
                 bail!("the image index has no image for {platform}");
             };
             let bytes = source.manifest(&entry.digest).await?;

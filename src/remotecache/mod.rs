@@ -299,6 +299,7 @@ impl CacheImport for Imports {
 /// manifest" step with a warning, and the build goes on without it, as with BuildKit.
 pub async fn import_all(
     opts: &[CacheOption],
+    platform: &crate::registry::Platform,
     content: &ContentStore,
     registry: &RegistryConfig,
     progress: &ProgressSink,
@@ -313,7 +314,7 @@ pub async fn import_all(
         };
         progress.started(&vertex, &format!("importing cache manifest from {what}"));
         let loaded = match location {
-            Ok(l) => load(&l, content, registry, progress).await,
+            Ok(l) => load(&l, platform, content, registry, progress).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         };
         match loaded {
@@ -342,6 +343,7 @@ pub async fn import_all(
 
 async fn load(
     location: &Location,
+    platform: &crate::registry::Platform,
     content: &ContentStore,
     registry: &RegistryConfig,
     progress: &ProgressSink,
@@ -358,6 +360,7 @@ async fn load(
             ImportedCache::load(
                 &bytes,
                 media_type.as_deref(),
+                platform,
                 layout,
                 content,
                 progress.clone(),
@@ -374,6 +377,7 @@ async fn load(
             ImportedCache::load(
                 &bytes,
                 media_type.as_deref(),
+                platform,
                 repo,
                 content,
                 progress.clone(),
