@@ -411,3 +411,83 @@ fn base_name(path: &str) -> String {
         _ => trimmed.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::convert::ResolvedImage;
+
+    /// Every image has a PATH.
+    struct Images;
+
+    impl ImageResolver for Images {
+        fn resolve(&self, _: &str, _: &Platform) -> Result<ResolvedImage, String> {
+            Ok(ResolvedImage {
+                digest: "sha256:00".into(),
+                config: json!({"config": {"Env": ["PATH=/usr/bin:/bin"]}}),
+            })
+        }
+    }
+
+    fn outline_of(dockerfile: &str, target: Option<&str>) -> Outline {
+        let convert = ConvertOptions {
+            target: target.map(str::to_string),
+            build_platform: Platform::new("linux", "amd64", ""),
+            ..ConvertOptions::default()
+        };
+        outline(dockerfile, &convert, &Images).unwrap()
+    }
+
+    #[test]
+    fn defaults_expand_with_the_base_image_env_and_the_global_args_used() {
+        let o = outline_of(
+            "ARG B=busybox\nARG NOT_USED\nFROM $B AS one\n# P is the path\nARG P=$PATH:/x\n",
+            None,
+        );
+        let args: Vec<(&str, &str, &str)> = o
+            .args
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str(), a.description.as_str()))
+            .collect();
+        assert_eq!(
+            args,
+            [
+                ("B", "busybox", ""),
+                ("P", "/usr/bin:/bin:/x", "is the path")
+            ]
+        );
+        assert_eq!(o.name, "one");
+    }
+
+    #[test]
+    fn the_target_stage_names_a_secret_first_then_its_base_and_dependencies() {
+        let o = outline_of(
+            "FROM busybox AS a\nRUN --mount=type=secret,id=s true\n\
+             FROM busybox AS b\nRUN --mount=type=ssh true\n\
+             FROM a\nCOPY --from=b /x /x\nRUN --mount=type=secret,id=s,required true\n",
+            None,
+        );
+        assert_eq!(
+            o.secrets,
+            [Requirement {
+                name: "s".into(),
+                required: true,
+                lines: (7, 7)
+            }]
+        );
+        assert_eq!(o.ssh.len(), 1);
+        assert!(matches!(
+            outline(
+                "FROM busybox\n",
+                &ConvertOptions {
+                    target: Some("x".into()),
+                    ..ConvertOptions::default()
+                },
+                &Images
+            ),
+            Err(OutlineError::NoTarget(_))
+        ));
+    }
+}
