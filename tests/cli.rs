@@ -202,6 +202,77 @@ fn check_and_targets_text_match_docker28() {
     }
 }
 
+/// `--call=outline` prints what buildx prints (Docker 28.5), as text byte for byte and as
+/// JSON value for value (locations included): the target's build args (global ones its
+/// FROM lines use, those its stages and the stages it copies from declare, with values
+/// from defaults, ENV, the platform or `--build-arg`, and `# NAME` descriptions), the
+/// secrets and SSH sockets its RUN mounts ask for, and the target's own name and
+/// description. The Dockerfile keeps one ARG and one mount of a kind to a line: BuildKit
+/// orders by line with an unstable sort.
+#[test]
+fn outline_text_and_json_match_docker28() {
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("temp dir");
+    let root = root.path().to_str().expect("utf-8 path");
+    let context = support::testdata("outline");
+    let context = context.to_str().expect("utf-8 path");
+    let cases: [&[&str]; 5] = [
+        &[],
+        &["--target", "deps"],
+        &["--target", "assets"],
+        &[
+            "--build-arg",
+            "REGISTRY=docker.io/bud-test",
+            "--build-arg",
+            "NO_DEFAULT=given",
+            "--build-arg",
+            "GREETING=hi",
+            "--build-arg",
+            "NEVER_USED=2",
+        ],
+        &["--target", "no-such-stage"],
+    ];
+    for case in cases {
+        for call in ["--call=outline", "--call=outline,format=json"] {
+            let mut args = vec![call];
+            args.extend_from_slice(case);
+            args.push(context);
+            let theirs = docker28.build(&args);
+            let mut ours_args = vec!["--root", root, "build"];
+            ours_args.extend_from_slice(&args);
+            let ours = bud(&ours_args);
+            assert_eq!(
+                ours.status.code(),
+                theirs.status.code(),
+                "{args:?}: {}",
+                stderr(&ours)
+            );
+            if !theirs.status.success() {
+                assert!(
+                    stderr(&ours).contains("target stage \"no-such-stage\" could not be found"),
+                    "{}",
+                    stderr(&ours)
+                );
+                continue;
+            }
+            if call.ends_with("json") {
+                let value = |out: &Output| -> serde_json::Value {
+                    serde_json::from_slice(&out.stdout).expect("outline JSON")
+                };
+                let theirs = value(&theirs);
+                assert!(theirs["args"].is_array(), "{theirs}");
+                assert_eq!(value(&ours), theirs, "{args:?}");
+            } else {
+                let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+                assert!(theirs.contains("BUILD ARG"), "{theirs}");
+                assert_eq!(String::from_utf8_lossy(&ours.stdout), theirs, "{args:?}");
+            }
+        }
+    }
+}
+
 /// What a build's plain progress says about the checks: the `WARN:` lines of the step
 /// reading the Dockerfile, and the summary's header and lines, each list sorted (buildx
 /// prints its summary from a Go map, in no fixed order).

@@ -13,6 +13,7 @@ pub mod image;
 pub mod instructions;
 pub mod lint;
 pub mod llb;
+pub mod outline;
 pub mod parser;
 pub mod reference;
 pub mod shell;

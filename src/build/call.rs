@@ -1,4 +1,4 @@
-//! `--call=check|targets` (and `--check`): the Dockerfile evaluated instead of built, and
+//! `--call=check|outline|targets` (and `--check`): the Dockerfile evaluated instead of built, and
 //! the answer printed to stdout as buildx prints it, as text or (`format=json`) as the
 //! JSON the frontend's subrequest returns.
 
@@ -30,7 +30,8 @@ pub(super) async fn run(
     let text = match call.method {
         Call::Check => return check(opts, inputs, images, call.json).await,
         Call::Targets => targets(inputs, call.json)?,
-        Call::Build | Call::Outline => unreachable!("not an evaluation"),
+        Call::Outline => outline(opts, inputs, images, call.json).await?,
+        Call::Build => unreachable!("not an evaluation"),
     };
     print!("{text}");
     Ok(())
@@ -200,4 +201,163 @@ fn targets(inputs: &BuildInputs, json: bool) -> anyhow::Result<String> {
         out.push_str(&format!("{name:<width$} {description}\n"));
     }
     Ok(out)
+}
+
+/// `--call=outline`: the target's build args, secrets and SSH sockets, as tables or as the
+/// frontend's JSON.
+async fn outline(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    images: Arc<dyn ImageResolver + Send + Sync>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let convert = convert_options(opts, inputs)?;
+    let dockerfile = inputs.dockerfile.clone();
+    let outline = tokio::task::spawn_blocking(move || {
+        bud_frontend::outline::outline(&dockerfile, &convert, images.as_ref())
+    })
+    .await
+    .context("outlining the Dockerfile")?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    if json {
+        let value = outline_json(&outline, &inputs.dockerfile);
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
+    }
+    Ok(outline_text(&outline))
+}
+
+/// BuildKit's `outline.Outline` as Go marshals it: empty strings, false and empty lists
+/// left out.
+fn outline_json(o: &bud_frontend::outline::Outline, dockerfile: &str) -> Value {
+    // BuildKit's `parser.Node.Location`: one range for each line of the instruction.
+    let location = |(start, end): (usize, usize)| {
+        let ranges: Vec<Value> = (start..=end.max(start))
+            .map(|line| json!({"start": {"line": line}, "end": {"line": line}}))
+            .collect();
+        json!({ "ranges": ranges })
+    };
+    let mut v = serde_json::Map::new();
+    let put = |v: &mut serde_json::Map<String, Value>, k: &str, s: &str| {
+        if !s.is_empty() {
+            v.insert(k.into(), json!(s));
+        }
+    };
+    put(&mut v, "name", &o.name);
+    put(&mut v, "description", &o.description);
+    let args: Vec<Value> = o
+        .args
+        .iter()
+        .map(|a| {
+            let mut m = serde_json::Map::new();
+            m.insert("name".into(), json!(a.name));
+            put(&mut m, "description", &a.description);
+            put(&mut m, "value", &a.value);
+            m.insert("location".into(), location(a.lines));
+            Value::Object(m)
+        })
+        .collect();
+    let requirements = |list: &[bud_frontend::outline::Requirement]| -> Vec<Value> {
+        list.iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                m.insert("name".into(), json!(r.name));
+                if r.required {
+                    m.insert("required".into(), json!(true));
+                }
+                m.insert("location".into(), location(r.lines));
+                Value::Object(m)
+            })
+            .collect()
+    };
+    for (key, list) in [
+        ("args", args),
+        ("secrets", requirements(&o.secrets)),
+        ("ssh", requirements(&o.ssh)),
+    ] {
+        if !list.is_empty() {
+            v.insert(key.into(), Value::Array(list));
+        }
+    }
+    v.insert(
+        "sources".into(),
+        json!([base64::engine::general_purpose::STANDARD.encode(dockerfile)]),
+    );
+    Value::Object(v)
+}
+
+/// buildx's tables (BuildKit's `PrintOutline`): the target, then build args, secrets and
+/// SSH sockets, each followed by an empty line and left out when empty.
+fn outline_text(o: &bud_frontend::outline::Outline) -> String {
+    let mut out = String::new();
+    if !o.name.is_empty() || !o.description.is_empty() {
+        let name = if o.name.is_empty() {
+            "(default)"
+        } else {
+            &o.name
+        };
+        let mut rows = vec![vec!["TARGET:".to_string(), name.to_string()]];
+        if !o.description.is_empty() {
+            rows.push(vec!["DESCRIPTION:".into(), o.description.clone()]);
+        }
+        out.push_str(&tabulate(&rows, 1));
+        out.push('\n');
+    }
+    let required = |r: bool| if r { "true" } else { "" }.to_string();
+    let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
+    if !o.args.is_empty() {
+        let mut rows = vec![vec![
+            "BUILD ARG".into(),
+            "VALUE".into(),
+            "DESCRIPTION".into(),
+        ]];
+        rows.extend(
+            o.args
+                .iter()
+                .map(|a| vec![a.name.clone(), a.value.clone(), a.description.clone()]),
+        );
+        tables.push(rows);
+    }
+    for (header, list) in [("SECRET", &o.secrets), ("SSH", &o.ssh)] {
+        if !list.is_empty() {
+            let mut rows = vec![vec![header.to_string(), "REQUIRED".into()]];
+            rows.extend(
+                list.iter()
+                    .map(|r| vec![r.name.clone(), required(r.required)]),
+            );
+            tables.push(rows);
+        }
+    }
+    for rows in tables {
+        out.push_str(&tabulate(&rows, 3));
+        out.push('\n');
+    }
+    out
+}
+
+/// Go's tabwriter with `padding` spaces: every cell but a row's last padded to its
+/// column's widest.
+fn tabulate(rows: &[Vec<String>], padding: usize) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or_default();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or_default()
+                + padding
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}", width = widths[c]));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -288,12 +288,9 @@ pub enum DumpFormat {
 
 /// The build flags whose features have not landed yet, in the order `--help` lists them.
 /// Each entry goes away with the feature; none is ever silently ignored.
-pub fn unsupported_flags(o: &BuildOptions) -> Vec<&'static str> {
-    let set = [(o.call.method == Call::Outline, "--call=outline")];
-    set.into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, f)| f)
-        .collect()
+/// None today: every flag `--help` lists is implemented.
+pub fn unsupported_flags(_o: &BuildOptions) -> Vec<&'static str> {
+    Vec::new()
 }
 
 /// What `--call` asks for instead of (or as) the build.

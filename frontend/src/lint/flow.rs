@@ -12,7 +12,8 @@ use crate::parser::Node;
 use crate::shell::{Env, Lexer};
 
 /// Variables BuildKit reads from the build args without them being ARGs.
-const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
+pub(crate) const NON_ENV_ARGS: [&str; 2] =
+    ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
 
 /// The words a variable name must match (either whole, or as the first or last part
 /// between underscores) to look like a secret, and those that clear it.
@@ -35,9 +36,9 @@ type Vars = Vec<(String, String)>;
 
 /// What a stage has defined by the end of its dispatch, inherited by stages built on it.
 #[derive(Debug, Clone, Default)]
-struct StageState {
+pub(crate) struct StageState {
     /// Environment in order of definition (base image's, ENV, ARGs with a value).
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// ARG names in scope, with or without a value.
     args: BTreeSet<String>,
     /// A SHELL is set (by the base image or an instruction).
@@ -45,7 +46,7 @@ struct StageState {
 }
 
 impl StageState {
-    fn set(&mut self, key: &str, value: &str) {
+    pub(crate) fn set(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
     }
@@ -131,13 +132,13 @@ pub(super) fn check(
 }
 
 /// The predefined platform ARGs.
-struct DefaultArgs<'a> {
-    build: &'a Platform,
-    target: &'a Platform,
+pub(crate) struct DefaultArgs<'a> {
+    pub(crate) build: &'a Platform,
+    pub(crate) target: &'a Platform,
 }
 
 impl DefaultArgs<'_> {
-    fn env(
+    pub(crate) fn env(
         &self,
         build_args: &std::collections::BTreeMap<String, String>,
         target: Option<&str>,
@@ -163,7 +164,7 @@ impl DefaultArgs<'_> {
     }
 }
 
-fn target_index(file: &Dockerfile, target: Option<&str>) -> usize {
+pub(crate) fn target_index(file: &Dockerfile, target: Option<&str>) -> usize {
     let last = file.stages.len().saturating_sub(1);
     let Some(target) = target else { return last };
     let lower = target.to_lowercase();
@@ -231,9 +232,9 @@ fn invalid_default_args(
 
 /// A FROM line's expanded base name and platform.
 #[derive(Debug, Clone, Default)]
-struct Base {
-    name: String,
-    platform: Option<String>,
+pub(crate) struct Base {
+    pub(crate) name: String,
+    pub(crate) platform: Option<String>,
 }
 
 /// UndefinedArgInFrom, RedundantTargetPlatform and FromPlatformFlagConstDisallowed.
@@ -307,7 +308,7 @@ fn from_line(
 }
 
 /// The earlier stage a stage is built on, if its base names one.
-fn base_stage(file: &Dockerfile, index: usize, base: &Base) -> Option<usize> {
+pub(crate) fn base_stage(file: &Dockerfile, index: usize, base: &Base) -> Option<usize> {
     let lower = base.name.to_lowercase();
     file.stages[..index]
         .iter()
@@ -315,7 +316,7 @@ fn base_stage(file: &Dockerfile, index: usize, base: &Base) -> Option<usize> {
 }
 
 /// A stage named by `--from` or `--mount=from=`: by name or by index.
-fn stage_named(file: &Dockerfile, name: &str) -> Option<usize> {
+pub(crate) fn stage_named(file: &Dockerfile, name: &str) -> Option<usize> {
     let lower = name.to_lowercase();
     file.stages
         .iter()
@@ -352,7 +353,7 @@ fn reachable(file: &Dockerfile, bases: &[Base], target: usize, all: bool) -> BTr
 }
 
 /// The variables and SHELL a stage starts with when its base is an image (or scratch).
-fn base_image_state(
+pub(crate) fn base_image_state(
     base: &Base,
     stage: &Stage,
     target_platform: &Platform,

@@ -8,7 +8,7 @@
 //! follow ARG, ENV and stages as the conversion does.
 
 mod config;
-mod flow;
+pub(crate) mod flow;
 pub mod rules;
 mod suggest;
 mod syntax;
