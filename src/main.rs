@@ -1,13 +1,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use bud::cli::{BuildOptions, Cli, Command, DebugCommand, GlobalOptions};
 use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 /// Exit codes: 0 success, 1 a failed build or command, 2 a usage error (as clap's own).
 const EXIT_FAILURE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_with_implied_build() {
@@ -17,33 +17,18 @@ fn main() -> ExitCode {
     init_tracing(cli.global.debug);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(msg)) => {
-            bud::report!("error: {msg}");
-            ExitCode::from(EXIT_USAGE)
-        }
         // The findings are printed already; like buildx, exit 1 without more.
-        Err(Failure::Command(e)) if e.downcast_ref::<bud::build::ChecksFailed>().is_some() => {
+        Err(e) if e.downcast_ref::<bud::build::ChecksFailed>().is_some() => {
             ExitCode::from(EXIT_FAILURE)
         }
-        Err(Failure::Command(e)) => {
+        Err(e) => {
             bud::report!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
-enum Failure {
-    Usage(String),
-    Command(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Command(e)
-    }
-}
-
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<()> {
     // Whatever works on bud's own state root (the embedded solver, du, prune) needs the
     // privilege for it first, before any thread starts.
     if cli.global.addr.is_none() && !matches!(cli.command, Command::Completion { .. }) {
@@ -54,7 +39,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Completion { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(shell, &mut Cli::command(), "bud", &mut out);
-            out.flush().map_err(|e| Failure::Command(e.into()))
+            Ok(out.flush()?)
         }
         Command::Build(ref opts) => build(opts, &cli.global),
         Command::Du(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
@@ -93,35 +78,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<(), Failure> {
-    if let Some(flag) = bud::cli::unsupported_flags(opts).first() {
-        return Err(not_supported(flag));
-    }
+fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<()> {
     let cancel = CancellationToken::new();
-    bud::signals::watch(cancel.clone(), EXIT_FAILURE).map_err(|e| Failure::Command(e.into()))?;
+    bud::signals::watch(cancel.clone(), EXIT_FAILURE)?;
     let built = block_on(bud::build::run(opts, global, cancel.clone()));
     if !cancel.is_cancelled() {
         return built;
     }
     // Interrupted: the build fails even if it got to its end meanwhile, as docker build's
     // does once its context is cancelled.
-    Err(Failure::Command(match built {
+    Err(match built {
         Ok(()) => anyhow::anyhow!("the build was interrupted"),
-        Err(Failure::Command(e)) => e.context("the build was interrupted"),
-        Err(Failure::Usage(msg)) => anyhow::anyhow!("{msg}").context("the build was interrupted"),
-    }))
+        Err(e) => e.context("the build was interrupted"),
+    })
 }
 
-fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Result<(), Failure> {
+fn block_on(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-        .map_err(|e| Failure::Command(e.into()))?;
-    Ok(runtime.block_on(work)?)
-}
-
-fn not_supported(what: &str) -> Failure {
-    Failure::Usage(format!("{what} is not supported yet"))
+        .build()?;
+    runtime.block_on(work)
 }
 
 fn init_tracing(debug: bool) {

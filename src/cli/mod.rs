@@ -286,13 +286,6 @@ pub enum DumpFormat {
     Pb,
 }
 
-/// The build flags whose features have not landed yet, in the order `--help` lists them.
-/// Each entry goes away with the feature; none is ever silently ignored.
-/// None today: every flag `--help` lists is implemented.
-pub fn unsupported_flags(_o: &BuildOptions) -> Vec<&'static str> {
-    Vec::new()
-}
-
 /// What `--call` asks for instead of (or as) the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
