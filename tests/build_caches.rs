@@ -721,12 +721,35 @@ fn buildkit_reads_a_cache_with_cache_mounts() {
 
 /// `--cache-from` of an image index (several platforms, or an image with attestations, as
 /// Docker 28 pushes them): the inline cache of the image for the build's platform.
+/// Stores an image index of `entries` in the OCI layout at `layout` and names it `latest`
+/// in its `index.json`, as a cache reference reads it.
+fn name_index_in_layout(layout: &std::path::Path, entries: &[serde_json::Value]) {
+    use sha2::Digest as _;
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&digest), &index).unwrap();
+    let named = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), named.to_string()).unwrap();
+}
+
 #[test]
 fn an_inline_cache_is_found_through_an_image_index() {
     if !build_ready() {
         return;
     }
-    use sha2::Digest as _;
     let first = tempfile::tempdir().unwrap();
     let archive = first.path().join("image.tar");
     let id_file = first.path().join("iid");
@@ -758,24 +781,7 @@ fn an_inline_cache_is_found_through_an_image_index() {
     image.as_object_mut().unwrap().remove("annotations");
     let mut attestation = image.clone();
     attestation["platform"] = serde_json::json!({"os": "unknown", "architecture": "unknown"});
-    let nested = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [attestation, image],
-    }))
-    .unwrap();
-    let digest = hex::encode(sha2::Sha256::digest(&nested));
-    std::fs::write(layout.join("blobs/sha256").join(&digest), &nested).unwrap();
-    let top = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": format!("sha256:{digest}"),
-            "size": nested.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "latest"},
-        }],
-    });
-    std::fs::write(layout.join("index.json"), top.to_string()).unwrap();
+    name_index_in_layout(&layout, &[attestation, image]);
 
     let empty = tempfile::tempdir().unwrap();
     let src = format!("type=local,src={}", layout.display());
@@ -1219,27 +1225,7 @@ fn an_inline_cache_in_a_multi_platform_index_is_read_for_the_build_s_platform() 
         image.as_object_mut().unwrap().remove("annotations");
         entries.push(image);
     }
-    let top = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    });
-    let bytes = serde_json::to_vec(&top).unwrap();
-    let digest = {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(&bytes))
-    };
-    std::fs::write(layout.join("blobs/sha256").join(&digest), &bytes).unwrap();
-    let named = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": format!("sha256:{digest}"),
-            "size": bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "latest"},
-        }],
-    });
-    std::fs::write(layout.join("index.json"), named.to_string()).unwrap();
+    name_index_in_layout(&layout, &entries);
 
     let src = format!("type=local,src={}", layout.display());
     for platform in ["linux/arm64", "linux/amd64"] {

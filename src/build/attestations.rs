@@ -60,8 +60,29 @@ pub(super) struct Provenance<'a> {
 }
 
 impl Provenance<'_> {
-    /// The attestations of the image `definition` built for `platform`.
-    pub(super) fn attestations(
+    /// The attestations `planned` asks of the image `definition` built as `result` for
+    /// `platform`: its SBOM, then its provenance, in BuildKit's order.
+    pub(super) async fn image_attestations(
+        &self,
+        planned: &Attestations,
+        snapshots: &std::sync::Arc<crate::solver::Snapshots>,
+        result: &crate::solver::Ref,
+        definition: &pb::Definition,
+        platform: String,
+        progress: &crate::progress::ProgressSink,
+    ) -> anyhow::Result<Vec<Attestation>> {
+        let epoch = super::dockerfile::source_date_epoch(self.opts)?;
+        let mut attestations: Vec<Attestation> =
+            sbom(planned, snapshots, result, epoch, progress, platform)
+                .await?
+                .into_iter()
+                .collect();
+        attestations.extend(self.provenance(planned, definition)?);
+        Ok(attestations)
+    }
+
+    /// The provenance of the image `definition`, if `planned` asks for one.
+    fn provenance(
         &self,
         planned: &Attestations,
         definition: &pb::Definition,
@@ -115,7 +136,7 @@ const SBOM_SUBJECT: &str = "/run/src/core";
 /// package databases scanned as BuildKit's default scanner scans the final image, the
 /// document dated by SOURCE_DATE_EPOCH when the build has one, so that it is reproducible.
 /// What the scanner could not read is a warning, and noted in the document.
-pub(super) async fn sbom(
+async fn sbom(
     planned: &Attestations,
     snapshots: &std::sync::Arc<crate::solver::Snapshots>,
     result: &crate::solver::Ref,

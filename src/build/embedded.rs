@@ -151,23 +151,19 @@ pub(super) async fn build(
             invocation_id: crate::remote::new_session_id(),
             started,
         };
-        let mut attestations = Vec::new();
         let platform = platforms
             .first()
             .cloned()
-            .unwrap_or_else(bud_frontend::convert::Platform::host)
-            .to_string();
-        let sbom = super::attestations::sbom(
+            .unwrap_or_else(bud_frontend::convert::Platform::host);
+        let made = provenance.image_attestations(
             &planned,
             solver.snapshots(),
             &result,
-            super::dockerfile::source_date_epoch(opts)?,
+            &converted.definition,
+            platform.to_string(),
             progress,
-            platform,
         );
-        attestations.extend(unless_cancelled(&cancel, sbom).await?);
-        attestations.extend(provenance.attestations(&planned, &converted.definition)?);
-        attestations
+        unless_cancelled(&cancel, made).await?
     };
     let mut report = BuildReport::default();
     let epoch = super::dockerfile::source_date_epoch(opts)?;

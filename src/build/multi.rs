@@ -95,18 +95,15 @@ pub(super) async fn build(
         let attestations = if planned.is_empty() {
             Vec::new()
         } else {
-            let sbom = super::attestations::sbom(
+            let made = provenance.image_attestations(
                 &planned,
                 solver.snapshots(),
                 &result,
-                super::dockerfile::source_date_epoch(opts)?,
-                progress,
+                &converted.definition,
                 platform.to_string(),
+                progress,
             );
-            let mut attestations: Vec<_> =
-                unless_cancelled(&cancel, sbom).await?.into_iter().collect();
-            attestations.extend(provenance.attestations(&planned, &converted.definition)?);
-            attestations
+            unless_cancelled(&cancel, made).await?
         };
         let image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;
