@@ -135,33 +135,14 @@ impl Solver {
                 outputs: vec![Ref::Context(ctx)],
             });
         }
+        let platform = vertex.op.platform.as_ref();
         if let Some(reference) = id.strip_prefix("docker-image://") {
-            self.progress.started(&vertex.digest, &vertex.name);
-            let result = tokio::select! {
-                r = self.image(reference, vertex.op.platform.as_ref()) => r,
-                _ = cancel.cancelled() => Err(SolveError::Cancelled),
-            };
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
-            let (key, r) = result?;
-            return Ok(Solved {
-                key,
-                outputs: vec![r],
-            });
+            let image = self.image(reference, platform);
+            return self.image_source(vertex, image, cancel).await;
         }
         if let Some(reference) = id.strip_prefix("oci-layout://") {
-            self.progress.started(&vertex.digest, &vertex.name);
-            let result = tokio::select! {
-                r = self.oci_layout(reference, src, vertex.op.platform.as_ref()) => r,
-                _ = cancel.cancelled() => Err(SolveError::Cancelled),
-            };
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
-            let (key, r) = result?;
-            return Ok(Solved {
-                key,
-                outputs: vec![r],
-            });
+            let layout = self.oci_layout(reference, src, platform);
+            return self.image_source(vertex, layout, cancel).await;
         }
         let remote = if id.starts_with("http://") || id.starts_with("https://") {
             Some(
@@ -235,6 +216,28 @@ impl Solver {
 
     /// Resolves an image and makes sure each of its layers is extracted, bottom up. Each
     /// layer's snapshot is keyed by its chain ID, so images sharing base layers share them.
+    /// Solves a base image's vertex: `fetch` (from Docker, a registry or an OCI layout)
+    /// shown as the step, stopped by `cancel`.
+    async fn image_source(
+        &self,
+        vertex: &Vertex,
+        fetch: impl std::future::Future<Output = Result<(String, Ref), SolveError>>,
+        cancel: &CancellationToken,
+    ) -> Result<Solved, SolveError> {
+        self.progress.started(&vertex.digest, &vertex.name);
+        let result = tokio::select! {
+            r = fetch => r,
+            _ = cancel.cancelled() => Err(SolveError::Cancelled),
+        };
+        self.progress
+            .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+        let (key, r) = result?;
+        Ok(Solved {
+            key,
+            outputs: vec![r],
+        })
+    }
+
     async fn image(
         &self,
         reference: &str,
