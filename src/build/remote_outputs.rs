@@ -210,6 +210,12 @@ fn push_attrs(
         Compression::Uncompressed => {
             attrs.insert("compression".into(), "uncompressed".into());
         }
+        // BuildKit writes eStargz with OCI media types only, as bud does.
+        Compression::Estargz => {
+            attrs.insert("compression".into(), "estargz".into());
+            attrs.insert("force-compression".into(), "true".into());
+            attrs.insert("oci-mediatypes".into(), "true".into());
+        }
         Compression::Gzip => {}
     }
     if oci_media_types {
