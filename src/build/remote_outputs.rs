@@ -404,4 +404,22 @@ mod tests {
                 .contains("docker://")
         );
     }
+
+    #[test]
+    fn a_buildkitd_is_asked_for_estargz_with_oci_media_types_on_every_layer() {
+        let attrs = push_attrs(
+            &["example.com/app:1".to_owned()],
+            Compression::Estargz,
+            false,
+            false,
+            &RegistryConfig::default(),
+        );
+        for (key, value) in [
+            ("compression", "estargz"),
+            ("force-compression", "true"),
+            ("oci-mediatypes", "true"),
+        ] {
+            assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{attrs:?}");
+        }
+    }
 }
