@@ -943,7 +943,10 @@ fn check_estargz_layer(descriptor: &serde_json::Value, blob: &[u8]) -> Vec<(Stri
     );
     let mut toc_json = Vec::new();
     toc_entry.read_to_end(&mut toc_json).unwrap();
-    drop(toc_entries);
+    assert!(
+        toc_entries.next().is_none(),
+        "the TOC's member holds it alone"
+    );
     assert_eq!(
         annotations["containerd.io/snapshot/stargz/toc.digest"],
         format!("sha256:{}", sha256_hex(&toc_json)),
