@@ -12,17 +12,20 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 
 use base64::Engine as _;
 use flate2::GzBuilder;
 use flate2::write::GzEncoder;
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::RegistryError;
+use super::compress::Compression;
 use super::manifest::OCI_LAYER_GZIP;
+use super::metadata::{Metadata, log_cache_error};
 use crate::content::{ContentStore, Digest};
 use crate::exporter::{CompressedBlob, Image, Layer};
 
@@ -73,28 +76,80 @@ pub fn convert(
     image: &Image,
     layers: &[Layer],
 ) -> Result<(Image, Vec<Layer>), RegistryError> {
-    let mut converted = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let file =
-            std::fs::File::open(&layer.tar).map_err(RegistryError::io("opening", &layer.tar))?;
-        let mut writer = store.writer()?;
-        let written = write(io::BufReader::new(file), &mut writer)
-            .map_err(RegistryError::io("writing the eStargz blob of", &layer.tar))?;
-        let digest = writer.commit(None)?;
-        converted.push(Layer {
-            tar: layer.tar.clone(),
-            diff_id: written.diff_id.clone(),
-            compressed: Some(CompressedBlob {
-                path: store.path(&digest),
-                digest,
-                media_type: OCI_LAYER_GZIP.to_owned(),
-                annotations: written.annotations(),
-            }),
-        });
-    }
+    let converted = layers
+        .par_iter()
+        .map(|layer| {
+            let (digest, written) = blob(store, layer)?;
+            Ok(Layer {
+                tar: layer.tar.clone(),
+                diff_id: written.diff_id.clone(),
+                compressed: Some(CompressedBlob {
+                    path: store.path(&digest),
+                    digest,
+                    media_type: OCI_LAYER_GZIP.to_owned(),
+                    annotations: written.annotations(),
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, RegistryError>>()?;
     let mut image = image.clone();
     image.rootfs.diff_ids = converted.iter().map(|l| l.diff_id.to_string()).collect();
     Ok((image, converted))
+}
+
+/// The eStargz blob of `layer`: made once, then found again (and read back for what the
+/// descriptor and config need).
+fn blob(store: &ContentStore, layer: &Layer) -> Result<(Digest, Written), RegistryError> {
+    let metadata = Metadata::new(store);
+    if let Some(digest) = metadata.compressed(store, &layer.diff_id, Compression::Estargz) {
+        let path = store.path(&digest);
+        let read = std::fs::File::open(&path).and_then(|file| describe(io::BufReader::new(file)));
+        match read {
+            Ok(written) => return Ok((digest, written)),
+            Err(e) => tracing::debug!("reading back {}: {e}; writing it again", path.display()),
+        }
+    }
+    let file = std::fs::File::open(&layer.tar).map_err(RegistryError::io("opening", &layer.tar))?;
+    let mut writer = store.writer()?;
+    let written = write(io::BufReader::new(file), &mut writer)
+        .map_err(RegistryError::io("writing the eStargz blob of", &layer.tar))?;
+    let digest = writer.commit(None)?;
+    log_cache_error(metadata.set_compressed(&layer.diff_id, Compression::Estargz, &digest));
+    Ok((digest, written))
+}
+
+/// What [`write`] learnt, read back from an eStargz blob: the TOC found from the footer, the
+/// diff ID by decompressing it all.
+pub fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
+    let len = blob.seek(SeekFrom::End(0))?;
+    let mut footer_bytes = [0; FOOTER_SIZE];
+    blob.seek(SeekFrom::Start(len.saturating_sub(FOOTER_SIZE as u64)))?;
+    blob.read_exact(&mut footer_bytes)?;
+    let not_estargz = || io::Error::other("not an eStargz blob");
+    let toc_offset = parse_footer(&footer_bytes).ok_or_else(not_estargz)?;
+    blob.seek(SeekFrom::Start(toc_offset))?;
+    let mut toc_tar = tar::Archive::new(flate2::read::GzDecoder::new(&mut blob));
+    let mut toc_json = Vec::new();
+    {
+        let mut entries = toc_tar.entries()?;
+        let mut toc = entries.next().ok_or_else(not_estargz)??;
+        if *toc.path_bytes() != *TOC_TAR_NAME.as_bytes() {
+            return Err(not_estargz());
+        }
+        toc.read_to_end(&mut toc_json)?;
+    }
+    drop(toc_tar);
+    blob.seek(SeekFrom::Start(0))?;
+    let mut plain = Sha256::new();
+    let uncompressed_size = io::copy(
+        &mut flate2::read::MultiGzDecoder::new(blob),
+        &mut Hashing(&mut [&mut plain]),
+    )?;
+    Ok(Written {
+        toc_digest: Digest::of(&toc_json),
+        diff_id: Digest::from_hasher(plain),
+        uncompressed_size,
+    })
 }
 
 /// Writes the tar read from `tar` to `out` as an eStargz blob.
@@ -709,12 +764,44 @@ mod tests {
     }
 
     #[test]
-    fn the_same_tar_makes_the_same_blob() {
+    fn the_same_tar_makes_the_same_blob_and_the_blob_tells_what_was_written() {
         let tar = layer_tar();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        write(&tar[..], &mut a).unwrap();
+        let written = write(&tar[..], &mut a).unwrap();
         write(&tar[..], &mut b).unwrap();
         assert_eq!(a, b);
+        assert_eq!(describe(io::Cursor::new(&a)).unwrap(), written);
+        let mut gzip = Vec::new();
+        crate::registry::compress::gzip_parallel(&tar[..], &mut gzip).unwrap();
+        assert!(describe(io::Cursor::new(&gzip)).is_err());
+    }
+
+    #[test]
+    fn a_converted_layer_is_made_once_and_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("content")).unwrap();
+        let tar = layer_tar();
+        let path = dir.path().join("layer.tar");
+        std::fs::write(&path, &tar).unwrap();
+        let layer = Layer {
+            tar: path,
+            diff_id: Digest::of(&tar),
+            compressed: None,
+        };
+        let mut image = Image::default();
+        image.rootfs.diff_ids = vec![layer.diff_id.to_string()];
+        let (first_image, first) = convert(&store, &image, std::slice::from_ref(&layer)).unwrap();
+        let blob = first[0].compressed.clone().unwrap();
+        assert_ne!(first[0].diff_id, layer.diff_id);
+        assert_eq!(first_image.rootfs.diff_ids, [first[0].diff_id.to_string()]);
+        assert_eq!(
+            Metadata::new(&store).compressed(&store, &layer.diff_id, Compression::Estargz),
+            Some(blob.digest.clone())
+        );
+        // Found, not made again: the tar is not read.
+        std::fs::remove_file(&layer.tar).unwrap();
+        let (_, again) = convert(&store, &image, std::slice::from_ref(&layer)).unwrap();
+        assert_eq!(again, first);
     }
 
     #[test]
