@@ -202,6 +202,7 @@ fn oci_layout_as_oci_tools_read_it() {
         path: blob_path,
         digest: Digest::of(b"not really zstd"),
         media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+        annotations: Default::default(),
     });
     let image = image(&layers);
     let mut out = Vec::new();

@@ -763,6 +763,7 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
         ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
         ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
         ("uncompressed", "application/vnd.oci.image.layer.v1.tar"),
+        ("estargz", "application/vnd.oci.image.layer.v1.tar+gzip"),
     ] {
         let oci = out.path().join(format!("{compression}.tar"));
         let output = format!("type=oci,dest={},compression={compression}", oci.display());
@@ -801,8 +802,244 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
                 diff_id.as_str().unwrap(),
                 "{compression}"
             );
+            if compression == "estargz" {
+                check_estargz_layer(layer, blob(layer["digest"].as_str().unwrap()));
+            }
         }
     }
+}
+
+const ESTARGZ_DOCKERFILE: &str = "FROM bud-test/busybox:latest
+RUN mkdir -p /d/e && echo hi > /d/e/f && ln -s e/f /d/l && ln /d/e/f /d/h && mkfifo /d/p \\
+ && chmod 4755 /d/e/f && touch /d/empty && head -c 9000000 /dev/urandom > /d/big
+";
+
+#[test]
+fn estargz_layers_carry_a_toc_that_points_at_every_file() {
+    if !ready() {
+        return;
+    }
+    let repo = unique_repo("estargz");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), ESTARGZ_DOCKERFILE).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let output = format!(
+        "type=registry,name={OPEN_REGISTRY}/{repo}:1,compression=estargz,force-compression=true"
+    );
+    ok(&bud_with_umask(
+        "022",
+        root.path(),
+        &[
+            "--provenance=false",
+            "-o",
+            &output,
+            ctx.path().to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let (_, manifest, config) = pushed(&repo, "1");
+    // BuildKit turns OCI media types on for eStargz: only OCI descriptors carry its
+    // annotations.
+    assert_eq!(
+        manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{manifest}"
+    );
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{manifest}");
+    let mut names = Vec::new();
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{manifest}"
+        );
+        let blob = registry_get(&format!(
+            "{repo}/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ));
+        assert_eq!(
+            decompressed_digest("+gzip", &blob),
+            diff_id.as_str().unwrap(),
+            "the diff ID is the whole decompressed blob's, TOC entry included"
+        );
+        names.push(check_estargz_layer(layer, &blob));
+    }
+    // The base image's layer was converted too (force-compression=true), its names as its
+    // tar spells them.
+    assert!(
+        names[0]
+            .iter()
+            .any(|(n, t)| n.trim_start_matches("./") == "bin/busybox" && t == "reg"),
+        "{:?}",
+        names[0]
+    );
+    let built: Vec<(&str, &str)> = names[1]
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    for expected in [
+        ("d", "dir"),
+        ("d/e/f", "reg"),
+        ("d/l", "symlink"),
+        ("d/h", "hardlink"),
+        ("d/p", "fifo"),
+        ("d/empty", "reg"),
+        ("d/big", "reg"),
+        ("d/big", "chunk"),
+        ("d/big", "chunk"),
+    ] {
+        assert!(built.contains(&expected), "{expected:?} not in {built:?}");
+    }
+
+    // Any client reads it as the gzip layer it also is: Docker pulls it (checking the
+    // diff IDs over the whole decompressed stream) and runs it.
+    let name = format!("{OPEN_REGISTRY}/{repo}:1");
+    docker_ok(&["pull", &name]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        &name,
+        "sh",
+        "-c",
+        "cat /d/h && wc -c < /d/big",
+    ]);
+    docker(&["rmi", &name]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n9000000\n");
+}
+
+/// Checks an eStargz layer's blob against its descriptor and returns its TOC entries' names
+/// and types: the blob is one gzip stream whose tar ends with `stargz.index.json`, its
+/// footer points at the TOC, whose entries match the tar's and point at gzip members that
+/// hold each file's content.
+fn check_estargz_layer(descriptor: &serde_json::Value, blob: &[u8]) -> Vec<(String, String)> {
+    use flate2::read::{GzDecoder, MultiGzDecoder};
+    let annotations = &descriptor["annotations"];
+    let mut plain = Vec::new();
+    MultiGzDecoder::new(blob).read_to_end(&mut plain).unwrap();
+    assert_eq!(
+        annotations["io.containers.estargz.uncompressed-size"],
+        plain.len().to_string(),
+        "{descriptor}"
+    );
+
+    // The footer: an empty gzip member whose extra field says where the TOC is.
+    let footer = &blob[blob.len() - 51..];
+    assert_eq!(&footer[..4], &[0x1f, 0x8b, 8, 4], "FEXTRA set");
+    assert_eq!(u16::from_le_bytes([footer[10], footer[11]]), 26);
+    assert_eq!(&footer[12..14], b"SG");
+    let subfield = std::str::from_utf8(&footer[16..38]).unwrap();
+    let toc_offset = usize::from_str_radix(subfield.strip_suffix("STARGZ").unwrap(), 16).unwrap();
+    let mut rest = Vec::new();
+    GzDecoder::new(footer).read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+
+    let mut toc_tar = tar::Archive::new(GzDecoder::new(&blob[toc_offset..]));
+    let mut toc_entries = toc_tar.entries().unwrap();
+    let mut toc_entry = toc_entries.next().unwrap().unwrap();
+    assert_eq!(
+        toc_entry.path().unwrap().to_str(),
+        Some("stargz.index.json")
+    );
+    let mut toc_json = Vec::new();
+    toc_entry.read_to_end(&mut toc_json).unwrap();
+    assert!(
+        toc_entries.next().is_none(),
+        "the TOC's member holds it alone"
+    );
+    assert_eq!(
+        annotations["containerd.io/snapshot/stargz/toc.digest"],
+        format!("sha256:{}", sha256_hex(&toc_json)),
+        "{descriptor}"
+    );
+    let toc: serde_json::Value = serde_json::from_slice(&toc_json).unwrap();
+    assert_eq!(toc["version"], 1);
+    let toc = toc["entries"].as_array().unwrap();
+
+    // The layer's own tar, then the TOC's: reading past end-of-archive blocks, the TOC is
+    // the last entry; every other entry is in the TOC, in order, with its type.
+    let mut archive = tar::Archive::new(&plain[..]);
+    archive.set_ignore_zeros(true);
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = String::from_utf8(entry.path_bytes().to_vec()).unwrap();
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular => "reg",
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Symlink => "symlink",
+            tar::EntryType::Link => "hardlink",
+            tar::EntryType::Fifo => "fifo",
+            tar::EntryType::Char => "char",
+            tar::EntryType::Block => "block",
+            other => panic!("{name}: {other:?}"),
+        };
+        let mode = entry.header().mode().unwrap();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.push((name, kind, mode, data));
+    }
+    let (last, ..) = files.pop().unwrap();
+    assert_eq!(last, "stargz.index.json");
+    let described: Vec<&serde_json::Value> = toc.iter().filter(|e| e["type"] != "chunk").collect();
+    assert_eq!(described.len(), files.len(), "{toc:?}");
+    for ((name, kind, mode, data), entry) in files.iter().zip(described) {
+        assert_eq!(entry["name"], name.as_str());
+        assert_eq!(entry["type"], *kind, "{name}");
+        assert_eq!(
+            entry["mode"].as_u64().unwrap_or(0),
+            u64::from(*mode),
+            "{name}"
+        );
+        if *kind != "reg" {
+            continue;
+        }
+        assert_eq!(
+            entry["size"].as_u64().unwrap_or(0),
+            data.len() as u64,
+            "{name}"
+        );
+        assert_eq!(
+            entry["digest"],
+            format!("sha256:{}", sha256_hex(data)),
+            "{name}"
+        );
+        // Every chunk of the file starts a gzip member holding its bytes.
+        let mut covered = 0;
+        for chunk in toc
+            .iter()
+            .filter(|e| e["name"] == name.as_str() && e["type"] != "dir")
+        {
+            let start = chunk["chunkOffset"].as_u64().unwrap_or(0) as usize;
+            assert_eq!(start, covered, "{name}: chunks in order");
+            let len = chunk["chunkSize"]
+                .as_u64()
+                .map_or(data.len() - start, |n| n as usize);
+            if len == 0 {
+                continue;
+            }
+            let offset = chunk["offset"].as_u64().unwrap() as usize;
+            let mut member = GzDecoder::new(&blob[offset..]);
+            let mut content = vec![0; len];
+            member.read_exact(&mut content).unwrap();
+            assert!(content == data[start..start + len], "{name} at {start}");
+            assert_eq!(
+                chunk["chunkDigest"],
+                format!("sha256:{}", sha256_hex(&content)),
+                "{name}"
+            );
+            covered += len;
+        }
+        assert_eq!(covered, data.len(), "{name}: the chunks cover the file");
+    }
+    toc.iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -813,8 +1050,8 @@ fn compression_attributes_bud_cannot_honour_are_refused() {
     let push = format!("type=registry,name={OPEN_REGISTRY}/bud-test/never:1");
     for (output, says) in [
         (
-            format!("{oci},compression=estargz"),
-            "compression=estargz: not supported yet",
+            format!("{push},compression=estargz,force-compression=false"),
+            "force-compression=false: bud converts every layer",
         ),
         (
             format!("{push},compression=gzip,compression-level=9"),

@@ -315,6 +315,17 @@ pub fn with_compressed_layers(
     content: &ContentStore,
     compression: crate::registry::Compression,
 ) -> anyhow::Result<BuiltImage> {
+    if compression == crate::registry::Compression::Estargz {
+        // eStargz layers have diff IDs of their own: the config changes too.
+        let (image, layers) =
+            crate::registry::estargz::convert(content, &built.image, &built.layers)?;
+        let config_digest = Digest::of(&image.to_json());
+        return Ok(BuiltImage {
+            image,
+            layers,
+            config_digest,
+        });
+    }
     let mut layers = built.layers.clone();
     for layer in &mut layers {
         layer.compressed = Some(crate::registry::compress::compressed_layer(

@@ -298,10 +298,7 @@ fn layer_compression(o: &Output) -> anyhow::Result<Option<Compression>> {
         return Ok(None);
     };
     let Some(compression) = Compression::parse(name) else {
-        bail!(
-            "compression={name}: not supported yet (bud writes gzip, zstd and uncompressed \
-             layers; estargz needs a table of contents bud does not write)"
-        );
+        bail!("compression={name}: not a layer compression (gzip, estargz, zstd or uncompressed)");
     };
     // bud converts every layer, base image layers included, to the compression asked for.
     if compression != Compression::Gzip

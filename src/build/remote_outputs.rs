@@ -210,6 +210,12 @@ fn push_attrs(
         Compression::Uncompressed => {
             attrs.insert("compression".into(), "uncompressed".into());
         }
+        // BuildKit writes eStargz with OCI media types only, as bud does.
+        Compression::Estargz => {
+            attrs.insert("compression".into(), "estargz".into());
+            attrs.insert("force-compression".into(), "true".into());
+            attrs.insert("oci-mediatypes".into(), "true".into());
+        }
         Compression::Gzip => {}
     }
     if oci_media_types {
@@ -397,5 +403,23 @@ mod tests {
                 .to_string()
                 .contains("docker://")
         );
+    }
+
+    #[test]
+    fn a_buildkitd_is_asked_for_estargz_with_oci_media_types_on_every_layer() {
+        let attrs = push_attrs(
+            &["example.com/app:1".to_owned()],
+            Compression::Estargz,
+            false,
+            false,
+            &RegistryConfig::default(),
+        );
+        for (key, value) in [
+            ("compression", "estargz"),
+            ("force-compression", "true"),
+            ("oci-mediatypes", "true"),
+        ] {
+            assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{attrs:?}");
+        }
     }
 }

@@ -79,6 +79,8 @@ pub struct CompressedBlob {
     pub digest: Digest,
     /// e.g. `application/vnd.oci.image.layer.v1.tar+gzip`.
     pub media_type: String,
+    /// Annotations its descriptor carries (an eStargz layer's TOC digest and size).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

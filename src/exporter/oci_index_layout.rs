@@ -78,7 +78,13 @@ impl<W: Write> Blobs<W> {
                 size
             }
         };
-        Ok(json!({"mediaType": media_type, "digest": digest, "size": size}))
+        let mut descriptor = json!({"mediaType": media_type, "digest": digest, "size": size});
+        if let Some(blob) = &layer.compressed
+            && !blob.annotations.is_empty()
+        {
+            descriptor["annotations"] = json!(blob.annotations);
+        }
+        Ok(descriptor)
     }
 }
 

@@ -84,6 +84,11 @@ pub fn write(
             Some(blob) => (&blob.path, &blob.digest, blob.media_type.as_str()),
             None => (&layer.tar, &layer.diff_id, OCI_LAYER_TAR),
         };
+        let annotations = layer
+            .compressed
+            .as_ref()
+            .map(|blob| blob.annotations.clone())
+            .unwrap_or_default();
         // A blob occurring twice (the empty layer, often) is stored once.
         let size = match written.get(digest) {
             Some(&size) => size,
@@ -93,7 +98,10 @@ pub fn write(
                 size
             }
         };
-        layer_descriptors.push(descriptor(media_type, digest.clone(), size));
+        layer_descriptors.push(Descriptor {
+            annotations,
+            ..descriptor(media_type, digest.clone(), size)
+        });
     }
 
     let config_bytes = image.to_json();

@@ -32,6 +32,9 @@ pub enum Compression {
     Zstd,
     /// The tar itself (`compression=uncompressed`): its digest is the diff ID.
     Uncompressed,
+    /// gzip with a table of contents (`compression=estargz`), made by
+    /// [`super::estargz::convert`] before a push, as it changes the image's diff IDs.
+    Estargz,
 }
 
 impl Compression {
@@ -40,6 +43,7 @@ impl Compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
             Compression::Uncompressed => "tar",
+            Compression::Estargz => "estargz",
         }
     }
 
@@ -49,6 +53,7 @@ impl Compression {
             "gzip" => Some(Compression::Gzip),
             "zstd" => Some(Compression::Zstd),
             "uncompressed" => Some(Compression::Uncompressed),
+            "estargz" => Some(Compression::Estargz),
             _ => None,
         }
     }
@@ -56,26 +61,34 @@ impl Compression {
     /// The layer media type in an OCI manifest.
     pub fn oci_media_type(self) -> &'static str {
         match self {
-            Compression::Gzip => OCI_LAYER_GZIP,
+            Compression::Gzip | Compression::Estargz => OCI_LAYER_GZIP,
             Compression::Zstd => OCI_LAYER_ZSTD,
             Compression::Uncompressed => OCI_LAYER,
         }
     }
 
-    /// The layer media type in a Docker v2 schema 2 manifest, which has none for zstd.
+    /// The layer media type in a Docker v2 schema 2 manifest, which has none for zstd, and
+    /// none for eStargz in BuildKit, whose TOC annotations only OCI descriptors carry.
     pub fn docker_media_type(self) -> Option<&'static str> {
         match self {
             Compression::Gzip => Some(DOCKER_LAYER_GZIP),
-            Compression::Zstd => None,
+            Compression::Zstd | Compression::Estargz => None,
             Compression::Uncompressed => Some(DOCKER_LAYER),
         }
     }
 
-    fn accepts(self, media_type: &str) -> bool {
+    fn accepts(self, blob: &CompressedBlob) -> bool {
+        let media_type = blob.media_type.as_str();
         match self {
             Compression::Gzip => media_type == OCI_LAYER_GZIP || media_type == DOCKER_LAYER_GZIP,
             Compression::Zstd => media_type == OCI_LAYER_ZSTD,
             Compression::Uncompressed => media_type == OCI_LAYER || media_type == DOCKER_LAYER,
+            Compression::Estargz => {
+                media_type == OCI_LAYER_GZIP
+                    && blob
+                        .annotations
+                        .contains_key(super::estargz::TOC_DIGEST_ANNOTATION)
+            }
         }
     }
 }
@@ -97,13 +110,17 @@ pub(crate) fn known_compressed_layer(
         return Ok(Some(layer.diff_id.clone()));
     }
     if let Some(blob) = &layer.compressed
-        && compression.accepts(&blob.media_type)
+        && compression.accepts(blob)
     {
         if !store.exists(&blob.digest) {
             let file = File::open(&blob.path).map_err(RegistryError::io("opening", &blob.path))?;
             store.import(BufReader::new(file), Some(&blob.digest))?;
         }
         return Ok(Some(blob.digest.clone()));
+    }
+    if compression == Compression::Estargz {
+        // Its blob comes with the layer (`estargz::convert`), with the annotations it needs.
+        return Ok(None);
     }
     Ok(Metadata::new(store).compressed(store, &layer.diff_id, compression))
 }
@@ -129,6 +146,7 @@ pub fn compressed_layer(
         path: store.path(&digest),
         digest,
         media_type: compression.oci_media_type().to_owned(),
+        annotations: std::collections::BTreeMap::new(),
     })
 }
 
@@ -143,6 +161,10 @@ pub(crate) fn compress_file(
         Compression::Gzip => gzip_parallel(BufReader::new(file), out),
         Compression::Zstd => zstd_parallel(BufReader::new(file), out),
         Compression::Uncompressed => io::copy(&mut BufReader::new(file), out).map(drop),
+        // Its diff ID and annotations are not the tar's: made by `estargz::convert` only.
+        Compression::Estargz => Err(io::Error::other(
+            "internal error: an eStargz layer is made before the push",
+        )),
     };
     result.map_err(RegistryError::io("compressing", tar))
 }

@@ -7,6 +7,7 @@
 //! - [`pull`]: a reference and platform to a manifest, its config and layer blobs, stored.
 //! - [`push`]: an image config and layer tars to a manifest under one or more tags.
 //! - [`compress`]: layer compression on every core, done once per layer and remembered.
+//! - [`estargz`]: eStargz layers, a gzip layer with a table of contents for lazy pulling.
 //!
 //! What this module knows about a blob beyond its bytes (which repositories hold it, what a
 //! layer compresses to, what a tag resolved to) lives in small files next to the content
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod compress;
 mod credentials;
+pub mod estargz;
 pub mod manifest;
 pub(crate) mod metadata;
 pub mod pull;

@@ -102,6 +102,20 @@ pub async fn push(
     opts: PushOptions,
 ) -> Result<PushResult, RegistryError> {
     check_layers(image, layers)?;
+    let converted;
+    let (image, layers) = if opts.compression == Compression::Estargz {
+        // An eStargz layer's diff ID is its own (the tar with the TOC after it), so the
+        // config changes with the blobs.
+        let store = opts.store.clone();
+        let (image, layers) = (image.clone(), layers.to_vec());
+        converted =
+            tokio::task::spawn_blocking(move || super::estargz::convert(&store, &image, &layers))
+                .await
+                .map_err(|e| RegistryError::Task(e.to_string()))??;
+        (&converted.0, &converted.1[..])
+    } else {
+        (image, layers)
+    };
     let repositories: Vec<(String, Vec<Reference>)> =
         group_by_repository(tags)?.into_iter().collect();
     let store = &opts.store;
@@ -163,7 +177,10 @@ pub async fn push(
                     Some(docker) if !oci => docker,
                     _ => opts.compression.oci_media_type(),
                 };
-                descriptor(media_type, &blob.digest, blob.size)
+                Descriptor {
+                    annotations: blob.annotations.clone(),
+                    ..descriptor(media_type, &blob.digest, blob.size)
+                }
             })
             .collect(),
         annotations: opts.manifest_annotations.clone(),
@@ -323,6 +340,8 @@ struct LayerBlob {
     digest: Digest,
     size: u64,
     uploaded: bool,
+    /// Its descriptor's annotations, those of the layer's own compressed blob.
+    annotations: BTreeMap<String, String>,
 }
 
 /// The stored compressed blob of `layer`, or, when there is none yet, a new one made while
@@ -343,10 +362,17 @@ async fn layer_blob(
     .await
     .map_err(|e| RegistryError::Task(e.to_string()))??;
     if let Some((size, digest)) = known {
+        let annotations = layer
+            .compressed
+            .as_ref()
+            .filter(|blob| blob.digest == digest)
+            .map(|blob| blob.annotations.clone())
+            .unwrap_or_default();
         return Ok(LayerBlob {
             digest,
             size,
             uploaded: false,
+            annotations,
         });
     }
     let what = format!(
@@ -361,6 +387,7 @@ async fn layer_blob(
         digest,
         size,
         uploaded: true,
+        annotations: BTreeMap::new(),
     })
 }
 

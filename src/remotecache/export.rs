@@ -284,7 +284,8 @@ fn cache_mount_blob(
     let diff_id = writer.commit(None)?;
     let blob = compressed(content, &diff_id, compression)?;
     let suffix = match compression {
-        Compression::Gzip => "+gzip",
+        // The cache's attributes never ask for eStargz: its blobs are gzip.
+        Compression::Gzip | Compression::Estargz => "+gzip",
         Compression::Zstd => "+zstd",
         Compression::Uncompressed => "",
     };
