@@ -34,6 +34,11 @@ pub(super) async fn build(
     if platforms.len() > 1 {
         return super::multi::build(env, opts, inputs, exports, runtime, cancel, platforms).await;
     }
+    // The one platform this build is for.
+    let platform = platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(bud_frontend::convert::Platform::host);
     let BuildEnv {
         content,
         registry,
@@ -45,7 +50,8 @@ pub(super) async fn build(
     let planned = super::attestations::plan(opts, exports)?;
     let started = std::time::SystemTime::now();
     let cache_specs = cache_exports(opts, progress);
-    let cache_platform = cache_platform(&platforms);
+    let cache_platform =
+        crate::registry::Platform::new(&platform.os, &platform.architecture, &platform.variant);
     let cache_import = tokio::select! {
         biased;
         () = cancel.cancelled() => bail!("cancelled"),
@@ -151,10 +157,6 @@ pub(super) async fn build(
             invocation_id: crate::remote::new_session_id(),
             started,
         };
-        let platform = platforms
-            .first()
-            .cloned()
-            .unwrap_or_else(bud_frontend::convert::Platform::host);
         let made = provenance.image_attestations(
             &planned,
             solver.snapshots(),
@@ -355,15 +357,6 @@ pub(super) async fn unless_cancelled<T>(
         () = cancel.cancelled() => bail!("cancelled"),
         done = work => done,
     }
-}
-
-/// The platform whose image an imported cache's index is read for: the build's.
-fn cache_platform(platforms: &[bud_frontend::convert::Platform]) -> crate::registry::Platform {
-    let p = platforms
-        .first()
-        .cloned()
-        .unwrap_or_else(bud_frontend::convert::Platform::host);
-    crate::registry::Platform::new(&p.os, &p.architecture, &p.variant)
 }
 
 /// Checks every `--cache-to` before anything runs: one the embedded solver cannot write
