@@ -1254,3 +1254,91 @@ fn an_inline_cache_in_a_multi_platform_index_is_read_for_the_build_s_platform() 
         );
     }
 }
+
+/// A layer a registry cache brought in is not compressed and uploaded again when the image
+/// is pushed to the same registry: the push mounts the cache's blob, as a pull's layers are
+/// mounted.
+#[test]
+fn a_push_mounts_the_layers_a_registry_cache_brought_in() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let cache = format!("{OPEN_REGISTRY}/bud-test/cache-mount-source:latest");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "cache-export",
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let cached: Vec<String> =
+        registry_json("bud-test/cache-mount-source/manifests/latest")["layers"]
+            .as_array()
+            .expect("the cache manifest's layers")
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+
+    let empty = tempfile::tempdir().unwrap();
+    // A repository of its own: nothing of the image is in it yet.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repository = format!("bud-test/cache-mount-target-{nanos}");
+    let image = format!("{OPEN_REGISTRY}/{repository}:latest");
+    let context = testdata("cache-export");
+    let out = bud_at(
+        empty.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--push",
+            "-t",
+            &image,
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    let mut pushed = registry_json(&format!("{repository}/manifests/latest"));
+    // With its provenance attached, the image is an index: its manifest is the one for a
+    // real platform.
+    if let Some(manifests) = pushed["manifests"].as_array() {
+        let image = manifests
+            .iter()
+            .find(|m| m["platform"]["architecture"] != "unknown")
+            .expect("the image's manifest in the index");
+        let digest = image["digest"].as_str().unwrap();
+        pushed = registry_json(&format!("{repository}/manifests/{digest}"));
+    }
+    let config = pushed["config"]["digest"].as_str().unwrap();
+    let diff_ids =
+        registry_json(&format!("{repository}/blobs/{config}"))["rootfs"]["diff_ids"].clone();
+    let layers = pushed["layers"].as_array().expect("the image's layers");
+    // A layer uploaded shows as a status under its blob digest, or under its diff ID while
+    // it is compressed on the way.
+    let diff_ids = diff_ids.as_array().expect("the config's diff IDs");
+    // The two COPY layers and the RUN layer on top of the base (which came from Docker)
+    // were brought in from the cache.
+    let from_cache: Vec<[&str; 2]> = layers
+        .iter()
+        .zip(diff_ids)
+        .skip(layers.len() - 3)
+        .map(|(layer, diff_id)| [layer["digest"].as_str().unwrap(), diff_id.as_str().unwrap()])
+        .collect();
+    for [digest, _] in &from_cache {
+        assert!(cached.iter().any(|c| c == digest), "{pushed}\n{cached:?}");
+    }
+    for names in from_cache {
+        for name in names {
+            assert!(
+                !text.lines().any(|l| l.contains(name)),
+                "{name} was uploaded, not mounted:\n{text}"
+            );
+        }
+    }
+}

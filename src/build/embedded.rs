@@ -216,14 +216,19 @@ pub(super) async fn build(
         assembled.iter().find(|(c, _)| *c == clamp).map(|(_, a)| a)
     };
     let base_images = route::base_images(&converted.definition);
+    // The export shows as one more step, as BuildKit's "exporting to image" does.
+    const EXPORT_VERTEX: &str = "bud-export";
+    let export_progress = crate::registry::ProgressTarget {
+        sink: progress.clone(),
+        vertex: EXPORT_VERTEX.to_owned(),
+    };
     let targets = route::Targets {
         docker: docker.as_ref().map_err(String::as_str),
         base_images: &base_images,
         content,
         registry,
+        progress: &export_progress,
     };
-    // The export shows as one more step, as BuildKit's "exporting to image" does.
-    const EXPORT_VERTEX: &str = "bud-export";
     progress.started(EXPORT_VERTEX, "exporting to image");
     // Loads, pushes and archives stop when the build is cancelled: a load cut short never
     // gets its image into Docker, a push never writes its manifest.

@@ -115,7 +115,6 @@ pub(super) async fn build(
         });
     }
 
-    const EXPORT_VERTEX: &str = "bud-export";
     progress.started(EXPORT_VERTEX, "exporting to image");
     let mut report = BuildReport::default();
     let exporting = async {
@@ -153,6 +152,9 @@ struct Built {
     image: Image,
     attestations: Vec<crate::attest::Attestation>,
 }
+
+/// The export's own vertex, as BuildKit's "exporting to image".
+const EXPORT_VERTEX: &str = "bud-export";
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
 fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
@@ -235,6 +237,10 @@ async fn export_one(
         } => {
             let mut push = PushOptions::new(env.content.clone());
             push.registry = env.registry.clone();
+            push.progress = Some(registry::ProgressTarget {
+                sink: env.progress.clone(),
+                vertex: EXPORT_VERTEX.to_owned(),
+            });
             push.untagged = true;
             push.compression = *compression;
             push.insecure = *insecure;
@@ -276,9 +282,6 @@ async fn export_one(
             let (index, _, _) = registry::push_index(&manifests, &attestations, names, &push)
                 .await
                 .context("pushing the image index")?;
-            for name in names {
-                crate::report!("pushed {name}@{index}");
-            }
             report.set_index(&index);
             report.names.extend(names.iter().cloned());
         }

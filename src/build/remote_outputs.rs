@@ -259,7 +259,7 @@ pub(super) async fn finish_from_docker(
         config_digest,
     };
     for e in exports {
-        super::route::export_built(e, &built, content, registry, &[], report).await?;
+        super::route::export_built(e, &built, content, registry, None, &[], report).await?;
     }
     Ok(())
 }

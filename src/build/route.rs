@@ -50,6 +50,8 @@ pub(super) struct Targets<'a> {
     pub(super) base_images: &'a [String],
     pub(super) content: &'a ContentStore,
     pub(super) registry: &'a RegistryConfig,
+    /// Where pushes show their steps: the export's own vertex.
+    pub(super) progress: &'a crate::registry::ProgressTarget,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -68,6 +70,7 @@ pub(super) async fn export_one(
         base_images,
         content,
         registry,
+        progress,
     } = *targets;
     let need = || match assembled {
         Some(Assembled::Built(built)) => Ok(built),
@@ -124,7 +127,17 @@ pub(super) async fn export_one(
             report.names.extend(names.iter().cloned());
         }
         Export::DockerArchive { .. } | Export::OciArchive { .. } | Export::Push { .. } => {
-            export_built(e, need()?, content, registry, attestations, report).await?;
+            let built = need()?;
+            export_built(
+                e,
+                built,
+                content,
+                registry,
+                Some(progress),
+                attestations,
+                report,
+            )
+            .await?;
         }
         Export::Tar { dest } => {
             let view = solver.snapshots().view(result)?;
@@ -146,6 +159,7 @@ pub(super) async fn export_built(
     built: &export::BuiltImage,
     content: &ContentStore,
     registry: &RegistryConfig,
+    progress: Option<&crate::registry::ProgressTarget>,
     attestations: &[Attestation],
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
@@ -199,6 +213,7 @@ pub(super) async fn export_built(
         } => {
             let mut push = PushOptions::new(content.clone());
             push.registry = registry.clone();
+            push.progress = progress.cloned();
             // A single image is pushed as its manifest alone; descriptor annotations, which
             // would go on an index's entry for it, were refused before the build.
             push.manifest_annotations = image
@@ -213,11 +228,15 @@ pub(super) async fn export_built(
                 push_attested(built, names, push, attestations, report).await?;
                 return Ok(());
             }
+            let shown = push.progress.is_some();
             let pushed = crate::registry::push(&built.image, &built.layers, names, push)
                 .await
                 .context("pushing the image")?;
-            for name in names {
-                crate::report!("pushed {name}@{}", pushed.manifest_digest);
+            if !shown {
+                // No vertex to show it under (a daemon's build, exported by bud afterwards).
+                for name in names {
+                    crate::report!("pushed {name}@{}", pushed.manifest_digest);
+                }
             }
             report.manifest_digest = Some(pushed.manifest_digest.to_string());
             report.descriptor = Some(serde_json::json!({
@@ -273,9 +292,6 @@ async fn push_attested(
         crate::registry::push_index(&manifests, &attestation, names, &push)
             .await
             .context("pushing the image index")?;
-    for name in names {
-        crate::report!("pushed {name}@{index}");
-    }
     report.manifest_digest = Some(index.to_string());
     report.descriptor = Some(serde_json::json!({
         "mediaType": media_type,

@@ -158,6 +158,9 @@ impl<W: Write + Send> Renderer for PlainRenderer<W> {
                     (Some(t), true) => format!("{id} {} / {} done", bytes(*current), bytes(*t)),
                     (Some(t), false) => format!("{id} {} / {}", bytes(*current), bytes(*t)),
                     (None, true) => format!("{id} done"),
+                    // A step with no byte count yet shows its name alone, as BuildKit's
+                    // printer does ("pushing layers").
+                    (None, false) if *current == 0 => id.clone(),
                     (None, false) => format!("{id} {}", bytes(*current)),
                 };
                 self.line(vertex, &text);

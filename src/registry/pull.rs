@@ -195,7 +195,8 @@ impl Puller {
     }
 }
 
-fn compression_of(media_type: &str) -> Option<super::Compression> {
+/// The compression a layer blob of `media_type` is in, when it is one bud writes too.
+pub(crate) fn compression_of(media_type: &str) -> Option<super::Compression> {
     match media_type {
         manifest::DOCKER_LAYER_GZIP | manifest::OCI_LAYER_GZIP => Some(super::Compression::Gzip),
         manifest::OCI_LAYER_ZSTD => Some(super::Compression::Zstd),

@@ -122,6 +122,7 @@ pub async fn push(
 
     let (first_repository, first_references) = repositories.first().ok_or(RegistryError::NoTags)?;
     let first = Destination::open(&opts, first_repository, first_references).await?;
+    announce(&opts, PUSHING_LAYERS, false);
     // A layer given twice (the same diff ID) is compressed and uploaded once: `slots` maps
     // each layer to its entry in `distinct`.
     let mut distinct: Vec<&Layer> = Vec::new();
@@ -219,10 +220,13 @@ pub async fn push(
                     .collect();
                 (first, rest)
             }
-            None => (
-                Destination::open(&opts, repository, references).await?,
-                all_blobs.clone(),
-            ),
+            None => {
+                announce(&opts, PUSHING_LAYERS, false);
+                (
+                    Destination::open(&opts, repository, references).await?,
+                    all_blobs.clone(),
+                )
+            }
         };
         // Futures made first, as in pull (rust#102211).
         let ensures: Vec<_> = blobs
@@ -240,6 +244,7 @@ pub async fn push(
                 Transfer::Uploaded => result.uploaded += 1,
             }
         }
+        announce(&opts, PUSHING_LAYERS, true);
         let content_type = http::HeaderValue::from_str(&result.media_type)
             .map_err(|e| RegistryError::Task(e.to_string()))?;
         let targets = if opts.untagged {
@@ -258,6 +263,11 @@ pub async fn push(
                 oci_reference(reference, reference.tag.as_deref())
             };
             let host = &destination.host;
+            let status = format!(
+                "pushing manifest for {reference}@{}",
+                result.manifest_digest
+            );
+            announce(&opts, &status, false);
             host.exchange(
                 "pushing the manifest of",
                 &reference.to_string(),
@@ -268,9 +278,21 @@ pub async fn push(
                 ),
             )
             .await?;
+            announce(&opts, &status, true);
         }
     }
     Ok(result)
+}
+
+/// The status BuildKit shows while a push makes sure the repository has every blob.
+const PUSHING_LAYERS: &str = "pushing layers";
+
+/// A push's progress as BuildKit shows it under "exporting to image": "pushing layers",
+/// then "pushing manifest for NAME@DIGEST" for each name.
+pub(crate) fn announce(opts: &PushOptions, status: &str, done: bool) {
+    if let Some(progress) = &opts.progress {
+        progress.status(status, 0, None, done);
+    }
 }
 
 /// Pushes a document that is not an image (a build cache manifest or index) and the blobs

@@ -15,6 +15,8 @@ use sha2::{Digest as _, Sha256};
 use crate::content::{ContentStore, Digest};
 use crate::progress::ProgressSink;
 use crate::registry::manifest::{Descriptor, Document};
+use crate::registry::metadata::{Metadata, log_cache_error};
+use crate::registry::pull::compression_of;
 use crate::solver::{CacheImport, Ref, Snapshots, output_key};
 
 use super::config::{
@@ -36,6 +38,10 @@ pub trait BlobSource: Send + Sync {
     fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
     /// For messages: the cache this is.
     fn describe(&self) -> String;
+    /// The registry repository (`domain/path`) the blobs come from, when they come from one.
+    fn repository(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One layer of a result chain, as the cache describes it.
@@ -193,9 +199,14 @@ impl ImportedCache {
                 _ => {
                     self.source.fetch(&layer.desc, &content).await?;
                     let (blob, expected) = (layer.desc.digest.clone(), layer.diff_id.clone());
-                    tokio::task::spawn_blocking(move || decompress(&content, &blob, expected))
-                        .await
-                        .context("decompressing a layer")??
+                    let diff_id = tokio::task::spawn_blocking({
+                        let content = content.clone();
+                        move || decompress(&content, &blob, expected)
+                    })
+                    .await
+                    .context("decompressing a layer")??;
+                    remember_blob(&content, &layer.desc, &diff_id, self.source.repository());
+                    diff_id
                 }
             };
             chain_id = if chain_id.is_empty() {
@@ -243,6 +254,27 @@ impl ImportedCache {
         };
         snapshots.meta.alias(&output_key(key, index), id)?;
         Ok(Some(parent))
+    }
+}
+
+/// Records what a pull records of its layers: which repository holds the blob, and that it
+/// is the layer compressed. A later push of the image to that registry then mounts the blob
+/// instead of compressing the layer again and uploading it.
+fn remember_blob(
+    content: &ContentStore,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    repository: Option<String>,
+) {
+    let Ok(blob) = Digest::parse(&desc.digest) else {
+        return;
+    };
+    let metadata = Metadata::new(content);
+    if let Some(repository) = repository {
+        log_cache_error(metadata.add_source(&blob, &repository));
+    }
+    if let Some(compression) = compression_of(&desc.media_type) {
+        log_cache_error(metadata.set_compressed(diff_id, compression, &blob));
     }
 }
 

@@ -117,4 +117,8 @@ impl BlobSource for Repository {
     fn describe(&self) -> String {
         self.reference.to_string()
     }
+
+    fn repository(&self) -> Option<String> {
+        Some(self.reference.name())
+    }
 }

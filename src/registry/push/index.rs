@@ -148,6 +148,8 @@ pub async fn push_index(
         for reference in &references {
             let tagged = oci_reference(reference, reference.tag.as_deref());
             let host = &destination.host;
+            let status = format!("pushing manifest for {reference}@{digest}");
+            super::announce(opts, &status, false);
             host.exchange(
                 "pushing the image index of",
                 &reference.to_string(),
@@ -155,6 +157,7 @@ pub async fn push_index(
                     .push_manifest_raw(&tagged, bytes.clone(), content_type.clone()),
             )
             .await?;
+            super::announce(opts, &status, true);
         }
     }
     Ok((digest, size, media_type))
