@@ -1033,8 +1033,8 @@ const DOCKERFILE_EVIDENCE: &[(&str, &str, &str)] = &[
     ),
     (
         "COPY --parents",
-        "tests/image_metadata.rs::labs_flags_need_a_labs_syntax_and_run_device_is_refused",
-        "--parents",
+        "tests/image_metadata.rs::copy_parents_keeps_the_paths_buildkit_s_labs_frontend_keeps",
+        "copy-parents",
     ),
     (
         "ADD --chown",

@@ -539,6 +539,69 @@ fn bud_tar(root: &Path, ctx: &Path, extra: &[&str]) -> Output {
     bud_with_umask("022", root, &args, &[])
 }
 
+/// `COPY --parents` with a labs syntax: each stage of testdata/copy-parents checks its own
+/// result against what BuildKit's integration tests expect of the labs frontend (Docker's
+/// frontends here refuse the flag, and the labs image cannot be pulled offline).
+#[test]
+fn copy_parents_keeps_the_paths_buildkit_s_labs_frontend_keeps() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = testdata("copy-parents");
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = format!("type=local,dest={}", out_dir.path().display());
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--target",
+            "from-context",
+            "-o",
+            &dest,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    for (path, content) in [
+        ("src/pkg/lib/one.txt", "one"),
+        ("in/src/pkg/lib/two.txt", "two"),
+    ] {
+        let file = out_dir.path().join(path);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap_or_default(),
+            content,
+            "{path}"
+        );
+    }
+    // Only what the patterns name: not the sibling, not one.txt under /in.
+    assert!(!out_dir.path().join("src/pkg/mod.txt").exists());
+    assert!(!out_dir.path().join("in/src/pkg/lib/one.txt").exists());
+
+    for target in [
+        "pivot",
+        "whole",
+        "trailing-dot",
+        "relative",
+        "two-pivots",
+        "wildcard",
+        "double-star",
+        "two-sources",
+        "wildcard-none",
+        "wildcard-none-after-pivot",
+    ] {
+        let out = bud_tar(root.path(), &ctx, &["--target", target]);
+        assert!(out.status.success(), "{target}: {}", stderr_of(&out));
+    }
+    let out = bud_tar(root.path(), &ctx, &["--target", "missing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("\"/tree/no-such-file\"") && stderr_of(&out).contains("not found"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
 const FOREIGN: &str = "127.0.0.1:5000/bud-test/no-such-frontend:1";
 
 #[test]

@@ -227,6 +227,23 @@ fn copy(
         always_replace_existing_dest_paths: c.always_replace_existing_dest_paths,
         filter: CopyFilter::default(),
     };
+    // Paths the copy must find (COPY --parents of a literal path): one missing fails the
+    // step, as BuildKit's content checksum of them does, although the include patterns
+    // alone would copy nothing and succeed.
+    for required in &c.required_paths {
+        let ignored = match src_ref {
+            Ref::Context(ctx) => ctx.excluded(required.trim_start_matches('/')),
+            _ => false,
+        };
+        let found = !ignored
+            && fileop::safe::resolve(&view.path, required)
+                .is_ok_and(|path| path.symlink_metadata().is_ok());
+        if !found {
+            return Err(SolveError::File(fileop::Error::SourceNotFound {
+                path: required.clone(),
+            }));
+        }
+    }
     let user_exclude = |rel: &str| excludes.as_ref().is_some_and(|m| m.matches(rel));
     let user_include = |rel: &str| includes.as_ref().is_none_or(|m| m.matches(rel));
     let descend = excludes.as_ref().is_some_and(PatternMatcher::exclusions);
