@@ -21,7 +21,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'bud' {
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -74,7 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             [CompletionResult]::new('--trace', '--trace', [CompletionResultType]::ParameterName, 'Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build''s steps')
             [CompletionResult]::new('--ulimit', '--ulimit', [CompletionResultType]::ParameterName, 'Ulimit options for RUN steps (NAME=SOFT[:HARD])')
             [CompletionResult]::new('--rm', '--rm', [CompletionResultType]::ParameterName, 'Remove intermediate containers after a successful build (always the case with bud)')
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -98,7 +98,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
         }
         'bud;du' {
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Filter records (type=..., until=DURATION, description~=TEXT)')
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -116,7 +116,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
         'bud;prune' {
             [CompletionResult]::new('--keep-storage', '--keep-storage', [CompletionResultType]::ParameterName, 'Keep this much storage (e.g. 10GB)')
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Filter what is pruned (until=DURATION, type=...)')
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -134,7 +134,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             break
         }
         'bud;debug' {
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -156,7 +156,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Set the target build stage')
             [CompletionResult]::new('--build-arg', '--build-arg', [CompletionResultType]::ParameterName, 'Set build-time variables')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -171,7 +171,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             break
         }
         'bud;debug;workers' {
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')
@@ -200,7 +200,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
             break
         }
         'bud;completion' {
-            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)')
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)')
             [CompletionResult]::new('--tlscacert', '--tlscacert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with')
             [CompletionResult]::new('--tlscert', '--tlscert', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate')
             [CompletionResult]::new('--tlskey', '--tlskey', [CompletionResultType]::ParameterName, 'With a tcp:// --addr: the client certificate''s key')

@@ -18,7 +18,7 @@ set edit:completion:arg-completer[bud] = {|@words|
     }
     var completions = [
         &'bud'= {
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -70,7 +70,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --trace 'Write a Chrome trace (JSON, for chrome://tracing or Perfetto) of the build''s steps'
             cand --ulimit 'Ulimit options for RUN steps (NAME=SOFT[:HARD])'
             cand --rm 'Remove intermediate containers after a successful build (always the case with bud)'
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -93,7 +93,7 @@ set edit:completion:arg-completer[bud] = {|@words|
         }
         &'bud;du'= {
             cand --filter 'Filter records (type=..., until=DURATION, description~=TEXT)'
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -110,7 +110,7 @@ set edit:completion:arg-completer[bud] = {|@words|
         &'bud;prune'= {
             cand --keep-storage 'Keep this much storage (e.g. 10GB)'
             cand --filter 'Filter what is pruned (until=DURATION, type=...)'
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -127,7 +127,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --help 'Print help'
         }
         &'bud;debug'= {
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -148,7 +148,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --target 'Set the target build stage'
             cand --build-arg 'Set build-time variables'
             cand --format 'Output format'
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -162,7 +162,7 @@ set edit:completion:arg-completer[bud] = {|@words|
             cand --help 'Print help'
         }
         &'bud;debug;workers'= {
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'
@@ -186,7 +186,7 @@ set edit:completion:arg-completer[bud] = {|@words|
         &'bud;debug;help;help'= {
         }
         &'bud;completion'= {
-            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)'
+            cand --addr 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)'
             cand --tlscacert 'With a tcp:// --addr: the CA certificate the daemon''s certificate is verified with'
             cand --tlscert 'With a tcp:// --addr: the client certificate'
             cand --tlskey 'With a tcp:// --addr: the client certificate''s key'

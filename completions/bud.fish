@@ -24,7 +24,7 @@ function __fish_bud_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c bud -n "__fish_bud_needs_command" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_needs_command" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_needs_command" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_needs_command" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_needs_command" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -75,7 +75,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l trace -d 'Write a Chro
 complete -c bud -n "__fish_bud_using_subcommand build" -l ulimit -d 'Ulimit options for RUN steps (NAME=SOFT[:HARD])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l rm -d 'Remove intermediate containers after a successful build (always the case with bud)' -r -f -a "true\t''
 false\t''"
-complete -c bud -n "__fish_bud_using_subcommand build" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand build" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -93,7 +93,7 @@ complete -c bud -n "__fish_bud_using_subcommand build" -l force-rm -d 'Always re
 complete -c bud -n "__fish_bud_using_subcommand build" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand build" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand du" -l filter -d 'Filter records (type=..., until=DURATION, description~=TEXT)' -r
-complete -c bud -n "__fish_bud_using_subcommand du" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand du" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand du" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand du" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand du" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -105,7 +105,7 @@ complete -c bud -n "__fish_bud_using_subcommand du" -s D -l debug -d 'Print debu
 complete -c bud -n "__fish_bud_using_subcommand du" -s h -l help -d 'Print help'
 complete -c bud -n "__fish_bud_using_subcommand prune" -l keep-storage -d 'Keep this much storage (e.g. 10GB)' -r
 complete -c bud -n "__fish_bud_using_subcommand prune" -l filter -d 'Filter what is pruned (until=DURATION, type=...)' -r
-complete -c bud -n "__fish_bud_using_subcommand prune" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand prune" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand prune" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand prune" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand prune" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -116,7 +116,7 @@ complete -c bud -n "__fish_bud_using_subcommand prune" -s a -l all -d 'Remove al
 complete -c bud -n "__fish_bud_using_subcommand prune" -s f -l force -d 'Do not prompt for confirmation'
 complete -c bud -n "__fish_bud_using_subcommand prune" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand prune" -s h -l help -d 'Print help'
-complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and not __fish_seen_subcommand_from dump-llb workers help" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -134,7 +134,7 @@ complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcomman
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l format -d 'Output format' -r -f -a "json\t''
 dot\t''
 pb\t''"
-complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -144,7 +144,7 @@ complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcomman
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l dot -d 'Print a Graphviz graph (same as --format=dot)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s D -l debug -d 'Print debug logs (RUST_LOG gives finer control)'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s h -l help -d 'Print help'
-complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from workers" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F
@@ -156,7 +156,7 @@ complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcomman
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "dump-llb" -d 'Print the LLB graph a Dockerfile converts to'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "workers" -d 'Show the worker: platforms, runtime, snapshotter, state root, GC policy'
 complete -c bud -n "__fish_bud_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c bud -n "__fish_bud_using_subcommand completion" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)' -r
+complete -c bud -n "__fish_bud_using_subcommand completion" -l addr -d 'Build on a BuildKit daemon instead of the embedded solver (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)' -r
 complete -c bud -n "__fish_bud_using_subcommand completion" -l tlscacert -d 'With a tcp:// --addr: the CA certificate the daemon\'s certificate is verified with' -r -F
 complete -c bud -n "__fish_bud_using_subcommand completion" -l tlscert -d 'With a tcp:// --addr: the client certificate' -r -F
 complete -c bud -n "__fish_bud_using_subcommand completion" -l tlskey -d 'With a tcp:// --addr: the client certificate\'s key' -r -F

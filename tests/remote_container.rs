@@ -231,3 +231,113 @@ fn docker_host_names_the_docker_api() {
     );
     assert!(err.contains("Connection refused"), "{err}");
 }
+
+/// A directory holding a `kubectl` stand-in (a shell script running `body`), for PATH.
+fn fake_kubectl(dir: &Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = dir.join("kubectl");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", dir.display())
+}
+
+fn bud_with_path(addr: &str, path: &str, args: &[&str]) -> Output {
+    let root = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["--addr", addr])
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .expect("run bud")
+}
+
+/// `kube-pod://` runs `kubectl exec -i POD -- buildctl dial-stdio` with buildx's arguments
+/// and speaks HTTP/2 over it. No cluster here: the `kubectl` stand-in records its arguments
+/// and runs the stand-in `buildctl dial-stdio`, which relays dockerd's BuildKit, as the
+/// real one in the pod relays buildkitd's socket.
+#[test]
+fn builds_through_kubectl_exec_in_a_pod() {
+    if !require_base_image() {
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    let Some(buildctl) = build_buildctl(tools.path()) else {
+        return;
+    };
+    let args_file = tools.path().join("kubectl.args");
+    let path = fake_kubectl(
+        tools.path(),
+        &format!(
+            "printf '%s\\n' \"$@\" >> {}\nexec {} dial-stdio",
+            args_file.display(),
+            buildctl.display()
+        ),
+    );
+    let context = tempfile::tempdir().unwrap();
+    let content = format!("built through kubectl {}\n", nonce());
+    small_context(context.path(), &content);
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = format!("type=local,dest={}", out_dir.path().display());
+    let out = bud_with_path(
+        "kube-pod://buildkitd-0?context=ci&namespace=builds&container=buildkitd",
+        &path,
+        &[
+            "--progress",
+            "plain",
+            "-o",
+            &dest,
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bud failed: {stderr}");
+    // The RUN step ran on the daemon, after the context came through the session.
+    assert_eq!(
+        std::fs::read_to_string(out_dir.path().join("app/ran")).unwrap(),
+        format!("{content}ran\n")
+    );
+    let recorded = std::fs::read_to_string(&args_file).unwrap();
+    let first: Vec<&str> = recorded.lines().take(9).collect();
+    assert_eq!(
+        first,
+        [
+            "--context=ci",
+            "--namespace=builds",
+            "exec",
+            "-i",
+            "--container=buildkitd",
+            "buildkitd-0",
+            "--",
+            "buildctl",
+            "dial-stdio"
+        ],
+        "{recorded}"
+    );
+}
+
+/// What kubectl says when it cannot reach the pod comes with the error, and the build
+/// fails at once.
+#[test]
+fn kubectl_s_own_error_is_shown() {
+    let tools = tempfile::tempdir().unwrap();
+    let path = fake_kubectl(
+        tools.path(),
+        "echo 'Error from server (NotFound): pods \"gone\" not found' >&2\nexit 1",
+    );
+    let context = tempfile::tempdir().unwrap();
+    small_context(context.path(), "never built\n");
+    let out = bud_with_path(
+        "kube-pod://gone",
+        &path,
+        &[context.path().to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kube-pod://gone: kubectl ended before the daemon answered: Error from server (NotFound): pods \"gone\" not found"),
+        "{stderr}"
+    );
+}

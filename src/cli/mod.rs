@@ -52,7 +52,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalOptions {
     /// Build on a BuildKit daemon instead of the embedded solver
-    /// (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME)
+    /// (docker://, unix://PATH, tcp://HOST:PORT, docker-container://NAME, kube-pod://POD)
     #[arg(
         long,
         env = "BUD_HOST",

@@ -18,12 +18,15 @@ pub enum Addr {
     /// A buildkitd in the named Docker container, reached through `buildctl dial-stdio`
     /// run in it (as buildx's docker-container driver does).
     DockerContainer(String),
+    /// A buildkitd in a Kubernetes pod, reached through `kubectl exec … buildctl dial-stdio`
+    /// (as buildx's kubernetes driver connects).
+    KubePod(super::kube_pod::KubePod),
 }
 
 impl Addr {
     /// Parses `docker://` (the Docker that `DOCKER_HOST` or docker's current context names, as
     /// with the docker CLI), `docker://unix:///path`, `unix:///path`, `tcp://host:port` and
-    /// `docker-container://NAME`.
+    /// `docker-container://NAME` and `kube-pod://POD?context=&namespace=&container=`.
     pub fn parse(s: &str) -> Result<Self, RemoteError> {
         let bad = |why: &str| RemoteError::Address {
             addr: s.to_string(),
@@ -84,8 +87,14 @@ impl Addr {
             }
             return Ok(Addr::DockerContainer(name.to_string()));
         }
+        if let Some(rest) = s.strip_prefix("kube-pod://") {
+            return super::kube_pod::KubePod::parse(rest)
+                .map(Addr::KubePod)
+                .map_err(|why| bad(&why));
+        }
         Err(bad(
-            "expected docker://, docker://unix:///path, unix:///path, tcp://host:port or docker-container://NAME",
+            "expected docker://, docker://unix:///path, unix:///path, tcp://host:port, \
+             docker-container://NAME or kube-pod://POD",
         ))
     }
 }
@@ -116,6 +125,7 @@ impl std::fmt::Display for Addr {
             Addr::Unix(path) => write!(f, "unix://{}", path.display()),
             Addr::Tcp(hostport) => write!(f, "tcp://{hostport}"),
             Addr::DockerContainer(name) => write!(f, "docker-container://{name}"),
+            Addr::KubePod(pod) => write!(f, "{pod}"),
         }
     }
 }

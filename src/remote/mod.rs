@@ -23,6 +23,7 @@ mod error_details;
 mod exporters;
 mod files;
 mod images;
+mod kube_pod;
 mod progress;
 mod session;
 mod solve;
@@ -449,12 +450,17 @@ impl RemoteSolver {
                 let io = transport::docker_upgrade(socket, "/grpc", &[]).await?;
                 GrpcChannel::handshake(io, &addr).await?
             }
-            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) => {
+            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) | Addr::KubePod(_) => {
                 let (socket, started) = transport::dial(&addr, connector.as_ref()).await?;
-                let channel =
-                    GrpcChannel::handshake(hyper_util::rt::TokioIo::new(socket), &addr).await?;
-                started.await?;
-                channel
+                let io = hyper_util::rt::TokioIo::new(socket);
+                match GrpcChannel::handshake(io, &addr).await {
+                    Ok(channel) => {
+                        started.await?;
+                        channel
+                    }
+                    // A relay that died says why better than the broken pipe it left.
+                    Err(e) => return Err(started.await.err().unwrap_or(e)),
+                }
             }
         };
         Ok(Self { addr, channel })

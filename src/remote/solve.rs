@@ -144,7 +144,7 @@ impl RemoteSolver {
                     }
                 })
             }
-            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) => {
+            Addr::Unix(_) | Addr::Tcp(_) | Addr::DockerContainer(_) | Addr::KubePod(_) => {
                 let control = ControlClient::with_origin(self.channel.clone(), origin());
                 let io = super::session::open_tunnel(control, session)?;
                 tokio::spawn(async move {

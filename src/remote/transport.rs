@@ -1,5 +1,6 @@
 //! Connections to the daemon: HTTP/2 gRPC, either directly on a socket (standalone
-//! buildkitd, with TLS on TCP if asked), through `buildctl dial-stdio` in a container, or on
+//! buildkitd, with TLS on TCP if asked), through `buildctl dial-stdio` in a container or a
+//! Kubernetes pod, or on
 //! a dockerd API connection upgraded with `Upgrade: h2c`.
 //!
 //! tonic only supplies codegen here: [`GrpcChannel`] is the client transport the generated
@@ -67,6 +68,10 @@ pub(crate) async fn dial(
         }
         Addr::DockerContainer(name) => {
             let (stream, started) = container::dial(name, &addr.to_string()).await?;
+            return Ok((Box::new(stream), started));
+        }
+        Addr::KubePod(pod) => {
+            let (stream, started) = super::kube_pod::dial(pod)?;
             return Ok((Box::new(stream), started));
         }
     };
