@@ -159,10 +159,10 @@ fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
         (
             "--cache-to",
             format!(
-                "type=local,dest={},compression-level=3",
+                "type=local,dest={},compression-variant=x",
                 cache.path().display()
             ),
-            "compression-level",
+            "compression-variant",
         ),
         (
             "--cache-from",
@@ -361,6 +361,117 @@ fn a_local_cache_makes_every_step_cached_on_an_empty_state_root() {
             assert_eq!(cached, expected, "{mode}: {name}\n{text}");
         }
     }
+}
+
+/// The layers of the cache manifest tagged `tag` in the local cache at `dest`: each blob's
+/// digest and media type, decompressed and checked against its `containerd.io/uncompressed`
+/// annotation, which is returned.
+fn cache_layers(dest: &std::path::Path, tag: &str) -> Vec<(String, String, u64)> {
+    use std::io::Read as _;
+    let read = |digest: &str| std::fs::read(dest.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("the tag in index.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(entry["digest"].as_str().unwrap())).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let digest = layer["digest"].as_str().unwrap();
+            let media_type = layer["mediaType"].as_str().unwrap();
+            let blob = read(digest);
+            let mut tar = Vec::new();
+            if media_type.ends_with("+zstd") {
+                tar = zstd::decode_all(&blob[..]).unwrap();
+            } else {
+                assert!(media_type.ends_with("gzip"), "{media_type}");
+                flate2::read::MultiGzDecoder::new(&blob[..])
+                    .read_to_end(&mut tar)
+                    .unwrap();
+            }
+            let diff_id = layer["annotations"]["containerd.io/uncompressed"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(
+                format!(
+                    "sha256:{}",
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar))
+                ),
+                diff_id
+            );
+            (digest.to_owned(), diff_id, blob.len() as u64)
+        })
+        .collect()
+}
+
+/// `--cache-to …,compression-level=N`: the same layers in other blobs (each one compressed
+/// once per level), which an empty state root imports like any other.
+#[test]
+fn a_cache_is_exported_at_the_compression_level_asked_for() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().to_str().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let mut exported = Vec::new();
+    for (tag, attrs) in [
+        ("default", ""),
+        ("stored", ",compression-level=0"),
+        (
+            "zstd-best",
+            ",compression=zstd,compression-level=19,force-compression=true",
+        ),
+    ] {
+        build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=local,dest={dest},tag={tag}{attrs}"),
+            ],
+        );
+        exported.push(cache_layers(cache.path(), tag));
+    }
+    let [default, stored, zstd_best] = &exported[..] else {
+        unreachable!()
+    };
+    let diff_ids = |layers: &[(String, String, u64)]| -> Vec<String> {
+        layers.iter().map(|l| l.1.clone()).collect()
+    };
+    assert_eq!(diff_ids(default), diff_ids(stored));
+    assert_eq!(diff_ids(default), diff_ids(zstd_best));
+    for (a, b) in default.iter().zip(stored) {
+        assert_ne!(a.0, b.0, "level 0 is another blob of {}", a.1);
+        assert!(
+            b.2 > a.2,
+            "level 0 stores: {} is not larger than {}",
+            b.2,
+            a.2
+        );
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &["--cache-from", &format!("type=local,src={dest},tag=stored")],
+    );
+    let steps = steps(&text);
+    assert!(
+        steps
+            .iter()
+            .any(|(name, cached)| name.contains("RUN cat") && *cached),
+        "{text}"
+    );
 }
 
 #[test]

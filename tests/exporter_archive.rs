@@ -24,6 +24,7 @@ fn layer(dir: &Path, name: &str, content: &[u8]) -> Layer {
         tar: path,
         diff_id: Digest::of(&bytes),
         compressed: None,
+        base: false,
     }
 }
 

@@ -58,6 +58,7 @@ fn layer(path: &Path, files: &[(&str, &[u8], u32)], symlinks: &[(&str, &str)]) -
         tar: path.to_owned(),
         diff_id: Digest::of(&bytes),
         compressed: None,
+        base: false,
     }
 }
 

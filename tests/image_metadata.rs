@@ -872,6 +872,211 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
     }
 }
 
+/// Each pushed layer's media type, digest and decompressed digest, checked against the
+/// config's diff IDs.
+fn pushed_layers(repo: &str, tag: &str) -> (serde_json::Value, Vec<(String, String, String)>) {
+    let (_, manifest, config) = pushed(repo, tag);
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len(), "{manifest}");
+    let described = layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| {
+            let media_type = layer["mediaType"].as_str().unwrap().to_owned();
+            let digest = layer["digest"].as_str().unwrap().to_owned();
+            let blob = registry_get(&format!("{repo}/blobs/{digest}"));
+            assert_eq!(
+                decompressed_digest(&media_type, &blob),
+                diff_id.as_str().unwrap(),
+                "{tag}: {manifest}"
+            );
+            (media_type, digest, diff_id.as_str().unwrap().to_owned())
+        })
+        .collect();
+    (manifest, described)
+}
+
+fn push_with(root: &Path, ctx: &Path, repo: &str, tag: &str, attrs: &str) {
+    let output = format!("type=registry,name={OPEN_REGISTRY}/{repo}:{tag}{attrs}");
+    ok(&bud_with_umask(
+        "022",
+        root,
+        &["--provenance=false", "-o", &output, ctx.to_str().unwrap()],
+        &[],
+    ));
+}
+
+/// `compression-level`: other blobs of the same layers (the diff IDs equal), remembered per
+/// level, so asking for the default again gives the default's blobs back.
+#[test]
+fn compression_level_gives_other_blobs_of_the_same_layers() {
+    if !ready() {
+        return;
+    }
+    let repo = unique_repo("levels");
+    let ctx = annotated_context();
+    let root = tempfile::tempdir().unwrap();
+    let mut sizes = std::collections::BTreeMap::new();
+    let mut digests = std::collections::BTreeMap::new();
+    let mut diff_ids = None;
+    for (tag, attrs) in [
+        ("gzip", ""),
+        ("gzip-0", ",compression-level=0"),
+        ("gzip-9", ",compression=gzip,compression-level=9"),
+        ("gzip-again", ",compression=gzip"),
+        ("zstd", ",compression=zstd"),
+        ("zstd-19", ",compression=zstd,compression-level=19"),
+        ("estargz-1", ",compression=estargz,compression-level=1"),
+        ("estargz", ",compression=estargz"),
+    ] {
+        push_with(root.path(), ctx.path(), &repo, tag, attrs);
+        let (_, layers) = pushed_layers(&repo, tag);
+        let ids: Vec<String> = layers.iter().map(|l| l.2.clone()).collect();
+        if !tag.starts_with("estargz") {
+            // eStargz has diff IDs of its own (the TOC is in the tar).
+            assert_eq!(diff_ids.get_or_insert_with(|| ids.clone()), &ids, "{tag}");
+        }
+        let total: u64 = layers
+            .iter()
+            .map(|l| registry_get(&format!("{repo}/blobs/{}", l.1)).len() as u64)
+            .sum();
+        sizes.insert(tag, total);
+        digests.insert(tag, layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>());
+    }
+    let distinct = |a: &str, b: &str| digests[a].iter().all(|d| !digests[b].contains(d));
+    for (a, b) in [
+        ("gzip", "gzip-0"),
+        ("gzip", "gzip-9"),
+        ("gzip-0", "gzip-9"),
+        ("zstd", "zstd-19"),
+        ("estargz", "estargz-1"),
+    ] {
+        assert!(distinct(a, b), "{a} and {b} share a blob: {digests:?}");
+    }
+    assert_eq!(digests["gzip"], digests["gzip-again"]);
+    // Level 0 stores; 9 compresses harder than 1's estargz and the default.
+    assert!(sizes["gzip-0"] > sizes["gzip"], "{sizes:?}");
+    assert!(sizes["gzip-9"] <= sizes["gzip"], "{sizes:?}");
+    assert!(sizes["zstd-19"] < sizes["zstd"], "{sizes:?}");
+    assert!(sizes["estargz-1"] > sizes["estargz"], "{sizes:?}");
+}
+
+/// A base image pulled with gzip layers: pushed with compression=zstd its layers stay the
+/// blobs they came as (force-compression=false, BuildKit's default), and only
+/// force-compression=true makes them zstd; the diff IDs are the same either way.
+#[test]
+fn force_compression_decides_whether_base_layers_are_converted() {
+    if !ready() {
+        return;
+    }
+    let repo = unique_repo("force");
+    let root = tempfile::tempdir().unwrap();
+    let base_ctx = dockerfile_context("FROM bud-test/busybox:latest\nRUN echo base > /base\n");
+    push_with(root.path(), base_ctx.path(), &repo, "base", "");
+    let (_, base) = pushed_layers(&repo, "base");
+    assert!(base.iter().all(|l| l.0.ends_with("tar.gzip")), "{base:?}");
+
+    // A state root that never saw the base: it is pulled from the registry.
+    let fresh = tempfile::tempdir().unwrap();
+    let ctx = dockerfile_context(&format!(
+        "FROM {OPEN_REGISTRY}/{repo}:base\nRUN echo new > /new\n"
+    ));
+    push_with(fresh.path(), ctx.path(), &repo, "kept", ",compression=zstd");
+    push_with(
+        fresh.path(),
+        ctx.path(),
+        &repo,
+        "forced",
+        ",compression=zstd,force-compression=true",
+    );
+    push_with(
+        fresh.path(),
+        ctx.path(),
+        &repo,
+        "gzip-9",
+        ",compression=gzip,compression-level=9,force-compression=true",
+    );
+    let (manifest, kept) = pushed_layers(&repo, "kept");
+    assert_eq!(kept.len(), base.len() + 1, "{manifest}");
+    // Docker's schema has no zstd layer: the manifest is OCI's, its gzip layers too.
+    assert_eq!(
+        manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{manifest}"
+    );
+    for (kept, base) in kept.iter().zip(&base) {
+        assert_eq!(
+            kept.0, "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{manifest}"
+        );
+        assert_eq!((&kept.1, &kept.2), (&base.1, &base.2), "{manifest}");
+    }
+    assert_eq!(
+        kept.last().unwrap().0,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "{manifest}"
+    );
+
+    let (manifest, forced) = pushed_layers(&repo, "forced");
+    for (forced, kept) in forced.iter().zip(&kept) {
+        assert_eq!(
+            forced.0, "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{manifest}"
+        );
+        assert_eq!(forced.2, kept.2, "the same diff IDs: {manifest}");
+    }
+    for (forced, base) in forced.iter().zip(&base) {
+        assert_ne!(forced.1, base.1, "converted: {manifest}");
+    }
+
+    // Forcing gzip on gzip layers converts nothing: a level does not recompress them.
+    let (manifest, gzip) = pushed_layers(&repo, "gzip-9");
+    for (gzip, base) in gzip.iter().zip(&base) {
+        assert_eq!(gzip.1, base.1, "{manifest}");
+    }
+    assert_ne!(gzip.last().unwrap().1, kept.last().unwrap().1);
+
+    // The OCI layout keeps them too.
+    let oci = root.path().join("kept.tar");
+    ok(&bud_with_umask(
+        "022",
+        fresh.path(),
+        &[
+            "--provenance=false",
+            "-o",
+            &format!("type=oci,dest={},compression=zstd", oci.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let mut blobs = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&oci).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let blob = |digest: &str| &blobs[&format!("blobs/sha256/{}", &digest[7..])];
+    let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+    let layout: serde_json::Value =
+        serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let layers: Vec<(String, String)> = layout["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["mediaType"].as_str().unwrap().to_owned(),
+                l["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = kept.iter().map(|l| (l.0.clone(), l.1.clone())).collect();
+    assert_eq!(layers, expected, "{layout}");
+}
+
 const ESTARGZ_DOCKERFILE: &str = "FROM bud-test/busybox:latest
 RUN mkdir -p /d/e && echo hi > /d/e/f && ln -s e/f /d/l && ln /d/e/f /d/h && mkfifo /d/p \\
  && chmod 4755 /d/e/f && touch /d/empty && head -c 9000000 /dev/urandom > /d/big
@@ -1113,16 +1318,16 @@ fn compression_attributes_bud_cannot_honour_are_refused() {
     let push = format!("type=registry,name={OPEN_REGISTRY}/bud-test/never:1");
     for (output, says) in [
         (
-            format!("{push},compression=estargz,force-compression=false"),
-            "force-compression=false: bud converts every layer",
+            format!("{push},compression=gzip,compression-level=10"),
+            "compression-level=10: gzip levels are 0 (none) to 9 (best)",
         ),
         (
-            format!("{push},compression=gzip,compression-level=9"),
-            "compression-level=9: not supported yet",
+            format!("{push},compression=uncompressed,compression-level=1"),
+            "compression=uncompressed has no level",
         ),
         (
-            format!("{push},compression=zstd,force-compression=false"),
-            "force-compression=false: bud converts every layer",
+            format!("{push},compression-level=fast"),
+            "compression-level=fast: not an integer",
         ),
         (
             "type=docker,dest=/tmp/never.tar,compression=zstd".to_owned(),

@@ -69,6 +69,7 @@ async fn image_to_push(dir: &Path, store: &ContentStore) -> (Image, Vec<Layer>) 
             tar: path,
             diff_id: pulled.diff_id.clone(),
             compressed: None,
+            base: false,
         });
     }
     let mut image = base.config.clone();
@@ -87,6 +88,7 @@ fn add_layer(dir: &Path, image: &mut Image, layers: &mut Vec<Layer>, name: &str,
         tar: path,
         diff_id: Digest::of(&tar),
         compressed: None,
+        base: false,
     });
     image.rootfs.diff_ids.push(Digest::of(&tar).to_string());
     image.history.push(History {
@@ -261,7 +263,7 @@ async fn zstd_pushes_round_trip() {
     let (image, layers) = image_to_push(dir.path(), &store).await;
     let tag = format!("{}:zstd", unique(support::OPEN_REGISTRY, "zstd"));
     let mut opts = PushOptions::new(store.clone());
-    opts.compression = Compression::Zstd;
+    opts.compression = Compression::Zstd.into();
     // zstd needs OCI media types, whatever was asked for.
     opts.format = ManifestFormat::Docker;
     let recorder = RecordingRenderer::default();

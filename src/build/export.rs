@@ -156,6 +156,7 @@ impl ImagePlan {
                 tar: content.path(&diff_id),
                 diff_id,
                 compressed: None,
+                base: l.record.kind == SnapshotKind::ImageLayer,
             });
         }
         image.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
@@ -313,12 +314,12 @@ pub fn oci_archive(
 pub fn with_compressed_layers(
     built: &BuiltImage,
     content: &ContentStore,
-    compression: crate::registry::Compression,
+    compression: crate::registry::LayerCompression,
 ) -> anyhow::Result<BuiltImage> {
-    if compression == crate::registry::Compression::Estargz {
+    if compression.kind == crate::registry::Compression::Estargz {
         // eStargz layers have diff IDs of their own: the config changes too.
         let (image, layers) =
-            crate::registry::estargz::convert(content, &built.image, &built.layers)?;
+            crate::registry::estargz::convert(content, &built.image, &built.layers, compression)?;
         let config_digest = Digest::of(&image.to_json());
         return Ok(BuiltImage {
             image,

@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use crate::cli::{BuildOptions, Output, OutputKind};
 use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations};
-use crate::registry::Compression;
+use crate::registry::{Compression, LayerCompression};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
@@ -80,7 +80,7 @@ pub enum Export {
         dest: Dest,
         names: Vec<String>,
         image: ImageAttrs,
-        compression: Option<Compression>,
+        compression: Option<LayerCompression>,
     },
     /// The result's filesystem as a tarball.
     Tar { dest: Dest },
@@ -89,7 +89,7 @@ pub enum Export {
     /// Pushed to a registry under every name.
     Push {
         names: Vec<String>,
-        compression: Compression,
+        compression: LayerCompression,
         /// `oci-mediatypes=`, when given: single-platform images default to Docker's, as
         /// docker build pushes them, indexes to OCI's, as BuildKit writes them.
         oci_media_types: Option<bool>,
@@ -124,7 +124,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         }
         exports.push(Export::Push {
             names: opts.tags.clone(),
-            compression: Compression::default(),
+            compression: LayerCompression::default(),
             oci_media_types: None,
             insecure: false,
             image: ImageAttrs::of_flags(&opts.annotations),
@@ -226,7 +226,7 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
     if docker_load || o.kind == OutputKind::Docker {
         // Docker's image store and `docker save`'s manifest.json keep no blobs or media
         // types: compressing would change nothing there.
-        let uncompressed = compression == Some(Compression::Uncompressed);
+        let uncompressed = compression.is_some_and(|c| c.kind == Compression::Uncompressed);
         if let Some(attr) = layer_attrs
             .iter()
             .find(|a| o.attrs.contains_key(**a) && !(**a == "compression" && uncompressed))
@@ -283,35 +283,9 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
     })
 }
 
-/// `compression=`, with `compression-level` and `force-compression` checked to ask for
-/// nothing bud would not do.
-fn layer_compression(o: &Output) -> anyhow::Result<Option<Compression>> {
-    if let Some(level) = o.attrs.get("compression-level") {
-        bail!(
-            "compression-level={level}: not supported yet (bud compresses gzip at zlib's \
-             default level and zstd at level 3, BuildKit's defaults)"
-        );
-    }
-    // Without compression=, gzip: bud converts every layer to it, as force-compression=true
-    // does, and keeps gzip blobs as they are, as force-compression=false does.
-    let Some(name) = o.attrs.get("compression") else {
-        return Ok(None);
-    };
-    let Some(compression) = Compression::parse(name) else {
-        bail!("compression={name}: not a layer compression (gzip, estargz, zstd or uncompressed)");
-    };
-    // bud converts every layer, base image layers included, to the compression asked for.
-    if compression != Compression::Gzip
-        && o.attrs
-            .get("force-compression")
-            .is_some_and(|v| v == "false")
-    {
-        bail!(
-            "force-compression=false: bud converts every layer to compression={name}, as \
-             force-compression=true does (base image layers included)"
-        );
-    }
-    Ok(Some(compression))
+/// `compression=`, `compression-level` and `force-compression`, as BuildKit reads them.
+fn layer_compression(o: &Output) -> anyhow::Result<Option<LayerCompression>> {
+    LayerCompression::from_attrs(&o.attrs).map_err(|e| anyhow::anyhow!(e))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use bud_frontend::reference::Reference;
 
 use crate::content::ContentStore;
 use crate::exporter::Layer;
-use crate::registry::{Compression, RegistryConfig};
+use crate::registry::{Compression, LayerCompression, RegistryConfig};
 use crate::remote::{ArchiveKind, DaemonExporters, Exporter};
 
 use super::BuildReport;
@@ -101,10 +101,19 @@ pub(super) fn plan(
                 Export::OciArchive {
                     dest: Dest::File(dest),
                     names,
+                    compression,
                     ..
                 },
                 DaemonExporters::All,
-            ) => exporters.push(archive(ArchiveKind::Oci, dest, names)),
+            ) => {
+                let mut exporter = archive(ArchiveKind::Oci, dest, names);
+                if let (Exporter::Archive { attrs, .. }, Some(compression)) =
+                    (&mut exporter, compression)
+                {
+                    compression_attrs(*compression, attrs);
+                }
+                exporters.push(exporter);
+            }
             (
                 Export::DockerArchive {
                     dest: Dest::File(dest),
@@ -152,8 +161,8 @@ fn archive(kind: ArchiveKind, dest: &std::path::Path, names: &[String]) -> Expor
 /// reaches over plain HTTP (loopback, `insecure` in bud.toml) are insecure for the daemon
 /// too.
 /// What the daemon's exporters are not asked to do yet, refused rather than left out:
-/// `rewrite-timestamp` (dockerd's `moby` exporter ignores it), and annotations or an
-/// archive's compression for a daemon that exports the image itself.
+/// `rewrite-timestamp` (dockerd's `moby` exporter ignores it), and annotations for a daemon
+/// that exports the image itself.
 fn refuse_unsupported(e: &Export, daemon: DaemonExporters) -> anyhow::Result<()> {
     let Some(image) = e.image_attrs() else {
         return Ok(());
@@ -164,30 +173,17 @@ fn refuse_unsupported(e: &Export, daemon: DaemonExporters) -> anyhow::Result<()>
              exporter would ignore it; build with the embedded solver"
         );
     }
-    if daemon == DaemonExporters::All {
-        if !image.annotations.is_empty() {
-            bail!(
-                "with --addr to a BuildKit that exports images itself, annotations are not supported yet"
-            );
-        }
-        if matches!(
-            e,
-            Export::OciArchive {
-                compression: Some(_),
-                ..
-            }
-        ) {
-            bail!(
-                "with --addr to a BuildKit that exports images itself, compression= on type=oci is not supported yet"
-            );
-        }
+    if daemon == DaemonExporters::All && !image.annotations.is_empty() {
+        bail!(
+            "with --addr to a BuildKit that exports images itself, annotations are not supported yet"
+        );
     }
     Ok(())
 }
 
 fn push_attrs(
     names: &[String],
-    compression: Compression,
+    compression: LayerCompression,
     oci_media_types: bool,
     insecure: bool,
     registry: &RegistryConfig,
@@ -202,26 +198,25 @@ fn push_attrs(
     if plain_http || insecure {
         attrs.insert("registry.insecure".into(), "true".into());
     }
-    match compression {
-        Compression::Zstd => {
-            attrs.insert("compression".into(), "zstd".into());
-            attrs.insert("oci-mediatypes".into(), "true".into());
-        }
-        Compression::Uncompressed => {
-            attrs.insert("compression".into(), "uncompressed".into());
-        }
-        // BuildKit writes eStargz with OCI media types only, as bud does.
-        Compression::Estargz => {
-            attrs.insert("compression".into(), "estargz".into());
-            attrs.insert("force-compression".into(), "true".into());
-            attrs.insert("oci-mediatypes".into(), "true".into());
-        }
-        Compression::Gzip => {}
-    }
-    if oci_media_types {
+    compression_attrs(compression, &mut attrs);
+    // bud writes zstd and eStargz with OCI media types only, as BuildKit writes eStargz.
+    if oci_media_types || compression.kind.docker_media_type().is_none() {
         attrs.insert("oci-mediatypes".into(), "true".into());
     }
     attrs
+}
+
+/// `compression`, `compression-level` and `force-compression` as buildx passes them on.
+fn compression_attrs(compression: LayerCompression, attrs: &mut BTreeMap<String, String>) {
+    if compression.kind != Compression::Gzip {
+        attrs.insert("compression".into(), compression.kind.name().into());
+    }
+    if let Some(level) = compression.level {
+        attrs.insert("compression-level".into(), level.to_string());
+    }
+    if compression.force {
+        attrs.insert("force-compression".into(), "true".into());
+    }
 }
 
 /// Reads the image the `moby` exporter stored (`image_id`) from Docker and runs the
@@ -251,6 +246,8 @@ pub(super) async fn finish_from_docker(
             tar: content.path(&diff_id),
             diff_id,
             compressed: None,
+            // dockerd's export does not tell which layers its base image gave.
+            base: false,
         })
         .collect();
     let built = BuiltImage {
@@ -300,7 +297,7 @@ mod tests {
     fn push(names: &[&str]) -> Export {
         Export::Push {
             names: names.iter().map(|n| n.to_string()).collect(),
-            compression: Compression::default(),
+            compression: LayerCompression::default(),
             oci_media_types: None,
             insecure: false,
             image: Default::default(),
@@ -406,20 +403,64 @@ mod tests {
     }
 
     #[test]
-    fn a_buildkitd_is_asked_for_estargz_with_oci_media_types_on_every_layer() {
+    fn a_buildkitd_is_asked_for_estargz_with_oci_media_types() {
         let attrs = push_attrs(
             &["example.com/app:1".to_owned()],
-            Compression::Estargz,
+            Compression::Estargz.into(),
+            false,
+            false,
+            &RegistryConfig::default(),
+        );
+        for (key, value) in [("compression", "estargz"), ("oci-mediatypes", "true")] {
+            assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{attrs:?}");
+        }
+        // Base image layers stay as they came unless asked, as in an embedded build.
+        assert_eq!(attrs.get("force-compression"), None, "{attrs:?}");
+    }
+
+    #[test]
+    fn a_buildkitd_is_passed_the_level_and_force_as_given() {
+        let given = LayerCompression {
+            kind: Compression::Zstd,
+            level: Some(19),
+            force: true,
+        };
+        let attrs = push_attrs(
+            &["example.com/app:1".to_owned()],
+            given,
             false,
             false,
             &RegistryConfig::default(),
         );
         for (key, value) in [
-            ("compression", "estargz"),
+            ("compression", "zstd"),
+            ("compression-level", "19"),
             ("force-compression", "true"),
             ("oci-mediatypes", "true"),
         ] {
             assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{attrs:?}");
         }
+        let plan = plan(
+            &[Export::OciArchive {
+                dest: Dest::File("/tmp/o.tar".into()),
+                names: Vec::new(),
+                image: Default::default(),
+                compression: Some(given),
+            }],
+            DaemonExporters::All,
+            &RegistryConfig::default(),
+        )
+        .unwrap();
+        let Exporter::Archive { attrs, .. } = plan.exporter else {
+            panic!("not an archive: {:?}", plan.exporter);
+        };
+        assert_eq!(
+            attrs.get("compression-level").map(String::as_str),
+            Some("19")
+        );
+        assert_eq!(
+            attrs.get("force-compression").map(String::as_str),
+            Some("true")
+        );
     }
 }

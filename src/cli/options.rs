@@ -655,11 +655,11 @@ mod tests {
         ),
         (
             "compression-level",
-            "image_metadata::compression_attributes_bud_cannot_honour_are_refused",
+            "image_metadata::compression_level_gives_other_blobs_of_the_same_layers",
         ),
         (
             "force-compression",
-            "image_metadata::compression_is_what_the_pushed_and_written_blobs_are",
+            "image_metadata::force_compression_decides_whether_base_layers_are_converted",
         ),
         (
             "oci-mediatypes",

@@ -43,6 +43,9 @@ pub struct Layer {
     pub diff_id: Digest,
     /// The same layer compressed, when the build produced it (used by the OCI layout).
     pub compressed: Option<CompressedBlob>,
+    /// A layer of the base image, not made by the build: unless `force-compression=true`,
+    /// exports keep the blob it came with, whatever its compression, as BuildKit does.
+    pub base: bool,
 }
 
 /// A layer on its way into Docker, which is sent the uncompressed tar: either stored, or

@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::RegistryError;
-use super::compress::Compression;
+use super::compress::LayerCompression;
 use super::manifest::OCI_LAYER_GZIP;
 use super::metadata::{Metadata, log_cache_error};
 use crate::content::{ContentStore, Digest};
@@ -71,15 +71,33 @@ impl Written {
 /// the config replaced by the eStargz stream's. The returned layers keep their original
 /// `tar` (the eStargz tar is that tar followed by the TOC); their `compressed` blob is the
 /// one to push. Blocking.
+///
+/// A base image layer that has a blob is kept as it came unless `config.force`, as
+/// BuildKit keeps it.
 pub fn convert(
     store: &ContentStore,
     image: &Image,
     layers: &[Layer],
+    config: LayerCompression,
 ) -> Result<(Image, Vec<Layer>), RegistryError> {
     let converted = layers
         .par_iter()
         .map(|layer| {
-            let (digest, written) = blob(store, layer)?;
+            if layer.base
+                && let Some((digest, kind)) =
+                    super::compress::base_layer_blob(store, &layer.diff_id, config)
+            {
+                return Ok(Layer {
+                    compressed: Some(CompressedBlob {
+                        path: store.path(&digest),
+                        digest,
+                        media_type: kind.oci_media_type().to_owned(),
+                        annotations: BTreeMap::new(),
+                    }),
+                    ..layer.clone()
+                });
+            }
+            let (digest, written) = blob(store, layer, config)?;
             Ok(Layer {
                 tar: layer.tar.clone(),
                 diff_id: written.diff_id.clone(),
@@ -89,6 +107,7 @@ pub fn convert(
                     media_type: OCI_LAYER_GZIP.to_owned(),
                     annotations: written.annotations(),
                 }),
+                base: layer.base,
             })
         })
         .collect::<Result<Vec<_>, RegistryError>>()?;
@@ -99,9 +118,18 @@ pub fn convert(
 
 /// The eStargz blob of `layer`: made once, then found again (and read back for what the
 /// descriptor and config need).
-fn blob(store: &ContentStore, layer: &Layer) -> Result<(Digest, Written), RegistryError> {
+fn blob(
+    store: &ContentStore,
+    layer: &Layer,
+    config: LayerCompression,
+) -> Result<(Digest, Written), RegistryError> {
     let metadata = Metadata::new(store);
-    if let Some(digest) = metadata.compressed(store, &layer.diff_id, Compression::Estargz) {
+    // Remembered per level; whether base layers were forced does not change a blob.
+    let config = LayerCompression {
+        force: false,
+        ..config
+    };
+    if let Some(digest) = metadata.compressed(store, &layer.diff_id, config) {
         let path = store.path(&digest);
         let read = std::fs::File::open(&path).and_then(|file| describe(io::BufReader::new(file)));
         match read {
@@ -111,10 +139,14 @@ fn blob(store: &ContentStore, layer: &Layer) -> Result<(Digest, Written), Regist
     }
     let file = std::fs::File::open(&layer.tar).map_err(RegistryError::io("opening", &layer.tar))?;
     let mut writer = store.writer()?;
-    let written = write(io::BufReader::new(file), &mut writer)
-        .map_err(RegistryError::io("writing the eStargz blob of", &layer.tar))?;
+    let written = write(
+        io::BufReader::new(file),
+        &mut writer,
+        config.effective_level(),
+    )
+    .map_err(RegistryError::io("writing the eStargz blob of", &layer.tar))?;
     let digest = writer.commit(None)?;
-    log_cache_error(metadata.set_compressed(&layer.diff_id, Compression::Estargz, &digest));
+    log_cache_error(metadata.set_compressed(&layer.diff_id, config, &digest));
     Ok((digest, written))
 }
 
@@ -152,9 +184,10 @@ pub fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
     })
 }
 
-/// Writes the tar read from `tar` to `out` as an eStargz blob.
-pub fn write(tar: impl Read, out: impl Write) -> io::Result<Written> {
-    let members = Rc::new(RefCell::new(Members::new(out)));
+/// Writes the tar read from `tar` to `out` as an eStargz blob, its gzip members at `level`.
+pub fn write(tar: impl Read, out: impl Write, level: i32) -> io::Result<Written> {
+    let level = super::compress::gzip_level(level)?;
+    let members = Rc::new(RefCell::new(Members::new(out, level)));
     let mut archive = tar::Archive::new(Tee {
         inner: tar,
         members: Rc::clone(&members),
@@ -497,6 +530,7 @@ fn toc_tar(toc_json: &[u8]) -> io::Result<Vec<u8>> {
 /// The blob being written: gzip members opened as bytes come and closed where a file's
 /// content must start a new one, counting the compressed and the uncompressed bytes.
 struct Members<W: Write> {
+    level: flate2::Compression,
     state: State<W>,
     plain: Sha256,
     plain_size: u64,
@@ -510,8 +544,9 @@ enum State<W: Write> {
 }
 
 impl<W: Write> Members<W> {
-    fn new(out: W) -> Self {
+    fn new(out: W, level: flate2::Compression) -> Self {
         Members {
+            level,
             state: State::Between(Counted { inner: out, n: 0 }),
             plain: Sha256::new(),
             plain_size: 0,
@@ -527,9 +562,9 @@ impl<W: Write> Members<W> {
         self.plain_size += bytes.len() as u64;
         self.state = match std::mem::replace(&mut self.state, State::Broken) {
             // No name and mtime 0 (GzBuilder's defaults): the same tar, the same blob.
-            State::Between(out) => State::InMember(Box::new(
-                GzBuilder::new().write(out, flate2::Compression::default()),
-            )),
+            State::Between(out) => {
+                State::InMember(Box::new(GzBuilder::new().write(out, self.level)))
+            }
             other => other,
         };
         match &mut self.state {
@@ -629,7 +664,14 @@ impl Write for Hashing<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Compression;
     use flate2::read::{GzDecoder, MultiGzDecoder};
+
+    const ESTARGZ: LayerCompression = LayerCompression {
+        kind: Compression::Estargz,
+        level: None,
+        force: false,
+    };
 
     fn layer_tar() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -679,7 +721,7 @@ mod tests {
     fn blob_is_the_tar_then_the_toc_and_the_toc_points_at_the_files() {
         let tar = layer_tar();
         let mut blob = Vec::new();
-        let written = write(&tar[..], &mut blob).unwrap();
+        let written = write(&tar[..], &mut blob, 6).unwrap();
 
         let mut plain = Vec::new();
         MultiGzDecoder::new(&blob[..])
@@ -767,12 +809,12 @@ mod tests {
     fn the_same_tar_makes_the_same_blob_and_the_blob_tells_what_was_written() {
         let tar = layer_tar();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let written = write(&tar[..], &mut a).unwrap();
-        write(&tar[..], &mut b).unwrap();
+        let written = write(&tar[..], &mut a, 6).unwrap();
+        write(&tar[..], &mut b, 6).unwrap();
         assert_eq!(a, b);
         assert_eq!(describe(io::Cursor::new(&a)).unwrap(), written);
         let mut gzip = Vec::new();
-        crate::registry::compress::gzip_parallel(&tar[..], &mut gzip).unwrap();
+        crate::registry::compress::gzip_parallel(&tar[..], &mut gzip, 6).unwrap();
         assert!(describe(io::Cursor::new(&gzip)).is_err());
     }
 
@@ -787,20 +829,22 @@ mod tests {
             tar: path,
             diff_id: Digest::of(&tar),
             compressed: None,
+            base: false,
         };
         let mut image = Image::default();
         image.rootfs.diff_ids = vec![layer.diff_id.to_string()];
-        let (first_image, first) = convert(&store, &image, std::slice::from_ref(&layer)).unwrap();
+        let (first_image, first) =
+            convert(&store, &image, std::slice::from_ref(&layer), ESTARGZ).unwrap();
         let blob = first[0].compressed.clone().unwrap();
         assert_ne!(first[0].diff_id, layer.diff_id);
         assert_eq!(first_image.rootfs.diff_ids, [first[0].diff_id.to_string()]);
         assert_eq!(
-            Metadata::new(&store).compressed(&store, &layer.diff_id, Compression::Estargz),
+            Metadata::new(&store).compressed(&store, &layer.diff_id, ESTARGZ),
             Some(blob.digest.clone())
         );
         // Found, not made again: the tar is not read.
         std::fs::remove_file(&layer.tar).unwrap();
-        let (_, again) = convert(&store, &image, std::slice::from_ref(&layer)).unwrap();
+        let (_, again) = convert(&store, &image, std::slice::from_ref(&layer), ESTARGZ).unwrap();
         assert_eq!(again, first);
     }
 
@@ -816,7 +860,7 @@ mod tests {
         h.set_cksum();
         b.append_data(&mut h, TOC_TAR_NAME, &b"{}"[..]).unwrap();
         let tar = b.into_inner().unwrap();
-        let err = write(&tar[..], Vec::new()).unwrap_err();
+        let err = write(&tar[..], Vec::new(), 6).unwrap_err();
         assert!(err.to_string().contains(TOC_TAR_NAME), "{err}");
     }
 

@@ -2,8 +2,11 @@
 //!
 //! - `refs/<sha256 of reference and platform>`: the manifest digest a tag resolved to, so a
 //!   build reuses it until `--pull` (as Docker reuses a local image).
-//! - `compressed/<diff ID hex>.<gzip|zstd>`: the digest of the layer's compressed blob, so
-//!   each layer is compressed once however often it is pushed.
+//! - `compressed/<diff ID hex>.<gzip|zstd|estargz>[-<level>]`: the digest of the layer's
+//!   compressed blob (at a level other than the default, the level follows), so each layer
+//!   is compressed once per compression and level however often it is pushed.
+//! - `compressed/<diff ID hex>.origin-<gzip|zstd>`: the blob a base image layer was pulled
+//!   as, which exports keep unless `force-compression=true`.
 //! - `sources/<blob hex>`: repositories (`domain/path`, one a line) known to hold the blob,
 //!   for cross-repository mounts instead of uploads.
 //!
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Compression, Platform, RegistryError};
+use super::{Compression, LayerCompression, Platform, RegistryError};
 use crate::content::{ContentStore, Digest};
 
 pub(crate) struct Metadata {
@@ -52,10 +55,10 @@ impl Metadata {
         )
     }
 
-    fn compressed_path(&self, diff_id: &Digest, compression: Compression) -> PathBuf {
+    fn compressed_path(&self, diff_id: &Digest, compression: LayerCompression) -> PathBuf {
         self.root
             .join("compressed")
-            .join(format!("{}.{}", diff_id.hex(), compression.extension()))
+            .join(format!("{}.{}", diff_id.hex(), compression.memo_name()))
     }
 
     /// The compressed blob of layer `diff_id`, if made before and still stored.
@@ -63,7 +66,7 @@ impl Metadata {
         &self,
         store: &ContentStore,
         diff_id: &Digest,
-        compression: Compression,
+        compression: LayerCompression,
     ) -> Option<Digest> {
         read_digest(&self.compressed_path(diff_id, compression)).filter(|d| store.exists(d))
     }
@@ -71,11 +74,46 @@ impl Metadata {
     pub(crate) fn set_compressed(
         &self,
         diff_id: &Digest,
-        compression: Compression,
+        compression: LayerCompression,
         blob: &Digest,
     ) -> Result<(), RegistryError> {
         write_atomic(
             &self.compressed_path(diff_id, compression),
+            blob.to_string().as_bytes(),
+        )
+    }
+
+    fn origin_path(&self, diff_id: &Digest, kind: Compression) -> PathBuf {
+        self.root
+            .join("compressed")
+            .join(format!("{}.origin-{}", diff_id.hex(), kind.extension()))
+    }
+
+    /// The blobs base image layer `diff_id` was pulled as, still stored: those an export
+    /// keeps unless `force-compression` (a blob bud compressed itself is not one).
+    pub(crate) fn origins(
+        &self,
+        store: &ContentStore,
+        diff_id: &Digest,
+    ) -> Vec<(Digest, Compression)> {
+        [Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .filter_map(|kind| {
+                read_digest(&self.origin_path(diff_id, kind))
+                    .filter(|d| store.exists(d))
+                    .map(|d| (d, kind))
+            })
+            .collect()
+    }
+
+    pub(crate) fn set_origin(
+        &self,
+        diff_id: &Digest,
+        kind: Compression,
+        blob: &Digest,
+    ) -> Result<(), RegistryError> {
+        write_atomic(
+            &self.origin_path(diff_id, kind),
             blob.to_string().as_bytes(),
         )
     }
@@ -212,16 +250,46 @@ mod tests {
 
         let diff_id = Digest::of(b"tar");
         let blob = Digest::of(b"gz");
-        meta.set_compressed(&diff_id, Compression::Gzip, &blob)
+        meta.set_compressed(&diff_id, Compression::Gzip.into(), &blob)
             .unwrap();
         // Recorded, but the blob itself is gone: not reusable.
-        assert_eq!(meta.compressed(&store, &diff_id, Compression::Gzip), None);
+        assert_eq!(
+            meta.compressed(&store, &diff_id, Compression::Gzip.into()),
+            None
+        );
         let stored = store.put(b"gz").unwrap();
         assert_eq!(
-            meta.compressed(&store, &diff_id, Compression::Gzip),
+            meta.compressed(&store, &diff_id, Compression::Gzip.into()),
+            Some(stored.clone())
+        );
+        assert_eq!(
+            meta.compressed(&store, &diff_id, Compression::Zstd.into()),
+            None
+        );
+        // Another level is another blob; the default level, given or not, the same one.
+        let level = |kind, level| LayerCompression {
+            level: Some(level),
+            ..LayerCompression::from(kind)
+        };
+        assert_eq!(
+            meta.compressed(&store, &diff_id, level(Compression::Gzip, 9)),
+            None
+        );
+        assert_eq!(
+            meta.compressed(&store, &diff_id, level(Compression::Gzip, 6)),
+            Some(stored.clone())
+        );
+        let best = store.put(b"gz9").unwrap();
+        meta.set_compressed(&diff_id, level(Compression::Gzip, 9), &best)
+            .unwrap();
+        assert_eq!(
+            meta.compressed(&store, &diff_id, level(Compression::Gzip, 9)),
+            Some(best)
+        );
+        assert_eq!(
+            meta.compressed(&store, &diff_id, Compression::Gzip.into()),
             Some(stored)
         );
-        assert_eq!(meta.compressed(&store, &diff_id, Compression::Zstd), None);
 
         meta.add_source(&blob, "r:5000/a").unwrap();
         meta.add_source(&blob, "r:5000/b").unwrap();

@@ -27,7 +27,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use client::{RegistryConfig, RegistryHost};
-pub use compress::Compression;
+pub use compress::{Compression, LayerCompression};
 pub use manifest::Platform;
 pub use pull::{PullOptions, Pulled, Puller};
 pub use push::index::{PlatformManifest, push_attestation, push_index};

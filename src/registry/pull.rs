@@ -179,7 +179,8 @@ impl Puller {
             log_cache_error(metadata.add_source(&blob, &repository));
             // A pushed image reuses the pulled blob instead of compressing the layer again.
             if let Some(compression) = compression_of(&layer.media_type) {
-                log_cache_error(metadata.set_compressed(&diff_id, compression, &blob));
+                log_cache_error(metadata.set_compressed(&diff_id, compression.into(), &blob));
+                log_cache_error(metadata.set_origin(&diff_id, compression, &blob));
             }
         }
         log_cache_error(metadata.add_source(&config_digest, &repository));

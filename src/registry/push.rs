@@ -14,7 +14,7 @@ use oci_client::errors::OciDistributionError;
 use tokio_util::io::ReaderStream;
 
 use super::client::{RegistryConfig, RegistryHost, TRANSFER_CONCURRENCY};
-use super::compress::{Compression, known_compressed_layer};
+use super::compress::{Compression, LayerCompression, known_compressed_layer};
 use super::manifest::{self, Descriptor, Manifest};
 use super::metadata::{Metadata, log_cache_error};
 use super::{ByteProgress, ProgressTarget, RegistryError, retry};
@@ -42,7 +42,7 @@ pub struct PushOptions {
     /// Holds the config and compressed layers, and what was learnt about them.
     pub store: ContentStore,
     pub registry: RegistryConfig,
-    pub compression: Compression,
+    pub compression: LayerCompression,
     pub format: ManifestFormat,
     /// Reach the tags' registries over plain HTTP (`registry.insecure=true`).
     pub insecure: bool,
@@ -59,7 +59,7 @@ impl PushOptions {
         PushOptions {
             store,
             registry: RegistryConfig::default(),
-            compression: Compression::default(),
+            compression: LayerCompression::default(),
             format: ManifestFormat::default(),
             insecure: false,
             progress: None,
@@ -103,15 +103,16 @@ pub async fn push(
 ) -> Result<PushResult, RegistryError> {
     check_layers(image, layers)?;
     let converted;
-    let (image, layers) = if opts.compression == Compression::Estargz {
+    let (image, layers) = if opts.compression.kind == Compression::Estargz {
         // An eStargz layer's diff ID is its own (the tar with the TOC after it), so the
         // config changes with the blobs.
         let store = opts.store.clone();
-        let (image, layers) = (image.clone(), layers.to_vec());
-        converted =
-            tokio::task::spawn_blocking(move || super::estargz::convert(&store, &image, &layers))
-                .await
-                .map_err(|e| RegistryError::Task(e.to_string()))??;
+        let (image, layers, config) = (image.clone(), layers.to_vec(), opts.compression);
+        converted = tokio::task::spawn_blocking(move || {
+            super::estargz::convert(&store, &image, &layers, config)
+        })
+        .await
+        .map_err(|e| RegistryError::Task(e.to_string()))??;
         (&converted.0, &converted.1[..])
     } else {
         (image, layers)
@@ -150,7 +151,11 @@ pub async fn push(
 
     let config_bytes = image.to_json();
     let config_digest = store.put(&config_bytes)?;
-    let oci = opts.format == ManifestFormat::Oci || opts.compression.docker_media_type().is_none();
+    // A base image layer may keep another compression than the one asked for.
+    let oci = opts.format == ManifestFormat::Oci
+        || blobs
+            .iter()
+            .any(|blob| blob.compression.docker_media_type().is_none());
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(
@@ -174,9 +179,9 @@ pub async fn push(
             .iter()
             .map(|&slot| {
                 let blob = &blobs[slot];
-                let media_type = match opts.compression.docker_media_type() {
+                let media_type = match blob.compression.docker_media_type() {
                     Some(docker) if !oci => docker,
-                    _ => opts.compression.oci_media_type(),
+                    _ => blob.compression.oci_media_type(),
                 };
                 Descriptor {
                     annotations: blob.annotations.clone(),
@@ -362,6 +367,8 @@ struct LayerBlob {
     digest: Digest,
     size: u64,
     uploaded: bool,
+    /// What the blob is: the compression asked for, or a base image layer's own.
+    compression: Compression,
     /// Its descriptor's annotations, those of the layer's own compressed blob.
     annotations: BTreeMap<String, String>,
 }
@@ -378,12 +385,12 @@ async fn layer_blob(
     let compression = opts.compression;
     let known = tokio::task::spawn_blocking(move || {
         known_compressed_layer(&store, &owned, compression)?
-            .map(|digest| Ok::<_, RegistryError>((store.size(&digest)?, digest)))
+            .map(|(digest, kind)| Ok::<_, RegistryError>((store.size(&digest)?, digest, kind)))
             .transpose()
     })
     .await
     .map_err(|e| RegistryError::Task(e.to_string()))??;
-    if let Some((size, digest)) = known {
+    if let Some((size, digest, compression)) = known {
         let annotations = layer
             .compressed
             .as_ref()
@@ -394,6 +401,7 @@ async fn layer_blob(
             digest,
             size,
             uploaded: false,
+            compression,
             annotations,
         });
     }
@@ -409,6 +417,7 @@ async fn layer_blob(
         digest,
         size,
         uploaded: true,
+        compression: opts.compression.kind,
         annotations: BTreeMap::new(),
     })
 }

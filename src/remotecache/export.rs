@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Context as _;
 
 use crate::build::export::layer_tar;
-use crate::cache::meta::SnapshotRecord;
+use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
-use crate::registry::Compression;
 use crate::registry::manifest::{self, Descriptor, Index, Manifest};
 use crate::registry::metadata::Metadata;
+use crate::registry::{Compression, LayerCompression};
 use crate::solver::{Ref, Snapshots, SolvedVertex};
 
 use super::config::{
@@ -39,7 +39,7 @@ pub enum Mode {
 /// How the manifest is written: BuildKit's `oci-mediatypes` and `image-manifest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
-    pub compression: Compression,
+    pub compression: LayerCompression,
     pub oci: bool,
     pub image_manifest: bool,
 }
@@ -229,8 +229,15 @@ impl<'a> Layers<'a> {
     fn add(&mut self, rec: &SnapshotRecord, parent: i64) -> anyhow::Result<i64> {
         let dir = self.snapshots.layer_dir(&rec.id);
         let diff_id = layer_tar(self.snapshots, self.content, rec, &dir)?;
-        let compression = self.shape.compression;
-        let blob = compressed(self.content, &diff_id, compression)?;
+        let asked = self.shape.compression;
+        // A base image layer keeps the blob it came with, as in an image export.
+        let base = (rec.kind == SnapshotKind::ImageLayer)
+            .then(|| crate::registry::compress::base_layer_blob(self.content, &diff_id, asked))
+            .flatten();
+        let (blob, compression) = match base {
+            Some(known) => known,
+            None => (compressed(self.content, &diff_id, asked)?, asked.kind),
+        };
         let size = self.content.size(&blob)?;
         let created_at = crate::timefmt::rfc3339(rec.created, 0);
         // Docker's schema has no zstd layer type: BuildKit writes those with OCI's.
@@ -276,14 +283,14 @@ fn cache_mount_blob(
     name: &str,
     dir: &std::path::Path,
     content: &ContentStore,
-    compression: Compression,
+    compression: LayerCompression,
 ) -> anyhow::Result<Descriptor> {
     let mut writer = content.writer()?;
     let stats = crate::snapshot::diff::write_layer(dir, &mut writer)
         .with_context(|| format!("reading the cache mount {}", dir.display()))?;
     let diff_id = writer.commit(None)?;
     let blob = compressed(content, &diff_id, compression)?;
-    let suffix = match compression {
+    let suffix = match compression.kind {
         // The cache's attributes never ask for eStargz: its blobs are gzip.
         Compression::Gzip | Compression::Estargz => "+gzip",
         Compression::Zstd => "+zstd",
@@ -303,12 +310,12 @@ fn cache_mount_blob(
     })
 }
 
-/// The compressed blob of an uncompressed layer tar, made once per compression and
-/// remembered (the same memo image pushes use).
+/// The compressed blob of an uncompressed layer tar, made once per compression and level
+/// and remembered (the same memo image pushes use).
 pub(super) fn compressed(
     content: &ContentStore,
     diff_id: &Digest,
-    compression: Compression,
+    compression: LayerCompression,
 ) -> anyhow::Result<Digest> {
     let memo = Metadata::new(content);
     if let Some(known) = memo.compressed(content, diff_id, compression) {

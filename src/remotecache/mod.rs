@@ -44,7 +44,7 @@ use futures_util::future::{BoxFuture, FutureExt as _};
 use crate::cli::CacheOption;
 use crate::content::{ContentStore, Digest};
 use crate::progress::ProgressSink;
-use crate::registry::{Compression, RegistryConfig};
+use crate::registry::{LayerCompression, RegistryConfig};
 use crate::solver::{CacheImport, Ref, Snapshots, SolvedVertex};
 
 pub use export::{Mode, Shape};
@@ -93,6 +93,8 @@ pub const EXPORT_ATTRS: &[(&str, &[&str])] = &[
             "tag",
             "mode",
             "compression",
+            "compression-level",
+            "force-compression",
             "oci-mediatypes",
             "image-manifest",
             "ignore-error",
@@ -105,6 +107,8 @@ pub const EXPORT_ATTRS: &[(&str, &[&str])] = &[
             "ref",
             "mode",
             "compression",
+            "compression-level",
+            "force-compression",
             "oci-mediatypes",
             "image-manifest",
             "ignore-error",
@@ -204,8 +208,9 @@ impl ExportSpec {
             Some(other) => return Err(format!("mode={other}: not min or max")),
         };
         let compression = match opt.attrs.get("compression").map(String::as_str) {
-            None | Some("gzip") => Compression::Gzip,
-            Some("zstd") => Compression::Zstd,
+            None | Some("gzip" | "zstd") => {
+                LayerCompression::from_attrs(&opt.attrs)?.unwrap_or_default()
+            }
             Some(other) => {
                 return Err(format!(
                     "compression={other}: the embedded solver writes gzip or zstd"
@@ -500,10 +505,6 @@ mod tests {
     #[test]
     fn attributes_the_embedded_solver_does_not_honour_are_refused_by_name() {
         for (kind, key, value) in [
-            ("local", "compression-level", "3"),
-            ("local", "force-compression", "true"),
-            ("registry", "compression-level", "3"),
-            ("registry", "force-compression", "true"),
             ("registry", "store", "true"),
             ("registry", "no-such-attribute", "x"),
             ("inline", "compression", "zstd"),

@@ -569,9 +569,9 @@ mod tests {
         let store = ContentStore::new(dir.path().join("content")).unwrap();
         let data = b"tar bytes, pretend".repeat(1000);
         let mut gzip = Vec::new();
-        crate::registry::compress::gzip_parallel(&data[..], &mut gzip).unwrap();
+        crate::registry::compress::gzip_parallel(&data[..], &mut gzip, 6).unwrap();
         let mut zstd = Vec::new();
-        crate::registry::compress::zstd_parallel(&data[..], &mut zstd).unwrap();
+        crate::registry::compress::zstd_parallel(&data[..], &mut zstd, 3).unwrap();
         let mut single_gzip =
             flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         single_gzip.write_all(&data).unwrap();

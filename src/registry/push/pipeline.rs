@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::Destination;
 use crate::content::{BlobWriter, ContentStore, Digest};
 use crate::exporter::Layer;
-use crate::registry::compress::{Compression, compress_file};
+use crate::registry::compress::{LayerCompression, compress_file};
 use crate::registry::metadata::{Metadata, log_cache_error};
 use crate::registry::{ByteProgress, RegistryError};
 use crate::timeouts::Upload;
@@ -134,7 +134,7 @@ pub(super) async fn compress_and_upload(
 fn compress(
     store: &ContentStore,
     tar: &std::path::Path,
-    compression: Compression,
+    compression: LayerCompression,
     upload: mpsc::Sender<Piece>,
 ) -> Result<BlobWriter, Stopped> {
     let blob = store.writer().map_err(|e| Stopped::Failed(e.into()))?;
