@@ -1,6 +1,7 @@
 //! `ADD <git URL>` against a repository this test makes and serves with `git daemon` on
 //! 127.0.0.1: branches, annotated tags, commit IDs, subdirectories, `--keep-git-dir`, reuse
-//! of the snapshot while the remote is unchanged, and errors naming the URL and the ref.
+//! of the snapshot while the remote is unchanged, and errors naming the URL and the ref; git
+//! over ssh (an sshd of the test's own on 127.0.0.1) with the `--ssh` agent.
 
 #[path = "support/context_servers.rs"]
 mod context_servers;
@@ -23,7 +24,10 @@ use bud::solver::{ImageProvider, Ref, ResolvedImage, SolveOptions, Solver};
 use bud::state::StateRoot;
 use bud_frontend::llb::{self, GitOptions};
 use bud_proto::pb;
-use context_servers::{GitDaemon, GitHttp, Repos, git, git_servers_available};
+use context_servers::{
+    GitDaemon, GitHttp, GitSsh, Repos, SshAgent, git, git_servers_available, ssh_keygen,
+    ssh_servers_available,
+};
 use futures_util::future::BoxFuture;
 use same_image::{Builder, assert_same_image};
 use tokio_util::sync::CancellationToken;
@@ -644,4 +648,126 @@ fn private_git_contexts_take_credentials_from_helpers_and_secrets() {
     let flag = format!("id=GIT_AUTH_TOKEN.127.0.0.1,src={}", token_file.display());
     let (code, stderr) = build(empty_home.path(), &["--no-cache", "--secret", &flag]);
     assert_eq!(code, Some(0), "with a GIT_AUTH_TOKEN secret: {stderr}");
+}
+
+fn ssh_env() -> bool {
+    context_env() && support::require("openssh-server and ssh-agent", ssh_servers_available())
+}
+
+/// A git context over ssh authenticates with the `--ssh` agent, as BuildKit's git source does:
+/// given a key file (served by bud's own agent), bud builds the image Docker 28.5 builds from
+/// the same URL. Without `--ssh`, the agent of SSH_AUTH_SOCK is implied, as buildx implies it
+/// for an ssh context; and with neither, the build says what is missing. (Docker 20.10, and
+/// its BuildKit 0.8 behind --addr, know no `ssh://` URL: only `user@host:path`, which cannot
+/// name the test server's port.)
+#[test]
+fn ssh_git_contexts_authenticate_with_the_forwarded_agent() {
+    if !ssh_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let ssh = GitSsh::serve(repos.base.path());
+    let url = format!("{}#main", ssh.url("ctx.git"));
+    let key = format!("default={}", ssh.client_key().display());
+    assert_same_image(&docker28, &[Builder::Bud], &["--ssh", &key, &url]);
+
+    let agent = SshAgent::with_keys(&[&ssh.client_key()]);
+    let root = tempfile::tempdir().unwrap();
+    let empty_home = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out_arg = format!("type=local,dest={}", dest.path().display());
+    let out = support::bud_within(
+        root.path(),
+        &["-o", &out_arg, &url],
+        &[
+            ("SSH_AUTH_SOCK", &agent.socket),
+            ("HOME", empty_home.path()),
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success(),
+        "with SSH_AUTH_SOCK: {}\nsshd: {}",
+        support::stderr_of(&out),
+        ssh.log()
+    );
+    assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["-o", "type=tar,dest=/dev/null", &url])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SSH_AUTH_SOCK is not set"), "{stderr}");
+}
+
+/// `ADD <ssh git URL>` authenticates with the agent `--ssh default` gives, and only with it:
+/// bud adds what Docker 28.5 adds (not Docker 20.10: see above); without `--ssh`
+/// the build fails, as Docker 28.5's does, because no agent was forwarded; with an agent
+/// whose key the server does not accept, it fails with the server's refusal and the URL.
+#[test]
+fn add_of_an_ssh_git_url_authenticates_with_the_ssh_agent() {
+    if !ssh_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let ssh = GitSsh::serve(repos.base.path());
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest\nARG REPO\nADD ${REPO}#main:sub /sub/\nADD ${REPO}#main /all/\n",
+    )
+    .unwrap();
+    let dir = local.path().to_str().unwrap();
+    let repo = format!("REPO={}", ssh.url("ctx.git"));
+    let key = format!("default={}", ssh.client_key().display());
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud],
+        &["--ssh", &key, "--build-arg", &repo, dir],
+    );
+
+    let reference = docker28.build(&["--no-cache", "--build-arg", &repo, dir]);
+    let reference_err = support::stderr_of(&reference);
+    assert!(!reference.status.success(), "{reference_err}");
+    assert!(
+        reference_err.contains("unset ssh forward key default"),
+        "{reference_err}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["--build-arg", &repo, "-o", "type=tar,dest=/dev/null", dir]);
+        let out = support::bud_at(root.path(), &args);
+        let stderr = support::stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        stderr
+    };
+    let stderr = build(&[]);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("unset ssh forward key default") && last.contains(&ssh.url("ctx.git")),
+        "{last}"
+    );
+    let stranger = tempfile::tempdir().unwrap();
+    let stranger_key = stranger.path().join("key");
+    ssh_keygen(&stranger_key);
+    let refused = format!("default={}", stranger_key.display());
+    let stderr = build(&["--ssh", &refused]);
+    assert!(
+        stderr.contains("Permission denied (publickey)") && stderr.contains(&ssh.url("ctx.git")),
+        "{stderr}"
+    );
 }
