@@ -227,7 +227,7 @@ async fn tags_commits_and_subdirectories() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn keep_git_dir_gives_a_repository_on_the_branch() {
+async fn keep_git_dir_gives_a_repository_detached_at_the_commit() {
     if !git_available() {
         return;
     }
@@ -241,7 +241,9 @@ async fn keep_git_dir_gives_a_repository_on_the_branch() {
     assert_eq!(read(&dir, "README"), "two\n");
     let head = git(&repo.work(), &["rev-parse", "HEAD"]);
     assert_eq!(git(&dir, &["rev-parse", "HEAD"]), head);
-    assert_eq!(git(&dir, &["symbolic-ref", "--short", "HEAD"]), "main");
+    // Detached, as BuildKit's `git checkout FETCH_HEAD` leaves it; the branch beside it.
+    assert_eq!(read(&dir, ".git/HEAD"), format!("{head}\n"));
+    assert_eq!(git(&dir, &["rev-parse", "refs/heads/main"]), head);
     assert_eq!(
         git(&dir, &["status", "--porcelain"]),
         "",
@@ -446,7 +448,7 @@ fn git_build_contexts_build_the_image_docker_builds() {
 }
 
 /// BUILDKIT_CONTEXT_KEEP_GIT_DIR, or the URL's `keep-git-dir=true`, keeps `.git` in the
-/// context, on the branch asked for; without them there is none.
+/// context, HEAD detached at the ref's commit; without them there is none.
 #[test]
 fn a_git_context_keeps_its_git_dir_when_asked() {
     if !context_env() {
@@ -491,12 +493,9 @@ fn a_git_context_keeps_its_git_dir_when_asked() {
             assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
             let head = dest.path().join("ctx/.git/HEAD");
             assert_eq!(head.is_file(), kept, "{all:?}: .git kept");
-            // Docker 20.10's BuildKit (--addr) leaves HEAD detached at the commit; newer
-            // ones, and bud, on the branch.
-            let want_head = match addr {
-                None => "ref: refs/heads/main\n".to_string(),
-                Some(_) => format!("{commit}\n"),
-            };
+            // HEAD detached at the commit, as every BuildKit leaves it (Docker 28.5's is
+            // compared in add_checksum_and_keep_git_dir_follow_docker28).
+            let want_head = format!("{commit}\n");
             if kept {
                 assert_eq!(read(dest.path(), "ctx/.git/HEAD"), want_head, "{all:?}");
             }
@@ -770,4 +769,98 @@ fn add_of_an_ssh_git_url_authenticates_with_the_ssh_agent() {
         stderr.contains("Permission denied (publickey)") && stderr.contains(&ssh.url("ctx.git")),
         "{stderr}"
     );
+}
+
+/// `ADD --checksum=<commit>` and `ADD --keep-git-dir=true` of a git URL, as Docker 28.5 takes
+/// them: a checksum the ref's commit starts with adds the image Docker 28.5 adds, another
+/// fails both builds with "expected checksum to match"; a kept `.git` is, in both, a
+/// repository with HEAD detached at the commit, the branch fetched beside it, and a clean
+/// work tree.
+/// (Docker 20.10's BuildKit knows neither flag.)
+#[test]
+fn add_checksum_and_keep_git_dir_follow_docker28() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    let work = repos.create("ctx.git", CONTEXT_FILES);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let http = GitHttp::serve(repos.base.path());
+    let repo = format!("REPO={}", http.url("ctx.git"));
+    let local = tempfile::tempdir().unwrap();
+    let dir = local.path().to_str().unwrap();
+    let dockerfile = |checksum: &str| {
+        std::fs::write(
+            local.path().join("Dockerfile"),
+            format!(
+                "FROM bud-test/busybox:latest\nARG REPO\nADD --checksum={checksum} ${{REPO}}#main /src/\n"
+            ),
+        )
+        .unwrap();
+    };
+    dockerfile(&commit[..12]);
+    assert_same_image(&docker28, &[Builder::Bud], &["--build-arg", &repo, dir]);
+
+    dockerfile(&"0".repeat(40));
+    let reference = docker28.build(&["--no-cache", "--build-arg", &repo, dir]);
+    let reference_err = support::stderr_of(&reference);
+    assert!(!reference.status.success(), "{reference_err}");
+    assert!(
+        reference_err.contains("expected checksum to match"),
+        "{reference_err}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let out = support::bud_at(
+        root.path(),
+        &["--build-arg", &repo, "-o", "type=tar,dest=/dev/null", dir],
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("expected checksum to match") && last.contains(&commit),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM scratch\nARG REPO\nADD --keep-git-dir=true ${REPO}#main /all/\n",
+    )
+    .unwrap();
+    let kept = |dest: &Path| {
+        let all = dest.join("all");
+        assert_eq!(read(&all, "a.txt"), "a\n");
+        (
+            git(&all, &["rev-parse", "HEAD"]),
+            read(&all, ".git/HEAD"),
+            git(&all, &["status", "--porcelain"]),
+            git(&all, &["rev-parse", "refs/heads/main"]),
+        )
+    };
+    let want_dest = tempfile::tempdir().unwrap();
+    let want_out = format!("type=local,dest={}", want_dest.path().display());
+    let reference = docker28.build(&["--build-arg", &repo, "-o", &want_out, dir]);
+    assert!(
+        reference.status.success(),
+        "{}",
+        support::stderr_of(&reference)
+    );
+    let got_dest = tempfile::tempdir().unwrap();
+    let got_out = format!("type=local,dest={}", got_dest.path().display());
+    let out = support::bud_at(root.path(), &["--build-arg", &repo, "-o", &got_out, dir]);
+    assert!(out.status.success(), "{}", support::stderr_of(&out));
+    let want = kept(want_dest.path());
+    assert_eq!(
+        want,
+        (
+            commit.clone(),
+            format!("{commit}\n"),
+            String::new(),
+            commit.clone()
+        )
+    );
+    assert_eq!(kept(got_dest.path()), want);
 }

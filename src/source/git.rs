@@ -361,8 +361,13 @@ impl GitSource {
             "subdir": self.subdir,
         });
         if self.keep_git_dir && self.subdir.is_none() {
-            // .git names the remote and the branch.
-            id["git"] = serde_json::json!({ "url": self.url, "ref": resolved.fetch_ref });
+            // .git names the remote and the branch; `head` tells these checkouts from the
+            // earlier ones that left HEAD on the branch.
+            id["git"] = serde_json::json!({
+                "url": self.url,
+                "ref": resolved.fetch_ref,
+                "head": "detached",
+            });
         }
         format!("git:sha256:{}", hex::encode(Sha256::digest(id.to_string())))
     }
@@ -418,18 +423,13 @@ impl GitSource {
             OsStr::new("-q"),
         ];
         if keep {
-            match resolved.fetch_ref.as_deref() {
-                Some(branch) if branch.starts_with("refs/heads/") => {
-                    self.git(repo, &["symbolic-ref", "HEAD", branch]).await?;
-                }
-                _ => {
-                    self.git(
-                        repo,
-                        &["update-ref", "--no-deref", "HEAD", &resolved.commit],
-                    )
-                    .await?;
-                }
-            }
+            // HEAD detached at the commit, the branch or tag fetched beside it, as BuildKit's
+            // `git checkout FETCH_HEAD` leaves it.
+            self.git(
+                repo,
+                &["update-ref", "--no-deref", "HEAD", &resolved.commit],
+            )
+            .await?;
             self.git_in(&work_tree, &["reset", "-q", "--hard"]).await?;
             let fetch_head = git_dir.join("FETCH_HEAD");
             if fetch_head.exists() {
