@@ -1,6 +1,7 @@
 //! `ADD <git URL>` against a repository this test makes and serves with `git daemon` on
 //! 127.0.0.1: branches, annotated tags, commit IDs, subdirectories, `--keep-git-dir`, reuse
-//! of the snapshot while the remote is unchanged, and errors naming the URL and the ref.
+//! of the snapshot while the remote is unchanged, and errors naming the URL and the ref; git
+//! over ssh (an sshd of the test's own on 127.0.0.1) with the `--ssh` agent.
 
 #[path = "support/context_servers.rs"]
 mod context_servers;
@@ -23,7 +24,10 @@ use bud::solver::{ImageProvider, Ref, ResolvedImage, SolveOptions, Solver};
 use bud::state::StateRoot;
 use bud_frontend::llb::{self, GitOptions};
 use bud_proto::pb;
-use context_servers::{GitDaemon, GitHttp, Repos, git, git_servers_available};
+use context_servers::{
+    GitDaemon, GitHttp, GitSsh, Repos, SshAgent, git, git_servers_available, ssh_keygen,
+    ssh_servers_available,
+};
 use futures_util::future::BoxFuture;
 use same_image::{Builder, assert_same_image};
 use tokio_util::sync::CancellationToken;
@@ -223,7 +227,7 @@ async fn tags_commits_and_subdirectories() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn keep_git_dir_gives_a_repository_on_the_branch() {
+async fn keep_git_dir_gives_a_repository_detached_at_the_commit() {
     if !git_available() {
         return;
     }
@@ -237,7 +241,9 @@ async fn keep_git_dir_gives_a_repository_on_the_branch() {
     assert_eq!(read(&dir, "README"), "two\n");
     let head = git(&repo.work(), &["rev-parse", "HEAD"]);
     assert_eq!(git(&dir, &["rev-parse", "HEAD"]), head);
-    assert_eq!(git(&dir, &["symbolic-ref", "--short", "HEAD"]), "main");
+    // Detached, as BuildKit's `git checkout FETCH_HEAD` leaves it; the branch beside it.
+    assert_eq!(read(&dir, ".git/HEAD"), format!("{head}\n"));
+    assert_eq!(git(&dir, &["rev-parse", "refs/heads/main"]), head);
     assert_eq!(
         git(&dir, &["status", "--porcelain"]),
         "",
@@ -442,7 +448,7 @@ fn git_build_contexts_build_the_image_docker_builds() {
 }
 
 /// BUILDKIT_CONTEXT_KEEP_GIT_DIR, or the URL's `keep-git-dir=true`, keeps `.git` in the
-/// context, on the branch asked for; without them there is none.
+/// context, HEAD detached at the ref's commit; without them there is none.
 #[test]
 fn a_git_context_keeps_its_git_dir_when_asked() {
     if !context_env() {
@@ -487,12 +493,9 @@ fn a_git_context_keeps_its_git_dir_when_asked() {
             assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
             let head = dest.path().join("ctx/.git/HEAD");
             assert_eq!(head.is_file(), kept, "{all:?}: .git kept");
-            // Docker 20.10's BuildKit (--addr) leaves HEAD detached at the commit; newer
-            // ones, and bud, on the branch.
-            let want_head = match addr {
-                None => "ref: refs/heads/main\n".to_string(),
-                Some(_) => format!("{commit}\n"),
-            };
+            // HEAD detached at the commit, as every BuildKit leaves it (Docker 28.5's is
+            // compared in add_checksum_and_keep_git_dir_follow_docker28).
+            let want_head = format!("{commit}\n");
             if kept {
                 assert_eq!(read(dest.path(), "ctx/.git/HEAD"), want_head, "{all:?}");
             }
@@ -644,4 +647,220 @@ fn private_git_contexts_take_credentials_from_helpers_and_secrets() {
     let flag = format!("id=GIT_AUTH_TOKEN.127.0.0.1,src={}", token_file.display());
     let (code, stderr) = build(empty_home.path(), &["--no-cache", "--secret", &flag]);
     assert_eq!(code, Some(0), "with a GIT_AUTH_TOKEN secret: {stderr}");
+}
+
+fn ssh_env() -> bool {
+    context_env() && support::require("openssh-server and ssh-agent", ssh_servers_available())
+}
+
+/// A git context over ssh authenticates with the `--ssh` agent, as BuildKit's git source does:
+/// given a key file (served by bud's own agent), bud builds the image Docker 28.5 builds from
+/// the same URL. Without `--ssh`, the agent of SSH_AUTH_SOCK is implied, as buildx implies it
+/// for an ssh context; and with neither, the build says what is missing. (Docker 20.10, and
+/// its BuildKit 0.8 behind --addr, know no `ssh://` URL: only `user@host:path`, which cannot
+/// name the test server's port.)
+#[test]
+fn ssh_git_contexts_authenticate_with_the_forwarded_agent() {
+    if !ssh_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let ssh = GitSsh::serve(repos.base.path());
+    let url = format!("{}#main", ssh.url("ctx.git"));
+    let key = format!("default={}", ssh.client_key().display());
+    assert_same_image(&docker28, &[Builder::Bud], &["--ssh", &key, &url]);
+
+    let agent = SshAgent::with_keys(&[&ssh.client_key()]);
+    let root = tempfile::tempdir().unwrap();
+    let empty_home = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out_arg = format!("type=local,dest={}", dest.path().display());
+    let out = support::bud_within(
+        root.path(),
+        &["-o", &out_arg, &url],
+        &[
+            ("SSH_AUTH_SOCK", &agent.socket),
+            ("HOME", empty_home.path()),
+        ],
+        std::time::Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success(),
+        "with SSH_AUTH_SOCK: {}\nsshd: {}",
+        support::stderr_of(&out),
+        ssh.log()
+    );
+    assert_eq!(read(dest.path(), "ctx/a.txt"), "a\n");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["-o", "type=tar,dest=/dev/null", &url])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SSH_AUTH_SOCK is not set"), "{stderr}");
+}
+
+/// `ADD <ssh git URL>` authenticates with the agent `--ssh default` gives, and only with it:
+/// bud adds what Docker 28.5 adds (not Docker 20.10: see above); without `--ssh`
+/// the build fails, as Docker 28.5's does, because no agent was forwarded; with an agent
+/// whose key the server does not accept, it fails with the server's refusal and the URL.
+#[test]
+fn add_of_an_ssh_git_url_authenticates_with_the_ssh_agent() {
+    if !ssh_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    repos.create("ctx.git", CONTEXT_FILES);
+    let ssh = GitSsh::serve(repos.base.path());
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest\nARG REPO\nADD ${REPO}#main:sub /sub/\nADD ${REPO}#main /all/\n",
+    )
+    .unwrap();
+    let dir = local.path().to_str().unwrap();
+    let repo = format!("REPO={}", ssh.url("ctx.git"));
+    let key = format!("default={}", ssh.client_key().display());
+    assert_same_image(
+        &docker28,
+        &[Builder::Bud],
+        &["--ssh", &key, "--build-arg", &repo, dir],
+    );
+
+    let reference = docker28.build(&["--no-cache", "--build-arg", &repo, dir]);
+    let reference_err = support::stderr_of(&reference);
+    assert!(!reference.status.success(), "{reference_err}");
+    assert!(
+        reference_err.contains("unset ssh forward key default"),
+        "{reference_err}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["--build-arg", &repo, "-o", "type=tar,dest=/dev/null", dir]);
+        let out = support::bud_at(root.path(), &args);
+        let stderr = support::stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        stderr
+    };
+    let stderr = build(&[]);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("unset ssh forward key default") && last.contains(&ssh.url("ctx.git")),
+        "{last}"
+    );
+    let stranger = tempfile::tempdir().unwrap();
+    let stranger_key = stranger.path().join("key");
+    ssh_keygen(&stranger_key);
+    let refused = format!("default={}", stranger_key.display());
+    let stderr = build(&["--ssh", &refused]);
+    assert!(
+        stderr.contains("Permission denied (publickey)") && stderr.contains(&ssh.url("ctx.git")),
+        "{stderr}"
+    );
+}
+
+/// `ADD --checksum=<commit>` and `ADD --keep-git-dir=true` of a git URL, as Docker 28.5 takes
+/// them: a checksum the ref's commit starts with adds the image Docker 28.5 adds, another
+/// fails both builds with "expected checksum to match"; a kept `.git` is, in both, a
+/// repository with HEAD detached at the commit, the branch fetched beside it, and a clean
+/// work tree.
+/// (Docker 20.10's BuildKit knows neither flag.)
+#[test]
+fn add_checksum_and_keep_git_dir_follow_docker28() {
+    if !context_env() {
+        return;
+    }
+    let Some(docker28) = support::require_docker28() else {
+        return;
+    };
+    let repos = Repos::new();
+    let work = repos.create("ctx.git", CONTEXT_FILES);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let http = GitHttp::serve(repos.base.path());
+    let repo = format!("REPO={}", http.url("ctx.git"));
+    let local = tempfile::tempdir().unwrap();
+    let dir = local.path().to_str().unwrap();
+    let dockerfile = |checksum: &str| {
+        std::fs::write(
+            local.path().join("Dockerfile"),
+            format!(
+                "FROM bud-test/busybox:latest\nARG REPO\nADD --checksum={checksum} ${{REPO}}#main /src/\n"
+            ),
+        )
+        .unwrap();
+    };
+    dockerfile(&commit[..12]);
+    assert_same_image(&docker28, &[Builder::Bud], &["--build-arg", &repo, dir]);
+
+    dockerfile(&"0".repeat(40));
+    let reference = docker28.build(&["--no-cache", "--build-arg", &repo, dir]);
+    let reference_err = support::stderr_of(&reference);
+    assert!(!reference.status.success(), "{reference_err}");
+    assert!(
+        reference_err.contains("expected checksum to match"),
+        "{reference_err}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let out = support::bud_at(
+        root.path(),
+        &["--build-arg", &repo, "-o", "type=tar,dest=/dev/null", dir],
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("expected checksum to match") && last.contains(&commit),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        local.path().join("Dockerfile"),
+        "FROM scratch\nARG REPO\nADD --keep-git-dir=true ${REPO}#main /all/\n",
+    )
+    .unwrap();
+    let kept = |dest: &Path| {
+        let all = dest.join("all");
+        assert_eq!(read(&all, "a.txt"), "a\n");
+        (
+            git(&all, &["rev-parse", "HEAD"]),
+            read(&all, ".git/HEAD"),
+            git(&all, &["status", "--porcelain"]),
+            git(&all, &["rev-parse", "refs/heads/main"]),
+        )
+    };
+    let want_dest = tempfile::tempdir().unwrap();
+    let want_out = format!("type=local,dest={}", want_dest.path().display());
+    let reference = docker28.build(&["--build-arg", &repo, "-o", &want_out, dir]);
+    assert!(
+        reference.status.success(),
+        "{}",
+        support::stderr_of(&reference)
+    );
+    let got_dest = tempfile::tempdir().unwrap();
+    let got_out = format!("type=local,dest={}", got_dest.path().display());
+    let out = support::bud_at(root.path(), &["--build-arg", &repo, "-o", &got_out, dir]);
+    assert!(out.status.success(), "{}", support::stderr_of(&out));
+    let want = kept(want_dest.path());
+    assert_eq!(
+        want,
+        (
+            commit.clone(),
+            format!("{commit}\n"),
+            String::new(),
+            commit.clone()
+        )
+    );
+    assert_eq!(kept(got_dest.path()), want);
 }

@@ -148,6 +148,15 @@ impl GitRef {
     }
 }
 
+/// Whether git reaches `url` over ssh (`ssh://…` or `user@host:path`), as BuildKit's
+/// `gitutil.ParseURL` decides the ssh protocol.
+pub fn is_ssh_url(url: &str) -> bool {
+    let url = url.split(['#', '?']).next().unwrap_or_default();
+    url.get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("ssh://"))
+        || scp_style(url).is_some()
+}
+
 /// The path part of `host/path…`, without a query or fragment.
 fn path_of(rest: &str) -> &str {
     rest.split_once('/').map_or("", |(_, p)| p)
@@ -257,6 +266,10 @@ mod tests {
         assert_eq!(g.remote, "127.0.0.1:2222/srv/r.git");
         assert_eq!((g.reference, g.subdir.as_deref()), (None, Some("sub/dir")));
         assert_eq!(git("git://127.0.0.1/r.git").remote, "127.0.0.1/r.git");
+        assert!(is_ssh_url("git@host.example:org/repo.git#main"));
+        assert!(is_ssh_url("SSH://git@127.0.0.1:2222/srv/r.git"));
+        assert!(!is_ssh_url("https://user@host/r.git"));
+        assert!(!is_ssh_url("git://127.0.0.1/r.git"));
         assert_eq!(
             git("github.com/o/r").full_url,
             "https://github.com/o/r",

@@ -32,13 +32,25 @@ pub(super) struct SshAgents {
 
 /// `--ssh ID[=SOCKET|KEY[,KEY...]]`: no path means $SSH_AUTH_SOCK, as docker does; one
 /// socket is forwarded as it is; key files are served by an agent of bud's own, as buildx does.
+/// A git context over ssh implies `--ssh default` when no `--ssh` is given, as in buildx.
 pub(super) fn ssh_agents(opts: &BuildOptions) -> anyhow::Result<SshAgents> {
     use std::os::unix::fs::FileTypeExt;
     let mut agents = SshAgents {
         sockets: HashMap::new(),
         _served: Vec::new(),
     };
-    for spec in &opts.ssh {
+    // As buildx: a git context reached over ssh gets the `default` agent when none is given.
+    let implied;
+    let specs = if opts.ssh.is_empty() && bud_frontend::gitref::is_ssh_url(&opts.context) {
+        implied = [crate::cli::SshSpec {
+            id: "default".to_owned(),
+            paths: Vec::new(),
+        }];
+        &implied[..]
+    } else {
+        &opts.ssh[..]
+    };
+    for spec in specs {
         let paths = match spec.paths.as_slice() {
             [] => vec![
                 std::env::var_os("SSH_AUTH_SOCK")

@@ -151,14 +151,20 @@ impl Solver {
             )
         } else {
             id.strip_prefix("git://").map(|remote| {
-                crate::source::git::solve(&self.snapshots, remote, &src.attrs, &self.opts.secrets)
-                    .map(|solved| {
-                        solved.map(|(key, r, fetched)| {
-                            self.note_git_source(fetched);
-                            (key, r)
-                        })
+                crate::source::git::solve(
+                    &self.snapshots,
+                    remote,
+                    &src.attrs,
+                    &self.opts.secrets,
+                    &self.opts.ssh_agents,
+                )
+                .map(|solved| {
+                    solved.map(|(key, r, fetched)| {
+                        self.note_git_source(fetched);
+                        (key, r)
                     })
-                    .boxed()
+                })
+                .boxed()
             })
         };
         if let Some(fetch) = remote {

@@ -8,7 +8,10 @@
 //! header from the `GIT_AUTH_HEADER` / `GIT_AUTH_TOKEN` secrets (`NAME.HOST` first), as
 //! BuildKit's git source takes them, or, when the remote asks for credentials and no secret
 //! gives any, from the user's git credential helpers (`git credential fill`, bounded, never
-//! prompting).
+//! prompting). An ssh remote authenticates with the `--ssh` agent the source names
+//! (`git.mountsshsock`, `default` for every ssh URL the frontend makes), and only with it; its
+//! host key is checked against `git.knownsshhosts` when the source has them and accepted
+//! otherwise, as BuildKit's git source does.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -43,6 +46,8 @@ pub enum GitError {
         expected: String,
         got: String,
     },
+    #[error("{url}: unset ssh forward key {id}: give it with --ssh {id}[=SOCKET|KEYFILE]")]
+    NoSshAgent { id: String, url: String },
     #[error("invalid subdir {subdir:?} of {url}#{reference}: {reason}")]
     Subdir {
         url: String,
@@ -82,6 +87,37 @@ pub struct GitSource {
     pub checksum: Option<String>,
     /// The `Authorization` header for an http(s) remote.
     pub auth: Option<AuthHeader>,
+    /// How ssh reaches an ssh remote; `None` leaves ssh to its defaults.
+    pub ssh: Option<SshAccess>,
+}
+
+/// The agent an ssh remote authenticates with, and the host keys it may present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAccess {
+    pub agent: PathBuf,
+    /// A known_hosts file; `None` accepts any host key, as BuildKit does without one.
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl SshAccess {
+    /// `GIT_SSH_COMMAND`: no user configuration or identity files, no prompt, the agent's
+    /// keys only.
+    fn command(&self) -> String {
+        let mut cmd = String::from("ssh -F /dev/null -o BatchMode=yes -o IdentityFile=none");
+        match &self.known_hosts {
+            Some(file) => {
+                cmd.push_str(" -o StrictHostKeyChecking=yes -o UserKnownHostsFile=");
+                cmd.push_str(&shell_quote(&file.to_string_lossy()));
+            }
+            None => cmd.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"),
+        }
+        cmd
+    }
+}
+
+/// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// An `Authorization` header value, never shown.
@@ -143,7 +179,43 @@ impl GitSource {
                 .filter(|c| !c.is_empty())
                 .cloned(),
             auth: None,
+            ssh: None,
         })
+    }
+
+    /// The agent of `git.mountsshsock` among the build's `--ssh` agents, and the host keys of
+    /// `git.knownsshhosts` written to `scratch`; `None` when the source names no agent.
+    pub fn ssh_access(
+        &self,
+        attrs: &BTreeMap<String, String>,
+        agents: &std::collections::HashMap<String, PathBuf>,
+        scratch: &Path,
+    ) -> Result<Option<SshAccess>, GitError> {
+        let Some(id) = attrs
+            .get(attr::git::MOUNT_SSH_SOCK)
+            .filter(|id| !id.is_empty())
+        else {
+            return Ok(None);
+        };
+        let agent = agents.get(id).ok_or_else(|| GitError::NoSshAgent {
+            id: id.clone(),
+            url: self.url.clone(),
+        })?;
+        let known_hosts = match attrs
+            .get(attr::git::KNOWN_SSH_HOSTS)
+            .filter(|h| !h.trim().is_empty())
+        {
+            Some(hosts) => {
+                let file = scratch.join("known_hosts");
+                std::fs::write(&file, hosts).map_err(io_err("writing", &file))?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Some(SshAccess {
+            agent: agent.clone(),
+            known_hosts,
+        }))
     }
 
     /// The http(s) remote's host, with and without its port.
@@ -289,8 +361,13 @@ impl GitSource {
             "subdir": self.subdir,
         });
         if self.keep_git_dir && self.subdir.is_none() {
-            // .git names the remote and the branch.
-            id["git"] = serde_json::json!({ "url": self.url, "ref": resolved.fetch_ref });
+            // .git names the remote and the branch; `head` tells these checkouts from the
+            // earlier ones that left HEAD on the branch.
+            id["git"] = serde_json::json!({
+                "url": self.url,
+                "ref": resolved.fetch_ref,
+                "head": "detached",
+            });
         }
         format!("git:sha256:{}", hex::encode(Sha256::digest(id.to_string())))
     }
@@ -346,18 +423,13 @@ impl GitSource {
             OsStr::new("-q"),
         ];
         if keep {
-            match resolved.fetch_ref.as_deref() {
-                Some(branch) if branch.starts_with("refs/heads/") => {
-                    self.git(repo, &["symbolic-ref", "HEAD", branch]).await?;
-                }
-                _ => {
-                    self.git(
-                        repo,
-                        &["update-ref", "--no-deref", "HEAD", &resolved.commit],
-                    )
-                    .await?;
-                }
-            }
+            // HEAD detached at the commit, the branch or tag fetched beside it, as BuildKit's
+            // `git checkout FETCH_HEAD` leaves it.
+            self.git(
+                repo,
+                &["update-ref", "--no-deref", "HEAD", &resolved.commit],
+            )
+            .await?;
             self.git_in(&work_tree, &["reset", "-q", "--hard"]).await?;
             let fetch_head = git_dir.join("FETCH_HEAD");
             if fetch_head.exists() {
@@ -488,13 +560,22 @@ impl GitSource {
     ) -> Result<String, GitError> {
         let mut cmd = tokio::process::Command::new("git");
         // No user or system configuration (credential helpers, URL rewrites, hooks paths),
-        // no SSH agent, no prompts: the same fetch whoever runs the build.
+        // no SSH agent but the one the source names, no prompts: the same fetch whoever runs
+        // the build.
         cmd.env_clear()
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
             .env("LC_ALL", "C");
+        match &self.ssh {
+            Some(ssh) => {
+                cmd.env("GIT_SSH_COMMAND", ssh.command())
+                    .env("SSH_AUTH_SOCK", &ssh.agent);
+            }
+            None => {
+                cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+            }
+        }
         for var in [
             "PATH",
             "HTTP_PROXY",
@@ -562,10 +643,17 @@ pub async fn solve(
     identifier: &str,
     attrs: &BTreeMap<String, String>,
     secrets: &std::collections::HashMap<String, Vec<u8>>,
+    ssh_agents: &std::collections::HashMap<String, PathBuf>,
 ) -> Result<(String, Ref, Fetched), SolveError> {
     let err = |e: GitError| SolveError::Other(e.to_string());
     let mut source = GitSource::parse(identifier, attrs).map_err(err)?;
     source.auth = source.auth_from_secrets(attrs, secrets);
+    let ssh_scratch = tempfile::tempdir()
+        .map_err(io_err("creating a directory in", &std::env::temp_dir()))
+        .map_err(err)?;
+    source.ssh = source
+        .ssh_access(attrs, ssh_agents, ssh_scratch.path())
+        .map_err(err)?;
     let resolved = match source.resolve().await {
         Err(e) if source.auth.is_none() && e.asks_for_credentials() => {
             match source.credential_fill().await {

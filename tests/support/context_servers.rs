@@ -389,3 +389,188 @@ impl Repos {
         work
     }
 }
+
+/// Whether an OpenSSH server and client are installed (`openssh-server`, scripts/test-env).
+pub fn ssh_servers_available() -> bool {
+    [
+        "/usr/sbin/sshd",
+        "/usr/bin/ssh",
+        "/usr/bin/ssh-keygen",
+        "/usr/bin/ssh-agent",
+    ]
+    .iter()
+    .all(|p| Path::new(p).is_file())
+}
+
+/// A fresh ed25519 key pair without a passphrase at `path` and `path.pub`.
+pub fn ssh_keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bud-test", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An sshd of the test's own, run as inetd runs it (`sshd -i`) on each connection to a
+/// listener bound before `serve` returns, with its own host key and one authorized client
+/// key: git reaches the repositories under `base` as `ssh://USER@127.0.0.1:PORT/BASE/NAME`,
+/// USER being whoever runs the tests.
+pub struct GitSsh {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    base: PathBuf,
+    user: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl GitSsh {
+    pub fn serve(base: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        ssh_keygen(&host_key);
+        ssh_keygen(&dir.path().join("client_key"));
+        std::fs::copy(
+            dir.path().join("client_key.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        // sshd refuses to start without its privilege separation directory, which only the
+        // package's service creates.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "HostKey {host}\nAuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 PidFile none\nLogLevel VERBOSE\n",
+                host = host_key.display(),
+                dir = dir.path().display(),
+            ),
+        )
+        .unwrap();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let log = dir.path().join("sshd.log");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                let output = OwnedFd::from(stream.try_clone().unwrap());
+                // sshd re-executes itself, so it must be started by its absolute path.
+                let mut child = Command::new("/usr/sbin/sshd")
+                    .arg("-i")
+                    .arg("-f")
+                    .arg(&config)
+                    .arg("-E")
+                    .arg(&log)
+                    .stdin(Stdio::from(OwnedFd::from(stream)))
+                    .stdout(Stdio::from(output))
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                std::thread::spawn(move || child.wait());
+            }
+        });
+        Self {
+            port,
+            dir,
+            base: base.to_path_buf(),
+            user,
+            connections,
+        }
+    }
+
+    /// `ssh://USER@127.0.0.1:PORT/BASE/NAME`.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}/{name}",
+            self.user,
+            self.port,
+            self.base.display()
+        )
+    }
+
+    /// The private key the server lets in.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// The server's host key as a known_hosts line for `127.0.0.1:PORT`.
+    pub fn known_hosts_line(&self) -> String {
+        let public = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        format!("[127.0.0.1]:{} {kind} {key}", self.port)
+    }
+
+    /// What sshd logged (the keys it refused, the commands it ran), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// An `ssh-agent` of the test's own holding `keys`, on a socket in a directory of its own;
+/// killed on drop.
+pub struct SshAgent {
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pid: i32,
+}
+
+impl SshAgent {
+    pub fn with_keys(keys: &[&Path]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        // Without -D the agent forks once its socket listens, and prints its pid.
+        let out = Command::new("ssh-agent")
+            .arg("-s")
+            .arg("-a")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-agent: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pid = text
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix("SSH_AGENT_PID="))
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("no SSH_AGENT_PID in {text:?}"));
+        let agent = Self {
+            _dir: dir,
+            socket,
+            pid,
+        };
+        for key in keys {
+            let out = Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ssh-add: {out:?}");
+        }
+        agent
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}

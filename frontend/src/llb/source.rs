@@ -241,6 +241,10 @@ pub fn git(opts: GitOptions) -> State {
             id.push_str(subdir);
         }
     }
+    let over_ssh = opts
+        .full_url
+        .as_deref()
+        .is_some_and(crate::gitref::is_ssh_url);
     let mut attrs = BTreeMap::new();
     let mut needs = Vec::new();
     if opts.keep_git_dir {
@@ -263,7 +267,15 @@ pub fn git(opts: GitOptions) -> State {
         attrs.insert(attr::git::KNOWN_SSH_HOSTS.to_owned(), hosts);
         needs.push(caps::SOURCE_GIT_KNOWN_SSH_HOSTS);
     }
-    if let Some(sock) = opts.mount_ssh_sock {
+    // As `llb.Git`: a remote reached over ssh authenticates with the session's agent,
+    // `default` unless another is named. (BuildKit's frontend also scans the host's key into
+    // `git.knownsshhosts`, best effort; this frontend does no I/O, and without known hosts
+    // the git source accepts the host's key, as BuildKit's does when the scan failed.)
+    let mount_ssh_sock = match opts.mount_ssh_sock {
+        None if over_ssh => Some("default".to_owned()),
+        sock => sock,
+    };
+    if let Some(sock) = mount_ssh_sock {
         attrs.insert(attr::git::MOUNT_SSH_SOCK.to_owned(), sock);
         needs.push(caps::SOURCE_GIT_MOUNT_SSH_SOCK);
     }

@@ -475,6 +475,36 @@ fn sources_declare_their_caps_and_attrs() {
         ])
     );
 
+    // Over ssh, the session's `default` agent authenticates, as `llb.Git` asks for it;
+    // another id when one is named; never for https.
+    for (url, named, want) in [
+        ("git@github.com:moby/buildkit.git", None, Some("default")),
+        (
+            "ssh://git@127.0.0.1:2222/srv/r.git",
+            Some("deploy"),
+            Some("deploy"),
+        ),
+        ("https://github.com/moby/buildkit.git", None, None),
+    ] {
+        let mut opts = GitOptions::new("github.com/moby/buildkit.git");
+        opts.full_url = Some(url.to_owned());
+        opts.mount_ssh_sock = named.map(str::to_owned);
+        let def = git(opts).marshal();
+        let Some(pb::op::Op::Source(s)) = decode(&def.def[0]).op else {
+            panic!("not a source")
+        };
+        assert_eq!(
+            s.attrs.get("git.mountsshsock").map(String::as_str),
+            want,
+            "{url}"
+        );
+        assert_eq!(
+            op_caps(&def, &def.def[0]).contains(caps::SOURCE_GIT_MOUNT_SSH_SOCK),
+            want.is_some(),
+            "{url}"
+        );
+    }
+
     let def = image(
         "busybox",
         ImageOptions {
