@@ -489,24 +489,25 @@ fn several_platforms_errors_and_file_outputs() {
     // What a multi-platform build does not carry out yet is refused, never dropped.
     let cache = root.path().join("cache");
     let cache_to = format!("type=local,dest={}", cache.display());
-    let oci = format!("type=oci,dest={}", root.path().join("o.tar").display());
-    for (extra, refusal) in [
-        (
-            vec!["--cache-to", cache_to.as_str(), "-o", "type=tar,dest=-"],
-            "--cache-from and --cache-to with several platforms are not supported yet",
-        ),
-        (
-            vec!["--annotation", "a=b", "-o", oci.as_str()],
-            "annotations with several platforms are not supported yet",
-        ),
-    ] {
-        let mut args = vec!["--platform", "linux/amd64,linux/arm64"];
-        args.extend(extra);
-        args.push(dir);
-        let out = bud_at(root.path(), &args);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-        assert!(stderr_of(&out).contains(refusal), "{}", stderr_of(&out));
-    }
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--cache-to",
+            &cache_to,
+            "-o",
+            "type=tar,dest=-",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out)
+            .contains("--cache-from and --cache-to with several platforms are not supported yet"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(!cache.exists());
 
     let tar_path = root.path().join("out.tar");
@@ -718,4 +719,280 @@ fn a_failing_step_of_several_platforms_is_reported_like_any_other() {
     let failure = "failed to solve: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3";
     assert_eq!(err.matches(failure).count(), 1, "{err}");
     assert!(err.contains("   2 | >>> RUN exit 3\n"), "{err}");
+}
+
+/// An OCI image layout tarball read into memory: file path → bytes.
+fn oci_layout_files(path: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    files
+}
+
+/// A blob of an OCI layout, checked against its digest.
+fn layout_blob<'a>(
+    files: &'a std::collections::HashMap<String, Vec<u8>>,
+    digest: &str,
+) -> &'a [u8] {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let bytes = files
+        .get(&format!("blobs/sha256/{hex}"))
+        .unwrap_or_else(|| panic!("no blob {digest}"));
+    let actual: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(actual, hex, "blob {digest} does not match its digest");
+    bytes
+}
+
+/// The annotations of one JSON object, as `key=value` strings in key order.
+fn annotations_of(value: &serde_json::Value) -> Vec<String> {
+    value["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `-o type=oci` with several platforms, as BuildKit's OCI exporter writes it:
+/// `compression=zstd` and `rewrite-timestamp=true` make each platform's image (its layers
+/// zstd, the build's own files dated SOURCE_DATE_EPOCH), and every kind of annotation goes
+/// where buildx's `--annotation` puts it: `manifest` into every manifest and
+/// `manifest[linux/arm64]` into arm64's only, `manifest-descriptor` onto the index's
+/// entries, `index` into the index, `index-descriptor` onto its entry in index.json.
+/// (Docker 28.5's docker driver writes no OCI layout of several platforms, so the layout is
+/// read back and checked against the OCI image spec instead.)
+#[test]
+fn several_platforms_in_an_oci_layout_with_annotations_compression_and_clamped_times() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN uname -m > /machine\n"));
+    let dir = ctx.path().to_str().unwrap();
+    let oci_path = root.path().join("oci.tar");
+    let dest = format!(
+        "type=oci,dest={},name=example.com/app:v1,compression=zstd,rewrite-timestamp=true",
+        oci_path.display()
+    );
+    const EPOCH: i64 = 1_000_000_000;
+    run_ok(
+        root.path(),
+        &[
+            "--provenance=false",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--build-arg",
+            &format!("SOURCE_DATE_EPOCH={EPOCH}"),
+            "--annotation",
+            "com.example.all=1",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.all=arm",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.arm=yes",
+            "--annotation",
+            "manifest-descriptor:com.example.entry=e",
+            "--annotation",
+            "index:com.example.index=i",
+            "--annotation",
+            "index-descriptor:com.example.top=t",
+            "-o",
+            &dest,
+            dir,
+        ],
+    );
+    let files = oci_layout_files(&oci_path);
+    let top: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = &top["manifests"][0];
+    let entry_annotations = annotations_of(entry);
+    assert!(
+        entry_annotations.contains(&"com.example.top=t".to_owned())
+            && entry_annotations
+                .contains(&"io.containerd.image.name=example.com/app:v1".to_owned()),
+        "{top}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(layout_blob(&files, entry["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(annotations_of(&index), ["com.example.index=i"], "{index}");
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(m["platform"]["architecture"], arch, "{index}");
+        assert_eq!(annotations_of(m), ["com.example.entry=e"], "{index}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(layout_blob(&files, m["digest"].as_str().unwrap())).unwrap();
+        let expected: &[&str] = if arch == "arm64" {
+            &["com.example.all=arm", "com.example.arm=yes"]
+        } else {
+            &["com.example.all=1"]
+        };
+        assert_eq!(annotations_of(&manifest), expected, "{manifest}");
+        let config: serde_json::Value = serde_json::from_slice(layout_blob(
+            &files,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(config["architecture"], arch);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{manifest}");
+        for layer in layers {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+                "{manifest}"
+            );
+        }
+        // The build's own layer, read back: its file says where it ran and is dated
+        // SOURCE_DATE_EPOCH, its config's diff ID the digest of the clamped tar.
+        let own = layout_blob(&files, layers[1]["digest"].as_str().unwrap());
+        let tar_bytes = zstd::decode_all(own).unwrap();
+        let diff_id: String = sha2::Sha256::digest(&tar_bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(config["rootfs"]["diff_ids"][1], format!("sha256:{diff_id}"));
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            assert!(
+                e.header().mtime().unwrap() <= EPOCH as u64,
+                "{arch} {path} is dated after SOURCE_DATE_EPOCH"
+            );
+            if path == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                assert_eq!(e.header().mtime().unwrap(), EPOCH as u64);
+                seen.push(text.trim().to_owned());
+            }
+        }
+        let machine = if arch == "arm64" { "aarch64" } else { "x86_64" };
+        assert_eq!(seen, [machine], "{arch}");
+    }
+
+    // A manifest annotation for a platform not built would be written nowhere: refused.
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "manifest[linux/riscv64]:k=v",
+            "-o",
+            &format!("type=oci,dest={}", oci_path.display()),
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(
+            "annotation \"k\" is for platform linux/riscv64, but the image is built for \
+             linux/amd64, linux/arm64"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A two-platform push with annotations, read back from the registry: the index carries
+/// its own, its entries the manifest descriptors', each manifest its platform's; pushed
+/// with `rewrite-timestamp=true`, each platform's own layer has its files dated
+/// SOURCE_DATE_EPOCH. An `index-descriptor` annotation has no place in a registry: refused.
+#[test]
+fn a_two_platform_push_carries_its_annotations_and_clamped_times() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN uname -m > /machine\n"));
+    let dir = ctx.path().to_str().unwrap();
+    let repo = "bud-test/platforms-annotated";
+    let name = format!("{OPEN_REGISTRY}/{repo}:two");
+    let output = format!("type=registry,name={name},rewrite-timestamp=true");
+    const EPOCH: i64 = 1_000_000_000;
+    run_ok(
+        root.path(),
+        &[
+            "--provenance=false",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--build-arg",
+            &format!("SOURCE_DATE_EPOCH={EPOCH}"),
+            "--annotation",
+            "index:com.example.index=i",
+            "--annotation",
+            "manifest-descriptor[linux/amd64]:com.example.entry=amd",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.arm=yes",
+            "-o",
+            &output,
+            dir,
+        ],
+    );
+    let index = registry_get(&format!("{repo}/manifests/two"), INDEX_TYPES);
+    assert_eq!(annotations_of(&index), ["com.example.index=i"], "{index}");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    for (entry, (arch, machine)) in entries
+        .iter()
+        .zip([("amd64", "x86_64"), ("arm64", "aarch64")])
+    {
+        assert_eq!(entry["platform"]["architecture"], arch, "{index}");
+        let (entry_expected, manifest_expected): (&[&str], &[&str]) = if arch == "amd64" {
+            (&["com.example.entry=amd"], &[])
+        } else {
+            (&[], &["com.example.arm=yes"])
+        };
+        assert_eq!(annotations_of(entry), entry_expected, "{index}");
+        let digest = entry["digest"].as_str().unwrap();
+        let manifest = registry_get(&format!("{repo}/manifests/{digest}"), MANIFEST_TYPES);
+        assert_eq!(annotations_of(&manifest), manifest_expected, "{manifest}");
+        let layers = manifest["layers"].as_array().unwrap();
+        let own = layers.last().unwrap()["digest"].as_str().unwrap();
+        let blob = support::registry_get(&format!("{repo}/blobs/{own}"));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
+        let mut found = false;
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            assert!(e.header().mtime().unwrap() <= EPOCH as u64, "{arch}");
+            if e.path().unwrap().to_string_lossy() == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                assert_eq!(text.trim(), machine);
+                assert_eq!(e.header().mtime().unwrap(), EPOCH as u64);
+                found = true;
+            }
+        }
+        assert!(found, "{arch}: no /machine in its own layer");
+    }
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "index-descriptor:k=v",
+            "--push",
+            "-t",
+            &name,
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("a registry keeps no such descriptor"),
+        "{}",
+        stderr_of(&out)
+    );
 }

@@ -80,29 +80,8 @@ pub(super) async fn build(
         }));
     }
     let solver = start_solver(env, runtime, solve_opts)?;
-    let fetched;
-    let inputs = match &inputs.remote {
-        Some(remote) => {
-            let files = super::remote_context::SolverFiles {
-                solver: &solver,
-                cancel: &cancel,
-            };
-            let keep_git_dir = super::remote_context::keep_git_dir(
-                &super::dockerfile::build_arg_values(&opts.build_args),
-            );
-            let loaded = super::remote_context::load(
-                remote,
-                opts.file.as_deref(),
-                keep_git_dir,
-                inputs.dockerfile_given,
-                true,
-                &files,
-            );
-            fetched = inputs.loaded(unless_cancelled(&cancel, loaded).await?);
-            &fetched
-        }
-        None => inputs,
-    };
+    let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    let inputs = fetched.as_ref().unwrap_or(inputs);
     // Resolving the base images may wait on a registry.
     let converted = unless_cancelled(
         &cancel,
@@ -265,6 +244,31 @@ pub(super) async fn build(
     exported?;
     unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &result, env)).await?;
     Ok(report)
+}
+
+/// With a URL as the context, the inputs once `solver` has fetched it (its Dockerfile read
+/// from it, as BuildKit's Dockerfile frontend reads it); `None` for a local context.
+pub(super) async fn fetch_remote_context(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    solver: &Arc<Solver>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<BuildInputs>> {
+    let Some(remote) = &inputs.remote else {
+        return Ok(None);
+    };
+    let files = super::remote_context::SolverFiles { solver, cancel };
+    let keep_git_dir =
+        super::remote_context::keep_git_dir(&super::dockerfile::build_arg_values(&opts.build_args));
+    let loaded = super::remote_context::load(
+        remote,
+        opts.file.as_deref(),
+        keep_git_dir,
+        inputs.dockerfile_given,
+        true,
+        &files,
+    );
+    Ok(Some(inputs.loaded(unless_cancelled(cancel, loaded).await?)))
 }
 
 /// What the solver needs from the flags and inputs; `ssh` serves the `--ssh` agents.

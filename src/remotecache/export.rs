@@ -177,6 +177,7 @@ pub fn collect(
             schema_version: 2,
             media_type: Some(media_type.into()),
             manifests,
+            annotations: BTreeMap::new(),
         };
         (media_type, serde_json::to_vec(&index)?)
     };
