@@ -3,6 +3,8 @@
 //! platform ARGs, base images chosen by platform, and the errors when a platform cannot be
 //! built here.
 
+#[path = "support/context_servers.rs"]
+mod context_servers;
 mod support;
 
 use std::path::Path;
@@ -995,4 +997,62 @@ fn a_two_platform_push_carries_its_annotations_and_clamped_times() {
         "{}",
         stderr_of(&out)
     );
+}
+
+/// A URL as the context of a two-platform build, git (served by `git daemon`) and a
+/// tarball over http: fetched by the solver, its Dockerfile read from it, and each
+/// platform's result holding the context's file and its own RUN step's machine.
+#[test]
+fn a_url_context_builds_for_two_platforms() {
+    if !require_emulation()
+        || !require(
+            "git daemon and git http-backend",
+            context_servers::git_servers_available(),
+        )
+    {
+        return;
+    }
+    let dockerfile = format!("FROM {LIST_IMAGE}\nCOPY hello.txt /\nRUN uname -m > /machine\n");
+    let repos = context_servers::Repos::new();
+    repos.create(
+        "multi.git",
+        &[("Dockerfile", &dockerfile), ("hello.txt", "from git\n")],
+    );
+    let daemon = context_servers::GitDaemon::serve(repos.base.path());
+    let tarball = context_servers::tar_of(&[
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("hello.txt", b"from a tarball\n"),
+    ]);
+    let server = context_servers::FileServer::serve(std::collections::BTreeMap::from([(
+        "/context.tar".to_owned(),
+        context_servers::Answer::Body(tarball),
+    )]));
+    let root = tempfile::tempdir().unwrap();
+    for (url, hello) in [
+        (daemon.url("multi.git"), "from git"),
+        (server.url("/context.tar"), "from a tarball"),
+    ] {
+        let out_dir = root.path().join("out");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let dest = format!("type=local,dest={}", out_dir.display());
+        run_ok(
+            root.path(),
+            &[
+                "--provenance=false",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-o",
+                &dest,
+                &url,
+            ],
+        );
+        for (platform, machine) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+            let read = |file: &str| {
+                std::fs::read_to_string(out_dir.join(platform).join(file))
+                    .unwrap_or_else(|e| panic!("{url}: {platform}/{file}: {e}"))
+            };
+            assert_eq!(read("hello.txt").trim(), hello, "{url}");
+            assert_eq!(read("machine").trim(), machine, "{url}");
+        }
+    }
 }
