@@ -488,30 +488,6 @@ fn several_platforms_errors_and_file_outputs() {
             .success()
     );
 
-    // What a multi-platform build does not carry out yet is refused, never dropped.
-    let cache = root.path().join("cache");
-    let cache_to = format!("type=local,dest={}", cache.display());
-    let out = bud_at(
-        root.path(),
-        &[
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--cache-to",
-            &cache_to,
-            "-o",
-            "type=tar,dest=-",
-            dir,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out)
-            .contains("--cache-from and --cache-to with several platforms are not supported yet"),
-        "{}",
-        stderr_of(&out)
-    );
-    assert!(!cache.exists());
-
     let tar_path = root.path().join("out.tar");
     let dest = format!("type=tar,dest={}", tar_path.display());
     run_ok(
@@ -962,7 +938,7 @@ fn a_two_platform_push_carries_its_annotations_and_clamped_times() {
         let layers = manifest["layers"].as_array().unwrap();
         let own = layers.last().unwrap()["digest"].as_str().unwrap();
         let blob = support::registry_get(&format!("{repo}/blobs/{own}"));
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob.as_slice()));
         let mut found = false;
         for e in archive.entries().unwrap() {
             let mut e = e.unwrap();
@@ -1055,4 +1031,120 @@ fn a_url_context_builds_for_two_platforms() {
             assert_eq!(read("machine").trim(), machine, "{url}");
         }
     }
+}
+
+/// What a random RUN step wrote for each platform of a two-platform local output.
+fn stamps(out_dir: &Path) -> Vec<String> {
+    ["linux_amd64", "linux_arm64"]
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(out_dir.join(p).join("stamp"))
+                .unwrap_or_else(|e| panic!("{p}/stamp: {e}"))
+        })
+        .collect()
+}
+
+/// `--cache-to` of a two-platform build writes one cache holding the records of both
+/// platforms, as BuildKit exports every result of the build into one cache config; a
+/// build of both platforms on an empty state root imports it, each platform's step hitting
+/// its own record. The same with an inline cache: each platform's image carries its own
+/// records, and the pushed index is read for every platform. (Docker 28.5's docker driver
+/// builds one platform only, so the cache is read back and checked instead.)
+#[test]
+fn a_cache_of_several_platforms_holds_them_all_and_imports_per_platform() {
+    if !require_emulation() {
+        return;
+    }
+    let ctx = context(&format!(
+        "FROM {LIST_IMAGE}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /stamp && uname -m > /machine\n"
+    ));
+    let dir = ctx.path().to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let build = |extra: &[&str], out: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let out_dir = work.path().join(out);
+        let dest = format!("type=local,dest={}", out_dir.display());
+        let mut args = vec![
+            "--provenance=false",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &dest,
+        ];
+        args.extend_from_slice(extra);
+        args.push(dir);
+        let out = bud_at(root.path(), &args);
+        assert!(out.status.success(), "{extra:?}: {}", stderr_of(&out));
+        (stamps(&out_dir), stderr_of(&out))
+    };
+
+    let cache_to = format!("type=local,dest={}", cache.display());
+    let (first, log) = build(&["--cache-to", &cache_to], "first");
+    assert_ne!(first[0], first[1], "each platform ran its own step");
+    assert!(log.contains("exporting cache to client directory"), "{log}");
+    // One cache (one manifest in the layout), whose layers hold both platforms' results.
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let entries = layout["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{layout}");
+    let blob = |digest: &str| {
+        std::fs::read(
+            cache
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(entries[0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.buildkit.cacheconfig.v0",
+        "{manifest}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let with_results = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["layers"].as_array().is_some_and(|a| !a.is_empty()))
+        .count();
+    assert_eq!(
+        with_results, 2,
+        "one result per platform's RUN step: {config}"
+    );
+    let mut machines = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let bytes = blob(layer["digest"].as_str().unwrap());
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()));
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy() == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                machines.push(text.trim().to_owned());
+            }
+        }
+    }
+    machines.sort();
+    assert_eq!(machines, ["aarch64", "x86_64"], "{manifest}");
+
+    let cache_from = format!("type=local,src={}", cache.display());
+    let (again, log) = build(&["--cache-from", &cache_from], "again");
+    assert_eq!(
+        again, first,
+        "both platforms' steps came from the cache\n{log}"
+    );
+
+    // Inline: the pushed index's images each carry their own records.
+    let image = format!("{OPEN_REGISTRY}/bud-test/platforms-cache:inline");
+    let push = format!("type=registry,name={image}");
+    let (pushed, _) = build(&["--cache-to", "type=inline", "-o", &push], "pushed");
+    let (again, log) = build(&["--cache-from", &image], "inline");
+    assert_eq!(
+        again, pushed,
+        "both platforms' steps came from the inline caches\n{log}"
+    );
 }

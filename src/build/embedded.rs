@@ -55,7 +55,7 @@ pub(super) async fn build(
     let cache_import = tokio::select! {
         biased;
         () = cancel.cancelled() => bail!("cancelled"),
-        import = remotecache::import_all(&opts.cache_from, &cache_platform, content, registry, progress) => import,
+        import = remotecache::import_all(&opts.cache_from, std::slice::from_ref(&cache_platform), content, registry, progress) => import,
     };
 
     runtime.reap_orphans().await;
@@ -242,7 +242,11 @@ pub(super) async fn build(
         Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
     }
     exported?;
-    unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &result, env)).await?;
+    unless_cancelled(
+        &cancel,
+        export_caches(&cache_specs, &solver, std::slice::from_ref(&result), env),
+    )
+    .await?;
     Ok(report)
 }
 
@@ -395,7 +399,10 @@ fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpe
 
 /// The `--cache-to` specs the embedded solver writes (`caches` refused the build if one it
 /// cannot write lacks `ignore-error=true`); a warning for each left out.
-fn cache_exports(opts: &BuildOptions, progress: &ProgressSink) -> Vec<remotecache::ExportSpec> {
+pub(super) fn cache_exports(
+    opts: &BuildOptions,
+    progress: &ProgressSink,
+) -> Vec<remotecache::ExportSpec> {
     let mut specs = Vec::new();
     for to in &opts.cache_to {
         match parse_cache_to(to) {
@@ -412,12 +419,13 @@ fn cache_exports(opts: &BuildOptions, progress: &ProgressSink) -> Vec<remotecach
     specs
 }
 
-/// Writes every `--cache-to` once the image is exported; each shows as a step of its own.
-/// A failure fails the build unless `ignore-error=true`.
-async fn export_caches(
+/// Writes every `--cache-to` once the image is exported, the records of every result
+/// (one per platform) in one cache; each shows as a step of its own. A failure fails the
+/// build unless `ignore-error=true`.
+pub(super) async fn export_caches(
     specs: &[remotecache::ExportSpec],
     solver: &Solver,
-    result: &crate::solver::Ref,
+    results: &[crate::solver::Ref],
     env: &BuildEnv,
 ) -> anyhow::Result<()> {
     for (i, spec) in specs
@@ -436,7 +444,7 @@ async fn export_caches(
             spec,
             solver.journal(),
             cache_mounts,
-            result.clone(),
+            results.to_vec(),
             solver.snapshots().clone(),
             &env.content,
             &env.registry,

@@ -15,10 +15,14 @@ use crate::cli::BuildOptions;
 use crate::executor::Runtime;
 use crate::exporter::oci_index_layout::{self, PlatformImage};
 use crate::registry::{self, ManifestFormat, PlatformManifest, PushOptions};
+use crate::remotecache;
 use crate::solver::{Ref, Solver};
 
 use super::dockerfile::{convert_for, warn_unused_args};
-use super::embedded::{fetch_remote_context, solve_options, start_solver, unless_cancelled};
+use super::embedded::{
+    cache_exports, export_caches, fetch_remote_context, solve_options, start_solver,
+    unless_cancelled,
+};
 use super::inputs::BuildInputs;
 use super::outputs::Export;
 use super::{BuildEnv, BuildReport, export};
@@ -36,19 +40,35 @@ pub(super) async fn build(
     refuse_single_image_exports(exports)?;
     let planned = super::attestations::plan(opts, exports)?;
     let started = std::time::SystemTime::now();
-    // Not carried into the multi-platform build yet: refused, never dropped.
-    if !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
-        bail!("--cache-from and --cache-to with several platforms are not supported yet");
-    }
     let BuildEnv {
+        content,
         registry,
         images,
         progress,
         ..
     } = env;
+    let cache_specs = cache_exports(opts, progress);
+    // One import for every platform: a cache's records are found by content keys, whatever
+    // platform made them; an image index's inline caches are read for each platform.
+    let cache_platforms: Vec<registry::Platform> = platforms
+        .iter()
+        .map(|p| registry::Platform::new(&p.os, &p.architecture, &p.variant))
+        .collect();
+    let cache_import = unless_cancelled(&cancel, async {
+        Ok(remotecache::import_all(
+            &opts.cache_from,
+            &cache_platforms,
+            content,
+            registry,
+            progress,
+        )
+        .await)
+    })
+    .await?;
     runtime.reap_orphans().await;
     let ssh = super::secrets::ssh_agents(opts)?;
-    let solve_opts = solve_options(opts, inputs, registry, &ssh)?;
+    let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
+    solve_opts.cache_import = cache_import;
     let solver = start_solver(env, runtime, solve_opts)?;
     // A URL context is fetched once, by the solver, for every platform.
     let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
@@ -105,8 +125,27 @@ pub(super) async fn build(
             );
             unless_cancelled(&cancel, made).await?
         };
-        let image: Image = serde_json::from_value(converted.image)
+        let mut image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;
+        // Each platform's image carries the records of its own layers, as BuildKit's does.
+        if cache_specs
+            .iter()
+            .any(|s| s.location == remotecache::Location::Inline)
+        {
+            let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
+            let result = result.clone();
+            let records = tokio::task::spawn_blocking(move || {
+                remotecache::inline::records(&journal, &result, &snapshots)
+            });
+            let records = unless_cancelled(&cancel, async {
+                records.await.context("the inline cache")?
+            })
+            .await?;
+            image.extra.insert(
+                remotecache::inline::IMAGE_CONFIG_KEY.into(),
+                serde_json::Value::String(records),
+            );
+        }
         built.push(Built {
             platform: platform.clone(),
             result,
@@ -136,6 +175,8 @@ pub(super) async fn build(
         Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
     }
     exported?;
+    let results: Vec<Ref> = built.iter().map(|b| b.result.clone()).collect();
+    unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &results, env)).await?;
     Ok(report)
 }
 
