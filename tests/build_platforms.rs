@@ -1142,6 +1142,45 @@ fn a_cache_of_several_platforms_holds_them_all_and_imports_per_platform() {
     let image = format!("{OPEN_REGISTRY}/bud-test/platforms-cache:inline");
     let push = format!("type=registry,name={image}");
     let (pushed, _) = build(&["--cache-to", "type=inline", "-o", &push], "pushed");
+    // Each image's records are its own graph's: one result, its RUN step's, and none of
+    // the other platform's records (the build's journal holds both platforms' steps).
+    let index = registry_get("bud-test/platforms-cache/manifests/inline", INDEX_TYPES);
+    let mut record_sets = Vec::new();
+    for entry in index["manifests"].as_array().unwrap() {
+        let digest = entry["digest"].as_str().unwrap();
+        let manifest = registry_get(
+            &format!("bud-test/platforms-cache/manifests/{digest}"),
+            MANIFEST_TYPES,
+        );
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let config = registry_get(
+            &format!("bud-test/platforms-cache/blobs/{config_digest}"),
+            "*/*",
+        );
+        let encoded = config["moby.buildkit.cache.v0"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no inline cache in {config}"));
+        let records: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap(),
+        )
+        .unwrap();
+        let records = records.as_array().unwrap();
+        let with_results = records
+            .iter()
+            .filter(|r| r["layers"].as_array().is_some_and(|a| !a.is_empty()))
+            .count();
+        assert_eq!(with_results, 1, "{records:?}");
+        let digests: std::collections::BTreeSet<String> = records
+            .iter()
+            .map(|r| r["digest"].as_str().unwrap().to_owned())
+            .collect();
+        record_sets.push(digests);
+    }
+    assert_eq!(record_sets.len(), 2, "{index}");
+    assert!(
+        record_sets[0].is_disjoint(&record_sets[1]),
+        "{record_sets:?}"
+    );
     let (again, log) = build(&["--cache-from", &image], "inline");
     assert_eq!(
         again, pushed,
