@@ -3,6 +3,8 @@
 //! platform ARGs, base images chosen by platform, and the errors when a platform cannot be
 //! built here.
 
+#[path = "support/context_servers.rs"]
+mod context_servers;
 mod support;
 
 use std::path::Path;
@@ -486,29 +488,6 @@ fn several_platforms_errors_and_file_outputs() {
             .success()
     );
 
-    // What a multi-platform build does not carry out yet is refused, never dropped.
-    let cache = root.path().join("cache");
-    let cache_to = format!("type=local,dest={}", cache.display());
-    let oci = format!("type=oci,dest={}", root.path().join("o.tar").display());
-    for (extra, refusal) in [
-        (
-            vec!["--cache-to", cache_to.as_str(), "-o", "type=tar,dest=-"],
-            "--cache-from and --cache-to with several platforms are not supported yet",
-        ),
-        (
-            vec!["--annotation", "a=b", "-o", oci.as_str()],
-            "annotations with several platforms are not supported yet",
-        ),
-    ] {
-        let mut args = vec!["--platform", "linux/amd64,linux/arm64"];
-        args.extend(extra);
-        args.push(dir);
-        let out = bud_at(root.path(), &args);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-        assert!(stderr_of(&out).contains(refusal), "{}", stderr_of(&out));
-    }
-    assert!(!cache.exists());
-
     let tar_path = root.path().join("out.tar");
     let dest = format!("type=tar,dest={}", tar_path.display());
     run_ok(
@@ -718,4 +697,493 @@ fn a_failing_step_of_several_platforms_is_reported_like_any_other() {
     let failure = "failed to solve: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3";
     assert_eq!(err.matches(failure).count(), 1, "{err}");
     assert!(err.contains("   2 | >>> RUN exit 3\n"), "{err}");
+}
+
+/// An OCI image layout tarball read into memory: file path → bytes.
+fn oci_layout_files(path: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    files
+}
+
+/// A blob of an OCI layout, checked against its digest.
+fn layout_blob<'a>(
+    files: &'a std::collections::HashMap<String, Vec<u8>>,
+    digest: &str,
+) -> &'a [u8] {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let bytes = files
+        .get(&format!("blobs/sha256/{hex}"))
+        .unwrap_or_else(|| panic!("no blob {digest}"));
+    let actual: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(actual, hex, "blob {digest} does not match its digest");
+    bytes
+}
+
+/// The annotations of one JSON object, as `key=value` strings in key order.
+fn annotations_of(value: &serde_json::Value) -> Vec<String> {
+    value["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `-o type=oci` with several platforms, as BuildKit's OCI exporter writes it:
+/// `compression=zstd` and `rewrite-timestamp=true` make each platform's image (its layers
+/// zstd, the build's own files dated SOURCE_DATE_EPOCH), and every kind of annotation goes
+/// where buildx's `--annotation` puts it: `manifest` into every manifest and
+/// `manifest[linux/arm64]` into arm64's only, `manifest-descriptor` onto the index's
+/// entries, `index` into the index, `index-descriptor` onto its entry in index.json.
+/// (Docker 28.5's docker driver writes no OCI layout of several platforms, so the layout is
+/// read back and checked against the OCI image spec instead.)
+#[test]
+fn several_platforms_in_an_oci_layout_with_annotations_compression_and_clamped_times() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN uname -m > /machine\n"));
+    let dir = ctx.path().to_str().unwrap();
+    let oci_path = root.path().join("oci.tar");
+    let dest = format!(
+        "type=oci,dest={},name=example.com/app:v1,compression=zstd,rewrite-timestamp=true",
+        oci_path.display()
+    );
+    const EPOCH: i64 = 1_000_000_000;
+    run_ok(
+        root.path(),
+        &[
+            "--provenance=false",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--build-arg",
+            &format!("SOURCE_DATE_EPOCH={EPOCH}"),
+            "--annotation",
+            "com.example.all=1",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.all=arm",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.arm=yes",
+            "--annotation",
+            "manifest-descriptor:com.example.entry=e",
+            "--annotation",
+            "index:com.example.index=i",
+            "--annotation",
+            "index-descriptor:com.example.top=t",
+            "-o",
+            &dest,
+            dir,
+        ],
+    );
+    let files = oci_layout_files(&oci_path);
+    let top: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = &top["manifests"][0];
+    let entry_annotations = annotations_of(entry);
+    assert!(
+        entry_annotations.contains(&"com.example.top=t".to_owned())
+            && entry_annotations
+                .contains(&"io.containerd.image.name=example.com/app:v1".to_owned()),
+        "{top}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(layout_blob(&files, entry["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(annotations_of(&index), ["com.example.index=i"], "{index}");
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(m["platform"]["architecture"], arch, "{index}");
+        assert_eq!(annotations_of(m), ["com.example.entry=e"], "{index}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(layout_blob(&files, m["digest"].as_str().unwrap())).unwrap();
+        let expected: &[&str] = if arch == "arm64" {
+            &["com.example.all=arm", "com.example.arm=yes"]
+        } else {
+            &["com.example.all=1"]
+        };
+        assert_eq!(annotations_of(&manifest), expected, "{manifest}");
+        let config: serde_json::Value = serde_json::from_slice(layout_blob(
+            &files,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(config["architecture"], arch);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{manifest}");
+        for layer in layers {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+                "{manifest}"
+            );
+        }
+        // The build's own layer, read back: its file says where it ran and is dated
+        // SOURCE_DATE_EPOCH, its config's diff ID the digest of the clamped tar.
+        let own = layout_blob(&files, layers[1]["digest"].as_str().unwrap());
+        let tar_bytes = zstd::decode_all(own).unwrap();
+        let diff_id: String = sha2::Sha256::digest(&tar_bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(config["rootfs"]["diff_ids"][1], format!("sha256:{diff_id}"));
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            assert!(
+                e.header().mtime().unwrap() <= EPOCH as u64,
+                "{arch} {path} is dated after SOURCE_DATE_EPOCH"
+            );
+            if path == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                assert_eq!(e.header().mtime().unwrap(), EPOCH as u64);
+                seen.push(text.trim().to_owned());
+            }
+        }
+        let machine = if arch == "arm64" { "aarch64" } else { "x86_64" };
+        assert_eq!(seen, [machine], "{arch}");
+    }
+
+    // A manifest annotation for a platform not built would be written nowhere: refused.
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "manifest[linux/riscv64]:k=v",
+            "-o",
+            &format!("type=oci,dest={}", oci_path.display()),
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(
+            "annotation \"k\" is for platform linux/riscv64, but the image is built for \
+             linux/amd64, linux/arm64"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A two-platform push with annotations, read back from the registry: the index carries
+/// its own, its entries the manifest descriptors', each manifest its platform's; pushed
+/// with `rewrite-timestamp=true`, each platform's own layer has its files dated
+/// SOURCE_DATE_EPOCH. An `index-descriptor` annotation has no place in a registry: refused.
+#[test]
+fn a_two_platform_push_carries_its_annotations_and_clamped_times() {
+    if !require_emulation() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(&format!("FROM {LIST_IMAGE}\nRUN uname -m > /machine\n"));
+    let dir = ctx.path().to_str().unwrap();
+    let repo = "bud-test/platforms-annotated";
+    let name = format!("{OPEN_REGISTRY}/{repo}:two");
+    let output = format!("type=registry,name={name},rewrite-timestamp=true");
+    const EPOCH: i64 = 1_000_000_000;
+    run_ok(
+        root.path(),
+        &[
+            "--provenance=false",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--build-arg",
+            &format!("SOURCE_DATE_EPOCH={EPOCH}"),
+            "--annotation",
+            "index:com.example.index=i",
+            "--annotation",
+            "manifest-descriptor[linux/amd64]:com.example.entry=amd",
+            "--annotation",
+            "manifest[linux/arm64]:com.example.arm=yes",
+            "-o",
+            &output,
+            dir,
+        ],
+    );
+    let index = registry_get(&format!("{repo}/manifests/two"), INDEX_TYPES);
+    assert_eq!(annotations_of(&index), ["com.example.index=i"], "{index}");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    for (entry, (arch, machine)) in entries
+        .iter()
+        .zip([("amd64", "x86_64"), ("arm64", "aarch64")])
+    {
+        assert_eq!(entry["platform"]["architecture"], arch, "{index}");
+        let (entry_expected, manifest_expected): (&[&str], &[&str]) = if arch == "amd64" {
+            (&["com.example.entry=amd"], &[])
+        } else {
+            (&[], &["com.example.arm=yes"])
+        };
+        assert_eq!(annotations_of(entry), entry_expected, "{index}");
+        let digest = entry["digest"].as_str().unwrap();
+        let manifest = registry_get(&format!("{repo}/manifests/{digest}"), MANIFEST_TYPES);
+        assert_eq!(annotations_of(&manifest), manifest_expected, "{manifest}");
+        let layers = manifest["layers"].as_array().unwrap();
+        let own = layers.last().unwrap()["digest"].as_str().unwrap();
+        let blob = support::registry_get(&format!("{repo}/blobs/{own}"));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob.as_slice()));
+        let mut found = false;
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            assert!(e.header().mtime().unwrap() <= EPOCH as u64, "{arch}");
+            if e.path().unwrap().to_string_lossy() == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                assert_eq!(text.trim(), machine);
+                assert_eq!(e.header().mtime().unwrap(), EPOCH as u64);
+                found = true;
+            }
+        }
+        assert!(found, "{arch}: no /machine in its own layer");
+    }
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "index-descriptor:k=v",
+            "--push",
+            "-t",
+            &name,
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("a registry keeps no such descriptor"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A URL as the context of a two-platform build, git (served by `git daemon`) and a
+/// tarball over http: fetched by the solver, its Dockerfile read from it, and each
+/// platform's result holding the context's file and its own RUN step's machine.
+#[test]
+fn a_url_context_builds_for_two_platforms() {
+    if !require_emulation()
+        || !require(
+            "git daemon and git http-backend",
+            context_servers::git_servers_available(),
+        )
+    {
+        return;
+    }
+    let dockerfile = format!("FROM {LIST_IMAGE}\nCOPY hello.txt /\nRUN uname -m > /machine\n");
+    let repos = context_servers::Repos::new();
+    repos.create(
+        "multi.git",
+        &[("Dockerfile", &dockerfile), ("hello.txt", "from git\n")],
+    );
+    let daemon = context_servers::GitDaemon::serve(repos.base.path());
+    let tarball = context_servers::tar_of(&[
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("hello.txt", b"from a tarball\n"),
+    ]);
+    let server = context_servers::FileServer::serve(std::collections::BTreeMap::from([(
+        "/context.tar".to_owned(),
+        context_servers::Answer::Body(tarball),
+    )]));
+    let root = tempfile::tempdir().unwrap();
+    for (url, hello) in [
+        (daemon.url("multi.git"), "from git"),
+        (server.url("/context.tar"), "from a tarball"),
+    ] {
+        let out_dir = root.path().join("out");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let dest = format!("type=local,dest={}", out_dir.display());
+        run_ok(
+            root.path(),
+            &[
+                "--provenance=false",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-o",
+                &dest,
+                &url,
+            ],
+        );
+        for (platform, machine) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+            let read = |file: &str| {
+                std::fs::read_to_string(out_dir.join(platform).join(file))
+                    .unwrap_or_else(|e| panic!("{url}: {platform}/{file}: {e}"))
+            };
+            assert_eq!(read("hello.txt").trim(), hello, "{url}");
+            assert_eq!(read("machine").trim(), machine, "{url}");
+        }
+    }
+}
+
+/// What a random RUN step wrote for each platform of a two-platform local output.
+fn stamps(out_dir: &Path) -> Vec<String> {
+    ["linux_amd64", "linux_arm64"]
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(out_dir.join(p).join("stamp"))
+                .unwrap_or_else(|e| panic!("{p}/stamp: {e}"))
+        })
+        .collect()
+}
+
+/// `--cache-to` of a two-platform build writes one cache holding the records of both
+/// platforms, as BuildKit exports every result of the build into one cache config; a
+/// build of both platforms on an empty state root imports it, each platform's step hitting
+/// its own record. The same with an inline cache: each platform's image carries its own
+/// records, and the pushed index is read for every platform. (Docker 28.5's docker driver
+/// builds one platform only, so the cache is read back and checked instead.)
+#[test]
+fn a_cache_of_several_platforms_holds_them_all_and_imports_per_platform() {
+    if !require_emulation() {
+        return;
+    }
+    let ctx = context(&format!(
+        "FROM {LIST_IMAGE}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /stamp && uname -m > /machine\n"
+    ));
+    let dir = ctx.path().to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let build = |extra: &[&str], out: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let out_dir = work.path().join(out);
+        let dest = format!("type=local,dest={}", out_dir.display());
+        let mut args = vec![
+            "--provenance=false",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &dest,
+        ];
+        args.extend_from_slice(extra);
+        args.push(dir);
+        let out = bud_at(root.path(), &args);
+        assert!(out.status.success(), "{extra:?}: {}", stderr_of(&out));
+        (stamps(&out_dir), stderr_of(&out))
+    };
+
+    let cache_to = format!("type=local,dest={}", cache.display());
+    let (first, log) = build(&["--cache-to", &cache_to], "first");
+    assert_ne!(first[0], first[1], "each platform ran its own step");
+    assert!(log.contains("exporting cache to client directory"), "{log}");
+    // One cache (one manifest in the layout), whose layers hold both platforms' results.
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let entries = layout["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{layout}");
+    let blob = |digest: &str| {
+        std::fs::read(
+            cache
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(entries[0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.buildkit.cacheconfig.v0",
+        "{manifest}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let with_results = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["layers"].as_array().is_some_and(|a| !a.is_empty()))
+        .count();
+    assert_eq!(
+        with_results, 2,
+        "one result per platform's RUN step: {config}"
+    );
+    let mut machines = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let bytes = blob(layer["digest"].as_str().unwrap());
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()));
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy() == "machine" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                machines.push(text.trim().to_owned());
+            }
+        }
+    }
+    machines.sort();
+    assert_eq!(machines, ["aarch64", "x86_64"], "{manifest}");
+
+    let cache_from = format!("type=local,src={}", cache.display());
+    let (again, log) = build(&["--cache-from", &cache_from], "again");
+    assert_eq!(
+        again, first,
+        "both platforms' steps came from the cache\n{log}"
+    );
+
+    // Inline: the pushed index's images each carry their own records.
+    let image = format!("{OPEN_REGISTRY}/bud-test/platforms-cache:inline");
+    let push = format!("type=registry,name={image}");
+    let (pushed, _) = build(&["--cache-to", "type=inline", "-o", &push], "pushed");
+    // Each image's records are its own graph's: one result, its RUN step's, and none of
+    // the other platform's records (the build's journal holds both platforms' steps).
+    let index = registry_get("bud-test/platforms-cache/manifests/inline", INDEX_TYPES);
+    let mut record_sets = Vec::new();
+    for entry in index["manifests"].as_array().unwrap() {
+        let digest = entry["digest"].as_str().unwrap();
+        let manifest = registry_get(
+            &format!("bud-test/platforms-cache/manifests/{digest}"),
+            MANIFEST_TYPES,
+        );
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let config = registry_get(
+            &format!("bud-test/platforms-cache/blobs/{config_digest}"),
+            "*/*",
+        );
+        let encoded = config["moby.buildkit.cache.v0"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no inline cache in {config}"));
+        let records: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap(),
+        )
+        .unwrap();
+        let records = records.as_array().unwrap();
+        let with_results = records
+            .iter()
+            .filter(|r| r["layers"].as_array().is_some_and(|a| !a.is_empty()))
+            .count();
+        assert_eq!(with_results, 1, "{records:?}");
+        let digests: std::collections::BTreeSet<String> = records
+            .iter()
+            .map(|r| r["digest"].as_str().unwrap().to_owned())
+            .collect();
+        record_sets.push(digests);
+    }
+    assert_eq!(record_sets.len(), 2, "{index}");
+    assert!(
+        record_sets[0].is_disjoint(&record_sets[1]),
+        "{record_sets:?}"
+    );
+    let (again, log) = build(&["--cache-from", &image], "inline");
+    assert_eq!(
+        again, pushed,
+        "both platforms' steps came from the inline caches\n{log}"
+    );
 }

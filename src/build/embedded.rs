@@ -55,7 +55,7 @@ pub(super) async fn build(
     let cache_import = tokio::select! {
         biased;
         () = cancel.cancelled() => bail!("cancelled"),
-        import = remotecache::import_all(&opts.cache_from, &cache_platform, content, registry, progress) => import,
+        import = remotecache::import_all(&opts.cache_from, std::slice::from_ref(&cache_platform), content, registry, progress) => import,
     };
 
     runtime.reap_orphans().await;
@@ -80,29 +80,8 @@ pub(super) async fn build(
         }));
     }
     let solver = start_solver(env, runtime, solve_opts)?;
-    let fetched;
-    let inputs = match &inputs.remote {
-        Some(remote) => {
-            let files = super::remote_context::SolverFiles {
-                solver: &solver,
-                cancel: &cancel,
-            };
-            let keep_git_dir = super::remote_context::keep_git_dir(
-                &super::dockerfile::build_arg_values(&opts.build_args),
-            );
-            let loaded = super::remote_context::load(
-                remote,
-                opts.file.as_deref(),
-                keep_git_dir,
-                inputs.dockerfile_given,
-                true,
-                &files,
-            );
-            fetched = inputs.loaded(unless_cancelled(&cancel, loaded).await?);
-            &fetched
-        }
-        None => inputs,
-    };
+    let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    let inputs = fetched.as_ref().unwrap_or(inputs);
     // Resolving the base images may wait on a registry.
     let converted = unless_cancelled(
         &cancel,
@@ -268,8 +247,37 @@ pub(super) async fn build(
         Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
     }
     exported?;
-    unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &result, env)).await?;
+    unless_cancelled(
+        &cancel,
+        export_caches(&cache_specs, &solver, std::slice::from_ref(&result), env),
+    )
+    .await?;
     Ok(report)
+}
+
+/// With a URL as the context, the inputs once `solver` has fetched it (its Dockerfile read
+/// from it, as BuildKit's Dockerfile frontend reads it); `None` for a local context.
+pub(super) async fn fetch_remote_context(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    solver: &Arc<Solver>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<BuildInputs>> {
+    let Some(remote) = &inputs.remote else {
+        return Ok(None);
+    };
+    let files = super::remote_context::SolverFiles { solver, cancel };
+    let keep_git_dir =
+        super::remote_context::keep_git_dir(&super::dockerfile::build_arg_values(&opts.build_args));
+    let loaded = super::remote_context::load(
+        remote,
+        opts.file.as_deref(),
+        keep_git_dir,
+        inputs.dockerfile_given,
+        true,
+        &files,
+    );
+    Ok(Some(inputs.loaded(unless_cancelled(cancel, loaded).await?)))
 }
 
 /// What the solver needs from the flags and inputs; `ssh` serves the `--ssh` agents.
@@ -396,7 +404,10 @@ fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpe
 
 /// The `--cache-to` specs the embedded solver writes (`caches` refused the build if one it
 /// cannot write lacks `ignore-error=true`); a warning for each left out.
-fn cache_exports(opts: &BuildOptions, progress: &ProgressSink) -> Vec<remotecache::ExportSpec> {
+pub(super) fn cache_exports(
+    opts: &BuildOptions,
+    progress: &ProgressSink,
+) -> Vec<remotecache::ExportSpec> {
     let mut specs = Vec::new();
     for to in &opts.cache_to {
         match parse_cache_to(to) {
@@ -413,12 +424,13 @@ fn cache_exports(opts: &BuildOptions, progress: &ProgressSink) -> Vec<remotecach
     specs
 }
 
-/// Writes every `--cache-to` once the image is exported; each shows as a step of its own.
-/// A failure fails the build unless `ignore-error=true`.
-async fn export_caches(
+/// Writes every `--cache-to` once the image is exported, the records of every result
+/// (one per platform) in one cache; each shows as a step of its own. A failure fails the
+/// build unless `ignore-error=true`.
+pub(super) async fn export_caches(
     specs: &[remotecache::ExportSpec],
     solver: &Solver,
-    result: &crate::solver::Ref,
+    results: &[crate::solver::Ref],
     env: &BuildEnv,
 ) -> anyhow::Result<()> {
     for (i, spec) in specs
@@ -437,7 +449,7 @@ async fn export_caches(
             spec,
             solver.journal(),
             cache_mounts,
-            result.clone(),
+            results.to_vec(),
             solver.snapshots().clone(),
             &env.content,
             &env.registry,

@@ -15,10 +15,14 @@ use crate::cli::BuildOptions;
 use crate::executor::Runtime;
 use crate::exporter::oci_index_layout::{self, PlatformImage};
 use crate::registry::{self, ManifestFormat, PlatformManifest, PushOptions};
+use crate::remotecache;
 use crate::solver::{Ref, Solver};
 
 use super::dockerfile::{convert_for, warn_unused_args};
-use super::embedded::{solve_options, start_solver, unless_cancelled};
+use super::embedded::{
+    cache_exports, export_caches, fetch_remote_context, solve_options, start_solver,
+    unless_cancelled,
+};
 use super::inputs::BuildInputs;
 use super::outputs::Export;
 use super::{BuildEnv, BuildReport, export};
@@ -36,19 +40,39 @@ pub(super) async fn build(
     refuse_single_image_exports(exports)?;
     let planned = super::attestations::plan(opts, exports)?;
     let started = std::time::SystemTime::now();
-    // Not carried into the multi-platform build yet: refused, never dropped.
-    if !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
-        bail!("--cache-from and --cache-to with several platforms are not supported yet");
-    }
-    if inputs.remote.is_some() {
-        bail!("a URL as the build context with several platforms is not supported yet");
-    }
     let BuildEnv {
+        content,
         registry,
         images,
         progress,
         ..
     } = env;
+    let cache_specs = cache_exports(opts, progress);
+    // One import for every platform: a cache's records are found by content keys, whatever
+    // platform made them; an image index's inline caches are read for each platform.
+    let cache_platforms: Vec<registry::Platform> = platforms
+        .iter()
+        .map(|p| registry::Platform::new(&p.os, &p.architecture, &p.variant))
+        .collect();
+    let cache_import = unless_cancelled(&cancel, async {
+        Ok(remotecache::import_all(
+            &opts.cache_from,
+            &cache_platforms,
+            content,
+            registry,
+            progress,
+        )
+        .await)
+    })
+    .await?;
+    runtime.reap_orphans().await;
+    let ssh = super::secrets::ssh_agents(opts)?;
+    let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
+    solve_opts.cache_import = cache_import;
+    let solver = start_solver(env, runtime, solve_opts)?;
+    // A URL context is fetched once, by the solver, for every platform.
+    let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    let inputs = fetched.as_ref().unwrap_or(inputs);
     // The build checks run once, with the first platform's conversion.
     let conversions = platforms.iter().enumerate().map(|(i, platform)| {
         let checks = (i == 0).then_some(progress);
@@ -68,10 +92,6 @@ pub(super) async fn build(
         warn_unused_args(first, progress);
     }
 
-    runtime.reap_orphans().await;
-    let ssh = super::secrets::ssh_agents(opts)?;
-    let solve_opts = solve_options(opts, inputs, registry, &ssh)?;
-    let solver = start_solver(env, runtime, solve_opts)?;
     let definitions: Vec<_> = converted.iter().map(|c| c.definition.clone()).collect();
     let results = solver
         .solve_many(&definitions, &cancel)
@@ -105,8 +125,27 @@ pub(super) async fn build(
             );
             unless_cancelled(&cancel, made).await?
         };
-        let image: Image = serde_json::from_value(converted.image)
+        let mut image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;
+        // Each platform's image carries the records of its own layers, as BuildKit's does.
+        if cache_specs
+            .iter()
+            .any(|s| s.location == remotecache::Location::Inline)
+        {
+            let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
+            let result = result.clone();
+            let records = tokio::task::spawn_blocking(move || {
+                remotecache::inline::records(&journal, &result, &snapshots)
+            });
+            let records = unless_cancelled(&cancel, async {
+                records.await.context("the inline cache")?
+            })
+            .await?;
+            image.extra.insert(
+                remotecache::inline::IMAGE_CONFIG_KEY.into(),
+                serde_json::Value::String(records),
+            );
+        }
         built.push(Built {
             platform: platform.clone(),
             result,
@@ -117,9 +156,10 @@ pub(super) async fn build(
 
     progress.started(EXPORT_VERTEX, "exporting to image");
     let mut report = BuildReport::default();
+    let epoch = super::dockerfile::source_date_epoch(opts)?;
     let exporting = async {
         for e in exports {
-            export_one(e, &solver, &built, env, &mut report).await?;
+            export_one(e, &solver, &built, epoch, env, &mut report).await?;
         }
         anyhow::Ok(())
     };
@@ -134,6 +174,8 @@ pub(super) async fn build(
         Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
     }
     exported?;
+    let results: Vec<Ref> = built.iter().map(|b| b.result.clone()).collect();
+    unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &results, env)).await?;
     Ok(report)
 }
 
@@ -158,36 +200,15 @@ const EXPORT_VERTEX: &str = "bud-export";
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
 fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
-    for e in exports {
-        match e {
-            Export::DockerLoad { .. } | Export::DockerArchive { .. } => bail!(
-                "docker exporter does not currently support exporting manifest lists: \
-                 push the platforms' image index with --push, write it with \
-                 -o type=oci,dest=FILE, or build one platform to load it into Docker"
-            ),
-            Export::OciArchive {
-                image, compression, ..
-            } => {
-                refuse_image_attrs(image)?;
-                if compression.is_some() {
-                    bail!(
-                        "compression= on -o type=oci with several platforms is not supported \
-                         yet (the layout holds each layer as the build stored it)"
-                    );
-                }
-            }
-            Export::Push { image, .. } => refuse_image_attrs(image)?,
-            Export::Tar { .. } | Export::Local { .. } => {}
-        }
-    }
-    Ok(())
-}
-
-/// What single-platform images honour but an index of several does not yet (annotations
-/// are refused with the plan of exports).
-fn refuse_image_attrs(image: &super::outputs::ImageAttrs) -> anyhow::Result<()> {
-    if image.rewrite_timestamp {
-        bail!("rewrite-timestamp=true with several platforms is not supported yet");
+    if exports
+        .iter()
+        .any(|e| matches!(e, Export::DockerLoad { .. } | Export::DockerArchive { .. }))
+    {
+        bail!(
+            "docker exporter does not currently support exporting manifest lists: push the \
+             platforms' image index with --push, write it with -o type=oci,dest=FILE, or \
+             build one platform to load it into Docker"
+        );
     }
     Ok(())
 }
@@ -197,13 +218,18 @@ pub(super) fn platform_dir(platform: &Platform) -> String {
     platform.to_string().replace('/', "_")
 }
 
+/// Writes one export of the platforms' images. `epoch` is SOURCE_DATE_EPOCH, which
+/// `rewrite-timestamp=true` clamps each platform image's own layers to.
 async fn export_one(
     e: &Export,
     solver: &Arc<Solver>,
     built: &[Built],
+    epoch: Option<i64>,
     env: &BuildEnv,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
+    let platforms: Vec<Platform> = built.iter().map(|b| b.platform.clone()).collect();
+    let clamp = e.image_attrs().filter(|a| a.rewrite_timestamp).and(epoch);
     match e {
         Export::Local { dest } => {
             for b in built {
@@ -233,8 +259,9 @@ async fn export_one(
             compression,
             oci_media_types,
             insecure,
-            image: _,
+            image,
         } => {
+            let annotations = image.index_annotations_for(&platforms)?;
             let mut push = PushOptions::new(env.content.clone());
             push.registry = env.registry.clone();
             push.progress = Some(registry::ProgressTarget {
@@ -248,10 +275,13 @@ async fn export_one(
             if *oci_media_types != Some(false) {
                 push.format = ManifestFormat::Oci;
             }
+            push.index_annotations = annotations.index.clone();
             let mut manifests = Vec::with_capacity(built.len());
             let mut attestations = Vec::new();
-            for b in built {
-                let image = store_image(solver, env, b).await?;
+            for (b, own) in built.iter().zip(&annotations.images) {
+                let image = store_image(solver, env, b, clamp).await?;
+                let mut push = push.clone();
+                push.manifest_annotations = own.manifest.clone();
                 let pushed = registry::push(&image.image, &image.layers, names, push.clone())
                     .await
                     .with_context(|| format!("pushing the {} image", b.platform))?;
@@ -277,6 +307,7 @@ async fn export_one(
                         &b.platform.variant,
                     ),
                     pushed,
+                    annotations: own.manifest_descriptor.clone(),
                 });
             }
             let (index, _, _) = registry::push_index(&manifests, &attestations, names, &push)
@@ -285,23 +316,42 @@ async fn export_one(
             report.set_index(&index);
             report.names.extend(names.iter().cloned());
         }
-        Export::OciArchive { dest, names, .. } => {
+        Export::OciArchive {
+            dest,
+            names,
+            image,
+            compression,
+        } => {
+            let annotations = image.index_annotations_for(&platforms)?;
             let mut stored = Vec::with_capacity(built.len());
             for b in built {
-                stored.push(store_image(solver, env, b).await?);
+                let image = store_image(solver, env, b, clamp).await?;
+                stored.push(match compression {
+                    Some(c) => export::with_compressed_layers(&image, &env.content, *c)?,
+                    None => image,
+                });
             }
             let images: Vec<PlatformImage<'_>> = built
                 .iter()
                 .zip(&stored)
-                .map(|(b, s)| PlatformImage {
+                .zip(&annotations.images)
+                .map(|((b, s), own)| PlatformImage {
                     platform: &b.platform,
                     image: &s.image,
                     layers: &s.layers,
-                    annotations: None,
+                    annotations: Some(own),
                     attestations: &b.attestations,
                 })
                 .collect();
-            let index = oci_index_layout::write(export::open_dest(dest)?, &images, names)?;
+            let index = oci_index_layout::write(
+                export::open_dest(dest)?,
+                &images,
+                names,
+                oci_index_layout::IndexAnnotations {
+                    index: Some(&annotations.index),
+                    index_descriptor: Some(&annotations.index_descriptor),
+                },
+            )?;
             report.set_index(&index);
         }
         Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
@@ -311,17 +361,19 @@ async fn export_one(
     Ok(())
 }
 
-/// A platform's image with every layer tarred into the content store.
+/// A platform's image with every layer tarred into the content store, the build's own
+/// layers with their mtimes clamped to `clamp` when given (`rewrite-timestamp`).
 async fn store_image(
     solver: &Arc<Solver>,
     env: &BuildEnv,
     b: &Built,
+    clamp: Option<i64>,
 ) -> anyhow::Result<export::BuiltImage> {
     let snapshots = solver.snapshots().clone();
     let content = env.content.clone();
     let (result, image) = (b.result.clone(), b.image.clone());
     tokio::task::spawn_blocking(move || {
-        export::plan_image(&snapshots, &result, image)?.into_built(&snapshots, &content, None)
+        export::plan_image(&snapshots, &result, image)?.into_built(&snapshots, &content, clamp)
     })
     .await
     .context("exporting layers")?

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use crate::cli::{BuildOptions, Output, OutputKind};
-use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations};
+use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations, IndexAnnotations};
 use crate::registry::{Compression, LayerCompression};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,14 @@ impl ImageAttrs {
         platform: &bud_frontend::convert::Platform,
     ) -> anyhow::Result<ImageAnnotations> {
         Ok(self.annotations.for_image(platform)?)
+    }
+
+    /// The annotations of an image index of `platforms`, checked to have somewhere to go.
+    pub fn index_annotations_for(
+        &self,
+        platforms: &[bud_frontend::convert::Platform],
+    ) -> anyhow::Result<IndexAnnotations> {
+        Ok(self.annotations.for_index(platforms)?)
     }
 }
 
@@ -160,15 +168,7 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
 fn check_annotations(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<()> {
     let mut platforms = super::dockerfile::target_platforms(opts)?;
     if platforms.len() > 1 {
-        let any = !opts.annotations.is_empty()
-            || exports
-                .iter()
-                .filter_map(Export::image_attrs)
-                .any(|a| !a.annotations.is_empty());
-        if any {
-            bail!("annotations with several platforms are not supported yet");
-        }
-        return Ok(());
+        return check_index_annotations(opts, exports, &platforms);
     }
     let platform = platforms
         .pop()
@@ -198,6 +198,36 @@ fn check_annotations(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<
                 "manifest-descriptor annotations go on an image index's entry for the \
                  manifest, and a pushed single-platform image has no index: use manifest \
                  annotations, or -o type=oci (its index.json holds the descriptor)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `check_annotations` for an image index of several `platforms`: manifest and index
+/// annotations go to every image export that writes an index (exports that cannot hold
+/// several platforms are refused with the build, by `multi`).
+fn check_index_annotations(
+    opts: &BuildOptions,
+    exports: &[Export],
+    platforms: &[bud_frontend::convert::Platform],
+) -> anyhow::Result<()> {
+    for e in exports {
+        let Some(attrs) = e.image_attrs() else {
+            if !opts.annotations.is_empty() {
+                bail!(
+                    "--annotation: a type=local or type=tar output is files, not an image; \
+                     annotations go to image outputs only (type=image, registry or oci)"
+                );
+            }
+            continue;
+        };
+        let resolved = attrs.index_annotations_for(platforms)?;
+        if matches!(e, Export::Push { .. }) && !resolved.index_descriptor.is_empty() {
+            bail!(
+                "index-descriptor annotations go on the descriptor of the image index in an \
+                 OCI layout's index.json, and a registry keeps no such descriptor: use index \
+                 annotations, or -o type=oci"
             );
         }
     }

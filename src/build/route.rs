@@ -200,6 +200,8 @@ pub(super) async fn export_built(
                     export::open_dest(dest)?,
                     std::slice::from_ref(&one),
                     names,
+                    // Index annotations are refused for a single-platform image.
+                    Default::default(),
                 )?;
                 report.manifest_digest = Some(index.to_string());
             }
@@ -287,6 +289,8 @@ async fn push_attested(
             &platform.variant,
         ),
         pushed,
+        // Refused for a single-platform push when the plan was made.
+        annotations: Default::default(),
     }];
     let (index, size, media_type) =
         crate::registry::push_index(&manifests, &attestation, names, &push)

@@ -1,12 +1,14 @@
 //! OCI annotations an image export writes: `--annotation [TYPE[\[PLATFORM\]]:]KEY=VALUE` as
 //! buildx parses it, and the `annotation[-TYPE][\[PLATFORM\]].KEY=VALUE` output attributes
-//! as BuildKit's image exporters read them. The entry point is [`Annotations::for_image`]:
-//! what goes into one platform's manifest and onto the descriptor that points at it.
+//! as BuildKit's image exporters read them. The entry points are [`Annotations::for_image`]:
+//! what goes into one platform's manifest and onto the descriptor that points at it, and
+//! [`Annotations::for_index`]: the same for every platform of an image index, and what goes
+//! into the index and onto its own descriptor.
 //!
 //! Types, as in BuildKit: `manifest` (the default), `manifest-descriptor`, `index`,
-//! `index-descriptor`. bud writes one manifest per image and no image index, so index
-//! annotations are refused rather than dropped, as BuildKit refuses them for a
-//! single-platform export.
+//! `index-descriptor`. bud writes one manifest and no image index for a single-platform
+//! image, so index annotations are refused there rather than dropped, as BuildKit refuses
+//! them for a single-platform export.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,6 +196,15 @@ pub struct ImageAnnotations {
     pub manifest_descriptor: BTreeMap<String, String>,
 }
 
+/// What an image index of several platforms writes: each platform's own, in the order of
+/// the platforms, then the index's and its descriptor's (an OCI layout's `index.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexAnnotations {
+    pub images: Vec<ImageAnnotations>,
+    pub index: BTreeMap<String, String>,
+    pub index_descriptor: BTreeMap<String, String>,
+}
+
 impl Annotations {
     /// An output's `annotation…` attributes, then the `--annotation` flags (buildx sets
     /// those on every output, over the output's own).
@@ -238,6 +249,60 @@ impl Annotations {
                 }
             };
             map.insert(a.key.clone(), a.value.clone());
+        }
+        Ok(out)
+    }
+
+    /// The annotations of an image index of `built` (several platforms), as BuildKit's
+    /// `AnnotationsGroup::Platform` resolves them: a manifest annotation without a platform
+    /// goes to every image, one with a platform to that platform's image, over the former;
+    /// index annotations go to the index whatever platform they name. A manifest annotation
+    /// for a platform not built is an error: it would be written nowhere.
+    pub fn for_index(&self, built: &[Platform]) -> Result<IndexAnnotations, AnnotationError> {
+        let mut out = IndexAnnotations {
+            images: vec![ImageAnnotations::default(); built.len()],
+            ..Default::default()
+        };
+        for a in &self.0 {
+            match a.kind {
+                AnnotationType::Index => {
+                    out.index.insert(a.key.clone(), a.value.clone());
+                }
+                AnnotationType::IndexDescriptor => {
+                    out.index_descriptor.insert(a.key.clone(), a.value.clone());
+                }
+                AnnotationType::Manifest | AnnotationType::ManifestDescriptor => {
+                    if let Some(p) = &a.platform
+                        && !built.contains(p)
+                    {
+                        return Err(AnnotationError::OtherPlatform {
+                            key: a.key.clone(),
+                            platform: p.to_string(),
+                            built: built
+                                .iter()
+                                .map(Platform::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        });
+                    }
+                }
+            }
+        }
+        // Those for every platform first, so that a platform's own win, as in BuildKit.
+        for scoped in [false, true] {
+            for a in self.0.iter().filter(|a| a.platform.is_some() == scoped) {
+                for (platform, image) in built.iter().zip(&mut out.images) {
+                    if a.platform.as_ref().is_some_and(|p| p != platform) {
+                        continue;
+                    }
+                    let map = match a.kind {
+                        AnnotationType::Manifest => &mut image.manifest,
+                        AnnotationType::ManifestDescriptor => &mut image.manifest_descriptor,
+                        AnnotationType::Index | AnnotationType::IndexDescriptor => continue,
+                    };
+                    map.insert(a.key.clone(), a.value.clone());
+                }
+            }
         }
         Ok(out)
     }
@@ -359,6 +424,53 @@ mod tests {
             Err(AnnotationError::NoIndex {
                 kind: "index-descriptor",
                 key: "k".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_index_takes_each_platforms_own_and_its_own() {
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let built = [amd64.clone(), arm64.clone()];
+        let all = Annotations(vec![
+            flag("manifest[linux/arm64]:a=arm"),
+            flag("a=all"),
+            flag("manifest-descriptor[linux/amd64]:d=x"),
+            flag("index:i=1"),
+            flag("index[linux/arm64]:j=2"),
+            flag("index-descriptor:k=3"),
+        ]);
+        let got = all.for_index(&built).unwrap();
+        assert_eq!(
+            got.images[0].manifest,
+            BTreeMap::from([("a".into(), "all".into())])
+        );
+        // The platform's own wins over the one for every platform, given later or not.
+        assert_eq!(
+            got.images[1].manifest,
+            BTreeMap::from([("a".into(), "arm".into())])
+        );
+        assert_eq!(
+            got.images[0].manifest_descriptor,
+            BTreeMap::from([("d".into(), "x".into())])
+        );
+        assert!(got.images[1].manifest_descriptor.is_empty());
+        assert_eq!(
+            got.index,
+            BTreeMap::from([("i".into(), "1".into()), ("j".into(), "2".into())])
+        );
+        assert_eq!(
+            got.index_descriptor,
+            BTreeMap::from([("k".into(), "3".into())])
+        );
+        let other = Annotations(vec![flag("manifest[linux/riscv64]:b=2")]);
+        assert_eq!(
+            other.for_index(&built),
+            Err(AnnotationError::OtherPlatform {
+                key: "b".into(),
+                platform: "linux/riscv64".into(),
+                built: "linux/amd64, linux/arm64".into(),
             })
         );
     }

@@ -88,12 +88,21 @@ impl<W: Write> Blobs<W> {
     }
 }
 
+/// Written into the image index (`index`) and onto its descriptor in `index.json`
+/// (`index_descriptor`), as BuildKit's OCI exporter writes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexAnnotations<'a> {
+    pub index: Option<&'a BTreeMap<String, String>>,
+    pub index_descriptor: Option<&'a BTreeMap<String, String>>,
+}
+
 /// Writes the layout of `images` (one per platform, in index order) to `out`; returns the
 /// image index's digest.
 pub fn write(
     out: impl Write,
     images: &[PlatformImage<'_>],
     tags: &[String],
+    annotations: IndexAnnotations<'_>,
 ) -> Result<Digest, ExportError> {
     let names = tags
         .iter()
@@ -164,17 +173,26 @@ pub fn write(
         .map(|m| serde_json::to_value(m).unwrap_or_default())
         .collect();
     listed.extend(attestations);
-    let index = json!({
+    let mut index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX_MEDIA_TYPE,
         "manifests": listed,
     });
+    if let Some(a) = annotations.index.filter(|a| !a.is_empty()) {
+        index["annotations"] = json!(a);
+    }
     let index = blobs.bytes(OCI_INDEX_MEDIA_TYPE, &to_json(&index))?;
 
     let mut base = index.clone();
-    if let Some(created) = images.iter().filter_map(|p| p.image.created.clone()).max() {
+    if let Some(a) = annotations.index_descriptor {
         base.annotations
-            .insert(ANNOTATION_CREATED.to_owned(), created);
+            .extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if let Some(created) = images.iter().filter_map(|p| p.image.created.clone()).max() {
+        // An index-descriptor annotation of the same key wins, as in BuildKit.
+        base.annotations
+            .entry(ANNOTATION_CREATED.to_owned())
+            .or_insert(created);
     }
     let mut entries = Vec::new();
     for name in &names {

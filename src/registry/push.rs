@@ -49,6 +49,8 @@ pub struct PushOptions {
     pub progress: Option<ProgressTarget>,
     /// Written into the manifest (`--annotation`, `annotation.*`).
     pub manifest_annotations: BTreeMap<String, String>,
+    /// Written into the image index of a multi-platform push (`index:` annotations).
+    pub index_annotations: BTreeMap<String, String>,
     /// Push the manifest under its digest only, not the tags: it is one platform's, and
     /// the tags go to the index that lists it (`index::push_index`).
     pub untagged: bool,
@@ -64,6 +66,7 @@ impl PushOptions {
             insecure: false,
             progress: None,
             manifest_annotations: BTreeMap::new(),
+            index_annotations: BTreeMap::new(),
             untagged: false,
         }
     }

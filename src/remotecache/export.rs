@@ -54,24 +54,30 @@ pub struct CacheManifest {
 }
 
 /// Builds the cache config of a build and compresses the layers it names into the content
-/// store (once per layer and compression, remembered as pushes remember it). Blocking.
+/// store (once per layer and compression, remembered as pushes remember it). `results` are
+/// the build's results, one per platform: as BuildKit exports every result of a
+/// multi-platform build into one cache, the records of all of them go in one config.
+/// Blocking.
 pub fn collect(
     journal: &[SolvedVertex],
-    result: &Ref,
+    results: &[Ref],
     mode: Mode,
     shape: Shape,
     snapshots: &Snapshots,
     content: &ContentStore,
     cache_mounts: &[(String, std::path::PathBuf)],
 ) -> anyhow::Result<CacheManifest> {
-    let final_chain: HashSet<String> = match result {
-        Ref::Snapshot(rec) => snapshots
-            .chain_bottom_up(&rec.id)?
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
-        _ => HashSet::new(),
-    };
+    let mut final_chain: HashSet<String> = HashSet::new();
+    for result in results {
+        if let Ref::Snapshot(rec) = result {
+            final_chain.extend(
+                snapshots
+                    .chain_bottom_up(&rec.id)?
+                    .into_iter()
+                    .map(|r| r.id),
+            );
+        }
+    }
     // The records that carry a result, then every record they link to.
     let mut with_result: HashMap<(String, usize), SnapshotRecord> = HashMap::new();
     for v in journal.iter().filter(|v| !v.source) {
@@ -177,6 +183,7 @@ pub fn collect(
             schema_version: 2,
             media_type: Some(media_type.into()),
             manifests,
+            annotations: BTreeMap::new(),
         };
         (media_type, serde_json::to_vec(&index)?)
     };

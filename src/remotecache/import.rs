@@ -65,33 +65,72 @@ pub struct ImportedCache {
 impl ImportedCache {
     /// Reads the cache behind `manifest` (its bytes already verified against their digest):
     /// a cache manifest (an index of blobs and a config, or an image manifest whose config is
-    /// the cache config) or an image whose config carries an inline cache, `platform`'s
-    /// image when an index holds several.
+    /// the cache config) or an image whose config carries an inline cache: when an index
+    /// holds several images, the image of each of `platforms` (a multi-platform build
+    /// imports the inline caches of all it builds, as BuildKit imports every image's).
     pub async fn load(
         manifest: &[u8],
         content_type: Option<&str>,
-        platform: &crate::registry::Platform,
+        platforms: &[crate::registry::Platform],
         source: Arc<dyn BlobSource>,
         content: &ContentStore,
         progress: ProgressSink,
     ) -> anyhow::Result<ImportedCache> {
-        let mut document = Document::parse(manifest, content_type)
+        let document = Document::parse(manifest, content_type)
             .map_err(|e| anyhow::anyhow!("not a cache manifest: {e}"))?;
+        let mut cache = ImportedCache {
+            source: source.clone(),
+            results: HashMap::new(),
+            cache_mounts: HashMap::new(),
+            progress,
+        };
         // An image index (several platforms, or an image and its attestations) without a
-        // cache config: the inline cache of the image for the platform bud builds for.
-        if let Document::Index(index) = &document
-            && !index.manifests.iter().any(|d| d.media_type == MEDIA_TYPE)
-        {
+        // cache config: the inline caches of the images for the platforms bud builds for.
+        let Document::Index(index) = &document else {
+            cache.add(document, content).await?;
+            return Ok(cache);
+        };
+        if index.manifests.iter().any(|d| d.media_type == MEDIA_TYPE) {
+            cache.add(document, content).await?;
+            return Ok(cache);
+        }
+        let mut missing = Vec::new();
+        let mut found = 0;
+        for platform in platforms {
             let Some(entry) = crate::registry::manifest::select(index, platform).cloned() else {
-                bail!("the image index has no image for {platform}");
+                missing.push(platform.to_string());
+                continue;
             };
             let bytes = source.manifest(&entry.digest).await?;
-            document = Document::parse(&bytes, Some(&entry.media_type))
+            let image = Document::parse(&bytes, Some(&entry.media_type))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", entry.digest))?;
-            if matches!(document, Document::Index(_)) {
+            if matches!(image, Document::Index(_)) {
                 bail!("{}: an index inside an index", entry.digest);
             }
+            cache.add(image, content).await?;
+            found += 1;
         }
+        if found == 0 {
+            bail!("the image index has no image for {}", missing.join(", "));
+        }
+        if !missing.is_empty() {
+            cache.progress.warning(
+                None,
+                format!(
+                    "--cache-from {}: the image index has no image for {}: its other \
+                     platforms' caches are imported",
+                    source.describe(),
+                    missing.join(", ")
+                ),
+            );
+        }
+        Ok(cache)
+    }
+
+    /// Adds the results of one cache manifest or image with an inline cache; a record
+    /// already known keeps its result.
+    async fn add(&mut self, document: Document, content: &ContentStore) -> anyhow::Result<()> {
+        let source = self.source.clone();
         let (blobs, config_desc, image_config) = match document {
             Document::Index(index) => {
                 let config = index
@@ -124,7 +163,7 @@ impl ImportedCache {
         };
         let by_blob: HashMap<&str, &Descriptor> =
             blobs.iter().map(|d| (d.digest.as_str(), d)).collect();
-        let mut results = HashMap::new();
+        let results = &mut self.results;
         for record in &config.records {
             if results.contains_key(&record.digest) {
                 continue;
@@ -161,14 +200,11 @@ impl ImportedCache {
             .filter_map(|d| {
                 let name = d.annotations.get(ANNOTATION_CACHE_MOUNT)?;
                 Some((name.clone(), d.clone()))
-            })
-            .collect();
-        Ok(ImportedCache {
-            source,
-            results,
-            cache_mounts,
-            progress,
-        })
+            });
+        for (name, desc) in cache_mounts {
+            self.cache_mounts.entry(name).or_insert(desc);
+        }
+        Ok(())
     }
 
     /// How many records carry a result.
@@ -274,7 +310,7 @@ fn remember_blob(
         log_cache_error(metadata.add_source(&blob, &repository));
     }
     if let Some(compression) = compression_of(&desc.media_type) {
-        log_cache_error(metadata.set_compressed(diff_id, compression, &blob));
+        log_cache_error(metadata.set_compressed(diff_id, compression.into(), &blob));
     }
 }
 

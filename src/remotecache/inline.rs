@@ -4,7 +4,7 @@
 //! rebuilds the layer list from the image's manifest (layer i's parent is i-1), so the
 //! records hold whatever compression the image is pushed with.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 
@@ -43,10 +43,43 @@ pub fn records(
         }
         has_empty_below.insert(rec.id.clone(), empty_seen);
     }
+    // Only results the image's layers make up exactly: a chain with an empty layer left
+    // out of the image would come back one layer short of its history.
+    let image_layer_of = |v: &SolvedVertex, out: &Ref| match out {
+        Ref::Snapshot(rec) if !v.source && has_empty_below.get(&rec.id) == Some(&false) => {
+            image_layer.get(&rec.id).copied()
+        }
+        _ => None,
+    };
+    // Only the records of this image's graph (those with a result and what they link to):
+    // the journal of a multi-platform build also holds the other platforms' vertices.
+    let by_key: HashMap<&str, &SolvedVertex> =
+        journal.iter().map(|v| (v.key.as_str(), v)).collect();
+    let mut wanted: HashSet<(String, usize)> = HashSet::new();
+    let mut stack: Vec<(String, usize)> = journal
+        .iter()
+        .flat_map(|v| {
+            v.outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, out)| image_layer_of(v, out).is_some())
+                .map(|(i, _)| (v.key.clone(), i))
+        })
+        .collect();
+    while let Some(out) = stack.pop() {
+        if let Some(v) = by_key.get(out.0.as_str())
+            && wanted.insert(out)
+        {
+            stack.extend(v.inputs.iter().cloned());
+        }
+    }
     let mut records: Vec<CacheRecord> = Vec::new();
     let mut index: HashMap<(String, usize), i64> = HashMap::new();
     for v in journal {
         for (i, out) in v.outputs.iter().enumerate() {
+            if !wanted.contains(&(v.key.clone(), i)) {
+                continue;
+            }
             let mut record = CacheRecord {
                 digest: record_digest(&v.key, i).to_string(),
                 ..Default::default()
@@ -65,12 +98,8 @@ pub fn records(
             if links.len() == v.inputs.len() {
                 record.inputs = links;
             }
-            // Only results the image's layers make up exactly: a chain with an empty
-            // layer left out of the image would come back one layer short of its history.
             if let Ref::Snapshot(rec) = out
-                && !v.source
-                && let Some(&layer) = image_layer.get(&rec.id)
-                && has_empty_below.get(&rec.id) == Some(&false)
+                && let Some(layer) = image_layer_of(v, out)
             {
                 record.results.push(CacheResult {
                     layer_index: layer,

@@ -69,6 +69,7 @@ impl Layout {
             schema_version: 2,
             media_type: Some(manifest::OCI_INDEX.into()),
             manifests: Vec::new(),
+            annotations: Default::default(),
         });
         index
             .manifests

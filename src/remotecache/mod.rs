@@ -304,7 +304,7 @@ impl CacheImport for Imports {
 /// manifest" step with a warning, and the build goes on without it, as with BuildKit.
 pub async fn import_all(
     opts: &[CacheOption],
-    platform: &crate::registry::Platform,
+    platforms: &[crate::registry::Platform],
     content: &ContentStore,
     registry: &RegistryConfig,
     progress: &ProgressSink,
@@ -319,7 +319,7 @@ pub async fn import_all(
         };
         progress.started(&vertex, &format!("importing cache manifest from {what}"));
         let loaded = match location {
-            Ok(l) => load(&l, platform, content, registry, progress).await,
+            Ok(l) => load(&l, platforms, content, registry, progress).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         };
         match loaded {
@@ -348,7 +348,7 @@ pub async fn import_all(
 
 async fn load(
     location: &Location,
-    platform: &crate::registry::Platform,
+    platforms: &[crate::registry::Platform],
     content: &ContentStore,
     registry: &RegistryConfig,
     progress: &ProgressSink,
@@ -365,7 +365,7 @@ async fn load(
             ImportedCache::load(
                 &bytes,
                 media_type.as_deref(),
-                platform,
+                platforms,
                 layout,
                 content,
                 progress.clone(),
@@ -382,7 +382,7 @@ async fn load(
             ImportedCache::load(
                 &bytes,
                 media_type.as_deref(),
-                platform,
+                platforms,
                 repo,
                 content,
                 progress.clone(),
@@ -395,13 +395,13 @@ async fn load(
     }
 }
 
-/// Writes one `--cache-to` of a build whose result is `result`. Blocking parts run off the
-/// async threads.
+/// Writes one `--cache-to` of a build whose results (one per platform) are `results`.
+/// Blocking parts run off the async threads.
 pub async fn export_one(
     spec: &ExportSpec,
     journal: Vec<SolvedVertex>,
     cache_mounts: Vec<(String, PathBuf)>,
-    result: Ref,
+    results: Vec<Ref>,
     snapshots: Arc<Snapshots>,
     content: &ContentStore,
     registry: &RegistryConfig,
@@ -415,7 +415,7 @@ pub async fn export_one(
         tokio::task::spawn_blocking(move || {
             export::collect(
                 &journal,
-                &result,
+                &results,
                 mode,
                 shape,
                 &snapshots,

@@ -22,6 +22,8 @@ use crate::content::Digest;
 pub struct PlatformManifest {
     pub platform: Platform,
     pub pushed: PushResult,
+    /// On the index's entry for the manifest (`manifest-descriptor` annotations).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The index of `manifests`, in their order, then their `attestations` (as BuildKit lists
@@ -30,6 +32,7 @@ pub struct PlatformManifest {
 pub fn image_index(
     manifests: &[PlatformManifest],
     attestations: &[AttestationManifest],
+    annotations: &BTreeMap<String, String>,
 ) -> Result<(Vec<u8>, &'static str), String> {
     let docker = attestations.is_empty()
         && manifests
@@ -50,7 +53,7 @@ pub fn image_index(
                 digest: m.pushed.manifest_digest.to_string(),
                 size: m.pushed.size,
                 urls: Vec::new(),
-                annotations: BTreeMap::new(),
+                annotations: m.annotations.clone(),
                 platform: Some(m.platform.clone()),
             })
             .chain(attestations.iter().map(|a| Descriptor {
@@ -71,6 +74,7 @@ pub fn image_index(
                 platform: Some(Platform::new("unknown", "unknown", "")),
             }))
             .collect(),
+        annotations: annotations.clone(),
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
     Ok((bytes, media_type))
@@ -134,8 +138,8 @@ pub async fn push_index(
     tags: &[String],
     opts: &PushOptions,
 ) -> Result<(Digest, u64, &'static str), RegistryError> {
-    let (bytes, media_type) =
-        image_index(manifests, attestations).map_err(|message| RegistryError::InvalidManifest {
+    let (bytes, media_type) = image_index(manifests, attestations, &opts.index_annotations)
+        .map_err(|message| RegistryError::InvalidManifest {
             reference: tags.join(", "),
             message,
         })?;
@@ -186,13 +190,15 @@ mod tests {
             PlatformManifest {
                 platform: Platform::new("linux", "amd64", ""),
                 pushed: pushed(manifest::DOCKER_MANIFEST, &a),
+                annotations: BTreeMap::new(),
             },
             PlatformManifest {
                 platform: Platform::new("linux", "arm", "v7"),
                 pushed: pushed(manifest::DOCKER_MANIFEST, &b),
+                annotations: BTreeMap::new(),
             },
         ];
-        let (bytes, media_type) = image_index(&list, &[]).unwrap();
+        let (bytes, media_type) = image_index(&list, &[], &BTreeMap::new()).unwrap();
         assert_eq!(media_type, manifest::DOCKER_MANIFEST_LIST);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["mediaType"], manifest::DOCKER_MANIFEST_LIST);
@@ -204,10 +210,14 @@ mod tests {
         let oci = [PlatformManifest {
             platform: Platform::new("linux", "arm64", ""),
             pushed: pushed(manifest::OCI_MANIFEST, &a),
+            annotations: BTreeMap::from([("d".to_owned(), "1".to_owned())]),
         }];
-        let (bytes, media_type) = image_index(&oci, &[]).unwrap();
+        let annotations = BTreeMap::from([("i".to_owned(), "2".to_owned())]);
+        let (bytes, media_type) = image_index(&oci, &[], &annotations).unwrap();
         assert_eq!(media_type, manifest::OCI_INDEX);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["annotations"]["i"], "2", "{json}");
+        assert_eq!(json["manifests"][0]["annotations"]["d"], "1", "{json}");
         assert_eq!(json["manifests"][0]["mediaType"], manifest::OCI_MANIFEST);
         assert_eq!(json["manifests"][0]["platform"].get("variant"), None);
     }
