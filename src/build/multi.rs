@@ -155,7 +155,7 @@ struct Built {
 }
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
-fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
+pub(super) fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
     for e in exports {
         match e {
             Export::DockerLoad { .. } | Export::DockerArchive { .. } => bail!(
@@ -226,6 +226,45 @@ async fn export_one(
                 .collect();
             export::filesystem_tars(&parts, dest)?;
         }
+        Export::Push { .. } | Export::OciArchive { .. } => {
+            let mut stored = Vec::with_capacity(built.len());
+            for b in built {
+                stored.push(store_image(solver, env, b).await?);
+            }
+            let images: Vec<PlatformBuilt<'_>> = built
+                .iter()
+                .zip(&stored)
+                .map(|(b, image)| PlatformBuilt {
+                    platform: &b.platform,
+                    image,
+                    attestations: &b.attestations,
+                })
+                .collect();
+            export_index(e, &images, env, report).await?;
+        }
+        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
+            bail!("internal error: an export of one image for several platforms")
+        }
+    }
+    Ok(())
+}
+
+/// One platform's image, with every layer in the content store, and its attestations.
+pub(super) struct PlatformBuilt<'a> {
+    pub platform: &'a Platform,
+    pub image: &'a export::BuiltImage,
+    pub attestations: &'a [crate::attest::Attestation],
+}
+
+/// Pushes the platforms' images and their index, or writes them as an OCI layout, as `e`
+/// says (an export of one image is not `e`).
+pub(super) async fn export_index(
+    e: &Export,
+    images: &[PlatformBuilt<'_>],
+    env: &BuildEnv,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    match e {
         Export::Push {
             names,
             compression,
@@ -242,17 +281,16 @@ async fn export_one(
             if *oci_media_types != Some(false) {
                 push.format = ManifestFormat::Oci;
             }
-            let mut manifests = Vec::with_capacity(built.len());
+            let mut manifests = Vec::with_capacity(images.len());
             let mut attestations = Vec::new();
-            for b in built {
-                let image = store_image(solver, env, b).await?;
-                let pushed = registry::push(&image.image, &image.layers, names, push.clone())
+            for b in images {
+                let pushed = registry::push(&b.image.image, &b.image.layers, names, push.clone())
                     .await
                     .with_context(|| format!("pushing the {} image", b.platform))?;
                 if let Some(a) = crate::attest::AttestationManifest::new(
-                    &b.attestations,
+                    b.attestations,
                     names,
-                    &b.platform,
+                    b.platform,
                     &pushed.manifest_digest,
                 )
                 .map_err(anyhow::Error::msg)?
@@ -283,26 +321,24 @@ async fn export_one(
             report.names.extend(names.iter().cloned());
         }
         Export::OciArchive { dest, names, .. } => {
-            let mut stored = Vec::with_capacity(built.len());
-            for b in built {
-                stored.push(store_image(solver, env, b).await?);
-            }
-            let images: Vec<PlatformImage<'_>> = built
+            let layout: Vec<PlatformImage<'_>> = images
                 .iter()
-                .zip(&stored)
-                .map(|(b, s)| PlatformImage {
-                    platform: &b.platform,
-                    image: &s.image,
-                    layers: &s.layers,
+                .map(|b| PlatformImage {
+                    platform: b.platform,
+                    image: &b.image.image,
+                    layers: &b.image.layers,
                     annotations: None,
-                    attestations: &b.attestations,
+                    attestations: b.attestations,
                 })
                 .collect();
-            let index = oci_index_layout::write(export::open_dest(dest)?, &images, names)?;
+            let index = oci_index_layout::write(export::open_dest(dest)?, &layout, names)?;
             report.set_index(&index);
         }
-        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
-            bail!("internal error: an export of one image for several platforms")
+        Export::DockerLoad { .. }
+        | Export::DockerArchive { .. }
+        | Export::Local { .. }
+        | Export::Tar { .. } => {
+            bail!("internal error: not an export of an image index")
         }
     }
     Ok(())
