@@ -917,6 +917,39 @@ fn several_platforms_on_daemons_and_native_nodes_give_the_embedded_outputs() {
         "{shown}"
     );
 
+    // What one image cannot hold, or a build of several platforms on daemons does not
+    // carry out yet, is refused before anything runs.
+    let cache = root.path().join("cache");
+    let cache_to = format!("type=local,dest={}", cache.display());
+    for (extra, refusal) in [
+        (
+            vec!["-t", "bud-test-platforms/refused"],
+            "docker exporter does not currently support exporting manifest lists",
+        ),
+        (
+            vec![
+                "--cache-to",
+                cache_to.as_str(),
+                "-o",
+                "type=tar,dest=/dev/null",
+            ],
+            "--cache-to with several platforms is not supported yet",
+        ),
+    ] {
+        let mut args = vec![
+            "--addr",
+            "docker://",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ];
+        args.extend(extra);
+        args.push(dir);
+        let out = bud_at(root.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(refusal), "{}", stderr_of(&out));
+    }
+    assert!(!cache.exists());
+
     // A platform no node builds is refused, naming what each builds.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bud"))
         .arg("--root")
