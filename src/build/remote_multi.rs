@@ -143,6 +143,9 @@ pub(super) async fn build(
     if !opts.cache_to.is_empty() {
         bail!("--cache-to with several platforms is not supported yet");
     }
+    if exports.is_empty() {
+        bail!("with --addr or [[builder.nodes]], give an output (-t, --load, --push or -o)");
+    }
     let scratch = tempfile::Builder::new()
         .prefix("platforms-")
         .tempdir_in(env.state.tmp_dir())
@@ -150,9 +153,6 @@ pub(super) async fn build(
     let wants_image = exports
         .iter()
         .any(|e| matches!(e, Export::Push { .. } | Export::OciArchive { .. }));
-    if exports.is_empty() {
-        bail!("with --addr or [[builder.nodes]], give an output (-t, --load, --push or -o)");
-    }
     let solves = platforms
         .iter()
         .zip(&assigned)
@@ -206,14 +206,14 @@ pub(super) async fn build(
         }
     }
     let mut report = BuildReport::default();
-    for e in exports {
+    for (k, e) in exports.iter().enumerate() {
         match e {
             // Written by each platform's solve.
             Export::Local { .. } => {}
             Export::Tar { dest } => {
                 let parts: Vec<(String, PathBuf)> = platforms
                     .iter()
-                    .map(|p| (platform_dir(p), part_tar(scratch.path(), p)))
+                    .map(|p| (platform_dir(p), part_tar(scratch.path(), k, p)))
                     .collect();
                 let dest = dest.clone();
                 tokio::task::spawn_blocking(move || join_tars(&parts, &dest))
@@ -255,13 +255,13 @@ fn platform_exports(
             image: Default::default(),
         });
     }
-    for e in exports {
+    for (k, e) in exports.iter().enumerate() {
         match e {
             Export::Local { dest } => part.push(Export::Local {
                 dest: dest.join(platform_dir(platform)),
             }),
             Export::Tar { .. } => part.push(Export::Tar {
-                dest: Dest::File(part_tar(scratch, platform)),
+                dest: Dest::File(part_tar(scratch, k, platform)),
             }),
             _ => {}
         }
@@ -269,8 +269,9 @@ fn platform_exports(
     part
 }
 
-fn part_tar(scratch: &Path, platform: &Platform) -> PathBuf {
-    scratch.join(format!("{}.tar", platform_dir(platform)))
+/// Where a platform's part of the `export`-th output, a tarball, is written first.
+fn part_tar(scratch: &Path, export: usize, platform: &Platform) -> PathBuf {
+    scratch.join(format!("{export}-{}.tar", platform_dir(platform)))
 }
 
 /// The image a platform's solve stored in its node's Docker, read into the content store;
