@@ -17,6 +17,11 @@
 //! connect_timeout = "30s"
 //! response_timeout = "60s"
 //! idle_timeout = "60s"
+//!
+//! [[builder.nodes]]         # native nodes, as `docker buildx create --append --node`
+//! name = "arm"
+//! addr = "tcp://arm-builder:1234"
+//! platforms = ["linux/arm64"]
 //! ```
 //!
 //! It is read from `$BUD_CONFIG` if set, else `/etc/bud/bud.toml` for root and
@@ -57,6 +62,32 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistryConfig>,
     pub worker: WorkerConfig,
     pub network: NetworkConfig,
+    pub builder: BuilderConfig,
+}
+
+/// `[builder]`: the BuildKit daemons bud builds on instead of its embedded solver, as a
+/// buildx builder of several nodes: each platform is built on the node that lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuilderConfig {
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One node: a BuildKit endpoint in `--addr`'s forms and the platforms it builds (none
+/// listed: every platform no other node lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: Option<String>,
+    pub addr: String,
+    pub platforms: Vec<String>,
+}
+
+impl NodeConfig {
+    /// Its name, or `node<index>` as buildx names nodes given none.
+    pub fn name_at(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("node{index}"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -357,6 +388,41 @@ mod tests {
         assert!(c.registry("localhost:5000").unwrap().insecure);
         assert!(c.registry("docker.io").is_none());
         assert_eq!(c.worker.runtime.as_deref(), Some("/usr/bin/crun"));
+    }
+
+    #[test]
+    fn builder_nodes() {
+        let c = parse(
+            r#"
+            [[builder.nodes]]
+            name = "arm"
+            addr = "tcp://arm-builder:1234"
+            platforms = ["linux/arm64"]
+
+            [[builder.nodes]]
+            addr = "docker://"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.builder.nodes,
+            [
+                NodeConfig {
+                    name: Some("arm".into()),
+                    addr: "tcp://arm-builder:1234".into(),
+                    platforms: vec!["linux/arm64".into()],
+                },
+                NodeConfig {
+                    name: None,
+                    addr: "docker://".into(),
+                    platforms: Vec::new(),
+                },
+            ]
+        );
+        let err = parse("[[builder.nodes]]\naddr = \"docker://\"\nplatform = \"linux/arm64\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `platform`"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod multi;
 pub mod outputs;
 mod remote;
 mod remote_context;
+mod remote_multi;
 mod remote_outputs;
 mod route;
 mod secrets;
@@ -164,6 +165,7 @@ pub async fn run(
     }
     let worker = worker::choose(
         global.addr.as_deref(),
+        &env.config.builder,
         &env.config.worker,
         &env.state,
         env.docker.as_ref().map_err(String::as_str),
@@ -180,6 +182,14 @@ pub async fn run(
     let result = match worker {
         worker::Worker::Daemon(addr) => {
             remote::build(&env, &addr, &global.tls, opts, &inputs, &exports, cancel).await
+        }
+        worker::Worker::Nodes(nodes) => {
+            let nodes = remote_multi::Node::from_config(&nodes)?;
+            let mut platforms = dockerfile::target_platforms(opts)?;
+            if platforms.is_empty() {
+                platforms.push(bud_frontend::convert::Platform::host());
+            }
+            remote_multi::build(&env, &nodes, opts, &inputs, &exports, platforms, cancel).await
         }
         worker::Worker::Embedded(runtime) => {
             embedded::caches(opts, &env.progress)?;

@@ -199,7 +199,7 @@ struct Built {
 const EXPORT_VERTEX: &str = "bud-export";
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
-fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
+pub(super) fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
     if exports
         .iter()
         .any(|e| matches!(e, Export::DockerLoad { .. } | Export::DockerArchive { .. }))
@@ -228,8 +228,6 @@ async fn export_one(
     env: &BuildEnv,
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
-    let platforms: Vec<Platform> = built.iter().map(|b| b.platform.clone()).collect();
-    let clamp = e.image_attrs().filter(|a| a.rewrite_timestamp).and(epoch);
     match e {
         Export::Local { dest } => {
             for b in built {
@@ -254,6 +252,47 @@ async fn export_one(
                 .collect();
             export::filesystem_tars(&parts, dest)?;
         }
+        Export::Push { .. } | Export::OciArchive { .. } => {
+            let clamp = e.image_attrs().filter(|a| a.rewrite_timestamp).and(epoch);
+            let mut stored = Vec::with_capacity(built.len());
+            for b in built {
+                stored.push(store_image(solver, env, b, clamp).await?);
+            }
+            let images: Vec<PlatformBuilt<'_>> = built
+                .iter()
+                .zip(&stored)
+                .map(|(b, image)| PlatformBuilt {
+                    platform: &b.platform,
+                    image,
+                    attestations: &b.attestations,
+                })
+                .collect();
+            export_index(e, &images, env, report).await?;
+        }
+        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
+            bail!("internal error: an export of one image for several platforms")
+        }
+    }
+    Ok(())
+}
+
+/// One platform's image, with every layer in the content store, and its attestations.
+pub(super) struct PlatformBuilt<'a> {
+    pub platform: &'a Platform,
+    pub image: &'a export::BuiltImage,
+    pub attestations: &'a [crate::attest::Attestation],
+}
+
+/// Pushes the platforms' images and their index, or writes them as an OCI layout, as `e`
+/// says (an export of one image is not `e`), with the annotations and compression it asks.
+pub(super) async fn export_index(
+    e: &Export,
+    images: &[PlatformBuilt<'_>],
+    env: &BuildEnv,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
+    let platforms: Vec<Platform> = images.iter().map(|b| b.platform.clone()).collect();
+    match e {
         Export::Push {
             names,
             compression,
@@ -276,19 +315,18 @@ async fn export_one(
                 push.format = ManifestFormat::Oci;
             }
             push.index_annotations = annotations.index.clone();
-            let mut manifests = Vec::with_capacity(built.len());
+            let mut manifests = Vec::with_capacity(images.len());
             let mut attestations = Vec::new();
-            for (b, own) in built.iter().zip(&annotations.images) {
-                let image = store_image(solver, env, b, clamp).await?;
+            for (b, own) in images.iter().zip(&annotations.images) {
                 let mut push = push.clone();
                 push.manifest_annotations = own.manifest.clone();
-                let pushed = registry::push(&image.image, &image.layers, names, push.clone())
+                let pushed = registry::push(&b.image.image, &b.image.layers, names, push.clone())
                     .await
                     .with_context(|| format!("pushing the {} image", b.platform))?;
                 if let Some(a) = crate::attest::AttestationManifest::new(
-                    &b.attestations,
+                    b.attestations,
                     names,
-                    &b.platform,
+                    b.platform,
                     &pushed.manifest_digest,
                 )
                 .map_err(anyhow::Error::msg)?
@@ -323,29 +361,30 @@ async fn export_one(
             compression,
         } => {
             let annotations = image.index_annotations_for(&platforms)?;
-            let mut stored = Vec::with_capacity(built.len());
-            for b in built {
-                let image = store_image(solver, env, b, clamp).await?;
-                stored.push(match compression {
-                    Some(c) => export::with_compressed_layers(&image, &env.content, *c)?,
-                    None => image,
-                });
+            let mut compressed = Vec::new();
+            if let Some(c) = compression {
+                for b in images {
+                    compressed.push(export::with_compressed_layers(b.image, &env.content, *c)?);
+                }
             }
-            let images: Vec<PlatformImage<'_>> = built
+            let layout: Vec<PlatformImage<'_>> = images
                 .iter()
-                .zip(&stored)
+                .enumerate()
                 .zip(&annotations.images)
-                .map(|((b, s), own)| PlatformImage {
-                    platform: &b.platform,
-                    image: &s.image,
-                    layers: &s.layers,
-                    annotations: Some(own),
-                    attestations: &b.attestations,
+                .map(|((i, b), own)| {
+                    let image = compressed.get(i).unwrap_or(b.image);
+                    PlatformImage {
+                        platform: b.platform,
+                        image: &image.image,
+                        layers: &image.layers,
+                        annotations: Some(own),
+                        attestations: b.attestations,
+                    }
                 })
                 .collect();
             let index = oci_index_layout::write(
                 export::open_dest(dest)?,
-                &images,
+                &layout,
                 names,
                 oci_index_layout::IndexAnnotations {
                     index: Some(&annotations.index),
@@ -354,8 +393,11 @@ async fn export_one(
             )?;
             report.set_index(&index);
         }
-        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
-            bail!("internal error: an export of one image for several platforms")
+        Export::DockerLoad { .. }
+        | Export::DockerArchive { .. }
+        | Export::Local { .. }
+        | Export::Tar { .. } => {
+            bail!("internal error: not an export of an image index")
         }
     }
     Ok(())

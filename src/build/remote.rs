@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use bud_frontend::convert::NamedContext;
+use bud_frontend::convert::{NamedContext, Platform};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -15,12 +15,13 @@ use crate::remote::{
 };
 
 use super::contexts::NamedContexts;
-use super::dockerfile::convert_dockerfile;
+use super::dockerfile::{convert_dockerfile, convert_for, warn_unused_args};
 use super::inputs::BuildInputs;
 use super::outputs::Export;
 use super::{BuildEnv, BuildReport};
 
-/// Builds on the BuildKit daemon at `addr`: the same LLB, exported by the daemon.
+/// Builds on the BuildKit daemon at `addr`: the same LLB, exported by the daemon. Several
+/// platforms are solved one by one on it and joined by bud (`remote_multi`).
 pub(super) async fn build(
     env: &BuildEnv,
     addr: &str,
@@ -30,9 +31,54 @@ pub(super) async fn build(
     exports: &[Export],
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
-    if super::dockerfile::target_platforms(opts)?.len() > 1 {
-        bail!("with --addr, --platform with several platforms is not supported yet");
+    let platforms = super::dockerfile::target_platforms(opts)?;
+    if platforms.len() > 1 {
+        let node = super::remote_multi::Node::one(addr, tls);
+        return super::remote_multi::build(env, &[node], opts, inputs, exports, platforms, cancel)
+            .await;
     }
+    let solved = solve_on(
+        env,
+        addr,
+        tls,
+        opts,
+        inputs,
+        exports,
+        Part::default(),
+        cancel,
+    )
+    .await?;
+    Ok(solved.report)
+}
+
+/// Which part of a build one solve is: the whole of it, or one platform of several.
+#[derive(Default, Clone)]
+pub(super) struct Part {
+    /// The one platform this solve is for, when the build has several.
+    pub platform: Option<Platform>,
+    /// Whether the build checks and the unused-argument warnings are this solve's to give
+    /// (one solve of a build's gives them).
+    pub quiet: bool,
+}
+
+/// A finished solve: its report, and the Docker that stored its image, if one did.
+pub(super) struct Solved {
+    pub report: BuildReport,
+    pub docker: Option<bollard::Docker>,
+}
+
+/// One solve on the daemon at `addr`, exported where `exports` say.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn solve_on(
+    env: &BuildEnv,
+    addr: &str,
+    tls: &TlsOptions,
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    exports: &[Export],
+    part: Part,
+    cancel: CancellationToken,
+) -> anyhow::Result<Solved> {
     // Like buildx's docker driver on Docker's own image store, no default provenance; one
     // asked for is refused until it is handed to the daemons that make them.
     let asked = crate::attest::Attestations::resolve(
@@ -58,13 +104,31 @@ pub(super) async fn build(
     } else {
         None
     };
+    if foreign.is_some() && part.platform.is_some() {
+        bail!(
+            "a frontend image (# syntax=) with several platforms and --addr is not supported \
+             yet: build the platforms one at a time"
+        );
+    }
     // Served until the build returns.
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
-    let daemon_plan =
-        super::remote_outputs::plan(exports, solver.exporters().await?, &env.registry)?;
+    let kinds = solver.exporters().await?;
+    let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
+    if part.platform.is_some()
+        && kinds == remote::DaemonExporters::All
+        && matches!(exporter, Exporter::Moby { .. })
+    {
+        // Its own image exporters would write one index from the platforms' results of one
+        // solve, which bud does not ask for yet.
+        bail!(
+            "with several platforms, an image (--push, -o type=oci) built on a BuildKit that \
+             exports images itself ({addr}) is not supported yet: build through dockerd \
+             (--addr docker://) or without --addr"
+        );
+    }
     if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
         bail!(
             "the daemon's BuildKit runs one exporter per build (several came with BuildKit \
@@ -81,6 +145,12 @@ pub(super) async fn build(
     // The Dockerfile is converted once the build is registered on the daemon, so that base
     // images are resolved there: from where the daemon pulls them, and with no registry
     // access or Docker needed here. bud's own resolution is kept for a daemon without it.
+    let requested_platform = match &part.platform {
+        Some(p) => Some(p.to_string()),
+        None => super::dockerfile::target_platforms(opts)?
+            .first()
+            .map(|p| p.to_string()),
+    };
     let local_session = session_id.clone();
     let make: MakeGraph<'_> = Box::new(move |daemon: DaemonImages| {
         Box::pin(async move {
@@ -106,15 +176,28 @@ pub(super) async fn build(
                 None => None,
             };
             let inputs = fetched.as_ref().unwrap_or(inputs);
-            let resolver = daemon.always_pull(opts.pull).with_fallback(images);
-            let converted = convert_dockerfile(
-                opts,
-                inputs,
-                Arc::new(resolver),
-                Some(local_session),
-                progress,
-            )
-            .await
+            let resolver = Arc::new(daemon.always_pull(opts.pull).with_fallback(images));
+            let converted = match part.platform {
+                None => {
+                    convert_dockerfile(opts, inputs, resolver, Some(local_session), progress).await
+                }
+                Some(platform) => {
+                    let checks = (!part.quiet).then_some(progress);
+                    let converted = convert_for(
+                        opts,
+                        inputs,
+                        resolver,
+                        Some(local_session),
+                        Some(platform),
+                        checks,
+                    )
+                    .await;
+                    if let (Ok(c), false) = (&converted, part.quiet) {
+                        warn_unused_args(c, progress);
+                    }
+                    converted
+                }
+            }
             .map_err(|e| format!("{e:#}"))?;
             Ok(Graph {
                 definition: converted.definition,
@@ -164,6 +247,7 @@ pub(super) async fn build(
     req.cache_imports = opts.cache_from.iter().map(entry).collect();
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
+    req.platform = requested_platform;
     let result = solver
         .solve(req)
         .await
@@ -221,7 +305,8 @@ pub(super) async fn build(
         )
         .await?;
     }
-    Ok(report)
+    let docker = solver.docker_api()?;
+    Ok(Solved { report, docker })
 }
 
 /// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the

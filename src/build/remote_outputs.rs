@@ -232,14 +232,27 @@ pub(super) async fn finish_from_docker(
     if exports.is_empty() {
         return Ok(());
     }
+    let built = read_back(docker, image_id, content).await?;
+    report.config_digest = Some(built.config_digest.to_string());
+    for e in exports {
+        super::route::export_built(e, &built, content, registry, None, &[], report).await?;
+    }
+    Ok(())
+}
+
+/// The image the `moby` exporter stored (`image_id`), read back from Docker into the
+/// content store. The config is written as the embedded solver writes it, so the image
+/// pushed or archived is the one an embedded build of the same layers gives; its digest is
+/// not Docker's image ID, whose JSON dockerd formats its own way.
+pub(super) async fn read_back(
+    docker: &bollard::Docker,
+    image_id: &str,
+    content: &ContentStore,
+) -> anyhow::Result<BuiltImage> {
     let (image, _, diff_ids) = crate::source::image::import_from_docker(content, docker, image_id)
         .await
         .context("reading the built image back from Docker")?;
-    // The config is written as the embedded solver writes it, so the image pushed or
-    // archived is the one an embedded build of the same layers gives; its digest is not
-    // Docker's image ID, whose JSON dockerd formats its own way.
     let config_digest = content.put(&image.to_json())?;
-    report.config_digest = Some(config_digest.to_string());
     let layers = diff_ids
         .into_iter()
         .map(|diff_id| Layer {
@@ -250,15 +263,11 @@ pub(super) async fn finish_from_docker(
             base: false,
         })
         .collect();
-    let built = BuiltImage {
+    Ok(BuiltImage {
         image,
         layers,
         config_digest,
-    };
-    for e in exports {
-        super::route::export_built(e, &built, content, registry, None, &[], report).await?;
-    }
-    Ok(())
+    })
 }
 
 /// A daemon taken for a buildkitd that turns out to lack an exporter is dockerd's BuildKit

@@ -1,4 +1,5 @@
-//! Which solver runs a build, and who decided: `--addr` names a BuildKit daemon; otherwise
+//! Which solver runs a build, and who decided: `--addr` names a BuildKit daemon; else the
+//! native nodes of `[[builder.nodes]]` in bud.toml, if any; otherwise
 //! the embedded solver, when bud owns its state root (root, or rootless in a user namespace:
 //! `privilege`) and finds an OCI runtime. Where it cannot run, the build goes to the
 //! BuildKit of the Docker the docker CLI would use, as with `--addr docker://`, with one
@@ -8,7 +9,7 @@ use std::fmt;
 
 use anyhow::bail;
 
-use crate::config::{Fallback, WorkerConfig};
+use crate::config::{BuilderConfig, Fallback, NodeConfig, WorkerConfig};
 use crate::executor::{ExecError, Runtime, RuntimeKind};
 use crate::privilege::{self, Mode, UsernsError};
 use crate::state::StateRoot;
@@ -17,6 +18,8 @@ use crate::state::StateRoot;
 pub enum Worker {
     Embedded(Runtime),
     Daemon(String),
+    /// bud.toml's `[[builder.nodes]]`: each platform on the node that builds it.
+    Nodes(Vec<NodeConfig>),
 }
 
 /// Why the embedded solver cannot run here.
@@ -61,12 +64,16 @@ pub fn embedded(
 /// Decides where the build runs; `docker` is the Docker the CLI would use, or why none.
 pub fn choose(
     addr: Option<&str>,
+    builder: &BuilderConfig,
     config: &WorkerConfig,
     state: &StateRoot,
     docker: Result<&bollard::Docker, &str>,
 ) -> anyhow::Result<Worker> {
     if let Some(addr) = addr {
         return Ok(Worker::Daemon(addr.to_string()));
+    }
+    if !builder.nodes.is_empty() {
+        return Ok(Worker::Nodes(builder.nodes.clone()));
     }
     let why = match embedded(config, state) {
         Ok(runtime) => return Ok(Worker::Embedded(runtime?)),
@@ -108,7 +115,23 @@ fn runtime(config: &WorkerConfig, state: &StateRoot) -> Result<Runtime, ExecErro
 }
 
 /// What `bud debug workers` shows: the solver a build would use here, and why.
-pub fn describe(config: &WorkerConfig, state: &StateRoot) -> String {
+pub fn describe(builder: &BuilderConfig, config: &WorkerConfig, state: &StateRoot) -> String {
+    if !builder.nodes.is_empty() {
+        let nodes: Vec<String> = builder
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let name = n.name_at(i);
+                let platforms = match n.platforms.is_empty() {
+                    true => "any other platform".to_owned(),
+                    false => n.platforms.join(", "),
+                };
+                format!("{name} at {} ({platforms})", n.addr)
+            })
+            .collect();
+        return format!("the nodes of [[builder.nodes]]: {}", nodes.join("; "));
+    }
     let privilege = match privilege::mode() {
         Mode::Root => "root".to_string(),
         Mode::Rootless(maps) => format!(

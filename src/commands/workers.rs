@@ -14,7 +14,7 @@ pub fn run(state: &StateRoot, out: &mut impl Write) -> Result<(), CommandError> 
     let rows = vec![
         vec![
             "Solver:".to_string(),
-            crate::build::worker::describe(&config.worker, state),
+            crate::build::worker::describe(&config.builder, &config.worker, state),
         ],
         vec!["Platforms:".to_string(), platforms(state).join(", ")],
         vec!["Runtime:".to_string(), runtime(&config, state)],

@@ -318,6 +318,9 @@ pub struct SolveRequest<'a> {
     /// The entitlements asked for (`network.host`, `security.insecure`); the daemon grants
     /// those its configuration allows.
     pub entitlements: Vec<String>,
+    /// The platform bud's graph is for, as a frontend is asked for it (`platform`): BuildKit
+    /// 0.13 and later check the result against it, and warn of a mismatch otherwise.
+    pub platform: Option<String>,
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
@@ -373,6 +376,7 @@ impl<'a> SolveRequest<'a> {
             cache_imports: Vec::new(),
             cache_exports: Vec::new(),
             entitlements: Vec::new(),
+            platform: None,
         }
     }
 

@@ -71,6 +71,7 @@ impl RemoteSolver {
             cache_imports,
             cache_exports,
             entitlements,
+            platform,
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
@@ -113,6 +114,7 @@ impl RemoteSolver {
                         cache_imports: &cache_imports,
                         cache_exports: &cache_exports,
                         entitlements: &entitlements,
+                        platform: platform.as_deref(),
                     },
                     &progress,
                 )
@@ -182,7 +184,13 @@ impl RemoteSolver {
         // on the gateway.
         let (frontend, frontend_attrs, graph) = match graph {
             GraphSource::Frontend { name, attrs } => (name, attrs, None),
-            other => (String::new(), BTreeMap::new(), Some(other)),
+            other => {
+                let attrs = outputs
+                    .platform
+                    .map(|p| BTreeMap::from([("platform".to_owned(), p.to_owned())]))
+                    .unwrap_or_default();
+                (String::new(), attrs, Some(other))
+            }
         };
         let solve = {
             let mut control = control.clone();
@@ -287,6 +295,7 @@ struct Requested<'a> {
     cache_imports: &'a [super::CacheEntry],
     cache_exports: &'a [super::CacheEntry],
     entitlements: &'a [String],
+    platform: Option<&'a str>,
 }
 
 /// The exporter BuildKit runs for `e`, its attributes, and where files it sends go.

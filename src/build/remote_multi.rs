@@ -1,0 +1,494 @@
+//! Several platforms on BuildKit daemons: `--addr` with `--platform a,b`, or the native
+//! nodes of bud.toml's `[builder]` (as a buildx builder of several nodes). Each platform is
+//! one solve on the node that builds it, all at once; bud joins the results as buildx
+//! exports them: one directory per platform for local and tar outputs, an image index
+//! pushed or written as an OCI layout from the images the nodes stored in their Docker.
+//!
+//! Per-platform solves rather than one solve returning a ref per platform: dockerd's
+//! `moby` exporter (20.10 and 28 on Docker's own image store) takes one image only, and
+//! nodes are different daemons; bud's own code writes the index either way.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use bud_frontend::convert::Platform;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::BuildOptions;
+use crate::config::NodeConfig;
+use crate::remote::TlsOptions;
+
+use super::export::{self, BuiltImage};
+use super::inputs::BuildInputs;
+use super::multi::{PlatformBuilt, platform_dir};
+use super::outputs::{Dest, Export};
+use super::remote::{Part, Solved, solve_on};
+use super::{BuildEnv, BuildReport};
+
+/// A BuildKit endpoint and the platforms it builds (none: any platform no other node lists).
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    pub name: String,
+    pub addr: String,
+    pub tls: TlsOptions,
+    pub platforms: Vec<Platform>,
+}
+
+impl Node {
+    /// The one node `--addr` names: it builds every platform.
+    pub fn one(addr: &str, tls: &TlsOptions) -> Self {
+        Node {
+            name: "bud0".to_owned(),
+            addr: addr.to_owned(),
+            tls: tls.clone(),
+            platforms: Vec::new(),
+        }
+    }
+
+    /// bud.toml's `[[builder.nodes]]`, checked: an address each, platforms as `--platform`
+    /// takes them, names unique (`node0`, `node1`… when not given, as buildx names them).
+    pub fn from_config(nodes: &[NodeConfig]) -> anyhow::Result<Vec<Node>> {
+        let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            let name = n.name_at(i);
+            if n.addr.is_empty() {
+                bail!("bud.toml: [[builder.nodes]] {name} has no addr");
+            }
+            crate::remote::Addr::parse(&n.addr)
+                .with_context(|| format!("bud.toml: [[builder.nodes]] {name}"))?;
+            if out.iter().any(|o| o.name == name) {
+                bail!("bud.toml: two [[builder.nodes]] are named {name}");
+            }
+            let platforms = n
+                .platforms
+                .iter()
+                .map(|p| {
+                    Platform::parse(p.trim()).map_err(|e| {
+                        anyhow::anyhow!("bud.toml: [[builder.nodes]] {name}: platform {p}: {e}")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            out.push(Node {
+                name,
+                addr: n.addr.clone(),
+                tls: TlsOptions::default(),
+                platforms,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The node each platform is built on: the first that lists it, else the first that lists
+/// none; a platform no node builds is refused, naming what each node builds.
+pub(super) fn assign<'a>(
+    nodes: &'a [Node],
+    platforms: &[Platform],
+) -> anyhow::Result<Vec<&'a Node>> {
+    platforms
+        .iter()
+        .map(|p| {
+            nodes
+                .iter()
+                .find(|n| n.platforms.contains(p))
+                .or_else(|| nodes.iter().find(|n| n.platforms.is_empty()))
+                .ok_or_else(|| {
+                    let listed: Vec<String> = nodes
+                        .iter()
+                        .map(|n| {
+                            let platforms: Vec<String> =
+                                n.platforms.iter().map(|p| p.to_string()).collect();
+                            format!("{} ({})", n.name, platforms.join(", "))
+                        })
+                        .collect();
+                    anyhow::anyhow!(
+                        "no node of the builder builds {p}: its nodes are {}; add one for {p} \
+                         to [[builder.nodes]] in bud.toml",
+                        listed.join("; ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Builds `platforms` (one or more), each on its node, and exports the results where
+/// `exports` say.
+pub(super) async fn build(
+    env: &BuildEnv,
+    nodes: &[Node],
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    exports: &[Export],
+    platforms: Vec<Platform>,
+    cancel: CancellationToken,
+) -> anyhow::Result<BuildReport> {
+    let assigned = assign(nodes, &platforms)?;
+    if platforms.len() == 1 {
+        // One platform is an ordinary build on its node.
+        let node = assigned[0];
+        let solved = solve_on(
+            env,
+            &node.addr,
+            &node.tls,
+            opts,
+            inputs,
+            exports,
+            Part::default(),
+            cancel,
+        )
+        .await?;
+        return Ok(solved.report);
+    }
+    super::multi::refuse_single_image_exports(exports)?;
+    // The daemons' images are read back as they stored them: bud cannot clamp their times.
+    if exports
+        .iter()
+        .any(|e| e.image_attrs().is_some_and(|a| a.rewrite_timestamp))
+    {
+        bail!("rewrite-timestamp=true with several platforms on BuildKit is not supported yet");
+    }
+    if !opts.cache_to.is_empty() {
+        bail!("--cache-to with several platforms is not supported yet");
+    }
+    if exports.is_empty() {
+        bail!("with --addr or [[builder.nodes]], give an output (-t, --load, --push or -o)");
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("platforms-")
+        .tempdir_in(env.state.tmp_dir())
+        .context("making a directory for the platforms' tarballs")?;
+    let wants_image = exports
+        .iter()
+        .any(|e| matches!(e, Export::Push { .. } | Export::OciArchive { .. }));
+    let solves = platforms
+        .iter()
+        .zip(&assigned)
+        .enumerate()
+        .map(|(i, (platform, node))| {
+            let part_exports = platform_exports(exports, platform, scratch.path(), wants_image);
+            let cancel = cancel.clone();
+            async move {
+                // One solve per output: dockerd 20.10's BuildKit runs one exporter per solve,
+                // and the solves after the first find every step in its cache.
+                let mut image = None;
+                for (j, e) in part_exports.iter().enumerate() {
+                    let part = Part {
+                        platform: Some(platform.clone()),
+                        quiet: i > 0 || j > 0,
+                    };
+                    let solved = solve_on(
+                        env,
+                        &node.addr,
+                        &node.tls,
+                        opts,
+                        inputs,
+                        std::slice::from_ref(e),
+                        part,
+                        cancel.clone(),
+                    )
+                    .await
+                    .with_context(|| {
+                        if nodes.len() > 1 {
+                            format!("{platform} on node {} ({})", node.name, node.addr)
+                        } else {
+                            platform.to_string()
+                        }
+                    })?;
+                    if matches!(e, Export::DockerLoad { .. }) {
+                        image = Some(solved);
+                    }
+                }
+                anyhow::Ok(image)
+            }
+        });
+    let solved = futures_util::future::try_join_all(solves).await?;
+
+    let mut images = Vec::new();
+    if wants_image {
+        for (platform, s) in platforms.iter().zip(&solved) {
+            let Some(s) = s else {
+                bail!("internal error: no image of {platform} stored in the node's Docker");
+            };
+            images.push(stored_image(env, platform, s).await?);
+        }
+    }
+    let mut report = BuildReport::default();
+    for (k, e) in exports.iter().enumerate() {
+        match e {
+            // Written by each platform's solve.
+            Export::Local { .. } => {}
+            Export::Tar { dest } => {
+                let parts: Vec<(String, PathBuf)> = platforms
+                    .iter()
+                    .map(|p| (platform_dir(p), part_tar(scratch.path(), k, p)))
+                    .collect();
+                let dest = dest.clone();
+                tokio::task::spawn_blocking(move || join_tars(&parts, &dest))
+                    .await
+                    .context("writing the tarball")??;
+            }
+            Export::Push { .. } | Export::OciArchive { .. } => {
+                let built: Vec<PlatformBuilt<'_>> = platforms
+                    .iter()
+                    .zip(&images)
+                    .map(|(platform, image)| PlatformBuilt {
+                        platform,
+                        image,
+                        attestations: &[],
+                    })
+                    .collect();
+                super::multi::export_index(e, &built, env, &mut report).await?;
+            }
+            Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
+                bail!("internal error: an export of one image for several platforms")
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What one platform's solve exports: its own directory of a local output, its tarball
+/// into `scratch`, and, for the index, its image stored untagged in the node's Docker.
+fn platform_exports(
+    exports: &[Export],
+    platform: &Platform,
+    scratch: &Path,
+    wants_image: bool,
+) -> Vec<Export> {
+    let mut part = Vec::new();
+    if wants_image {
+        part.push(Export::DockerLoad {
+            names: Vec::new(),
+            image: Default::default(),
+        });
+    }
+    for (k, e) in exports.iter().enumerate() {
+        match e {
+            Export::Local { dest } => part.push(Export::Local {
+                dest: dest.join(platform_dir(platform)),
+            }),
+            Export::Tar { .. } => part.push(Export::Tar {
+                dest: Dest::File(part_tar(scratch, k, platform)),
+            }),
+            _ => {}
+        }
+    }
+    part
+}
+
+/// Where a platform's part of the `export`-th output, a tarball, is written first.
+fn part_tar(scratch: &Path, export: usize, platform: &Platform) -> PathBuf {
+    scratch.join(format!("{export}-{}.tar", platform_dir(platform)))
+}
+
+/// The image a platform's solve stored in its node's Docker, read into the content store;
+/// the untagged image is then removed from that Docker, where nobody asked for it.
+async fn stored_image(
+    env: &BuildEnv,
+    platform: &Platform,
+    solved: &Solved,
+) -> anyhow::Result<BuiltImage> {
+    let (Some(image_id), Some(docker)) = (&solved.report.image_id, &solved.docker) else {
+        bail!("internal error: no image of {platform} stored in the node's Docker");
+    };
+    let built = super::remote_outputs::read_back(docker, image_id, &env.content).await?;
+    let untagged = docker
+        .inspect_image(image_id)
+        .await
+        .is_ok_and(|i| i.repo_tags.unwrap_or_default().is_empty());
+    if untagged {
+        // Best effort: an image a concurrent build tagged meanwhile is left, as Docker
+        // refuses to remove it.
+        let _ = docker
+            .remove_image(
+                image_id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+    Ok(built)
+}
+
+/// One tarball of the platforms' tarballs, each under its own directory, as buildx's tar
+/// output of several platforms holds them. Hard links name paths in the archive, so they
+/// move under the directory too.
+fn join_tars(parts: &[(String, PathBuf)], dest: &Dest) -> anyhow::Result<()> {
+    let mut builder = tar::Builder::new(export::open_dest(dest)?);
+    for (dir, tarball) in parts {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(0);
+        builder.append_data(&mut header, dir, std::io::empty())?;
+        let file = std::fs::File::open(tarball)
+            .with_context(|| format!("opening {}", tarball.display()))?;
+        let mut archive = tar::Archive::new(file);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = Path::new(dir).join(entry.path()?);
+            let mut header = entry.header().clone();
+            match entry.header().entry_type() {
+                tar::EntryType::Link => {
+                    let target = entry
+                        .link_name()?
+                        .map(|t| Path::new(dir).join(t))
+                        .context("a hard link without a target")?;
+                    builder.append_link(&mut header, &path, &target)?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name()?
+                        .map(|t| t.into_owned())
+                        .context("a symbolic link without a target")?;
+                    builder.append_link(&mut header, &path, &target)?;
+                }
+                _ => builder.append_data(&mut header, &path, &mut entry)?,
+            }
+        }
+    }
+    builder.into_inner()?.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, platforms: &[&str]) -> Node {
+        Node {
+            name: name.to_owned(),
+            addr: "docker://".to_owned(),
+            tls: TlsOptions::default(),
+            platforms: platforms
+                .iter()
+                .map(|p| Platform::parse(p).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_platform_goes_to_the_node_that_lists_it() {
+        let nodes = [
+            node("amd", &["linux/amd64"]),
+            node("arm", &["linux/arm64/v8"]),
+        ];
+        let platforms: Vec<Platform> = ["linux/arm64", "linux/amd64"]
+            .iter()
+            .map(|p| Platform::parse(p).unwrap())
+            .collect();
+        let names: Vec<&str> = assign(&nodes, &platforms)
+            .unwrap()
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, ["arm", "amd"]);
+
+        let err = assign(&nodes, &[Platform::parse("linux/s390x").unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no node of the builder builds linux/s390x"),
+            "{err}"
+        );
+        assert!(
+            err.contains("amd (linux/amd64); arm (linux/arm64)"),
+            "{err}"
+        );
+
+        let any = [node("arm", &["linux/arm64"]), node("rest", &[])];
+        let names: Vec<&str> = assign(&any, &platforms)
+            .unwrap()
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, ["arm", "rest"]);
+    }
+
+    #[test]
+    fn nodes_are_checked_as_bud_toml_gives_them() {
+        let config = |addr: &str, platforms: &[&str]| NodeConfig {
+            name: None,
+            addr: addr.to_owned(),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+        };
+        let nodes = Node::from_config(&[
+            config("tcp://arm:1234", &["linux/arm64"]),
+            config("unix:///run/buildkit.sock", &[]),
+        ])
+        .unwrap();
+        assert_eq!(nodes[0].name, "node0");
+        assert_eq!(nodes[1].name, "node1");
+        assert_eq!(nodes[0].platforms[0].to_string(), "linux/arm64");
+        for (bad, why) in [
+            (config("", &[]), "has no addr"),
+            (config("ftp://x", &[]), "invalid --addr"),
+            (config("tcp://a:1", &["nonsense"]), "platform nonsense"),
+        ] {
+            let err = format!("{:#}", Node::from_config(&[bad]).unwrap_err());
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn joined_tarballs_put_each_platform_under_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("a.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&part).unwrap());
+        let header = |kind: tar::EntryType, size: u64, uid: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_uid(uid);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h
+        };
+        let mut h = header(tar::EntryType::Regular, 2, 1000);
+        b.append_data(&mut h, "etc/f", &b"hi"[..]).unwrap();
+        let mut l = header(tar::EntryType::Link, 0, 0);
+        b.append_link(&mut l, "etc/g", "etc/f").unwrap();
+        let mut s = header(tar::EntryType::Symlink, 0, 0);
+        b.append_link(&mut s, "etc/s", "/etc/f").unwrap();
+        b.into_inner().unwrap();
+
+        let out = dir.path().join("out.tar");
+        join_tars(
+            &[("linux_arm64".to_owned(), part)],
+            &Dest::File(out.clone()),
+        )
+        .unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());
+        let entries: Vec<(String, Option<String>, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.link_name()
+                        .unwrap()
+                        .map(|l| l.to_string_lossy().into_owned()),
+                    e.header().uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("linux_arm64".to_owned(), None, 0),
+                ("linux_arm64/etc/f".to_owned(), None, 1000),
+                (
+                    "linux_arm64/etc/g".to_owned(),
+                    Some("linux_arm64/etc/f".to_owned()),
+                    0
+                ),
+                ("linux_arm64/etc/s".to_owned(), Some("/etc/f".to_owned()), 0),
+            ]
+        );
+    }
+}
