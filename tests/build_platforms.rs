@@ -1025,7 +1025,7 @@ fn annotations_of(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// `-o type=oci` with several platforms, as BuildKit's OCI exporter writes it:
-/// `compression=zstd` and `rewrite-timestamp=true` make each platform's image (its layers
+/// `compression=zstd,force-compression=true` (base layers too, wherever they came from) and `rewrite-timestamp=true` make each platform's image (its layers
 /// zstd, the build's own files dated SOURCE_DATE_EPOCH), and every kind of annotation goes
 /// where buildx's `--annotation` puts it: `manifest` into every manifest and
 /// `manifest[linux/arm64]` into arm64's only, `manifest-descriptor` onto the index's
@@ -1042,7 +1042,7 @@ fn several_platforms_in_an_oci_layout_with_annotations_compression_and_clamped_t
     let dir = ctx.path().to_str().unwrap();
     let oci_path = root.path().join("oci.tar");
     let dest = format!(
-        "type=oci,dest={},name=example.com/app:v1,compression=zstd,rewrite-timestamp=true",
+        "type=oci,dest={},name=example.com/app:v1,compression=zstd,force-compression=true,rewrite-timestamp=true",
         oci_path.display()
     );
     const EPOCH: i64 = 1_000_000_000;
