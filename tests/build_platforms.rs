@@ -1025,8 +1025,9 @@ fn annotations_of(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// `-o type=oci` with several platforms, as BuildKit's OCI exporter writes it:
-/// `compression=zstd,force-compression=true` (base layers too, wherever they came from) and `rewrite-timestamp=true` make each platform's image (its layers
-/// zstd, the build's own files dated SOURCE_DATE_EPOCH), and every kind of annotation goes
+/// `compression=zstd,force-compression=true` (base layers too, wherever they came from)
+/// and `rewrite-timestamp=true` make each platform's image (its layers zstd, the build's
+/// own files dated SOURCE_DATE_EPOCH), and every kind of annotation goes
 /// where buildx's `--annotation` puts it: `manifest` into every manifest and
 /// `manifest[linux/arm64]` into arm64's only, `manifest-descriptor` onto the index's
 /// entries, `index` into the index, `index-descriptor` onto its entry in index.json.
