@@ -260,7 +260,10 @@ pub(super) async fn build(
             }
             progress.completed(EXPORT_VERTEX, None);
         }
-        Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
+        Err(e) => progress.completed(
+            EXPORT_VERTEX,
+            Some(crate::error_chain::error_chain(e.as_ref())),
+        ),
     }
     exported?;
     unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &result, env)).await?;
@@ -441,7 +444,7 @@ async fn export_caches(
         match exported {
             Ok(()) => env.progress.completed(&vertex, None),
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = crate::error_chain::error_chain(e.as_ref());
                 env.progress.completed(&vertex, Some(message.clone()));
                 if !spec.ignore_error {
                     return Err(e.context(format!("exporting the cache to {}", spec.describe())));

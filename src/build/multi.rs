@@ -132,7 +132,10 @@ pub(super) async fn build(
             }
             progress.completed(EXPORT_VERTEX, None);
         }
-        Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
+        Err(e) => progress.completed(
+            EXPORT_VERTEX,
+            Some(crate::error_chain::error_chain(e.as_ref())),
+        ),
     }
     exported?;
     Ok(report)

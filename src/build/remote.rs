@@ -100,7 +100,7 @@ pub(super) async fn build(
                         &files,
                     )
                     .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| crate::error_chain::error_chain(e.as_ref()))?;
                     Some(inputs.loaded(loaded))
                 }
                 None => None,
@@ -115,7 +115,7 @@ pub(super) async fn build(
                 progress,
             )
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| crate::error_chain::error_chain(e.as_ref()))?;
             Ok(Graph {
                 definition: converted.definition,
                 image_config_json: Some(serde_json::to_vec(&converted.image)?),

@@ -29,13 +29,13 @@ pub enum Unavailable {
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Privilege(e) => write!(f, "{e}"),
+            Self::Privilege(e) => f.write_str(&crate::error_chain::error_chain(*e)),
             Self::Runtime(ExecError::RuntimeNotFound { name }) => write!(
                 f,
                 "{name} is not installed: install it with `apt-get install {name}`, or set \
                  [worker] runtime in bud.toml"
             ),
-            Self::Runtime(e) => write!(f, "{e}"),
+            Self::Runtime(e) => f.write_str(&crate::error_chain::error_chain(e)),
         }
     }
 }

@@ -101,7 +101,10 @@ pub async fn load(
         Ok(skip) => skip,
         Err(e) => {
             // Skipping is an optimisation: without it the load still works.
-            tracing::warn!("cannot list the daemon's layers, sending all of them: {e}");
+            tracing::warn!(
+                "cannot list the daemon's layers, sending all of them: {}",
+                crate::error_chain::error_chain(&e)
+            );
             HashSet::new()
         }
     };
@@ -112,7 +115,8 @@ pub async fn load(
             // Only the daemon's refusal can be due to the missing layers.
             Err(e @ (ExportError::LoadRejected(_) | ExportError::Docker { .. })) => {
                 tracing::info!(
-                    "docker refused the archive without held layers ({e}); retrying with all layers"
+                    "docker refused the archive without held layers ({}); retrying with all layers",
+                    crate::error_chain::error_chain(&e)
                 );
             }
             Err(e) => return Err(e),

@@ -44,7 +44,7 @@ pub enum GcError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Content(#[from] ContentError),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

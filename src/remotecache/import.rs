@@ -261,8 +261,9 @@ impl CacheImport for ImportedCache {
                         None,
                         format!(
                             "cache from {}: a cached result could not be brought in, the \
-                             step runs: {e:#}",
-                            self.source.describe()
+                             step runs: {}",
+                            self.source.describe(),
+                            crate::error_chain::error_chain(e.as_ref())
                         ),
                     );
                     None
@@ -297,8 +298,9 @@ impl CacheImport for ImportedCache {
                         None,
                         format!(
                             "cache from {}: a cache mount could not be brought in, it \
-                             starts empty: {e:#}",
-                            self.source.describe()
+                             starts empty: {}",
+                            self.source.describe(),
+                            crate::error_chain::error_chain(e.as_ref())
                         ),
                     );
                     None

@@ -85,7 +85,8 @@ fn extract_and_keep(
         crate::snapshot::apply::extract_layer(reader, dir)?;
         return Ok(());
     }
-    let content_err = |e: crate::content::ContentError| SolveError::Image(e.to_string());
+    let content_err =
+        |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
     let mut tee = Tee {
         inner: reader,
         copy: content.writer().map_err(content_err)?,
@@ -122,8 +123,13 @@ impl Solver {
         if let Some(name) = id.strip_prefix("local://") {
             self.progress.started(&vertex.digest, &vertex.name);
             let result = self.local(name, src).await;
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            self.progress.completed(
+                &vertex.digest,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::error_chain::error_chain(e)),
+            );
             let ctx = Arc::new(result?);
             let checksum = ctx.snapshot.checksum("");
             if let Some(history) = &self.history {
@@ -167,8 +173,13 @@ impl Solver {
                 r = fetch => r,
                 _ = cancel.cancelled() => Err(SolveError::Cancelled),
             };
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            self.progress.completed(
+                &vertex.digest,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::error_chain::error_chain(e)),
+            );
             let (key, r) = result?;
             return Ok(Solved {
                 key,
@@ -192,10 +203,7 @@ impl Solver {
         let matcher = if excludes.is_empty() {
             None
         } else {
-            Some(
-                PatternMatcher::new(&excludes)
-                    .map_err(|e| SolveError::Other(format!(".dockerignore: {e}")))?,
-            )
+            Some(PatternMatcher::new(&excludes).map_err(SolveError::failed(".dockerignore"))?)
         };
         let meta = self.snapshots.meta.clone();
         let name = name.to_string();
@@ -211,7 +219,7 @@ impl Solver {
             })
         })
         .await
-        .map_err(|e| SolveError::Other(format!("walking the context: {e}")))?
+        .map_err(SolveError::failed("walking the context"))?
     }
 
     /// Resolves an image and makes sure each of its layers is extracted, bottom up. Each
@@ -229,8 +237,13 @@ impl Solver {
             r = fetch => r,
             _ = cancel.cancelled() => Err(SolveError::Cancelled),
         };
-        self.progress
-            .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+        self.progress.completed(
+            &vertex.digest,
+            result
+                .as_ref()
+                .err()
+                .map(|e| crate::error_chain::error_chain(e)),
+        );
         let (key, r) = result?;
         Ok(Solved {
             key,
@@ -282,7 +295,7 @@ impl Solver {
             let digest = digest.to_owned();
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
-                .map_err(|e| SolveError::Other(format!("reading an OCI layout: {e}")))?
+                .map_err(SolveError::failed("reading an OCI layout"))?
                 .map_err(|e| SolveError::Image(e.to_string()))?
         };
         let layers = image
@@ -333,7 +346,7 @@ impl Solver {
                 extract_and_keep(reader, &upper, &content, &diff_id)
             })
             .await
-            .map_err(|e| SolveError::Other(format!("extracting a layer: {e}")))??;
+            .map_err(SolveError::failed("extracting a layer"))??;
             let committed = self.snapshots.commit(
                 ws,
                 &parent,
