@@ -168,7 +168,7 @@ fn layers_of(source: &ImageSource, image: &PulledImage) -> Vec<ImageLayer> {
                 open: Box::new(move || {
                     source
                         .open_layer(&layer)
-                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        .map_err(|e| std::io::Error::other(crate::error_chain::error_chain(&e)))
                 }),
             }
         })

@@ -123,7 +123,10 @@ pub fn describe(config: &WorkerConfig, state: &StateRoot) -> String {
     };
     match embedded(config, state) {
         Ok(Ok(_)) => format!("embedded, {privilege}"),
-        Ok(Err(e)) => format!("embedded, {privilege}; its runtime cannot be used: {e}"),
+        Ok(Err(e)) => format!(
+            "embedded, {privilege}; its runtime cannot be used: {e}",
+            e = crate::error_chain::error_chain(&e)
+        ),
         Err(why) if config.fallback == Fallback::Never => {
             format!("none: {why} ([worker] fallback = \"never\")")
         }

@@ -263,7 +263,7 @@ async fn upload(
                 Ok(written) => Ok((out.sent, written)),
                 Err(e) => {
                     // Abort the request body so that the daemon does not load a cut archive.
-                    let _ = out.send(Err(io::Error::other(e.to_string())));
+                    let _ = out.send(Err(io::Error::other(crate::error_chain::error_chain(&e))));
                     Err(e)
                 }
             }
