@@ -94,7 +94,7 @@ fn extract_and_keep(
     crate::snapshot::apply::extract_layer(&mut tee, dir)?;
     // The tar may have padding after its last entry: keep every byte.
     std::io::copy(&mut tee.inner, &mut tee.copy)
-        .map_err(|e| SolveError::Image(format!("reading layer {diff_id}: {e}")))?;
+        .map_err(SolveError::failed(format!("reading layer {diff_id}")))?;
     tee.copy.commit(Some(&expected)).map_err(content_err)?;
     Ok(())
 }
@@ -341,8 +341,7 @@ impl Solver {
             let content = self.snapshots.content.clone();
             let diff_id = layer.diff_id.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
-                let reader =
-                    open().map_err(|e| SolveError::Image(format!("reading layer: {e}")))?;
+                let reader = open().map_err(SolveError::failed("reading layer"))?;
                 extract_and_keep(reader, &upper, &content, &diff_id)
             })
             .await
