@@ -120,7 +120,10 @@ pub(super) async fn build(
             if let Some(unused) = early_load
                 && let Err(e) = unused.close().await
             {
-                tracing::debug!("closing the unused docker load: {e}");
+                tracing::debug!(
+                    "closing the unused docker load: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
             }
             return Err(super::failure::step_failure(e, &[&converted.definition]));
         }

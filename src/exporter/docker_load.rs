@@ -82,7 +82,10 @@ pub async fn load(
             if let Some(pending) = pending
                 && let Err(e) = pending.close().await
             {
-                tracing::debug!("closing the unused docker load: {e}");
+                tracing::debug!(
+                    "closing the unused docker load: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
             }
             tag_all(docker, &image_id, tags).await?;
             return Ok(Loaded {

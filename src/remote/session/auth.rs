@@ -50,7 +50,10 @@ impl Auth for AuthService {
             },
             // No configuration or no entry for this host: pull anonymously.
             Err(e) => {
-                tracing::debug!("no credentials for {host}: {e}");
+                tracing::debug!(
+                    "no credentials for {host}: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
                 CredentialsResponse::default()
             }
         };
