@@ -38,14 +38,14 @@ use crate::timeouts::Timeouts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path}: {source}")]
+    #[error("cannot read the configuration file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("cannot find the size of the filesystem of {path}: {source}")]
+    #[error("cannot find the size of the filesystem of {path}")]
     Statfs {
         path: PathBuf,
         source: std::io::Error,

@@ -1,5 +1,9 @@
-//! Errors as one line with their causes: connection errors (hyper's, rustls', ssh's) carry
-//! their reason in their sources, and their own message often names only the kind.
+//! Errors as one line with their causes, the one printer for every error a user sees (the
+//! final `error:` line, a step's failure, progress and warnings). bud's own messages name
+//! their own layer only and leave the cause to this walk (`convention.rs` checks it);
+//! connection errors (hyper's, rustls', ssh's) carry their reason in their sources, and
+//! their own message often names only the kind. Some foreign errors print their source
+//! too: a cause already in the text is not repeated.
 
 /// `e` and each of its sources not already part of the text, joined with `: `.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -14,3 +18,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod convention;

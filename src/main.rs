@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
         Err(e) => {
-            bud::report!("error: {e:#}");
+            bud::report!("error: {}", bud::error_chain::error_chain(e.as_ref()));
             ExitCode::from(EXIT_FAILURE)
         }
     }

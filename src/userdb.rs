@@ -34,7 +34,7 @@ pub enum Error {
     NotRegular(String),
     #[error("\"{0}\" exceeds {MAX_USER_FILE_BYTES} bytes")]
     TooLarge(String),
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {path}")]
     Read {
         path: String,
         source: std::io::Error,

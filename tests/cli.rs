@@ -71,6 +71,52 @@ fn usage_errors_exit_2_and_name_the_flag() {
     }
 }
 
+/// A failed system call is printed with its cause once: a message names its own layer and
+/// the one printer adds the causes (each used to come twice, "Is a directory (os error 21):
+/// Is a directory (os error 21)").
+#[test]
+fn a_system_error_is_printed_with_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), "FROM scratch\n").unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let root_below_a_file = file.join("state");
+    let state = dir.path().join("state");
+
+    let config_is_a_directory = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .args(["--root", state.to_str().unwrap(), context.to_str().unwrap()])
+        .env("BUD_CONFIG", dir.path())
+        .output()
+        .expect("run bud");
+    let state_below_a_file = bud(&[
+        "--root",
+        root_below_a_file.to_str().unwrap(),
+        context.to_str().unwrap(),
+    ]);
+    for (out, expected) in [
+        (
+            config_is_a_directory,
+            format!(
+                "error: cannot read the configuration file {}: Is a directory (os error 21)",
+                dir.path().display()
+            ),
+        ),
+        (
+            state_below_a_file,
+            format!(
+                "error: cannot create the state directory {}: Not a directory (os error 20)",
+                root_below_a_file.display()
+            ),
+        ),
+    ] {
+        let stderr = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().last(), Some(expected.as_str()), "{stderr}");
+    }
+}
+
 #[test]
 fn completion_prints_a_script() {
     let out = bud(&["completion", "bash"]);

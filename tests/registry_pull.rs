@@ -304,3 +304,53 @@ fn a_base_image_on_a_silent_registry_times_out() {
         "{stderr}"
     );
 }
+
+/// A base image on a registry nobody listens on fails with each cause of the failure once,
+/// down to the system's: the error convention (a message names its own layer, the one
+/// printer walks the causes) holds end to end. Docker 20.10 names the refusal too.
+#[test]
+fn an_unreachable_registry_is_reported_with_each_cause_once() {
+    // A port that was free a moment ago: nothing listens there now, so connecting is refused.
+    let registry = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {registry}/bud-test/nobody\nRUN true\n"),
+    )
+    .unwrap();
+    let out = support::bud_at(
+        &dir.path().join("state"),
+        &["-o", "type=tar,dest=/dev/null", context.to_str().unwrap()],
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    for part in [
+        format!("authenticating to pull {registry}/bud-test/nobody:latest"),
+        format!("error sending request for url (http://{registry}/v2/)"),
+        "Connection refused (os error 111)".to_string(),
+    ] {
+        assert_eq!(
+            last.matches(&part).count(),
+            1,
+            "{part:?} once in:\n{stderr}"
+        );
+    }
+
+    if !support::require_docker() {
+        return;
+    }
+    let reference = std::process::Command::new(support::DOCKER)
+        .args(["build", "--no-cache"])
+        .arg(&context)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build");
+    let reference = support::stderr_of(&reference);
+    assert!(reference.contains("connection refused"), "{reference}");
+}

@@ -264,6 +264,11 @@ fn a_context_directory_the_user_cannot_read_fails_as_with_docker() {
         last.contains("root-only") && last.contains("ermission denied"),
         "the failure names the file, not a step cancelled because of it:\n{stderr}"
     );
+    assert_eq!(
+        last.matches("ermission denied").count(),
+        1,
+        "the system's error once:\n{stderr}"
+    );
 
     let reference = command_as(ROOTLESS_USER, DOCKER)
         .args(["build", "-t", "bud-rootless/denied-reference"])

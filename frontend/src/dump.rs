@@ -16,7 +16,7 @@ use crate::llb::digest_of;
 
 /// A definition whose ops cannot be read.
 #[derive(Debug, Error)]
-#[error("op {index} of the definition cannot be decoded: {source}")]
+#[error("op {index} of the definition cannot be decoded")]
 pub struct DumpError {
     pub index: usize,
     #[source]

@@ -160,7 +160,7 @@ async fn sbom(
     let inventory = match scanned {
         Ok(inventory) => inventory,
         Err(e) => {
-            progress.completed(&vertex, Some(format!("{e:#}")));
+            progress.completed(&vertex, Some(crate::error_chain::error_chain(e.as_ref())));
             return Err(e.context("generating the SBOM"));
         }
     };

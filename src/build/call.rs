@@ -54,7 +54,13 @@ async fn check(
     })
     .await
     .context("checking the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            inputs.dockerfile_name,
+            e = crate::error_chain::error_chain(&e)
+        )
+    })?;
     let findings = report.findings;
     if json {
         println!("{}", check_json(&findings, opts, inputs));
@@ -146,8 +152,13 @@ fn frontend_filename(opts: &BuildOptions) -> String {
 
 /// `--call=targets`: a table of stages, or the frontend's JSON.
 fn targets(inputs: &BuildInputs, json: bool) -> anyhow::Result<String> {
-    let targets = bud_frontend::targets::targets(&inputs.dockerfile)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let targets = bud_frontend::targets::targets(&inputs.dockerfile).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            inputs.dockerfile_name,
+            e = crate::error_chain::error_chain(&e)
+        )
+    })?;
     if json {
         let list: Vec<Value> = targets
             .iter()
@@ -218,7 +229,13 @@ async fn outline(
     })
     .await
     .context("outlining the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            inputs.dockerfile_name,
+            e = crate::error_chain::error_chain(&e)
+        )
+    })?;
     if json {
         let value = outline_json(&outline, &inputs.dockerfile);
         return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));

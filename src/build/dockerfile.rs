@@ -86,7 +86,13 @@ async fn check_dockerfile(
     })
     .await
     .context("checking the Dockerfile")?;
-    let report = report.map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))?;
+    let report = report.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            inputs.dockerfile_name,
+            e = crate::error_chain::error_chain(&e)
+        )
+    })?;
     if report.findings.is_empty() {
         return Ok(convert_opts);
     }
@@ -134,7 +140,13 @@ pub(super) async fn convert_with(
     })
     .await
     .context("converting the Dockerfile")?
-    .map_err(|e| anyhow::anyhow!("{}: {e}", inputs.dockerfile_name))
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            inputs.dockerfile_name,
+            e = crate::error_chain::error_chain(&e)
+        )
+    })
 }
 
 /// `--build-arg` values; bare keys the environment does not set are dropped, as docker does.

@@ -99,7 +99,10 @@ pub(super) async fn build(
             if let Some(unused) = early_load
                 && let Err(e) = unused.close().await
             {
-                tracing::debug!("closing the unused docker load: {e}");
+                tracing::debug!(
+                    "closing the unused docker load: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
             }
             return Err(super::failure::step_failure(e, &[&converted.definition]));
         }
@@ -244,7 +247,10 @@ pub(super) async fn build(
             }
             progress.completed(EXPORT_VERTEX, None);
         }
-        Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
+        Err(e) => progress.completed(
+            EXPORT_VERTEX,
+            Some(crate::error_chain::error_chain(e.as_ref())),
+        ),
     }
     exported?;
     unless_cancelled(
@@ -458,7 +464,7 @@ pub(super) async fn export_caches(
         match exported {
             Ok(()) => env.progress.completed(&vertex, None),
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = crate::error_chain::error_chain(e.as_ref());
                 env.progress.completed(&vertex, Some(message.clone()));
                 if !spec.ignore_error {
                     return Err(e.context(format!("exporting the cache to {}", spec.describe())));

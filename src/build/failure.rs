@@ -2,6 +2,8 @@
 //! from, then the error.
 
 use bud_frontend::llb::locations_of;
+
+use crate::error_chain::error_chain;
 use bud_proto::pb;
 
 /// A failed step, reported as docker build and buildx do: the Dockerfile lines of every
@@ -27,9 +29,9 @@ pub(super) fn step_failure(
         e.source.root(),
         crate::solver::SolveError::ProcessFailed { .. }
     ) {
-        msg.push_str(&format!("failed to solve: {}", e.source));
+        msg.push_str(&format!("failed to solve: {}", error_chain(&e.source)));
     } else {
-        msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));
+        msg.push_str(&format!("failed to solve: {}", error_chain(&e)));
     }
     anyhow::anyhow!(msg)
 }

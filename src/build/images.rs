@@ -57,7 +57,7 @@ impl BuildImages {
             self.source
                 .resolve(&parsed, &opts)
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| crate::error_chain::error_chain(&e))?,
         );
         let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.insert(key(reference), image.clone());
@@ -168,7 +168,7 @@ fn layers_of(source: &ImageSource, image: &PulledImage) -> Vec<ImageLayer> {
                 open: Box::new(move || {
                     source
                         .open_layer(&layer)
-                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        .map_err(|e| std::io::Error::other(crate::error_chain::error_chain(&e)))
                 }),
             }
         })

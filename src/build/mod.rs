@@ -272,6 +272,9 @@ fn collect_garbage(state: &StateRoot, meta: &MetaStore, policy: &crate::config::
             tracing::info!("garbage collection freed {} bytes", report.freed)
         }
         Ok(_) => {}
-        Err(e) => crate::report!("warning: cache garbage collection: {e}"),
+        Err(e) => crate::report!(
+            "warning: cache garbage collection: {}",
+            crate::error_chain::error_chain(&e)
+        ),
     }
 }

@@ -171,7 +171,10 @@ pub(super) async fn build(
             }
             progress.completed(EXPORT_VERTEX, None);
         }
-        Err(e) => progress.completed(EXPORT_VERTEX, Some(format!("{e:#}"))),
+        Err(e) => progress.completed(
+            EXPORT_VERTEX,
+            Some(crate::error_chain::error_chain(e.as_ref())),
+        ),
     }
     exported?;
     let results: Vec<Ref> = built.iter().map(|b| b.result.clone()).collect();

@@ -170,7 +170,7 @@ pub(super) async fn solve_on(
                         &files,
                     )
                     .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| crate::error_chain::error_chain(e.as_ref()))?;
                     Some(inputs.loaded(loaded))
                 }
                 None => None,
@@ -198,7 +198,7 @@ pub(super) async fn solve_on(
                     converted
                 }
             }
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| crate::error_chain::error_chain(e.as_ref()))?;
             Ok(Graph {
                 definition: converted.definition,
                 image_config_json: Some(serde_json::to_vec(&converted.image)?),
@@ -317,7 +317,7 @@ fn check_syntax(
 ) -> anyhow::Result<Option<bud_frontend::syntax::ForeignFrontend>> {
     let name = &inputs.dockerfile_name;
     let parsed = bud_frontend::parser::parse(&inputs.dockerfile)
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{name}: {e}", e = crate::error_chain::error_chain(&e)))?;
     let build_args = super::dockerfile::build_arg_values(&opts.build_args);
     let syntax = bud_frontend::syntax::resolve(
         &parsed.directives,
@@ -327,9 +327,9 @@ fn check_syntax(
     if let bud_frontend::syntax::Syntax::Foreign(f) = syntax {
         return Ok(Some(f));
     }
-    let file =
-        bud_frontend::instructions::parse(&parsed).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let file = bud_frontend::instructions::parse(&parsed)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}", e = crate::error_chain::error_chain(&e)))?;
     bud_frontend::convert::check_syntax(&parsed.directives, &file, &build_args)
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{name}: {e}", e = crate::error_chain::error_chain(&e)))?;
     Ok(None)
 }

@@ -181,7 +181,7 @@ impl ContextFiles for SolverFiles<'_> {
                 .solver
                 .solve(&definition, self.cancel)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{e}", e = crate::error_chain::error_chain(&e)))?;
             let snapshots = self.solver.snapshots().clone();
             tokio::task::spawn_blocking(move || {
                 let view = snapshots.view(&result)?;

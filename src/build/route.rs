@@ -119,7 +119,10 @@ pub(super) async fn export_one(
                 // The image is in Docker: not remembering its diff IDs only costs tarring
                 // the layers again on the next export.
                 if let Err(e) = plan.record_diff_ids(solver.snapshots(), &loaded.diff_ids) {
-                    tracing::warn!("not recording the layers' diff IDs: {e:#}");
+                    tracing::warn!(
+                        "not recording the layers' diff IDs: {}",
+                        crate::error_chain::error_chain(e.as_ref())
+                    );
                 }
                 report.config_digest = Some(loaded.config_digest.to_string());
             }

@@ -32,13 +32,13 @@ pub enum Unavailable {
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Privilege(e) => write!(f, "{e}"),
+            Self::Privilege(e) => f.write_str(&crate::error_chain::error_chain(*e)),
             Self::Runtime(ExecError::RuntimeNotFound { name }) => write!(
                 f,
                 "{name} is not installed: install it with `apt-get install {name}`, or set \
                  [worker] runtime in bud.toml"
             ),
-            Self::Runtime(e) => write!(f, "{e}"),
+            Self::Runtime(e) => f.write_str(&crate::error_chain::error_chain(e)),
         }
     }
 }
@@ -146,7 +146,10 @@ pub fn describe(builder: &BuilderConfig, config: &WorkerConfig, state: &StateRoo
     };
     match embedded(config, state) {
         Ok(Ok(_)) => format!("embedded, {privilege}"),
-        Ok(Err(e)) => format!("embedded, {privilege}; its runtime cannot be used: {e}"),
+        Ok(Err(e)) => format!(
+            "embedded, {privilege}; its runtime cannot be used: {e}",
+            e = crate::error_chain::error_chain(&e)
+        ),
         Err(why) if config.fallback == Fallback::Never => {
             format!("none: {why} ([worker] fallback = \"never\")")
         }

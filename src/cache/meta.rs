@@ -19,7 +19,7 @@ use super::reserve::{self, Reserve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("cache metadata {path}: {source}")]
+    #[error("cache metadata {path}")]
     Open {
         path: String,
         source: rusqlite::Error,
@@ -36,7 +36,7 @@ pub enum MetaError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("cache metadata lock {path}: {source}")]
+    #[error("cache metadata lock {path}")]
     Lock {
         path: String,
         source: std::io::Error,

@@ -28,7 +28,7 @@ pub enum CommandError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing the output: {0}")]
+    #[error("writing the output")]
     Output(#[from] std::io::Error),
 }
 

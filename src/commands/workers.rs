@@ -86,7 +86,7 @@ fn gc_policy(gc: &GcConfig, root: &Path) -> String {
     };
     let keep = match gc.keep_bytes(root) {
         Ok(b) => format!("keep {} ({limit})", human_size(b)),
-        Err(e) => format!("keep {limit}: {e}"),
+        Err(e) => format!("keep {limit}: {}", crate::error_chain::error_chain(&e)),
     };
     let mut text = format!(
         "{}, {keep}",

@@ -56,7 +56,10 @@ impl Leases {
             Ok(()) => {
                 held.digests.insert(digest.clone());
             }
-            Err(e) => tracing::warn!("cannot lease blob {digest}: {e}"),
+            Err(e) => tracing::warn!(
+                "cannot lease blob {digest}: {e}",
+                e = crate::error_chain::error_chain(&e)
+            ),
         }
     }
 

@@ -14,7 +14,7 @@ use super::lease::{self, Exclusive, Leases};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

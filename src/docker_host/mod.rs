@@ -38,7 +38,7 @@ pub enum DockerHostError {
     Context(#[from] ContextError),
     #[error("{origin}: TLS: {reason}")]
     Tls { origin: String, reason: String },
-    #[error("cannot reach Docker at {place}: {source}")]
+    #[error("cannot reach Docker at {place}")]
     Connect {
         place: String,
         #[source]
@@ -370,11 +370,11 @@ pub async fn probe() -> Result<bollard::Docker, String> {
         Err(e) => {
             // A setting naming a Docker bud cannot use is worth knowing even when no
             // output needs Docker.
-            crate::report!("warning: {e}");
-            return Err(e.to_string());
+            crate::report!("warning: {}", crate::error_chain::error_chain(&e));
+            return Err(crate::error_chain::error_chain(&e));
         }
     };
-    let docker = connect(&endpoint).map_err(|e| e.to_string())?;
+    let docker = connect(&endpoint).map_err(|e| crate::error_chain::error_chain(&e))?;
     match docker.ping().await {
         Ok(_) => Ok(docker),
         Err(e) => {

@@ -125,16 +125,16 @@ pub enum ExecError {
     UnknownRuntime(String),
     #[error("invalid exec spec: {0}")]
     InvalidSpec(String),
-    #[error("building the OCI runtime spec: {0}")]
+    #[error("building the OCI runtime spec")]
     OciSpec(#[from] oci_spec::OciSpecError),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("running {runtime}: {source}")]
+    #[error("running {runtime}")]
     Spawn {
         runtime: PathBuf,
         #[source]

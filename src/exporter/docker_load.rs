@@ -82,7 +82,10 @@ pub async fn load(
             if let Some(pending) = pending
                 && let Err(e) = pending.close().await
             {
-                tracing::debug!("closing the unused docker load: {e}");
+                tracing::debug!(
+                    "closing the unused docker load: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
             }
             tag_all(docker, &image_id, tags).await?;
             return Ok(Loaded {
@@ -101,7 +104,10 @@ pub async fn load(
         Ok(skip) => skip,
         Err(e) => {
             // Skipping is an optimisation: without it the load still works.
-            tracing::warn!("cannot list the daemon's layers, sending all of them: {e}");
+            tracing::warn!(
+                "cannot list the daemon's layers, sending all of them: {}",
+                crate::error_chain::error_chain(&e)
+            );
             HashSet::new()
         }
     };
@@ -112,7 +118,8 @@ pub async fn load(
             // Only the daemon's refusal can be due to the missing layers.
             Err(e @ (ExportError::LoadRejected(_) | ExportError::Docker { .. })) => {
                 tracing::info!(
-                    "docker refused the archive without held layers ({e}); retrying with all layers"
+                    "docker refused the archive without held layers ({}); retrying with all layers",
+                    crate::error_chain::error_chain(&e)
                 );
             }
             Err(e) => return Err(e),
@@ -259,7 +266,7 @@ async fn upload(
                 Ok(written) => Ok((out.sent, written)),
                 Err(e) => {
                     // Abort the request body so that the daemon does not load a cut archive.
-                    let _ = out.send(Err(io::Error::other(e.to_string())));
+                    let _ = out.send(Err(io::Error::other(crate::error_chain::error_chain(&e))));
                     Err(e)
                 }
             }

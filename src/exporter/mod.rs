@@ -88,18 +88,18 @@ pub struct CompressedBlob {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("writing the archive: {0}")]
+    #[error("writing the archive")]
     Write(#[source] io::Error),
     #[error("the attestation manifest: {0}")]
     Attestation(String),
-    #[error("invalid diff ID in the image config: {0}")]
+    #[error("invalid diff ID in the image config")]
     InvalidDiffId(#[from] DigestError),
     #[error(
         "the image config lists {config} layers (rootfs.diff_ids) but {given} layer files were given"
@@ -117,7 +117,7 @@ pub enum ExportError {
         expected: Digest,
         actual: Digest,
     },
-    #[error("tarring the layer at {path}: {source}")]
+    #[error("tarring the layer at {path}")]
     Layer {
         path: PathBuf,
         #[source]
@@ -127,7 +127,7 @@ pub enum ExportError {
     UnknownDiffId { index: usize },
     #[error(transparent)]
     InvalidName(#[from] ImageNameError),
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Docker {
         action: &'static str,
         #[source]

@@ -36,7 +36,7 @@ pub fn copy(src_root: &Path, dest_root: &Path, action: &CopyAction<'_>) -> Resul
         if let Err(source) = std::fs::symlink_metadata(parent) {
             return Err(Error::DestParentMissing {
                 path: action.dest.clone(),
-                source,
+                error: source,
             });
         }
     }

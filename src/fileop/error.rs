@@ -16,15 +16,17 @@ pub enum Error {
     SourceNotFound { path: String },
 
     /// The parent of a COPY destination does not exist and `create_dest_path` is off.
-    #[error("failed to stat {path}: {}", go_message(source))]
-    DestParentMissing { path: String, source: io::Error },
+    /// (The system error is part of the message, in Go's words as BuildKit prints it, and
+    /// so not a source.)
+    #[error("failed to stat {path}: {}", go_message(error))]
+    DestParentMissing { path: String, error: io::Error },
 
-    /// A system call failed on a path.
-    #[error("{op} {path}: {}", go_message(source))]
+    /// A system call failed on a path; the system error in Go's words, as above.
+    #[error("{op} {path}: {}", go_message(error))]
     Io {
         op: &'static str,
         path: String,
-        source: io::Error,
+        error: io::Error,
     },
 
     /// A directory would have to be replaced by a file.
@@ -48,7 +50,7 @@ pub enum Error {
     ArchiveEntryType { name: String, kind: u8 },
 
     /// The archive could not be read (corrupt, truncated or bad compression).
-    #[error("failed to read archive {path}: {source}")]
+    #[error("failed to read archive {path}")]
     Archive { path: String, source: io::Error },
 }
 

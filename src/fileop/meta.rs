@@ -22,7 +22,11 @@ pub(crate) fn io_error(
     path: &Path,
 ) -> impl FnOnce(io::Error) -> Error {
     let path = display(root, path);
-    move |source| Error::Io { op, path, source }
+    move |source| Error::Io {
+        op,
+        path,
+        error: source,
+    }
 }
 
 pub(crate) fn lchown(root: &Path, path: &Path, uid: u32, gid: u32) -> Result<()> {
@@ -228,7 +232,7 @@ pub(crate) fn mkdir_all(
                 return Err(Error::Io {
                     op: "mkdir",
                     path: display(root, &current),
-                    source: io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error()),
+                    error: io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error()),
                 });
             }
             Err(err) if is_absent(&err) => {}
@@ -236,7 +240,7 @@ pub(crate) fn mkdir_all(
                 return Err(Error::Io {
                     op: "lstat",
                     path: display(root, &current),
-                    source,
+                    error: source,
                 });
             }
         }

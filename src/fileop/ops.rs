@@ -100,7 +100,7 @@ pub fn symlink(root: &Path, action: &SymlinkAction) -> Result<()> {
         return Err(Error::Io {
             op: "symlink",
             path: format!("{} {}", action.oldpath, display(root, &path)),
-            source,
+            error: source,
         });
     }
     finish(root, &path, action.owner, action.timestamp)

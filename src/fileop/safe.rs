@@ -65,7 +65,7 @@ fn resolve_components(root: &Path, path: &Path, follow_last: bool) -> Result<Pat
                 std::fs::read_link(&candidate).map_err(|source| Error::Io {
                     op: "readlink",
                     path: display(root, &candidate),
-                    source,
+                    error: source,
                 })?
             }
             Ok(_) => {
@@ -82,7 +82,7 @@ fn resolve_components(root: &Path, path: &Path, follow_last: bool) -> Result<Pat
                 return Err(Error::Io {
                     op: "lstat",
                     path: display(root, &candidate),
-                    source,
+                    error: source,
                 });
             }
         };

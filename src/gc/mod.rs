@@ -44,7 +44,7 @@ pub enum GcError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Content(#[from] ContentError),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -333,7 +333,10 @@ fn measured_records(state: &StateRoot, meta: &MetaStore) -> Result<Vec<SnapshotR
             match meta.set_size(&r.id, size) {
                 // Measured again next time: a full disk must not keep `bud du` from listing
                 // what takes its space.
-                Err(e) if e.is_disk_full() => tracing::debug!("not storing a size: {e}"),
+                Err(e) if e.is_disk_full() => tracing::debug!(
+                    "not storing a size: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                ),
                 other => other?,
             }
             r.size = size;

@@ -225,7 +225,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 /// Unused results are still errors worth logging: losing a cache entry is harmless.
 pub(crate) fn log_cache_error(result: Result<(), RegistryError>) {
     if let Err(e) = result {
-        tracing::warn!("not recording registry metadata: {e}");
+        tracing::warn!(
+            "not recording registry metadata: {e}",
+            e = crate::error_chain::error_chain(&e)
+        );
     }
 }
 

@@ -55,7 +55,7 @@ pub enum RegistryError {
     },
     #[error("{reference}: not found in the registry")]
     NotFound { reference: String },
-    #[error("{action} {reference}: {source}")]
+    #[error("{action} {reference}")]
     Distribution {
         action: &'static str,
         reference: String,
@@ -92,7 +92,7 @@ pub enum RegistryError {
         platform: String,
         available: String,
     },
-    #[error("{reference}: invalid image config: {source}")]
+    #[error("{reference}: invalid image config")]
     InvalidConfig {
         reference: String,
         #[source]
@@ -108,7 +108,7 @@ pub enum RegistryError {
     Digest(#[from] DigestError),
     #[error(transparent)]
     Content(#[from] ContentError),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

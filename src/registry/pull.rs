@@ -334,7 +334,7 @@ async fn download(
                 failure = Some(RegistryError::DownloadFailed {
                     reference: name.clone(),
                     digest: desc.digest.clone(),
-                    message: e.to_string(),
+                    message: crate::error_chain::error_chain(&e),
                 });
                 break;
             }

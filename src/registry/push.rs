@@ -608,7 +608,10 @@ async fn mount(
             Err(OciDistributionError::SpecViolationError(_)) => {
                 tracing::debug!("{source}: mount of {digest} refused");
             }
-            Err(e) => tracing::debug!("{source}: mount of {digest} failed: {e}"),
+            Err(e) => tracing::debug!(
+                "{source}: mount of {digest} failed: {e}",
+                e = crate::error_chain::error_chain(&e)
+            ),
         }
     }
     false

@@ -27,7 +27,11 @@ where
             Err(e) if failures + 1 < ATTEMPTS && is_transient(&e) => {
                 failures += 1;
                 let delay = DELAY_STEP * failures;
-                tracing::warn!("{what}: {e}; retrying in {}s", delay.as_secs());
+                tracing::warn!(
+                    "{what}: {e}; retrying in {}s",
+                    delay.as_secs(),
+                    e = crate::error_chain::error_chain(&e)
+                );
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

@@ -43,8 +43,10 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
         addr: addr.to_string(),
         reason,
     };
-    let endpoint = crate::docker_host::endpoint().map_err(|e| fail(e.to_string()))?;
-    let docker = crate::docker_host::connect(&endpoint).map_err(|e| fail(e.to_string()))?;
+    let endpoint =
+        crate::docker_host::endpoint().map_err(|e| fail(crate::error_chain::error_chain(&e)))?;
+    let docker = crate::docker_host::connect(&endpoint)
+        .map_err(|e| fail(crate::error_chain::error_chain(&e)))?;
     check_running(&docker, name, &endpoint.origin)
         .await
         .map_err(&fail)?;

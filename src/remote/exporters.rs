@@ -25,8 +25,9 @@ impl RemoteSolver {
         };
         let info = docker.info().await.map_err(|e| {
             RemoteError::Protocol(format!(
-                "asking {} which exporters its BuildKit has: {e}",
-                self.addr
+                "asking {} which exporters its BuildKit has: {}",
+                self.addr,
+                crate::error_chain::error_chain(&e)
             ))
         })?;
         let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
@@ -54,7 +55,13 @@ impl RemoteSolver {
         };
         crate::docker_host::connect(&endpoint)
             .map(Some)
-            .map_err(|e| RemoteError::Protocol(format!("{}: {e}", self.addr)))
+            .map_err(|e| {
+                RemoteError::Protocol(format!(
+                    "{}: {}",
+                    self.addr,
+                    crate::error_chain::error_chain(&e)
+                ))
+            })
     }
 }
 
@@ -86,7 +93,11 @@ impl RemoteSolver {
             return Ok(false);
         };
         let server = docker.version().await.map_err(|e| {
-            RemoteError::Protocol(format!("asking {} for Docker's version: {e}", self.addr))
+            RemoteError::Protocol(format!(
+                "asking {} for Docker's version: {}",
+                self.addr,
+                crate::error_chain::error_chain(&e)
+            ))
         })?;
         let docker_version = server.version.unwrap_or_default();
         tracing::debug!("Docker {docker_version}");

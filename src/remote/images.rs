@@ -106,7 +106,7 @@ impl DaemonImages {
             ..Default::default()
         };
         let request = with_build_id(&self.build_ref, request)
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            .map_err(|e| tonic::Status::internal(crate::error_chain::error_chain(&e)))?;
         let resp = self
             .bridge
             .clone()

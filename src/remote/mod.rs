@@ -52,7 +52,7 @@ use crate::progress::ProgressSink;
 pub enum RemoteError {
     #[error("invalid --addr {addr:?}: {reason}")]
     Address { addr: String, reason: String },
-    #[error("cannot connect to the BuildKit daemon at {addr}: {source}")]
+    #[error("cannot connect to the BuildKit daemon at {addr}")]
     Connect {
         addr: String,
         #[source]
@@ -63,7 +63,7 @@ pub enum RemoteError {
     Container { addr: String, reason: String },
     #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
     Tls { addr: String, reason: String },
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Http {
         what: String,
         #[source]

@@ -413,7 +413,7 @@ async fn drive_bridge(
                         &mut bridge,
                         build_ref,
                         tonic::Code::Cancelled,
-                        e.to_string(),
+                        crate::error_chain::error_chain(&*e),
                     )
                     .await?;
                     return Err(BridgeError::Graph(e));

@@ -161,7 +161,7 @@ pub struct GrpcChannel {
 pub enum ChannelError {
     #[error("the connection to the BuildKit daemon at {addr} ended: {reason}")]
     Closed { addr: Arc<str>, reason: Arc<str> },
-    #[error("the BuildKit daemon at {addr}: {source}")]
+    #[error("the BuildKit daemon at {addr}")]
     Http {
         addr: Arc<str>,
         #[source]

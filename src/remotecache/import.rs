@@ -329,8 +329,9 @@ impl CacheImport for ImportedCache {
                         None,
                         format!(
                             "cache from {}: a cached result could not be brought in, the \
-                             step runs: {e:#}",
-                            self.source.describe()
+                             step runs: {}",
+                            self.source.describe(),
+                            crate::error_chain::error_chain(e.as_ref())
                         ),
                     );
                     None
@@ -365,8 +366,9 @@ impl CacheImport for ImportedCache {
                         None,
                         format!(
                             "cache from {}: a cache mount could not be brought in, it \
-                             starts empty: {e:#}",
-                            self.source.describe()
+                             starts empty: {}",
+                            self.source.describe(),
+                            crate::error_chain::error_chain(e.as_ref())
                         ),
                     );
                     None

@@ -328,7 +328,7 @@ pub async fn import_all(
                 caches.push(cache);
             }
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = crate::error_chain::error_chain(e.as_ref());
                 progress.completed(&vertex, Some(message.clone()));
                 progress.warning(
                     None,

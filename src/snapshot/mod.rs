@@ -38,14 +38,14 @@ pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("mounting overlay on {target}: {source}{hint}")]
+    #[error("mounting overlay on {target}{hint}")]
     Mount {
         target: PathBuf,
         hint: &'static str,

@@ -47,7 +47,7 @@ impl Drop for MountGuard {
     fn drop(&mut self) {
         if self.mounted {
             if let Err(e) = unmount(&self.target) {
-                tracing::warn!("{e}");
+                tracing::warn!("{}", crate::error_chain::error_chain(&e));
             }
         }
     }

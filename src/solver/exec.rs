@@ -417,7 +417,7 @@ async fn cache_dir(
                 rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
             })
             .await
-            .map_err(|e| SolveError::Other(format!("locking a cache mount: {e}")))?
+            .map_err(SolveError::failed("locking a cache mount"))?
             .map_err(|e| SolveError::io("locking", &dir)(e.into()))?;
             Ok((dir, Some(file)))
         }

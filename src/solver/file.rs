@@ -54,7 +54,7 @@ pub(super) async fn run(
         Ok((ws, base))
     })
     .await
-    .map_err(|e| SolveError::Other(format!("file operation: {e}")))??;
+    .map_err(SolveError::failed("file operation"))??;
     let r = solver.commit_step(vertex, ws, &base, &output_key(key, 0))?;
     Ok(vec![r])
 }
@@ -197,17 +197,14 @@ fn copy(
     let excludes = if c.exclude_patterns.is_empty() {
         None
     } else {
-        Some(
-            PatternMatcher::new(&c.exclude_patterns)
-                .map_err(|e| SolveError::Other(format!("--exclude: {e}")))?,
-        )
+        Some(PatternMatcher::new(&c.exclude_patterns).map_err(SolveError::failed("--exclude"))?)
     };
     let includes = if c.include_patterns.is_empty() {
         None
     } else {
         Some(
             PatternMatcher::new(&c.include_patterns)
-                .map_err(|e| SolveError::Other(format!("include patterns: {e}")))?,
+                .map_err(SolveError::failed("include patterns"))?,
         )
     };
     let base = CopyAction {

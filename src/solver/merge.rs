@@ -68,7 +68,7 @@ pub(super) async fn run(
         Ok(top)
     })
     .await
-    .map_err(|e| SolveError::Other(format!("merge: {e}")))??;
+    .map_err(SolveError::failed("merge"))??;
     // The result is an existing snapshot: record it under the op's output key too.
     if let Some(id) = top.snapshot_id() {
         solver.snapshots.meta.alias(&output_key(key, 0), id)?;

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::error_chain::error_chain;
+
 use bud_proto::pb;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
@@ -46,7 +48,7 @@ pub enum SolveError {
     Unsupported(String),
     #[error("{0} is not allowed (grant it with --allow {0})")]
     NotAllowed(&'static str),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -84,11 +86,38 @@ pub enum SolveError {
     },
     #[error("{0}")]
     Other(String),
+    /// A failure of something the solver called, under what the solver was doing.
+    #[error("{action}")]
+    Failed {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the build was cancelled")]
     Cancelled,
     /// A failure of a vertex shared by several users.
-    #[error("{0}")]
+    #[error(transparent)]
     Shared(Arc<SolveError>),
+    /// The failure of a step that others wait for too: its error, without its name.
+    #[error(transparent)]
+    SharedStep(SharedStepError),
+}
+
+/// The error of a step several parts of the build share, seen as the step's own error
+/// (its message and causes, not its name).
+#[derive(Debug, Clone)]
+pub struct SharedStepError(Arc<StepError>);
+
+impl std::fmt::Display for SharedStepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.source.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedStepError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source.source()
+    }
 }
 
 impl SolveError {
@@ -104,10 +133,23 @@ impl SolveError {
         }
     }
 
+    /// What failed while the solver was doing `action`.
+    pub(crate) fn failed<E>(action: impl Into<String>) -> impl FnOnce(E) -> SolveError
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let action = action.into();
+        move |source| SolveError::Failed {
+            action,
+            source: source.into(),
+        }
+    }
+
     /// The innermost error, through shared wrappers.
     pub fn root(&self) -> &SolveError {
         match self {
             SolveError::Shared(e) => e.root(),
+            SolveError::SharedStep(e) => e.0.source.root(),
             e => e,
         }
     }
@@ -115,7 +157,7 @@ impl SolveError {
 
 /// A step that failed, with the name progress showed for it.
 #[derive(Debug, thiserror::Error)]
-#[error("{name}: {source}")]
+#[error("{name}")]
 pub struct StepError {
     pub name: String,
     pub vertex: String,
@@ -222,8 +264,8 @@ impl Solver {
         opts: SolveOptions,
     ) -> Result<Self, SolveError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let content = ContentStore::new(state.content_dir())
-            .map_err(|e| SolveError::Other(format!("content store: {e}")))?;
+        let content =
+            ContentStore::new(state.content_dir()).map_err(SolveError::failed("content store"))?;
         let snapshotter = snapshotter::Snapshotter::choose(&state);
         if let Some(note) = &snapshotter.note {
             progress.warning(None, note.clone());
@@ -393,7 +435,7 @@ impl Solver {
             Some(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
                 name: shared.name.clone(),
                 vertex: shared.vertex.clone(),
-                source: SolveError::Other(shared.source.to_string()),
+                source: SolveError::SharedStep(SharedStepError(shared)),
             })),
             None => Ok(refs),
         }
@@ -648,7 +690,9 @@ impl Solver {
             Err(SolveError::Cancelled) => self
                 .progress
                 .completed(&vertex.digest, Some("cancelled".into())),
-            Err(e) => self.progress.completed(&vertex.digest, Some(e.to_string())),
+            Err(e) => self
+                .progress
+                .completed(&vertex.digest, Some(error_chain(e))),
         }
         let outputs = result?;
         // A step made to run again replaced what its key recorded (`commit_step`); what
@@ -718,7 +762,7 @@ impl Solver {
 impl Drop for Solver {
     fn drop(&mut self) {
         if let Err(e) = self.snapshots.meta.release(&self.snapshots.owner) {
-            tracing::warn!("releasing cache leases: {e}");
+            tracing::warn!("releasing cache leases: {}", error_chain(&e));
         }
     }
 }

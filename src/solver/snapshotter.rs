@@ -50,7 +50,10 @@ impl Snapshotter {
                 // The test could not be set up (a full disk, say): not an answer to keep;
                 // the step's own mount will say what is wrong.
                 Err(e) => {
-                    tracing::debug!("no overlay test mount: {e}");
+                    tracing::debug!(
+                        "no overlay test mount: {}",
+                        crate::error_chain::error_chain(&e)
+                    );
                     Ok(())
                 }
             },

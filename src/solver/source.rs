@@ -85,7 +85,8 @@ fn extract_and_keep(
         crate::snapshot::apply::extract_layer(reader, dir)?;
         return Ok(());
     }
-    let content_err = |e: crate::content::ContentError| SolveError::Image(e.to_string());
+    let content_err =
+        |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
     let mut tee = Tee {
         inner: reader,
         copy: content.writer().map_err(content_err)?,
@@ -93,7 +94,7 @@ fn extract_and_keep(
     crate::snapshot::apply::extract_layer(&mut tee, dir)?;
     // The tar may have padding after its last entry: keep every byte.
     std::io::copy(&mut tee.inner, &mut tee.copy)
-        .map_err(|e| SolveError::Image(format!("reading layer {diff_id}: {e}")))?;
+        .map_err(SolveError::failed(format!("reading layer {diff_id}")))?;
     tee.copy.commit(Some(&expected)).map_err(content_err)?;
     Ok(())
 }
@@ -122,8 +123,13 @@ impl Solver {
         if let Some(name) = id.strip_prefix("local://") {
             self.progress.started(&vertex.digest, &vertex.name);
             let result = self.local(name, src).await;
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            self.progress.completed(
+                &vertex.digest,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::error_chain::error_chain(e)),
+            );
             let ctx = Arc::new(result?);
             let checksum = ctx.snapshot.checksum("");
             if let Some(history) = &self.history {
@@ -173,8 +179,13 @@ impl Solver {
                 r = fetch => r,
                 _ = cancel.cancelled() => Err(SolveError::Cancelled),
             };
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            self.progress.completed(
+                &vertex.digest,
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::error_chain::error_chain(e)),
+            );
             let (key, r) = result?;
             return Ok(Solved {
                 key,
@@ -198,10 +209,7 @@ impl Solver {
         let matcher = if excludes.is_empty() {
             None
         } else {
-            Some(
-                PatternMatcher::new(&excludes)
-                    .map_err(|e| SolveError::Other(format!(".dockerignore: {e}")))?,
-            )
+            Some(PatternMatcher::new(&excludes).map_err(SolveError::failed(".dockerignore"))?)
         };
         let meta = self.snapshots.meta.clone();
         let name = name.to_string();
@@ -217,7 +225,7 @@ impl Solver {
             })
         })
         .await
-        .map_err(|e| SolveError::Other(format!("walking the context: {e}")))?
+        .map_err(SolveError::failed("walking the context"))?
     }
 
     /// Resolves an image and makes sure each of its layers is extracted, bottom up. Each
@@ -235,8 +243,13 @@ impl Solver {
             r = fetch => r,
             _ = cancel.cancelled() => Err(SolveError::Cancelled),
         };
-        self.progress
-            .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+        self.progress.completed(
+            &vertex.digest,
+            result
+                .as_ref()
+                .err()
+                .map(|e| crate::error_chain::error_chain(e)),
+        );
         let (key, r) = result?;
         Ok(Solved {
             key,
@@ -288,7 +301,7 @@ impl Solver {
             let digest = digest.to_owned();
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
-                .map_err(|e| SolveError::Other(format!("reading an OCI layout: {e}")))?
+                .map_err(SolveError::failed("reading an OCI layout"))?
                 .map_err(|e| SolveError::Image(e.to_string()))?
         };
         let layers = image
@@ -334,12 +347,11 @@ impl Solver {
             let content = self.snapshots.content.clone();
             let diff_id = layer.diff_id.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
-                let reader =
-                    open().map_err(|e| SolveError::Image(format!("reading layer: {e}")))?;
+                let reader = open().map_err(SolveError::failed("reading layer"))?;
                 extract_and_keep(reader, &upper, &content, &diff_id)
             })
             .await
-            .map_err(|e| SolveError::Other(format!("extracting a layer: {e}")))??;
+            .map_err(SolveError::failed("extracting a layer"))??;
             let committed = self.snapshots.commit(
                 ws,
                 &parent,

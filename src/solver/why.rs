@@ -157,7 +157,10 @@ impl History {
         let previous = match meta.build_record(&target.id) {
             Ok(record) => record.unwrap_or_default(),
             Err(e) => {
-                tracing::warn!("reading the last build's record: {e}");
+                tracing::warn!(
+                    "reading the last build's record: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
                 BuildRecord::default()
             }
         };
@@ -339,7 +342,10 @@ impl History {
                 || match self.meta.build_record_files(&self.target.id, &source) {
                     Ok(files) => files.map(Arc::new),
                     Err(e) => {
-                        tracing::warn!("reading the last build's context files: {e}");
+                        tracing::warn!(
+                            "reading the last build's context files: {e}",
+                            e = crate::error_chain::error_chain(&e)
+                        );
                         None
                     }
                 },
@@ -417,7 +423,10 @@ impl History {
             .meta
             .put_build_record(&self.target.id, &record, &contexts)
         {
-            tracing::warn!("recording the build for the next one's explanations: {e}");
+            tracing::warn!(
+                "recording the build for the next one's explanations: {e}",
+                e = crate::error_chain::error_chain(&e)
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ pub enum ConvertError {
     NoStages,
     #[error("target stage {0:?} could not be found")]
     TargetNotFound(String),
-    #[error("the build context's source: {0}")]
+    #[error("the build context's source")]
     MainContext(#[source] LlbError),
     #[error("invalid SOURCE_DATE_EPOCH: {0}")]
     SourceDateEpoch(String),

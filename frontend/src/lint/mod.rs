@@ -90,9 +90,9 @@ pub enum LintError {
     Parse(#[from] crate::parser::ParseError),
     #[error(transparent)]
     Instructions(#[from] crate::instructions::InstructionError),
-    #[error("failed to parse check options: {0}")]
+    #[error("failed to parse check options")]
     Directive(#[source] CheckConfigError),
-    #[error("failed to parse BUILDKIT_DOCKERFILE_CHECK: {0}")]
+    #[error("failed to parse BUILDKIT_DOCKERFILE_CHECK")]
     BuildArg(#[source] CheckConfigError),
 }
 

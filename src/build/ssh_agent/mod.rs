@@ -16,20 +16,20 @@ use protocol::Identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyAgentError {
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: not an OpenSSH private key: {source}", path.display())]
+    #[error("{}: not an OpenSSH private key", path.display())]
     Parse {
         path: PathBuf,
         source: ssh_key::Error,
     },
     #[error("{}: the key is encrypted; load it into an ssh-agent and pass its socket instead", path.display())]
     Encrypted { path: PathBuf },
-    #[error("starting the agent for the keys: {0}")]
-    Socket(std::io::Error),
+    #[error("starting the agent for the keys")]
+    Socket(#[source] std::io::Error),
 }
 
 /// An agent serving keys read from files, until dropped.

@@ -33,7 +33,12 @@ impl Auth for AuthService {
         // Credential helpers are external programs: keep them off the async workers.
         let found = tokio::task::spawn_blocking(move || docker_credential::get_credential(&key))
             .await
-            .map_err(|e| Status::internal(format!("credential lookup failed: {e}")))?;
+            .map_err(|e| {
+                Status::internal(format!(
+                    "credential lookup failed: {}",
+                    crate::error_chain::error_chain(&e)
+                ))
+            })?;
         let response = match found {
             Ok(DockerCredential::UsernamePassword(username, secret)) => {
                 CredentialsResponse { username, secret }
@@ -45,7 +50,10 @@ impl Auth for AuthService {
             },
             // No configuration or no entry for this host: pull anonymously.
             Err(e) => {
-                tracing::debug!("no credentials for {host}: {e}");
+                tracing::debug!(
+                    "no credentials for {host}: {e}",
+                    e = crate::error_chain::error_chain(&e)
+                );
                 CredentialsResponse::default()
             }
         };

@@ -152,9 +152,12 @@ impl StreamingService<BytesMessage> for ReceiveTar {
                         }
                     }
                     drop(chunks_tx);
-                    writer
-                        .await
-                        .map_err(|e| Status::internal(format!("writing the archive: {e}")))?
+                    writer.await.map_err(|e| {
+                        Status::internal(format!(
+                            "writing the archive: {}",
+                            crate::error_chain::error_chain(&e)
+                        ))
+                    })?
                 }
                 .await;
                 // The response stays open until the archive is complete, then ends.
@@ -194,9 +197,12 @@ impl StreamingService<Packet> for ReceiveDir {
                         }
                     }
                     drop(packets_tx);
-                    worker
-                        .await
-                        .map_err(|e| Status::internal(format!("writing exported files: {e}")))?
+                    worker.await.map_err(|e| {
+                        Status::internal(format!(
+                            "writing exported files: {}",
+                            crate::error_chain::error_chain(&e)
+                        ))
+                    })?
                 }
                 .await;
                 if let Err(status) = result {

@@ -196,10 +196,11 @@ async fn send_dir(
         Ok(entries) => Arc::new(entries),
         Err(e) => {
             // fsutil reports walk errors in-band so the daemon shows the message.
+            let message = crate::error_chain::error_chain(&e);
             let mut err = packet(PacketType::PacketErr);
-            err.data = e.to_string().into_bytes();
+            err.data = message.clone().into_bytes();
             let _ = tx.send(Ok(err)).await;
-            return Err(Status::failed_precondition(e.to_string()));
+            return Err(Status::failed_precondition(message));
         }
     };
 

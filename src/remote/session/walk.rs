@@ -116,7 +116,7 @@ pub(crate) struct Entry {
 pub(crate) enum WalkError {
     #[error("invalid exclude patterns: {0}")]
     Patterns(String),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: file name is not UTF-8, which the daemon's protocol cannot carry", path.display())]
     NotUtf8 { path: PathBuf },
