@@ -23,13 +23,14 @@ pub(super) fn step_failure(
     }
     // The step's name holds its whole command, which the process error repeats: name it
     // once, as buildx does.
+    let error = crate::error_chain::error_chain(&e.source);
     if matches!(
         e.source.root(),
         crate::solver::SolveError::ProcessFailed { .. }
     ) {
-        msg.push_str(&format!("failed to solve: {}", e.source));
+        msg.push_str(&format!("failed to solve: {error}"));
     } else {
-        msg.push_str(&format!("failed to solve: {}: {}", e.name, e.source));
+        msg.push_str(&format!("failed to solve: {}: {error}", e.name));
     }
     anyhow::anyhow!(msg)
 }
