@@ -398,7 +398,7 @@ impl Solver {
             Some(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StepError {
                 name: shared.name.clone(),
                 vertex: shared.vertex.clone(),
-                source: SolveError::Other(shared.source.to_string()),
+                source: SolveError::Other(crate::error_chain::error_chain(&shared.source)),
             })),
             None => Ok(refs),
         }

@@ -122,8 +122,11 @@ impl Solver {
         if let Some(name) = id.strip_prefix("local://") {
             self.progress.started(&vertex.digest, &vertex.name);
             let result = self.local(name, src).await;
-            self.progress
-                .completed(&vertex.digest, result.as_ref().err().map(|e| e.to_string()));
+            let shown = result
+                .as_ref()
+                .err()
+                .map(|e| crate::error_chain::error_chain(e));
+            self.progress.completed(&vertex.digest, shown);
             let ctx = Arc::new(result?);
             let checksum = ctx.snapshot.checksum("");
             if let Some(history) = &self.history {
@@ -276,7 +279,7 @@ impl Solver {
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
                 .map_err(|e| SolveError::Other(format!("reading an OCI layout: {e}")))?
-                .map_err(|e| SolveError::Image(e.to_string()))?
+                .map_err(|e| SolveError::Image(crate::error_chain::error_chain(&e)))?
         };
         let layers = image
             .layers
