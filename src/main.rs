@@ -1,3 +1,5 @@
+//! The `bud` command: privilege mode first, then the command, its errors as exit codes.
+
 use std::io::Write;
 use std::process::ExitCode;
 

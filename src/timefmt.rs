@@ -15,6 +15,7 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
+/// `t` as [`rfc3339`] formats it; a time before the epoch is the epoch.
 pub fn rfc3339_of(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs() as i64, d.subsec_nanos())

@@ -23,10 +23,14 @@ use tokio::time::Instant;
 
 use futures_util::Stream;
 
+/// The three bounds of a network exchange (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// TCP connect and TLS handshake.
     pub connect: Duration,
+    /// From a request sent to the first byte of its answer.
     pub response: Duration,
+    /// A transfer under way with no byte moving either way.
     pub idle: Duration,
 }
 
@@ -115,6 +119,7 @@ enum Phase {
 }
 
 impl Upload {
+    /// The watch of one upload, bounded by `timeouts`.
     pub fn new(timeouts: Timeouts) -> Upload {
         Upload {
             timeouts,

@@ -15,6 +15,14 @@
 //!
 //! Run a subset with `BUD_DIFF_CASES=name,name cargo test --test differential -- --nocapture`.
 //! Case layout: tests/differential/case.rs.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 mod support;
 

@@ -2,6 +2,10 @@
 //!
 //! Without a reachable daemon these tests print why and pass, except under CI (`CI` set),
 //! where they fail.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::collections::HashSet;
 use std::path::Path;

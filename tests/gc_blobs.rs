@@ -1,6 +1,11 @@
 //! Content-store blobs as build cache: `bud du` lists them with their size on disk, `bud prune`
 //! removes the ones nothing keeps, with the metadata naming them, and never one another live
 //! process leases. The end-to-end tests build (and push) again after a prune.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 mod support;
 

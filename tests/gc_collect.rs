@@ -1,5 +1,10 @@
 //! Garbage collection on a real state root: order, leases held by other processes,
 //! orphans.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

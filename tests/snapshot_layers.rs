@@ -1,5 +1,9 @@
 //! Layer tars: writing an upper directory, extracting a layer, refusing hostile archives.
 //! Whiteouts and opaque xattrs need root.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::io::Cursor;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

@@ -1,4 +1,8 @@
 //! Overlay mounts of extracted layers, a real step with runc on them, and its layer.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 mod executor_support;
 

@@ -120,7 +120,7 @@ impl Env {
         let r = solver
             .solve(def, &CancellationToken::new())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| bud::error_chain::error_chain(&e))?;
         let id = r.snapshot_id().expect("a committed snapshot").to_string();
         let dir = solver.snapshots().layer_dir(&id);
         Ok((r, dir))

@@ -18,7 +18,9 @@ use crate::llb::digest_of;
 #[derive(Debug, Error)]
 #[error("op {index} of the definition cannot be decoded")]
 pub struct DumpError {
+    /// The op's position in the definition.
     pub index: usize,
+    /// Why its bytes are not an op.
     #[source]
     pub source: prost::DecodeError,
 }
@@ -26,8 +28,11 @@ pub struct DumpError {
 /// One op of a definition, decoded.
 #[derive(Debug, Clone)]
 pub struct DumpedOp {
+    /// `sha256:…` of the op's bytes, as the definition's edges name it.
     pub digest: String,
+    /// The op itself.
     pub op: pb::Op,
+    /// What the definition says about the op (description, caps, cache options).
     pub metadata: Option<pb::OpMetadata>,
 }
 

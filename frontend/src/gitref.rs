@@ -16,6 +16,7 @@ pub struct GitRef {
     pub remote: String,
     /// Branch, tag, `refs/…` or commit; the remote's HEAD when absent.
     pub reference: Option<String>,
+    /// The directory of the repository the context is, without surrounding slashes.
     pub subdir: Option<String>,
     /// `keep-git-dir=` of the query form; `None` when the URL does not say.
     pub keep_git_dir: Option<bool>,

@@ -295,13 +295,18 @@ where
 mod string_set {
     use super::*;
 
-    pub fn serialize<S: Serializer>(set: &BTreeSet<String>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        set: &BTreeSet<String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let empty = Value::Object(serde_json::Map::new());
         let map: BTreeMap<&str, &Value> = set.iter().map(|k| (k.as_str(), &empty)).collect();
         map.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<String>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeSet<String>, D::Error> {
         // The values carry nothing (Go writes `{}`); accept whatever is there.
         let map = Option::<BTreeMap<String, Value>>::deserialize(d)?;
         Ok(map.unwrap_or_default().into_keys().collect())
@@ -312,13 +317,13 @@ mod string_set {
 mod nanos {
     use super::*;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         // Go's Duration is an i64 (~292 years); a longer one saturates rather than making
         // the whole config unserializable.
         s.serialize_i64(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let n = Option::<i64>::deserialize(d)?.unwrap_or(0);
         let n = u64::try_from(n)
             .map_err(|_| serde::de::Error::custom(format!("negative duration: {n}ns")))?;

@@ -4,17 +4,23 @@
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
+// `missing_docs` is checked in the modules that meet it; the others are allowed until
+// their public items are documented.
+#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod convert;
 pub mod dockerignore;
 pub mod dump;
 pub mod gitref;
 pub mod gopath;
+#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod image;
 pub mod instructions;
 pub mod lint;
+#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod llb;
 pub mod outline;
 pub mod parser;
+#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod reference;
 pub mod shell;
 pub mod syntax;

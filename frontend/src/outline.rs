@@ -30,7 +30,9 @@ pub struct Outline {
 /// A build arg.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutlineArg {
+    /// The arg's name.
     pub name: String,
+    /// The comment above its ARG, as BuildKit reads descriptions.
     pub description: String,
     /// The value the build uses: `--build-arg`, else the expanded default.
     pub value: String,
@@ -41,7 +43,9 @@ pub struct OutlineArg {
 /// A secret or SSH socket a RUN mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The secret's or SSH socket's ID.
     pub name: String,
+    /// Whether the mount says `required=true`.
     pub required: bool,
     /// 1-based first and last lines of the first RUN mounting it.
     pub lines: (usize, usize),
@@ -50,12 +54,20 @@ pub struct Requirement {
 /// Why no outline could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum OutlineError {
+    /// The Dockerfile could not be read as the checks read it.
     #[error(transparent)]
     Lint(#[from] LintError),
+    /// No stage has the target's name.
     #[error("target stage {0:?} could not be found")]
     NoTarget(String),
+    /// A word could not be expanded.
     #[error("line {line}: {message}")]
-    Word { line: usize, message: String },
+    Word {
+        /// The 1-based line of the instruction.
+        line: usize,
+        /// What the expansion found wrong.
+        message: String,
+    },
 }
 
 /// An ARG as the outline knows it, with the global ARGs its default expanded.

@@ -16,7 +16,10 @@ pub const BUILDKIT_SYNTAX: &str = "BUILDKIT_SYNTAX";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Syntax {
     /// bud's own Dockerfile frontend, with the labs flags or without.
-    Own { labs: bool },
+    Own {
+        /// Whether the labs flags are on (a `-labs` tag).
+        labs: bool,
+    },
     /// Another frontend image.
     Foreign(ForeignFrontend),
 }

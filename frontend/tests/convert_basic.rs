@@ -1,3 +1,6 @@
+//! Conversion of Dockerfiles step by step: ops, image config and history, variables, and
+//! the Dockerfile lines each op comes from.
+
 mod common;
 
 use common::*;

@@ -1,3 +1,5 @@
+//! Conversion of multi-stage Dockerfiles: targets, stage references and the stages pruned.
+
 mod common;
 
 use bud_frontend::convert::{ConvertError, ConvertErrorKind};

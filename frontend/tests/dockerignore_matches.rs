@@ -2,6 +2,10 @@
 //! the way a context walker asks (parent directories first, passing their results down).
 //!
 //! Deliberate deviations: none.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::path::PathBuf;
 

@@ -10,6 +10,10 @@
 //! - JSON arrays are read by serde_json, which rejects lone UTF-16 surrogate escapes
 //!   (`"\ud800"`) that Go replaces with U+FFFD, and nests at most 128 levels: such
 //!   arrays fall back to shell form instead.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::fmt::Write;
 use std::fs;

@@ -2,6 +2,10 @@
 //!
 //! Deliberate deviations: none. `W` rows are for BuildKit on Windows, where variable names are
 //! case-insensitive; `bud` expands as on Linux, so they are skipped.
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::path::PathBuf;
 

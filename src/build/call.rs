@@ -1,6 +1,7 @@
 //! `--call=check|outline|targets` (and `--check`): the Dockerfile evaluated instead of built, and
 //! the answer printed to stdout as buildx prints it, as text or (`format=json`) as the
 //! JSON the frontend's subrequest returns.
+#![allow(clippy::print_stdout, reason = "the answer is the command's output")]
 
 use std::sync::Arc;
 

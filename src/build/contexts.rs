@@ -14,7 +14,7 @@ use crate::cli::BuildContext;
 
 /// The named contexts for the frontend, and the directories behind the local ones.
 #[derive(Debug, Default)]
-pub struct NamedContexts {
+pub(super) struct NamedContexts {
     pub contexts: BTreeMap<String, NamedContext>,
     /// Local source name → directory.
     pub local_dirs: BTreeMap<String, PathBuf>,
@@ -23,7 +23,7 @@ pub struct NamedContexts {
 }
 
 impl NamedContexts {
-    pub fn read(flags: &[BuildContext]) -> anyhow::Result<Self> {
+    pub(super) fn read(flags: &[BuildContext]) -> anyhow::Result<Self> {
         let mut out = NamedContexts::default();
         for flag in flags {
             let name = context_name(&flag.name)?;

@@ -14,7 +14,7 @@ use crate::registry::{Platform as RegistryPlatform, PullOptions};
 use crate::solver::{ImageLayer, ImageProvider, ResolvedImage};
 use crate::source::image::{ImageSource, PulledImage};
 
-pub struct BuildImages {
+pub(super) struct BuildImages {
     source: ImageSource,
     pull: bool,
     runtime: tokio::runtime::Handle,
@@ -24,7 +24,7 @@ pub struct BuildImages {
 }
 
 impl BuildImages {
-    pub fn new(source: ImageSource, pull: bool) -> Self {
+    pub(super) fn new(source: ImageSource, pull: bool) -> Self {
         Self {
             source,
             pull,
@@ -69,7 +69,7 @@ impl BuildImages {
 impl BuildImages {
     /// The digest the build pinned `reference` (as a source op names it) to for `platform`,
     /// if the build resolved it.
-    pub fn pinned(&self, reference: &str, platform: &convert::Platform) -> Option<String> {
+    pub(super) fn pinned(&self, reference: &str, platform: &convert::Platform) -> Option<String> {
         let wanted = Reference::parse(reference)
             .ok()?
             .with_default_tag()

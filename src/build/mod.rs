@@ -139,6 +139,11 @@ fn step_label(name: &str) -> String {
     }
 }
 
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command's output: `-q`'s image ID, `--explain`'s list after the progress"
+)]
 pub async fn run(
     opts: &BuildOptions,
     global: &GlobalOptions,

@@ -49,7 +49,7 @@ impl RemoteContext {
 }
 
 /// Solves a graph and reads files from its result: the embedded solver or the daemon.
-pub trait ContextFiles: Sync {
+pub(super) trait ContextFiles: Sync {
     /// The contents of each of `paths` (relative to the result's root) in the result of
     /// `definition`, `None` where there is no such file; at most `limit` bytes of each.
     fn read<'a>(
@@ -75,7 +75,7 @@ pub struct LoadedContext {
 /// serves no archive is the Dockerfile itself. `dockerfile_given`: the client read it (`-f -`,
 /// an absolute `-f`).
 /// `git_subdir`: the solver checks out a repository's subdirectory itself.
-pub async fn load(
+pub(super) async fn load(
     remote: &RemoteContext,
     file: Option<&str>,
     keep_git_dir: bool,
@@ -164,7 +164,7 @@ pub async fn load(
 }
 
 /// The embedded solver's results, read from their snapshots.
-pub struct SolverFiles<'a> {
+pub(super) struct SolverFiles<'a> {
     pub solver: &'a std::sync::Arc<crate::solver::Solver>,
     pub cancel: &'a tokio_util::sync::CancellationToken,
 }
@@ -197,7 +197,7 @@ impl ContextFiles for SolverFiles<'_> {
 }
 
 /// The daemon's results (`--addr`), read through the gateway.
-pub struct DaemonContextFiles(pub crate::remote::DaemonFiles);
+pub(super) struct DaemonContextFiles(pub crate::remote::DaemonFiles);
 
 impl ContextFiles for DaemonContextFiles {
     fn read<'a>(
@@ -257,7 +257,7 @@ fn is_archive(head: &[u8]) -> bool {
 }
 
 /// Whether BUILDKIT_CONTEXT_KEEP_GIT_DIR asks for `.git` in a git context (Go's ParseBool).
-pub fn keep_git_dir(build_args: &std::collections::BTreeMap<String, String>) -> bool {
+pub(super) fn keep_git_dir(build_args: &std::collections::BTreeMap<String, String>) -> bool {
     matches!(
         build_args
             .get("BUILDKIT_CONTEXT_KEEP_GIT_DIR")

@@ -36,7 +36,7 @@ pub(super) struct Node {
 
 impl Node {
     /// The one node `--addr` names: it builds every platform.
-    pub fn one(addr: &str, tls: &TlsOptions) -> Self {
+    pub(super) fn one(addr: &str, tls: &TlsOptions) -> Self {
         Node {
             name: "bud0".to_owned(),
             addr: addr.to_owned(),
@@ -47,7 +47,7 @@ impl Node {
 
     /// bud.toml's `[[builder.nodes]]`, checked: an address each, platforms as `--platform`
     /// takes them, names unique (`node0`, `node1`… when not given, as buildx names them).
-    pub fn from_config(nodes: &[NodeConfig]) -> anyhow::Result<Vec<Node>> {
+    pub(super) fn from_config(nodes: &[NodeConfig]) -> anyhow::Result<Vec<Node>> {
         let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
             let name = n.name_at(i);

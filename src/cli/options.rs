@@ -233,7 +233,7 @@ impl OutputKind {
 
 /// Output attributes bud parses but does not act on: each is refused unless its value is
 /// what bud does anyway (the second field), never ignored.
-pub const UNHONOURED_ATTRS: &[(&str, Option<&str>, &str)] = &[
+pub(super) const UNHONOURED_ATTRS: &[(&str, Option<&str>, &str)] = &[
     (
         "push-by-digest",
         Some("false"),

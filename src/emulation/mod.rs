@@ -36,7 +36,9 @@ const CANDIDATES: &[&str] = &[
      node with --addr"
 )]
 pub struct NoEmulator {
+    /// The platform a step needs (`linux/arm64`).
     pub platform: String,
+    /// What the test program's run showed.
     pub reason: String,
 }
 

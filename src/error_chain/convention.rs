@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// Directories whose error types are being reworked on another branch (issue 20, B4); the
-/// merge of that work removes the entry.
-const NOT_YET_CHECKED: &[&str] = &["src/source/"];
+/// Files not checked yet: the image fetcher's errors still carry their cause in the message,
+/// because `build/images.rs` turns them into strings; both are to change together.
+const NOT_YET_CHECKED: &[&str] = &["src/source/image.rs"];
 
 /// Every `#[error]` message below `src/` and `frontend/src/` that formats its own source.
 #[test]

@@ -99,7 +99,7 @@ const NAMESPACE_FLAGS: [u64; 7] = [
 ];
 
 /// The filter of an ordinary step.
-pub fn default_filter() -> Result<LinuxSeccomp> {
+pub(super) fn default_filter() -> Result<LinuxSeccomp> {
     let mut syscalls: Vec<LinuxSyscall> = vec![deny(DENIED, EPERM)?, deny(&["clone3"], ENOSYS)?];
     for flag in NAMESPACE_FLAGS {
         syscalls.push(

@@ -17,20 +17,20 @@ pub(super) struct Tarball<W: Write> {
 }
 
 impl<W: Write> Tarball<W> {
-    pub fn new(out: W) -> Self {
+    pub(super) fn new(out: W) -> Self {
         Tarball {
             builder: tar::Builder::new(out),
         }
     }
 
-    pub fn dir(&mut self, path: &str) -> Result<(), ExportError> {
+    pub(super) fn dir(&mut self, path: &str) -> Result<(), ExportError> {
         let mut header = header(tar::EntryType::Directory, 0o755, 0);
         self.builder
             .append_data(&mut header, path, io::empty())
             .map_err(ExportError::Write)
     }
 
-    pub fn bytes(&mut self, path: &str, data: &[u8]) -> Result<(), ExportError> {
+    pub(super) fn bytes(&mut self, path: &str, data: &[u8]) -> Result<(), ExportError> {
         let mut header = header(tar::EntryType::Regular, 0o644, data.len() as u64);
         self.builder
             .append_data(&mut header, path, data)
@@ -39,7 +39,7 @@ impl<W: Write> Tarball<W> {
 
     /// Copies the file at `source` in as `path`, checking on the way that its sha256 is
     /// `expected`. Returns the size copied.
-    pub fn file(
+    pub(super) fn file(
         &mut self,
         path: &str,
         source: &Path,
@@ -95,7 +95,7 @@ impl<W: Write> Tarball<W> {
     /// Tars the snapshot directory `upper` in as `path`, without staging the layer tar
     /// anywhere: its size is worked out from metadata first, since the entry's header comes
     /// before its bytes. Returns the layer's diff ID.
-    pub fn layer_dir(&mut self, path: &str, upper: &Path) -> Result<Digest, ExportError> {
+    pub(super) fn layer_dir(&mut self, path: &str, upper: &Path) -> Result<Digest, ExportError> {
         let layer_err = |source| ExportError::Layer {
             path: upper.to_owned(),
             source,
@@ -129,7 +129,7 @@ impl<W: Write> Tarball<W> {
         Digest::parse(&stats.diff_id).map_err(ExportError::InvalidDiffId)
     }
 
-    pub fn finish(self) -> Result<W, ExportError> {
+    pub(super) fn finish(self) -> Result<W, ExportError> {
         self.builder.into_inner().map_err(ExportError::Write)
     }
 }

@@ -101,7 +101,7 @@ impl OtlpConfig {
 }
 
 /// Wraps `inner` in an [`OtelRenderer`] when the environment asks for traces.
-pub fn wrap_from_env(inner: Box<dyn Renderer>) -> Box<dyn Renderer> {
+pub(super) fn wrap_from_env(inner: Box<dyn Renderer>) -> Box<dyn Renderer> {
     match OtlpConfig::from_env(|name| std::env::var(name).ok()) {
         Some(config) => Box::new(OtelRenderer::new(inner, config)),
         None => inner,

@@ -18,7 +18,7 @@ struct Entry<'a> {
     maintainer: Option<&'a str>,
 }
 
-pub fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
+pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let bytes = match fs.read(INSTALLED, LIMIT) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return,

@@ -4,12 +4,12 @@
 
 /// One paragraph's fields in order; names compare case-insensitively, as in both formats.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Fields(Vec<(String, String)>);
+pub(super) struct Fields(Vec<(String, String)>);
 
 impl Fields {
     /// The first field named `name`, its continuation lines joined with newlines; `None`
     /// for an empty one too.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -44,21 +44,21 @@ impl Fields {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("line {line}: neither a field nor the continuation of one")]
-pub struct MalformedLine {
+pub(super) struct MalformedLine {
     pub line: usize,
 }
 
 /// The paragraphs of a deb822 file, one at a time (a status file holds thousands); blank
 /// lines separate them. A line that is neither a field nor a continuation is an error, as
 /// it is for dpkg, and ends the iteration.
-pub fn paragraphs(text: &str) -> Paragraphs<'_> {
+pub(super) fn paragraphs(text: &str) -> Paragraphs<'_> {
     Paragraphs {
         lines: text.lines().enumerate(),
         failed: false,
     }
 }
 
-pub struct Paragraphs<'a> {
+pub(super) struct Paragraphs<'a> {
     lines: std::iter::Enumerate<std::str::Lines<'a>>,
     failed: bool,
 }
@@ -90,7 +90,7 @@ impl Iterator for Paragraphs<'_> {
 /// The header block of a message (Python's `METADATA`/`PKG-INFO`): it ends at the first
 /// blank line, where the body (the long description) starts, or at a line that is not a
 /// header, as Python's `email` parser decides.
-pub fn headers(text: &str) -> Fields {
+pub(super) fn headers(text: &str) -> Fields {
     let mut fields = Fields::default();
     for line in text.lines() {
         if line.trim().is_empty() || !fields.push_line(line) {

@@ -18,7 +18,7 @@ const COPYRIGHT_LIMIT: u64 = 4 << 20;
 /// costs no more than this.
 const COPYRIGHT_BUDGET: u64 = 256 << 20;
 
-pub fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
+pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let mut licenses = CopyrightReader::new(fs);
     if let Some(text) = read(fs, STATUS, inventory) {
         add_paragraphs(&text, STATUS, true, distro, &mut licenses, inventory);
@@ -200,7 +200,7 @@ impl<'a> CopyrightReader<'a> {
 /// The short names of the `License:` fields of a copyright file (the machine-readable
 /// format, DEP-5) and of the licenses it refers to in `/usr/share/common-licenses/` (as most
 /// files in free form do), sorted and once each, as syft reads them.
-pub fn copyright_licenses(text: &str) -> Vec<String> {
+pub(super) fn copyright_licenses(text: &str) -> Vec<String> {
     const COMMON: &str = "/usr/share/common-licenses/";
     let mut names = BTreeSet::new();
     for (at, _) in text.match_indices(COMMON) {

@@ -19,14 +19,14 @@ const MODE: ParseMode = ParseMode {
 
 /// A license that is not on the SPDX list, named by `id` (`LicenseRef-…`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OtherLicense {
+pub(super) struct OtherLicense {
     pub id: String,
     pub text: String,
 }
 
 /// The `licenseDeclared` expression of a package declaring `raw` (ANDed, as syft joins
 /// several), `NOASSERTION` for none, and the licenses it refers to by `LicenseRef-`.
-pub fn declared(raw: &[String]) -> (String, Vec<OtherLicense>) {
+pub(super) fn declared(raw: &[String]) -> (String, Vec<OtherLicense>) {
     let mut terms: Vec<String> = Vec::new();
     let mut others = Vec::new();
     for value in raw {
@@ -57,7 +57,7 @@ pub fn declared(raw: &[String]) -> (String, Vec<OtherLicense>) {
 }
 
 /// `value` as a valid SPDX expression, if it is one once canonicalised.
-pub fn expression(value: &str) -> Option<String> {
+pub(super) fn expression(value: &str) -> Option<String> {
     let mapped = map_names(value);
     Expression::parse_mode(&mapped, MODE).ok()?;
     // Parsed without imprecise names, the canonical form only rewrites operators, `+` and

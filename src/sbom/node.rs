@@ -7,7 +7,7 @@ use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, Supplier, pers
 
 const LIMIT: u64 = 4 << 20;
 
-pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
+pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
     let mut found = Vec::new();
     let mut skipped = Skipped::default();
     for path in manifests {

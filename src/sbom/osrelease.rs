@@ -7,14 +7,14 @@ use super::rootfs::RootFs;
 const LIMIT: u64 = 64 << 10;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Distro {
+pub(super) struct Distro {
     pub id: Option<String>,
     pub version_id: Option<String>,
 }
 
 impl Distro {
     /// `debian-12`, `alpine-3.19.1`: the purl `distro` qualifier.
-    pub fn qualifier(&self) -> Option<String> {
+    pub(super) fn qualifier(&self) -> Option<String> {
         match (&self.id, &self.version_id) {
             (Some(id), Some(version)) => Some(format!("{id}-{version}")),
             (Some(id), None) => Some(id.clone()),
@@ -24,7 +24,7 @@ impl Distro {
 }
 
 /// `/etc/os-release`, else `/usr/lib/os-release` (the order os-release(5) gives).
-pub fn read(fs: &RootFs, inventory: &mut Inventory) -> Distro {
+pub(super) fn read(fs: &RootFs, inventory: &mut Inventory) -> Distro {
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
         match fs.read(path, LIMIT) {
             Ok(Some(bytes)) => return parse(&String::from_utf8_lossy(&bytes)),
@@ -35,7 +35,7 @@ pub fn read(fs: &RootFs, inventory: &mut Inventory) -> Distro {
     Distro::default()
 }
 
-pub fn parse(text: &str) -> Distro {
+pub(super) fn parse(text: &str) -> Distro {
     let mut distro = Distro::default();
     for line in text.lines() {
         let Some((key, value)) = line.trim().split_once('=') else {

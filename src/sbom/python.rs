@@ -10,7 +10,7 @@ const LIMIT: u64 = 4 << 20;
 /// A `License:` longer than this is a license's text, not its name.
 const MAX_LICENSE_NAME: usize = 200;
 
-pub fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
+pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
     let mut found = Vec::new();
     let mut skipped = Skipped::default();
     for path in manifests {

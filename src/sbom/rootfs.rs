@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 const MAX_SYMLINK_HOPS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RootFsError {
+pub(super) enum RootFsError {
     #[error("{path}: a `..` leaves the root filesystem")]
     Escapes { path: String },
     #[error("{path}: more than {MAX_SYMLINK_HOPS} symbolic links")]
@@ -29,24 +29,24 @@ pub enum RootFsError {
     },
 }
 
-pub struct RootFs {
+pub(super) struct RootFs {
     root: PathBuf,
 }
 
 impl RootFs {
-    pub fn new(root: &Path) -> Self {
+    pub(super) fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The host path of `path` (a path in the image), its symlinks resolved inside the root;
     /// `None` if it does not exist.
-    pub fn resolve(&self, path: &str) -> Result<Option<PathBuf>, RootFsError> {
+    pub(super) fn resolve(&self, path: &str) -> Result<Option<PathBuf>, RootFsError> {
         let mut pending: Vec<OsString> = Vec::new();
         push_components(&mut pending, Path::new(path));
         let mut resolved: Vec<OsString> = Vec::new();
@@ -100,7 +100,7 @@ impl RootFs {
     /// The whole of the regular file at `path`, `None` if it does not exist, an error if it
     /// is larger than `limit` bytes (checked before reading, so a sparse or lying file costs
     /// nothing) or is not a regular file (a FIFO would block, a device would never end).
-    pub fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, RootFsError> {
+    pub(super) fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, RootFsError> {
         let Some((file, len)) = self.open(path, limit)? else {
             return Ok(None);
         };
@@ -123,7 +123,7 @@ impl RootFs {
 
     /// The regular file at `path` open for reading and its size, checked as [`Self::read`]
     /// checks it; the caller reads at most `limit` bytes of it.
-    pub fn open(&self, path: &str, limit: u64) -> Result<Option<(File, u64)>, RootFsError> {
+    pub(super) fn open(&self, path: &str, limit: u64) -> Result<Option<(File, u64)>, RootFsError> {
         let Some(host) = self.resolve(path)? else {
             return Ok(None);
         };
@@ -154,7 +154,7 @@ impl RootFs {
     }
 
     /// The names in the directory at `path`, sorted; empty if it does not exist.
-    pub fn list_dir(&self, path: &str) -> Result<Vec<OsString>, RootFsError> {
+    pub(super) fn list_dir(&self, path: &str) -> Result<Vec<OsString>, RootFsError> {
         let Some(host) = self.resolve(path)? else {
             return Ok(Vec::new());
         };

@@ -39,7 +39,7 @@ const TYPE_STRING_ARRAY: u32 = 8;
 const TYPE_I18NSTRING: u32 = 9;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HeaderError {
+pub(super) enum HeaderError {
     #[error("shorter than its 8-byte preamble")]
     Truncated,
     #[error("{il} index entries and {dl} data bytes are beyond rpm's limits")]
@@ -53,7 +53,7 @@ pub enum HeaderError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub(super) struct Header {
     pub name: String,
     pub version: String,
     pub release: String,
@@ -64,7 +64,7 @@ pub struct Header {
     pub source_rpm: Option<String>,
 }
 
-pub fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
+pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let mut seen = Vec::new();
     for dir in DB_DIRS {
         for (file, format) in [("Packages", "BerkeleyDB"), ("Packages.db", "NDB")] {
@@ -230,7 +230,7 @@ fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, String> {
     })
 }
 
-pub fn parse_header(blob: &[u8]) -> Result<Header, HeaderError> {
+pub(super) fn parse_header(blob: &[u8]) -> Result<Header, HeaderError> {
     let be32 = |at: usize| -> u32 {
         u32::from_be_bytes([blob[at], blob[at + 1], blob[at + 2], blob[at + 3]])
     };
@@ -341,7 +341,7 @@ mod tests {
     use super::*;
 
     /// A header blob of `(tag, type, data)` entries, laid out as rpm lays them out.
-    pub fn blob(entries: &[(i32, u32, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn blob(entries: &[(i32, u32, Vec<u8>)]) -> Vec<u8> {
         let mut index = Vec::new();
         let mut data: Vec<u8> = Vec::new();
         for (tag, ty, bytes) in entries {

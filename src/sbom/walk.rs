@@ -14,14 +14,14 @@ const MAX_ENTRIES: usize = 2_000_000;
 const SKIPPED_TOP: [&str; 3] = ["proc", "sys", "dev"];
 
 #[derive(Debug, Default)]
-pub struct Manifests {
+pub(super) struct Manifests {
     /// `…/x.dist-info/METADATA`, `…/x.egg-info/PKG-INFO` and `…/x.egg-info` files.
     pub python: Vec<String>,
     /// `…/node_modules/[@scope/]name/package.json`.
     pub node: Vec<String>,
 }
 
-pub fn find_manifests(fs: &RootFs, inventory: &mut Inventory) -> Manifests {
+pub(super) fn find_manifests(fs: &RootFs, inventory: &mut Inventory) -> Manifests {
     let mut found = Manifests::default();
     let mut entries = 0usize;
     let mut non_utf8 = Vec::new();

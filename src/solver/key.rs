@@ -17,7 +17,7 @@ const KEY_VERSION: &str = "bud-cache-key-v1";
 
 /// A step's cache key and what it was made of, for the next build's explanation of why
 /// the step ran (`why.rs`).
-pub struct KeyMaterial {
+pub(super) struct KeyMaterial {
     pub key: String,
     /// sha256 of the op's bytes as the key covers them.
     pub op: String,
@@ -26,7 +26,7 @@ pub struct KeyMaterial {
     pub inputs: Vec<String>,
 }
 
-pub fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> KeyMaterial {
+pub(super) fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> KeyMaterial {
     let op = op_bytes_for_key(vertex);
     let parts: Vec<String> = inputs
         .iter()
@@ -53,7 +53,7 @@ pub fn cache_key(vertex: &Vertex, inputs: &[Ref], input_keys: &[String]) -> KeyM
 
 /// The paths of a context that an op reads through input `input`: each source or mount
 /// selector and whether it may hold wildcards; None when it reads the whole context.
-pub fn context_selectors(op: &pb::Op, input: i64) -> Option<Vec<(String, bool)>> {
+pub(super) fn context_selectors(op: &pb::Op, input: i64) -> Option<Vec<(String, bool)>> {
     let mut selectors = Vec::new();
     let mut whole = false;
     match &op.op {
@@ -79,7 +79,7 @@ pub fn context_selectors(op: &pb::Op, input: i64) -> Option<Vec<(String, bool)>>
 }
 
 /// A key for the same op run under different conditions.
-pub fn salted(key: &str, salt: &str) -> String {
+pub(super) fn salted(key: &str, salt: &str) -> String {
     format!(
         "sha256:{}",
         hex::encode(Sha256::digest(format!("{key}\0{salt}")))
@@ -88,7 +88,7 @@ pub fn salted(key: &str, salt: &str) -> String {
 
 /// The key the dependents of a step made to run again see: its own, salted with the
 /// snapshots it made, so that they run again too, and hit again once those are cached.
-pub fn after_rerun(key: &str, outputs: &[Ref]) -> String {
+pub(super) fn after_rerun(key: &str, outputs: &[Ref]) -> String {
     let made: Vec<&str> = outputs.iter().filter_map(Ref::snapshot_id).collect();
     salted(key, &format!("rerun:{}", made.join(",")))
 }
@@ -98,7 +98,7 @@ pub fn output_key(key: &str, index: usize) -> String {
     format!("{key}/{index}")
 }
 
-pub fn output_count(op: &pb::op::Op) -> usize {
+pub(super) fn output_count(op: &pb::op::Op) -> usize {
     match op {
         pb::op::Op::Exec(e) => e
             .mounts

@@ -12,6 +12,7 @@ mod file;
 mod graph;
 mod key;
 mod merge;
+mod remote_source;
 pub mod snapshots;
 pub mod snapshotter;
 mod source;
@@ -68,6 +69,10 @@ pub enum SolveError {
     Mode(#[from] crate::fileop::symbolic_mode::BadMode),
     #[error(transparent)]
     Context(#[from] crate::source::context::ContextError),
+    #[error(transparent)]
+    Git(#[from] crate::source::git::GitError),
+    #[error(transparent)]
+    Http(#[from] crate::source::http::HttpError),
     #[error("{0}")]
     Image(String),
     #[error(transparent)]

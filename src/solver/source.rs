@@ -123,13 +123,11 @@ impl Solver {
         if let Some(name) = id.strip_prefix("local://") {
             self.progress.started(&vertex.digest, &vertex.name);
             let result = self.local(name, src).await;
-            self.progress.completed(
-                &vertex.digest,
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| crate::error_chain::error_chain(e)),
-            );
+            let shown = result
+                .as_ref()
+                .err()
+                .map(|e| crate::error_chain::error_chain(e));
+            self.progress.completed(&vertex.digest, shown);
             let ctx = Arc::new(result?);
             let checksum = ctx.snapshot.checksum("");
             if let Some(history) = &self.history {
@@ -151,27 +149,10 @@ impl Solver {
             return self.image_source(vertex, layout, cancel).await;
         }
         let remote = if id.starts_with("http://") || id.starts_with("https://") {
-            Some(
-                crate::source::http::solve(&self.snapshots, id, &src.attrs, self.opts.timeouts)
-                    .boxed(),
-            )
+            Some(self.http_source(id, &src.attrs).boxed())
         } else {
-            id.strip_prefix("git://").map(|remote| {
-                crate::source::git::solve(
-                    &self.snapshots,
-                    remote,
-                    &src.attrs,
-                    &self.opts.secrets,
-                    &self.opts.ssh_agents,
-                )
-                .map(|solved| {
-                    solved.map(|(key, r, fetched)| {
-                        self.note_git_source(fetched);
-                        (key, r)
-                    })
-                })
-                .boxed()
-            })
+            id.strip_prefix("git://")
+                .map(|remote| self.git_source(remote, &src.attrs).boxed())
         };
         if let Some(fetch) = remote {
             self.progress.started(&vertex.digest, &vertex.name);
@@ -179,13 +160,12 @@ impl Solver {
                 r = fetch => r,
                 _ = cancel.cancelled() => Err(SolveError::Cancelled),
             };
-            self.progress.completed(
-                &vertex.digest,
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| crate::error_chain::error_chain(e)),
-            );
+            // The fetchers' messages name their own layer only: show the causes too.
+            let shown = result
+                .as_ref()
+                .err()
+                .map(|e| crate::error_chain::error_chain(e));
+            self.progress.completed(&vertex.digest, shown);
             let (key, r) = result?;
             return Ok(Solved {
                 key,
@@ -302,7 +282,7 @@ impl Solver {
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
                 .map_err(SolveError::failed("reading an OCI layout"))?
-                .map_err(|e| SolveError::Image(e.to_string()))?
+                .map_err(|e| SolveError::Image(crate::error_chain::error_chain(&e)))?
         };
         let layers = image
             .layers

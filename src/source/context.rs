@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::meta::{FileStamp, MetaError, MetaStore};
 
+/// Why the context could not be walked.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("build context {path}: {source}")]
+    #[error("build context {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -367,6 +368,20 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let meta = MetaStore::open(&state.path().join("meta.db")).unwrap();
         (ctx, state, meta)
+    }
+
+    #[test]
+    fn a_missing_context_is_named_with_its_cause_once() {
+        let (ctx, _s, meta) = setup();
+        let missing = ctx.path().join("nope");
+        let err = ContextSnapshot::walk(&missing, &NoExclusions, &meta).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("build context {}", missing.display())
+        );
+        let cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        let chain = crate::error_chain::error_chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! (`git.mountsshsock`, `default` for every ssh URL the frontend makes), and only with it; its
 //! host key is checked against `git.knownsshhosts` when the source has them and accepted
 //! otherwise, as BuildKit's git source does.
+//! This module fetches only: the checkout goes into directories it is given, and the solver
+//! owns the snapshots (`solver::remote_source`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -21,14 +23,12 @@ use std::process::Stdio;
 use bud_proto::pb::attr;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::meta::SnapshotKind;
-use crate::solver::{Ref, Snapshots, SolveError};
-
+/// Why a git source could not be resolved or checked out.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("invalid git source {0:?}")]
     InvalidIdentifier(String),
-    #[error("running git: {0}")]
+    #[error("running git")]
     Spawn(#[source] std::io::Error),
     #[error("git {command} failed for {url}#{reference}: {stderr}")]
     Command {
@@ -55,7 +55,7 @@ pub enum GitError {
         subdir: String,
         reason: String,
     },
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -316,8 +316,38 @@ impl GitSource {
         Some(AuthHeader::basic(&field("username")?, &field("password")?))
     }
 
-    fn reference_name(&self) -> &str {
+    /// The ref asked for, `HEAD` when none was.
+    pub fn reference_name(&self) -> &str {
         self.reference.as_deref().unwrap_or("HEAD")
+    }
+
+    /// Resolves the ref as `resolve` does; when the remote asks for credentials and no
+    /// secret gave any, asks the user's credential helpers and, given some, tries again
+    /// with them (kept for the checkout).
+    pub async fn resolve_with_credentials(&mut self) -> Result<Resolved, GitError> {
+        match self.resolve().await {
+            Err(e) if self.auth.is_none() && e.asks_for_credentials() => {
+                match self.credential_fill().await {
+                    Some(auth) => {
+                        self.auth = Some(auth);
+                        self.resolve().await
+                    }
+                    None => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// What provenance records of the checkout of `resolved`.
+    pub fn fetched(&self, resolved: &Resolved) -> Fetched {
+        Fetched {
+            url: match &self.reference {
+                Some(r) => format!("{}#{r}", self.url),
+                None => self.url.clone(),
+            },
+            commit: resolved.commit.clone(),
+        }
     }
 
     /// Resolves the ref to a commit with `git ls-remote`, unless it is a commit ID.
@@ -636,62 +666,6 @@ pub struct Fetched {
     pub commit: String,
 }
 
-/// Solves a git source op (`identifier` is what follows `git://`): the snapshot of the
-/// checkout, its cache key, and what was checked out.
-pub async fn solve(
-    snapshots: &Snapshots,
-    identifier: &str,
-    attrs: &BTreeMap<String, String>,
-    secrets: &std::collections::HashMap<String, Vec<u8>>,
-    ssh_agents: &std::collections::HashMap<String, PathBuf>,
-) -> Result<(String, Ref, Fetched), SolveError> {
-    let err = |e: GitError| SolveError::Other(e.to_string());
-    let mut source = GitSource::parse(identifier, attrs).map_err(err)?;
-    source.auth = source.auth_from_secrets(attrs, secrets);
-    let ssh_scratch = tempfile::tempdir()
-        .map_err(io_err("creating a directory in", &std::env::temp_dir()))
-        .map_err(err)?;
-    source.ssh = source
-        .ssh_access(attrs, ssh_agents, ssh_scratch.path())
-        .map_err(err)?;
-    let resolved = match source.resolve().await {
-        Err(e) if source.auth.is_none() && e.asks_for_credentials() => {
-            match source.credential_fill().await {
-                Some(auth) => {
-                    source.auth = Some(auth);
-                    source.resolve().await.map_err(err)?
-                }
-                None => return Err(err(e)),
-            }
-        }
-        r => r.map_err(err)?,
-    };
-    let key = source.snapshot_key(&resolved);
-    let fetched = Fetched {
-        url: match &source.reference {
-            Some(r) => format!("{}#{r}", source.url),
-            None => source.url.clone(),
-        },
-        commit: resolved.commit.clone(),
-    };
-    if let Some(hit) = snapshots.lookup(&key)? {
-        return Ok((key, hit, fetched));
-    }
-    let ws = snapshots.workspace()?;
-    let scratch = ws.subdir("git")?;
-    source
-        .checkout(&resolved, &scratch, &ws.upper())
-        .await
-        .map_err(err)?;
-    let description = format!(
-        "git snapshot for {}#{}",
-        source.url,
-        source.reference_name()
-    );
-    let committed = snapshots.commit(ws, &Ref::Scratch, SnapshotKind::Layer, &key, &description)?;
-    Ok((key, committed, fetched))
-}
-
 /// Picks the commit `ls-remote --symref` output gives for `reference`: an exact `refs/…`
 /// match, else the branch, else the tag (peeled when annotated), as BuildKit does.
 fn pick_ref(ls_remote: &str, reference: &str) -> Option<Resolved> {
@@ -784,6 +758,19 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn errors_name_their_own_layer_and_keep_the_cause() {
+        let cause = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cause_text = cause.to_string();
+        let e = io_err("creating", Path::new("/x/checkout"))(cause);
+        assert_eq!(e.to_string(), "creating /x/checkout");
+        let chain = crate::error_chain::error_chain(&e);
+        assert_eq!(chain, format!("creating /x/checkout: {cause_text}"));
+        let spawn = GitError::Spawn(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(spawn.to_string(), "running git");
+        assert!(std::error::Error::source(&spawn).is_some());
     }
 
     #[test]

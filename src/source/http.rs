@@ -1,12 +1,14 @@
-//! `ADD https://…`: a URL downloaded into a snapshot holding one file.
+//! `ADD https://…`: a URL downloaded into a directory it is given, as one file.
 //!
 //! As in BuildKit, the file is named by `http.filename`, else the response's
 //! `Content-Disposition`, else the URL's last path segment; its mode is `http.perm`
 //! (0600 by default), its owner `http.uid`/`http.gid`, its mtime the `Last-Modified` date
-//! (or the epoch). The snapshot is keyed by what it holds (content digest, name, mode,
-//! owner, mtime), not by the URL; each URL's last ETag and Last-Modified are kept so that a
-//! rebuild revalidates instead of downloading: on `304 Not Modified` the earlier snapshot
-//! is reused. A pinned `http.checksum` whose snapshot exists needs no request at all.
+//! (or the epoch). The keys given to the solver name what the file holds (content digest,
+//! name, mode, owner, mtime), not the URL; the solver keeps each URL's last ETag and
+//! Last-Modified and hands them back so that a rebuild revalidates instead of downloading:
+//! on `304 Not Modified` the earlier snapshot is reused. A pinned `http.checksum` gives a key
+//! before any request is made. This module fetches only: the solver owns the snapshots
+//! (`solver::remote_source`).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -20,10 +22,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::cache::http_cache::HttpValidators;
-use crate::cache::meta::{MetaError, SnapshotKind};
-use crate::solver::{Ref, Snapshots, SolveError};
 use crate::timeouts::Timeouts;
 
+/// Why an HTTP(S) source could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("invalid {name} {value:?} for {url}: {reason}")]
@@ -45,15 +46,15 @@ pub enum HttpError {
         got: String,
         expected: String,
     },
-    #[error("saving {url} to {path}: {source}")]
+    #[error("saving {url} to {path}")]
     Write {
         url: String,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Meta(#[from] MetaError),
+    #[error("making the HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// An HTTP(S) source op, as its identifier and attributes describe it.
@@ -177,8 +178,26 @@ impl HttpSource {
         )
     }
 
+    /// The key of the snapshot a pinned checksum names, known before any request.
+    pub fn pinned_key(&self) -> Option<String> {
+        let checksum = self.checksum.as_deref()?;
+        Some(self.snapshot_key(checksum, &self.file_name(None), None))
+    }
+
+    /// The key of the snapshot made from the download `v` describes. A pinned checksum
+    /// keys it without the mtime, so that it is found before any request is made.
+    pub fn downloaded_key(&self, v: &HttpValidators) -> String {
+        let last_modified = if self.checksum.is_some() {
+            None
+        } else {
+            v.last_modified.as_deref()
+        };
+        self.snapshot_key(&v.digest, &v.filename, last_modified)
+    }
+
     /// Requests the URL, conditionally on `previous`, and on `200` writes the file into
-    /// `dir` and checks its digest.
+    /// `dir` and checks its digest. Only a request with `previous` is answered
+    /// `NotModified`: a `304` to any other is an invalid status.
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
@@ -276,77 +295,16 @@ impl HttpSource {
     }
 }
 
-/// Solves an HTTP(S) source op: the snapshot holding the URL's file, and its cache key.
-pub async fn solve(
-    snapshots: &Snapshots,
-    url: &str,
-    attrs: &BTreeMap<String, String>,
-    timeouts: Timeouts,
-) -> Result<(String, Ref), SolveError> {
-    let err = |e: HttpError| SolveError::Other(e.to_string());
-    let source = HttpSource::parse(url, attrs).map_err(err)?;
-    if let Some(checksum) = &source.checksum {
-        let key = source.snapshot_key(checksum, &source.file_name(None), None);
-        if let Some(hit) = snapshots.lookup(&key)? {
-            return Ok((key, hit));
-        }
-    }
-    let validators_key = source.validators_key();
-    let previous = match snapshots.meta.http_validators(&validators_key)? {
-        Some(prev) => {
-            let key = cached_key(&source, &prev);
-            snapshots.lookup(&key)?.map(|hit| (prev, key, hit))
-        }
-        None => None,
-    };
-    let client = reqwest::Client::builder()
+/// The client every HTTP(S) source of a build is fetched with, bounded by `timeouts`.
+pub fn client(timeouts: Timeouts) -> Result<reqwest::Client, HttpError> {
+    reqwest::Client::builder()
         .user_agent(concat!("bud/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeouts.connect)
         // A GET sends no body: the client's read timeout bounds the wait for the answer,
         // then each wait for more of the file.
         .read_timeout(timeouts.idle.max(timeouts.response))
         .build()
-        .map_err(|e| SolveError::Other(format!("HTTP client: {e}")))?;
-    let ws = snapshots.workspace()?;
-    let fetched = source
-        .fetch(&client, previous.as_ref().map(|(p, _, _)| p), &ws.upper())
-        .await
-        .map_err(err)?;
-    let validators = match (fetched, previous) {
-        (Fetched::NotModified, Some((_, key, hit))) => return Ok((key, hit)),
-        // Only sent when there was an earlier download.
-        (Fetched::NotModified, None) => {
-            return Err(SolveError::Other(format!(
-                "failed to download {url}: 304 Not Modified to an unconditional request"
-            )));
-        }
-        (Fetched::Downloaded(v), _) => v,
-    };
-    let key = cached_key(&source, &validators);
-    let committed = snapshots.commit(
-        ws,
-        &Ref::Scratch,
-        SnapshotKind::Layer,
-        &key,
-        &format!("http url {url}"),
-    )?;
-    if validators.etag.is_some() || validators.last_modified.is_some() {
-        snapshots
-            .meta
-            .put_http_validators(&validators_key, &validators)?;
-    }
-    Ok((key, committed))
-}
-
-/// A pinned checksum keys the snapshot without the mtime, so that it is found before any
-/// request is made.
-fn cached_key(source: &HttpSource, v: &HttpValidators) -> String {
-    let last_modified = if source.checksum.is_some() {
-        None
-    } else {
-        v.last_modified.as_deref()
-    };
-    source.snapshot_key(&v.digest, &v.filename, last_modified)
+        .map_err(HttpError::Client)
 }
 
 /// Why a request failed: reqwest's own message only repeats the URL, its causes say what
@@ -454,6 +412,21 @@ mod tests {
             "{err}"
         );
         assert!(HttpSource::parse("http://h/f", &attrs(&[("http.perm", "rw")])).is_err());
+    }
+
+    #[test]
+    fn write_errors_name_their_own_layer_and_keep_the_cause() {
+        let e = HttpError::Write {
+            url: "http://h/f".into(),
+            path: "/x/f".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        let cause = std::io::Error::from(std::io::ErrorKind::StorageFull).to_string();
+        assert_eq!(e.to_string(), "saving http://h/f to /x/f");
+        assert_eq!(
+            crate::error_chain::error_chain(&e).matches(&cause).count(),
+            1
+        );
     }
 
     #[test]

@@ -15,9 +15,10 @@ use crate::exporter::oci_layout::ANNOTATION_REF_NAME;
 use crate::registry::Platform;
 use crate::registry::manifest::{Descriptor, Document, Manifest, select};
 
+/// Why an OCI layout could not give the image asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -213,7 +214,7 @@ pub fn resolve_for_frontend(
     let wanted = Platform::new(&platform.os, &platform.architecture, &platform.variant);
     let image = OciLayout::new(layout)
         .image(digest, &wanted)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain::error_chain(&e))?;
     let config = serde_json::from_slice(&image.config_bytes).map_err(|e| e.to_string())?;
     Ok(bud_frontend::convert::ResolvedImage {
         digest: image.manifest_digest,

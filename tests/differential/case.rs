@@ -18,6 +18,10 @@
 //!   it there rather than have it ignored;
 //! - `setup.sh`: run by `sh` in the copied context to create what git keeps badly
 //!   (symlinks, hardlinks, modes, archives), reproducibly.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 
 use std::fs;
 use std::io;

@@ -1,6 +1,10 @@
 //! What a daemon says about a built image: the config fields a Dockerfile sets, the history,
 //! and the filesystem a container of it starts with. Each daemon has its own image store, so
 //! every question goes to the daemon that holds the image, through its own client.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 
 use std::process::Output;
 

@@ -1,6 +1,10 @@
 //! What an image's filesystem looks like to a container, reduced to what a build decides:
 //! path, type, permission bits, owner, size, content digest and link target. Mtimes are
 //! left out because two builds never agree on them.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt;

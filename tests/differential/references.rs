@@ -2,6 +2,10 @@
 //! on its BuildKit), made once per case and shared by every bud variant's test: the tests
 //! run as threads of one process, and the first to reach a case builds its references while
 //! the others wait for them.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 
 use std::collections::HashMap;
 use std::path::Path;

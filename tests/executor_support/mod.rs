@@ -1,5 +1,12 @@
 //! Shared by the executor tests: a busybox root filesystem and the checks for root and runc.
-
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! Shared fixtures for the fileop tests: a temporary directory holding a source root, a
 //! destination root and an `outside` directory that no operation may touch.
-
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -2,6 +2,10 @@
 //! remote build contexts: `git daemon`, git's smart HTTP (`git http-backend` behind a small
 //! server of the test's own) and plain HTTP with chosen answers. Each serves every
 //! connection to a listener bound before it returns: no port race, no waiting for readiness.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

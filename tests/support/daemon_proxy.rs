@@ -10,6 +10,10 @@
 //! stand for a daemon on another socket, on `tcp://` or on `tcp://` with TLS.
 //!
 //! The proxy runs on its own thread and runtime, so a test may block on `bud` meanwhile.
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -1,6 +1,14 @@
 //! Shared by the integration tests: what the test environment (scripts/test-env) provides,
 //! and the rule that a test needing it fails under CI instead of passing by skipping.
 #![allow(dead_code)]
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
+#![allow(
+    clippy::print_stderr,
+    reason = "a test's notes (what it skipped or measured) go to its captured output"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,10 @@
 //! One `build` command line run by the references and by bud, and the images compared as the
 //! differential suite compares them (config a Dockerfile decides, history, layers,
 //! filesystem): for build contexts the builders fetch themselves (git and http URLs).
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 #![allow(dead_code)]
 
 use std::path::Path;

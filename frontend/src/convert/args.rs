@@ -28,13 +28,13 @@ const PROXY_ARGS: [&str; 10] = [
 
 /// Build and target platforms of a conversion.
 #[derive(Debug, Clone)]
-pub struct Platforms {
+pub(super) struct Platforms {
     pub build: Platform,
     pub target: Platform,
 }
 
 impl Platforms {
-    pub fn new(opts: &ConvertOptions) -> Self {
+    pub(super) fn new(opts: &ConvertOptions) -> Self {
         Platforms {
             build: opts.build_platform.clone(),
             target: opts
@@ -46,7 +46,7 @@ impl Platforms {
 }
 
 /// Build args docker never reports as unused.
-pub fn is_builtin(name: &str) -> bool {
+pub(super) fn is_builtin(name: &str) -> bool {
     PROXY_ARGS.contains(&name)
         || name.starts_with("BUILDKIT_")
         || name == "SOURCE_DATE_EPOCH"
@@ -68,7 +68,7 @@ const DEFAULT_ARG_NAMES: [&str; 11] = [
 ];
 
 /// The predefined ARGs, overridable by build args.
-pub fn default_args(
+pub(super) fn default_args(
     platforms: &Platforms,
     build_args: &BTreeMap<String, String>,
     target: Option<&str>,
@@ -96,7 +96,7 @@ pub fn default_args(
 }
 
 /// Global ARGs after evaluation.
-pub struct MetaArgs {
+pub(super) struct MetaArgs {
     /// Values usable in FROM lines and as defaults of re-declared ARGs.
     pub env: EnvList,
     /// Names the global ARGs declare.
@@ -104,7 +104,7 @@ pub struct MetaArgs {
 }
 
 /// Evaluates the ARGs before the first FROM, in order, each default seeing the ones before.
-pub fn meta_args(
+pub(super) fn meta_args(
     mut env: EnvList,
     lexer: &Lexer,
     args: &[MetaArg],
@@ -135,7 +135,7 @@ pub fn meta_args(
 }
 
 /// The proxy settings among the build args, matched case-insensitively as BuildKit does.
-pub fn proxy_env(build_args: &BTreeMap<String, String>) -> Option<pb::ProxyEnv> {
+pub(super) fn proxy_env(build_args: &BTreeMap<String, String>) -> Option<pb::ProxyEnv> {
     let mut proxy = pb::ProxyEnv::default();
     let mut any = false;
     // BTreeMap order: upper-case names come first, so lower-case ones win, as in BuildKit.

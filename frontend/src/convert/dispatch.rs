@@ -23,7 +23,7 @@ use crate::shell::Lexer;
 pub(super) const COMMAND_DESCRIPTION: &str = "com.docker.dockerfile.v1.command";
 
 /// What every stage's dispatch shares.
-pub struct Context<'a> {
+pub(super) struct Context<'a> {
     pub opts: &'a ConvertOptions,
     pub lexer: &'a Lexer,
     pub global_args: &'a EnvList,
@@ -34,7 +34,7 @@ pub struct Context<'a> {
 
 /// A stage being dispatched: its filesystem and the metadata later steps use.
 #[derive(Debug, Clone)]
-pub struct StageState {
+pub(super) struct StageState {
     pub state: State,
     pub env: EnvList,
     /// Working directory for RUN and relative paths.
@@ -50,7 +50,7 @@ pub struct StageState {
 }
 
 /// All dispatched stages.
-pub struct Dispatched {
+pub(super) struct Dispatched {
     stages: Vec<Option<StageState>>,
     /// Context paths read by COPY, ADD and bind mounts.
     pub context_paths: BTreeSet<String>,
@@ -62,7 +62,7 @@ pub struct Dispatched {
 
 impl Dispatched {
     /// Takes a dispatched stage out.
-    pub fn take(&mut self, index: usize) -> StageState {
+    pub(super) fn take(&mut self, index: usize) -> StageState {
         self.stages
             .get_mut(index)
             .and_then(Option::take)
@@ -85,7 +85,7 @@ impl Dispatched {
 }
 
 /// Dispatches the reachable stages in order, reading the context from `context`.
-pub fn dispatch_all(
+pub(super) fn dispatch_all(
     graph: &Graph,
     reachable: &BTreeSet<usize>,
     ctx: &Context<'_>,
@@ -311,12 +311,12 @@ pub(super) struct Stage<'a, 'c> {
 type Result<T, E = ConvertErrorKind> = std::result::Result<T, E>;
 
 impl Stage<'_, '_> {
-    pub fn node(&self) -> &super::stages::StageNode {
+    pub(super) fn node(&self) -> &super::stages::StageNode {
         &self.graph.stages[self.node_index]
     }
 
     /// Expands one word with the stage's environment.
-    pub fn expand(&self, word: &str) -> Result<String> {
+    pub(super) fn expand(&self, word: &str) -> Result<String> {
         self.ctx
             .lexer
             .process_word(word, &self.st.env)
@@ -325,7 +325,7 @@ impl Stage<'_, '_> {
     }
 
     /// The progress name of the next numbered step.
-    pub fn next_name(&mut self, text: &str, onbuild: bool) -> String {
+    pub(super) fn next_name(&mut self, text: &str, onbuild: bool) -> String {
         let node = &self.graph.stages[self.node_index];
         if node.cmd_total > 0 {
             self.st.cmd_index += 1;
@@ -351,7 +351,7 @@ impl Stage<'_, '_> {
     }
 
     /// The instruction text with variables expanded, keyword upper-cased, as progress shows it.
-    pub fn display_text(&self, original: &str, lexer: &Lexer) -> String {
+    pub(super) fn display_text(&self, original: &str, lexer: &Lexer) -> String {
         let text = lexer
             .process_word(original, &self.st.env)
             .map(|w| w.result)
@@ -362,7 +362,7 @@ impl Stage<'_, '_> {
         }
     }
 
-    pub fn constraints(&self) -> Constraints {
+    pub(super) fn constraints(&self) -> Constraints {
         let constraints = Constraints::default().with_ignore_cache(self.node().ignore_cache);
         match &self.location {
             Some(location) => constraints.with_location(location.clone()),
@@ -515,14 +515,14 @@ impl Stage<'_, '_> {
     }
 
     /// CMD/ENTRYPOINT/RUN arguments: shell form runs through the stage's SHELL.
-    pub fn command_line(&self, line: &ShellOrExec) -> Vec<String> {
+    pub(super) fn command_line(&self, line: &ShellOrExec) -> Vec<String> {
         match line {
             ShellOrExec::Exec(args) => args.clone(),
             ShellOrExec::Shell(text) => self.with_shell(text),
         }
     }
 
-    pub fn with_shell(&self, text: &str) -> Vec<String> {
+    pub(super) fn with_shell(&self, text: &str) -> Vec<String> {
         let mut shell = self.st.image.shell();
         if shell.is_empty() {
             shell = if self.st.image.os() == "windows" {
@@ -634,7 +634,7 @@ impl Stage<'_, '_> {
     }
 
     /// `RUN`'s history text: the ARG values it saw, then its arguments.
-    pub fn run_history(&self, args: &[String]) -> String {
+    pub(super) fn run_history(&self, args: &[String]) -> String {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         let mut vars: Vec<String> = Vec::new();
         for (key, default) in &self.st.build_args {

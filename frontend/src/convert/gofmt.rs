@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// `strconv.Quote`: a double-quoted string with Go escapes.
-pub fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -32,14 +32,14 @@ pub fn quote(s: &str) -> String {
 }
 
 /// `fmt.Sprintf("%q", []string{…})`: `["a" "b"]`.
-pub fn quote_list(items: &[String]) -> String {
+pub(super) fn quote_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[{}]", quoted.join(" "))
 }
 
 /// `fmt.Sprintf("%q", n)` of an integer: the character literal of the code point `n`
 /// (`'\x04'`, `'A'`), or of U+FFFD when `n` is none.
-pub fn quote_rune(n: i64) -> String {
+pub(super) fn quote_rune(n: i64) -> String {
     let c = u32::try_from(n)
         .ok()
         .and_then(char::from_u32)
@@ -55,12 +55,12 @@ pub fn quote_rune(n: i64) -> String {
 }
 
 /// `fmt.Sprintf("%v", []string{…})`: `[a b]`.
-pub fn plain_list(items: &[String]) -> String {
+pub(super) fn plain_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
 /// `time.Duration.String()`: `0s`, `1.5s`, `1m30s`, `2h0m0s`, `500ms`.
-pub fn duration(d: Duration) -> String {
+pub(super) fn duration(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos == 0 {
         return "0s".to_owned();

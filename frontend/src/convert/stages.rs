@@ -21,7 +21,7 @@ const COMMAND_DESCRIPTION: &str = "com.docker.dockerfile.v1.command";
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Base {
+pub(super) enum Base {
     Scratch,
     Image,
     /// An earlier stage.
@@ -30,7 +30,7 @@ pub enum Base {
 
 /// A command and the stages it reads from.
 #[derive(Debug, Clone)]
-pub struct Cmd {
+pub(super) struct Cmd {
     pub command: Command,
     /// `COPY --from`.
     pub copy_from: Option<usize>,
@@ -42,7 +42,7 @@ pub struct Cmd {
 
 /// A base image after resolution.
 #[derive(Debug, Clone)]
-pub struct ResolvedBase {
+pub(super) struct ResolvedBase {
     pub state: State,
     pub image: ImageConfig,
     pub platform: Platform,
@@ -52,7 +52,7 @@ pub struct ResolvedBase {
 
 /// A stage, or an image used by `--from` without a stage (`unregistered`).
 #[derive(Debug, Clone)]
-pub struct StageNode {
+pub(super) struct StageNode {
     pub name: Option<String>,
     pub index: usize,
     /// Name in progress output: the stage name or `stage-N`; empty for a lone stage.
@@ -79,7 +79,7 @@ pub struct StageNode {
 
 impl StageNode {
     /// The stage's name as a target.
-    pub fn display_name(&self) -> String {
+    pub(super) fn display_name(&self) -> String {
         self.name
             .clone()
             .unwrap_or_else(|| format!("stage-{}", self.index))
@@ -88,7 +88,7 @@ impl StageNode {
 
 /// All stages, in Dockerfile order, then the unregistered image sources.
 #[derive(Debug)]
-pub struct Graph {
+pub(super) struct Graph {
     pub stages: Vec<StageNode>,
     registered: usize,
     /// The Dockerfile, which the base images' locations point into.
@@ -96,7 +96,7 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn build(
+    pub(super) fn build(
         file: &Dockerfile,
         global_args: &EnvList,
         lexer: &Lexer,
@@ -310,7 +310,7 @@ impl Graph {
     }
 
     /// The stage to build.
-    pub fn target(&self, name: Option<&str>) -> Result<usize, ConvertError> {
+    pub(super) fn target(&self, name: Option<&str>) -> Result<usize, ConvertError> {
         match name {
             None => Ok(self.registered - 1),
             Some(name) => {
@@ -324,7 +324,7 @@ impl Graph {
     }
 
     /// Fails on a stage that (indirectly) copies from itself.
-    pub fn check_cycles(&self) -> Result<(), ConvertError> {
+    pub(super) fn check_cycles(&self) -> Result<(), ConvertError> {
         let mut visited = vec![false; self.stages.len()];
         for start in 0..self.stages.len() {
             let mut path = Vec::new();
@@ -357,7 +357,7 @@ impl Graph {
     }
 
     /// Stages the target needs, in order.
-    pub fn reachable(&self, target: usize) -> BTreeSet<usize> {
+    pub(super) fn reachable(&self, target: usize) -> BTreeSet<usize> {
         let mut out = BTreeSet::new();
         let mut todo = vec![target];
         while let Some(s) = todo.pop() {
@@ -374,7 +374,7 @@ impl Graph {
 
     /// Resolves the base images the target needs and adds the ONBUILD triggers of
     /// their bases, until no trigger adds a dependency.
-    pub fn resolve(
+    pub(super) fn resolve(
         &mut self,
         target: usize,
         resolver: &dyn super::ImageResolver,
@@ -541,7 +541,7 @@ impl Graph {
     /// Narrows each directory context that only `COPY --from` reads to the paths read, as
     /// BuildKit does; one that a RUN may read, a mount, a later stage or the result is sent
     /// whole.
-    pub fn narrow_named_locals(
+    pub(super) fn narrow_named_locals(
         &mut self,
         target: usize,
         copied_from: &BTreeMap<usize, BTreeSet<String>>,

@@ -24,8 +24,10 @@ pub struct CheckConfig {
 /// A `check` value that BuildKit refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckConfigError {
+    /// An option that is not `skip=`, `error=` or `experimental=`.
     #[error("invalid check option {0:?}")]
     Invalid(String),
+    /// `error=` with a value that is not a boolean.
     #[error("failed to parse check option {0:?}: invalid syntax")]
     Bool(String),
 }

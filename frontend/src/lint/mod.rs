@@ -86,12 +86,16 @@ impl Report {
 /// Why a Dockerfile could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
+    /// The Dockerfile does not parse.
     #[error(transparent)]
     Parse(#[from] crate::parser::ParseError),
+    /// An instruction is malformed.
     #[error(transparent)]
     Instructions(#[from] crate::instructions::InstructionError),
+    /// The `# check=` directive is malformed.
     #[error("failed to parse check options")]
     Directive(#[source] CheckConfigError),
+    /// The `BUILDKIT_DOCKERFILE_CHECK` build arg is malformed.
     #[error("failed to parse BUILDKIT_DOCKERFILE_CHECK")]
     BuildArg(#[source] CheckConfigError),
 }

@@ -19,6 +19,7 @@ macro_rules! rule {
         rule!($id, $name, $slug, $description, false);
     };
     ($id:ident, $name:literal, $slug:literal, $description:literal, $experimental:literal) => {
+        #[doc = concat!("The `", $name, "` rule: ", $description)]
         pub const $id: Rule = Rule {
             name: $name,
             description: $description,

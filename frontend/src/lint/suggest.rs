@@ -2,7 +2,10 @@
 //! fewer than three edits away, none when the name itself is among the options.
 
 /// The suggestion for `value` among `options` (case-sensitive).
-pub fn search<'a>(value: &str, options: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(super) fn search<'a>(
+    value: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best = None;
     let mut min = 3;
     for option in options {

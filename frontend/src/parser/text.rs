@@ -8,6 +8,7 @@
 /// A Dockerfile's text and where it was not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The text, each byte that was not UTF-8 read as U+FFFD.
     pub text: String,
     /// `(line, byte)`, both 1-based: the first byte of each line that was not UTF-8.
     pub invalid: Vec<(usize, usize)>,

@@ -1,5 +1,9 @@
 //! A fake registry for conversion tests.
 #![allow(dead_code)]
+#![allow(
+    unreachable_pub,
+    reason = "a test binary exports nothing: `pub` is how its modules share"
+)]
 
 use bud_frontend::convert::{
     ConvertError, ConvertOptions, Converted, ImageResolver, Platform, ResolvedImage, convert,

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use protocol::Identity;
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyAgentError {
+pub(super) enum KeyAgentError {
     #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum KeyAgentError {
 }
 
 /// An agent serving keys read from files, until dropped.
-pub struct KeyAgent {
+pub(super) struct KeyAgent {
     socket: PathBuf,
     task: JoinHandle<()>,
     // Removed with the agent: the socket is never left behind.
@@ -42,7 +42,7 @@ pub struct KeyAgent {
 
 impl KeyAgent {
     /// Reads the keys and starts serving them; must run inside a Tokio runtime.
-    pub fn start(key_files: &[PathBuf]) -> Result<Self, KeyAgentError> {
+    pub(super) fn start(key_files: &[PathBuf]) -> Result<Self, KeyAgentError> {
         let identities = key_files
             .iter()
             .map(|path| read_key(path))
@@ -68,7 +68,7 @@ impl KeyAgent {
         })
     }
 
-    pub fn socket(&self) -> &Path {
+    pub(super) fn socket(&self) -> &Path {
         &self.socket
     }
 }

@@ -7,34 +7,34 @@ use ssh_encoding::Encode;
 use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::{Algorithm, HashAlg, PrivateKey, Signature};
 
-pub const FAILURE: u8 = 5;
-pub const REQUEST_IDENTITIES: u8 = 11;
-pub const IDENTITIES_ANSWER: u8 = 12;
-pub const SIGN_REQUEST: u8 = 13;
-pub const SIGN_RESPONSE: u8 = 14;
+pub(super) const FAILURE: u8 = 5;
+pub(super) const REQUEST_IDENTITIES: u8 = 11;
+pub(super) const IDENTITIES_ANSWER: u8 = 12;
+pub(super) const SIGN_REQUEST: u8 = 13;
+pub(super) const SIGN_RESPONSE: u8 = 14;
 
 /// Flags of a sign request asking for RSA signatures with SHA-2 (RFC 8332).
 const RSA_SHA2_256: u32 = 2;
 const RSA_SHA2_512: u32 = 4;
 
 /// The largest message accepted, as OpenSSH's agent: larger ones close the connection.
-pub const MAX_MESSAGE: usize = 256 * 1024;
+pub(super) const MAX_MESSAGE: usize = 256 * 1024;
 
 /// A key the agent holds, with its public blob computed once.
-pub struct Identity {
+pub(super) struct Identity {
     key: PrivateKey,
     blob: Vec<u8>,
 }
 
 impl Identity {
-    pub fn new(key: PrivateKey) -> Result<Self, ssh_key::Error> {
+    pub(super) fn new(key: PrivateKey) -> Result<Self, ssh_key::Error> {
         let blob = key.public_key().to_bytes()?;
         Ok(Self { key, blob })
     }
 }
 
 /// The reply to one message (its body, without the length prefix).
-pub fn respond(identities: &[Identity], request: &[u8]) -> Vec<u8> {
+pub(super) fn respond(identities: &[Identity], request: &[u8]) -> Vec<u8> {
     let reply = match request.split_first() {
         Some((&REQUEST_IDENTITIES, [])) => Some(identities_answer(identities)),
         Some((&SIGN_REQUEST, rest)) => sign(identities, rest),
@@ -106,7 +106,7 @@ fn rsa_private_key(key: &RsaKeypair) -> Option<rsa::RsaPrivateKey> {
 }
 
 /// A message with its length prefix, as sent on the socket.
-pub fn framed(message: &[u8]) -> Vec<u8> {
+pub(super) fn framed(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 4);
     put_string(&mut out, message);
     out

@@ -29,7 +29,7 @@ pub struct PlatformManifest {
 /// The index of `manifests`, in their order, then their `attestations` (as BuildKit lists
 /// them): its bytes and media type. It is an OCI index unless every manifest is a Docker
 /// one and there is no attestation.
-pub fn image_index(
+pub(crate) fn image_index(
     manifests: &[PlatformManifest],
     attestations: &[AttestationManifest],
     annotations: &BTreeMap<String, String>,

@@ -36,7 +36,7 @@ pub struct SyncedDir {
 
 /// How much context content the daemon asked for; counts every DiffCopy of the session.
 #[derive(Debug, Default)]
-pub struct TransferCounters {
+pub(crate) struct TransferCounters {
     files: AtomicU64,
     bytes: AtomicU64,
 }
@@ -51,7 +51,7 @@ pub struct TransferStats {
 }
 
 impl TransferCounters {
-    pub fn snapshot(&self) -> TransferStats {
+    pub(crate) fn snapshot(&self) -> TransferStats {
         TransferStats {
             files: self.files.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),

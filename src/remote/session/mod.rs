@@ -29,7 +29,8 @@ use hyper::body::Incoming;
 use tower_service::Service;
 
 pub(crate) use filesend::ExportTarget;
-pub use filesync::{SyncedDir, TransferCounters, TransferStats};
+pub(crate) use filesync::TransferCounters;
+pub use filesync::{SyncedDir, TransferStats};
 pub(crate) use tunnel::open_tunnel;
 
 use super::Secret;

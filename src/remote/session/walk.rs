@@ -14,16 +14,16 @@ use bud_proto::fsutil::Stat;
 
 /// Go's `os.FileMode` type bits; fsutil sends modes in Go's encoding, not `st_mode`.
 mod go_mode {
-    pub const DIR: u32 = 1 << 31;
-    pub const SYMLINK: u32 = 1 << 27;
-    pub const DEVICE: u32 = 1 << 26;
-    pub const NAMED_PIPE: u32 = 1 << 25;
-    pub const SOCKET: u32 = 1 << 24;
-    pub const SETUID: u32 = 1 << 23;
-    pub const SETGID: u32 = 1 << 22;
-    pub const CHAR_DEVICE: u32 = 1 << 21;
-    pub const STICKY: u32 = 1 << 20;
-    pub const IRREGULAR: u32 = 1 << 19;
+    pub(super) const DIR: u32 = 1 << 31;
+    pub(super) const SYMLINK: u32 = 1 << 27;
+    pub(super) const DEVICE: u32 = 1 << 26;
+    pub(super) const NAMED_PIPE: u32 = 1 << 25;
+    pub(super) const SOCKET: u32 = 1 << 24;
+    pub(super) const SETUID: u32 = 1 << 23;
+    pub(super) const SETGID: u32 = 1 << 22;
+    pub(super) const CHAR_DEVICE: u32 = 1 << 21;
+    pub(super) const STICKY: u32 = 1 << 20;
+    pub(super) const IRREGULAR: u32 = 1 << 19;
 }
 
 /// Converts a Unix `st_mode` to Go's `os.FileMode`.
@@ -87,14 +87,14 @@ pub(crate) fn is_regular(go_mode_bits: u32) -> bool {
 }
 
 mod libc_mode {
-    pub const S_IFMT: u32 = 0o170000;
-    pub const S_IFSOCK: u32 = 0o140000;
-    pub const S_IFLNK: u32 = 0o120000;
-    pub const S_IFREG: u32 = 0o100000;
-    pub const S_IFBLK: u32 = 0o060000;
-    pub const S_IFDIR: u32 = 0o040000;
-    pub const S_IFCHR: u32 = 0o020000;
-    pub const S_IFIFO: u32 = 0o010000;
+    pub(super) const S_IFMT: u32 = 0o170000;
+    pub(super) const S_IFSOCK: u32 = 0o140000;
+    pub(super) const S_IFLNK: u32 = 0o120000;
+    pub(super) const S_IFREG: u32 = 0o100000;
+    pub(super) const S_IFBLK: u32 = 0o060000;
+    pub(super) const S_IFDIR: u32 = 0o040000;
+    pub(super) const S_IFCHR: u32 = 0o020000;
+    pub(super) const S_IFIFO: u32 = 0o010000;
 }
 
 /// What the daemon asked for in the DiffCopy metadata.
