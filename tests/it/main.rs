@@ -1,0 +1,59 @@
+//! The integration tests, in one binary: each module below was a test binary of its own,
+//! and each linked all of bud. Run one with `cargo test --test it MODULE::` (a filter).
+
+#[path = "differential/case.rs"]
+mod case;
+#[path = "support/context_servers.rs"]
+mod context_servers;
+#[path = "support/daemon_proxy.rs"]
+mod daemon_proxy;
+mod executor_support;
+mod fileop_support;
+#[path = "differential/image.rs"]
+mod image;
+#[path = "differential/listing.rs"]
+mod listing;
+#[path = "differential/references.rs"]
+mod references;
+#[path = "support/same_image.rs"]
+mod same_image;
+mod support;
+
+mod build_caches;
+mod build_entitlements;
+mod build_outputs;
+mod build_platforms;
+mod build_run_options;
+mod cli;
+mod completions;
+mod differential;
+mod docker_endpoints;
+mod du_prune_commands;
+mod environment;
+mod executor_run;
+mod exporter_archive;
+mod exporter_docker;
+mod fileop_copy;
+mod fileop_ops;
+mod fileop_unpack;
+mod fileop_userdb;
+mod gc_blobs;
+mod gc_collect;
+mod image_metadata;
+mod progress_otel;
+mod progress_renderers;
+mod progress_tty_resize;
+mod registry_pull;
+mod registry_push;
+mod remote_buildkitd;
+mod remote_container;
+mod remote_docker;
+mod remote_ssh;
+mod rootless;
+mod snapshot_copy_mode;
+mod snapshot_layers;
+mod snapshot_overlay;
+mod solver_embedded;
+mod solver_robustness;
+mod source_git;
+mod source_http;
