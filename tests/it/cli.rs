@@ -918,10 +918,25 @@ fn every_flag(command: &clap::Command, words: &str, into: &mut Vec<(String, Opti
     }
 }
 
+/// The text of the evidence `file` (repository-relative). An integration test is named by
+/// its place in the one test binary, tests/it/; a name from before the move says where.
+fn evidence_text(file: &str) -> String {
+    std::fs::read_to_string(support::repo_root().join(file)).unwrap_or_else(|e| {
+        let moved = file
+            .strip_prefix("tests/")
+            .filter(|rest| !rest.starts_with("it/"))
+            .map(|rest| format!("tests/it/{rest}"))
+            .filter(|moved| support::repo_root().join(moved).is_file());
+        match moved {
+            Some(moved) => panic!("{file}: the integration tests are in tests/it/: name {moved}"),
+            None => panic!("{file}: {e}"),
+        }
+    })
+}
+
 /// The text of `function` in `file` (repository-relative), up to its closing brace.
 fn function_body(file: &str, function: &str) -> String {
-    let path = support::repo_root().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let text = evidence_text(file);
     let start = text
         .find(&format!("fn {function}("))
         .unwrap_or_else(|| panic!("{file} has no fn {function}"));
@@ -950,8 +965,7 @@ fn every_flag_is_honoured_with_a_test() {
         };
         let text = match evidence.split_once("::") {
             Some((file, function)) => function_body(file, function),
-            None => std::fs::read_to_string(support::repo_root().join(evidence))
-                .unwrap_or_else(|e| panic!("{evidence}: {e}")),
+            None => evidence_text(evidence),
         };
         let long = flag.rsplit(' ').next().unwrap_or(flag);
         let short = short.map(|s| format!("-{s}"));
@@ -1236,8 +1250,7 @@ fn every_dockerfile_flag_key_and_directive_is_honoured_with_a_test() {
         };
         let text = match evidence.split_once("::") {
             Some((file, function)) => function_body(file, function),
-            None => std::fs::read_to_string(support::repo_root().join(evidence))
-                .unwrap_or_else(|e| panic!("{evidence}: {e}")),
+            None => evidence_text(evidence),
         };
         if !text.contains(needle) {
             undecided.push(format!("{item}: {evidence} has no {needle:?}"));

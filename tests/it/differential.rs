@@ -11,17 +11,15 @@
 //! difference is that BuildKit's, the variant follows 20.10 (the case says which).
 //!
 //! Each case's references are built once, by whichever test reaches the case first, and
-//! shared by the others (tests/differential/references.rs).
+//! shared by the others (tests/it/differential/references.rs).
 //!
-//! Run a subset with `BUD_DIFF_CASES=name,name cargo test --test differential -- --nocapture`.
-//! Case layout: tests/differential/case.rs.
+//! Run a subset with `BUD_DIFF_CASES=name,name cargo test --test it differential:: -- --nocapture`.
+//! Case layout: tests/it/differential/case.rs.
 
-use crate::support;
+mod case;
+mod references;
 
-use crate::case;
-use crate::image;
-use crate::listing;
-use crate::references;
+use crate::support::{self, image, listing};
 
 use std::path::Path;
 use std::process::{Command, Output};

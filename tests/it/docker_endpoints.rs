@@ -5,8 +5,8 @@
 //! connections, so a build that went through it can be told from one that used the default
 //! socket.
 
-use crate::daemon_proxy;
 use crate::support;
+use crate::support::daemon_proxy;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,9 +1,7 @@
 //! Runs real containers with runc over a busybox root filesystem (needs root).
 
-use crate::executor_support;
-
+use crate::support::executor::{Sandbox, can_run_containers};
 use bud::executor::{ExecError, LogChunk, Mount, MountKind, Network, Runtime, Stream};
-use executor_support::{Sandbox, can_run_containers};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

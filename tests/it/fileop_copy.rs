@@ -1,12 +1,10 @@
 //! COPY semantics of `fileop::copy`, on temporary directories (run as root for chown).
 
-use crate::fileop_support;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
+use crate::support::fileop::*;
 use bud::fileop::{self, CopyAction, CopyFilter, Error, Owner};
-use fileop_support::*;
 
 /// The action the Dockerfile frontend emits for `COPY <src> <dest>`.
 fn docker_copy(src: &str, dest: &str) -> CopyAction<'static> {

@@ -1,11 +1,9 @@
 //! mkdir, mkfile, rm and symlink actions.
 
-use crate::fileop_support;
-
 use std::fs;
 
+use crate::support::fileop::*;
 use bud::fileop::{self, MkdirAction, MkfileAction, Owner, RmAction, SymlinkAction};
-use fileop_support::*;
 
 #[test]
 fn mkdir_with_parents_applies_mode_owner_and_time_to_created_dirs() {

@@ -1,12 +1,10 @@
 //! ADD's archive unpacking (`attempt_unpack_docker_compatibility`).
 
-use crate::fileop_support;
-
 use std::fs;
 use std::io::Write;
 
+use crate::support::fileop::*;
 use bud::fileop::{self, CopyAction, Owner};
-use fileop_support::*;
 use tar::EntryType;
 
 /// The action the Dockerfile frontend emits for `ADD <src> <dest>` of a local file.

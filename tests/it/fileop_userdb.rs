@@ -1,11 +1,9 @@
 //! `userdb`: --chown and USER resolution against an image's /etc/passwd and /etc/group.
 
-use crate::fileop_support;
-
 use std::fs;
 
+use crate::support::fileop::*;
 use bud::userdb::{self, ChownSpec, Error, ExecUser, IdSpec};
-use fileop_support::*;
 
 const PASSWD: &str = "\
 root:x:0:0:root:/root:/bin/bash

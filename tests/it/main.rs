@@ -1,22 +1,14 @@
 //! The integration tests, in one binary: each module below was a test binary of its own,
 //! and each linked all of bud. Run one with `cargo test --test it MODULE::` (a filter).
+//!
+//! All of them run as threads of one process. So no test changes what the process shares:
+//! its environment (`std::env::set_var`), its current directory, its signal dispositions,
+//! its umask; a child gets its own through `Command`. A test counts only what it made
+//! (its own state root, its own tags), never all processes, mounts or images; a file
+//! descriptor a test opens is close-on-exec (the standard library's are), so that no other
+//! test's child holds it; and a test that runs this binary again names its helper with its
+//! module (`gc_collect::lease_holder`).
 
-#[path = "differential/case.rs"]
-mod case;
-#[path = "support/context_servers.rs"]
-mod context_servers;
-#[path = "support/daemon_proxy.rs"]
-mod daemon_proxy;
-mod executor_support;
-mod fileop_support;
-#[path = "differential/image.rs"]
-mod image;
-#[path = "differential/listing.rs"]
-mod listing;
-#[path = "differential/references.rs"]
-mod references;
-#[path = "support/same_image.rs"]
-mod same_image;
 mod support;
 
 mod build_caches;

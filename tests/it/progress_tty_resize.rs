@@ -68,7 +68,9 @@ fn a_narrowed_terminal_gets_frames_that_fit() {
     .unwrap();
     let root = tempfile::tempdir().unwrap();
 
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    // Close-on-exec: the other tests of this binary start processes at the same time, and
+    // none of them may hold the terminal.
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
     grantpt(&master).unwrap();
     unlockpt(&master).unwrap();
     let name = ptsname(&master, Vec::new()).unwrap();

@@ -3,8 +3,8 @@
 //! BuildKit, the one inside the test environment's dockerd, reached through
 //! support/daemon_proxy.rs.
 
-use crate::daemon_proxy;
 use crate::support;
+use crate::support::daemon_proxy;
 
 use std::path::Path;
 use std::process::{Command, Output};

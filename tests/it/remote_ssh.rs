@@ -4,8 +4,8 @@
 //! The base image has no Unix-socket client, so the test builds a tiny static one with the
 //! C compiler that links Rust programs here; fake agents answer a line with their name.
 
-use crate::daemon_proxy;
 use crate::support;
+use crate::support::daemon_proxy;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;

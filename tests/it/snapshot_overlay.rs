@@ -1,16 +1,14 @@
 //! Overlay mounts of extracted layers, a real step with runc on them, and its layer.
 
-use crate::executor_support;
-
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use crate::support::executor::{Sandbox, busybox_rootfs, can_run_containers};
 use bud::snapshot::apply::extract_layer;
 use bud::snapshot::diff::write_layer;
 use bud::snapshot::overlay::{self, Writable};
 use bud::snapshot::stubs::{DEFAULT_TARGETS, MountStubs};
 use bud::snapshot::{copy, diff};
-use executor_support::{Sandbox, busybox_rootfs, can_run_containers};
 
 fn can_mount_overlay() -> bool {
     if rustix::process::geteuid().is_root() && overlay::is_supported() {

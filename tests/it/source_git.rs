@@ -2,9 +2,9 @@
 //! 127.0.0.1: branches, annotated tags, commit IDs, subdirectories, `--keep-git-dir`, reuse
 //! of the snapshot while the remote is unchanged, and errors naming the URL and the ref.
 
-use crate::context_servers;
-use crate::same_image;
 use crate::support;
+use crate::support::context_servers;
+use crate::support::same_image;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,9 +1,9 @@
 //! `ADD <URL>` against a server on 127.0.0.1 that this test runs: downloads, revalidation
 //! with ETags (a `304` reuses the snapshot), pinned checksums, and failures that name the URL.
 
-use crate::context_servers;
-use crate::same_image;
 use crate::support;
+use crate::support::context_servers;
+use crate::support::same_image;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::case::{Case, Reference};
-use crate::image::{Daemon, Image};
+use super::case::{Case, Reference};
+use crate::support::image::{Daemon, Image};
 use crate::support::{DOCKER, Docker28, open_to_all};
 
 /// What a build gave: an image, or a rejection with the end of its log.

@@ -2,6 +2,14 @@
 //! and the rule that a test needing it fails under CI instead of passing by skipping.
 #![allow(dead_code)]
 
+pub mod context_servers;
+pub mod daemon_proxy;
+pub mod executor;
+pub mod fileop;
+pub mod image;
+pub mod listing;
+pub mod same_image;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -453,9 +461,9 @@ pub fn leftover_work(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Builds tests/support/list_identities.c, a static SSH agent client for the steps, to
+/// Builds tests/it/support/list_identities.c, a static SSH agent client for the steps, to
 /// `out`; or says why it cannot.
-/// Builds tests/support/namespace_probe.c into `out`, statically.
+/// Builds tests/it/support/namespace_probe.c into `out`, statically.
 pub fn build_namespace_probe(out: &Path) -> bool {
     let built = Command::new("cc")
         .args(["-static", "-O2", "-o"])

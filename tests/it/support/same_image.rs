@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::image::{Daemon, Image};
-use crate::listing;
-use crate::support::{DOCKER, Docker28, stderr_of};
+use super::image::{Daemon, Image};
+use super::listing;
+use super::{DOCKER, Docker28, stderr_of};
 
 /// Who builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

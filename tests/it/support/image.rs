@@ -6,8 +6,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::listing::{self, Listing};
-use crate::support::{Docker28, docker};
+use super::listing::{self, Listing};
+use super::{Docker28, docker};
 
 /// The fields of the image config that Dockerfile instructions decide.
 pub const CONFIG_FIELDS: &[&str] = &[
