@@ -500,7 +500,7 @@ mod tests {
     }
 
     /// Every attribute BuildKit's local and registry caches take is honoured (in
-    /// `EXPORT_ATTRS`/`IMPORT_ATTRS`, each exercised by tests/build_caches.rs) or refused by
+    /// `EXPORT_ATTRS`/`IMPORT_ATTRS`, each exercised by tests/it/build_caches.rs) or refused by
     /// name; so is an attribute no cache takes.
     #[test]
     fn attributes_the_embedded_solver_does_not_honour_are_refused_by_name() {

@@ -1,0 +1,1455 @@
+//! `--cache-from` and `--cache-to`: passed to a BuildKit daemon with `--addr`, which imports
+//! and exports them; with the embedded solver written and read in BuildKit's format (local
+//! OCI layouts, registries): an import that cannot be made leaves the build going on, as
+//! `docker build` does with one it cannot find, and an export that cannot be made fails it
+//! unless `ignore-error=true`. And the local cache's misses explained: why each step that
+//! ran was not cached.
+
+use crate::support;
+
+use std::process::Command;
+
+use support::*;
+
+/// A cache reference on the test registry that nothing ever pushes.
+const MISSING_CACHE: &str = "127.0.0.1:5000/bud-test/no-such-cache:never";
+
+/// A cache on a registry that is not there: nothing listens on port 1.
+const UNREACHABLE_CACHE: &str = "127.0.0.1:1/bud-test/cache:never";
+
+/// The lines of the step a cache import shows as in plain progress (`#N importing cache
+/// manifest from WHAT`, then every other line of that `#N`).
+fn import_step(progress: &str, what: &str) -> String {
+    let name = format!("importing cache manifest from {what}");
+    let number = progress
+        .lines()
+        .find_map(|line| {
+            let (number, rest) = line.split_once(' ')?;
+            (number.starts_with('#') && rest == name).then_some(number)
+        })
+        .unwrap_or_else(|| panic!("no step {name:?} in:\n{progress}"));
+    progress
+        .lines()
+        .filter(|line| line.split_once(' ').is_some_and(|(n, _)| n == number))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_cache_that_cannot_be_imported_does_not_fail_the_build_as_with_docker() {
+    if !build_ready() {
+        return;
+    }
+    let context = testdata("hello");
+    let reference = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "1")
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            MISSING_CACHE,
+        ])
+        .args(["-t", "bud-test/cache-from-reference"])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(reference.status.success(), "{}", stderr_of(&reference));
+    import_step(&stderr_of(&reference), MISSING_CACHE);
+
+    let root = tempfile::tempdir().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            MISSING_CACHE,
+            "--cache-from",
+            "type=local,src=/nonexistent/cache",
+            "--cache-from",
+            UNREACHABLE_CACHE,
+            "-t",
+            "bud-test/cache-from",
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    for (what, why) in [
+        (MISSING_CACHE, "not found"),
+        ("/nonexistent/cache", "no index.json"),
+        (UNREACHABLE_CACHE, "127.0.0.1:1"),
+    ] {
+        let step = import_step(&text, what);
+        assert!(step.contains("ERROR") && step.contains(why), "{step}");
+        assert!(
+            text.contains(&format!("--cache-from {what}: not imported")),
+            "{text}"
+        );
+    }
+    docker_ok(&["image", "inspect", "bud-test/cache-from"]);
+    docker_ok(&[
+        "image",
+        "rm",
+        "bud-test/cache-from",
+        "bud-test/cache-from-reference",
+    ]);
+}
+
+#[test]
+fn a_cache_export_the_embedded_solver_cannot_make_fails_up_front() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    let context = context.to_str().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--cache-to",
+            "type=s3,region=eu-west-1,bucket=b",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr_of(&out);
+    assert!(text.contains("--cache-to type=s3"), "{text}");
+    assert!(text.contains("ignore-error=true"), "{text}");
+    // Nothing ran: the refusal comes before the build.
+    assert!(!text.contains("RUN echo"), "{text}");
+
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            "type=gha,ignore-error=true",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("not exported"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// BuildKit passes over a cache attribute it does not take; the embedded solver refuses one
+/// it would not honour, naming it, before anything runs.
+#[test]
+fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    for (flag, spec, attr) in [
+        (
+            "--cache-to",
+            format!(
+                "type=local,dest={},compression-variant=x",
+                cache.path().display()
+            ),
+            "compression-variant",
+        ),
+        (
+            "--cache-from",
+            format!("type=local,src={},mode=max", cache.path().display()),
+            "mode",
+        ),
+    ] {
+        let out = bud_at(
+            root.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                flag,
+                &spec,
+                "-o",
+                "type=tar,dest=/dev/null",
+                context.to_str().unwrap(),
+            ],
+        );
+        let text = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("{flag} type=local: {attr}: not supported")),
+            "{text}"
+        );
+        assert!(!text.contains("RUN echo"), "{text}");
+    }
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_buildkit_daemon_exports_and_imports_caches_with_addr() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("hello");
+    let context = context.to_str().unwrap();
+    let tag = "bud-test/cache-inline";
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            "type=inline",
+            "-t",
+            tag,
+            context,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The inline cache is the image config's record of the build's cache keys.
+    let saved = docker(&["save", tag]);
+    assert!(saved.status.success());
+    let mut archive = tar::Archive::new(saved.stdout.as_slice());
+    let config = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find_map(|mut entry| {
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let is_config =
+                path.ends_with(".json") && !path.contains('/') && path != "manifest.json";
+            is_config.then(|| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                text
+            })
+        })
+        .expect("a config in the saved image");
+    assert!(config.contains("moby.buildkit.cache.v0"), "{config}");
+
+    // Imported by the daemon: the step ends well for the image, badly for the missing ref,
+    // and the build goes on.
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            tag,
+            "--cache-from",
+            MISSING_CACHE,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let step = import_step(&text, tag);
+    assert!(step.contains("DONE") && !step.contains("ERROR"), "{step}");
+    import_step(&text, MISSING_CACHE);
+    remove_images(&[tag]);
+}
+
+fn require_registry() -> bool {
+    require(
+        "the open registry at 127.0.0.1:5000",
+        std::net::TcpStream::connect(OPEN_REGISTRY).is_ok(),
+    )
+}
+
+/// The build steps (`[stage n/m] …`) plain progress shows, each with whether it says
+/// CACHED.
+fn steps(progress: &str) -> Vec<(String, bool)> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    for line in progress.lines() {
+        let Some((number, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if number.starts_with('#')
+            && rest.starts_with('[')
+            && !rest.starts_with("[internal]")
+            && !rest.contains(" FROM ")
+            && !names.iter().any(|(n, _)| n == number)
+        {
+            names.push((number.to_string(), rest.to_string()));
+        }
+    }
+    names
+        .into_iter()
+        .map(|(number, name)| {
+            let cached = progress
+                .lines()
+                .any(|l| l == format!("{number} CACHED").as_str());
+            (name, cached)
+        })
+        .collect()
+}
+
+/// Builds `case` on a fresh state root with `args`, writing the image ID to `id_file`.
+fn build_case(root: &std::path::Path, case: &str, args: &[&str]) -> (String, String) {
+    let context = testdata(case);
+    let id_file = root.join("iid");
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    let id_arg = id_file.to_str().unwrap().to_string();
+    all.extend_from_slice(&["--iidfile", &id_arg, "-o", "type=oci,dest=/dev/null"]);
+    let context = context.to_str().unwrap().to_string();
+    all.push(&context);
+    let out = bud_at(root, &all);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    (std::fs::read_to_string(&id_file).unwrap(), text)
+}
+
+#[test]
+fn a_local_cache_makes_every_step_cached_on_an_empty_state_root() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    for (mode, builder_step_travels) in [("min", false), ("max", true)] {
+        let dest = cache.path().join(mode);
+        let dest = dest.to_str().unwrap();
+        let first = tempfile::tempdir().unwrap();
+        let (id, text) = build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=local,dest={dest},mode={mode},tag=t1"),
+            ],
+        );
+        assert!(
+            text.contains("exporting cache to client directory"),
+            "{text}"
+        );
+        let index = std::fs::read_to_string(format!("{dest}/index.json")).unwrap();
+        assert!(
+            index.contains(r#""org.opencontainers.image.ref.name":"t1""#),
+            "{index}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let (again, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=local,src={dest},tag=t1")],
+        );
+        assert_eq!(again, id, "the same image from the cache\n{text}");
+        let steps = steps(&text);
+        assert_eq!(steps.len(), 4, "{text}");
+        for (name, cached) in steps {
+            // The builder stage's RUN is not in the image: only mode=max takes it along.
+            let expected = builder_step_travels || !name.starts_with("[build ");
+            assert_eq!(cached, expected, "{mode}: {name}\n{text}");
+        }
+    }
+}
+
+/// The layers of the cache manifest tagged `tag` in the local cache at `dest`: each blob's
+/// digest and media type, decompressed and checked against its `containerd.io/uncompressed`
+/// annotation, which is returned.
+fn cache_layers(dest: &std::path::Path, tag: &str) -> Vec<(String, String, u64)> {
+    use std::io::Read as _;
+    let read = |digest: &str| std::fs::read(dest.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("the tag in index.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(entry["digest"].as_str().unwrap())).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let digest = layer["digest"].as_str().unwrap();
+            let media_type = layer["mediaType"].as_str().unwrap();
+            let blob = read(digest);
+            let mut tar = Vec::new();
+            if media_type.ends_with("+zstd") {
+                tar = zstd::decode_all(&blob[..]).unwrap();
+            } else {
+                assert!(media_type.ends_with("gzip"), "{media_type}");
+                flate2::read::MultiGzDecoder::new(&blob[..])
+                    .read_to_end(&mut tar)
+                    .unwrap();
+            }
+            let diff_id = layer["annotations"]["containerd.io/uncompressed"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(
+                format!(
+                    "sha256:{}",
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar))
+                ),
+                diff_id
+            );
+            (digest.to_owned(), diff_id, blob.len() as u64)
+        })
+        .collect()
+}
+
+/// `--cache-to …,compression-level=N`: the same layers in other blobs (each one compressed
+/// once per level), which an empty state root imports like any other.
+#[test]
+fn a_cache_is_exported_at_the_compression_level_asked_for() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().to_str().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let mut exported = Vec::new();
+    for (tag, attrs) in [
+        ("default", ""),
+        ("stored", ",compression-level=0"),
+        (
+            "zstd-best",
+            ",compression=zstd,compression-level=19,force-compression=true",
+        ),
+    ] {
+        build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=local,dest={dest},tag={tag}{attrs}"),
+            ],
+        );
+        exported.push(cache_layers(cache.path(), tag));
+    }
+    let [default, stored, zstd_best] = &exported[..] else {
+        unreachable!()
+    };
+    let diff_ids = |layers: &[(String, String, u64)]| -> Vec<String> {
+        layers.iter().map(|l| l.1.clone()).collect()
+    };
+    assert_eq!(diff_ids(default), diff_ids(stored));
+    assert_eq!(diff_ids(default), diff_ids(zstd_best));
+    for (a, b) in default.iter().zip(stored) {
+        assert_ne!(a.0, b.0, "level 0 is another blob of {}", a.1);
+        assert!(
+            b.2 > a.2,
+            "level 0 stores: {} is not larger than {}",
+            b.2,
+            a.2
+        );
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &["--cache-from", &format!("type=local,src={dest},tag=stored")],
+    );
+    let steps = steps(&text);
+    assert!(
+        steps
+            .iter()
+            .any(|(name, cached)| name.contains("RUN cat") && *cached),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_registry_cache_makes_every_step_cached_on_an_empty_state_root() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    for (i, shape) in [
+        "",
+        ",oci-mediatypes=false",
+        ",image-manifest=false,compression=zstd",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let reference = format!("{OPEN_REGISTRY}/bud-test/cache-roundtrip:shape{i}");
+        let first = tempfile::tempdir().unwrap();
+        let (id, _) = build_case(
+            first.path(),
+            "cache-export",
+            &[
+                "--cache-to",
+                &format!("type=registry,ref={reference},mode=max{shape}"),
+            ],
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let (again, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=registry,ref={reference}")],
+        );
+        assert_eq!(again, id, "{shape}: the same image from the cache\n{text}");
+        let steps = steps(&text);
+        assert_eq!(steps.len(), 4, "{text}");
+        assert!(
+            steps.iter().all(|(_, cached)| *cached),
+            "{shape}: {steps:?}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_cache_is_ignored_with_a_warning_and_the_steps_run() {
+    if !build_ready() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().join("c");
+    let dest_text = dest.to_str().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let (id, _) = build_case(
+        first.path(),
+        "cache-export",
+        &[
+            "--cache-to",
+            &format!("type=local,dest={dest_text},mode=max"),
+        ],
+    );
+    let blobs = dest.join("blobs/sha256");
+    let manifest_digest = {
+        let index = std::fs::read_to_string(dest.join("index.json")).unwrap();
+        let at = index.find("sha256:").unwrap();
+        index[at + 7..at + 71].to_string()
+    };
+    let manifest = std::fs::read_to_string(blobs.join(&manifest_digest)).unwrap();
+
+    // A layer blob whose bytes do not match its digest: the step that needs it runs.
+    let layer = {
+        let at = manifest.rfind("tar+gzip\",\"digest\":\"sha256:").unwrap();
+        let start = at + "tar+gzip\",\"digest\":\"sha256:".len();
+        manifest[start..start + 64].to_string()
+    };
+    let original = std::fs::read(blobs.join(&layer)).unwrap();
+    std::fs::write(blobs.join(&layer), b"not the layer").unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (again, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &["--cache-from", &format!("type=local,src={dest_text}")],
+    );
+    assert_eq!(again.len(), id.len(), "{text}");
+    assert!(text.contains("could not be brought in"), "{text}");
+    assert!(text.contains("sha256:"), "{text}");
+    assert!(!steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    std::fs::write(blobs.join(&layer), original).unwrap();
+
+    // A manifest cut short, then one that is not a cache: not imported, nothing cached.
+    for damaged in [&manifest.as_bytes()[..manifest.len() / 2], b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:0000000000000000000000000000000000000000000000000000000000000000\",\"size\":2},\"layers\":[]}".as_slice()] {
+        std::fs::write(blobs.join(&manifest_digest), damaged).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let (_, text) = build_case(
+            empty.path(),
+            "cache-export",
+            &["--cache-from", &format!("type=local,src={dest_text}")],
+        );
+        let step = import_step(&text, dest_text);
+        assert!(step.contains("ERROR"), "{step}");
+        assert!(text.contains("not imported"), "{text}");
+        assert!(steps(&text).iter().all(|(_, cached)| !cached), "{text}");
+    }
+}
+
+#[test]
+fn a_cache_export_that_fails_fails_the_build_unless_ignore_error() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let unreachable = "type=registry,ref=127.0.0.1:1/bud-test/cache:x";
+    let context = testdata("hello");
+    let context = context.to_str().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            unreachable,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    let text = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("exporting the cache to 127.0.0.1:1/bud-test/cache:x"),
+        "{text}"
+    );
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            &format!("{unreachable},ignore-error=true"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context,
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("not exported (ignore-error=true)"), "{text}");
+}
+
+#[test]
+fn an_inline_cache_travels_in_the_pushed_image() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let image = format!("{OPEN_REGISTRY}/bud-test/cache-inline");
+    let first = tempfile::tempdir().unwrap();
+    let push = |tag: &str| format!("type=image,name={image}:{tag},push=true");
+    let (id, text) = build_case(
+        first.path(),
+        "cache-export",
+        &[
+            "--provenance=false",
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &push("first"),
+        ],
+    );
+    // No step of its own: the cache is in the image config.
+    assert!(!text.contains("exporting cache"), "{text}");
+
+    // A plain image reference imports the image's inline cache; with the inline cache
+    // written again, the image is the very same.
+    let empty = tempfile::tempdir().unwrap();
+    let (again, text) = build_case(
+        empty.path(),
+        "cache-export",
+        &[
+            "--cache-from",
+            &format!("{image}:first"),
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &push("second"),
+        ],
+    );
+    assert_eq!(again, id, "{text}");
+    let import = import_step(&text, &format!("{image}:first"));
+    assert!(import.contains("DONE"), "{import}");
+    for (name, cached) in steps(&text) {
+        // Inline caches are min mode: the builder stage's step is not in the image.
+        assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
+    }
+}
+
+/// Docker's BuildKit and bud read each other's caches, but hit none of each other's
+/// records: BuildKit's record digests are its own op digests (the JSON of its Go op
+/// structures, its image and content-hash keys), bud's the digests of bud's cache keys.
+/// The import succeeds and the build goes on, every step run.
+#[test]
+fn a_docker_inline_cache_is_read_but_its_records_are_buildkit_keys() {
+    if !(build_ready() && require_registry() && require_docker()) {
+        return;
+    }
+    let image = format!("{OPEN_REGISTRY}/bud-test/cache-inline-docker:latest");
+    let context = testdata("cache-export");
+    let built = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "1")
+        .args([
+            "build",
+            "--build-arg",
+            "BUILDKIT_INLINE_CACHE=1",
+            "-t",
+            &image,
+        ])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    docker_ok(&["push", &image]);
+    let empty = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(empty.path(), "cache-export", &["--cache-from", &image]);
+    let import = import_step(&text, &image);
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}"
+    );
+    assert!(!text.contains("not imported"), "{text}");
+    remove_images(&[&image]);
+}
+
+/// Reads a file of a `-o type=local` output.
+fn output_file(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cache_mounts_travel_with_cache_mounts_true() {
+    if !build_ready() {
+        return;
+    }
+    let context = testdata("cache-mount-travels");
+    let context = context.to_str().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for (travels, runs_seen) in [(true, "2"), (false, "1")] {
+        let dest = cache.path().join(format!("travels-{travels}"));
+        let dest = dest.to_str().unwrap();
+        let first = tempfile::tempdir().unwrap();
+        let out = first.path().join("out");
+        let built = bud_at(
+            first.path(),
+            &[
+                "build",
+                "--cache-to",
+                &format!("type=local,dest={dest},cache-mounts={travels}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                context,
+            ],
+        );
+        assert!(built.status.success(), "{}", stderr_of(&built));
+        assert_eq!(output_file(&out, "runs-seen"), "1");
+
+        // The steps run again (--no-cache) on an empty state root: with the mounts'
+        // contents brought in, they find the first build's runs.
+        let empty = tempfile::tempdir().unwrap();
+        let out = empty.path().join("out");
+        let built = bud_at(
+            empty.path(),
+            &[
+                "build",
+                "--no-cache",
+                "--cache-from",
+                &format!("type=local,src={dest}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                context,
+            ],
+        );
+        assert!(built.status.success(), "{}", stderr_of(&built));
+        assert_eq!(
+            output_file(&out, "runs-seen"),
+            runs_seen,
+            "travels={travels}"
+        );
+        assert_eq!(
+            output_file(&out, "owned-seen"),
+            runs_seen,
+            "travels={travels}"
+        );
+        assert_eq!(output_file(&out, "owned-uid"), "1000");
+    }
+}
+
+/// bud's extension stays importable by BuildKit: dockerd's reads a registry cache with cache
+/// mounts (and bud's records) without an error.
+#[test]
+fn buildkit_reads_a_cache_with_cache_mounts() {
+    if !(build_ready() && require_registry() && require_docker()) {
+        return;
+    }
+    let reference = format!("{OPEN_REGISTRY}/bud-test/cache-mounts:latest");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "cache-mount-travels",
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={reference},mode=max,cache-mounts=true"),
+        ],
+    );
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-mount-travels");
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={reference}"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let import = import_step(&text, &reference);
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}"
+    );
+    if let Some(docker28) = require_docker28() {
+        let out = docker28.build(&[
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={reference}"),
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ]);
+        let text = stderr_of(&out);
+        assert!(out.status.success(), "{text}");
+        let import = import_step(&text, &reference);
+        assert!(
+            import.contains("DONE") && !import.contains("ERROR"),
+            "{import}"
+        );
+    }
+}
+
+/// `--cache-from` of an image index (several platforms, or an image with attestations, as
+/// Docker 28 pushes them): the inline cache of the image for the build's platform.
+/// Stores an image index of `entries` in the OCI layout at `layout` and names it `latest`
+/// in its `index.json`, as a cache reference reads it.
+fn name_index_in_layout(layout: &std::path::Path, entries: &[serde_json::Value]) {
+    use sha2::Digest as _;
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&digest), &index).unwrap();
+    let named = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), named.to_string()).unwrap();
+}
+
+#[test]
+fn an_inline_cache_is_found_through_an_image_index() {
+    if !build_ready() {
+        return;
+    }
+    let first = tempfile::tempdir().unwrap();
+    let archive = first.path().join("image.tar");
+    let id_file = first.path().join("iid");
+    let context = testdata("cache-export");
+    let out = bud_at(
+        first.path(),
+        &[
+            "build",
+            "--provenance=false",
+            "--cache-to",
+            "type=inline",
+            "--iidfile",
+            id_file.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", archive.display()),
+            context.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let layout = first.path().join("layout");
+    tar::Archive::new(std::fs::File::open(&archive).unwrap())
+        .unpack(&layout)
+        .unwrap();
+    // The image's manifest behind an index with an attestation-like entry first.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut image = index["manifests"][0].clone();
+    image["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    image.as_object_mut().unwrap().remove("annotations");
+    let mut attestation = image.clone();
+    attestation["platform"] = serde_json::json!({"os": "unknown", "architecture": "unknown"});
+    name_index_in_layout(&layout, &[attestation, image]);
+
+    let empty = tempfile::tempdir().unwrap();
+    let src = format!("type=local,src={}", layout.display());
+    let (_, text) = build_case(empty.path(), "cache-export", &["--cache-from", &src]);
+    let import = import_step(&text, layout.to_str().unwrap());
+    assert!(
+        import.contains("DONE") && !import.contains("ERROR"),
+        "{import}\n{text}"
+    );
+    for (name, cached) in steps(&text) {
+        assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
+    }
+}
+
+/// An imported layer keeps the time the cache recorded for it, so that the image made from
+/// the cache is the image the cache was made with: a cache whose times are rewritten to
+/// 2001 gives an image created in 2001.
+#[test]
+fn imported_results_keep_the_times_the_cache_recorded() {
+    if !build_ready() {
+        return;
+    }
+    use sha2::Digest as _;
+    const THEN: &str = "2001-02-03T04:05:06Z";
+    let cache = tempfile::tempdir().unwrap();
+    let dest = cache.path().join("c");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "hello",
+        &["--cache-to", &format!("type=local,dest={}", dest.display())],
+    );
+    let blobs = dest.join("blobs/sha256");
+    let read = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blobs.join(&digest[7..])).unwrap()).unwrap()
+    };
+    let write = |value: &serde_json::Value| -> (String, usize) {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        std::fs::write(blobs.join(&hex), &bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    for layer in config["layers"].as_array_mut().unwrap() {
+        layer["annotations"]["createdAt"] = THEN.into();
+    }
+    for record in config["records"].as_array_mut().unwrap() {
+        let results = record.get_mut("layers").and_then(|r| r.as_array_mut());
+        for result in results.into_iter().flatten() {
+            result["createdAt"] = THEN.into();
+        }
+    }
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        layer["annotations"]["buildkit/createdat"] = THEN.into();
+    }
+    let (digest, size) = write(&config);
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = write(&manifest);
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    std::fs::write(dest.join("index.json"), index.to_string()).unwrap();
+
+    let empty = tempfile::tempdir().unwrap();
+    let archive = empty.path().join("image.tar");
+    let out = bud_at(
+        empty.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=local,src={}", dest.display()),
+            "-o",
+            &format!("type=docker,dest={}", archive.display()),
+            testdata("hello").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let image = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find_map(|mut entry| {
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let is_config = path.ends_with(".json") && path != "manifest.json";
+            is_config.then(|| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                serde_json::from_str::<serde_json::Value>(&text).unwrap()
+            })
+        })
+        .expect("an image config in the archive");
+    assert_eq!(
+        image["created"],
+        "2001-02-03T04:05:06.000000000Z",
+        "{image}\n{}",
+        stderr_of(&out)
+    );
+}
+
+/// `--no-cache-filter STAGE` runs that stage's steps again, and what uses their new results
+/// with them (as BuildKit's content-keyed copies do), and takes every other step from the
+/// cache; the next build without the flag keeps the new results. Embedded and on dockerd's
+/// BuildKit (the graph marks the stage's ops).
+#[test]
+fn no_cache_filter_runs_the_named_stages_again_and_what_uses_them() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox:latest AS a\nRUN echo a; cat /proc/sys/kernel/random/uuid > /t\n\
+         FROM bud-test/busybox:latest AS b\nRUN echo b; cat /proc/sys/kernel/random/uuid > /t\n\
+         FROM bud-test/busybox:latest\nCOPY --from=a /t /a\nCOPY --from=b /t /b\n\
+         RUN cat /a /b > /both\n",
+    )
+    .unwrap();
+    for solver in [&[][..], &["--addr", "docker://"]] {
+        let root = tempfile::tempdir().unwrap();
+        let build = |extra: &[&str]| {
+            let dest = tempfile::tempdir().unwrap();
+            let output = format!("type=local,dest={}", dest.path().display());
+            let mut args = solver.to_vec();
+            args.extend(["build", "--progress", "plain"]);
+            args.extend_from_slice(extra);
+            args.extend(["-o", &output, context.path().to_str().unwrap()]);
+            let out = bud_at(root.path(), &args);
+            assert!(out.status.success(), "{solver:?}: {}", stderr_of(&out));
+            let both = output_file(dest.path(), "both");
+            let files = (output_file(dest.path(), "a"), output_file(dest.path(), "b"));
+            assert_eq!(both, format!("{}\n{}", files.0, files.1), "{solver:?}");
+            files
+        };
+        let (a1, b1) = build(&[]);
+        assert_eq!(build(&[]), (a1.clone(), b1.clone()), "{solver:?}: cached");
+        let (a2, b2) = build(&["--no-cache-filter", "a"]);
+        assert!(a2 != a1 && b2 == b1, "{solver:?}: {a1} {a2} {b1} {b2}");
+        assert_eq!(build(&[]), (a2.clone(), b2.clone()), "{solver:?}: kept");
+        let (a3, b3) = build(&["--no-cache-filter", "a,b"]);
+        assert!(a3 != a2 && b3 != b2, "{solver:?}");
+    }
+}
+
+/// What plain progress says of each step that ran: (its name, the reason after `CACHE
+/// MISS:`), in the order the steps ran.
+fn reasons(progress: &str) -> Vec<(String, String)> {
+    let mut names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut found = Vec::new();
+    for line in progress.lines() {
+        let Some((number, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if !number.starts_with('#') {
+            continue;
+        }
+        if let Some(reason) = rest.strip_prefix("CACHE MISS: ") {
+            let name = names.get(number).copied().unwrap_or_default();
+            found.push((name.to_string(), reason.to_string()));
+        } else {
+            names.entry(number).or_insert(rest);
+        }
+    }
+    found
+}
+
+/// One build of the explanation test's context, with plain progress and `--explain`.
+fn explained_build(root: &std::path::Path, context: &std::path::Path, args: &[&str]) -> String {
+    let out_dir = root.join("out");
+    let mut all = vec!["build", "--progress", "plain", "--explain"];
+    all.extend_from_slice(args);
+    let out_arg = format!("type=local,dest={}", out_dir.display());
+    all.extend_from_slice(&["-o", &out_arg, context.to_str().unwrap()]);
+    let out = bud_at(root, &all);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// The base image of the explanation test, built by bud into Docker with `marker` in its
+/// layer, so that a new marker gives it a new digest.
+fn build_why_base(root: &std::path::Path, marker: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM bud-test/busybox:latest\nRUN echo {marker} > /base\n"),
+    )
+    .unwrap();
+    let out = bud_at(
+        root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            WHY_BASE,
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+const WHY_BASE: &str = "bud-test/why-base:latest";
+
+#[test]
+fn each_step_that_ran_says_why() {
+    if !build_ready() || !require_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let base_root = tempfile::tempdir().unwrap();
+    build_why_base(base_root.path(), "one");
+    let ctx = tempfile::tempdir().unwrap();
+    let context = ctx.path();
+    std::fs::create_dir(context.join("app")).unwrap();
+    std::fs::write(context.join("app/main.txt"), "one\n").unwrap();
+    std::fs::write(context.join("app/other.txt"), "one\n").unwrap();
+    std::fs::write(context.join("unread.txt"), "one\n").unwrap();
+    let dockerfile = format!(
+        "FROM {WHY_BASE} AS base\nARG VERSION=1\nARG API_TOKEN=none\nCOPY app /app\n\
+         RUN echo $VERSION > /v\nRUN cat /app/main.txt\n"
+    );
+    std::fs::write(context.join("Dockerfile"), &dockerfile).unwrap();
+    let copy = "[2/4] COPY app /app".to_string();
+    let run_v1 = "[3/4] RUN echo 1 > /v".to_string();
+    let run_v2 = "[3/4] RUN echo 2 > /v".to_string();
+    let cat = "[4/4] RUN cat /app/main.txt".to_string();
+    let all = |names: &[&String], reason: &str| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), reason.to_string()))
+            .collect()
+    };
+
+    let text = explained_build(root.path(), context, &[]);
+    assert_eq!(
+        reasons(&text),
+        all(&[&copy, &run_v1, &cat], "new step"),
+        "{text}"
+    );
+
+    let text = explained_build(root.path(), context, &[]);
+    assert_eq!(reasons(&text), [], "{text}");
+    assert!(
+        text.ends_with("Why steps ran: none ran (3 from the cache)\n"),
+        "{text}"
+    );
+
+    // A file no step reads changes nothing; one the COPY reads is named.
+    std::fs::write(context.join("unread.txt"), "two\n").unwrap();
+    std::fs::write(context.join("app/main.txt"), "two\n").unwrap();
+    let text = explained_build(root.path(), context, &[]);
+    let expected = vec![
+        (
+            copy.clone(),
+            "context file app/main.txt changed".to_string(),
+        ),
+        (run_v1.clone(), format!("earlier step {copy} ran again")),
+        (cat.clone(), format!("earlier step {run_v1} ran again")),
+    ];
+    assert_eq!(reasons(&text), expected, "{text}");
+    // The same at the end with --explain.
+    let summary: String = expected
+        .iter()
+        .map(|(name, reason)| format!(" => {name}: {reason}\n"))
+        .collect();
+    assert!(
+        text.ends_with(&format!("Why steps ran:\n{summary}")),
+        "{text}"
+    );
+
+    let text = explained_build(root.path(), context, &["--build-arg", "VERSION=2"]);
+    let changed = "build arg VERSION changed (1 → 2)";
+    assert_eq!(reasons(&text), all(&[&run_v2, &cat], changed), "{text}");
+
+    // A secret-looking build arg is named, its value never shown.
+    let secret = [
+        "--build-arg",
+        "VERSION=2",
+        "--build-arg",
+        "API_TOKEN=hunter2-x",
+    ];
+    let text = explained_build(root.path(), context, &secret);
+    let changed = "build arg API_TOKEN changed";
+    assert_eq!(reasons(&text), all(&[&run_v2, &cat], changed), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let mut no_cache = secret.to_vec();
+    no_cache.push("--no-cache");
+    let text = explained_build(root.path(), context, &no_cache);
+    let expected = all(&[&copy, &run_v2, &cat], "--no-cache");
+    assert_eq!(reasons(&text), expected, "{text}");
+    let mut filtered = secret.to_vec();
+    filtered.extend(["--no-cache-filter", "base"]);
+    let text = explained_build(root.path(), context, &filtered);
+    let expected = all(&[&copy, &run_v2, &cat], "--no-cache-filter");
+    assert_eq!(reasons(&text), expected, "{text}");
+
+    build_why_base(base_root.path(), "two");
+    let text = explained_build(root.path(), context, &secret);
+    let found = reasons(&text);
+    assert_eq!(found.len(), 3, "{text}");
+    assert_eq!(found[0].0, copy);
+    assert!(
+        found[0].1.starts_with("base image ")
+            && found[0]
+                .1
+                .ends_with("bud-test/why-base:latest has a new digest"),
+        "{text}"
+    );
+
+    let pruned = bud_at(root.path(), &["prune", "-a", "-f"]);
+    assert!(pruned.status.success(), "{}", stderr_of(&pruned));
+    let text = explained_build(root.path(), context, &secret);
+    let expected = all(&[&copy, &run_v2, &cat], "its cache was pruned");
+    assert_eq!(reasons(&text), expected, "{text}");
+
+    // A new instruction is a new step; rawjson carries the reason as a field of the
+    // vertex, each line still one JSON object.
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("{dockerfile}RUN echo added\n"),
+    )
+    .unwrap();
+    let out_arg = format!("type=local,dest={}", root.path().join("out").display());
+    let mut args = vec!["build", "--progress", "rawjson"];
+    args.extend_from_slice(&secret);
+    args.extend(["-o", &out_arg, context.to_str().unwrap()]);
+    let out = bud_at(root.path(), &args);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let explained: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .flat_map(|v| v["vertexes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| Some((v["name"].as_str()?.into(), v["reason"].as_str()?.into())))
+        .collect();
+    assert_eq!(
+        explained,
+        [("[5/5] RUN echo added".to_string(), "new step".to_string())],
+        "{text}"
+    );
+    remove_images(&[WHY_BASE]);
+}
+
+/// BuildKit does not report why a step ran: `--explain` with `--addr` says so up front
+/// rather than list nothing as if every step had been cached.
+#[test]
+fn explain_with_addr_says_buildkit_does_not_report_reasons() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    let out_arg = format!("type=local,dest={}", out_dir.display());
+    let context = testdata("hello");
+    let out = bud_at(
+        root.path(),
+        &[
+            "--addr",
+            "docker://",
+            "build",
+            "--progress",
+            "plain",
+            "--explain",
+            "-o",
+            &out_arg,
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l
+            == "WARNING: --explain: the build runs on BuildKit, which does not report why a \
+                step was not cached: no reasons will be listed"),
+        "{text}"
+    );
+    assert!(!text.contains("Why steps ran"), "{text}");
+    assert!(!text.contains("CACHE MISS"), "{text}");
+}
+
+/// An inline cache read through an index of several platforms' images is the one of the
+/// image for the platform the build targets: an arm64 build hits the arm64 image's records,
+/// an amd64 one the amd64 image's.
+#[test]
+fn an_inline_cache_in_a_multi_platform_index_is_read_for_the_build_s_platform() {
+    if !(build_ready()
+        && require(
+            "QEMU for aarch64 in binfmt_misc",
+            std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+        ))
+    {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM 127.0.0.1:5000/bud-test/busybox:latest\nRUN uname -m > /machine\n",
+    )
+    .unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut entries = Vec::new();
+    for (platform, arch) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64")] {
+        let archive = work.path().join(format!("{arch}.tar"));
+        let root = tempfile::tempdir().unwrap();
+        let out = bud_at(
+            root.path(),
+            &[
+                "build",
+                "--provenance=false",
+                "--platform",
+                platform,
+                "--cache-to",
+                "type=inline",
+                "-o",
+                &format!("type=oci,dest={}", archive.display()),
+                ctx,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let unpacked = work.path().join(arch);
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&unpacked)
+            .unwrap();
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&layout)
+            .unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+        let mut image = index["manifests"][0].clone();
+        image["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        image.as_object_mut().unwrap().remove("annotations");
+        entries.push(image);
+    }
+    name_index_in_layout(&layout, &entries);
+
+    let src = format!("type=local,src={}", layout.display());
+    for platform in ["linux/arm64", "linux/amd64"] {
+        let empty = tempfile::tempdir().unwrap();
+        let out = bud_at(
+            empty.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--platform",
+                platform,
+                "--cache-from",
+                &src,
+                "-o",
+                "type=tar,dest=/dev/null",
+                ctx,
+            ],
+        );
+        let text = stderr_of(&out);
+        assert!(out.status.success(), "{text}");
+        let ran = steps(&text);
+        assert!(
+            !ran.is_empty() && ran.iter().all(|(_, cached)| *cached),
+            "{platform}: {ran:?}\n{text}"
+        );
+    }
+}
+
+/// A layer a registry cache brought in is not compressed and uploaded again when the image
+/// is pushed to the same registry: the push mounts the cache's blob, as a pull's layers are
+/// mounted.
+#[test]
+fn a_push_mounts_the_layers_a_registry_cache_brought_in() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let cache = format!("{OPEN_REGISTRY}/bud-test/cache-mount-source:latest");
+    let first = tempfile::tempdir().unwrap();
+    build_case(
+        first.path(),
+        "cache-export",
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let cached: Vec<String> =
+        registry_json("bud-test/cache-mount-source/manifests/latest")["layers"]
+            .as_array()
+            .expect("the cache manifest's layers")
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+
+    let empty = tempfile::tempdir().unwrap();
+    // A repository of its own: nothing of the image is in it yet.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repository = format!("bud-test/cache-mount-target-{nanos}");
+    let image = format!("{OPEN_REGISTRY}/{repository}:latest");
+    let context = testdata("cache-export");
+    let out = bud_at(
+        empty.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--push",
+            "-t",
+            &image,
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    let mut pushed = registry_json(&format!("{repository}/manifests/latest"));
+    // With its provenance attached, the image is an index: its manifest is the one for a
+    // real platform.
+    if let Some(manifests) = pushed["manifests"].as_array() {
+        let image = manifests
+            .iter()
+            .find(|m| m["platform"]["architecture"] != "unknown")
+            .expect("the image's manifest in the index");
+        let digest = image["digest"].as_str().unwrap();
+        pushed = registry_json(&format!("{repository}/manifests/{digest}"));
+    }
+    let config = pushed["config"]["digest"].as_str().unwrap();
+    let diff_ids =
+        registry_json(&format!("{repository}/blobs/{config}"))["rootfs"]["diff_ids"].clone();
+    let layers = pushed["layers"].as_array().expect("the image's layers");
+    // A layer uploaded shows as a status under its blob digest, or under its diff ID while
+    // it is compressed on the way.
+    let diff_ids = diff_ids.as_array().expect("the config's diff IDs");
+    // The two COPY layers and the RUN layer on top of the base (which came from Docker)
+    // were brought in from the cache.
+    let from_cache: Vec<[&str; 2]> = layers
+        .iter()
+        .zip(diff_ids)
+        .skip(layers.len() - 3)
+        .map(|(layer, diff_id)| [layer["digest"].as_str().unwrap(), diff_id.as_str().unwrap()])
+        .collect();
+    for [digest, _] in &from_cache {
+        assert!(cached.iter().any(|c| c == digest), "{pushed}\n{cached:?}");
+    }
+    for names in from_cache {
+        for name in names {
+            assert!(
+                !text.lines().any(|l| l.contains(name)),
+                "{name} was uploaded, not mounted:\n{text}"
+            );
+        }
+    }
+}

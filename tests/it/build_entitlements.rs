@@ -1,0 +1,216 @@
+//! `--allow`: a step that needs an entitlement (`RUN --network=host`, `RUN
+//! --security=insecure`) is refused before anything runs unless the build was granted it, as
+//! BuildKit refuses it; granted, an insecure step runs privileged, as BuildKit runs it, and
+//! without the seccomp filter that confines every other step.
+
+use crate::support;
+
+use support::*;
+
+/// A context whose Dockerfile is `FROM bud-test/busybox` and then `steps`.
+fn context(steps: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // `RUN --security` is a flag of the labs frontend only, as in BuildKit.
+    let syntax = if steps.contains("--security") {
+        "# syntax=docker/dockerfile:1-labs\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("{syntax}FROM bud-test/busybox\n{steps}"),
+    )
+    .unwrap();
+    dir
+}
+
+/// The effective capability set of a privileged step: every capability bud (like this test)
+/// holds.
+fn all_capabilities() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    bounding.to_string()
+}
+
+#[test]
+fn network_host_needs_allow_or_network_host() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("RUN echo ran > /ran\nRUN --network=host true\n");
+    let dir = ctx.path().to_str().unwrap();
+    let tar = ["-o", "type=tar,dest=/dev/null"];
+
+    let out = bud_at(
+        root.path(),
+        &[&["build", "--progress", "plain"][..], &tar, &[dir]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("network.host is not allowed"), "{err}");
+    assert!(err.contains("--allow network.host"), "{err}");
+    assert!(
+        !err.contains("] RUN echo ran"),
+        "a step ran before the refusal: {err}"
+    );
+
+    for grant in [&["--allow", "network.host"][..], &["--network", "host"]] {
+        let out = bud_at(
+            root.path(),
+            &[&["build", "-q"][..], grant, &tar, &[dir]].concat(),
+        );
+        assert!(out.status.success(), "{grant:?}: {}", stderr_of(&out));
+    }
+    // An unknown entitlement is a usage error, as with buildx.
+    let out = bud_at(root.path(), &["build", "--allow", "device.everything", dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("invalid entitlement"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn an_insecure_step_runs_privileged_when_allowed() {
+    if !build_ready() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context(
+        "RUN grep CapEff /proc/self/status > /caps-default\n\
+         RUN --security=insecure sh -c 'grep CapEff /proc/self/status > /caps; \
+         ls /dev > /devices; grep \" /sys \" /proc/self/mountinfo > /sys-mount; \
+         unshare -U true && echo allowed > /user-namespace'\n",
+    );
+    let dir = ctx.path().to_str().unwrap();
+
+    let out = bud_at(
+        root.path(),
+        &["build", "-o", "type=tar,dest=/dev/null", dir],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("security.insecure is not allowed"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", dest.path().display()),
+            dir,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+    assert_eq!(
+        read("caps").split_whitespace().nth(1),
+        Some(all_capabilities().as_str())
+    );
+    // The ordinary step keeps Docker's default set.
+    assert_eq!(
+        read("caps-default").split_whitespace().nth(1),
+        Some("00000000a80425fb")
+    );
+    // The host's devices are there (a block device of this machine among them), and /sys
+    // is writable.
+    let host_block_devices: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::os::unix::fs::FileTypeExt::is_block_device(&e.file_type().unwrap()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let devices = read("devices");
+    for device in &host_block_devices {
+        assert!(
+            devices.lines().any(|l| l == device),
+            "{device} missing: {devices}"
+        );
+    }
+    // No seccomp filter: a user namespace can be made, as in a privileged container.
+    assert_eq!(read("user-namespace"), "allowed\n");
+    let sys = read("sys-mount");
+    assert!(sys.contains(" rw,") || sys.contains(" rw "), "{sys}");
+}
+
+#[test]
+fn a_buildkit_daemon_gets_the_entitlements_asked_for() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("RUN --network=host true\n");
+    let dir = ctx.path().to_str().unwrap();
+    let base = [
+        "--addr",
+        "docker://",
+        "build",
+        "-o",
+        "type=tar,dest=/dev/null",
+    ];
+    let out = bud_at(root.path(), &[&base[..], &[dir]].concat());
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("network.host is not allowed"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = bud_at(
+        root.path(),
+        &[&base[..], &["--allow", "network.host", dir]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// What each way of making a user namespace meets in a step: refused by the filter
+/// (`clone3` with ENOSYS, so that C libraries fall back to `clone`), while a plain `clone`
+/// (a fork) goes through; an insecure step has no filter.
+#[test]
+fn the_seccomp_filter_refuses_every_way_to_a_user_namespace() {
+    if !build_ready() {
+        return;
+    }
+    let ctx = context(
+        "COPY probe /probe\n\
+         RUN for way in unshare clone clone3 fork; do /probe $way; done > /confined\n\
+         RUN --security=insecure for way in unshare clone clone3 fork; do /probe $way; done > /insecure\n",
+    );
+    if !build_namespace_probe(&ctx.path().join("probe")) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", dest.path().display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+    assert_eq!(
+        read("confined"),
+        "unshare EPERM\nclone EPERM\nclone3 ENOSYS\nfork allowed\n"
+    );
+    assert_eq!(
+        read("insecure"),
+        "unshare allowed\nclone allowed\nclone3 allowed\nfork allowed\n"
+    );
+}

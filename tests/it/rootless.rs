@@ -1,0 +1,396 @@
+//! bud as an ordinary user: rootless in a user namespace of its own (`bud-alice`, who has
+//! subordinate ids), or through Docker's BuildKit where the embedded solver cannot run
+//! (`bud-bob`, who has none). Both users are the test environment's (scripts/test-env).
+
+use crate::support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+fn rootless_ready() -> bool {
+    require_base_image() && require_runc() && require_user(ROOTLESS_USER)
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = stderr_of(out);
+    assert!(out.status.success(), "bud failed:\n{stderr}");
+    stderr
+}
+
+/// What a container of `image` prints (its default command).
+fn run_image(image: &str) -> String {
+    docker_ok(&["run", "--rm", image])
+}
+
+/// Entries below `dir` owned on disk by `uid`.
+fn owned_by(dir: &Path, uid: u32) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(dir)
+        .args(["-uid", &uid.to_string()])
+        .output()
+        .expect("run find");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_user_with_subordinate_ids_builds_rootless_into_docker() {
+    if !rootless_ready() {
+        return;
+    }
+    let (uid, home) = user_entry(ROOTLESS_USER).expect("user");
+    let context = user_context(ROOTLESS_USER, "hello");
+    let tag = "bud-rootless/hello:latest";
+    let workers = bud_as(ROOTLESS_USER, &["debug", "workers"]);
+    let workers = String::from_utf8_lossy(&workers.stdout).into_owned();
+    assert!(workers.contains("embedded, rootless"), "{workers}");
+    assert!(
+        workers.contains(&format!("{}/.local/share/bud", home.display())),
+        "the user's own state root: {workers}"
+    );
+
+    let out = bud_as(
+        ROOTLESS_USER,
+        &["-t", tag, context.path().to_str().unwrap()],
+    );
+    let stderr = ok(&out);
+    assert!(!stderr.contains("Docker's BuildKit"), "{stderr}");
+    // The RUN step ran as root of the image, and the file from the context is there.
+    assert_eq!(
+        run_image(tag),
+        "hello from root\na message from the build context"
+    );
+    // Everything the build left in the state root is the user's (or her subordinate
+    // ids'): nothing of root's.
+    let state = home.join(".local/share/bud");
+    assert!(state.is_dir());
+    assert_eq!(owned_by(&state, 0), Vec::<String>::new());
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), uid);
+    docker(&["rmi", tag]);
+}
+
+#[test]
+fn a_user_without_subordinate_ids_builds_through_dockers_buildkit() {
+    if !require_base_image() || !require_user(PLAIN_USER) {
+        return;
+    }
+    let context = user_context(PLAIN_USER, "hello");
+    let tag = "bud-fallback/hello:latest";
+    let out = bud_as(PLAIN_USER, &["-t", tag, context.path().to_str().unwrap()]);
+    let stderr = ok(&out);
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("note: building with Docker's BuildKit"))
+        .collect();
+    assert_eq!(notes.len(), 1, "one line says why:\n{stderr}");
+    assert!(
+        notes[0].contains("no subordinate uids") && notes[0].contains("usermod --add-subuids"),
+        "{}",
+        notes[0]
+    );
+    assert_eq!(
+        run_image(tag),
+        "hello from root\na message from the build context"
+    );
+    // docker build's own image of the same context has the same config.
+    let reference = "bud-fallback/hello-reference:latest";
+    let built = Command::new(DOCKER)
+        .args(["build", "-q", "-t", reference])
+        .arg(context.path())
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build");
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    let config = |image: &str| docker_ok(&["image", "inspect", "-f", "{{json .Config}}", image]);
+    assert_eq!(config(tag), config(reference));
+
+    // Kept off Docker by its configuration, the build fails with the reason instead.
+    let conf = user_dir(PLAIN_USER);
+    let conf_file = conf.path().join("bud.toml");
+    std::fs::write(&conf_file, "[worker]\nfallback = \"never\"\n").unwrap();
+    let out = bud_command_as(PLAIN_USER)
+        .env("BUD_CONFIG", &conf_file)
+        .args(["-t", tag, context.path().to_str().unwrap()])
+        .output()
+        .expect("run bud");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("no subordinate uids") && stderr.contains("fallback = \"never\""),
+        "{stderr}"
+    );
+    docker(&["rmi", tag, reference]);
+}
+
+#[test]
+fn sigkill_of_a_rootless_build_leaves_nothing_the_next_build_trips_on() {
+    if !rootless_ready() {
+        return;
+    }
+    let root = user_dir(ROOTLESS_USER);
+    // A step as root, then one as another user whose files (owned by a subordinate id on
+    // disk, which the user cannot remove outside the namespace) are in its work directory.
+    let as_root = user_context(ROOTLESS_USER, "slow");
+    let as_other = user_dir(ROOTLESS_USER);
+    std::fs::write(
+        as_other.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nUSER 1000:1000\n\
+         RUN mkdir -p /tmp/mine/deep && touch /tmp/mine/deep/f && chmod 500 /tmp/mine/deep \\\n\
+         && echo started-sleeping && sleep 300\n",
+    )
+    .unwrap();
+    chown_to(ROOTLESS_USER, as_other.path());
+    for slow in [&as_root, &as_other] {
+        let mut child = spawn_until(
+            bud_command_as(ROOTLESS_USER),
+            root.path(),
+            slow.path(),
+            "started-sleeping",
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    let hello = user_context(ROOTLESS_USER, "hello");
+    let out_dir = user_dir(ROOTLESS_USER);
+    let dest = out_dir.path().join("fs");
+    let out = bud_as(
+        ROOTLESS_USER,
+        &[
+            "--root",
+            root.path().to_str().unwrap(),
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            hello.path().to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("greeting")).unwrap(),
+        "hello from root\n"
+    );
+    assert_eq!(
+        runc_containers(root.path()),
+        "",
+        "the orphaned step was removed"
+    );
+    let leftovers = leftover_work(root.path());
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.path().to_str().unwrap()),
+        "no mount of the state root is left"
+    );
+}
+
+#[test]
+fn a_user_and_root_build_at_once_each_in_their_own_state() {
+    if !rootless_ready() {
+        return;
+    }
+    let (uid, _) = user_entry(ROOTLESS_USER).expect("user");
+    let user_root = user_dir(ROOTLESS_USER);
+    let root_root = tempfile::tempdir().unwrap();
+    let user_ctx = user_context(ROOTLESS_USER, "concurrent-a");
+    let user_out = user_dir(ROOTLESS_USER);
+    let root_out = tempfile::tempdir().unwrap();
+    let mut user_build = bud_command_as(ROOTLESS_USER);
+    user_build
+        .arg("--root")
+        .arg(user_root.path())
+        .arg("-o")
+        .arg(format!("type=local,dest={}", user_out.path().display()))
+        .arg(user_ctx.path());
+    let mut root_build = Command::new(env!("CARGO_BIN_EXE_bud"));
+    root_build
+        .arg("--root")
+        .arg(root_root.path())
+        .arg("-o")
+        .arg(format!("type=local,dest={}", root_out.path().display()))
+        .arg(testdata("concurrent-b"));
+    let user_child = user_build
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root_child = root_build
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&user_child.wait_with_output().unwrap());
+    ok(&root_child.wait_with_output().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(user_out.path().join("which")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root_out.path().join("which")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(owned_by(user_root.path(), 0), Vec::<String>::new());
+    assert_eq!(owned_by(root_root.path(), uid), Vec::<String>::new());
+}
+
+/// A rootless bud reads what its user may read, no more: a directory of root's in the
+/// context fails docker build the same way. (An unreadable file is another matter: both
+/// Docker 20.10 and 28.5 send it as an empty file without a word; bud refuses it.)
+#[test]
+fn a_context_directory_the_user_cannot_read_fails_as_with_docker() {
+    if !rootless_ready() {
+        return;
+    }
+    let context = user_context(ROOTLESS_USER, "hello");
+    let secret = context.path().join("root-only");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("key"), "root's\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let out = bud_as(
+        ROOTLESS_USER,
+        &[
+            "-t",
+            "bud-rootless/denied",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("root-only") && last.contains("ermission denied"),
+        "the failure names the file, not a step cancelled because of it:\n{stderr}"
+    );
+    assert_eq!(
+        last.matches("ermission denied").count(),
+        1,
+        "the system's error once:\n{stderr}"
+    );
+
+    let reference = command_as(ROOTLESS_USER, DOCKER)
+        .args(["build", "-t", "bud-rootless/denied-reference"])
+        .arg(context.path())
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build");
+    assert!(!reference.status.success());
+    let reference = stderr_of(&reference);
+    assert!(
+        reference.contains("root-only") && reference.contains("permission denied"),
+        "{reference}"
+    );
+}
+
+/// Secrets, ulimits, an isolated network, an insecure step and a non-root user's step all
+/// work rootless; the local output is the user's, as docker build's is.
+#[test]
+fn rootless_steps_take_the_run_options_root_steps_take() {
+    if !rootless_ready() {
+        return;
+    }
+    let (uid, _) = user_entry(ROOTLESS_USER).expect("user");
+    let context = user_dir(ROOTLESS_USER);
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "# syntax=docker/dockerfile:1-labs\n\
+         FROM bud-test/busybox\n\
+         RUN --mount=type=secret,id=tok cat /run/secrets/tok > /secret-seen\n\
+         RUN --network=none cat /proc/net/dev | tail -n +3 | wc -l > /interfaces\n\
+         RUN ulimit -n > /nofile\n\
+         RUN grep CapEff /proc/self/status > /caps-default\n\
+         RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure\n\
+         USER user\n\
+         RUN id -u > /tmp/uid && touch /tmp/by-user\n",
+    )
+    .unwrap();
+    let secret = context.path().join("tok");
+    std::fs::write(&secret, "s3cret").unwrap();
+    chown_to(ROOTLESS_USER, context.path());
+    let out_dir = user_dir(ROOTLESS_USER);
+    let dest = out_dir.path().join("fs");
+    let out = bud_as(
+        ROOTLESS_USER,
+        &[
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+            "--ulimit",
+            "nofile=1024:1024",
+            "--allow",
+            "security.insecure",
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            context.path().to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    let read = |name: &str| std::fs::read_to_string(dest.join(name)).unwrap();
+    assert_eq!(read("secret-seen"), "s3cret");
+    assert_eq!(
+        read("interfaces").trim(),
+        "1",
+        "only the loopback interface"
+    );
+    assert_eq!(read("nofile").trim(), "1024");
+    assert_eq!(read("tmp/uid").trim(), "1000");
+    assert!(
+        read("caps-default").contains("00000000a80425fb"),
+        "Docker's default capabilities"
+    );
+    assert_ne!(
+        read("caps-default"),
+        read("caps-insecure"),
+        "an insecure step has more"
+    );
+    // Written by the user, as docker build -o type=local writes them for her.
+    for entry in ["tmp/by-user", "home/user", "secret-seen"] {
+        let meta = std::fs::symlink_metadata(dest.join(entry)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, uid), "{entry}");
+    }
+}
+
+/// A base image owning files by ids the user namespace does not map cannot be unpacked
+/// rootless: the error says which id and what to change.
+#[test]
+fn a_base_image_owner_beyond_the_subordinate_ids_is_refused_with_the_fix() {
+    if !rootless_ready() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(
+        base.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nRUN touch /far && chown 200000:200000 /far\n",
+    )
+    .unwrap();
+    let built = Command::new(DOCKER)
+        .args(["build", "-q", "-t", "bud-rootless/far-owner"])
+        .arg(base.path())
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr_of(&built));
+    let context = user_dir(ROOTLESS_USER);
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-rootless/far-owner\nRUN true\n",
+    )
+    .unwrap();
+    chown_to(ROOTLESS_USER, context.path());
+    let out = bud_as(
+        ROOTLESS_USER,
+        &[
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("owner uid 200000") && stderr.contains("/etc/subuid"),
+        "{stderr}"
+    );
+    docker(&["rmi", "bud-rootless/far-owner"]);
+}
