@@ -44,7 +44,7 @@ Register-ArgumentCompleter -Native -CommandName 'bud' -ScriptBlock {
         }
         'bud;build' {
             [CompletionResult]::new('--add-host', '--add-host', [CompletionResultType]::ParameterName, 'Add a custom host-to-IP mapping (host:ip)')
-            [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Allow extra privileged entitlement (network.host, security.insecure)')
+            [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Allow extra privileged entitlement (network.host, security.insecure, device[=NAME[,alias=ALIAS]])')
             [CompletionResult]::new('--annotation', '--annotation', [CompletionResultType]::ParameterName, 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)')
             [CompletionResult]::new('--attest', '--attest', [CompletionResultType]::ParameterName, 'Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)')
             [CompletionResult]::new('--build-arg', '--build-arg', [CompletionResultType]::ParameterName, 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)')

@@ -40,7 +40,7 @@ set edit:completion:arg-completer[bud] = {|@words|
         }
         &'bud;build'= {
             cand --add-host 'Add a custom host-to-IP mapping (host:ip)'
-            cand --allow 'Allow extra privileged entitlement (network.host, security.insecure)'
+            cand --allow 'Allow extra privileged entitlement (network.host, security.insecure, device[=NAME[,alias=ALIAS]])'
             cand --annotation 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)'
             cand --attest 'Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)'
             cand --build-arg 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)'

@@ -41,7 +41,7 @@ complete -c bud -n "__fish_bud_needs_command" -f -a "debug" -d 'Look inside a bu
 complete -c bud -n "__fish_bud_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c bud -n "__fish_bud_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bud -n "__fish_bud_using_subcommand build" -l add-host -d 'Add a custom host-to-IP mapping (host:ip)' -r
-complete -c bud -n "__fish_bud_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (network.host, security.insecure)' -r
+complete -c bud -n "__fish_bud_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (network.host, security.insecure, device[=NAME[,alias=ALIAS]])' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest or manifest-descriptor)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l attest -d 'Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)' -r
 complete -c bud -n "__fish_bud_using_subcommand build" -l build-arg -d 'Set build-time variables (KEY=VALUE, or KEY to take it from the environment)' -r

@@ -22,6 +22,9 @@
 //! name = "arm"
 //! addr = "tcp://arm-builder:1234"
 //! platforms = ["linux/arm64"]
+//!
+//! [cdi]                     # RUN --device; BuildKit's `[cdi] specDirs`
+//! spec_dirs = ["/etc/cdi", "/var/run/cdi", "/etc/buildkit/cdi"]
 //! ```
 //!
 //! It is read from `$BUD_CONFIG` if set, else `/etc/bud/bud.toml` for root and
@@ -63,6 +66,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub network: NetworkConfig,
     pub builder: BuilderConfig,
+    pub cdi: CdiConfig,
 }
 
 /// `[builder]`: the BuildKit daemons bud builds on instead of its embedded solver, as a
@@ -88,6 +92,14 @@ impl NodeConfig {
     pub fn name_at(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| format!("node{index}"))
     }
+}
+
+/// Where the CDI specs naming `RUN --device` devices are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdiConfig {
+    /// Unset: BuildKit's defaults ([`crate::executor::cdi::SPEC_DIRS`]).
+    pub spec_dirs: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -434,6 +446,17 @@ mod tests {
         assert_eq!(t.connect, Timeouts::default().connect);
         let err = parse("[network]\nconnect_timeout = \"0s\"").unwrap_err();
         assert!(err.to_string().contains("more than zero"), "{err}");
+    }
+
+    #[test]
+    fn cdi_spec_dirs() {
+        let c = parse("[cdi]\nspec_dirs = [\"/opt/cdi\", \"/run/cdi\"]").unwrap();
+        assert_eq!(
+            c.cdi.spec_dirs,
+            Some(vec![PathBuf::from("/opt/cdi"), PathBuf::from("/run/cdi")])
+        );
+        assert_eq!(parse("").unwrap().cdi.spec_dirs, None);
+        assert!(parse("[cdi]\nspecdirs = []").is_err());
     }
 
     #[test]

@@ -353,6 +353,18 @@ fn exec_json(e: &pb::ExecOp) -> Value {
                 })
                 .collect(),
         )
+        .arr(
+            "cdiDevices",
+            e.cdi_devices
+                .iter()
+                .map(|d| {
+                    Obj::default()
+                        .s("name", &d.name)
+                        .b("optional", d.optional)
+                        .done()
+                })
+                .collect(),
+        )
         .done()
 }
 

@@ -361,3 +361,39 @@ fn an_op_two_stages_build_alike_has_both_locations() {
         .unwrap();
     assert_eq!(run.1, vec![(2, 2), (4, 4)]);
 }
+
+#[test]
+fn run_device_asks_for_cdi_devices_with_a_labs_syntax() {
+    let c = build(
+        "# syntax=docker/dockerfile:1-labs\nFROM busybox\n\
+         RUN --device=vendor1.com/device=foo,required --device=name=vendor2.com/gpu=* true\n",
+    );
+    let op = ops(&c)
+        .into_iter()
+        .find(|o| o["Op"]["Op"]["exec"].is_object())
+        .unwrap();
+    assert_eq!(
+        op["Op"]["Op"]["exec"]["cdiDevices"],
+        json!([
+            {"name": "vendor1.com/device=foo"},
+            {"name": "vendor2.com/gpu=*", "optional": true}
+        ])
+    );
+    assert_eq!(op["OpMetadata"]["caps"]["exec.meta.cdi"], true);
+
+    let plain = fail("FROM busybox\nRUN --device=vendor1.com/device=foo true\n").to_string();
+    assert!(
+        plain.contains(
+            "line 2: device feature is only supported in Dockerfile frontend 1.14.0-labs"
+        ),
+        "{plain}"
+    );
+    let bad = fail(
+        "# syntax=docker/dockerfile:1-labs\nFROM busybox\nRUN --device=a.com/b=c,size=1 true\n",
+    )
+    .to_string();
+    assert!(
+        bad.contains("line 3") && bad.contains("unexpected key 'size'"),
+        "{bad}"
+    );
+}

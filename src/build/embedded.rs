@@ -63,6 +63,7 @@ pub(super) async fn build(
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
     solve_opts.cache_import = cache_import;
+    solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
     let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
@@ -299,6 +300,7 @@ pub(super) fn solve_options(
         network_none: opts.network == "none",
         allow_network_host: entitlements.iter().any(|e| e == "network.host"),
         allow_insecure: entitlements.iter().any(|e| e == "security.insecure"),
+        devices: crate::executor::cdi::Grants::from_entitlements(&entitlements),
         secrets: super::secrets::read_secrets(opts)?,
         ssh_agents: ssh.sockets.clone(),
         timeouts: registry.timeouts,

@@ -69,6 +69,7 @@ pub(super) async fn build(
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
     solve_opts.cache_import = cache_import;
+    solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
     let solver = start_solver(env, runtime, solve_opts)?;
     // A URL context is fetched once, by the solver, for every platform.
     let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;

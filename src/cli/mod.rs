@@ -110,8 +110,8 @@ pub struct BuildOptions {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = AddHost::parse)]
     pub add_hosts: Vec<AddHost>,
-    /// Allow extra privileged entitlement (network.host, security.insecure)
-    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
+    /// Allow extra privileged entitlement (network.host, security.insecure, device[=NAME[,alias=ALIAS]])
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = parse_entitlement)]
     pub allow: Vec<String>,
     /// Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE
     /// manifest or manifest-descriptor)
@@ -347,16 +347,29 @@ impl BuildOptions {
 }
 
 /// The entitlements a build can be granted, as BuildKit names them.
-pub const ENTITLEMENTS: [&str; 2] = ["network.host", "security.insecure"];
+pub const ENTITLEMENTS: [&str; 3] = ["device", "network.host", "security.insecure"];
 
+/// One `--allow`: a `device=NAME[,alias=ALIAS]` grant whole (its commas are its own, as
+/// buildx reads it), otherwise entitlements separated by commas.
 fn parse_entitlement(value: &str) -> Result<String, String> {
-    if ENTITLEMENTS.contains(&value) {
-        Ok(value.to_string())
+    for e in split_entitlements(value) {
+        if let Some(device) = e.strip_prefix("device=") {
+            crate::executor::cdi::parse_grant(device)?;
+        } else if !ENTITLEMENTS.contains(&e) {
+            return Err(format!(
+                "invalid entitlement {e:?}; accepted: {}, device=NAME[,alias=ALIAS]",
+                ENTITLEMENTS.join(", ")
+            ));
+        }
+    }
+    Ok(value.to_string())
+}
+
+fn split_entitlements(value: &str) -> Vec<&str> {
+    if value.starts_with("device=") {
+        vec![value]
     } else {
-        Err(format!(
-            "invalid entitlement {value:?}; accepted: {}",
-            ENTITLEMENTS.join(", ")
-        ))
+        value.split(',').collect()
     }
 }
 
@@ -364,7 +377,12 @@ impl BuildOptions {
     /// The entitlements the build asks for: `--allow`, and `network.host` with
     /// `--network host`, as docker build asks for it then.
     pub fn entitlements(&self) -> Vec<String> {
-        let mut granted = self.allow.clone();
+        let mut granted: Vec<String> = self
+            .allow
+            .iter()
+            .flat_map(|v| split_entitlements(v))
+            .map(str::to_owned)
+            .collect();
         if self.network == "host" {
             granted.push("network.host".into());
         }
@@ -467,6 +485,31 @@ mod tests {
         let cli = parse("--root /tmp/r -t a .").unwrap();
         assert_eq!(cli.global.root, Some(PathBuf::from("/tmp/r")));
         assert!(matches!(cli.command, Command::Build(_)));
+    }
+
+    #[test]
+    fn allow_takes_comma_lists_and_whole_device_grants() {
+        let cli = parse(
+            "--allow network.host,security.insecure --allow device=a.com/b=c,alias=gpu \
+             --allow device .",
+        )
+        .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("expected build")
+        };
+        assert_eq!(
+            b.entitlements(),
+            [
+                "device",
+                "device=a.com/b=c,alias=gpu",
+                "network.host",
+                "security.insecure"
+            ]
+        );
+        for bad in ["device.all", "network.host,bogus", "device=a.com/b,size=2"] {
+            let err = parse(&format!("--allow {bad} .")).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

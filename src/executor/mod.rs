@@ -4,6 +4,7 @@
 //! bundle next to it (config.json, /etc/hosts, /etc/resolv.conf), runs `runc run`, streams the
 //! process output to a [`LogChunk`] channel and always deletes the container and the bundle.
 
+pub mod cdi;
 mod diagnose;
 mod etc;
 mod runtime;
@@ -41,6 +42,8 @@ pub struct ExecSpec {
     /// `RUN --security=insecure`: every capability, the host's devices, writable /sys,
     /// nothing masked, as BuildKit runs such a step.
     pub privileged: bool,
+    /// CDI devices (`RUN --device`): each device's name and container edits.
+    pub devices: Vec<(String, Vec<cdi::Edits>)>,
 }
 
 /// One resource limit, named as `ulimit` and `--ulimit` name it (`nofile`, `nproc`, …).
@@ -69,6 +72,7 @@ impl ExecSpec {
             readonly_rootfs: false,
             rlimits: Vec::new(),
             privileged: false,
+            devices: Vec::new(),
         }
     }
 }
@@ -144,6 +148,8 @@ pub enum ExecError {
     RuntimeKilled { runtime: PathBuf, signal: i32 },
     #[error("the step was cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Cdi(#[from] cdi::CdiError),
 }
 
 impl ExecError {

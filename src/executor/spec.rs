@@ -452,7 +452,7 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         mounts.push(user_mount(m)?);
     }
 
-    Ok(SpecBuilder::default()
+    let spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
@@ -464,7 +464,23 @@ pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spe
         .process(process)
         .mounts(dedup_mounts(mounts))
         .linux(linux)
-        .build()?)
+        .build()?;
+    with_devices(spec, &exec.devices, rootless)
+}
+
+/// The spec with the CDI devices' container edits applied.
+fn with_devices(
+    spec: Spec,
+    devices: &[(String, Vec<super::cdi::Edits>)],
+    rootless: bool,
+) -> Result<Spec> {
+    if devices.is_empty() {
+        return Ok(spec);
+    }
+    let invalid = |e: serde_json::Error| ExecError::InvalidSpec(format!("CDI edits: {e}"));
+    let mut value = serde_json::to_value(&spec).map_err(invalid)?;
+    super::cdi::apply(&mut value, devices, rootless)?;
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// The supplementary groups of a step's process: the primary group first, then the rest, as

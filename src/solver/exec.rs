@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::meta::SnapshotKind;
-use crate::executor::{ExecSpec, LogChunk, Mount, MountKind, Network, Rlimit};
+use crate::executor::{ExecError, ExecSpec, LogChunk, Mount, MountKind, Network, Rlimit, cdi};
 use crate::fileop::safe;
 use crate::progress::Stream;
 use crate::snapshot::stubs::{DEFAULT_TARGETS, MountStubs};
@@ -46,7 +46,8 @@ pub(super) async fn run(
         .meta
         .as_ref()
         .ok_or_else(|| SolveError::InvalidDefinition("exec without meta".into()))?;
-    refuse_unsupported(exec, meta)?;
+    refuse_unsupported(meta)?;
+    let devices = step_devices(solver, vertex, exec)?;
     let inputs = Inputs(inputs);
     let root_mount = exec
         .mounts
@@ -76,7 +77,8 @@ pub(super) async fn run(
         .collect();
     let stubs = MountStubs::record(&rootfs, targets)?;
     let (mounts, cache_locks) = step_mounts(solver, exec, &inputs, &root_ws, &mut held).await?;
-    let spec = step_spec(solver, exec, meta, root_mount, rootfs, exec_user, mounts)?;
+    let mut spec = step_spec(solver, exec, meta, root_mount, rootfs, exec_user, mounts)?;
+    spec.devices = devices;
 
     let (status, output_tail) = run_logged(solver, vertex, &spec, cancel).await;
     drop(cache_locks);
@@ -109,16 +111,58 @@ pub(super) async fn run(
     commit_outputs(solver, vertex, exec, key, outputs)
 }
 
+/// The CDI devices the step asks for (`RUN --device`), with the warning for each optional
+/// one that is not registered.
+fn step_devices(
+    solver: &Solver,
+    vertex: &Vertex,
+    exec: &pb::ExecOp,
+) -> Result<Vec<(String, Vec<cdi::Edits>)>, SolveError> {
+    if exec.cdi_devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolved = resolve_devices(exec, &solver.opts)?;
+    for name in resolved.skipped {
+        solver.progress.warning(
+            Some(&vertex.digest),
+            format!("optional device {name:?} is not registered: the step runs without it"),
+        );
+    }
+    Ok(resolved.edits)
+}
+
+/// The op's CDI devices, from the CDI specs on this host, as BuildKit's worker finds them:
+/// an optional device that is not registered is skipped, a required one is an error, and
+/// one without the auto-allow annotation needs a `device` entitlement.
+pub(super) fn resolve_devices(
+    exec: &pb::ExecOp,
+    opts: &super::SolveOptions,
+) -> Result<cdi::Resolved, SolveError> {
+    let dirs: Vec<&std::path::Path> = match &opts.cdi_spec_dirs {
+        Some(dirs) => dirs.iter().map(PathBuf::as_path).collect(),
+        None => cdi::SPEC_DIRS.iter().map(std::path::Path::new).collect(),
+    };
+    let registry = cdi::Registry::load(&dirs).map_err(ExecError::from)?;
+    let requests: Vec<cdi::Request> = exec
+        .cdi_devices
+        .iter()
+        .map(|d| cdi::Request {
+            name: &d.name,
+            optional: d.optional,
+        })
+        .collect();
+    Ok(registry
+        .resolve(&requests, &opts.devices)
+        .map_err(ExecError::from)?)
+}
+
 /// Parts of an ExecOp that the embedded solver does not carry out: refused by name rather
-/// than dropped. (No Dockerfile instruction writes the first two; `RUN --device` writes the
-/// last.)
-fn refuse_unsupported(exec: &pb::ExecOp, meta: &pb::Meta) -> Result<(), SolveError> {
+/// than dropped. (No Dockerfile instruction writes them.)
+fn refuse_unsupported(meta: &pb::Meta) -> Result<(), SolveError> {
     let unsupported = if !meta.cgroup_parent.is_empty() {
         Some("a cgroup parent for a step")
     } else if !meta.valid_exit_codes.is_empty() {
         Some("valid exit codes other than 0 for a step")
-    } else if !exec.cdi_devices.is_empty() {
-        Some("devices for a step (RUN --device)")
     } else {
         None
     };
@@ -271,6 +315,7 @@ fn step_spec(
         rlimits: meta.ulimit.iter().map(rlimit).collect(),
         // Granted beforehand: the solve refuses it without `--allow security.insecure`.
         privileged: exec.security == pb::SecurityMode::Insecure as i32,
+        devices: Vec::new(),
     })
 }
 
@@ -668,9 +713,7 @@ mod tests {
 
     #[test]
     fn parts_not_carried_out_are_refused_by_name() {
-        let exec = pb::ExecOp::default();
-        let meta = pb::Meta::default();
-        assert!(refuse_unsupported(&exec, &meta).is_ok());
+        assert!(refuse_unsupported(&pb::Meta::default()).is_ok());
 
         let cgroup = pb::Meta {
             cgroup_parent: "/custom".into(),
@@ -680,19 +723,11 @@ mod tests {
             valid_exit_codes: vec![0, 1],
             ..Default::default()
         };
-        let devices = pb::ExecOp {
-            cdi_devices: vec![pb::CdiDevice {
-                name: "vendor.com/gpu=0".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        for (exec, meta, named) in [
-            (&exec, &cgroup, "cgroup parent"),
-            (&exec, &exit_codes, "valid exit codes"),
-            (&devices, &meta, "RUN --device"),
+        for (meta, named) in [
+            (&cgroup, "cgroup parent"),
+            (&exit_codes, "valid exit codes"),
         ] {
-            let err = refuse_unsupported(exec, meta).unwrap_err().to_string();
+            let err = refuse_unsupported(meta).unwrap_err().to_string();
             assert!(err.contains(named), "{err}");
             assert!(err.contains("not supported yet"), "{err}");
         }

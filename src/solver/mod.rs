@@ -191,6 +191,10 @@ pub struct SolveOptions {
     pub allow_network_host: bool,
     /// `RUN --security=insecure` is allowed (`--allow security.insecure`).
     pub allow_insecure: bool,
+    /// The CDI devices granted besides the auto-allowed ones (`--allow device[=NAME]`).
+    pub devices: crate::executor::cdi::Grants,
+    /// Where the CDI specs are (`[cdi] spec_dirs`); unset: BuildKit's defaults.
+    pub cdi_spec_dirs: Option<Vec<PathBuf>>,
     /// Bounds on `ADD` URL downloads.
     pub timeouts: crate::timeouts::Timeouts,
     /// Caches from elsewhere (`--cache-from`), asked when the state root has no result.
@@ -576,6 +580,19 @@ impl Solver {
                     && !self.opts.allow_insecure
                 {
                     "security.insecure"
+                } else if !exec.cdi_devices.is_empty() {
+                    // Devices that are not there, or not allowed, refused before anything
+                    // runs, as BuildKit validates them when it loads the definition.
+                    match exec::resolve_devices(exec, &self.opts) {
+                        Ok(_) => continue,
+                        Err(source) => {
+                            return Some(StepError {
+                                name: vertex.name.clone(),
+                                vertex: vertex.digest.clone(),
+                                source,
+                            });
+                        }
+                    }
                 } else {
                     continue;
                 };

@@ -1,7 +1,8 @@
 //! `--allow`: a step that needs an entitlement (`RUN --network=host`, `RUN
-//! --security=insecure`) is refused before anything runs unless the build was granted it, as
-//! BuildKit refuses it; granted, an insecure step runs privileged, as BuildKit runs it, and
-//! without the seccomp filter that confines every other step.
+//! --security=insecure`, `RUN --device` with a device not auto-allowed) is refused before
+//! anything runs unless the build was granted it, as BuildKit refuses it; granted, an
+//! insecure step runs privileged, as BuildKit runs it, and without the seccomp filter that
+//! confines every other step, and a device step gets its CDI edits.
 
 use crate::support;
 
@@ -213,4 +214,173 @@ fn the_seccomp_filter_refuses_every_way_to_a_user_namespace() {
         read("insecure"),
         "unshare allowed\nclone allowed\nclone3 allowed\nfork allowed\n"
     );
+}
+
+/// bud with `[cdi] spec_dirs` set to `cdi_dir` (BuildKit's `cdi.specDirs`).
+fn bud_with_cdi(
+    root: &std::path::Path,
+    cdi_dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let config = root.join("bud.toml");
+    std::fs::write(
+        &config,
+        format!("[cdi]\nspec_dirs = [{:?}]\n", cdi_dir.to_str().unwrap()),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_bud"))
+        .env("BUD_CONFIG", &config)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `RUN --device` (labs syntax) gives the step a CDI device as BuildKit >= 0.20 does: the
+/// spec's device node (here the host's /dev/null under another name) and environment are
+/// in the step; the device needs a `device` entitlement (`--allow device`, or a grant
+/// naming it, or its alias) since its spec does not auto-allow it; a required device that
+/// is not registered fails naming the line, an optional one is skipped with a warning.
+#[test]
+fn run_device_gives_the_step_its_cdi_device_nodes_and_environment() {
+    if !build_ready() {
+        return;
+    }
+    let vendor = "bud-test.example.com";
+    let kind = format!("{vendor}/null");
+    let cdi = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cdi.path().join("bud-test.yaml"),
+        format!(
+            "cdiVersion: \"0.6.0\"\nkind: {kind}\ndevices:\n- name: one\n  containerEdits:\n    \
+             env:\n    - BUD_CDI=injected\n    deviceNodes:\n    - path: /dev/bud-cdi-null\n      \
+             hostPath: /dev/null\n"
+        ),
+    )
+    .unwrap();
+    let bud_at = |root: &std::path::Path, args: &[&str]| bud_with_cdi(root, cdi.path(), args);
+    let root = tempfile::tempdir().unwrap();
+    let ctx = |steps: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("# syntax=docker/dockerfile:1-labs\nFROM bud-test/busybox\n{steps}"),
+        )
+        .unwrap();
+        dir
+    };
+    let uses = ctx(&format!(
+        "RUN echo ran > /ran\n\
+         RUN --device={kind}=one,required --device={vendor}/absent=x \
+         sh -c 'test -c /dev/bud-cdi-null && echo through > /dev/bud-cdi-null && \
+         ls -l /dev/bud-cdi-null > /node && echo \"$BUD_CDI\" > /env'\n"
+    ));
+    let dir = uses.path().to_str().unwrap();
+
+    // Not auto-allowed: refused before anything runs.
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=tar,dest=/dev/null",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "device {kind}=one is requested by the build but not allowed"
+        )) && err.contains("--allow device"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("] RUN echo ran"),
+        "a step ran before the refusal: {err}"
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--allow",
+            &format!("device={kind}"),
+            "-o",
+            &format!("type=local,dest={}", dest.path().display()),
+            dir,
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "optional device \"{vendor}/absent=x\" is not registered"
+        )),
+        "{err}"
+    );
+    let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+    assert_eq!(read("env"), "injected\n");
+    // The node is /dev/null's: a character device 1, 3.
+    let node = read("node");
+    assert!(node.starts_with("crw") && node.contains("1,   3"), "{node}");
+
+    // `--allow device` grants every device; a grant's alias stands for its device.
+    let aliased = ctx(
+        "RUN --device=mynull,required sh -c 'test -c /dev/bud-cdi-null && echo \"$BUD_CDI\" > /env'\n",
+    );
+    for grant in [
+        "device".to_owned(),
+        format!("device={kind}=one,alias=mynull"),
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        let out = bud_at(
+            root.path(),
+            &[
+                "build",
+                "--allow",
+                &grant,
+                "-o",
+                &format!("type=local,dest={}", dest.path().display()),
+                aliased.path().to_str().unwrap(),
+            ],
+        );
+        if grant == "device" {
+            // No device is named `mynull` without the alias.
+            assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("required device \"mynull\" is not registered"));
+            continue;
+        }
+        assert!(out.status.success(), "{grant}: {}", stderr_of(&out));
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("env")).unwrap(),
+            "injected\n"
+        );
+    }
+
+    let missing = ctx(&format!("RUN --device={vendor}/absent=x,required true\n"));
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "-o",
+            "type=tar,dest=/dev/null",
+            missing.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "required device \"{vendor}/absent=x\" is not registered"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Dockerfile:3"), "{err}");
 }

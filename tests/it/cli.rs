@@ -1063,8 +1063,18 @@ const DOCKERFILE_EVIDENCE: &[(&str, &str, &str)] = &[
     ),
     (
         "RUN --device",
-        "tests/it/image_metadata.rs::labs_flags_need_a_labs_syntax_and_run_device_is_refused",
+        "tests/it/build_entitlements.rs::run_device_gives_the_step_its_cdi_device_nodes_and_environment",
         "--device",
+    ),
+    (
+        "--device name",
+        "frontend/tests/convert_basic.rs::run_device_asks_for_cdi_devices_with_a_labs_syntax",
+        "--device=name=",
+    ),
+    (
+        "--device required",
+        "frontend/tests/convert_basic.rs::run_device_asks_for_cdi_devices_with_a_labs_syntax",
+        ",required",
     ),
     (
         "COPY --chown",
@@ -1281,6 +1291,11 @@ fn every_dockerfile_flag_key_and_directive_is_honoured_with_a_test() {
         bud_frontend::instructions::MOUNT_KEYS
             .iter()
             .map(|k| format!("--mount {k}")),
+    );
+    items.extend(
+        bud_frontend::instructions::DEVICE_KEYS
+            .iter()
+            .map(|k| format!("--device {k}")),
     );
     items.extend(
         bud_frontend::parser::DIRECTIVES

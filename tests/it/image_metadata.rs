@@ -678,9 +678,9 @@ fn docker_dockerfile_1_syntaxes_are_bud_s_own_frontend() {
 }
 
 /// The flags only BuildKit's labs frontend has are unknown without a labs syntax, as with
-/// Docker 28.5's built-in frontend; `RUN --device`, labs only too, bud refuses either way.
+/// Docker 28.5's built-in frontend (`RUN --device` is labs only too, with its own message).
 #[test]
-fn labs_flags_need_a_labs_syntax_and_run_device_is_refused() {
+fn labs_flags_need_a_labs_syntax_and_an_absent_device_is_skipped() {
     let root = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -724,13 +724,16 @@ fn labs_flags_need_a_labs_syntax_and_run_device_is_refused() {
             );
         }
     }
+    // With a labs syntax the flag is BuildKit's: `/dev/kvm` is no CDI device registered
+    // here, and an optional device that is not there is skipped with a warning
+    // (tests/build_entitlements.rs runs a registered one).
     let ctx = dockerfile_context(
         "# syntax=docker/dockerfile:1-labs\nFROM bud-test/busybox:latest\nRUN --device=/dev/kvm true\n",
     );
     let out = bud_tar(root.path(), ctx.path(), &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
-        stderr_of(&out).contains("line 3: RUN --device is not supported by bud yet"),
+        stderr_of(&out).contains("optional device \"/dev/kvm\" is not registered"),
         "{}",
         stderr_of(&out)
     );

@@ -394,3 +394,53 @@ fn a_base_image_owner_beyond_the_subordinate_ids_is_refused_with_the_fix() {
     );
     docker(&["rmi", "bud-rootless/far-owner"]);
 }
+
+/// `RUN --device` rootless: no device node can be made in a user namespace, so the CDI
+/// device's host node (`hostPath`, here /dev/null, under another name in the step) is bound
+/// in its place; the step can write to it and has the device's environment.
+#[test]
+fn a_rootless_step_gets_its_cdi_device_bound_from_the_host() {
+    if !rootless_ready() {
+        return;
+    }
+    let dir = user_dir(ROOTLESS_USER);
+    let cdi = dir.path().join("cdi");
+    std::fs::create_dir(&cdi).unwrap();
+    std::fs::write(
+        cdi.join("bud-test.json"),
+        r#"{"cdiVersion": "0.6.0", "kind": "bud-test.example.com/null",
+            "annotations": {"org.mobyproject.buildkit.device.autoallow": "true"},
+            "devices": [{"name": "one", "containerEdits": {"env": ["BUD_CDI=rootless"],
+              "deviceNodes": [{"path": "/dev/bud-cdi-null", "hostPath": "/dev/null"}]}}]}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("bud.toml");
+    std::fs::write(&config, format!("[cdi]\nspec_dirs = [{cdi:?}]\n")).unwrap();
+    let context = dir.path().join("ctx");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "# syntax=docker/dockerfile:1-labs\nFROM bud-test/busybox\n\
+         RUN --device=bud-test.example.com/null=one,required sh -c \
+         'test -c /dev/bud-cdi-null && echo x > /dev/bud-cdi-null && echo \"$BUD_CDI\" > /env'\n",
+    )
+    .unwrap();
+    chown_to(ROOTLESS_USER, dir.path());
+    let dest = dir.path().join("fs");
+    let out = bud_command_as(ROOTLESS_USER)
+        .env("BUD_CONFIG", &config)
+        .args([
+            "--root",
+            dir.path().join("root").to_str().unwrap(),
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            context.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run bud");
+    ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("env")).unwrap(),
+        "rootless\n"
+    );
+}

@@ -84,11 +84,6 @@ pub enum ConvertErrorKind {
          (add `# syntax=docker/dockerfile:1-labs` at the top)"
     )]
     DeviceNeedsLabs,
-    #[error(
-        "RUN --device is not supported by bud yet: it would run the step without the device \
-         (BuildKit >= 0.20 with CDI does it; remove the flag)"
-    )]
-    DeviceUnsupported,
 }
 
 impl ConvertErrorKind {

@@ -304,7 +304,6 @@ pub fn check_syntax(
         for &flag in given {
             let kind = match (flag, labs) {
                 ("device", false) => ConvertErrorKind::DeviceNeedsLabs,
-                ("device", true) => ConvertErrorKind::DeviceUnsupported,
                 (flag, false) => ConvertErrorKind::LabsFlag(flag),
                 (_, true) => continue,
             };

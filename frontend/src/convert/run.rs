@@ -137,6 +137,14 @@ impl Stage<'_, '_> {
                 Security::Insecure => pb::SecurityMode::Insecure,
             },
             secret_env,
+            cdi_devices: run
+                .devices
+                .iter()
+                .map(|d| pb::CdiDevice {
+                    name: d.name.clone(),
+                    optional: !d.required,
+                })
+                .collect(),
             constraints,
         })?;
         self.st.state = outputs.root;

@@ -109,4 +109,7 @@ pub enum InstructionErrorKind {
     /// A `RUN --mount` value that cannot be used.
     #[error("{0}")]
     Mount(String),
+    /// A `RUN --device` value that cannot be read.
+    #[error("{0}")]
+    Device(String),
 }

@@ -5,11 +5,13 @@
 //! here. Words are not expanded: every value is kept as written so that the converter
 //! can expand it with the build arguments and environment in scope.
 
+mod device;
 mod duration;
 mod error;
 mod flags;
 mod mount;
 
+pub use device::{DEVICE_KEYS, Device, parse_device};
 pub use error::{InstructionError, InstructionErrorKind};
 pub use mount::{MOUNT_KEYS, MountSpec, MountType, Sharing, parse_mount};
 
@@ -171,8 +173,8 @@ pub struct Run {
     pub network: NetworkMode,
     /// `--security`.
     pub security: Security,
-    /// `--device`s, unparsed.
-    pub devices: Vec<String>,
+    /// `--device`s.
+    pub devices: Vec<Device>,
     /// Heredoc bodies from the line, in order.
     pub heredocs: Vec<Heredoc>,
     /// The flags given that only BuildKit's labs frontend has.
@@ -534,7 +536,11 @@ fn parse_run(node: &Node) -> Result<Run> {
         mounts,
         network,
         security,
-        devices: flags.strings("device"),
+        devices: flags
+            .strings("device")
+            .iter()
+            .map(|raw| parse_device(raw).map_err(InstructionErrorKind::Device))
+            .collect::<Result<_>>()?,
         heredocs: node.heredocs.clone(),
         labs_flags: labs_flags(&flags, RUN_LABS_FLAGS),
     })

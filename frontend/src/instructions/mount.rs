@@ -320,7 +320,7 @@ fn parse_ram_in_bytes(s: &str) -> Option<u64> {
 
 /// Splits one CSV record as Go's `encoding/csv` reads it: `"` quotes a whole field,
 /// `""` inside quotes is a quote.
-fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+pub(super) fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     let err = |what: &str| format!("failed to parse csv mounts: {what}");
     let mut fields = Vec::new();
     if s.is_empty() {

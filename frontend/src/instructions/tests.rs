@@ -120,7 +120,13 @@ fn run_flags() {
     assert_eq!(r.mounts[1].id.as_deref(), Some("s"));
     assert_eq!(r.network, NetworkMode::None);
     assert_eq!(r.security, Security::Insecure);
-    assert_eq!(r.devices, ["/dev/fuse"]);
+    assert_eq!(
+        r.devices,
+        [Device {
+            name: "/dev/fuse".into(),
+            required: false
+        }]
+    );
     let CommandKind::Run(r) = command("RUN --network=host x") else {
         panic!()
     };

@@ -51,6 +51,8 @@ pub struct ExecBuilder {
     pub network: pb::NetMode,
     pub security: pb::SecurityMode,
     pub secret_env: Vec<pb::SecretEnv>,
+    /// CDI devices the process is given (`RUN --device`).
+    pub cdi_devices: Vec<pb::CdiDevice>,
     pub constraints: Constraints,
 }
 
@@ -79,6 +81,7 @@ pub fn exec(builder: ExecBuilder) -> Result<ExecOutputs, LlbError> {
         network,
         security,
         secret_env,
+        cdi_devices,
         constraints,
     } = builder;
     if meta.args.is_empty() {
@@ -117,6 +120,9 @@ pub fn exec(builder: ExecBuilder) -> Result<ExecOutputs, LlbError> {
     }
     if !meta.ulimit.is_empty() {
         needs.push(caps::EXEC_META_ULIMIT);
+    }
+    if !cdi_devices.is_empty() {
+        needs.push(caps::EXEC_META_CDI);
     }
     if !meta.cgroup_parent.is_empty() {
         needs.push(caps::EXEC_META_CGROUP_PARENT);
@@ -233,7 +239,7 @@ pub fn exec(builder: ExecBuilder) -> Result<ExecOutputs, LlbError> {
         network: network as i32,
         security: security as i32,
         secretenv: secret_env,
-        cdi_devices: Vec::new(),
+        cdi_devices,
     });
     let vertex = Vertex::new(inputs.into_outputs(), op, &constraints, &needs, true);
 
