@@ -111,24 +111,7 @@ pub(super) async fn build(
 
     let mut image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
-    if cache_specs
-        .iter()
-        .any(|s| s.location == remotecache::Location::Inline)
-    {
-        let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
-        let result = result.clone();
-        let records = tokio::task::spawn_blocking(move || {
-            remotecache::inline::records(&journal, &result, &snapshots)
-        });
-        let records = unless_cancelled(&cancel, async {
-            records.await.context("the inline cache")?
-        })
-        .await?;
-        image.extra.insert(
-            remotecache::inline::IMAGE_CONFIG_KEY.into(),
-            serde_json::Value::String(records),
-        );
-    }
+    add_inline_cache(&mut image, &cache_specs, &solver, &result, &cancel).await?;
     let attestations = if planned.is_empty() {
         Vec::new()
     } else {
@@ -260,6 +243,35 @@ pub(super) async fn build(
     )
     .await?;
     Ok(report)
+}
+
+/// With `--cache-to type=inline`, puts the records of `result`'s own layers into the
+/// image's config, as BuildKit's inline cache does (each platform's image its own).
+pub(super) async fn add_inline_cache(
+    image: &mut Image,
+    cache_specs: &[remotecache::ExportSpec],
+    solver: &Arc<Solver>,
+    result: &crate::solver::Ref,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if !cache_specs
+        .iter()
+        .any(|s| s.location == remotecache::Location::Inline)
+    {
+        return Ok(());
+    }
+    let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
+    let result = result.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        remotecache::inline::records(&journal, &result, &snapshots)
+    });
+    let records =
+        unless_cancelled(cancel, async { records.await.context("the inline cache")? }).await?;
+    image.extra.insert(
+        remotecache::inline::IMAGE_CONFIG_KEY.into(),
+        serde_json::Value::String(records),
+    );
+    Ok(())
 }
 
 /// With a URL as the context, the inputs once `solver` has fetched it (its Dockerfile read

@@ -128,25 +128,8 @@ pub(super) async fn build(
         };
         let mut image: Image = serde_json::from_value(converted.image)
             .context("the frontend produced an invalid image config")?;
-        // Each platform's image carries the records of its own layers, as BuildKit's does.
-        if cache_specs
-            .iter()
-            .any(|s| s.location == remotecache::Location::Inline)
-        {
-            let (journal, snapshots) = (solver.journal(), solver.snapshots().clone());
-            let result = result.clone();
-            let records = tokio::task::spawn_blocking(move || {
-                remotecache::inline::records(&journal, &result, &snapshots)
-            });
-            let records = unless_cancelled(&cancel, async {
-                records.await.context("the inline cache")?
-            })
+        super::embedded::add_inline_cache(&mut image, &cache_specs, &solver, &result, &cancel)
             .await?;
-            image.extra.insert(
-                remotecache::inline::IMAGE_CONFIG_KEY.into(),
-                serde_json::Value::String(records),
-            );
-        }
         built.push(Built {
             platform: platform.clone(),
             result,
