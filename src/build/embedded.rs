@@ -17,6 +17,7 @@ use crate::solver::{HistoryTarget, SolveOptions, Solver};
 use super::contexts::NamedContexts;
 use super::dockerfile::convert_dockerfile;
 use super::inputs::BuildInputs;
+use super::multi::EXPORT_VERTEX;
 use super::outputs::Export;
 use super::{BuildEnv, BuildReport, export, route};
 
@@ -183,7 +184,6 @@ pub(super) async fn build(
     };
     let base_images = route::base_images(&converted.definition);
     // The export shows as one more step, as BuildKit's "exporting to image" does.
-    const EXPORT_VERTEX: &str = "bud-export";
     let export_progress = crate::registry::ProgressTarget {
         sink: progress.clone(),
         vertex: EXPORT_VERTEX.to_owned(),

@@ -148,18 +148,7 @@ pub(super) async fn build(
         anyhow::Ok(())
     };
     let exported = unless_cancelled(&cancel, exporting).await;
-    match &exported {
-        Ok(()) => {
-            if let Some(digest) = &report.manifest_digest {
-                progress.done(EXPORT_VERTEX, &format!("writing image index {digest}"));
-            }
-            progress.completed(EXPORT_VERTEX, None);
-        }
-        Err(e) => progress.completed(
-            EXPORT_VERTEX,
-            Some(crate::error_chain::error_chain(e.as_ref())),
-        ),
-    }
+    finish_export_vertex(progress, &report, &exported);
     exported?;
     let results: Vec<Ref> = built.iter().map(|b| b.result.clone()).collect();
     unless_cancelled(&cancel, export_caches(&cache_specs, &solver, &results, env)).await?;
@@ -183,7 +172,28 @@ struct Built {
 }
 
 /// The export's own vertex, as BuildKit's "exporting to image".
-const EXPORT_VERTEX: &str = "bud-export";
+pub(super) const EXPORT_VERTEX: &str = "bud-export";
+
+/// Ends the export's vertex (started as "exporting to image") with the index written, or
+/// with why it failed.
+pub(super) fn finish_export_vertex(
+    progress: &crate::progress::ProgressSink,
+    report: &BuildReport,
+    exported: &anyhow::Result<()>,
+) {
+    match exported {
+        Ok(()) => {
+            if let Some(digest) = &report.manifest_digest {
+                progress.done(EXPORT_VERTEX, &format!("writing image index {digest}"));
+            }
+            progress.completed(EXPORT_VERTEX, None);
+        }
+        Err(e) => progress.completed(
+            EXPORT_VERTEX,
+            Some(crate::error_chain::error_chain(e.as_ref())),
+        ),
+    }
+}
 
 /// The exports that hold one image only, refused with buildx's reason before anything runs.
 pub(super) fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {

@@ -213,6 +213,33 @@ pub(super) async fn build(
         }
     }
     let mut report = BuildReport::default();
+    // The joined exports show as one more step, as the embedded build's do.
+    env.progress
+        .started(super::multi::EXPORT_VERTEX, "exporting to image");
+    let exported = join_exports(
+        exports,
+        &platforms,
+        &images,
+        scratch.path(),
+        env,
+        &mut report,
+    )
+    .await;
+    super::multi::finish_export_vertex(&env.progress, &report, &exported);
+    exported?;
+    Ok(report)
+}
+
+/// Writes what the platforms' solves made into the outputs: tarballs joined, images into an
+/// index (local outputs are written by each solve).
+async fn join_exports(
+    exports: &[Export],
+    platforms: &[Platform],
+    images: &[BuiltImage],
+    scratch: &Path,
+    env: &BuildEnv,
+    report: &mut BuildReport,
+) -> anyhow::Result<()> {
     for (k, e) in exports.iter().enumerate() {
         match e {
             // Written by each platform's solve.
@@ -220,7 +247,7 @@ pub(super) async fn build(
             Export::Tar { dest } => {
                 let parts: Vec<(String, PathBuf)> = platforms
                     .iter()
-                    .map(|p| (platform_dir(p), part_tar(scratch.path(), k, p)))
+                    .map(|p| (platform_dir(p), part_tar(scratch, k, p)))
                     .collect();
                 let dest = dest.clone();
                 tokio::task::spawn_blocking(move || join_tars(&parts, &dest))
@@ -230,21 +257,21 @@ pub(super) async fn build(
             Export::Push { .. } | Export::OciArchive { .. } => {
                 let built: Vec<PlatformBuilt<'_>> = platforms
                     .iter()
-                    .zip(&images)
+                    .zip(images)
                     .map(|(platform, image)| PlatformBuilt {
                         platform,
                         image,
                         attestations: &[],
                     })
                     .collect();
-                super::multi::export_index(e, &built, env, &mut report).await?;
+                super::multi::export_index(e, &built, env, report).await?;
             }
             Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
                 bail!("internal error: an export of one image for several platforms")
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What one platform's solve exports: its own directory of a local output, its tarball

@@ -35,7 +35,7 @@ impl KubePod {
     pub(super) fn parse(rest: &str) -> Result<Self, String> {
         let rest = rest.trim_end_matches('/');
         let (pod, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if !is_dns_label(pod) {
+        if !is_pod_name(pod) {
             return Err("expected kube-pod://POD, with the name of a pod".into());
         }
         let mut target = KubePod {
@@ -104,7 +104,7 @@ impl std::fmt::Display for KubePod {
 
 /// Kubernetes' rule for pod names (an RFC 1123 subdomain), which also keeps a name from
 /// being taken for one of kubectl's options.
-fn is_dns_label(name: &str) -> bool {
+fn is_pod_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
