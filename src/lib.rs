@@ -30,7 +30,6 @@ pub mod content;
 pub mod docker_host;
 pub mod emulation;
 pub mod error_chain;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod executor;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod exporter;
