@@ -50,7 +50,6 @@ pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;
 pub mod signals;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod snapshot;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod solver;
