@@ -16,7 +16,6 @@ macro_rules! report {
 pub mod attest;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod build;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;

@@ -41,12 +41,14 @@ pub struct Reserve {
 }
 
 impl Reserve {
+    /// The reserve of the database `db`: the same path with the extension `reserve`.
     pub fn beside(db: &Path) -> Self {
         Self {
             path: db.with_extension("reserve"),
         }
     }
 
+    /// The reserve file, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }
