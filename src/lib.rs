@@ -32,7 +32,6 @@ pub mod error_chain;
 pub mod executor;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod exporter;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod fileop;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod gc;
