@@ -37,7 +37,6 @@ pub mod fileop;
 pub mod gc;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod privilege;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod progress;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod registry;
