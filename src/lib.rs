@@ -52,7 +52,6 @@ pub mod snapshot;
 pub mod solver;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod source;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod state;
 pub mod timefmt;
 pub mod timeouts;
