@@ -55,5 +55,4 @@ pub mod source;
 pub mod state;
 pub mod timefmt;
 pub mod timeouts;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod userdb;
