@@ -23,7 +23,6 @@ pub mod cli;
 pub mod commands;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod config;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod content;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod docker_host;
