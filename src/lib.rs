@@ -32,7 +32,6 @@ pub mod executor;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod exporter;
 pub mod fileop;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod gc;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod privilege;

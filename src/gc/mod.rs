@@ -36,18 +36,26 @@ use crate::cache::meta::{self, MetaError, MetaStore, SnapshotKind, SnapshotRecor
 use crate::content::{ContentError, ContentStore, Digest};
 use crate::state::StateRoot;
 
+/// Why a collection, or `bud du`'s measure, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
+    /// The metadata store failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// bud.toml's `[gc]` policy is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Listing or removing a content-store blob failed.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// Measuring, moving or deleting a directory failed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, as a verb phrase (`"removing"`, `"reading"`…).
         action: &'static str,
+        /// The directory or file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -261,12 +269,14 @@ pub fn collect_configured(
 /// A record as `bud du` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
+    /// The record, its `size` measured on disk.
     pub record: SnapshotRecord,
     /// Held by a running build, directly or as an ancestor of what it holds.
     pub in_use: bool,
 }
 
 impl UsageRecord {
+    /// Whether a prune may remove it now (`bud du`'s RECLAIMABLE column).
     pub fn reclaimable(&self) -> bool {
         !self.in_use
     }
