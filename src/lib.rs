@@ -33,7 +33,6 @@ pub mod executor;
 pub mod exporter;
 pub mod fileop;
 pub mod gc;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod privilege;
 pub mod progress;
 #[allow(missing_docs, reason = "public items not all documented yet")]
