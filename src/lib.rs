@@ -19,7 +19,6 @@ pub mod build;
 pub mod cache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod commands;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod config;
