@@ -12,7 +12,6 @@ pub mod dockerignore;
 pub mod dump;
 pub mod gitref;
 pub mod gopath;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod image;
 pub mod instructions;
 pub mod lint;
