@@ -19,7 +19,6 @@ pub mod lint;
 pub mod llb;
 pub mod outline;
 pub mod parser;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod reference;
 pub mod shell;
 pub mod syntax;
