@@ -15,7 +15,6 @@ pub mod gopath;
 pub mod image;
 pub mod instructions;
 pub mod lint;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod llb;
 pub mod outline;
 pub mod parser;
