@@ -1,5 +1,6 @@
 //! The commands other than `build`: `du`, `prune` and `debug workers`. Each takes its parsed
-//! options and the state root, and writes to the writer it is given.
+//! options and the state root, and writes to the writer it is given; with `--addr`,
+//! `remote` asks the daemon instead and prints its answer the same way.
 
 pub mod du;
 pub mod format;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use diagnose::runtime_failure_hint;
 pub use runtime::{Runtime, RuntimeKind, remove_live_containers};
-pub use spec::{DEFAULT_HOSTNAME, oci_spec};
+pub use spec::DEFAULT_HOSTNAME;
 
 /// One process to run in a container over an already-mounted root filesystem.
 #[derive(Debug, Clone)]

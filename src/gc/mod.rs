@@ -14,7 +14,6 @@
 //!   renames the directory into `tmp/` and deletes it there, so `snapshots/` never holds a
 //!   half-deleted directory.
 //!
-//!
 //! Content-store blobs are records too (see [`blobs`]): collected least recently used first
 //! with the snapshots, never while another live process leases them, and a base image
 //! layer's tar only after the snapshot extracted from it.
@@ -357,7 +356,7 @@ fn measured_records(state: &StateRoot, meta: &MetaStore) -> Result<Vec<SnapshotR
 
 /// Where a record's directory lives; `None` for an id that is not a plain file name (bud
 /// never makes one, and it must not lead outside the state root).
-pub fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
+pub(crate) fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
     let plain = !r.id.is_empty() && r.id != "." && r.id != ".." && !r.id.contains('/');
     if !plain {
         return None;

@@ -81,7 +81,7 @@ pub fn mount(
 }
 
 /// [`mount`] with extra overlay options: flags (`userxattr`) or `key=value` pairs.
-pub fn mount_with_options(
+pub(crate) fn mount_with_options(
     lowers: &[&Path],
     writable: Option<Writable<'_>>,
     target: &Path,
