@@ -126,7 +126,7 @@ pub struct SnapshotRecord {
     pub size: u64,
     /// sha256 of the layer as an uncompressed tar, once computed.
     pub diff_id: Option<String>,
-    /// What made it, for `bud du` (the step's name, the image layer's digest…).
+    /// What made it, for `bud du` (a step's name, an image layer's reference and diff ID…).
     pub description: String,
     /// Seconds since the Unix epoch when it was committed.
     pub created: i64,

@@ -22,8 +22,8 @@ pub enum DigestError {
     /// Not `sha256:` followed by 64 lowercase hex digits.
     #[error("invalid digest {0:?}: expected \"sha256:\" and 64 lowercase hex digits")]
     Invalid(String),
-    /// Another algorithm than sha256 (`sha512:…`), which no BuildKit or Docker content
-    /// bud reads uses.
+    /// Another algorithm than sha256 (`sha512:…`): the store names and verifies blobs by
+    /// sha256 only.
     #[error("unsupported digest algorithm in {0:?}: only sha256 is supported")]
     UnsupportedAlgorithm(String),
 }

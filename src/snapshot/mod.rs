@@ -62,7 +62,8 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
-    /// A layer tar entry would write outside the layer (absolute, `..`, through a symlink).
+    /// A layer tar entry could reach outside the layer (a `..` component, a NUL, a symlinked
+    /// parent, a hard link to the root or to an entry not yet extracted).
     #[error("layer entry {path:?}: {reason}")]
     UnsafeEntry {
         /// The entry's path as the tar names it.
@@ -70,8 +71,8 @@ pub enum SnapshotError {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// A layer tar entry or a file in a layer directory has a type bud cannot carry
-    /// (a socket, an unknown tar entry type).
+    /// A layer tar entry or a file in a layer directory is something bud cannot carry (a
+    /// non-UTF-8 name, an unknown entry type, a malformed header field).
     #[error("layer entry {path:?}: unsupported {what}")]
     Unsupported {
         /// The entry's path in the layer.
