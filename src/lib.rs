@@ -16,31 +16,23 @@ macro_rules! report {
 pub mod attest;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod build;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod commands;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod config;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod content;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod docker_host;
 pub mod emulation;
 pub mod error_chain;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod executor;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod exporter;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod fileop;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod gc;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod privilege;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod progress;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod registry;
@@ -51,15 +43,12 @@ pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;
 pub mod signals;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod snapshot;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod solver;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod source;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod state;
 pub mod timefmt;
 pub mod timeouts;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod userdb;

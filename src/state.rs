@@ -3,13 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why the state root cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// A directory of the layout could not be created (or, for a relative root, the
+    /// working directory it is relative to could not be read).
     #[error("cannot create the state directory {path}")]
     Create {
+        /// The directory.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// A user other than root has neither `XDG_DATA_HOME` nor `HOME` to put the default
+    /// root under.
     #[error("no state directory: $HOME is not set; pass --root or set BUD_ROOT")]
     NoHome,
 }
@@ -36,6 +43,8 @@ impl StateRoot {
         Ok(PathBuf::from(home).join(".local/share/bud"))
     }
 
+    /// Opens the root at `root` (made absolute against the working directory), creating
+    /// its directories when missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
         let root = root.into();
         // runc resolves bundle paths from its own working directory: keep every path absolute.
@@ -65,26 +74,33 @@ impl StateRoot {
         Ok(state)
     }
 
+    /// The root itself, always absolute.
     pub fn path(&self) -> &Path {
         &self.root
     }
 
+    /// The metadata database ([`crate::cache::meta::MetaStore`]).
     pub fn db_path(&self) -> PathBuf {
         self.root.join("meta.db")
     }
 
+    /// Committed layer directories, one per snapshot id, never written after the commit.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.root.join("snapshots")
     }
 
+    /// The content store ([`crate::content`]).
     pub fn content_dir(&self) -> PathBuf {
         self.root.join("content")
     }
 
+    /// The directories of `RUN --mount=type=cache`, shared by the steps that name them.
     pub fn cache_mounts_dir(&self) -> PathBuf {
         self.root.join("cache-mounts")
     }
 
+    /// Work in flight (workspaces, bundles, downloads), each under its process's name so
+    /// that a dead process's leftovers can be told and removed.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

@@ -22,23 +22,38 @@ const MAX_ID: i64 = i32::MAX as i64;
 /// Why a user or group could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `USER` names a user that `/etc/passwd` does not have (BuildKit's message).
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UserNotFound(String),
+    /// `USER` names a group that `/etc/group` does not have (BuildKit's message).
     #[error("unable to find group {0}: no matching entries in group file")]
     GroupNotFound(String),
+    /// `USER` names a user or group by name and the image has no file to look it up in.
     #[error("unable to find {what}: the image has no {file}")]
-    NoUserFile { what: String, file: &'static str },
+    NoUserFile {
+        /// `user NAME` or `group NAME`.
+        what: String,
+        /// `/etc/passwd` or `/etc/group`.
+        file: &'static str,
+    },
+    /// A numeric `USER` id is negative or above `i32::MAX`, as Go's `user` package refuses.
     #[error("uids and gids must be in range 0-{MAX_ID}")]
     IdRange,
+    /// `/etc/passwd` or `/etc/group` resolved to something other than a file.
     #[error("{0} is not a regular file")]
     NotRegular(String),
+    /// `/etc/passwd` or `/etc/group` is larger than BuildKit reads.
     #[error("\"{0}\" exceeds {MAX_USER_FILE_BYTES} bytes")]
     TooLarge(String),
+    /// The file could not be read.
     #[error("failed to read {path}")]
     Read {
+        /// The file, in the image's root.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The file's path could not be resolved inside the root.
     #[error(transparent)]
     Resolve(#[from] fileop::Error),
 }
@@ -46,18 +61,26 @@ pub enum Error {
 /// One line of `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswdEntry {
+    /// Login name (field 1).
     pub name: String,
+    /// User id (field 3); 0 when not a number, as Go reads it.
     pub uid: i64,
+    /// Primary group id (field 4); 0 when not a number.
     pub gid: i64,
+    /// Home directory (field 6).
     pub home: String,
+    /// Login shell (field 7).
     pub shell: String,
 }
 
 /// One line of `/etc/group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEntry {
+    /// Group name (field 1).
     pub name: String,
+    /// Group id (field 3); 0 when not a number.
     pub gid: i64,
+    /// The user names listed as members (field 4, comma-separated).
     pub members: Vec<String>,
 }
 
@@ -109,14 +132,19 @@ fn number(text: &str) -> i64 {
 /// (`ChownOpt.user` / `ChownOpt.group`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdSpec {
+    /// A numeric id (or `root`, id 0), used as it is.
     Id(u32),
+    /// A name to look up in the image's files.
     Name(String),
 }
 
 /// A parsed `--chown=user[:group]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChownSpec {
+    /// The user part; `None` only when the LLB's `ChownOpt` has no user ([`Self::parse`]
+    /// always sets it: an empty part is id 0).
     pub user: Option<IdSpec>,
+    /// The group part after `:`; `None` without a `:` (the user's group is used).
     pub group: Option<IdSpec>,
 }
 
@@ -198,7 +226,9 @@ fn clamp_id(id: i64) -> u32 {
 /// The identity a `RUN` step runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecUser {
+    /// User id.
     pub uid: u32,
+    /// Primary group id: the explicit group, else the user's from `/etc/passwd`, else 0.
     pub gid: u32,
     /// Supplementary groups from `/etc/group` membership; empty when the group is explicit.
     pub additional_gids: Vec<u32>,

@@ -31,6 +31,7 @@ pub struct Image {
     /// CPU architecture (`amd64`, `arm64`…). Always written, even when empty, as Go does.
     #[serde(default, deserialize_with = "null_as_default")]
     pub architecture: String,
+    /// Who made the image (`MAINTAINER`, or kept from the base).
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -43,14 +44,17 @@ pub struct Image {
     /// RFC 3339 creation time; kept as text so that a base image's exact value survives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// One entry per step, base image steps first.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub history: Vec<History>,
+    /// Operating system (`linux`). Always written.
     #[serde(default, deserialize_with = "null_as_default")]
     pub os: String,
+    /// Required OS features (Windows images).
     #[serde(
         rename = "os.features",
         default,
@@ -58,6 +62,7 @@ pub struct Image {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub os_features: Vec<String>,
+    /// Required OS version (Windows images).
     #[serde(
         rename = "os.version",
         default,
@@ -65,8 +70,10 @@ pub struct Image {
         skip_serializing_if = "String::is_empty"
     )]
     pub os_version: String,
+    /// The layers, by diff ID. Always written.
     #[serde(default, deserialize_with = "null_as_default")]
     pub rootfs: RootFs,
+    /// CPU variant (`v7` of `arm/v7`, `v8` of `arm64/v8`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -86,6 +93,7 @@ pub struct Image {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageConfig {
+    /// `USER`: `name`, `uid`, `name:group` or `uid:gid`; empty is root.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -106,36 +114,42 @@ pub struct ImageConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env: Vec<String>,
+    /// `ENTRYPOINT`, exec form (a shell form is stored with the shell before it).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub entrypoint: Vec<String>,
+    /// `CMD`, exec form; the entrypoint's arguments when there is one.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub cmd: Vec<String>,
+    /// `VOLUME` paths; Docker stores them as a map to empty objects.
     #[serde(
         default,
         with = "string_set",
         skip_serializing_if = "BTreeSet::is_empty"
     )]
     pub volumes: BTreeSet<String>,
+    /// `WORKDIR`, absolute; empty is `/`.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub working_dir: String,
+    /// `LABEL`s, base image's included.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
+    /// `STOPSIGNAL` as written (`SIGTERM`, `15`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -149,6 +163,7 @@ pub struct ImageConfig {
         skip_serializing_if = "is_false"
     )]
     pub args_escaped: bool,
+    /// `HEALTHCHECK`; `None` when neither the build nor its base set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     /// `ONBUILD` triggers, run by a build that uses this image as its base.
@@ -182,20 +197,26 @@ pub struct Healthcheck {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub test: Vec<String>,
+    /// Time between checks (`--interval`).
     #[serde(default, with = "nanos", skip_serializing_if = "Duration::is_zero")]
     pub interval: Duration,
+    /// Time a check may take before it counts as failed (`--timeout`).
     #[serde(default, with = "nanos", skip_serializing_if = "Duration::is_zero")]
     pub timeout: Duration,
+    /// Time after start during which failures do not count (`--start-period`).
     #[serde(default, with = "nanos", skip_serializing_if = "Duration::is_zero")]
     pub start_period: Duration,
+    /// Time between checks during the start period (`--start-interval`).
     #[serde(default, with = "nanos", skip_serializing_if = "Duration::is_zero")]
     pub start_interval: Duration,
+    /// Consecutive failures that make the container unhealthy (`--retries`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_zero"
     )]
     pub retries: i64,
+    /// Keys this type does not model, kept as read.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -228,32 +249,38 @@ impl Default for RootFs {
 /// `rootfs.diff_ids`, the others map to the diff IDs in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
+    /// RFC 3339 time of the step; kept as text, as for [`Image::created`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// What the step ran, as `docker history` shows it (`RUN /bin/sh -c make # buildkit`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub created_by: String,
+    /// The step's author, when the builder recorded one.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub author: String,
+    /// A note of the builder's (`buildkit.dockerfile.v0`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub comment: String,
+    /// The step added no layer (`ENV`, `CMD`…), so it has no diff ID.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_false"
     )]
     pub empty_layer: bool,
+    /// Keys this type does not model, kept as read.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }

@@ -12,15 +12,12 @@ pub mod dockerignore;
 pub mod dump;
 pub mod gitref;
 pub mod gopath;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod image;
 pub mod instructions;
 pub mod lint;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod llb;
 pub mod outline;
 pub mod parser;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod reference;
 pub mod shell;
 pub mod syntax;

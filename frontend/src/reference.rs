@@ -3,23 +3,31 @@
 
 use std::fmt;
 
+/// The registry a reference without a domain names (Docker Hub).
 pub const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 const OFFICIAL_REPO_PREFIX: &str = "library/";
 const MAX_NAME_LEN: usize = 255;
 
+/// Why a text is not an image reference; each variant holds the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// The text is empty.
     #[error("{0:?}: empty reference")]
     Empty(String),
+    /// The repository path has an uppercase letter, which distribution refuses.
     #[error("{0:?}: repository name must be lowercase")]
     Uppercase(String),
+    /// The name (domain and path) is longer than distribution allows.
     #[error("{0:?}: repository name must not be longer than {MAX_NAME_LEN} characters")]
     TooLong(String),
+    /// A domain or path component breaks distribution's grammar.
     #[error("{0:?}: invalid reference format")]
     Invalid(String),
+    /// The part after the last `:` of the name is not a tag.
     #[error("{0:?}: invalid tag (expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")]
     InvalidTag(String),
+    /// The part after `@` is not a sha256 digest.
     #[error("{0:?}: invalid digest (expected sha256:<64 hex digits>)")]
     InvalidDigest(String),
 }
@@ -27,9 +35,13 @@ pub enum ReferenceError {
 /// A normalised image reference: domain and path always set, tag and digest as given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
+    /// Registry host, with its port if any (`docker.io`, `127.0.0.1:5000`).
     pub domain: String,
+    /// Repository path in the registry (`library/busybox` for an official image).
     pub path: String,
+    /// The tag, without `:`.
     pub tag: Option<String>,
+    /// The digest, `sha256:<hex>`.
     pub digest: Option<String>,
 }
 

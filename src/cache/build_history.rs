@@ -60,6 +60,7 @@ pub struct StepRecord {
     /// Its stage and index (`[build] 2`), to find it again when its text changed.
     #[serde(default)]
     pub position: String,
+    /// The step's whole cache key (not hashed: it is itself a digest).
     pub key: String,
     /// The op without its inputs (hashed).
     pub op: String,
@@ -69,13 +70,18 @@ pub struct StepRecord {
     /// A RUN step's environment, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, EnvValue>,
+    /// The [`BuildRecord::generation`] of the last build that solved the step; the oldest
+    /// go first when the record is bounded.
     pub generation: u64,
 }
 
 /// A variable's value: always hashed; in clear only when it may be shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvValue {
+    /// A short hash of the value, compared to tell that it changed.
     pub hash: String,
+    /// The value itself, kept only when it is short and its name does not look secret
+    /// (the SecretsUsedInArgOrEnv rule), so a reason may show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shown: Option<String>,
 }
@@ -83,8 +89,11 @@ pub struct EnvValue {
 /// A local context as a build saw it: its checksum, and each file's fingerprint unless it
 /// has more than [`MAX_CONTEXT_FILES`].
 pub struct ContextRecord {
+    /// The context's source name in the graph (`context`, a named context…).
     pub source: String,
+    /// The checksum of the whole context as the build walked it.
     pub checksum: String,
+    /// Each file's path and fingerprint; `None` for a context over the bound.
     pub files: Option<Vec<(String, u64)>>,
 }
 

@@ -17,13 +17,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::reserve::{self, Reserve};
 
+/// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// The database could not be opened or migrated.
     #[error("cache metadata {path}")]
     Open {
+        /// The database file.
         path: String,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A statement failed (other than for a full disk).
     #[error("cache metadata: {0}")]
     Sql(rusqlite::Error),
     #[error(
@@ -31,14 +36,20 @@ pub enum MetaError {
          (`bud prune` needs a little to remove bud's build cache)",
         .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
     )]
+    /// SQLite found no room to write; the message says how to get out of it.
     DiskFull {
+        /// The database file, when known at the point of failure.
         path: Option<PathBuf>,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
+    /// The lock file beside the database could not be taken.
     #[error("cache metadata lock {path}")]
     Lock {
+        /// The lock file.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -81,6 +92,7 @@ pub enum SnapshotKind {
 }
 
 impl SnapshotKind {
+    /// The name stored in the database and shown as the type by `bud du`.
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotKind::Layer => "layer",
@@ -104,18 +116,28 @@ impl SnapshotKind {
 /// A committed snapshot: one read-only layer directory on top of its parent's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRecord {
+    /// The snapshot's directory name under `snapshots/` (unique, never reused).
     pub id: String,
+    /// The snapshot below this one in its chain; `None` for a bottom layer.
     pub parent: Option<String>,
+    /// What the snapshot holds.
     pub kind: SnapshotKind,
+    /// Bytes used by this layer's directory alone (not its parents).
     pub size: u64,
     /// sha256 of the layer as an uncompressed tar, once computed.
     pub diff_id: Option<String>,
+    /// What made it, for `bud du` (a step's name, an image layer's reference and diff ID…).
     pub description: String,
+    /// Seconds since the Unix epoch when it was committed.
     pub created: i64,
+    /// Seconds since the Unix epoch when a build last used it; collection goes oldest first.
     pub last_used: i64,
+    /// How many times builds used it (`bud du --verbose`'s usage count).
     pub usage_count: i64,
 }
 
+/// The metadata database of one state root (`meta.db`), shared by every bud process using
+/// that root; one connection per store, serialised by a mutex.
 pub struct MetaStore {
     conn: Mutex<Connection>,
 }
@@ -124,9 +146,13 @@ pub struct MetaStore {
 /// the content (ctime catches writes that restore mtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
+    /// Length in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the Unix epoch.
     pub ctime_ns: i64,
+    /// Inode number, so a file replaced by another of the same size and times is seen.
     pub ino: u64,
 }
 
@@ -319,6 +345,7 @@ impl MetaStore {
         Ok(())
     }
 
+    /// The record of snapshot `id`; `None` when there is none.
     pub fn snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, MetaError> {
         get_snapshot(&self.conn(), id)
     }
@@ -338,6 +365,7 @@ impl MetaStore {
         Ok(chain)
     }
 
+    /// Remembers the sha256 of snapshot `id`'s layer tar (`sha256:…`) once it was written.
     pub fn set_diff_id(&self, id: &str, diff_id: &str) -> Result<(), MetaError> {
         self.conn().execute(
             "UPDATE snapshots SET diff_id = ?1 WHERE id = ?2",
@@ -390,6 +418,8 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Drops every lease `owner` holds (a build's end; a dead owner's leases already count
+    /// for nothing).
     pub fn release(&self, owner: &LeaseOwner) -> Result<(), MetaError> {
         self.conn().execute(
             "DELETE FROM leases WHERE pid = ?1 AND start_time = ?2",
@@ -487,11 +517,14 @@ impl MetaStore {
 /// mistaken for the original owner).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseOwner {
+    /// Process id.
     pub pid: i64,
+    /// Start time in clock ticks since boot (field 22 of /proc/PID/stat); 0 if unknown.
     pub start_time: i64,
 }
 
 impl LeaseOwner {
+    /// This process.
     pub fn current() -> Self {
         Self::of(std::process::id())
     }
@@ -505,6 +538,7 @@ impl LeaseOwner {
         }
     }
 
+    /// Whether the process still runs: same pid and same start time.
     pub fn is_alive(&self) -> bool {
         process_start_time(self.pid) == Some(self.start_time)
     }
@@ -572,6 +606,7 @@ pub(super) fn write_transaction(
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// Seconds since the Unix epoch, the unit of every time in the store (0 before 1970).
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

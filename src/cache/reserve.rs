@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 pub const RESERVE_BYTES: u64 = 4 << 20;
 
 /// Below this much free space a filesystem counts as full.
-pub const NEARLY_FULL_BYTES: u64 = RESERVE_BYTES;
+pub(crate) const NEARLY_FULL_BYTES: u64 = RESERVE_BYTES;
 
 /// Bytes this process may still allocate on the filesystem of `path`: root may use the
 /// blocks a filesystem keeps for it, others may not.
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
+pub(crate) fn free_bytes(path: &Path) -> io::Result<u64> {
     let st = rustix::fs::statvfs(path)?;
     let blocks = if rustix::process::geteuid().is_root() {
         st.f_bfree
@@ -30,29 +30,31 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
 }
 
 /// Whether the filesystem of `path` is (nearly) full; `false` when it cannot be told.
-pub fn is_nearly_full(path: &Path) -> bool {
+pub(crate) fn is_nearly_full(path: &Path) -> bool {
     free_bytes(path).is_ok_and(|free| free < NEARLY_FULL_BYTES)
 }
 
 /// The reserve file next to the metadata database.
 #[derive(Debug, Clone)]
-pub struct Reserve {
+pub(crate) struct Reserve {
     path: PathBuf,
 }
 
 impl Reserve {
-    pub fn beside(db: &Path) -> Self {
+    /// The reserve of the database `db`: the same path with the extension `reserve`.
+    pub(crate) fn beside(db: &Path) -> Self {
         Self {
             path: db.with_extension("reserve"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    /// The reserve file, for messages.
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Gives the reserve's space back to the filesystem. Returns the bytes released.
-    pub fn release(&self) -> io::Result<u64> {
+    pub(crate) fn release(&self) -> io::Result<u64> {
         let size = allocated(&self.path)?;
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(size),
@@ -63,7 +65,7 @@ impl Reserve {
 
     /// Makes sure the reserve is allocated in full, if the filesystem has room for it and
     /// then some (taking the last free bytes would make the disk full by itself).
-    pub fn replenish(&self) -> io::Result<()> {
+    pub(crate) fn replenish(&self) -> io::Result<()> {
         let have = allocated(&self.path)?;
         if have >= RESERVE_BYTES {
             return Ok(());

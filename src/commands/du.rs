@@ -10,6 +10,8 @@ use crate::cli::DuOptions;
 use crate::gc::{self, RecordFilter, UsageRecord};
 use crate::state::StateRoot;
 
+/// Writes the records `opts.filters` selects, largest first, as a table (or one block per
+/// record with `--verbose`), then the reclaimable and total sizes.
 pub fn run(state: &StateRoot, opts: &DuOptions, out: &mut impl Write) -> Result<(), CommandError> {
     let filter = RecordFilter::parse(&opts.filters).map_err(CommandError::Usage)?;
     let meta = open_meta(state)?;

@@ -30,7 +30,7 @@ fn significant(v: f64, digits: i32) -> String {
 
 /// How long ago, as docker prints it: `Less than a second ago`, `About an hour ago`,
 /// `3 days ago`.
-pub fn human_age(seconds: i64) -> String {
+pub(crate) fn human_age(seconds: i64) -> String {
     let s = seconds.max(0);
     let minutes = (s as f64 / 60.0).round() as i64;
     let hours = (s as f64 / 3600.0).round() as i64;
@@ -61,7 +61,7 @@ pub fn human_age(seconds: i64) -> String {
 }
 
 /// `2024-01-02 15:04:05 UTC` for seconds since the epoch.
-pub fn utc_time(epoch_seconds: i64) -> String {
+pub(crate) fn utc_time(epoch_seconds: i64) -> String {
     let (days, rem) = (
         epoch_seconds.div_euclid(86_400),
         epoch_seconds.rem_euclid(86_400),

@@ -72,6 +72,7 @@ fn print_records(
     Ok(())
 }
 
+/// `bud du --addr`: the daemon's cache records (BuildKit's DiskUsage), largest first.
 pub async fn du(
     addr: &str,
     tls: &TlsOptions,
@@ -86,6 +87,8 @@ pub async fn du(
     print_records(&records, opts.verbose, out)
 }
 
+/// `bud prune --addr`: the daemon's Prune; refused without `--force`, as bud does not ask
+/// before removing a remote cache.
 pub async fn prune(
     addr: &str,
     tls: &TlsOptions,
@@ -117,6 +120,7 @@ pub async fn prune(
     Ok(())
 }
 
+/// `bud debug workers --addr`: the daemon's workers (ListWorkers) and their GC policies.
 pub async fn workers(addr: &str, tls: &TlsOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let workers = connect(addr, tls).await?.list_workers().await?;
     for w in workers {

@@ -9,6 +9,7 @@ use crate::config::{Config, GcConfig, StorageLimit};
 use crate::executor::{Runtime, RuntimeKind};
 use crate::state::StateRoot;
 
+/// Writes what the embedded worker would build with here, one `Name:\tvalue` row each.
 pub fn run(state: &StateRoot, out: &mut impl Write) -> Result<(), CommandError> {
     let config = Config::load()?;
     let rows = vec![

@@ -16,10 +16,14 @@ pub struct Digest {
     hex: String,
 }
 
+/// Why a text is not a digest bud can use.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
+    /// Not `sha256:` followed by 64 lowercase hex digits.
     #[error("invalid digest {0:?}: expected \"sha256:\" and 64 lowercase hex digits")]
     Invalid(String),
+    /// Another algorithm than sha256 (`sha512:…`): the store names and verifies blobs by
+    /// sha256 only.
     #[error("unsupported digest algorithm in {0:?}: only sha256 is supported")]
     UnsupportedAlgorithm(String),
 }
@@ -113,6 +117,7 @@ pub struct DigestWriter<W> {
 }
 
 impl<W: Write> DigestWriter<W> {
+    /// Wraps `inner`, nothing hashed yet.
     pub fn new(inner: W) -> Self {
         DigestWriter {
             inner,

@@ -12,19 +12,31 @@ use tempfile::NamedTempFile;
 use super::Digest;
 use super::lease::{self, Exclusive, Leases};
 
+/// Errors of the content store.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
+    /// A file operation in the store failed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, as a verb phrase (`"creating"`, `"removing"`…).
         action: &'static str,
+        /// The blob, ingest file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// No blob with this digest is stored (never was, or collected since).
     #[error("blob {0} not found in the content store")]
     NotFound(Digest),
+    /// Bytes committed under a digest hash to another; nothing was stored.
     #[error("content does not match its digest: expected {expected}, got {actual}")]
-    DigestMismatch { expected: Digest, actual: Digest },
+    DigestMismatch {
+        /// The digest the caller named.
+        expected: Digest,
+        /// The sha256 of the bytes written.
+        actual: Digest,
+    },
 }
 
 impl ContentError {
@@ -52,6 +64,7 @@ pub struct ContentStore {
 /// A committed blob as garbage collection and `bud du` see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
+    /// The blob's digest, its name in the store.
     pub digest: Digest,
     /// Bytes allocated on disk (as `du` counts them).
     pub disk_size: u64,
@@ -75,6 +88,7 @@ impl ContentStore {
         Ok(store)
     }
 
+    /// The store's directory (`content/` under the state root).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -99,6 +113,8 @@ impl ContentStore {
         File::open(&path).map_err(|e| self.not_found_or(digest, "opening", &path, e))
     }
 
+    /// The committed blob's length in bytes; [`ContentError::NotFound`] when it is not
+    /// stored. Does not lease it.
     pub fn size(&self, digest: &Digest) -> Result<u64, ContentError> {
         let path = self.path(digest);
         fs::metadata(&path)

@@ -19,24 +19,40 @@ const AUTO_ALLOW: &str = "org.mobyproject.buildkit.device.autoallow";
 /// The annotation that names a device by a class rather than its CDI name.
 const CLASS: &str = "org.mobyproject.buildkit.device.class";
 
+/// Why a step's devices could not be given to it.
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
+    /// A spec directory or file could not be read (a missing directory is not an error).
     #[error("read CDI spec {path}")]
     Read {
+        /// The directory or spec file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A spec file is not a CDI spec bud can read.
     #[error("invalid CDI spec {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The spec file.
+        path: PathBuf,
+        /// What is wrong with it (the parser's message, or the missing field).
+        message: String,
+    },
+    /// A device the step requires (not `optional`) is in no spec.
     #[error("required device {0:?} is not registered")]
     Missing(String),
+    /// The device exists but the build was not granted it (BuildKit's entitlement check).
     #[error("device {0} is requested by the build but not allowed (grant it with --allow device)")]
     NotAllowed(String),
+    /// A device node's type or numbers could not be read from the host's node.
     #[error("device node {path} of device {device}")]
     Node {
+        /// The device's CDI name.
         device: String,
+        /// The node's path in the container.
         path: String,
+        /// Why its host node could not be read.
         #[source]
         source: std::io::Error,
     },
@@ -165,7 +181,10 @@ pub struct Registry {
 
 /// A device a step asks for.
 pub struct Request<'a> {
+    /// A CDI name (`vendor.com/class=name`, `=*` for all of a kind, no `=` for the first),
+    /// a class annotation's value, or a grant's alias.
     pub name: &'a str,
+    /// Skip (with a warning) rather than fail when no spec has the device.
     pub optional: bool,
 }
 
@@ -175,10 +194,13 @@ pub struct Request<'a> {
 pub struct Resolved {
     /// Each device's name and edits, in the order asked.
     pub edits: Vec<(String, Vec<Edits>)>,
+    /// Optional devices no spec has, by the name asked (after alias resolution).
     pub skipped: Vec<String>,
 }
 
 impl Registry {
+    /// Reads every `*.json`, `*.yaml` and `*.yml` spec in `dirs`, in name order; a later
+    /// device replaces an earlier one of the same name. A missing directory is skipped.
     pub fn load(dirs: &[&Path]) -> Result<Self, CdiError> {
         let mut devices: Vec<Registered> = Vec::new();
         for dir in dirs {
@@ -293,9 +315,12 @@ pub struct Grants {
     pub devices: Vec<Grant>,
 }
 
+/// One `--allow device=NAME[,alias=ALIAS]` grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
+    /// The device request the grant allows (any form [`Request::name`] takes but an alias).
     pub name: String,
+    /// A name a step may ask for instead; it gets `name`'s devices, allowed by the grant.
     pub alias: Option<String>,
 }
 

@@ -18,12 +18,15 @@ use super::{ExecError, ExecSpec, LogChunk, Result, Stream, etc, spec};
 /// The OCI runtimes bud knows how to drive; both take runc's command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuntimeKind {
+    /// runc, the default, as Docker's and BuildKit's.
     #[default]
     Runc,
+    /// crun, chosen with `BUD_RUNTIME=crun` or `[worker] runtime`.
     Crun,
 }
 
 impl RuntimeKind {
+    /// The executable's file name, looked up on `PATH` and then the sbin directories.
     pub fn binary_name(self) -> &'static str {
         match self {
             Self::Runc => "runc",
@@ -87,6 +90,7 @@ impl Runtime {
         }
     }
 
+    /// Full path of the runtime's executable (named in errors and by `bud debug workers`).
     pub fn binary(&self) -> &Path {
         &self.binary
     }

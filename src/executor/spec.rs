@@ -344,7 +344,7 @@ fn posix_rlimit(limit: &Rlimit) -> Result<oci_spec::runtime::PosixRlimit> {
 
 /// Builds the runtime spec of `exec`, whose /etc/hosts and /etc/resolv.conf are bound from
 /// the given host files.
-pub fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spec> {
+pub(crate) fn oci_spec(exec: &ExecSpec, hosts: &Path, resolv_conf: &Path) -> Result<Spec> {
     if exec.args.is_empty() {
         return Err(ExecError::InvalidSpec("no command to run".to_owned()));
     }

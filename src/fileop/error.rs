@@ -13,33 +13,53 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A COPY/ADD source (or a wildcard with no match) does not exist in the source root.
     #[error("failed to compute cache key: \"{path}\" not found: not found")]
-    SourceNotFound { path: String },
+    SourceNotFound {
+        /// The source path as the step names it, in its root.
+        path: String,
+    },
 
     /// The parent of a COPY destination does not exist and `create_dest_path` is off.
     /// (The system error is part of the message, in Go's words as BuildKit prints it, and
     /// so not a source.)
     #[error("failed to stat {path}: {}", go_message(error))]
-    DestParentMissing { path: String, error: io::Error },
+    DestParentMissing {
+        /// The destination's parent, in the destination root.
+        path: String,
+        /// The stat failure.
+        error: io::Error,
+    },
 
     /// A system call failed on a path; the system error in Go's words, as above.
     #[error("{op} {path}: {}", go_message(error))]
     Io {
+        /// The operation as Go's `os` package names it (`"mkdir"`, `"lchown"`, `"open"`…).
         op: &'static str,
+        /// The path, in its root.
         path: String,
+        /// The system error.
         error: io::Error,
     },
 
     /// A directory would have to be replaced by a file.
     #[error("cannot replace to directory {path} with file")]
-    ReplaceDirWithFile { path: String },
+    ReplaceDirWithFile {
+        /// The directory in the way, in the destination root.
+        path: String,
+    },
 
     /// A directory would have to be copied onto an existing non-directory.
     #[error("cannot copy to non-directory: {path}")]
-    CopyToNonDir { path: String },
+    CopyToNonDir {
+        /// The non-directory in the way, in the destination root.
+        path: String,
+    },
 
     /// Path resolution met more symlinks than the kernel would follow.
     #[error("failed to resolve {path}: too many links")]
-    TooManyLinks { path: String },
+    TooManyLinks {
+        /// The path being resolved, in its root.
+        path: String,
+    },
 
     /// A removal target resolved to the root itself or had no final component.
     #[error("rmPath: invalid empty path")]
@@ -47,11 +67,21 @@ pub enum Error {
 
     /// An archive entry of a type that cannot be extracted.
     #[error("unhandled tar header type {kind} for {name:?}")]
-    ArchiveEntryType { name: String, kind: u8 },
+    ArchiveEntryType {
+        /// The entry's name in the archive.
+        name: String,
+        /// The tar typeflag byte.
+        kind: u8,
+    },
 
     /// The archive could not be read (corrupt, truncated or bad compression).
     #[error("failed to read archive {path}")]
-    Archive { path: String, source: io::Error },
+    Archive {
+        /// The archive, in the source root.
+        path: String,
+        /// The read or decompression error.
+        source: io::Error,
+    },
 }
 
 /// The text Go's `os` package would print for this error ("no such file or directory"),

@@ -23,7 +23,9 @@ pub use unpack::is_archive;
 /// The uid/gid given to everything an action creates (`--chown`), already resolved to ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
+    /// User id, as numbers in the image's user namespace.
     pub uid: u32,
+    /// Group id.
     pub gid: u32,
 }
 
@@ -58,7 +60,10 @@ impl std::fmt::Debug for CopyFilter<'_> {
 /// `FileActionCopy`: copy `src` of the source root to `dest` of the destination root.
 #[derive(Debug, Clone, Default)]
 pub struct CopyAction<'a> {
+    /// The source path in the source root (absolute; may hold wildcards with
+    /// `allow_wildcard`).
     pub src: String,
+    /// The destination in the destination root; a trailing `/` means "into this directory".
     pub dest: String,
     /// Owner of everything copied and of the destination parents created; `None` keeps the
     /// source ownership.
@@ -88,42 +93,60 @@ pub struct CopyAction<'a> {
     pub timestamp: Option<i64>,
     /// Replace existing destination paths even when their type differs from the source's.
     pub always_replace_existing_dest_paths: bool,
+    /// Which paths below a copied directory are copied.
     pub filter: CopyFilter<'a>,
 }
 
 /// `FileActionMkDir`.
 #[derive(Debug, Clone, Default)]
 pub struct MkdirAction {
+    /// The directory, absolute in the root. An existing directory is left as it is.
     pub path: String,
+    /// Permission bits (higher bits dropped), set exactly: no umask.
     pub mode: u32,
+    /// Create the missing parents too, with the same mode, owner and time.
     pub make_parents: bool,
+    /// Owner of what is created; `None` is the caller's (root).
     pub owner: Option<Owner>,
+    /// Access and modification time, in nanoseconds since the epoch; `None` is now.
     pub timestamp: Option<i64>,
 }
 
 /// `FileActionMkFile`.
 #[derive(Debug, Clone, Default)]
 pub struct MkfileAction {
+    /// The file, absolute in the root; an existing file is truncated and keeps its mode.
     pub path: String,
+    /// Permission bits of a new file (higher bits dropped), set exactly: no umask.
     pub mode: u32,
+    /// The whole content.
     pub data: Vec<u8>,
+    /// Owner of the file; `None` is the caller's (root).
     pub owner: Option<Owner>,
+    /// Access and modification time, in nanoseconds since the epoch; `None` is now.
     pub timestamp: Option<i64>,
 }
 
 /// `FileActionRm`.
 #[derive(Debug, Clone, Default)]
 pub struct RmAction {
+    /// What to remove (recursively), absolute in the root.
     pub path: String,
+    /// A missing path is not an error.
     pub allow_not_found: bool,
+    /// `path` may hold wildcards; every match is removed.
     pub allow_wildcard: bool,
 }
 
 /// `FileActionSymlink`: create `newpath` pointing to `oldpath` (stored verbatim).
 #[derive(Debug, Clone, Default)]
 pub struct SymlinkAction {
+    /// The link's target, written as it is (not resolved, may point anywhere).
     pub oldpath: String,
+    /// Where the link is made, absolute in the root.
     pub newpath: String,
+    /// Owner of the link itself; `None` is the caller's (root).
     pub owner: Option<Owner>,
+    /// The link's own access and modification time, in nanoseconds since the epoch.
     pub timestamp: Option<i64>,
 }

@@ -29,7 +29,7 @@ pub fn resolve(root: &Path, path: impl AsRef<Path>) -> Result<PathBuf> {
 /// Resolves the parent directories of `path` inside `root` but keeps the last component as
 /// it is, so that a symlink there can be inspected, replaced or removed rather than followed.
 /// A path naming the root itself resolves to the root.
-pub fn resolve_parent(root: &Path, path: impl AsRef<Path>) -> Result<PathBuf> {
+pub(crate) fn resolve_parent(root: &Path, path: impl AsRef<Path>) -> Result<PathBuf> {
     resolve_components(root, path.as_ref(), false)
 }
 

@@ -38,6 +38,8 @@ enum TextOp {
 const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount|content-blob|orphan, id=ID, description~=TEXT, until=DURATION";
 
 impl RecordFilter {
+    /// Parses `--filter` values, each `KEY=VALUE` (or `==`), `KEY!=VALUE` (`description~=TEXT`
+    /// for a substring); the error is the message to show, listing the accepted forms.
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, String> {
         let clauses = specs
             .iter()
@@ -46,6 +48,7 @@ impl RecordFilter {
         Ok(Self { clauses })
     }
 
+    /// No clause: every record matches.
     pub fn is_empty(&self) -> bool {
         self.clauses.is_empty()
     }

@@ -14,7 +14,6 @@
 //!   renames the directory into `tmp/` and deletes it there, so `snapshots/` never holds a
 //!   half-deleted directory.
 //!
-//!
 //! Content-store blobs are records too (see [`blobs`]): collected least recently used first
 //! with the snapshots, never while another live process leases them, and a base image
 //! layer's tar only after the snapshot extracted from it.
@@ -36,18 +35,26 @@ use crate::cache::meta::{self, MetaError, MetaStore, SnapshotKind, SnapshotRecor
 use crate::content::{ContentError, ContentStore, Digest};
 use crate::state::StateRoot;
 
+/// Why a collection, or `bud du`'s measure, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
+    /// The metadata store failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// bud.toml's `[gc]` policy is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Listing or removing a content-store blob failed.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// Measuring, moving or deleting a directory failed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, as a verb phrase (`"removing"`, `"reading"`…).
         action: &'static str,
+        /// The directory or file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -261,12 +268,14 @@ pub fn collect_configured(
 /// A record as `bud du` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
+    /// The record, its `size` measured on disk.
     pub record: SnapshotRecord,
     /// Held by a running build, directly or as an ancestor of what it holds.
     pub in_use: bool,
 }
 
 impl UsageRecord {
+    /// Whether a prune may remove it now (`bud du`'s RECLAIMABLE column).
     pub fn reclaimable(&self) -> bool {
         !self.in_use
     }
@@ -347,7 +356,7 @@ fn measured_records(state: &StateRoot, meta: &MetaStore) -> Result<Vec<SnapshotR
 
 /// Where a record's directory lives; `None` for an id that is not a plain file name (bud
 /// never makes one, and it must not lead outside the state root).
-pub fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
+pub(crate) fn record_dir(state: &StateRoot, r: &SnapshotRecord) -> Option<PathBuf> {
     let plain = !r.id.is_empty() && r.id != "." && r.id != ".." && !r.id.contains('/');
     if !plain {
         return None;

@@ -13,7 +13,9 @@ use crate::state::StateRoot;
 /// An orphan found, with its disk usage measured before removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
+    /// The directory or file, under the state root.
     pub path: PathBuf,
+    /// Bytes allocated on disk, measured when found.
     pub size: u64,
 }
 

@@ -33,7 +33,7 @@ pub fn remove_dir(state: &StateRoot, dir: &Path) -> io::Result<bool> {
 /// `remove_dir_all`, also when the tree has read-only directories (committed layers are
 /// read-only, and a non-root user cannot unlink from a directory without write permission),
 /// or a single file.
-pub fn remove_tree(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.is_dir() => return std::fs::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

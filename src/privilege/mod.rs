@@ -18,7 +18,9 @@ pub use userns::{IdMaps, UsernsError};
 /// The privilege bud works with, for the embedded solver and the state root it owns.
 #[derive(Debug)]
 pub enum Mode {
+    /// Run as root: a private mount namespace, nothing else changed.
     Root,
+    /// Inside a user namespace mapped by these ranges, as its root.
     Rootless(IdMaps),
     /// Not root, and no user namespace could be entered: why.
     Unprivileged(UsernsError),

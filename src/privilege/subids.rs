@@ -6,7 +6,9 @@ use std::path::Path;
 /// One range of subordinate ids: `count` ids from `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubIdRange {
+    /// The first id of the range, on the host.
     pub start: u32,
+    /// How many ids.
     pub count: u32,
 }
 

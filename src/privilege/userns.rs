@@ -21,35 +21,63 @@ use super::subids::{self, SubIdRange};
 /// Why bud could not enter a user namespace; each names what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum UsernsError {
+    /// `/etc/subuid` or `/etc/subgid` grants the user no range.
     #[error(
         "user {user} has no subordinate {kind}s in {file}: add a range, for example \
          `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}` (as root)"
     )]
     NoSubordinateIds {
+        /// The user's name, or its uid when it has none.
         user: String,
+        /// `uid` or `gid`.
         kind: &'static str,
+        /// The file that lacks the range.
         file: &'static str,
     },
+    /// `newuidmap` or `newgidmap` is not on the system.
     #[error("{tool} is not installed: install it with `apt-get install uidmap` (as root)")]
-    NoMapTool { tool: &'static str },
+    NoMapTool {
+        /// The missing helper.
+        tool: &'static str,
+    },
+    /// The kernel refused to create the namespace (sysctl, AppArmor).
     #[error(
         "this kernel does not let an ordinary user create a user namespace ({errno}): \
          check `sysctl user.max_user_namespaces` and `kernel.unprivileged_userns_clone`, \
          or AppArmor's `kernel.apparmor_restrict_unprivileged_userns`"
     )]
-    Denied { errno: rustix::io::Errno },
+    Denied {
+        /// The clone's error.
+        errno: rustix::io::Errno,
+    },
+    /// A map helper ran and refused (typically ranges it does not accept).
     #[error("{tool} failed: {message}")]
-    MapFailed { tool: &'static str, message: String },
+    MapFailed {
+        /// `newuidmap` or `newgidmap`.
+        tool: &'static str,
+        /// What it printed on stderr, or how it ended.
+        message: String,
+    },
+    /// A map helper could not be started.
     #[error("starting {tool}")]
     Spawn {
+        /// `newuidmap` or `newgidmap`.
         tool: &'static str,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The process is not root and never tried to enter (`privilege::enter` was not
+    /// called: a library user, a command that owns no state root).
     #[error("bud did not enter a user namespace for this command")]
     NotEntered,
+    /// `setns` into the holder's namespace failed.
     #[error("joining the new user namespace ({errno})")]
-    Join { errno: rustix::io::Errno },
+    Join {
+        /// `setns`'s error.
+        errno: rustix::io::Errno,
+    },
+    /// Inside the user namespace, the private mount namespace could not be made.
     #[error("making a mount namespace in the user namespace")]
     MountNamespace(#[source] rustix::io::Errno),
 }
@@ -57,9 +85,13 @@ pub enum UsernsError {
 /// The maps a user namespace was entered with: the user is 0, its subordinate ids follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdMaps {
+    /// The user's own uid outside, mapped to 0 inside.
     pub uid: u32,
+    /// The user's own gid outside, mapped to 0 inside.
     pub gid: u32,
+    /// Subordinate uid ranges, mapped from 1 upwards in this order.
     pub uids: Vec<SubIdRange>,
+    /// Subordinate gid ranges, mapped from 1 upwards in this order.
     pub gids: Vec<SubIdRange>,
 }
 
@@ -99,6 +131,7 @@ impl IdMaps {
         1 + self.uids.iter().map(|r| u64::from(r.count)).sum::<u64>()
     }
 
+    /// How many group ids, 0 included, the namespace maps.
     pub fn gid_count(&self) -> u64 {
         1 + self.gids.iter().map(|r| u64::from(r.count)).sum::<u64>()
     }

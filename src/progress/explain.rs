@@ -26,6 +26,7 @@ struct Gathered {
 }
 
 impl ExplainRenderer {
+    /// Wraps `inner`; the [`Explained`] returned fills as the events pass.
     pub fn new(inner: Box<dyn Renderer>) -> (Self, Explained) {
         let explained = Explained::default();
         let renderer = Self {

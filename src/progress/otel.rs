@@ -39,8 +39,11 @@ pub struct OtlpConfig {
     /// The URL spans are sent to: for HTTP, the generic endpoint gets `/v1/traces`
     /// appended, the traces endpoint is used as it is.
     pub endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`: gRPC (the default) or http/protobuf.
     pub protocol: Protocol,
+    /// The spans' `service.name` (`OTEL_SERVICE_NAME`, else `bud`).
     pub service_name: String,
+    /// How long the export may take before it is given up with a warning.
     pub timeout: Duration,
     /// A PEM file of CA certificates an https collector is verified with, besides the
     /// system's.
@@ -119,6 +122,8 @@ struct Step {
     error: Option<String>,
 }
 
+/// Passes every event on to the renderer it wraps, remembering each step's span, and sends
+/// the spans when the build finishes.
 pub struct OtelRenderer {
     inner: Box<dyn Renderer>,
     config: OtlpConfig,
@@ -128,6 +133,7 @@ pub struct OtelRenderer {
 }
 
 impl OtelRenderer {
+    /// Wraps `inner`; the build's root span starts now.
     pub fn new(inner: Box<dyn Renderer>, config: OtlpConfig) -> Self {
         Self {
             inner,

@@ -27,6 +27,7 @@ struct VertexState {
     error: Option<String>,
 }
 
+/// `--progress=plain`: BuildKit's numbered lines, written to `out` as the events come.
 pub struct PlainRenderer<W: Write + Send> {
     out: W,
     vertices: HashMap<String, VertexState>,
@@ -39,6 +40,7 @@ pub struct PlainRenderer<W: Write + Send> {
 }
 
 impl<W: Write + Send> PlainRenderer<W> {
+    /// A renderer writing to `out`; the build's duration is counted from now.
     pub fn new(out: W) -> Self {
         Self {
             out,

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Event, Renderer, WarningInfo};
 
+/// `--progress=rawjson`: one `SolveStatus` JSON object per event, written to `out`.
 pub struct RawJsonRenderer<W: Write + Send> {
     out: W,
     /// Vertex names and start times, repeated in later updates as BuildKit does.
@@ -17,6 +18,7 @@ pub struct RawJsonRenderer<W: Write + Send> {
 }
 
 impl<W: Write + Send> RawJsonRenderer<W> {
+    /// A renderer writing to `out`.
     pub fn new(out: W) -> Self {
         Self {
             out,

@@ -25,6 +25,7 @@ pub const KEEP_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct KeptLog {
     /// The step's name, as progress shows it.
     pub name: String,
+    /// The log file, `logs/<build id>/<step>.log` under the state root.
     pub path: PathBuf,
 }
 

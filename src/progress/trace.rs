@@ -10,6 +10,8 @@ use serde_json::json;
 
 use super::{Event, Renderer};
 
+/// Passes every event on to the renderer it wraps and writes the Chrome trace when the
+/// build finishes.
 pub struct TraceRenderer {
     inner: Box<dyn Renderer>,
     path: PathBuf,
@@ -20,6 +22,7 @@ pub struct TraceRenderer {
 }
 
 impl TraceRenderer {
+    /// Wraps `inner`; the trace is written to `path` (replacing it) at the end.
     pub fn new(inner: Box<dyn Renderer>, path: PathBuf) -> Self {
         Self {
             inner,

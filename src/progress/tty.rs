@@ -33,9 +33,13 @@ const REFRESH: Duration = Duration::from_millis(100);
 /// Which renderer a build uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressOutput {
+    /// buildx's live view, redrawn in place ([`TtyRenderer`]).
     Tty,
+    /// BuildKit's plain lines ([`PlainRenderer`]).
     Plain,
+    /// One JSON `SolveStatus` per line ([`RawJsonRenderer`]).
     RawJson,
+    /// Nothing but errors.
     Quiet,
 }
 
@@ -96,7 +100,9 @@ impl TtyRenderer<console::Term> {
 /// frames for tests and replays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
+    /// The system's clock: running steps' times advance between events.
     Wall,
+    /// The latest event's time: a frame depends on the events alone.
     Events,
 }
 

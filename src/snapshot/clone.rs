@@ -9,6 +9,9 @@ use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, XattrFlags};
 
 use super::{Result, SnapshotError};
 
+/// Clones the layer directory `src` into `dst` (created if missing): new directories, hard
+/// links for everything else. Fails when `src` is not a directory, or a file of `src` is
+/// already in `dst` (link(2) does not replace).
 pub fn hardlink_tree(src: &Path, dst: &Path) -> Result<()> {
     let md = std::fs::symlink_metadata(src).map_err(|e| SnapshotError::io("reading", src, e))?;
     if !md.is_dir() {

@@ -36,26 +36,52 @@ pub(crate) fn opaque_xattr() -> &'static str {
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
+/// Errors of layer directories, mounts and layer tars.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// A file operation on a layer or mount directory failed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, as a verb phrase (`"reading"`, `"creating"`…).
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The kernel refused an overlay (or bind) mount.
     #[error("mounting overlay on {target}{hint}")]
     Mount {
+        /// The mount point.
         target: PathBuf,
+        /// A parenthesised note, with its leading space, saying what usually causes this
+        /// errno (no overlayfs, no privilege), or empty.
         hint: &'static str,
+        /// The mount system call's error.
         #[source]
         source: std::io::Error,
     },
+    /// A layer tar entry could reach outside the layer (a `..` component, a NUL, a symlinked
+    /// parent, a hard link to the root or to an entry not yet extracted).
     #[error("layer entry {path:?}: {reason}")]
-    UnsafeEntry { path: String, reason: &'static str },
+    UnsafeEntry {
+        /// The entry's path as the tar names it.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A layer tar entry or a file in a layer directory is something bud cannot carry (a
+    /// non-UTF-8 name, an unknown entry type, a malformed header field).
     #[error("layer entry {path:?}: unsupported {what}")]
-    Unsupported { path: String, what: String },
+    Unsupported {
+        /// The entry's path in the layer.
+        path: String,
+        /// The type found.
+        what: String,
+    },
+    /// The layers given cannot be mounted or cloned as asked (none at all, not a
+    /// directory, a path the mount options cannot hold); the message says which.
     #[error("{0}")]
     InvalidLayers(String),
 }
@@ -74,7 +100,8 @@ impl SnapshotError {
     }
 }
 
-pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
+/// The snapshot module's result, [`SnapshotError`] by default.
+pub(crate) type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 
 /// Marks `name` in the directory `dir` as deleted: with overlayfs' 0/0 character device or,
 /// where the filesystem refuses to create one (overlayfs itself, bud's state root on a

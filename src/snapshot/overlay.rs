@@ -19,7 +19,9 @@ use super::{Result, SnapshotError};
 /// directory and must be on the same filesystem, empty and not shared with another mount.
 #[derive(Debug, Clone, Copy)]
 pub struct Writable<'a> {
+    /// Receives the mount's changes: the step's layer once unmounted.
     pub upper: &'a Path,
+    /// overlayfs' scratch directory; its contents mean nothing after the unmount.
     pub work: &'a Path,
 }
 
@@ -32,6 +34,7 @@ pub struct MountGuard {
 }
 
 impl MountGuard {
+    /// The mount point.
     pub fn target(&self) -> &Path {
         &self.target
     }
@@ -78,7 +81,7 @@ pub fn mount(
 }
 
 /// [`mount`] with extra overlay options: flags (`userxattr`) or `key=value` pairs.
-pub fn mount_with_options(
+pub(crate) fn mount_with_options(
     lowers: &[&Path],
     writable: Option<Writable<'_>>,
     target: &Path,

@@ -11,30 +11,44 @@ use super::state::{InputList, Output, State, Vertex};
 /// One mount of an exec besides the root filesystem.
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// Absolute path in the container.
     pub dest: String,
+    /// What is mounted there.
     pub kind: MountKind,
 }
 
+/// What an exec [`Mount`] puts at its destination (`RUN --mount`'s types).
 #[derive(Clone, Debug)]
 pub enum MountKind {
     /// A state, read-write unless `readonly`. A read-write bind mount is an
     /// output of the exec unless `discard_output`.
     Bind {
+        /// The state mounted.
         source: State,
         /// Mount this path of `source` instead of its root.
         selector: String,
+        /// Mounted read-only (`RUN --mount=type=bind` without `rw`).
         readonly: bool,
+        /// Writes are not kept as an output of the exec (`rw` bind mounts, when the daemon
+        /// can run them so).
         discard_output: bool,
     },
     /// A persistent cache directory, seeded from `source` when it is new.
     Cache {
+        /// The cache's name: steps naming the same id share its directory.
         id: String,
+        /// How concurrent steps share it (`shared`, `private`, `locked`).
         sharing: pb::CacheSharingOpt,
+        /// What a new cache directory starts with (`from=`; scratch for none).
         source: State,
+        /// The path of `source` to seed from (`source=`).
         selector: String,
     },
     /// An empty tmpfs; `size` 0 leaves the kernel's default.
-    Tmpfs { size: i64 },
+    Tmpfs {
+        /// Upper bound in bytes.
+        size: i64,
+    },
     /// A session secret as a file.
     Secret(pb::SecretOpt),
     /// The session's SSH agent socket.
@@ -44,21 +58,28 @@ pub enum MountKind {
 /// Everything an exec op needs; `meta.args` and `meta.cwd` must be set.
 #[derive(Clone, Debug, Default)]
 pub struct ExecBuilder {
+    /// Command, environment, working directory, user, hosts, ulimits, proxy variables.
     pub meta: pb::Meta,
     /// The root filesystem, mounted read-write at `/`.
     pub root: State,
+    /// Mounts over the root, each at a different path.
     pub mounts: Vec<Mount>,
+    /// `RUN --network`; `Unset` is the daemon's default (and declares no capability).
     pub network: pb::NetMode,
+    /// `RUN --security`; `Insecure` needs the `security.insecure` entitlement.
     pub security: pb::SecurityMode,
+    /// Secrets given as environment variables (`--mount=type=secret,env=`).
     pub secret_env: Vec<pb::SecretEnv>,
     /// CDI devices the process is given (`RUN --device`).
     pub cdi_devices: Vec<pb::CdiDevice>,
+    /// Platform, progress name, cache and source-map settings of the op.
     pub constraints: Constraints,
 }
 
 /// What an exec produces: the root filesystem and each output mount.
 #[derive(Clone, Debug)]
 pub struct ExecOutputs {
+    /// The root filesystem after the exec.
     pub root: State,
     mounts: Vec<(String, State)>,
 }

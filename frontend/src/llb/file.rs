@@ -10,65 +10,98 @@ use super::state::{InputList, Output, State, Vertex};
 /// `/etc/passwd` or `/etc/group`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserRef {
+    /// A numeric id.
     Id(u32),
+    /// A name, looked up when the op runs.
     Name(String),
 }
 
+/// The owner a file action gives what it creates (`--chown`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chown {
+    /// The user; `None` is root.
     pub user: Option<UserRef>,
+    /// The group; `None` is the user's primary group (0 for a numeric user).
     pub group: Option<UserRef>,
 }
 
+/// How [`FileBuilder::mkdir`] makes its directory.
 #[derive(Clone, Debug, Default)]
 pub struct MkdirOptions {
+    /// Create missing parents too (`mkdir -p`); without it they must exist.
     pub make_parents: bool,
+    /// Owner of what is created; `None` is root.
     pub owner: Option<Chown>,
     /// Nanoseconds since the epoch.
     pub timestamp: Option<i64>,
 }
 
+/// How [`FileBuilder::mkfile`] makes its file.
 #[derive(Clone, Debug, Default)]
 pub struct MkfileOptions {
+    /// Owner of the file; `None` is root.
     pub owner: Option<Chown>,
+    /// Modification time, nanoseconds since the epoch; `None` is when the op runs.
     pub timestamp: Option<i64>,
 }
 
+/// How [`FileBuilder::rm`] removes its path.
 #[derive(Clone, Debug, Default)]
 pub struct RmOptions {
+    /// A missing path is not an error.
     pub allow_not_found: bool,
+    /// The path may hold wildcards; every match is removed.
     pub allow_wildcard: bool,
 }
 
+/// How [`FileBuilder::symlink`] makes its link.
 #[derive(Clone, Debug, Default)]
 pub struct SymlinkOptions {
+    /// Owner of the link itself; `None` is root.
     pub owner: Option<Chown>,
+    /// The link's modification time, nanoseconds since the epoch.
     pub timestamp: Option<i64>,
 }
 
 /// Permissions given to copied files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CopyMode {
+    /// Permission bits for every copied entry (`--chmod=755`).
     Octal(u32),
     /// chmod syntax such as `u+x` (needs a BuildKit newer than v0.8).
     Symbolic(String),
 }
 
+/// How [`FileBuilder::copy`] copies (the flags of `COPY` and `ADD`).
 #[derive(Clone, Debug, Default)]
 pub struct CopyOptions {
+    /// Owner of everything copied; `None` keeps the sources' owners.
     pub owner: Option<Chown>,
+    /// Permissions of everything copied; `None` keeps the sources' modes.
     pub mode: Option<CopyMode>,
+    /// A symlink named by the source itself is followed (those inside a tree are kept).
     pub follow_symlinks: bool,
+    /// A source directory's contents are copied, not the directory itself (`COPY dir/ dest`).
     pub copy_dir_contents_only: bool,
     /// Unpack archives instead of copying them (Dockerfile `ADD`).
     pub attempt_unpack: bool,
+    /// Missing parents of the destination are created.
     pub create_dest_path: bool,
+    /// The source may hold wildcards.
     pub allow_wildcard: bool,
+    /// A wildcard matching nothing is not an error.
     pub allow_empty_wildcard: bool,
+    /// Modification time of everything copied, nanoseconds since the epoch
+    /// (SOURCE_DATE_EPOCH); `None` keeps the sources' times.
     pub timestamp: Option<i64>,
+    /// Only paths below the source matching one of these are copied (`COPY --parents`).
     pub include_patterns: Vec<String>,
+    /// Paths below the source matching these are not copied (`COPY --exclude`).
     pub exclude_patterns: Vec<String>,
+    /// Paths that must exist in the source, or the copy fails (`COPY --parents` of a
+    /// path without wildcards).
     pub required_paths: Vec<String>,
+    /// An existing destination path is replaced even when its type differs.
     pub always_replace_existing_dest_paths: bool,
 }
 
@@ -112,6 +145,7 @@ enum Action {
 }
 
 impl FileBuilder {
+    /// A file op applying its actions to `base`.
     pub fn new(base: State) -> Self {
         FileBuilder {
             base,
@@ -120,6 +154,7 @@ impl FileBuilder {
         }
     }
 
+    /// The op's platform, progress name and source locations.
     pub fn constraints(mut self, constraints: Constraints) -> Self {
         self.constraints = constraints;
         self
@@ -152,6 +187,7 @@ impl FileBuilder {
         self
     }
 
+    /// Removes `path` (recursively).
     pub fn rm(mut self, path: impl Into<String>, opts: RmOptions) -> Self {
         self.actions.push(Action::Rm {
             path: path.into(),

@@ -2,7 +2,7 @@
 //!
 //! Build steps are values: a [`State`] is the filesystem produced by one output
 //! of an op (or scratch), and the constructors ([`image`], [`local`], [`http`],
-//! [`git`], [`exec`], [`file`], [`merge`], [`diff`]) return new states that
+//! [`git`], [`exec`], [`file()`], [`merge`], [`diff`]) return new states that
 //! refer to their inputs. [`State::marshal`] then turns the graph into a
 //! [`pb::Definition`](bud_proto::pb::Definition) the way BuildKit's marshaler
 //! does:

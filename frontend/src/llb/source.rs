@@ -19,16 +19,23 @@ pub enum ResolveMode {
     /// The daemon's choice; not written to the op.
     #[default]
     Default,
+    /// Always ask the registry (`--pull`); declares the capability, a promise the daemon
+    /// must keep.
     ForcePull,
+    /// Use the daemon's copy when it has one.
     PreferLocal,
 }
 
+/// How [`image`] asks for its image.
 #[derive(Clone, Debug, Default)]
 pub struct ImageOptions {
+    /// Local copy or registry.
     pub resolve_mode: ResolveMode,
+    /// Use only the image's first N layers (`image.layerlimit`).
     pub layer_limit: Option<u32>,
     /// Expected digest of the resolved image.
     pub checksum: Option<String>,
+    /// The image's platform, and the op's progress name and source locations.
     pub constraints: Constraints,
 }
 
@@ -86,16 +93,24 @@ pub fn image(reference: &str, opts: ImageOptions) -> Result<State, LlbError> {
 /// `<`, `>` and `&` as Go does; the daemon decodes both the same way).
 #[derive(Clone, Debug, Default)]
 pub struct LocalOptions {
+    /// The session that serves the files; `None` is the build's own.
     pub session_id: Option<String>,
     /// Keeps this source apart from other local sources with equal options.
     pub unique_id: Option<String>,
+    /// Only paths matching these are sent (`.dockerignore` syntax).
     pub include_patterns: Vec<String>,
+    /// Paths matching these are not sent (`.dockerignore`'s patterns).
     pub exclude_patterns: Vec<String>,
+    /// Only these paths (and symlinks they pass through) are sent; empty sends all.
     pub follow_paths: Vec<String>,
+    /// A name under which the daemon keeps the last transfer, so the next one sends only
+    /// what changed.
     pub shared_key_hint: Option<String>,
+    /// Platform, progress name and source locations of the op.
     pub constraints: Constraints,
 }
 
+/// The files `name` of the client's session (`local://NAME`).
 pub fn local(name: &str, opts: LocalOptions) -> State {
     let mut attrs = BTreeMap::new();
     let mut needs = Vec::new();
@@ -154,12 +169,17 @@ pub struct HttpOptions {
     pub checksum: Option<String>,
     /// Name of the file in the resulting filesystem.
     pub filename: Option<String>,
+    /// Permission bits of the file; `None` (or 0) is 0600, as BuildKit makes it.
     pub perm: Option<u32>,
+    /// Owner of the file; `None` (or 0) is root.
     pub uid: Option<u32>,
+    /// Group of the file; `None` (or 0) is root's.
     pub gid: Option<u32>,
+    /// Platform, progress name and source locations of the op.
     pub constraints: Constraints,
 }
 
+/// The file at `url`, alone in an otherwise empty filesystem.
 pub fn http(url: &str, opts: HttpOptions) -> State {
     let mut attrs = BTreeMap::new();
     let mut needs = Vec::new();
@@ -191,19 +211,28 @@ pub fn http(url: &str, opts: HttpOptions) -> State {
 /// whatever the protocol; `full_url` is what to fetch.
 #[derive(Clone, Debug)]
 pub struct GitOptions {
+    /// Host and path, without scheme or user: the source's identity.
     pub remote: String,
+    /// The URL to fetch; `None` fetches `remote` over https.
     pub full_url: Option<String>,
     /// Branch, tag or commit.
     pub reference: Option<String>,
+    /// Only this directory of the checkout becomes the result.
     pub subdir: Option<String>,
+    /// Keep the `.git` directory (`ADD --keep-git-dir`).
     pub keep_git_dir: bool,
     /// Names of the session secrets used for HTTP authentication.
     pub auth_token_secret: Option<String>,
+    /// Name of the secret holding a whole `Authorization` header.
     pub auth_header_secret: Option<String>,
+    /// `known_hosts` lines the ssh remote's key must match; `None` accepts its key.
     pub known_ssh_hosts: Option<String>,
+    /// The `--ssh` agent an ssh remote authenticates with; `default` when `None` and the
+    /// URL is ssh.
     pub mount_ssh_sock: Option<String>,
     /// Expected commit.
     pub checksum: Option<String>,
+    /// Platform, progress name and source locations of the op.
     pub constraints: Constraints,
 }
 
@@ -226,6 +255,8 @@ impl GitOptions {
     }
 }
 
+/// The checkout `opts` describe, identified as BuildKit identifies it
+/// (`git://REMOTE#REF:SUBDIR`).
 pub fn git(opts: GitOptions) -> State {
     let mut id = format!("git://{}", opts.remote);
     let subdir = opts
@@ -294,9 +325,11 @@ pub fn git(opts: GitOptions) -> State {
 /// (`--build-context NAME=oci-layout://…`).
 #[derive(Clone, Debug, Default)]
 pub struct OciLayoutOptions {
+    /// The session serving the layout; empty is the build's own.
     pub session_id: String,
     /// The session's name for the layout.
     pub store_id: String,
+    /// The image's platform, and the op's progress name and source locations.
     pub constraints: Constraints,
 }
 

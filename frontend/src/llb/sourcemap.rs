@@ -11,15 +11,18 @@ use bud_proto::pb;
 /// One source file: its name, language and bytes, and the definition that loaded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceMap {
+    /// The file's name as errors show it (`Dockerfile`, or the `-f` name).
     pub filename: String,
     /// `Dockerfile` for a Dockerfile, as BuildKit's frontend names it.
     pub language: String,
+    /// The file's bytes, for the lines an error quotes.
     pub data: Vec<u8>,
     /// The LLB that reads the file (BuildKit's frontend: the `local://dockerfile` source).
     pub definition: Option<pb::Definition>,
 }
 
 impl SourceMap {
+    /// A source map with no loading definition.
     pub fn new(filename: impl Into<String>, language: impl Into<String>, data: Vec<u8>) -> Self {
         SourceMap {
             filename: filename.into(),
@@ -29,6 +32,7 @@ impl SourceMap {
         }
     }
 
+    /// The source map with the LLB that loads the file.
     pub fn with_definition(mut self, definition: pb::Definition) -> Self {
         self.definition = Some(definition);
         self

@@ -67,6 +67,7 @@ impl Output {
         &self.vertex.digest
     }
 
+    /// Which output of the op (an exec has one per read-write mount after the root).
     pub fn index(&self) -> i64 {
         self.index
     }
@@ -91,14 +92,17 @@ pub struct State {
 }
 
 impl State {
+    /// The empty filesystem.
     pub fn scratch() -> Self {
         State { output: None }
     }
 
+    /// Whether this is the empty filesystem (no op made it).
     pub fn is_scratch(&self) -> bool {
         self.output.is_none()
     }
 
+    /// The op output this state is; `None` for scratch.
     pub fn output(&self) -> Option<&Output> {
         self.output.as_ref()
     }
