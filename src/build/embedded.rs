@@ -123,14 +123,18 @@ pub(super) async fn build(
             git: solver.git_sources(),
             invocation_id: crate::remote::new_session_id(),
             started,
+            daemon_pins: Default::default(),
         };
         let made = provenance.image_attestations(
             &planned,
-            solver.snapshots(),
-            &result,
+            super::attestations::ScannedRoot::Snapshot {
+                snapshots: solver.snapshots(),
+                result: &result,
+            },
             &converted.definition,
             platform.to_string(),
             progress,
+            &cancel,
         );
         unless_cancelled(&cancel, made).await?
     };

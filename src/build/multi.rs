@@ -110,6 +110,7 @@ pub(super) async fn build(
         git: solver.git_sources(),
         invocation_id: crate::remote::new_session_id(),
         started,
+        daemon_pins: Default::default(),
     };
     let mut built = Vec::with_capacity(platforms.len());
     for ((platform, converted), result) in platforms.iter().zip(converted).zip(results) {
@@ -118,11 +119,14 @@ pub(super) async fn build(
         } else {
             let made = provenance.image_attestations(
                 &planned,
-                solver.snapshots(),
-                &result,
+                super::attestations::ScannedRoot::Snapshot {
+                    snapshots: solver.snapshots(),
+                    result: &result,
+                },
                 &converted.definition,
                 platform.to_string(),
                 progress,
+                &cancel,
             );
             unless_cancelled(&cancel, made).await?
         };
