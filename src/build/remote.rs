@@ -247,7 +247,10 @@ pub(super) async fn solve_on(
     let result = solver
         .solve(req)
         .await
-        .map_err(super::remote_outputs::explain_missing_exporter)?;
+        .map_err(|e| match device_refusal_hint(&e) {
+            Some(hint) => anyhow::anyhow!("{e}: {hint}"),
+            None => super::remote_outputs::explain_missing_exporter(e),
+        })?;
     let response = &result.exporter_response;
     let mut report = BuildReport {
         image_id: result.image_id.clone(),
@@ -339,6 +342,27 @@ pub(super) async fn solve_on(
     }
     let docker = solver.docker_api()?;
     Ok(Solved { report, docker })
+}
+
+/// The way out of a daemon's refusal of a `RUN --device` CDI device. BuildKit gives a
+/// device its spec does not auto-allow only with the `device` entitlement, which the daemon
+/// must permit: dockerd's BuildKit (Docker >= 28.2 reads /etc/cdi and /var/run/cdi)
+/// permits only network.host and security.insecure, a buildkitd what its configuration
+/// lists.
+fn device_refusal_hint(e: &remote::RemoteError) -> Option<&'static str> {
+    let remote::RemoteError::Build(failure) = e else {
+        return None;
+    };
+    let message = &failure.message;
+    let refused = message.contains("is requested by the build but not allowed")
+        || message.contains("are requested by the build but not allowed")
+        || message.contains("granting entitlement device is not allowed");
+    refused.then_some(
+        "a CDI device is given to a step when its spec auto-allows it (the annotation \
+         org.mobyproject.buildkit.device.autoallow: \"true\") or, on a daemon that permits \
+         the device entitlement (buildkitd --allow-insecure-entitlement device; dockerd \
+         permits none), with --allow device",
+    )
 }
 
 /// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the

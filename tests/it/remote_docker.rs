@@ -1012,6 +1012,88 @@ fn attestations_through_docker_28_are_the_embedded_build_s() {
     attestations_through_match_the_embedded_build(DOCKER28_ADDR, "docker28");
 }
 
+/// What bud cannot attach through `--addr` is refused by name before anything is built: a
+/// daemon whose own image exporter would have to make them (dockerd's BuildKit behind a
+/// buildkitd-like socket is taken for one), several platforms, another frontend, and outputs
+/// that keep no attestation.
+#[test]
+fn attestations_bud_cannot_attach_through_addr_are_refused() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {}\nRUN echo {marker}\n", support::BASE_IMAGE),
+    )
+    .unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let tag = format!(
+        "{}/bud-test/h-attest-refused:{marker}",
+        support::OPEN_REGISTRY
+    );
+    let refused = |addr: &str, args: &[&str], message: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let mut all = vec!["--addr", addr];
+        all.extend(args);
+        all.push(ctx);
+        let out = support::bud_at(root.path(), &all);
+        let err = support::stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(!err.contains(&marker), "{args:?} ran the build: {err}");
+    };
+    let proxy = crate::support::daemon_proxy::DaemonProxy::unix();
+    refused(
+        &proxy.addr,
+        &["--provenance=mode=max", "--push", "-t", &tag],
+        "with --addr to a BuildKit that exports images itself are not supported yet",
+    );
+    refused(
+        "docker://",
+        &[
+            "--sbom=true",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+            &tag,
+        ],
+        "with --addr and several platforms are not supported yet",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let local = format!("type=local,dest={}", out.path().join("dir").display());
+    refused(
+        "docker://",
+        &["--provenance=true", "-o", &local],
+        "attestations are attached to pushed images and -o type=oci layouts only",
+    );
+    assert!(!out.path().join("dir").exists());
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(
+        foreign.path().join("Dockerfile"),
+        format!(
+            "# syntax=registry.example/frontend:1\nFROM {}\n",
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    let dockerfile = foreign.path().join("Dockerfile");
+    refused(
+        "docker://",
+        &[
+            "--sbom=true",
+            "-f",
+            dockerfile.to_str().unwrap(),
+            "--push",
+            "-t",
+            &tag,
+        ],
+        "with --addr and a frontend image (# syntax=) are not supported",
+    );
+}
+
 /// The blob `digest` of an OCI layout tarball.
 fn oci_blob(layout: &[(String, Vec<u8>)], digest: &str) -> Vec<u8> {
     oci_blob_path(layout, &format!("blobs/{}", digest.replace(':', "/")))
