@@ -129,6 +129,9 @@ pub(super) struct Provenance<'a> {
     /// Base images a daemon resolved without a digest (images only its Docker has), pinned
     /// to the image ID its Docker gives them, as the embedded build pins such an image.
     pub daemon_pins: BTreeMap<String, String>,
+    /// What the embedded solver solved (for max mode's per-step layers); empty for a
+    /// daemon's build, whose results bud does not see.
+    pub journal: Vec<crate::solver::SolvedVertex>,
 }
 
 impl Provenance<'_> {
@@ -144,12 +147,24 @@ impl Provenance<'_> {
         cancel: &tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Vec<Attestation>> {
         let epoch = super::dockerfile::source_date_epoch(self.opts)?;
+        let image_layers = match (&root, &planned.provenance) {
+            (ScannedRoot::Snapshot { snapshots, result }, Some(p))
+                if p.mode == crate::attest::ProvenanceMode::Max =>
+            {
+                let layers = step_layers(&self.journal, snapshots, result)?;
+                provenance::layer_steps(definition, &layers).map_err(anyhow::Error::msg)?
+            }
+            _ => BTreeMap::new(),
+        };
         let mut attestations: Vec<Attestation> =
             sbom(planned, root, epoch, progress, platform, cancel)
                 .await?
                 .into_iter()
                 .collect();
-        attestations.extend(self.provenance(planned, definition)?);
+        for mut p in self.provenance(planned, definition)? {
+            p.image_layers = image_layers.clone();
+            attestations.push(p);
+        }
         Ok(attestations)
     }
 
@@ -197,6 +212,7 @@ impl Provenance<'_> {
         Ok(vec![Attestation {
             predicate_type: SLSA_PROVENANCE_V02.to_owned(),
             predicate,
+            image_layers: BTreeMap::new(),
         }])
     }
 }
@@ -343,6 +359,51 @@ pub(super) async fn daemon_pins(
         }
     }
     Ok(pins)
+}
+
+/// For each op the solver solved, its outputs that hold the image `result`'s first layers,
+/// and how many (BuildKit lists a step's layer chain when its blobs exist, which they do for
+/// the exported image's layers): an output whose snapshot chain is a prefix of the image's,
+/// counted in the layers the image keeps (empty ones dropped, as `export::plan_image`).
+fn step_layers(
+    journal: &[crate::solver::SolvedVertex],
+    snapshots: &crate::solver::Snapshots,
+    result: &crate::solver::Ref,
+) -> anyhow::Result<BTreeMap<String, Vec<(usize, usize)>>> {
+    use crate::solver::Ref;
+    let Ref::Snapshot(image) = result else {
+        return Ok(BTreeMap::new());
+    };
+    let image_chain: Vec<String> = snapshots
+        .chain_bottom_up(&image.id)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let kept = super::export::kept_layer_ids(snapshots, result)?;
+    let mut layers: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for vertex in journal {
+        for (output, r) in vertex.outputs.iter().enumerate() {
+            let Ref::Snapshot(rec) = r else {
+                continue;
+            };
+            let chain: Vec<String> = snapshots
+                .chain_bottom_up(&rec.id)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            if !image_chain.starts_with(&chain) {
+                continue;
+            }
+            let count = chain.iter().filter(|id| kept.contains(id)).count();
+            if count > 0 {
+                layers
+                    .entry(vertex.digest.clone())
+                    .or_default()
+                    .push((output, count));
+            }
+        }
+    }
+    Ok(layers)
 }
 
 /// The base images of `definition`, each with the digest the build pinned it to.

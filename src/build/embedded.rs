@@ -124,6 +124,7 @@ pub(super) async fn build(
             invocation_id: crate::remote::new_session_id(),
             started,
             daemon_pins: Default::default(),
+            journal: solver.journal(),
         };
         let made = provenance.image_attestations(
             &planned,

@@ -111,6 +111,7 @@ pub(super) async fn build(
         invocation_id: crate::remote::new_session_id(),
         started,
         daemon_pins: Default::default(),
+        journal: solver.journal(),
     };
     let mut built = Vec::with_capacity(platforms.len());
     for ((platform, converted), result) in platforms.iter().zip(converted).zip(results) {
@@ -329,6 +330,7 @@ pub(super) async fn export_index(
                     names,
                     b.platform,
                     &pushed.manifest_digest,
+                    &pushed.layers,
                 )
                 .map_err(anyhow::Error::msg)?
                 {

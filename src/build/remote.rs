@@ -313,6 +313,7 @@ pub(super) async fn solve_on(
                 invocation_id: result.build_ref.clone(),
                 started,
                 daemon_pins: super::attestations::daemon_pins(&docker, &definition).await?,
+                journal: Vec::new(),
             };
             let platform = super::export::platform_of(&built.image);
             let root = super::attestations::ScannedRoot::Layers {
