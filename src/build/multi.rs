@@ -73,6 +73,8 @@ pub(super) async fn build(
     let solver = start_solver(env, runtime, solve_opts)?;
     // A URL context is fetched once, by the solver, for every platform.
     let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    // The context as given (a URL context's is read once fetched): the provenance names it.
+    let given = inputs;
     let inputs = fetched.as_ref().unwrap_or(inputs);
     // The build checks run once, with the first platform's conversion.
     let conversions = platforms.iter().enumerate().map(|(i, platform)| {
@@ -105,7 +107,7 @@ pub(super) async fn build(
     // One invocation for every platform's provenance, as BuildKit records it.
     let provenance = super::attestations::Provenance {
         opts,
-        inputs,
+        inputs: given,
         images,
         git: solver.git_sources(),
         invocation_id: crate::remote::new_session_id(),
