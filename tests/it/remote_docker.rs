@@ -1315,3 +1315,85 @@ fn a_push_through_dockerd_to_a_registry_that_requires_login_uses_dockers_config(
     assert!(digest.starts_with("sha256:"), "{digest}");
     support::docker_ok(&["rmi", &tag]);
 }
+
+/// An `-o type=oci` archive through dockerd (which stores the image for bud to archive)
+/// carries the attestations as the embedded build's layout does: index.json names an image
+/// index whose second entry is the attestation manifest of the first, its statements the
+/// SBOM and then the provenance, about the image manifest.
+#[test]
+fn an_oci_archive_through_dockerd_carries_the_attestations() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = attested_context(&marker);
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("image.tar");
+    let dest = format!(
+        "type=oci,dest={},name=example.com/h-attest:oci",
+        archive.display()
+    );
+    bud_ok(&[
+        "--addr",
+        "docker://",
+        "--sbom=true",
+        "--provenance=mode=min",
+        "-o",
+        &dest,
+        context.path().to_str().unwrap(),
+    ]);
+    let files = files_of(&archive);
+    let json = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&oci_blob(&files, digest)).unwrap()
+    };
+    let top: serde_json::Value =
+        serde_json::from_slice(&oci_blob_path(&files, "index.json")).unwrap();
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = json(top["manifests"][0]["digest"].as_str().unwrap());
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let image = entries[0]["digest"].as_str().unwrap();
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.digest"],
+        image
+    );
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    let attestation = json(entries[1]["digest"].as_str().unwrap());
+    let statements: Vec<serde_json::Value> = attestation["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| json(l["digest"].as_str().unwrap()))
+        .collect();
+    let types: Vec<&str> = statements
+        .iter()
+        .map(|s| s["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v0.2"
+        ]
+    );
+    for statement in &statements {
+        assert_eq!(
+            format!(
+                "sha256:{}",
+                statement["subject"][0]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap()
+            ),
+            image
+        );
+    }
+    let packages = statements[0]["predicate"]["packages"].to_string();
+    assert!(packages.contains("\"six\""), "{packages}");
+    assert!(!packages.contains("\"idna\""), "{packages}");
+}
