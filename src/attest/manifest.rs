@@ -87,12 +87,14 @@ struct Statement<'a> {
 impl AttestationManifest {
     /// The attestation manifest of `attestations` about the image manifest `subject` of
     /// `platform`, named (in each statement's subject) by every one of `names`, as package
-    /// URLs. `None` when there is nothing to attest.
+    /// URLs. `image_layers` are the image manifest's layer descriptors, which a max-mode
+    /// provenance lists per step. `None` when there is nothing to attest.
     pub fn new(
         attestations: &[Attestation],
         names: &[String],
         platform: &Platform,
         subject: &Digest,
+        image_layers: &[Value],
     ) -> Result<Option<AttestationManifest>, String> {
         if attestations.is_empty() {
             return Ok(None);
@@ -106,11 +108,12 @@ impl AttestationManifest {
         }
         let mut blobs = Vec::with_capacity(attestations.len() + 1);
         for a in attestations {
+            let predicate = with_layers(a, image_layers)?;
             let statement = Statement {
                 kind: IN_TOTO_STATEMENT_V01,
                 predicate_type: &a.predicate_type,
                 subject: subjects.clone(),
-                predicate: &a.predicate,
+                predicate: &predicate,
             };
             let bytes = serde_json::to_vec(&statement).map_err(|e| e.to_string())?;
             let mut blob = Blob::new(IN_TOTO_MEDIA_TYPE, bytes);
@@ -171,6 +174,35 @@ impl AttestationManifest {
     }
 }
 
+/// The predicate of `a` with its steps' layer chains (`metadata.buildkit_metadata.layers`,
+/// BuildKit's `[][]Descriptor` per `stepN:OUTPUT`): the first image layers each step's
+/// result holds.
+fn with_layers(a: &Attestation, image_layers: &[Value]) -> Result<Value, String> {
+    let mut predicate = a.predicate.clone();
+    if a.image_layers.is_empty() {
+        return Ok(predicate);
+    }
+    let mut chains = serde_json::Map::new();
+    for (step, count) in &a.image_layers {
+        let chain = image_layers.get(..*count).ok_or_else(|| {
+            format!(
+                "{step} holds {count} layers, the image only {}",
+                image_layers.len()
+            )
+        })?;
+        chains.insert(step.clone(), json!([chain]));
+    }
+    let metadata = predicate
+        .pointer_mut("/metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or("the provenance has no metadata")?;
+    let buildkit = metadata
+        .entry(super::provenance::BUILDKIT_METADATA)
+        .or_insert_with(|| json!({}));
+    buildkit["layers"] = Value::Object(chains);
+    Ok(predicate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,11 +213,13 @@ mod tests {
         let atts = [Attestation {
             predicate_type: super::super::SLSA_PROVENANCE_V02.to_owned(),
             predicate: json!({"buildType": "https://mobyproject.org/buildkit@v1"}),
+            image_layers: Default::default(),
         }];
         let platform = Platform::parse("linux/amd64").unwrap();
-        let m = AttestationManifest::new(&atts, &["r.example/app:1".into()], &platform, &subject)
-            .unwrap()
-            .unwrap();
+        let m =
+            AttestationManifest::new(&atts, &["r.example/app:1".into()], &platform, &subject, &[])
+                .unwrap()
+                .unwrap();
         let manifest: Value = serde_json::from_slice(&m.manifest).unwrap();
         assert_eq!(manifest["mediaType"], OCI_MANIFEST);
         assert_eq!(manifest["config"]["mediaType"], OCI_CONFIG);
@@ -213,7 +247,7 @@ mod tests {
         );
         assert_eq!(entry["digest"], Digest::of(&m.manifest).to_string());
         assert!(
-            AttestationManifest::new(&[], &[], &platform, &subject)
+            AttestationManifest::new(&[], &[], &platform, &subject, &[])
                 .unwrap()
                 .is_none()
         );

@@ -25,6 +25,11 @@ pub const SPDX_DOCUMENT: &str = "https://spdx.dev/Document";
 pub struct Attestation {
     pub predicate_type: String,
     pub predicate: serde_json::Value,
+    /// For a max-mode provenance: how many of the image's first layers each step's result
+    /// holds (`stepN:OUTPUT`), written into the predicate's `layers` map as the image's layer
+    /// descriptors once the image is written (BuildKit fills it after the export's blobs
+    /// exist).
+    pub image_layers: std::collections::BTreeMap<String, usize>,
 }
 
 impl Attestation {
@@ -33,6 +38,7 @@ impl Attestation {
         Attestation {
             predicate_type: SPDX_DOCUMENT.to_owned(),
             predicate: spdx,
+            image_layers: Default::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::flags::{ProvenanceMode, ProvenanceRequest};
 
 pub const BUILDKIT_BUILD_TYPE: &str = "https://mobyproject.org/buildkit@v1";
-const BUILDKIT_METADATA: &str = "https://mobyproject.org/buildkit@v1#metadata";
+pub(crate) const BUILDKIT_METADATA: &str = "https://mobyproject.org/buildkit@v1#metadata";
 const BUILDKIT_HERMETIC: &str = "https://mobyproject.org/buildkit@v1#hermetic";
 
 /// A base image the build used.
@@ -297,6 +297,25 @@ fn build_steps(def: &pb::Definition) -> Result<(Vec<Value>, HashMap<String, usiz
         steps.push(step);
     }
     Ok((steps, indexes))
+}
+
+/// The `stepN:OUTPUT` names of the results in `layers` (op digest → each output and how
+/// many image layers it holds), as the predicate's steps number them.
+pub fn layer_steps(
+    definition: &pb::Definition,
+    layers: &BTreeMap<String, Vec<(usize, usize)>>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let (_, indexes) = build_steps(definition)?;
+    let mut steps = BTreeMap::new();
+    for (digest, outputs) in layers {
+        let Some(i) = indexes.get(digest) else {
+            continue;
+        };
+        for (output, count) in outputs {
+            steps.insert(format!("step{i}:{output}"), *count);
+        }
+    }
+    Ok(steps)
 }
 
 fn walk(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use bud_frontend::convert::Platform;
 use bud_proto::pb;
 use prost::Message as _;
@@ -49,6 +49,75 @@ pub(super) fn plan(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<At
     Ok(planned)
 }
 
+/// The attestations asked of a build on the daemon at `--addr`. As buildx's docker driver on
+/// Docker's own image store, no default provenance. Ones asked for are made by bud where it
+/// writes the image itself (read back from the `moby` exporter's image and pushed or
+/// archived, `remote_outputs`), for a single platform built with bud's own frontend.
+pub(super) fn plan_remote(
+    opts: &BuildOptions,
+    exports: &[Export],
+    daemon: crate::remote::DaemonExporters,
+    several_platforms: bool,
+    foreign_frontend: bool,
+) -> anyhow::Result<Attestations> {
+    let planned = Attestations::resolve(
+        &opts.attests,
+        opts.provenance.as_ref(),
+        opts.sbom.as_ref(),
+        None,
+        false,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if planned.is_empty() {
+        return Ok(planned);
+    }
+    if daemon == crate::remote::DaemonExporters::All {
+        bail!(
+            "attestations (--provenance, --sbom, --attest) with --addr to a BuildKit that \
+             exports images itself are not supported yet: its image exporter would have to \
+             make them, which bud does not ask it to; build through Docker's own image store \
+             (--addr docker://) or without --addr"
+        );
+    }
+    if several_platforms {
+        bail!(
+            "attestations (--provenance, --sbom, --attest) with --addr and several platforms \
+             are not supported yet: build one platform at a time, or without --addr"
+        );
+    }
+    if foreign_frontend {
+        bail!(
+            "attestations (--provenance, --sbom, --attest) with --addr and a frontend image \
+             (# syntax=) are not supported: bud makes them from the graph its own frontend \
+             converts; build without them"
+        );
+    }
+    if !exports.iter().any(carries) {
+        bail!(
+            "attestations are attached to pushed images and -o type=oci layouts only (Docker's \
+             image store, type=docker archives and local or tar outputs keep none): push the \
+             image or use -o type=oci, or drop --provenance/--sbom/--attest"
+        );
+    }
+    Ok(planned)
+}
+
+/// Where the filesystem an SBOM is made from comes from.
+pub(super) enum ScannedRoot<'a> {
+    /// The embedded solver's result: a read-only view of its snapshot.
+    Snapshot {
+        snapshots: &'a std::sync::Arc<crate::solver::Snapshots>,
+        result: &'a crate::solver::Ref,
+    },
+    /// An image a daemon built, read back from Docker: its layer tars (lowest first),
+    /// unpacked for the scan into a directory of `tmp/` under the state root, removed
+    /// afterwards.
+    Layers {
+        tars: Vec<std::path::PathBuf>,
+        tmp: std::path::PathBuf,
+    },
+}
+
 /// What one build knows for the provenance of its images.
 pub(super) struct Provenance<'a> {
     pub opts: &'a BuildOptions,
@@ -57,6 +126,12 @@ pub(super) struct Provenance<'a> {
     pub git: Vec<crate::source::git::Fetched>,
     pub invocation_id: String,
     pub started: SystemTime,
+    /// Base images a daemon resolved without a digest (images only its Docker has), pinned
+    /// to the image ID its Docker gives them, as the embedded build pins such an image.
+    pub daemon_pins: BTreeMap<String, String>,
+    /// What the embedded solver solved (for max mode's per-step layers); empty for a
+    /// daemon's build, whose results bud does not see.
+    pub journal: Vec<crate::solver::SolvedVertex>,
 }
 
 impl Provenance<'_> {
@@ -65,19 +140,31 @@ impl Provenance<'_> {
     pub(super) async fn image_attestations(
         &self,
         planned: &Attestations,
-        snapshots: &std::sync::Arc<crate::solver::Snapshots>,
-        result: &crate::solver::Ref,
+        root: ScannedRoot<'_>,
         definition: &pb::Definition,
         platform: String,
         progress: &crate::progress::ProgressSink,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Vec<Attestation>> {
         let epoch = super::dockerfile::source_date_epoch(self.opts)?;
+        let image_layers = match (&root, &planned.provenance) {
+            (ScannedRoot::Snapshot { snapshots, result }, Some(p))
+                if p.mode == crate::attest::ProvenanceMode::Max =>
+            {
+                let layers = step_layers(&self.journal, snapshots, result)?;
+                provenance::layer_steps(definition, &layers).map_err(anyhow::Error::msg)?
+            }
+            _ => BTreeMap::new(),
+        };
         let mut attestations: Vec<Attestation> =
-            sbom(planned, snapshots, result, epoch, progress, platform)
+            sbom(planned, root, epoch, progress, platform, cancel)
                 .await?
                 .into_iter()
                 .collect();
-        attestations.extend(self.provenance(planned, definition)?);
+        for mut p in self.provenance(planned, definition)? {
+            p.image_layers = image_layers.clone();
+            attestations.push(p);
+        }
         Ok(attestations)
     }
 
@@ -107,7 +194,7 @@ impl Provenance<'_> {
             definition,
             frontend_attrs,
             extra_locals,
-            images: image_materials(definition, self.images)?,
+            images: image_materials(definition, self.images, &self.daemon_pins)?,
             git: self
                 .git
                 .iter()
@@ -125,6 +212,7 @@ impl Provenance<'_> {
         Ok(vec![Attestation {
             predicate_type: SLSA_PROVENANCE_V02.to_owned(),
             predicate,
+            image_layers: BTreeMap::new(),
         }])
     }
 }
@@ -138,25 +226,36 @@ const SBOM_SUBJECT: &str = "/run/src/core";
 /// What the scanner could not read is a warning, and noted in the document.
 async fn sbom(
     planned: &Attestations,
-    snapshots: &std::sync::Arc<crate::solver::Snapshots>,
-    result: &crate::solver::Ref,
+    root: ScannedRoot<'_>,
     epoch: Option<i64>,
     progress: &crate::progress::ProgressSink,
     platform: String,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Option<Attestation>> {
     if planned.sbom.is_none() {
         return Ok(None);
     }
     let vertex = format!("bud-sbom-{platform}");
     progress.started(&vertex, &format!("[{platform}] generating sbom"));
-    let (snapshots, result) = (snapshots.clone(), result.clone());
-    let scanned = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let view = snapshots.view(&result)?;
-        Ok(crate::sbom::scan(&view.path)?)
-    })
-    .await
-    .map_err(anyhow::Error::from)
-    .and_then(|r| r);
+    let scan: Box<dyn FnOnce() -> anyhow::Result<crate::sbom::Inventory> + Send> = match root {
+        ScannedRoot::Snapshot { snapshots, result } => {
+            let (snapshots, result) = (snapshots.clone(), result.clone());
+            Box::new(move || {
+                let view = snapshots.view(&result)?;
+                Ok(crate::sbom::scan(&view.path)?)
+            })
+        }
+        ScannedRoot::Layers { tars, tmp } => {
+            let cancel = cancel.clone();
+            Box::new(move || scan_layers(&tars, &tmp, &cancel))
+        }
+    };
+    // Awaited to its end, even when the build is cancelled (the unpacking stops at its next
+    // entry), so that its directory is removed before bud exits.
+    let scanned = tokio::task::spawn_blocking(scan)
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
     let inventory = match scanned {
         Ok(inventory) => inventory,
         Err(e) => {
@@ -176,10 +275,142 @@ async fn sbom(
     Ok(Some(Attestation::sbom(document)))
 }
 
+/// The packages of the image whose layer tars are `tars`, unpacked into a directory of
+/// `tmp` named for this process (so that a killed bud's is found and removed as its other
+/// work is) and removed when the scan is done.
+fn scan_layers(
+    tars: &[std::path::PathBuf],
+    tmp: &std::path::Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<crate::sbom::Inventory> {
+    std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-sbom-", std::process::id()))
+        .tempdir_in(tmp)
+        .with_context(|| format!("creating a directory in {}", tmp.display()))?;
+    crate::sbom::unpack_layers(tars, dir.path(), &|| cancel.is_cancelled())
+        .context("unpacking the image's layers to scan them")?;
+    Ok(crate::sbom::scan(dir.path())?)
+}
+
+/// The git repositories of `definition` at the commits their refs name, for the provenance
+/// of a graph a daemon fetched (it does not say which commit it checked out): each ref
+/// resolved here with `git ls-remote`, as the daemon resolved it moments before.
+pub(super) async fn git_sources(
+    definition: &pb::Definition,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<crate::source::git::Fetched>> {
+    /// A remote that answers no ls-remote in this long is not waited for.
+    const LS_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut fetched = Vec::new();
+    for bytes in &definition.def {
+        let op = pb::Op::decode(bytes.as_slice())?;
+        let Some(pb::op::Op::Source(src)) = &op.op else {
+            continue;
+        };
+        let Some(identifier) = src.identifier.strip_prefix("git://") else {
+            continue;
+        };
+        let attrs = src.attrs.clone().into_iter().collect();
+        let source = crate::source::git::GitSource::parse(identifier, &attrs)?;
+        let resolved = tokio::select! {
+            () = cancel.cancelled() => bail!("cancelled"),
+            r = tokio::time::timeout(LS_REMOTE_TIMEOUT, source.resolve()) => r,
+        };
+        let resolved = resolved
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "git ls-remote of {identifier} gave no answer in {}s",
+                    LS_REMOTE_TIMEOUT.as_secs()
+                )
+            })
+            .and_then(|r| Ok(r?))
+            .context("resolving the git context's commit for the provenance")?;
+        let one = source.fetched(&resolved);
+        if !fetched.contains(&one) {
+            fetched.push(one);
+        }
+    }
+    Ok(fetched)
+}
+
+/// The image IDs the daemon's Docker gives the base images of `definition` that the daemon
+/// resolved without a digest: images only that Docker has, which its BuildKit took from
+/// its image store.
+pub(super) async fn daemon_pins(
+    docker: &bollard::Docker,
+    definition: &pb::Definition,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    /// Docker answers an inspect of its own image at once; a daemon that does not is not
+    /// waited for.
+    const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+    let mut pins = BTreeMap::new();
+    for reference in super::route::base_images(definition) {
+        if reference.contains('@') || pins.contains_key(&reference) {
+            continue;
+        }
+        let inspected = tokio::time::timeout(INSPECT_TIMEOUT, docker.inspect_image(&reference))
+            .await
+            .map_err(|_| anyhow::anyhow!("Docker gave no answer in {}s", INSPECT_TIMEOUT.as_secs()))
+            .and_then(|r| Ok(r?))
+            .with_context(|| format!("inspecting the base image {reference} for the provenance"))?;
+        if let Some(id) = inspected.id {
+            pins.insert(reference, id);
+        }
+    }
+    Ok(pins)
+}
+
+/// For each op the solver solved, its outputs that hold the image `result`'s first layers,
+/// and how many (BuildKit lists a step's layer chain when its blobs exist, which they do for
+/// the exported image's layers): an output whose snapshot chain is a prefix of the image's,
+/// counted in the layers the image keeps (empty ones dropped, as `export::plan_image`).
+fn step_layers(
+    journal: &[crate::solver::SolvedVertex],
+    snapshots: &crate::solver::Snapshots,
+    result: &crate::solver::Ref,
+) -> anyhow::Result<BTreeMap<String, Vec<(usize, usize)>>> {
+    use crate::solver::Ref;
+    let Ref::Snapshot(image) = result else {
+        return Ok(BTreeMap::new());
+    };
+    let image_chain: Vec<String> = snapshots
+        .chain_bottom_up(&image.id)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let kept = super::export::kept_layer_ids(snapshots, result)?;
+    let mut layers: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for vertex in journal {
+        for (output, r) in vertex.outputs.iter().enumerate() {
+            let Ref::Snapshot(rec) = r else {
+                continue;
+            };
+            let chain: Vec<String> = snapshots
+                .chain_bottom_up(&rec.id)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            if !image_chain.starts_with(&chain) {
+                continue;
+            }
+            let count = chain.iter().filter(|id| kept.contains(id)).count();
+            if count > 0 {
+                layers
+                    .entry(vertex.digest.clone())
+                    .or_default()
+                    .push((output, count));
+            }
+        }
+    }
+    Ok(layers)
+}
+
 /// The base images of `definition`, each with the digest the build pinned it to.
 fn image_materials(
     definition: &pb::Definition,
     images: &BuildImages,
+    daemon_pins: &BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<ImageMaterial>> {
     let mut seen = BTreeMap::new();
     for bytes in &definition.def {
@@ -203,7 +434,10 @@ fn image_materials(
             Some((name, digest)) => (name.to_owned(), Some(digest.to_owned())),
             None => (reference.to_owned(), None),
         };
-        let Some(digest) = digest.or_else(|| images.pinned(&name, &platform)) else {
+        let Some(digest) = digest
+            .or_else(|| daemon_pins.get(&name).cloned())
+            .or_else(|| images.pinned(&name, &platform))
+        else {
             // Not resolved by this build (a daemon resolved it): no digest to record.
             continue;
         };

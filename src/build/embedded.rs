@@ -83,6 +83,8 @@ pub(super) async fn build(
     }
     let solver = start_solver(env, runtime, solve_opts)?;
     let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    // The context as given (a URL context's is read once fetched): the provenance names it.
+    let given = inputs;
     let inputs = fetched.as_ref().unwrap_or(inputs);
     // Resolving the base images may wait on a registry.
     let converted = unless_cancelled(
@@ -118,19 +120,24 @@ pub(super) async fn build(
     } else {
         let provenance = super::attestations::Provenance {
             opts,
-            inputs,
+            inputs: given,
             images,
             git: solver.git_sources(),
             invocation_id: crate::remote::new_session_id(),
             started,
+            daemon_pins: Default::default(),
+            journal: solver.journal(),
         };
         let made = provenance.image_attestations(
             &planned,
-            solver.snapshots(),
-            &result,
+            super::attestations::ScannedRoot::Snapshot {
+                snapshots: solver.snapshots(),
+                result: &result,
+            },
             &converted.definition,
             platform.to_string(),
             progress,
+            &cancel,
         );
         unless_cancelled(&cancel, made).await?
     };

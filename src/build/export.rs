@@ -260,6 +260,22 @@ fn drop_empty_layers<T>(history: &mut [History], layers: Vec<(T, bool)>) -> Vec<
     kept
 }
 
+/// The snapshots of `result`'s chain that are layers of its image, bottom up: the rule
+/// `plan_image` drops empty layers by.
+pub fn kept_layer_ids(snapshots: &Snapshots, result: &Ref) -> anyhow::Result<Vec<String>> {
+    let Ref::Snapshot(rec) = result else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    for record in snapshots.chain_bottom_up(&rec.id)? {
+        let dir = snapshots.layer_dir(&record.id);
+        if !(record.kind == SnapshotKind::Layer && dir_is_empty(&dir)?) {
+            kept.push(record.id);
+        }
+    }
+    Ok(kept)
+}
+
 fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
     Ok(std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

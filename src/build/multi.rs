@@ -73,6 +73,8 @@ pub(super) async fn build(
     let solver = start_solver(env, runtime, solve_opts)?;
     // A URL context is fetched once, by the solver, for every platform.
     let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    // The context as given (a URL context's is read once fetched): the provenance names it.
+    let given = inputs;
     let inputs = fetched.as_ref().unwrap_or(inputs);
     // The build checks run once, with the first platform's conversion.
     let conversions = platforms.iter().enumerate().map(|(i, platform)| {
@@ -105,11 +107,13 @@ pub(super) async fn build(
     // One invocation for every platform's provenance, as BuildKit records it.
     let provenance = super::attestations::Provenance {
         opts,
-        inputs,
+        inputs: given,
         images,
         git: solver.git_sources(),
         invocation_id: crate::remote::new_session_id(),
         started,
+        daemon_pins: Default::default(),
+        journal: solver.journal(),
     };
     let mut built = Vec::with_capacity(platforms.len());
     for ((platform, converted), result) in platforms.iter().zip(converted).zip(results) {
@@ -118,11 +122,14 @@ pub(super) async fn build(
         } else {
             let made = provenance.image_attestations(
                 &planned,
-                solver.snapshots(),
-                &result,
+                super::attestations::ScannedRoot::Snapshot {
+                    snapshots: solver.snapshots(),
+                    result: &result,
+                },
                 &converted.definition,
                 platform.to_string(),
                 progress,
+                &cancel,
             );
             unless_cancelled(&cancel, made).await?
         };
@@ -325,6 +332,7 @@ pub(super) async fn export_index(
                     names,
                     b.platform,
                     &pushed.manifest_digest,
+                    &pushed.layers,
                 )
                 .map_err(anyhow::Error::msg)?
                 {

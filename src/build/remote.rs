@@ -79,22 +79,7 @@ pub(super) async fn solve_on(
     part: Part,
     cancel: CancellationToken,
 ) -> anyhow::Result<Solved> {
-    // Like buildx's docker driver on Docker's own image store, no default provenance; one
-    // asked for is refused until it is handed to the daemons that make them.
-    let asked = crate::attest::Attestations::resolve(
-        &opts.attests,
-        opts.provenance.as_ref(),
-        opts.sbom.as_ref(),
-        None,
-        false,
-    )
-    .map_err(anyhow::Error::msg)?;
-    if !asked.is_empty() {
-        bail!(
-            "attestations (--provenance, --attest) with --addr are not supported yet: build \
-             without --addr to attach them"
-        );
-    }
+    let started = std::time::SystemTime::now();
     let (images, progress) = (env.images.clone(), &env.progress);
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
@@ -115,6 +100,13 @@ pub(super) async fn solve_on(
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let kinds = solver.exporters().await?;
+    let planned = super::attestations::plan_remote(
+        opts,
+        exports,
+        kinds,
+        part.platform.is_some(),
+        foreign.is_some(),
+    )?;
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
     if part.platform.is_some()
@@ -152,6 +144,9 @@ pub(super) async fn solve_on(
             .map(|p| p.to_string()),
     };
     let local_session = session_id.clone();
+    // The graph sent, kept for the provenance of the image bud exports itself.
+    let sent: Arc<std::sync::Mutex<Option<bud_proto::pb::Definition>>> = Arc::default();
+    let keep = sent.clone();
     let make: MakeGraph<'_> = Box::new(move |daemon: DaemonImages| {
         Box::pin(async move {
             // A URL context is fetched by the daemon, and its Dockerfile read there, as
@@ -199,6 +194,7 @@ pub(super) async fn solve_on(
                 }
             }
             .map_err(|e| crate::error_chain::error_chain(e.as_ref()))?;
+            *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(converted.definition.clone());
             Ok(Graph {
                 definition: converted.definition,
                 image_config_json: Some(serde_json::to_vec(&converted.image)?),
@@ -239,7 +235,7 @@ pub(super) async fn solve_on(
     req.secrets = opts.secrets.clone();
     req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
-    req.cancel = cancel;
+    req.cancel = cancel.clone();
     let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
         kind: c.kind.clone(),
         attrs: c.attrs.clone(),
@@ -251,7 +247,10 @@ pub(super) async fn solve_on(
     let result = solver
         .solve(req)
         .await
-        .map_err(super::remote_outputs::explain_missing_exporter)?;
+        .map_err(|e| match device_refusal_hint(&e) {
+            Some(hint) => anyhow::anyhow!("{e}: {hint}"),
+            None => super::remote_outputs::explain_missing_exporter(e),
+        })?;
     let response = &result.exporter_response;
     let mut report = BuildReport {
         image_id: result.image_id.clone(),
@@ -295,18 +294,76 @@ pub(super) async fn solve_on(
                 .extend(names.iter().filter(|n| !pushed.contains(n)).cloned());
         }
         report.manifest_digest = None;
+        let built = super::remote_outputs::read_back(&docker, image_id, &env.content).await?;
+        report.config_digest = Some(built.config_digest.to_string());
+        let attestations = if planned.is_empty() {
+            Vec::new()
+        } else {
+            let Some(definition) = sent.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                bail!(
+                    "internal error: attestations asked for a build whose graph bud did not make"
+                );
+            };
+            let provenance = super::attestations::Provenance {
+                opts,
+                inputs,
+                images: &env.images,
+                git: super::attestations::git_sources(&definition, &cancel).await?,
+                // The daemon's build, as `--metadata-file`'s buildx.build.ref names it.
+                invocation_id: result.build_ref.clone(),
+                started,
+                daemon_pins: super::attestations::daemon_pins(&docker, &definition).await?,
+                journal: Vec::new(),
+            };
+            let platform = super::export::platform_of(&built.image);
+            let root = super::attestations::ScannedRoot::Layers {
+                tars: built.layers.iter().map(|l| l.tar.clone()).collect(),
+                tmp: env.state.tmp_dir(),
+            };
+            provenance
+                .image_attestations(
+                    &planned,
+                    root,
+                    &definition,
+                    platform.to_string(),
+                    progress,
+                    &cancel,
+                )
+                .await?
+        };
         super::remote_outputs::finish_from_docker(
             &daemon_plan.from_docker,
-            &docker,
-            image_id,
+            &built,
             &env.content,
             &env.registry,
+            &attestations,
             &mut report,
         )
         .await?;
     }
     let docker = solver.docker_api()?;
     Ok(Solved { report, docker })
+}
+
+/// The way out of a daemon's refusal of a `RUN --device` CDI device. BuildKit gives a
+/// device its spec does not auto-allow only with the `device` entitlement, which the daemon
+/// must permit: dockerd's BuildKit (Docker >= 28.2 reads /etc/cdi and /var/run/cdi)
+/// permits only network.host and security.insecure, a buildkitd what its configuration
+/// lists.
+fn device_refusal_hint(e: &remote::RemoteError) -> Option<&'static str> {
+    let remote::RemoteError::Build(failure) = e else {
+        return None;
+    };
+    let message = &failure.message;
+    let refused = message.contains("is requested by the build but not allowed")
+        || message.contains("are requested by the build but not allowed")
+        || message.contains("granting entitlement device is not allowed");
+    refused.then_some(
+        "a CDI device is given to a step when its spec auto-allows it (the annotation \
+         org.mobyproject.buildkit.device.autoallow: \"true\") or, on a daemon that permits \
+         the device entitlement (buildkitd --allow-insecure-entitlement device; dockerd \
+         permits none), with --allow device",
+    )
 }
 
 /// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the

@@ -219,23 +219,18 @@ fn compression_attrs(compression: LayerCompression, attrs: &mut BTreeMap<String,
     }
 }
 
-/// Reads the image the `moby` exporter stored (`image_id`) from Docker and runs the
-/// exports bud writes itself.
+/// Runs the exports bud writes itself of the image the `moby` exporter stored (`built`, read
+/// back from Docker), with `attestations` attached where an export holds manifests.
 pub(super) async fn finish_from_docker(
     exports: &[Export],
-    docker: &bollard::Docker,
-    image_id: &str,
+    built: &BuiltImage,
     content: &ContentStore,
     registry: &RegistryConfig,
+    attestations: &[crate::attest::Attestation],
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
-    if exports.is_empty() {
-        return Ok(());
-    }
-    let built = read_back(docker, image_id, content).await?;
-    report.config_digest = Some(built.config_digest.to_string());
     for e in exports {
-        super::route::export_built(e, &built, content, registry, None, &[], report).await?;
+        super::route::export_built(e, built, content, registry, None, attestations, report).await?;
     }
     Ok(())
 }

@@ -277,6 +277,7 @@ async fn push_attested(
         names,
         &platform,
         &pushed.manifest_digest,
+        &pushed.layers,
     )
     .map_err(anyhow::Error::msg)?;
     let attestation: Vec<_> = attestation.into_iter().collect();

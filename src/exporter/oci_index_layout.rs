@@ -152,6 +152,7 @@ pub fn write(
             tags,
             p.platform,
             &manifest.digest,
+            &layers,
         )
         .map_err(ExportError::Attestation)?
         {

@@ -80,6 +80,8 @@ pub struct PushResult {
     /// The manifest's size in bytes.
     pub size: u64,
     pub media_type: String,
+    /// The manifest's layer descriptors, in order.
+    pub layers: Vec<serde_json::Value>,
     /// Blob transfers over all repositories: uploaded, mounted from another repository,
     /// and skipped because the repository had them.
     pub uploaded: usize,
@@ -211,6 +213,11 @@ pub async fn push(
         manifest_digest,
         size: manifest_bytes.len() as u64,
         media_type,
+        layers: manifest
+            .layers
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or_default())
+            .collect(),
         uploaded: pipelined.len(),
         mounted: 0,
         existing: 0,

@@ -11,6 +11,7 @@ mod apk;
 mod deb822;
 mod document;
 mod dpkg;
+mod layers;
 mod licenses;
 mod node;
 mod osrelease;
@@ -23,6 +24,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use document::spdx_document;
+pub use layers::{UnpackError, unpack_layers};
 
 /// The in-toto predicate type of an SPDX document, as BuildKit's SBOM attestations carry it.
 pub const PREDICATE_TYPE: &str = "https://spdx.dev/Document";

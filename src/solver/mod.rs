@@ -228,6 +228,8 @@ pub trait CacheImport: Send + Sync {
 /// One vertex as this build solved it (run or cached), for cache export.
 #[derive(Clone, Debug)]
 pub struct SolvedVertex {
+    /// Its op's digest in the definition.
+    pub digest: String,
     /// Its cache key.
     pub key: String,
     /// Each input's vertex key and output index.
@@ -558,6 +560,7 @@ impl Solver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(SolvedVertex {
+                digest: vertex.digest.clone(),
                 key: solved.key.clone(),
                 inputs: journal_inputs,
                 outputs: solved.outputs.clone(),

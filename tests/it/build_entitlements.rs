@@ -384,3 +384,137 @@ fn run_device_gives_the_step_its_cdi_device_nodes_and_environment() {
     );
     assert!(err.contains("Dockerfile:3"), "{err}");
 }
+
+/// CDI spec files the test wrote into the daemons' spec directory, removed when dropped
+/// (also when the test fails).
+struct DaemonCdiSpecs(Vec<std::path::PathBuf>);
+
+impl Drop for DaemonCdiSpecs {
+    fn drop(&mut self) {
+        for spec in &self.0 {
+            let _ = std::fs::remove_file(spec);
+        }
+    }
+}
+
+/// `RUN --device` through `--addr`: Docker 28.5's BuildKit (moby >= 28.2 reads the CDI specs
+/// of /etc/cdi and /var/run/cdi) gives the step a device its spec auto-allows, as the
+/// embedded solver gives it; one it does not auto-allow it refuses, and it cannot be granted
+/// the `device` entitlement (dockerd permits network.host and security.insecure only): bud
+/// says how to get it. dockerd 20.10's BuildKit knows no CDI devices: refused naming the LLB
+/// capability, before any step runs, never built without the device.
+#[test]
+fn run_device_through_addr_is_given_by_docker_28_and_refused_by_dockerd_20() {
+    if !build_ready() || !require_root("writing a CDI spec under /var/run/cdi") {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let vendor = format!("h-attest-{nonce}.example.com");
+    let spec = |class: &str, annotations: &str| {
+        format!(
+            "cdiVersion: \"0.6.0\"\nkind: {vendor}/{class}\n{annotations}devices:\n- name: one\n  \
+             containerEdits:\n    env:\n    - BUD_CDI={class}\n    deviceNodes:\n    - path: \
+             /dev/bud-cdi-null\n      hostPath: /dev/null\n"
+        )
+    };
+    let dir = std::path::Path::new("/var/run/cdi");
+    std::fs::create_dir_all(dir).unwrap();
+    let specs = DaemonCdiSpecs(vec![
+        dir.join(format!("h-attest-{nonce}-auto.yaml")),
+        dir.join(format!("h-attest-{nonce}-granted.yaml")),
+    ]);
+    std::fs::write(
+        &specs.0[0],
+        spec(
+            "auto",
+            "annotations:\n  org.mobyproject.buildkit.device.autoallow: \"true\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(&specs.0[1], spec("granted", "")).unwrap();
+    let ctx = |class: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!(
+                "# syntax=docker/dockerfile:1-labs\nFROM bud-test/busybox\nRUN echo {nonce}\n\
+                 RUN --device={vendor}/{class}=one,required sh -c 'test -c /dev/bud-cdi-null && \
+                 echo through > /dev/bud-cdi-null && ls -l /dev/bud-cdi-null > /node && \
+                 echo \"$BUD_CDI\" > /env'\n"
+            ),
+        )
+        .unwrap();
+        dir
+    };
+    let auto = ctx("auto");
+    let granted = ctx("granted");
+    let build = |extra: &[&str], context: &tempfile::TempDir| {
+        let root = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend(extra);
+        let output = format!("type=local,dest={}", dest.path().display());
+        args.extend(["-o", &output, context.path().to_str().unwrap()]);
+        let out = bud_with_cdi(root.path(), dir, &args);
+        (out, dest)
+    };
+    let files = |dest: &tempfile::TempDir| {
+        let read = |name: &str| std::fs::read_to_string(dest.path().join(name)).unwrap();
+        (read("env"), read("node"))
+    };
+
+    // The embedded solver, reading the same spec directory, is what the daemon must match.
+    let (out, embedded) = build(&[], &auto);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (env, node) = files(&embedded);
+    assert_eq!(env, "auto\n");
+    assert!(node.starts_with("crw") && node.contains("1,   3"), "{node}");
+
+    let docker28_addr = format!("docker://{}", docker28.host());
+    let (out, through) = build(&["--addr", &docker28_addr], &auto);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(files(&through), files(&embedded));
+
+    // Not auto-allowed: the daemon refuses it, and refuses the entitlement that would grant
+    // it.
+    for extra in [&[][..], &["--allow", "device"][..]] {
+        let mut args = vec!["--addr", docker28_addr.as_str()];
+        args.extend(extra);
+        let (out, _) = build(&args, &granted);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        let refusal = if extra.is_empty() {
+            format!("device {vendor}/granted=one is requested by the build but not allowed")
+        } else {
+            "granting entitlement device is not allowed by build daemon configuration".to_owned()
+        };
+        assert!(err.contains(&refusal), "{extra:?}: {err}");
+        assert!(
+            err.contains("org.mobyproject.buildkit.device.autoallow"),
+            "{extra:?}: {err}"
+        );
+    }
+
+    // dockerd 20.10: no CDI in its BuildKit.
+    let (out, _) = build(&["--addr", "docker://"], &auto);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not support LLB capability \"exec.meta.cdi\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("RUN echo {nonce}")),
+        "a step ran: {err}"
+    );
+}

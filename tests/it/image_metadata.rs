@@ -1834,3 +1834,94 @@ RUN mkdir -p /var/lib/dpkg /usr/lib/python3/dist-packages/requests-2.31.0.dist-i
     );
     assert_eq!(again, spdx);
 }
+
+/// `--provenance=mode=max` lists, as BuildKit's `layers` metadata does, the layer chain of
+/// each step whose result's layers the export wrote: each chain the first layers of the
+/// pushed image, each a blob the registry holds; a step of another stage, whose layers the
+/// image does not carry, is left out, as BuildKit leaves out results without blobs.
+#[test]
+fn max_provenance_lists_the_layers_each_step_gave_the_image() {
+    if !ready() {
+        return;
+    }
+    let ctx = dockerfile_context(
+        "FROM bud-test/busybox:latest AS build
+RUN echo built > /built
+FROM bud-test/busybox:latest
+RUN echo one > /one
+COPY --from=build /built /built
+",
+    );
+    let repo = unique_repo("provenance-layers");
+    let root = tempfile::tempdir().unwrap();
+    for (mode, tag) in [("mode=max", "max"), ("mode=min", "min")] {
+        let name = format!("{OPEN_REGISTRY}/{repo}:{tag}");
+        let provenance = format!("--provenance={mode}");
+        ok(&bud_with_umask(
+            "022",
+            root.path(),
+            &[
+                &provenance,
+                "--push",
+                "-t",
+                &name,
+                ctx.path().to_str().unwrap(),
+            ],
+            &[],
+        ));
+    }
+    let (_, _, min) = pushed_provenance(&repo, "min");
+    let buildkit_metadata = "https://mobyproject.org/buildkit@v1#metadata";
+    assert_eq!(
+        min["predicate"]["metadata"][buildkit_metadata].get("layers"),
+        None
+    );
+
+    let (_, image_digest, statement) = pushed_provenance(&repo, "max");
+    let predicate = &statement["predicate"];
+    let image = registry_json(&format!("{repo}/manifests/{image_digest}"));
+    let image_layers = image["layers"].as_array().unwrap();
+    assert_eq!(image_layers.len(), 3, "{image}");
+    let layers = predicate["metadata"][buildkit_metadata]["layers"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no layers: {predicate}"));
+    let steps = predicate["buildConfig"]["llbDefinition"]
+        .as_array()
+        .unwrap();
+    let step_of = |text: &str| -> String {
+        steps
+            .iter()
+            .find(|s| s["op"].to_string().contains(text))
+            .unwrap_or_else(|| panic!("no step runs {text}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut lengths = Vec::new();
+    for (step, chains) in layers {
+        let (id, output) = step.split_once(':').unwrap();
+        assert!(steps.iter().any(|s| s["id"] == id), "{step}");
+        assert_eq!(output, "0");
+        let chains = chains.as_array().unwrap();
+        assert_eq!(chains.len(), 1, "{step}: {chains:?}");
+        let chain = chains[0].as_array().unwrap();
+        assert_eq!(
+            chain[..],
+            image_layers[..chain.len()],
+            "{step}: the image's first layers"
+        );
+        for descriptor in chain {
+            let digest = descriptor["digest"].as_str().unwrap();
+            let blob = registry_get(&format!("{repo}/blobs/{digest}"));
+            assert_eq!(format!("sha256:{}", sha256_hex(&blob)), digest);
+            assert_eq!(descriptor["size"], blob.len());
+        }
+        lengths.push(chain.len());
+    }
+    lengths.sort();
+    // The base image, the RUN and the COPY of the final stage; the other stage's RUN made
+    // a layer the image does not carry.
+    assert_eq!(lengths, [1, 2, 3], "{layers:?}");
+    assert!(layers.contains_key(&format!("{}:0", step_of("echo one > /one"))));
+    assert!(!layers.contains_key(&format!("{}:0", step_of("echo built > /built"))));
+}

@@ -703,6 +703,402 @@ fn a_push_through_docker_28_is_the_image_an_embedded_push_gives() {
     push_through_matches_the_embedded_push(DOCKER28_ADDR, "docker28");
 }
 
+/// A context whose image has packages for an SBOM to find, in layers that a whiteout and an
+/// opaque directory change: the scan of an image read back from Docker must see the image's
+/// final filesystem, as the embedded solver's scan of its snapshot does.
+fn attested_context(marker: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = "/usr/lib/python3/dist-packages";
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {base}
+ARG GREETING
+RUN mkdir -p /var/lib/dpkg {dist}/requests-2.31.0.dist-info {dist}/idna-3.6.dist-info /opt/db \\
+ && printf 'Package: hello\\nStatus: install ok installed\\nVersion: 2.10-3\\nArchitecture: amd64\\n\\n' > /var/lib/dpkg/status \\
+ && printf 'Metadata-Version: 2.1\\nName: requests\\nVersion: 2.31.0\\n' > {dist}/requests-2.31.0.dist-info/METADATA \\
+ && printf 'Metadata-Version: 2.1\\nName: idna\\nVersion: 3.6\\n' > {dist}/idna-3.6.dist-info/METADATA \\
+ && mkdir -p /opt/db/urllib3-1.0.dist-info && printf 'Metadata-Version: 2.1\\nName: urllib3\\nVersion: 1.0\\n' > /opt/db/urllib3-1.0.dist-info/METADATA
+RUN rm -rf {dist}/idna-3.6.dist-info /opt/db && mkdir -p /opt/db/six-1.16.0.dist-info \\
+ && printf 'Metadata-Version: 2.1\\nName: six\\nVersion: 1.16.0\\n' > /opt/db/six-1.16.0.dist-info/METADATA \\
+ && echo \"$GREETING {marker}\" > /greeting
+COPY app.txt /srv/
+",
+            base = support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.txt"), format!("{marker}\n")).unwrap();
+    dir
+}
+
+/// The in-toto statements of the attestation manifest of the single-platform image index
+/// `repository:tag`, by predicate type, each checked to be where BuildKit puts it: the
+/// index's second entry, `unknown/unknown`, referring to the image, its layers in-toto
+/// statements whose subject is the image manifest.
+fn pushed_statements(repository: &str, tag: &str) -> BTreeMap<String, serde_json::Value> {
+    let index = support::registry_json(&format!("{repository}/manifests/{tag}"));
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let image = entries[0]["digest"].as_str().unwrap();
+    let attestation = &entries[1];
+    assert_eq!(attestation["platform"]["os"], "unknown", "{index}");
+    assert_eq!(
+        attestation["platform"]["architecture"], "unknown",
+        "{index}"
+    );
+    assert_eq!(
+        attestation["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(
+        attestation["annotations"]["vnd.docker.reference.digest"],
+        image
+    );
+    let manifest = support::registry_json(&format!(
+        "{repository}/manifests/{}",
+        attestation["digest"].as_str().unwrap()
+    ));
+    let mut statements = BTreeMap::new();
+    let mut order = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
+        let statement = support::registry_json(&format!(
+            "{repository}/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ));
+        let kind = statement["predicateType"].as_str().unwrap().to_string();
+        assert_eq!(
+            layer["annotations"]["in-toto.io/predicate-type"],
+            kind.as_str()
+        );
+        assert_eq!(
+            format!(
+                "sha256:{}",
+                statement["subject"][0]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap()
+            ),
+            image,
+            "{statement}"
+        );
+        order.push(kind.clone());
+        statements.insert(kind, statement);
+    }
+    // The SBOM before the provenance, as BuildKit orders them.
+    assert_eq!(
+        order,
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v0.2"
+        ],
+        "{manifest}"
+    );
+    statements
+}
+
+/// The first place, as a JSON pointer, where `a` and `b` differ, with both values there.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let null = Value::Null;
+                first_difference(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &format!("{at}/{k}"),
+                )
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, &format!("{at}/{i}"))),
+        _ if a == b => None,
+        _ => Some(format!("{at}: {a} != {b}")),
+    }
+}
+
+/// Removes from `value` what the same build differs in from one invocation to the next.
+fn without(value: &serde_json::Value, pointers: &[&str]) -> serde_json::Value {
+    let mut value = value.clone();
+    for pointer in pointers {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let removed = value
+            .pointer_mut(parent)
+            .and_then(|p| p.as_object_mut())
+            .and_then(|p| p.remove(&key.replace("~1", "/")));
+        assert!(removed.is_some(), "{pointer} is not in {value}");
+    }
+    value
+}
+
+/// `--push --provenance=mode=max --sbom=true` through the daemon at `addr` (which stores the
+/// image in Docker, for bud to push): the attestation manifest bud attaches is where the
+/// embedded build's is, and its predicates are the embedded build's, field by field, but
+/// for what records the invocation.
+fn attestations_through_match_the_embedded_build(addr: &str, label: &str) {
+    let marker = nonce();
+    let context = attested_context(&marker);
+    let ctx = context.path().to_str().unwrap();
+    let repository = format!("bud-test/h-attest-{label}-{marker}");
+    let build = |extra: &[&str], tag: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let name = format!("{}/{repository}:{tag}", support::OPEN_REGISTRY);
+        let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args(extra)
+            .args([
+                "--provenance=mode=max",
+                "--sbom=true",
+                "--build-arg",
+                "GREETING=hello",
+                "--push",
+                "-t",
+                &name,
+                ctx,
+            ])
+            .env("SOURCE_DATE_EPOCH", "1000000000")
+            .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bud {extra:?}: {}",
+            support::stderr_of(&out)
+        );
+        // Nothing left in the state root's scratch space (the layers unpacked for the scan).
+        let tmp = root.path().join("tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.contains("sbom"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+    };
+    build(&[], "embedded");
+    build(&["--addr", addr], "remote");
+    let ours = pushed_statements(&repository, "embedded");
+    let theirs = pushed_statements(&repository, "remote");
+
+    // The SBOM: the same document (dated by SOURCE_DATE_EPOCH, named by its content). The
+    // packages the second RUN deleted (a whiteout) or hid (an opaque directory) are not in
+    // it.
+    let sbom = |s: &BTreeMap<String, serde_json::Value>| {
+        s["https://spdx.dev/Document"]["predicate"].clone()
+    };
+    assert_eq!(sbom(&theirs), sbom(&ours), "the SBOM made through {addr}");
+    let document = sbom(&ours);
+    let names: Vec<&str> = document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for present in ["hello", "requests", "six"] {
+        assert!(names.contains(&present), "{present} missing: {names:?}");
+    }
+    for gone in ["idna", "urllib3"] {
+        assert!(!names.contains(&gone), "{gone} was deleted: {names:?}");
+    }
+
+    // The provenance: what differs is the invocation (its ID and times, as between any two
+    // builds, moby/buildkit#3421); the builder ID is BuildKit's `builder-id` attribute,
+    // empty unless given, whichever builder ran the build.
+    let provenance = |s: &BTreeMap<String, serde_json::Value>| {
+        s["https://slsa.dev/provenance/v0.2"]["predicate"].clone()
+    };
+    let (ours, theirs) = (provenance(&ours), provenance(&theirs));
+    assert_eq!(theirs["builder"], serde_json::json!({ "id": "" }));
+    assert_ne!(
+        theirs["metadata"]["buildInvocationID"],
+        ours["metadata"]["buildInvocationID"]
+    );
+    let invocation = [
+        "/metadata/buildInvocationID",
+        "/metadata/buildStartedOn",
+        "/metadata/buildFinishedOn",
+    ];
+    let (ours, theirs) = (without(&ours, &invocation), without(&theirs, &invocation));
+    // Max mode's per-step layer chains: bud lists them for the results its own solver made;
+    // a daemon's results it does not see.
+    let layers = "/metadata/https:~1~1mobyproject.org~1buildkit@v1#metadata/layers";
+    assert_eq!(theirs.pointer(layers), None);
+    let ours = without(&ours, &[layers]);
+    assert_eq!(
+        first_difference(
+            &theirs["buildConfig"]["llbDefinition"],
+            &ours["buildConfig"]["llbDefinition"],
+            "/buildConfig/llbDefinition"
+        ),
+        None,
+        "the build steps through {addr} (left) and embedded (right)"
+    );
+    // The ops' digests are those of the graph as sent, which names the session a local
+    // source is read through (as in BuildKit): the context's source and the steps after it
+    // have digests of their own in each build; the base image and the RUN steps before it
+    // the same.
+    let mapping = |p: &serde_json::Value| -> BTreeMap<String, String> {
+        p["buildConfig"]["digestMapping"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(digest, step)| (step.as_str().unwrap().to_string(), digest.clone()))
+            .collect()
+    };
+    let (their_steps, our_steps) = (mapping(&theirs), mapping(&ours));
+    assert_eq!(
+        their_steps.keys().collect::<Vec<_>>(),
+        our_steps.keys().collect::<Vec<_>>()
+    );
+    for step in ["step0", "step1", "step2"] {
+        assert_eq!(their_steps[step], our_steps[step], "{step}'s digest");
+    }
+    let mapped = [
+        "/buildConfig/digestMapping",
+        // The Dockerfile's own graph (its local source, read through the session).
+        "/metadata/https:~1~1mobyproject.org~1buildkit@v1#metadata/source/infos/0/digestMapping",
+    ];
+    let (theirs, ours) = (without(&theirs, &mapped), without(&ours, &mapped));
+    assert_eq!(
+        first_difference(&theirs, &ours, ""),
+        None,
+        "the provenance through {addr} (left) and embedded (right)"
+    );
+    // max mode: the build argument's value, the steps and the Dockerfile.
+    assert_eq!(
+        theirs["invocation"]["parameters"]["args"]["build-arg:GREETING"],
+        "hello"
+    );
+    assert!(
+        theirs["buildConfig"]["llbDefinition"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 3
+    );
+    assert!(
+        theirs["materials"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:docker/bud-test/busybox@latest"),
+        "{theirs}"
+    );
+    untag(
+        addr,
+        &format!("{}/{repository}:remote", support::OPEN_REGISTRY),
+    );
+}
+
+#[test]
+fn attestations_through_dockerd_20_are_the_embedded_build_s() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    attestations_through_match_the_embedded_build("docker://", "docker20");
+}
+
+#[test]
+fn attestations_through_docker_28_are_the_embedded_build_s() {
+    if !support::build_ready() || support::require_docker28().is_none() {
+        return;
+    }
+    attestations_through_match_the_embedded_build(DOCKER28_ADDR, "docker28");
+}
+
+/// What bud cannot attach through `--addr` is refused by name before anything is built: a
+/// daemon whose own image exporter would have to make them (dockerd's BuildKit behind a
+/// buildkitd-like socket is taken for one), several platforms, another frontend, and outputs
+/// that keep no attestation.
+#[test]
+fn attestations_bud_cannot_attach_through_addr_are_refused() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {}\nRUN echo {marker}\n", support::BASE_IMAGE),
+    )
+    .unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let tag = format!(
+        "{}/bud-test/h-attest-refused:{marker}",
+        support::OPEN_REGISTRY
+    );
+    let refused = |addr: &str, args: &[&str], message: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let mut all = vec!["--addr", addr];
+        all.extend(args);
+        all.push(ctx);
+        let out = support::bud_at(root.path(), &all);
+        let err = support::stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(!err.contains(&marker), "{args:?} ran the build: {err}");
+    };
+    let proxy = crate::support::daemon_proxy::DaemonProxy::unix();
+    refused(
+        &proxy.addr,
+        &["--provenance=mode=max", "--push", "-t", &tag],
+        "with --addr to a BuildKit that exports images itself are not supported yet",
+    );
+    refused(
+        "docker://",
+        &[
+            "--sbom=true",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+            &tag,
+        ],
+        "with --addr and several platforms are not supported yet",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let local = format!("type=local,dest={}", out.path().join("dir").display());
+    refused(
+        "docker://",
+        &["--provenance=true", "-o", &local],
+        "attestations are attached to pushed images and -o type=oci layouts only",
+    );
+    assert!(!out.path().join("dir").exists());
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(
+        foreign.path().join("Dockerfile"),
+        format!(
+            "# syntax=registry.example/frontend:1\nFROM {}\n",
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    let dockerfile = foreign.path().join("Dockerfile");
+    refused(
+        "docker://",
+        &[
+            "--sbom=true",
+            "-f",
+            dockerfile.to_str().unwrap(),
+            "--push",
+            "-t",
+            &tag,
+        ],
+        "with --addr and a frontend image (# syntax=) are not supported",
+    );
+}
+
 /// The blob `digest` of an OCI layout tarball.
 fn oci_blob(layout: &[(String, Vec<u8>)], digest: &str) -> Vec<u8> {
     oci_blob_path(layout, &format!("blobs/{}", digest.replace(':', "/")))
@@ -918,4 +1314,86 @@ fn a_push_through_dockerd_to_a_registry_that_requires_login_uses_dockers_config(
         .expect("the pushed digest");
     assert!(digest.starts_with("sha256:"), "{digest}");
     support::docker_ok(&["rmi", &tag]);
+}
+
+/// An `-o type=oci` archive through dockerd (which stores the image for bud to archive)
+/// carries the attestations as the embedded build's layout does: index.json names an image
+/// index whose second entry is the attestation manifest of the first, its statements the
+/// SBOM and then the provenance, about the image manifest.
+#[test]
+fn an_oci_archive_through_dockerd_carries_the_attestations() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = attested_context(&marker);
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("image.tar");
+    let dest = format!(
+        "type=oci,dest={},name=example.com/h-attest:oci",
+        archive.display()
+    );
+    bud_ok(&[
+        "--addr",
+        "docker://",
+        "--sbom=true",
+        "--provenance=mode=min",
+        "-o",
+        &dest,
+        context.path().to_str().unwrap(),
+    ]);
+    let files = files_of(&archive);
+    let json = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&oci_blob(&files, digest)).unwrap()
+    };
+    let top: serde_json::Value =
+        serde_json::from_slice(&oci_blob_path(&files, "index.json")).unwrap();
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = json(top["manifests"][0]["digest"].as_str().unwrap());
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let image = entries[0]["digest"].as_str().unwrap();
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.digest"],
+        image
+    );
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    let attestation = json(entries[1]["digest"].as_str().unwrap());
+    let statements: Vec<serde_json::Value> = attestation["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| json(l["digest"].as_str().unwrap()))
+        .collect();
+    let types: Vec<&str> = statements
+        .iter()
+        .map(|s| s["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v0.2"
+        ]
+    );
+    for statement in &statements {
+        assert_eq!(
+            format!(
+                "sha256:{}",
+                statement["subject"][0]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap()
+            ),
+            image
+        );
+    }
+    let packages = statements[0]["predicate"]["packages"].to_string();
+    assert!(packages.contains("\"six\""), "{packages}");
+    assert!(!packages.contains("\"idna\""), "{packages}");
 }

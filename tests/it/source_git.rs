@@ -858,3 +858,70 @@ fn add_checksum_and_keep_git_dir_follow_docker28() {
     );
     assert_eq!(kept(got_dest.path()), want);
 }
+
+/// A git context's provenance through `--addr` (dockerd fetches the repository): the
+/// repository at the commit its ref names is a material and the config source's digest, as
+/// in the embedded build's provenance.
+#[test]
+fn a_git_context_s_commit_is_in_the_provenance_through_addr() {
+    if !context_env() {
+        return;
+    }
+    let repos = Repos::new();
+    let work = repos.create(
+        "ctx.git",
+        &[
+            ("Dockerfile", "FROM bud-test/busybox:latest\nCOPY a.txt /\n"),
+            ("a.txt", "one\n"),
+        ],
+    );
+    let commit = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    let daemon = GitDaemon::serve(repos.base.path());
+    let url = format!("{}#main", daemon.url("ctx.git"));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repository = format!("bud-test/h-attest-git-{}-{nanos}", std::process::id());
+    let provenance = |extra: &[&str], tag: &str| -> serde_json::Value {
+        let root = tempfile::tempdir().unwrap();
+        let name = format!("{}/{repository}:{tag}", support::OPEN_REGISTRY);
+        let mut args = extra.to_vec();
+        args.extend(["--provenance=mode=min", "--push", "-t", &name, &url]);
+        let out = support::bud_at(root.path(), &args);
+        assert!(out.status.success(), "{}", support::stderr_of(&out));
+        let index = support::registry_json(&format!("{repository}/manifests/{tag}"));
+        let manifest = support::registry_json(&format!(
+            "{repository}/manifests/{}",
+            index["manifests"][1]["digest"].as_str().unwrap()
+        ));
+        let statement = support::registry_json(&format!(
+            "{repository}/blobs/{}",
+            manifest["layers"][0]["digest"].as_str().unwrap()
+        ));
+        statement["predicate"].clone()
+    };
+    let embedded = provenance(&[], "embedded");
+    let remote = provenance(&["--addr", "docker://"], "remote");
+    for predicate in [&embedded, &remote] {
+        let git = predicate["materials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["uri"] == url.as_str())
+            .unwrap_or_else(|| panic!("no material {url}: {predicate}"));
+        assert_eq!(git["digest"]["sha1"], commit.as_str(), "{predicate}");
+        assert_eq!(
+            predicate["invocation"]["configSource"]["digest"]["sha1"],
+            commit.as_str(),
+            "{}",
+            predicate["invocation"]
+        );
+    }
+    assert_eq!(remote["materials"], embedded["materials"]);
+    assert_eq!(
+        remote["invocation"]["configSource"],
+        embedded["invocation"]["configSource"]
+    );
+    support::remove_images(&[&format!("{}/{repository}:remote", support::OPEN_REGISTRY)]);
+}

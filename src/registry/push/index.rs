@@ -173,6 +173,7 @@ mod tests {
 
     fn pushed(media_type: &str, digest: &str) -> PushResult {
         PushResult {
+            layers: Vec::new(),
             manifest_digest: Digest::parse(digest).unwrap(),
             size: 7,
             media_type: media_type.to_owned(),
