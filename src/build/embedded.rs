@@ -305,6 +305,13 @@ pub(super) async fn bring_in_results(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<Ref>> {
     let bringing = async {
+        // Inputs before their users, as the solver met them.
+        if journal {
+            solver
+                .bring_in_journal()
+                .await
+                .context("bringing in the results of --cache-from")?;
+        }
         let mut brought = Vec::with_capacity(results.len());
         for r in &results {
             brought.push(
@@ -313,12 +320,6 @@ pub(super) async fn bring_in_results(
                     .await
                     .context("bringing in a result of --cache-from")?,
             );
-        }
-        if journal {
-            solver
-                .bring_in_journal()
-                .await
-                .context("bringing in the results of --cache-from")?;
         }
         anyhow::Ok(brought)
     };

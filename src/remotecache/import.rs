@@ -234,7 +234,12 @@ impl ImportedCache {
                     source: fetcher.clone(),
                 },
                 diff_id: layer.diff_id.clone(),
-                created: layer_time(i, layers.len(), layer, *created),
+                created: if i + 1 == layers.len() {
+                    layer_time(i, layers.len(), layer, *created)
+                } else {
+                    self.chain_time(&layers[..=i])
+                        .unwrap_or_else(|| layer_time(i, layers.len(), layer, None))
+                },
             })
             .collect();
         Some(Arc::new(Hit {
@@ -244,6 +249,25 @@ impl ImportedCache {
             layers: layers.clone(),
             imported,
         }))
+    }
+}
+
+impl ImportedCache {
+    /// The time of the earliest result whose layers are `chain`: a layer below the top of a
+    /// result gets the time of the step that made it (the result under the one hit), as
+    /// when that step's result was brought in first.
+    fn chain_time(&self, chain: &[LayerRef]) -> Option<i64> {
+        self.results
+            .values()
+            .filter(|(layers, _)| {
+                layers.len() == chain.len()
+                    && layers
+                        .iter()
+                        .zip(chain)
+                        .all(|(a, b)| a.desc.digest == b.desc.digest)
+            })
+            .filter_map(|(_, created)| *created)
+            .min()
     }
 }
 

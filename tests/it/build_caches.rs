@@ -1670,3 +1670,47 @@ fn a_load_of_a_build_cached_to_its_last_step_downloads_only_the_image_s_layers()
         "the same image as the first build\n{text}"
     );
 }
+
+#[test]
+fn a_push_to_another_registry_copies_the_cache_s_blobs_once() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "copy");
+    // The same storage under another address: to bud, another registry, which cannot mount
+    // from the cache's.
+    let other = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let target = format!("{}/copied", unique("copy"));
+    let (text, _) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &["--push", "-t", &format!("{}/{target}:latest", other.addr())],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    let fetched = proxy.blob_gets(&cache.cache_repository);
+    let uploads: Vec<String> = other
+        .requests()
+        .iter()
+        .map(|r| r.replace("%3A", ":"))
+        .filter(|r| r.starts_with("PUT "))
+        .collect();
+    for blob in &cache.image_layers[1..] {
+        assert_eq!(
+            fetched.iter().filter(|b| *b == blob).count(),
+            1,
+            "{blob} fetched once: {fetched:?}\n{text}"
+        );
+        assert!(
+            uploads
+                .iter()
+                .any(|r| r.contains(&format!("digest={blob}"))),
+            "{blob} not uploaded: {uploads:#?}"
+        );
+    }
+    let pushed = registry_get(&format!("{target}/manifests/latest"));
+    assert_eq!(
+        String::from_utf8_lossy(&pushed),
+        String::from_utf8_lossy(&cache.manifest)
+    );
+}
