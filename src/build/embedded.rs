@@ -12,7 +12,7 @@ use crate::executor::Runtime;
 use crate::exporter::docker_load::PendingLoad;
 use crate::progress::ProgressSink;
 use crate::remotecache;
-use crate::solver::{HistoryTarget, SolveOptions, Solver};
+use crate::solver::{HistoryTarget, Ref, SolveOptions, Solver};
 
 use super::contexts::NamedContexts;
 use super::dockerfile::convert_dockerfile;
@@ -111,6 +111,15 @@ pub(super) async fn build(
             return Err(super::failure::step_failure(e, &[&converted.definition]));
         }
     };
+    // A result an imported cache holds stays there when only pushes want it; anything
+    // else reads its files (a cache export, every step's layers).
+    let result = if lazy_push(&result, exports, &cache_specs, &planned, content) {
+        result
+    } else {
+        let brought =
+            bring_in_results(&solver, vec![result], !cache_specs.is_empty(), &cancel).await?;
+        brought.into_iter().next().unwrap_or(Ref::Scratch)
+    };
 
     let mut image: Image = serde_json::from_value(converted.image)
         .context("the frontend produced an invalid image config")?;
@@ -166,6 +175,12 @@ pub(super) async fn build(
         let image = image.clone();
         let assembling =
             tokio::task::spawn_blocking(move || -> anyhow::Result<route::Assembled> {
+                if let Ref::Lazy(lazy) = &result {
+                    return match export::lazy_image(&snapshots, lazy, image)? {
+                        Some(built) => Ok(route::Assembled::Built(built)),
+                        None => bail!(crate::solver::SolveError::NotBroughtIn),
+                    };
+                }
                 let plan = export::plan_image(&snapshots, &result, image)?;
                 Ok(if stored {
                     route::Assembled::Built(plan.into_built(&snapshots, &content, clamp)?)
@@ -250,6 +265,72 @@ pub(super) async fn build(
     )
     .await?;
     Ok(report)
+}
+
+/// Whether the result, which an imported cache holds and the build has not brought in, can
+/// stay there: only pushes want it, in the compression of the cache's blobs, with no SBOM to
+/// scan its files and no cache export to record its steps' layers.
+fn lazy_push(
+    result: &Ref,
+    exports: &[Export],
+    cache_specs: &[remotecache::ExportSpec],
+    planned: &crate::attest::Attestations,
+    content: &crate::content::ContentStore,
+) -> bool {
+    let Ref::Lazy(lazy) = result else {
+        return false;
+    };
+    if lazy.brought().is_some() || !cache_specs.is_empty() || planned.sbom.is_some() {
+        return false;
+    }
+    let layers = lazy.imported().layers();
+    !exports.is_empty()
+        && exports.iter().all(|e| match e {
+            Export::Push {
+                compression, image, ..
+            } => {
+                !image.rewrite_timestamp
+                    && !compression.force
+                    && compression.level.is_none()
+                    && layers.iter().all(|l| match &l.diff_id {
+                        Some(d) => {
+                            content.exists(d) || l.blob.compression() == Some(compression.kind)
+                        }
+                        None => false,
+                    })
+            }
+            _ => false,
+        })
+}
+
+/// `results` with what an imported cache holds brought in (and, for a cache export, every
+/// step's result the build used).
+pub(super) async fn bring_in_results(
+    solver: &Arc<Solver>,
+    results: Vec<Ref>,
+    journal: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<Ref>> {
+    let bringing = async {
+        // Inputs before their users, as the solver met them.
+        if journal {
+            solver
+                .bring_in_journal()
+                .await
+                .context("bringing in the results of --cache-from")?;
+        }
+        let mut brought = Vec::with_capacity(results.len());
+        for r in &results {
+            brought.push(
+                solver
+                    .bring_in(r)
+                    .await
+                    .context("bringing in a result of --cache-from")?,
+            );
+        }
+        anyhow::Ok(brought)
+    };
+    unless_cancelled(cancel, bringing).await
 }
 
 /// With `--cache-to type=inline`, puts the records of `result`'s own layers into the

@@ -23,6 +23,9 @@ pub struct BuiltImage {
     pub layers: Vec<Layer>,
     /// sha256 of the config JSON: the image ID Docker shows.
     pub config_digest: Digest,
+    /// Layers left in the `--cache-from` they came from (`lazy_image`), by diff ID: a push
+    /// mounts or copies their blobs from there.
+    pub lazy_layers: crate::registry::LazyLayers,
 }
 
 /// An image whose layers are known but not necessarily tarred yet: all an export to Docker
@@ -49,6 +52,7 @@ pub fn plan_image(
         Ref::Snapshot(rec) => snapshots.chain_bottom_up(&rec.id)?,
         Ref::Scratch => Vec::new(),
         Ref::Context(_) => bail!("the build result is a local directory, not an image"),
+        Ref::Lazy(_) => bail!(crate::solver::SolveError::NotBroughtIn),
     };
     let mut layers = Vec::with_capacity(chain.len());
     for record in chain {
@@ -165,8 +169,79 @@ impl ImagePlan {
             image,
             layers,
             config_digest,
+            lazy_layers: Vec::new(),
         })
     }
+}
+
+/// The image of a result an imported cache holds, made without bringing it in, as
+/// `plan_image` and `ImagePlan::into_built` make it of the brought-in result (the same
+/// layers, times and so the same config): a layer the content store lacks stays a blob of
+/// the cache, which a push mounts or copies (`lazy_layers`). None when the cache does not
+/// name every layer's diff ID: the result must then be brought in.
+pub fn lazy_image(
+    snapshots: &Snapshots,
+    lazy: &crate::solver::lazy::LazyRef,
+    mut image: Image,
+) -> anyhow::Result<Option<BuiltImage>> {
+    let content = &snapshots.content;
+    let imported = lazy.imported();
+    let empty = empty_layer_diff_id(snapshots)?;
+    let mut layers = Vec::new();
+    for layer in imported.layers() {
+        let Some(diff_id) = &layer.diff_id else {
+            return Ok(None);
+        };
+        layers.push((layer, *diff_id == empty));
+    }
+    let built_at = layers
+        .iter()
+        .map(|(layer, _)| layer.created)
+        .max()
+        .map_or_else(now_rfc3339, rfc3339);
+    let layers = drop_empty_layers(&mut image.history, layers);
+    image.rootfs.kind = "layers".into();
+    for h in image.history.iter_mut().filter(|h| h.created.is_none()) {
+        h.created = Some(built_at.clone());
+    }
+    if image.created.is_none() {
+        image.created = Some(built_at);
+    }
+    imported.remember_blobs(content);
+    let mut built = Vec::with_capacity(layers.len());
+    let mut lazy_layers = Vec::new();
+    for layer in layers {
+        let Some(diff_id) = layer.diff_id.clone() else {
+            return Ok(None);
+        };
+        if !content.exists(&diff_id) {
+            lazy_layers.push((diff_id.clone(), layer.blob.clone()));
+        }
+        built.push(Layer {
+            tar: content.path(&diff_id),
+            diff_id,
+            compressed: None,
+            base: false,
+        });
+    }
+    image.rootfs.diff_ids = built.iter().map(|l| l.diff_id.to_string()).collect();
+    let config_digest = Digest::of(&image.to_json());
+    Ok(Some(BuiltImage {
+        image,
+        layers: built,
+        config_digest,
+        lazy_layers,
+    }))
+}
+
+/// The diff ID of a layer that changes nothing, as bud tars an empty directory: such a
+/// layer is left out of the image, as `plan_image` leaves out an empty snapshot.
+fn empty_layer_diff_id(snapshots: &Snapshots) -> anyhow::Result<Digest> {
+    let ws = snapshots.workspace()?;
+    let dir = ws.subdir("empty")?;
+    let stats = crate::snapshot::diff::write_layer(&dir, std::io::sink())
+        .context("tarring an empty layer")?;
+    Ok(Digest::parse(&stats.diff_id)?)
 }
 
 /// Collects the result's layers, writing the tar of each new one into the content store,
@@ -341,6 +416,7 @@ pub fn with_compressed_layers(
             image,
             layers,
             config_digest,
+            lazy_layers: Vec::new(),
         });
     }
     let mut layers = built.layers.clone();
@@ -355,6 +431,7 @@ pub fn with_compressed_layers(
         image: built.image.clone(),
         layers,
         config_digest: built.config_digest.clone(),
+        lazy_layers: built.lazy_layers.clone(),
     })
 }
 

@@ -103,6 +103,11 @@ pub(super) async fn build(
             let definitions: Vec<&_> = definitions.iter().collect();
             super::failure::step_failure(e, &definitions)
         })?;
+    // Results an imported cache holds are brought in: the multi-platform exports read
+    // every platform's files.
+    let results =
+        super::embedded::bring_in_results(&solver, results, !cache_specs.is_empty(), &cancel)
+            .await?;
 
     // One invocation for every platform's provenance, as BuildKit records it.
     let provenance = super::attestations::Provenance {

@@ -262,6 +262,7 @@ pub(super) async fn read_back(
         image,
         layers,
         config_digest,
+        lazy_layers: Vec::new(),
     })
 }
 

@@ -226,6 +226,7 @@ pub(super) async fn export_built(
                 .manifest;
             push.compression = *compression;
             push.insecure = *insecure;
+            push.lazy_layers = built.lazy_layers.clone();
             if *oci_media_types == Some(true) {
                 push.format = ManifestFormat::Oci;
             }

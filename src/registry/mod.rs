@@ -17,6 +17,7 @@ pub mod client;
 pub mod compress;
 mod credentials;
 pub mod estargz;
+pub mod lazy;
 pub mod manifest;
 pub(crate) mod metadata;
 pub mod pull;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 pub use client::{RegistryConfig, RegistryHost};
 pub use compress::{Compression, LayerCompression};
+pub use lazy::{BlobFetcher, LazyBlob, LazyLayers};
 pub use manifest::Platform;
 pub use pull::{PullOptions, Pulled, Puller};
 pub use push::index::{PlatformManifest, push_attestation, push_index};
@@ -55,6 +57,14 @@ pub enum RegistryError {
     },
     #[error("{reference}: not found in the registry")]
     NotFound { reference: String },
+    /// A layer the build took from a `--cache-from` without bringing it in.
+    #[error("fetching layer blob {blob} from the cache {cache}")]
+    CacheBlob {
+        blob: String,
+        cache: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{action} {reference}")]
     Distribution {
         action: &'static str,

@@ -54,6 +54,9 @@ pub struct PushOptions {
     /// Push the manifest under its digest only, not the tags: it is one platform's, and
     /// the tags go to the index that lists it (`index::push_index`).
     pub untagged: bool,
+    /// Layers whose blobs are in a `--cache-from` rather than the store: mounted or copied
+    /// from there.
+    pub lazy_layers: super::LazyLayers,
 }
 
 impl PushOptions {
@@ -68,6 +71,7 @@ impl PushOptions {
             manifest_annotations: BTreeMap::new(),
             index_annotations: BTreeMap::new(),
             untagged: false,
+            lazy_layers: Vec::new(),
         }
     }
 }
@@ -390,6 +394,21 @@ async fn layer_blob(
     layer: &Layer,
     opts: &PushOptions,
 ) -> Result<LayerBlob, RegistryError> {
+    let lazy = opts
+        .lazy_layers
+        .iter()
+        .find(|(diff_id, _)| *diff_id == layer.diff_id)
+        .map(|(_, blob)| blob)
+        .filter(|blob| blob.compression() == Some(opts.compression.kind));
+    if let Some(blob) = lazy {
+        return Ok(LayerBlob {
+            digest: Digest::parse(&blob.desc.digest)?,
+            size: blob.desc.size,
+            uploaded: false,
+            compression: opts.compression.kind,
+            annotations: BTreeMap::new(),
+        });
+    }
     let store = opts.store.clone();
     let owned = layer.clone();
     let compression = opts.compression;
@@ -546,6 +565,15 @@ async fn ensure_blob_once(
         return Ok(Transfer::Mounted);
     }
 
+    // A layer of a cache the build did not bring in: copied from there, once.
+    if !opts.store.exists(&digest)
+        && let Some((_, lazy)) = opts
+            .lazy_layers
+            .iter()
+            .find(|(_, lazy)| lazy.desc.digest == blob.digest)
+    {
+        lazy.fetch(&opts.store).await?;
+    }
     let path = opts.store.path(&digest);
     let file = tokio::fs::File::open(&path)
         .await

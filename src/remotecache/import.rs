@@ -1,7 +1,7 @@
-//! An imported cache: its manifest and config read and checked once, its layers brought in
-//! only when a step hits a record (and then only the layers the state root lacks), each
-//! blob verified against its digest and its tar against its diff ID before anything of it
-//! is extracted.
+//! An imported cache: its manifest and config read and checked once; a record a step hits
+//! is a lazy result (`solver::lazy`), its layers brought in only when something needs its
+//! files (and then only the layers the state root lacks), each blob verified against its
+//! digest and its tar against its diff ID before anything of it is extracted.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -17,6 +17,8 @@ use crate::progress::ProgressSink;
 use crate::registry::manifest::{Descriptor, Document};
 use crate::registry::metadata::{Metadata, log_cache_error};
 use crate::registry::pull::compression_of;
+use crate::registry::{BlobFetcher, LazyBlob};
+use crate::solver::lazy::{ImportedLayer, ImportedResult};
 use crate::solver::{CacheImport, Ref, Snapshots, output_key};
 
 use super::config::{
@@ -216,19 +218,125 @@ impl ImportedCache {
         self.results.is_empty()
     }
 
-    async fn bring_in(
-        &self,
-        snapshots: &Arc<Snapshots>,
-        key: &str,
-        index: usize,
-    ) -> anyhow::Result<Option<Ref>> {
-        let Some((layers, created)) = self.results.get(&record_digest(key, index).to_string())
-        else {
-            return Ok(None);
-        };
+    /// The result `record_digest(key, index)` names, to be brought in when needed.
+    fn lookup(&self, key: &str, index: usize) -> Option<Arc<dyn ImportedResult>> {
+        let (layers, created) = self.results.get(&record_digest(key, index).to_string())?;
+        if layers.is_empty() {
+            return None;
+        }
+        let fetcher: Arc<dyn BlobFetcher> = Arc::new(Fetcher(self.source.clone()));
+        let imported = layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| ImportedLayer {
+                blob: LazyBlob {
+                    desc: layer.desc.clone(),
+                    source: fetcher.clone(),
+                },
+                diff_id: layer.diff_id.clone(),
+                created: if i + 1 == layers.len() {
+                    layer_time(i, layers.len(), layer, *created)
+                } else {
+                    self.chain_time(&layers[..=i])
+                        .unwrap_or_else(|| layer_time(i, layers.len(), layer, None))
+                },
+            })
+            .collect();
+        Some(Arc::new(Hit {
+            source: self.source.clone(),
+            key: key.to_string(),
+            index,
+            layers: layers.clone(),
+            imported,
+        }))
+    }
+}
+
+impl ImportedCache {
+    /// The time of the earliest result whose layers are `chain`: a layer below the top of a
+    /// result gets the time of the step that made it (the result under the one hit), as
+    /// when that step's result was brought in first.
+    fn chain_time(&self, chain: &[LayerRef]) -> Option<i64> {
+        self.results
+            .values()
+            .filter(|(layers, _)| {
+                layers.len() == chain.len()
+                    && layers
+                        .iter()
+                        .zip(chain)
+                        .all(|(a, b)| a.desc.digest == b.desc.digest)
+            })
+            .filter_map(|(_, created)| *created)
+            .min()
+    }
+}
+
+/// The time a layer of a result gets: the result's own time is exact for its top layer;
+/// an inline cache's layer times come from the image's history, which has one time for
+/// every step.
+fn layer_time(i: usize, count: usize, layer: &LayerRef, created: Option<i64>) -> i64 {
+    if i + 1 == count {
+        created.or(layer.created)
+    } else {
+        layer.created
+    }
+    .unwrap_or_else(crate::cache::meta::now)
+}
+
+/// The blobs of a cache as a push fetches them.
+struct Fetcher(Arc<dyn BlobSource>);
+
+impl BlobFetcher for Fetcher {
+    fn fetch<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        content: &'a ContentStore,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.fetch(desc, content)
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// One result of a cache, hit and not brought in yet.
+struct Hit {
+    source: Arc<dyn BlobSource>,
+    key: String,
+    index: usize,
+    layers: Vec<LayerRef>,
+    imported: Vec<ImportedLayer>,
+}
+
+impl ImportedResult for Hit {
+    fn layers(&self) -> &[ImportedLayer] {
+        &self.imported
+    }
+
+    fn bring_in<'a>(&'a self, snapshots: &'a Arc<Snapshots>) -> BoxFuture<'a, anyhow::Result<Ref>> {
+        self.bring_in_now(snapshots).boxed()
+    }
+
+    fn remember_blobs(&self, content: &ContentStore) {
+        for layer in &self.layers {
+            if let Some(diff_id) = &layer.diff_id {
+                remember_blob(content, &layer.desc, diff_id, self.source.repository());
+            }
+        }
+    }
+
+    fn cache(&self) -> String {
+        self.source.describe()
+    }
+}
+
+impl Hit {
+    /// Downloads the layers the state root lacks, verifies and extracts them.
+    async fn bring_in_now(&self, snapshots: &Arc<Snapshots>) -> anyhow::Result<Ref> {
         let mut parent = Ref::Scratch;
         let mut chain_id = String::new();
-        for (i, layer) in layers.iter().enumerate() {
+        for (layer, imported) in self.layers.iter().zip(&self.imported) {
             let content = snapshots.content.clone();
             let diff_id = match &layer.diff_id {
                 Some(d) if content.exists(d) => d.clone(),
@@ -258,14 +366,6 @@ impl ImportedCache {
                 parent = hit;
                 continue;
             }
-            // The result's own time is exact for its top layer; an inline cache's layer
-            // times come from the image's history, which has one time for every step.
-            let created = if i + 1 == layers.len() {
-                created.or(layer.created)
-            } else {
-                layer.created
-            }
-            .unwrap_or_else(crate::cache::meta::now);
             let ws = snapshots.workspace()?;
             let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -281,15 +381,17 @@ impl ImportedCache {
                 &parent,
                 &layer_key,
                 &format!("cache layer {diff_id} from {}", self.source.describe()),
-                created,
+                imported.created,
                 &diff_id.to_string(),
             )?;
         }
         let Some(id) = parent.snapshot_id() else {
-            return Ok(None);
+            bail!("the cached result has no layers");
         };
-        snapshots.meta.alias(&output_key(key, index), id)?;
-        Ok(Some(parent))
+        snapshots
+            .meta
+            .alias(&output_key(&self.key, self.index), id)?;
+        Ok(parent)
     }
 }
 
@@ -315,30 +417,8 @@ fn remember_blob(
 }
 
 impl CacheImport for ImportedCache {
-    fn materialize<'a>(
-        &'a self,
-        snapshots: &'a Arc<Snapshots>,
-        key: &'a str,
-        index: usize,
-    ) -> BoxFuture<'a, Option<Ref>> {
-        async move {
-            match self.bring_in(snapshots, key, index).await {
-                Ok(hit) => hit,
-                Err(e) => {
-                    self.progress.warning(
-                        None,
-                        format!(
-                            "cache from {}: a cached result could not be brought in, the \
-                             step runs: {}",
-                            self.source.describe(),
-                            crate::error_chain::error_chain(e.as_ref())
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-        .boxed()
+    fn lookup(&self, key: &str, index: usize) -> Option<Arc<dyn ImportedResult>> {
+        ImportedCache::lookup(self, key, index)
     }
 
     fn cache_mount<'a>(

@@ -266,21 +266,12 @@ pub fn import_location(opt: &CacheOption) -> Result<Location, String> {
 pub struct Imports(Vec<ImportedCache>);
 
 impl CacheImport for Imports {
-    fn materialize<'a>(
-        &'a self,
-        snapshots: &'a Arc<Snapshots>,
-        key: &'a str,
+    fn lookup(
+        &self,
+        key: &str,
         index: usize,
-    ) -> BoxFuture<'a, Option<Ref>> {
-        async move {
-            for cache in &self.0 {
-                if let Some(hit) = cache.materialize(snapshots, key, index).await {
-                    return Some(hit);
-                }
-            }
-            None
-        }
-        .boxed()
+    ) -> Option<Arc<dyn crate::solver::lazy::ImportedResult>> {
+        self.0.iter().find_map(|cache| cache.lookup(key, index))
     }
 
     fn cache_mount<'a>(

@@ -80,6 +80,7 @@ fn writes_only_upper(
         Ref::Scratch => return Ok(true),
         Ref::Snapshot(rec) => rec,
         Ref::Context(_) => return Ok(false),
+        Ref::Lazy(_) => return Err(SolveError::NotBroughtIn),
     };
     let [action] = file.actions.as_slice() else {
         return Ok(false);

@@ -41,6 +41,7 @@ pub(super) async fn run(
                     return Err(SolveError::Unsupported("merging a local context".into()));
                 }
                 Ref::Snapshot(rec) => rec,
+                Ref::Lazy(_) => return Err(SolveError::NotBroughtIn),
             };
             if matches!(top, Ref::Scratch) {
                 top = Ref::Snapshot(rec);

@@ -11,6 +11,7 @@ mod exec;
 mod file;
 mod graph;
 mod key;
+pub mod lazy;
 mod merge;
 mod remote_source;
 pub mod snapshots;
@@ -100,6 +101,9 @@ pub enum SolveError {
     },
     #[error("the build was cancelled")]
     Cancelled,
+    /// A result of an imported cache used before it was brought in: a bug.
+    #[error("internal error: an imported result was used before it was brought in")]
+    NotBroughtIn,
     /// A failure of a vertex shared by several users.
     #[error(transparent)]
     Shared(Arc<SolveError>),
@@ -205,14 +209,9 @@ pub struct SolveOptions {
 
 /// A cache outside the state root that can supply a step's outputs (`--cache-from`).
 pub trait CacheImport: Send + Sync {
-    /// Output `index` of the op keyed `key`, brought into the state root, or None (a miss,
-    /// or a cache that could not deliver: the step then runs).
-    fn materialize<'a>(
-        &'a self,
-        snapshots: &'a Arc<Snapshots>,
-        key: &'a str,
-        index: usize,
-    ) -> BoxFuture<'a, Option<Ref>>;
+    /// Output `index` of the op keyed `key`, as the cache holds it (brought in only when
+    /// needed), or None.
+    fn lookup(&self, key: &str, index: usize) -> Option<Arc<dyn lazy::ImportedResult>>;
 
     /// The contents of the cache mount `portable_id` (see [`Solver::cache_mounts_used`]) as
     /// an uncompressed tar in `content`, by its digest; None if the cache has none.
@@ -634,8 +633,8 @@ impl Solver {
     }
 
     async fn run_vertex(
-        &self,
-        graph: &Graph,
+        self: &Arc<Self>,
+        graph: &Arc<Graph>,
         vertex: &graph::Vertex,
         inputs: Vec<Ref>,
         input_keys: Vec<String>,
@@ -649,15 +648,7 @@ impl Solver {
         if let pb::op::Op::Source(src) = op {
             return self.solve_source(vertex, src, cancel).await;
         }
-        let mut material = key::cache_key(vertex, &inputs, &input_keys);
-        if self.opts.network_none
-            && let pb::op::Op::Exec(e) = op
-            && e.network == pb::NetMode::Unset as i32
-        {
-            // --network=none changes what the step sees without changing its op.
-            material.key = key::salted(&material.key, "network=none");
-            material.op = key::salted(&material.op, "network=none");
-        }
+        let material = self.key_material(vertex, op, &inputs, &input_keys);
         let key = material.key.clone();
         let forced = self.opts.no_cache || vertex.ignore_cache;
         let mut hit = None;
@@ -665,8 +656,7 @@ impl Solver {
             hit = self.lookup_outputs(&key, op)?;
             if hit.is_none() {
                 hit = self
-                    .lookup_imported(&key, op)
-                    .await
+                    .lookup_imported(vertex, &key, op, &inputs, &input_keys, cancel)
                     .map(|outputs| (outputs, false));
             }
         }
@@ -686,6 +676,54 @@ impl Solver {
             .history
             .as_ref()
             .map(|h| h.explain(graph, vertex, &material, &inputs, self.opts.no_cache));
+        self.run_op(vertex, op, inputs, material, reason, cancel)
+            .await
+    }
+
+    /// A vertex's cache key and what it is made of.
+    fn key_material(
+        &self,
+        vertex: &graph::Vertex,
+        op: &pb::op::Op,
+        inputs: &[Ref],
+        input_keys: &[String],
+    ) -> key::KeyMaterial {
+        let mut material = key::cache_key(vertex, inputs, input_keys);
+        if self.opts.network_none
+            && let pb::op::Op::Exec(e) = op
+            && e.network == pb::NetMode::Unset as i32
+        {
+            // --network=none changes what the step sees without changing its op.
+            material.key = key::salted(&material.key, "network=none");
+            material.op = key::salted(&material.op, "network=none");
+        }
+        material
+    }
+
+    /// Runs a step the cache had no result for: its inputs brought in first, if an
+    /// imported cache holds them.
+    async fn run_op(
+        &self,
+        vertex: &graph::Vertex,
+        op: &pb::op::Op,
+        inputs: Vec<Ref>,
+        material: key::KeyMaterial,
+        reason: Option<Reason>,
+        cancel: &CancellationToken,
+    ) -> Result<Solved, SolveError> {
+        let key = material.key.clone();
+        let forced = self.opts.no_cache || vertex.ignore_cache;
+        let bringing = async {
+            let mut brought = Vec::with_capacity(inputs.len());
+            for input in &inputs {
+                brought.push(self.bring_in(input).await?);
+            }
+            Ok::<_, SolveError>(brought)
+        };
+        let inputs = tokio::select! {
+            brought = bringing => brought?,
+            _ = cancel.cancelled() => return Err(SolveError::Cancelled),
+        };
         let _permit = tokio::select! {
             p = self.limit.clone().acquire_owned() => p.map_err(|_| SolveError::Cancelled)?,
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
@@ -732,6 +770,30 @@ impl Solver {
         Ok(Solved { key, outputs })
     }
 
+    /// `r` with its files in the state root: a result of an imported cache is brought in
+    /// (or, when it cannot be, made by running its step) the first time it is needed.
+    pub async fn bring_in(&self, r: &Ref) -> Result<Ref, SolveError> {
+        match r {
+            Ref::Lazy(lazy) => lazy.bring_in().await,
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Brings in every imported result the build used, for what needs them all (a cache
+    /// export, which records the layers of every step).
+    pub async fn bring_in_journal(&self) -> Result<(), SolveError> {
+        let journal = self.journal();
+        let mut brought = Vec::with_capacity(journal.len());
+        for mut solved in journal {
+            for output in &mut solved.outputs {
+                *output = self.bring_in(output).await?;
+            }
+            brought.push(solved);
+        }
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = brought;
+        Ok(())
+    }
+
     /// Commits a step's result; a step that ran because the cache was to be ignored
     /// replaces what its key recorded, marked so that hits on it key their dependents as
     /// this build's do (`key::after_rerun`).
@@ -751,14 +813,52 @@ impl Solver {
         }
     }
 
-    /// All outputs of an op from an imported cache, or none.
-    async fn lookup_imported(&self, key: &str, op: &pb::op::Op) -> Option<Vec<Ref>> {
+    /// All outputs of an op from an imported cache, or none; not brought in until needed.
+    /// Should they turn out not to be available then, the step runs after all.
+    fn lookup_imported(
+        self: &Arc<Self>,
+        vertex: &graph::Vertex,
+        key: &str,
+        op: &pb::op::Op,
+        inputs: &[Ref],
+        input_keys: &[String],
+        cancel: &CancellationToken,
+    ) -> Option<Vec<Ref>> {
         let import = self.opts.cache_import.as_ref()?;
-        let mut outputs = Vec::new();
-        for i in 0..key::output_count(op) {
-            outputs.push(import.materialize(&self.snapshots, key, i).await?);
-        }
-        Some(outputs)
+        let outputs = (0..key::output_count(op))
+            .map(|i| import.lookup(key, i))
+            .collect::<Option<Vec<_>>>()?;
+        let (inputs, input_keys, cancel) = (inputs.to_vec(), input_keys.to_vec(), cancel.clone());
+        // The step shows again, under a progress entry of its own, when it runs after all.
+        let mut again = vertex.clone();
+        again.digest = format!("{}-rerun", vertex.digest);
+        let rerun: lazy::Rerun = Box::new(move |solver: Arc<Solver>| {
+            let (again, inputs, input_keys, cancel) = (
+                again.clone(),
+                inputs.clone(),
+                input_keys.clone(),
+                cancel.clone(),
+            );
+            async move {
+                let op = again
+                    .op
+                    .op
+                    .as_ref()
+                    .ok_or_else(|| SolveError::InvalidDefinition("op without a kind".into()))?;
+                let material = solver.key_material(&again, op, &inputs, &input_keys);
+                let solved = solver
+                    .run_op(&again, op, inputs, material, None, &cancel)
+                    .await?;
+                Ok(solved.outputs)
+            }
+            .boxed()
+        });
+        Some(lazy::LazyVertex::refs(
+            vertex.name.clone(),
+            outputs,
+            Arc::downgrade(self),
+            rerun,
+        ))
     }
 
     /// All outputs of an op from the cache, or none: a partial hit reruns the step. With

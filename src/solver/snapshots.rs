@@ -26,6 +26,8 @@ pub enum Ref {
     Snapshot(Arc<SnapshotRecord>),
     /// A local context directory, as walked (contents are read from the directory).
     Context(Arc<LocalContext>),
+    /// A result of an imported cache not brought in yet (`Solver::bring_in`).
+    Lazy(super::lazy::LazyRef),
 }
 
 impl Ref {
@@ -208,6 +210,7 @@ impl Snapshots {
                     _workspace: Some(ws),
                 })
             }
+            Ref::Lazy(_) => Err(SolveError::NotBroughtIn),
             Ref::Snapshot(rec) => {
                 let lowers = self.lowers(&rec.id)?;
                 let ws = self.workspace()?;
@@ -271,6 +274,7 @@ impl Snapshots {
         let lowers = match base {
             Ref::Snapshot(rec) => self.lowers(&rec.id)?,
             Ref::Scratch => Vec::new(),
+            Ref::Lazy(_) => return Err(SolveError::NotBroughtIn),
             // A writable bind of the context (`RUN --mount=type=bind,rw`): the context
             // directory is the only lower, so writes land in the throwaway upper.
             Ref::Context(ctx) if ctx.excludes.is_none() => vec![ctx.snapshot.root.clone()],

@@ -1453,3 +1453,264 @@ fn a_push_mounts_the_layers_a_registry_cache_brought_in() {
         }
     }
 }
+
+/// A registry cache of `testdata/cache-lazy` (mode=max) on the open registry seen through
+/// `proxy`, made by a first build that also pushed its image; with the layer blobs of that
+/// image (bottom first) and of the cache, and the image's manifest and ID.
+struct LazyCache {
+    cache_ref: String,
+    cache_repository: String,
+    image_layers: Vec<String>,
+    cache_layers: Vec<String>,
+    manifest: Vec<u8>,
+    image_id: String,
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("bud-test/h-lazy-{name}-{nanos}")
+}
+
+fn lazy_cache(proxy: &support::registry_proxy::RegistryProxy, name: &str) -> LazyCache {
+    let base = unique(name);
+    let cache_repository = format!("{base}/cache");
+    let cache_ref = format!("{}/{cache_repository}:c", proxy.addr());
+    let root = tempfile::tempdir().unwrap();
+    let iid = root.path().join("iid");
+    let context = testdata("cache-lazy");
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--provenance=false",
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref},mode=max"),
+            "--push",
+            "-t",
+            &format!("{}/{base}/first:latest", proxy.addr()),
+            "--iidfile",
+            iid.to_str().unwrap(),
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let digests = |doc: &serde_json::Value| -> Vec<String> {
+        doc["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let manifest = registry_get(&format!("{base}/first/manifests/latest"));
+    let image: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let cache = registry_json(&format!("{cache_repository}/manifests/c"));
+    LazyCache {
+        cache_ref,
+        cache_repository,
+        image_layers: digests(&image),
+        cache_layers: digests(&cache),
+        manifest,
+        image_id: std::fs::read_to_string(&iid).unwrap(),
+    }
+}
+
+/// Builds `testdata/cache-lazy` on an empty state root with `--cache-from` `cache` and
+/// `args`; returns the progress and the layer blobs of the cache the build fetched.
+fn build_from_lazy_cache(
+    proxy: &support::registry_proxy::RegistryProxy,
+    cache: &LazyCache,
+    args: &[&str],
+) -> (String, Vec<String>) {
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-lazy");
+    let mut all = vec![
+        "build",
+        "--progress",
+        "plain",
+        "--provenance=false",
+        "--cache-from",
+    ];
+    let from = format!("type=registry,ref={}", cache.cache_ref);
+    all.push(&from);
+    all.extend_from_slice(args);
+    all.push(context.to_str().unwrap());
+    proxy.clear();
+    let out = bud_at(root.path(), &all);
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    let mut fetched: Vec<String> = proxy
+        .blob_gets(&cache.cache_repository)
+        .into_iter()
+        .filter(|blob| cache.cache_layers.contains(blob))
+        .collect();
+    fetched.sort();
+    fetched.dedup();
+    (text, fetched)
+}
+
+fn sorted(blobs: &[String]) -> Vec<String> {
+    let mut blobs = blobs.to_vec();
+    blobs.sort();
+    blobs
+}
+
+#[test]
+fn a_build_cached_to_its_last_step_pushed_to_the_cache_s_registry_downloads_no_layer() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "push");
+    // More layers than the image's: the `build` stage's too.
+    assert!(
+        cache.cache_layers.len() > cache.image_layers.len(),
+        "{:?}",
+        cache.cache_layers
+    );
+    let target = format!("{}/lazy", unique("push"));
+    let (text, fetched) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &["--push", "-t", &format!("{}/{target}:latest", proxy.addr())],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    assert_eq!(fetched, Vec::<String>::new(), "layers downloaded:\n{text}");
+    // The layers the cache brought were mounted from the cache's repository, none uploaded.
+    let requests: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| r.replace("%3A", ":").replace("%2F", "/"))
+        .collect();
+    for blob in &cache.image_layers[1..] {
+        let mount = format!("mount={blob}");
+        let from = format!("from={}", cache.cache_repository);
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with("POST ") && r.contains(&mount) && r.contains(&from)),
+            "{blob} not mounted: {requests:#?}"
+        );
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with("PUT ") && r.contains(&format!("digest={blob}"))),
+            "{blob} uploaded: {requests:#?}"
+        );
+    }
+    // The same image as the build that made the cache (and as an import that brings every
+    // layer in: a_registry_cache_makes_every_step_cached_on_an_empty_state_root).
+    let pushed = registry_get(&format!("{target}/manifests/latest"));
+    assert_eq!(
+        String::from_utf8_lossy(&pushed),
+        String::from_utf8_lossy(&cache.manifest)
+    );
+}
+
+#[test]
+fn a_build_whose_last_step_changed_downloads_only_the_layers_that_step_runs_on() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "partial");
+    let target = format!("{}/partial", unique("partial"));
+    let (text, fetched) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &[
+            "--build-arg",
+            "LAST=two",
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+        ],
+    );
+    let steps = steps(&text);
+    assert!(
+        steps
+            .iter()
+            .all(|(name, cached)| *cached != name.contains("> /last")),
+        "{steps:?}\n{text}"
+    );
+    // The two COPY layers under the RUN (the base came from Docker); not the `build`
+    // stage's, whose only user, the COPY, was cached.
+    let under_run = &cache.image_layers[1..cache.image_layers.len() - 1];
+    assert_eq!(fetched, sorted(under_run), "{text}");
+}
+
+#[test]
+fn a_load_of_a_build_cached_to_its_last_step_downloads_only_the_image_s_layers() {
+    if !(build_ready() && require_registry() && require_docker()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "load");
+    let tag = format!("h-lazy-load-{}", std::process::id());
+    let iid_dir = tempfile::tempdir().unwrap();
+    let iid = iid_dir.path().join("iid");
+    let (text, fetched) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &["--load", "-t", &tag, "--iidfile", iid.to_str().unwrap()],
+    );
+    let loaded = std::fs::read_to_string(&iid).unwrap();
+    remove_images(&[&tag]);
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    // Docker has the base image: the layers the build made, not the `build` stage's.
+    assert_eq!(fetched, sorted(&cache.image_layers[1..]), "{text}");
+    assert_eq!(
+        loaded, cache.image_id,
+        "the same image as the first build\n{text}"
+    );
+}
+
+#[test]
+fn a_push_to_another_registry_copies_the_cache_s_blobs_once() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "copy");
+    // The same storage under another address: to bud, another registry, which cannot mount
+    // from the cache's.
+    let other = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let target = format!("{}/copied", unique("copy"));
+    let (text, _) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &["--push", "-t", &format!("{}/{target}:latest", other.addr())],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    let fetched = proxy.blob_gets(&cache.cache_repository);
+    let uploads: Vec<String> = other
+        .requests()
+        .iter()
+        .map(|r| r.replace("%3A", ":"))
+        .filter(|r| r.starts_with("PUT "))
+        .collect();
+    for blob in &cache.image_layers[1..] {
+        assert_eq!(
+            fetched.iter().filter(|b| *b == blob).count(),
+            1,
+            "{blob} fetched once: {fetched:?}\n{text}"
+        );
+        assert!(
+            uploads
+                .iter()
+                .any(|r| r.contains(&format!("digest={blob}"))),
+            "{blob} not uploaded: {uploads:#?}"
+        );
+    }
+    let pushed = registry_get(&format!("{target}/manifests/latest"));
+    assert_eq!(
+        String::from_utf8_lossy(&pushed),
+        String::from_utf8_lossy(&cache.manifest)
+    );
+}

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod fileop;
 pub mod image;
 pub mod listing;
+pub mod registry_proxy;
 pub mod same_image;
 
 use std::path::{Path, PathBuf};
