@@ -14,26 +14,21 @@ pub enum DaemonExporters {
     MobyOnly,
 }
 
-/// The storage driver Docker reports when its images live in containerd.
-const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
-
 impl RemoteSolver {
     /// What the daemon can export; asks Docker's API for `docker://` addresses.
     pub async fn exporters(&self) -> Result<DaemonExporters, RemoteError> {
         let Some(docker) = self.docker_api()? else {
             return Ok(DaemonExporters::All);
         };
-        let info = docker.info().await.map_err(|e| {
-            RemoteError::Protocol(format!(
-                "asking {} which exporters its BuildKit has: {}",
-                self.addr,
-                crate::error_chain::error_chain(&e)
-            ))
-        })?;
-        let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
-            pair.first().is_some_and(|k| k == "driver-type")
-                && pair.get(1).is_some_and(|v| v == CONTAINERD_SNAPSHOTTER)
-        });
+        let containerd = crate::docker_host::uses_containerd_store(&docker)
+            .await
+            .map_err(|e| {
+                RemoteError::Protocol(format!(
+                    "asking {} which exporters its BuildKit has: {}",
+                    self.addr,
+                    crate::error_chain::error_chain(&e)
+                ))
+            })?;
         Ok(if containerd {
             DaemonExporters::All
         } else {

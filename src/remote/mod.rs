@@ -267,6 +267,21 @@ pub struct Graph {
     pub definition: pb::Definition,
     /// The image config JSON the `moby` exporter writes into the image.
     pub image_config_json: Option<Vec<u8>>,
+    /// Several platforms in one solve, as buildx builds them on a BuildKit with its own image
+    /// exporters: each platform a ref of the result, from which the exporter writes the
+    /// index. When given, `definition` and `image_config_json` are not used.
+    pub platforms: Vec<PlatformGraph>,
+}
+
+/// One platform's graph and image config in a solve of several.
+#[derive(Debug, Clone)]
+pub struct PlatformGraph {
+    /// Its key in the result's refs and metadata, as BuildKit formats it (`linux/arm64`).
+    pub id: String,
+    /// The OCI platform (`os`, `architecture`, `variant`) the index lists it under.
+    pub platform: serde_json::Value,
+    pub definition: pb::Definition,
+    pub image_config_json: Vec<u8>,
 }
 
 /// Why a deferred graph could not be made (a Dockerfile error, an unresolvable image…).
@@ -336,7 +351,7 @@ impl<'a> SolveRequest<'a> {
     pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
         let graph = Graph {
             definition,
-            image_config_json: None,
+            ..Graph::default()
         };
         Self::for_graph(graph, exporter)
     }

@@ -129,6 +129,7 @@ async fn moby_export_tags_an_image_with_the_given_config() {
     let graph = Graph {
         definition: built.marshal(),
         image_config_json: Some(serde_json::to_vec(&config).unwrap()),
+        platforms: Vec::new(),
     };
     let mut req = SolveRequest::for_graph(
         graph,
