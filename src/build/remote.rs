@@ -1,6 +1,7 @@
 //! `bud --addr …`: the same LLB, solved by a BuildKit daemon (the one inside dockerd, or a
 //! buildkitd) with its own exporters.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -102,12 +103,6 @@ pub(super) async fn solve_on(
         false,
     )
     .map_err(anyhow::Error::msg)?;
-    if !asked.is_empty() {
-        bail!(
-            "attestations (--provenance, --attest) with --addr are not supported yet: build \
-             without --addr to attach them"
-        );
-    }
     let (images, progress) = (env.images.clone(), &env.progress);
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
@@ -128,18 +123,33 @@ pub(super) async fn solve_on(
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let kinds = solver.exporters().await?;
+    // A BuildKit that exports images itself makes the attestations asked for, as buildx has
+    // it make them; dockerd's `moby` exporter would drop them.
+    if !asked.is_empty() && kinds != remote::DaemonExporters::All {
+        bail!(
+            "attestations (--provenance, --sbom, --attest) with --addr need a BuildKit that \
+             exports images itself (a buildkitd, or dockerd on the containerd image store); \
+             {addr} stores images in Docker's own store: build without --addr to attach them"
+        );
+    }
+    if !asked.is_empty() && !solver.makes_attestations().await? {
+        bail!(
+            "attestations (--provenance, --sbom, --attest) with --addr need BuildKit 0.11 or \
+             later, and the daemon at {addr} is older: build without --addr to attach them"
+        );
+    }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
     if part.platform.is_some()
         && kinds == remote::DaemonExporters::All
         && matches!(exporter, Exporter::Moby { .. })
     {
-        // Its own image exporters would write one index from the platforms' results of one
-        // solve, which bud does not ask for yet.
+        // Only a node of bud.toml's builder gets here (`--addr` gives such a daemon every
+        // platform in one solve): a node builds its platforms one by one.
         bail!(
-            "with several platforms, an image (--push, -o type=oci) built on a BuildKit that \
-             exports images itself ({addr}) is not supported yet: build through dockerd \
-             (--addr docker://) or without --addr"
+            "with several platforms, an image (--push, -o type=oci) built on a node of \
+             [[builder.nodes]] that exports images itself ({addr}) is not supported yet: give \
+             it every platform with --addr {addr}, or build without the nodes"
         );
     }
     if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
@@ -282,6 +292,7 @@ pub(super) async fn solve_on(
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
     req.platform = requested_platform;
+    req.frontend_attrs = attestation_attrs(&asked);
     let result = solver
         .solve(req)
         .await
@@ -382,6 +393,20 @@ async fn platforms_graph(
         });
     }
     Ok(graph)
+}
+
+/// The frontend attributes buildx asks a daemon's attestations with (`attest:provenance`,
+/// `attest:sbom`), each the attestation's own attributes as given.
+fn attestation_attrs(asked: &crate::attest::Attestations) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
+    if let Some(provenance) = &asked.provenance {
+        attrs.insert("attest:provenance".to_owned(), provenance.frontend_attr());
+    }
+    if let Some(sbom) = &asked.sbom {
+        let fields: Vec<String> = sbom.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        attrs.insert("attest:sbom".to_owned(), fields.join(","));
+    }
+    attrs
 }
 
 /// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the

@@ -336,6 +336,9 @@ pub struct SolveRequest<'a> {
     /// The platform bud's graph is for, as a frontend is asked for it (`platform`): BuildKit
     /// 0.13 and later check the result against it, and warn of a mismatch otherwise.
     pub platform: Option<String>,
+    /// More of the solve's frontend attributes that the daemon itself reads, whoever makes
+    /// the graph: `attest:provenance` and `attest:sbom`, as buildx sends them.
+    pub frontend_attrs: BTreeMap<String, String>,
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
@@ -392,6 +395,7 @@ impl<'a> SolveRequest<'a> {
             cache_exports: Vec::new(),
             entitlements: Vec::new(),
             platform: None,
+            frontend_attrs: BTreeMap::new(),
         }
     }
 

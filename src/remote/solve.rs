@@ -72,6 +72,7 @@ impl RemoteSolver {
             cache_exports,
             entitlements,
             platform,
+            frontend_attrs,
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
@@ -115,6 +116,7 @@ impl RemoteSolver {
                         cache_exports: &cache_exports,
                         entitlements: &entitlements,
                         platform: platform.as_deref(),
+                        frontend_attrs: &frontend_attrs,
                     },
                     &progress,
                 )
@@ -182,7 +184,7 @@ impl RemoteSolver {
 
         // A frontend of the daemon's makes the graph itself; otherwise bud is the frontend,
         // on the gateway.
-        let (frontend, frontend_attrs, graph) = match graph {
+        let (frontend, mut frontend_attrs, graph) = match graph {
             GraphSource::Frontend { name, attrs } => (name, attrs, None),
             other => {
                 let attrs = outputs
@@ -192,6 +194,7 @@ impl RemoteSolver {
                 (String::new(), attrs, Some(other))
             }
         };
+        frontend_attrs.extend(outputs.frontend_attrs.clone());
         let solve = {
             let mut control = control.clone();
             // One exporter goes in the fields every BuildKit reads (dockerd 20.10's knows
@@ -296,6 +299,7 @@ struct Requested<'a> {
     cache_exports: &'a [super::CacheEntry],
     entitlements: &'a [String],
     platform: Option<&'a str>,
+    frontend_attrs: &'a BTreeMap<String, String>,
 }
 
 /// The exporter BuildKit runs for `e`, its attributes, and where files it sends go.
