@@ -712,6 +712,62 @@ mod tests {
         assert!(err.contains("needed by RUN x"), "{err}");
     }
 
+    /// BuildKit's exporters read the platforms with Go's encoding/json (exptypes.Platforms,
+    /// untagged fields) and each config under `containerimage.config/<ID>`.
+    #[test]
+    fn several_platforms_return_a_ref_each_with_their_platforms_listed() {
+        let platform = |id: &str, arch: &str| super::super::PlatformGraph {
+            id: id.to_owned(),
+            platform: serde_json::json!({"os": "linux", "architecture": arch}),
+            definition: pb::Definition::default(),
+            image_config_json: format!("{{\"architecture\":\"{arch}\"}}").into_bytes(),
+        };
+        let solved = |id: &str| {
+            gateway::result::Result::Ref(gateway::Ref {
+                id: id.to_owned(),
+                def: None,
+            })
+        };
+        let result = platforms_result(
+            vec![
+                platform("linux/amd64", "amd64"),
+                platform("linux/arm64", "arm64"),
+            ],
+            vec![solved("a"), solved("b")],
+        )
+        .unwrap();
+        let Some(gateway::result::Result::Refs(refs)) = &result.result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(refs.refs["linux/amd64"].id, "a");
+        assert_eq!(refs.refs["linux/arm64"].id, "b");
+        let listed: serde_json::Value =
+            serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
+        assert_eq!(
+            listed,
+            serde_json::json!({"Platforms": [
+                {"ID": "linux/amd64", "Platform": {"os": "linux", "architecture": "amd64"}},
+                {"ID": "linux/arm64", "Platform": {"os": "linux", "architecture": "arm64"}},
+            ]})
+        );
+        assert_eq!(
+            result.metadata["containerimage.config/linux/arm64"],
+            br#"{"architecture":"arm64"}"#
+        );
+
+        let mixed = platforms_result(
+            vec![
+                platform("linux/amd64", "amd64"),
+                platform("linux/arm64", "arm64"),
+            ],
+            vec![
+                solved("a"),
+                gateway::result::Result::RefDeprecated("b".into()),
+            ],
+        );
+        assert!(mixed.is_err());
+    }
+
     #[test]
     fn shared_keys_depend_on_the_directory_only() {
         let a = tempfile::tempdir().unwrap();
