@@ -325,6 +325,9 @@ fn two_platforms_on_a_buildkit_with_image_exporters_are_one_solve_as_with_buildx
         comparable(pushed(repo, "embedded")),
         comparable(pushed(repo, "addr"))
     );
+    // The daemon's image exporter also named what it pushed in its store.
+    let named = ["buildx", "addr"].map(|label| format!("{OPEN_REGISTRY}/{repo}:{label}"));
+    docker.ok(&["image", "rm", &named[0], &named[1]]);
 }
 
 /// Each attestation manifest of the index pushed as `repo:tag`: the platform of the image it
@@ -421,6 +424,8 @@ fn provenance_with_addr_is_the_daemons_own_where_it_exports_images() {
         );
     }
     assert_eq!(attested(repo, "addr"), want);
+    let named = ["buildx", "addr"].map(|label| format!("{OPEN_REGISTRY}/{repo}:{label}"));
+    docker.ok(&["image", "rm", &named[0], &named[1]]);
 
     // dockerd 20.10 keeps images in its own store.
     let out = bud_at(
