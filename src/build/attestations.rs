@@ -49,6 +49,19 @@ pub(super) fn plan(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<At
     Ok(planned)
 }
 
+/// The attestations the flags ask of an `--addr` build: no default provenance, as with
+/// buildx's docker driver.
+pub(super) fn requested(opts: &BuildOptions) -> anyhow::Result<Attestations> {
+    Attestations::resolve(
+        &opts.attests,
+        opts.provenance.as_ref(),
+        opts.sbom.as_ref(),
+        None,
+        false,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// The attestations asked of a build on the daemon at `--addr`. As buildx's docker driver on
 /// Docker's own image store, no default provenance. Ones asked for are made by bud where it
 /// writes the image itself (read back from the `moby` exporter's image and pushed or
@@ -56,28 +69,12 @@ pub(super) fn plan(opts: &BuildOptions, exports: &[Export]) -> anyhow::Result<At
 pub(super) fn plan_remote(
     opts: &BuildOptions,
     exports: &[Export],
-    daemon: crate::remote::DaemonExporters,
     several_platforms: bool,
     foreign_frontend: bool,
 ) -> anyhow::Result<Attestations> {
-    let planned = Attestations::resolve(
-        &opts.attests,
-        opts.provenance.as_ref(),
-        opts.sbom.as_ref(),
-        None,
-        false,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let planned = requested(opts)?;
     if planned.is_empty() {
         return Ok(planned);
-    }
-    if daemon == crate::remote::DaemonExporters::All {
-        bail!(
-            "attestations (--provenance, --sbom, --attest) with --addr to a BuildKit that \
-             exports images itself are not supported yet: its image exporter would have to \
-             make them, which bud does not ask it to; build through Docker's own image store \
-             (--addr docker://) or without --addr"
-        );
     }
     if several_platforms {
         bail!(

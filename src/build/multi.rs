@@ -37,7 +37,7 @@ pub(super) async fn build(
     cancel: CancellationToken,
     platforms: Vec<Platform>,
 ) -> anyhow::Result<BuildReport> {
-    refuse_single_image_exports(exports)?;
+    refuse_single_image_exports(exports, docker_keeps_indexes(env, exports).await)?;
     let planned = super::attestations::plan(opts, exports)?;
     let started = std::time::SystemTime::now();
     let BuildEnv {
@@ -207,12 +207,43 @@ pub(super) fn finish_export_vertex(
     }
 }
 
-/// The exports that hold one image only, refused with buildx's reason before anything runs.
-pub(super) fn refuse_single_image_exports(exports: &[Export]) -> anyhow::Result<()> {
-    if exports
+/// Whether `--load` (or `-t` alone) goes to a Docker that keeps its images in containerd,
+/// where one tag holds the index of every platform, as buildx loads it there. Asked only
+/// when an export loads; a Docker that cannot be asked is taken for one that cannot.
+pub(super) async fn docker_keeps_indexes(env: &BuildEnv, exports: &[Export]) -> bool {
+    if !exports
         .iter()
-        .any(|e| matches!(e, Export::DockerLoad { .. } | Export::DockerArchive { .. }))
+        .any(|e| matches!(e, Export::DockerLoad { .. }))
     {
+        return false;
+    }
+    let Ok(docker) = &env.docker else {
+        return false;
+    };
+    match crate::docker_host::uses_containerd_store(docker).await {
+        Ok(containerd) => containerd,
+        Err(e) => {
+            tracing::debug!(
+                "asking Docker for its image store: {}",
+                crate::error_chain::error_chain(&e)
+            );
+            false
+        }
+    }
+}
+
+/// The exports that hold one image only, refused with buildx's reason before anything runs:
+/// an archive of one image, and a load unless `loads_index` (Docker's containerd image
+/// store takes the index).
+pub(super) fn refuse_single_image_exports(
+    exports: &[Export],
+    loads_index: bool,
+) -> anyhow::Result<()> {
+    if exports.iter().any(|e| match e {
+        Export::DockerArchive { .. } => true,
+        Export::DockerLoad { .. } => !loads_index,
+        _ => false,
+    }) {
         bail!(
             "docker exporter does not currently support exporting manifest lists: push the \
              platforms' image index with --push, write it with -o type=oci,dest=FILE, or \
@@ -261,7 +292,7 @@ async fn export_one(
                 .collect();
             export::filesystem_tars(&parts, dest)?;
         }
-        Export::Push { .. } | Export::OciArchive { .. } => {
+        Export::Push { .. } | Export::OciArchive { .. } | Export::DockerLoad { .. } => {
             let clamp = e.image_attrs().filter(|a| a.rewrite_timestamp).and(epoch);
             let mut stored = Vec::with_capacity(built.len());
             for b in built {
@@ -278,7 +309,7 @@ async fn export_one(
                 .collect();
             export_index(e, &images, env, report).await?;
         }
-        Export::DockerLoad { .. } | Export::DockerArchive { .. } => {
+        Export::DockerArchive { .. } => {
             bail!("internal error: an export of one image for several platforms")
         }
     }
@@ -370,47 +401,81 @@ pub(super) async fn export_index(
             image,
             compression,
         } => {
-            let annotations = image.index_annotations_for(&platforms)?;
-            let mut compressed = Vec::new();
-            if let Some(c) = compression {
-                for b in images {
-                    compressed.push(export::with_compressed_layers(b.image, &env.content, *c)?);
-                }
-            }
-            let layout: Vec<PlatformImage<'_>> = images
-                .iter()
-                .enumerate()
-                .zip(&annotations.images)
-                .map(|((i, b), own)| {
-                    let image = compressed.get(i).unwrap_or(b.image);
-                    PlatformImage {
-                        platform: b.platform,
-                        image: &image.image,
-                        layers: &image.layers,
-                        annotations: Some(own),
-                        attestations: b.attestations,
-                    }
-                })
-                .collect();
-            let index = oci_index_layout::write(
-                export::open_dest(dest)?,
-                &layout,
-                names,
-                oci_index_layout::IndexAnnotations {
-                    index: Some(&annotations.index),
-                    index_descriptor: Some(&annotations.index_descriptor),
-                },
-            )?;
+            let out = export::open_dest(dest)?;
+            let index = write_layout(out, images, names, image, *compression, env)?;
             report.set_index(&index);
         }
-        Export::DockerLoad { .. }
-        | Export::DockerArchive { .. }
-        | Export::Local { .. }
-        | Export::Tar { .. } => {
+        Export::DockerLoad { names, image } => {
+            let docker = env.docker.as_ref().map_err(|why| {
+                anyhow::anyhow!(
+                    "the images were built, but Docker is not reachable to load them ({why}): \
+                     start Docker, or get the result out with -o type=oci,dest=FILE"
+                )
+            })?;
+            // As buildx's docker exporter loads several platforms: an OCI archive of the
+            // index, its layers compressed as a push's (the store keeps them as sent).
+            let archive = tempfile::NamedTempFile::new_in(env.state.tmp_dir())
+                .context("making a file for the image index archive")?;
+            let out = std::io::BufWriter::new(archive.as_file());
+            let compression = Some(registry::LayerCompression::default());
+            let index = write_layout(out, images, names, image, compression, env)?;
+            let loaded = crate::exporter::docker_load::load_archive(docker, archive.path())
+                .await
+                .context("loading the image index into Docker")?;
+            tracing::debug!("Docker loaded {loaded:?}");
+            report.set_index(&index);
+            report.names.extend(names.iter().cloned());
+        }
+        Export::DockerArchive { .. } | Export::Local { .. } | Export::Tar { .. } => {
             bail!("internal error: not an export of an image index")
         }
     }
     Ok(())
+}
+
+/// Writes the platforms' images and their index as an OCI layout tarball to `out`, with the
+/// annotations `image` asks and the layers compressed as `compression` says; returns the
+/// index's digest.
+fn write_layout(
+    out: impl std::io::Write,
+    images: &[PlatformBuilt<'_>],
+    names: &[String],
+    image: &super::outputs::ImageAttrs,
+    compression: Option<registry::LayerCompression>,
+    env: &BuildEnv,
+) -> anyhow::Result<crate::content::Digest> {
+    let platforms: Vec<Platform> = images.iter().map(|b| b.platform.clone()).collect();
+    let annotations = image.index_annotations_for(&platforms)?;
+    let mut compressed = Vec::new();
+    if let Some(c) = compression {
+        for b in images {
+            compressed.push(export::with_compressed_layers(b.image, &env.content, c)?);
+        }
+    }
+    let layout: Vec<PlatformImage<'_>> = images
+        .iter()
+        .enumerate()
+        .zip(&annotations.images)
+        .map(|((i, b), own)| {
+            let image = compressed.get(i).unwrap_or(b.image);
+            PlatformImage {
+                platform: b.platform,
+                image: &image.image,
+                layers: &image.layers,
+                annotations: Some(own),
+                attestations: b.attestations,
+            }
+        })
+        .collect();
+    Ok(oci_index_layout::write(
+        out,
+        &layout,
+        names,
+        oci_index_layout::IndexAnnotations {
+            index: Some(&annotations.index),
+            index_descriptor: Some(&annotations.index_descriptor),
+        },
+    )?)
 }
 
 /// A platform's image with every layer tarred into the content store, the build's own

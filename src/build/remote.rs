@@ -1,6 +1,7 @@
 //! `bud --addr …`: the same LLB, solved by a BuildKit daemon (the one inside dockerd, or a
 //! buildkitd) with its own exporters.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -21,7 +22,9 @@ use super::outputs::Export;
 use super::{BuildEnv, BuildReport};
 
 /// Builds on the BuildKit daemon at `addr`: the same LLB, exported by the daemon. Several
-/// platforms are solved one by one on it and joined by bud (`remote_multi`).
+/// platforms are one solve on a BuildKit with its own image exporters, which writes the
+/// index itself (as with buildx); on dockerd's `moby`-only BuildKit they are solved one by
+/// one and joined by bud (`remote_multi`).
 pub(super) async fn build(
     env: &BuildEnv,
     addr: &str,
@@ -32,30 +35,41 @@ pub(super) async fn build(
     cancel: CancellationToken,
 ) -> anyhow::Result<BuildReport> {
     let platforms = super::dockerfile::target_platforms(opts)?;
+    let mut part = Part::default();
     if platforms.len() > 1 {
-        let node = super::remote_multi::Node::one(addr, tls);
-        return super::remote_multi::build(env, &[node], opts, inputs, exports, platforms, cancel)
+        let kinds = RemoteSolver::connect_with(addr, tls)
+            .await?
+            .exporters()
+            .await?;
+        if kinds == remote::DaemonExporters::MobyOnly {
+            let node = super::remote_multi::Node::one(addr, tls);
+            return super::remote_multi::build(
+                env,
+                &[node],
+                opts,
+                inputs,
+                exports,
+                platforms,
+                cancel,
+            )
             .await;
+        }
+        super::remote_multi::refuse_in_one_solve(exports, addr)?;
+        part.platforms = platforms;
     }
-    let solved = solve_on(
-        env,
-        addr,
-        tls,
-        opts,
-        inputs,
-        exports,
-        Part::default(),
-        cancel,
-    )
-    .await?;
+    let solved = solve_on(env, addr, tls, opts, inputs, exports, part, cancel).await?;
     Ok(solved.report)
 }
 
-/// Which part of a build one solve is: the whole of it, or one platform of several.
+/// Which part of a build one solve is: the whole of it, one platform of several, or every
+/// platform of several at once.
 #[derive(Default, Clone)]
 pub(super) struct Part {
     /// The one platform this solve is for, when the build has several.
     pub platform: Option<Platform>,
+    /// Every platform of the build, each a ref of this solve's result (a BuildKit with its
+    /// own image exporters writes their index).
+    pub platforms: Vec<Platform>,
     /// Whether the build checks and the unused-argument warnings are this solve's to give
     /// (one solve of a build's gives them).
     pub quiet: bool,
@@ -100,25 +114,40 @@ pub(super) async fn solve_on(
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
     let kinds = solver.exporters().await?;
-    let planned = super::attestations::plan_remote(
-        opts,
-        exports,
-        kinds,
-        part.platform.is_some(),
-        foreign.is_some(),
-    )?;
+    // A BuildKit that exports images itself makes the attestations asked for, as buildx has
+    // it make them (none by default); on Docker's own image store, whose `moby` exporter
+    // would drop them, bud attaches them to the image it exports itself.
+    let (asked, planned) = if kinds == remote::DaemonExporters::All {
+        let asked = super::attestations::requested(opts)?;
+        if !asked.is_empty() && !solver.makes_attestations().await? {
+            bail!(
+                "attestations (--provenance, --sbom, --attest) with --addr need BuildKit 0.11 \
+                 or later, and the daemon at {addr} is older: build without --addr to attach \
+                 them"
+            );
+        }
+        (asked, crate::attest::Attestations::default())
+    } else {
+        let planned = super::attestations::plan_remote(
+            opts,
+            exports,
+            part.platform.is_some(),
+            foreign.is_some(),
+        )?;
+        (crate::attest::Attestations::default(), planned)
+    };
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
     if part.platform.is_some()
         && kinds == remote::DaemonExporters::All
         && matches!(exporter, Exporter::Moby { .. })
     {
-        // Its own image exporters would write one index from the platforms' results of one
-        // solve, which bud does not ask for yet.
+        // Only a node of bud.toml's builder gets here (`--addr` gives such a daemon every
+        // platform in one solve): a node builds its platforms one by one.
         bail!(
-            "with several platforms, an image (--push, -o type=oci) built on a BuildKit that \
-             exports images itself ({addr}) is not supported yet: build through dockerd \
-             (--addr docker://) or without --addr"
+            "with several platforms, an image (--push, -o type=oci) built on a node of \
+             [[builder.nodes]] that exports images itself ({addr}) is not supported yet: give \
+             it every platform with --addr {addr}, or build without the nodes"
         );
     }
     if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
@@ -137,9 +166,17 @@ pub(super) async fn solve_on(
     // The Dockerfile is converted once the build is registered on the daemon, so that base
     // images are resolved there: from where the daemon pulls them, and with no registry
     // access or Docker needed here. bud's own resolution is kept for a daemon without it.
-    let requested_platform = match &part.platform {
-        Some(p) => Some(p.to_string()),
-        None => super::dockerfile::target_platforms(opts)?
+    let requested_platform = match (&part.platform, part.platforms.as_slice()) {
+        (Some(p), _) => Some(p.to_string()),
+        // As buildx asks for several: the daemon checks the result's platforms against them.
+        (None, [_, _, ..]) => Some(
+            part.platforms
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (None, _) => super::dockerfile::target_platforms(opts)?
             .first()
             .map(|p| p.to_string()),
     };
@@ -172,6 +209,18 @@ pub(super) async fn solve_on(
             };
             let inputs = fetched.as_ref().unwrap_or(inputs);
             let resolver = Arc::new(daemon.always_pull(opts.pull).with_fallback(images));
+            if !part.platforms.is_empty() {
+                return platforms_graph(
+                    opts,
+                    inputs,
+                    resolver,
+                    &local_session,
+                    &part.platforms,
+                    progress,
+                )
+                .await
+                .map_err(|e| crate::error_chain::error_chain(e.as_ref()).into());
+            }
             let converted = match part.platform {
                 None => {
                     convert_dockerfile(opts, inputs, resolver, Some(local_session), progress).await
@@ -198,6 +247,7 @@ pub(super) async fn solve_on(
             Ok(Graph {
                 definition: converted.definition,
                 image_config_json: Some(serde_json::to_vec(&converted.image)?),
+                platforms: Vec::new(),
             })
         }) as BoxFuture<'_, Result<Graph, GraphError>>
     });
@@ -244,6 +294,7 @@ pub(super) async fn solve_on(
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
     req.platform = requested_platform;
+    req.frontend_attrs = attestation_attrs(&asked);
     let result = solver
         .solve(req)
         .await
@@ -364,6 +415,61 @@ fn device_refusal_hint(e: &remote::RemoteError) -> Option<&'static str> {
          the device entitlement (buildkitd --allow-insecure-entitlement device; dockerd \
          permits none), with --allow device",
     )
+}
+
+/// Every platform's graph and image config for one solve, converted together as the
+/// embedded build converts them; the build checks and unused-argument warnings once.
+async fn platforms_graph(
+    opts: &BuildOptions,
+    inputs: &BuildInputs,
+    resolver: Arc<dyn bud_frontend::convert::ImageResolver + Send + Sync>,
+    session: &str,
+    platforms: &[Platform],
+    progress: &crate::progress::ProgressSink,
+) -> anyhow::Result<Graph> {
+    let conversions = platforms.iter().enumerate().map(|(i, platform)| {
+        let checks = (i == 0).then_some(progress);
+        convert_for(
+            opts,
+            inputs,
+            resolver.clone(),
+            Some(session.to_owned()),
+            Some(platform.clone()),
+            checks,
+        )
+    });
+    let converted = futures_util::future::try_join_all(conversions).await?;
+    if let Some(first) = converted.first() {
+        warn_unused_args(first, progress);
+    }
+    let mut graph = Graph::default();
+    for (platform, c) in platforms.iter().zip(converted) {
+        let mut oci = serde_json::json!({"os": platform.os, "architecture": platform.architecture});
+        if !platform.variant.is_empty() {
+            oci["variant"] = serde_json::json!(platform.variant);
+        }
+        graph.platforms.push(remote::PlatformGraph {
+            id: platform.to_string(),
+            platform: oci,
+            definition: c.definition,
+            image_config_json: serde_json::to_vec(&c.image)?,
+        });
+    }
+    Ok(graph)
+}
+
+/// The frontend attributes buildx asks a daemon's attestations with (`attest:provenance`,
+/// `attest:sbom`), each the attestation's own attributes as given.
+fn attestation_attrs(asked: &crate::attest::Attestations) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
+    if let Some(provenance) = &asked.provenance {
+        attrs.insert("attest:provenance".to_owned(), provenance.frontend_attr());
+    }
+    if let Some(sbom) = &asked.sbom {
+        let fields: Vec<String> = sbom.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        attrs.insert("attest:sbom".to_owned(), fields.join(","));
+    }
+    attrs
 }
 
 /// The frontend the Dockerfile asks for, when it is not bud's own; otherwise the

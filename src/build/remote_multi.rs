@@ -139,7 +139,8 @@ pub(super) async fn build(
         .await?;
         return Ok(solved.report);
     }
-    super::multi::refuse_single_image_exports(exports)?;
+    // Per-platform solves leave one image per platform in the node's Docker: no index to load.
+    super::multi::refuse_single_image_exports(exports, false)?;
     // The daemons' images are read back as they stored them: bud cannot clamp their times.
     if exports
         .iter()
@@ -174,6 +175,7 @@ pub(super) async fn build(
                 for (j, e) in part_exports.iter().enumerate() {
                     let part = Part {
                         platform: Some(platform.clone()),
+                        platforms: Vec::new(),
                         quiet: i > 0 || j > 0,
                     };
                     let solved = solve_on(
@@ -272,6 +274,13 @@ async fn join_exports(
         }
     }
     Ok(())
+}
+
+/// What a solve of several platforms on a BuildKit with its own image exporters cannot do,
+/// refused before anything runs: an archive of one image (as buildx refuses it), or a load
+/// anywhere but into the daemon's own containerd store (`docker://`, its `moby` exporter).
+pub(super) fn refuse_in_one_solve(exports: &[Export], addr: &str) -> anyhow::Result<()> {
+    super::multi::refuse_single_image_exports(exports, addr.starts_with("docker://"))
 }
 
 /// What one platform's solve exports: its own directory of a local output, its tarball

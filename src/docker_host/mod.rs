@@ -361,6 +361,20 @@ fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
+/// The storage driver Docker reports (`/info` DriverStatus `driver-type`) when its images
+/// live in containerd, as buildx and the docker CLI detect the containerd image store.
+const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
+
+/// Whether `docker` keeps its images in containerd: then one tag holds an image index of
+/// several platforms, and dockerd's BuildKit has its own image exporters.
+pub async fn uses_containerd_store(docker: &Docker) -> Result<bool, bollard::errors::Error> {
+    let info = docker.info().await?;
+    Ok(info.driver_status.unwrap_or_default().iter().any(|pair| {
+        pair.first().is_some_and(|k| k == "driver-type")
+            && pair.get(1).is_some_and(|v| v == CONTAINERD_SNAPSHOTTER)
+    }))
+}
+
 /// The Docker daemon docker's CLI would use (DOCKER_HOST, the current context or the default
 /// socket) if it answers, or why not. Docker is optional until an output needs it; that
 /// output's error gives the reason.

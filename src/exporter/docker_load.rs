@@ -310,6 +310,59 @@ async fn upload(
     })
 }
 
+/// What loading a whole archive did: the names it tagged, and the image ID Docker reported
+/// when it tagged none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadedArchive {
+    pub names: Vec<String>,
+    pub image_id: Option<String>,
+}
+
+/// Loads the archive at `path` as it is (an OCI layout with an image index, for Docker's
+/// containerd image store, which keeps every platform of it under one tag), streamed into
+/// `POST /images/load`.
+pub async fn load_archive(
+    docker: &Docker,
+    path: &std::path::Path,
+) -> Result<LoadedArchive, ExportError> {
+    let request = LoadRequest::start(docker);
+    let stop = CancellationToken::new();
+    let writer = {
+        let mut out = ChannelWriter::new(request.tx, Handle::current(), stop.clone());
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let copied = std::fs::File::open(&path)
+                .and_then(|mut file| io::copy(&mut file, &mut out))
+                .and_then(|_| out.flush());
+            if let Err(e) = &copied {
+                // Abort the request body so that the daemon does not load a cut archive.
+                let _ = out.send(Err(io::Error::new(e.kind(), e.to_string())));
+            }
+            copied
+        })
+    };
+    let answer = request.answer.await;
+    stop.cancel();
+    let copied = writer
+        .await
+        .map_err(|e| ExportError::Write(io::Error::other(e)))?;
+    let answer = answer.map_err(|e| ExportError::Write(io::Error::other(e)))?;
+    let report = match (copied, answer) {
+        (Err(e), Err(refused)) if e.kind() == io::ErrorKind::BrokenPipe => return Err(refused),
+        (copied, answer) => {
+            copied.map_err(ExportError::Write)?;
+            answer?
+        }
+    };
+    if report.names.is_empty() && report.image_id.is_none() {
+        return Err(ExportError::NoImageReported);
+    }
+    Ok(LoadedArchive {
+        names: report.names,
+        image_id: report.image_id,
+    })
+}
+
 type BodyChunk = Result<Bytes, io::Error>;
 
 /// A `POST /images/load` in flight: the sender of its body, and the task that reads the

@@ -14,26 +14,21 @@ pub enum DaemonExporters {
     MobyOnly,
 }
 
-/// The storage driver Docker reports when its images live in containerd.
-const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
-
 impl RemoteSolver {
     /// What the daemon can export; asks Docker's API for `docker://` addresses.
     pub async fn exporters(&self) -> Result<DaemonExporters, RemoteError> {
         let Some(docker) = self.docker_api()? else {
             return Ok(DaemonExporters::All);
         };
-        let info = docker.info().await.map_err(|e| {
-            RemoteError::Protocol(format!(
-                "asking {} which exporters its BuildKit has: {}",
-                self.addr,
-                crate::error_chain::error_chain(&e)
-            ))
-        })?;
-        let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
-            pair.first().is_some_and(|k| k == "driver-type")
-                && pair.get(1).is_some_and(|v| v == CONTAINERD_SNAPSHOTTER)
-        });
+        let containerd = crate::docker_host::uses_containerd_store(&docker)
+            .await
+            .map_err(|e| {
+                RemoteError::Protocol(format!(
+                    "asking {} which exporters its BuildKit has: {}",
+                    self.addr,
+                    crate::error_chain::error_chain(&e)
+                ))
+            })?;
         Ok(if containerd {
             DaemonExporters::All
         } else {
@@ -66,21 +61,34 @@ impl RemoteSolver {
 }
 
 impl RemoteSolver {
-    /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
-    /// Older ones read only the first and would silently drop the others.
-    pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
+    /// The daemon's Control.Info, or `None` from a BuildKit older than 0.11, which had none.
+    async fn info(&self) -> Result<Option<bud_proto::control::InfoResponse>, RemoteError> {
         let mut control = bud_proto::control::control_client::ControlClient::with_origin(
             self.channel.clone(),
             super::transport::origin(),
         );
-        let info = match control.info(bud_proto::control::InfoRequest {}).await {
-            Ok(resp) => resp.into_inner(),
-            // Control.Info came with BuildKit 0.11.
+        match control.info(bud_proto::control::InfoRequest {}).await {
+            Ok(resp) => Ok(Some(resp.into_inner())),
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 tracing::debug!("the daemon has no Control.Info: {}", status.message());
-                return Ok(false);
+                Ok(None)
             }
-            Err(status) => return Err(RemoteError::grpc("Control.Info", status)),
+            Err(status) => Err(RemoteError::grpc("Control.Info", status)),
+        }
+    }
+
+    /// Whether the daemon makes attestations asked for in a solve's frontend attributes
+    /// (`attest:provenance`, `attest:sbom`): BuildKit 0.11 and later, which also came with
+    /// Control.Info. Older ones would silently pass over them.
+    pub async fn makes_attestations(&self) -> Result<bool, RemoteError> {
+        Ok(self.info().await?.is_some())
+    }
+
+    /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
+    /// Older ones read only the first and would silently drop the others.
+    pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
+        let Some(info) = self.info().await? else {
+            return Ok(false);
         };
         let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
         tracing::debug!("the daemon's BuildKit is {version:?}");

@@ -267,6 +267,21 @@ pub struct Graph {
     pub definition: pb::Definition,
     /// The image config JSON the `moby` exporter writes into the image.
     pub image_config_json: Option<Vec<u8>>,
+    /// Several platforms in one solve, as buildx builds them on a BuildKit with its own image
+    /// exporters: each platform a ref of the result, from which the exporter writes the
+    /// index. When given, `definition` and `image_config_json` are not used.
+    pub platforms: Vec<PlatformGraph>,
+}
+
+/// One platform's graph and image config in a solve of several.
+#[derive(Debug, Clone)]
+pub struct PlatformGraph {
+    /// Its key in the result's refs and metadata, as BuildKit formats it (`linux/arm64`).
+    pub id: String,
+    /// The OCI platform (`os`, `architecture`, `variant`) the index lists it under.
+    pub platform: serde_json::Value,
+    pub definition: pb::Definition,
+    pub image_config_json: Vec<u8>,
 }
 
 /// Why a deferred graph could not be made (a Dockerfile error, an unresolvable image…).
@@ -321,6 +336,9 @@ pub struct SolveRequest<'a> {
     /// The platform bud's graph is for, as a frontend is asked for it (`platform`): BuildKit
     /// 0.13 and later check the result against it, and warn of a mismatch otherwise.
     pub platform: Option<String>,
+    /// More of the solve's frontend attributes that the daemon itself reads, whoever makes
+    /// the graph: `attest:provenance` and `attest:sbom`, as buildx sends them.
+    pub frontend_attrs: BTreeMap<String, String>,
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
@@ -336,7 +354,7 @@ impl<'a> SolveRequest<'a> {
     pub fn new(definition: pb::Definition, exporter: Exporter) -> Self {
         let graph = Graph {
             definition,
-            image_config_json: None,
+            ..Graph::default()
         };
         Self::for_graph(graph, exporter)
     }
@@ -377,6 +395,7 @@ impl<'a> SolveRequest<'a> {
             cache_exports: Vec::new(),
             entitlements: Vec::new(),
             platform: None,
+            frontend_attrs: BTreeMap::new(),
         }
     }
 

@@ -23,8 +23,8 @@ use super::progress::StatusMapper;
 use super::session::{ExportTarget, Offer, Session, TransferCounters};
 use super::transport::{self, GrpcChannel, origin};
 use super::{
-    Addr, BuildFailure, DaemonImages, Exporter, Graph, GraphError, GraphSource, RemoteError,
-    RemoteSolver, SolveRequest, SolveResult, random_id,
+    Addr, BuildFailure, DaemonImages, Exporter, GraphError, GraphSource, RemoteError, RemoteSolver,
+    SolveRequest, SolveResult, random_id,
 };
 use crate::progress::ProgressSink;
 
@@ -72,6 +72,7 @@ impl RemoteSolver {
             cache_exports,
             entitlements,
             platform,
+            frontend_attrs,
         } = req;
 
         let counters = Arc::new(TransferCounters::default());
@@ -115,6 +116,7 @@ impl RemoteSolver {
                         cache_exports: &cache_exports,
                         entitlements: &entitlements,
                         platform: platform.as_deref(),
+                        frontend_attrs: &frontend_attrs,
                     },
                     &progress,
                 )
@@ -182,7 +184,7 @@ impl RemoteSolver {
 
         // A frontend of the daemon's makes the graph itself; otherwise bud is the frontend,
         // on the gateway.
-        let (frontend, frontend_attrs, graph) = match graph {
+        let (frontend, mut frontend_attrs, graph) = match graph {
             GraphSource::Frontend { name, attrs } => (name, attrs, None),
             other => {
                 let attrs = outputs
@@ -192,6 +194,7 @@ impl RemoteSolver {
                 (String::new(), attrs, Some(other))
             }
         };
+        frontend_attrs.extend(outputs.frontend_attrs.clone());
         let solve = {
             let mut control = control.clone();
             // One exporter goes in the fields every BuildKit reads (dockerd 20.10's knows
@@ -296,6 +299,7 @@ struct Requested<'a> {
     cache_exports: &'a [super::CacheEntry],
     entitlements: &'a [String],
     platform: Option<&'a str>,
+    frontend_attrs: &'a BTreeMap<String, String>,
 }
 
 /// The exporter BuildKit runs for `e`, its attributes, and where files it sends go.
@@ -389,10 +393,7 @@ async fn drive_bridge(
         .await
         .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Ping", s)))?
         .into_inner();
-    let Graph {
-        definition,
-        image_config_json: image_config,
-    } = match graph {
+    let graph = match graph {
         GraphSource::Frontend { .. } => {
             return Err(BridgeError::Refused(RemoteError::Protocol(
                 "internal error: a daemon frontend's build has no graph of bud's".into(),
@@ -421,73 +422,171 @@ async fn drive_bridge(
             }
         }
     };
-    *sent
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(definition.clone());
-    if let Err(refused) =
-        check_sources(&definition).and_then(|()| check_caps(&definition, &pong.llb_caps))
-    {
-        end_build(
-            &mut bridge,
-            build_ref,
-            tonic::Code::FailedPrecondition,
-            refused.to_string(),
-        )
-        .await?;
-        return Err(BridgeError::Refused(refused));
-    }
-
-    let solved = bridge
-        .solve(bridge_request(
-            build_ref,
-            gateway::SolveRequest {
-                definition: Some(definition),
-                allow_result_return: true,
-                cache_imports,
-                ..Default::default()
-            },
-        )?)
-        .await;
-    let solved = match solved {
-        Ok(resp) => resp.into_inner(),
-        Err(status) => {
+    let record_sent = |definition: &pb::Definition| {
+        *sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(definition.clone());
+    };
+    let definitions: Vec<&pb::Definition> = if graph.platforms.is_empty() {
+        vec![&graph.definition]
+    } else {
+        graph.platforms.iter().map(|p| &p.definition).collect()
+    };
+    record_sent(definitions[0]);
+    for definition in &definitions {
+        if let Err(refused) =
+            check_sources(definition).and_then(|()| check_caps(definition, &pong.llb_caps))
+        {
             end_build(
                 &mut bridge,
                 build_ref,
-                status.code(),
-                status.message().to_string(),
+                tonic::Code::FailedPrecondition,
+                refused.to_string(),
             )
             .await?;
-            return Err(BridgeError::Build(BuildFailure::from_status(&status)));
+            return Err(BridgeError::Refused(refused));
         }
-    };
-    let result_ref = match solved.result.and_then(|r| r.result) {
-        Some(r) => r,
-        None if !solved.r#ref.is_empty() => gateway::result::Result::RefDeprecated(solved.r#ref),
-        None => {
-            return Err(BridgeError::Call(RemoteError::Protocol(
-                "the daemon solved the definition but returned no result".into(),
-            )));
+    }
+
+    // Every platform's graph at once, as the Dockerfile frontend solves them: the daemon
+    // runs the ops they share once, and the first failure drops (so cancels) the others.
+    let mut solves: futures_util::stream::FuturesUnordered<_> = definitions
+        .iter()
+        .enumerate()
+        .map(|(i, definition)| {
+            let mut bridge = bridge.clone();
+            let request = bridge_request(
+                build_ref,
+                gateway::SolveRequest {
+                    definition: Some((*definition).clone()),
+                    allow_result_return: true,
+                    cache_imports: cache_imports.clone(),
+                    ..Default::default()
+                },
+            );
+            async move {
+                let solved = match request {
+                    Ok(request) => Ok(bridge.solve(request).await),
+                    Err(e) => Err(e),
+                };
+                (i, solved)
+            }
+        })
+        .collect();
+    let mut results: Vec<Option<gateway::result::Result>> = vec![None; definitions.len()];
+    while let Some((i, solved)) = solves.next().await {
+        let solved = match solved? {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => {
+                drop(solves);
+                // The failing platform's graph is the one to place the failure in.
+                record_sent(definitions[i]);
+                end_build(
+                    &mut bridge,
+                    build_ref,
+                    status.code(),
+                    status.message().to_string(),
+                )
+                .await?;
+                return Err(BridgeError::Build(BuildFailure::from_status(&status)));
+            }
+        };
+        let result_ref = match solved.result.and_then(|r| r.result) {
+            Some(r) => r,
+            None if !solved.r#ref.is_empty() => {
+                gateway::result::Result::RefDeprecated(solved.r#ref)
+            }
+            None => {
+                return Err(BridgeError::Call(RemoteError::Protocol(
+                    "the daemon solved the definition but returned no result".into(),
+                )));
+            }
+        };
+        results[i] = Some(result_ref);
+    }
+    drop(solves);
+    let mut results: Vec<gateway::result::Result> = results.into_iter().flatten().collect();
+    let result = if graph.platforms.is_empty() {
+        let metadata = graph
+            .image_config_json
+            .map(|config| BTreeMap::from([("containerimage.config".to_string(), config)]))
+            .unwrap_or_default();
+        gateway::Result {
+            result: results.pop(),
+            metadata,
+            ..Default::default()
         }
+    } else {
+        platforms_result(graph.platforms, results).map_err(BridgeError::Call)?
     };
-    let metadata = image_config
-        .map(|config| BTreeMap::from([("containerimage.config".to_string(), config)]))
-        .unwrap_or_default();
     bridge
         .r#return(bridge_request(
             build_ref,
             ReturnRequest {
-                result: Some(gateway::Result {
-                    result: Some(result_ref),
-                    metadata,
-                    ..Default::default()
-                }),
+                result: Some(result),
                 error: None,
             },
         )?)
         .await
         .map_err(|s| BridgeError::Call(RemoteError::grpc("LLBBridge.Return", s)))?;
     Ok(())
+}
+
+/// The result of a solve of several platforms, as BuildKit's Dockerfile frontend returns it:
+/// a ref per platform keyed by its ID, `refs.platforms` listing them (what the exporters
+/// read to write an index), and each one's image config under `containerimage.config/ID`.
+fn platforms_result(
+    platforms: Vec<super::PlatformGraph>,
+    refs: Vec<gateway::result::Result>,
+) -> Result<gateway::Result, RemoteError> {
+    let mut listed = Vec::with_capacity(platforms.len());
+    let mut metadata = BTreeMap::new();
+    let mut by_id = BTreeMap::new();
+    let mut deprecated = BTreeMap::new();
+    for (p, r) in platforms.into_iter().zip(refs) {
+        match r {
+            gateway::result::Result::Ref(r) => {
+                by_id.insert(p.id.clone(), r);
+            }
+            gateway::result::Result::RefDeprecated(id) => {
+                deprecated.insert(p.id.clone(), id);
+            }
+            _ => {
+                return Err(RemoteError::Protocol(format!(
+                    "the daemon answered the {} graph with several results",
+                    p.id
+                )));
+            }
+        }
+        // Go's encoding of exptypes.Platforms, whose fields have no JSON tags.
+        listed.push(serde_json::json!({"ID": p.id, "Platform": p.platform}));
+        metadata.insert(
+            format!("containerimage.config/{}", p.id),
+            p.image_config_json,
+        );
+    }
+    metadata.insert(
+        "refs.platforms".to_string(),
+        serde_json::json!({ "Platforms": listed })
+            .to_string()
+            .into_bytes(),
+    );
+    let result = match (by_id.is_empty(), deprecated.is_empty()) {
+        (false, true) => gateway::result::Result::Refs(gateway::RefMap { refs: by_id }),
+        (true, false) => {
+            gateway::result::Result::RefsDeprecated(gateway::RefMapDeprecated { refs: deprecated })
+        }
+        _ => {
+            return Err(RemoteError::Protocol(
+                "the daemon answered the platforms' graphs with refs of two kinds".into(),
+            ));
+        }
+    };
+    Ok(gateway::Result {
+        result: Some(result),
+        metadata,
+        ..Default::default()
+    })
 }
 
 /// Ends the build with an error: Control.Solve then returns, and the daemon forgets it.
@@ -611,6 +710,62 @@ mod tests {
             .to_string();
         assert!(err.contains("\"exec.mount.tmpfs.size\""), "{err}");
         assert!(err.contains("needed by RUN x"), "{err}");
+    }
+
+    /// BuildKit's exporters read the platforms with Go's encoding/json (exptypes.Platforms,
+    /// untagged fields) and each config under `containerimage.config/<ID>`.
+    #[test]
+    fn several_platforms_return_a_ref_each_with_their_platforms_listed() {
+        let platform = |id: &str, arch: &str| super::super::PlatformGraph {
+            id: id.to_owned(),
+            platform: serde_json::json!({"os": "linux", "architecture": arch}),
+            definition: pb::Definition::default(),
+            image_config_json: format!("{{\"architecture\":\"{arch}\"}}").into_bytes(),
+        };
+        let solved = |id: &str| {
+            gateway::result::Result::Ref(gateway::Ref {
+                id: id.to_owned(),
+                def: None,
+            })
+        };
+        let result = platforms_result(
+            vec![
+                platform("linux/amd64", "amd64"),
+                platform("linux/arm64", "arm64"),
+            ],
+            vec![solved("a"), solved("b")],
+        )
+        .unwrap();
+        let Some(gateway::result::Result::Refs(refs)) = &result.result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(refs.refs["linux/amd64"].id, "a");
+        assert_eq!(refs.refs["linux/arm64"].id, "b");
+        let listed: serde_json::Value =
+            serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
+        assert_eq!(
+            listed,
+            serde_json::json!({"Platforms": [
+                {"ID": "linux/amd64", "Platform": {"os": "linux", "architecture": "amd64"}},
+                {"ID": "linux/arm64", "Platform": {"os": "linux", "architecture": "arm64"}},
+            ]})
+        );
+        assert_eq!(
+            result.metadata["containerimage.config/linux/arm64"],
+            br#"{"architecture":"arm64"}"#
+        );
+
+        let mixed = platforms_result(
+            vec![
+                platform("linux/amd64", "amd64"),
+                platform("linux/arm64", "arm64"),
+            ],
+            vec![
+                solved("a"),
+                gateway::result::Result::RefDeprecated("b".into()),
+            ],
+        );
+        assert!(mixed.is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod build_caches;
 mod build_entitlements;
 mod build_outputs;
 mod build_platforms;
+mod build_platforms_containerd;
 mod build_run_options;
 mod cli;
 mod completions;

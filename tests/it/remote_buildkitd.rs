@@ -298,3 +298,37 @@ fn outputs_the_daemons_buildkit_cannot_export_are_refused_with_the_way_out() {
     assert!(err.contains("one exporter per build"), "{err}");
     assert!(!out.path().join("dir").exists(), "nothing was exported");
 }
+
+/// A BuildKit older than 0.11 (dockerd 20.10's, through the proxy) knows no attestations and
+/// would pass over the attributes asking for them: `--provenance` and `--sbom` are refused,
+/// naming why, before anything is built.
+#[test]
+fn attestations_on_a_buildkit_older_than_0_11_are_refused() {
+    if !require_base_image() {
+        return;
+    }
+    let proxy = DaemonProxy::unix();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nRUN echo never > /ran\n"),
+    )
+    .unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let oci = dest.path().join("image.tar");
+    let output = format!("type=oci,dest={}", oci.display());
+    for attest in ["--provenance=mode=max", "--sbom=true"] {
+        let err = failure(&bud(
+            &proxy.addr,
+            &[attest, "-o", &output, context.path().to_str().unwrap()],
+        ));
+        assert!(
+            err.contains(
+                "attestations (--provenance, --sbom, --attest) with --addr need BuildKit 0.11 \
+                 or later"
+            ),
+            "{attest}: {err}"
+        );
+        assert!(!oci.exists(), "{attest}");
+    }
+}

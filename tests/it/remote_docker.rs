@@ -129,6 +129,7 @@ async fn moby_export_tags_an_image_with_the_given_config() {
     let graph = Graph {
         definition: built.marshal(),
         image_config_json: Some(serde_json::to_vec(&config).unwrap()),
+        platforms: Vec::new(),
     };
     let mut req = SolveRequest::for_graph(
         graph,
@@ -1053,7 +1054,9 @@ fn attestations_bud_cannot_attach_through_addr_are_refused() {
     refused(
         &proxy.addr,
         &["--provenance=mode=max", "--push", "-t", &tag],
-        "with --addr to a BuildKit that exports images itself are not supported yet",
+        // A BuildKit that exports images itself is asked to make them (tested against the
+        // containerd-store Docker in build_platforms_containerd.rs); this one is too old.
+        "need BuildKit 0.11 or later",
     );
     refused(
         "docker://",

@@ -381,7 +381,8 @@ pub(crate) fn base_image_state(
         .as_deref()
         .and_then(|p| Platform::parse(p).ok())
         .unwrap_or_else(|| target_platform.clone());
-    let Ok(image) = resolver.resolve(&reference.with_default_tag().name(), &platform) else {
+    // The reference the conversion resolves (tag included): the daemon resolves no bare name.
+    let Ok(image) = resolver.resolve(&reference.with_default_tag().to_string(), &platform) else {
         return state;
     };
     let config = &image.config["config"];

@@ -175,6 +175,40 @@ impl Docker28 {
         Ok(docker)
     }
 
+    /// The third daemon: Docker 28.5 with the containerd image store (BuildKit's own image
+    /// exporters, an index of several platforms under one tag), reached with the same client
+    /// at `BUD_TEST_DOCKER28C8D_HOST`; or why it is not there.
+    fn find_containerd_store() -> Result<Self, String> {
+        let settings = match std::env::var("BUD_TEST_DOCKER28C8D_HOST") {
+            Ok(_) => std::env::vars().collect(),
+            Err(_) => test_env_settings()?,
+        };
+        let host = settings
+            .get("BUD_TEST_DOCKER28C8D_HOST")
+            .cloned()
+            .ok_or("BUD_TEST_DOCKER28C8D_HOST is not set (run scripts/test-env up)")?;
+        let docker = Docker28 {
+            host,
+            ..Docker28::find()?
+        };
+        let store = docker.run(&["info", "--format", "{{json .DriverStatus}}"]);
+        if !store.status.success() {
+            return Err(format!(
+                "its daemon at {} does not answer (run scripts/test-env up): {}",
+                docker.host,
+                stderr_of(&store).trim()
+            ));
+        }
+        if !String::from_utf8_lossy(&store.stdout).contains("io.containerd.snapshotter.v1") {
+            return Err(format!(
+                "its daemon at {} does not keep its images in containerd (run scripts/test-env \
+                 down, then up)",
+                docker.host
+            ));
+        }
+        Ok(docker)
+    }
+
     /// Its daemon's address (`DOCKER_HOST`), for bud's `--addr docker://`.
     pub fn host(&self) -> &str {
         &self.host
@@ -257,6 +291,23 @@ pub fn require_docker28() -> Option<Docker28> {
                 panic!("the second reference Docker is required under CI: {why}");
             }
             eprintln!("skipping: the second reference Docker is not available: {why}");
+            None
+        }
+    }
+}
+
+/// Docker 28.5 with the containerd image store, as [`require_docker28`] requires the second
+/// reference: missing under `CI`, the test fails with the reason.
+pub fn require_docker28_containerd() -> Option<Docker28> {
+    match Docker28::find_containerd_store() {
+        Ok(docker) => Some(docker),
+        Err(why) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("Docker 28.5 with the containerd image store is required under CI: {why}");
+            }
+            eprintln!(
+                "skipping: Docker 28.5 with the containerd image store is not available: {why}"
+            );
             None
         }
     }
