@@ -236,6 +236,7 @@ pub(super) async fn solve_on(
         req.local_dirs
             .insert(name, remote::SyncedDir { path, excludes });
     }
+    req.oci_layouts = named.oci_layouts;
     req.secrets = opts.secrets.clone();
     req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
@@ -248,10 +249,14 @@ pub(super) async fn solve_on(
     req.cache_exports = opts.cache_to.iter().map(entry).collect();
     req.entitlements = opts.entitlements();
     req.platform = requested_platform;
-    let result = solver
-        .solve(req)
-        .await
-        .map_err(super::remote_outputs::explain_missing_exporter)?;
+    let result =
+        solver
+            .solve(req)
+            .await
+            .map_err(|e| match super::contexts::NoOciLayoutSource::of(e) {
+                Ok(no_source) => no_source.into(),
+                Err(e) => super::remote_outputs::explain_missing_exporter(e),
+            })?;
     let response = &result.exporter_response;
     let mut report = BuildReport {
         image_id: result.image_id.clone(),

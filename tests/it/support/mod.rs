@@ -261,6 +261,43 @@ pub fn require_docker28() -> Option<Docker28> {
     }
 }
 
+/// The daemon of the test environment whose BuildKit runs `oci-layout://` sources, with
+/// Docker 28.5's client and buildx: BuildKit's own workers register that source, moby's
+/// classic one does not, so it is the Docker 28.5 with the containerd image store
+/// (`BUD_TEST_DOCKER28C8D_HOST`, from the environment or `scripts/test-env env`). The one
+/// place to change when another daemon can. Missing under `CI`, the test fails.
+pub fn require_oci_layout_daemon() -> Option<Docker28> {
+    let found = Docker28::find().and_then(|mut docker| {
+        let name = "BUD_TEST_DOCKER28C8D_HOST";
+        let host = match std::env::var(name) {
+            Ok(host) => host,
+            Err(_) => test_env_settings()?.remove(name).ok_or_else(|| {
+                format!("{name} is not set: scripts/test-env has no daemon with the containerd image store")
+            })?,
+        };
+        docker.host = host;
+        let version = docker.run(&["version", "--format", "{{.Server.Version}}"]);
+        if !version.status.success() {
+            return Err(format!(
+                "its daemon at {} does not answer (run scripts/test-env up): {}",
+                docker.host,
+                stderr_of(&version).trim()
+            ));
+        }
+        Ok(docker)
+    });
+    match found {
+        Ok(docker) => Some(docker),
+        Err(why) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("a daemon that runs oci-layout sources is required under CI: {why}");
+            }
+            eprintln!("skipping: no daemon that runs oci-layout sources: {why}");
+            None
+        }
+    }
+}
+
 /// Starts `bud --root ROOT … CONTEXT` and returns once the build printed `marker`: the step
 /// that prints it is then surely running.
 pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::process::Child {
