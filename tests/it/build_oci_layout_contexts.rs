@@ -100,7 +100,9 @@ const ON_LAYOUT: &str = "FROM ctx\nLABEL from=layout\nENV MORE=2\n";
 /// platform's image of the index) and pinned by the index's digest with `--platform
 /// linux/arm64` (narrowed to that platform): bud embedded, bud with `--addr` and buildx give
 /// the same config (every field, the history included) on the same layers, and `--addr` keeps
-/// the layout's blobs as buildx does.
+/// the layout's blobs as buildx does. With both platforms at once, each gets its own image.
+/// Config digests are not compared: bud's config JSON orders and escapes keys otherwise than
+/// Go (the same for every image, not for OCI layouts only).
 #[test]
 fn oci_layout_contexts_build_buildx_s_image_embedded_and_with_addr() {
     if !(require_base_image() && require_runc()) {
@@ -172,6 +174,35 @@ fn oci_layout_contexts_build_buildx_s_image_embedded_and_with_addr() {
             if host.is_some() {
                 assert_eq!(got.layers, want.layers, "bud {host:?} {flag}: layers");
             }
+        }
+    }
+
+    // Several platforms at once: each build reads its own platform's image of the index.
+    let copy = context_of("FROM scratch\nCOPY --from=ctx /data/file /read\n");
+    let flag = format!("ctx=oci-layout://{}:v1", layout.display());
+    for host in [None, Some(daemon.host())] {
+        let dest = work.path().join(format!("platforms-{}", host.is_some()));
+        let out = bud(
+            root.path(),
+            host,
+            &[
+                "--build-context",
+                &flag,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+            ],
+            copy.path(),
+        );
+        assert!(out.status.success(), "bud {host:?}: {}", stderr_of(&out));
+        for arch in ["amd64", "arm64"] {
+            let read = dest.join(format!("linux_{arch}/read"));
+            assert_eq!(
+                std::fs::read_to_string(&read).unwrap().trim(),
+                format!("from-layout-{arch}"),
+                "bud {host:?}"
+            );
         }
     }
 }

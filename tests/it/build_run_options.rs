@@ -267,7 +267,8 @@ const LAYOUT_DOCKERFILE: &str = "FROM ctx AS probe\n\
 
 /// `--build-context ctx=oci-layout://DIR:TAG` (and `@DIGEST`) stands for `FROM ctx` and
 /// `COPY --from=ctx`: the same files as Docker 28.5's buildx building on the same image. Its
-/// docker driver has no oci-layout source ("unknown scheme oci-layout"), so the reference
+/// docker driver on the classic image store has no oci-layout source ("unknown scheme
+/// oci-layout"; with the containerd image store it has, see build_oci_layout_contexts), so the reference
 /// takes the image as `docker-image://`, loaded from the archive bud wrote with the layout.
 #[test]
 fn oci_layout_contexts_give_the_files_docker_28_gives_for_the_image() {
