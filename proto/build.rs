@@ -23,6 +23,7 @@ const PROTOS: &[&str] = &[
     "google/rpc/status.proto",
     "errdefs/errdefs.proto",
     "grpc/health/v1/health.proto",
+    "containerd/services/content/v1/content.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -23,6 +23,7 @@
 //! | [`secrets`] | `moby.buildkit.secrets.v1` | session: secrets |
 //! | [`sshforward`] | `moby.sshforward.v1` | session: SSH agent forwarding |
 //! | [`health`] | `grpc.health.v1` | session: health checks |
+//! | [`content`] | `containerd.services.content.v1` | session: OCI layouts read as content stores |
 //! | [`rpc`] | `google.rpc` | `Status`, the gRPC error model |
 //! | [`errdefs`] | `errdefs` | BuildKit's error details: the failed op and its source |
 //!
@@ -125,6 +126,19 @@ pub mod grpc {
     }
 }
 
+/// containerd's packages bud declares: the content store service of the session.
+#[allow(clippy::all, missing_docs)]
+pub mod containerd {
+    pub mod services {
+        pub mod content {
+            pub mod v1 {
+                generated!("containerd.services.content.v1.rs");
+            }
+        }
+    }
+}
+
+pub use containerd::services::content::v1 as content;
 pub use google::rpc;
 pub use grpc::health::v1 as health;
 pub use moby::buildkit::secrets::v1 as secrets;

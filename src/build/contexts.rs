@@ -45,6 +45,38 @@ impl NamedContexts {
     }
 }
 
+/// A daemon whose BuildKit worker has no oci-layout source to read an `oci-layout://` context
+/// with: BuildKit's own workers have one, moby's classic worker (Docker without the
+/// containerd image store) registers none and fails the step with "unknown scheme" although
+/// its LLB caps list `source.ocilayout`, so no cap tells it before the build.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the daemon's BuildKit worker has no oci-layout source, so it cannot read oci-layout:// \
+     build contexts (Docker without the containerd image store has none): use Docker with the \
+     containerd image store or a BuildKit daemon, or build without --addr"
+)]
+pub(super) struct NoOciLayoutSource {
+    #[source]
+    source: crate::remote::RemoteError,
+}
+
+impl NoOciLayoutSource {
+    /// `e` explained when it is a worker's missing oci-layout source, else `e` as it was.
+    pub(super) fn of(e: crate::remote::RemoteError) -> Result<Self, crate::remote::RemoteError> {
+        // BuildKit's source manager says "unknown scheme" (0.10 and later) or "no handler
+        // for" (before).
+        let missing = |m: &str| {
+            m.contains("unknown scheme oci-layout") || m.contains("no handler for oci-layout")
+        };
+        match &e {
+            crate::remote::RemoteError::Build(failure) if missing(&failure.message) => {
+                Ok(Self { source: e })
+            }
+            _ => Err(e),
+        }
+    }
+}
+
 /// The name as the frontend looks it up: the short form of a reference without `:latest`
 /// (`docker.io/library/alpine:latest` is `alpine`).
 fn context_name(name: &str) -> anyhow::Result<String> {
@@ -185,6 +217,28 @@ mod tests {
         };
         assert_eq!(git.remote, "github.com/moby/buildkit.git");
         assert_eq!(git.subdir.as_deref(), Some("docs"));
+    }
+
+    #[test]
+    fn a_worker_without_an_oci_layout_source_is_explained() {
+        let failure = |message: &str| {
+            crate::remote::RemoteError::Build(crate::remote::BuildFailure {
+                message: message.into(),
+                sources: Vec::new(),
+                vertex: None,
+            })
+        };
+        let explained = NoOciLayoutSource::of(failure(
+            "failed to load cache key: unknown scheme oci-layout: not found",
+        ))
+        .unwrap();
+        let shown = crate::error_chain::error_chain(&explained);
+        assert!(shown.starts_with("the daemon's BuildKit worker has no oci-layout source"));
+        assert!(
+            shown.ends_with("unknown scheme oci-layout: not found"),
+            "{shown}"
+        );
+        assert!(NoOciLayoutSource::of(failure("process \"false\" did not complete")).is_err());
     }
 
     #[test]

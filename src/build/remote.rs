@@ -282,6 +282,7 @@ pub(super) async fn solve_on(
         req.local_dirs
             .insert(name, remote::SyncedDir { path, excludes });
     }
+    req.oci_layouts = named.oci_layouts;
     req.secrets = opts.secrets.clone();
     req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
@@ -295,13 +296,15 @@ pub(super) async fn solve_on(
     req.entitlements = opts.entitlements();
     req.platform = requested_platform;
     req.frontend_attrs = attestation_attrs(&asked);
-    let result = solver
-        .solve(req)
-        .await
-        .map_err(|e| match device_refusal_hint(&e) {
-            Some(hint) => anyhow::anyhow!("{e}: {hint}"),
-            None => super::remote_outputs::explain_missing_exporter(e),
-        })?;
+    let result = solver.solve(req).await.map_err(|e| {
+        if let Some(hint) = device_refusal_hint(&e) {
+            return anyhow::anyhow!("{e}: {hint}");
+        }
+        match super::contexts::NoOciLayoutSource::of(e) {
+            Ok(no_source) => no_source.into(),
+            Err(e) => super::remote_outputs::explain_missing_exporter(e),
+        }
+    })?;
     let response = &result.exporter_response;
     let mut report = BuildReport {
         image_id: result.image_id.clone(),

@@ -323,6 +323,9 @@ pub struct SolveRequest<'a> {
     pub secrets: Vec<Secret>,
     /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).
     pub ssh_agents: BTreeMap<String, PathBuf>,
+    /// The OCI layout directories the definition's `oci-layout://` sources read, by their
+    /// `oci.store` attribute: served as content stores of the session.
+    pub oci_layouts: BTreeMap<String, PathBuf>,
     pub progress: ProgressSink,
     /// Cancelling stops the build on the daemon.
     pub cancel: CancellationToken,
@@ -389,6 +392,7 @@ impl<'a> SolveRequest<'a> {
             more_exporters: Vec::new(),
             secrets: Vec::new(),
             ssh_agents: BTreeMap::new(),
+            oci_layouts: BTreeMap::new(),
             progress: ProgressSink::quiet(),
             cancel: CancellationToken::new(),
             cache_imports: Vec::new(),

@@ -66,6 +66,7 @@ impl RemoteSolver {
             more_exporters,
             secrets,
             ssh_agents,
+            oci_layouts,
             progress,
             cancel,
             cache_imports,
@@ -97,6 +98,7 @@ impl RemoteSolver {
                 dirs: local_dirs,
                 secrets: &secrets,
                 ssh_agents,
+                oci_layouts,
                 exports: targets,
             },
             counters.clone(),
@@ -434,9 +436,7 @@ async fn drive_bridge(
     };
     record_sent(definitions[0]);
     for definition in &definitions {
-        if let Err(refused) =
-            check_sources(definition).and_then(|()| check_caps(definition, &pong.llb_caps))
-        {
+        if let Err(refused) = check_caps(definition, &pong.llb_caps) {
             end_build(
                 &mut bridge,
                 build_ref,
@@ -631,33 +631,6 @@ fn check_caps(definition: &pb::Definition, daemon: &[apicaps::ApiCap]) -> Result
                     needed_by,
                 });
             }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a source the daemon would read from the client through a session service bud
-/// does not serve: an OCI layout, which BuildKit reads from the session's content store.
-fn check_sources(definition: &pb::Definition) -> Result<(), RemoteError> {
-    for bytes in &definition.def {
-        let Ok(op) = <pb::Op as prost::Message>::decode(bytes.as_slice()) else {
-            continue;
-        };
-        let Some(pb::op::Op::Source(src)) = &op.op else {
-            continue;
-        };
-        if src.identifier.starts_with("oci-layout://") {
-            let digest = bud_frontend::llb::digest_of(bytes);
-            let step = definition
-                .metadata
-                .get(&digest)
-                .and_then(|md| md.description.get("llb.customname"))
-                .cloned()
-                .unwrap_or_else(|| src.identifier.clone());
-            return Err(RemoteError::Protocol(format!(
-                "{step}: with --addr, bud does not serve OCI layouts to the daemon yet (BuildKit \
-                 reads them from the client's session content store); build without --addr"
-            )));
         }
     }
     Ok(())

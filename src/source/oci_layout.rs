@@ -3,9 +3,19 @@
 //! reads it: a tag is looked up in `index.json` by `org.opencontainers.image.ref.name`, an
 //! index with a single entry stands for any tag, and an image index is narrowed to the
 //! build's platform.
+//!
+//! Unlike containerd's local store, which buildx serves layouts with, a blob is only read
+//! where it lies in the layout: a symlink under `blobs/` may point within the layout, never
+//! out of it, and a blob must be a regular file (a FIFO would hang the build). Every blob is
+//! checked against its digest before it is used.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use sha2::{Digest as _, Sha256};
 
 use bud_frontend::image::Image;
 use serde::Deserialize;
@@ -30,6 +40,10 @@ pub enum LayoutError {
     NoTag { layout: PathBuf, tag: String },
     #[error("{layout}: blob {digest} does not match its digest")]
     Corrupt { layout: PathBuf, digest: String },
+    #[error("{layout}: blob {digest} leads out of the layout (through a symlink)")]
+    Escapes { layout: PathBuf, digest: String },
+    #[error("{path}: a blob must be a regular file")]
+    NotAFile { path: PathBuf },
     #[error("{layout}: the image index {digest} has no manifest for {platform}")]
     NoPlatform {
         layout: PathBuf,
@@ -108,10 +122,101 @@ impl OciLayout {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex())
+        self.root.join(blob_rel(digest))
+    }
+
+    /// Opens blob `digest` for reading without leaving the layout: `blobs/<alg>/<hex>`
+    /// resolved beneath the layout's directory (a relative symlink may point within it; one
+    /// out of it, or any absolute one, is refused), opened without blocking and refused
+    /// unless it is a regular file.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
+        let path = self.blob_path(digest);
+        let read = |source: io::Error| LayoutError::Read {
+            path: path.clone(),
+            source,
+        };
+        let root = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LayoutError::Read {
+            path: self.root.clone(),
+            source: e.into(),
+        })?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let beneath = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let fd = match rustix::fs::openat2(&root, blob_rel(digest), flags, Mode::empty(), beneath) {
+            Ok(fd) => fd,
+            // EXDEV: the resolution left the directory; ELOOP: a magic link (/proc/…).
+            Err(rustix::io::Errno::XDEV | rustix::io::Errno::LOOP) => {
+                return Err(LayoutError::Escapes {
+                    layout: self.root.clone(),
+                    digest: digest.to_string(),
+                });
+            }
+            // Kernels before 5.6 lack openat2, and seccomp filters may refuse it (EPERM):
+            // resolve, then compare.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                return self.open_blob_resolved(digest);
+            }
+            Err(e) => return Err(read(e.into())),
+        };
+        let file = File::from(fd);
+        let md = file.metadata().map_err(read)?;
+        if !md.is_file() {
+            return Err(LayoutError::NotAFile { path });
+        }
+        Ok(file)
+    }
+
+    /// `open_blob` where openat2 is missing: the blob's real path must lie under the
+    /// layout's real path.
+    fn open_blob_resolved(&self, digest: &Digest) -> Result<File, LayoutError> {
+        let path = self.blob_path(digest);
+        let read = |path: &Path, source: io::Error| LayoutError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let root = std::fs::canonicalize(&self.root).map_err(|e| read(&self.root, e))?;
+        let real = std::fs::canonicalize(&path).map_err(|e| read(&path, e))?;
+        if !real.starts_with(&root) {
+            return Err(LayoutError::Escapes {
+                layout: self.root.clone(),
+                digest: digest.to_string(),
+            });
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+            .open(&real)
+            .map_err(|e| read(&path, e))?;
+        let md = file.metadata().map_err(|e| read(&path, e))?;
+        if !md.is_file() {
+            return Err(LayoutError::NotAFile { path });
+        }
+        Ok(file)
+    }
+
+    /// Blob `digest`, opened as `open_blob` opens it and read once through to check it
+    /// against its digest; returned rewound, with its size.
+    pub fn open_verified(&self, digest: &Digest) -> Result<(File, u64), LayoutError> {
+        let path = self.blob_path(digest);
+        let read = |source: io::Error| LayoutError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut file = self.open_blob(digest)?;
+        let mut hasher = Sha256::new();
+        let size = io::copy(&mut file, &mut hasher).map_err(read)?;
+        if Digest::from_hasher(hasher) != *digest {
+            return Err(LayoutError::Corrupt {
+                layout: self.root.clone(),
+                digest: digest.to_string(),
+            });
+        }
+        file.rewind().map_err(read)?;
+        Ok((file, size))
     }
 
     /// A small blob (a manifest, an index, a config), checked against its digest.
@@ -121,7 +226,23 @@ impl OciLayout {
             message: format!("digest {digest:?}: {e}"),
         })?;
         let path = self.blob_path(&parsed);
-        let bytes = std::fs::read(&path).map_err(|source| LayoutError::Read { path, source })?;
+        let mut bytes = Vec::new();
+        self.open_blob(&parsed)?
+            .take(MAX_METADATA_BLOB + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| LayoutError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_METADATA_BLOB {
+            return Err(LayoutError::Invalid {
+                path,
+                message: format!(
+                    "larger than the {} MiB a manifest, index or config may be",
+                    MAX_METADATA_BLOB >> 20
+                ),
+            });
+        }
         if Digest::of(&bytes) != parsed {
             return Err(LayoutError::Corrupt {
                 layout: self.root.clone(),
@@ -195,13 +316,30 @@ impl OciLayout {
         })
     }
 
-    /// A layer blob as an uncompressed tar (gzip, zstd or plain, told by magic numbers).
+    /// A layer blob, checked against its digest, as an uncompressed tar (gzip, zstd or
+    /// plain, told by magic numbers).
     pub fn open_layer(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        let path = self.blob_path(digest);
-        let file = std::fs::File::open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let (file, _) = self.open_verified(digest).map_err(|e| {
+            let kind = match &e {
+                LayoutError::Read { source, .. } => source.kind(),
+                _ => io::ErrorKind::InvalidData,
+            };
+            io::Error::new(kind, e)
+        })?;
         decompressing(BufReader::with_capacity(256 * 1024, file))
     }
+}
+
+/// BuildKit reads a manifest, an index or a config with this limit (`maxReadSize`); a
+/// larger one is no image of a layout's.
+const MAX_METADATA_BLOB: u64 = 4 << 20;
+
+/// Where blob `digest` lies in a layout: `blobs/<alg>/<hex>` (the digest's form is checked,
+/// so this never climbs out).
+fn blob_rel(digest: &Digest) -> PathBuf {
+    Path::new("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex())
 }
 
 /// The frontend's view of the image `digest` names in `layout` for `platform`: the config,

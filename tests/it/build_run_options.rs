@@ -76,6 +76,42 @@ fn named_contexts_replace_images_and_feed_copy_from() {
     assert_eq!(read(&dest, "ran"), "ran");
 }
 
+/// A directory and a `docker-image://` named context built with `--addr` (dockerd 20.10's
+/// BuildKit, bud the frontend) and embedded: the image Docker 28.5's buildx builds with the
+/// same flags.
+#[test]
+fn named_contexts_build_docker_28_s_image_embedded_and_with_addr() {
+    if !ready() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::write(extra.path().join("data.txt"), "from the extra context\n").unwrap();
+    std::fs::write(extra.path().join("skipped.tmp"), "ignored\n").unwrap();
+    std::fs::write(extra.path().join(".dockerignore"), "*.tmp\n").unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM base\nCOPY --from=extra / /extra/\nRUN ls /extra > /listing\n",
+    )
+    .unwrap();
+    let extra_flag = format!("extra={}", extra.path().display());
+    let image_flag = format!("base=docker-image://{BASE_IMAGE}");
+    same_image::assert_same_image(
+        &docker28,
+        &[same_image::Builder::Bud, same_image::Builder::BudAddr],
+        &[
+            "--build-context",
+            &extra_flag,
+            "--build-context",
+            &image_flag,
+            context.path().to_str().unwrap(),
+        ],
+    );
+}
+
 #[test]
 fn ulimit_sets_the_limits_of_run_steps() {
     if !ready() {
@@ -231,7 +267,8 @@ const LAYOUT_DOCKERFILE: &str = "FROM ctx AS probe\n\
 
 /// `--build-context ctx=oci-layout://DIR:TAG` (and `@DIGEST`) stands for `FROM ctx` and
 /// `COPY --from=ctx`: the same files as Docker 28.5's buildx building on the same image. Its
-/// docker driver has no oci-layout source ("unknown scheme oci-layout"), so the reference
+/// docker driver on the classic image store has no oci-layout source ("unknown scheme
+/// oci-layout"; with the containerd image store it has, see build_oci_layout_contexts), so the reference
 /// takes the image as `docker-image://`, loaded from the archive bud wrote with the layout.
 #[test]
 fn oci_layout_contexts_give_the_files_docker_28_gives_for_the_image() {
@@ -276,39 +313,54 @@ fn oci_layout_contexts_give_the_files_docker_28_gives_for_the_image() {
     assert_eq!(tree(ours.path()), tree(theirs.path()));
 }
 
-/// An OCI layout an `--addr` daemon would have to read from the client's session content
-/// store: refused before anything runs, naming the context, on dockerd 20.10 (whose BuildKit
-/// has no oci-layout source at all) as on any daemon. A tag the layout lacks, when it holds
+/// An OCI layout with `--addr` on a daemon that cannot read it is refused naming what it
+/// lacks: dockerd 20.10's BuildKit predates the `source.ocilayout` LLB cap (refused before
+/// anything runs), Docker 28.5's classic worker lists the cap but registers no oci-layout
+/// source (the daemon's "unknown scheme", explained). A tag the layout lacks, when it holds
 /// several images, is refused naming it.
 #[test]
 fn oci_layout_contexts_refused_where_they_cannot_be_read() {
     if !ready() || !require_docker() {
         return;
     }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
     let (dir, _, _) = layout_of_built_image("bud-test/oci-layout-refused:v1");
     let layout = dir.path().join("layout");
     let root = tempfile::tempdir().unwrap();
     let context = tempfile::tempdir().unwrap();
     std::fs::write(context.path().join("Dockerfile"), LAYOUT_DOCKERFILE).unwrap();
     let flag = format!("ctx=oci-layout://{}:v1", layout.display());
-    let out = bud(
-        root.path(),
-        &[
-            "--addr",
-            "docker://",
-            "--build-context",
-            &flag,
-            "-o",
-            "type=tar,dest=/dev/null",
-            context.path().to_str().unwrap(),
-        ],
-    );
-    let err = stderr_of(&out);
-    assert!(!out.status.success(), "{err}");
+    let on = |host: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bud"));
+        if let Some(host) = host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        let out = cmd
+            .arg("--root")
+            .arg(root.path())
+            .args(["--addr", "docker://", "--build-context", &flag])
+            .args(["-o", "type=tar,dest=/dev/null"])
+            .arg(context.path())
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{host:?}: {err}");
+        err
+    };
+    let err = on(None);
     assert!(
         err.contains(
-            "[context ctx] OCI load from client: with --addr, bud does not serve OCI layouts"
+            "does not support LLB capability \"source.ocilayout\" (needed by [context ctx] OCI \
+             load from client)"
         ),
+        "{err}"
+    );
+    let err = on(Some(docker28.host()));
+    assert!(
+        err.contains("the daemon's BuildKit worker has no oci-layout source")
+            && err.contains("unknown scheme oci-layout"),
         "{err}"
     );
 

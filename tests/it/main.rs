@@ -22,6 +22,7 @@ mod support;
 
 mod build_caches;
 mod build_entitlements;
+mod build_oci_layout_contexts;
 mod build_outputs;
 mod build_platforms;
 mod build_platforms_containerd;

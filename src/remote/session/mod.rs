@@ -1,8 +1,10 @@
 //! The session: gRPC services bud serves to the daemon during a build (the daemon is the
-//! client). It carries the build context, registry credentials, secrets, SSH agents and,
-//! for the `local` and `tar` exporters, the build's output.
+//! client). It carries the build context, registry credentials, secrets, SSH agents, the
+//! OCI layouts of `--build-context` (as content stores) and, for the `local` and `tar`
+//! exporters, the build's output.
 
 mod auth;
+mod content;
 mod filesend;
 mod filesync;
 mod health;
@@ -19,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bud_proto::content::content_server::ContentServer;
 use bud_proto::filesync::auth_server::AuthServer;
 use bud_proto::filesync::file_sync_server::FileSyncServer;
 use bud_proto::health::health_server::HealthServer;
@@ -36,7 +39,7 @@ pub(crate) use tunnel::open_tunnel;
 use super::Secret;
 
 /// The methods bud serves, announced to the daemon (which calls only announced ones).
-fn methods(exports: bool, ssh: bool) -> Vec<&'static str> {
+fn methods(exports: bool, ssh: bool, layouts: bool) -> Vec<&'static str> {
     let mut m = vec![
         "/grpc.health.v1.Health/Check",
         "/moby.filesync.v1.FileSync/DiffCopy",
@@ -53,6 +56,9 @@ fn methods(exports: bool, ssh: bool) -> Vec<&'static str> {
         m.push("/moby.sshforward.v1.SSH/CheckAgent");
         m.push("/moby.sshforward.v1.SSH/ForwardAgent");
     }
+    if layouts {
+        m.extend(content::METHODS);
+    }
     m
 }
 
@@ -65,6 +71,7 @@ pub(crate) struct Session {
     router: Router,
     exports: bool,
     ssh: bool,
+    layouts: bool,
 }
 
 /// What a session offers the daemon.
@@ -72,6 +79,9 @@ pub(crate) struct Offer<'a> {
     pub dirs: BTreeMap<String, SyncedDir>,
     pub secrets: &'a [Secret],
     pub ssh_agents: BTreeMap<String, PathBuf>,
+    /// OCI layout directories, served as content stores by ID (the `oci.store` attribute of
+    /// the `oci-layout://` sources reading them).
+    pub oci_layouts: BTreeMap<String, PathBuf>,
     /// Where each exporter that sends files back writes, by its index in the solve's
     /// exporters.
     pub exports: Vec<(usize, ExportTarget)>,
@@ -89,10 +99,12 @@ impl Session {
             dirs,
             secrets,
             ssh_agents,
+            oci_layouts,
             exports: targets,
         } = offer;
         let exports = !targets.is_empty();
         let ssh = !ssh_agents.is_empty();
+        let layouts = !oci_layouts.is_empty();
         let router = Router {
             health: HealthServer::new(health::HealthService),
             filesync: FileSyncServer::new(filesync::FileSyncService::new(dirs, counters)),
@@ -100,6 +112,7 @@ impl Session {
             secrets: SecretsServer::new(secrets::SecretsService::new(secrets)),
             ssh: SshServer::new(ssh::SshService::new(ssh_agents)),
             filesend: filesend::FileSendService::new(targets),
+            content: ContentServer::new(content::ContentService::new(oci_layouts)),
         };
         Self {
             id,
@@ -108,6 +121,7 @@ impl Session {
             router,
             exports,
             ssh,
+            layouts,
         }
     }
 
@@ -118,7 +132,7 @@ impl Session {
             ("X-Docker-Expose-Session-Name", self.name.clone()),
             ("X-Docker-Expose-Session-Sharedkey", self.shared_key.clone()),
         ];
-        for m in methods(self.exports, self.ssh) {
+        for m in methods(self.exports, self.ssh, self.layouts) {
             h.push(("X-Docker-Expose-Session-Grpc-Method", m.to_string()));
         }
         h
@@ -138,6 +152,7 @@ pub(crate) struct Router {
     secrets: SecretsServer<secrets::SecretsService>,
     ssh: SshServer<ssh::SshService>,
     filesend: filesend::FileSendService,
+    content: ContentServer<content::ContentService>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -167,6 +182,7 @@ impl Service<Request<Incoming>> for Router {
             "moby.buildkit.secrets.v1.Secrets" => Box::pin(self.secrets.call(req)),
             "moby.sshforward.v1.SSH" => Box::pin(self.ssh.call(req)),
             "moby.filesync.v1.FileSend" => Box::pin(self.filesend.call(req)),
+            "containerd.services.content.v1.Content" => Box::pin(self.content.call(req)),
             _ => {
                 let status = tonic::Status::unimplemented(format!(
                     "bud does not serve {}",

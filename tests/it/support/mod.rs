@@ -313,6 +313,14 @@ pub fn require_docker28_containerd() -> Option<Docker28> {
     }
 }
 
+/// The daemon of the test environment whose BuildKit runs `oci-layout://` sources:
+/// BuildKit's own workers register that source, moby's classic one does not, so it is the
+/// Docker 28.5 with the containerd image store. The one place to change when another daemon
+/// can. Missing under `CI`, the test fails.
+pub fn require_oci_layout_daemon() -> Option<Docker28> {
+    require_docker28_containerd()
+}
+
 /// Starts `bud --root ROOT … CONTEXT` and returns once the build printed `marker`: the step
 /// that prints it is then surely running.
 pub fn spawn_bud_until(root: &Path, context: &Path, marker: &str) -> std::process::Child {
