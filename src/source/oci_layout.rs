@@ -26,6 +26,12 @@ pub enum LayoutError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}")]
+    Document {
+        path: PathBuf,
+        #[source]
+        source: crate::registry::manifest::DocumentError,
+    },
     #[error("{layout}: no manifest is tagged {tag:?} and index.json lists more than one")]
     NoTag { layout: PathBuf, tag: String },
     #[error("{layout}: blob {digest} does not match its digest")]
@@ -138,9 +144,13 @@ impl OciLayout {
             path: self.root.join("blobs").join(what),
             message,
         };
+        let document = |what: &str, source| LayoutError::Document {
+            path: self.root.join("blobs").join(what),
+            source,
+        };
         let bytes = self.read_blob(digest)?;
         let (manifest_digest, manifest): (String, Manifest) = match Document::parse(&bytes, None)
-            .map_err(|e| invalid(digest, e))?
+            .map_err(|e| document(digest, e))?
         {
             Document::Manifest(m) => (digest.to_owned(), *m),
             Document::Index(index) => {
@@ -151,7 +161,7 @@ impl OciLayout {
                 })?;
                 let bytes = self.read_blob(&entry.digest)?;
                 match Document::parse(&bytes, Some(&entry.media_type))
-                    .map_err(|e| invalid(&entry.digest, e))?
+                    .map_err(|e| document(&entry.digest, e))?
                 {
                     Document::Manifest(m) => (entry.digest.clone(), *m),
                     Document::Index(_) => {
