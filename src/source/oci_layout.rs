@@ -220,12 +220,10 @@ pub fn resolve_for_frontend(
     layout: &str,
     digest: &str,
     platform: &bud_frontend::convert::Platform,
-) -> Result<bud_frontend::convert::ResolvedImage, String> {
+) -> Result<bud_frontend::convert::ResolvedImage, bud_frontend::convert::ResolveError> {
     let wanted = Platform::new(&platform.os, &platform.architecture, &platform.variant);
-    let image = OciLayout::new(layout)
-        .image(digest, &wanted)
-        .map_err(|e| crate::error_chain::error_chain(&e))?;
-    let config = serde_json::from_slice(&image.config_bytes).map_err(|e| e.to_string())?;
+    let image = OciLayout::new(layout).image(digest, &wanted)?;
+    let config = serde_json::from_slice(&image.config_bytes)?;
     Ok(bud_frontend::convert::ResolvedImage {
         digest: image.manifest_digest,
         config,
