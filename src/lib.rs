@@ -46,7 +46,6 @@ pub mod progress;
 pub mod registry;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;

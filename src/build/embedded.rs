@@ -418,7 +418,9 @@ fn ignores_errors(to: &crate::cli::CacheOption) -> bool {
     to.attrs.get("ignore-error").map(String::as_str) == Some("true")
 }
 
-fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpec, String> {
+fn parse_cache_to(
+    to: &crate::cli::CacheOption,
+) -> Result<remotecache::ExportSpec, remotecache::CacheOptionError> {
     remotecache::ExportSpec::parse(to)
 }
 
