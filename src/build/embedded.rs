@@ -189,7 +189,7 @@ pub(super) async fn build(
         vertex: EXPORT_VERTEX.to_owned(),
     };
     let targets = route::Targets {
-        docker: docker.as_ref().map_err(String::as_str),
+        docker: docker.as_ref(),
         base_images: &base_images,
         content,
         registry,
