@@ -22,11 +22,9 @@ pub mod cache;
 pub mod cli;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod commands;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod config;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod content;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod docker_host;
 pub mod emulation;
 pub mod error_chain;
