@@ -193,6 +193,7 @@ impl CacheConfig {
         Ok(config)
     }
 
+    /// The checks of [`CacheConfig::parse`], for a config made otherwise (an inline cache's).
     pub fn check(&self) -> Result<(), ConfigError> {
         let layers = self.layers.len() as i64;
         for (i, l) in self.layers.iter().enumerate() {
