@@ -39,18 +39,32 @@ use serde::Deserialize;
 
 use crate::timeouts::Timeouts;
 
+/// Why `bud.toml` cannot be used, or the cache's share of its filesystem not worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file exists (or `$BUD_CONFIG` names it) but cannot be read.
     #[error("cannot read the configuration file {path}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// Not TOML, or not bud's keys. toml's message is kept as text: it spans lines, with
+    /// the offending line quoted, and ends in a newline the one-line chain must not carry.
     #[error("configuration file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, trimmed.
+        message: String,
+    },
+    /// `statvfs` failed on the state root, so a percentage has nothing to apply to.
     #[error("cannot find the size of the filesystem of {path}")]
     Statfs {
+        /// The directory asked about.
         path: PathBuf,
+        /// Why `statvfs` failed.
         source: std::io::Error,
     },
 }
@@ -59,13 +73,19 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[gc]`: what builds keep of the cache.
     pub gc: GcConfig,
     /// Per-registry settings, keyed by `host[:port]`.
     #[serde(rename = "registry")]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// `[worker]`: the OCI runtime and where a build goes when the embedded solver cannot
+    /// run.
     pub worker: WorkerConfig,
+    /// `[network]`: timeouts of registry and daemon exchanges.
     pub network: NetworkConfig,
+    /// `[builder]`: BuildKit nodes to build on instead.
     pub builder: BuilderConfig,
+    /// `[cdi]`: where `RUN --device`'s CDI specs are.
     pub cdi: CdiConfig,
 }
 
@@ -74,6 +94,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BuilderConfig {
+    /// `[[builder.nodes]]`, in order: a platform no node lists goes to the first that lists
+    /// none.
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -82,8 +104,11 @@ pub struct BuilderConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
+    /// Shown in progress and errors; `node<index>` when unset.
     pub name: Option<String>,
+    /// The daemon, as `--addr` takes it (`tcp://`, `unix://`, `docker-container://`, …).
     pub addr: String,
+    /// The platforms it builds (`linux/arm64`), as `--platform` writes them.
     pub platforms: Vec<String>,
 }
 
@@ -102,6 +127,7 @@ pub struct CdiConfig {
     pub spec_dirs: Option<Vec<PathBuf>>,
 }
 
+/// `[gc]`: the garbage collection run after every embedded build.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GcConfig {
@@ -125,6 +151,7 @@ impl Default for GcConfig {
     }
 }
 
+/// `[registry."host:port"]`: how to talk to one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -132,6 +159,7 @@ pub struct RegistryConfig {
     pub insecure: bool,
 }
 
+/// `[worker]`: what runs the embedded solver's steps, and what happens when it cannot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
@@ -146,8 +174,10 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fallback {
+    /// Build with Docker's BuildKit, saying so in one line.
     #[default]
     Docker,
+    /// Fail with the reason the embedded solver cannot run.
     Never,
 }
 
@@ -155,15 +185,19 @@ pub enum Fallback {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
+    /// TCP connect and TLS handshake.
     #[serde(deserialize_with = "de_timeout")]
     pub connect_timeout: Option<Duration>,
+    /// From a request sent to the first byte of its answer.
     #[serde(deserialize_with = "de_timeout")]
     pub response_timeout: Option<Duration>,
+    /// A transfer under way with no byte moving either way.
     #[serde(deserialize_with = "de_timeout")]
     pub idle_timeout: Option<Duration>,
 }
 
 impl NetworkConfig {
+    /// The settings over [`Timeouts`]' defaults.
     pub fn timeouts(&self) -> Timeouts {
         let default = Timeouts::default();
         Timeouts {
@@ -177,7 +211,9 @@ impl NetworkConfig {
 /// A cap on the cache's size: bytes, or a percentage of the filesystem it lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageLimit {
+    /// A number of bytes.
     Bytes(u64),
+    /// A share of the filesystem, 0 to 100.
     Percent(u8),
 }
 
@@ -186,6 +222,8 @@ pub const DEFAULT_KEEP_BYTES_MAX: u64 = 20 << 30;
 const DEFAULT_KEEP_PERCENT: u8 = 10;
 
 impl StorageLimit {
+    /// `10GB`, `512MiB`, a byte count or `N%`. A leaf parser: its message is text for
+    /// serde's `custom` error (which takes only text) and names the value itself.
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if let Some(p) = t.strip_suffix('%') {
@@ -292,7 +330,8 @@ impl Config {
 }
 
 /// A duration as Go writes them (`48h`, `1h30m`, `90s`, `500ms`), plus days (`7d`); a bare
-/// number is seconds.
+/// number is seconds. A leaf parser: its message names the value and goes to serde's
+/// `custom` error or into `gc/filter.rs`'s message for the filter it is part of.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let form = "expected a duration such as 48h, 1h30m, 7d or 3600";
     let t = s.trim();

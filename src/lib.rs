@@ -20,10 +20,8 @@ pub mod cache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;
 pub mod commands;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod config;
 pub mod content;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod docker_host;
 pub mod emulation;
 pub mod error_chain;
@@ -38,7 +36,6 @@ pub mod progress;
 pub mod registry;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;

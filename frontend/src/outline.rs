@@ -435,7 +435,11 @@ mod tests {
     struct Images;
 
     impl ImageResolver for Images {
-        fn resolve(&self, _: &str, _: &Platform) -> Result<ResolvedImage, String> {
+        fn resolve(
+            &self,
+            _: &str,
+            _: &Platform,
+        ) -> Result<ResolvedImage, crate::convert::ResolveError> {
             Ok(ResolvedImage {
                 digest: "sha256:00".into(),
                 config: json!({"config": {"Env": ["PATH=/usr/bin:/bin"]}}),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use bud_frontend::convert::{ConvertError, ConvertErrorKind};
+use bud_frontend::convert::{ConvertError, ConvertErrorKind, LineError};
 use common::*;
 use serde_json::json;
 
@@ -59,7 +59,7 @@ fn stage_as_base_inherits_state_and_config() {
 
 fn line_of(e: &ConvertError) -> usize {
     match e {
-        ConvertError::At { line, .. } => *line,
+        ConvertError::At(LineError { line, .. }) => *line,
         other => panic!("no line in {other}"),
     }
 }
@@ -70,10 +70,10 @@ fn errors_name_the_line() {
     assert!(
         matches!(
             e,
-            ConvertError::At {
+            ConvertError::At(LineError {
                 kind: ConvertErrorKind::CircularDependency(_),
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -81,10 +81,10 @@ fn errors_name_the_line() {
     assert!(
         matches!(
             e,
-            ConvertError::At {
+            ConvertError::At(LineError {
                 line: 2,
                 kind: ConvertErrorKind::StageIndex(5)
-            }
+            })
         ),
         "{e}"
     );
@@ -95,10 +95,10 @@ fn errors_name_the_line() {
     assert!(
         matches!(
             e,
-            ConvertError::At {
+            ConvertError::At(LineError {
                 line: 2,
                 kind: ConvertErrorKind::VariableInFrom
-            }
+            })
         ),
         "{e}"
     );
@@ -106,10 +106,10 @@ fn errors_name_the_line() {
     assert!(
         matches!(
             e,
-            ConvertError::At {
+            ConvertError::At(LineError {
                 line: 2,
                 kind: ConvertErrorKind::BlankBaseName(_)
-            }
+            })
         ),
         "{e}"
     );
@@ -123,10 +123,10 @@ fn errors_name_the_line() {
     assert!(
         matches!(
             e,
-            ConvertError::At {
+            ConvertError::At(LineError {
                 line: 2,
                 kind: ConvertErrorKind::CopyFromLaterStage { .. }
-            }
+            })
         ),
         "{e}"
     );

@@ -211,7 +211,7 @@ pub(super) async fn build(
         vertex: EXPORT_VERTEX.to_owned(),
     };
     let targets = route::Targets {
-        docker: docker.as_ref().map_err(String::as_str),
+        docker: docker.as_ref(),
         base_images: &base_images,
         content,
         registry,
@@ -506,7 +506,9 @@ fn ignores_errors(to: &crate::cli::CacheOption) -> bool {
     to.attrs.get("ignore-error").map(String::as_str) == Some("true")
 }
 
-fn parse_cache_to(to: &crate::cli::CacheOption) -> Result<remotecache::ExportSpec, String> {
+fn parse_cache_to(
+    to: &crate::cli::CacheOption,
+) -> Result<remotecache::ExportSpec, remotecache::CacheOptionError> {
     remotecache::ExportSpec::parse(to)
 }
 

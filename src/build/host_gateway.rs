@@ -6,6 +6,7 @@
 use anyhow::{Context as _, bail};
 
 use crate::cli::BuildOptions;
+use crate::docker_host::DockerUnavailable;
 
 const HOST_GATEWAY: &str = "host-gateway";
 
@@ -13,7 +14,7 @@ const HOST_GATEWAY: &str = "host-gateway";
 /// `--add-host` asks for it.
 pub(super) async fn resolve(
     opts: &BuildOptions,
-    docker: Result<&bollard::Docker, &str>,
+    docker: Result<&bollard::Docker, &DockerUnavailable>,
 ) -> anyhow::Result<Option<BuildOptions>> {
     let Some(first) = opts.add_hosts.iter().find(|h| h.ip == HOST_GATEWAY) else {
         return Ok(None);
@@ -23,7 +24,8 @@ pub(super) async fn resolve(
         Ok(docker) => docker,
         Err(why) => bail!(
             "{flag}: the host gateway is Docker's, and no Docker answers ({why}); give the \
-             host's address instead"
+             host's address instead",
+            why = crate::error_chain::error_chain(why)
         ),
     };
     let bridge = docker

@@ -5,14 +5,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bud_frontend::convert::{self, ImageResolver};
-use bud_frontend::reference::Reference;
+use bud_frontend::convert::{self, ImageResolver, ResolveError};
+use bud_frontend::reference::{Reference, ReferenceError};
 use bud_proto::pb;
 use futures_util::future::BoxFuture;
 
 use crate::registry::{Platform as RegistryPlatform, PullOptions};
-use crate::solver::{ImageLayer, ImageProvider, ResolvedImage};
-use crate::source::image::{ImageSource, PulledImage};
+use crate::solver::{ImageLayer, ImageProvider, ImageProviderError, ResolvedImage};
+use crate::source::image::{ImageError, ImageSource, PulledImage};
+
+/// Why a base image could not be had; the frontend and the solver print its causes.
+#[derive(Debug, thiserror::Error)]
+enum BaseImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("the image config")]
+    Config(#[source] serde_json::Error),
+}
 
 pub(super) struct BuildImages {
     source: ImageSource,
@@ -37,7 +48,7 @@ impl BuildImages {
         &self,
         reference: &str,
         platform: RegistryPlatform,
-    ) -> Result<Arc<PulledImage>, String> {
+    ) -> Result<Arc<PulledImage>, BaseImageError> {
         let key = |reference: &str| format!("{platform} {reference}");
         if let Some(hit) = self
             .memo
@@ -47,18 +58,13 @@ impl BuildImages {
         {
             return Ok(hit.clone());
         }
-        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let parsed = Reference::parse(reference)?;
         let opts = PullOptions {
             pull: self.pull,
             platform: platform.clone(),
             ..PullOptions::default()
         };
-        let image = Arc::new(
-            self.source
-                .resolve(&parsed, &opts)
-                .await
-                .map_err(|e| crate::error_chain::error_chain(&e))?,
-        );
+        let image = Arc::new(self.source.resolve(&parsed, &opts).await?);
         let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.insert(key(reference), image.clone());
         memo.insert(key(&format!("{reference}@{}", pin(&image))), image.clone());
@@ -108,10 +114,10 @@ impl ImageResolver for BuildImages {
         &self,
         reference: &str,
         platform: &convert::Platform,
-    ) -> Result<convert::ResolvedImage, String> {
+    ) -> Result<convert::ResolvedImage, ResolveError> {
         let p = registry_platform(&platform.os, &platform.architecture, &platform.variant);
         let image = self.runtime.block_on(self.get(reference, p))?;
-        let config = serde_json::to_value(&image.config).map_err(|e| e.to_string())?;
+        let config = serde_json::to_value(&image.config).map_err(BaseImageError::Config)?;
         // An image only Docker has (built or loaded there, never pushed) has no manifest
         // digest to pin: left unpinned, a daemon finds it in its own store by name.
         let digest = image
@@ -127,7 +133,7 @@ impl ImageResolver for BuildImages {
         layout: &str,
         digest: &str,
         platform: &convert::Platform,
-    ) -> Result<convert::ResolvedImage, String> {
+    ) -> Result<convert::ResolvedImage, ResolveError> {
         crate::source::oci_layout::resolve_for_frontend(layout, digest, platform)
     }
 }
@@ -137,7 +143,7 @@ impl ImageProvider for BuildImages {
         &'a self,
         reference: &'a str,
         platform: Option<&'a pb::Platform>,
-    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+    ) -> BoxFuture<'a, Result<ResolvedImage, ImageProviderError>> {
         Box::pin(async move {
             let p = match platform {
                 Some(p) => registry_platform(&p.os, &p.architecture, &p.variant),
@@ -166,9 +172,8 @@ fn layers_of(source: &ImageSource, image: &PulledImage) -> Vec<ImageLayer> {
             ImageLayer {
                 diff_id: layer.diff_id.to_string(),
                 open: Box::new(move || {
-                    source
-                        .open_layer(&layer)
-                        .map_err(|e| std::io::Error::other(crate::error_chain::error_chain(&e)))
+                    // An io::Error around the image error shows its message and causes.
+                    source.open_layer(&layer).map_err(std::io::Error::other)
                 }),
             }
         })

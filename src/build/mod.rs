@@ -35,6 +35,7 @@ use crate::cache::meta::MetaStore;
 use crate::cli::{BuildOptions, GlobalOptions};
 use crate::config::Config;
 use crate::content::ContentStore;
+use crate::docker_host::DockerUnavailable;
 use crate::progress::ProgressSink;
 use crate::registry::RegistryConfig;
 use crate::source::image::ImageSource;
@@ -64,7 +65,7 @@ pub(crate) struct BuildEnv {
     config: Config,
     registry: RegistryConfig,
     /// The Docker the docker CLI would use, or why there is none.
-    docker: Result<bollard::Docker, String>,
+    docker: Result<bollard::Docker, DockerUnavailable>,
     /// Base images, resolved once per build for the frontend and the solver.
     images: Arc<BuildImages>,
     progress: ProgressSink,
@@ -160,7 +161,7 @@ pub async fn run(
             "--rm=false: no intermediate containers are kept (there are none, as with BuildKit)",
         );
     }
-    let resolved = host_gateway::resolve(opts, env.docker.as_ref().map_err(String::as_str)).await?;
+    let resolved = host_gateway::resolve(opts, env.docker.as_ref()).await?;
     let opts = resolved.as_ref().unwrap_or(opts);
     let call = opts.call();
     if call.method != crate::cli::Call::Build {
@@ -173,7 +174,7 @@ pub async fn run(
         &env.config.builder,
         &env.config.worker,
         &env.state,
-        env.docker.as_ref().map_err(String::as_str),
+        env.docker.as_ref(),
     )?;
     let embedded = matches!(worker, worker::Worker::Embedded(_));
     if opts.explain && !embedded {

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 
 use crate::attest::Attestation;
 use crate::content::ContentStore;
+use crate::docker_host::DockerUnavailable;
 use crate::exporter::LoadLayer;
 use crate::exporter::docker_load::PendingLoad;
 use crate::registry::{ManifestFormat, PushOptions, RegistryConfig};
@@ -45,7 +46,7 @@ pub(super) enum Assembled {
 /// What exports write to: Docker, the content store (compressed layers), registries.
 pub(super) struct Targets<'a> {
     /// The daemon, or why there is none to use.
-    pub(super) docker: Result<&'a bollard::Docker, &'a str>,
+    pub(super) docker: Result<&'a bollard::Docker, &'a DockerUnavailable>,
     /// The images the build starts from, where Docker most likely holds the lower layers.
     pub(super) base_images: &'a [String],
     pub(super) content: &'a ContentStore,
@@ -83,7 +84,8 @@ pub(super) async fn export_one(
                 Err(why) => bail!(
                     "the image was built, but Docker is not reachable to load it ({why}): \
                      start Docker, or get the result out with -o type=docker,dest=image.tar, \
-                     -o type=oci,dest=image.tar or -o type=local,dest=DIR"
+                     -o type=oci,dest=image.tar or -o type=local,dest=DIR",
+                    why = crate::error_chain::error_chain(why)
                 ),
             };
             let load = crate::exporter::docker_load::load;

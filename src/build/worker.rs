@@ -10,6 +10,7 @@ use std::fmt;
 use anyhow::bail;
 
 use crate::config::{BuilderConfig, Fallback, NodeConfig, WorkerConfig};
+use crate::docker_host::DockerUnavailable;
 use crate::executor::{ExecError, Runtime, RuntimeKind};
 use crate::privilege::{self, Mode, UsernsError};
 use crate::state::StateRoot;
@@ -67,7 +68,7 @@ pub fn choose(
     builder: &BuilderConfig,
     config: &WorkerConfig,
     state: &StateRoot,
-    docker: Result<&bollard::Docker, &str>,
+    docker: Result<&bollard::Docker, &DockerUnavailable>,
 ) -> anyhow::Result<Worker> {
     if let Some(addr) = addr {
         return Ok(Worker::Daemon(addr.to_string()));
@@ -88,7 +89,8 @@ pub fn choose(
     if let Err(docker) = docker {
         bail!(
             "the embedded solver cannot run: {why}; and no Docker answers to build with \
-             instead ({docker})"
+             instead ({docker})",
+            docker = crate::error_chain::error_chain(docker)
         );
     }
     crate::report!("note: building with Docker's BuildKit (as with --addr docker://): {why}");

@@ -1,5 +1,9 @@
 //! Typed values of the build flags, parsed the way docker/cli and buildx parse them, with
 //! errors that name the accepted forms (clap adds the flag's name).
+//!
+//! The parsers here (and the leaf parsers they call) return `Result<_, String>`: clap's
+//! `value_parser` takes any displayable error and prints it after the flag's name, so a
+//! typed error would add nothing a user sees; every other module boundary has typed errors.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -14,28 +14,40 @@ use sha2::{Digest as _, Sha256};
 /// The context that stands for `DOCKER_HOST` or the default socket; it is never stored.
 pub(super) const DEFAULT: &str = "default";
 
+/// Why the Docker context the settings choose cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// No context of that name is stored.
     #[error(
         "Docker context {name:?} (from {chosen_by}) does not exist: no {}", meta.display()
     )]
     NotFound {
+        /// The context.
         name: String,
+        /// The setting that chose it: `DOCKER_CONTEXT`, the config's `currentContext`.
         chosen_by: &'static str,
+        /// The `meta.json` looked for.
         meta: PathBuf,
     },
+    /// Its `meta.json` cannot be read or is not a context's.
     #[error("Docker context {name:?}: {}: {reason}", meta.display())]
     Invalid {
+        /// The context.
         name: String,
+        /// Its `meta.json`.
         meta: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     #[error(
         "Docker context {name:?} (from {chosen_by}): neither DOCKER_CONFIG nor HOME is set, so \
          docker's config directory is unknown"
     )]
+    /// The context's name is known but not where docker keeps contexts.
     NoConfigDir {
+        /// The context.
         name: String,
+        /// The setting that chose it.
         chosen_by: &'static str,
     },
 }

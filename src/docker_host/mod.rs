@@ -30,37 +30,77 @@ const DEFAULT_TLS_PORT: u16 = 2376;
 /// What bollard waits for an answer, in seconds: loads of large images take long.
 const TIMEOUT_SECS: u64 = 120;
 
+/// Why the Docker the settings choose cannot be talked to.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerHostError {
+    /// A setting names a Docker in a form bud does not take.
     #[error("{origin}: {reason}")]
-    Unsupported { origin: String, reason: String },
+    Unsupported {
+        /// The setting: `DOCKER_HOST=…`, `Docker context "ci"`.
+        origin: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// The chosen Docker context cannot be used.
     #[error(transparent)]
     Context(#[from] ContextError),
-    #[error("{origin}: TLS: {reason}")]
-    Tls { origin: String, reason: String },
+    /// bollard refused the socket.
     #[error("cannot reach Docker at {place}")]
     Connect {
+        /// The setting that chose the socket.
         place: String,
+        /// bollard's error.
         #[source]
         source: bollard::errors::Error,
     },
+    /// No client could be made for a `tcp://` or `ssh://` Docker.
+    #[error("{origin}")]
+    Client {
+        /// The setting that chose it.
+        origin: String,
+        /// Boxed: bollard's error is large, and this one is returned everywhere.
+        #[source]
+        source: Box<ClientError>,
+    },
+}
+
+/// Why a client for a `tcp://` or `ssh://` endpoint could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TLS files docker's settings name.
+    #[error("TLS")]
+    Tls(#[source] crate::remote::TlsFileError),
+    /// bollard refused the transport.
+    #[error(transparent)]
+    Bollard(#[from] bollard::errors::Error),
 }
 
 /// Where the Docker API is, and how to talk to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// Where the API is.
     pub host: Host,
     /// Where the choice came from, for messages: `DOCKER_HOST=tcp://…`, `context "ci"`.
     pub origin: String,
+    /// TLS for a `tcp://` host; `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// Chosen by a setting (`DOCKER_HOST`, a context), not the default socket by default.
     pub configured: bool,
 }
 
+/// A Docker API address, in the forms docker takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
+    /// `unix:///path`: a socket.
     Unix(PathBuf),
-    Tcp { host: String, port: u16 },
+    /// `tcp://host:port`, docker's default port filled in.
+    Tcp {
+        /// A name or address; an IPv6 address without brackets.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// `ssh://`: `docker system dial-stdio` run over ssh.
     Ssh(SshHost),
 }
 
@@ -86,6 +126,7 @@ pub fn client() -> Result<Docker, DockerHostError> {
     connect(&endpoint()?)
 }
 
+/// A client for `endpoint` (not yet checked to answer).
 pub fn connect(endpoint: &Endpoint) -> Result<Docker, DockerHostError> {
     match &endpoint.host {
         Host::Unix(path) => {
@@ -98,14 +139,14 @@ pub fn connect(endpoint: &Endpoint) -> Result<Docker, DockerHostError> {
             )
         }
         Host::Tcp { host, port } => tcp::client(host, *port, endpoint.tls.as_ref(), TIMEOUT_SECS)
-            .map_err(|reason| DockerHostError::Tls {
+            .map_err(|source| DockerHostError::Client {
                 origin: endpoint.origin.clone(),
-                reason,
+                source: Box::new(source),
             }),
         Host::Ssh(host) => {
-            ssh::client(host, TIMEOUT_SECS).map_err(|reason| DockerHostError::Unsupported {
+            ssh::client(host, TIMEOUT_SECS).map_err(|source| DockerHostError::Client {
                 origin: endpoint.origin.clone(),
-                reason,
+                source: Box::new(source.into()),
             })
         }
     }
@@ -119,7 +160,7 @@ fn client_over<C>(
     address: String,
     timeout: u64,
     notes: Option<FailureNotes>,
-) -> Result<Docker, String>
+) -> Result<Docker, bollard::errors::Error>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
@@ -155,7 +196,6 @@ where
         timeout,
         bollard::API_DEFAULT_VERSION,
     )
-    .map_err(|e| e.to_string())
 }
 
 /// Why a transport's processes ended (ssh's error output), kept to explain the request that
@@ -375,32 +415,53 @@ pub async fn uses_containerd_store(docker: &Docker) -> Result<bool, bollard::err
     }))
 }
 
+/// Why there is no Docker to use. Cloned into each part of a build that would use it, whose
+/// own error then says what needed Docker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DockerUnavailable {
+    /// The setting that names Docker cannot be used.
+    #[error(transparent)]
+    Setting(Arc<DockerHostError>),
+    /// The Docker the settings name does not answer.
+    #[error("{origin}")]
+    NoAnswer {
+        /// Where the choice came from: `DOCKER_HOST=…`, `the default socket …`.
+        origin: String,
+        /// The ping's failure.
+        #[source]
+        source: Arc<bollard::errors::Error>,
+    },
+}
+
 /// The Docker daemon docker's CLI would use (DOCKER_HOST, the current context or the default
 /// socket) if it answers, or why not. Docker is optional until an output needs it; that
 /// output's error gives the reason.
-pub async fn probe() -> Result<bollard::Docker, String> {
+pub async fn probe() -> Result<bollard::Docker, DockerUnavailable> {
+    let setting = |e| DockerUnavailable::Setting(Arc::new(e));
     let endpoint = match endpoint() {
         Ok(endpoint) => endpoint,
         Err(e) => {
             // A setting naming a Docker bud cannot use is worth knowing even when no
             // output needs Docker.
             crate::report!("warning: {}", crate::error_chain::error_chain(&e));
-            return Err(crate::error_chain::error_chain(&e));
+            return Err(setting(e));
         }
     };
-    let docker = connect(&endpoint).map_err(|e| crate::error_chain::error_chain(&e))?;
+    let docker = connect(&endpoint).map_err(setting)?;
     match docker.ping().await {
         Ok(_) => Ok(docker),
         Err(e) => {
-            let why = format!(
-                "{}: {}",
-                endpoint.origin,
-                crate::error_chain::error_chain(&e)
-            );
+            let why = DockerUnavailable::NoAnswer {
+                origin: endpoint.origin,
+                source: Arc::new(e),
+            };
             // No Docker on the default socket is a normal setup; a daemon a setting names
             // that does not answer is not, and base images then come from registries.
             if endpoint.configured {
-                crate::report!("warning: building without Docker: {why}");
+                crate::report!(
+                    "warning: building without Docker: {}",
+                    crate::error_chain::error_chain(&why)
+                );
             }
             Err(why)
         }

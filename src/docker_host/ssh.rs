@@ -25,12 +25,16 @@ const KEPT_STDERR: usize = 4096;
 /// `ssh://` as docker parses it: a user and a port at most, no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshHost {
+    /// ssh's `-l`; unset: ssh's own choice (its config, the local user).
     pub user: Option<String>,
+    /// A name or address; an IPv6 address without brackets.
     pub host: String,
+    /// ssh's `-p`; unset: ssh's own choice.
     pub port: Option<u16>,
 }
 
 impl SshHost {
+    /// A leaf parser: the caller names the setting the message is about.
     pub(super) fn parse(rest: &str) -> Result<Self, String> {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#']) {
@@ -85,7 +89,7 @@ impl std::fmt::Display for SshHost {
     }
 }
 
-pub(super) fn client(host: &SshHost, timeout: u64) -> Result<Docker, String> {
+pub(super) fn client(host: &SshHost, timeout: u64) -> Result<Docker, bollard::errors::Error> {
     let notes = FailureNotes::new();
     let connector = SshConnector {
         host: host.clone(),

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use hyper_util::client::legacy::connect::HttpConnector;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -17,15 +16,17 @@ use tokio_rustls::rustls::{
     self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+use super::ClientError;
 use super::TlsSettings;
-use crate::remote::tls::read_certs;
+use crate::remote::TlsFileError;
+use crate::remote::tls::{read_certs, read_key};
 
 pub(super) fn client(
     host: &str,
     port: u16,
     tls: Option<&TlsSettings>,
     timeout: u64,
-) -> Result<Docker, String> {
+) -> Result<Docker, ClientError> {
     // An IPv6 literal goes in brackets in a URI.
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -34,35 +35,39 @@ pub(super) fn client(
     };
     let mut http = HttpConnector::new();
     match tls {
-        None => super::client_over(http, format!("http://{authority}"), timeout, None),
+        None => super::client_over(http, format!("http://{authority}"), timeout, None)
+            .map_err(ClientError::from),
         Some(tls) => {
             // The https connector hands the plain connector https:// URIs.
             http.enforce_http(false);
             let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls_config(tls)?)
+                .with_tls_config(tls_config(tls).map_err(ClientError::Tls)?)
                 .https_only()
                 .enable_http1()
                 .wrap_connector(http);
             super::client_over(https, format!("https://{authority}"), timeout, None)
+                .map_err(ClientError::from)
         }
     }
 }
 
 /// docker's client TLS: the system's roots plus the given CA, a client certificate when
 /// there is one, or no verification at all when asked for none.
-fn tls_config(tls: &TlsSettings) -> Result<ClientConfig, String> {
+fn tls_config(tls: &TlsSettings) -> Result<ClientConfig, TlsFileError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TlsFileError::Versions(Box::new(e)))?;
     let builder = if tls.verify {
         let mut roots = RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         if let Some(ca) = &tls.ca {
             for cert in read_certs("CA", ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA {}: {e}", ca.display()))?;
+                roots.add(cert).map_err(|source| TlsFileError::Refused {
+                    what: "CA".into(),
+                    path: ca.clone(),
+                    source: Box::new(source),
+                })?;
             }
         }
         builder.with_root_certificates(roots)
@@ -75,11 +80,14 @@ fn tls_config(tls: &TlsSettings) -> Result<ClientConfig, String> {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
             let chain = read_certs("client certificate", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("client key {}: {e}", key.display()))?;
+            let key = read_key("client key", key)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate {}: {e}", cert.display()))
+                .map_err(|source| TlsFileError::Refused {
+                    what: "client certificate".into(),
+                    path: cert.clone(),
+                    source: Box::new(source),
+                })
         }
     }
 }

@@ -92,8 +92,24 @@ pub enum Document {
     Index(Index),
 }
 
+/// Why bytes are not a manifest or index bud reads.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// Not JSON of either shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Schema 1 manifests (long deprecated) or an unknown schema.
+    #[error("schema version {0:?} is not supported (only 2)")]
+    SchemaVersion(Option<u32>),
+    /// A media type of neither a manifest nor an index.
+    #[error("unsupported media type {0:?}")]
+    MediaType(String),
+}
+
 impl Document {
-    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, String> {
+    /// Reads a manifest or index; `content_type` is the registry's `Content-Type`, used when
+    /// the body names no media type.
+    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, DocumentError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Probe {
@@ -101,29 +117,22 @@ impl Document {
             media_type: Option<String>,
             manifests: Option<serde::de::IgnoredAny>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let probe: Probe = serde_json::from_slice(bytes)?;
         if probe.schema_version != Some(2) {
-            return Err(format!(
-                "schema version {:?} is not supported (only 2)",
-                probe.schema_version
-            ));
+            return Err(DocumentError::SchemaVersion(probe.schema_version));
         }
         let media_type = probe.media_type.as_deref().or(content_type);
         let is_index = match media_type {
             Some(DOCKER_MANIFEST_LIST | OCI_INDEX) => true,
             Some(DOCKER_MANIFEST | OCI_MANIFEST) => false,
-            Some(other) => return Err(format!("unsupported media type {other:?}")),
+            Some(other) => return Err(DocumentError::MediaType(other.to_owned())),
             None => probe.manifests.is_some(),
         };
-        if is_index {
-            serde_json::from_slice(bytes)
-                .map(Document::Index)
-                .map_err(|e| e.to_string())
+        Ok(if is_index {
+            Document::Index(serde_json::from_slice(bytes)?)
         } else {
-            serde_json::from_slice(bytes)
-                .map(|m| Document::Manifest(Box::new(m)))
-                .map_err(|e| e.to_string())
-        }
+            Document::Manifest(Box::new(serde_json::from_slice(bytes)?))
+        })
     }
 }
 

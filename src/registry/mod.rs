@@ -91,6 +91,12 @@ pub enum RegistryError {
     InvalidReference { reference: String, message: String },
     #[error("{reference}: invalid manifest: {message}")]
     InvalidManifest { reference: String, message: String },
+    #[error("{reference}: invalid manifest")]
+    ManifestDocument {
+        reference: String,
+        #[source]
+        source: manifest::DocumentError,
+    },
     #[error("{reference}: unsupported manifest media type {media_type:?}")]
     UnsupportedMediaType {
         reference: String,

@@ -206,9 +206,9 @@ pub(crate) fn compression_of(media_type: &str) -> Option<super::Compression> {
 }
 
 fn parse(bytes: &[u8], name: &str) -> Result<Document, RegistryError> {
-    Document::parse(bytes, None).map_err(|message| RegistryError::InvalidManifest {
+    Document::parse(bytes, None).map_err(|source| RegistryError::ManifestDocument {
         reference: name.to_owned(),
-        message,
+        source,
     })
 }
 

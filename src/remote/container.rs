@@ -43,13 +43,19 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
         addr: addr.to_string(),
         reason,
     };
-    let endpoint =
-        crate::docker_host::endpoint().map_err(|e| fail(crate::error_chain::error_chain(&e)))?;
-    let docker = crate::docker_host::connect(&endpoint)
-        .map_err(|e| fail(crate::error_chain::error_chain(&e)))?;
+    let check = |source| RemoteError::ContainerCheck {
+        addr: addr.to_string(),
+        source: Box::new(source),
+    };
+    let host = |source| RemoteError::ContainerHost {
+        addr: addr.to_string(),
+        source: Box::new(source),
+    };
+    let endpoint = crate::docker_host::endpoint().map_err(host)?;
+    let docker = crate::docker_host::connect(&endpoint).map_err(host)?;
     check_running(&docker, name, &endpoint.origin)
         .await
-        .map_err(&fail)?;
+        .map_err(check)?;
 
     let exec = docker
         .create_exec(
@@ -65,7 +71,7 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
             },
         )
         .await
-        .map_err(|e| fail(container_error(name, &endpoint.origin, e)))?;
+        .map_err(|e| check(container_error(name, &endpoint.origin, e)))?;
     let started = docker
         .start_exec(
             &exec.id,
@@ -76,7 +82,7 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
             }),
         )
         .await
-        .map_err(|e| fail(format!("starting `{}`: {e}", DIAL_STDIO.join(" "))))?;
+        .map_err(|e| check(ContainerError::Start(e)))?;
     let StartExecResults::Attached { output, input } = started else {
         return Err(fail("Docker started the exec detached".into()));
     };
@@ -113,7 +119,7 @@ pub(crate) async fn dial(name: &str, addr: &str) -> Result<(ExecStream, Started)
 
 /// Fails unless container `name` exists and is running: an exec in any other state fails
 /// with a less helpful message.
-async fn check_running(docker: &Docker, name: &str, origin: &str) -> Result<(), String> {
+async fn check_running(docker: &Docker, name: &str, origin: &str) -> Result<(), ContainerError> {
     let info = docker
         .inspect_container(name, None)
         .await
@@ -125,29 +131,62 @@ async fn check_running(docker: &Docker, name: &str, origin: &str) -> Result<(), 
     let status = state
         .status
         .map_or_else(|| "unknown".to_string(), |s| s.to_string());
-    Err(format!(
-        "the container is not running (it is {status}); start it with `docker start {name}`"
-    ))
+    Err(ContainerError::NotRunning {
+        state: format!("it is {status}"),
+        name: name.to_owned(),
+    })
+}
+
+/// Why the BuildKit container cannot be dialled through Docker.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// Docker has no container of that name.
+    #[error("no such container")]
+    Missing,
+    /// The container exists but is stopped or paused.
+    #[error("the container is not running ({state}); start it with `docker start {name}`")]
+    NotRunning {
+        /// Its state, or Docker's words about it.
+        state: String,
+        /// The container.
+        name: String,
+    },
+    /// Docker's own message (its answer is text).
+    #[error("{0}")]
+    Refused(String),
+    /// Docker could not be asked.
+    #[error("cannot reach Docker at {origin}")]
+    Unreachable {
+        /// Which Docker: `DOCKER_HOST=…`, a context, the default socket.
+        origin: String,
+        /// The request's failure.
+        #[source]
+        source: DockerError,
+    },
+    /// Docker did not start `buildctl dial-stdio` in the container.
+    #[error("starting `buildctl dial-stdio`")]
+    Start(#[source] DockerError),
 }
 
 /// Docker's answer about container `name`, worded for the common cases; `origin` says which
 /// Docker was asked.
-fn container_error(name: &str, origin: &str, e: DockerError) -> String {
+fn container_error(name: &str, origin: &str, e: DockerError) -> ContainerError {
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404, ..
-        } => "no such container".to_string(),
+        } => ContainerError::Missing,
         DockerError::DockerResponseServerError {
             status_code: 409,
             message,
-        } => {
-            format!("the container is not running ({message}); start it with `docker start {name}`")
-        }
-        DockerError::DockerResponseServerError { message, .. } => message,
-        e => format!(
-            "cannot reach Docker at {origin}: {}",
-            crate::error_chain::error_chain(&e)
-        ),
+        } => ContainerError::NotRunning {
+            state: message,
+            name: name.to_owned(),
+        },
+        DockerError::DockerResponseServerError { message, .. } => ContainerError::Refused(message),
+        source => ContainerError::Unreachable {
+            origin: origin.to_owned(),
+            source,
+        },
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bud_frontend::convert::{ImageResolver, Platform, ResolvedImage};
+use bud_frontend::convert::{ImageResolver, Platform, ResolveError, ResolvedImage};
 use bud_proto::gateway::ResolveImageConfigRequest;
 use bud_proto::gateway::llb_bridge_client::LlbBridgeClient;
 use bud_proto::pb;
@@ -124,7 +124,8 @@ impl DaemonImages {
 }
 
 impl ImageResolver for DaemonImages {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+    /// The daemon's refusal is text from the wire (`status.message()`): it stays the error.
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError> {
         if let Some(fallback) = &self.fallback
             && self.unsupported.load(Ordering::Relaxed)
         {
@@ -140,9 +141,10 @@ impl ImageResolver for DaemonImages {
                 None => Err(format!(
                     "the daemon cannot resolve image {reference}: {}",
                     status.message()
-                )),
+                )
+                .into()),
             },
-            Err(status) => Err(status.message().to_string()),
+            Err(status) => Err(status.message().into()),
         }
     }
 
@@ -153,7 +155,7 @@ impl ImageResolver for DaemonImages {
         layout: &str,
         digest: &str,
         platform: &Platform,
-    ) -> Result<ResolvedImage, String> {
+    ) -> Result<ResolvedImage, ResolveError> {
         crate::source::oci_layout::resolve_for_frontend(layout, digest, platform)
     }
 }

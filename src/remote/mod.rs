@@ -38,11 +38,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use addr::Addr;
 pub use admin::PruneOptions;
+pub use container::ContainerError;
 pub use exporters::DaemonExporters;
 pub use files::DaemonFiles;
 pub use images::DaemonImages;
 pub use session::{SyncedDir, TransferStats};
-pub use tls::TlsOptions;
+pub use tls::{TlsFileError, TlsOptions};
 pub use transport::{ChannelError, GrpcChannel};
 
 use crate::progress::ProgressSink;
@@ -61,8 +62,38 @@ pub enum RemoteError {
     /// `docker-container://`: the container is missing, stopped, or has no working buildctl.
     #[error("{addr}: {reason}")]
     Container { addr: String, reason: String },
+    /// `docker-container://`: Docker's answer about the container, or why it was not asked.
+    #[error("{addr}")]
+    ContainerCheck {
+        addr: String,
+        /// Boxed, as every remote call returns this type.
+        #[source]
+        source: Box<ContainerError>,
+    },
+    /// `docker-container://`: the Docker settings name no Docker bud can use.
+    #[error("{addr}")]
+    ContainerHost {
+        addr: String,
+        /// Boxed, as every remote call returns this type.
+        #[source]
+        source: Box<crate::docker_host::DockerHostError>,
+    },
     #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
     Tls { addr: String, reason: String },
+    /// The `--tls*` files could not make a TLS configuration.
+    #[error("TLS with the BuildKit daemon at {addr}")]
+    TlsFiles {
+        addr: String,
+        /// Boxed, as every remote call returns this type.
+        #[source]
+        source: Box<tls::TlsFileError>,
+    },
+    #[error("TLS with the BuildKit daemon at {addr}: handshake failed")]
+    Handshake {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{what}")]
     Http {
         what: String,

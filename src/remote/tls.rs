@@ -28,6 +28,48 @@ impl std::fmt::Debug for TlsConnector {
     }
 }
 
+/// Why TLS could not be set up from certificate and key files (for a buildkitd's `--tls*`
+/// flags, and for Docker's `DOCKER_CERT_PATH` or a context's TLS files).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    /// A PEM file could not be read or parsed.
+    #[error("{what} {}", path.display())]
+    Pem {
+        /// The file's flag or role.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// The PEM reader's error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate file holds no certificate.
+    #[error("{what} {}: no PEM certificate in the file", path.display())]
+    NoCertificate {
+        /// The file's flag or role.
+        what: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// rustls refused a certificate or key it was given.
+    #[error("{what} {}", path.display())]
+    Refused {
+        /// The file's flag or role.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// rustls' reason (boxed: rustls' error is large, and this one is returned often).
+        #[source]
+        source: Box<rustls::Error>,
+    },
+    /// rustls has no protocol version the provider supports.
+    #[error("TLS protocol versions")]
+    Versions(#[source] Box<rustls::Error>),
+    /// The name the daemon's certificate must carry is not a DNS name or IP address.
+    #[error("server name {0:?}")]
+    ServerName(String, #[source] rustls_pki_types::InvalidDnsNameError),
+}
+
 /// The files TLS is configured from, once `--tlsdir` is resolved.
 struct TlsFiles {
     ca: PathBuf,
@@ -91,31 +133,40 @@ impl TlsOptions {
 
     /// Loads the certificates and key for a connection to `host` (of the address `addr`).
     pub(crate) fn connector(&self, addr: &str, host: &str) -> Result<TlsConnector, RemoteError> {
-        let bad = |reason: String| RemoteError::Tls {
-            addr: addr.to_string(),
-            reason,
-        };
         let files = self.files(addr)?;
+        self.connector_from(&files, host)
+            .map_err(|source| RemoteError::TlsFiles {
+                addr: addr.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    fn connector_from(&self, files: &TlsFiles, host: &str) -> Result<TlsConnector, TlsFileError> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs("--tlscacert", &files.ca).map_err(bad)? {
-            roots
-                .add(cert)
-                .map_err(|e| bad(format!("--tlscacert {}: {e}", files.ca.display())))?;
+        for cert in read_certs("--tlscacert", &files.ca)? {
+            roots.add(cert).map_err(|source| TlsFileError::Refused {
+                what: "--tlscacert".into(),
+                path: files.ca.clone(),
+                source: Box::new(source),
+            })?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| TlsFileError::Versions(Box::new(e)))?
             .with_root_certificates(roots);
         let mut config = match &files.identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = read_certs("--tlscert", cert).map_err(bad)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| bad(format!("--tlskey {}: {e}", key.display())))?;
+                let chain = read_certs("--tlscert", cert)?;
+                let key = read_key("--tlskey", key)?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| bad(format!("client certificate: {e}")))?
+                    .map_err(|source| TlsFileError::Refused {
+                        what: "--tlscert".into(),
+                        path: cert.clone(),
+                        source: Box::new(source),
+                    })?
             }
         };
         // gRPC over TLS is HTTP/2 negotiated by ALPN; grpc-go servers insist on it.
@@ -123,7 +174,7 @@ impl TlsOptions {
 
         let name = self.server_name.as_deref().unwrap_or(host);
         let server_name = ServerName::try_from(name.to_string())
-            .map_err(|e| bad(format!("server name {name:?}: {e}")))?;
+            .map_err(|e| TlsFileError::ServerName(name.to_owned(), e))?;
         Ok(TlsConnector {
             config: Arc::new(config),
             server_name,
@@ -140,24 +191,41 @@ impl TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| RemoteError::Tls {
+            .map_err(|source| RemoteError::Handshake {
                 addr: addr.to_string(),
-                reason: format!("handshake failed: {e}"),
+                source,
             })
     }
 }
 
-pub(crate) fn read_certs(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates of the PEM file `path`, which `what` (a flag, a role) names in errors.
+pub(crate) fn read_certs(
+    what: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        .map_err(|source| TlsFileError::Pem {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{flag} {}: no PEM certificate in the file",
-            path.display()
-        ));
+        return Err(TlsFileError::NoCertificate {
+            what: what.to_owned(),
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
+}
+
+/// The private key of the PEM file `path`, which `what` names in errors.
+pub(crate) fn read_key(what: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsFileError::Pem {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -250,8 +318,9 @@ mod tests {
                 ..opts()
             }
             .connector("tcp://h:1", "h")
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+            // The file is named by the cause, which the one printer shows.
+            let err = crate::error_chain::error_chain(&err);
             assert!(err.contains(&ca.display().to_string()), "{err}");
         }
     }

@@ -5,23 +5,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The config blob's media type in a cache manifest.
 pub const MEDIA_TYPE: &str = "application/vnd.buildkit.cacheconfig.v0";
 
-/// Descriptor annotations BuildKit writes on (and reads from) cache layer blobs.
+/// Descriptor annotations BuildKit writes on (and reads from) cache layer blobs: the diff
+/// ID.
 pub const ANNOTATION_UNCOMPRESSED: &str = "containerd.io/uncompressed";
+/// When the layer was made (RFC 3339), which becomes the image's history time on a hit.
 pub const ANNOTATION_CREATED_AT: &str = "buildkit/createdat";
 
 /// Larger cache configs are refused, as BuildKit's importer refuses them (1 MiB).
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 
+/// The whole config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheConfig {
+    /// Every layer blob, a parent before its children.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub layers: Vec<CacheLayer>,
+    /// Every cache record, linked to each other by index.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -30,31 +36,41 @@ pub struct CacheConfig {
     pub records: Vec<CacheRecord>,
 }
 
+/// One layer: a blob of the manifest on top of its parent layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheLayer {
+    /// The blob's digest.
     pub blob: String,
     /// -1 for a bottom layer. Go's `omitempty` leaves out 0, which therefore is the default.
     #[serde(rename = "parent", default, skip_serializing_if = "is_zero")]
     pub parent_index: i64,
+    /// The blob's diff ID, media type, size and time, when the config carries them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<LayerAnnotations>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// What BuildKit's config says of a layer blob, so an importer need not fetch it to know.
 pub struct LayerAnnotations {
+    /// The blob's media type (its compression).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub media_type: String,
+    /// The uncompressed tar's digest.
     #[serde(rename = "diffID", default, skip_serializing_if = "String::is_empty")]
     pub diff_id: String,
+    /// The blob's size in bytes.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: i64,
+    /// When the layer was made (RFC 3339).
     #[serde(default)]
     pub created_at: String,
 }
 
+/// One cache key and what it resolves to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheRecord {
+    /// Results as the top layer of a chain (`layers` in BuildKit's JSON).
     #[serde(
         rename = "layers",
         default,
@@ -62,6 +78,7 @@ pub struct CacheRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub results: Vec<CacheResult>,
+    /// Results as whole chains of layers (`chains`), which bud reads and never writes.
     #[serde(
         rename = "chains",
         default,
@@ -69,8 +86,10 @@ pub struct CacheRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub chained_results: Vec<ChainedResult>,
+    /// The record's digest: the cache key it is found under.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
+    /// Per input of the op, the records that input may come from.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -81,26 +100,35 @@ pub struct CacheRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// A result: the layer index of the top of its chain.
 pub struct CacheResult {
+    /// Index into [`CacheConfig::layers`].
     #[serde(rename = "layer")]
     pub layer_index: i64,
+    /// When the result was made (RFC 3339).
     #[serde(default)]
     pub created_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// A result given as its whole chain of layers, bottom first.
 pub struct ChainedResult {
+    /// Indexes into [`CacheConfig::layers`].
     #[serde(rename = "layers", default, deserialize_with = "null_as_default")]
     pub layer_indexes: Vec<i64>,
+    /// When the result was made (RFC 3339).
     #[serde(default)]
     pub created_at: String,
 }
 
+/// A link from a record to the record of one of its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheInput {
+    /// What of the input the op reads (a path digest for a context), empty for all of it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
+    /// Index into [`CacheConfig::records`].
     #[serde(rename = "link")]
     pub link_index: i64,
 }
@@ -118,18 +146,40 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Why a cache config is refused: nothing in one is trusted until checked.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Not JSON of a cache config.
     #[error("not a cache config")]
     Json(#[from] serde_json::Error),
+    /// A layer's parent index is not that of an earlier layer.
     #[error("layer {0} has parent {1}, which is not an earlier layer")]
     BadParent(usize, i64),
+    /// A record's result names a layer index out of range.
     #[error("record {record} refers to layer {layer}, which does not exist")]
-    BadLayer { record: usize, layer: i64 },
+    BadLayer {
+        /// The record's index.
+        record: usize,
+        /// The layer index it names.
+        layer: i64,
+    },
+    /// A record's input links to a record index out of range.
     #[error("record {record} links to record {link}, which does not exist")]
-    BadLink { record: usize, link: i64 },
+    BadLink {
+        /// The record's index.
+        record: usize,
+        /// The record index it links to.
+        link: i64,
+    },
+    /// A blob or record digest that is not `sha256:` and 64 hex digits.
     #[error("{what} {value:?} is not a sha256 digest")]
-    BadDigest { what: &'static str, value: String },
+    BadDigest {
+        /// What carries it: a layer blob, a record.
+        what: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// A layer's chain of parents never reaches a bottom layer.
     #[error("layer {0} has a loop in its parents")]
     Loop(usize),
 }
@@ -143,6 +193,7 @@ impl CacheConfig {
         Ok(config)
     }
 
+    /// The checks of [`CacheConfig::parse`], for a config made otherwise (an inline cache's).
     pub fn check(&self) -> Result<(), ConfigError> {
         let layers = self.layers.len() as i64;
         for (i, l) in self.layers.iter().enumerate() {

@@ -25,31 +25,42 @@ use super::record_digest;
 /// this media type (`+gzip` or `+zstd`) and its portable name in this annotation. BuildKit
 /// lists such a blob with the layers and, no record naming it, ignores it.
 pub const CACHE_MOUNT_MEDIA_TYPE: &str = "application/vnd.bud.cache-mount.v1.tar";
+/// The annotation naming a cache mount blob's mount (id, owner, mode; never a snapshot id).
 pub const ANNOTATION_CACHE_MOUNT: &str = "dev.bud.cache-mount";
 
 /// Which results travel: those of the image's own layers (`min`, BuildKit's default) or
 /// every step's (`max`, other stages and intermediate results too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
+    /// The results of the image's own layers.
     #[default]
     Min,
+    /// Every step's result.
     Max,
 }
 
 /// How the manifest is written: BuildKit's `oci-mediatypes` and `image-manifest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
+    /// How the layer blobs are compressed.
     pub compression: LayerCompression,
+    /// OCI media types rather than Docker's.
     pub oci: bool,
+    /// An image manifest with the config as its config, rather than an image index.
     pub image_manifest: bool,
 }
 
 /// A cache ready to be written somewhere: every blob it names is in the content store.
 pub struct CacheManifest {
+    /// The manifest's (or index's) media type.
     pub media_type: String,
+    /// The manifest as written.
     pub bytes: Vec<u8>,
+    /// The digest of `bytes`.
     pub digest: Digest,
+    /// The cache config blob.
     pub config: Descriptor,
+    /// The layer (and cache mount) blobs.
     pub layers: Vec<Descriptor>,
 }
 

@@ -78,8 +78,7 @@ impl ImportedCache {
         content: &ContentStore,
         progress: ProgressSink,
     ) -> anyhow::Result<ImportedCache> {
-        let document = Document::parse(manifest, content_type)
-            .map_err(|e| anyhow::anyhow!("not a cache manifest: {e}"))?;
+        let document = Document::parse(manifest, content_type).context("not a cache manifest")?;
         let mut cache = ImportedCache {
             source: source.clone(),
             results: HashMap::new(),
@@ -214,6 +213,7 @@ impl ImportedCache {
         self.results.len()
     }
 
+    /// Whether no record carries a result.
     pub fn is_empty(&self) -> bool {
         self.results.is_empty()
     }

@@ -15,12 +15,15 @@ use crate::registry::manifest::{self, Descriptor, Index};
 use super::export::CacheManifest;
 use super::import::BlobSource;
 
+/// The `index.json` annotation naming a manifest's tag, as BuildKit's local cache tags it.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// A manifest larger than this is no cache manifest (registries refuse over 4 MiB).
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
+/// A local cache: an OCI layout directory.
 pub struct Layout {
+    /// The directory (`dest=` or `src=`).
     pub dir: PathBuf,
 }
 

@@ -58,26 +58,36 @@ pub fn record_digest(key: &str, index: usize) -> Digest {
 /// Where a cache goes or comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// `type=local`: an OCI layout directory.
     Local {
+        /// The directory.
         dir: PathBuf,
+        /// The `index.json` tag (`latest` unless `tag=` says otherwise).
         tag: String,
         /// `--cache-from type=local,digest=…`: this manifest rather than the tag's.
         digest: Option<String>,
     },
+    /// `type=registry`: a manifest in a registry.
     Registry {
+        /// `ref=`.
         reference: String,
         /// `registry.insecure=true`: plain HTTP to this registry.
         insecure: bool,
     },
+    /// `type=inline`: the records go in the built image's config.
     Inline,
 }
 
 /// One `--cache-to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSpec {
+    /// Where it goes.
     pub location: Location,
+    /// Which results go.
     pub mode: Mode,
+    /// How the manifest and its layers are written.
     pub shape: Shape,
+    /// `ignore-error=true`: a failed export is a warning, not a failed build.
     pub ignore_error: bool,
     /// bud's extension: the contents of cache mounts travel too.
     pub cache_mounts: bool,
@@ -125,47 +135,100 @@ pub const IMPORT_ATTRS: &[(&str, &[&str])] = &[
     ("registry", &["ref", "registry.insecure"]),
 ];
 
+/// Why the embedded solver cannot use a `--cache-to` or `--cache-from` as given.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheOptionError {
+    /// An attribute the type takes elsewhere (BuildKit) but the embedded solver would not
+    /// honour.
+    #[error("{key}: not supported for type={kind} by the embedded solver (it takes {takes})")]
+    Attribute {
+        /// The attribute.
+        key: String,
+        /// The cache type.
+        kind: String,
+        /// The attributes the embedded solver honours for the type, comma-separated.
+        takes: String,
+    },
+    /// A boolean attribute with another value.
+    #[error("{name}={value}: not a boolean")]
+    NotBoolean {
+        /// The attribute.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// `type=local` without its directory attribute (`dest` or `src`).
+    #[error("type=local needs {0}=DIRECTORY")]
+    NoDirectory(&'static str),
+    /// `type=registry` without `ref`.
+    #[error("type=registry needs ref=REFERENCE")]
+    NoReference,
+    /// A cache type only a BuildKit daemon has (gha, s3, azblob).
+    #[error(
+        "type={0} is not supported by the embedded solver (a BuildKit daemon, with --addr, has it)"
+    )]
+    Type(String),
+    /// `mode=max` for an inline cache.
+    #[error("mode=max: an inline cache holds the image's own steps only (min), as with BuildKit")]
+    InlineMax,
+    /// A `mode` other than `min` or `max`.
+    #[error("mode={0}: not min or max")]
+    Mode(String),
+    /// A layer compression other than gzip or zstd.
+    #[error("compression={0}: the embedded solver writes gzip or zstd")]
+    Compression(String),
+    /// The compression attributes' own message (the parser shared with image outputs).
+    #[error("{0}")]
+    CompressionAttrs(String),
+    /// `image-manifest=true` with `oci-mediatypes=false`.
+    #[error("image-manifest=true needs oci-mediatypes=true")]
+    ImageManifestNeedsOci,
+}
+
 /// Refuses the first attribute of `opt` its type does not take in `table`; a type the table
 /// does not list is `location`'s to refuse.
-fn check_attrs(opt: &CacheOption, table: &[(&str, &[&str])]) -> Result<(), String> {
+fn check_attrs(opt: &CacheOption, table: &[(&str, &[&str])]) -> Result<(), CacheOptionError> {
     let Some((_, honoured)) = table.iter().find(|(kind, _)| *kind == opt.kind) else {
         return Ok(());
     };
     match opt.attrs.keys().find(|k| !honoured.contains(&k.as_str())) {
-        Some(key) => Err(format!(
-            "{key}: not supported for type={} by the embedded solver (it takes {})",
-            opt.kind,
-            honoured.join(", ")
-        )),
+        Some(key) => Err(CacheOptionError::Attribute {
+            key: key.clone(),
+            kind: opt.kind.clone(),
+            takes: honoured.join(", "),
+        }),
         None => Ok(()),
     }
 }
 
 /// Checks a `--cache-from` before the build: an attribute the embedded solver would not
 /// honour is an error, whereas a cache that cannot be read only warns (as with BuildKit).
-pub fn check_import(opt: &CacheOption) -> Result<(), String> {
+pub fn check_import(opt: &CacheOption) -> Result<(), CacheOptionError> {
     check_attrs(opt, IMPORT_ATTRS)
 }
 
-fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, String> {
+fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, CacheOptionError> {
     opt.attrs
         .get(name)
         .map(|v| match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "t" => Ok(true),
             "false" | "0" | "f" => Ok(false),
-            _ => Err(format!("{name}={v}: not a boolean")),
+            _ => Err(CacheOptionError::NotBoolean {
+                name: name.to_owned(),
+                value: v.clone(),
+            }),
         })
         .transpose()
 }
 
-fn location(opt: &CacheOption, dir_attr: &str) -> Result<Location, String> {
+fn location(opt: &CacheOption, dir_attr: &'static str) -> Result<Location, CacheOptionError> {
     match opt.kind.as_str() {
         "local" => {
             let dir = opt
                 .attrs
                 .get(dir_attr)
                 .filter(|d| !d.is_empty())
-                .ok_or_else(|| format!("type=local needs {dir_attr}=DIRECTORY"))?;
+                .ok_or(CacheOptionError::NoDirectory(dir_attr))?;
             Ok(Location::Local {
                 dir: PathBuf::from(dir),
                 tag: opt
@@ -182,45 +245,40 @@ fn location(opt: &CacheOption, dir_attr: &str) -> Result<Location, String> {
                 .get("ref")
                 .filter(|r| !r.is_empty())
                 .cloned()
-                .ok_or("type=registry needs ref=REFERENCE")?,
+                .ok_or(CacheOptionError::NoReference)?,
             insecure: bool_attr(opt, "registry.insecure")?.unwrap_or(false),
         }),
         "inline" => Ok(Location::Inline),
-        other => Err(format!(
-            "type={other} is not supported by the embedded solver (a BuildKit daemon, with \
-             --addr, has it)"
-        )),
+        other => Err(CacheOptionError::Type(other.to_owned())),
     }
 }
 
 impl ExportSpec {
     /// Reads a `--cache-to` as BuildKit reads its attributes (defaults of BuildKit 0.21+,
     /// which Docker 28 carries: OCI media types and an image manifest).
-    pub fn parse(opt: &CacheOption) -> Result<ExportSpec, String> {
+    pub fn parse(opt: &CacheOption) -> Result<ExportSpec, CacheOptionError> {
         let location = location(opt, "dest")?;
         check_attrs(opt, EXPORT_ATTRS)?;
         let mode = match opt.attrs.get("mode").map(String::as_str) {
             None | Some("min") => Mode::Min,
             Some("max") if location == Location::Inline => {
-                return Err("mode=max: an inline cache holds the image's own steps only (min), as with BuildKit".into());
+                return Err(CacheOptionError::InlineMax);
             }
             Some("max") => Mode::Max,
-            Some(other) => return Err(format!("mode={other}: not min or max")),
+            Some(other) => return Err(CacheOptionError::Mode(other.to_owned())),
         };
         let compression = match opt.attrs.get("compression").map(String::as_str) {
-            None | Some("gzip" | "zstd") => {
-                LayerCompression::from_attrs(&opt.attrs)?.unwrap_or_default()
-            }
+            None | Some("gzip" | "zstd") => LayerCompression::from_attrs(&opt.attrs)
+                .map_err(CacheOptionError::CompressionAttrs)?
+                .unwrap_or_default(),
             Some(other) => {
-                return Err(format!(
-                    "compression={other}: the embedded solver writes gzip or zstd"
-                ));
+                return Err(CacheOptionError::Compression(other.to_owned()));
             }
         };
         let oci = bool_attr(opt, "oci-mediatypes")?.unwrap_or(true);
         let image_manifest = bool_attr(opt, "image-manifest")?.unwrap_or(oci);
         if image_manifest && !oci {
-            return Err("image-manifest=true needs oci-mediatypes=true".into());
+            return Err(CacheOptionError::ImageManifestNeedsOci);
         }
         Ok(ExportSpec {
             location,
@@ -235,6 +293,7 @@ impl ExportSpec {
         })
     }
 
+    /// Where it goes, for progress and errors: the directory, the reference, or the image.
     pub fn describe(&self) -> String {
         describe(&self.location)
     }
@@ -258,7 +317,7 @@ fn describe(location: &Location) -> String {
 }
 
 /// One `--cache-from`.
-pub fn import_location(opt: &CacheOption) -> Result<Location, String> {
+pub fn import_location(opt: &CacheOption) -> Result<Location, CacheOptionError> {
     location(opt, "src")
 }
 
@@ -508,11 +567,15 @@ mod tests {
             };
             let mut attrs = base.clone();
             attrs.push((key, value));
-            let err = ExportSpec::parse(&opt(kind, &attrs)).unwrap_err();
+            let err = ExportSpec::parse(&opt(kind, &attrs))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(&format!("{key}: not supported")), "{err}");
             assert!(ExportSpec::parse(&opt(kind, &base)).is_ok());
         }
-        let err = ExportSpec::parse(&opt("inline", &[("mode", "max")])).unwrap_err();
+        let err = ExportSpec::parse(&opt("inline", &[("mode", "max")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("inline"), "{err}");
         for (kind, key) in [
             ("local", "dest"),
@@ -525,7 +588,9 @@ mod tests {
             } else {
                 ("ref", "r")
             };
-            let err = check_import(&opt(kind, &[base, (key, "x")])).unwrap_err();
+            let err = check_import(&opt(kind, &[base, (key, "x")]))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(&format!("{key}: not supported")), "{err}");
             assert!(check_import(&opt(kind, &[base])).is_ok());
         }

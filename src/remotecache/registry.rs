@@ -16,6 +16,7 @@ use crate::registry::{PushOptions, RegistryConfig, RegistryHost, pull};
 use super::export::CacheManifest;
 use super::import::BlobSource;
 
+/// A cache in a registry: the manifest pushed or pulled under `ref=`.
 pub struct Repository {
     reference: Reference,
     config: RegistryConfig,

@@ -39,7 +39,7 @@ use crate::state::StateRoot;
 pub use graph::Graph;
 pub use key::output_key;
 pub use snapshots::{Ref, Snapshots};
-pub use source::{ImageLayer, ImageProvider, LocalContext, ResolvedImage};
+pub use source::{ImageLayer, ImageProvider, ImageProviderError, LocalContext, ResolvedImage};
 pub use why::{HistoryTarget, Reason};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,9 @@ pub enum SolveError {
     Http(#[from] crate::source::http::HttpError),
     #[error("{0}")]
     Image(String),
+    /// The image provider's error, as it tells it.
+    #[error(transparent)]
+    ImageProvider(source::ImageProviderError),
     #[error(transparent)]
     NoEmulator(#[from] crate::emulation::NoEmulator),
     #[error(

@@ -60,14 +60,20 @@ pub struct ResolvedImage {
     pub layers: Vec<ImageLayer>,
 }
 
+/// Why an [`ImageProvider`] has no image: the provider's own error, kept whole so that its
+/// causes reach the printer.
+pub type ImageProviderError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where images come from (Docker's local store, a registry): implemented by the image
 /// source, faked in tests.
 pub trait ImageProvider: Send + Sync {
+    /// The image `reference` names for `platform` (the host's when `None`), its layers ready
+    /// to open.
     fn resolve<'a>(
         &'a self,
         reference: &'a str,
         platform: Option<&'a pb::Platform>,
-    ) -> BoxFuture<'a, Result<ResolvedImage, String>>;
+    ) -> BoxFuture<'a, Result<ResolvedImage, ImageProviderError>>;
 }
 
 /// Extracts a layer and, on the way, keeps its uncompressed tar in the content store under
@@ -246,7 +252,7 @@ impl Solver {
             .images
             .resolve(reference, platform)
             .await
-            .map_err(SolveError::Image)?;
+            .map_err(SolveError::ImageProvider)?;
         self.extract_image(reference, resolved.layers).await
     }
 

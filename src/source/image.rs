@@ -44,10 +44,13 @@ pub struct PulledImage {
     /// The platform manifest's digest; `None` for a Docker image without one for this
     /// repository (built or loaded locally, never pushed or pulled).
     pub manifest_digest: Option<Digest>,
+    /// The image config as stored.
     pub config: Image,
     /// Also the image ID.
     pub config_digest: Digest,
+    /// The layers, base first, as the manifest (or Docker's `rootfs`) lists them.
     pub layers: Vec<PulledLayer>,
+    /// Where it was found.
     pub origin: ImageOrigin,
 }
 
@@ -58,30 +61,92 @@ pub struct PulledLayer {
     pub digest: Digest,
     /// The uncompressed tar's digest (`rootfs.diff_ids`).
     pub diff_id: Digest,
+    /// The media type the manifest gives it (OCI's plain tar for a layer from Docker).
     pub media_type: String,
+    /// The stored blob's size in bytes.
     pub size: u64,
 }
 
+/// Why a base image could not be resolved, stored or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The registry's answer or the pull failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The content store could not keep or find a blob.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// The stored config is not an image config.
     #[error("{reference}: invalid image config: {message}")]
-    InvalidConfig { reference: String, message: String },
-    #[error("{reference}: {action}: {source}")]
-    Docker {
+    InvalidConfig {
+        /// The image as Docker's API names it.
         reference: String,
+        /// What the config parser found wrong.
+        message: String,
+    },
+    /// Docker's API refused or failed a request about the image.
+    #[error("{reference}: {action}")]
+    Docker {
+        /// The image as Docker's API names it.
+        reference: String,
+        /// What bud asked Docker for.
         action: &'static str,
+        /// Docker's answer.
         #[source]
         source: BollardError,
     },
-    #[error("{reference}: the image Docker exported is unusable: {message}")]
-    Export { reference: String, message: String },
-    #[error("opening layer {digest}: {source}")]
+    /// `docker save`'s archive of the image does not hold the image Docker describes.
+    #[error("{reference}: the image Docker exported is unusable")]
+    Export {
+        /// The image as Docker's API names it.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: ExportError,
+    },
+    /// A stored layer blob could not be read as a tar stream.
+    #[error("opening layer {digest}")]
     OpenLayer {
+        /// The blob's digest.
         digest: Digest,
+        /// Why it could not be read.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What is wrong with an image exported from Docker.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The task reading the archive ended without an answer.
+    #[error("reading the archive")]
+    Task(#[source] tokio::task::JoinError),
+    /// The archive itself is not a `docker save` archive.
+    #[error(transparent)]
+    Archive(ArchiveError),
+    /// The config in the archive is not the one the image ID names.
+    #[error("its config is {config}, but the image ID is {id}")]
+    ConfigMismatch {
+        /// The config the archive holds.
+        config: Digest,
+        /// The image ID Docker reported.
+        id: Digest,
+    },
+    /// The archive's layers differ from the image's `rootfs`.
+    #[error("its layers are not the ones the image lists (rootfs)")]
+    LayersMismatch,
+    /// Docker's image ID is not a digest.
+    #[error("image ID")]
+    ImageId(#[source] DigestError),
+    /// One of the image's `rootfs` diff IDs is not a digest.
+    #[error("layer list")]
+    LayerList(#[source] DigestError),
+    /// The stored config blob could not be read.
+    #[error("reading {}", path.display())]
+    ReadConfig {
+        /// Where the store keeps it.
+        path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: io::Error,
     },
@@ -103,6 +168,7 @@ impl ImageSource {
         }
     }
 
+    /// The content store the images' blobs are kept in.
     pub fn store(&self) -> &ContentStore {
         self.puller.store()
     }
@@ -124,7 +190,10 @@ impl ImageSource {
                 Ok(Some(image)) => return Ok(image),
                 Ok(None) => {}
                 // The daemon is a shortcut; the registry still has the image.
-                Err(e) => tracing::warn!("not using Docker's copy: {e}"),
+                Err(e) => tracing::warn!(
+                    "not using Docker's copy: {}",
+                    crate::error_chain::error_chain(&e)
+                ),
             }
         }
         let (pulled, origin) = match self.puller.cached(&reference, &opts.platform) {
@@ -267,10 +336,13 @@ impl ImageSource {
             }
         }
         drop(tx);
-        let imported = reader.await.map_err(|e| ImageError::Export {
+        let export_error = |source: ExportError| ImageError::Export {
             reference: name.to_owned(),
-            message: e.to_string(),
-        })?;
+            source,
+        };
+        let imported = reader
+            .await
+            .map_err(|e| export_error(ExportError::Task(e)))?;
         if let Some(source) = failure {
             return Err(ImageError::Docker {
                 reference: name.to_owned(),
@@ -278,20 +350,15 @@ impl ImageSource {
                 source,
             });
         }
-        let export_error = |message: String| ImageError::Export {
-            reference: name.to_owned(),
-            message,
-        };
-        let (config, layers) = imported.map_err(|e| export_error(e.to_string()))?;
+        let (config, layers) = imported.map_err(|e| export_error(ExportError::Archive(e)))?;
         if config != *config_digest {
-            return Err(export_error(format!(
-                "its config is {config}, but the image ID is {config_digest}"
-            )));
+            return Err(export_error(ExportError::ConfigMismatch {
+                config,
+                id: config_digest.clone(),
+            }));
         }
         if layers != diff_ids {
-            return Err(export_error(
-                "its layers are not the ones the image lists (rootfs)".to_owned(),
-            ));
+            return Err(export_error(ExportError::LayersMismatch));
         }
         Ok(())
     }
@@ -324,12 +391,12 @@ async fn stored_from_docker(
     name: &str,
     inspect: &bollard::models::ImageInspect,
 ) -> Result<(Image, Digest, Vec<Digest>), ImageError> {
-    let export_error = |message: String| ImageError::Export {
+    let export_error = |source: ExportError| ImageError::Export {
         reference: name.to_owned(),
-        message,
+        source,
     };
     let config_digest = Digest::parse(inspect.id.as_deref().unwrap_or_default())
-        .map_err(|e| export_error(format!("image ID: {e}")))?;
+        .map_err(|e| export_error(ExportError::ImageId(e)))?;
     let diff_ids = inspect
         .root_fs
         .as_ref()
@@ -339,7 +406,7 @@ async fn stored_from_docker(
         .iter()
         .map(|d| Digest::parse(d))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| export_error(format!("layer list: {e}")))?;
+        .map_err(|e| export_error(ExportError::LayerList(e)))?;
     let store = source.store();
     if !(store.exists(&config_digest) && diff_ids.iter().all(|d| store.exists(d))) {
         source
@@ -347,8 +414,12 @@ async fn stored_from_docker(
             .await?;
     }
     let config_path = store.path(&config_digest);
-    let config_bytes = std::fs::read(&config_path)
-        .map_err(|e| export_error(format!("reading {}: {e}", config_path.display())))?;
+    let config_bytes = std::fs::read(&config_path).map_err(|source| {
+        export_error(ExportError::ReadConfig {
+            path: config_path.clone(),
+            source,
+        })
+    })?;
     let config = Image::from_json(&config_bytes).map_err(|e| ImageError::InvalidConfig {
         reference: name.to_owned(),
         message: e.to_string(),
@@ -403,14 +474,22 @@ struct SaveManifest {
     layers: Vec<String>,
 }
 
+/// Why a `docker save` archive could not be stored.
 #[derive(Debug, thiserror::Error)]
-enum ArchiveError {
-    #[error("reading the archive: {0}")]
+pub enum ArchiveError {
+    /// The tar stream could not be read.
+    #[error("reading the archive")]
     Read(#[from] io::Error),
+    /// The content store could not keep a file of it.
     #[error(transparent)]
     Content(#[from] ContentError),
-    #[error("manifest.json: {0}")]
-    Manifest(String),
+    /// `manifest.json` is not JSON of the expected shape.
+    #[error("manifest.json")]
+    Manifest(#[source] serde_json::Error),
+    /// `manifest.json` is absent or lists no image.
+    #[error("manifest.json: missing or empty")]
+    NoManifest,
+    /// A file `manifest.json` names is not in the archive.
     #[error("{0}: listed in manifest.json but not in the archive")]
     Missing(String),
 }
@@ -448,9 +527,7 @@ fn import_archive(
         if path == Path::new("manifest.json") {
             let mut text = Vec::new();
             entry.read_to_end(&mut text)?;
-            manifest = Some(
-                serde_json::from_slice(&text).map_err(|e| ArchiveError::Manifest(e.to_string()))?,
-            );
+            manifest = Some(serde_json::from_slice(&text).map_err(ArchiveError::Manifest)?);
         } else if is_blob_file(&path) {
             let digest = store.import(&mut entry, None)?;
             files.insert(path, digest);
@@ -458,7 +535,7 @@ fn import_archive(
     }
     let manifest = manifest
         .and_then(|m| m.into_iter().next())
-        .ok_or_else(|| ArchiveError::Manifest("missing or empty".to_owned()))?;
+        .ok_or(ArchiveError::NoManifest)?;
     let lookup = |name: &str| {
         let mut path = normalize(Path::new(name));
         // Bounded: a cycle of links must not loop forever.

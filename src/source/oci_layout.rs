@@ -36,6 +36,12 @@ pub enum LayoutError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}")]
+    Document {
+        path: PathBuf,
+        #[source]
+        source: crate::registry::manifest::DocumentError,
+    },
     #[error("{layout}: no manifest is tagged {tag:?} and index.json lists more than one")]
     NoTag { layout: PathBuf, tag: String },
     #[error("{layout}: blob {digest} does not match its digest")]
@@ -259,9 +265,13 @@ impl OciLayout {
             path: self.root.join("blobs").join(what),
             message,
         };
+        let document = |what: &str, source| LayoutError::Document {
+            path: self.root.join("blobs").join(what),
+            source,
+        };
         let bytes = self.read_blob(digest)?;
         let (manifest_digest, manifest): (String, Manifest) = match Document::parse(&bytes, None)
-            .map_err(|e| invalid(digest, e))?
+            .map_err(|e| document(digest, e))?
         {
             Document::Manifest(m) => (digest.to_owned(), *m),
             Document::Index(index) => {
@@ -272,7 +282,7 @@ impl OciLayout {
                 })?;
                 let bytes = self.read_blob(&entry.digest)?;
                 match Document::parse(&bytes, Some(&entry.media_type))
-                    .map_err(|e| invalid(&entry.digest, e))?
+                    .map_err(|e| document(&entry.digest, e))?
                 {
                     Document::Manifest(m) => (entry.digest.clone(), *m),
                     Document::Index(_) => {
@@ -348,12 +358,10 @@ pub fn resolve_for_frontend(
     layout: &str,
     digest: &str,
     platform: &bud_frontend::convert::Platform,
-) -> Result<bud_frontend::convert::ResolvedImage, String> {
+) -> Result<bud_frontend::convert::ResolvedImage, bud_frontend::convert::ResolveError> {
     let wanted = Platform::new(&platform.os, &platform.architecture, &platform.variant);
-    let image = OciLayout::new(layout)
-        .image(digest, &wanted)
-        .map_err(|e| crate::error_chain::error_chain(&e))?;
-    let config = serde_json::from_slice(&image.config_bytes).map_err(|e| e.to_string())?;
+    let image = OciLayout::new(layout).image(digest, &wanted)?;
+    let config = serde_json::from_slice(&image.config_bytes)?;
     Ok(bud_frontend::convert::ResolvedImage {
         digest: image.manifest_digest,
         config,

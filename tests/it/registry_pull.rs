@@ -305,6 +305,62 @@ fn a_base_image_on_a_silent_registry_times_out() {
     );
 }
 
+/// The last line of `stderr` (the error) holds each of `causes` once, in that order.
+fn causes_once_in_order(stderr: &str, causes: &[String]) {
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut after = 0;
+    for cause in causes {
+        assert_eq!(
+            last.matches(cause.as_str()).count(),
+            1,
+            "{cause:?} once in:\n{stderr}"
+        );
+        let at = last.find(cause.as_str()).unwrap_or_default();
+        assert!(
+            at >= after,
+            "{cause:?} after the causes before it in:\n{stderr}"
+        );
+        after = at + cause.len();
+    }
+}
+
+/// An image named by `--build-context NAME=docker-image://` on a registry nobody listens on
+/// fails as a base image does: the frontend's resolver keeps the image source's error whole,
+/// so the chain under the Dockerfile line is the pull's, each cause once and in order.
+#[test]
+fn an_unreachable_named_context_image_is_reported_with_each_cause_in_order() {
+    let registry = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), "FROM base\nRUN true\n").unwrap();
+    let named = format!("base=docker-image://{registry}/bud-test/named");
+    let out = support::bud_at(
+        &dir.path().join("state"),
+        &[
+            "--build-context",
+            &named,
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+    );
+    let stderr = support::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    causes_once_in_order(
+        &stderr,
+        &[
+            format!("line 1: {registry}/bud-test/named"),
+            format!("authenticating to pull {registry}/bud-test/named:latest"),
+            format!("error sending request for url (http://{registry}/v2/)"),
+            "Connection refused (os error 111)".to_string(),
+        ],
+    );
+}
+
 /// A base image on a registry nobody listens on fails with each cause of the failure once,
 /// down to the system's: the error convention (a message names its own layer, the one
 /// printer walks the causes) holds end to end. Docker 20.10 names the refusal too.
@@ -329,18 +385,15 @@ fn an_unreachable_registry_is_reported_with_each_cause_once() {
     );
     let stderr = support::stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    for part in [
-        format!("authenticating to pull {registry}/bud-test/nobody:latest"),
-        format!("error sending request for url (http://{registry}/v2/)"),
-        "Connection refused (os error 111)".to_string(),
-    ] {
-        assert_eq!(
-            last.matches(&part).count(),
-            1,
-            "{part:?} once in:\n{stderr}"
-        );
-    }
+    causes_once_in_order(
+        &stderr,
+        &[
+            format!("line 1: {registry}/bud-test/nobody"),
+            format!("authenticating to pull {registry}/bud-test/nobody:latest"),
+            format!("error sending request for url (http://{registry}/v2/)"),
+            "Connection refused (os error 111)".to_string(),
+        ],
+    );
 
     if !support::require_docker() {
         return;

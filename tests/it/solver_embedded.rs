@@ -65,7 +65,7 @@ impl ImageProvider for BusyboxImage {
         &'a self,
         _reference: &'a str,
         _platform: Option<&'a pb::Platform>,
-    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
+    ) -> BoxFuture<'a, Result<ResolvedImage, bud::solver::ImageProviderError>> {
         let tar = self.tar.clone();
         Box::pin(async move {
             let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));

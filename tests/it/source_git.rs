@@ -75,8 +75,8 @@ impl ImageProvider for NoImages {
         &'a self,
         reference: &'a str,
         _platform: Option<&'a pb::Platform>,
-    ) -> BoxFuture<'a, Result<ResolvedImage, String>> {
-        Box::pin(async move { Err(format!("no image {reference} in this test")) })
+    ) -> BoxFuture<'a, Result<ResolvedImage, bud::solver::ImageProviderError>> {
+        Box::pin(async move { Err(format!("no image {reference} in this test").into()) })
     }
 }
 

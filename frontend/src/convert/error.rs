@@ -22,9 +22,31 @@ pub enum ConvertError {
     /// `# syntax=` or `BUILDKIT_SYNTAX` names a frontend image only BuildKit can run.
     #[error("{0}")]
     ForeignFrontend(crate::syntax::ForeignFrontend),
-    /// A problem with the instruction on `line` (1-based).
-    #[error("line {line}: {kind}")]
-    At { line: usize, kind: ConvertErrorKind },
+    /// A problem with the instruction on a line.
+    #[error(transparent)]
+    At(LineError),
+}
+
+/// A problem with the instruction on `line`: `line N: ` before the kind's own message.
+#[derive(Debug)]
+pub struct LineError {
+    /// The instruction's first line, 1-based.
+    pub line: usize,
+    /// What is wrong with it.
+    pub kind: ConvertErrorKind,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.kind)
+    }
+}
+
+/// The kind's message is part of this one, so the chain goes on with the kind's cause.
+impl std::error::Error for LineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.kind.source()
+    }
 }
 
 /// What is wrong with an instruction.
@@ -36,8 +58,15 @@ pub enum ConvertErrorKind {
     BlankBaseName(String),
     #[error("failed to parse platform {text}: {reason}")]
     Platform { text: String, reason: String },
-    #[error("{reference}: {message}")]
-    ResolveImage { reference: String, message: String },
+    /// The resolver found no image for a base or named context.
+    #[error("{reference}")]
+    ResolveImage {
+        /// The image as the Dockerfile or `--build-context` names it.
+        reference: String,
+        /// The resolver's error.
+        #[source]
+        source: super::ResolveError,
+    },
     #[error("failed to parse stage name {0:?}: invalid reference format")]
     InvalidReference(String),
     #[error("invalid stage index {0}")]
@@ -88,6 +117,6 @@ pub enum ConvertErrorKind {
 
 impl ConvertErrorKind {
     pub(crate) fn at(self, line: usize) -> ConvertError {
-        ConvertError::At { line, kind: self }
+        ConvertError::At(LineError { line, kind: self })
     }
 }

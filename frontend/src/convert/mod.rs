@@ -34,7 +34,7 @@ use crate::llb::{self, Constraints, LocalOptions, SourceMap, State};
 use crate::shell::Lexer;
 
 pub use env::EnvList;
-pub use error::{ConvertError, ConvertErrorKind};
+pub use error::{ConvertError, ConvertErrorKind, LineError};
 pub use image::{DEFAULT_PATH, ImageConfig};
 pub use main_context::{HTTP_CONTEXT_FILE, MainContext, http_download};
 pub use named::NamedContext;
@@ -161,10 +161,14 @@ pub struct ResolvedImage {
     pub config: Value,
 }
 
+/// Why an [`ImageResolver`] found no image: the implementer's own error, kept whole (not
+/// flattened to text) so that the printer shows each of its causes once.
+pub type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Looks up base images; the solver implements it (registry, local store, cache).
 pub trait ImageResolver {
     /// `reference` is normalised (`docker.io/library/busybox:latest`).
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError>;
 
     /// The image `digest` names in the OCI layout directory `layout` of the client, for
     /// `platform` when `digest` is an index.
@@ -173,9 +177,9 @@ pub trait ImageResolver {
         layout: &str,
         digest: &str,
         platform: &Platform,
-    ) -> Result<ResolvedImage, String> {
+    ) -> Result<ResolvedImage, ResolveError> {
         let _ = (digest, platform);
-        Err(format!("cannot read the OCI layout {layout} here"))
+        Err(format!("cannot read the OCI layout {layout} here").into())
     }
 }
 

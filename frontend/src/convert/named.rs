@@ -95,10 +95,10 @@ pub(super) fn load(
         NamedContext::Image(reference) => {
             let normalized = llb::normalize_image_ref(reference)
                 .map_err(|_| ConvertErrorKind::InvalidReference(reference.clone()).at(line))?;
-            let resolved = resolver.resolve(&normalized, platform).map_err(|message| {
+            let resolved = resolver.resolve(&normalized, platform).map_err(|source| {
                 ConvertErrorKind::ResolveImage {
                     reference: reference.clone(),
-                    message,
+                    source,
                 }
                 .at(line)
             })?;
@@ -126,10 +126,10 @@ pub(super) fn load(
         } => {
             let resolved = resolver
                 .resolve_oci_layout(layout, digest, platform)
-                .map_err(|message| {
+                .map_err(|source| {
                     ConvertErrorKind::ResolveImage {
                         reference: format!("oci-layout://{layout}@{digest}"),
-                        message,
+                        source,
                     }
                     .at(line)
                 })?;

@@ -477,15 +477,13 @@ impl Graph {
                 let normalized = llb::normalize_image_ref(&node.base_name).map_err(|_| {
                     ConvertErrorKind::InvalidReference(node.base_name.clone()).at(line)
                 })?;
-                let resolved = resolver
-                    .resolve(&normalized, &platform)
-                    .map_err(|message| {
-                        ConvertErrorKind::ResolveImage {
-                            reference: node.base_name.clone(),
-                            message,
-                        }
-                        .at(line)
-                    })?;
+                let resolved = resolver.resolve(&normalized, &platform).map_err(|source| {
+                    ConvertErrorKind::ResolveImage {
+                        reference: node.base_name.clone(),
+                        source,
+                    }
+                    .at(line)
+                })?;
                 let image = ImageConfig::from_json(resolved.config);
                 let name = normalized.split('@').next().unwrap_or(&normalized);
                 let pinned = if resolved.digest.is_empty() {

@@ -11,7 +11,11 @@ use crate::convert::{ConvertOptions, Platform, ResolvedImage};
 struct Images;
 
 impl ImageResolver for Images {
-    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _: &Platform,
+    ) -> Result<ResolvedImage, crate::convert::ResolveError> {
         let mut config = json!({"Env": ["PATH=/usr/bin:/bin"]});
         if reference.contains("shell-image") {
             config["Shell"] = json!(["/bin/sh", "-c"]);

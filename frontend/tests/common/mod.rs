@@ -17,7 +17,11 @@ pub struct FakeRegistry;
 pub const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 impl ImageResolver for FakeRegistry {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, bud_frontend::convert::ResolveError> {
         let mut config = match reference {
             "docker.io/library/busybox:latest" | "docker.io/library/alpine:3.19" => json!({
                 "architecture": platform.architecture, "os": platform.os,
@@ -30,7 +34,7 @@ impl ImageResolver for FakeRegistry {
                 "config": {"Env": ["HOME=/root"], "WorkingDir": "/app", "User": "app", "OnBuild": ["RUN echo triggered"]},
                 "rootfs": {"type": "layers", "diff_ids": ["sha256:bb"]}
             }),
-            other => return Err(format!("{other}: not found")),
+            other => return Err(format!("{other}: not found").into()),
         };
         // Real arm64 images name the variant their index entry names.
         if platform.architecture == "arm64" {
