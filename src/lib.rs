@@ -26,7 +26,6 @@ pub mod docker_host;
 pub mod emulation;
 pub mod error_chain;
 pub mod executor;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod exporter;
 pub mod fileop;
 pub mod gc;

@@ -6,11 +6,21 @@ use std::path::{Path, PathBuf};
 /// Why the state root cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// A directory of the layout could not be created (or, for a relative root, the
-    /// working directory it is relative to could not be read).
+    /// A directory of the layout could not be created.
     #[error("cannot create the state directory {path}")]
     Create {
         /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A relative root was given, and the working directory it is relative to could not be
+    /// read (removed, or a parent not searchable).
+    #[error(
+        "cannot resolve the relative state directory {path}: the working directory cannot be read"
+    )]
+    WorkingDir {
+        /// The root as given.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
@@ -46,18 +56,7 @@ impl StateRoot {
     /// Opens the root at `root` (made absolute against the working directory), creating
     /// its directories when missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
-        let root = root.into();
-        // runc resolves bundle paths from its own working directory: keep every path absolute.
-        let root = if root.is_absolute() {
-            root
-        } else {
-            std::env::current_dir()
-                .map_err(|source| StateError::Create {
-                    path: root.clone(),
-                    source,
-                })?
-                .join(root)
-        };
+        let root = absolute(root.into(), std::env::current_dir)?;
         let state = Self { root };
         for dir in [
             state.root.clone(),
@@ -108,5 +107,53 @@ impl StateRoot {
     /// Failed steps' whole output, one directory per build (`progress::step_logs`).
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+}
+
+/// `root` joined to the working directory `cwd` reads, unless already absolute: runc resolves
+/// bundle paths from its own working directory, so every state path is kept absolute.
+fn absolute(
+    root: PathBuf,
+    cwd: impl FnOnce() -> std::io::Result<PathBuf>,
+) -> Result<PathBuf, StateError> {
+    if root.is_absolute() {
+        return Ok(root);
+    }
+    match cwd() {
+        Ok(dir) => Ok(dir.join(root)),
+        Err(source) => Err(StateError::WorkingDir { path: root, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_root_with_unreadable_working_dir_names_the_working_dir() {
+        let gone = || Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let err = absolute(PathBuf::from("state"), gone).expect_err("no working directory");
+        assert!(
+            matches!(&err, StateError::WorkingDir { path, .. } if path == Path::new("state")),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot resolve the relative state directory state: the working directory cannot be read"
+        );
+    }
+
+    #[test]
+    fn absolute_root_does_not_read_the_working_dir() {
+        let unread = || -> std::io::Result<PathBuf> { panic!("working directory read") };
+        let root = absolute(PathBuf::from("/var/lib/bud"), unread).expect("absolute root");
+        assert_eq!(root, Path::new("/var/lib/bud"));
+    }
+
+    #[test]
+    fn relative_root_is_joined_to_the_working_dir() {
+        let cwd = || Ok(PathBuf::from("/home/alice"));
+        let root = absolute(PathBuf::from("state"), cwd).expect("relative root");
+        assert_eq!(root, Path::new("/home/alice/state"));
     }
 }

@@ -115,6 +115,10 @@ pub struct BuildOptions {
     pub allow: Vec<String>,
     /// Add an annotation to the image (KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE
     /// manifest or manifest-descriptor)
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "clap prints this text as the flag's help: the brackets are its syntax, not a link, and an escape would show"
+    )]
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = crate::exporter::annotations::parse_flag)]
     pub annotations: Vec<crate::exporter::annotations::Annotation>,
     /// Attestation parameters (type=provenance[,mode=min|max], type=sbom; disabled=true)
@@ -209,6 +213,10 @@ pub struct BuildOptions {
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Ulimit options for RUN steps (NAME=SOFT[:HARD])
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "clap prints this text as the flag's help: the brackets are its syntax, not a link, and an escape would show"
+    )]
     #[arg(long = "ulimit", value_name = "ULIMIT", value_parser = Ulimit::parse)]
     pub ulimits: Vec<Ulimit>,
 

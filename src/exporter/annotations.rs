@@ -19,9 +19,13 @@ use thiserror::Error;
 /// Where an annotation goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AnnotationType {
+    /// The image manifest's `annotations` (BuildKit's default for an untyped key).
     Manifest,
+    /// The descriptor pointing at the manifest (in an index or `index.json`).
     ManifestDescriptor,
+    /// The image index's `annotations`.
     Index,
+    /// The descriptor pointing at the index (in an OCI layout's `index.json`).
     IndexDescriptor,
 }
 
@@ -37,6 +41,7 @@ impl AnnotationType {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
     }
 
+    /// As `--annotation` and output attributes spell it (`manifest-descriptor`, …).
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -48,9 +53,13 @@ impl AnnotationType {
 /// One annotation, for every platform or (manifests only) for one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Annotation {
+    /// Where it is written.
     pub kind: AnnotationType,
+    /// The one platform's image it applies to; `None` applies it to every platform.
     pub platform: Option<Platform>,
+    /// Annotation key, e.g. `org.opencontainers.image.title`.
     pub key: String,
+    /// Its value, verbatim.
     pub value: String,
 }
 
@@ -69,15 +78,25 @@ impl fmt::Display for Annotation {
 /// Why an annotation cannot be written.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AnnotationError {
+    /// An index or index-descriptor annotation on a single-platform image, which has no index.
     #[error(
         "annotation {key:?} is of type {kind}: bud writes no image index for a single-platform \
          image, so it has nowhere to go (BuildKit refuses it too)"
     )]
-    NoIndex { kind: &'static str, key: String },
+    NoIndex {
+        /// The annotation's type, as spelled in the flag.
+        kind: &'static str,
+        /// The annotation's key.
+        key: String,
+    },
+    /// An annotation for a platform the build does not produce.
     #[error("annotation {key:?} is for platform {platform}, but the image is built for {built}")]
     OtherPlatform {
+        /// The annotation's key.
         key: String,
+        /// The platform it names.
         platform: String,
+        /// The platforms built, comma-separated.
         built: String,
     },
 }
@@ -192,7 +211,9 @@ pub struct Annotations(pub Vec<Annotation>);
 /// layout's `index.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageAnnotations {
+    /// Written into the image manifest.
     pub manifest: BTreeMap<String, String>,
+    /// Written onto the descriptor that points at the manifest.
     pub manifest_descriptor: BTreeMap<String, String>,
 }
 
@@ -200,8 +221,11 @@ pub struct ImageAnnotations {
 /// the platforms, then the index's and its descriptor's (an OCI layout's `index.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexAnnotations {
+    /// One per platform, in the order the platforms were given.
     pub images: Vec<ImageAnnotations>,
+    /// Written into the image index.
     pub index: BTreeMap<String, String>,
+    /// Written onto the index's descriptor in `index.json`.
     pub index_descriptor: BTreeMap<String, String>,
 }
 
@@ -220,6 +244,7 @@ impl Annotations {
         Ok(Annotations(all))
     }
 
+    /// True when neither the output nor the flags give an annotation.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -85,6 +85,7 @@ pub fn write(
 pub struct ArchiveLayer<'a> {
     /// Known unless the layer is a directory never tarred before.
     pub diff_id: Option<&'a Digest>,
+    /// Where its bytes come from.
     pub tar: ArchiveTar<'a>,
 }
 
@@ -102,6 +103,7 @@ pub enum ArchiveTar<'a> {
 /// What [`write_layers`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
+    /// sha256 of the config JSON, the ID `docker load` gives the image.
     pub image_id: Digest,
     /// The layers' diff IDs, as the config lists them.
     pub diff_ids: Vec<Digest>,

@@ -423,6 +423,8 @@ pub struct PendingLoad {
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 impl PendingLoad {
+    /// Starts the `POST /images/load` request and sends its first (skipped) block; failures
+    /// surface when the request is used or closed, not here.
     pub fn open(docker: &Docker) -> Self {
         let request = LoadRequest::start(docker);
         // The channel is empty: the block goes in without waiting.

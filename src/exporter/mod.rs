@@ -54,9 +54,11 @@ pub struct Layer {
 pub struct LoadLayer {
     /// Unknown for a directory never tarred before.
     pub diff_id: Option<Digest>,
+    /// Where the layer's bytes come from.
     pub tar: LayerTar,
 }
 
+/// The source of a [`LoadLayer`]'s bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerTar {
     /// In the content store; its sha256 is the diff ID.
@@ -77,6 +79,7 @@ impl From<&Layer> for LoadLayer {
 /// A compressed layer blob, as pushed to registries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressedBlob {
+    /// The blob's file (in the content store).
     pub path: PathBuf,
     /// sha256 of the compressed bytes.
     pub digest: Digest,
@@ -86,55 +89,91 @@ pub struct CompressedBlob {
     pub annotations: std::collections::BTreeMap<String, String>,
 }
 
+/// Why an image could not be written out or loaded into Docker.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// A file of the export (a layer, the destination) could not be opened, read or written.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, e.g. `opening`.
         action: &'static str,
+        /// The file it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// The output stream (file, pipe or the daemon's upload) refused bytes.
     #[error("writing the archive")]
     Write(#[source] io::Error),
+    /// The attestation manifest attached to an OCI layout could not be made.
     #[error("the attestation manifest: {0}")]
     Attestation(String),
+    /// A `rootfs.diff_ids` entry is not a digest.
     #[error("invalid diff ID in the image config")]
     InvalidDiffId(#[from] DigestError),
+    /// The config names a different number of layers than the build handed over: a bug in
+    /// bud, caught before an image Docker would refuse is written.
     #[error(
         "the image config lists {config} layers (rootfs.diff_ids) but {given} layer files were given"
     )]
-    LayerCount { config: usize, given: usize },
+    LayerCount {
+        /// Entries in `rootfs.diff_ids`.
+        config: usize,
+        /// Layer files given.
+        given: usize,
+    },
+    /// The layers are not in the config's order (same kind of bug as `LayerCount`).
     #[error("layer {index}: the image config says {config} but the layer file is {given}")]
     LayerOrder {
+        /// Position, from the base layer (0).
         index: usize,
+        /// The diff ID the config lists there.
         config: Digest,
+        /// The diff ID of the layer given there.
         given: Digest,
     },
+    /// A layer file's content no longer hashes to its recorded digest.
     #[error("{path}: content is {actual}, expected {expected} (file changed or corrupt?)")]
     LayerDigest {
+        /// The layer file.
         path: PathBuf,
+        /// The digest it was recorded under.
         expected: Digest,
+        /// The digest of the bytes read.
         actual: Digest,
     },
+    /// A snapshot directory could not be tarred into the output.
     #[error("tarring the layer at {path}")]
     Layer {
+        /// The snapshot's upper directory.
         path: PathBuf,
+        /// The snapshot layer's error.
         #[source]
         source: crate::snapshot::SnapshotError,
     },
+    /// A layer the daemon holds (so not sent) came without the diff ID the archive must list.
     #[error("layer {index} has neither a known diff ID nor a directory to tar")]
-    UnknownDiffId { index: usize },
+    UnknownDiffId {
+        /// Position, from the base layer (0).
+        index: usize,
+    },
+    /// A tag is not a valid image name.
     #[error(transparent)]
     InvalidName(#[from] ImageNameError),
+    /// A call to the Docker daemon failed.
     #[error("{action}")]
     Docker {
+        /// The call, e.g. `loading the image into docker`.
         action: &'static str,
+        /// The client's error.
         #[source]
         source: bollard::errors::Error,
     },
+    /// `POST /images/load` answered with an error message in its progress stream.
     #[error("docker rejected the image: {0}")]
     LoadRejected(String),
+    /// The load stream ended without a `Loaded image` line naming the image (or its ID).
     #[error("docker finished loading without reporting an image")]
     NoImageReported,
 }

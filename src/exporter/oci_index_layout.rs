@@ -27,8 +27,11 @@ use bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
 
 /// One platform's image.
 pub struct PlatformImage<'a> {
+    /// The platform its index entry names.
     pub platform: &'a Platform,
+    /// Its config; `rootfs.diff_ids` name `layers`.
     pub image: &'a Image,
+    /// Its layers, base first.
     pub layers: &'a [Layer],
     /// Written into its manifest and onto the index's entry for it.
     pub annotations: Option<&'a super::annotations::ImageAnnotations>,
@@ -92,7 +95,9 @@ impl<W: Write> Blobs<W> {
 /// (`index_descriptor`), as BuildKit's OCI exporter writes them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IndexAnnotations<'a> {
+    /// Written into the image index.
     pub index: Option<&'a BTreeMap<String, String>>,
+    /// Written onto the index's descriptor in `index.json`.
     pub index_descriptor: Option<&'a BTreeMap<String, String>>,
 }
 

@@ -19,11 +19,17 @@ use super::{ExportError, Image, ImageName, Layer, OCI_LAYER_TAR, check_layers};
 use crate::content::Digest;
 use bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
 
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+/// Media type of an OCI image manifest.
+pub(crate) const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
+pub(crate) const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// The full image name (`docker.io/library/app:latest`) on an `index.json` entry, which
+/// containerd and BuildKit's OCI exporter write so `ctr import` can name the image.
+pub(crate) const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+/// The tag alone (`latest`) on an `index.json` entry, as the OCI layout spec names an image.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// Creation time (RFC 3339), which BuildKit puts on an image index.
+pub(crate) const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

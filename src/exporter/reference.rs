@@ -12,13 +12,17 @@ pub struct ImageName {
     pub domain: String,
     /// Repository path (`library/app`).
     pub path: String,
+    /// Tag, `latest` when the name gives none.
     pub tag: String,
 }
 
+/// A tag that is not a valid image name, or that names a digest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid image name {name:?}: {reason}")]
 pub struct ImageNameError {
+    /// The name as given.
     pub name: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

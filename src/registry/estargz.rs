@@ -150,7 +150,7 @@ fn blob(
     Ok((digest, written))
 }
 
-/// What [`write`] learnt, read back from an eStargz blob: the TOC found from the footer, the
+/// What [`write`](fn@write) learnt, read back from an eStargz blob: the TOC found from the footer, the
 /// diff ID by decompressing it all.
 pub fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
     let len = blob.seek(SeekFrom::End(0))?;

@@ -5,7 +5,7 @@
 //!   registries as Docker does, credentials from the Docker CLI's config.
 //! - [`manifest`]: the manifest and index documents, Docker v2 schema 2 and OCI.
 //! - [`pull`]: a reference and platform to a manifest, its config and layer blobs, stored.
-//! - [`push`]: an image config and layer tars to a manifest under one or more tags.
+//! - [`push`](mod@push): an image config and layer tars to a manifest under one or more tags.
 //! - [`compress`]: layer compression on every core, done once per layer and remembered.
 //! - [`estargz`]: eStargz layers, a gzip layer with a table of contents for lazy pulling.
 //!

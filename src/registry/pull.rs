@@ -4,7 +4,7 @@
 //! Blobs are written through the content store's ingest, which verifies each against its
 //! digest before it becomes visible: an interrupted or corrupted download leaves nothing
 //! behind to be used. Layers download concurrently. A resolved tag is remembered
-//! ([`super::metadata`]) and reused, without asking the registry, until a pull is forced.
+//! (in `registry::metadata`) and reused, without asking the registry, until a pull is forced.
 
 use bud_frontend::image::Image;
 use bud_frontend::reference::Reference;

@@ -3,7 +3,7 @@
 //! SPDX 2.3 JSON document BuildKit's default scanner (docker/buildkit-syft-scanner, syft's
 //! `spdx-json`) attaches as an in-toto predicate of type [`PREDICATE_TYPE`].
 //!
-//! The scan reads the image, never the host: every path goes through [`rootfs::RootFs`]. A
+//! The scan reads the image, never the host: every path goes through `rootfs::RootFs`. A
 //! database that cannot be read (too large, corrupt, a format bud does not read) is skipped
 //! with a [`ScanWarning`]; only a root that is not a directory fails the scan.
 

@@ -403,7 +403,7 @@ impl Snapshots {
     }
 
     /// A cache hit, and whether a step made to run again recorded it (see
-    /// [`Solver::commit_step`](super::Solver::commit_step)).
+    /// `Solver::commit_step`).
     pub fn lookup_step(&self, key: &str) -> Result<Option<(Ref, bool)>, SolveError> {
         let Some((rec, rerun)) = self.meta.lookup_step(key)? else {
             return Ok(None);

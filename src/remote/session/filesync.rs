@@ -41,7 +41,7 @@ pub(crate) struct TransferCounters {
     bytes: AtomicU64,
 }
 
-/// A snapshot of [`TransferCounters`].
+/// A snapshot of the session's `TransferCounters`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TransferStats {
     /// Files whose content the daemon requested (REQ packets served).
