@@ -314,7 +314,9 @@ async fn upload(
 /// when it tagged none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadedArchive {
+    /// The image names Docker reported tagging (`Loaded image: NAME`), in its order.
     pub names: Vec<String>,
+    /// The ID Docker reported for an archive whose image it tagged with no name.
     pub image_id: Option<String>,
 }
 
