@@ -44,16 +44,37 @@ pub(super) async fn resolve(
     Ok(Some(resolved))
 }
 
+/// The bridge's IPv4 gateway as Docker reports it; where its IPAM config names only the
+/// subnet (dockerd adopted a docker0 that existed before it started), the subnet's first
+/// host address, which is what dockerd gives the bridge it makes itself and what its own
+/// host-gateway resolves to then.
 fn ipv4_gateway(network: &bollard::models::NetworkInspect) -> Option<String> {
-    network
-        .ipam
-        .as_ref()?
-        .config
-        .as_ref()?
+    let configs = network.ipam.as_ref()?.config.as_ref()?;
+    let named = configs
         .iter()
         .filter_map(|c| c.gateway.as_deref())
         .find(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_owned)
+        .map(str::to_owned);
+    named.or_else(|| {
+        configs
+            .iter()
+            .filter_map(|c| c.subnet.as_deref())
+            .find_map(first_ipv4_host)
+    })
+}
+
+/// `a.b.c.d/len`'s first host address (the network address plus one), for IPv4 subnets
+/// with room for hosts.
+fn first_ipv4_host(subnet: &str) -> Option<String> {
+    let (address, len) = subnet.split_once('/')?;
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    if len > 30 {
+        return None;
+    }
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    let network = u32::from(address) & mask;
+    Some(std::net::Ipv4Addr::from(network + 1).to_string())
 }
 
 #[cfg(test)]
@@ -71,5 +92,21 @@ mod tests {
         let none: bollard::models::NetworkInspect =
             serde_json::from_str(r#"{"Name":"bridge","IPAM":{"Config":[]}}"#).unwrap();
         assert_eq!(ipv4_gateway(&none), None);
+    }
+
+    #[test]
+    fn a_bridge_with_only_a_subnet_has_its_first_host_as_gateway() {
+        let network: bollard::models::NetworkInspect = serde_json::from_str(
+            r#"{"Name":"bridge","IPAM":{"Config":[{"Subnet":"172.17.0.0/16"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ipv4_gateway(&network).as_deref(), Some("172.17.0.1"));
+        assert_eq!(
+            first_ipv4_host("10.228.29.0/24").as_deref(),
+            Some("10.228.29.1")
+        );
+        assert_eq!(first_ipv4_host("10.0.0.77/8").as_deref(), Some("10.0.0.1"));
+        assert_eq!(first_ipv4_host("10.0.0.1/32"), None);
+        assert_eq!(first_ipv4_host("fd00::/64"), None);
     }
 }
