@@ -11,7 +11,7 @@ use crate::shell::Env;
 /// Dockerfile may have thousands of ENV instructions): a variable's old slot is left empty
 /// instead of shifting the ones after it.
 #[derive(Debug, Clone, Default)]
-pub struct EnvList {
+pub(crate) struct EnvList {
     slots: Vec<Option<(String, String)>>,
     /// The slot of each variable.
     index: HashMap<String, usize>,
@@ -19,27 +19,27 @@ pub struct EnvList {
 
 impl EnvList {
     /// Sets `key`, moving it after every other variable.
-    pub fn set(&mut self, key: &str, value: &str) {
+    pub(crate) fn set(&mut self, key: &str, value: &str) {
         self.remove(key);
         self.index.insert(key.to_owned(), self.slots.len());
         self.slots.push(Some((key.to_owned(), value.to_owned())));
     }
 
     /// Removes `key`.
-    pub fn remove(&mut self, key: &str) {
+    pub(crate) fn remove(&mut self, key: &str) {
         if let Some(slot) = self.index.remove(key) {
             self.slots[slot] = None;
         }
     }
 
     /// The value of `key`.
-    pub fn lookup(&self, key: &str) -> Option<&str> {
+    pub(crate) fn lookup(&self, key: &str) -> Option<&str> {
         let slot = self.slots.get(*self.index.get(key)?)?;
         slot.as_ref().map(|(_, v)| v.as_str())
     }
 
     /// The variables in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.slots
             .iter()
             .flatten()
@@ -47,7 +47,7 @@ impl EnvList {
     }
 
     /// `KEY=value` strings, as an exec's environment.
-    pub fn to_strings(&self) -> Vec<String> {
+    pub(crate) fn to_strings(&self) -> Vec<String> {
         self.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 }

@@ -12,11 +12,12 @@ use super::platform::Platform;
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// `PATH` when the base image sets none (BuildKit's `system.DefaultPathEnv` for Unix).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// An image config under construction.
 #[derive(Debug, Clone)]
-pub struct ImageConfig {
+pub(crate) struct ImageConfig {
     json: Map<String, Value>,
     /// Where each variable of `config.Env` is, by name, once an ENV instruction needed it:
     /// an ENV then costs the same however many variables came before. Dropped whenever
@@ -35,7 +36,7 @@ impl PartialEq for ImageConfig {
 
 impl ImageConfig {
     /// The config of `FROM scratch`.
-    pub fn empty(platform: &Platform) -> Self {
+    pub(crate) fn empty(platform: &Platform) -> Self {
         let mut img = Map::new();
         img.insert("architecture".into(), json!(platform.architecture));
         img.insert("os".into(), json!(platform.os));
@@ -51,7 +52,7 @@ impl ImageConfig {
     }
 
     /// A base image's config; a non-object is treated as an empty config.
-    pub fn from_json(value: Value) -> Self {
+    pub(crate) fn from_json(value: Value) -> Self {
         let mut map = match value {
             Value::Object(map) => map,
             _ => Map::new(),
@@ -76,11 +77,12 @@ impl ImageConfig {
         }
     }
 
-    pub fn into_json(self) -> Value {
+    /// The finished config, as the exporter writes it.
+    pub(crate) fn into_json(self) -> Value {
         Value::Object(self.json)
     }
 
-    pub fn as_json(&self) -> &Map<String, Value> {
+    pub(crate) fn as_json(&self) -> &Map<String, Value> {
         &self.json
     }
 
@@ -113,26 +115,27 @@ impl ImageConfig {
             .to_owned()
     }
 
-    pub fn set(&mut self, key: &str, value: Value) {
+    /// Sets a key of the runtime `config` object (`Cmd`, `User`…).
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
         if key == "Env" {
             self.env_index = None;
         }
         self.config_mut().insert(key.to_owned(), value);
     }
 
-    pub fn remove(&mut self, key: &str) {
+    pub(crate) fn remove(&mut self, key: &str) {
         if key == "Env" {
             self.env_index = None;
         }
         self.config_mut().remove(key);
     }
 
-    pub fn env(&self) -> Vec<String> {
+    pub(crate) fn env(&self) -> Vec<String> {
         self.strings("Env")
     }
 
     /// Replaces `key`'s entry in place or appends it, as BuildKit's `addEnv`.
-    pub fn add_env(&mut self, key: &str, value: &str) {
+    pub(crate) fn add_env(&mut self, key: &str, value: &str) {
         let entry = Value::String(format!("{key}={value}"));
         // Taken out and put back in the same place, so that the key keeps its position.
         let slot = config_in(&mut self.json)
@@ -153,23 +156,23 @@ impl ImageConfig {
         self.env_index = Some(index);
     }
 
-    pub fn shell(&self) -> Vec<String> {
+    pub(crate) fn shell(&self) -> Vec<String> {
         self.strings("Shell")
     }
 
-    pub fn onbuild(&self) -> Vec<String> {
+    pub(crate) fn onbuild(&self) -> Vec<String> {
         self.strings("OnBuild")
     }
 
-    pub fn working_dir(&self) -> String {
+    pub(crate) fn working_dir(&self) -> String {
         self.string("WorkingDir")
     }
 
-    pub fn user(&self) -> String {
+    pub(crate) fn user(&self) -> String {
         self.string("User")
     }
 
-    pub fn os(&self) -> String {
+    pub(crate) fn os(&self) -> String {
         self.json
             .get("os")
             .and_then(Value::as_str)
@@ -178,7 +181,7 @@ impl ImageConfig {
     }
 
     /// Whether the image has no layers (BuildKit then starts from scratch).
-    pub fn has_no_layers(&self) -> bool {
+    pub(crate) fn has_no_layers(&self) -> bool {
         let diff_ids = self
             .json
             .get("rootfs")
@@ -197,7 +200,7 @@ impl ImageConfig {
     }
 
     /// Adds or replaces labels.
-    pub fn add_labels<'a>(&mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    pub(crate) fn add_labels<'a>(&mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
         let config = self.config_mut();
         let entry = config
             .entry("Labels")
@@ -213,7 +216,7 @@ impl ImageConfig {
     }
 
     /// Adds keys to a set-like object (`ExposedPorts`, `Volumes`).
-    pub fn add_set_members(&mut self, key: &str, members: &[String]) {
+    pub(crate) fn add_set_members(&mut self, key: &str, members: &[String]) {
         let config = self.config_mut();
         let entry = config
             .entry(key)
@@ -228,7 +231,8 @@ impl ImageConfig {
         }
     }
 
-    pub fn set_top(&mut self, key: &str, value: Value) {
+    /// Sets a top-level key of the image (`config`, `os`…), beside `config`'s own keys.
+    pub(crate) fn set_top(&mut self, key: &str, value: Value) {
         if key == "config" {
             self.env_index = None;
         }
@@ -237,7 +241,7 @@ impl ImageConfig {
 
     /// Dates the image and the history entries this build added (not the base image's),
     /// as BuildKit does with `SOURCE_DATE_EPOCH`.
-    pub fn stamp_created(&mut self, created: &str) {
+    pub(crate) fn stamp_created(&mut self, created: &str) {
         if let Some(Value::Array(history)) = self.json.get_mut("history") {
             for entry in history.iter_mut().skip(self.base_history) {
                 if let Value::Object(entry) = entry {
@@ -248,12 +252,12 @@ impl ImageConfig {
         self.json.insert("created".into(), json!(created));
     }
 
-    pub fn remove_top(&mut self, key: &str) {
+    pub(crate) fn remove_top(&mut self, key: &str) {
         self.json.remove(key);
     }
 
     /// Adds a history entry; `with_layer` entries are the ones that change the filesystem.
-    pub fn commit(&mut self, created_by: String, with_layer: bool) {
+    pub(crate) fn commit(&mut self, created_by: String, with_layer: bool) {
         let mut entry = Map::new();
         entry.insert("created_by".into(), json!(created_by));
         entry.insert("comment".into(), json!(HISTORY_COMMENT));

@@ -13,11 +13,13 @@ pub enum MainContext {
     /// The local source the client sends (`local://context`).
     #[default]
     Local,
-    /// A git repository; `source` is the URL as given, for the step's name.
+    /// A git repository.
     Git {
+        /// The repository, ref and subdirectory the URL names.
         git: GitRef,
+        /// The URL as given, for the step's name (`[internal] load git source …`).
         source: String,
-        /// BUILDKIT_CONTEXT_KEEP_GIT_DIR.
+        /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`: the checkout keeps its `.git` directory.
         keep_git_dir: bool,
         /// The solver cannot check out a subdirectory (no `source.git.subdir`, as in
         /// Docker 20.10): the repository is checked out whole and the subdirectory copied

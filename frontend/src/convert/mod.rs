@@ -33,9 +33,8 @@ use serde_json::Value;
 use crate::llb::{self, Constraints, LocalOptions, SourceMap, State};
 use crate::shell::Lexer;
 
-pub use env::EnvList;
 pub use error::{ConvertError, ConvertErrorKind, LineError};
-pub use image::{DEFAULT_PATH, ImageConfig};
+pub(crate) use image::DEFAULT_PATH;
 pub use main_context::{HTTP_CONTEXT_FILE, MainContext, http_download};
 pub use named::NamedContext;
 pub use platform::Platform;
@@ -112,8 +111,10 @@ impl Default for ConvertOptions {
 /// Which stages ignore the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NoCache {
+    /// Every stage may use the cache.
     #[default]
     None,
+    /// `--no-cache`: no step of any stage does.
     All,
     /// These stage names (case-insensitive).
     Stages(Vec<String>),
@@ -165,7 +166,8 @@ pub struct ResolvedImage {
 /// flattened to text) so that the printer shows each of its causes once.
 pub type ResolveError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Looks up base images; the solver implements it (registry, local store, cache).
+/// Looks up base images: the frontend does no I/O, so the caller does (bud's `build/images`
+/// from Docker or a registry, or `remote/images` through the daemon's ResolveImageConfig).
 pub trait ImageResolver {
     /// `reference` is normalised (`docker.io/library/busybox:latest`).
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError>;

@@ -26,13 +26,22 @@ pub enum NamedContext {
     Image(String),
     /// An `https://` URL: the file it serves, as `/context`.
     Http(String),
-    /// A git repository (`source` is the value as given, for the step's name).
-    Git { git: GitRef, source: String },
-    /// An image of an OCI layout directory of the client (`oci-layout://PATH`), which the
-    /// client serves as the content store `store`; `digest` names a manifest or an index.
+    /// A git repository.
+    Git {
+        /// The repository, ref and subdirectory the value names.
+        git: GitRef,
+        /// The value as given, for the step's name (`[internal] load git source …`).
+        source: String,
+    },
+    /// An image of an OCI layout directory of the client (`oci-layout://PATH`).
     OciLayout {
+        /// The layout directory's absolute path on the client.
         layout: String,
+        /// The content store the client serves the layout as (the context's name), which
+        /// the `oci-layout` source op names for BuildKit to read through the session.
         store: String,
+        /// The manifest or index the context stands for, `sha256:…` (a tag is resolved
+        /// in the layout's `index.json` before conversion).
         digest: String,
     },
 }
