@@ -42,7 +42,6 @@ pub mod signals;
 pub mod snapshot;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod solver;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod source;
 pub mod state;
 pub mod timefmt;

@@ -20,11 +20,15 @@ use crate::cache::meta::{FileStamp, MetaError, MetaStore};
 /// Why the context could not be walked.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// A directory or file of the context could not be read (listed, stat'ed, opened).
     #[error("build context {path}")]
     Io {
+        /// The path on the host, under the context's root.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The checksum memo could not be read or written.
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -36,10 +40,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
     }
 }
 
+/// What a context path is, as `lstat` says (a symlink is never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file: the only kind with content to checksum.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link, kept as a link: its target is part of the checksum, not what it
+    /// points to.
     Symlink,
     /// Devices, fifos and sockets: copied as docker copies them, with no content.
     Special,
@@ -48,12 +57,14 @@ pub enum EntryKind {
 /// One path of the context, relative to its root with `/` separators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextEntry {
+    /// Relative to the context's root, `/`-separated, without a leading `/`.
     pub path: String,
+    /// File, directory, symlink or special file.
     pub kind: EntryKind,
     /// Permission and special bits (`st_mode & 0o7777`).
     pub mode: u32,
-    pub size: u64,
-    pub link_target: Option<String>,
+    /// A symlink's target as the link holds it.
+    link_target: Option<String>,
     /// sha256 of the content, for regular files.
     pub content: Option<String>,
 }
@@ -113,7 +124,10 @@ impl Exclusions for NoExclusions {
 /// The context as one walk saw it, sorted by path (parents before children).
 #[derive(Debug, Clone, Default)]
 pub struct ContextSnapshot {
+    /// The context directory, canonicalized (symlinks in it resolved), so that the memo
+    /// of two spellings of one directory is one.
     pub root: PathBuf,
+    /// Every path the walk kept, `.dockerignore`d ones left out.
     pub entries: Vec<ContextEntry>,
 }
 
@@ -191,7 +205,9 @@ impl ContextSnapshot {
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
-    pub fn get(&self, path: &str) -> Option<&ContextEntry> {
+    /// The entry at `path`, relative to the root.
+    #[cfg(test)]
+    fn get(&self, path: &str) -> Option<&ContextEntry> {
         let path = path.trim_matches('/');
         self.entries
             .binary_search_by(|e| e.path.as_str().cmp(path))
@@ -290,7 +306,6 @@ fn entry_for(
         path,
         kind: EntryKind::Special,
         mode,
-        size: 0,
         link_target: None,
         content: None,
     };
@@ -308,7 +323,6 @@ fn entry_for(
         return done(entry, None, false);
     }
     entry.kind = EntryKind::File;
-    entry.size = md.len();
     let stamp = FileStamp {
         size: md.len(),
         mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),

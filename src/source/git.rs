@@ -26,39 +26,75 @@ use sha2::{Digest as _, Sha256};
 /// Why a git source could not be resolved or checked out.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// The source op's identifier names no remote (`git://#ref`), the identifier as given.
     #[error("invalid git source {0:?}")]
     InvalidIdentifier(String),
+    /// The `git` program could not be started (not installed, not executable).
     #[error("running git")]
     Spawn(#[source] std::io::Error),
+    /// git exited unsuccessfully; its stderr is the only account of why, so it is part of
+    /// the message (git is a program, not a source error to chain).
     #[error("git {command} failed for {url}#{reference}: {stderr}")]
     Command {
+        /// The git subcommand (`ls-remote`, `fetch`, `checkout`…).
         command: String,
+        /// The remote.
         url: String,
+        /// The ref asked for, `HEAD` when none was.
         reference: String,
+        /// What git printed on stderr, trimmed.
         stderr: String,
     },
+    /// `ls-remote` lists no branch, tag or ref of that name.
     #[error("repository {url} does not contain ref {reference}")]
-    NoSuchRef { url: String, reference: String },
+    NoSuchRef {
+        /// The remote.
+        url: String,
+        /// The ref asked for.
+        reference: String,
+    },
+    /// The ref resolved to a commit that does not start with the source's `git.checksum`
+    /// (`ADD --checksum=`, `#ref` with `checksum=`), BuildKit's message.
     #[error("expected checksum to match {expected}, got {got} for {url}#{reference}")]
     Checksum {
+        /// The remote.
         url: String,
+        /// The ref asked for.
         reference: String,
+        /// The checksum (a commit prefix) the source asks for.
         expected: String,
+        /// The commit the ref resolved to.
         got: String,
     },
+    /// `git.mountsshsock` names an ssh agent the build was not given with `--ssh`.
     #[error("{url}: unset ssh forward key {id}: give it with --ssh {id}[=SOCKET|KEYFILE]")]
-    NoSshAgent { id: String, url: String },
+    NoSshAgent {
+        /// The agent's id (`default` unless the Dockerfile names another).
+        id: String,
+        /// The ssh remote.
+        url: String,
+    },
+    /// The `:subdir` of the URL leaves the repository, goes through a symlink or is not a
+    /// directory of the checkout.
     #[error("invalid subdir {subdir:?} of {url}#{reference}: {reason}")]
     Subdir {
+        /// The remote.
         url: String,
+        /// The ref asked for, `HEAD` when none was.
         reference: String,
+        /// The subdirectory as the URL names it.
         subdir: String,
+        /// Which of those it is.
         reason: String,
     },
+    /// A file operation on the checkout or its scratch directory failed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, as a verb phrase (`"writing"`, `"moving"`…).
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -76,15 +112,17 @@ impl GitError {
 /// A git source op, as its identifier (`git://REMOTE#REF:SUBDIR`) and attributes describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitSource {
-    /// What to fetch from.
+    /// What to fetch from: `git.fullurl`, else the identifier's remote (with `https://`
+    /// when it names no transport).
     pub url: String,
     /// Branch, tag, `refs/…` or full commit ID; the remote's HEAD when absent.
-    pub reference: Option<String>,
+    reference: Option<String>,
     /// The directory of the repository to keep, without leading or trailing slashes.
-    pub subdir: Option<String>,
-    pub keep_git_dir: bool,
+    subdir: Option<String>,
+    /// `git.keepgitdir`: the checkout keeps `.git` (only without a subdirectory).
+    keep_git_dir: bool,
     /// A prefix the resolved commit (or annotated tag) must have.
-    pub checksum: Option<String>,
+    checksum: Option<String>,
     /// The `Authorization` header for an http(s) remote.
     pub auth: Option<AuthHeader>,
     /// How ssh reaches an ssh remote; `None` leaves ssh to its defaults.
@@ -94,9 +132,10 @@ pub struct GitSource {
 /// The agent an ssh remote authenticates with, and the host keys it may present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshAccess {
-    pub agent: PathBuf,
+    /// The agent's socket, given to ssh as `SSH_AUTH_SOCK`.
+    agent: PathBuf,
     /// A known_hosts file; `None` accepts any host key, as BuildKit does without one.
-    pub known_hosts: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
 }
 
 impl SshAccess {
@@ -662,7 +701,9 @@ impl GitSource {
 /// was asked for, as BuildKit records it) and the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
+    /// The remote, `#REF` appended when the source asked for a ref.
     pub url: String,
+    /// The full commit ID checked out, lower-case hex.
     pub commit: String,
 }
 

@@ -27,32 +27,69 @@ use crate::timeouts::Timeouts;
 /// Why an HTTP(S) source could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// A source op attribute bud cannot read (`http.checksum` that is not sha256,
+    /// `http.perm`, `http.uid` or `http.gid` that is not a number).
     #[error("invalid {name} {value:?} for {url}: {reason}")]
     InvalidAttr {
+        /// The URL of the source.
         url: String,
+        /// The attribute's key.
         name: &'static str,
+        /// Its value as given.
         value: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// The request failed before or while the body came (refused, timed out, TLS, cut
+    /// off).
     #[error("failed to download {url}: {reason}")]
-    Request { url: String, reason: String },
+    Request {
+        /// The URL.
+        url: String,
+        /// reqwest's causes joined: its own message only repeats the URL.
+        reason: String,
+    },
+    /// The server answered neither 2xx nor a 304 to a conditional request, as BuildKit
+    /// refuses it.
     #[error("failed to download {url}: invalid response status {status}")]
-    Status { url: String, status: StatusCode },
+    Status {
+        /// The URL.
+        url: String,
+        /// The status it answered.
+        status: StatusCode,
+    },
+    /// A 304 that names another ETag than the one sent: the earlier download cannot be
+    /// trusted to be what the server means.
     #[error("failed to download {url}: 304 Not Modified for a different ETag {etag:?}")]
-    NotModifiedMismatch { url: String, etag: String },
+    NotModifiedMismatch {
+        /// The URL.
+        url: String,
+        /// The ETag the 304 carried.
+        etag: String,
+    },
+    /// The downloaded content does not have the `ADD --checksum` digest.
     #[error("digest mismatch for {url}: {got} (expected: {expected})")]
     DigestMismatch {
+        /// The URL.
         url: String,
+        /// The content's digest, `sha256:…`.
         got: String,
+        /// The digest the source pins.
         expected: String,
     },
+    /// The file could not be written into the directory given, or its mode, owner or
+    /// times not set.
     #[error("saving {url} to {path}")]
     Write {
+        /// The URL.
         url: String,
+        /// The file being written.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP client could not be built (no TLS roots, a bad setting).
     #[error("making the HTTP client")]
     Client(#[source] reqwest::Error),
 }
@@ -60,14 +97,18 @@ pub enum HttpError {
 /// An HTTP(S) source op, as its identifier and attributes describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSource {
-    pub url: String,
-    /// `sha256:…` the content must have.
-    pub checksum: Option<String>,
+    /// What to download.
+    url: String,
+    /// `sha256:…` the content must have (lower-case).
+    checksum: Option<String>,
     /// The file name asked for, if any.
-    pub filename: Option<String>,
-    pub perm: u32,
-    pub uid: u32,
-    pub gid: u32,
+    filename: Option<String>,
+    /// The file's mode bits (`http.perm`, 0600 when absent or 0).
+    perm: u32,
+    /// The file's owner (`http.uid`), 0 by default.
+    uid: u32,
+    /// The file's group (`http.gid`), 0 by default.
+    gid: u32,
 }
 
 /// What a request for a source returned.
@@ -83,6 +124,8 @@ const DEFAULT_PERM: u32 = 0o600;
 const DEFAULT_NAME: &str = "download";
 
 impl HttpSource {
+    /// The source op `url` with its attributes (`http.checksum`, `http.filename`,
+    /// `http.perm`, `http.uid`, `http.gid`), checked; no request is made.
     pub fn parse(url: &str, attrs: &BTreeMap<String, String>) -> Result<Self, HttpError> {
         let invalid = |name: &'static str, value: &str, reason: String| HttpError::InvalidAttr {
             url: url.to_string(),
@@ -126,7 +169,7 @@ impl HttpSource {
     }
 
     /// The file name, from the attribute, the response or the URL.
-    pub fn file_name(&self, headers: Option<&HeaderMap>) -> String {
+    fn file_name(&self, headers: Option<&HeaderMap>) -> String {
         if let Some(name) = &self.filename {
             return safe_file_name(name);
         }
@@ -158,12 +201,7 @@ impl HttpSource {
 
     /// The cache key of the snapshot holding `digest` saved as `filename`: the same content
     /// from any URL is the same snapshot.
-    pub fn snapshot_key(
-        &self,
-        digest: &str,
-        filename: &str,
-        last_modified: Option<&str>,
-    ) -> String {
+    fn snapshot_key(&self, digest: &str, filename: &str, last_modified: Option<&str>) -> String {
         let id = serde_json::json!({
             "digest": digest,
             "filename": filename,

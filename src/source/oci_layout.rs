@@ -28,32 +28,75 @@ use crate::registry::manifest::{Descriptor, Document, Manifest, select};
 /// Why an OCI layout could not give the image asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
+    /// `index.json` or a blob could not be opened or read (missing, unreadable).
     #[error("reading {path}")]
     Read {
+        /// The file, or the layout directory when it could not be opened itself.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// What the layout holds is not what an OCI layout may hold: `index.json` that is not
+    /// JSON, a malformed digest, an oversized manifest, layers and diff IDs that disagree,
+    /// an index inside an index.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A manifest or index blob that does not parse as one.
     #[error("{path}")]
     Document {
+        /// The blob's path under `blobs/`.
         path: PathBuf,
+        /// The parser's error.
         #[source]
         source: crate::registry::manifest::DocumentError,
     },
+    /// No `index.json` entry carries the tag as its `org.opencontainers.image.ref.name`,
+    /// and there is more than one, so none stands for it.
     #[error("{layout}: no manifest is tagged {tag:?} and index.json lists more than one")]
-    NoTag { layout: PathBuf, tag: String },
+    NoTag {
+        /// The layout directory.
+        layout: PathBuf,
+        /// The tag asked for (`latest` when the context names none).
+        tag: String,
+    },
+    /// A blob's content does not hash to the digest it is stored under.
     #[error("{layout}: blob {digest} does not match its digest")]
-    Corrupt { layout: PathBuf, digest: String },
+    Corrupt {
+        /// The layout directory.
+        layout: PathBuf,
+        /// The digest it should have.
+        digest: String,
+    },
+    /// `blobs/<alg>/<hex>` resolves outside the layout directory (a symlink out of it, an
+    /// absolute one, a magic link): refused rather than read.
     #[error("{layout}: blob {digest} leads out of the layout (through a symlink)")]
-    Escapes { layout: PathBuf, digest: String },
+    Escapes {
+        /// The layout directory.
+        layout: PathBuf,
+        /// The blob's digest.
+        digest: String,
+    },
+    /// A blob that is a FIFO, a device or a directory: reading it could hang or mean
+    /// nothing.
     #[error("{path}: a blob must be a regular file")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The blob's path in the layout.
+        path: PathBuf,
+    },
+    /// The digest names an image index with no manifest for the build's platform.
     #[error("{layout}: the image index {digest} has no manifest for {platform}")]
     NoPlatform {
+        /// The layout directory.
         layout: PathBuf,
+        /// The index's digest.
         digest: String,
+        /// The platform looked for, `os/arch[/variant]`.
         platform: String,
     },
 }
@@ -63,6 +106,7 @@ pub enum LayoutError {
 pub struct LayoutImage {
     /// The platform manifest's digest.
     pub manifest_digest: String,
+    /// The image config, parsed (its diff IDs are already checked against the layers).
     pub config: Image,
     /// The config's bytes as stored.
     pub config_bytes: Vec<u8>,
@@ -70,6 +114,7 @@ pub struct LayoutImage {
     pub layers: Vec<(Digest, Digest)>,
 }
 
+/// An OCI layout directory, read in place: nothing is copied until a blob is asked for.
 #[derive(Debug, Clone)]
 pub struct OciLayout {
     root: PathBuf,
@@ -82,12 +127,9 @@ struct IndexFile {
 }
 
 impl OciLayout {
+    /// The layout at `root`; nothing is read yet.
     pub fn new(root: impl Into<PathBuf>) -> OciLayout {
         OciLayout { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn index(&self) -> Result<Vec<Descriptor>, LayoutError> {
@@ -135,7 +177,7 @@ impl OciLayout {
     /// resolved beneath the layout's directory (a relative symlink may point within it; one
     /// out of it, or any absolute one, is refused), opened without blocking and refused
     /// unless it is a regular file.
-    pub fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
+    fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
         let path = self.blob_path(digest);
         let read = |source: io::Error| LayoutError::Read {
             path: path.clone(),
