@@ -31,7 +31,6 @@ pub mod fileop;
 pub mod gc;
 pub mod privilege;
 pub mod progress;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod registry;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;

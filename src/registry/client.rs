@@ -115,7 +115,8 @@ pub struct RegistryHost {
 }
 
 impl RegistryHost {
-    pub fn domain(&self) -> &str {
+    /// The registry's host, `host[:port]`, as references name it.
+    pub(crate) fn domain(&self) -> &str {
         &self.domain
     }
 

@@ -29,8 +29,10 @@ const ZSTD_DEFAULT_LEVEL: i32 = 3;
 /// How pushed layers are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// gzip in parallel members (`compression=gzip`), Docker's and BuildKit's default.
     #[default]
     Gzip,
+    /// zstd, multithreaded (`compression=zstd`): OCI manifests only.
     Zstd,
     /// The tar itself (`compression=uncompressed`): its digest is the diff ID.
     Uncompressed,
@@ -109,6 +111,7 @@ impl Compression {
 /// `compression-level` and `force-compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerCompression {
+    /// `compression=`, gzip by default.
     pub kind: Compression,
     /// `compression-level=` as given (checked to be one the kind has); `None`: its default.
     pub level: Option<i32>,

@@ -28,7 +28,9 @@ pub trait BlobFetcher: Send + Sync {
 /// A layer's compressed blob, and the cache that holds it.
 #[derive(Clone)]
 pub struct LazyBlob {
+    /// The blob as the cache's manifest describes it (media type, digest, size).
     pub desc: Descriptor,
+    /// The cache to fetch it from when it cannot be mounted.
     pub source: Arc<dyn BlobFetcher>,
 }
 

@@ -6,33 +6,45 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+// The media types of the documents and blobs, Docker's (v2 schema 2) and OCI's.
+
+/// A Docker v2 schema 2 image manifest: what `docker push` writes, and what bud pushes
+/// unless `oci-mediatypes=true` or a layer has no Docker media type (zstd, eStargz).
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// A Docker manifest list: the index of Docker manifests, one per platform.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// An OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index: manifests per platform, or a cache's or attestation's manifests.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-pub const DOCKER_CONFIG: &str = bud_frontend::image::DOCKER_CONFIG_MEDIA_TYPE;
-pub const OCI_CONFIG: &str = bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
+pub(crate) const DOCKER_CONFIG: &str = bud_frontend::image::DOCKER_CONFIG_MEDIA_TYPE;
+pub(crate) const OCI_CONFIG: &str = bud_frontend::image::OCI_CONFIG_MEDIA_TYPE;
 
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+pub(crate) const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub(crate) const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// A Windows base layer another server hosts (`urls`); read like any gzip layer.
+pub(crate) const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const OCI_NONDISTRIBUTABLE_LAYER_GZIP: &str =
+pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// OCI's counterpart of Docker's foreign layers, deprecated by the spec but still met.
+pub(crate) const OCI_NONDISTRIBUTABLE_LAYER_GZIP: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 
 /// What a pull asks for, image manifests and indexes of both kinds.
-pub const ACCEPTED: &[&str] = &[
+pub(crate) const ACCEPTED: &[&str] = &[
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_MANIFEST,
     OCI_INDEX,
 ];
 
-pub fn is_layer(media_type: &str) -> bool {
+/// Whether a pulled manifest's layer of this media type is one bud unpacks (gzip, Docker's
+/// or OCI's; OCI's plain tar and zstd); a pull refuses any other rather than store a blob
+/// it cannot extract.
+pub(crate) fn is_layer(media_type: &str) -> bool {
     matches!(
         media_type,
         DOCKER_LAYER_GZIP
@@ -48,13 +60,21 @@ pub fn is_layer(media_type: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// What the blob is (a manifest, a config, a layer and its compression).
     pub media_type: String,
+    /// `algorithm:hex` of the blob's bytes; kept as text, as registries send it, and parsed
+    /// where it is used.
     pub digest: String,
+    /// The blob's length in bytes.
     pub size: u64,
+    /// Where a foreign or non-distributable layer can be downloaded instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
+    /// Free-form metadata (an index entry's `org.opencontainers.image.ref.name`, eStargz's
+    /// TOC digest, an attestation's reference).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// In an index: the platform the manifest is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
 }
@@ -63,11 +83,16 @@ pub struct Descriptor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// Always 2 (schema 1 is refused by [`Document::parse`]).
     pub schema_version: u32,
+    /// The manifest's own media type; optional in OCI, where the `Content-Type` says it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// The image config blob.
     pub config: Descriptor,
+    /// The layer blobs, bottom first, one per diff ID of the config.
     pub layers: Vec<Descriptor>,
+    /// `--annotation`s of the manifest (OCI only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -76,10 +101,14 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {
+    /// Always 2.
     pub schema_version: u32,
+    /// The index's own media type: a Docker manifest list or an OCI index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// The manifests, each with its platform (attestation manifests with `unknown/unknown`).
     pub manifests: Vec<Descriptor>,
+    /// `--annotation index:…`s (OCI only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -88,7 +117,9 @@ pub struct Index {
 /// by shape (an index has `manifests`, a manifest `config`).
 #[derive(Debug, Clone)]
 pub enum Document {
+    /// One image (boxed, the larger of the two).
     Manifest(Box<Manifest>),
+    /// A manifest list or image index.
     Index(Index),
 }
 
@@ -139,10 +170,14 @@ impl Document {
 /// An OS and CPU an image runs on: `linux/amd64`, `linux/arm64/v8`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
+    /// `linux`, `windows`…, as Go's `GOOS`.
     pub os: String,
+    /// `amd64`, `arm64`, `arm`…, as Go's `GOARCH`.
     pub architecture: String,
+    /// The CPU variant (`v7` of arm, `v8` of arm64), empty when none is named.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub variant: String,
+    /// `os.version`: Windows images name the build of the OS they need; empty elsewhere.
     #[serde(
         rename = "os.version",
         default,
@@ -159,6 +194,8 @@ impl Default for Platform {
 }
 
 impl Platform {
+    /// The platform `os/architecture[/variant]` (an empty variant names none), with no OS
+    /// version.
     pub fn new(os: &str, architecture: &str, variant: &str) -> Platform {
         Platform {
             os: os.to_owned(),

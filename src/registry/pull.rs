@@ -23,9 +23,11 @@ use crate::content::{BlobWriter, ContentStore, Digest};
 /// How to resolve a reference.
 #[derive(Clone, Default)]
 pub struct PullOptions {
+    /// The platform whose manifest an index is narrowed to (`--platform`, else the host's).
     pub platform: Platform,
     /// Ask the registry even when the reference was resolved before (`--pull`).
     pub pull: bool,
+    /// Where the bytes of each layer download are reported; `None` reports nothing.
     pub progress: Option<ProgressTarget>,
 }
 
@@ -36,8 +38,11 @@ pub struct Pulled {
     pub reference: Reference,
     /// The platform's manifest (not the index a tag may point to).
     pub manifest_digest: Digest,
+    /// That manifest, parsed.
     pub manifest: Manifest,
+    /// The image config, parsed (unknown fields kept).
     pub config: Image,
+    /// The config blob's digest: the image ID Docker would give the image.
     pub config_digest: Digest,
 }
 
@@ -49,10 +54,12 @@ pub struct Puller {
 }
 
 impl Puller {
+    /// A puller storing into `store`, reaching registries as `config` says.
     pub fn new(store: ContentStore, config: RegistryConfig) -> Puller {
         Puller { store, config }
     }
 
+    /// The content store the blobs are pulled into.
     pub fn store(&self) -> &ContentStore {
         &self.store
     }

@@ -41,11 +41,16 @@ pub enum ManifestFormat {
 pub struct PushOptions {
     /// Holds the config and compressed layers, and what was learnt about them.
     pub store: ContentStore,
+    /// How registries are reached: plain HTTP, credentials, timeouts.
     pub registry: RegistryConfig,
+    /// How the layers are compressed (`compression=`, `compression-level=`,
+    /// `force-compression=`).
     pub compression: LayerCompression,
+    /// Docker or OCI manifests (`oci-mediatypes=`).
     pub format: ManifestFormat,
     /// Reach the tags' registries over plain HTTP (`registry.insecure=true`).
     pub insecure: bool,
+    /// Where the bytes of each upload are reported; `None` reports nothing.
     pub progress: Option<ProgressTarget>,
     /// Written into the manifest (`--annotation`, `annotation.*`).
     pub manifest_annotations: BTreeMap<String, String>,
@@ -60,6 +65,8 @@ pub struct PushOptions {
 }
 
 impl PushOptions {
+    /// A push of blobs from `store` with BuildKit's defaults: gzip, Docker manifests,
+    /// tagged, registries reached as the default `RegistryConfig` says.
     pub fn new(store: ContentStore) -> PushOptions {
         PushOptions {
             store,
@@ -83,13 +90,15 @@ pub struct PushResult {
     pub manifest_digest: Digest,
     /// The manifest's size in bytes.
     pub size: u64,
+    /// The manifest's media type (Docker's or OCI's), for the index entry that lists it.
     pub media_type: String,
     /// The manifest's layer descriptors, in order.
     pub layers: Vec<serde_json::Value>,
-    /// Blob transfers over all repositories: uploaded, mounted from another repository,
-    /// and skipped because the repository had them.
+    /// Blobs uploaded, over all repositories.
     pub uploaded: usize,
+    /// Blobs mounted from another repository of the same registry instead of uploaded.
     pub mounted: usize,
+    /// Blobs skipped because the repository already had them.
     pub existing: usize,
 }
 

@@ -20,7 +20,9 @@ use crate::content::Digest;
 
 /// One platform's manifest, as `push` left it in every repository of the tags.
 pub struct PlatformManifest {
+    /// The platform of the index's entry.
     pub platform: Platform,
+    /// The untagged push of the platform's image: digest, size and media type of the entry.
     pub pushed: PushResult,
     /// On the index's entry for the manifest (`manifest-descriptor` annotations).
     pub annotations: BTreeMap<String, String>,
