@@ -30,30 +30,30 @@ use crate::content::{ContentStore, Digest};
 use crate::exporter::{CompressedBlob, Image, Layer};
 
 /// The layer descriptor annotation naming the TOC's digest.
-pub const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
+pub(crate) const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
 /// The layer descriptor annotation giving the decompressed blob's size.
-pub const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
+const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
 /// The TOC's name in the tar.
-pub const TOC_TAR_NAME: &str = "stargz.index.json";
+const TOC_TAR_NAME: &str = "stargz.index.json";
 /// The footer's size: an empty gzip member with the TOC offset in its extra field.
-pub const FOOTER_SIZE: usize = 51;
+const FOOTER_SIZE: usize = 51;
 /// The content of a regular file goes into members of at most this many bytes.
 const CHUNK_SIZE: u64 = 4 << 20;
 
 /// What writing an eStargz blob learnt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
+struct Written {
     /// sha256 of the TOC JSON.
-    pub toc_digest: Digest,
+    toc_digest: Digest,
     /// sha256 of the decompressed blob: the layer's tar, then the TOC's.
-    pub diff_id: Digest,
+    diff_id: Digest,
     /// Size of the decompressed blob.
-    pub uncompressed_size: u64,
+    uncompressed_size: u64,
 }
 
 impl Written {
     /// The annotations the layer's descriptor carries.
-    pub fn annotations(&self) -> BTreeMap<String, String> {
+    fn annotations(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (
                 TOC_DIGEST_ANNOTATION.to_owned(),
@@ -152,7 +152,7 @@ fn blob(
 
 /// What [`write`](fn@write) learnt, read back from an eStargz blob: the TOC found from the footer, the
 /// diff ID by decompressing it all.
-pub fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
+fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
     let len = blob.seek(SeekFrom::End(0))?;
     let mut footer_bytes = [0; FOOTER_SIZE];
     blob.seek(SeekFrom::Start(len.saturating_sub(FOOTER_SIZE as u64)))?;
@@ -185,7 +185,7 @@ pub fn describe(mut blob: impl Read + Seek) -> io::Result<Written> {
 }
 
 /// Writes the tar read from `tar` to `out` as an eStargz blob, its gzip members at `level`.
-pub fn write(tar: impl Read, out: impl Write, level: i32) -> io::Result<Written> {
+fn write(tar: impl Read, out: impl Write, level: i32) -> io::Result<Written> {
     let level = super::compress::gzip_level(level)?;
     let members = Rc::new(RefCell::new(Members::new(out, level)));
     let mut archive = tar::Archive::new(Tee {
@@ -260,7 +260,7 @@ pub fn write(tar: impl Read, out: impl Write, level: i32) -> io::Result<Written>
 
 /// The footer: an empty gzip member, written as Go's gzip writer at `NoCompression` writes
 /// it, whose extra field's `SG` subfield is the TOC offset as `%016xSTARGZ`.
-pub fn footer(toc_offset: u64) -> [u8; FOOTER_SIZE] {
+fn footer(toc_offset: u64) -> [u8; FOOTER_SIZE] {
     let mut footer = [0u8; FOOTER_SIZE];
     let subfield = format!("{toc_offset:016x}STARGZ");
     // ID1 ID2 CM=deflate FLG=FEXTRA, MTIME 0, XFL 0, OS unknown.
@@ -275,7 +275,7 @@ pub fn footer(toc_offset: u64) -> [u8; FOOTER_SIZE] {
 }
 
 /// The TOC offset a footer gives, if `footer` is one.
-pub fn parse_footer(footer: &[u8]) -> Option<u64> {
+fn parse_footer(footer: &[u8]) -> Option<u64> {
     if footer.len() != FOOTER_SIZE || footer[..4] != [0x1f, 0x8b, 8, 4] || &footer[12..14] != b"SG"
     {
         return None;

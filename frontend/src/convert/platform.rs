@@ -71,7 +71,7 @@ impl Platform {
     }
 
     /// The LLB form.
-    pub fn to_pb(&self) -> pb::Platform {
+    pub(crate) fn to_pb(&self) -> pb::Platform {
         pb::Platform {
             architecture: self.architecture.clone(),
             os: self.os.clone(),
