@@ -8,6 +8,8 @@
 //! - [`push`](mod@push): an image config and layer tars to a manifest under one or more tags.
 //! - [`compress`]: layer compression on every core, done once per layer and remembered.
 //! - [`estargz`]: eStargz layers, a gzip layer with a table of contents for lazy pulling.
+//! - [`lazy`]: layers of a `--cache-from` result the build never brought in, which a push
+//!   mounts from the cache's repository or copies from the cache.
 //!
 //! What this module knows about a blob beyond its bytes (which repositories hold it, what a
 //! layer compresses to, what a tag resolved to) lives in small files next to the content

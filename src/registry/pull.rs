@@ -23,7 +23,7 @@ use crate::content::{BlobWriter, ContentStore, Digest};
 /// How to resolve a reference.
 #[derive(Clone, Default)]
 pub struct PullOptions {
-    /// The platform whose manifest an index is narrowed to (`--platform`, else the host's).
+    /// The platform whose manifest an index is narrowed to (the build's target platform).
     pub platform: Platform,
     /// Ask the registry even when the reference was resolved before (`--pull`).
     pub pull: bool,

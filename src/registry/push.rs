@@ -31,8 +31,9 @@ pub enum ManifestFormat {
     /// Docker's v2 schema 2, what `docker push` writes (the default, like BuildKit's).
     #[default]
     Docker,
-    /// The OCI image manifest (`oci-mediatypes=true`). zstd layers always use it: Docker's
-    /// schema has no media type for them.
+    /// The OCI image manifest (`oci-mediatypes=true`). zstd and eStargz layers always use
+    /// it: Docker's schema has no media type for zstd, and BuildKit puts eStargz's TOC
+    /// annotations on OCI descriptors only.
     Oci,
 }
 
