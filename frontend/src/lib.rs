@@ -4,8 +4,6 @@
 //! (nodes → typed commands) → `shell` (word expansion) → `convert` (commands → LLB).
 //! `dockerignore` stands apart: it is shared with the solver's context walker.
 
-// `missing_docs` is checked in the modules that meet it; the others are allowed until
-// their public items are documented.
 pub mod convert;
 pub mod dockerignore;
 pub mod dump;
