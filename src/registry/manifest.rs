@@ -41,13 +41,14 @@ pub(crate) const ACCEPTED: &[&str] = &[
     OCI_INDEX,
 ];
 
-/// Whether a pulled manifest's layer of this media type is one bud unpacks (gzip, Docker's
-/// or OCI's; OCI's plain tar and zstd); a pull refuses any other rather than store a blob
+/// Whether a pulled manifest's layer of this media type is one bud unpacks (plain tar or gzip,
+/// Docker's or OCI's; OCI's zstd); a pull refuses any other rather than store a blob
 /// it cannot extract.
 pub(crate) fn is_layer(media_type: &str) -> bool {
     matches!(
         media_type,
-        DOCKER_LAYER_GZIP
+        DOCKER_LAYER
+            | DOCKER_LAYER_GZIP
             | DOCKER_FOREIGN_LAYER_GZIP
             | OCI_LAYER
             | OCI_LAYER_GZIP

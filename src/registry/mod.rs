@@ -158,7 +158,7 @@ pub enum RegistryError {
         source: manifest::DocumentError,
     },
     /// A layer of a media type bud cannot unpack (neither a Docker nor an OCI layer).
-    #[error("{reference}: unsupported manifest media type {media_type:?}")]
+    #[error("{reference}: unsupported layer media type {media_type:?}")]
     UnsupportedMediaType {
         /// The image as named.
         reference: String,

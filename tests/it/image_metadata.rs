@@ -821,6 +821,25 @@ fn compression_is_what_the_pushed_and_written_blobs_are() {
                 "{tag}"
             );
         }
+        // What bud pushes it takes as a base, as Docker does (containerd knows every one of
+        // these layer types). On a root of its own: a pulled blob is reused by the next push.
+        let child = tempfile::tempdir().unwrap();
+        let child_root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            child.path().join("Dockerfile"),
+            format!("FROM {OPEN_REGISTRY}/{repo}:{tag}\nRUN true\n"),
+        )
+        .unwrap();
+        ok(&bud_with_umask(
+            "022",
+            child_root.path(),
+            &[
+                "-o",
+                "type=tar,dest=/dev/null",
+                child.path().to_str().unwrap(),
+            ],
+            &[],
+        ));
     }
 
     // An OCI layout's layers are compressed as asked, and read back to the diff IDs.
