@@ -15,7 +15,6 @@ macro_rules! report {
 pub mod attest;
 pub mod build;
 pub mod cache;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;
 pub mod commands;
 pub mod config;

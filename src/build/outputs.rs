@@ -128,7 +128,6 @@ pub enum Export {
         insecure: bool,
         /// What the image carries beyond its files.
         image: ImageAttrs,
-
     },
 }
 
