@@ -30,7 +30,6 @@ pub mod privilege;
 pub mod progress;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod registry;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;
 pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
