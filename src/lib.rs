@@ -36,7 +36,6 @@ pub mod remotecache;
 pub mod sbom;
 pub mod signals;
 pub mod snapshot;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod solver;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod source;
