@@ -12,12 +12,9 @@ macro_rules! report {
 
 // `missing_docs` is checked in the modules that meet it; the others are allowed until
 // their public items are documented.
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod attest;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod build;
 pub mod cache;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -32,14 +29,12 @@ pub mod gc;
 pub mod privilege;
 pub mod progress;
 pub mod registry;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;
 pub mod remotecache;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;
 pub mod signals;
 pub mod snapshot;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod solver;
 pub mod source;
 pub mod state;

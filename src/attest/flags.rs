@@ -25,7 +25,9 @@ const PROVENANCE_ATTRS: [&str; 5] = [
 /// One `--attest` value (or a shorthand's), as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attest {
+    /// `type=`: `provenance` or `sbom` (checked against [`TYPES`]).
     pub kind: String,
+    /// `disabled=true`: the type is turned off, and, being first, wins over later values.
     pub disabled: bool,
     /// Every other field, `type` and `disabled` left out.
     pub attrs: BTreeMap<String, String>,
@@ -122,6 +124,7 @@ pub enum ProvenanceMode {
 /// A provenance attestation as asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvenanceRequest {
+    /// `mode=`: max when not given, as BuildKit reads it (buildx's default asks min).
     pub mode: ProvenanceMode,
     /// `builder-id=`: the predicate's `builder.id`.
     pub builder_id: String,
@@ -196,6 +199,7 @@ impl ProvenanceRequest {
 /// The attestations of a build, once every flag and the environment are read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attestations {
+    /// The provenance to attach, asked for or buildx's default; `None` when turned off.
     pub provenance: Option<ProvenanceRequest>,
     /// `--sbom` or `--attest type=sbom` turned on; its attributes as given.
     pub sbom: Option<BTreeMap<String, String>>,
@@ -204,6 +208,7 @@ pub struct Attestations {
 }
 
 impl Attestations {
+    /// True when the build attaches no attestation at all.
     pub fn is_empty(&self) -> bool {
         self.provenance.is_none() && self.sbom.is_none()
     }

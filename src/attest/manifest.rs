@@ -13,11 +13,18 @@ use serde_json::{Value, json};
 use super::Attestation;
 use crate::content::Digest;
 
-pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
-pub const IN_TOTO_STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
-pub const PREDICATE_TYPE_ANNOTATION: &str = "in-toto.io/predicate-type";
+/// The media type of a statement's layer.
+const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
+/// The statement's `_type`: BuildKit still writes in-toto v0.1 statements.
+const IN_TOTO_STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
+/// The annotation naming a statement layer's predicate type.
+const PREDICATE_TYPE_ANNOTATION: &str = "in-toto.io/predicate-type";
+/// The index entry annotation that marks a manifest as an attestation manifest (value
+/// [`ATTESTATION_MANIFEST`]); Docker and registries' UIs hide such entries.
 pub const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
+/// The index entry annotation naming the image manifest the attestations are about.
 pub const REFERENCE_DIGEST_ANNOTATION: &str = "vnd.docker.reference.digest";
+/// The value of [`REFERENCE_TYPE_ANNOTATION`] on an attestation manifest's entry.
 pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -25,9 +32,13 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// One blob of an attestation manifest: a statement or the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
+    /// In-toto JSON for a statement, an OCI image config for the config.
     pub media_type: &'static str,
+    /// sha256 of `bytes`.
     pub digest: Digest,
+    /// The blob as pushed or written into a layout.
     pub bytes: Vec<u8>,
+    /// The descriptor's annotations (a statement's predicate type).
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -67,7 +78,9 @@ impl Blob {
 pub struct AttestationManifest {
     /// The statements, in order, then the config.
     pub blobs: Vec<Blob>,
+    /// The OCI image manifest's JSON, as pushed or written.
     pub manifest: Vec<u8>,
+    /// sha256 of `manifest`, the digest the image index names.
     pub digest: Digest,
     /// The image manifest the statements are about.
     pub subject: Digest,
@@ -155,6 +168,7 @@ impl AttestationManifest {
         }))
     }
 
+    /// The manifest's media type: always an OCI image manifest, as BuildKit writes it.
     pub fn media_type(&self) -> &'static str {
         OCI_MANIFEST
     }

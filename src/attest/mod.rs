@@ -23,7 +23,10 @@ pub const SPDX_DOCUMENT: &str = "https://spdx.dev/Document";
 /// One predicate about a platform's image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attestation {
+    /// The statement's `predicateType`, e.g. [`SLSA_PROVENANCE_V02`] or [`SPDX_DOCUMENT`];
+    /// also the `in-toto.io/predicate-type` annotation of its layer.
     pub predicate_type: String,
+    /// The statement's `predicate`, written as given.
     pub predicate: serde_json::Value,
     /// For a max-mode provenance: how many of the image's first layers each step's result
     /// holds (`stepN:OUTPUT`), written into the predicate's `layers` map as the image's layer

@@ -20,7 +20,8 @@ use serde_json::{Map, Value, json};
 
 use super::flags::{ProvenanceMode, ProvenanceRequest};
 
-pub const BUILDKIT_BUILD_TYPE: &str = "https://mobyproject.org/buildkit@v1";
+/// The predicate's `buildType`, BuildKit's, since bud builds what BuildKit would.
+const BUILDKIT_BUILD_TYPE: &str = "https://mobyproject.org/buildkit@v1";
 pub(crate) const BUILDKIT_METADATA: &str = "https://mobyproject.org/buildkit@v1#metadata";
 const BUILDKIT_HERMETIC: &str = "https://mobyproject.org/buildkit@v1#hermetic";
 
@@ -29,6 +30,8 @@ const BUILDKIT_HERMETIC: &str = "https://mobyproject.org/buildkit@v1#hermetic";
 pub struct ImageMaterial {
     /// As the graph names it, without a digest: `docker.io/library/busybox:latest`.
     pub reference: String,
+    /// The platform it was resolved for, in the material's package URL; `None` for an
+    /// image the graph names without one.
     pub platform: Option<Platform>,
     /// The manifest digest it was pinned to (the config digest for an image only Docker has).
     pub digest: String,
@@ -39,21 +42,30 @@ pub struct ImageMaterial {
 pub struct GitMaterial {
     /// `https://host/repo.git#ref`, as BuildKit records it.
     pub url: String,
+    /// The full commit hash it resolved to, the material's `sha1` digest.
     pub commit: String,
 }
 
 /// What the predicate says about one build of one platform's image.
 pub struct BuildFacts<'a> {
+    /// The graph built, read for its local sources, secrets, SSH mounts and network use
+    /// (and, in max mode, written whole with its source map).
     pub definition: &'a pb::Definition,
     /// The Dockerfile frontend's attributes as BuildKit receives them from buildx
     /// (`filename`, `context` for a URL, `build-arg:NAME`, `label:NAME`, `target`, ...).
     pub frontend_attrs: BTreeMap<String, String>,
     /// Local sources outside the graph (the Dockerfile's, `dockerfile`).
     pub extra_locals: Vec<String>,
+    /// The base images, the predicate's image materials.
     pub images: Vec<ImageMaterial>,
+    /// The git repositories fetched, the predicate's git materials.
     pub git: Vec<GitMaterial>,
+    /// `metadata.buildInvocationID`: the build's session ID (the daemon's build ref with
+    /// `--addr`, as BuildKit writes its own).
     pub invocation_id: String,
+    /// `metadata.buildStartedOn`.
     pub started: SystemTime,
+    /// `metadata.buildFinishedOn`.
     pub finished: SystemTime,
     /// The machine's platform (`invocation.environment.platform`).
     pub builder_platform: Platform,

@@ -16,6 +16,9 @@ use crate::state::StateRoot;
 use super::images::BuildImages;
 use super::inputs::BuildInputs;
 
+/// `bud debug dump-llb`: converts the Dockerfile of a local context (base images resolved
+/// as a build resolves them, through the state root's store) and prints the Definition in
+/// the format asked for.
 pub async fn run(opts: &DumpLlbOptions, global: &GlobalOptions) -> anyhow::Result<()> {
     let context = opts.context.to_string_lossy();
     let inputs = BuildInputs::read(&context, opts.file.as_deref())?;

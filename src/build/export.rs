@@ -19,7 +19,9 @@ use super::outputs::Dest;
 
 /// The image a build produced: config and layers, ready for any exporter.
 pub struct BuiltImage {
+    /// The image config, history and `rootfs.diff_ids` included.
     pub image: Image,
+    /// The layers, bottom first, one per `rootfs.diff_ids` entry.
     pub layers: Vec<Layer>,
     /// sha256 of the config JSON: the image ID Docker shows.
     pub config_digest: Digest,
@@ -377,6 +379,7 @@ pub fn open_dest(dest: &Dest) -> anyhow::Result<Box<dyn Write + Send>> {
     })
 }
 
+/// Writes a `docker load` tarball of `built`, tagged with `names`, to `dest`.
 pub fn docker_archive(built: &BuiltImage, dest: &Dest, names: &[String]) -> anyhow::Result<()> {
     let out = open_dest(dest)?;
     exporter::docker_archive::write(out, &built.image, &built.layers, names, &HashSet::new())?;

@@ -10,12 +10,19 @@ use bud_frontend::dockerignore::parse_dockerignore;
 
 use super::remote_context::{LoadedContext, RemoteContext};
 
+/// The context, the Dockerfile and the `.dockerignore` patterns, read once per build.
 #[derive(Debug)]
 pub struct BuildInputs {
+    /// The context directory (a staging directory for a tar on stdin; empty for a URL
+    /// context).
     pub context_dir: PathBuf,
+    /// The Dockerfile's text, decoded as docker build reads it (empty for a URL context
+    /// until [`BuildInputs::loaded`]).
     pub dockerfile: String,
     /// Where the Dockerfile came from, for messages.
     pub dockerfile_name: String,
+    /// The `.dockerignore` patterns (`<Dockerfile>.dockerignore` first, else the context's),
+    /// as written.
     pub excludes: Vec<String>,
     /// A context given as a URL, until its Dockerfile is read ([`BuildInputs::loaded`]).
     pub remote: Option<RemoteContext>,
@@ -39,6 +46,9 @@ impl BuildInputs {
             .unwrap_or("Dockerfile")
     }
 
+    /// Reads the inputs of `bud build CONTEXT [-f FILE]`: a directory, a URL (its Dockerfile
+    /// read later unless `-f -` or an absolute `-f` gives it), or `-` for a tar or a
+    /// Dockerfile on stdin.
     pub fn read(context: &str, file: Option<&str>) -> anyhow::Result<Self> {
         if context == "-" {
             return Self::from_stdin(file);

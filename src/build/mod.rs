@@ -47,9 +47,14 @@ use inputs::BuildInputs;
 /// What a finished build reports (`--iidfile`, `--metadata-file`, `-q`).
 #[derive(Debug, Default)]
 pub struct BuildReport {
+    /// The ID Docker gives the loaded image (`sha256:` of its config); `-q` and
+    /// `--iidfile` print it, else the config digest.
     pub image_id: Option<String>,
+    /// `containerimage.config.digest`: the config's digest, known whatever the outputs.
     pub config_digest: Option<String>,
+    /// `containerimage.digest`: the pushed or archived manifest's (or index's) digest.
     pub manifest_digest: Option<String>,
+    /// Every name the outputs tagged or pushed, in order, for `image.name`.
     pub names: Vec<String>,
     /// The pushed or exported manifest's descriptor (`containerimage.descriptor`).
     pub descriptor: Option<serde_json::Value>,
@@ -145,6 +150,9 @@ fn step_label(name: &str) -> String {
     clippy::print_stderr,
     reason = "the command's output: `-q`'s image ID, `--explain`'s list after the progress"
 )]
+/// `bud build`: reads the inputs and plans the exports (so a bad `-o` fails before any
+/// work), runs the build on the solver [`worker`] picks, then collects garbage after an
+/// embedded build and writes `--iidfile`, `--metadata-file` and `-q`'s ID.
 pub async fn run(
     opts: &BuildOptions,
     global: &GlobalOptions,

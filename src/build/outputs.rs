@@ -9,9 +9,12 @@ use crate::cli::{BuildOptions, Output, OutputKind};
 use crate::exporter::annotations::{Annotation, Annotations, ImageAnnotations, IndexAnnotations};
 use crate::registry::{Compression, LayerCompression};
 
+/// Where a tarball goes: standard output (`dest=-`, or no `dest` for `type=tar`) or a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
+    /// bud's standard output.
     Stdout,
+    /// A file, created or truncated.
     File(PathBuf),
 }
 
@@ -70,39 +73,60 @@ impl ImageAttrs {
     }
 }
 
+/// One place a build's result goes, with what it asks of the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Export {
     /// Into the local Docker daemon, tagged with every name.
     DockerLoad {
+        /// `-t` names and the output's `name=`; none leaves the image untagged.
         names: Vec<String>,
+        /// What the image carries beyond its files.
         image: ImageAttrs,
     },
     /// A `docker load` tarball.
     DockerArchive {
+        /// The tarball's destination.
         dest: Dest,
+        /// The tags its `manifest.json` and `repositories` give the image.
         names: Vec<String>,
+        /// What the image carries beyond its files.
         image: ImageAttrs,
     },
     /// An OCI image layout tarball; its layers compressed when `compression=` asks.
     OciArchive {
+        /// The tarball's destination.
         dest: Dest,
+        /// The names `index.json` annotates the manifest with.
         names: Vec<String>,
+        /// What the image carries beyond its files.
         image: ImageAttrs,
+        /// `compression=` (and its level and `force-compression`); `None` keeps the layers
+        /// uncompressed as the store holds them.
         compression: Option<LayerCompression>,
     },
     /// The result's filesystem as a tarball.
-    Tar { dest: Dest },
+    Tar {
+        /// The tarball's destination.
+        dest: Dest,
+    },
     /// The result's filesystem into a directory.
-    Local { dest: PathBuf },
+    Local {
+        /// The directory (`.` when no `dest` is given), created if missing; the result's
+        /// files are copied over what it holds.
+        dest: PathBuf,
+    },
     /// Pushed to a registry under every name.
     Push {
+        /// The references pushed, each a full name with a tag.
         names: Vec<String>,
+        /// How the pushed layers are compressed (gzip by default, as BuildKit pushes).
         compression: LayerCompression,
         /// `oci-mediatypes=`, when given: single-platform images default to Docker's, as
         /// docker build pushes them, indexes to OCI's, as BuildKit writes them.
         oci_media_types: Option<bool>,
         /// `registry.insecure=true` (or `insecure=true`): plain HTTP to the registries.
         insecure: bool,
+        /// What the image carries beyond its files.
         image: ImageAttrs,
     },
 }

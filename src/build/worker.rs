@@ -17,7 +17,9 @@ use crate::state::StateRoot;
 
 /// The solver a build goes to.
 pub enum Worker {
+    /// bud's own solver, with the OCI runtime that runs its steps.
     Embedded(Runtime),
+    /// A BuildKit daemon at this address (`--addr`, or `docker://` for the fallback).
     Daemon(String),
     /// bud.toml's `[[builder.nodes]]`: each platform on the node that builds it.
     Nodes(Vec<NodeConfig>),
@@ -26,7 +28,10 @@ pub enum Worker {
 /// Why the embedded solver cannot run here.
 #[derive(Debug)]
 pub enum Unavailable {
+    /// Neither root nor a user namespace bud can make (no subordinate ids, no
+    /// newuidmap, user namespaces off), as `privilege` found when bud started.
     Privilege(&'static UsernsError),
+    /// No OCI runtime where none was named (runc or crun not installed).
     Runtime(ExecError),
 }
 

@@ -32,6 +32,7 @@ const GLOBAL_FLAGS_WITH_VALUE: &[&str] = &[
     "--tlsdir",
 ];
 
+/// The whole command line, parsed by [`Cli::parse_with_implied_build`].
 #[derive(Debug, Parser)]
 #[command(
     name = "bud",
@@ -42,8 +43,10 @@ const GLOBAL_FLAGS_WITH_VALUE: &[&str] = &[
                   Run `bud build --help` for every build flag."
 )]
 pub struct Cli {
+    /// Options before or after the command word.
     #[command(flatten)]
     pub global: GlobalOptions,
+    /// The command, `build` when the first word names none.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +64,7 @@ pub struct GlobalOptions {
         help_heading = "Global options"
     )]
     pub addr: Option<String>,
+    /// TLS material for a `tcp://` address.
     #[command(flatten)]
     pub tls: TlsOptions,
     /// Directory of bud's state: cache, snapshots, content store
@@ -78,6 +82,7 @@ pub struct GlobalOptions {
     pub debug: bool,
 }
 
+/// bud's commands; each variant's doc is its line in `bud help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile (the default command)
@@ -91,11 +96,14 @@ pub enum Command {
     Debug(DebugCommand),
     /// Print a shell completion script
     Completion {
-        #[arg(value_enum)]
+        /// The shell to write the script for (not clap's help: the value list says it).
+        #[arg(value_enum, help = None::<&str>)]
         shell: clap_complete::Shell,
     },
 }
 
+/// `bud build`'s arguments, typed as docker build and buildx read them; each field's doc is
+/// its flag's help.
 #[derive(Debug, Clone, Args)]
 #[command(
     override_usage = "bud [build] [OPTIONS] PATH | URL | -",
@@ -228,6 +236,7 @@ pub struct BuildOptions {
     pub force_rm: bool,
 }
 
+/// `bud du`'s flags.
 #[derive(Debug, Clone, Args)]
 pub struct DuOptions {
     /// Show every cache record
@@ -238,6 +247,7 @@ pub struct DuOptions {
     pub filters: Vec<String>,
 }
 
+/// `bud prune`'s flags.
 #[derive(Debug, Clone, Args)]
 pub struct PruneOptions {
     /// Remove all unused build cache, not just dangling entries
@@ -254,6 +264,7 @@ pub struct PruneOptions {
     pub force: bool,
 }
 
+/// `bud debug`'s commands.
 #[derive(Debug, Subcommand)]
 pub enum DebugCommand {
     /// Print the LLB graph a Dockerfile converts to
@@ -262,6 +273,7 @@ pub enum DebugCommand {
     Workers,
 }
 
+/// `bud debug dump-llb`'s arguments.
 #[derive(Debug, Clone, Args)]
 pub struct DumpLlbOptions {
     /// Build context (for .dockerignore and the default Dockerfile location)
@@ -284,29 +296,40 @@ pub struct DumpLlbOptions {
     pub dot: bool,
 }
 
+/// `bud debug dump-llb --format`. The variants' docs are not shown as help for the values
+/// (`help = None`), so that `--help` keeps listing them on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DumpFormat {
-    // One JSON object per op: digest, op, metadata.
+    /// One JSON object per op: digest, op, metadata (as `buildctl debug dump-llb`).
+    #[value(help = None::<&str>)]
     Json,
-    // A Graphviz graph.
+    /// A Graphviz graph.
+    #[value(help = None::<&str>)]
     Dot,
-    // The binary pb.Definition.
+    /// The binary `pb.Definition`.
+    #[value(help = None::<&str>)]
     Pb,
 }
 
 /// What `--call` asks for instead of (or as) the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// `build` (the default): build as without `--call`.
     Build,
+    /// `check` (or `lint`, `--check`): run the build checks only and report their findings.
     Check,
+    /// `outline`: the target's build arguments, secrets and SSH mounts.
     Outline,
+    /// `targets`: the stages that can be built, with their descriptions.
     Targets,
 }
 
 /// `--call=METHOD[,format=json|text]`, as buildx reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallMethod {
+    /// What is asked for.
     pub method: Call,
+    /// `format=json`: JSON as buildx prints it, rather than text.
     pub json: bool,
 }
 
@@ -412,6 +435,7 @@ impl Cli {
         Self::try_parse_implied(std::env::args_os())
     }
 
+    /// [`Cli::parse_with_implied_build`] on given arguments (the program name first).
     pub fn try_parse_implied<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,

@@ -11,16 +11,24 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-/// `--progress`: how the build reports what it does.
+/// `--progress`: how the build reports what it does. The variants' docs are not shown as
+/// help for the values (`help = None`), so that `--help` keeps listing them on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
-    // auto: tty when stderr is a terminal, plain otherwise.
+    /// tty when stderr is a terminal, plain otherwise.
+    #[value(help = None::<&str>)]
     Auto,
+    /// buildx's live view, redrawn in place.
+    #[value(help = None::<&str>)]
     Tty,
-    // BuildKit's line format (#N ...).
+    /// BuildKit's line format (`#N ...`).
+    #[value(help = None::<&str>)]
     Plain,
-    // One SolveStatus-shaped JSON object per line.
+    /// One SolveStatus-shaped JSON object per line.
+    #[value(help = None::<&str>)]
     Rawjson,
+    /// No progress at all; a failure is still reported.
+    #[value(help = None::<&str>)]
     Quiet,
 }
 
@@ -28,12 +36,14 @@ pub enum Progress {
 /// A bare key that the environment does not set has no value, and is dropped, as docker does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildArg {
+    /// The variable's name.
     pub key: String,
+    /// Its value; `None` when a bare key is not in the environment.
     pub value: Option<String>,
 }
 
 impl BuildArg {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         let (key, value) = match s.split_once('=') {
             Some((k, v)) => (k, Some(v.to_string())),
             None => (s, std::env::var(s).ok()),
@@ -51,12 +61,14 @@ impl BuildArg {
 /// `--label KEY=VALUE` (a bare KEY gets an empty value, as buildx does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The label's key.
     pub key: String,
+    /// Its value, empty for a bare key.
     pub value: String,
 }
 
 impl KeyValue {
-    pub fn parse_label(s: &str) -> Result<Self, String> {
+    pub(super) fn parse_label(s: &str) -> Result<Self, String> {
         let (key, value) = s.split_once('=').unwrap_or((s, ""));
         if key.is_empty() {
             return Err(format!("expected KEY=VALUE, got {s:?}"));
@@ -71,12 +83,15 @@ impl KeyValue {
 /// `--add-host HOST:IP` (or HOST=IP, as buildx also accepts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddHost {
+    /// The name `/etc/hosts` maps.
     pub host: String,
+    /// An IPv4 or IPv6 address (brackets removed), or `host-gateway`, resolved before the
+    /// graph is made.
     pub ip: String,
 }
 
 impl AddHost {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         let form = "expected HOST:IP or HOST=IP (IP may be host-gateway)";
         let (host, ip) = s
             .split_once('=')
@@ -93,15 +108,18 @@ impl AddHost {
     }
 }
 
-/// `--build-context NAME=VALUE`: a directory, a URL, or `docker-image://REF`.
+/// `--build-context NAME=VALUE`: a directory, a URL, `docker-image://REF` or
+/// `oci-layout://DIR`; the value is read by `build/contexts.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildContext {
+    /// The name a `FROM` or `COPY --from` uses (a stage's or image's name, or a new one).
     pub name: String,
+    /// What it stands for, as given.
     pub value: String,
 }
 
 impl BuildContext {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         match s.split_once('=') {
             Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok(Self {
                 name: name.to_string(),
@@ -117,16 +135,21 @@ impl BuildContext {
 /// `--cache-from` / `--cache-to`: `type=TYPE,KEY=VALUE...`, or a bare image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheOption {
+    /// `type=`: `registry` for a bare reference. The types bud's own solver cannot use are
+    /// refused by `remotecache` (they still go to a daemon with `--addr`).
     pub kind: String,
+    /// Every other attribute (`ref`, `dest`, `src`, `mode`, ...), `type` removed.
     pub attrs: BTreeMap<String, String>,
 }
 
 impl CacheOption {
-    pub fn parse_from(s: &str) -> Result<Self, String> {
+    /// `--cache-from`: a bare value is `type=registry,ref=VALUE`.
+    pub(super) fn parse_from(s: &str) -> Result<Self, String> {
         Self::parse(s, &["registry", "local", "inline", "gha", "s3", "azblob"])
     }
 
-    pub fn parse_to(s: &str) -> Result<Self, String> {
+    /// `--cache-to`: a bare value is `type=registry,ref=VALUE`.
+    pub(super) fn parse_to(s: &str) -> Result<Self, String> {
         Self::parse(s, &["registry", "local", "inline", "gha", "s3", "azblob"])
     }
 
@@ -226,6 +249,7 @@ impl OutputKind {
         )
     }
 
+    /// As `type=` spells it.
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -279,7 +303,9 @@ pub(super) const UNHONOURED_ATTRS: &[(&str, Option<&str>, &str)] = &[
 /// One `-o/--output` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
+    /// `type=` (`local` for a bare directory, `tar` for `-`).
     pub kind: OutputKind,
+    /// Every other attribute, `type` removed, each checked to be one the type accepts.
     pub attrs: BTreeMap<String, String>,
 }
 
@@ -287,7 +313,8 @@ impl Output {
     const FORMS: &'static str = "accepted forms: type=docker|image|registry|oci|tar|local|cacheonly[,KEY=VALUE...], \
          DIR (local directory) or - (tar on stdout)";
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// `-o VALUE`, as buildx reads it: a CSV record of attributes, else a destination.
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
             return Err(format!("empty output; {}", Self::FORMS));
         }
@@ -355,6 +382,7 @@ impl Output {
         Ok(Self { kind, attrs })
     }
 
+    /// `dest=`: the file, directory or `-` the output is written to.
     pub fn dest(&self) -> Option<&str> {
         self.attrs.get("dest").map(String::as_str)
     }
@@ -372,18 +400,23 @@ impl Output {
 /// `--secret id=ID[,src=PATH|env=VAR][,type=file|env]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSpec {
+    /// The id a `RUN --mount=type=secret,id=ID` asks for.
     pub id: String,
+    /// Where its value is read, when a step asks for it.
     pub source: SecretSource,
 }
 
+/// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
+    /// The bytes of this file.
     File(PathBuf),
+    /// The value of this environment variable of bud's.
     Env(String),
 }
 
 impl SecretSpec {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         let form = "expected id=ID[,src=PATH|env=VAR][,type=file|env]";
         let attrs = parse_csv_attrs(s).map_err(|e| format!("{e}; {form}"))?;
         let mut id = None;
@@ -469,13 +502,14 @@ pub struct TlsOptions {
 /// `--ssh default|ID[=SOCKET|KEY[,KEY...]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSpec {
+    /// The id a `RUN --mount=type=ssh,id=ID` asks for (`default` when it names none).
     pub id: String,
     /// Agent sockets or key files; empty means $SSH_AUTH_SOCK.
     pub paths: Vec<PathBuf>,
 }
 
 impl SshSpec {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         let (id, paths) = s.split_once('=').unwrap_or((s, ""));
         if id.is_empty() {
             return Err(format!(
@@ -496,8 +530,11 @@ impl SshSpec {
 /// `--ulimit NAME=SOFT[:HARD]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ulimit {
+    /// The resource, as Docker names it (`nofile`, `nproc`, ...): `RLIMIT_` and the name.
     pub name: String,
+    /// The soft limit, as given (a count, or bytes or seconds as the resource measures).
     pub soft: i64,
+    /// The hard limit; the soft one when not given, never below it.
     pub hard: i64,
 }
 
@@ -520,7 +557,7 @@ impl Ulimit {
         "stack",
     ];
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
         let form = "expected NAME=SOFT[:HARD]";
         let (name, limits) = s
             .split_once('=')

@@ -10,7 +10,11 @@ const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
     /// dockerd's embedded BuildKit, reached by upgrading `/grpc` and `/session` on its API socket.
-    Docker { socket: PathBuf },
+    Docker {
+        /// dockerd's Unix socket: `docker://unix:///PATH`'s, else the one the docker CLI
+        /// would use (DOCKER_HOST, the current context, the default socket).
+        socket: PathBuf,
+    },
     /// A standalone buildkitd on a Unix socket (plain HTTP/2).
     Unix(PathBuf),
     /// A standalone buildkitd on TCP (`host:port`), with TLS when TLS options are given.

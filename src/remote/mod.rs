@@ -51,20 +51,37 @@ use crate::progress::ProgressSink;
 /// Errors of the remote solver. Daemon messages are passed on as the daemon wrote them.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
+    /// An `--addr` bud cannot use: an unknown scheme, a malformed value, TLS options with an
+    /// address that is not `tcp://`.
     #[error("invalid --addr {addr:?}: {reason}")]
-    Address { addr: String, reason: String },
+    Address {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The socket or TCP port could not be connected to.
     #[error("cannot connect to the BuildKit daemon at {addr}")]
     Connect {
+        /// The daemon's address.
         addr: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
-    /// `docker-container://`: the container is missing, stopped, or has no working buildctl.
+    /// `docker-container://` or `kube-pod://`: the container is missing, stopped, or has no
+    /// working buildctl.
     #[error("{addr}: {reason}")]
-    Container { addr: String, reason: String },
+    Container {
+        /// The daemon's address.
+        addr: String,
+        /// What was found, and what to do about it.
+        reason: String,
+    },
     /// `docker-container://`: Docker's answer about the container, or why it was not asked.
     #[error("{addr}")]
     ContainerCheck {
+        /// The daemon's address.
         addr: String,
         /// Boxed, as every remote call returns this type.
         #[source]
@@ -73,43 +90,67 @@ pub enum RemoteError {
     /// `docker-container://`: the Docker settings name no Docker bud can use.
     #[error("{addr}")]
     ContainerHost {
+        /// The daemon's address.
         addr: String,
         /// Boxed, as every remote call returns this type.
         #[source]
         source: Box<crate::docker_host::DockerHostError>,
     },
+    /// The `--tls*` options contradict each other or lack a file (`--tlsdir` with
+    /// `--tlscert`, a certificate without its key).
     #[error("TLS with the BuildKit daemon at {addr}: {reason}")]
-    Tls { addr: String, reason: String },
+    Tls {
+        /// The daemon's address.
+        addr: String,
+        /// What is missing or contradictory.
+        reason: String,
+    },
     /// The `--tls*` files could not make a TLS configuration.
     #[error("TLS with the BuildKit daemon at {addr}")]
     TlsFiles {
+        /// The daemon's address.
         addr: String,
         /// Boxed, as every remote call returns this type.
         #[source]
         source: Box<tls::TlsFileError>,
     },
+    /// The TLS handshake with a `tcp://` daemon failed (certificate refused, name
+    /// mismatch, not a TLS server).
     #[error("TLS with the BuildKit daemon at {addr}: handshake failed")]
     Handshake {
+        /// The daemon's address.
         addr: String,
+        /// The TLS stack's error.
         #[source]
         source: std::io::Error,
     },
+    /// An HTTP/1 exchange with dockerd's API (the `/grpc` or `/session` upgrade) failed.
     #[error("{what}")]
     Http {
+        /// The request and where it went, e.g. `POST /grpc on unix:///var/run/docker.sock`.
         what: String,
+        /// hyper's error.
         #[source]
         source: hyper::Error,
     },
+    /// dockerd answered an upgrade request with an error instead of switching protocols.
     #[error("the daemon refused POST {path} (HTTP {status}): {message}")]
     Upgrade {
+        /// The API path, `/grpc` or `/session`.
         path: String,
+        /// The HTTP status.
         status: u16,
+        /// dockerd's message, from its JSON body when it has one.
         message: String,
     },
+    /// A gRPC call the daemon answered with an error status (not a failed build).
     #[error("{call}: {message} ({code:?})")]
     Grpc {
+        /// The call, e.g. `Control.Solve`.
         call: &'static str,
+        /// The status code.
         code: tonic::Code,
+        /// The daemon's message, verbatim.
         message: String,
     },
     /// The build itself failed (a RUN exited non-zero, a file was missing…): the lines of
@@ -120,15 +161,22 @@ pub enum RemoteError {
         "the daemon's BuildKit does not support LLB capability {cap:?}{}; upgrade the daemon or build without the feature that needs it",
         needed_by.as_deref().map(|n| format!(" (needed by {n})")).unwrap_or_default()
     )]
+    /// The graph needs an LLB capability the daemon does not list: refused before the
+    /// solve, rather than let an older BuildKit misread the op.
     MissingCap {
+        /// The capability, e.g. `exec.mount.cache.sharing`.
         cap: String,
+        /// The step that needs it (its custom name or Dockerfile command), when known.
         needed_by: Option<String>,
     },
+    /// The daemon answered something bud does not understand or cannot use (an unexpected
+    /// message, a missing result, a malformed header).
     #[error("{0}")]
     Protocol(String),
     /// The deferred graph could not be made; the error is the caller's.
     #[error(transparent)]
     Graph(GraphError),
+    /// The build's cancellation token fired (a signal): the daemon was told to stop.
     #[error("build cancelled")]
     Cancelled,
 }
@@ -137,6 +185,8 @@ pub enum RemoteError {
 /// of the op that failed.
 #[derive(Debug, Clone, Default)]
 pub struct BuildFailure {
+    /// The daemon's message, as it wrote it (`process "..." did not complete
+    /// successfully: exit code: 1`).
     pub message: String,
     /// The source locations BuildKit attaches to the error of a failed op whose definition
     /// has a source map (`errdefs.Source`), or, when it attaches none, the failed op's own
@@ -147,6 +197,8 @@ pub struct BuildFailure {
 }
 
 impl BuildFailure {
+    /// A failure with a message only; its sources are found later (`locate`, for a
+    /// definition bud sent).
     pub fn new(message: impl Into<String>) -> Self {
         BuildFailure {
             message: message.into(),
@@ -258,20 +310,36 @@ pub use crate::cli::{SecretSource, SecretSpec as Secret};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exporter {
     /// An image in dockerd's image store, tagged with `names` (may be empty).
-    Moby { names: Vec<String> },
+    Moby {
+        /// The tags, full references.
+        names: Vec<String>,
+    },
     /// The result's files, written into `dest`.
-    Local { dest: PathBuf },
+    Local {
+        /// A directory on bud's side: the daemon sends the files through the session.
+        dest: PathBuf,
+    },
     /// The result's files as a tar archive written to `dest`.
-    Tar { dest: PathBuf },
+    Tar {
+        /// A file on bud's side, the daemon's tar stream written into it through the
+        /// session.
+        dest: PathBuf,
+    },
     /// BuildKit's `image` exporter (a buildkitd's, or dockerd's on the containerd image
     /// store), with the attributes buildx sends: `name`, `push`, `registry.insecure`,
     /// `oci-mediatypes`, `compression`…; credentials come from the session's Auth service.
-    Image { attrs: BTreeMap<String, String> },
+    Image {
+        /// The exporter's attributes, passed as given.
+        attrs: BTreeMap<String, String>,
+    },
     /// BuildKit's `oci` or `docker` exporter (`kind`): the image as a tarball sent back to
     /// `dest` through the session.
     Archive {
+        /// Which of the two exporters.
         kind: ArchiveKind,
+        /// The file on bud's side the tarball is written to.
         dest: PathBuf,
+        /// The exporter's attributes (`name`, `compression`, annotations…), passed as given.
         attrs: BTreeMap<String, String>,
     },
 }
@@ -279,12 +347,15 @@ pub enum Exporter {
 /// The two image tarballs BuildKit's exporters write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {
+    /// An OCI image layout tarball (`-o type=oci`).
     Oci,
+    /// A `docker load` tarball (`-o type=docker,dest=…`).
     Docker,
 }
 
 impl ArchiveKind {
-    pub fn exporter(self) -> &'static str {
+    /// The exporter's name in the solve request.
+    pub(crate) fn exporter(self) -> &'static str {
         match self {
             ArchiveKind::Oci => "oci",
             ArchiveKind::Docker => "docker",
@@ -295,6 +366,7 @@ impl ArchiveKind {
 /// What the daemon builds: the LLB and the image config the `moby` exporter writes.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
+    /// The LLB the daemon solves (a single platform's).
     pub definition: pb::Definition,
     /// The image config JSON the `moby` exporter writes into the image.
     pub image_config_json: Option<Vec<u8>>,
@@ -311,7 +383,9 @@ pub struct PlatformGraph {
     pub id: String,
     /// The OCI platform (`os`, `architecture`, `variant`) the index lists it under.
     pub platform: serde_json::Value,
+    /// The platform's LLB.
     pub definition: pb::Definition,
+    /// The platform's image config, returned as `containerimage.config/<id>`.
     pub image_config_json: Vec<u8>,
 }
 
@@ -328,12 +402,17 @@ pub type MakeGraph<'a> = Box<
 
 /// Where a build's graph comes from.
 pub enum GraphSource<'a> {
+    /// Made before the daemon was asked.
     Ready(Graph),
+    /// Made inside the gateway's session, its base images resolved by the daemon (an
+    /// image only the daemon's Docker has is then found).
     Deferred(MakeGraph<'a>),
     /// A frontend the daemon runs itself (`gateway.v0` with `source=IMAGE`), reading the
     /// session's `context` and `dockerfile` directories: the graph is its to make.
     Frontend {
+        /// The frontend's name (`dockerfile.v0`, `gateway.v0`).
         name: String,
+        /// Its options (`source=IMAGE`, build args, target…).
         attrs: BTreeMap<String, String>,
     },
 }
@@ -345,18 +424,22 @@ pub struct SolveRequest<'a> {
     /// `local://` sources should name this session (`LocalOptions::session_id`): two
     /// builds of different directories then never read each other's files.
     pub session_id: String,
+    /// What is built.
     pub graph: GraphSource<'a>,
     /// The directories the definition's `local://NAME` sources read, by NAME.
     pub local_dirs: BTreeMap<String, SyncedDir>,
+    /// Where the result goes.
     pub exporter: Exporter,
     /// More exporters for the same result, in one solve (BuildKit 0.13 and later).
     pub more_exporters: Vec<Exporter>,
+    /// The secrets the session's Secrets service serves by id.
     pub secrets: Vec<Secret>,
     /// Agent sockets for `RUN --mount=type=ssh`, by ID (`default` for a mount without one).
     pub ssh_agents: BTreeMap<String, PathBuf>,
     /// The OCI layout directories the definition's `oci-layout://` sources read, by their
     /// `oci.store` attribute: served as content stores of the session.
     pub oci_layouts: BTreeMap<String, PathBuf>,
+    /// Where the daemon's status stream is reported.
     pub progress: ProgressSink,
     /// Cancelling stops the build on the daemon.
     pub cancel: CancellationToken,
@@ -379,7 +462,9 @@ pub struct SolveRequest<'a> {
 /// and its attributes (`ref=…`, `src=…`, `mode=max`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheEntry {
+    /// The cache type, passed to the daemon as given.
     pub kind: String,
+    /// Its attributes, `type` left out.
     pub attrs: BTreeMap<String, String>,
 }
 
@@ -490,7 +575,7 @@ impl RemoteSolver {
         Self::connect_addr(Addr::parse(addr)?, tls).await
     }
 
-    pub async fn connect_addr(addr: Addr, tls: &TlsOptions) -> Result<Self, RemoteError> {
+    async fn connect_addr(addr: Addr, tls: &TlsOptions) -> Result<Self, RemoteError> {
         let connector = match &addr {
             Addr::Tcp(hostport) if tls.is_set() => {
                 Some(tls.connector(&addr.to_string(), addr::host_of(hostport))?)
@@ -522,10 +607,6 @@ impl RemoteSolver {
             }
         };
         Ok(Self { addr, channel })
-    }
-
-    pub fn addr(&self) -> &Addr {
-        &self.addr
     }
 }
 

@@ -159,11 +159,20 @@ pub struct GrpcChannel {
 /// Why a call on a [`GrpcChannel`] could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
+    /// The HTTP/2 connection had ended before the call was made.
     #[error("the connection to the BuildKit daemon at {addr} ended: {reason}")]
-    Closed { addr: Arc<str>, reason: Arc<str> },
+    Closed {
+        /// The daemon's address.
+        addr: Arc<str>,
+        /// What ended it, as the connection task saw it (a TLS alert, a reset), or `closed`.
+        reason: Arc<str>,
+    },
+    /// The call's HTTP/2 request failed.
     #[error("the BuildKit daemon at {addr}")]
     Http {
+        /// The daemon's address.
         addr: Arc<str>,
+        /// hyper's error.
         #[source]
         source: hyper::Error,
     },

@@ -9,26 +9,32 @@ use sha2::{Digest as _, Sha256};
 
 use super::SolveError;
 
+/// One op of the definition.
 #[derive(Debug, Clone)]
-pub struct Vertex {
-    pub digest: String,
+pub(crate) struct Vertex {
+    /// `sha256:` of `bytes`, the name inputs give it.
+    pub(crate) digest: String,
     /// The op's bytes as the definition carries them: the base of its cache key.
-    pub bytes: Vec<u8>,
-    pub op: pb::Op,
+    pub(crate) bytes: Vec<u8>,
+    /// The op, decoded.
+    pub(crate) op: pb::Op,
     /// What progress shows (`[2/3] RUN …`), from `llb.customname`.
-    pub name: String,
-    pub ignore_cache: bool,
+    pub(crate) name: String,
+    /// The op's metadata asks to run it whatever the cache holds (its stage is one
+    /// `--no-cache-filter` names).
+    pub(crate) ignore_cache: bool,
 }
 
+/// The ops of one or several definitions, by digest.
 #[derive(Debug)]
-pub struct Graph {
-    pub vertices: HashMap<String, Vertex>,
+pub(crate) struct Graph {
+    pub(crate) vertices: HashMap<String, Vertex>,
     /// The definition's result: the terminal op's single input.
-    pub target: Option<pb::Input>,
+    pub(crate) target: Option<pb::Input>,
 }
 
 impl Graph {
-    pub fn decode(def: &pb::Definition) -> Result<Self, SolveError> {
+    pub(crate) fn decode(def: &pb::Definition) -> Result<Self, SolveError> {
         let mut vertices = HashMap::new();
         let mut terminal = None;
         for bytes in &def.def {

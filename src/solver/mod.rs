@@ -36,72 +36,103 @@ use crate::executor::Runtime;
 use crate::progress::ProgressSink;
 use crate::state::StateRoot;
 
-pub use graph::Graph;
+pub(crate) use graph::Graph;
 pub use key::output_key;
 pub use snapshots::{Ref, Snapshots};
 pub use source::{ImageLayer, ImageProvider, ImageProviderError, LocalContext, ResolvedImage};
 pub use why::{HistoryTarget, Reason};
 
+/// Why a vertex could not be solved.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
+    /// The Definition is malformed (an op that does not decode, an input that names no op,
+    /// an exec without a root mount): a frontend's bug, never a user's.
     #[error("invalid build definition: {0}")]
     InvalidDefinition(String),
+    /// An op or option BuildKit has that the embedded solver does not run (DiffOp,
+    /// BuildOp, some source schemes); `--addr` builds it on BuildKit.
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    /// An entitlement the step needs and the build did not grant (`network.host`,
+    /// `security.insecure`), as BuildKit refuses it.
     #[error("{0} is not allowed (grant it with --allow {0})")]
     NotAllowed(&'static str),
+    /// A file or directory of the solver's own could not be made, read or removed.
     #[error("{action} {path}")]
     Io {
+        /// What was being done, e.g. `creating`.
         action: &'static str,
+        /// The path it was done to.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The metadata store (snapshot records, cache keys, leases).
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// Mounting or unmounting a snapshot's overlay.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// The OCI runtime, before the step's process ran (its spec, runc itself).
     #[error(transparent)]
     Exec(#[from] crate::executor::ExecError),
+    /// A file operation (`COPY`, `ADD`, `mkdir`…) on a step's root.
     #[error(transparent)]
     File(#[from] crate::fileop::Error),
+    /// A `--chown` or `USER` name the image's `/etc/passwd` or `/etc/group` cannot resolve.
     #[error(transparent)]
     User(#[from] crate::userdb::Error),
+    /// A `--chmod` value that is not a mode.
     #[error(transparent)]
     Mode(#[from] crate::fileop::symbolic_mode::BadMode),
+    /// Walking or checksumming a local context.
     #[error(transparent)]
     Context(#[from] crate::source::context::ContextError),
+    /// Fetching a git source.
     #[error(transparent)]
     Git(#[from] crate::source::git::GitError),
+    /// Downloading an `ADD` URL.
     #[error(transparent)]
     Http(#[from] crate::source::http::HttpError),
+    /// A base image's layer could not be kept or read (a diff ID that is not a digest, the
+    /// content store's error, as text).
     #[error("{0}")]
     Image(String),
     /// The image provider's error, as it tells it.
     #[error(transparent)]
     ImageProvider(source::ImageProviderError),
+    /// A step for a platform this machine cannot run (no emulator for it).
     #[error(transparent)]
     NoEmulator(#[from] crate::emulation::NoEmulator),
+    /// A RUN step exited non-zero: BuildKit's message, word for word, as scripts match it.
     #[error(
         "process \"{command}\" did not complete successfully: exit code: {code}{}",
         .hint.map(|h| format!(" ({h})")).unwrap_or_default()
     )]
     ProcessFailed {
+        /// The step's command line as BuildKit quotes it (`/bin/sh -c …`).
         command: String,
+        /// Its exit code.
         code: i32,
         /// What to do when the runtime, not the step, failed in a way bud recognises.
         hint: Option<&'static str>,
         /// The last lines the step printed, for the error report.
         output_tail: Vec<String>,
     },
+    /// A step that cannot run as asked, said in full (a secret or SSH agent the build was
+    /// not given, a bind source `.dockerignore` excludes).
     #[error("{0}")]
     Other(String),
     /// A failure of something the solver called, under what the solver was doing.
     #[error("{action}")]
     Failed {
+        /// What the solver was doing, e.g. `extracting a layer`.
         action: String,
+        /// The callee's error, whole.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The build's cancellation token fired (a signal, or another step failed first).
     #[error("the build was cancelled")]
     Cancelled,
     /// A result of an imported cache used before it was brought in: a bug.
@@ -171,8 +202,12 @@ impl SolveError {
 #[derive(Debug, thiserror::Error)]
 #[error("{name}")]
 pub struct StepError {
+    /// The step as progress named it (`[2/3] RUN …`).
     pub name: String,
+    /// The op's digest (empty when the definition itself failed to decode), which the
+    /// Definition's source map takes to Dockerfile lines.
     pub vertex: String,
+    /// What went wrong.
     #[source]
     pub source: SolveError,
 }
@@ -236,6 +271,7 @@ pub struct SolvedVertex {
     pub key: String,
     /// Each input's vertex key and output index.
     pub inputs: Vec<(String, usize)>,
+    /// Its results, one per op output.
     pub outputs: Vec<Ref>,
     /// A source op (image, context, URL, git): its results come from the source, never a cache.
     pub source: bool,
@@ -250,6 +286,9 @@ struct Solved {
 
 type VertexFuture = Shared<BoxFuture<'static, Result<Solved, Arc<StepError>>>>;
 
+/// One build's embedded solver: solves definitions against the state root's cache,
+/// running what misses, and keeps the journal, the cache mounts and the git sources the
+/// build used for what comes after (cache export, provenance).
 pub struct Solver {
     pub(crate) snapshots: Arc<Snapshots>,
     pub(crate) runtime: Runtime,
@@ -268,6 +307,9 @@ pub struct Solver {
 }
 
 impl Solver {
+    /// A solver on `state`, its steps run by `runtime` and its base images found by
+    /// `images`; picks overlays or copies (warning once when copies must do) and reads the
+    /// target's last build when `opts.history` names one.
     pub fn new(
         state: StateRoot,
         meta: Arc<MetaStore>,
@@ -307,6 +349,7 @@ impl Solver {
         })
     }
 
+    /// The snapshots the solver commits, for the exports that read its results.
     pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.snapshots
     }

@@ -31,6 +31,7 @@ pub enum Ref {
 }
 
 impl Ref {
+    /// The snapshot's ID, for a committed snapshot only.
     pub fn snapshot_id(&self) -> Option<&str> {
         match self {
             Ref::Snapshot(r) => Some(&r.id),
@@ -39,9 +40,15 @@ impl Ref {
     }
 }
 
+/// The embedded solver's snapshots: committed layers under the state root's `snapshots/`,
+/// their records in the metadata store, and the workspaces steps run in.
 pub struct Snapshots {
+    /// The state root the layers and workspaces live under.
     pub state: StateRoot,
+    /// Snapshot records, cache keys and leases.
     pub meta: Arc<MetaStore>,
+    /// This process's lease: every snapshot a build looks up or commits is leased to it,
+    /// so that garbage collection elsewhere leaves it alone.
     pub owner: LeaseOwner,
     /// Blobs by digest: image layers as uncompressed tars (by diff ID), for export.
     pub content: ContentStore,
@@ -52,7 +59,8 @@ pub struct Snapshots {
 
 /// A writable root a step works in, finished into the workspace's upper directory.
 #[must_use = "finish() turns the step's changes into its layer"]
-pub enum WritableRoot {
+pub(crate) enum WritableRoot {
+    /// An overlay mounted on the target, unmounted by `finish` (or on drop).
     Overlay(MountGuard),
     /// A copy of the layers at `target`; `base` is a second, untouched copy to diff against.
     Copy {
@@ -64,7 +72,7 @@ pub enum WritableRoot {
 
 impl WritableRoot {
     /// Unmounts the overlay, or writes the copy's changes into the upper directory.
-    pub fn finish(self) -> Result<(), SolveError> {
+    pub(crate) fn finish(self) -> Result<(), SolveError> {
         match self {
             WritableRoot::Overlay(guard) => Ok(guard.unmount()?),
             WritableRoot::Copy {
@@ -92,13 +100,16 @@ pub fn unique_name() -> String {
 /// A directory in `tmp/` for one step: `upper/` (what the step writes), `work/` (overlay's
 /// scratch) and mount points. Removed on drop unless committed.
 pub struct Workspace {
+    /// `tmp/<pid>-<random>` under the state root.
     pub dir: PathBuf,
 }
 
 impl Workspace {
+    /// Where the step's changes go: an overlay's upper directory, committed as the layer.
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
+    /// overlayfs's work directory, on the same filesystem as the upper one.
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
@@ -131,6 +142,7 @@ enum Commit<'a> {
 
 /// A read-only view of a result, mounted while it is alive.
 pub struct View {
+    /// Where the result's files are seen.
     pub path: PathBuf,
     _mount: Option<MountGuard>,
     _workspace: Option<Workspace>,
@@ -138,7 +150,7 @@ pub struct View {
 
 impl View {
     /// Keeps a workspace alive (and removes it on drop) without mounting anything.
-    pub fn holding(ws: Workspace) -> Self {
+    pub(crate) fn holding(ws: Workspace) -> Self {
         View {
             path: ws.upper(),
             _mount: None,
@@ -148,6 +160,7 @@ impl View {
 }
 
 impl Snapshots {
+    /// A new workspace, its `upper/` and `work/` made.
     pub fn workspace(&self) -> Result<Workspace, SolveError> {
         let dir = self.state.tmp_dir().join(unique_name());
         for d in [dir.join("upper"), dir.join("work")] {
@@ -176,6 +189,7 @@ impl Snapshots {
         }
     }
 
+    /// The directory of snapshot `id`'s own layer (its files, without its parents').
     pub fn layer_dir(&self, id: &str) -> PathBuf {
         self.state.snapshots_dir().join(id)
     }
@@ -247,7 +261,7 @@ impl Snapshots {
 
     /// Like [`Snapshots::view`], for a step that mounts `r`: a context shows only what
     /// .dockerignore lets through (copies filter the client's directory themselves).
-    pub fn mount_view(&self, r: &Ref) -> Result<View, SolveError> {
+    pub(crate) fn mount_view(&self, r: &Ref) -> Result<View, SolveError> {
         match r {
             Ref::Context(ctx) if ctx.excludes.is_some() => {
                 let ws = self.workspace()?;
@@ -265,7 +279,7 @@ impl Snapshots {
 
     /// Mounts a writable overlay of `base` on `target` with the workspace's upper directory
     /// (in copy mode: copies the layers there, and a second time to diff against).
-    pub fn mount_writable(
+    pub(crate) fn mount_writable(
         &self,
         base: &Ref,
         ws: &Workspace,
@@ -338,7 +352,7 @@ impl Snapshots {
 
     /// Like [`Snapshots::commit`], but the new snapshot replaces what `key` recorded: a
     /// step that ran despite a cached result (`--no-cache`) updates the cache.
-    pub fn commit_replacing(
+    pub(crate) fn commit_replacing(
         &self,
         ws: Workspace,
         parent: &Ref,
@@ -404,7 +418,7 @@ impl Snapshots {
 
     /// A cache hit, and whether a step made to run again recorded it (see
     /// `Solver::commit_step`).
-    pub fn lookup_step(&self, key: &str) -> Result<Option<(Ref, bool)>, SolveError> {
+    pub(crate) fn lookup_step(&self, key: &str) -> Result<Option<(Ref, bool)>, SolveError> {
         let Some((rec, rerun)) = self.meta.lookup_step(key)? else {
             return Ok(None);
         };
@@ -461,7 +475,7 @@ fn filtered_context(ctx: &LocalContext, into: &Path) -> Result<(), SolveError> {
 
 /// Deletes a directory by first moving it out of `snapshots/`, so that a crash never leaves
 /// a half-deleted layer where a build could use it.
-pub fn remove_dir(state: &StateRoot, dir: &Path) {
+fn remove_dir(state: &StateRoot, dir: &Path) {
     let trash = state.tmp_dir().join(format!("{}-trash", unique_name()));
     let target = if std::fs::rename(dir, &trash).is_ok() {
         trash
@@ -474,7 +488,7 @@ pub fn remove_dir(state: &StateRoot, dir: &Path) {
 }
 
 /// Disk usage of a directory tree (allocated blocks), without following symlinks.
-pub fn dir_size(dir: &Path) -> u64 {
+fn dir_size(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];

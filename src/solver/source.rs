@@ -25,12 +25,17 @@ use super::{SolveError, Solved, Solver, graph::Vertex};
 pub struct LocalContext {
     /// The source's name (`context`, a `--build-context` name).
     pub name: String,
+    /// Every path the walk found (excluded ones left out), with the metadata and checksums
+    /// cache keys are made of.
     pub snapshot: ContextSnapshot,
+    /// The `.dockerignore` patterns, also applied to each step's reads of the context.
     pub excludes: Option<PatternMatcher>,
 }
 
 impl LocalContext {
-    pub fn excluded(&self, path: &str) -> bool {
+    /// Whether the `.dockerignore` patterns exclude `path` (relative to the context, a
+    /// leading `/` ignored).
+    pub(crate) fn excluded(&self, path: &str) -> bool {
         self.excludes
             .as_ref()
             .is_some_and(|m| m.matches(path.trim_start_matches('/')))
@@ -50,13 +55,18 @@ impl Exclusions for MatcherExclusions<'_> {
 
 /// One layer of a resolved image: its diff ID and how to read it as an uncompressed tar.
 pub struct ImageLayer {
+    /// `sha256:` of the uncompressed tar, as the image config lists it: the layer is
+    /// extracted once per chain of diff IDs.
     pub diff_id: String,
+    /// Opens the tar, called only when the state root lacks the layer.
     pub open: Box<dyn FnOnce() -> std::io::Result<Box<dyn Read + Send>> + Send>,
 }
 
+/// A base image an [`ImageProvider`] found: its layers, to be extracted into snapshots.
 pub struct ResolvedImage {
     /// The manifest digest the reference resolved to (shown in progress and metadata).
     pub manifest_digest: String,
+    /// Bottom first, as `rootfs.diff_ids` lists them.
     pub layers: Vec<ImageLayer>,
 }
 

@@ -45,7 +45,9 @@ pub struct HistoryTarget {
 /// Why a step ran, said in one short phrase by its `Display`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
+    /// `--no-cache`: every step runs.
     NoCache,
+    /// `--no-cache-filter` names the step's stage.
     NoCacheFilter,
     /// Nothing is remembered of this step of this target.
     NewStep,
@@ -53,32 +55,45 @@ pub enum Reason {
     Pruned,
     /// `change` is `(before, after)` when neither value is secret-looking or long.
     BuildArg {
+        /// The build arg's name.
         name: String,
+        /// Its value before and now, when shown.
         change: Option<(String, String)>,
     },
     /// An environment variable of the step that is not a `--build-arg` (an `ARG` default,
     /// an `ENV` of the base image).
     Variable {
+        /// The variable's name.
         name: String,
+        /// Its value before and now, when shown (as for [`Reason::BuildArg`]).
         change: Option<(String, String)>,
     },
     /// The instruction itself is different (flags, expanded words).
     Instruction,
+    /// These files of the context, read by the step, changed.
     ContextFiles {
+        /// The first few changed paths, relative to the context.
         files: Vec<String>,
+        /// How many more changed, not named.
         more: usize,
     },
     /// The context files the step reads changed, which ones is not remembered.
     Context,
+    /// The step's base image resolved to another digest.
     BaseImage {
+        /// The image as the Dockerfile names it.
         reference: String,
     },
     /// An `ADD` URL or git source brought something new.
     Source {
+        /// The source as the graph names it (the URL, the git remote and ref).
         identifier: String,
     },
+    /// A step this one builds on has another result than last time.
     EarlierStep {
+        /// The earlier step, as progress names it.
         name: String,
+        /// It ran again (rather than coming from the cache with another result).
         ran: bool,
     },
     /// None of the remembered parts changed, yet the key did (bud's key format changed).

@@ -28,6 +28,7 @@ const CHUNK: usize = 32 * 1024;
 /// A directory the session offers under a name (`context`, `dockerfile`).
 #[derive(Debug, Clone)]
 pub struct SyncedDir {
+    /// The directory on bud's side.
     pub path: PathBuf,
     /// Excludes from the client's `.dockerignore`: used unless the daemon sends its own
     /// with `override-excludes`.
