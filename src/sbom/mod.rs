@@ -11,7 +11,6 @@ mod apk;
 mod deb822;
 mod document;
 mod dpkg;
-mod layers;
 mod licenses;
 mod node;
 mod osrelease;
@@ -24,7 +23,6 @@ use std::fmt;
 use std::path::Path;
 
 pub use document::spdx_document;
-pub use layers::{UnpackError, unpack_layers};
 
 /// The in-toto predicate type of an SPDX document, as BuildKit's SBOM attestations carry it.
 pub const PREDICATE_TYPE: &str = "https://spdx.dev/Document";

@@ -16,7 +16,7 @@ use crate::cache::meta::SnapshotKind;
 use crate::content::{ContentStore, Digest};
 use crate::source::context::{ContextSnapshot, Exclusions};
 
-use super::snapshots::Ref;
+use super::snapshots::{Ref, Snapshots};
 use super::{SolveError, Solved, Solver, graph::Vertex};
 
 /// A local source as walked for this build, with the `.dockerignore` rules that apply to
@@ -253,7 +253,9 @@ impl Solver {
             .resolve(reference, platform)
             .await
             .map_err(SolveError::ImageProvider)?;
-        self.extract_image(reference, resolved.layers).await
+        self.snapshots
+            .import_image(reference, resolved.layers)
+            .await
     }
 
     /// The image of an OCI layout the build context names: the store attribute names the
@@ -301,12 +303,17 @@ impl Solver {
                 }
             })
             .collect();
-        self.extract_image(reference, layers).await
+        self.snapshots.import_image(reference, layers).await
     }
+}
 
-    /// Extracts `layers` bottom up, each once: a layer's snapshot is keyed by its chain ID,
-    /// so images sharing base layers share them, wherever they came from.
-    async fn extract_image(
+impl Snapshots {
+    /// Extracts the layers of the image `reference`, bottom up, each once: a layer's
+    /// snapshot is keyed by its chain ID, so images sharing base layers share them, wherever
+    /// they came from (a registry, Docker, an OCI layout, an image a daemon built and bud
+    /// read back for its SBOM). Returns the image's cache key and its topmost snapshot,
+    /// leased to this process.
+    pub async fn import_image(
         &self,
         reference: &str,
         layers: Vec<ImageLayer>,
@@ -323,14 +330,14 @@ impl Solver {
                 )
             };
             let key = format!("image-layer:{chain_id}");
-            if let Some(hit) = self.snapshots.lookup(&key)? {
+            if let Some(hit) = self.lookup(&key)? {
                 parent = hit;
                 continue;
             }
-            let ws = self.snapshots.workspace()?;
+            let ws = self.workspace()?;
             let upper = ws.upper();
             let open = layer.open;
-            let content = self.snapshots.content.clone();
+            let content = self.content.clone();
             let diff_id = layer.diff_id.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
                 let reader = open().map_err(SolveError::failed("reading layer"))?;
@@ -338,7 +345,7 @@ impl Solver {
             })
             .await
             .map_err(SolveError::failed("extracting a layer"))??;
-            let committed = self.snapshots.commit(
+            let committed = self.commit(
                 ws,
                 &parent,
                 SnapshotKind::ImageLayer,
@@ -346,7 +353,7 @@ impl Solver {
                 &format!("{reference} layer {}", layer.diff_id),
             )?;
             if let Some(id) = committed.snapshot_id() {
-                self.snapshots.meta.set_diff_id(id, &layer.diff_id)?;
+                self.meta.set_diff_id(id, &layer.diff_id)?;
             }
             parent = committed;
         }
