@@ -88,8 +88,7 @@ fn extract_and_keep(
     let expected = Digest::parse(diff_id)
         .map_err(|e| SolveError::Image(format!("layer diff ID {diff_id}: {e}")))?;
     if content.exists(&expected) {
-        crate::snapshot::apply::extract_layer(reader, dir)?;
-        return Ok(());
+        return extract_whole(reader, dir, diff_id);
     }
     let content_err =
         |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
@@ -97,12 +96,30 @@ fn extract_and_keep(
         inner: reader,
         copy: content.writer().map_err(content_err)?,
     };
-    crate::snapshot::apply::extract_layer(&mut tee, dir)?;
-    // The tar may have padding after its last entry: keep every byte.
-    std::io::copy(&mut tee.inner, &mut tee.copy)
-        .map_err(SolveError::failed(format!("reading layer {diff_id}")))?;
+    extract_whole(&mut tee, dir, diff_id)?;
     tee.copy.commit(Some(&expected)).map_err(content_err)?;
     Ok(())
+}
+
+/// Extracts the layer tar `reader` into `dir`, then reads it to its end: past the tar's
+/// end-of-archive blocks (padding a stored copy must keep), and, after a failed
+/// extraction, through the rest, because a reader that checks its blob against a digest
+/// (an OCI layout's) does so at the end, and a mismatch explains the failure better than
+/// the decompressor or the tar reader that tripped on the damage.
+fn extract_whole(
+    mut reader: impl Read,
+    dir: &std::path::Path,
+    diff_id: &str,
+) -> Result<(), SolveError> {
+    let extracted = crate::snapshot::apply::extract_layer(&mut reader, dir);
+    let drained = std::io::copy(&mut reader, &mut std::io::sink());
+    let reading = SolveError::failed(format!("reading layer {diff_id}"));
+    match (extracted, drained) {
+        (Ok(()), Ok(_)) => Ok(()),
+        (Ok(()), Err(e)) => Err(reading(e)),
+        (Err(_), Err(e)) if crate::source::oci_layout::is_digest_mismatch(&e) => Err(reading(e)),
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 struct Tee<W: std::io::Write> {
