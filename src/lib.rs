@@ -36,7 +36,6 @@ pub mod registry;
 #[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod remote;
 pub mod remotecache;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;
 pub mod signals;
 pub mod snapshot;
