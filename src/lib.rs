@@ -31,7 +31,6 @@ pub mod progress;
 pub mod registry;
 pub mod remote;
 pub mod remotecache;
-#[allow(missing_docs, reason = "public items not all documented yet")]
 pub mod sbom;
 pub mod signals;
 pub mod snapshot;

@@ -31,9 +31,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    // Whatever works on bud's own state root (the embedded solver, du, prune) needs the
-    // privilege for it first, before any thread starts.
-    if cli.global.addr.is_none() && !matches!(cli.command, Command::Completion { .. }) {
+    // Whatever works on bud's own state root (the embedded solver, du, prune, the SBOM of
+    // an image a daemon built) needs the privilege for it first, before any thread starts.
+    let owns_state_root = match &cli.command {
+        Command::Completion { .. } => false,
+        Command::Build(opts) if cli.global.addr.is_some() => {
+            bud::build::may_import_built_image(opts)
+        }
+        _ => cli.global.addr.is_none(),
+    };
+    if owns_state_root {
         bud::privilege::enter();
     }
     let state_root = || bud::commands::state_root(cli.global.root.as_deref());

@@ -2,6 +2,7 @@
 //! driver that attaches them), and the provenance predicate of each platform's image.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
@@ -96,6 +97,18 @@ pub(super) fn plan_remote(
              image or use -o type=oci, or drop --provenance/--sbom/--attest"
         );
     }
+    // The SBOM is made from the image's layers extracted into the state root's snapshots,
+    // which takes the privilege the embedded solver needs.
+    if planned.sbom.is_some()
+        && let crate::privilege::Mode::Unprivileged(_) = crate::privilege::mode()
+    {
+        bail!(
+            "--sbom with --addr on Docker's own image store: bud scans the image in its state \
+             root, which takes root or, for another user, subordinate ids in /etc/subuid and \
+             /etc/subgid (`bud debug workers` says why there is no user namespace): build \
+             without --sbom, or on a daemon that makes attestations itself"
+        );
+    }
     Ok(planned)
 }
 
@@ -106,13 +119,19 @@ pub(super) enum ScannedRoot<'a> {
         snapshots: &'a std::sync::Arc<crate::solver::Snapshots>,
         result: &'a crate::solver::Ref,
     },
-    /// An image a daemon built, read back from Docker: its layer tars (lowest first),
-    /// unpacked for the scan into a directory of `tmp/` under the state root, removed
-    /// afterwards.
-    Layers {
-        tars: Vec<std::path::PathBuf>,
-        tmp: std::path::PathBuf,
-    },
+    /// An image a daemon built, read back from Docker: its layers imported into the state
+    /// root's snapshots as a base image's are, then scanned through the same view.
+    ReadBack(ReadBackImage<'a>),
+}
+
+/// An image a daemon built and bud read back from Docker, to be scanned for its SBOM.
+pub(super) struct ReadBackImage<'a> {
+    /// The build's state root and metadata, whose snapshots the layers are imported into.
+    pub env: &'a super::BuildEnv,
+    /// What the layers' snapshots are described as (`bud du`): the image's ID.
+    pub reference: String,
+    /// The layers, lowest first: diff ID and uncompressed tar in the content store.
+    pub layers: Vec<(String, std::path::PathBuf)>,
 }
 
 /// What one build knows for the provenance of its images.
@@ -234,25 +253,7 @@ async fn sbom(
     }
     let vertex = format!("bud-sbom-{platform}");
     progress.started(&vertex, &format!("[{platform}] generating sbom"));
-    let scan: Box<dyn FnOnce() -> anyhow::Result<crate::sbom::Inventory> + Send> = match root {
-        ScannedRoot::Snapshot { snapshots, result } => {
-            let (snapshots, result) = (snapshots.clone(), result.clone());
-            Box::new(move || {
-                let view = snapshots.view(&result)?;
-                Ok(crate::sbom::scan(&view.path)?)
-            })
-        }
-        ScannedRoot::Layers { tars, tmp } => {
-            let cancel = cancel.clone();
-            Box::new(move || scan_layers(&tars, &tmp, &cancel))
-        }
-    };
-    // Awaited to its end, even when the build is cancelled (the unpacking stops at its next
-    // entry), so that its directory is removed before bud exits.
-    let scanned = tokio::task::spawn_blocking(scan)
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
+    let scanned = scan_root(root, progress, cancel).await;
     let inventory = match scanned {
         Ok(inventory) => inventory,
         Err(e) => {
@@ -272,22 +273,98 @@ async fn sbom(
     Ok(Some(Attestation::sbom(document)))
 }
 
-/// The packages of the image whose layer tars are `tars`, unpacked into a directory of
-/// `tmp` named for this process (so that a killed bud's is found and removed as its other
-/// work is) and removed when the scan is done.
-fn scan_layers(
-    tars: &[std::path::PathBuf],
-    tmp: &std::path::Path,
+/// The packages of the image `root` holds.
+async fn scan_root(
+    root: ScannedRoot<'_>,
+    progress: &crate::progress::ProgressSink,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<crate::sbom::Inventory> {
-    std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("{}-sbom-", std::process::id()))
-        .tempdir_in(tmp)
-        .with_context(|| format!("creating a directory in {}", tmp.display()))?;
-    crate::sbom::unpack_layers(tars, dir.path(), &|| cancel.is_cancelled())
-        .context("unpacking the image's layers to scan them")?;
-    Ok(crate::sbom::scan(dir.path())?)
+    let image = match root {
+        ScannedRoot::Snapshot { snapshots, result } => {
+            return scan_view(snapshots.clone(), result.clone()).await;
+        }
+        ScannedRoot::ReadBack(image) => image,
+    };
+    let (snapshots, note) =
+        crate::solver::Snapshots::open(image.env.state.clone(), image.env.meta.clone())?;
+    if let Some(note) = note {
+        progress.warning(None, note);
+    }
+    let snapshots = std::sync::Arc::new(snapshots);
+    let _leases = Leases(&snapshots);
+    let layers = image
+        .layers
+        .into_iter()
+        .map(|(diff_id, tar)| {
+            let cancel = cancel.clone();
+            crate::solver::ImageLayer {
+                diff_id,
+                open: Box::new(move || {
+                    let file = std::fs::File::open(tar)?;
+                    Ok(Box::new(Cancellable {
+                        inner: file,
+                        cancel,
+                    }) as Box<dyn Read + Send>)
+                }),
+            }
+        })
+        .collect();
+    // Awaited to its end, even when the build is cancelled (the extraction stops at its
+    // next read), so that its workspace is removed before bud exits.
+    let (_, result) = snapshots
+        .import_image(&image.reference, layers)
+        .await
+        .context("importing the image's layers to scan them")?;
+    if cancel.is_cancelled() {
+        bail!("cancelled");
+    }
+    scan_view(snapshots.clone(), result).await
+}
+
+/// Scans a read-only view of `result`, off the async threads. Awaited to its end, even
+/// when the build is cancelled, so that the view is unmounted and removed before bud exits.
+async fn scan_view(
+    snapshots: std::sync::Arc<crate::solver::Snapshots>,
+    result: crate::solver::Ref,
+) -> anyhow::Result<crate::sbom::Inventory> {
+    tokio::task::spawn_blocking(move || {
+        let view = snapshots.view(&result)?;
+        Ok(crate::sbom::scan(&view.path)?)
+    })
+    .await?
+}
+
+/// This process's leases on the snapshots it imported, given up when the scan is done:
+/// from then on they are cached records like a base image's, kept or collected by the
+/// garbage collection policy.
+struct Leases<'a>(&'a crate::solver::Snapshots);
+
+impl Drop for Leases<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.release() {
+            tracing::warn!(
+                "releasing cache leases: {}",
+                crate::error_chain::error_chain(&e)
+            );
+        }
+    }
+}
+
+/// A layer tar whose reads fail once the build is cancelled, so that an extraction running
+/// on a blocking thread stops at its next read.
+struct Cancellable<R> {
+    inner: R,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl<R: Read> Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            // Not `Interrupted`, which readers retry.
+            return Err(std::io::Error::other("the build was cancelled"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// The git repositories of `definition` at the commits their refs name, for the provenance

@@ -145,6 +145,15 @@ fn step_label(name: &str) -> String {
     }
 }
 
+/// Whether a build on a daemon (`--addr`) may import the image it built into the state
+/// root: it asks for an SBOM, which bud makes itself where the daemon's exporter keeps none
+/// (Docker's own image store), from the image read back from Docker and extracted as a base
+/// image is. Such a build needs the privilege the embedded solver needs
+/// (`privilege::enter`).
+pub fn may_import_built_image(opts: &BuildOptions) -> bool {
+    attestations::requested(opts).is_ok_and(|a| a.sbom.is_some())
+}
+
 #[allow(
     clippy::print_stdout,
     clippy::print_stderr,

@@ -370,10 +370,16 @@ pub(super) async fn solve_on(
                 journal: Vec::new(),
             };
             let platform = super::export::platform_of(&built.image);
-            let root = super::attestations::ScannedRoot::Layers {
-                tars: built.layers.iter().map(|l| l.tar.clone()).collect(),
-                tmp: env.state.tmp_dir(),
-            };
+            let root =
+                super::attestations::ScannedRoot::ReadBack(super::attestations::ReadBackImage {
+                    env,
+                    reference: image_id.to_owned(),
+                    layers: built
+                        .layers
+                        .iter()
+                        .map(|l| (l.diff_id.to_string(), l.tar.clone()))
+                        .collect(),
+                });
             provenance
                 .image_attestations(
                     &planned,

@@ -5,9 +5,14 @@ use super::osrelease::Distro;
 use super::rootfs::RootFs;
 use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, licenses, person, purl};
 
+/// Where apk keeps the installed packages.
 const INSTALLED: &str = "/lib/apk/db/installed";
+/// Far beyond any real image's database (a few MiB for thousands of packages): a hostile
+/// one is not read whole.
 const LIMIT: u64 = 64 << 20;
 
+/// The fields of one package that the inventory uses, by their apk keys (`P:`, `V:`, `A:`,
+/// `L:`, `o:`, `m:`).
 #[derive(Default)]
 struct Entry<'a> {
     name: Option<&'a str>,
@@ -18,12 +23,21 @@ struct Entry<'a> {
     maintainer: Option<&'a str>,
 }
 
+/// Adds the packages of apk's database, if the image has one: `pkg:apk/<distro>/name` with
+/// the origin as `upstream`; a package without a name or version is left out with a
+/// warning.
 pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let bytes = match fs.read(INSTALLED, LIMIT) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return,
         Err(e) => {
-            inventory.warn(INSTALLED, format_args!("apk database skipped: {e}"));
+            inventory.warn(
+                INSTALLED,
+                format_args!(
+                    "apk database skipped: {}",
+                    crate::error_chain::error_chain(&e)
+                ),
+            );
             return;
         }
     };
@@ -68,7 +82,10 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
                 licenses: entry.license.map(split_license).unwrap_or_default(),
                 location: INSTALLED.to_string(),
             }),
-            Err(e) => skipped.note(INSTALLED, format_args!("{name} skipped: {e}")),
+            Err(e) => skipped.note(
+                INSTALLED,
+                format_args!("{name} skipped: {}", crate::error_chain::error_chain(&e)),
+            ),
         }
     }
     skipped.report(inventory);

@@ -17,6 +17,9 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
+    /// Takes one line of the paragraph: a new field, or the continuation of the last one.
+    /// False for a line that is neither (a continuation with no field before it, a line
+    /// without a `:`), which the caller reports.
     fn push_line(&mut self, line: &str) -> bool {
         if let Some(rest) = line.strip_prefix([' ', '\t']) {
             return match self.0.last_mut() {
@@ -37,14 +40,17 @@ impl Fields {
         }
     }
 
+    /// No field yet: blank lines before a paragraph make none.
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
+/// A line that ends the reading of a file: dpkg refuses such a file too.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("line {line}: neither a field nor the continuation of one")]
 pub(super) struct MalformedLine {
+    /// Counted from 1, as an editor shows it.
     pub line: usize,
 }
 
@@ -58,8 +64,11 @@ pub(super) fn paragraphs(text: &str) -> Paragraphs<'_> {
     }
 }
 
+/// The iterator [`paragraphs`] returns.
 pub(super) struct Paragraphs<'a> {
+    /// The lines not read yet, with their 0-based numbers.
     lines: std::iter::Enumerate<std::str::Lines<'a>>,
+    /// A malformed line was reported: nothing more is read.
     failed: bool,
 }
 

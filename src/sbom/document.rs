@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::licenses::{self, OtherLicense};
 use super::{Inventory, Package, Supplier};
 
+/// SPDX's word for "the scanner says nothing about this".
 const NOASSERTION: &str = "NOASSERTION";
 
 /// The document for the packages and warnings of `inventory`, found in the filesystem named
@@ -81,6 +82,8 @@ pub fn spdx_document(inventory: &Inventory, subject_name: &str, created: SystemT
     doc
 }
 
+/// The SPDX package of `package`, named `id`, with its `declared` license expression, in
+/// the fields syft fills (no files, nothing concluded).
 fn package_json(package: &Package, id: &str, declared: &str) -> Value {
     let mut p = json!({
         "name": package.name,
@@ -108,6 +111,7 @@ fn package_json(package: &Package, id: &str, declared: &str) -> Value {
     p
 }
 
+/// The `supplier` field: `Person: …`, `Organization: …` or NOASSERTION.
 fn supplier(supplier: Option<&Supplier>) -> String {
     match supplier {
         Some(Supplier::Person(name)) => format!("Person: {name}"),
@@ -116,6 +120,7 @@ fn supplier(supplier: Option<&Supplier>) -> String {
     }
 }
 
+/// An SPDX relationship: `from` `kind` (CONTAINS, DESCRIBES) `to`.
 fn relationship(from: &str, kind: &str, to: &str) -> Value {
     json!({"spdxElementId": from, "relatedSpdxElement": to, "relationshipType": kind})
 }
@@ -132,6 +137,7 @@ fn package_id(package: &Package) -> String {
     )
 }
 
+/// Everything the document says of a package, as bytes to hash for its ID.
 fn package_key(p: &Package) -> Vec<u8> {
     let supplier = supplier(p.supplier.as_ref());
     let mut fields = vec![

@@ -9,15 +9,20 @@ use super::osrelease::Distro;
 use super::rootfs::{RootFs, RootFsError};
 use super::{Ecosystem, Inventory, Package, Skipped, person, purl};
 
+/// dpkg's database of the packages it knows, installed or not.
 const STATUS: &str = "/var/lib/dpkg/status";
+/// Where distroless images (which have no dpkg) put one status paragraph per package.
 const STATUS_D: &str = "/var/lib/dpkg/status.d";
 /// A full Debian desktop's status file is a few MiB.
 const STATUS_LIMIT: u64 = 64 << 20;
+/// One copyright file: the longest in Debian are a few hundred KiB.
 const COPYRIGHT_LIMIT: u64 = 4 << 20;
 /// All copyright files together: a hostile status naming one huge file a million times
 /// costs no more than this.
 const COPYRIGHT_BUDGET: u64 = 256 << 20;
 
+/// Adds the installed packages of dpkg's status file and of `status.d/`, each with the
+/// licenses its copyright file names.
 pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let mut licenses = CopyrightReader::new(fs);
     if let Some(text) = read(fs, STATUS, inventory) {
@@ -26,7 +31,7 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let names = match fs.list_dir(STATUS_D) {
         Ok(names) => names,
         Err(e) => {
-            inventory.warn(STATUS_D, e);
+            inventory.warn(STATUS_D, crate::error_chain::error_chain(&e));
             Vec::new()
         }
     };
@@ -43,11 +48,19 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     licenses.report(inventory);
 }
 
+/// The text of the database file `path`, if there is one; one that cannot be read is a
+/// warning.
 fn read(fs: &RootFs, path: &str, inventory: &mut Inventory) -> Option<String> {
     match fs.read(path, STATUS_LIMIT) {
         Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
         Err(e) => {
-            inventory.warn(path, format_args!("dpkg database skipped: {e}"));
+            inventory.warn(
+                path,
+                format_args!(
+                    "dpkg database skipped: {}",
+                    crate::error_chain::error_chain(&e)
+                ),
+            );
             None
         }
     }
@@ -69,7 +82,13 @@ fn add_paragraphs(
         let fields = match fields {
             Ok(fields) => fields,
             Err(e) => {
-                inventory.warn(path, format_args!("dpkg database skipped: {e}"));
+                inventory.warn(
+                    path,
+                    format_args!(
+                        "dpkg database skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 return;
             }
         };
@@ -82,7 +101,10 @@ fn add_paragraphs(
         };
         match package(&fields, name, version, path, distro, licenses) {
             Ok(p) => found.push(p),
-            Err(e) => skipped.note(path, format_args!("{name} skipped: {e}")),
+            Err(e) => skipped.note(
+                path,
+                format_args!("{name} skipped: {}", crate::error_chain::error_chain(&e)),
+            ),
         }
         if inventory.packages.len() + found.len() > super::MAX_PACKAGES {
             break;
@@ -101,6 +123,8 @@ fn installed(fields: &Fields) -> bool {
         == Some("installed")
 }
 
+/// The package a paragraph describes: its purl in the distribution's namespace (`debian`
+/// when the image does not say), with its architecture and source package.
 fn package(
     fields: &Fields,
     name: &str,
@@ -143,13 +167,18 @@ fn package(
 
 /// Licenses from copyright files, within one budget for the whole scan.
 struct CopyrightReader<'a> {
+    /// The image.
     fs: &'a RootFs,
+    /// Bytes of copyright files still to be read.
     budget: u64,
+    /// A file was larger than what was left: no more are read.
     exhausted: bool,
+    /// The files that could not be read, reported once the scan is done.
     errors: Vec<(String, RootFsError)>,
 }
 
 impl<'a> CopyrightReader<'a> {
+    /// A reader with the whole budget.
     fn new(fs: &'a RootFs) -> Self {
         Self {
             fs,
@@ -159,6 +188,8 @@ impl<'a> CopyrightReader<'a> {
         }
     }
 
+    /// The licenses of `package`, from its copyright file, while the budget lasts. A name
+    /// with a `/` is no package dpkg installs: it would lead elsewhere in the image.
     fn of(&mut self, package: &str) -> Vec<String> {
         if self.exhausted || package.contains('/') {
             return Vec::new();
@@ -181,9 +212,13 @@ impl<'a> CopyrightReader<'a> {
         copyright_licenses(&String::from_utf8_lossy(&bytes))
     }
 
+    /// Warns of the copyright files that could not be read and of a budget used up.
     fn report(self, inventory: &mut Inventory) {
         for (path, e) in self.errors {
-            inventory.warn(path, format_args!("licenses not read: {e}"));
+            inventory.warn(
+                path,
+                format_args!("licenses not read: {}", crate::error_chain::error_chain(&e)),
+            );
         }
         if self.exhausted {
             inventory.warn(
@@ -201,6 +236,7 @@ impl<'a> CopyrightReader<'a> {
 /// format, DEP-5) and of the licenses it refers to in `/usr/share/common-licenses/` (as most
 /// files in free form do), sorted and once each, as syft reads them.
 pub(super) fn copyright_licenses(text: &str) -> Vec<String> {
+    /// Where Debian keeps the text of common licenses, named by their short names.
     const COMMON: &str = "/usr/share/common-licenses/";
     let mut names = BTreeSet::new();
     for (at, _) in text.match_indices(COMMON) {

@@ -20,7 +20,9 @@ const MODE: ParseMode = ParseMode {
 /// A license that is not on the SPDX list, named by `id` (`LicenseRef-…`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct OtherLicense {
+    /// `LicenseRef-` and the text made fit for an SPDX ID.
     pub id: String,
+    /// The license as the package declares it.
     pub text: String,
 }
 
@@ -70,6 +72,8 @@ pub(super) fn expression(value: &str) -> Option<String> {
     Expression::parse(&canonical).ok().map(|_| canonical)
 }
 
+/// Whether `expr` joins terms with an operator outside parentheses: ANDed with another
+/// package license, it needs its own.
 fn is_compound(expr: &str) -> bool {
     let wrapped = expr.starts_with('(') && expr.ends_with(')');
     !wrapped
@@ -111,6 +115,9 @@ fn map_names(value: &str) -> String {
     out
 }
 
+/// The SPDX identifier of one license name: an SPDX ID as it is, Debian's `Expat` as MIT,
+/// GNU names by their version rules, an SPDX ID in another case in SPDX's; any other word
+/// unchanged (the expression then fails to parse and becomes a `LicenseRef-`).
 fn map_word(word: &str) -> String {
     if spdx::license_id(word).is_some() {
         return word.to_string();

@@ -11,7 +11,6 @@ mod apk;
 mod deb822;
 mod document;
 mod dpkg;
-mod layers;
 mod licenses;
 mod node;
 mod osrelease;
@@ -24,7 +23,6 @@ use std::fmt;
 use std::path::Path;
 
 pub use document::spdx_document;
-pub use layers::{UnpackError, unpack_layers};
 
 /// The in-toto predicate type of an SPDX document, as BuildKit's SBOM attestations carry it.
 pub const PREDICATE_TYPE: &str = "https://spdx.dev/Document";
@@ -33,14 +31,20 @@ pub const PREDICATE_TYPE: &str = "https://spdx.dev/Document";
 /// SPDX IDs carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Ecosystem {
+    /// A Debian package, from dpkg's status database (or distroless `status.d/`).
     Deb,
+    /// An Alpine package, from apk's `installed` database.
     Apk,
+    /// An RPM package, from rpm's SQLite database.
     Rpm,
+    /// A Python distribution, from its `*.dist-info` or `*.egg-info` metadata.
     Python,
+    /// A Node package, from its `package.json` under a `node_modules` directory.
     Npm,
 }
 
 impl Ecosystem {
+    /// syft's package type, as the document's package IDs (`SPDXRef-Package-deb-…`) name it.
     pub fn name(self) -> &'static str {
         match self {
             Self::Deb => "deb",
@@ -66,19 +70,24 @@ impl Ecosystem {
 /// Who distributes a package: SPDX's `PackageSupplier`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Supplier {
+    /// A maintainer or author (dpkg, apk, Python, npm), `Name (email)` as syft writes one.
     Person(String),
+    /// A vendor: rpm's `Vendor`.
     Organization(String),
 }
 
 /// One installed package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Package {
+    /// The name the package manager knows it by.
     pub name: String,
     /// As the package manager writes it (dpkg's and rpm's with their epoch, `E:V-R`).
     pub version: String,
+    /// The package manager that installed it.
     pub ecosystem: Ecosystem,
     /// The package URL (purl spec), with its distribution where the ecosystem has one.
     pub purl: String,
+    /// Who distributes it, where the database says.
     pub supplier: Option<Supplier>,
     /// The licenses the package declares, as written (SPDX expressions are made from them
     /// when the document is written).
@@ -92,6 +101,8 @@ pub struct Package {
 pub struct ScanWarning {
     /// The path in the image.
     pub path: String,
+    /// Why it was skipped, with the causes (`error_chain`), shown as a build warning and
+    /// noted in the document.
     pub message: String,
 }
 
@@ -106,6 +117,7 @@ impl fmt::Display for ScanWarning {
 pub struct Inventory {
     /// Sorted (name, version, ecosystem, …), one entry per package and location.
     pub packages: Vec<Package>,
+    /// What could not be read: the SBOM is made without it, and says so.
     pub warnings: Vec<ScanWarning>,
 }
 
@@ -126,6 +138,7 @@ impl Inventory {
         self.packages.extend(packages.into_iter().take(room));
     }
 
+    /// Records that `path` was skipped, and why.
     fn warn(&mut self, path: impl Into<String>, message: impl fmt::Display) {
         self.warnings.push(ScanWarning {
             path: path.into(),
@@ -143,6 +156,7 @@ struct Skipped {
 }
 
 impl Skipped {
+    /// Counts one more left out, remembering the first.
     fn note(&mut self, path: &str, reason: impl fmt::Display) {
         self.count += 1;
         if self.first.is_none() {
@@ -150,6 +164,7 @@ impl Skipped {
         }
     }
 
+    /// The one warning for all of them, if any.
     fn report(self, inventory: &mut Inventory) {
         match (self.count, self.first) {
             (1, Some((path, reason))) => inventory.warn(path, reason),
@@ -161,13 +176,19 @@ impl Skipped {
     }
 }
 
+/// Why there is no inventory at all: the root filesystem itself cannot be scanned (what is
+/// in it that cannot be read is a [`ScanWarning`] instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
+    /// The path given as the root is a file, or something else that holds no tree.
     #[error("{}: the root filesystem to scan is not a directory", .0.display())]
     NotADirectory(std::path::PathBuf),
+    /// The root cannot be looked at (missing, or not searchable).
     #[error("{}: cannot read the root filesystem to scan", .path.display())]
     Root {
+        /// The root as given.
         path: std::path::PathBuf,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },

@@ -5,8 +5,12 @@ use serde_json::Value;
 use super::rootfs::RootFs;
 use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, Supplier, person, purl};
 
+/// A package.json is a few KiB; one of megabytes is no manifest to trust.
 const LIMIT: u64 = 4 << 20;
 
+/// Adds the package each of `manifests` (the walk's `package.json` paths) describes. One
+/// that is not JSON is left out with a warning; one without a name and a version is no
+/// installed package, and is passed over.
 pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
     let mut found = Vec::new();
     let mut skipped = Skipped::default();
@@ -18,14 +22,26 @@ pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory)
             Ok(Some(bytes)) => bytes,
             Ok(None) => continue,
             Err(e) => {
-                skipped.note(path, format_args!("package.json skipped: {e}"));
+                skipped.note(
+                    path,
+                    format_args!(
+                        "package.json skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 continue;
             }
         };
         let json: Value = match serde_json::from_slice(&bytes) {
             Ok(json) => json,
             Err(e) => {
-                skipped.note(path, format_args!("package.json skipped: {e}"));
+                skipped.note(
+                    path,
+                    format_args!(
+                        "package.json skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 continue;
             }
         };
@@ -46,7 +62,10 @@ pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory)
         let purl = match purl("npm", namespace, bare, version, &[]) {
             Ok(purl) => purl,
             Err(e) => {
-                skipped.note(path, format_args!("{name} skipped: {e}"));
+                skipped.note(
+                    path,
+                    format_args!("{name} skipped: {}", crate::error_chain::error_chain(&e)),
+                );
                 continue;
             }
         };

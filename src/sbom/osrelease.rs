@@ -4,11 +4,15 @@
 use super::Inventory;
 use super::rootfs::RootFs;
 
+/// An os-release file is a few hundred bytes.
 const LIMIT: u64 = 64 << 10;
 
+/// The distribution the image says it is; nothing for an image without os-release.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Distro {
+    /// `ID`: `debian`, `alpine`, `fedora`…
     pub id: Option<String>,
+    /// `VERSION_ID`: `12`, `3.19.1`…
     pub version_id: Option<String>,
 }
 
@@ -29,12 +33,13 @@ pub(super) fn read(fs: &RootFs, inventory: &mut Inventory) -> Distro {
         match fs.read(path, LIMIT) {
             Ok(Some(bytes)) => return parse(&String::from_utf8_lossy(&bytes)),
             Ok(None) => {}
-            Err(e) => inventory.warn(path, e),
+            Err(e) => inventory.warn(path, crate::error_chain::error_chain(&e)),
         }
     }
     Distro::default()
 }
 
+/// The `ID` and `VERSION_ID` of an os-release file's `KEY=value` lines, quotes removed.
 pub(super) fn parse(text: &str) -> Distro {
     let mut distro = Distro::default();
     for line in text.lines() {

@@ -10,6 +10,8 @@ const LIMIT: u64 = 4 << 20;
 /// A `License:` longer than this is a license's text, not its name.
 const MAX_LICENSE_NAME: usize = 200;
 
+/// Adds the distribution each of `manifests` (the walk's metadata files) describes: one
+/// without a `Name` or `Version` is left out with a warning.
 pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory) {
     let mut found = Vec::new();
     let mut skipped = Skipped::default();
@@ -19,7 +21,13 @@ pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory)
             // A `.dist-info` without METADATA is no installed distribution.
             Ok(None) => continue,
             Err(e) => {
-                skipped.note(path, format_args!("Python metadata skipped: {e}"));
+                skipped.note(
+                    path,
+                    format_args!(
+                        "Python metadata skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 continue;
             }
         };
@@ -31,7 +39,10 @@ pub(super) fn scan(fs: &RootFs, manifests: &[String], inventory: &mut Inventory)
         let purl = match purl("pypi", None, name, version, &[]) {
             Ok(purl) => purl,
             Err(e) => {
-                skipped.note(path, format_args!("{name} skipped: {e}"));
+                skipped.note(
+                    path,
+                    format_args!("{name} skipped: {}", crate::error_chain::error_chain(&e)),
+                );
                 continue;
             }
         };

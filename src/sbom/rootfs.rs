@@ -11,16 +11,22 @@ use std::path::{Component, Path, PathBuf};
 /// Linux's own limit on the symlinks one lookup follows (`MAXSYMLINKS`).
 const MAX_SYMLINK_HOPS: usize = 40;
 
+/// Why a path of the image was not read; `path` is always the path in the image.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum RootFsError {
+    /// A `..`, in the path or a symlink's target, above the root.
     #[error("{path}: a `..` leaves the root filesystem")]
     Escapes { path: String },
+    /// A symlink loop, or a chain longer than the kernel would follow.
     #[error("{path}: more than {MAX_SYMLINK_HOPS} symbolic links")]
     TooManyLinks { path: String },
+    /// A directory, device or FIFO where a file is read (a FIFO would block the scan).
     #[error("{path}: not a regular file")]
     NotAFile { path: String },
+    /// Larger than its reader takes.
     #[error("{path}: {size} bytes, more than the {limit} read at most")]
     TooLarge { path: String, size: u64, limit: u64 },
+    /// The host's error reading it.
     #[error("{path}")]
     Io {
         path: String,
@@ -29,17 +35,22 @@ pub(super) enum RootFsError {
     },
 }
 
+/// The root filesystem being scanned: every read of the image goes through it.
 pub(super) struct RootFs {
+    /// The host directory holding the image's root.
     root: PathBuf,
 }
 
 impl RootFs {
+    /// The image whose root is the host directory `root`.
     pub(super) fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
         }
     }
 
+    /// The host directory, for the walk, which reads directories itself (following no
+    /// symlink, it needs no resolving).
     pub(super) fn root(&self) -> &Path {
         &self.root
     }
@@ -91,6 +102,7 @@ impl RootFs {
         Ok(Some(self.host_path(&resolved)))
     }
 
+    /// The host path of components already resolved inside the root.
     fn host_path(&self, components: &[OsString]) -> PathBuf {
         let mut host = self.root.clone();
         host.extend(components);

@@ -19,11 +19,15 @@ use super::{Ecosystem, Inventory, MAX_PACKAGES, Package, Skipped, Supplier, purl
 /// The directories rpm keeps its database in (`%_dbpath`): the traditional one and the one
 /// Fedora and openSUSE moved it to (usually with the first a symlink to it).
 const DB_DIRS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+/// Far beyond a whole distribution's database; the database is copied to be read.
 const SQLITE_LIMIT: u64 = 1 << 30;
 /// rpm's own bounds (`HEADER_TAGS_MAX`, `HEADER_DATA_MAX`).
 const MAX_INDEX_ENTRIES: u32 = 0xffff;
+/// See [`MAX_INDEX_ENTRIES`].
 const MAX_DATA: u32 = 0x0fff_ffff;
 
+/// The header tags read (rpm's `rpmtag.h`): name, version, release, epoch, vendor,
+/// license, architecture and source package, those syft reads.
 const TAG_NAME: i32 = 1000;
 const TAG_VERSION: i32 = 1001;
 const TAG_RELEASE: i32 = 1002;
@@ -33,25 +37,58 @@ const TAG_LICENSE: i32 = 1014;
 const TAG_ARCH: i32 = 1022;
 const TAG_SOURCERPM: i32 = 1044;
 
+/// The entry types those tags come in (`rpmTagType`): an epoch is an INT32, the rest
+/// strings, of any of the three string types (of an array, the first is read).
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
 const TYPE_STRING_ARRAY: u32 = 8;
 const TYPE_I18NSTRING: u32 = 9;
 
+/// Why a header blob is not read, as rpm's own checks (`hdrblobVerifyInfo`) would refuse it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(super) enum HeaderError {
+    /// Not even the index and data sizes.
     #[error("shorter than its 8-byte preamble")]
     Truncated,
+    /// No entries, or more entries or data than rpm allows.
     #[error("{il} index entries and {dl} data bytes are beyond rpm's limits")]
     TooLarge { il: u32, dl: u32 },
+    /// The blob is not exactly the size its preamble gives.
     #[error("{actual} bytes where its preamble says {expected}")]
     SizeMismatch { expected: u64, actual: usize },
+    /// An entry of a tag read whose type, offset or value is wrong.
     #[error("tag {tag}: {reason}")]
     BadEntry { tag: i32, reason: &'static str },
+    /// A tag every package has (name, version, release) is not there.
     #[error("no {0} tag")]
     Missing(&'static str),
 }
 
+/// Why one package of the database is left out of the inventory.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PackageError {
+    /// Its header blob is malformed.
+    #[error("package {hnum} skipped")]
+    Header {
+        /// The row's `hnum`, rpm's number for the installed package.
+        hnum: i64,
+        #[source]
+        source: HeaderError,
+    },
+    /// Its header blob is larger than rpm allows, so it was not loaded.
+    #[error("package {hnum} skipped: a header of {len} bytes")]
+    HeaderTooLarge { hnum: i64, len: i64 },
+    /// Its fields make no package URL.
+    #[error("{name} skipped")]
+    Purl {
+        name: String,
+        #[source]
+        source: packageurl::Error,
+    },
+}
+
+/// The tags of one package's header that the inventory uses; the optional ones are `None`
+/// where the header lacks them (`gpg-pubkey` pseudo-packages have no architecture).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Header {
     pub name: String,
@@ -61,9 +98,12 @@ pub(super) struct Header {
     pub arch: Option<String>,
     pub license: Option<String>,
     pub vendor: Option<String>,
+    /// The source package's file name, `name-version-release.src.rpm`.
     pub source_rpm: Option<String>,
 }
 
+/// Adds the packages of each rpm SQLite database the image has (read once where the two
+/// directories are one), and warns of the databases in the formats bud does not read.
 pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     let mut seen = Vec::new();
     for dir in DB_DIRS {
@@ -83,7 +123,13 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
             Ok(Some(host)) if host.exists() => host,
             Ok(_) => continue,
             Err(e) => {
-                inventory.warn(&path, format_args!("rpm database skipped: {e}"));
+                inventory.warn(
+                    &path,
+                    format_args!(
+                        "rpm database skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 continue;
             }
         };
@@ -95,7 +141,13 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
         let headers = match read_sqlite(fs, &path) {
             Ok(headers) => headers,
             Err(e) => {
-                inventory.warn(&path, format_args!("rpm database skipped: {e}"));
+                inventory.warn(
+                    &path,
+                    format_args!(
+                        "rpm database skipped: {}",
+                        crate::error_chain::error_chain(&e)
+                    ),
+                );
                 continue;
             }
         };
@@ -104,7 +156,7 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
         for header in headers {
             match header.and_then(|h| package(h, &path, distro)) {
                 Ok(p) => found.push(p),
-                Err(e) => skipped.note(&path, e),
+                Err(e) => skipped.note(&path, crate::error_chain::error_chain(&e)),
             }
         }
         skipped.report(inventory);
@@ -112,14 +164,19 @@ pub(super) fn scan(fs: &RootFs, distro: &Distro, inventory: &mut Inventory) {
     }
 }
 
+/// Why a database is not read at all.
 #[derive(Debug, thiserror::Error)]
 enum SqliteError {
+    /// The image's file cannot be read.
     #[error(transparent)]
     Read(#[from] RootFsError),
+    /// The copy SQLite reads cannot be made.
     #[error("copying it to read it")]
     Copy(#[source] io::Error),
+    /// SQLite refuses the file or the query.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// `Packages` is missing, or a view: a query the image wrote, which could run forever.
     #[error("its Packages is not a table")]
     NoPackagesTable,
 }
@@ -127,7 +184,7 @@ enum SqliteError {
 /// Every row's header, or why it was not read. The database (and its write-ahead log, where
 /// rpm left one) is copied first: SQLite may need to write beside a database it reads (its
 /// `-shm` index of the log), and the image's files are never written.
-fn read_sqlite(fs: &RootFs, path: &str) -> Result<Vec<Result<Header, String>>, SqliteError> {
+fn read_sqlite(fs: &RootFs, path: &str) -> Result<Vec<Result<Header, PackageError>>, SqliteError> {
     let tmp = tempfile::tempdir().map_err(SqliteError::Copy)?;
     let copy = tmp.path().join("rpmdb.sqlite");
     if !copy_file(fs, path, &copy)? {
@@ -180,8 +237,10 @@ fn read_sqlite(fs: &RootFs, path: &str) -> Result<Vec<Result<Header, String>>, S
         let len: i64 = row.get(1)?;
         let blob: Option<Vec<u8>> = row.get(2)?;
         out.push(match blob {
-            Some(blob) => parse_header(&blob).map_err(|e| format!("package {hnum} skipped: {e}")),
-            None => Err(format!("package {hnum} skipped: a header of {len} bytes")),
+            Some(blob) => {
+                parse_header(&blob).map_err(|source| PackageError::Header { hnum, source })
+            }
+            None => Err(PackageError::HeaderTooLarge { hnum, len }),
         });
     }
     Ok(out)
@@ -198,7 +257,9 @@ fn copy_file(fs: &RootFs, path: &str, to: &std::path::Path) -> Result<bool, Sqli
     Ok(true)
 }
 
-fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, String> {
+/// The package of header `h`: its version `V-R` (the epoch in front where there is one), its
+/// purl in the distribution's namespace with architecture, epoch and source package.
+fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, PackageError> {
     let version = format!("{}-{}", h.version, h.release);
     let epoch = h.epoch.map(|e| e.to_string());
     let distro_q = distro.qualifier();
@@ -214,7 +275,10 @@ fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, String> {
             ("distro", distro_q.as_deref()),
         ],
     )
-    .map_err(|e| format!("{} skipped: {e}", h.name))?;
+    .map_err(|source| PackageError::Purl {
+        name: h.name.clone(),
+        source,
+    })?;
     Ok(Package {
         // As rpm prints `%{EVR}` and syft writes it: the epoch only where there is one.
         version: match &epoch {
@@ -230,6 +294,8 @@ fn package(h: Header, path: &str, distro: &Distro) -> Result<Package, String> {
     })
 }
 
+/// The [`Header`] of a blob laid out as the module's documentation says, every size and
+/// offset checked before it is used.
 pub(super) fn parse_header(blob: &[u8]) -> Result<Header, HeaderError> {
     let be32 = |at: usize| -> u32 {
         u32::from_be_bytes([blob[at], blob[at + 1], blob[at + 2], blob[at + 3]])
@@ -317,6 +383,7 @@ pub(super) fn parse_header(blob: &[u8]) -> Result<Header, HeaderError> {
     })
 }
 
+/// One index entry: which tag, of which type, where in the data and how many values.
 struct Entry {
     tag: i32,
     ty: u32,
@@ -325,6 +392,7 @@ struct Entry {
 }
 
 impl Entry {
+    /// Where the entry's value starts in the data, which must hold it.
     fn data_offset(&self, data_len: usize, tag: i32) -> Result<usize, HeaderError> {
         usize::try_from(self.offset)
             .ok()

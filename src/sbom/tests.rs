@@ -479,8 +479,11 @@ fn corrupt_rpm_rows_are_skipped_and_the_rest_read() {
     let inventory = scan(root).unwrap();
     assert_eq!(purls(&inventory, Ecosystem::Rpm).len(), 2);
     assert_eq!(inventory.warnings.len(), 1, "{:#?}", inventory.warnings);
+    // The row, and the cause (the typed error's source) through the one printer.
     assert!(
-        inventory.warnings[0].message.contains("package 3"),
+        inventory.warnings[0]
+            .message
+            .contains("package 3 skipped: 12 bytes where its preamble says 40"),
         "{}",
         inventory.warnings[0]
     );

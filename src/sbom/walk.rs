@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use super::Inventory;
 use super::rootfs::RootFs;
 
+/// Deeper than any real install (a `node_modules` nests a few levels per dependency).
 const MAX_DEPTH: usize = 64;
+/// A large image has a few hundred thousand files; the walk stops, with a warning, here.
 const MAX_ENTRIES: usize = 2_000_000;
 /// Kernel filesystems an image may have mount points for, never content.
 const SKIPPED_TOP: [&str; 3] = ["proc", "sys", "dev"];
 
+/// The manifests found, as paths in the image, in the order the walk found them.
 #[derive(Debug, Default)]
 pub(super) struct Manifests {
     /// `…/x.dist-info/METADATA`, `…/x.egg-info/PKG-INFO` and `…/x.egg-info` files.
@@ -21,6 +24,8 @@ pub(super) struct Manifests {
     pub node: Vec<String>,
 }
 
+/// Walks the image for language package manifests; directories it cannot read, names that
+/// are not UTF-8 and directories too deep are warnings.
 pub(super) fn find_manifests(fs: &RootFs, inventory: &mut Inventory) -> Manifests {
     let mut found = Manifests::default();
     let mut entries = 0usize;

@@ -30,7 +30,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::meta::{LeaseOwner, MetaError, MetaStore};
+use crate::cache::meta::{MetaError, MetaStore};
 use crate::content::ContentStore;
 use crate::executor::Runtime;
 use crate::progress::ProgressSink;
@@ -319,24 +319,16 @@ impl Solver {
         opts: SolveOptions,
     ) -> Result<Self, SolveError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let content =
-            ContentStore::new(state.content_dir()).map_err(SolveError::failed("content store"))?;
-        let snapshotter = snapshotter::Snapshotter::choose(&state);
-        if let Some(note) = &snapshotter.note {
-            progress.warning(None, note.clone());
+        let (snapshots, note) = Snapshots::open(state, meta.clone())?;
+        if let Some(note) = note {
+            progress.warning(None, note);
         }
         let history = opts
             .history
             .clone()
             .map(|target| why::History::open(meta.clone(), target));
         Ok(Self {
-            snapshots: Arc::new(Snapshots {
-                state,
-                meta,
-                owner: LeaseOwner::current(),
-                content,
-                copy_mode: snapshotter.copy_mode,
-            }),
+            snapshots: Arc::new(snapshots),
             runtime,
             images,
             progress,
@@ -932,7 +924,7 @@ impl Solver {
 
 impl Drop for Solver {
     fn drop(&mut self) {
-        if let Err(e) = self.snapshots.meta.release(&self.snapshots.owner) {
+        if let Err(e) = self.snapshots.release() {
             tracing::warn!("releasing cache leases: {}", error_chain(&e));
         }
     }

@@ -160,6 +160,31 @@ impl View {
 }
 
 impl Snapshots {
+    /// The snapshots of the state root `state`, for this process: overlays or copies as
+    /// [`super::snapshotter`] decides, with the one-line note to show when it chose copies.
+    /// What this process looks up or commits is leased to it until [`Snapshots::release`].
+    pub fn open(
+        state: StateRoot,
+        meta: Arc<MetaStore>,
+    ) -> Result<(Self, Option<String>), SolveError> {
+        let content =
+            ContentStore::new(state.content_dir()).map_err(SolveError::failed("content store"))?;
+        let snapshotter = super::snapshotter::Snapshotter::choose(&state);
+        let snapshots = Snapshots {
+            state,
+            meta,
+            owner: LeaseOwner::current(),
+            content,
+            copy_mode: snapshotter.copy_mode,
+        };
+        Ok((snapshots, snapshotter.note))
+    }
+
+    /// Gives up this process's leases: garbage collection may take what it used from now on.
+    pub fn release(&self) -> Result<(), SolveError> {
+        Ok(self.meta.release(&self.owner)?)
+    }
+
     /// A new workspace, its `upper/` and `work/` made.
     pub fn workspace(&self) -> Result<Workspace, SolveError> {
         let dir = self.state.tmp_dir().join(unique_name());

@@ -16,7 +16,7 @@ use crate::cache::meta::SnapshotKind;
 use crate::content::{ContentStore, Digest};
 use crate::source::context::{ContextSnapshot, Exclusions};
 
-use super::snapshots::Ref;
+use super::snapshots::{Ref, Snapshots};
 use super::{SolveError, Solved, Solver, graph::Vertex};
 
 /// A local source as walked for this build, with the `.dockerignore` rules that apply to
@@ -98,8 +98,7 @@ fn extract_and_keep(
     let expected = Digest::parse(diff_id)
         .map_err(|e| SolveError::Image(format!("layer diff ID {diff_id}: {e}")))?;
     if content.exists(&expected) {
-        crate::snapshot::apply::extract_layer(reader, dir)?;
-        return Ok(());
+        return extract_whole(reader, dir, diff_id);
     }
     let content_err =
         |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
@@ -107,12 +106,30 @@ fn extract_and_keep(
         inner: reader,
         copy: content.writer().map_err(content_err)?,
     };
-    crate::snapshot::apply::extract_layer(&mut tee, dir)?;
-    // The tar may have padding after its last entry: keep every byte.
-    std::io::copy(&mut tee.inner, &mut tee.copy)
-        .map_err(SolveError::failed(format!("reading layer {diff_id}")))?;
+    extract_whole(&mut tee, dir, diff_id)?;
     tee.copy.commit(Some(&expected)).map_err(content_err)?;
     Ok(())
+}
+
+/// Extracts the layer tar `reader` into `dir`, then reads it to its end: past the tar's
+/// end-of-archive blocks (padding a stored copy must keep), and, after a failed
+/// extraction, through the rest, because a reader that checks its blob against a digest
+/// (an OCI layout's) does so at the end, and a mismatch explains the failure better than
+/// the decompressor or the tar reader that tripped on the damage.
+fn extract_whole(
+    mut reader: impl Read,
+    dir: &std::path::Path,
+    diff_id: &str,
+) -> Result<(), SolveError> {
+    let extracted = crate::snapshot::apply::extract_layer(&mut reader, dir);
+    let drained = std::io::copy(&mut reader, &mut std::io::sink());
+    let reading = SolveError::failed(format!("reading layer {diff_id}"));
+    match (extracted, drained) {
+        (Ok(()), Ok(_)) => Ok(()),
+        (Ok(()), Err(e)) => Err(reading(e)),
+        (Err(_), Err(e)) if crate::source::oci_layout::is_digest_mismatch(&e) => Err(reading(e)),
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 struct Tee<W: std::io::Write> {
@@ -263,7 +280,9 @@ impl Solver {
             .resolve(reference, platform)
             .await
             .map_err(SolveError::ImageProvider)?;
-        self.extract_image(reference, resolved.layers).await
+        self.snapshots
+            .import_image(reference, resolved.layers)
+            .await
     }
 
     /// The image of an OCI layout the build context names: the store attribute names the
@@ -311,12 +330,17 @@ impl Solver {
                 }
             })
             .collect();
-        self.extract_image(reference, layers).await
+        self.snapshots.import_image(reference, layers).await
     }
+}
 
-    /// Extracts `layers` bottom up, each once: a layer's snapshot is keyed by its chain ID,
-    /// so images sharing base layers share them, wherever they came from.
-    async fn extract_image(
+impl Snapshots {
+    /// Extracts the layers of the image `reference`, bottom up, each once: a layer's
+    /// snapshot is keyed by its chain ID, so images sharing base layers share them, wherever
+    /// they came from (a registry, Docker, an OCI layout, an image a daemon built and bud
+    /// read back for its SBOM). Returns the image's cache key and its topmost snapshot,
+    /// leased to this process.
+    pub async fn import_image(
         &self,
         reference: &str,
         layers: Vec<ImageLayer>,
@@ -333,14 +357,14 @@ impl Solver {
                 )
             };
             let key = format!("image-layer:{chain_id}");
-            if let Some(hit) = self.snapshots.lookup(&key)? {
+            if let Some(hit) = self.lookup(&key)? {
                 parent = hit;
                 continue;
             }
-            let ws = self.snapshots.workspace()?;
+            let ws = self.workspace()?;
             let upper = ws.upper();
             let open = layer.open;
-            let content = self.snapshots.content.clone();
+            let content = self.content.clone();
             let diff_id = layer.diff_id.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SolveError> {
                 let reader = open().map_err(SolveError::failed("reading layer"))?;
@@ -348,7 +372,7 @@ impl Solver {
             })
             .await
             .map_err(SolveError::failed("extracting a layer"))??;
-            let committed = self.snapshots.commit(
+            let committed = self.commit(
                 ws,
                 &parent,
                 SnapshotKind::ImageLayer,
@@ -356,7 +380,7 @@ impl Solver {
                 &format!("{reference} layer {}", layer.diff_id),
             )?;
             if let Some(id) = committed.snapshot_id() {
-                self.snapshots.meta.set_diff_id(id, &layer.diff_id)?;
+                self.meta.set_diff_id(id, &layer.diff_id)?;
             }
             parent = committed;
         }

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use sha2::{Digest as _, Sha256};
@@ -368,17 +369,127 @@ impl OciLayout {
         })
     }
 
-    /// A layer blob, checked against its digest, as an uncompressed tar (gzip, zstd or
-    /// plain, told by magic numbers).
+    /// A layer blob as an uncompressed tar (gzip, zstd or plain, told by magic numbers),
+    /// read once: hashed as the decompressor reads it, and checked against its digest when
+    /// the uncompressed stream ends or fails. A blob that does not match its digest is
+    /// reported as such, even where it breaks the decompressor first: the rest of the blob is
+    /// hashed before the decompressor's error is given. A reader must read to the end (past
+    /// a tar's end-of-archive blocks) for the check to be made.
     pub fn open_layer(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        let (file, _) = self.open_verified(digest).map_err(|e| {
-            let kind = match &e {
-                LayoutError::Read { source, .. } => source.kind(),
-                _ => io::ErrorKind::InvalidData,
-            };
-            io::Error::new(kind, e)
+        let file = self.open_blob(digest).map_err(into_io)?;
+        let blob = Arc::new(Mutex::new(HashedBlob {
+            file,
+            hasher: Sha256::new(),
+        }));
+        let mut layer = CheckedLayer {
+            blob: blob.clone(),
+            decoded: None,
+            digest: digest.clone(),
+            layout: self.root.clone(),
+            checked: false,
+        };
+        let raw = BufReader::with_capacity(256 * 1024, HashingReader(blob));
+        match decompressing(raw) {
+            Ok(decoded) => layer.decoded = Some(decoded),
+            Err(e) => {
+                layer.check()?;
+                return Err(e);
+            }
+        }
+        Ok(Box::new(layer))
+    }
+}
+
+/// A [`LayoutError`] where a reader's error is expected: an I/O error keeps its kind.
+fn into_io(e: LayoutError) -> io::Error {
+    let kind = match &e {
+        LayoutError::Read { source, .. } => source.kind(),
+        _ => io::ErrorKind::InvalidData,
+    };
+    io::Error::new(kind, e)
+}
+
+/// Whether `e`, from a reader [`OciLayout::open_layer`] gave, says the blob does not match
+/// its digest.
+pub fn is_digest_mismatch(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<LayoutError>())
+        .is_some_and(|e| matches!(e, LayoutError::Corrupt { .. }))
+}
+
+/// A layer blob being read, and the hash of what has been read of it so far.
+struct HashedBlob {
+    file: File,
+    hasher: Sha256,
+}
+
+/// The blob's bytes as the decompressor reads them, each hashed on the way.
+struct HashingReader(Arc<Mutex<HashedBlob>>);
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut blob = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = blob.file.read(buf)?;
+        blob.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A layer's uncompressed stream whose end, or failure, is first checked against the
+/// blob's digest (the decompressor owns the blob's reader, hence the shared hash).
+struct CheckedLayer {
+    blob: Arc<Mutex<HashedBlob>>,
+    decoded: Option<Box<dyn Read + Send>>,
+    digest: Digest,
+    layout: PathBuf,
+    /// The digest has been checked (and matched): the stream can end.
+    checked: bool,
+}
+
+impl CheckedLayer {
+    /// Hashes what is left of the blob and compares it with its digest, once.
+    fn check(&mut self) -> io::Result<()> {
+        if self.checked {
+            return Ok(());
+        }
+        let mut blob = self.blob.lock().unwrap_or_else(PoisonError::into_inner);
+        let HashedBlob { file, hasher } = &mut *blob;
+        io::copy(file, hasher).map_err(|source| {
+            into_io(LayoutError::Read {
+                path: self.layout.join(blob_rel(&self.digest)),
+                source,
+            })
         })?;
-        decompressing(BufReader::with_capacity(256 * 1024, file))
+        let hash = std::mem::replace(hasher, Sha256::new());
+        if Digest::from_hasher(hash) != self.digest {
+            return Err(into_io(LayoutError::Corrupt {
+                layout: self.layout.clone(),
+                digest: self.digest.to_string(),
+            }));
+        }
+        self.checked = true;
+        Ok(())
+    }
+}
+
+impl Read for CheckedLayer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(decoded) = self.decoded.as_mut() else {
+            return Ok(0);
+        };
+        match decoded.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                self.check()?;
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            // Read again by the caller, as any reader's.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.check()?;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -511,5 +622,56 @@ mod tests {
             .image(&amd, &Platform::new("linux", "amd64", ""))
             .unwrap_err();
         assert!(matches!(err, LayoutError::Corrupt { .. }), "{err}");
+    }
+
+    /// A layer blob read through `open_layer` to its end: the tar, or the error.
+    fn read_layer(layout: &OciLayout, digest: &str) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let digest = Digest::parse(digest).unwrap();
+        layout.open_layer(&digest)?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    #[test]
+    fn a_layer_is_checked_against_its_digest_as_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let layout = OciLayout::new(root);
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "file", &b"hello"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+
+        let plain = put(root, &tar);
+        assert_eq!(read_layer(&layout, &plain).unwrap(), tar);
+        let gzipped = put(root, &gz);
+        assert_eq!(read_layer(&layout, &gzipped).unwrap(), tar);
+
+        let mismatch = |digest: &str, damage: &dyn Fn(&mut Vec<u8>)| {
+            let path = root.join("blobs/sha256").join(&digest[7..]);
+            let mut bytes = std::fs::read(&path).unwrap();
+            damage(&mut bytes);
+            std::fs::write(&path, bytes).unwrap();
+            let err = read_layer(&layout, digest).unwrap_err();
+            assert!(is_digest_mismatch(&err), "{digest}: {err}");
+            assert!(
+                err.to_string().contains("does not match its digest"),
+                "{err}"
+            );
+        };
+        // The gzip trailer (its CRC and size) damaged: the decompressor fails at the end,
+        // and the mismatch is what is reported.
+        mismatch(&gzipped, &|b| *b.last_mut().unwrap() ^= 1);
+        // Cut short: the decompressor fails in the middle.
+        let cut = put(root, &gz);
+        mismatch(&cut, &|b| b.truncate(b.len() / 2));
+        // The tar's padding changed: the contents read well, the end does not.
+        let padded = put(root, &tar);
+        mismatch(&padded, &|b| *b.last_mut().unwrap() ^= 1);
     }
 }

@@ -1018,6 +1018,114 @@ fn attestations_through_docker_28_are_the_embedded_build_s() {
     attestations_through_match_the_embedded_build(DOCKER28_ADDR, "docker28");
 }
 
+/// The SBOM of an image built through `--addr` on Docker's own image store is made from its
+/// layers imported into the state root's snapshots as a base image's are (keyed by chain
+/// ID): a second build of the same image imports nothing, it finds each layer's snapshot
+/// again (used once more, as `bud du` counts it), and its SBOM is the first's. Nothing is
+/// left in the state root's scratch space.
+#[test]
+fn a_rebuild_through_dockerd_reuses_the_imported_snapshots() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = attested_context(&marker);
+    let ctx = context.path().to_str().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let repository = format!("bud-test/h-sbom-reuse-{marker}");
+    let build = |tag: &str| -> String {
+        let name = format!("{}/{repository}:{tag}", support::OPEN_REGISTRY);
+        let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args([
+                "--addr",
+                "docker://",
+                "--sbom=true",
+                "--provenance=mode=min",
+                "--push",
+                "-t",
+                &name,
+                ctx,
+            ])
+            .env("SOURCE_DATE_EPOCH", "1000000000")
+            .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", support::stderr_of(&out));
+        let tmp = root.path().join("tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+        name
+    };
+    // The image-layer snapshots of the state root: ID → usage count.
+    let image_layers = || -> BTreeMap<String, u64> {
+        let out = support::bud_at(
+            root.path(),
+            &["du", "--verbose", "--filter", "type=image-layer"],
+        );
+        assert!(out.status.success(), "{}", support::stderr_of(&out));
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let value = |line: &str| line.split_whitespace().last().unwrap().to_owned();
+        let mut layers = BTreeMap::new();
+        let mut id = None;
+        for line in listing.lines() {
+            if line.starts_with("ID:") {
+                id = Some(value(line));
+            } else if line.starts_with("Usage count:") {
+                let id = id.take().expect("a usage count after an ID");
+                layers.insert(id, value(line).parse().unwrap());
+            }
+        }
+        layers
+    };
+    let first = build("one");
+    let imported = image_layers();
+    let inspected = support::docker(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", &first]);
+    assert!(
+        inspected.status.success(),
+        "{}",
+        support::stderr_of(&inspected)
+    );
+    let layer_count: usize = String::from_utf8_lossy(&inspected.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        imported.len(),
+        layer_count,
+        "one snapshot per layer: {imported:?}"
+    );
+    assert!(imported.values().all(|&n| n == 1), "{imported:?}");
+
+    let second = build("two");
+    let reused = image_layers();
+    assert_eq!(
+        reused.keys().collect::<Vec<_>>(),
+        imported.keys().collect::<Vec<_>>(),
+        "the second build's snapshots"
+    );
+    assert!(reused.values().all(|&n| n == 2), "{reused:?}");
+
+    let sbom = |tag: &str| {
+        pushed_statements(&repository, tag)["https://spdx.dev/Document"]["predicate"].clone()
+    };
+    let (one, two) = (sbom("one"), sbom("two"));
+    assert_eq!(one, two);
+    let names: Vec<&str> = one["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"six"), "{names:?}");
+    assert!(!names.contains(&"idna"), "{names:?}");
+    untag("docker://", &first);
+    untag("docker://", &second);
+}
+
 /// What bud cannot attach through `--addr` is refused by name before anything is built: a
 /// daemon whose own image exporter would have to make them (dockerd's BuildKit behind a
 /// buildkitd-like socket is taken for one), several platforms, another frontend, and outputs

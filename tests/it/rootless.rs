@@ -444,3 +444,85 @@ fn a_rootless_step_gets_its_cdi_device_bound_from_the_host() {
         "rootless\n"
     );
 }
+
+/// `--sbom` through Docker's BuildKit on its own image store: bud scans the image the daemon
+/// built in its state root, its layers extracted as a base image's are. An ordinary user
+/// with subordinate ids does it in her user namespace (the SBOM lists the image's packages,
+/// the state root holds nothing of root's); one without them is refused with the reason,
+/// before anything is built.
+#[test]
+fn an_sbom_through_docker_s_buildkit_is_made_rootless_or_refused() {
+    if !rootless_ready() || !require_user(PLAIN_USER) || !require_docker() {
+        return;
+    }
+    let marker = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let build = |user: &str| -> (Output, String, tempfile::TempDir) {
+        let context = user_dir(user);
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!(
+                "FROM {BASE_IMAGE}\nRUN mkdir -p /var/lib/dpkg && echo {marker} \\\n \
+                 && printf 'Package: hello\\nStatus: install ok installed\\nVersion: 2.10-3\\n\\n' \
+                 > /var/lib/dpkg/status\n"
+            ),
+        )
+        .unwrap();
+        chown_to(user, context.path());
+        let repository = format!("bud-test/h-sbom-{user}-{marker}");
+        let tag = format!("{OPEN_REGISTRY}/{repository}:1");
+        let root = user_dir(user);
+        let out = bud_as(
+            user,
+            &[
+                "--root",
+                root.path().to_str().unwrap(),
+                "--addr",
+                "docker://",
+                "--sbom=true",
+                "--push",
+                "-t",
+                &tag,
+                context.path().to_str().unwrap(),
+            ],
+        );
+        (out, repository, root)
+    };
+
+    let (out, repository, root) = build(ROOTLESS_USER);
+    ok(&out);
+    let index = registry_json(&format!("{repository}/manifests/1"));
+    let attestation = registry_json(&format!(
+        "{repository}/manifests/{}",
+        index["manifests"][1]["digest"].as_str().unwrap()
+    ));
+    let sbom = registry_json(&format!(
+        "{repository}/blobs/{}",
+        attestation["layers"][0]["digest"].as_str().unwrap()
+    ));
+    let names: Vec<&str> = sbom["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"hello"), "{names:?}");
+    assert_eq!(owned_by(root.path(), 0), Vec::<String>::new());
+    docker(&["rmi", &format!("{OPEN_REGISTRY}/{repository}:1")]);
+
+    let (out, _, _) = build(PLAIN_USER);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--sbom with --addr on Docker's own image store")
+            && stderr.contains("subordinate ids"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&marker), "the build ran: {stderr}");
+}
