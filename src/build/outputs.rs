@@ -147,7 +147,9 @@ impl Export {
 /// The exports of a build; empty means the result stays in the cache only.
 pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     let mut exports = Vec::new();
+    let several = super::dockerfile::target_platforms(opts)?.len() > 1;
     for o in &opts.outputs {
+        check_platform_split(o, several)?;
         exports.push(from_output(o, &opts.tags, &opts.annotations)?);
     }
     if opts.push && !exports.iter().any(|e| matches!(e, Export::Push { .. })) {
@@ -185,6 +187,23 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     }
     check_annotations(opts, &exports)?;
     Ok(exports)
+}
+
+/// `platform-split=` as BuildKit defaults it is what bud writes: a directory per platform
+/// (`linux_amd64/`) for several platforms, the files themselves for one. The other way round
+/// is refused rather than ignored.
+fn check_platform_split(o: &Output, several: bool) -> anyhow::Result<()> {
+    match (o.platform_split(), several) {
+        (Some(false), true) => bail!(
+            "platform-split=false: not supported yet (bud writes each platform of a \
+             multi-platform build into its own directory, linux_amd64/ and so on)"
+        ),
+        (Some(true), false) => bail!(
+            "platform-split=true: not supported yet (a single-platform build is written \
+             without a platform directory)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Every annotation asked for has a place in every export it is given to, before the build

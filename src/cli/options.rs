@@ -293,11 +293,6 @@ pub(super) const UNHONOURED_ATTRS: &[(&str, Option<&str>, &str)] = &[
         None,
         "bud loads into the Docker DOCKER_HOST or the current context names",
     ),
-    (
-        "platform-split",
-        Some("false"),
-        "bud builds one platform, written without a subdirectory",
-    ),
 ];
 
 /// One `-o/--output` value.
@@ -360,6 +355,7 @@ impl Output {
             "store",
             "force-compression",
             "rewrite-timestamp",
+            "platform-split",
         ] {
             if let Some(v) = attrs.get(key) {
                 parse_bool(v).map_err(|_| format!("{key}={v:?}: expected true or false"))?;
@@ -385,6 +381,14 @@ impl Output {
     /// `dest=`: the file, directory or `-` the output is written to.
     pub fn dest(&self) -> Option<&str> {
         self.attrs.get("dest").map(String::as_str)
+    }
+
+    /// `platform-split=`, when given: whether each platform's files go to a directory of
+    /// their own (checked to be a boolean when parsed).
+    pub fn platform_split(&self) -> Option<bool> {
+        self.attrs
+            .get("platform-split")
+            .and_then(|v| parse_bool(v).ok())
     }
 
     /// Whether this output pushes to a registry.

@@ -1469,3 +1469,51 @@ fn a_cache_of_several_platforms_holds_them_all_and_imports_per_platform() {
         "both platforms' steps came from the inline caches\n{log}"
     );
 }
+
+/// `platform-split=` as BuildKit defaults it (a directory per platform for several, the files
+/// themselves for one) is what bud writes; the other way round is refused by name, never
+/// ignored.
+#[test]
+fn platform_split_as_buildkit_defaults_it_is_honoured_and_the_other_way_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("FROM scratch\nCOPY Dockerfile /copied\n");
+    let dir = ctx.path().to_str().unwrap();
+    for (platforms, split, written) in [
+        (
+            "linux/amd64,linux/arm64",
+            "true",
+            Some("linux_arm64/copied"),
+        ),
+        ("linux/amd64,linux/arm64", "false", None),
+        ("linux/amd64", "false", Some("copied")),
+        ("linux/amd64", "true", None),
+    ] {
+        let out_dir = root.path().join(format!("out-{}-{split}", platforms.len()));
+        let dest = format!(
+            "type=local,dest={},platform-split={split}",
+            out_dir.display()
+        );
+        let out = bud_at(root.path(), &["--platform", platforms, "-o", &dest, dir]);
+        match written {
+            Some(file) => {
+                assert!(out.status.success(), "{}", stderr_of(&out));
+                assert!(
+                    out_dir.join(file).is_file(),
+                    "{platforms} {split}: no {file}"
+                );
+            }
+            None => {
+                assert!(
+                    !out.status.success(),
+                    "{platforms} platform-split={split} accepted"
+                );
+                let err = stderr_of(&out);
+                assert!(
+                    err.contains(&format!("platform-split={split}: not supported yet")),
+                    "{err}"
+                );
+                assert!(!out_dir.exists(), "{platforms} {split}: wrote {out_dir:?}");
+            }
+        }
+    }
+}
