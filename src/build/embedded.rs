@@ -111,13 +111,12 @@ pub(super) async fn build(
             return Err(super::failure::step_failure(e, &[&converted.definition]));
         }
     };
-    // A result an imported cache holds stays there when only pushes want it; anything
-    // else reads its files (a cache export, every step's layers).
-    let result = if lazy_push(&result, exports, &cache_specs, &planned, content) {
+    // A result an imported cache holds stays there when only pushes want it (a cache export
+    // takes its blobs as they are); anything else reads its files.
+    let result = if lazy_push(&result, exports, &planned, content) {
         result
     } else {
-        let brought =
-            bring_in_results(&solver, vec![result], !cache_specs.is_empty(), &cancel).await?;
+        let brought = bring_in_results(&solver, vec![result], &cancel).await?;
         brought.into_iter().next().unwrap_or(Ref::Scratch)
     };
 
@@ -268,19 +267,23 @@ pub(super) async fn build(
 }
 
 /// Whether the result, which an imported cache holds and the build has not brought in, can
-/// stay there: only pushes want it, in the compression of the cache's blobs, with no SBOM to
-/// scan its files and no cache export to record its steps' layers.
-fn lazy_push(
+/// stay there: only pushes want it, in the compression of the cache's blobs (another
+/// compression or level needs the layers' tars), with no SBOM to scan its files and no
+/// max-mode provenance to list its steps' snapshots.
+pub(super) fn lazy_push(
     result: &Ref,
     exports: &[Export],
-    cache_specs: &[remotecache::ExportSpec],
     planned: &crate::attest::Attestations,
     content: &crate::content::ContentStore,
 ) -> bool {
     let Ref::Lazy(lazy) = result else {
         return false;
     };
-    if lazy.brought().is_some() || !cache_specs.is_empty() || planned.sbom.is_some() {
+    let max_provenance = planned
+        .provenance
+        .as_ref()
+        .is_some_and(|p| p.mode == crate::attest::ProvenanceMode::Max);
+    if lazy.brought().is_some() || planned.sbom.is_some() || max_provenance {
         return false;
     }
     let layers = lazy.imported().layers();
@@ -303,22 +306,13 @@ fn lazy_push(
         })
 }
 
-/// `results` with what an imported cache holds brought in (and, for a cache export, every
-/// step's result the build used).
+/// `results` with what an imported cache holds brought in.
 pub(super) async fn bring_in_results(
     solver: &Arc<Solver>,
     results: Vec<Ref>,
-    journal: bool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<Ref>> {
     let bringing = async {
-        // Inputs before their users, as the solver met them.
-        if journal {
-            solver
-                .bring_in_journal()
-                .await
-                .context("bringing in the results of --cache-from")?;
-        }
         let mut brought = Vec::with_capacity(results.len());
         for r in &results {
             brought.push(
@@ -550,20 +544,10 @@ pub(super) async fn export_caches(
     {
         let vertex = format!("bud-cache-export-{i}");
         env.progress.started(&vertex, spec.step_name());
-        let cache_mounts = if spec.cache_mounts {
-            solver.cache_mounts_used()
-        } else {
-            Vec::new()
-        };
-        let exported = remotecache::export_one(
-            spec,
-            solver.journal(),
-            cache_mounts,
-            results.to_vec(),
-            solver.snapshots().clone(),
-            &env.content,
-            &env.registry,
-        )
+        let exported = async {
+            bring_in_for_cache(spec, solver, results, &env.content).await?;
+            export_cache(spec, solver, results, env).await
+        }
         .await;
         match exported {
             Ok(()) => env.progress.completed(&vertex, None),
@@ -584,4 +568,52 @@ pub(super) async fn export_caches(
         }
     }
     Ok(())
+}
+
+/// Brings in the results of `--cache-from` that `spec` cannot record as the blobs they are
+/// (another compression or level than theirs, a layer without a diff ID); the others stay in
+/// their cache, whose blobs the export mounts or copies, as BuildKit's lazy refs.
+async fn bring_in_for_cache(
+    spec: &remotecache::ExportSpec,
+    solver: &Solver,
+    results: &[Ref],
+    content: &crate::content::ContentStore,
+) -> anyhow::Result<()> {
+    let outputs = solver.journal().into_iter().flat_map(|v| v.outputs);
+    for r in results.iter().cloned().chain(outputs) {
+        if let Ref::Lazy(lazy) = &r
+            && lazy.brought().is_none()
+            && !remotecache::export::keeps_lazy(lazy, spec.shape.compression, content)
+        {
+            solver
+                .bring_in(&r)
+                .await
+                .context("bringing in a result of --cache-from")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the cache `spec` asks for of `results` and the steps the solver journalled.
+async fn export_cache(
+    spec: &remotecache::ExportSpec,
+    solver: &Solver,
+    results: &[Ref],
+    env: &BuildEnv,
+) -> anyhow::Result<()> {
+    let cache_mounts = if spec.cache_mounts {
+        solver.cache_mounts_used()
+    } else {
+        Vec::new()
+    };
+    remotecache::export_one(
+        spec,
+        solver.journal(),
+        cache_mounts,
+        results.to_vec(),
+        solver.snapshots().clone(),
+        &env.content,
+        &env.registry,
+    )
+    .await
 }

@@ -238,7 +238,7 @@ pub fn lazy_image(
 
 /// The diff ID of a layer that changes nothing, as bud tars an empty directory: such a
 /// layer is left out of the image, as `plan_image` leaves out an empty snapshot.
-fn empty_layer_diff_id(snapshots: &Snapshots) -> anyhow::Result<Digest> {
+pub(crate) fn empty_layer_diff_id(snapshots: &Snapshots) -> anyhow::Result<Digest> {
     let ws = snapshots.workspace()?;
     let dir = ws.subdir("empty")?;
     let stats = crate::snapshot::diff::write_layer(&dir, std::io::sink())

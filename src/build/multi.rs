@@ -103,11 +103,21 @@ pub(super) async fn build(
             let definitions: Vec<&_> = definitions.iter().collect();
             super::failure::step_failure(e, &definitions)
         })?;
-    // Results an imported cache holds are brought in: the multi-platform exports read
-    // every platform's files.
-    let results =
-        super::embedded::bring_in_results(&solver, results, !cache_specs.is_empty(), &cancel)
-            .await?;
+    // A result an imported cache holds stays there when only pushes want it, as in a build
+    // for one platform; the other exports read every platform's files.
+    let mut settled = Vec::with_capacity(results.len());
+    for result in results {
+        settled.push(
+            if super::embedded::lazy_push(&result, exports, &planned, content) {
+                result
+            } else {
+                let brought =
+                    super::embedded::bring_in_results(&solver, vec![result], &cancel).await?;
+                brought.into_iter().next().unwrap_or(Ref::Scratch)
+            },
+        );
+    }
+    let results = settled;
 
     // One invocation for every platform's provenance, as BuildKit records it.
     let provenance = super::attestations::Provenance {
@@ -360,6 +370,7 @@ pub(super) async fn export_index(
             for (b, own) in images.iter().zip(&annotations.images) {
                 let mut push = push.clone();
                 push.manifest_annotations = own.manifest.clone();
+                push.lazy_layers = b.image.lazy_layers.clone();
                 let pushed = registry::push(&b.image.image, &b.image.layers, names, push.clone())
                     .await
                     .with_context(|| format!("pushing the {} image", b.platform))?;
@@ -479,7 +490,9 @@ fn write_layout(
 }
 
 /// A platform's image with every layer tarred into the content store, the build's own
-/// layers with their mtimes clamped to `clamp` when given (`rewrite-timestamp`).
+/// layers with their mtimes clamped to `clamp` when given (`rewrite-timestamp`); of a
+/// result left in the cache it came from (`embedded::lazy_push`), with the layers the
+/// store lacks left there for the push to mount or copy.
 async fn store_image(
     solver: &Arc<Solver>,
     env: &BuildEnv,
@@ -490,6 +503,12 @@ async fn store_image(
     let content = env.content.clone();
     let (result, image) = (b.result.clone(), b.image.clone());
     tokio::task::spawn_blocking(move || {
+        if let Ref::Lazy(lazy) = &result {
+            return match export::lazy_image(&snapshots, lazy, image)? {
+                Some(built) => Ok(built),
+                None => bail!(crate::solver::SolveError::NotBroughtIn),
+            };
+        }
         export::plan_image(&snapshots, &result, image)?.into_built(&snapshots, &content, clamp)
     })
     .await

@@ -1,8 +1,8 @@
-//! Blobs a push may find elsewhere than in the content store: the layers of a `--cache-from`
-//! result the build never brought in. A push mounts one from the cache's repository when
-//! that is on the same registry (the cache's repository is recorded as a source of the
-//! blob), else copies it from the cache (downloaded once, verified against its digest),
-//! never unpacking it.
+//! Blobs a push (of an image or a cache) may find elsewhere than in the content store: the
+//! layers of a `--cache-from` result the build never brought in. A push mounts one from the
+//! cache's repository when that is on the same registry (the cache's repository is recorded
+//! as a source of the blob), else copies it from the cache (downloaded once, verified
+//! against its digest), never unpacking it.
 
 use std::sync::Arc;
 

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
 use crate::build::export::layer_tar;
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
 use crate::registry::manifest::{self, Descriptor, Index, Manifest};
 use crate::registry::metadata::Metadata;
-use crate::registry::{Compression, LayerCompression};
+use crate::registry::{Compression, LayerCompression, LazyLayers};
+use crate::solver::lazy::{ImportedLayer, LazyRef};
 use crate::solver::{Ref, Snapshots, SolvedVertex};
 
 use super::config::{
@@ -62,6 +63,86 @@ pub struct CacheManifest {
     pub config: Descriptor,
     /// The layer (and cache mount) blobs.
     pub layers: Vec<Descriptor>,
+    /// The layer blobs left in the `--cache-from` they came from (results the build never
+    /// brought in), by diff ID: a push mounts or copies them from there, a local cache
+    /// copies them, never unpacking them.
+    pub lazy_layers: LazyLayers,
+}
+
+/// A record's result: a chain of snapshots, or the layers of an imported cache's result the
+/// build has not brought in (their blobs are the cache's).
+enum ResultChain {
+    Snapshot(SnapshotRecord),
+    Lazy(LazyRef),
+}
+
+/// `r`, or what it became once brought in.
+pub(super) fn settled(r: &Ref) -> Ref {
+    match r {
+        Ref::Lazy(lazy) => lazy.brought().unwrap_or_else(|| r.clone()),
+        other => other.clone(),
+    }
+}
+
+/// Names the layers of `r`'s chain, bottom first, so that a chain of snapshots and a result
+/// left in the cache it came from name a layer alike when they hold the same tars: by the
+/// chain ID of the diff IDs up to it while all are known, else by snapshot id or blob.
+pub(super) fn layer_names(snapshots: &Snapshots, r: &Ref) -> anyhow::Result<Vec<String>> {
+    let layers: Vec<(Option<String>, String)> = match settled(r) {
+        Ref::Snapshot(rec) => snapshots
+            .chain_bottom_up(&rec.id)?
+            .into_iter()
+            .map(|l| (l.diff_id, format!("snapshot:{}", l.id)))
+            .collect(),
+        Ref::Lazy(lazy) => {
+            let layers = lazy.imported().layers();
+            layers
+                .iter()
+                .map(|l| l.diff_id.as_ref().map(Digest::to_string))
+                .zip(lazy_chain_ids(layers))
+                .collect()
+        }
+        Ref::Scratch | Ref::Context(_) => Vec::new(),
+    };
+    let mut names = Vec::with_capacity(layers.len());
+    let mut chain = Some(String::new());
+    for (diff_id, own) in layers {
+        chain = chain
+            .zip(diff_id)
+            .map(|(below, d)| Digest::of(format!("{below} {d}").as_bytes()).to_string());
+        names.push(match &chain {
+            Some(chain) => format!("layers:{chain}"),
+            None => own,
+        });
+    }
+    Ok(names)
+}
+
+/// Names each layer of a chain of imported layers by the blobs under and at it, bottom
+/// first: two results share a layer when they share these.
+fn lazy_chain_ids(layers: &[ImportedLayer]) -> Vec<String> {
+    let mut ids = Vec::with_capacity(layers.len());
+    let mut below = String::new();
+    for layer in layers {
+        below = Digest::of(format!("{below} {}", layer.blob.desc.digest).as_bytes()).to_string();
+        ids.push(format!("cache:{below}"));
+    }
+    ids
+}
+
+/// Whether a cache export compressed as `asked` can record `lazy` without bringing it in:
+/// each layer's diff ID is known, and its blob is in that compression (a level asked is
+/// another blob) or its tar is in `content` to be compressed.
+pub fn keeps_lazy(lazy: &LazyRef, asked: LayerCompression, content: &ContentStore) -> bool {
+    lazy.imported().layers().iter().all(|l| match &l.diff_id {
+        Some(diff_id) => reuses_blob(l, asked) || content.exists(diff_id),
+        None => false,
+    })
+}
+
+/// Whether the cache's blob of `layer` is the one a cache compressed as `asked` records.
+fn reuses_blob(layer: &ImportedLayer, asked: LayerCompression) -> bool {
+    asked.level.is_none() && layer.blob.compression() == Some(asked.kind)
 }
 
 /// Builds the cache config of a build and compresses the layers it names into the content
@@ -78,26 +159,25 @@ pub fn collect(
     content: &ContentStore,
     cache_mounts: &[(String, std::path::PathBuf)],
 ) -> anyhow::Result<CacheManifest> {
+    // The layers of the results, named alike whether brought in or left in their cache.
     let mut final_chain: HashSet<String> = HashSet::new();
     for result in results {
-        if let Ref::Snapshot(rec) = result {
-            final_chain.extend(
-                snapshots
-                    .chain_bottom_up(&rec.id)?
-                    .into_iter()
-                    .map(|r| r.id),
-            );
-        }
+        final_chain.extend(layer_names(snapshots, result)?);
     }
     // The records that carry a result, then every record they link to.
-    let mut with_result: HashMap<(String, usize), SnapshotRecord> = HashMap::new();
+    let mut with_result: HashMap<(String, usize), ResultChain> = HashMap::new();
     for v in journal.iter().filter(|v| !v.source) {
         for (i, out) in v.outputs.iter().enumerate() {
-            if let Ref::Snapshot(rec) = out
-                && (mode == Mode::Max || final_chain.contains(&rec.id))
-            {
-                with_result.insert((v.key.clone(), i), (**rec).clone());
-            }
+            let wanted = mode == Mode::Max
+                || layer_names(snapshots, out)?
+                    .last()
+                    .is_some_and(|top| final_chain.contains(top));
+            let chain = match settled(out) {
+                Ref::Snapshot(rec) if wanted => ResultChain::Snapshot((*rec).clone()),
+                Ref::Lazy(lazy) if wanted => ResultChain::Lazy(lazy),
+                _ => continue,
+            };
+            with_result.insert((v.key.clone(), i), chain);
         }
     }
     let by_key: HashMap<&str, &SolvedVertex> =
@@ -144,8 +224,11 @@ pub fn collect(
                 },
                 ..Default::default()
             };
-            if let Some(snapshot) = with_result.get(&out) {
-                let (top, created) = layers.chain_of(snapshot)?;
+            if let Some(chain) = with_result.get(&out) {
+                let (top, created) = match chain {
+                    ResultChain::Snapshot(snapshot) => layers.chain_of(snapshot)?,
+                    ResultChain::Lazy(lazy) => layers.lazy_chain_of(lazy)?,
+                };
                 record.results.push(CacheResult {
                     layer_index: top,
                     created_at: created,
@@ -155,7 +238,7 @@ pub fn collect(
             records.push(record);
         }
     }
-    let (config_layers, mut descriptors) = layers.finish();
+    let (config_layers, mut descriptors, lazy_layers) = layers.finish();
     for (name, dir) in cache_mounts {
         descriptors.push(cache_mount_blob(name, dir, content, shape.compression)?);
     }
@@ -205,6 +288,7 @@ pub fn collect(
         digest,
         config: config_desc,
         layers: descriptors,
+        lazy_layers,
     })
 }
 
@@ -215,8 +299,12 @@ struct Layers<'a> {
     shape: Shape,
     config: Vec<CacheLayer>,
     descriptors: Vec<Descriptor>,
-    /// Snapshot id → its index in `config`.
+    /// Snapshot id (or a lazy layer's name, `lazy_chain_ids`) → its index in `config`.
     by_snapshot: HashMap<String, i64>,
+    /// (blob, parent index) → its index in `config`: a layer that two chains share (a base
+    /// image's, under a step brought in and one left in the cache) is listed once.
+    by_blob: HashMap<(String, i64), i64>,
+    lazy_layers: LazyLayers,
 }
 
 impl<'a> Layers<'a> {
@@ -228,7 +316,54 @@ impl<'a> Layers<'a> {
             config: Vec::new(),
             descriptors: Vec::new(),
             by_snapshot: HashMap::new(),
+            by_blob: HashMap::new(),
+            lazy_layers: Vec::new(),
         }
+    }
+
+    /// As `chain_of`, for a result left in the cache it came from: its layers keep their
+    /// blobs (`keeps_lazy` said they can), recorded as sources to mount or copy from.
+    fn lazy_chain_of(&mut self, lazy: &LazyRef) -> anyhow::Result<(i64, String)> {
+        let imported = lazy.imported();
+        imported.remember_blobs(self.content);
+        let layers = imported.layers();
+        let mut parent = -1;
+        for (layer, id) in layers.iter().zip(lazy_chain_ids(layers)) {
+            parent = match self.by_snapshot.get(&id) {
+                Some(&i) => i,
+                None => {
+                    let index = self.add_lazy(layer, parent)?;
+                    self.by_snapshot.insert(id, index);
+                    index
+                }
+            };
+        }
+        let created = layers
+            .last()
+            .map_or_else(crate::cache::meta::now, |l| l.created);
+        Ok((parent, crate::timefmt::rfc3339(created, 0)))
+    }
+
+    fn add_lazy(&mut self, layer: &ImportedLayer, parent: i64) -> anyhow::Result<i64> {
+        let Some(diff_id) = layer.diff_id.clone() else {
+            bail!(
+                "internal error: the cache blob {} has no diff ID and was not brought in",
+                layer.blob.desc.digest
+            );
+        };
+        let asked = self.shape.compression;
+        let (blob, compression, size) = if reuses_blob(layer, asked) {
+            let blob = Digest::parse(&layer.blob.desc.digest)?;
+            if !self.content.exists(&blob) {
+                self.lazy_layers.push((diff_id.clone(), layer.blob.clone()));
+            }
+            (blob, asked.kind, layer.blob.desc.size)
+        } else {
+            let blob = compressed(self.content, &diff_id, asked)?;
+            let size = self.content.size(&blob)?;
+            (blob, asked.kind, size)
+        };
+        Ok(self.push_layer(blob, compression, size, diff_id, layer.created, parent))
     }
 
     /// The index of the top layer of `snapshot`'s chain (adding what is missing) and the
@@ -257,25 +392,49 @@ impl<'a> Layers<'a> {
             None => (compressed(self.content, &diff_id, asked)?, asked.kind),
         };
         let size = self.content.size(&blob)?;
-        let created_at = crate::timefmt::rfc3339(rec.created, 0);
+        let index = self.push_layer(blob, compression, size, diff_id, rec.created, parent);
+        self.by_snapshot.insert(rec.id.clone(), index);
+        Ok(index)
+    }
+
+    /// Lists a layer blob (once) and its layer above `parent` (once per parent).
+    fn push_layer(
+        &mut self,
+        blob: Digest,
+        compression: Compression,
+        size: u64,
+        diff_id: Digest,
+        created: i64,
+        parent: i64,
+    ) -> i64 {
+        if let Some(&index) = self.by_blob.get(&(blob.to_string(), parent)) {
+            return index;
+        }
+        let created_at = crate::timefmt::rfc3339(created, 0);
         // Docker's schema has no zstd layer type: BuildKit writes those with OCI's.
         let media_type = match compression.docker_media_type() {
             Some(docker) if !self.shape.oci => docker,
             _ => compression.oci_media_type(),
         }
         .to_string();
-        let annotations = BTreeMap::from([
-            (ANNOTATION_UNCOMPRESSED.to_string(), diff_id.to_string()),
-            (ANNOTATION_CREATED_AT.to_string(), created_at.clone()),
-        ]);
-        self.descriptors.push(Descriptor {
-            media_type: media_type.clone(),
-            digest: blob.to_string(),
-            size,
-            urls: Vec::new(),
-            annotations,
-            platform: None,
-        });
+        if !self
+            .descriptors
+            .iter()
+            .any(|d| d.digest == blob.to_string())
+        {
+            let annotations = BTreeMap::from([
+                (ANNOTATION_UNCOMPRESSED.to_string(), diff_id.to_string()),
+                (ANNOTATION_CREATED_AT.to_string(), created_at.clone()),
+            ]);
+            self.descriptors.push(Descriptor {
+                media_type: media_type.clone(),
+                digest: blob.to_string(),
+                size,
+                urls: Vec::new(),
+                annotations,
+                platform: None,
+            });
+        }
         self.config.push(CacheLayer {
             blob: blob.to_string(),
             parent_index: parent,
@@ -287,12 +446,12 @@ impl<'a> Layers<'a> {
             }),
         });
         let index = self.config.len() as i64 - 1;
-        self.by_snapshot.insert(rec.id.clone(), index);
-        Ok(index)
+        self.by_blob.insert((blob.to_string(), parent), index);
+        index
     }
 
-    fn finish(self) -> (Vec<CacheLayer>, Vec<Descriptor>) {
-        (self.config, self.descriptors)
+    fn finish(self) -> (Vec<CacheLayer>, Vec<Descriptor>, LazyLayers) {
+        (self.config, self.descriptors, self.lazy_layers)
     }
 }
 

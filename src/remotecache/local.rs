@@ -248,6 +248,7 @@ mod tests {
                 platform: None,
             },
             layers: Vec::new(),
+            lazy_layers: Vec::new(),
         }
     }
 

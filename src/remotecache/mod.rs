@@ -478,6 +478,21 @@ pub async fn export_one(
     };
     match &spec.location {
         Location::Local { dir, tag, .. } => {
+            // Blobs of results left in their cache are copied from there, once, verified.
+            for (_, blob) in &collected.lazy_layers {
+                if !content.exists(&Digest::parse(&blob.desc.digest)?) {
+                    blob.source
+                        .fetch(&blob.desc, content)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "copying blob {} from {}",
+                                blob.desc.digest,
+                                blob.source.describe()
+                            )
+                        })?;
+                }
+            }
             let layout = local::Layout { dir: dir.clone() };
             let (content, tag) = (content.clone(), tag.clone());
             tokio::task::spawn_blocking(move || layout.write(&collected, &content, &tag))

@@ -66,6 +66,8 @@ impl Repository {
     pub async fn push(&self, cache: &CacheManifest, content: &ContentStore) -> anyhow::Result<()> {
         let mut opts = PushOptions::new(content.clone());
         opts.registry = self.config.clone();
+        // Mounted from the cache they came from, or copied from there.
+        opts.lazy_layers = cache.lazy_layers.clone();
         let blobs: Vec<Descriptor> = cache
             .layers
             .iter()

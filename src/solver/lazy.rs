@@ -1,7 +1,7 @@
 //! Results an imported cache (`--cache-from`) holds and the build has not brought in yet, as
 //! BuildKit's lazy refs: a hit costs nothing until something needs the files (a step that
-//! runs on the result, an output that needs its content). A push needs only the blobs,
-//! which it mounts or copies from the cache without unpacking them.
+//! runs on the result, an output that needs its content). A push, and a cache export, need
+//! only the blobs, which they mount or copy from the cache without unpacking them.
 //!
 //! A result that cannot be brought in when needed (a blob missing or corrupt) is made by
 //! running its step after all, with a warning saying which and why.

@@ -817,21 +817,6 @@ impl Solver {
         }
     }
 
-    /// Brings in every imported result the build used, for what needs them all (a cache
-    /// export, which records the layers of every step).
-    pub async fn bring_in_journal(&self) -> Result<(), SolveError> {
-        let journal = self.journal();
-        let mut brought = Vec::with_capacity(journal.len());
-        for mut solved in journal {
-            for output in &mut solved.outputs {
-                *output = self.bring_in(output).await?;
-            }
-            brought.push(solved);
-        }
-        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = brought;
-        Ok(())
-    }
-
     /// Commits a step's result; a step that ran because the cache was to be ignored
     /// replaces what its key recorded, marked so that hits on it key their dependents as
     /// this build's do (`key::after_rerun`).

@@ -1529,6 +1529,16 @@ fn build_from_lazy_cache(
     args: &[&str],
 ) -> (String, Vec<String>) {
     let root = tempfile::tempdir().unwrap();
+    build_from_lazy_cache_at(root.path(), proxy, cache, args)
+}
+
+/// `build_from_lazy_cache` on the state root `root`, which the caller keeps to look into.
+fn build_from_lazy_cache_at(
+    root: &std::path::Path,
+    proxy: &support::registry_proxy::RegistryProxy,
+    cache: &LazyCache,
+    args: &[&str],
+) -> (String, Vec<String>) {
     let context = testdata("cache-lazy");
     let mut all = vec![
         "build",
@@ -1542,7 +1552,7 @@ fn build_from_lazy_cache(
     all.extend_from_slice(args);
     all.push(context.to_str().unwrap());
     proxy.clear();
-    let out = bud_at(root.path(), &all);
+    let out = bud_at(root, &all);
     let text = stderr_of(&out);
     assert!(out.status.success(), "{text}");
     let mut fetched: Vec<String> = proxy
@@ -1712,5 +1722,392 @@ fn a_push_to_another_registry_copies_the_cache_s_blobs_once() {
     assert_eq!(
         String::from_utf8_lossy(&pushed),
         String::from_utf8_lossy(&cache.manifest)
+    );
+}
+
+/// The layers of imported caches a build on `root` unpacked (brought in), as `bud du
+/// --verbose` describes them.
+fn unpacked_cache_layers(root: &std::path::Path) -> Vec<String> {
+    let out = bud_at(root, &["du", "--verbose"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("cache layer sha256:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The blob digests of the layers of the cache manifest at `repository`'s tag `c`, sorted,
+/// each once.
+fn cache_manifest_layers(repository: &str) -> Vec<String> {
+    let cache = registry_json(&format!("{repository}/manifests/c"));
+    let mut layers: Vec<String> = cache["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    layers.sort();
+    layers.dedup();
+    layers
+}
+
+/// A build importing the cache `cache_ref` on an empty state root: every step CACHED, and
+/// pushed to `target`, the image the cache was first made with.
+fn assert_imports_as_the_first_build(cache_ref: &str, cache: &LazyCache, target: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-lazy");
+    let from = format!("type=registry,ref={cache_ref}");
+    let pushed_name = format!("{OPEN_REGISTRY}/{target}:latest");
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--provenance=false",
+            "--cache-from",
+            &from,
+            "--push",
+            "-t",
+            &pushed_name,
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    let pushed = registry_get(&format!("{target}/manifests/latest"));
+    assert_eq!(
+        String::from_utf8_lossy(&pushed),
+        String::from_utf8_lossy(&cache.manifest)
+    );
+}
+
+/// A fully cached build that pushes its image and exports its registry cache (mode=max)
+/// to the registry its `--cache-from` is on downloads no layer and unpacks none, as
+/// BuildKit's lazy refs: the cache's blobs are mounted into both repositories. The cache it
+/// wrote records the same blobs, and a third build from it is all CACHED, the same image.
+#[test]
+fn a_registry_cache_export_of_a_lazily_cached_build_downloads_no_layer() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "cache-to");
+    let base = unique("cache-to");
+    let new_cache = format!("{base}/cache");
+    let target = format!("{base}/image");
+    let root = tempfile::tempdir().unwrap();
+    let (text, fetched) = build_from_lazy_cache_at(
+        root.path(),
+        &proxy,
+        &cache,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={}/{new_cache}:c,mode=max", proxy.addr()),
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+        ],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    assert_eq!(fetched, Vec::<String>::new(), "layers downloaded:\n{text}");
+    assert_eq!(unpacked_cache_layers(root.path()), Vec::<String>::new());
+    let uploads: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| r.replace("%3A", ":"))
+        .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
+        .collect();
+    // All but the base image's layer, which the image push compresses from the tar bud
+    // has of it (the first build did too) rather than download it.
+    for blob in cache
+        .cache_layers
+        .iter()
+        .filter(|b| **b != cache.image_layers[0])
+    {
+        assert!(
+            !uploads
+                .iter()
+                .any(|r| r.contains(&format!("digest={blob}"))),
+            "{blob} uploaded, not mounted: {uploads:#?}"
+        );
+    }
+    assert_eq!(
+        cache_manifest_layers(&new_cache),
+        cache_manifest_layers(&cache.cache_repository)
+    );
+    assert_imports_as_the_first_build(
+        &format!("{OPEN_REGISTRY}/{new_cache}:c"),
+        &cache,
+        &format!("{}/third", unique("cache-to")),
+    );
+}
+
+/// The same to another registry (which cannot mount from the cache's): each blob the image
+/// and the cache need is downloaded once, verified, and uploaded, never unpacked.
+#[test]
+fn a_registry_cache_export_to_another_registry_copies_each_blob_once() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "cache-to-other");
+    // The same storage under another address: to bud, another registry.
+    let other = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let base = unique("cache-to-other");
+    let new_cache = format!("{base}/cache");
+    let root = tempfile::tempdir().unwrap();
+    let (text, _) = build_from_lazy_cache_at(
+        root.path(),
+        &proxy,
+        &cache,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={}/{new_cache}:c,mode=max", other.addr()),
+            "--push",
+            "-t",
+            &format!("{}/{base}/image:latest", other.addr()),
+        ],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    assert_eq!(unpacked_cache_layers(root.path()), Vec::<String>::new());
+    let fetched = proxy.blob_gets(&cache.cache_repository);
+    for blob in &cache.cache_layers {
+        let count = fetched.iter().filter(|b| *b == blob).count();
+        // The base image's layer is compressed from the tar bud has of it, the same blob.
+        let expected = if *blob == cache.image_layers[0] {
+            0..=1
+        } else {
+            1..=1
+        };
+        assert!(
+            expected.contains(&count),
+            "{blob} fetched {count} times: {fetched:?}\n{text}"
+        );
+    }
+    assert_eq!(
+        cache_manifest_layers(&new_cache),
+        cache_manifest_layers(&cache.cache_repository)
+    );
+    assert_imports_as_the_first_build(
+        &format!("{OPEN_REGISTRY}/{new_cache}:c"),
+        &cache,
+        &format!("{}/third", unique("cache-to-other")),
+    );
+}
+
+/// `--cache-to type=inline` of a fully cached build needs no layer's content: the records
+/// name the image's layers by index, which the image already has. The pushed image is the
+/// one a build that brings every layer in makes (inline records included), and a third
+/// build importing it takes the image's steps from it.
+#[test]
+fn an_inline_cache_of_a_lazily_cached_build_downloads_no_layer() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "inline");
+    let target = format!("{}/inline", unique("inline"));
+    let root = tempfile::tempdir().unwrap();
+    let ids = tempfile::tempdir().unwrap();
+    let (lazy_id, brought_id) = (ids.path().join("lazy"), ids.path().join("brought"));
+    let (text, fetched) = build_from_lazy_cache_at(
+        root.path(),
+        &proxy,
+        &cache,
+        &[
+            "--cache-to",
+            "type=inline",
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+            "--iidfile",
+            lazy_id.to_str().unwrap(),
+        ],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    assert_eq!(fetched, Vec::<String>::new(), "layers downloaded:\n{text}");
+    assert_eq!(unpacked_cache_layers(root.path()), Vec::<String>::new());
+    // An OCI archive needs the files: every layer brought in, the records made from the
+    // snapshots.
+    build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &[
+            "--cache-to",
+            "type=inline",
+            "-o",
+            "type=oci,dest=/dev/null",
+            "--iidfile",
+            brought_id.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lazy_id).unwrap(),
+        std::fs::read_to_string(&brought_id).unwrap()
+    );
+    let config = registry_json(&format!("{target}/manifests/latest"))["config"]["digest"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap();
+    let config = registry_json(&format!("{target}/blobs/{config}"));
+    assert!(
+        config["moby.buildkit.cache.v0"].is_string(),
+        "no inline cache: {config}"
+    );
+    let third = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(
+        third.path(),
+        "cache-lazy",
+        &["--cache-from", &format!("{OPEN_REGISTRY}/{target}:latest")],
+    );
+    for (name, cached) in steps(&text) {
+        // Inline caches are min mode: the `build` stage's step is not in the image.
+        assert_eq!(cached, !name.starts_with("[build "), "{name}\n{text}");
+    }
+}
+
+/// `--cache-to type=local` of a fully cached build: the blobs copied into the layout (each
+/// downloaded once, verified), none unpacked; the layout is importable.
+#[test]
+fn a_local_cache_export_of_a_lazily_cached_build_copies_blobs_without_unpacking() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "local");
+    let root = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let (text, _) = build_from_lazy_cache_at(
+        root.path(),
+        &proxy,
+        &cache,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", dest.path().display()),
+            "--push",
+            "-t",
+            &format!("{}/{}/image:latest", proxy.addr(), unique("local")),
+        ],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+    assert_eq!(unpacked_cache_layers(root.path()), Vec::<String>::new());
+    let fetched = proxy.blob_gets(&cache.cache_repository);
+    for blob in &cache.cache_layers {
+        let count = fetched.iter().filter(|b| *b == blob).count();
+        // The base image's layer: the push compressed it from bud's tar, the same blob.
+        let expected = if *blob == cache.image_layers[0] {
+            0..=1
+        } else {
+            1..=1
+        };
+        assert!(
+            expected.contains(&count),
+            "{blob} fetched {count} times: {fetched:?}\n{text}"
+        );
+    }
+    let mut written: Vec<String> = cache_layers(dest.path(), "latest")
+        .into_iter()
+        .map(|(digest, _, _)| digest)
+        .collect();
+    written.sort();
+    written.dedup();
+    assert_eq!(written, cache_manifest_layers(&cache.cache_repository));
+    let third = tempfile::tempdir().unwrap();
+    let (_, text) = build_case(
+        third.path(),
+        "cache-lazy",
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", dest.path().display()),
+        ],
+    );
+    assert!(steps(&text).iter().all(|(_, cached)| *cached), "{text}");
+}
+
+/// A build for two platforms whose every step hits a registry cache keeps the hits in the
+/// cache, as a build for one does: its index pushed to the cache's registry and its own
+/// cache exported there download no layer and unpack none, and the index is the one the
+/// cache was made with.
+#[test]
+fn a_two_platform_build_cached_to_its_last_step_pushes_without_downloading_layers() {
+    if !(build_ready()
+        && require_registry()
+        && require(
+            "QEMU for aarch64 in binfmt_misc",
+            std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+        ))
+    {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let base = unique("platforms");
+    let cache_repository = format!("{base}/cache");
+    let cache_ref = format!("{}/{cache_repository}:c", proxy.addr());
+    let context = testdata("cache-lazy-platforms");
+    let build = |root: &std::path::Path, args: &[&str]| {
+        let mut all = vec![
+            "build",
+            "--progress",
+            "plain",
+            "--provenance=false",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ];
+        all.extend_from_slice(args);
+        all.push(context.to_str().unwrap());
+        let out = bud_at(root, &all);
+        let text = stderr_of(&out);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = tempfile::tempdir().unwrap();
+    build(
+        first.path(),
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref},mode=max"),
+            "--push",
+            "-t",
+            &format!("{}/{base}/first:latest", proxy.addr()),
+        ],
+    );
+    let cache_layers = cache_manifest_layers(&cache_repository);
+    let root = tempfile::tempdir().unwrap();
+    proxy.clear();
+    let text = build(
+        root.path(),
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache_ref}"),
+            "--cache-to",
+            &format!(
+                "type=registry,ref={}/{base}/again-cache:c,mode=max",
+                proxy.addr()
+            ),
+            "--push",
+            "-t",
+            &format!("{}/{base}/again:latest", proxy.addr()),
+        ],
+    );
+    let steps = steps(&text);
+    assert!(steps.len() >= 8, "{steps:?}\n{text}");
+    assert!(steps.iter().all(|(_, cached)| *cached), "{text}");
+    let fetched: Vec<String> = proxy
+        .blob_gets(&cache_repository)
+        .into_iter()
+        .filter(|blob| cache_layers.contains(blob))
+        .collect();
+    assert_eq!(fetched, Vec::<String>::new(), "layers downloaded:\n{text}");
+    assert_eq!(unpacked_cache_layers(root.path()), Vec::<String>::new());
+    assert_eq!(
+        String::from_utf8_lossy(&registry_get(&format!("{base}/again/manifests/latest"))),
+        String::from_utf8_lossy(&registry_get(&format!("{base}/first/manifests/latest")))
+    );
+    assert_eq!(
+        cache_manifest_layers(&format!("{base}/again-cache")),
+        cache_layers
     );
 }
