@@ -113,14 +113,15 @@ pub enum RegistryError {
         expired: crate::timeouts::Expired,
     },
     /// A blob's body broke off mid-transfer; retried as dockerd retries a download.
-    #[error("{reference}: blob {digest}: download failed: {message}")]
+    #[error("{reference}: blob {digest}: download failed")]
     DownloadFailed {
         /// The image as named.
         reference: String,
         /// The blob's digest.
         digest: String,
-        /// The transport's causes, joined.
-        message: String,
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The Docker config's credential store or helper failed (not: had no credentials,
     /// which means anonymous access).
@@ -184,15 +185,16 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
-    /// A pulled blob could not be stored.
-    #[error("{reference}: blob {digest}: {message}")]
+    /// A pulled blob could not be written to the content store.
+    #[error("{reference}: blob {digest}: writing to the content store")]
     Blob {
         /// The image as named.
         reference: String,
         /// The blob's digest.
         digest: String,
-        /// What went wrong.
-        message: String,
+        /// The write's error.
+        #[source]
+        source: std::io::Error,
     },
     /// A digest in a manifest or config that is not `algorithm:hex`.
     #[error(transparent)]

@@ -341,7 +341,7 @@ async fn download(
                 failure = Some(RegistryError::DownloadFailed {
                     reference: name.clone(),
                     digest: desc.digest.clone(),
-                    message: crate::error_chain::error_chain(&e),
+                    source: Box::new(e),
                 });
                 break;
             }
@@ -351,16 +351,15 @@ async fn download(
     let (writer, written) = write_task
         .await
         .map_err(|e| RegistryError::Task(e.to_string()))?;
-    let blob_error = |message: String| RegistryError::Blob {
-        reference: name.clone(),
-        digest: desc.digest.clone(),
-        message,
-    };
     if let Some(e) = failure {
         // Dropping the writer removes the partial file.
         return Err(e);
     }
-    written.map_err(|e| blob_error(format!("writing to the content store: {e}")))?;
+    written.map_err(|source| RegistryError::Blob {
+        reference: name.clone(),
+        digest: desc.digest.clone(),
+        source,
+    })?;
     writer.commit(Some(digest))?;
     progress.done();
     Ok(())
