@@ -714,6 +714,10 @@ mod tests {
             "rewrite-timestamp",
             "image_metadata::source_date_epoch_and_rewrite_timestamp_…",
         ),
+        (
+            "platform-split",
+            "build_platforms::platform_split_as_buildkit_defaults_it_is_honoured_…",
+        ),
     ];
 
     /// Every output attribute bud accepts is honoured or refused: a new one cannot be added
