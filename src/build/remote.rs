@@ -136,6 +136,9 @@ pub(super) async fn solve_on(
         )?;
         (crate::attest::Attestations::default(), planned)
     };
+    if kinds == remote::DaemonExporters::MobyOnly {
+        refuse_cache_exports(opts, addr)?;
+    }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
     if part.platform.is_some()
@@ -397,6 +400,22 @@ pub(super) async fn solve_on(
     }
     let docker = solver.docker_api()?;
     Ok(Solved { report, docker })
+}
+
+/// Docker's BuildKit on Docker's own image store exports only inline caches (its controller
+/// registers no other cache exporter); buildx's docker driver refuses the others before
+/// the build, and so does bud, with buildx's way out.
+fn refuse_cache_exports(opts: &BuildOptions, addr: &str) -> anyhow::Result<()> {
+    if let Some(cache) = opts.cache_to.iter().find(|c| c.kind != "inline") {
+        bail!(
+            "--cache-to type={}: the BuildKit of the Docker at {addr} exports only inline \
+             caches (type=inline) on Docker's own image store, as buildx's docker driver \
+             says: turn on the containerd image store, use a BuildKit daemon (buildkitd), \
+             or build without --addr",
+            cache.kind
+        );
+    }
+    Ok(())
 }
 
 /// The way out of a daemon's refusal of a `RUN --device` CDI device. BuildKit gives a
