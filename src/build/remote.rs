@@ -309,9 +309,12 @@ pub(super) async fn solve_on(
         }
     })?;
     let response = &result.exporter_response;
+    let config_digest = response.get("containerimage.config.digest").cloned();
     let mut report = BuildReport {
-        image_id: result.image_id.clone(),
-        config_digest: response.get("containerimage.config.digest").cloned(),
+        // What buildx writes to --iidfile and prints with -q: the image's config digest,
+        // else (an index of several platforms) the digest the exporters answered last.
+        image_id: config_digest.clone().or_else(|| result.image_id.clone()),
+        config_digest,
         manifest_digest: response.get("containerimage.digest").cloned(),
         descriptor: super::remote_outputs::descriptor(response),
         // buildx's form, builder/node/ref; bud is one builder with one node.
