@@ -301,7 +301,7 @@ pub(super) async fn solve_on(
     req.frontend_attrs = attestation_attrs(&asked);
     let result = solver.solve(req).await.map_err(|e| {
         if let Some(hint) = device_refusal_hint(&e) {
-            return anyhow::anyhow!("{e}: {hint}");
+            return DeviceRefused { hint, source: e }.into();
         }
         match super::contexts::NoOciLayoutSource::of(e) {
             Ok(no_source) => no_source.into(),
@@ -419,6 +419,15 @@ fn refuse_cache_exports(opts: &BuildOptions, addr: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A daemon's refusal of a `RUN --device` CDI device: the way out, then the daemon's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{hint}")]
+struct DeviceRefused {
+    hint: &'static str,
+    #[source]
+    source: remote::RemoteError,
 }
 
 /// The way out of a daemon's refusal of a `RUN --device` CDI device. BuildKit gives a

@@ -41,7 +41,7 @@ pub use addr::Addr;
 pub use admin::PruneOptions;
 pub use container::ContainerError;
 pub use exporters::DaemonExporters;
-pub use files::DaemonFiles;
+pub use files::{DaemonFiles, DaemonFilesError};
 pub use images::DaemonImages;
 pub use local_cache::LocalCacheError;
 pub use session::{SyncedDir, TransferStats};

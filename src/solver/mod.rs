@@ -74,8 +74,23 @@ pub enum SolveError {
     Git(#[from] crate::source::git::GitError),
     #[error(transparent)]
     Http(#[from] crate::source::http::HttpError),
-    #[error("{0}")]
-    Image(String),
+    /// A base image layer named by a diff ID that is no digest.
+    #[error("layer diff ID {diff_id}")]
+    DiffId {
+        diff_id: String,
+        #[source]
+        source: crate::content::DigestError,
+    },
+    /// A base image layer's tar could not be kept in the content store.
+    #[error("keeping the base image layer {diff_id}")]
+    KeepLayer {
+        diff_id: String,
+        #[source]
+        source: crate::content::ContentError,
+    },
+    /// An `oci-layout://` context's image could not be read.
+    #[error(transparent)]
+    Layout(#[from] crate::source::oci_layout::LayoutError),
     /// The image provider's error, as it tells it.
     #[error(transparent)]
     ImageProvider(source::ImageProviderError),

@@ -85,14 +85,18 @@ fn extract_and_keep(
     content: &ContentStore,
     diff_id: &str,
 ) -> Result<(), SolveError> {
-    let expected = Digest::parse(diff_id)
-        .map_err(|e| SolveError::Image(format!("layer diff ID {diff_id}: {e}")))?;
+    let expected = Digest::parse(diff_id).map_err(|source| SolveError::DiffId {
+        diff_id: diff_id.to_owned(),
+        source,
+    })?;
     if content.exists(&expected) {
         crate::snapshot::apply::extract_layer(reader, dir)?;
         return Ok(());
     }
-    let content_err =
-        |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
+    let content_err = |source: crate::content::ContentError| SolveError::KeepLayer {
+        diff_id: diff_id.to_owned(),
+        source,
+    };
     let mut tee = Tee {
         inner: reader,
         copy: content.writer().map_err(content_err)?,
@@ -288,7 +292,7 @@ impl Solver {
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
                 .map_err(SolveError::failed("reading an OCI layout"))?
-                .map_err(|e| SolveError::Image(crate::error_chain::error_chain(&e)))?
+                .map_err(SolveError::Layout)?
         };
         let layers = image
             .layers
