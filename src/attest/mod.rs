@@ -12,6 +12,34 @@ pub mod provenance;
 mod purl;
 
 pub use flags::{Attestations, ProvenanceMode, ProvenanceRequest};
+
+/// Why an attestation could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// A base image's name is no image reference (its package URL cannot be written).
+    #[error("the package URL of {reference}")]
+    Reference {
+        reference: String,
+        #[source]
+        source: bud_frontend::reference::ReferenceError,
+    },
+    #[error("{reference}: invalid digest {digest}")]
+    ImageDigest { reference: String, digest: String },
+    #[error("an op of the definition does not decode")]
+    Op(#[source] prost::DecodeError),
+    #[error("the definition has no op {0}")]
+    NoOp(String),
+    #[error("writing the attestation")]
+    Json(#[source] serde_json::Error),
+    #[error("{step} holds {count} layers, the image only {layers}")]
+    Layers {
+        step: String,
+        count: usize,
+        layers: usize,
+    },
+    #[error("the provenance has no metadata")]
+    NoMetadata,
+}
 pub use manifest::AttestationManifest;
 pub use purl::image_purl;
 
