@@ -108,7 +108,7 @@ impl AttestationManifest {
         platform: &Platform,
         subject: &Digest,
         image_layers: &[Value],
-    ) -> Result<Option<AttestationManifest>, String> {
+    ) -> Result<Option<AttestationManifest>, super::AttestError> {
         if attestations.is_empty() {
             return Ok(None);
         }
@@ -128,7 +128,7 @@ impl AttestationManifest {
                 subject: subjects.clone(),
                 predicate: &predicate,
             };
-            let bytes = serde_json::to_vec(&statement).map_err(|e| e.to_string())?;
+            let bytes = serde_json::to_vec(&statement).map_err(super::AttestError::Json)?;
             let mut blob = Blob::new(IN_TOTO_MEDIA_TYPE, bytes);
             blob.annotations.insert(
                 PREDICATE_TYPE_ANNOTATION.to_owned(),
@@ -140,7 +140,7 @@ impl AttestationManifest {
         let diff_ids: Vec<String> = blobs.iter().map(|b| b.digest.to_string()).collect();
         let config = format!(
             r#"{{"architecture":"unknown","os":"unknown","config":{{}},"rootfs":{{"type":"layers","diff_ids":{}}}}}"#,
-            serde_json::to_string(&diff_ids).map_err(|e| e.to_string())?
+            serde_json::to_string(&diff_ids).map_err(super::AttestError::Json)?
         );
         let config = Blob::new(OCI_CONFIG, config.into_bytes());
         #[derive(Serialize)]
@@ -158,7 +158,7 @@ impl AttestationManifest {
             layers: blobs.iter().map(Blob::descriptor).collect(),
         };
         // Indented as BuildKit indents it.
-        let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+        let manifest = serde_json::to_vec_pretty(&manifest).map_err(super::AttestError::Json)?;
         blobs.push(config);
         Ok(Some(AttestationManifest {
             blobs,
@@ -191,25 +191,26 @@ impl AttestationManifest {
 /// The predicate of `a` with its steps' layer chains (`metadata.buildkit_metadata.layers`,
 /// BuildKit's `[][]Descriptor` per `stepN:OUTPUT`): the first image layers each step's
 /// result holds.
-fn with_layers(a: &Attestation, image_layers: &[Value]) -> Result<Value, String> {
+fn with_layers(a: &Attestation, image_layers: &[Value]) -> Result<Value, super::AttestError> {
     let mut predicate = a.predicate.clone();
     if a.image_layers.is_empty() {
         return Ok(predicate);
     }
     let mut chains = serde_json::Map::new();
     for (step, count) in &a.image_layers {
-        let chain = image_layers.get(..*count).ok_or_else(|| {
-            format!(
-                "{step} holds {count} layers, the image only {}",
-                image_layers.len()
-            )
-        })?;
+        let chain = image_layers
+            .get(..*count)
+            .ok_or_else(|| super::AttestError::Layers {
+                step: step.clone(),
+                count: *count,
+                layers: image_layers.len(),
+            })?;
         chains.insert(step.clone(), json!([chain]));
     }
     let metadata = predicate
         .pointer_mut("/metadata")
         .and_then(Value::as_object_mut)
-        .ok_or("the provenance has no metadata")?;
+        .ok_or(super::AttestError::NoMetadata)?;
     let buildkit = metadata
         .entry(super::provenance::BUILDKIT_METADATA)
         .or_insert_with(|| json!({}));

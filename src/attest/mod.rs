@@ -12,6 +12,50 @@ pub mod provenance;
 mod purl;
 
 pub use flags::{Attestations, ProvenanceMode, ProvenanceRequest};
+
+/// Why an attestation could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// A base image's name is no image reference (its package URL cannot be written).
+    #[error("the package URL of {reference}")]
+    Reference {
+        /// The name as the build gives it.
+        reference: String,
+        /// Why it is no reference.
+        #[source]
+        source: bud_frontend::reference::ReferenceError,
+    },
+    /// A resolved base image's digest is not `algorithm:hex`.
+    #[error("{reference}: invalid digest {digest}")]
+    ImageDigest {
+        /// The image as named.
+        reference: String,
+        /// The digest as resolved.
+        digest: String,
+    },
+    /// The provenance reads the build's ops from the Definition, and one does not decode.
+    #[error("an op of the definition does not decode")]
+    Op(#[source] prost::DecodeError),
+    /// A step the provenance describes names an op digest the Definition lacks.
+    #[error("the definition has no op {0}")]
+    NoOp(String),
+    /// A statement could not be serialised.
+    #[error("writing the attestation")]
+    Json(#[source] serde_json::Error),
+    /// Max provenance's `layers` map: a step's snapshot chain is longer than the image's.
+    #[error("{step} holds {count} layers, the image only {layers}")]
+    Layers {
+        /// The step, `stepN:OUTPUT`.
+        step: String,
+        /// The layers its result holds.
+        count: usize,
+        /// The layers the image has.
+        layers: usize,
+    },
+    /// Max provenance's `layers` map was asked of a predicate without `metadata`.
+    #[error("the provenance has no metadata")]
+    NoMetadata,
+}
 pub use manifest::AttestationManifest;
 pub use purl::image_purl;
 

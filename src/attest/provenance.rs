@@ -82,10 +82,10 @@ struct Captured {
     uncaptured: bool,
 }
 
-fn capture(definition: &pb::Definition) -> Result<Captured, String> {
+fn capture(definition: &pb::Definition) -> Result<Captured, super::AttestError> {
     let mut c = Captured::default();
     for bytes in &definition.def {
-        let op = pb::Op::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+        let op = pb::Op::decode(bytes.as_slice()).map_err(super::AttestError::Op)?;
         match op.op {
             Some(pb::op::Op::Source(src)) => {
                 if let Some(name) = src.identifier.strip_prefix("local://") {
@@ -135,14 +135,21 @@ fn ids(map: &BTreeMap<String, bool>) -> Vec<Value> {
 }
 
 /// The predicate `request` asks for.
-pub fn predicate(request: &ProvenanceRequest, facts: &BuildFacts<'_>) -> Result<Value, String> {
+pub fn predicate(
+    request: &ProvenanceRequest,
+    facts: &BuildFacts<'_>,
+) -> Result<Value, super::AttestError> {
     let captured = capture(facts.definition)?;
     let mut materials: Vec<Value> = Vec::new();
     for image in &facts.images {
-        let (algorithm, hex) = image
-            .digest
-            .split_once(':')
-            .ok_or_else(|| format!("{}: invalid digest {}", image.reference, image.digest))?;
+        let (algorithm, hex) =
+            image
+                .digest
+                .split_once(':')
+                .ok_or_else(|| super::AttestError::ImageDigest {
+                    reference: image.reference.clone(),
+                    digest: image.digest.clone(),
+                })?;
         materials.push(json!({
             "uri": super::image_purl(&image.reference, image.platform.as_ref())?,
             "digest": { algorithm: hex },
@@ -269,11 +276,13 @@ pub fn predicate(request: &ProvenanceRequest, facts: &BuildFacts<'_>) -> Result<
 
 /// The graph as BuildKit's `toBuildSteps` lists it: ops depth first from the result, each
 /// `stepN` with its inputs as `stepM:OUTPUT`, local sources without their session.
-fn build_steps(def: &pb::Definition) -> Result<(Vec<Value>, HashMap<String, usize>), String> {
+fn build_steps(
+    def: &pb::Definition,
+) -> Result<(Vec<Value>, HashMap<String, usize>), super::AttestError> {
     let mut ops: HashMap<String, pb::Op> = HashMap::new();
     let mut last = None;
     for bytes in &def.def {
-        let mut op = pb::Op::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+        let mut op = pb::Op::decode(bytes.as_slice()).map_err(super::AttestError::Op)?;
         if let Some(pb::op::Op::Source(src)) = &mut op.op {
             src.attrs.remove("local.session");
             src.attrs.remove("local.unique");
@@ -316,7 +325,7 @@ fn build_steps(def: &pb::Definition) -> Result<(Vec<Value>, HashMap<String, usiz
 pub fn layer_steps(
     definition: &pb::Definition,
     layers: &BTreeMap<String, Vec<(usize, usize)>>,
-) -> Result<BTreeMap<String, usize>, String> {
+) -> Result<BTreeMap<String, usize>, super::AttestError> {
     let (_, indexes) = build_steps(definition)?;
     let mut steps = BTreeMap::new();
     for (digest, outputs) in layers {
@@ -335,13 +344,13 @@ fn walk(
     digest: &str,
     visited: &mut BTreeSet<String>,
     order: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), super::AttestError> {
     if !visited.insert(digest.to_owned()) {
         return Ok(());
     }
     let op = ops
         .get(digest)
-        .ok_or_else(|| format!("the definition has no op {digest}"))?;
+        .ok_or_else(|| super::AttestError::NoOp(digest.to_string()))?;
     for input in &op.inputs {
         walk(ops, &input.digest, visited, order)?;
     }
@@ -361,7 +370,7 @@ fn digest_mapping(indexes: &HashMap<String, usize>) -> BTreeMap<String, String> 
 fn source_map(
     def: &pb::Definition,
     indexes: &HashMap<String, usize>,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, super::AttestError> {
     let Some(source) = &def.source else {
         return Ok(None);
     };

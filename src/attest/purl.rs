@@ -6,8 +6,14 @@ use bud_frontend::convert::Platform;
 use bud_frontend::reference::Reference;
 
 /// The package URL of `reference` (normalised as Docker does), for `platform`.
-pub fn image_purl(reference: &str, platform: Option<&Platform>) -> Result<String, String> {
-    let r = Reference::parse(reference).map_err(|e| format!("{reference}: {e}"))?;
+pub fn image_purl(
+    reference: &str,
+    platform: Option<&Platform>,
+) -> Result<String, super::AttestError> {
+    let r = Reference::parse(reference).map_err(|source| super::AttestError::Reference {
+        reference: reference.to_owned(),
+        source,
+    })?;
     let familiar = if r.domain == "docker.io" {
         r.path
             .strip_prefix("library/")

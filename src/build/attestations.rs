@@ -168,7 +168,7 @@ impl Provenance<'_> {
                 if p.mode == crate::attest::ProvenanceMode::Max =>
             {
                 let layers = step_layers(&self.journal, snapshots, result)?;
-                provenance::layer_steps(definition, &layers).map_err(anyhow::Error::msg)?
+                provenance::layer_steps(definition, &layers)?
             }
             _ => BTreeMap::new(),
         };
@@ -224,7 +224,7 @@ impl Provenance<'_> {
             finished: SystemTime::now(),
             builder_platform: Platform::host(),
         };
-        let predicate = provenance::predicate(request, &facts).map_err(anyhow::Error::msg)?;
+        let predicate = provenance::predicate(request, &facts)?;
         Ok(vec![Attestation {
             predicate_type: SLSA_PROVENANCE_V02.to_owned(),
             predicate,

@@ -380,9 +380,7 @@ pub(super) async fn export_index(
                     b.platform,
                     &pushed.manifest_digest,
                     &pushed.layers,
-                )
-                .map_err(anyhow::Error::msg)?
-                {
+                )? {
                     registry::push_attestation(&a, names, &push)
                         .await
                         .with_context(|| {

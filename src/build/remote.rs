@@ -136,6 +136,9 @@ pub(super) async fn solve_on(
         )?;
         (crate::attest::Attestations::default(), planned)
     };
+    if kinds == remote::DaemonExporters::MobyOnly {
+        refuse_cache_exports(opts, addr)?;
+    }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
     if part.platform.is_some()
@@ -298,7 +301,7 @@ pub(super) async fn solve_on(
     req.frontend_attrs = attestation_attrs(&asked);
     let result = solver.solve(req).await.map_err(|e| {
         if let Some(hint) = device_refusal_hint(&e) {
-            return anyhow::anyhow!("{e}: {hint}");
+            return DeviceRefused { hint, source: e }.into();
         }
         match super::contexts::NoOciLayoutSource::of(e) {
             Ok(no_source) => no_source.into(),
@@ -306,9 +309,12 @@ pub(super) async fn solve_on(
         }
     })?;
     let response = &result.exporter_response;
+    let config_digest = response.get("containerimage.config.digest").cloned();
     let mut report = BuildReport {
-        image_id: result.image_id.clone(),
-        config_digest: response.get("containerimage.config.digest").cloned(),
+        // What buildx writes to --iidfile and prints with -q: the image's config digest,
+        // else (an index of several platforms) the digest the exporters answered last.
+        image_id: config_digest.clone().or_else(|| result.image_id.clone()),
+        config_digest,
         manifest_digest: response.get("containerimage.digest").cloned(),
         descriptor: super::remote_outputs::descriptor(response),
         // buildx's form, builder/node/ref; bud is one builder with one node.
@@ -403,6 +409,31 @@ pub(super) async fn solve_on(
     }
     let docker = solver.docker_api()?;
     Ok(Solved { report, docker })
+}
+
+/// Docker's BuildKit on Docker's own image store exports only inline caches (its controller
+/// registers no other cache exporter); buildx's docker driver refuses the others before
+/// the build, and so does bud, with buildx's way out.
+fn refuse_cache_exports(opts: &BuildOptions, addr: &str) -> anyhow::Result<()> {
+    if let Some(cache) = opts.cache_to.iter().find(|c| c.kind != "inline") {
+        bail!(
+            "--cache-to type={}: the BuildKit of the Docker at {addr} exports only inline \
+             caches (type=inline) on Docker's own image store, as buildx's docker driver \
+             says: turn on the containerd image store, use a BuildKit daemon (buildkitd), \
+             or build without --addr",
+            cache.kind
+        );
+    }
+    Ok(())
+}
+
+/// A daemon's refusal of a `RUN --device` CDI device: the way out, then the daemon's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{hint}")]
+struct DeviceRefused {
+    hint: &'static str,
+    #[source]
+    source: remote::RemoteError,
 }
 
 /// The way out of a daemon's refusal of a `RUN --device` CDI device. BuildKit gives a

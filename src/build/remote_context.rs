@@ -210,7 +210,7 @@ impl ContextFiles for DaemonContextFiles {
             self.0
                 .read(definition, &paths, limit)
                 .await
-                .map_err(anyhow::Error::msg)
+                .map_err(anyhow::Error::new)
         })
     }
 }

@@ -39,12 +39,21 @@ pub(super) fn plan(
     let mut exporters = Vec::new();
     let mut from_docker = Vec::new();
     let mut moby_names: Option<Vec<String>> = None;
+    // Where Docker's image goes among the exporters: BuildKit merges their answers, the
+    // last one's winning, which `--iidfile`/`--metadata-file` read, so the order is
+    // buildx's (the `-o` outputs, then `--push`, then `--load`).
+    let mut moby_at = 0;
     for e in exports {
         refuse_unsupported(e, daemon)?;
         match (e, daemon) {
-            (Export::DockerLoad { names, .. }, _) => moby_names
-                .get_or_insert_with(Vec::new)
-                .extend(names.clone()),
+            (Export::DockerLoad { names, .. }, _) => {
+                if moby_names.is_none() {
+                    moby_at = exporters.len();
+                }
+                moby_names
+                    .get_or_insert_with(Vec::new)
+                    .extend(names.clone())
+            }
             (Export::Local { dest }, _) => exporters.push(Exporter::Local { dest: dest.clone() }),
             (
                 Export::Tar {
@@ -125,14 +134,18 @@ pub(super) fn plan(
         }
     }
     if let Some(names) = moby_names {
-        // Docker's image first: bud's own exports read it back once the solve is done.
         let mut unique = Vec::new();
         for n in names {
             if !unique.contains(&n) {
                 unique.push(n);
             }
         }
-        exporters.insert(0, Exporter::Moby { names: unique });
+        // On Docker's own image store, Docker's image first: bud's own exports read it
+        // back once the solve is done.
+        if daemon == DaemonExporters::MobyOnly {
+            moby_at = 0;
+        }
+        exporters.insert(moby_at, Exporter::Moby { names: unique });
     }
     let mut exporters = exporters.into_iter();
     let Some(exporter) = exporters.next() else {
@@ -375,6 +388,39 @@ mod tests {
         let planned = plan(&mixed, DaemonExporters::MobyOnly, &registry).unwrap();
         assert!(matches!(planned.exporter, Exporter::Moby { .. }));
         assert_eq!(planned.more, [Exporter::Local { dest: "out".into() }]);
+    }
+
+    /// BuildKit merges the exporters' answers, the last one's winning: Docker's image is
+    /// where buildx puts `--load`, after the `-o` outputs, on a daemon that exports images
+    /// itself; first on Docker's own store, where bud reads it back.
+    #[test]
+    fn the_load_is_where_buildx_puts_it_among_the_exporters() {
+        let registry = RegistryConfig::default();
+        let load = Export::DockerLoad {
+            names: vec!["a:1".into()],
+            image: Default::default(),
+        };
+        let local = Export::Local { dest: "out".into() };
+        let moby = Exporter::Moby {
+            names: vec!["a:1".into()],
+        };
+        let planned = plan(
+            &[local.clone(), load.clone()],
+            DaemonExporters::All,
+            &registry,
+        )
+        .unwrap();
+        assert_eq!(planned.exporter, Exporter::Local { dest: "out".into() });
+        assert_eq!(planned.more, std::slice::from_ref(&moby));
+        let planned = plan(
+            &[load.clone(), local.clone()],
+            DaemonExporters::All,
+            &registry,
+        )
+        .unwrap();
+        assert_eq!(planned.exporter, moby);
+        let planned = plan(&[local, load], DaemonExporters::MobyOnly, &registry).unwrap();
+        assert_eq!(planned.exporter, moby);
     }
 
     #[test]

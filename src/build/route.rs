@@ -281,8 +281,7 @@ async fn push_attested(
         &platform,
         &pushed.manifest_digest,
         &pushed.layers,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let attestation: Vec<_> = attestation.into_iter().collect();
     for a in &attestation {
         crate::registry::push_attestation(a, names, &push)

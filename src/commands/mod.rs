@@ -26,9 +26,9 @@ pub enum CommandError {
     /// bud.toml could not be read.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// A flag's value is wrong (a `--filter`); the message says how.
-    #[error("{0}")]
-    Usage(String),
+    /// A `--filter` value is wrong; the message says how.
+    #[error(transparent)]
+    Usage(#[from] crate::gc::FilterError),
     /// `bud prune` could not remove the failed steps' logs.
     #[error("removing {}", path.display())]
     Remove {

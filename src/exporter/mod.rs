@@ -107,8 +107,8 @@ pub enum ExportError {
     #[error("writing the archive")]
     Write(#[source] io::Error),
     /// The attestation manifest attached to an OCI layout could not be made.
-    #[error("the attestation manifest: {0}")]
-    Attestation(String),
+    #[error("the attestation manifest")]
+    Attestation(#[source] crate::attest::AttestError),
     /// A `rootfs.diff_ids` entry is not a digest.
     #[error("invalid diff ID in the image config")]
     InvalidDiffId(#[from] DigestError),

@@ -37,10 +37,46 @@ enum TextOp {
 
 const FORMS: &str = "accepted filters: type=layer|image-layer|cache-mount|content-blob|orphan, id=ID, description~=TEXT, until=DURATION";
 
+/// A `--filter` value bud does not take; the message lists the accepted forms.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Not `KEY=VALUE`.
+    #[error("invalid filter {spec:?}: expected KEY=VALUE; {FORMS}")]
+    Syntax {
+        /// The value given.
+        spec: String,
+    },
+    /// A key (or operator for it) bud does not filter by.
+    #[error("unsupported filter {spec:?}; {FORMS}")]
+    Unsupported {
+        /// The value given.
+        spec: String,
+    },
+    /// `type=` with no kind of record bud knows.
+    #[error(
+        "filter {spec:?}: unknown type {kind:?}; accepted: layer, image-layer, cache-mount, \
+         content-blob, orphan"
+    )]
+    Kind {
+        /// The value given.
+        spec: String,
+        /// The type named.
+        kind: String,
+    },
+    /// `until=` with no duration.
+    #[error("filter {spec:?}: {reason}")]
+    Duration {
+        /// The value given.
+        spec: String,
+        /// Why it is no duration (`config::parse_duration`, a leaf parser).
+        reason: String,
+    },
+}
+
 impl RecordFilter {
     /// Parses `--filter` values, each `KEY=VALUE` (or `==`), `KEY!=VALUE` (`description~=TEXT`
-    /// for a substring); the error is the message to show, listing the accepted forms.
-    pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, String> {
+    /// for a substring).
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, FilterError> {
         let clauses = specs
             .iter()
             .map(|s| parse_clause(s.as_ref()))
@@ -73,13 +109,15 @@ impl RecordFilter {
     }
 }
 
-fn parse_clause(spec: &str) -> Result<Clause, String> {
+fn parse_clause(spec: &str) -> Result<Clause, FilterError> {
     // Longest operators first: "!=" before "=", "~=" before "=".
     let (key, op, value) = ["==", "!=", "~=", "="]
         .iter()
         .filter_map(|op| spec.split_once(op).map(|(k, v)| (k, *op, v)))
         .min_by_key(|(k, _, _)| k.len())
-        .ok_or_else(|| format!("invalid filter {spec:?}: expected KEY=VALUE; {FORMS}"))?;
+        .ok_or_else(|| FilterError::Syntax {
+            spec: spec.to_owned(),
+        })?;
     let key = key.trim();
     let negate = op == "!=";
     match key {
@@ -89,7 +127,10 @@ fn parse_clause(spec: &str) -> Result<Clause, String> {
         }),
         "type" if op != "~=" => Ok(Clause::Kind {
             negate,
-            kind: parse_kind(value)?,
+            kind: parse_kind(value).ok_or_else(|| FilterError::Kind {
+                spec: spec.to_owned(),
+                kind: value.to_owned(),
+            })?,
         }),
         "description" => Ok(Clause::Description {
             op: if op == "~=" {
@@ -102,22 +143,25 @@ fn parse_clause(spec: &str) -> Result<Clause, String> {
         }),
         "until" if op == "=" || op == "==" => crate::config::parse_duration(value)
             .map(Clause::Until)
-            .map_err(|e| format!("filter {spec:?}: {e}")),
-        _ => Err(format!("unsupported filter {spec:?}; {FORMS}")),
+            .map_err(|reason| FilterError::Duration {
+                spec: spec.to_owned(),
+                reason,
+            }),
+        _ => Err(FilterError::Unsupported {
+            spec: spec.to_owned(),
+        }),
     }
 }
 
 /// bud's kinds, and the names BuildKit gives the matching record types.
-fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
+fn parse_kind(s: &str) -> Option<SnapshotKind> {
     match s {
-        "layer" | "regular" => Ok(SnapshotKind::Layer),
-        "image-layer" => Ok(SnapshotKind::ImageLayer),
-        "cache-mount" | "exec.cachemount" => Ok(SnapshotKind::CacheMount),
-        "content-blob" => Ok(SnapshotKind::ContentBlob),
-        "orphan" => Ok(SnapshotKind::Orphan),
-        _ => Err(format!(
-            "unknown type {s:?}; accepted: layer, image-layer, cache-mount, content-blob, orphan"
-        )),
+        "layer" | "regular" => Some(SnapshotKind::Layer),
+        "image-layer" => Some(SnapshotKind::ImageLayer),
+        "cache-mount" | "exec.cachemount" => Some(SnapshotKind::CacheMount),
+        "content-blob" => Some(SnapshotKind::ContentBlob),
+        "orphan" => Some(SnapshotKind::Orphan),
+        _ => None,
     }
 }
 
@@ -161,7 +205,7 @@ mod tests {
             "until~=1h",
             "nonsense",
         ] {
-            let e = RecordFilter::parse(&[bad]).unwrap_err();
+            let e = RecordFilter::parse(&[bad]).unwrap_err().to_string();
             assert!(
                 e.contains("accepted") || e.contains("expected"),
                 "{bad}: {e}"

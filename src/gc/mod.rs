@@ -28,7 +28,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use filter::RecordFilter;
+pub use filter::{FilterError, RecordFilter};
 pub use orphans::Orphan;
 
 use crate::cache::meta::{self, MetaError, MetaStore, SnapshotKind, SnapshotRecord};

@@ -5,8 +5,29 @@ use bud_proto::gateway::llb_bridge_client::LlbBridgeClient;
 use bud_proto::gateway::{self, FileRange, ReadFileRequest};
 use bud_proto::pb;
 
+use super::RemoteError;
 use super::solve::with_build_id;
 use super::transport::GrpcChannel;
+
+/// Why the daemon could not give the files of a graph.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonFilesError {
+    /// The request could not be made, or the daemon refused it.
+    #[error(transparent)]
+    Call(#[from] RemoteError),
+    /// The graph gave a result per platform where one was asked for.
+    #[error("the daemon returned several results for one source")]
+    SeveralResults,
+    /// The daemon could not read one of the files asked for.
+    #[error("reading {path} from the daemon's result")]
+    Read {
+        /// The file's path in the result.
+        path: String,
+        /// The daemon's error.
+        #[source]
+        source: RemoteError,
+    },
+}
 
 /// Solves graphs within a build registered on the daemon and reads files of their results.
 #[derive(Clone)]
@@ -17,14 +38,13 @@ pub struct DaemonFiles {
 
 impl DaemonFiles {
     /// The contents of each of `paths` in the result of `definition` (`None` where the
-    /// daemon finds no such file), at most `limit` bytes of each. Errors are the daemon's
-    /// messages.
+    /// daemon finds no such file), at most `limit` bytes of each.
     pub async fn read(
         &self,
         definition: pb::Definition,
         paths: &[String],
         limit: Option<usize>,
-    ) -> Result<Vec<Option<Vec<u8>>>, String> {
+    ) -> Result<Vec<Option<Vec<u8>>>, DaemonFilesError> {
         let mut bridge = self.bridge.clone();
         let request = gateway::SolveRequest {
             definition: Some(definition),
@@ -32,14 +52,14 @@ impl DaemonFiles {
             ..Default::default()
         };
         let solved = bridge
-            .solve(with_build_id(&self.build_ref, request).map_err(|e| e.to_string())?)
+            .solve(with_build_id(&self.build_ref, request)?)
             .await
-            .map_err(|s| s.message().to_string())?
+            .map_err(|s| RemoteError::grpc("LLBBridge.Solve", s))?
             .into_inner();
         let result_ref = match solved.result.and_then(|r| r.result) {
             Some(gateway::result::Result::RefDeprecated(id)) => id,
             Some(gateway::result::Result::Ref(r)) => r.id,
-            Some(_) => return Err("the daemon returned several results for one source".into()),
+            Some(_) => return Err(DaemonFilesError::SeveralResults),
             None => solved.r#ref,
         };
         let mut out = Vec::with_capacity(paths.len());
@@ -54,12 +74,17 @@ impl DaemonFiles {
                 mount_index: 0,
             };
             let read = bridge
-                .read_file(with_build_id(&self.build_ref, request).map_err(|e| e.to_string())?)
+                .read_file(with_build_id(&self.build_ref, request)?)
                 .await;
             out.push(match read {
                 Ok(resp) => Some(resp.into_inner().data),
                 Err(status) if is_missing(&status) => None,
-                Err(status) => return Err(format!("reading {path}: {}", status.message())),
+                Err(status) => {
+                    return Err(DaemonFilesError::Read {
+                        path: path.clone(),
+                        source: RemoteError::grpc("LLBBridge.ReadFile", status),
+                    });
+                }
             });
         }
         Ok(out)

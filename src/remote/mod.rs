@@ -24,6 +24,7 @@ mod exporters;
 mod files;
 mod images;
 mod kube_pod;
+mod local_cache;
 mod progress;
 mod session;
 mod solve;
@@ -40,8 +41,9 @@ pub use addr::Addr;
 pub use admin::PruneOptions;
 pub use container::ContainerError;
 pub use exporters::DaemonExporters;
-pub use files::DaemonFiles;
+pub use files::{DaemonFiles, DaemonFilesError};
 pub use images::DaemonImages;
+pub use local_cache::LocalCacheError;
 pub use session::{SyncedDir, TransferStats};
 pub use tls::{TlsFileError, TlsOptions};
 pub use transport::{ChannelError, GrpcChannel};
@@ -179,6 +181,9 @@ pub enum RemoteError {
     /// The build's cancellation token fired (a signal): the daemon was told to stop.
     #[error("build cancelled")]
     Cancelled,
+    /// A local cache (`type=local`) could not be offered to the daemon or named after it.
+    #[error(transparent)]
+    LocalCache(#[from] local_cache::LocalCacheError),
 }
 
 /// A failed build as the daemon reports it: its message, and the places in the Dockerfile

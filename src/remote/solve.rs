@@ -76,6 +76,17 @@ impl RemoteSolver {
             frontend_attrs,
         } = req;
 
+        // Local caches are directories of this side, which the daemon reads and writes
+        // through the session.
+        let mut local_caches = {
+            let (exports, progress) = (cache_exports.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                super::local_cache::LocalCaches::prepare(cache_imports, &exports, &progress)
+            })
+            .await
+            .map_err(|e| RemoteError::Protocol(crate::error_chain::error_chain(&e)))??
+        };
+        let cache_imports = local_caches.imports.clone();
         let counters = Arc::new(TransferCounters::default());
         let mut requested = Vec::new();
         let mut targets = Vec::new();
@@ -99,6 +110,7 @@ impl RemoteSolver {
                 secrets: &secrets,
                 ssh_agents,
                 oci_layouts,
+                local_caches: std::mem::take(&mut local_caches.stores),
                 exports: targets,
             },
             counters.clone(),
@@ -130,6 +142,13 @@ impl RemoteSolver {
             r = work => r?,
             () = cancel.cancelled() => return Err(RemoteError::Cancelled),
         };
+        // The session (and its writes to the cache directories) ends before the index names
+        // what was written.
+        drop(session);
+        let response = exporter_response.clone();
+        tokio::task::spawn_blocking(move || local_caches.name_exported(&response))
+            .await
+            .map_err(|e| RemoteError::Protocol(crate::error_chain::error_chain(&e)))??;
         Ok(SolveResult {
             image_id: exporter_response.get("containerimage.digest").cloned(),
             exporter_response,

@@ -45,10 +45,6 @@ impl Layout {
         let blobs_dir = self.dir.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs_dir)
             .with_context(|| format!("creating {}", blobs_dir.display()))?;
-        let layout = self.dir.join("oci-layout");
-        if !layout.exists() {
-            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
         for desc in cache.layers.iter().chain([&cache.config]) {
             let digest = Digest::parse(&desc.digest)?;
             let path = self.blob_path(&digest);
@@ -64,6 +60,27 @@ impl Layout {
             std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         }
         write_atomic(&self.blob_path(&cache.digest), &cache.bytes)?;
+        self.name(
+            Descriptor {
+                media_type: cache.media_type.clone(),
+                digest: cache.digest.to_string(),
+                size: cache.bytes.len() as u64,
+                urls: Vec::new(),
+                annotations: BTreeMap::new(),
+                platform: None,
+            },
+            tag,
+        )
+    }
+
+    /// Names the manifest `desc` (whose blobs are in the layout) `tag` in `index.json`,
+    /// replacing the entry of the same tag, as BuildKit's client does once its daemon has
+    /// exported a local cache. Blocking.
+    pub fn name(&self, mut desc: Descriptor, tag: &str) -> anyhow::Result<()> {
+        let layout = self.dir.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
         // Another build may name its own tag in the same layout meanwhile: the index is read,
         // changed and written under `index.json.lock`, as BuildKit's `ociindex` does it, so
         // neither loses the other's tag.
@@ -77,16 +94,23 @@ impl Layout {
         index
             .manifests
             .retain(|m| m.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
-        index.manifests.push(Descriptor {
-            media_type: cache.media_type.clone(),
-            digest: cache.digest.to_string(),
-            size: cache.bytes.len() as u64,
-            urls: Vec::new(),
-            annotations: BTreeMap::from([(REF_NAME.to_string(), tag.to_string())]),
-            platform: None,
-        });
+        desc.annotations
+            .insert(REF_NAME.to_string(), tag.to_string());
+        index.manifests.push(desc);
         write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)?;
         Ok(())
+    }
+
+    /// The manifest `index.json` names `tag`.
+    pub fn tagged(&self, tag: &str) -> anyhow::Result<Descriptor> {
+        let Some(index) = self.read_index()? else {
+            bail!("{} has no index.json", self.dir.display());
+        };
+        index
+            .manifests
+            .into_iter()
+            .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+            .with_context(|| format!("no cache tagged {tag:?} in {}", self.dir.display()))
     }
 
     /// An exclusive lock on the layout's index, held until the file is dropped.
@@ -132,16 +156,7 @@ impl Layout {
                 annotations: BTreeMap::new(),
                 platform: None,
             },
-            None => {
-                let Some(index) = self.read_index()? else {
-                    bail!("{} has no index.json", self.dir.display());
-                };
-                index
-                    .manifests
-                    .into_iter()
-                    .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
-                    .with_context(|| format!("no cache tagged {tag:?} in {}", self.dir.display()))?
-            }
+            None => self.tagged(tag)?,
         };
         let digest = Digest::parse(&desc.digest)?;
         let path = self.blob_path(&digest);

@@ -94,10 +94,27 @@ pub enum SolveError {
     /// Downloading an `ADD` URL.
     #[error(transparent)]
     Http(#[from] crate::source::http::HttpError),
-    /// A base image's layer could not be kept or read (a diff ID that is not a digest, the
-    /// content store's error, as text).
-    #[error("{0}")]
-    Image(String),
+    /// A base image layer named by a diff ID that is no digest.
+    #[error("layer diff ID {diff_id}")]
+    DiffId {
+        /// The diff ID as the image config gives it.
+        diff_id: String,
+        /// Why it is no digest.
+        #[source]
+        source: crate::content::DigestError,
+    },
+    /// A base image layer's tar could not be kept in the content store.
+    #[error("keeping the base image layer {diff_id}")]
+    KeepLayer {
+        /// The layer's diff ID.
+        diff_id: String,
+        /// The content store's error.
+        #[source]
+        source: crate::content::ContentError,
+    },
+    /// An `oci-layout://` context's image could not be read.
+    #[error(transparent)]
+    Layout(#[from] crate::source::oci_layout::LayoutError),
     /// The image provider's error, as it tells it.
     #[error(transparent)]
     ImageProvider(source::ImageProviderError),

@@ -95,13 +95,17 @@ fn extract_and_keep(
     content: &ContentStore,
     diff_id: &str,
 ) -> Result<(), SolveError> {
-    let expected = Digest::parse(diff_id)
-        .map_err(|e| SolveError::Image(format!("layer diff ID {diff_id}: {e}")))?;
+    let expected = Digest::parse(diff_id).map_err(|source| SolveError::DiffId {
+        diff_id: diff_id.to_owned(),
+        source,
+    })?;
     if content.exists(&expected) {
         return extract_whole(reader, dir, diff_id);
     }
-    let content_err =
-        |e: crate::content::ContentError| SolveError::Image(crate::error_chain::error_chain(&e));
+    let content_err = |source: crate::content::ContentError| SolveError::KeepLayer {
+        diff_id: diff_id.to_owned(),
+        source,
+    };
     let mut tee = Tee {
         inner: reader,
         copy: content.writer().map_err(content_err)?,
@@ -317,7 +321,7 @@ impl Solver {
             tokio::task::spawn_blocking(move || layout.image(&digest, &wanted))
                 .await
                 .map_err(SolveError::failed("reading an OCI layout"))?
-                .map_err(|e| SolveError::Image(crate::error_chain::error_chain(&e)))?
+                .map_err(SolveError::Layout)?
         };
         let layers = image
             .layers

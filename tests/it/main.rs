@@ -51,6 +51,7 @@ mod registry_push;
 mod remote_buildkitd;
 mod remote_container;
 mod remote_docker;
+mod remote_local_cache;
 mod remote_ssh;
 mod rootless;
 mod snapshot_copy_mode;

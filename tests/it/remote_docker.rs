@@ -1508,3 +1508,89 @@ fn an_oci_archive_through_dockerd_carries_the_attestations() {
     assert!(packages.contains("\"six\""), "{packages}");
     assert!(!packages.contains("\"idna\""), "{packages}");
 }
+
+/// What `--iidfile`, `-q` and `--metadata-file` name when one solve both loads the image
+/// and writes an OCI archive, on a BuildKit that exports images itself (Docker 28.5 with
+/// the containerd image store), compared with buildx there: the image's config digest in
+/// the ID file (buildx's `getImageID`), and in the metadata the loaded image (BuildKit
+/// merges the exporters' answers, the last one's winning, and `--load` comes last), whose
+/// digest is Docker's image ID there; never the archive's own manifest.
+#[test]
+fn two_outputs_in_one_solve_name_the_loaded_image_as_with_buildx() {
+    if !support::build_ready() {
+        return;
+    }
+    let Some(docker) = support::require_docker28_containerd() else {
+        return;
+    };
+    let marker = nonce();
+    let context = push_context(&marker);
+    let ctx = context.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let addr = format!("docker://{}", docker.host());
+    let mut named = Vec::new();
+    for tool in ["buildx", "bud"] {
+        let tag = format!("h-addr-two-outputs-{tool}:{marker}");
+        let (iid, metadata, oci) = (
+            out.path().join(format!("{tool}.iid")),
+            out.path().join(format!("{tool}.json")),
+            out.path().join(format!("{tool}.tar")),
+        );
+        let mut args = vec![
+            "-q",
+            "--provenance=false",
+            "--load",
+            "-t",
+            &tag,
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ];
+        let dest = format!("type=oci,dest={}", oci.display());
+        args.extend(["-o", &dest, ctx]);
+        let built = if tool == "buildx" {
+            docker.build(&args)
+        } else {
+            let root = tempfile::tempdir().unwrap();
+            let mut with_addr = vec!["--addr", addr.as_str(), "build"];
+            with_addr.extend(&args);
+            support::bud_at(root.path(), &with_addr)
+        };
+        assert!(
+            built.status.success(),
+            "{tool}: {}",
+            support::stderr_of(&built)
+        );
+        let printed = String::from_utf8_lossy(&built.stdout).trim().to_owned();
+        let iid = std::fs::read_to_string(&iid).unwrap();
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+        let layout = files_of(&oci);
+        let index: serde_json::Value =
+            serde_json::from_slice(&oci_blob_path(&layout, "index.json")).unwrap();
+        let archived = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&oci_blob(&layout, &archived)).unwrap();
+        let loaded = docker.ok(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+        docker.ok(&["image", "rm", &tag]);
+
+        assert_eq!(
+            iid,
+            manifest["config"]["digest"].as_str().unwrap(),
+            "{tool}"
+        );
+        assert_eq!(printed, iid, "{tool}: -q prints the ID");
+        assert_eq!(
+            metadata["containerimage.config.digest"],
+            iid.as_str(),
+            "{tool}"
+        );
+        assert_eq!(metadata["containerimage.digest"], loaded.as_str(), "{tool}");
+        let descriptor = &metadata["containerimage.descriptor"];
+        assert_eq!(descriptor["digest"], loaded.as_str(), "{tool}");
+        assert_ne!(loaded, archived, "{tool}: the load and the archive differ");
+        named.push(descriptor["mediaType"].clone());
+    }
+    assert_eq!(named[0], named[1], "the loaded manifest's media type");
+}

@@ -1,12 +1,18 @@
-//! containerd.services.content.v1.Content: the OCI layouts of `--build-context
-//! NAME=oci-layout://…`, which BuildKit's oci-layout source reads as content stores of the
-//! session (buildx serves them the same way, from containerd's local store).
+//! containerd.services.content.v1.Content: the content stores of the session, by the ID
+//! BuildKit names in the `buildkit-attachable-store-id` header (`session/content`):
+//! - `oci:NAME`: the OCI layout of `--build-context NAME=oci-layout://…`, which BuildKit's
+//!   oci-layout source reads (buildx serves them the same way, from containerd's local
+//!   store); read only.
+//! - `local:DIR`: a local cache directory, as BuildKit's client names it: read by the
+//!   daemon's local cache importer (`--cache-from type=local,src=DIR`), written by its
+//!   exporter (`--cache-to type=local,dest=DIR`) through Write, Status and Abort
+//!   (`ingest.rs`, where the writes are confined and checked).
 //!
-//! Read-only: only Info and Read are served, every other method (writes included) is
-//! answered Unimplemented. A blob is reached only inside its layout (`OciLayout::open_blob`),
-//! read through once and checked against its digest before anything of it is served, then
-//! kept open for the session, so what was checked is what is sent. A Read is bounded by the
-//! blob's checked size and sent in chunks.
+//! A blob is reached only inside its directory (`OciLayout::open_blob`), read through once
+//! and checked against its digest before anything of it is served, then kept open for the
+//! session, so what was checked is what is sent. A Read is bounded by the blob's checked
+//! size and sent in chunks. The other methods (Update, List, Delete, ListStatuses) are
+//! answered Unimplemented.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -16,28 +22,51 @@ use std::sync::{Arc, Mutex};
 
 use bud_proto::content::content_server::Content;
 use bud_proto::content::{
-    Info, InfoRequest, InfoResponse, ReadContentRequest, ReadContentResponse,
+    AbortRequest, Info, InfoRequest, InfoResponse, ReadContentRequest, ReadContentResponse,
+    StatusRequest, StatusResponse, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
+use super::ingest::{CacheDir, HeldIngest, IngestError, WriteStatus};
 use crate::content::Digest;
 use crate::source::oci_layout::{LayoutError, OciLayout};
 
-/// The methods served, announced to the daemon.
-pub(crate) const METHODS: [&str; 2] = [
+/// The methods that read, announced to the daemon.
+pub(crate) const READ_METHODS: [&str; 2] = [
     "/containerd.services.content.v1.Content/Info",
     "/containerd.services.content.v1.Content/Read",
 ];
 
+/// The methods that write, announced when a store is written.
+pub(crate) const WRITE_METHODS: [&str; 3] = [
+    "/containerd.services.content.v1.Content/Status",
+    "/containerd.services.content.v1.Content/Write",
+    "/containerd.services.content.v1.Content/Abort",
+];
+
 /// The gRPC header BuildKit names the store in (`session/content`'s `GRPCHeaderID`).
 const STORE_HEADER: &str = "buildkit-attachable-store-id";
-/// BuildKit asks for store `oci:ID`, ID being the source's `oci.store` attribute.
-const STORE_PREFIX: &str = "oci:";
+/// The prefix of the store IDs of `--build-context` OCI layouts (the source's `oci.store`
+/// attribute follows it).
+pub(crate) const LAYOUT_PREFIX: &str = "oci:";
+/// The prefix of a local cache's store ID, the directory as the cache option names it.
+pub(crate) const CACHE_PREFIX: &str = "local:";
 /// The most a Read response carries (containerd's server sends 32 KiB; the daemon takes
 /// messages of up to 4 MiB).
 const CHUNK: usize = 256 << 10;
+
+/// One content store of the session.
+pub(crate) enum Store {
+    /// An OCI layout of `--build-context`: read only.
+    Layout(PathBuf),
+    /// A local cache directory: read, and written when a `--cache-to` names it.
+    Cache {
+        dir: PathBuf,
+        writer: Option<Arc<CacheDir>>,
+    },
+}
 
 /// A blob checked against its digest, open for the rest of the session.
 struct Blob {
@@ -45,40 +74,89 @@ struct Blob {
     size: u64,
 }
 
-pub(crate) struct ContentService {
-    /// Layouts by store ID (the context's name).
-    layouts: BTreeMap<String, OciLayout>,
+struct Opened {
+    layout: OciLayout,
+    writer: Option<Arc<CacheDir>>,
+}
+
+struct Stores {
+    /// By store ID.
+    stores: BTreeMap<String, Opened>,
     checked: Mutex<HashMap<(String, Digest), Arc<Blob>>>,
 }
 
-impl ContentService {
-    pub(crate) fn new(layouts: BTreeMap<String, PathBuf>) -> Self {
-        Self {
-            layouts: layouts
-                .into_iter()
-                .map(|(store, dir)| (store, OciLayout::new(dir)))
-                .collect(),
-            checked: Mutex::default(),
-        }
-    }
+#[derive(Clone)]
+pub(crate) struct ContentService(Arc<Stores>);
 
-    /// The blob `digest` of the store the request names, checked once.
-    async fn blob<T>(&self, request: &Request<T>, digest: &str) -> Result<Arc<Blob>, Status> {
+impl ContentService {
+    /// The stores, by store ID (`oci:NAME`, `local:DIR`).
+    pub(crate) fn new(stores: BTreeMap<String, Store>) -> Self {
+        let stores = stores
+            .into_iter()
+            .map(|(id, store)| {
+                let opened = match store {
+                    Store::Layout(dir) => Opened {
+                        layout: OciLayout::new(dir),
+                        writer: None,
+                    },
+                    Store::Cache { dir, writer } => Opened {
+                        layout: OciLayout::new(dir),
+                        writer,
+                    },
+                };
+                (id, opened)
+            })
+            .collect();
+        Self(Arc::new(Stores {
+            stores,
+            checked: Mutex::default(),
+        }))
+    }
+}
+
+impl Stores {
+    /// The store a request names.
+    fn store<T>(&self, request: &Request<T>) -> Result<(String, &Opened), Status> {
         let header = request
             .metadata()
             .get(STORE_HEADER)
             .ok_or_else(|| Status::invalid_argument(format!("request lacks {STORE_HEADER}")))?;
         let id = header
             .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix(STORE_PREFIX))
-            .ok_or_else(|| Status::not_found(format!("bud serves no content store {header:?}")))?;
-        let layout = self.layouts.get(id).ok_or_else(|| {
-            Status::not_found(format!("bud serves no OCI layout as content store {id:?}"))
+            .map_err(|_| Status::not_found(format!("bud serves no content store {header:?}")))?;
+        let store = self.stores.get(id).ok_or_else(|| {
+            Status::not_found(format!(
+                "bud serves no content store {id:?} in this session"
+            ))
         })?;
+        Ok((id.to_owned(), store))
+    }
+
+    /// The store a request names, which the daemon may write.
+    fn writer<T>(&self, request: &Request<T>) -> Result<Arc<CacheDir>, Status> {
+        let (id, store) = self.store(request)?;
+        store.writer.clone().ok_or_else(|| {
+            Status::permission_denied(format!(
+                "the content store {id:?} is read only: only a --cache-to directory is written"
+            ))
+        })
+    }
+
+    /// The blob `digest` of the store the request names, checked once.
+    async fn blob<T>(&self, request: &Request<T>, digest: &str) -> Result<Arc<Blob>, Status> {
+        let (id, store) = self.store(request)?;
         let digest = Digest::parse(digest)
             .map_err(|e| Status::invalid_argument(crate::error_chain::error_chain(&e)))?;
-        let key = (id.to_owned(), digest);
+        self.checked_blob(id, &store.layout, digest).await
+    }
+
+    async fn checked_blob(
+        &self,
+        id: String,
+        layout: &OciLayout,
+        digest: Digest,
+    ) -> Result<Arc<Blob>, Status> {
+        let key = (id, digest);
         if let Some(blob) = self.lock().get(&key) {
             return Ok(blob.clone());
         }
@@ -93,6 +171,26 @@ impl ContentService {
         let blob = Arc::new(Blob { file, size });
         self.lock().insert(key, blob.clone());
         Ok(blob)
+    }
+
+    /// Whether the store `id` holds `digest` whole: a missing or damaged blob is written
+    /// (again).
+    async fn holds(&self, id: &str, digest: &Digest) -> Result<bool, Status> {
+        let Some(store) = self.stores.get(id) else {
+            return Ok(false);
+        };
+        match self
+            .checked_blob(id.to_owned(), &store.layout, digest.clone())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(status)
+                if matches!(status.code(), tonic::Code::NotFound | tonic::Code::DataLoss) =>
+            {
+                Ok(false)
+            }
+            Err(status) => Err(status),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Digest), Arc<Blob>>> {
@@ -140,7 +238,7 @@ fn read_range(offset: i64, size: i64, blob_size: u64) -> Result<(u64, u64), Stat
 impl Content for ContentService {
     async fn info(&self, request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let digest = request.get_ref().digest.clone();
-        let blob = self.blob(&request, &digest).await?;
+        let blob = self.0.blob(&request, &digest).await?;
         let size = i64::try_from(blob.size)
             .map_err(|_| Status::out_of_range(format!("blob {digest} is too large")))?;
         Ok(Response::new(InfoResponse {
@@ -162,7 +260,7 @@ impl Content for ContentService {
             let r = request.get_ref();
             (r.digest.clone(), r.offset, r.size)
         };
-        let blob = self.blob(&request, &digest).await?;
+        let blob = self.0.blob(&request, &digest).await?;
         let (start, len) = read_range(offset, size, blob.size)?;
         let (tx, rx) = mpsc::channel(4);
         // Stops when the daemon goes away (the channel closes) or the range is sent.
@@ -197,6 +295,188 @@ impl Content for ContentService {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let dir = self.0.writer(&request)?;
+        let status = dir
+            .status(&request.get_ref().r#ref)
+            .map_err(|e| ingest_status(&e))?;
+        Ok(Response::new(StatusResponse {
+            status: Some(bud_proto::content::Status {
+                started_at: Some(status.started.into()),
+                updated_at: Some(status.updated.into()),
+                r#ref: status.reference,
+                offset: signed(status.offset),
+                total: signed(status.total),
+                expected: status.expected.map(|d| d.to_string()).unwrap_or_default(),
+            }),
+        }))
+    }
+
+    type WriteStream = ReceiverStream<Result<WriteContentResponse, Status>>;
+
+    async fn write(
+        &self,
+        request: Request<Streaming<WriteContentRequest>>,
+    ) -> Result<Response<Self::WriteStream>, Status> {
+        let dir = self.0.writer(&request)?;
+        let (id, _) = self.0.store(&request)?;
+        let mut messages = request.into_inner();
+        let first = messages
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a write without a message"))?;
+        if first.r#ref.is_empty() {
+            return Err(Status::invalid_argument(
+                "first message must have a reference",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let write = Write {
+            stores: self.0.clone(),
+            id,
+            dir,
+        };
+        tokio::spawn(async move {
+            if let Err(status) = write.serve(first, messages, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn abort(&self, request: Request<AbortRequest>) -> Result<Response<()>, Status> {
+        let dir = self.0.writer(&request)?;
+        dir.abort(&request.get_ref().r#ref)
+            .map_err(|e| ingest_status(&e))?;
+        Ok(Response::new(()))
+    }
+}
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn ingest_status(e: &IngestError) -> Status {
+    Status::new(e.code(), crate::error_chain::error_chain(e))
+}
+
+/// One Write stream: one blob into a cache directory, as containerd's content server
+/// takes it (the messages a STAT, WRITEs, a COMMIT; a blob the store holds already
+/// answered AlreadyExists, which the daemon takes as done).
+struct Write {
+    stores: Arc<Stores>,
+    id: String,
+    dir: Arc<CacheDir>,
+}
+
+impl Write {
+    async fn serve(
+        &self,
+        first: WriteContentRequest,
+        mut messages: Streaming<WriteContentRequest>,
+        tx: &mpsc::Sender<Result<WriteContentResponse, Status>>,
+    ) -> Result<(), Status> {
+        let held = {
+            let (dir, reference, total) = (self.dir.clone(), first.r#ref.clone(), first.total);
+            tokio::task::spawn_blocking(move || dir.begin(&reference, total))
+                .await
+                .map_err(|e| Status::internal(crate::error_chain::error_chain(&e)))?
+                .map_err(|e| ingest_status(&e))?
+        };
+        let mut held = Some(held);
+        let mut request = first;
+        loop {
+            let Some(mut ingest) = held.take() else {
+                return Ok(());
+            };
+            let expected =
+                match request.expected.as_str() {
+                    "" => None,
+                    text => Some(Digest::parse(text).map_err(|e| {
+                        Status::invalid_argument(crate::error_chain::error_chain(&e))
+                    })?),
+                };
+            if let Some(expected) = &expected {
+                if self.stores.holds(&self.id, expected).await? {
+                    ingest.discard();
+                    return Err(Status::already_exists(format!(
+                        "blob {expected} is in {} already",
+                        self.dir.root().display()
+                    )));
+                }
+            }
+            ingest.declare(request.total, expected);
+            let action = request.action();
+            let (ingest, response) = match action {
+                WriteAction::Stat => {
+                    let status = ingest.status();
+                    let mut response = response(action, &status);
+                    response.started_at = Some(status.started.into());
+                    response.updated_at = Some(status.updated.into());
+                    response.total = signed(status.total);
+                    (Some(ingest), response)
+                }
+                WriteAction::Write | WriteAction::Commit => {
+                    let commit = action == WriteAction::Commit;
+                    let data = std::mem::take(&mut request.data);
+                    let offset = request.offset;
+                    tokio::task::spawn_blocking(move || written(ingest, offset, &data, commit))
+                        .await
+                        .map_err(|e| Status::internal(crate::error_chain::error_chain(&e)))?
+                        .map_err(|e| ingest_status(&e))?
+                }
+            };
+            if tx.send(Ok(response)).await.is_err() {
+                return Ok(());
+            }
+            // A COMMIT ends the stream.
+            held = ingest;
+            if held.is_none() {
+                return Ok(());
+            }
+            request = match messages.message().await {
+                Ok(Some(next)) => next,
+                // The daemon ended the stream (or went away): the write is kept for another.
+                Ok(None) | Err(_) => return Ok(()),
+            };
+        }
+    }
+}
+
+fn response(action: WriteAction, status: &WriteStatus) -> WriteContentResponse {
+    WriteContentResponse {
+        action: action as i32,
+        offset: signed(status.offset),
+        digest: status.digest.to_string(),
+        ..Default::default()
+    }
+}
+
+/// `data` written at `offset`, then the blob committed if `commit`: the write still held
+/// (none once committed) and the answer. Blocking.
+fn written(
+    mut ingest: HeldIngest,
+    offset: i64,
+    data: &[u8],
+    commit: bool,
+) -> Result<(Option<HeldIngest>, WriteContentResponse), IngestError> {
+    ingest.write(offset, data)?;
+    let status = ingest.status();
+    let action = if commit {
+        WriteAction::Commit
+    } else {
+        WriteAction::Write
+    };
+    let answer = response(action, &status);
+    if commit {
+        ingest.commit()?;
+        return Ok((None, answer));
+    }
+    Ok((Some(ingest), answer))
 }
 
 #[cfg(test)]
@@ -216,7 +496,10 @@ mod tests {
     }
 
     fn service(root: &std::path::Path) -> ContentService {
-        ContentService::new(BTreeMap::from([("ctx".to_owned(), root.to_owned())]))
+        ContentService::new(BTreeMap::from([(
+            "oci:ctx".to_owned(),
+            Store::Layout(root.to_owned()),
+        )]))
     }
 
     fn request<T>(store: &str, message: T) -> Request<T> {

@@ -1,13 +1,14 @@
 //! The session: gRPC services bud serves to the daemon during a build (the daemon is the
 //! client). It carries the build context, registry credentials, secrets, SSH agents, the
-//! OCI layouts of `--build-context` (as content stores) and, for the `local` and `tar`
-//! exporters, the build's output.
+//! OCI layouts of `--build-context` and the directories of local caches (as content
+//! stores) and, for the `local` and `tar` exporters, the build's output.
 
 mod auth;
 mod content;
 mod filesend;
 mod filesync;
 mod health;
+mod ingest;
 mod secrets;
 mod ssh;
 mod tunnel;
@@ -31,15 +32,17 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower_service::Service;
 
+pub(crate) use content::Store as ContentStore;
 pub(crate) use filesend::ExportTarget;
 pub(crate) use filesync::TransferCounters;
 pub use filesync::{SyncedDir, TransferStats};
+pub(crate) use ingest::CacheDir;
 pub(crate) use tunnel::open_tunnel;
 
 use super::Secret;
 
 /// The methods bud serves, announced to the daemon (which calls only announced ones).
-fn methods(exports: bool, ssh: bool, layouts: bool) -> Vec<&'static str> {
+fn methods(exports: bool, ssh: bool, stores: Stores) -> Vec<&'static str> {
     let mut m = vec![
         "/grpc.health.v1.Health/Check",
         "/moby.filesync.v1.FileSync/DiffCopy",
@@ -56,10 +59,22 @@ fn methods(exports: bool, ssh: bool, layouts: bool) -> Vec<&'static str> {
         m.push("/moby.sshforward.v1.SSH/CheckAgent");
         m.push("/moby.sshforward.v1.SSH/ForwardAgent");
     }
-    if layouts {
-        m.extend(content::METHODS);
+    if stores != Stores::None {
+        m.extend(content::READ_METHODS);
+    }
+    if stores == Stores::Written {
+        m.extend(content::WRITE_METHODS);
     }
     m
+}
+
+/// Which content stores a session serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stores {
+    None,
+    Read,
+    /// A local cache the daemon writes among them.
+    Written,
 }
 
 /// Identity and content of one session.
@@ -71,7 +86,7 @@ pub(crate) struct Session {
     router: Router,
     exports: bool,
     ssh: bool,
-    layouts: bool,
+    stores: Stores,
 }
 
 /// What a session offers the daemon.
@@ -82,6 +97,9 @@ pub(crate) struct Offer<'a> {
     /// OCI layout directories, served as content stores by ID (the `oci.store` attribute of
     /// the `oci-layout://` sources reading them).
     pub oci_layouts: BTreeMap<String, PathBuf>,
+    /// Local cache directories (`--cache-from`/`--cache-to type=local`), served as content
+    /// stores by the directory as the cache option names it.
+    pub local_caches: BTreeMap<String, ContentStore>,
     /// Where each exporter that sends files back writes, by its index in the solve's
     /// exporters.
     pub exports: Vec<(usize, ExportTarget)>,
@@ -100,11 +118,39 @@ impl Session {
             secrets,
             ssh_agents,
             oci_layouts,
+            local_caches,
             exports: targets,
         } = offer;
         let exports = !targets.is_empty();
         let ssh = !ssh_agents.is_empty();
-        let layouts = !oci_layouts.is_empty();
+        let written = local_caches.values().any(|s| {
+            matches!(
+                s,
+                ContentStore::Cache {
+                    writer: Some(_),
+                    ..
+                }
+            )
+        });
+        let stores = match (oci_layouts.is_empty() && local_caches.is_empty(), written) {
+            (_, true) => Stores::Written,
+            (true, false) => Stores::None,
+            (false, false) => Stores::Read,
+        };
+        let stores_by_id = oci_layouts
+            .into_iter()
+            .map(|(name, dir)| {
+                (
+                    format!("{}{name}", content::LAYOUT_PREFIX),
+                    ContentStore::Layout(dir),
+                )
+            })
+            .chain(
+                local_caches
+                    .into_iter()
+                    .map(|(dir, store)| (format!("{}{dir}", content::CACHE_PREFIX), store)),
+            )
+            .collect();
         let router = Router {
             health: HealthServer::new(health::HealthService),
             filesync: FileSyncServer::new(filesync::FileSyncService::new(dirs, counters)),
@@ -112,7 +158,7 @@ impl Session {
             secrets: SecretsServer::new(secrets::SecretsService::new(secrets)),
             ssh: SshServer::new(ssh::SshService::new(ssh_agents)),
             filesend: filesend::FileSendService::new(targets),
-            content: ContentServer::new(content::ContentService::new(oci_layouts)),
+            content: ContentServer::new(content::ContentService::new(stores_by_id)),
         };
         Self {
             id,
@@ -121,7 +167,7 @@ impl Session {
             router,
             exports,
             ssh,
-            layouts,
+            stores,
         }
     }
 
@@ -132,7 +178,7 @@ impl Session {
             ("X-Docker-Expose-Session-Name", self.name.clone()),
             ("X-Docker-Expose-Session-Sharedkey", self.shared_key.clone()),
         ];
-        for m in methods(self.exports, self.ssh, self.layouts) {
+        for m in methods(self.exports, self.ssh, self.stores) {
             h.push(("X-Docker-Expose-Session-Grpc-Method", m.to_string()));
         }
         h
