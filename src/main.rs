@@ -16,8 +16,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Whatever works on bud's own state root (the embedded solver, du, prune, the SBOM of
+    // an image a daemon built) needs the privilege for it first, before any thread starts.
+    // A rootless bud's user namespace is mapped by two helper processes: begun here, at
+    // once, it is finished (`run`) once the build has read what it can on this one thread
+    // while they run.
+    let owns_state_root = match &cli.command {
+        Command::Completion { .. } => false,
+        Command::Build(opts) if cli.global.addr.is_some() => {
+            bud::build::may_import_built_image(opts)
+        }
+        _ => cli.global.addr.is_none(),
+    };
+    let entry = owns_state_root.then(bud::privilege::begin);
     init_tracing(cli.global.debug);
-    match run(cli) {
+    match run(cli, entry) {
         Ok(()) => ExitCode::SUCCESS,
         // The findings are printed already; like buildx, exit 1 without more.
         Err(e) if e.downcast_ref::<bud::build::ChecksFailed>().is_some() => {
@@ -30,19 +43,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    // Whatever works on bud's own state root (the embedded solver, du, prune, the SBOM of
-    // an image a daemon built) needs the privilege for it first, before any thread starts.
-    let owns_state_root = match &cli.command {
-        Command::Completion { .. } => false,
-        Command::Build(opts) if cli.global.addr.is_some() => {
-            bud::build::may_import_built_image(opts)
+fn run(cli: Cli, entry: Option<bud::privilege::Entry>) -> Result<()> {
+    // A build reads its inputs and opens its state root before finishing the entry; every
+    // other command finishes it first.
+    let entry = match cli.command {
+        Command::Build(_) => entry,
+        _ => {
+            finish(entry);
+            None
         }
-        _ => cli.global.addr.is_none(),
     };
-    if owns_state_root {
-        bud::privilege::enter();
-    }
     let state_root = || bud::commands::state_root(cli.global.root.as_deref());
     match cli.command {
         Command::Completion { shell } => {
@@ -50,7 +60,11 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "bud", &mut out);
             Ok(out.flush()?)
         }
-        Command::Build(ref opts) => build(opts, &cli.global),
+        Command::Build(ref opts) => {
+            let prepared = bud::build::prepare(opts, &cli.global)?;
+            finish(entry);
+            build(prepared, opts, &cli.global)
+        }
         Command::Du(ref opts) if let Some(addr) = &cli.global.addr => block_on(async {
             bud::commands::remote::du(addr, &cli.global.tls, opts, &mut std::io::stdout().lock())
                 .await
@@ -87,10 +101,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn build(opts: &BuildOptions, global: &GlobalOptions) -> Result<()> {
+fn finish(entry: Option<bud::privilege::Entry>) {
+    if let Some(entry) = entry {
+        entry.finish();
+    }
+}
+
+fn build(
+    prepared: bud::build::Prepared,
+    opts: &BuildOptions,
+    global: &GlobalOptions,
+) -> Result<()> {
     let cancel = CancellationToken::new();
     bud::signals::watch(cancel.clone(), EXIT_FAILURE)?;
-    let built = block_on(bud::build::run(opts, global, cancel.clone()));
+    let built = block_on(bud::build::run(prepared, opts, global, cancel.clone()));
     if !cancel.is_cancelled() {
         return built;
     }

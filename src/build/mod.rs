@@ -80,16 +80,55 @@ pub(crate) struct BuildEnv {
     failed_logs: crate::progress::step_logs::KeptLogs,
 }
 
+/// What a build reads and opens before bud's first thread starts: `main` does it while a
+/// rootless bud's user namespace is being mapped, so that the two overlap. Nothing here may
+/// start a thread, and nothing here may depend on the user namespace (a context from stdin,
+/// whose archive is unpacked with its owners, is read later, by [`run`]).
+pub struct Prepared {
+    exports: Vec<outputs::Export>,
+    /// `None` for a context from stdin.
+    inputs: Option<BuildInputs>,
+    state: StateRoot,
+    meta: Arc<MetaStore>,
+    content: ContentStore,
+    config: Config,
+}
+
+/// Reads a build's outputs, inputs, state root and configuration, in the order their errors
+/// are reported; see [`Prepared`].
+pub fn prepare(opts: &BuildOptions, global: &GlobalOptions) -> anyhow::Result<Prepared> {
+    let exports = outputs::plan(opts)?;
+    let inputs = if opts.context == "-" {
+        None
+    } else {
+        Some(BuildInputs::read(&opts.context, opts.file.as_deref())?)
+    };
+    let root = match &global.root {
+        Some(r) => r.clone(),
+        None => StateRoot::default_path()?,
+    };
+    let state = StateRoot::open(&root)?;
+    let meta = Arc::new(MetaStore::open(&state.db_path())?);
+    let content = ContentStore::new(state.content_dir())?;
+    let config = Config::load()?;
+    Ok(Prepared {
+        exports,
+        inputs,
+        state,
+        meta,
+        content,
+        config,
+    })
+}
+
 impl BuildEnv {
-    async fn new(opts: &BuildOptions, global: &GlobalOptions) -> anyhow::Result<Self> {
-        let root = match &global.root {
-            Some(r) => r.clone(),
-            None => StateRoot::default_path()?,
-        };
-        let state = StateRoot::open(&root)?;
-        let meta = Arc::new(MetaStore::open(&state.db_path())?);
-        let content = ContentStore::new(state.content_dir())?;
-        let config = Config::load()?;
+    async fn new(
+        opts: &BuildOptions,
+        state: StateRoot,
+        meta: Arc<MetaStore>,
+        content: ContentStore,
+        config: Config,
+    ) -> anyhow::Result<Self> {
         let registry = RegistryConfig {
             insecure_registries: config
                 .registries
@@ -163,13 +202,24 @@ pub fn may_import_built_image(opts: &BuildOptions) -> bool {
 /// work), runs the build on the solver [`worker`] picks, then collects garbage after an
 /// embedded build and writes `--iidfile`, `--metadata-file` and `-q`'s ID.
 pub async fn run(
+    prepared: Prepared,
     opts: &BuildOptions,
     global: &GlobalOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let exports = outputs::plan(opts)?;
-    let inputs = BuildInputs::read(&opts.context, opts.file.as_deref())?;
-    let env = BuildEnv::new(opts, global).await?;
+    let Prepared {
+        exports,
+        inputs,
+        state,
+        meta,
+        content,
+        config,
+    } = prepared;
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => BuildInputs::read(&opts.context, opts.file.as_deref())?,
+    };
+    let env = BuildEnv::new(opts, state, meta, content, config).await?;
     if opts.rm == Some(false) {
         // docker build's legacy builder kept a container per step; BuildKit, and bud, keep
         // none to remove, so the flag cannot do what it asks: say so rather than pass over it.

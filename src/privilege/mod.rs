@@ -31,16 +31,59 @@ static MODE: OnceLock<Mode> = OnceLock::new();
 /// Sets bud up to own its state root: a private mount namespace for root, a user namespace
 /// (with one) for anyone else. Call once, from `main`, before any thread exists.
 pub fn enter() -> &'static Mode {
-    MODE.get_or_init(|| {
-        if rustix::process::geteuid().is_root() {
-            private_mounts();
-            return Mode::Root;
+    begin().finish()
+}
+
+/// The privilege being taken: [`begin`] starts it, [`Entry::finish`] completes it. In
+/// between, bud may do work of its own (reading its inputs, opening its state root) as the
+/// user who started it, on its one thread, while the map helpers run.
+pub struct Entry {
+    step: EntryStep,
+}
+
+enum EntryStep {
+    /// An earlier entry decided the mode.
+    Entered,
+    Root,
+    /// The user namespace's maps being written.
+    Rootless(IdMaps, userns::Entering),
+    /// Decided already: no user namespace can be made.
+    Unprivileged(UsernsError),
+}
+
+/// Starts taking the privilege [`enter`] takes. Call once, from `main`, before any thread
+/// exists, and finish it before the first one starts.
+pub fn begin() -> Entry {
+    let step = if MODE.get().is_some() {
+        EntryStep::Entered
+    } else if rustix::process::geteuid().is_root() {
+        EntryStep::Root
+    } else {
+        match IdMaps::for_current_user().and_then(|maps| Ok((userns::begin(&maps)?, maps))) {
+            Ok((entering, maps)) => EntryStep::Rootless(maps, entering),
+            Err(e) => EntryStep::Unprivileged(e),
         }
-        match IdMaps::for_current_user().and_then(|maps| userns::enter(&maps).map(|()| maps)) {
-            Ok(maps) => Mode::Rootless(maps),
-            Err(e) => Mode::Unprivileged(e),
-        }
-    })
+    };
+    Entry { step }
+}
+
+impl Entry {
+    /// Completes the entry; still before any thread exists.
+    pub fn finish(self) -> &'static Mode {
+        let mode = match self.step {
+            EntryStep::Entered => return mode(),
+            EntryStep::Root => {
+                private_mounts();
+                Mode::Root
+            }
+            EntryStep::Rootless(maps, entering) => match entering.finish() {
+                Ok(()) => Mode::Rootless(maps),
+                Err(e) => Mode::Unprivileged(e),
+            },
+            EntryStep::Unprivileged(e) => Mode::Unprivileged(e),
+        };
+        MODE.get_or_init(|| mode)
+    }
 }
 
 /// The mode [`enter`] chose; without it (a library user, a command that needs no state

@@ -8,8 +8,9 @@
 //! it with `setns`, as podman joins the namespace its pause process holds. The entry is paid
 //! by every command that enters, so it is kept to about one helper's run: the holder is a
 //! clone sharing bud's memory that execs nothing, and the helpers are started straight from
-//! bud, with no shell in front of them. Must run before any thread starts: a threaded
-//! process cannot join a user namespace.
+//! bud, with no shell in front of them; and it is split in two ([`begin`], then
+//! [`Entering::finish`]) so that bud does work of its own while the helpers run. Must run
+//! before any thread starts: a threaded process cannot join a user namespace.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -152,9 +153,20 @@ fn map_args(id: u32, ranges: &[SubIdRange]) -> Vec<String> {
     args
 }
 
-/// Enters a new user namespace with `maps`, then a mount namespace of its own whose mounts
-/// do not propagate back.
-pub fn enter(maps: &IdMaps) -> Result<(), UsernsError> {
+/// An entry begun by [`begin`]: the holder is in its new user namespace and the two helpers
+/// are writing its maps. Dropped unfinished, it waits for the helpers and ends the holder.
+pub struct Entering {
+    /// Taken by [`Entering::finish`].
+    holder: Option<Holder>,
+    /// Each taken when waited for.
+    uid_helper: Option<Result<MapHelper, UsernsError>>,
+    gid_helper: Option<Result<MapHelper, UsernsError>>,
+}
+
+/// Starts entering a new user namespace with `maps`: the holder is made and the helpers
+/// started, and bud may go on with work of its own while they map it, as long as it starts
+/// no thread before [`Entering::finish`].
+pub fn begin(maps: &IdMaps) -> Result<Entering, UsernsError> {
     let newuidmap = map_tool("newuidmap")?;
     let newgidmap = map_tool("newgidmap")?;
     let holder = Holder::start()?;
@@ -171,22 +183,72 @@ pub fn enter(maps: &IdMaps) -> Result<(), UsernsError> {
         &pid,
         map_args(maps.gid, &maps.gids),
     );
-    // Both are waited for, whichever failed: no helper outlives the entry.
-    let uid_mapped = uid_helper.and_then(MapHelper::wait);
-    let gid_mapped = gid_helper.and_then(MapHelper::wait);
-    uid_mapped?;
-    gid_mapped?;
-    holder.join()?;
-    // SAFETY: called before any thread exists (main, before the runtime starts); the
-    // holder and the helpers are processes, not threads.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+    Ok(Entering {
+        holder: Some(holder),
+        uid_helper: Some(uid_helper),
+        gid_helper: Some(gid_helper),
+    })
+}
+
+impl Entering {
+    /// Joins the (now mapped) namespace, then makes a mount namespace of its own whose
+    /// mounts do not propagate back. Must run while bud has one thread only.
+    pub fn finish(mut self) -> Result<(), UsernsError> {
+        // Both are waited for, whichever failed: no helper outlives the entry.
+        let uid_mapped = wait_helper(&mut self.uid_helper);
+        let gid_mapped = wait_helper(&mut self.gid_helper);
+        uid_mapped?;
+        gid_mapped?;
+        let Some(mut holder) = self.holder.take() else {
+            return Err(UsernsError::NotEntered);
+        };
+        holder.join()?;
+        // The holder has done its work: it exits while bud goes on, and is reaped on a
+        // thread of its own once bud may have threads, rather than waited for here.
+        holder.release();
+        // SAFETY: called before any thread exists (main, before the runtime starts); the
+        // holder and the helpers are processes, not threads.
+        let unshared =
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+                .map_err(UsernsError::MountNamespace);
+        // Threads are allowed from here on. Should none start, the holder is reaped here, as
+        // the closure that owns it is dropped.
+        let _ = std::thread::Builder::new()
+            .name("userns-holder".into())
+            .spawn(move || drop(holder));
+        unshared?;
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::REC
+                | rustix::mount::MountPropagationFlags::PRIVATE,
+        )
         .map_err(UsernsError::MountNamespace)?;
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
-    )
-    .map_err(UsernsError::MountNamespace)?;
-    Ok(())
+        Ok(())
+    }
+}
+
+impl Drop for Entering {
+    /// An entry given up (bud failed before finishing it): the helpers are waited for; the
+    /// holder ends when its own field is dropped.
+    fn drop(&mut self) {
+        let _ = wait_helper(&mut self.uid_helper);
+        let _ = wait_helper(&mut self.gid_helper);
+    }
+}
+
+/// Waits for a helper not waited for yet: how it ended, or why it never started.
+fn wait_helper(helper: &mut Option<Result<MapHelper, UsernsError>>) -> Result<(), UsernsError> {
+    match helper.take() {
+        Some(Ok(helper)) => helper.wait(),
+        Some(Err(e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Enters a new user namespace with `maps`, then a mount namespace of its own whose mounts
+/// do not propagate back: [`begin`] and [`Entering::finish`] with nothing in between.
+pub fn enter(maps: &IdMaps) -> Result<(), UsernsError> {
+    begin(maps)?.finish()
 }
 
 fn map_tool(tool: &'static str) -> Result<PathBuf, UsernsError> {
@@ -263,8 +325,8 @@ impl Holder {
         self.pid.as_raw_nonzero().to_string()
     }
 
-    /// Moves bud into the holder's (now mapped) user namespace; the holder goes on drop.
-    fn join(self) -> Result<(), UsernsError> {
+    /// Moves bud into the holder's (now mapped) user namespace.
+    fn join(&self) -> Result<(), UsernsError> {
         let ns = std::fs::File::open(format!("/proc/{}/ns/user", self.pid())).map_err(|e| {
             UsernsError::Join {
                 errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
@@ -276,6 +338,13 @@ impl Holder {
             Some(rustix::thread::LinkNameSpaceType::User),
         )
         .map_err(|errno| UsernsError::Join { errno })
+    }
+}
+
+impl Holder {
+    /// Lets the holder end (it reads the end of its pipe); [`Drop`] reaps it.
+    fn release(&mut self) {
+        drop(self.release.take());
     }
 }
 

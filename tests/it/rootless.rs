@@ -526,3 +526,103 @@ fn an_sbom_through_docker_s_buildkit_is_made_rootless_or_refused() {
     );
     assert!(!stderr.contains(&marker), "the build ran: {stderr}");
 }
+
+/// A rootless bud reads its Dockerfile and opens its state root before its user namespace
+/// is mapped (as the user, while the map helpers run), but a context archive on stdin is
+/// unpacked inside it: its entries keep their owners, as with Docker 28.5, even owners the
+/// user could not give a file outside the namespace.
+#[test]
+fn a_rootless_context_archive_from_stdin_keeps_its_owners_as_with_docker() {
+    if !rootless_ready() {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let dockerfile = "FROM bud-test/busybox\n\
+                      RUN --mount=type=bind,target=/ctx stat -c '%u:%g %a' /ctx/owned > /owner\n";
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, body, mode, owner) in [
+        ("Dockerfile", dockerfile, 0o644, 0),
+        ("owned", "hi\n", 0o640, 1234),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(mode);
+        header.set_uid(owner);
+        header.set_gid(owner + 1);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, name, body.as_bytes())
+            .unwrap();
+    }
+    let archive = archive.into_inner().unwrap();
+    let piped = |mut cmd: Command| {
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &archive).unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let out = user_dir(ROOTLESS_USER);
+    let mut bud = bud_command_as(ROOTLESS_USER);
+    bud.args(["--progress", "plain", "-o"])
+        .arg(format!(
+            "type=local,dest={}",
+            out.path().join("bud").display()
+        ))
+        .arg("-");
+    let stderr = ok(&piped(bud));
+    assert!(!stderr.contains("Docker's BuildKit"), "{stderr}");
+
+    let reference = tempfile::tempdir().unwrap();
+    let mut docker = docker28.command();
+    docker
+        .args(["build", "-q", "-o"])
+        .arg(format!("type=local,dest={}", reference.path().display()))
+        .arg("-");
+    let built = piped(docker);
+    assert!(built.status.success(), "{}", stderr_of(&built));
+
+    let owner = |dir: &Path| std::fs::read_to_string(dir.join("owner")).unwrap();
+    assert_eq!(owner(reference.path()), "1234:1235 640\n");
+    assert_eq!(owner(&out.path().join("bud")), owner(reference.path()));
+}
+
+/// An error found while the user namespace is being mapped (the build reads its Dockerfile
+/// then) ends the build as it ends root's: the same message, exit 1, the entry given up.
+#[test]
+fn a_rootless_build_without_a_dockerfile_fails_as_roots_does() {
+    if !rootless_ready() {
+        return;
+    }
+    let context = user_dir(ROOTLESS_USER);
+    let state = user_dir(ROOTLESS_USER);
+    let as_user = bud_as(
+        ROOTLESS_USER,
+        &[
+            "--root",
+            state.path().to_str().unwrap(),
+            context.path().to_str().unwrap(),
+        ],
+    );
+    let root_state = tempfile::tempdir().unwrap();
+    let as_root = Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root_state.path())
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert_eq!(as_root.status.code(), Some(1), "{}", stderr_of(&as_root));
+    assert_eq!(as_user.status.code(), Some(1), "{}", stderr_of(&as_user));
+    assert!(
+        stderr_of(&as_root).contains("Dockerfile"),
+        "{}",
+        stderr_of(&as_root)
+    );
+    assert_eq!(stderr_of(&as_user), stderr_of(&as_root));
+}
