@@ -530,10 +530,15 @@ async fn imported_cache_mount(
         return Ok(None);
     }
     let content = &solver.snapshots.content;
-    Ok(import
-        .cache_mount(content, &portable)
-        .await
-        .map(|d| content.path(&d)))
+    let started = std::time::Instant::now();
+    let tar = import.cache_mount(content, &portable).await;
+    tracing::debug!(
+        id,
+        found = tar.is_some(),
+        elapsed = ?started.elapsed(),
+        "cache mount looked up in the imported caches (downloaded, decompressed, verified)"
+    );
+    Ok(tar.map(|d| content.path(&d)))
 }
 
 /// The directory of one cache mount, created (seeded from the mount's input) if new, and
@@ -595,8 +600,15 @@ fn prepare_cache_dir(
         }
         // `--cache-from … ` brought this cache's contents from elsewhere.
         if let Some(tar) = imported {
+            // Timed under --debug: the profile of a restore (issue 15's benchmark).
+            let started = std::time::Instant::now();
             let file = std::fs::File::open(tar).map_err(SolveError::io("opening", tar))?;
             crate::snapshot::apply::extract_layer(std::io::BufReader::new(file), &staging)?;
+            tracing::debug!(
+                id,
+                elapsed = ?started.elapsed(),
+                "cache mount unpacked from the imported cache"
+            );
         }
         if std::fs::rename(&staging, &dir).is_err() {
             // Another build created it first.
