@@ -53,17 +53,20 @@ pub(super) async fn build(
     let cache_specs = cache_exports(opts, progress);
     let cache_platform =
         crate::registry::Platform::new(&platform.os, &platform.architecture, &platform.variant);
-    let cache_import = tokio::select! {
-        biased;
-        () = cancel.cancelled() => bail!("cancelled"),
-        import = remotecache::import_all(&opts.cache_from, std::slice::from_ref(&cache_platform), content, registry, progress) => import,
-    };
-
-    runtime.reap_orphans().await;
-    // Served until the build returns.
+    // The caches' manifests download while the solver starts and the Dockerfile converts
+    // (which may wait on a registry or Docker for the base images).
+    let importing = unless_cancelled(&cancel, async {
+        Ok(remotecache::import_all(
+            &opts.cache_from,
+            std::slice::from_ref(&cache_platform),
+            content,
+            registry,
+            progress,
+        )
+        .await)
+    });
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
-    solve_opts.cache_import = cache_import;
     solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
@@ -81,17 +84,30 @@ pub(super) async fn build(
             }
         }));
     }
-    let solver = start_solver(env, runtime, solve_opts)?;
-    let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    let preparing = async {
+        runtime.reap_orphans().await;
+        let solver = start_solver(env, runtime, solve_opts)?;
+        let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+        // Resolving the base images may wait on a registry.
+        let converted = unless_cancelled(
+            &cancel,
+            convert_dockerfile(
+                opts,
+                fetched.as_ref().unwrap_or(inputs),
+                images.clone(),
+                None,
+                progress,
+            ),
+        )
+        .await?;
+        anyhow::Ok((solver, fetched, converted))
+    };
+    let (cache_import, prepared) = tokio::join!(importing, preparing);
+    // A URL context fetched stays where the solve reads it until the build is done.
+    let (solver, _fetched, converted) = prepared?;
+    solver.import_caches(cache_import?);
     // The context as given (a URL context's is read once fetched): the provenance names it.
     let given = inputs;
-    let inputs = fetched.as_ref().unwrap_or(inputs);
-    // Resolving the base images may wait on a registry.
-    let converted = unless_cancelled(
-        &cancel,
-        convert_dockerfile(opts, inputs, images.clone(), None, progress),
-    )
-    .await?;
     let solved = solver.solve(&converted.definition, &cancel).await;
     let mut early_load = early_load
         .lock()

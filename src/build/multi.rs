@@ -54,7 +54,8 @@ pub(super) async fn build(
         .iter()
         .map(|p| registry::Platform::new(&p.os, &p.architecture, &p.variant))
         .collect();
-    let cache_import = unless_cancelled(&cancel, async {
+    // The caches' manifests download while the solver starts and the Dockerfile converts.
+    let importing = unless_cancelled(&cancel, async {
         Ok(remotecache::import_all(
             &opts.cache_from,
             &cache_platforms,
@@ -63,33 +64,37 @@ pub(super) async fn build(
             progress,
         )
         .await)
-    })
-    .await?;
-    runtime.reap_orphans().await;
+    });
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
-    solve_opts.cache_import = cache_import;
     solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
-    let solver = start_solver(env, runtime, solve_opts)?;
-    // A URL context is fetched once, by the solver, for every platform.
-    let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+    let preparing = async {
+        runtime.reap_orphans().await;
+        let solver = start_solver(env, runtime, solve_opts)?;
+        // A URL context is fetched once, by the solver, for every platform.
+        let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
+        // The build checks run once, with the first platform's conversion.
+        let conversions = platforms.iter().enumerate().map(|(i, platform)| {
+            let checks = (i == 0).then_some(progress);
+            convert_for(
+                opts,
+                fetched.as_ref().unwrap_or(inputs),
+                images.clone(),
+                None,
+                Some(platform.clone()),
+                checks,
+            )
+        });
+        let converted =
+            unless_cancelled(&cancel, futures_util::future::try_join_all(conversions)).await?;
+        anyhow::Ok((solver, fetched, converted))
+    };
+    let (cache_import, prepared) = tokio::join!(importing, preparing);
+    // A URL context fetched stays where the solve reads it until the build is done.
+    let (solver, _fetched, converted) = prepared?;
+    solver.import_caches(cache_import?);
     // The context as given (a URL context's is read once fetched): the provenance names it.
     let given = inputs;
-    let inputs = fetched.as_ref().unwrap_or(inputs);
-    // The build checks run once, with the first platform's conversion.
-    let conversions = platforms.iter().enumerate().map(|(i, platform)| {
-        let checks = (i == 0).then_some(progress);
-        convert_for(
-            opts,
-            inputs,
-            images.clone(),
-            None,
-            Some(platform.clone()),
-            checks,
-        )
-    });
-    let converted =
-        unless_cancelled(&cancel, futures_util::future::try_join_all(conversions)).await?;
     // The arguments are the same for every platform: warned of once.
     if let Some(first) = converted.first() {
         warn_unused_args(first, progress);

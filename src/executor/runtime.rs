@@ -107,10 +107,17 @@ impl Runtime {
     /// Removes the containers and bundles that a bud process killed with SIGKILL left
     /// behind (their IDs carry the owner's pid), so that a later build starts clean.
     pub async fn reap_orphans(&self) {
-        let Ok(out) = self.command().args(["list", "-q"]).output().await else {
-            return;
-        };
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
+        // The runtime keeps a directory per container under its root: none (a fresh state
+        // root, or every build ended well) means no `runc list` to start and wait for.
+        let has_containers =
+            std::fs::read_dir(self.state_root()).is_ok_and(|mut entries| entries.next().is_some());
+        let listed = match has_containers {
+            true => self.command().args(["list", "-q"]).output().await.ok(),
+            false => None,
+        }
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+        for id in listed.lines() {
             if owner_is_gone(id) {
                 tracing::info!("removing container {id} of a bud process that is gone");
                 let _ = self.command().args(["kill", id, "KILL"]).output().await;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use futures_util::future::{BoxFuture, FutureExt as _};
-use sha2::{Digest as _, Sha256};
 
 use crate::content::{ContentStore, Digest};
 use crate::progress::ProgressSink;
@@ -332,58 +331,57 @@ impl ImportedResult for Hit {
 }
 
 impl Hit {
-    /// Downloads the layers the state root lacks, verifies and extracts them.
+    /// Downloads the layers the state root lacks, verifies and extracts them: side by side,
+    /// each into a workspace of its own, and only then stacked in order (a commit needs its
+    /// parent), so that a chain of several layers costs about what its largest does.
     async fn bring_in_now(&self, snapshots: &Arc<Snapshots>) -> anyhow::Result<Ref> {
-        let mut parent = Ref::Scratch;
-        let mut chain_id = String::new();
-        for (layer, imported) in self.layers.iter().zip(&self.imported) {
-            let content = snapshots.content.clone();
-            let diff_id = match &layer.diff_id {
-                Some(d) if content.exists(d) => d.clone(),
-                _ => {
-                    self.source.fetch(&layer.desc, &content).await?;
-                    let (blob, expected) = (layer.desc.digest.clone(), layer.diff_id.clone());
-                    let diff_id = tokio::task::spawn_blocking({
-                        let content = content.clone();
-                        move || decompress(&content, &blob, expected)
-                    })
-                    .await
-                    .context("decompressing a layer")??;
-                    remember_blob(&content, &layer.desc, &diff_id, self.source.repository());
-                    diff_id
+        // A layer's place in the state root is its chain ID, which needs every diff ID
+        // below it: those the cache does not name come from the blobs themselves.
+        let diff_ids = futures_util::future::try_join_all(self.layers.iter().map(|layer| {
+            let known = layer.diff_id.clone();
+            async move {
+                match known {
+                    Some(d) => Ok(d),
+                    None => self.tar_of(layer, snapshots).await,
                 }
-            };
-            chain_id = if chain_id.is_empty() {
-                diff_id.to_string()
-            } else {
-                format!(
-                    "sha256:{}",
-                    hex::encode(Sha256::digest(format!("{chain_id} {diff_id}")))
-                )
-            };
-            let layer_key = format!("cache-layer:{chain_id}");
-            if let Some(hit) = snapshots.lookup(&layer_key)? {
-                parent = hit;
-                continue;
             }
-            let ws = snapshots.workspace()?;
-            let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
-            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let file = std::fs::File::open(&tar)
-                    .with_context(|| format!("opening {}", tar.display()))?;
-                crate::snapshot::apply::extract_layer(BufReader::new(file), &upper)?;
-                Ok(())
-            })
-            .await
-            .context("extracting a layer")??;
-            parent = snapshots.commit_imported(
-                ws,
-                &parent,
-                &layer_key,
-                &format!("cache layer {diff_id} from {}", self.source.describe()),
-                imported.created,
-                &diff_id.to_string(),
-            )?;
+        }))
+        .await?;
+        let layer_keys: Vec<String> = crate::exporter::chain_ids(&diff_ids)
+            .into_iter()
+            .map(|chain_id| format!("cache-layer:{chain_id}"))
+            .collect();
+        let mut present = Vec::with_capacity(layer_keys.len());
+        for key in &layer_keys {
+            present.push(snapshots.lookup(key)?);
+        }
+        let extracted = futures_util::future::try_join_all(self.layers.iter().zip(&present).map(
+            |(layer, present)| async move {
+                match present {
+                    Some(_) => Ok(None),
+                    None => self.extract(layer, snapshots).await.map(Some),
+                }
+            },
+        ))
+        .await?;
+        let mut parent = Ref::Scratch;
+        for (i, (present, ws)) in present.into_iter().zip(extracted).enumerate() {
+            parent = match (present, ws) {
+                (Some(hit), _) => hit,
+                (None, Some(ws)) => snapshots.commit_imported(
+                    ws,
+                    &parent,
+                    &layer_keys[i],
+                    &format!(
+                        "cache layer {} from {}",
+                        diff_ids[i],
+                        self.source.describe()
+                    ),
+                    self.imported[i].created,
+                    &diff_ids[i].to_string(),
+                )?,
+                (None, None) => bail!("a cached layer was neither present nor extracted"),
+            };
         }
         let Some(id) = parent.snapshot_id() else {
             bail!("the cached result has no layers");
@@ -392,6 +390,47 @@ impl Hit {
             .meta
             .alias(&output_key(&self.key, self.index), id)?;
         Ok(parent)
+    }
+
+    /// The layer's tar in the content store (downloaded, verified and decompressed unless
+    /// it is there already), by its diff ID.
+    async fn tar_of(&self, layer: &LayerRef, snapshots: &Snapshots) -> anyhow::Result<Digest> {
+        let content = snapshots.content.clone();
+        if let Some(d) = &layer.diff_id
+            && content.exists(d)
+        {
+            return Ok(d.clone());
+        }
+        self.source.fetch(&layer.desc, &content).await?;
+        let (blob, expected) = (layer.desc.digest.clone(), layer.diff_id.clone());
+        let diff_id = tokio::task::spawn_blocking({
+            let content = content.clone();
+            move || decompress(&content, &blob, expected)
+        })
+        .await
+        .context("decompressing a layer")??;
+        remember_blob(&content, &layer.desc, &diff_id, self.source.repository());
+        Ok(diff_id)
+    }
+
+    /// The layer's files, extracted into a new workspace's upper directory.
+    async fn extract(
+        &self,
+        layer: &LayerRef,
+        snapshots: &Snapshots,
+    ) -> anyhow::Result<crate::solver::snapshots::Workspace> {
+        let diff_id = self.tar_of(layer, snapshots).await?;
+        let ws = snapshots.workspace()?;
+        let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let file =
+                std::fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
+            crate::snapshot::apply::extract_layer(BufReader::new(file), &upper)?;
+            Ok(())
+        })
+        .await
+        .context("extracting a layer")??;
+        Ok(ws)
     }
 }
 

@@ -15,6 +15,15 @@ use rustix::mount::{
 
 use super::{Result, SnapshotError};
 
+/// The option every writable overlay gets: no `syncfs` of the whole upper filesystem when it
+/// is unmounted, and `fsync` inside a step a no-op, as buildah mounts its build containers.
+/// An upper directory is either a step's layer, which bud writes without syncing like every
+/// other layer it makes (an unpacked one, a copy's), or a throwaway one under a read-only
+/// view; without the option each unmount flushed every dirty page of the disk, other
+/// programs' too. The work directory it marks (`work/incompat/volatile`) is deleted with its
+/// workspace, never mounted again.
+const VOLATILE: &str = "volatile";
+
 /// The writable part of an overlay: changes land in `upper`; `work` is overlayfs' scratch
 /// directory and must be on the same filesystem, empty and not shared with another mount.
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +180,8 @@ fn mount_with_fsconfig(
         Some(w) => {
             fsconfig_set_string(&fs, "upperdir", w.upper)?;
             fsconfig_set_string(&fs, "workdir", w.work)?;
+            // Every kernel with `lowerdir+` (6.8) knows `volatile` (5.10).
+            fsconfig_set_flag(&fs, VOLATILE)?;
         }
         None => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
     }
@@ -239,19 +250,36 @@ fn mount_classic(
         options.push(',');
         options.push_str(option);
     }
-    let data = std::ffi::CString::new(options.as_str()).map_err(|_| {
-        SnapshotError::InvalidLayers("overlay directory path contains NUL".to_owned())
-    })?;
-    rustix::mount::mount("bud", target, "overlay", flags, data.as_c_str()).map_err(|e| {
-        SnapshotError::Mount {
-            target: target.to_owned(),
-            hint: if e == Errno::INVAL && options.len() >= 4096 {
-                " (too many layers for this kernel's one-page mount options; Linux 6.8 lifts this)"
-            } else {
-                overlay_hint(e)
-            },
-            source: e.into(),
-        }
+    let c_string = |options: &str| {
+        std::ffi::CString::new(options).map_err(|_| {
+            SnapshotError::InvalidLayers("overlay directory path contains NUL".to_owned())
+        })
+    };
+    let data = c_string(&options)?;
+    let mounted = match writable {
+        // Kernels before 5.10 refuse `volatile`: mounted without it there.
+        Some(_) => match rustix::mount::mount(
+            "bud",
+            target,
+            "overlay",
+            flags,
+            c_string(&format!("{options},{VOLATILE}"))?.as_c_str(),
+        ) {
+            Err(Errno::INVAL) => {
+                rustix::mount::mount("bud", target, "overlay", flags, data.as_c_str())
+            }
+            other => other,
+        },
+        None => rustix::mount::mount("bud", target, "overlay", flags, data.as_c_str()),
+    };
+    mounted.map_err(|e| SnapshotError::Mount {
+        target: target.to_owned(),
+        hint: if e == Errno::INVAL && options.len() >= 4096 {
+            " (too many layers for this kernel's one-page mount options; Linux 6.8 lifts this)"
+        } else {
+            overlay_hint(e)
+        },
+        source: e.into(),
     })
 }
 

@@ -256,8 +256,6 @@ pub struct SolveOptions {
     pub cdi_spec_dirs: Option<Vec<PathBuf>>,
     /// Bounds on `ADD` URL downloads.
     pub timeouts: crate::timeouts::Timeouts,
-    /// Caches from elsewhere (`--cache-from`), asked when the state root has no result.
-    pub cache_import: Option<Arc<dyn CacheImport>>,
     /// The target whose steps are remembered, so that a step that runs says why.
     pub history: Option<HistoryTarget>,
 }
@@ -321,6 +319,9 @@ pub struct Solver {
     history: Option<why::History>,
     /// The git repositories this build checked out, for provenance.
     git_sources: Mutex<Vec<crate::source::git::Fetched>>,
+    /// Caches from elsewhere (`--cache-from`), asked when the state root has no result;
+    /// given once read ([`Solver::import_caches`]), so the solver can start meanwhile.
+    cache_import: std::sync::OnceLock<Arc<dyn CacheImport>>,
 }
 
 impl Solver {
@@ -355,7 +356,16 @@ impl Solver {
             cache_mounts: Mutex::default(),
             history,
             git_sources: Mutex::default(),
+            cache_import: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The caches `--cache-from` named, once read: asked from then on when the state root
+    /// has no result. Given before the first solve; a second call changes nothing.
+    pub fn import_caches(&self, import: Option<Arc<dyn CacheImport>>) {
+        if let Some(import) = import {
+            let _ = self.cache_import.set(import);
+        }
     }
 
     /// The snapshots the solver commits, for the exports that read its results.
@@ -768,13 +778,8 @@ impl Solver {
     ) -> Result<Solved, SolveError> {
         let key = material.key.clone();
         let forced = self.opts.no_cache || vertex.ignore_cache;
-        let bringing = async {
-            let mut brought = Vec::with_capacity(inputs.len());
-            for input in &inputs {
-                brought.push(self.bring_in(input).await?);
-            }
-            Ok::<_, SolveError>(brought)
-        };
+        // Side by side: two inputs from an imported cache download and unpack together.
+        let bringing = futures_util::future::try_join_all(inputs.iter().map(|i| self.bring_in(i)));
         let inputs = tokio::select! {
             brought = bringing => brought?,
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
@@ -864,7 +869,7 @@ impl Solver {
         input_keys: &[String],
         cancel: &CancellationToken,
     ) -> Option<Vec<Ref>> {
-        let import = self.opts.cache_import.as_ref()?;
+        let import = self.cache_import.get()?;
         let outputs = (0..key::output_count(op))
             .map(|i| import.lookup(key, i))
             .collect::<Option<Vec<_>>>()?;
