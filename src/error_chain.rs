@@ -4,6 +4,12 @@
 //! connection errors (hyper's, rustls', ssh's) carry their reason in their sources, and
 //! their own message often names only the kind. Some foreign errors print their source
 //! too: a cause already in the text is not repeated.
+//!
+//! The convention around it: one `thiserror` type per library module, with the context a
+//! user needs to act; `anyhow` only at the edge (`build`, `main.rs`). A trait whose
+//! implementers' errors its caller cannot know (the frontend's `ImageResolver`, the solver's
+//! `ImageProvider`) returns them boxed and whole, never turned into text, so this walk still
+//! reaches their causes.
 
 /// `e` and each of its sources not already part of the text, joined with `: `.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -3,7 +3,7 @@
 //! take it: the URL becomes a source of the graph (git, or http unpacked when it serves an
 //! archive), and the Dockerfile is read from that source once solved, by whichever solver
 //! runs the build (the embedded one, or the daemon behind `--addr`, as BuildKit's
-//! Dockerfile frontend reads it there).
+//! Dockerfile frontend reads it there). As in BuildKit, no `.dockerignore` applies to it.
 
 use anyhow::{Context as _, bail};
 use bud_frontend::convert::{HTTP_CONTEXT_FILE, MainContext, http_download};

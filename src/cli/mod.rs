@@ -1,7 +1,13 @@
 //! The command line: `docker build` / `docker buildx build` flags, spelled the same way.
 //!
 //! Flags are declared once here; `--help`, the shell completions in `completions/` and the
-//! typed options the rest of bud consumes all come from these definitions.
+//! typed options the rest of bud consumes all come from these definitions. A first word that
+//! is not a command means `bud build`, as `docker build` is typed.
+//!
+//! Nothing accepted is passed over: `tests/it/cli.rs` holds every flag (`FLAG_EVIDENCE`) and
+//! every instruction flag, `RUN --mount` key and parser directive (`DOCKERFILE_EVIDENCE`) to
+//! a named test, and `options`' unit tests hold every output attribute to "honoured or
+//! refused" (`UNHONOURED_ATTRS`).
 
 mod options;
 

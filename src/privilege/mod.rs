@@ -7,6 +7,13 @@
 //! - **unprivileged**: an ordinary user for whom no user namespace could be made; the
 //!   embedded solver cannot run, and the build goes to Docker's BuildKit if a Docker answers
 //!   (`build::worker`), with the reason in one line.
+//!
+//! A rootless entry is [`begin`]: two helper processes (`newuidmap`, `newgidmap`) write the
+//! maps while bud, still one thread, reads what it can as the user (`build::prepare`); it
+//! is [`Entry::finish`]ed just before the first thread starts. Inside, an image owning files
+//! by an id the namespace does not map is refused, naming it ([`unmapped_owner`]); the
+//! default state root and `bud.toml` are the user's. `bud debug workers` prints the same
+//! decision a build takes.
 
 pub mod subids;
 pub mod userns;

@@ -31,6 +31,7 @@ mod cli;
 mod completions;
 mod differential;
 mod docker_endpoints;
+mod docs;
 mod du_prune_commands;
 mod environment;
 mod executor_run;
