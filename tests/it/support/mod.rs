@@ -779,3 +779,25 @@ pub fn registry_json(path: &str) -> serde_json::Value {
     serde_json::from_slice(&registry_get(path))
         .unwrap_or_else(|e| panic!("/v2/{path} is not JSON: {e}"))
 }
+
+/// Checks that `entry`, a descriptor of an image index, is the attestation manifest of the
+/// image manifest `image_digest` as BuildKit lists it: an OCI manifest for the platform
+/// `unknown/unknown` whose `vnd.docker.reference.type` annotation is `attestation-manifest`
+/// and whose `vnd.docker.reference.digest` is the image's.
+pub fn assert_attestation_entry(entry: &serde_json::Value, image_digest: &str) {
+    assert_eq!(
+        entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{entry}"
+    );
+    assert_eq!(entry["platform"]["os"], "unknown", "{entry}");
+    assert_eq!(entry["platform"]["architecture"], "unknown", "{entry}");
+    let annotations = &entry["annotations"];
+    assert_eq!(
+        annotations["vnd.docker.reference.type"], "attestation-manifest",
+        "{entry}"
+    );
+    assert_eq!(
+        annotations["vnd.docker.reference.digest"], image_digest,
+        "{entry}"
+    );
+}
