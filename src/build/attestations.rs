@@ -287,6 +287,10 @@ async fn scan_root(
     };
     let (snapshots, note) =
         crate::solver::Snapshots::open(image.env.state.clone(), image.env.meta.clone())?;
+    image
+        .env
+        .opened_snapshots
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(note) = note {
         progress.warning(None, note);
     }

@@ -78,6 +78,9 @@ pub(crate) struct BuildEnv {
     explained: Option<crate::progress::Explained>,
     /// The whole output of the steps that failed, kept under the state root.
     failed_logs: crate::progress::step_logs::KeptLogs,
+    /// Whether the build opened the snapshot store, as an `--addr` build does to scan its
+    /// image for an SBOM: then it collects garbage when it ends, as an embedded build does.
+    opened_snapshots: std::sync::atomic::AtomicBool,
 }
 
 /// What a build reads and opens before bud's first thread starts: `main` does it while a
@@ -169,6 +172,7 @@ impl BuildEnv {
             progress: ProgressSink::new(Box::new(renderer)),
             explained,
             failed_logs,
+            opened_snapshots: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -199,8 +203,9 @@ pub fn may_import_built_image(opts: &BuildOptions) -> bool {
     reason = "the command's output: `-q`'s image ID, `--explain`'s list after the progress"
 )]
 /// `bud build`: reads the inputs and plans the exports (so a bad `-o` fails before any
-/// work), runs the build on the solver [`worker`] picks, then collects garbage after an
-/// embedded build and writes `--iidfile`, `--metadata-file` and `-q`'s ID.
+/// work), runs the build on the solver [`worker`] picks, then collects garbage after a
+/// build that used the snapshot store and writes `--iidfile`, `--metadata-file` and `-q`'s
+/// ID.
 pub async fn run(
     prepared: Prepared,
     opts: &BuildOptions,
@@ -287,7 +292,15 @@ pub async fn run(
         );
     }
     let report = result?;
-    if embedded {
+    // An `--addr` build that never opened the snapshot store does not pay for a collection,
+    // nor may it hold the privilege to remove snapshots (`main` enters it only for a build
+    // that may import its image): what it read back into the content store waits for the
+    // next collection.
+    if embedded
+        || env
+            .opened_snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
         collect_garbage(&env.state, &env.meta, &env.config.gc);
     }
     if let Some(path) = &opts.iidfile {

@@ -1403,23 +1403,7 @@ fn pushed_provenance(repo: &str, tag: &str) -> (serde_json::Value, String, serde
     assert_eq!(image["platform"]["architecture"], host_arch(), "{index}");
     let image_digest = image["digest"].as_str().unwrap().to_owned();
     let attestation = &entries[1];
-    assert_eq!(
-        attestation["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json"
-    );
-    assert_eq!(attestation["platform"]["os"], "unknown", "{index}");
-    assert_eq!(
-        attestation["platform"]["architecture"], "unknown",
-        "{index}"
-    );
-    assert_eq!(
-        attestation["annotations"]["vnd.docker.reference.type"],
-        "attestation-manifest"
-    );
-    assert_eq!(
-        attestation["annotations"]["vnd.docker.reference.digest"],
-        image_digest.as_str()
-    );
+    assert_attestation_entry(attestation, &image_digest);
     let manifest = registry_json(&format!(
         "{repo}/manifests/{}",
         attestation["digest"].as_str().unwrap()
@@ -1606,10 +1590,7 @@ fn pushes_and_oci_layouts_carry_buildkit_s_provenance_unless_turned_off() {
     let index = blob(top["manifests"][0]["digest"].as_str().unwrap());
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{index}");
-    assert_eq!(
-        entries[1]["annotations"]["vnd.docker.reference.digest"],
-        entries[0]["digest"]
-    );
+    assert_attestation_entry(&entries[1], entries[0]["digest"].as_str().unwrap());
     let attestation = blob(entries[1]["digest"].as_str().unwrap());
     let statement = blob(attestation["layers"][0]["digest"].as_str().unwrap());
     let subject = &statement["subject"][0];
@@ -1780,9 +1761,9 @@ RUN mkdir -p /var/lib/dpkg /usr/lib/python3/dist-packages/requests-2.31.0.dist-i
         ));
         let index = registry_json(&format!("{repo}/manifests/{tag}"));
         let attestation = &index["manifests"][1];
-        assert_eq!(
-            attestation["annotations"]["vnd.docker.reference.type"], "attestation-manifest",
-            "{index}"
+        assert_attestation_entry(
+            attestation,
+            index["manifests"][0]["digest"].as_str().unwrap(),
         );
         let manifest = registry_json(&format!(
             "{repo}/manifests/{}",

@@ -10,6 +10,7 @@ pub mod image;
 pub mod listing;
 pub mod registry_proxy;
 pub mod same_image;
+pub mod users_copy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -614,32 +615,17 @@ pub fn bud_command_as(user: &str) -> Command {
 }
 
 /// The bud under test where any user can run it: the build's own may sit below a directory
-/// only root may enter (a clone in /root).
+/// only root may enter (a clone in /root). One copy per build of bud, kept while a test
+/// process uses it (`users_copy`).
 pub fn bud_for_users() -> &'static Path {
-    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    COPY.get_or_init(|| {
-        use std::os::unix::fs::MetadataExt;
-        let built = Path::new(env!("CARGO_BIN_EXE_bud"));
-        let meta = std::fs::metadata(built).expect("stat bud");
+    static COPY: std::sync::OnceLock<(PathBuf, std::fs::File)> = std::sync::OnceLock::new();
+    let (copy, _lock) = COPY.get_or_init(|| {
         let dir = std::env::temp_dir().join("bud-for-users");
         std::fs::create_dir_all(&dir).expect("create the users' bud directory");
         open_to_all(&dir);
-        // One copy per build of bud, shared by the test binaries (and the next run).
-        let copy = dir.join(format!(
-            "bud-{}-{}",
-            meta.size(),
-            meta.mtime_nsec() + meta.mtime() * 1_000_000_000
-        ));
-        if !copy.exists() {
-            let partial = dir.join(format!("partial-{}", std::process::id()));
-            let _ = std::fs::remove_file(&partial);
-            if std::fs::hard_link(built, &partial).is_err() {
-                std::fs::copy(built, &partial).expect("copy bud for the test users");
-            }
-            std::fs::rename(&partial, &copy).expect("put bud in place for the test users");
-        }
-        copy
-    })
+        users_copy::shared_copy(Path::new(env!("CARGO_BIN_EXE_bud")), &dir)
+    });
+    copy
 }
 
 /// A temporary directory `user` owns, for a state root, a context or an output.
@@ -792,4 +778,26 @@ pub fn registry_get(path: &str) -> Vec<u8> {
 pub fn registry_json(path: &str) -> serde_json::Value {
     serde_json::from_slice(&registry_get(path))
         .unwrap_or_else(|e| panic!("/v2/{path} is not JSON: {e}"))
+}
+
+/// Checks that `entry`, a descriptor of an image index, is the attestation manifest of the
+/// image manifest `image_digest` as BuildKit lists it: an OCI manifest for the platform
+/// `unknown/unknown` whose `vnd.docker.reference.type` annotation is `attestation-manifest`
+/// and whose `vnd.docker.reference.digest` is the image's.
+pub fn assert_attestation_entry(entry: &serde_json::Value, image_digest: &str) {
+    assert_eq!(
+        entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{entry}"
+    );
+    assert_eq!(entry["platform"]["os"], "unknown", "{entry}");
+    assert_eq!(entry["platform"]["architecture"], "unknown", "{entry}");
+    let annotations = &entry["annotations"];
+    assert_eq!(
+        annotations["vnd.docker.reference.type"], "attestation-manifest",
+        "{entry}"
+    );
+    assert_eq!(
+        annotations["vnd.docker.reference.digest"], image_digest,
+        "{entry}"
+    );
 }
