@@ -489,13 +489,23 @@ fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) -> 
 
 /// The merged filesystem of the result into a directory, as `-o type=local` writes it.
 pub fn local_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
+    // As BuildKit's local exporter writes them on the client: every file is the user's
+    // who builds (root, or in a user namespace the user), whatever the image says.
+    copy_dir(root, dest, Some(crate::fileop::Owner { uid: 0, gid: 0 }))
+}
+
+/// A directory a daemon's local exporter wrote for bud (already the builder's files) copied
+/// into `dest`, owners kept.
+pub fn received_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
+    copy_dir(root, dest, None)
+}
+
+fn copy_dir(root: &Path, dest: &Path, owner: Option<crate::fileop::Owner>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     let action = crate::fileop::CopyAction {
         src: "/".into(),
         dest: "/".into(),
-        // As BuildKit's local exporter writes them on the client: every file is the user's
-        // who builds (root, or in a user namespace the user), whatever the image says.
-        owner: Some(crate::fileop::Owner { uid: 0, gid: 0 }),
+        owner,
         dir_copy_contents: true,
         create_dest_path: true,
         ..Default::default()

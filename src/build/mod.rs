@@ -15,6 +15,7 @@ mod images;
 pub mod inputs;
 mod multi;
 pub mod outputs;
+mod platform_split;
 mod remote;
 mod remote_context;
 mod remote_multi;

@@ -284,10 +284,29 @@ async fn export_one(
     report: &mut BuildReport,
 ) -> anyhow::Result<()> {
     match e {
-        Export::Local { dest } => {
-            for b in built {
-                let view = solver.snapshots().view(&b.result)?;
-                export::local_dir(&view.path, &dest.join(platform_dir(&b.platform)))?;
+        Export::Local {
+            dest,
+            merge_platforms,
+        } => {
+            let views = built
+                .iter()
+                .map(|b| solver.snapshots().view(&b.result))
+                .collect::<Result<Vec<_>, _>>()?;
+            if *merge_platforms {
+                let parts: Vec<(&Platform, &Path)> = built
+                    .iter()
+                    .zip(&views)
+                    .map(|(b, view)| (&b.platform, view.path.as_path()))
+                    .collect();
+                super::platform_split::check_disjoint(&parts)?;
+            }
+            for (b, view) in built.iter().zip(&views) {
+                let dir = if *merge_platforms {
+                    dest.clone()
+                } else {
+                    dest.join(platform_dir(&b.platform))
+                };
+                export::local_dir(&view.path, &dir)?;
             }
         }
         Export::Tar { dest } => {

@@ -112,8 +112,13 @@ pub enum Export {
     /// The result's filesystem into a directory.
     Local {
         /// The directory (`.` when no `dest` is given), created if missing; the result's
-        /// files are copied over what it holds.
+        /// files are copied over what it holds. A single platform asked to be split
+        /// (`platform-split=true`) has its platform's directory here already.
         dest: PathBuf,
+        /// `platform-split=false` with several platforms: every platform's files into `dest`
+        /// itself, checked first not to overwrite one another's; otherwise each goes to
+        /// its platform's directory under `dest`.
+        merge_platforms: bool,
     },
     /// Pushed to a registry under every name.
     Push {
@@ -147,10 +152,11 @@ impl Export {
 /// The exports of a build; empty means the result stays in the cache only.
 pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     let mut exports = Vec::new();
-    let several = super::dockerfile::target_platforms(opts)?.len() > 1;
+    let platforms = super::dockerfile::target_platforms(opts)?;
     for o in &opts.outputs {
-        check_platform_split(o, several)?;
-        exports.push(from_output(o, &opts.tags, &opts.annotations)?);
+        let mut export = from_output(o, &opts.tags, &opts.annotations)?;
+        super::platform_split::apply(o, &platforms, &mut export)?;
+        exports.push(export);
     }
     if opts.push && !exports.iter().any(|e| matches!(e, Export::Push { .. })) {
         if opts.tags.is_empty() {
@@ -187,23 +193,6 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     }
     check_annotations(opts, &exports)?;
     Ok(exports)
-}
-
-/// `platform-split=` as BuildKit defaults it is what bud writes: a directory per platform
-/// (`linux_amd64/`) for several platforms, the files themselves for one. The other way round
-/// is refused rather than ignored.
-fn check_platform_split(o: &Output, several: bool) -> anyhow::Result<()> {
-    match (o.platform_split(), several) {
-        (Some(false), true) => bail!(
-            "platform-split=false: not supported yet (bud writes each platform of a \
-             multi-platform build into its own directory, linux_amd64/ and so on)"
-        ),
-        (Some(true), false) => bail!(
-            "platform-split=true: not supported yet (a single-platform build is written \
-             without a platform directory)"
-        ),
-        _ => Ok(()),
-    }
 }
 
 /// Every annotation asked for has a place in every export it is given to, before the build
@@ -317,6 +306,7 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
     Ok(match o.kind {
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),
+            merge_platforms: false,
         },
         OutputKind::Tar => Export::Tar {
             dest: dest.unwrap_or(Dest::Stdout),
@@ -376,6 +366,41 @@ mod tests {
     }
 
     #[test]
+    fn platform_split_places_a_local_output() {
+        let local = |line: &str| match &plan_for(line).unwrap()[..] {
+            [
+                Export::Local {
+                    dest,
+                    merge_platforms,
+                },
+            ] => (dest.display().to_string(), *merge_platforms),
+            other => panic!("{other:?}"),
+        };
+        let split = "-o type=local,dest=out,platform-split=true";
+        assert_eq!(
+            local(&format!("--platform linux/arm/v7 {split} .")),
+            ("out/linux_arm_v7".into(), false)
+        );
+        let two = "--platform linux/amd64,linux/arm64";
+        assert_eq!(local(&format!("{two} {split} .")), ("out".into(), false));
+        let merge = "-o type=local,dest=out,platform-split=false";
+        assert_eq!(local(&format!("{two} {merge} .")), ("out".into(), true));
+        assert_eq!(
+            local(&format!("--platform linux/amd64 {merge} .")),
+            ("out".into(), false)
+        );
+        let err = plan_for(&format!(
+            "{two} -o type=tar,dest=o.tar,platform-split=false ."
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("platform-split=false: BuildKit's tar"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn like_docker_build() {
         assert_eq!(
             plan_for("-t a:1 .").unwrap(),
@@ -393,7 +418,10 @@ mod tests {
         );
         assert_eq!(
             plan_for("-o out .").unwrap(),
-            [Export::Local { dest: "out".into() }]
+            [Export::Local {
+                dest: "out".into(),
+                merge_platforms: false
+            }]
         );
         assert_eq!(
             plan_for("-o out --load -t x .").unwrap().len(),

@@ -153,6 +153,23 @@ pub(super) async fn solve_on(
              it every platform with --addr {addr}, or build without the nodes"
         );
     }
+    let merges = std::iter::once(&daemon_plan.exporter)
+        .chain(&daemon_plan.more)
+        .any(|e| {
+            matches!(
+                e,
+                Exporter::Local {
+                    merge_platforms: true,
+                    ..
+                }
+            )
+        });
+    if merges && !solver.splits_platforms_on_request().await? {
+        bail!(
+            "platform-split=false: the daemon's BuildKit would write each platform into a \
+             directory of its own regardless (platform-split came with BuildKit 0.12)"
+        );
+    }
     if !daemon_plan.more.is_empty() && !solver.takes_several_exporters().await? {
         bail!(
             "the daemon's BuildKit runs one exporter per build (several came with BuildKit \

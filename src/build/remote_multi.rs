@@ -233,7 +233,8 @@ pub(super) async fn build(
 }
 
 /// Writes what the platforms' solves made into the outputs: tarballs joined, images into an
-/// index (local outputs are written by each solve).
+/// index, local outputs with `platform-split=false` merged (the others are written by each
+/// solve).
 async fn join_exports(
     exports: &[Export],
     platforms: &[Platform],
@@ -244,6 +245,19 @@ async fn join_exports(
 ) -> anyhow::Result<()> {
     for (k, e) in exports.iter().enumerate() {
         match e {
+            Export::Local {
+                dest,
+                merge_platforms: true,
+            } => {
+                let parts: Vec<(Platform, PathBuf)> = platforms
+                    .iter()
+                    .map(|p| (p.clone(), part_dir(scratch, k, p)))
+                    .collect();
+                let dest = dest.clone();
+                tokio::task::spawn_blocking(move || merge_parts(&parts, &dest))
+                    .await
+                    .context("writing the platforms' files")??;
+            }
             // Written by each platform's solve.
             Export::Local { .. } => {}
             Export::Tar { dest } => {
@@ -276,6 +290,17 @@ async fn join_exports(
     Ok(())
 }
 
+/// The platforms' files, each received into a directory of its own, into `dest`, once they
+/// are known not to overwrite one another's.
+fn merge_parts(parts: &[(Platform, PathBuf)], dest: &Path) -> anyhow::Result<()> {
+    let refs: Vec<(&Platform, &Path)> = parts.iter().map(|(p, d)| (p, d.as_path())).collect();
+    super::platform_split::check_disjoint(&refs)?;
+    for (_, dir) in parts {
+        super::export::received_dir(dir, dest)?;
+    }
+    Ok(())
+}
+
 /// What a solve of several platforms on a BuildKit with its own image exporters cannot do,
 /// refused before anything runs: an archive of one image (as buildx refuses it), or a load
 /// anywhere but into the daemon's own containerd store (`docker://`, its `moby` exporter).
@@ -300,8 +325,17 @@ fn platform_exports(
     }
     for (k, e) in exports.iter().enumerate() {
         match e {
-            Export::Local { dest } => part.push(Export::Local {
-                dest: dest.join(platform_dir(platform)),
+            Export::Local {
+                dest,
+                merge_platforms,
+            } => part.push(Export::Local {
+                // Merged once every platform's files are there and checked to fit together.
+                dest: if *merge_platforms {
+                    part_dir(scratch, k, platform)
+                } else {
+                    dest.join(platform_dir(platform))
+                },
+                merge_platforms: false,
             }),
             Export::Tar { .. } => part.push(Export::Tar {
                 dest: Dest::File(part_tar(scratch, k, platform)),
@@ -310,6 +344,12 @@ fn platform_exports(
         }
     }
     part
+}
+
+/// Where a platform's files for the `export`-th output, a local directory with
+/// `platform-split=false`, are written first.
+fn part_dir(scratch: &Path, export: usize, platform: &Platform) -> PathBuf {
+    scratch.join(format!("{export}-{}", platform_dir(platform)))
 }
 
 /// Where a platform's part of the `export`-th output, a tarball, is written first.

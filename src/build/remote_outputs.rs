@@ -54,7 +54,16 @@ pub(super) fn plan(
                     .get_or_insert_with(Vec::new)
                     .extend(names.clone())
             }
-            (Export::Local { dest }, _) => exporters.push(Exporter::Local { dest: dest.clone() }),
+            (
+                Export::Local {
+                    dest,
+                    merge_platforms,
+                },
+                _,
+            ) => exporters.push(Exporter::Local {
+                dest: dest.clone(),
+                merge_platforms: *merge_platforms,
+            }),
             (
                 Export::Tar {
                     dest: Dest::File(dest),
@@ -383,11 +392,20 @@ mod tests {
 
         let mixed = [
             push(&["127.0.0.1:5000/a:1"]),
-            Export::Local { dest: "out".into() },
+            Export::Local {
+                dest: "out".into(),
+                merge_platforms: false,
+            },
         ];
         let planned = plan(&mixed, DaemonExporters::MobyOnly, &registry).unwrap();
         assert!(matches!(planned.exporter, Exporter::Moby { .. }));
-        assert_eq!(planned.more, [Exporter::Local { dest: "out".into() }]);
+        assert_eq!(
+            planned.more,
+            [Exporter::Local {
+                dest: "out".into(),
+                merge_platforms: false,
+            }]
+        );
     }
 
     /// BuildKit merges the exporters' answers, the last one's winning: Docker's image is
@@ -400,7 +418,10 @@ mod tests {
             names: vec!["a:1".into()],
             image: Default::default(),
         };
-        let local = Export::Local { dest: "out".into() };
+        let local = Export::Local {
+            dest: "out".into(),
+            merge_platforms: false,
+        };
         let moby = Exporter::Moby {
             names: vec!["a:1".into()],
         };
@@ -410,7 +431,13 @@ mod tests {
             &registry,
         )
         .unwrap();
-        assert_eq!(planned.exporter, Exporter::Local { dest: "out".into() });
+        assert_eq!(
+            planned.exporter,
+            Exporter::Local {
+                dest: "out".into(),
+                merge_platforms: false,
+            }
+        );
         assert_eq!(planned.more, std::slice::from_ref(&moby));
         let planned = plan(
             &[load.clone(), local.clone()],

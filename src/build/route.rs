@@ -148,7 +148,7 @@ pub(super) async fn export_one(
             let view = solver.snapshots().view(result)?;
             export::filesystem_tar(&view.path, dest)?;
         }
-        Export::Local { dest } => {
+        Export::Local { dest, .. } => {
             let view = solver.snapshots().view(result)?;
             export::local_dir(&view.path, dest)?;
         }

@@ -716,7 +716,8 @@ mod tests {
         ),
         (
             "platform-split",
-            "build_platforms::platform_split_as_buildkit_defaults_it_is_honoured_…",
+            "build_platforms::platform_split_of_a_local_output_writes_what_buildx_writes, \
+             build_platforms::platform_split_of_a_tar_output_is_refused_where_buildkit_ignores_it",
         ),
     ];
 

@@ -87,16 +87,28 @@ impl RemoteSolver {
     /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
     /// Older ones read only the first and would silently drop the others.
     pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
+        // Docker 26 was the first with BuildKit 0.13.
+        self.buildkit_since(13, 26).await
+    }
+
+    /// Whether the daemon's local exporter reads `platform-split` (BuildKit 0.12 and later,
+    /// Docker 25 and later). Older ones would silently split the platforms.
+    pub async fn splits_platforms_on_request(&self) -> Result<bool, RemoteError> {
+        self.buildkit_since(12, 25).await
+    }
+
+    /// Whether the daemon's BuildKit is 0.`minor` or later; a dockerd that vendors BuildKit
+    /// without its version is judged by its own, `docker_major` being the first Docker
+    /// that came with that BuildKit.
+    async fn buildkit_since(&self, minor: u64, docker_major: u64) -> Result<bool, RemoteError> {
         let Some(info) = self.info().await? else {
             return Ok(false);
         };
         let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
         tracing::debug!("the daemon's BuildKit is {version:?}");
         if !version.trim_start_matches('v').starts_with("0.0.0") {
-            return Ok(at_least_0_13(&version));
+            return Ok(at_least(&version, minor));
         }
-        // A distribution's dockerd may vendor BuildKit without its version: Docker 26 was
-        // the first with BuildKit 0.13.
         let Some(docker) = self.docker_api()? else {
             return Ok(false);
         };
@@ -114,16 +126,16 @@ impl RemoteSolver {
             .next()
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
-        Ok(major >= 26)
+        Ok(major >= docker_major)
     }
 }
 
-/// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`: BuildKit 0.13 or later.
-fn at_least_0_13(version: &str) -> bool {
+/// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`: BuildKit 0.`minor` or later.
+fn at_least(version: &str, minor: u64) -> bool {
     let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
     let major: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    major > 0 || minor >= 13
+    let its_minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 0 || its_minor >= minor
 }
 
 #[cfg(test)]
@@ -138,7 +150,9 @@ mod tests {
             ("v0.8.3-4-gbc3e7d9", false),
             ("", false),
         ] {
-            assert_eq!(super::at_least_0_13(version), several, "{version}");
+            assert_eq!(super::at_least(version, 13), several, "{version}");
         }
+        assert!(super::at_least("v0.12.0", 12));
+        assert!(!super::at_least("v0.11.6", 12));
     }
 }

@@ -323,6 +323,9 @@ pub enum Exporter {
     Local {
         /// A directory on bud's side: the daemon sends the files through the session.
         dest: PathBuf,
+        /// `platform-split=false`: the daemon merges several platforms' files into `dest`
+        /// (BuildKit 0.12 and later; an older one ignores it and splits them).
+        merge_platforms: bool,
     },
     /// The result's files as a tar archive written to `dest`.
     Tar {

@@ -335,9 +335,16 @@ fn exporter_request(
             BTreeMap::from([("name".to_string(), names.join(","))]),
             None,
         ),
-        Exporter::Local { dest } => (
+        Exporter::Local {
+            dest,
+            merge_platforms,
+        } => (
             "local",
-            BTreeMap::new(),
+            if *merge_platforms {
+                BTreeMap::from([("platform-split".to_string(), "false".to_string())])
+            } else {
+                BTreeMap::new()
+            },
             Some(ExportTarget::Dir(dest.clone())),
         ),
         Exporter::Tar { dest } => (

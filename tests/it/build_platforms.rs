@@ -1470,50 +1470,246 @@ fn a_cache_of_several_platforms_holds_them_all_and_imports_per_platform() {
     );
 }
 
-/// `platform-split=` as BuildKit defaults it (a directory per platform for several, the files
-/// themselves for one) is what bud writes; the other way round is refused by name, never
-/// ignored.
+/// A context whose Dockerfile copies each platform's own files (`amd64/`, `arm64/`) into the
+/// same directories, so that the platforms' results can be merged, or with `shared` also
+/// the Dockerfile itself, a file both platforms have.
+fn split_context(shared: bool) -> tempfile::TempDir {
+    let mut dockerfile = "FROM scratch\nARG TARGETARCH\nCOPY $TARGETARCH/ /out/\n".to_owned();
+    if shared {
+        dockerfile.push_str("COPY Dockerfile /copied\n");
+    }
+    let ctx = context(&dockerfile);
+    for arch in ["amd64", "arm64"] {
+        let dir = ctx.path().join(arch);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("share/empty")).unwrap();
+        std::fs::write(dir.join("bin").join(format!("tool-{arch}")), arch).unwrap();
+        std::os::unix::fs::symlink(format!("tool-{arch}"), dir.join(format!("bin/{arch}")))
+            .unwrap();
+        std::fs::create_dir_all(dir.join(format!("only-{arch}"))).unwrap();
+        std::fs::write(dir.join(format!("only-{arch}/readme")), arch).unwrap();
+        std::fs::set_permissions(
+            dir.join(format!("only-{arch}")),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
+    }
+    ctx
+}
+
+/// Every entry below `dir`: kind and content or link target, permission bits (not for
+/// symlinks) and owner. Mtimes are left out, as in the other comparisons of local outputs.
+fn local_listing(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    support::fileop::tree(dir)
+        .into_iter()
+        .map(|(path, what)| {
+            let full = dir.join(&path);
+            let mode = if what.starts_with("link ") {
+                String::new()
+            } else {
+                format!(" {:o}", support::fileop::mode_of(&full))
+            };
+            let (uid, gid) = support::fileop::owner_of(&full);
+            (path, format!("{what}{mode} {uid}:{gid}"))
+        })
+        .collect()
+}
+
+/// `-o type=local,platform-split=…` writes what buildx writes on Docker 28.5 (containerd
+/// image store), with the embedded solver and with `--addr` (Docker 28.5's BuildKit in one
+/// solve, and dockerd 20.10's, one solve per platform): several platforms merged into the
+/// destination with `false`, a single platform under `linux_amd64/` with `true` (also
+/// without `--platform`), and the defaults, a directory per platform for several and the
+/// files themselves for one, when the value says so.
 #[test]
-fn platform_split_as_buildkit_defaults_it_is_honoured_and_the_other_way_refused() {
+fn platform_split_of_a_local_output_writes_what_buildx_writes() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
-    let ctx = context("FROM scratch\nCOPY Dockerfile /copied\n");
+    let ctx = split_context(false);
     let dir = ctx.path().to_str().unwrap();
-    for (platforms, split, written) in [
-        (
-            "linux/amd64,linux/arm64",
-            "true",
-            Some("linux_arm64/copied"),
-        ),
-        ("linux/amd64,linux/arm64", "false", None),
-        ("linux/amd64", "false", Some("copied")),
-        ("linux/amd64", "true", None),
+    let c8d = format!("docker://{}", docker.host());
+    let builders: [(&str, &[&str]); 3] = [
+        ("embedded", &[]),
+        ("docker28", &["--addr", &c8d]),
+        ("dockerd", &["--addr", "docker://"]),
+    ];
+    for (platforms, split, top) in [
+        ("linux/amd64,linux/arm64", "false", "out"),
+        ("linux/amd64,linux/arm64", "true", "linux_arm64"),
+        ("linux/amd64", "true", "linux_amd64"),
+        ("", "true", "linux_amd64"),
+        ("linux/arm64", "false", "out"),
     ] {
-        let out_dir = root.path().join(format!("out-{}-{split}", platforms.len()));
-        let dest = format!(
+        let case = format!("{}-{split}", platforms.replace([',', '/'], "_"));
+        let mut platform_args = Vec::new();
+        if !platforms.is_empty() {
+            platform_args.extend(["--platform", platforms]);
+        }
+        let theirs = root.path().join(format!("buildx-{case}"));
+        let output = format!(
             "type=local,dest={},platform-split={split}",
-            out_dir.display()
+            theirs.display()
         );
-        let out = bud_at(root.path(), &["--platform", platforms, "-o", &dest, dir]);
-        match written {
-            Some(file) => {
-                assert!(out.status.success(), "{}", stderr_of(&out));
-                assert!(
-                    out_dir.join(file).is_file(),
-                    "{platforms} {split}: no {file}"
-                );
-            }
-            None => {
-                assert!(
-                    !out.status.success(),
-                    "{platforms} platform-split={split} accepted"
-                );
-                let err = stderr_of(&out);
-                assert!(
-                    err.contains(&format!("platform-split={split}: not supported yet")),
-                    "{err}"
-                );
-                assert!(!out_dir.exists(), "{platforms} {split}: wrote {out_dir:?}");
-            }
+        let mut args = platform_args.clone();
+        args.extend(["-o", &output, dir]);
+        let reference = docker.build(&args);
+        assert!(reference.status.success(), "{}", stderr_of(&reference));
+        let expected = local_listing(&theirs);
+        assert!(
+            expected.contains_key(top),
+            "buildx {platforms} platform-split={split}: no {top} in {expected:#?}"
+        );
+        if split == "false" && platforms.contains(',') {
+            assert!(
+                expected.contains_key("out/bin/tool-amd64")
+                    && expected.contains_key("out/bin/tool-arm64"),
+                "buildx merged the platforms: {expected:#?}"
+            );
+        }
+
+        for (label, builder_args) in builders {
+            let ours = root.path().join(format!("{label}-{case}"));
+            let output = format!("type=local,dest={},platform-split={split}", ours.display());
+            let mut args = builder_args.to_vec();
+            args.extend(&platform_args);
+            args.extend(["-o", &output, dir]);
+            let out = bud_at(root.path(), &args);
+            assert!(
+                out.status.success(),
+                "{label} {platforms} platform-split={split}: {}",
+                stderr_of(&out)
+            );
+            assert_eq!(
+                local_listing(&ours),
+                expected,
+                "{label} {platforms} platform-split={split}"
+            );
         }
     }
+}
+
+/// With `platform-split=false`, a file two platforms both have is refused, as BuildKit's
+/// local exporter refuses it, and bud refuses it before writing anything.
+#[test]
+fn platform_split_false_refuses_a_file_of_two_platforms_as_buildx_does() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = split_context(true);
+    let dir = ctx.path().to_str().unwrap();
+    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+    let theirs = root.path().join("buildx");
+    let output = format!("type=local,dest={},platform-split=false", theirs.display());
+    let reference = docker.build(&[platforms[0], platforms[1], "-o", &output, dir]);
+    assert!(!reference.status.success(), "buildx merged a shared file");
+    let refused = |err: &str| {
+        err.contains("cannot overwrite copied from linux/")
+            && err.contains("when split option is disabled")
+    };
+    assert!(refused(&stderr_of(&reference)), "{}", stderr_of(&reference));
+
+    let c8d = format!("docker://{}", docker.host());
+    for (label, builder_args) in [
+        ("embedded", &[][..]),
+        ("docker28", &["--addr", c8d.as_str()][..]),
+        ("dockerd", &["--addr", "docker://"][..]),
+    ] {
+        let ours = root.path().join(label);
+        let output = format!("type=local,dest={},platform-split=false", ours.display());
+        let mut args = builder_args.to_vec();
+        args.extend([platforms[0], platforms[1], "-o", &output, dir]);
+        let out = bud_at(root.path(), &args);
+        assert!(!out.status.success(), "{label}: a shared file merged");
+        assert!(refused(&stderr_of(&out)), "{label}: {}", stderr_of(&out));
+        // The daemon's own exporter writes the platforms at once, as with buildx; bud's
+        // check comes before any file is written.
+        if label != "docker28" {
+            assert!(!ours.exists(), "{label}: wrote {ours:?}");
+        }
+    }
+}
+
+/// BuildKit's tar exporter reads `platform-split=` but puts a directory per platform into
+/// the tarball exactly when the build has several, whatever the value: bud refuses, by
+/// name, the value that asks otherwise rather than ignore it, and writes what it asks
+/// when it agrees.
+#[test]
+fn platform_split_of_a_tar_output_is_refused_where_buildkit_ignores_it() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = split_context(false);
+    let dir = ctx.path().to_str().unwrap();
+    let top_names = |tarball: &Path| {
+        let mut archive = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+        let mut tops = std::collections::BTreeSet::new();
+        for entry in archive.entries().unwrap() {
+            let path = entry.unwrap().path().unwrap().into_owned();
+            let first = path.components().next().unwrap();
+            tops.insert(first.as_os_str().to_string_lossy().into_owned());
+        }
+        tops.into_iter().collect::<Vec<_>>()
+    };
+    for (platforms, split, buildx_tops) in [
+        (
+            "linux/amd64,linux/arm64",
+            "false",
+            &["linux_amd64", "linux_arm64"][..],
+        ),
+        ("linux/amd64", "true", &["out"][..]),
+    ] {
+        let theirs = root.path().join(format!("buildx-{split}.tar"));
+        let output = format!("type=tar,dest={},platform-split={split}", theirs.display());
+        let reference = docker.build(&["--platform", platforms, "-o", &output, dir]);
+        assert!(reference.status.success(), "{}", stderr_of(&reference));
+        assert_eq!(
+            top_names(&theirs),
+            buildx_tops,
+            "buildx {platforms} {split}"
+        );
+
+        for addr in [None, Some("docker://")] {
+            let ours = root.path().join(format!("bud-{split}.tar"));
+            let output = format!("type=tar,dest={},platform-split={split}", ours.display());
+            let mut args = Vec::new();
+            if let Some(addr) = addr {
+                args.extend(["--addr", addr]);
+            }
+            args.extend(["--platform", platforms, "-o", &output, dir]);
+            let out = bud_at(root.path(), &args);
+            assert!(
+                !out.status.success(),
+                "{addr:?} {platforms} {split} accepted"
+            );
+            let err = stderr_of(&out);
+            assert!(
+                err.contains(&format!(
+                    "platform-split={split}: BuildKit's tar exporter does not honour it"
+                )),
+                "{err}"
+            );
+            assert!(!ours.exists(), "{addr:?}: wrote {ours:?}");
+        }
+    }
+    // The value BuildKit's own choice agrees with is written as it asks.
+    let ours = root.path().join("bud-agrees.tar");
+    let output = format!("type=tar,dest={},platform-split=true", ours.display());
+    run_ok(
+        root.path(),
+        &["--platform", "linux/amd64,linux/arm64", "-o", &output, dir],
+    );
+    assert_eq!(top_names(&ours), ["linux_amd64", "linux_arm64"]);
 }

@@ -221,7 +221,10 @@ async fn local_export_writes_the_files() {
     let session = bud::remote::new_session_id();
     let mut req = SolveRequest::new(
         files_only(&session).marshal(),
-        Exporter::Local { dest: dest.clone() },
+        Exporter::Local {
+            dest: dest.clone(),
+            merge_platforms: false,
+        },
     );
     req.session_id = session;
     req.local_dirs = context_dirs_ignoring_logs(ctx.path());
@@ -295,7 +298,13 @@ async fn secrets_are_served_to_secret_mounts() {
     .unwrap();
     let out = outputs.mount("/out").unwrap().clone();
     let dest = dir.path().join("result");
-    let mut req = SolveRequest::new(out.marshal(), Exporter::Local { dest: dest.clone() });
+    let mut req = SolveRequest::new(
+        out.marshal(),
+        Exporter::Local {
+            dest: dest.clone(),
+            merge_platforms: false,
+        },
+    );
     req.secrets = vec![bud::remote::Secret {
         id: "tok".into(),
         source: bud::remote::SecretSource::File(secret_file.clone()),
