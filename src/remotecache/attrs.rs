@@ -2,13 +2,13 @@
 //! honours each: one table for the embedded solver and a BuildKit daemon (`--addr`), both
 //! checked by [`check`] before the build.
 //!
-//! The table is BuildKit's: its cache exporters and importers (`cache/remotecache/local`,
+//! The table is BuildKit 0.32's: its cache exporters and importers (`cache/remotecache/local`,
 //! `registry`, `inline`, `gha`, `s3`, `azblob`, the compression attributes of
 //! `util/compression`), the `mode` and `ignore-error` its controller reads for every export,
 //! and what its client reads itself (`dest`, `src`, `tag`, `digest` of a local cache).
 //! BuildKit passes over an attribute it does not know and over a `mode` or `ignore-error` it
 //! cannot read (`mode=maxx` exports as `min`); bud refuses both, naming them. Left out, so
-//! refused: BuildKit 0.27's client's `reset=true` of a local cache, which bud does not do.
+//! refused: BuildKit 0.31's client's `reset=true` of a local cache, which bud does not do.
 
 use std::fmt;
 

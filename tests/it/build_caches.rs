@@ -169,7 +169,7 @@ fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
             format!("type=local,src={},mode=max", cache.path().display()),
             "mode",
         ),
-        // BuildKit 0.27's client empties a local cache of unreferenced blobs; bud does not.
+        // BuildKit 0.31's client empties a local cache of unreferenced blobs; bud does not.
         (
             "--cache-to",
             format!("type=local,dest={},reset=true", cache.path().display()),
