@@ -501,7 +501,7 @@ pub(super) fn caches(opts: &BuildOptions, _progress: &ProgressSink) -> anyhow::R
     }
     for to in &opts.cache_to {
         if let Err(e) = parse_cache_to(to)
-            && !ignores_errors(to)
+            && !remotecache::ignores_errors(to)
         {
             bail!(
                 "--cache-to type={}: {e}; add ignore-error=true to build without it",
@@ -510,10 +510,6 @@ pub(super) fn caches(opts: &BuildOptions, _progress: &ProgressSink) -> anyhow::R
         }
     }
     Ok(())
-}
-
-fn ignores_errors(to: &crate::cli::CacheOption) -> bool {
-    to.attrs.get("ignore-error").map(String::as_str) == Some("true")
 }
 
 fn parse_cache_to(

@@ -95,6 +95,7 @@ pub(super) async fn solve_on(
 ) -> anyhow::Result<Solved> {
     let started = std::time::SystemTime::now();
     let (images, progress) = (env.images.clone(), &env.progress);
+    let caches = cache_entries(opts, progress)?;
     // The Dockerfile is converted only once the daemon is reached (below); its syntax is
     // the user's to fix before any daemon is involved.
     // A URL context's Dockerfile is read only once the daemon has fetched it.
@@ -307,12 +308,7 @@ pub(super) async fn solve_on(
     req.ssh_agents = ssh.sockets.clone().into_iter().collect();
     req.progress = progress.clone();
     req.cancel = cancel.clone();
-    let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
-        kind: c.kind.clone(),
-        attrs: c.attrs.clone(),
-    };
-    req.cache_imports = opts.cache_from.iter().map(entry).collect();
-    req.cache_exports = opts.cache_to.iter().map(entry).collect();
+    (req.cache_imports, req.cache_exports) = caches;
     req.entitlements = opts.entitlements();
     req.platform = requested_platform;
     req.frontend_attrs = attestation_attrs(&asked);
@@ -426,6 +422,47 @@ pub(super) async fn solve_on(
     }
     let docker = solver.docker_api()?;
     Ok(Solved { report, docker })
+}
+
+/// The `--cache-from` and `--cache-to` entries the daemon is sent, each checked against
+/// what BuildKit takes for its type (`remotecache::attrs`, the embedded solver's table):
+/// an attribute the daemon would pass over fails the build before it starts, naming it, or,
+/// with `ignore-error=true`, leaves that export out with a warning, as the embedded solver
+/// does.
+fn cache_entries(
+    opts: &BuildOptions,
+    progress: &crate::progress::ProgressSink,
+) -> anyhow::Result<(Vec<remote::CacheEntry>, Vec<remote::CacheEntry>)> {
+    use crate::remotecache::attrs::{Direction, Solver, check};
+    let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
+        kind: c.kind.clone(),
+        attrs: c.attrs.clone(),
+    };
+    let mut imports = Vec::new();
+    for from in &opts.cache_from {
+        if let Err(e) = check(from, Direction::Import, Solver::Daemon) {
+            bail!("--cache-from type={}: {e}", from.kind);
+        }
+        imports.push(entry(from));
+    }
+    let mut exports = Vec::new();
+    for to in &opts.cache_to {
+        match check(to, Direction::Export, Solver::Daemon) {
+            Ok(()) => exports.push(entry(to)),
+            Err(e) if crate::remotecache::ignores_errors(to) => progress.warning(
+                None,
+                format!(
+                    "--cache-to type={}: not exported (ignore-error=true): {e}",
+                    to.kind
+                ),
+            ),
+            Err(e) => bail!(
+                "--cache-to type={}: {e}; add ignore-error=true to build without it",
+                to.kind
+            ),
+        }
+    }
+    Ok((imports, exports))
 }
 
 /// Docker's BuildKit on Docker's own image store exports only inline caches (its controller

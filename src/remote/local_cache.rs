@@ -30,7 +30,7 @@ pub enum LocalCacheError {
     /// An import without its directory.
     #[error("--cache-from type=local needs src=DIR")]
     NoSrc,
-    /// An export's directory (or its `blobs/`, `ingest/`) could not be made.
+    /// An export's directory (or its `blobs/sha256/`) could not be made.
     #[error("--cache-to type=local,dest={dir}: preparing the directory")]
     Dir {
         /// The directory as the option names it.

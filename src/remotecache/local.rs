@@ -4,6 +4,7 @@
 //! `latest` by default), an entry of the same tag replaced.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -113,18 +114,33 @@ impl Layout {
             .with_context(|| format!("no cache tagged {tag:?} in {}", self.dir.display()))
     }
 
-    /// An exclusive lock on the layout's index, held until the file is dropped.
-    fn lock_index(&self) -> anyhow::Result<std::fs::File> {
+    /// An exclusive lock on the layout's index, held until the [`IndexLock`] is dropped.
+    fn lock_index(&self) -> anyhow::Result<IndexLock> {
         let path = self.dir.join("index.json.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(file)
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .with_context(|| format!("locking {}", path.display()))?;
+            // The holder before us removed the file as it let go: a lock on a file no longer
+            // at the path excludes nobody, so the one there now (made anew if need be) is
+            // locked instead.
+            let held = file
+                .metadata()
+                .with_context(|| format!("locking {}", path.display()))?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(IndexLock { path, _file: file });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
+            }
+        }
     }
 
     fn read_index(&self) -> anyhow::Result<Option<Index>> {
@@ -225,6 +241,22 @@ impl BlobSource for Layout {
     }
 }
 
+/// `index.json.lock`, locked: removed while still locked when dropped, so that the layout
+/// ends as BuildKit's `ociindex` leaves it (`oci-layout`, `index.json`, `blobs/`) and a
+/// writer waiting for the lock finds its file gone and locks the next one.
+struct IndexLock {
+    path: PathBuf,
+    /// Unlocked when closed, after the removal (fields drop after `drop`).
+    _file: std::fs::File,
+}
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        // Left behind when it cannot be removed: the next writer locks it all the same.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A temporary name beside `path`, of this process and call alone.
 fn tmp_name(path: &Path) -> PathBuf {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -297,5 +329,21 @@ mod tests {
         tags.sort();
         let want: Vec<String> = (0..8).map(|w| format!("tag-{w}")).collect();
         assert_eq!(tags, want);
+        // What BuildKit leaves: no lock file, no temporary blob.
+        assert_eq!(names(&layout.dir), ["blobs", "index.json", "oci-layout"]);
+        assert!(
+            names(&layout.dir.join("blobs/sha256"))
+                .iter()
+                .all(|n| Digest::parse(&format!("sha256:{n}")).is_ok())
+        );
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 }

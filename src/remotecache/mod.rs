@@ -28,6 +28,7 @@
 //! Reproducing those three exactly, per BuildKit version, is what reading BuildKit's records
 //! would take.
 
+pub mod attrs;
 pub mod config;
 pub mod export;
 pub mod import;
@@ -93,61 +94,30 @@ pub struct ExportSpec {
     pub cache_mounts: bool,
 }
 
-/// The attributes the embedded solver honours, per cache type, in a `--cache-to`. BuildKit
-/// passes over an attribute it does not know; bud refuses it by name.
-pub const EXPORT_ATTRS: &[(&str, &[&str])] = &[
-    (
-        "local",
-        &[
-            "dest",
-            "tag",
-            "mode",
-            "compression",
-            "compression-level",
-            "force-compression",
-            "oci-mediatypes",
-            "image-manifest",
-            "ignore-error",
-            "cache-mounts",
-        ],
-    ),
-    (
-        "registry",
-        &[
-            "ref",
-            "mode",
-            "compression",
-            "compression-level",
-            "force-compression",
-            "oci-mediatypes",
-            "image-manifest",
-            "ignore-error",
-            "cache-mounts",
-            "registry.insecure",
-        ],
-    ),
-    ("inline", &["mode", "ignore-error"]),
-];
-
-/// The attributes the embedded solver honours, per cache type, in a `--cache-from`.
-pub const IMPORT_ATTRS: &[(&str, &[&str])] = &[
-    ("local", &["src", "tag", "digest"]),
-    ("registry", &["ref", "registry.insecure"]),
-];
-
-/// Why the embedded solver cannot use a `--cache-to` or `--cache-from` as given.
+/// Why a solver cannot use a `--cache-to` or `--cache-from` as given.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheOptionError {
-    /// An attribute the type takes elsewhere (BuildKit) but the embedded solver would not
-    /// honour.
-    #[error("{key}: not supported for type={kind} by the embedded solver (it takes {takes})")]
+    /// An attribute the solver would not honour for the type (`attrs`).
+    #[error("{key}: not supported for type={kind} by {solver} (it takes {takes})")]
     Attribute {
         /// The attribute.
         key: String,
         /// The cache type.
         kind: String,
-        /// The attributes the embedded solver honours for the type, comma-separated.
+        /// The solver.
+        solver: attrs::Solver,
+        /// The attributes the solver honours for the type, comma-separated.
         takes: String,
+    },
+    /// bud's own extension (`cache-mounts=true`) asked of a BuildKit daemon.
+    #[error(
+        "{key}={value}: bud's own extension, which a BuildKit daemon cannot do: build without --addr to use it"
+    )]
+    Extension {
+        /// The attribute.
+        key: String,
+        /// Its value.
+        value: String,
     },
     /// A boolean attribute with another value.
     #[error("{name}={value}: not a boolean")]
@@ -185,40 +155,32 @@ pub enum CacheOptionError {
     ImageManifestNeedsOci,
 }
 
-/// Refuses the first attribute of `opt` its type does not take in `table`; a type the table
-/// does not list is `location`'s to refuse.
-fn check_attrs(opt: &CacheOption, table: &[(&str, &[&str])]) -> Result<(), CacheOptionError> {
-    let Some((_, honoured)) = table.iter().find(|(kind, _)| *kind == opt.kind) else {
-        return Ok(());
-    };
-    match opt.attrs.keys().find(|k| !honoured.contains(&k.as_str())) {
-        Some(key) => Err(CacheOptionError::Attribute {
-            key: key.clone(),
-            kind: opt.kind.clone(),
-            takes: honoured.join(", "),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// Checks a `--cache-from` before the build: an attribute the embedded solver would not
 /// honour is an error, whereas a cache that cannot be read only warns (as with BuildKit).
 pub fn check_import(opt: &CacheOption) -> Result<(), CacheOptionError> {
-    check_attrs(opt, IMPORT_ATTRS)
+    attrs::check(opt, attrs::Direction::Import, attrs::Solver::Embedded)
+}
+
+/// A boolean attribute as Go's `strconv.ParseBool` reads it, which BuildKit uses.
+fn parse_bool(name: &str, value: &str) -> Result<bool, CacheOptionError> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(CacheOptionError::NotBoolean {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }),
+    }
 }
 
 fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, CacheOptionError> {
-    opt.attrs
-        .get(name)
-        .map(|v| match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" => Ok(true),
-            "false" | "0" | "f" => Ok(false),
-            _ => Err(CacheOptionError::NotBoolean {
-                name: name.to_owned(),
-                value: v.clone(),
-            }),
-        })
-        .transpose()
+    opt.attrs.get(name).map(|v| parse_bool(name, v)).transpose()
+}
+
+/// Whether a `--cache-to` says `ignore-error=true`: one a solver cannot use is then left out
+/// with a warning rather than failing the build.
+pub fn ignores_errors(opt: &CacheOption) -> bool {
+    matches!(bool_attr(opt, "ignore-error"), Ok(Some(true)))
 }
 
 fn location(opt: &CacheOption, dir_attr: &'static str) -> Result<Location, CacheOptionError> {
@@ -258,14 +220,11 @@ impl ExportSpec {
     /// which Docker 28 carries: OCI media types and an image manifest).
     pub fn parse(opt: &CacheOption) -> Result<ExportSpec, CacheOptionError> {
         let location = location(opt, "dest")?;
-        check_attrs(opt, EXPORT_ATTRS)?;
+        attrs::check(opt, attrs::Direction::Export, attrs::Solver::Embedded)?;
         let mode = match opt.attrs.get("mode").map(String::as_str) {
-            None | Some("min") => Mode::Min,
-            Some("max") if location == Location::Inline => {
-                return Err(CacheOptionError::InlineMax);
-            }
             Some("max") => Mode::Max,
-            Some(other) => return Err(CacheOptionError::Mode(other.to_owned())),
+            // Any other value is refused by `attrs::check`.
+            _ => Mode::Min,
         };
         let compression = match opt.attrs.get("compression").map(String::as_str) {
             None | Some("gzip" | "zstd") => LayerCompression::from_attrs(&opt.attrs)

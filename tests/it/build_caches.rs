@@ -169,6 +169,12 @@ fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
             format!("type=local,src={},mode=max", cache.path().display()),
             "mode",
         ),
+        // BuildKit 0.31's client empties a local cache of unreferenced blobs; bud does not.
+        (
+            "--cache-to",
+            format!("type=local,dest={},reset=true", cache.path().display()),
+            "reset",
+        ),
     ] {
         let out = bud_at(
             root.path(),
@@ -192,6 +198,110 @@ fn a_cache_attribute_the_embedded_solver_does_not_honour_is_refused_by_name() {
         assert!(!text.contains("RUN echo"), "{text}");
     }
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+/// A daemon passes over a cache attribute BuildKit does not take, and over a `mode` or
+/// `ignore-error` it cannot read (Docker 28.5's buildx builds with `mode=maxx`); bud with
+/// `--addr` refuses each by name before the build, as the embedded solver does, and refuses
+/// its own extension `cache-mounts=true`, which the daemon cannot do. With
+/// `ignore-error=true` such an export is left out with a warning.
+#[test]
+fn a_cache_attribute_the_daemon_would_pass_over_is_refused_by_name_with_addr() {
+    if !(build_ready() && require_docker()) {
+        return;
+    }
+    let Some(docker28) = require_docker28() else {
+        return;
+    };
+    let context = testdata("hello");
+    let context = context.to_str().unwrap();
+    let out = docker28.build(&[
+        "--cache-to",
+        "type=inline,mode=maxx",
+        "-o",
+        "type=tar,dest=/dev/null",
+        context,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("never");
+    let dir = dir.to_str().unwrap();
+    let addr_build = |flag: &str, spec: &str| {
+        bud_at(
+            root.path(),
+            &[
+                "--addr",
+                "docker://",
+                "build",
+                "--progress",
+                "plain",
+                flag,
+                spec,
+                "-o",
+                "type=tar,dest=/dev/null",
+                context,
+            ],
+        )
+    };
+    for (flag, spec, message) in [
+        (
+            "--cache-to",
+            "type=inline,mode=maxx".to_owned(),
+            "--cache-to type=inline: mode=maxx: not min or max".to_owned(),
+        ),
+        (
+            "--cache-to",
+            "type=inline,ignore-error=yes".to_owned(),
+            "--cache-to type=inline: ignore-error=yes: not a boolean".to_owned(),
+        ),
+        (
+            "--cache-to",
+            "type=inline,mode=max".to_owned(),
+            "--cache-to type=inline: mode=max: an inline cache holds".to_owned(),
+        ),
+        (
+            "--cache-to",
+            format!("type=local,dest={dir},reset=true"),
+            "--cache-to type=local: reset: not supported for type=local by bud with --addr \
+             (it takes tag, mode, ignore-error, dest, compression"
+                .to_owned(),
+        ),
+        (
+            "--cache-to",
+            "type=registry,ref=127.0.0.1:5000/bud-test/h-cacheattrs:c,cache-mounts=true".to_owned(),
+            "--cache-to type=registry: cache-mounts=true: bud's own extension, which a BuildKit \
+             daemon cannot do"
+                .to_owned(),
+        ),
+        (
+            "--cache-from",
+            format!("type=local,src={dir},mode=max"),
+            "--cache-from type=local: mode: not supported for type=local by bud with --addr"
+                .to_owned(),
+        ),
+    ] {
+        let out = addr_build(flag, &spec);
+        let text = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {text}");
+        assert!(text.contains(&message), "{spec}: {text}");
+        assert!(
+            !text.contains("RUN echo"),
+            "refused before the build: {text}"
+        );
+    }
+    assert!(!std::path::Path::new(dir).exists());
+
+    let out = addr_build("--cache-to", "type=inline,ignore-error=true,mode=maxx");
+    let text = stderr_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "--cache-to type=inline: not exported (ignore-error=true): mode=maxx: not min or max"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

@@ -4,12 +4,15 @@
 //! naming the write, WRITEs, a COMMIT), Status and Abort; buildx serves them with
 //! containerd's local store.
 //!
-//! Unlike that store, nothing is written outside DIR: `blobs/sha256` and `ingest` are
-//! opened once, component by component, refusing symlinks, and every file is made and
-//! renamed through those directories. A write is bounded by the size it declared, and a
-//! blob is committed (renamed into `blobs/sha256/`) only when its size is the one declared
-//! and its bytes match the digest expected. What a write left uncommitted is removed when
-//! the session ends.
+//! Unlike that store, nothing is written outside DIR: `blobs/sha256` is opened once,
+//! component by component, refusing symlinks, and every file is made and renamed through
+//! it. A write goes to a hidden file of its own there (`.bud-ingest-PID-N`), not to
+//! containerd's `ingest/`: the directory ends as BuildKit's layout (`oci-layout`,
+//! `index.json`, `blobs/`), and no session removes a directory another session, exporting
+//! into the same DIR, still writes in. A write is bounded by the size it declared, and a
+//! blob is committed (renamed to its digest) only when its size is the one declared and its
+//! bytes match the digest expected. What a write left uncommitted is removed when the
+//! session ends.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -88,30 +91,17 @@ impl IngestError {
 /// A client directory the daemon writes a cache into.
 pub(crate) struct CacheDir {
     root: PathBuf,
-    /// `DIR` itself, `DIR/blobs/sha256` and `DIR/ingest`, opened beneath DIR.
-    dirs: Arc<Dirs>,
+    /// `DIR/blobs/sha256`, opened beneath DIR.
+    blobs: Arc<OwnedFd>,
     /// Writes not under way in a stream, kept for a stream that goes on with them.
     idle: Mutex<HashMap<String, Ingest>>,
     /// Writes a stream holds.
     busy: Mutex<HashSet<String>>,
 }
 
-struct Dirs {
-    root: OwnedFd,
-    blobs: OwnedFd,
-    ingest: OwnedFd,
-}
-
-impl Drop for Dirs {
-    fn drop(&mut self) {
-        // Empty once every write is committed or removed; another build's writes keep it.
-        let _ = rustix::fs::unlinkat(&self.root, "ingest", AtFlags::REMOVEDIR);
-    }
-}
-
 impl CacheDir {
-    /// Makes `DIR`, `DIR/blobs/sha256` and `DIR/ingest` where missing, as BuildKit's client
-    /// makes DIR before the build. Blocking.
+    /// Makes `DIR` and `DIR/blobs/sha256` where missing, as BuildKit's client makes DIR
+    /// before the build. Blocking.
     pub(crate) fn open(root: &Path) -> std::io::Result<CacheDir> {
         std::fs::create_dir_all(root)?;
         let root_fd = rustix::fs::open(
@@ -121,14 +111,9 @@ impl CacheDir {
         )?;
         let blobs = subdir(&root_fd, "blobs")?;
         let blobs = subdir(&blobs, "sha256")?;
-        let ingest = subdir(&root_fd, "ingest")?;
         Ok(CacheDir {
             root: root.to_owned(),
-            dirs: Arc::new(Dirs {
-                root: root_fd,
-                blobs,
-                ingest,
-            }),
+            blobs: Arc::new(blobs),
             idle: Mutex::default(),
             busy: Mutex::default(),
         })
@@ -156,7 +141,7 @@ impl CacheDir {
         if let Some(ingest) = lock(&self.idle).remove(reference) {
             return Ok(held(ingest));
         }
-        match Ingest::new(&self.dirs, &self.root, reference, total) {
+        match Ingest::new(&self.blobs, &self.root, reference, total) {
             Ok(ingest) => Ok(held(ingest)),
             Err(e) => {
                 lock(&self.busy).remove(reference);
@@ -225,10 +210,10 @@ pub(crate) struct WriteStatus {
     pub updated: SystemTime,
 }
 
-/// One blob being written, in a file of `DIR/ingest` removed unless committed.
+/// One blob being written, in a hidden file of `DIR/blobs/sha256` removed unless committed.
 struct Ingest {
     reference: String,
-    dirs: Arc<Dirs>,
+    blobs: Arc<OwnedFd>,
     root: PathBuf,
     name: String,
     file: File,
@@ -243,29 +228,29 @@ struct Ingest {
 
 impl Ingest {
     fn new(
-        dirs: &Arc<Dirs>,
+        blobs: &Arc<OwnedFd>,
         root: &Path,
         reference: &str,
         total: i64,
     ) -> Result<Ingest, IngestError> {
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("bud-{}-{n}", std::process::id());
+        let name = format!(".bud-ingest-{}-{n}", std::process::id());
         let fd = rustix::fs::openat(
-            &dirs.ingest,
+            blobs,
             name.as_str(),
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| IngestError::Io {
-            what: format!("ingest/{name}"),
+            what: format!("blobs/sha256/{name}"),
             dir: root.to_owned(),
             source: e.into(),
         })?;
         let now = SystemTime::now();
         Ok(Ingest {
             reference: reference.to_owned(),
-            dirs: dirs.clone(),
+            blobs: blobs.clone(),
             root: root.to_owned(),
             name,
             file: File::from(fd),
@@ -292,7 +277,7 @@ impl Ingest {
 
     fn io(&self, source: std::io::Error) -> IngestError {
         IngestError::Io {
-            what: format!("ingest/{}", self.name),
+            what: format!("blobs/sha256/{}", self.name),
             dir: self.root.clone(),
             source,
         }
@@ -301,8 +286,8 @@ impl Ingest {
 
 impl Drop for Ingest {
     fn drop(&mut self) {
-        // Gone already when committed (renamed into blobs/).
-        let _ = rustix::fs::unlinkat(&self.dirs.ingest, self.name.as_str(), AtFlags::empty());
+        // Gone already when committed (renamed to its digest).
+        let _ = rustix::fs::unlinkat(&*self.blobs, self.name.as_str(), AtFlags::empty());
     }
 }
 
@@ -404,9 +389,9 @@ impl HeldIngest {
         }
         ingest.file.sync_all().map_err(|e| ingest.io(e))?;
         rustix::fs::renameat(
-            &ingest.dirs.ingest,
+            &*ingest.blobs,
             ingest.name.as_str(),
-            &ingest.dirs.blobs,
+            &*ingest.blobs,
             actual.hex(),
         )
         .map_err(|e| IngestError::Io {
@@ -457,16 +442,21 @@ mod tests {
         held.write(0, &blob[..5]).unwrap();
         held.write(5, &blob[5..]).unwrap();
         assert_eq!(held.status().digest, digest_of(blob));
-        assert_eq!(entries(&root.join("ingest")).len(), 1);
+        let writing = entries(&root.join("blobs/sha256"));
+        assert!(
+            writing.len() == 1 && writing[0].starts_with(".bud-ingest-"),
+            "{writing:?}"
+        );
         assert_eq!(held.commit().unwrap(), digest_of(blob));
         let path = root.join("blobs/sha256").join(digest_of(blob).hex());
         assert_eq!(std::fs::read(&path).unwrap(), blob);
-        assert!(entries(&root.join("ingest")).is_empty());
+        assert_eq!(entries(&root.join("blobs/sha256")), [digest_of(blob).hex()]);
         assert!(matches!(
             dir.status("layer-1"),
             Err(IngestError::Unknown(_))
         ));
-        // The session's end takes the ingest directory with it.
+        // Nothing but the layout's own directory, during the session and after it.
+        assert_eq!(entries(&root), ["blobs"]);
         drop(dir);
         assert_eq!(entries(&root), ["blobs"]);
     }
@@ -512,7 +502,6 @@ mod tests {
             entries(&root.join("blobs/sha256")),
             [digest_of(b"abc").hex()]
         );
-        assert!(entries(&root.join("ingest")).is_empty());
     }
 
     #[test]
@@ -534,8 +523,30 @@ mod tests {
 
         dir.abort("r").unwrap();
         assert!(matches!(dir.status("r"), Err(IngestError::Unknown(_))));
-        assert!(entries(&tmp.path().join("ingest")).is_empty());
+        assert!(entries(&tmp.path().join("blobs/sha256")).is_empty());
         assert!(matches!(dir.abort("r"), Err(IngestError::Unknown(_))));
+    }
+
+    /// Two builds exporting into one directory: the end of one session takes nothing the
+    /// other still writes with.
+    #[test]
+    fn sessions_writing_into_one_directory_do_not_pull_it_from_each_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = Arc::new(CacheDir::open(tmp.path()).unwrap());
+        let second = Arc::new(CacheDir::open(tmp.path()).unwrap());
+        let mut held = first.begin("a", 1).unwrap();
+        held.write(0, b"a").unwrap();
+        held.commit().unwrap();
+        drop(first);
+        let mut held = second.begin("b", 1).unwrap();
+        held.write(0, b"b").unwrap();
+        held.commit().unwrap();
+        let mut want = vec![
+            digest_of(b"a").hex().to_owned(),
+            digest_of(b"b").hex().to_owned(),
+        ];
+        want.sort();
+        assert_eq!(entries(&tmp.path().join("blobs/sha256")), want);
     }
 
     #[test]
@@ -543,9 +554,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tmp.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        for link in ["blobs", "ingest"] {
-            let root = tmp.path().join(format!("cache-{link}"));
-            std::fs::create_dir(&root).unwrap();
+        for link in ["blobs", "blobs/sha256"] {
+            let root = tmp.path().join(format!("cache-{}", link.replace('/', "-")));
+            std::fs::create_dir_all(root.join(link).parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(&outside, root.join(link)).unwrap();
             let err = CacheDir::open(&root).err().unwrap();
             assert!(
