@@ -53,21 +53,19 @@ pub(super) async fn build(
     let cache_specs = cache_exports(opts, progress);
     let cache_platform =
         crate::registry::Platform::new(&platform.os, &platform.architecture, &platform.variant);
-    // The caches' manifests download while the solver starts and the Dockerfile converts
-    // (which may wait on a registry or Docker for the base images).
-    let importing = unless_cancelled(&cancel, async {
-        Ok(remotecache::import_all(
-            &opts.cache_from,
-            std::slice::from_ref(&cache_platform),
-            content,
-            registry,
-            progress,
-        )
-        .await)
-    });
+    // The caches' manifests download while the solver starts, the Dockerfile converts
+    // (which may wait on a registry or Docker for the base images) and the context loads.
+    let import = remotecache::pending_import(
+        &opts.cache_from,
+        vec![cache_platform],
+        content,
+        registry,
+        progress,
+    );
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
     solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
+    solve_opts.cache_import = import.clone();
     // A build that runs a step most likely ends in an image Docker does not have: its load
     // is opened then, to overlap dockerd's start-up with the build.
     let early_load: Arc<Mutex<Option<PendingLoad>>> = Arc::default();
@@ -84,7 +82,7 @@ pub(super) async fn build(
             }
         }));
     }
-    let preparing = async {
+    let solving = async {
         runtime.reap_orphans().await;
         let solver = start_solver(env, runtime, solve_opts)?;
         let fetched = fetch_remote_context(opts, inputs, &solver, &cancel).await?;
@@ -100,15 +98,13 @@ pub(super) async fn build(
             ),
         )
         .await?;
-        anyhow::Ok((solver, fetched, converted))
+        let solved = solver.solve(&converted.definition, &cancel).await;
+        anyhow::Ok((solver, fetched, converted, solved))
     };
-    let (cache_import, prepared) = tokio::join!(importing, preparing);
     // A URL context fetched stays where the solve reads it until the build is done.
-    let (solver, _fetched, converted) = prepared?;
-    solver.import_caches(cache_import?);
+    let (solver, _fetched, converted, solved) = while_importing(import, &cancel, solving).await?;
     // The context as given (a URL context's is read once fetched): the provenance names it.
     let given = inputs;
-    let solved = solver.solve(&converted.definition, &cancel).await;
     let mut early_load = early_load
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -475,6 +471,20 @@ pub(super) fn start_solver(
     )?);
     solver.snapshots().remove_abandoned_work();
     Ok(solver)
+}
+
+/// `work`, with the imported caches read beside it (they make progress only while polled)
+/// and to the end, as BuildKit shows every import done, unless the build is cancelled.
+pub(super) async fn while_importing<T>(
+    import: Option<crate::solver::PendingImport>,
+    cancel: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> T {
+    let Some(import) = import else {
+        return work.await;
+    };
+    let (done, _) = tokio::join!(work, unless_cancelled(cancel, async { Ok(import.await) }));
+    done
 }
 
 /// `work`, unless the build is cancelled first; then `work` is dropped where it waits

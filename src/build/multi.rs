@@ -54,21 +54,20 @@ pub(super) async fn build(
         .iter()
         .map(|p| registry::Platform::new(&p.os, &p.architecture, &p.variant))
         .collect();
-    // The caches' manifests download while the solver starts and the Dockerfile converts.
-    let importing = unless_cancelled(&cancel, async {
-        Ok(remotecache::import_all(
-            &opts.cache_from,
-            &cache_platforms,
-            content,
-            registry,
-            progress,
-        )
-        .await)
-    });
+    // The caches' manifests download while the solver starts, the Dockerfile converts and
+    // the context loads.
+    let import = remotecache::pending_import(
+        &opts.cache_from,
+        cache_platforms,
+        content,
+        registry,
+        progress,
+    );
     let ssh = super::secrets::ssh_agents(opts)?;
     let mut solve_opts = solve_options(opts, inputs, registry, &ssh)?;
     solve_opts.cdi_spec_dirs = env.config.cdi.spec_dirs.clone();
-    let preparing = async {
+    solve_opts.cache_import = import.clone();
+    let solving = async {
         runtime.reap_orphans().await;
         let solver = start_solver(env, runtime, solve_opts)?;
         // A URL context is fetched once, by the solver, for every platform.
@@ -87,27 +86,25 @@ pub(super) async fn build(
         });
         let converted =
             unless_cancelled(&cancel, futures_util::future::try_join_all(conversions)).await?;
-        anyhow::Ok((solver, fetched, converted))
+        // The arguments are the same for every platform: warned of once.
+        if let Some(first) = converted.first() {
+            warn_unused_args(first, progress);
+        }
+        let definitions: Vec<_> = converted.iter().map(|c| c.definition.clone()).collect();
+        let results = solver
+            .solve_many(&definitions, &cancel)
+            .await
+            .map_err(|e| {
+                let definitions: Vec<&_> = definitions.iter().collect();
+                super::failure::step_failure(e, &definitions)
+            })?;
+        anyhow::Ok((solver, fetched, converted, results))
     };
-    let (cache_import, prepared) = tokio::join!(importing, preparing);
     // A URL context fetched stays where the solve reads it until the build is done.
-    let (solver, _fetched, converted) = prepared?;
-    solver.import_caches(cache_import?);
+    let (solver, _fetched, converted, results) =
+        super::embedded::while_importing(import, &cancel, solving).await?;
     // The context as given (a URL context's is read once fetched): the provenance names it.
     let given = inputs;
-    // The arguments are the same for every platform: warned of once.
-    if let Some(first) = converted.first() {
-        warn_unused_args(first, progress);
-    }
-
-    let definitions: Vec<_> = converted.iter().map(|c| c.definition.clone()).collect();
-    let results = solver
-        .solve_many(&definitions, &cancel)
-        .await
-        .map_err(|e| {
-            let definitions: Vec<&_> = definitions.iter().collect();
-            super::failure::step_failure(e, &definitions)
-        })?;
     // A result an imported cache holds stays there when only pushes want it, as in a build
     // for one platform; the other exports read every platform's files.
     let mut settled = Vec::with_capacity(results.len());

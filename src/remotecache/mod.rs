@@ -309,6 +309,33 @@ impl CacheImport for Imports {
     }
 }
 
+/// The reading of every `--cache-from` ([`import_all`]) as a future the solver's lookups
+/// share, owning what it reads with; none without a `--cache-from`. It makes progress while
+/// someone polls it: the build drives it beside its start and first steps
+/// (`build::embedded::while_importing`), a lookup waits for it.
+pub fn pending_import(
+    opts: &[CacheOption],
+    platforms: Vec<crate::registry::Platform>,
+    content: &ContentStore,
+    registry: &RegistryConfig,
+    progress: &ProgressSink,
+) -> Option<crate::solver::PendingImport> {
+    if opts.is_empty() {
+        return None;
+    }
+    let (opts, content, registry, progress) = (
+        opts.to_vec(),
+        content.clone(),
+        registry.clone(),
+        progress.clone(),
+    );
+    Some(
+        async move { import_all(&opts, &platforms, &content, &registry, &progress).await }
+            .boxed()
+            .shared(),
+    )
+}
+
 /// Reads every `--cache-from`. One that cannot be read shows as a failed "importing cache
 /// manifest" step with a warning, and the build goes on without it, as with BuildKit.
 pub async fn import_all(

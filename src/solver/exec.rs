@@ -523,7 +523,7 @@ async fn imported_cache_mount(
     let portable = hex::encode(portable.finalize());
     let dir = solver.snapshots.state.cache_mounts_dir().join(name);
     solver.note_cache_mount(portable.clone(), dir.clone());
-    let Some(import) = solver.cache_import.get() else {
+    let Some(import) = solver.cache_import().await else {
         return Ok(None);
     };
     if dir.exists() {

@@ -258,7 +258,12 @@ pub struct SolveOptions {
     pub timeouts: crate::timeouts::Timeouts,
     /// The target whose steps are remembered, so that a step that runs says why.
     pub history: Option<HistoryTarget>,
+    /// Caches from elsewhere (`--cache-from`), asked when the state root has no result.
+    pub cache_import: Option<PendingImport>,
 }
+
+/// The reading of the caches `--cache-from` names, shared by every lookup that waits for it.
+pub type PendingImport = Shared<BoxFuture<'static, Option<Arc<dyn CacheImport>>>>;
 
 /// A cache outside the state root that can supply a step's outputs (`--cache-from`).
 pub trait CacheImport: Send + Sync {
@@ -319,9 +324,6 @@ pub struct Solver {
     history: Option<why::History>,
     /// The git repositories this build checked out, for provenance.
     git_sources: Mutex<Vec<crate::source::git::Fetched>>,
-    /// Caches from elsewhere (`--cache-from`), asked when the state root has no result;
-    /// given once read ([`Solver::import_caches`]), so the solver can start meanwhile.
-    cache_import: std::sync::OnceLock<Arc<dyn CacheImport>>,
 }
 
 impl Solver {
@@ -356,16 +358,13 @@ impl Solver {
             cache_mounts: Mutex::default(),
             history,
             git_sources: Mutex::default(),
-            cache_import: std::sync::OnceLock::new(),
         })
     }
 
-    /// The caches `--cache-from` named, once read: asked from then on when the state root
-    /// has no result. Given before the first solve; a second call changes nothing.
-    pub fn import_caches(&self, import: Option<Arc<dyn CacheImport>>) {
-        if let Some(import) = import {
-            let _ = self.cache_import.set(import);
-        }
+    /// The caches `--cache-from` named, once read: a lookup waits for the reading, which
+    /// the build drives beside the sources' loading.
+    async fn cache_import(&self) -> Option<Arc<dyn CacheImport>> {
+        self.opts.cache_import.clone()?.await
     }
 
     /// The snapshots the solver commits, for the exports that read its results.
@@ -722,6 +721,7 @@ impl Solver {
             if hit.is_none() {
                 hit = self
                     .lookup_imported(vertex, &key, op, &inputs, &input_keys, cancel)
+                    .await
                     .map(|outputs| (outputs, false));
             }
         }
@@ -860,7 +860,7 @@ impl Solver {
 
     /// All outputs of an op from an imported cache, or none; not brought in until needed.
     /// Should they turn out not to be available then, the step runs after all.
-    fn lookup_imported(
+    async fn lookup_imported(
         self: &Arc<Self>,
         vertex: &graph::Vertex,
         key: &str,
@@ -869,7 +869,10 @@ impl Solver {
         input_keys: &[String],
         cancel: &CancellationToken,
     ) -> Option<Vec<Ref>> {
-        let import = self.cache_import.get()?;
+        let import = tokio::select! {
+            import = self.cache_import() => import?,
+            _ = cancel.cancelled() => return None,
+        };
         let outputs = (0..key::output_count(op))
             .map(|i| import.lookup(key, i))
             .collect::<Option<Vec<_>>>()?;
