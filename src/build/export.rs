@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
 use bud_frontend::image::{History, Image};
@@ -443,32 +444,77 @@ pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
     bud_frontend::convert::Platform::new(&image.os, &image.architecture, &image.variant)
 }
 
-/// The merged filesystem of the result as a tarball, in path order, owners and modes kept.
-pub fn filesystem_tar(root: &Path, dest: &Dest) -> anyhow::Result<()> {
-    filesystem_tars(&[(PathBuf::new(), root)], dest)
+/// The result's filesystem as a tarball, in path order, owners and modes kept. `epoch`
+/// (SOURCE_DATE_EPOCH) is every entry's mtime, as BuildKit's tar exporter writes it.
+pub fn filesystem_tar(root: &Path, dest: &Dest, epoch: Option<i64>) -> anyhow::Result<()> {
+    filesystem_tars(&[(PathBuf::new(), root)], dest, epoch)
 }
 
 /// Several results' filesystems in one tarball, each under its own directory (a
-/// multi-platform build's, one per platform).
-pub fn filesystem_tars(parts: &[(PathBuf, &Path)], dest: &Dest) -> anyhow::Result<()> {
+/// multi-platform build's, one per platform), made as BuildKit makes a platform's: 0755,
+/// mtime the epoch or 0.
+pub fn filesystem_tars(
+    parts: &[(PathBuf, &Path)],
+    dest: &Dest,
+    epoch: Option<i64>,
+) -> anyhow::Result<()> {
     let mut builder = tar::Builder::new(open_dest(dest)?);
     builder.follow_symlinks(false);
     for (prefix, root) in parts {
         if !prefix.as_os_str().is_empty() {
             builder
-                .append_path_with_name(root, prefix)
+                .append_data(&mut platform_dir_header(epoch), prefix, std::io::empty())
                 .with_context(|| format!("adding {} to the tarball", prefix.display()))?;
         }
         let mut paths = Vec::new();
         collect_paths(root, Path::new(""), &mut paths)?;
         for rel in paths {
-            builder
-                .append_path_with_name(root.join(&rel), prefix.join(&rel))
+            append_entry(&mut builder, &root.join(&rel), &prefix.join(&rel), epoch)
                 .with_context(|| format!("adding {} to the tarball", rel.display()))?;
         }
     }
     builder.into_inner()?.flush()?;
     Ok(())
+}
+
+/// The header of a platform's directory in a tarball of several, as BuildKit's tar
+/// exporter writes it.
+pub fn platform_dir_header(epoch: Option<i64>) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(epoch.map_or(0, |e| u64::try_from(e).unwrap_or(0)));
+    header.set_size(0);
+    header
+}
+
+/// `path` as `name`, its header as the tar crate makes it but for the mtime: `epoch`, or
+/// the file's own rounded to the second, as Go's archive/tar writes it for BuildKit.
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    epoch: Option<i64>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    let rounded = meta.mtime() + i64::from(meta.mtime_nsec() >= 500_000_000);
+    // A ustar or GNU header holds no time before 1970.
+    header.set_mtime(u64::try_from(epoch.unwrap_or(rounded)).unwrap_or(0));
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        header.set_size(0);
+        builder.append_link(&mut header, name, std::fs::read_link(path)?)
+    } else if kind.is_file() {
+        builder.append_data(&mut header, name, std::fs::File::open(path)?)
+    } else {
+        header.set_size(0);
+        builder.append_data(&mut header, name, std::io::empty())
+    }
 }
 
 fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
@@ -487,31 +533,75 @@ fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) -> 
     Ok(())
 }
 
-/// The merged filesystem of the result into a directory, as `-o type=local` writes it.
-pub fn local_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
+/// The merged filesystem of the result into a directory, as `-o type=local` writes it;
+/// `epoch` (SOURCE_DATE_EPOCH) is every entry's mtime, as BuildKit's local exporter sets
+/// it (the destination itself keeps its own).
+pub fn local_dir(root: &Path, dest: &Path, epoch: Option<i64>) -> anyhow::Result<()> {
     // As BuildKit's local exporter writes them on the client: every file is the user's
     // who builds (root, or in a user namespace the user), whatever the image says.
-    copy_dir(root, dest, Some(crate::fileop::Owner { uid: 0, gid: 0 }))
+    copy_dir(
+        root,
+        dest,
+        Some(crate::fileop::Owner { uid: 0, gid: 0 }),
+        epoch.map(|e| e.saturating_mul(1_000_000_000)),
+    )
 }
 
 /// A directory a daemon's local exporter wrote for bud (already the builder's files) copied
-/// into `dest`, owners kept.
+/// into `dest`, owners and times kept.
 pub fn received_dir(root: &Path, dest: &Path) -> anyhow::Result<()> {
-    copy_dir(root, dest, None)
+    copy_dir(root, dest, None, None)
 }
 
-fn copy_dir(root: &Path, dest: &Path, owner: Option<crate::fileop::Owner>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+/// Creates a local output's destination where it is missing, as BuildKit's client does
+/// (`MkdirAll(dest, 0700)` in its session's receiver): private until the user opens it.
+pub fn create_local_dest(dest: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dest)
+        .with_context(|| format!("creating {}", dest.display()))
+}
+
+/// Gives a platform's directory of a local output (`linux_arm64/`) what BuildKit's local
+/// exporter gives it: mode 0755 and the epoch, or 0, as its mtime.
+pub fn finish_platform_dir(dir: &Path, epoch: Option<i64>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    let seconds = epoch.map_or(0, |e| u64::try_from(e).unwrap_or(0));
+    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    std::fs::File::open(dir)
+        .and_then(|d| d.set_times(std::fs::FileTimes::new().set_modified(mtime)))
+        .with_context(|| format!("setting the time of {}", dir.display()))
+}
+
+fn copy_dir(
+    root: &Path,
+    dest: &Path,
+    owner: Option<crate::fileop::Owner>,
+    timestamp: Option<i64>,
+) -> anyhow::Result<()> {
+    create_local_dest(dest)?;
     let action = crate::fileop::CopyAction {
         src: "/".into(),
         dest: "/".into(),
         owner,
         dir_copy_contents: true,
         create_dest_path: true,
+        timestamp,
         ..Default::default()
     };
     crate::fileop::copy(root, dest, &action)
         .with_context(|| format!("writing the result to {}", dest.display()))?;
+    if timestamp.is_some() {
+        // The copy stamped the destination too; BuildKit's receiver never sets its time,
+        // which is left as writing into it made it.
+        std::fs::File::open(dest)
+            .and_then(|d| d.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now())))
+            .with_context(|| format!("setting the time of {}", dest.display()))?;
+    }
     Ok(())
 }
 

@@ -284,6 +284,8 @@ async fn export_one(
         Export::Local {
             dest,
             merge_platforms,
+            epoch,
+            ..
         } => {
             let views = built
                 .iter()
@@ -297,16 +299,18 @@ async fn export_one(
                     .collect();
                 super::platform_split::check_disjoint(&parts)?;
             }
+            export::create_local_dest(dest)?;
             for (b, view) in built.iter().zip(&views) {
-                let dir = if *merge_platforms {
-                    dest.clone()
+                if *merge_platforms {
+                    export::local_dir(&view.path, dest, *epoch)?;
                 } else {
-                    dest.join(platform_dir(&b.platform))
-                };
-                export::local_dir(&view.path, &dir)?;
+                    let dir = dest.join(platform_dir(&b.platform));
+                    export::local_dir(&view.path, &dir, *epoch)?;
+                    export::finish_platform_dir(&dir, *epoch)?;
+                }
             }
         }
-        Export::Tar { dest } => {
+        Export::Tar { dest, epoch } => {
             let views = built
                 .iter()
                 .map(|b| solver.snapshots().view(&b.result))
@@ -321,7 +325,7 @@ async fn export_one(
                     )
                 })
                 .collect();
-            export::filesystem_tars(&parts, dest)?;
+            export::filesystem_tars(&parts, dest, *epoch)?;
         }
         Export::Push { .. } | Export::OciArchive { .. } | Export::DockerLoad { .. } => {
             let clamp = e.image_attrs().filter(|a| a.rewrite_timestamp).and(epoch);

@@ -108,6 +108,8 @@ pub enum Export {
     Tar {
         /// The tarball's destination.
         dest: Dest,
+        /// SOURCE_DATE_EPOCH: every entry's mtime, as BuildKit's tar exporter sets it.
+        epoch: Option<i64>,
     },
     /// The result's filesystem into a directory.
     Local {
@@ -119,6 +121,11 @@ pub enum Export {
         /// itself, checked first not to overwrite one another's; otherwise each goes to
         /// its platform's directory under `dest`.
         merge_platforms: bool,
+        /// `dest` ends in the single platform's directory (`platform-split=true`), which
+        /// is made as BuildKit makes a platform's: 0755, mtime the epoch or 0.
+        in_platform_dir: bool,
+        /// SOURCE_DATE_EPOCH: every file's mtime, as BuildKit's local exporter sets it.
+        epoch: Option<i64>,
     },
     /// Pushed to a registry under every name.
     Push {
@@ -156,6 +163,9 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
     for o in &opts.outputs {
         let mut export = from_output(o, &opts.tags, &opts.annotations)?;
         super::platform_split::apply(o, &platforms, &mut export)?;
+        if let Export::Local { epoch, .. } | Export::Tar { epoch, .. } = &mut export {
+            *epoch = super::dockerfile::source_date_epoch(opts)?;
+        }
         exports.push(export);
     }
     if opts.push && !exports.iter().any(|e| matches!(e, Export::Push { .. })) {
@@ -307,9 +317,12 @@ fn from_output(o: &Output, tags: &[String], flags: &[Annotation]) -> anyhow::Res
         OutputKind::Local => Export::Local {
             dest: PathBuf::from(o.dest().unwrap_or(".")),
             merge_platforms: false,
+            in_platform_dir: false,
+            epoch: None,
         },
         OutputKind::Tar => Export::Tar {
             dest: dest.unwrap_or(Dest::Stdout),
+            epoch: None,
         },
         OutputKind::Oci => match dest {
             Some(dest) => Export::OciArchive {
@@ -372,6 +385,7 @@ mod tests {
                 Export::Local {
                     dest,
                     merge_platforms,
+                    ..
                 },
             ] => (dest.display().to_string(), *merge_platforms),
             other => panic!("{other:?}"),
@@ -420,7 +434,9 @@ mod tests {
             plan_for("-o out .").unwrap(),
             [Export::Local {
                 dest: "out".into(),
-                merge_platforms: false
+                merge_platforms: false,
+                in_platform_dir: false,
+                epoch: None,
             }]
         );
         assert_eq!(

@@ -37,12 +37,15 @@ pub(super) fn apply(o: &Output, platforms: &[Platform], e: &mut Export) -> anyho
     if let Export::Local {
         dest,
         merge_platforms,
+        in_platform_dir,
+        ..
     } = e
     {
         match (split, several) {
             (true, false) => {
                 let platform = platforms.first().cloned().unwrap_or_else(Platform::host);
                 *dest = dest.join(platform_dir(&platform));
+                *in_platform_dir = true;
             }
             (false, true) => *merge_platforms = true,
             _ => {}

@@ -343,6 +343,30 @@ pub(super) async fn solve_on(
             Exporter::Local { .. } | Exporter::Tar { .. } => {}
         }
     }
+    for e in exports {
+        // The daemon wrote the files into the platform's directory bud named; it is made
+        // as BuildKit makes a platform's.
+        if let Export::Local {
+            dest,
+            in_platform_dir: true,
+            epoch,
+            ..
+        } = e
+        {
+            super::export::finish_platform_dir(dest, *epoch)?;
+        }
+    }
+    for e in std::iter::once(&exporter).chain(&daemon_plan.more) {
+        if let Exporter::Tar {
+            dest,
+            epoch: Some(epoch),
+        } = e
+        {
+            if !solver.stamps_exported_files().await? {
+                super::remote_multi::restamp_tar(dest, *epoch)?;
+            }
+        }
+    }
     if !daemon_plan.from_docker.is_empty() {
         let Some(image_id) = result.image_id.as_deref() else {
             bail!("the daemon stored the image in Docker but did not say its ID");

@@ -248,6 +248,7 @@ async fn join_exports(
             Export::Local {
                 dest,
                 merge_platforms: true,
+                ..
             } => {
                 let parts: Vec<(Platform, PathBuf)> = platforms
                     .iter()
@@ -260,13 +261,14 @@ async fn join_exports(
             }
             // Written by each platform's solve.
             Export::Local { .. } => {}
-            Export::Tar { dest } => {
+            Export::Tar { dest, epoch } => {
                 let parts: Vec<(String, PathBuf)> = platforms
                     .iter()
                     .map(|p| (platform_dir(p), part_tar(scratch, k, p)))
                     .collect();
                 let dest = dest.clone();
-                tokio::task::spawn_blocking(move || join_tars(&parts, &dest))
+                let epoch = *epoch;
+                tokio::task::spawn_blocking(move || join_tars(&parts, &dest, epoch))
                     .await
                     .context("writing the tarball")??;
             }
@@ -328,6 +330,8 @@ fn platform_exports(
             Export::Local {
                 dest,
                 merge_platforms,
+                epoch,
+                ..
             } => part.push(Export::Local {
                 // Merged once every platform's files are there and checked to fit together.
                 dest: if *merge_platforms {
@@ -336,9 +340,12 @@ fn platform_exports(
                     dest.join(platform_dir(platform))
                 },
                 merge_platforms: false,
+                in_platform_dir: !*merge_platforms,
+                epoch: *epoch,
             }),
-            Export::Tar { .. } => part.push(Export::Tar {
+            Export::Tar { epoch, .. } => part.push(Export::Tar {
                 dest: Dest::File(part_tar(scratch, k, platform)),
+                epoch: *epoch,
             }),
             _ => {}
         }
@@ -387,46 +394,80 @@ async fn stored_image(
 }
 
 /// One tarball of the platforms' tarballs, each under its own directory, as buildx's tar
-/// output of several platforms holds them. Hard links name paths in the archive, so they
-/// move under the directory too.
-fn join_tars(parts: &[(String, PathBuf)], dest: &Dest) -> anyhow::Result<()> {
+/// output of several platforms holds them. `epoch` (SOURCE_DATE_EPOCH) is every entry's
+/// mtime, as BuildKit's tar exporter sets it, which a daemon's older BuildKit did not.
+fn join_tars(parts: &[(String, PathBuf)], dest: &Dest, epoch: Option<i64>) -> anyhow::Result<()> {
     let mut builder = tar::Builder::new(export::open_dest(dest)?);
     for (dir, tarball) in parts {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(0);
-        builder.append_data(&mut header, dir, std::io::empty())?;
-        let file = std::fs::File::open(tarball)
-            .with_context(|| format!("opening {}", tarball.display()))?;
-        let mut archive = tar::Archive::new(file);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = Path::new(dir).join(entry.path()?);
-            let mut header = entry.header().clone();
-            match entry.header().entry_type() {
-                tar::EntryType::Link => {
-                    let target = entry
-                        .link_name()?
-                        .map(|t| Path::new(dir).join(t))
-                        .context("a hard link without a target")?;
-                    builder.append_link(&mut header, &path, &target)?;
-                }
-                tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name()?
-                        .map(|t| t.into_owned())
-                        .context("a symbolic link without a target")?;
-                    builder.append_link(&mut header, &path, &target)?;
-                }
-                _ => builder.append_data(&mut header, &path, &mut entry)?,
-            }
-        }
+        builder.append_data(
+            &mut export::platform_dir_header(epoch),
+            dir,
+            std::io::empty(),
+        )?;
+        copy_entries(&mut builder, tarball, Path::new(dir), epoch)?;
     }
     builder.into_inner()?.flush()?;
+    Ok(())
+}
+
+/// Rewrites the tarball a daemon sent with `epoch` as every entry's mtime: a BuildKit
+/// older than 0.11 (dockerd 20.10's) ignores the tar exporter's `source-date-epoch`.
+pub(super) fn restamp_tar(tarball: &Path, epoch: i64) -> anyhow::Result<()> {
+    let dir = tarball.parent().unwrap_or(Path::new("."));
+    let out = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(out));
+    copy_entries(&mut builder, tarball, Path::new(""), Some(epoch))?;
+    let out = builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", tarball.display()))?;
+    // The tarball's own mode, not the temporary file's 0600.
+    std::fs::metadata(tarball)
+        .and_then(|m| out.as_file().set_permissions(m.permissions()))
+        .with_context(|| format!("copying the mode of {}", tarball.display()))?;
+    out.persist(tarball)
+        .with_context(|| format!("replacing {}", tarball.display()))?;
+    Ok(())
+}
+
+/// Every entry of `tarball` into `builder` under `under`, with `epoch` as its mtime where
+/// given. Hard links name paths in the archive, so they move under `under` too.
+fn copy_entries<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    tarball: &Path,
+    under: &Path,
+    epoch: Option<i64>,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = under.join(entry.path()?);
+        let mut header = entry.header().clone();
+        if let Some(epoch) = epoch {
+            header.set_mtime(u64::try_from(epoch).unwrap_or(0));
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()?
+                    .map(|t| under.join(t))
+                    .context("a hard link without a target")?;
+                builder.append_link(&mut header, &path, &target)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.into_owned())
+                    .context("a symbolic link without a target")?;
+                builder.append_link(&mut header, &path, &target)?;
+            }
+            _ => builder.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
     Ok(())
 }
 
@@ -536,6 +577,7 @@ mod tests {
         join_tars(
             &[("linux_arm64".to_owned(), part)],
             &Dest::File(out.clone()),
+            None,
         )
         .unwrap();
         let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());

@@ -58,20 +58,29 @@ pub(super) fn plan(
                 Export::Local {
                     dest,
                     merge_platforms,
+                    epoch,
+                    ..
                 },
                 _,
             ) => exporters.push(Exporter::Local {
                 dest: dest.clone(),
                 merge_platforms: *merge_platforms,
+                epoch: *epoch,
             }),
             (
                 Export::Tar {
                     dest: Dest::File(dest),
+                    epoch,
                 },
                 _,
-            ) => exporters.push(Exporter::Tar { dest: dest.clone() }),
+            ) => exporters.push(Exporter::Tar {
+                dest: dest.clone(),
+                epoch: *epoch,
+            }),
             (
-                Export::Tar { dest: Dest::Stdout }
+                Export::Tar {
+                    dest: Dest::Stdout, ..
+                }
                 | Export::OciArchive {
                     dest: Dest::Stdout, ..
                 }
@@ -80,7 +89,12 @@ pub(super) fn plan(
                 },
                 DaemonExporters::All,
             ) => bail!("with --addr, an archive output needs dest=FILE, not stdout"),
-            (Export::Tar { dest: Dest::Stdout }, DaemonExporters::MobyOnly) => {
+            (
+                Export::Tar {
+                    dest: Dest::Stdout, ..
+                },
+                DaemonExporters::MobyOnly,
+            ) => {
                 bail!("with --addr, an archive output needs dest=FILE, not stdout")
             }
             (Export::Push { names, .. }, DaemonExporters::MobyOnly) => {
@@ -395,6 +409,8 @@ mod tests {
             Export::Local {
                 dest: "out".into(),
                 merge_platforms: false,
+                in_platform_dir: false,
+                epoch: None,
             },
         ];
         let planned = plan(&mixed, DaemonExporters::MobyOnly, &registry).unwrap();
@@ -404,6 +420,7 @@ mod tests {
             [Exporter::Local {
                 dest: "out".into(),
                 merge_platforms: false,
+                epoch: None,
             }]
         );
     }
@@ -421,6 +438,8 @@ mod tests {
         let local = Export::Local {
             dest: "out".into(),
             merge_platforms: false,
+            in_platform_dir: false,
+            epoch: None,
         };
         let moby = Exporter::Moby {
             names: vec!["a:1".into()],
@@ -436,6 +455,7 @@ mod tests {
             Exporter::Local {
                 dest: "out".into(),
                 merge_platforms: false,
+                epoch: None,
             }
         );
         assert_eq!(planned.more, std::slice::from_ref(&moby));

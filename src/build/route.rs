@@ -144,13 +144,24 @@ pub(super) async fn export_one(
             )
             .await?;
         }
-        Export::Tar { dest } => {
+        Export::Tar { dest, epoch } => {
             let view = solver.snapshots().view(result)?;
-            export::filesystem_tar(&view.path, dest)?;
+            export::filesystem_tar(&view.path, dest, *epoch)?;
         }
-        Export::Local { dest, .. } => {
+        Export::Local {
+            dest,
+            in_platform_dir,
+            epoch,
+            ..
+        } => {
             let view = solver.snapshots().view(result)?;
-            export::local_dir(&view.path, dest)?;
+            if let Some(parent) = dest.parent().filter(|_| *in_platform_dir) {
+                export::create_local_dest(parent)?;
+            }
+            export::local_dir(&view.path, dest, *epoch)?;
+            if *in_platform_dir {
+                export::finish_platform_dir(dest, *epoch)?;
+            }
         }
     }
     Ok(())

@@ -97,6 +97,12 @@ impl RemoteSolver {
         self.buildkit_since(12, 25).await
     }
 
+    /// Whether the daemon's local and tar exporters read `source-date-epoch` (BuildKit 0.11
+    /// and later, Docker 23 and later). Older ones send the files' own mtimes.
+    pub async fn stamps_exported_files(&self) -> Result<bool, RemoteError> {
+        self.buildkit_since(11, 23).await
+    }
+
     /// Whether the daemon's BuildKit is 0.`minor` or later; a dockerd that vendors BuildKit
     /// without its version is judged by its own, `docker_major` being the first Docker
     /// that came with that BuildKit.

@@ -326,12 +326,18 @@ pub enum Exporter {
         /// `platform-split=false`: the daemon merges several platforms' files into `dest`
         /// (BuildKit 0.12 and later; an older one ignores it and splits them).
         merge_platforms: bool,
+        /// SOURCE_DATE_EPOCH, every file's mtime: the exporter's `source-date-epoch`
+        /// (BuildKit 0.11 and later), and set by bud's receiver for an older daemon.
+        epoch: Option<i64>,
     },
     /// The result's files as a tar archive written to `dest`.
     Tar {
         /// A file on bud's side, the daemon's tar stream written into it through the
         /// session.
         dest: PathBuf,
+        /// SOURCE_DATE_EPOCH, every entry's mtime: the exporter's `source-date-epoch`
+        /// (BuildKit 0.11 and later; an older one ignores it).
+        epoch: Option<i64>,
     },
     /// BuildKit's `image` exporter (a buildkitd's, or dockerd's on the containerd image
     /// store), with the attributes buildx sends: `name`, `push`, `registry.insecure`,

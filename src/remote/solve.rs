@@ -338,18 +338,24 @@ fn exporter_request(
         Exporter::Local {
             dest,
             merge_platforms,
-        } => (
-            "local",
+            epoch,
+        } => {
+            let mut attrs = epoch_attr(*epoch);
             if *merge_platforms {
-                BTreeMap::from([("platform-split".to_string(), "false".to_string())])
-            } else {
-                BTreeMap::new()
-            },
-            Some(ExportTarget::Dir(dest.clone())),
-        ),
-        Exporter::Tar { dest } => (
+                attrs.insert("platform-split".to_string(), "false".to_string());
+            }
+            (
+                "local",
+                attrs,
+                Some(ExportTarget::Dir {
+                    dest: dest.clone(),
+                    epoch: *epoch,
+                }),
+            )
+        }
+        Exporter::Tar { dest, epoch } => (
             "tar",
-            BTreeMap::new(),
+            epoch_attr(*epoch),
             Some(ExportTarget::Tar(dest.clone())),
         ),
         Exporter::Image { attrs } => ("image", attrs.clone(), None),
@@ -359,6 +365,15 @@ fn exporter_request(
             Some(ExportTarget::Tar(dest.clone())),
         ),
     }
+}
+
+/// The epoch as the exporter's `source-date-epoch`: bud builds the LLB itself, so the
+/// daemon's frontend does not pass the build arg on to the exporter as it does for buildx.
+fn epoch_attr(epoch: Option<i64>) -> BTreeMap<String, String> {
+    epoch
+        .map(|e| ("source-date-epoch".to_string(), e.to_string()))
+        .into_iter()
+        .collect()
 }
 
 fn control_entry(entry: &super::CacheEntry) -> control::CacheOptionsEntry {

@@ -1713,3 +1713,200 @@ fn platform_split_of_a_tar_output_is_refused_where_buildkit_ignores_it() {
     );
     assert_eq!(top_names(&ours), ["linux_amd64", "linux_arm64"]);
 }
+
+/// What SOURCE_DATE_EPOCH decides in a local output: every entry's mtime in nanoseconds,
+/// the directories the build made only when `stamped` (they are otherwise the build's own
+/// time, another in every build) or a platform's directory (`linux_amd64`).
+fn local_mtimes(dir: &Path, stamped: bool) -> std::collections::BTreeMap<String, i64> {
+    support::fileop::tree(dir)
+        .into_iter()
+        .filter(|(path, what)| {
+            stamped || what != "dir" || !path.contains('/') && path.starts_with("linux_")
+        })
+        .map(|(path, _)| {
+            let (secs, nanos) = support::fileop::mtime_of(&dir.join(&path));
+            (path, secs * 1_000_000_000 + nanos)
+        })
+        .collect()
+}
+
+/// The same of a tarball: every entry's mtime, by path (without a directory's trailing
+/// slash, a difference of its own).
+fn tar_mtimes(tarball: &Path, stamped: bool) -> std::collections::BTreeMap<String, u64> {
+    let mut archive = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    let mut out = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let header = entry.header();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        let is_dir = header.entry_type() == tar::EntryType::Directory;
+        let platform_dir = !path.contains('/') && path.starts_with("linux_");
+        if stamped || !is_dir || platform_dir {
+            out.insert(path, header.mtime().unwrap());
+        }
+    }
+    out
+}
+
+/// With SOURCE_DATE_EPOCH (a build arg, or the environment as buildx reads it), every entry
+/// of a local or tar output, files, symlinks, directories and a platform's directory, has
+/// the epoch as its mtime, as buildx writes them on Docker 28.5 (containerd image store),
+/// for one platform and two; without it, the files keep their own and a platform's
+/// directory has 0. With the embedded solver and with `--addr` (Docker 28.5's BuildKit,
+/// which bud passes the exporter's `source-date-epoch`, and dockerd 20.10's, whose BuildKit
+/// ignores it and bud stamps what it receives).
+#[test]
+fn source_date_epoch_dates_local_and_tar_outputs_as_buildx_does() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = split_context(false);
+    // Files new to every cache: a daemon's cached COPY would carry the mtimes of the
+    // context it first copied (they are not in its cache key).
+    for arch in ["amd64", "arm64"] {
+        let nonce = ctx.path().join(arch).join("bin/nonce");
+        std::fs::write(nonce, root.path().to_string_lossy().as_bytes()).unwrap();
+    }
+    let dir = ctx.path().to_str().unwrap();
+    let c8d = format!("docker://{}", docker.host());
+    const EPOCH: &str = "1000";
+    let arg = format!("SOURCE_DATE_EPOCH={EPOCH}");
+    // Runs buildx (`builder` None) or bud with `builder`'s arguments, writing `output`,
+    // with the epoch given as `epoch` says ("arg", "env", or none).
+    let build = |builder: Option<&[&str]>, platforms: &str, epoch: &str, output: &str| {
+        let mut cmd = match builder {
+            None => {
+                let mut cmd = docker.command();
+                cmd.arg("build");
+                cmd
+            }
+            Some(args) => {
+                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bud"));
+                cmd.arg("--root").arg(root.path()).arg("build").args(args);
+                cmd
+            }
+        };
+        cmd.args(["--platform", platforms, "-o", output]);
+        match epoch {
+            "arg" => {
+                cmd.args(["--build-arg", &arg])
+                    .env_remove("SOURCE_DATE_EPOCH");
+            }
+            "env" => {
+                cmd.env("SOURCE_DATE_EPOCH", EPOCH);
+            }
+            _ => {
+                cmd.env_remove("SOURCE_DATE_EPOCH");
+            }
+        }
+        let out = cmd.arg(dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{builder:?} {platforms} {epoch}: {}",
+            stderr_of(&out)
+        );
+    };
+    let builders: [(&str, &[&str]); 3] = [
+        ("embedded", &[]),
+        ("docker28", &["--addr", &c8d]),
+        ("dockerd", &["--addr", "docker://"]),
+    ];
+    for (platforms, epoch) in [
+        ("linux/amd64", "arg"),
+        ("linux/amd64", "env"),
+        ("linux/amd64", ""),
+        ("linux/amd64,linux/arm64", "arg"),
+        ("linux/amd64,linux/arm64", ""),
+    ] {
+        let stamped = !epoch.is_empty();
+        let case = format!("{}-{epoch}", platforms.replace([',', '/'], "_"));
+        let local = |label: &str| root.path().join(format!("{label}-{case}"));
+        let tarball = |label: &str| root.path().join(format!("{label}-{case}.tar"));
+        let local_output = |label: &str| format!("type=local,dest={}", local(label).display());
+        let tar_output = |label: &str| format!("type=tar,dest={}", tarball(label).display());
+
+        build(None, platforms, epoch, &local_output("buildx"));
+        build(None, platforms, epoch, &tar_output("buildx"));
+        let expected_local = local_mtimes(&local("buildx"), stamped);
+        let expected_tar = tar_mtimes(&tarball("buildx"), stamped);
+        if stamped {
+            assert!(
+                expected_local.values().all(|t| *t == 1000 * 1_000_000_000),
+                "buildx {case}: {expected_local:#?}"
+            );
+        }
+        for (label, builder_args) in builders {
+            build(Some(builder_args), platforms, epoch, &local_output(label));
+            build(Some(builder_args), platforms, epoch, &tar_output(label));
+            assert_eq!(
+                local_mtimes(&local(label), stamped),
+                expected_local,
+                "{label} {case} local"
+            );
+            assert_eq!(
+                tar_mtimes(&tarball(label), stamped),
+                expected_tar,
+                "{label} {case} tar"
+            );
+        }
+    }
+}
+
+/// A local output's destination that does not exist yet is created 0700, with every
+/// missing parent, as buildx's client creates it (BuildKit's `MkdirAll(dest, 0700)`, not
+/// the umask), with the embedded solver and with `--addr`; an existing one keeps its mode.
+#[test]
+fn a_new_local_destination_is_private_as_buildx_makes_it() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = split_context(false);
+    let dir = ctx.path().to_str().unwrap();
+    // Builds into `top`/new/a/b and into `top`/existing (0750) with `build`, and returns
+    // the modes of the directories.
+    let modes = |top: &Path, build: &dyn Fn(&[&str]) -> std::process::Output| {
+        let existing = top.join("existing");
+        std::fs::create_dir_all(&existing).unwrap();
+        std::fs::set_permissions(
+            &existing,
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
+        for dest in [top.join("new/a/b"), existing] {
+            let output = format!("type=local,dest={}", dest.display());
+            let out = build(&["-o", &output, dir]);
+            assert!(out.status.success(), "{top:?}: {}", stderr_of(&out));
+        }
+        ["new", "new/a", "new/a/b", "existing"]
+            .map(|p| (p, format!("{:o}", support::fileop::mode_of(&top.join(p)))))
+    };
+    let expected = modes(&root.path().join("buildx"), &|args| docker.build(args));
+    assert_eq!(expected[0].1, "700", "buildx: {expected:?}");
+
+    let c8d = format!("docker://{}", docker.host());
+    for (label, builder_args) in [
+        ("embedded", &[][..]),
+        ("docker28", &["--addr", c8d.as_str()][..]),
+        ("dockerd", &["--addr", "docker://"][..]),
+    ] {
+        let ours = modes(&root.path().join(label), &|args| {
+            let mut all = builder_args.to_vec();
+            all.extend(args);
+            bud_at(root.path(), &all)
+        });
+        assert_eq!(ours, expected, "{label}");
+    }
+}

@@ -224,6 +224,7 @@ async fn local_export_writes_the_files() {
         Exporter::Local {
             dest: dest.clone(),
             merge_platforms: false,
+            epoch: None,
         },
     );
     req.session_id = session;
@@ -303,6 +304,7 @@ async fn secrets_are_served_to_secret_mounts() {
         Exporter::Local {
             dest: dest.clone(),
             merge_platforms: false,
+            epoch: None,
         },
     );
     req.secrets = vec![bud::remote::Secret {
@@ -325,7 +327,10 @@ async fn tar_export_writes_an_archive() {
     let session = bud::remote::new_session_id();
     let mut req = SolveRequest::new(
         files_only(&session).marshal(),
-        Exporter::Tar { dest: dest.clone() },
+        Exporter::Tar {
+            dest: dest.clone(),
+            epoch: None,
+        },
     );
     req.session_id = session;
     req.local_dirs = context_dirs_ignoring_logs(ctx.path());
@@ -369,6 +374,7 @@ async fn a_second_build_sends_only_the_changed_file() {
             definition,
             Exporter::Tar {
                 dest: dest.to_path_buf(),
+                epoch: None,
             },
         );
         req.session_id = session;

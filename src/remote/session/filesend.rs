@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::fs::{File, FileTimes};
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,8 +32,15 @@ use super::walk;
 /// Where the exporter's output goes.
 #[derive(Debug, Clone)]
 pub(crate) enum ExportTarget {
-    /// Files written under this directory (created if missing).
-    Dir(PathBuf),
+    /// Files written under this directory (created if missing, 0700 as BuildKit's client
+    /// creates it), with `epoch` (SOURCE_DATE_EPOCH) as every entry's mtime where given:
+    /// a daemon's BuildKit older than 0.11 sends the files' own.
+    Dir {
+        /// The directory.
+        dest: PathBuf,
+        /// Every entry's mtime, in seconds.
+        epoch: Option<i64>,
+    },
     /// One tar archive written to this file.
     Tar(PathBuf),
 }
@@ -101,9 +108,9 @@ where
                 );
             }
             Ok(match target {
-                Some(ExportTarget::Dir(dest)) => {
+                Some(ExportTarget::Dir { dest, epoch }) => {
                     Grpc::new(ProstCodec::<Packet, Packet>::default())
-                        .streaming(ReceiveDir { dest }, req)
+                        .streaming(ReceiveDir { dest, epoch }, req)
                         .await
                 }
                 Some(ExportTarget::Tar(dest)) => {
@@ -172,6 +179,7 @@ impl StreamingService<BytesMessage> for ReceiveTar {
 
 struct ReceiveDir {
     dest: PathBuf,
+    epoch: Option<i64>,
 }
 
 impl StreamingService<Packet> for ReceiveDir {
@@ -181,13 +189,14 @@ impl StreamingService<Packet> for ReceiveDir {
 
     fn call(&mut self, request: Request<Streaming<Packet>>) -> Self::Future {
         let dest = self.dest.clone();
+        let epoch = self.epoch;
         Box::pin(async move {
             let mut inbound = request.into_inner();
             let (tx, rx) = mpsc::channel(128);
             let (packets_tx, packets_rx) = mpsc::channel::<Packet>(128);
             let worker = {
                 let tx = tx.clone();
-                tokio::task::spawn_blocking(move || Receiver::new(dest, tx).run(packets_rx))
+                tokio::task::spawn_blocking(move || Receiver::new(dest, epoch, tx).run(packets_rx))
             };
             tokio::spawn(async move {
                 let result = async {
@@ -225,6 +234,8 @@ fn packet(kind: PacketType, id: u32) -> Packet {
 /// fsutil's receiving side, writing into an output directory.
 struct Receiver {
     dest: PathBuf,
+    /// SOURCE_DATE_EPOCH in nanoseconds, the mtime of every entry when given.
+    epoch_nanos: Option<i64>,
     tx: mpsc::Sender<Result<Packet, Status>>,
     /// Stats by ID, in the order the daemon sent them.
     stats: Vec<Stat>,
@@ -237,9 +248,10 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn new(dest: PathBuf, tx: mpsc::Sender<Result<Packet, Status>>) -> Self {
+    fn new(dest: PathBuf, epoch: Option<i64>, tx: mpsc::Sender<Result<Packet, Status>>) -> Self {
         Self {
             dest,
+            epoch_nanos: epoch.map(|e| e.saturating_mul(1_000_000_000)),
             tx,
             stats: Vec::new(),
             open: Default::default(),
@@ -251,7 +263,12 @@ impl Receiver {
     }
 
     fn run(mut self, mut packets: mpsc::Receiver<Packet>) -> Result<(), Status> {
-        std::fs::create_dir_all(&self.dest).map_err(|e| self.io_err(&self.dest.clone(), e))?;
+        // As BuildKit's client: `MkdirAll(dest, 0700)`.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dest)
+            .map_err(|e| self.io_err(&self.dest.clone(), e))?;
         while let Some(p) = packets.blocking_recv() {
             match PacketType::try_from(p.r#type) {
                 Ok(PacketType::PacketStat) => match p.stat {
@@ -307,7 +324,10 @@ impl Receiver {
         Ok(target)
     }
 
-    fn entry(&mut self, stat: Stat) -> Result<(), Status> {
+    fn entry(&mut self, mut stat: Stat) -> Result<(), Status> {
+        if let Some(nanos) = self.epoch_nanos {
+            stat.mod_time = nanos;
+        }
         let id = u32::try_from(self.stats.len()).unwrap_or(u32::MAX);
         let target = self.target(&stat.path)?;
         let io = |e| Status::internal(format!("{}: {e}", target.display()));
@@ -322,6 +342,8 @@ impl Receiver {
             remove_existing(&target).map_err(io)?;
             if walk::is_symlink(stat.mode) {
                 std::os::unix::fs::symlink(&stat.linkname, &target).map_err(io)?;
+                // As fsutil's receiver: a symlink keeps the sent mtime too.
+                set_symlink_mtime(&target, stat.mod_time).map_err(io)?;
                 self.symlinks.insert(target.clone());
             } else if !stat.linkname.is_empty() {
                 let first = self.target(&stat.linkname)?;
@@ -398,10 +420,31 @@ fn remove_existing(path: &Path) -> std::io::Result<()> {
 
 fn finish_file(file: &File, stat: &Stat) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(walk::unix_perm(stat.mode)))?;
-    let mtime = if stat.mod_time >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(stat.mod_time as u64)
-    } else {
-        SystemTime::UNIX_EPOCH
+    file.set_times(FileTimes::new().set_modified(system_time(stat.mod_time)))
+}
+
+/// An fsutil mtime (nanoseconds since 1970; none before it).
+fn system_time(nanos: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
+/// The mtime of the symlink itself, not of what it points to; its atime too, as fsutil
+/// sets both.
+fn set_symlink_mtime(path: &Path, nanos: i64) -> std::io::Result<()> {
+    let nanos = nanos.max(0);
+    let time = rustix::fs::Timespec {
+        tv_sec: nanos / 1_000_000_000,
+        tv_nsec: (nanos % 1_000_000_000) as _,
     };
-    file.set_times(FileTimes::new().set_modified(mtime))
+    let times = rustix::fs::Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
 }
