@@ -52,7 +52,10 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
-            super::make_opaque(&fd).map_err(io("marking opaque"))?;
+            if let Some(marker) = super::make_opaque(&fd).map_err(io("marking opaque"))? {
+                meta.restore_marker(&fd, marker)
+                    .map_err(io("setting metadata of"))?;
+            }
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -61,8 +64,10 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 continue;
             }
             remove_existing(&parent_fd, hidden).map_err(io("replacing"))?;
-            super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
+            let made = super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
                 .map_err(io("creating whiteout"))?;
+            meta.restore_marker(&parent_fd, made.as_os_str())
+                .map_err(io("setting metadata of"))?;
             continue;
         }
 
@@ -372,6 +377,25 @@ impl EntryMeta {
         Ok(())
     }
 
+    /// The entry's owner and times on the whiteout or opaque marker made for it, as the
+    /// layer writer reads them back (containerd and moby chown theirs too); its mode stays
+    /// the marker's own.
+    fn restore_marker(
+        &self,
+        parent: impl std::os::fd::AsFd,
+        name: impl rustix::path::Arg + Copy,
+    ) -> rustix::io::Result<()> {
+        let parent = parent.as_fd();
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        self.set_times(parent, name)
+    }
+
     fn chown_at(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
         rustix::fs::chownat(
             parent,
@@ -382,7 +406,11 @@ impl EntryMeta {
         )
     }
 
-    fn set_times(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+    fn set_times(
+        &self,
+        parent: impl std::os::fd::AsFd,
+        name: impl rustix::path::Arg,
+    ) -> rustix::io::Result<()> {
         let time = Timespec {
             tv_sec: self.mtime,
             tv_nsec: 0,
