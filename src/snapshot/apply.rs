@@ -25,7 +25,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
         .entries()
         .map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
     // Directory times are set last: creating their children would change them again.
-    let mut dir_times: Vec<(String, i64)> = Vec::new();
+    let mut dir_times: Vec<(String, Timespec)> = Vec::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
         let raw_path = entry.path_bytes().into_owned();
@@ -283,7 +283,8 @@ struct EntryMeta {
     uid: u32,
     gid: u32,
     mode: u32,
-    mtime: i64,
+    /// Nanoseconds kept from a PAX record, as containerd and moby restore them.
+    mtime: Timespec,
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
@@ -309,11 +310,14 @@ impl EntryMeta {
             uid: id(&old.uid, header.uid(), "uid")?,
             gid: id(&old.gid, header.gid(), "gid")?,
             mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
-            mtime: header
-                .mtime()
-                .ok()
-                .and_then(|v| i64::try_from(v).ok())
-                .unwrap_or(0),
+            mtime: Timespec {
+                tv_sec: header
+                    .mtime()
+                    .ok()
+                    .and_then(|v| i64::try_from(v).ok())
+                    .unwrap_or(0),
+                tv_nsec: 0,
+            },
             xattrs: Vec::new(),
         };
         let pax: HashMap<String, Vec<u8>> = match entry
@@ -339,10 +343,12 @@ impl EntryMeta {
                         .and_then(|v| v.parse().ok())
                         .ok_or_else(|| bad("gid"))?
                 }
-                // Fractional seconds are dropped, as in the ustar field.
                 "mtime" => {
-                    if let Some(secs) = number().and_then(|v| v.split('.').next()?.parse().ok()) {
-                        meta.mtime = secs;
+                    if let Some((secs, nanos)) = number().and_then(crate::timefmt::pax_time) {
+                        meta.mtime = Timespec {
+                            tv_sec: secs,
+                            tv_nsec: nanos.into(),
+                        };
                     }
                 }
                 _ => {
@@ -411,10 +417,7 @@ impl EntryMeta {
         parent: impl std::os::fd::AsFd,
         name: impl rustix::path::Arg,
     ) -> rustix::io::Result<()> {
-        let time = Timespec {
-            tv_sec: self.mtime,
-            tv_nsec: 0,
-        };
+        let time = self.mtime;
         rustix::fs::utimensat(
             parent,
             name,

@@ -125,6 +125,9 @@ fn unpacks_plain_gzip_bzip2_and_xz_archives() {
         assert_eq!(owner_of(&run), (7, 8));
         assert_eq!(mtime_of(&run).0, 1_500_000_000);
         assert_eq!(mtime_of(&r.dst.join("opt/app")).0, 1_500_000_000);
+        // Symlinks and hard links too (the directory's time is set after its entries).
+        assert_eq!(mtime_of(&r.dst.join("opt/app/link")).0, 1_500_000_000);
+        assert_eq!(mtime_of(&r.dst.join("opt/app/hard")).0, 1_500_000_000);
         use std::os::unix::fs::MetadataExt;
         assert_eq!(
             fs::metadata(&run).unwrap().ino(),

@@ -307,6 +307,57 @@ fn extract_layer_round_trips() {
     assert_eq!(again_stats, stats);
 }
 
+#[test]
+fn extract_layer_keeps_sub_second_pax_times() {
+    if !is_root() {
+        return;
+    }
+    use tar::EntryType::{Directory, Regular, Symlink};
+    // Each entry's own PAX mtime, the directory's before the entries made inside it.
+    let entries = [
+        ("d", Directory, "", "1000000000.5"),
+        ("d/f", Regular, "", "1000000001.25"),
+        ("d/l", Symlink, "f", "1000000002.125"),
+        ("d/.wh.gone", Regular, "", "1000000003.000000007"),
+    ];
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, link, mtime) in entries {
+        builder
+            .append_pax_extensions([("mtime", mtime.as_bytes())])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path(path).unwrap();
+        header.set_entry_type(kind);
+        if !link.is_empty() {
+            header.set_link_name(link).unwrap();
+        }
+        header.set_mode(if kind == Directory { 0o755 } else { 0o644 });
+        header.set_mtime(mtime.split('.').next().unwrap().parse().unwrap());
+        header.set_size(0);
+        header.set_cksum();
+        builder.append(&header, std::io::empty()).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    extract_layer(Cursor::new(&tar), tmp.path()).unwrap();
+
+    let time_of = |rel: &str| {
+        let meta = std::fs::symlink_metadata(tmp.path().join(rel)).unwrap();
+        (meta.mtime(), meta.mtime_nsec())
+    };
+    assert_eq!(time_of("d"), (1_000_000_000, 500_000_000));
+    assert_eq!(time_of("d/f"), (1_000_000_001, 250_000_000));
+    assert_eq!(time_of("d/l"), (1_000_000_002, 125_000_000));
+    // The whiteout overlayfs reads for `.wh.gone`.
+    assert!(
+        std::fs::symlink_metadata(tmp.path().join("d/gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert_eq!(time_of("d/gone"), (1_000_000_003, 7));
+}
+
 /// A tar whose raw entries are written as given, bypassing the tar crate's path checks.
 fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
