@@ -47,6 +47,17 @@ pub(crate) fn pax_time(value: &str) -> Option<(i64, u32)> {
     }
 }
 
+/// An extracted file's time: one before the epoch or past what nanoseconds in an i64 hold
+/// (year 2262) becomes the epoch, as containerd's and moby's extraction bound it (Docker's
+/// `ADD` of such an archive shows 1970-01-01).
+pub(crate) fn bound_time(secs: i64, nanos: u32) -> (i64, u32) {
+    let in_range = secs
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(i64::from(nanos)))
+        .is_some_and(|n| n >= 0);
+    if in_range { (secs, nanos) } else { (0, 0) }
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date.
 pub use bud_frontend::convert::epoch::civil_from_days;
 
@@ -73,5 +84,17 @@ mod tests {
         assert_eq!(pax_time("-0.5"), Some((-1, 500_000_000)));
         assert_eq!(pax_time("x"), None);
         assert_eq!(pax_time("1.5e3"), None);
+    }
+
+    #[test]
+    fn extracted_times_are_bounded_like_go() {
+        assert_eq!(bound_time(1_000_000_000, 5), (1_000_000_000, 5));
+        assert_eq!(bound_time(-1, 500_000_000), (0, 0));
+        assert_eq!(
+            bound_time(9_223_372_036, 854_775_807),
+            (9_223_372_036, 854_775_807)
+        );
+        assert_eq!(bound_time(9_223_372_036, 854_775_808), (0, 0));
+        assert_eq!(bound_time(i64::MAX, 0), (0, 0));
     }
 }

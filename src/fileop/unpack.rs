@@ -276,17 +276,18 @@ fn mtime_nanos<R: Read>(entry: &mut tar::Entry<'_, R>, header: &tar::Header) -> 
             if ext.key_bytes() == b"mtime"
                 && let Some((secs, nanos)) = ext.value().ok().and_then(crate::timefmt::pax_time)
             {
-                return Ok(secs
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(i64::from(nanos)));
+                return Ok(nanos_of(secs, nanos));
             }
         }
     }
-    // A base-256 field can hold more seconds than nanoseconds fit in an i64: clamped.
     let secs = go_numeric(header.mtime(), &header.as_old().mtime)?;
-    Ok(i64::try_from(secs)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000_000))
+    Ok(nanos_of(i64::try_from(secs).unwrap_or(i64::MAX), 0))
+}
+
+/// Nanoseconds since the epoch of a time bounded as Docker bounds it: they always fit.
+fn nanos_of(secs: i64, nanos: u32) -> i64 {
+    let (secs, nanos) = crate::timefmt::bound_time(secs, nanos);
+    secs * 1_000_000_000 + i64::from(nanos)
 }
 
 /// A numeric header field as Go's archive/tar reads it (and so Docker and BuildKit): a field

@@ -310,16 +310,21 @@ impl EntryMeta {
             uid: id(&old.uid, header.uid(), "uid")?,
             gid: id(&old.gid, header.gid(), "gid")?,
             mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
+            // Set below, from the PAX record if there is one.
             mtime: Timespec {
-                tv_sec: header
-                    .mtime()
-                    .ok()
-                    .and_then(|v| i64::try_from(v).ok())
-                    .unwrap_or(0),
+                tv_sec: 0,
                 tv_nsec: 0,
             },
             xattrs: Vec::new(),
         };
+        let mut mtime: (i64, u32) = (
+            header
+                .mtime()
+                .ok()
+                .and_then(|v| i64::try_from(v).ok())
+                .unwrap_or(0),
+            0,
+        );
         let pax: HashMap<String, Vec<u8>> = match entry
             .pax_extensions()
             .map_err(|e| SnapshotError::io("reading PAX header of", display, e))?
@@ -344,11 +349,8 @@ impl EntryMeta {
                         .ok_or_else(|| bad("gid"))?
                 }
                 "mtime" => {
-                    if let Some((secs, nanos)) = number().and_then(crate::timefmt::pax_time) {
-                        meta.mtime = Timespec {
-                            tv_sec: secs,
-                            tv_nsec: nanos.into(),
-                        };
+                    if let Some(time) = number().and_then(crate::timefmt::pax_time) {
+                        mtime = time;
                     }
                 }
                 _ => {
@@ -358,6 +360,11 @@ impl EntryMeta {
                 }
             }
         }
+        let (secs, nanos) = crate::timefmt::bound_time(mtime.0, mtime.1);
+        meta.mtime = Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos.into(),
+        };
         meta.xattrs.sort();
         if let Some(why) = crate::privilege::unmapped_owner(meta.uid, meta.gid) {
             return Err(SnapshotError::Unsupported {

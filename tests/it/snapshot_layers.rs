@@ -319,6 +319,9 @@ fn extract_layer_keeps_sub_second_pax_times() {
         ("d/f", Regular, "", "1000000001.25"),
         ("d/l", Symlink, "f", "1000000002.125"),
         ("d/.wh.gone", Regular, "", "1000000003.000000007"),
+        // Out of what Go's time holds in nanoseconds: the epoch, as containerd bounds it.
+        ("d/before-epoch", Regular, "", "-100.5"),
+        ("d/after-2262", Regular, "", "10000000000000"),
     ];
     let mut builder = tar::Builder::new(Vec::new());
     for (path, kind, link, mtime) in entries {
@@ -332,7 +335,7 @@ fn extract_layer_keeps_sub_second_pax_times() {
             header.set_link_name(link).unwrap();
         }
         header.set_mode(if kind == Directory { 0o755 } else { 0o644 });
-        header.set_mtime(mtime.split('.').next().unwrap().parse().unwrap());
+        header.set_mtime(mtime.split('.').next().unwrap().parse().unwrap_or(0));
         header.set_size(0);
         header.set_cksum();
         builder.append(&header, std::io::empty()).unwrap();
@@ -356,6 +359,8 @@ fn extract_layer_keeps_sub_second_pax_times() {
             .is_char_device()
     );
     assert_eq!(time_of("d/gone"), (1_000_000_003, 7));
+    assert_eq!(time_of("d/before-epoch"), (0, 0));
+    assert_eq!(time_of("d/after-2262"), (0, 0));
 }
 
 /// A tar whose raw entries are written as given, bypassing the tar crate's path checks.
