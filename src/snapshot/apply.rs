@@ -1,5 +1,7 @@
 //! Unpacks an OCI layer tar into an empty directory in overlayfs' format, to be used as a
 //! lower: `.wh.NAME` becomes a 0/0 character device, `.wh..wh..opq` the opaque xattr.
+//! Every entry, whiteouts included, keeps the tar's owner and time (a directory's is set
+//! once all its entries are in), so that the directory tars back to the same layer.
 //!
 //! The archive is untrusted. Every entry is created relative to a directory fd opened with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no symlink in a parent path (one the
@@ -283,7 +285,8 @@ struct EntryMeta {
     uid: u32,
     gid: u32,
     mode: u32,
-    /// Nanoseconds kept from a PAX record, as containerd and moby restore them.
+    /// With a PAX record's nanoseconds; out of Go's range, the epoch (containerd's and
+    /// moby's `boundTime`).
     mtime: Timespec,
     xattrs: Vec<(String, Vec<u8>)>,
 }
