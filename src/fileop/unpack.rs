@@ -274,30 +274,20 @@ fn mtime_nanos<R: Read>(entry: &mut tar::Entry<'_, R>, header: &tar::Header) -> 
     if let Ok(Some(extensions)) = entry.pax_extensions() {
         for ext in extensions.flatten() {
             if ext.key_bytes() == b"mtime"
-                && let Some(nanos) = ext.value().ok().and_then(parse_pax_time)
+                && let Some((secs, nanos)) = ext.value().ok().and_then(crate::timefmt::pax_time)
             {
-                return Ok(nanos);
+                return Ok(nanos_of(secs, nanos));
             }
         }
     }
     let secs = go_numeric(header.mtime(), &header.as_old().mtime)?;
-    Ok(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000)
+    Ok(nanos_of(i64::try_from(secs).unwrap_or(i64::MAX), 0))
 }
 
-fn parse_pax_time(value: &str) -> Option<i64> {
-    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let mut nanos: i64 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    for _ in digits.len()..9 {
-        nanos *= 10;
-    }
-    let sign = if value.starts_with('-') { -1 } else { 1 };
-    secs.checked_mul(1_000_000_000)?.checked_add(sign * nanos)
+/// Nanoseconds since the epoch of a time bounded as Docker bounds it: they always fit.
+fn nanos_of(secs: i64, nanos: u32) -> i64 {
+    let (secs, nanos) = crate::timefmt::bound_time(secs, nanos);
+    secs * 1_000_000_000 + i64::from(nanos)
 }
 
 /// A numeric header field as Go's archive/tar reads it (and so Docker and BuildKit): a field
@@ -338,13 +328,6 @@ mod tests {
         assert_eq!(go_numeric(header.uid(), &header.as_old().uid).unwrap(), 15);
         header.as_old_mut().uid = *b"zz\0\0\0\0\0\0";
         assert!(go_numeric(header.uid(), &header.as_old().uid).is_err());
-    }
-
-    #[test]
-    fn pax_times() {
-        assert_eq!(parse_pax_time("12.5"), Some(12_500_000_000));
-        assert_eq!(parse_pax_time("7"), Some(7_000_000_000));
-        assert_eq!(parse_pax_time("x"), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Unpacks an OCI layer tar into an empty directory in overlayfs' format, to be used as a
 //! lower: `.wh.NAME` becomes a 0/0 character device, `.wh..wh..opq` the opaque xattr.
+//! Every entry, whiteouts included, keeps the tar's owner and time (a directory's is set
+//! once all its entries are in), so that the directory tars back to the same layer.
 //!
 //! The archive is untrusted. Every entry is created relative to a directory fd opened with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no symlink in a parent path (one the
@@ -25,7 +27,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
         .entries()
         .map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
     // Directory times are set last: creating their children would change them again.
-    let mut dir_times: Vec<(String, i64)> = Vec::new();
+    let mut dir_times: Vec<(String, Timespec)> = Vec::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
         let raw_path = entry.path_bytes().into_owned();
@@ -52,7 +54,10 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(io("opening"))?;
-            super::make_opaque(&fd).map_err(io("marking opaque"))?;
+            if let Some(marker) = super::make_opaque(&fd).map_err(io("marking opaque"))? {
+                meta.restore_marker(&fd, marker)
+                    .map_err(io("setting metadata of"))?;
+            }
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -61,8 +66,10 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 continue;
             }
             remove_existing(&parent_fd, hidden).map_err(io("replacing"))?;
-            super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
+            let made = super::make_whiteout(&parent_fd, std::ffi::OsStr::new(hidden))
                 .map_err(io("creating whiteout"))?;
+            meta.restore_marker(&parent_fd, made.as_os_str())
+                .map_err(io("setting metadata of"))?;
             continue;
         }
 
@@ -278,7 +285,9 @@ struct EntryMeta {
     uid: u32,
     gid: u32,
     mode: u32,
-    mtime: i64,
+    /// With a PAX record's nanoseconds; out of Go's range, the epoch (containerd's and
+    /// moby's `boundTime`).
+    mtime: Timespec,
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
@@ -304,13 +313,21 @@ impl EntryMeta {
             uid: id(&old.uid, header.uid(), "uid")?,
             gid: id(&old.gid, header.gid(), "gid")?,
             mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
-            mtime: header
+            // Set below, from the PAX record if there is one.
+            mtime: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            xattrs: Vec::new(),
+        };
+        let mut mtime: (i64, u32) = (
+            header
                 .mtime()
                 .ok()
                 .and_then(|v| i64::try_from(v).ok())
                 .unwrap_or(0),
-            xattrs: Vec::new(),
-        };
+            0,
+        );
         let pax: HashMap<String, Vec<u8>> = match entry
             .pax_extensions()
             .map_err(|e| SnapshotError::io("reading PAX header of", display, e))?
@@ -334,10 +351,9 @@ impl EntryMeta {
                         .and_then(|v| v.parse().ok())
                         .ok_or_else(|| bad("gid"))?
                 }
-                // Fractional seconds are dropped, as in the ustar field.
                 "mtime" => {
-                    if let Some(secs) = number().and_then(|v| v.split('.').next()?.parse().ok()) {
-                        meta.mtime = secs;
+                    if let Some(time) = number().and_then(crate::timefmt::pax_time) {
+                        mtime = time;
                     }
                 }
                 _ => {
@@ -347,6 +363,11 @@ impl EntryMeta {
                 }
             }
         }
+        let (secs, nanos) = crate::timefmt::bound_time(mtime.0, mtime.1);
+        meta.mtime = Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos.into(),
+        };
         meta.xattrs.sort();
         if let Some(why) = crate::privilege::unmapped_owner(meta.uid, meta.gid) {
             return Err(SnapshotError::Unsupported {
@@ -372,6 +393,25 @@ impl EntryMeta {
         Ok(())
     }
 
+    /// The entry's owner and times on the whiteout or opaque marker made for it, as the
+    /// layer writer reads them back (containerd and moby chown theirs too); its mode stays
+    /// the marker's own.
+    fn restore_marker(
+        &self,
+        parent: impl std::os::fd::AsFd,
+        name: impl rustix::path::Arg + Copy,
+    ) -> rustix::io::Result<()> {
+        let parent = parent.as_fd();
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        self.set_times(parent, name)
+    }
+
     fn chown_at(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
         rustix::fs::chownat(
             parent,
@@ -382,11 +422,12 @@ impl EntryMeta {
         )
     }
 
-    fn set_times(&self, parent: &OwnedFd, name: &str) -> rustix::io::Result<()> {
-        let time = Timespec {
-            tv_sec: self.mtime,
-            tv_nsec: 0,
-        };
+    fn set_times(
+        &self,
+        parent: impl std::os::fd::AsFd,
+        name: impl rustix::path::Arg,
+    ) -> rustix::io::Result<()> {
+        let time = self.mtime;
         rustix::fs::utimensat(
             parent,
             name,

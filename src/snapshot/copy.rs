@@ -145,6 +145,7 @@ fn diff_dir(base: &Path, full: &Path, upper: &Path) -> Result<bool> {
         let whiteout = upper.join(&name);
         let dir = rustix::fs::open(upper, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| SnapshotError::io("opening", upper, e))?;
+        // Made at the time of the diff, as overlayfs makes its own whiteouts.
         super::make_whiteout(&dir, &name)
             .map_err(|e| SnapshotError::io("creating a whiteout at", &whiteout, e))?;
         wrote = true;

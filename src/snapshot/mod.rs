@@ -107,12 +107,14 @@ pub(crate) type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 /// where the filesystem refuses to create one (overlayfs itself, bud's state root on a
 /// container's root filesystem, where only the copy snapshotter runs), with the OCI form,
 /// an empty `.wh.NAME` file, which the copy snapshotter and layer tars read as well.
+/// Returns the name of what it made in `dir`, whose owner and times are the caller's.
 pub(crate) fn make_whiteout(
     dir: impl std::os::fd::AsFd,
     name: &std::ffi::OsStr,
-) -> rustix::io::Result<()> {
+) -> rustix::io::Result<std::ffi::OsString> {
     use rustix::fs::{FileType, Mode, OFlags};
     match rustix::fs::mknodat(&dir, name, FileType::CharacterDevice, Mode::empty(), 0) {
+        Ok(()) => Ok(name.to_owned()),
         Err(rustix::io::Errno::PERM) => {
             let mut oci = std::ffi::OsString::from(WHITEOUT_PREFIX);
             oci.push(name);
@@ -121,26 +123,30 @@ pub(crate) fn make_whiteout(
                 oci.as_os_str(),
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
-            )
-            .map(drop)
+            )?;
+            Ok(oci)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
 /// Marks the directory `dir` opaque: overlayfs' xattr or, where it cannot be set, the OCI
-/// `.wh..wh..opq` file.
-pub(crate) fn make_opaque(dir: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+/// `.wh..wh..opq` file. Returns the file's name when it made one (its owner and times are
+/// the caller's), `None` for the xattr.
+pub(crate) fn make_opaque(dir: impl std::os::fd::AsFd) -> rustix::io::Result<Option<&'static str>> {
     use rustix::fs::{Mode, OFlags, XattrFlags};
     match rustix::fs::fsetxattr(&dir, opaque_xattr(), b"y", XattrFlags::empty()) {
-        Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP) => rustix::fs::openat(
-            &dir,
-            OPAQUE_WHITEOUT,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(drop),
-        other => other,
+        Ok(()) => Ok(None),
+        Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP) => {
+            rustix::fs::openat(
+                &dir,
+                OPAQUE_WHITEOUT,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok(Some(OPAQUE_WHITEOUT))
+        }
+        Err(e) => Err(e),
     }
 }
 

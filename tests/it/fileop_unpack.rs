@@ -125,12 +125,57 @@ fn unpacks_plain_gzip_bzip2_and_xz_archives() {
         assert_eq!(owner_of(&run), (7, 8));
         assert_eq!(mtime_of(&run).0, 1_500_000_000);
         assert_eq!(mtime_of(&r.dst.join("opt/app")).0, 1_500_000_000);
+        // Symlinks and hard links too (the directory's time is set after its entries).
+        assert_eq!(mtime_of(&r.dst.join("opt/app/link")).0, 1_500_000_000);
+        assert_eq!(mtime_of(&r.dst.join("opt/app/hard")).0, 1_500_000_000);
         use std::os::unix::fs::MetadataExt;
         assert_eq!(
             fs::metadata(&run).unwrap().ino(),
             fs::metadata(r.dst.join("opt/app/hard")).unwrap().ino()
         );
     }
+}
+
+/// Docker 28.5 (BuildKit) and 20.10 both show, for `ADD` of such an archive then
+/// `RUN stat`, 2001-09-09 01:46:40.25 (20.10's legacy builder drops the .25), and
+/// 1970-01-01 for a time before the epoch or past 2262 (what Go's nanoseconds hold).
+#[test]
+fn unpacked_times_keep_nanoseconds_and_are_bounded_as_docker_bounds_them() {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, mtime) in [
+        ("frac", "1000000000.25"),
+        ("neg", "-100.5"),
+        ("huge", "1000000000000000"),
+    ] {
+        b.append_pax_extensions([("mtime", mtime.as_bytes())])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+    }
+    // A GNU base-256 mtime (10^13 s) past what nanoseconds in an i64 hold.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("huge-gnu").unwrap();
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.as_gnu_mut().unwrap().mtime = [0x80, 0, 0, 0, 0, 0, 0x09, 0x18, 0x4e, 0x72, 0xa0, 0x00];
+    assert_eq!(h.mtime().unwrap(), 10_000_000_000_000);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    let r = Roots::new();
+    fs::write(r.src.join("times.tar"), b.into_inner().unwrap()).unwrap();
+    fileop::copy(&r.src, &r.dst, &docker_add("times.tar", "/x/")).unwrap();
+    assert_eq!(
+        mtime_of(&r.dst.join("x/frac")),
+        (1_000_000_000, 250_000_000)
+    );
+    assert_eq!(mtime_of(&r.dst.join("x/neg")), (0, 0));
+    assert_eq!(mtime_of(&r.dst.join("x/huge")), (0, 0));
+    assert_eq!(mtime_of(&r.dst.join("x/huge-gnu")), (0, 0));
 }
 
 #[test]

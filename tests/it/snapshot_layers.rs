@@ -77,6 +77,15 @@ fn sample_upper(dir: &Path) {
     std::fs::write(dir.join("etc/opaque/kept"), "kept\n").unwrap();
     set_opaque(&dir.join("etc/opaque"));
     whiteout(&dir.join("etc/removed"));
+    // Whiteouts from another builder's layer may carry any owner; the tar keeps it.
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        dir.join("etc/removed"),
+        Some(rustix::fs::Uid::from_raw(1000)),
+        Some(rustix::fs::Gid::from_raw(27)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
     std::fs::write(dir.join("etc/app.conf"), "a=1\n").unwrap();
     std::fs::set_permissions(dir.join("etc/app.conf"), PermissionsExt::from_mode(0o640)).unwrap();
     rustix::fs::chown(
@@ -97,6 +106,84 @@ fn sample_upper(dir: &Path) {
     let deep = "d".repeat(60) + "/" + &"e".repeat(60);
     std::fs::create_dir_all(dir.join(&deep)).unwrap();
     std::fs::write(dir.join(&deep).join("f".repeat(150)), "long\n").unwrap();
+}
+
+/// Gives every entry under `dir` (symlinks and whiteouts included, children before their
+/// directory) its own time in 2001, so that any time an extraction fails to restore is
+/// "now" and differs whatever the machine's load.
+fn backdate(dir: &Path) {
+    fn visit(path: &Path, next: &mut i64) {
+        if std::fs::symlink_metadata(path).unwrap().is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            names.sort();
+            for child in names {
+                visit(&child, next);
+            }
+        }
+        let time = rustix::fs::Timespec {
+            tv_sec: *next,
+            tv_nsec: 0,
+        };
+        *next += 61;
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+    visit(dir, &mut 1_000_000_000);
+}
+
+/// Every header field of each entry, in archive order, for an entry-by-entry comparison.
+fn headers(tar: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(Cursor::new(tar));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let pax: Vec<String> = e
+                .pax_extensions()
+                .unwrap()
+                .map(|exts| {
+                    // `path` and `linkpath` are shown as the entry's path and link.
+                    exts.map(|x| x.unwrap())
+                        .filter(|x| !matches!(x.key(), Ok("path" | "linkpath")))
+                        .map(|x| {
+                        format!(
+                            "{}={}",
+                            x.key().unwrap(),
+                            String::from_utf8_lossy(x.value_bytes())
+                        )
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            let h = e.header();
+            format!(
+                "{} {:?} mode={:o} uid={} gid={} mtime={} size={} link={:?} dev={:?},{:?} pax={pax:?}",
+                String::from_utf8_lossy(&e.path_bytes()),
+                h.entry_type(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                h.size().unwrap(),
+                e.link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned()),
+                h.device_major().ok().flatten(),
+                h.device_minor().ok().flatten(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -174,6 +261,7 @@ fn extract_layer_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let upper = tmp.path().join("upper");
     sample_upper(&upper);
+    backdate(&upper);
     let mut tar = Vec::new();
     let stats = write_layer(&upper, &mut tar).unwrap();
 
@@ -211,9 +299,68 @@ fn extract_layer_round_trips() {
         original_mtime
     );
 
-    // Extracted back to overlay format, the tree tars to the same layer.
+    // Extracted back to overlay format, the tree tars to the same layer: every entry's
+    // time (whiteouts', symlinks', directories' after their children) and owner restored.
     let mut again = Vec::new();
-    assert_eq!(write_layer(&lower, &mut again).unwrap(), stats);
+    let again_stats = write_layer(&lower, &mut again).unwrap();
+    assert_eq!(headers(&again), headers(&tar));
+    assert_eq!(again_stats, stats);
+}
+
+#[test]
+fn extract_layer_keeps_sub_second_pax_times() {
+    if !is_root() {
+        return;
+    }
+    use tar::EntryType::{Directory, Regular, Symlink};
+    // Each entry's own PAX mtime, the directory's before the entries made inside it.
+    let entries = [
+        ("d", Directory, "", "1000000000.5"),
+        ("d/f", Regular, "", "1000000001.25"),
+        ("d/l", Symlink, "f", "1000000002.125"),
+        ("d/.wh.gone", Regular, "", "1000000003.000000007"),
+        // Out of what Go's time holds in nanoseconds: the epoch, as containerd bounds it.
+        ("d/before-epoch", Regular, "", "-100.5"),
+        ("d/after-2262", Regular, "", "10000000000000"),
+    ];
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, link, mtime) in entries {
+        builder
+            .append_pax_extensions([("mtime", mtime.as_bytes())])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path(path).unwrap();
+        header.set_entry_type(kind);
+        if !link.is_empty() {
+            header.set_link_name(link).unwrap();
+        }
+        header.set_mode(if kind == Directory { 0o755 } else { 0o644 });
+        header.set_mtime(mtime.split('.').next().unwrap().parse().unwrap_or(0));
+        header.set_size(0);
+        header.set_cksum();
+        builder.append(&header, std::io::empty()).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    extract_layer(Cursor::new(&tar), tmp.path()).unwrap();
+
+    let time_of = |rel: &str| {
+        let meta = std::fs::symlink_metadata(tmp.path().join(rel)).unwrap();
+        (meta.mtime(), meta.mtime_nsec())
+    };
+    assert_eq!(time_of("d"), (1_000_000_000, 500_000_000));
+    assert_eq!(time_of("d/f"), (1_000_000_001, 250_000_000));
+    assert_eq!(time_of("d/l"), (1_000_000_002, 125_000_000));
+    // The whiteout overlayfs reads for `.wh.gone`.
+    assert!(
+        std::fs::symlink_metadata(tmp.path().join("d/gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert_eq!(time_of("d/gone"), (1_000_000_003, 7));
+    assert_eq!(time_of("d/before-epoch"), (0, 0));
+    assert_eq!(time_of("d/after-2262"), (0, 0));
 }
 
 /// A tar whose raw entries are written as given, bypassing the tar crate's path checks.
