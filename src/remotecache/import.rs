@@ -342,7 +342,7 @@ impl Hit {
             async move {
                 match known {
                     Some(d) => Ok(d),
-                    None => self.tar_of(layer, snapshots).await,
+                    None => self.tar_of(layer, None, snapshots).await,
                 }
             }
         }))
@@ -355,14 +355,16 @@ impl Hit {
         for key in &layer_keys {
             present.push(snapshots.lookup(key)?);
         }
-        let extracted = futures_util::future::try_join_all(self.layers.iter().zip(&present).map(
-            |(layer, present)| async move {
-                match present {
-                    Some(_) => Ok(None),
-                    None => self.extract(layer, snapshots).await.map(Some),
-                }
-            },
-        ))
+        let extracted = futures_util::future::try_join_all(
+            self.layers.iter().zip(&diff_ids).zip(&present).map(
+                |((layer, diff_id), present)| async move {
+                    match present {
+                        Some(_) => Ok(None),
+                        None => self.extract(layer, diff_id, snapshots).await.map(Some),
+                    }
+                },
+            ),
+        )
         .await?;
         let mut parent = Ref::Scratch;
         for (i, (present, ws)) in present.into_iter().zip(extracted).enumerate() {
@@ -393,16 +395,22 @@ impl Hit {
     }
 
     /// The layer's tar in the content store (downloaded, verified and decompressed unless
-    /// it is there already), by its diff ID.
-    async fn tar_of(&self, layer: &LayerRef, snapshots: &Snapshots) -> anyhow::Result<Digest> {
+    /// it is there already), by its diff ID: `known` when the cache or an earlier
+    /// decompression gave it.
+    async fn tar_of(
+        &self,
+        layer: &LayerRef,
+        known: Option<&Digest>,
+        snapshots: &Snapshots,
+    ) -> anyhow::Result<Digest> {
         let content = snapshots.content.clone();
-        if let Some(d) = &layer.diff_id
+        if let Some(d) = known
             && content.exists(d)
         {
             return Ok(d.clone());
         }
         self.source.fetch(&layer.desc, &content).await?;
-        let (blob, expected) = (layer.desc.digest.clone(), layer.diff_id.clone());
+        let (blob, expected) = (layer.desc.digest.clone(), known.cloned());
         let diff_id = tokio::task::spawn_blocking({
             let content = content.clone();
             move || decompress(&content, &blob, expected)
@@ -417,9 +425,10 @@ impl Hit {
     async fn extract(
         &self,
         layer: &LayerRef,
+        diff_id: &Digest,
         snapshots: &Snapshots,
     ) -> anyhow::Result<crate::solver::snapshots::Workspace> {
-        let diff_id = self.tar_of(layer, snapshots).await?;
+        let diff_id = self.tar_of(layer, Some(diff_id), snapshots).await?;
         let ws = snapshots.workspace()?;
         let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
