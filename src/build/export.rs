@@ -468,7 +468,7 @@ pub fn filesystem_tars(
         }
         let mut paths = Vec::new();
         collect_paths(root, Path::new(""), &mut paths)?;
-        for rel in paths {
+        for (rel, _) in paths {
             append_entry(&mut builder, &root.join(&rel), &prefix.join(&rel), epoch)
                 .with_context(|| format!("adding {} to the tarball", rel.display()))?;
         }
@@ -485,9 +485,15 @@ pub fn platform_dir_header(epoch: Option<i64>) -> tar::Header {
     header.set_mode(0o755);
     header.set_uid(0);
     header.set_gid(0);
-    header.set_mtime(epoch.map_or(0, |e| u64::try_from(e).unwrap_or(0)));
+    header.set_mtime(tar_mtime(epoch.unwrap_or(0)));
     header.set_size(0);
     header
+}
+
+/// Seconds since the epoch as a tar header's mtime: a ustar or GNU header holds no time
+/// before 1970, which becomes 1970.
+pub(super) fn tar_mtime(secs: i64) -> u64 {
+    u64::try_from(secs).unwrap_or(0)
 }
 
 /// `path` as `name`, its header as the tar crate makes it but for the mtime: `epoch`, or
@@ -503,8 +509,7 @@ fn append_entry<W: Write>(
     let mut header = tar::Header::new_gnu();
     header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
     let rounded = meta.mtime() + i64::from(meta.mtime_nsec() >= 500_000_000);
-    // A ustar or GNU header holds no time before 1970.
-    header.set_mtime(u64::try_from(epoch.unwrap_or(rounded)).unwrap_or(0));
+    header.set_mtime(tar_mtime(epoch.unwrap_or(rounded)));
     let kind = meta.file_type();
     if kind.is_symlink() {
         header.set_size(0);
@@ -517,7 +522,13 @@ fn append_entry<W: Write>(
     }
 }
 
-fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+/// Every path below `root`, relative to it, in name order, each with whether it is a
+/// directory; symlinks are not followed.
+pub(super) fn collect_paths(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<(PathBuf, bool)>,
+) -> anyhow::Result<()> {
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -525,8 +536,9 @@ fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) -> 
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let child = rel.join(e.file_name());
-        out.push(child.clone());
-        if e.file_type()?.is_dir() {
+        let is_dir = e.file_type()?.is_dir();
+        out.push((child.clone(), is_dir));
+        if is_dir {
             collect_paths(root, &child, out)?;
         }
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use bud_frontend::convert::Platform;
 
 use crate::cli::{Output, OutputKind};
@@ -70,8 +70,9 @@ pub(super) fn check_disjoint(parts: &[(&Platform, &Path)]) -> anyhow::Result<()>
     let mut seen: BTreeMap<PathBuf, (Kind, &Platform)> = BTreeMap::new();
     for (platform, root) in parts {
         let mut found = Vec::new();
-        walk(root, Path::new(""), &mut found)?;
-        for (rel, kind) in found {
+        super::export::collect_paths(root, Path::new(""), &mut found)?;
+        for (rel, is_dir) in found {
+            let kind = if is_dir { Kind::Dir } else { Kind::Other };
             match seen.get(&rel) {
                 Some((Kind::Dir, _)) if kind == Kind::Dir => {}
                 Some((_, earlier)) => bail!(
@@ -83,27 +84,6 @@ pub(super) fn check_disjoint(parts: &[(&Platform, &Path)]) -> anyhow::Result<()>
                     seen.insert(rel, (kind, platform));
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-/// Every path below `root`, relative to it, with its kind; symlinks are not followed.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Kind)>) -> anyhow::Result<()> {
-    let dir = root.join(rel);
-    let entries = std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-        let child = rel.join(entry.file_name());
-        let is_dir = entry
-            .file_type()
-            .with_context(|| format!("reading {}", root.join(&child).display()))?
-            .is_dir();
-        if is_dir {
-            out.push((child.clone(), Kind::Dir));
-            walk(root, &child, out)?;
-        } else {
-            out.push((child, Kind::Other));
         }
     }
     Ok(())

@@ -448,7 +448,7 @@ fn copy_entries<W: std::io::Write>(
         let path = under.join(entry.path()?);
         let mut header = entry.header().clone();
         if let Some(epoch) = epoch {
-            header.set_mtime(u64::try_from(epoch).unwrap_or(0));
+            header.set_mtime(export::tar_mtime(epoch));
         }
         match entry.header().entry_type() {
             tar::EntryType::Link => {

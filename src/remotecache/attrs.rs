@@ -256,17 +256,8 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::opt;
     use super::*;
-
-    fn opt(kind: &str, attrs: &[(&str, &str)]) -> CacheOption {
-        CacheOption {
-            kind: kind.into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
 
     /// What BuildKit passes over, either solver refuses by name; what BuildKit takes, a
     /// daemon is sent.

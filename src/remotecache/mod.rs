@@ -501,7 +501,8 @@ pub async fn export_one(
 mod tests {
     use super::*;
 
-    fn opt(kind: &str, attrs: &[(&str, &str)]) -> CacheOption {
+    /// A `--cache-to`/`--cache-from` of `kind` with `attrs`.
+    pub(super) fn opt(kind: &str, attrs: &[(&str, &str)]) -> CacheOption {
         CacheOption {
             kind: kind.into(),
             attrs: attrs

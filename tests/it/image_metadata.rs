@@ -116,11 +116,6 @@ fn pushed(repo: &str, tag: &str) -> (String, serde_json::Value, serde_json::Valu
     (digest, manifest, config)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// Each entry's path and mtime in the gzip layer `digest` of `repo`.
 fn layer_mtimes(repo: &str, digest: &str) -> Vec<(String, u64)> {
     let blob = registry_get(&format!("{repo}/blobs/{digest}"));

@@ -561,8 +561,7 @@ struct Pushed {
 }
 
 fn sha256_of(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    format!("sha256:{}", support::sha256_hex(bytes))
 }
 
 fn read_pushed(repository: &str, tag: &str) -> Pushed {

@@ -180,11 +180,6 @@ fn listing(dir: &Path) -> Vec<String> {
     entries
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// A local cache exported with `--addr` is the one buildx exports (a directory of the same
 /// entries, an index and manifest of the same shape, as the embedded solver's directory
 /// too), and is imported with `--addr`.

@@ -23,7 +23,7 @@ use bud_proto::pb;
 use context_servers::{Answer, FileServer, tar_of};
 use futures_util::future::BoxFuture;
 use same_image::{Builder, assert_same_image};
-use sha2::{Digest, Sha256};
+
 use tokio_util::sync::CancellationToken;
 
 const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
@@ -204,7 +204,7 @@ fn definition(url: &str, checksum: Option<String>) -> pb::Definition {
 }
 
 fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    format!("sha256:{}", support::sha256_hex(data))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -780,6 +780,12 @@ pub fn registry_json(path: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("/v2/{path} is not JSON: {e}"))
 }
 
+/// The SHA-256 of `bytes`, in hex (a digest without its `sha256:`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Checks that `entry`, a descriptor of an image index, is the attestation manifest of the
 /// image manifest `image_digest` as BuildKit lists it: an OCI manifest for the platform
 /// `unknown/unknown` whose `vnd.docker.reference.type` annotation is `attestation-manifest`
