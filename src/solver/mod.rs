@@ -75,7 +75,7 @@ pub enum SolveError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The OCI runtime, before the step's process ran (its spec, runc itself).
     #[error(transparent)]
-    Exec(#[from] crate::executor::ExecError),
+    Exec(crate::executor::ExecError),
     /// A file operation (`COPY`, `ADD`, `mkdir`…) on a step's root.
     #[error(transparent)]
     File(#[from] crate::fileop::Error),
@@ -177,6 +177,17 @@ impl std::fmt::Display for SharedStepError {
 impl std::error::Error for SharedStepError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source.source()
+    }
+}
+
+/// A step the runtime stopped because the build was cancelled is a cancellation like any
+/// other: a multi-platform build reports the failure that cancelled it, not it.
+impl From<crate::executor::ExecError> for SolveError {
+    fn from(e: crate::executor::ExecError) -> Self {
+        match e {
+            crate::executor::ExecError::Cancelled => SolveError::Cancelled,
+            e => SolveError::Exec(e),
+        }
     }
 }
 
