@@ -47,45 +47,50 @@ impl RegistryConfig {
         config
     }
 
-    /// A connection to `domain` with the credentials stored for it.
+    /// A connection to `domain` with the credentials stored for it. Both the credentials and
+    /// the HTTP client are made on a blocking thread: making a client reads the system's
+    /// root certificates (hundreds of files with `SSL_CERT_DIR`, from disk on a fresh
+    /// machine), which would otherwise hold up whatever else the build does meanwhile.
     pub async fn connect(&self, domain: &str) -> Result<RegistryHost, RegistryError> {
         let config_dir = self.docker_config.clone();
         let owned = domain.to_owned();
-        let auth =
-            tokio::task::spawn_blocking(move || credentials::lookup(config_dir.as_deref(), &owned))
-                .await
-                .map_err(|e| RegistryError::Task(e.to_string()))??;
-        Ok(self.connect_with(domain, auth))
-    }
-
-    /// A connection to `domain` with the given credentials.
-    pub(crate) fn connect_with(&self, domain: &str, auth: RegistryAuth) -> RegistryHost {
         let protocol = if self.uses_plain_http(domain) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         };
-        let client = Client::new(ClientConfig {
-            protocol,
-            // One PUT per blob, streamed from disk: chunked uploads cost a round trip per
-            // chunk and some registries handle them badly.
-            use_monolithic_push: true,
-            max_concurrent_download: TRANSFER_CONCURRENCY,
-            max_concurrent_upload: TRANSFER_CONCURRENCY,
-            user_agent: concat!("bud/", env!("CARGO_PKG_VERSION")),
-            // Only the connection is bounded by the HTTP client: its read timeout would
-            // also count the time spent sending an upload's body. The rest is bounded
-            // around each exchange (`RegistryHost::exchange`, `timeouts::Upload`).
-            connect_timeout: Some(self.timeouts.connect),
-            ..ClientConfig::default()
-        });
-        RegistryHost {
+        let connect_timeout = self.timeouts.connect;
+        let (auth, client) = tokio::task::spawn_blocking(move || {
+            credentials::lookup(config_dir.as_deref(), &owned)
+                .map(|auth| (auth, client(protocol, connect_timeout)))
+        })
+        .await
+        .map_err(|e| RegistryError::Task(e.to_string()))??;
+        Ok(RegistryHost {
             domain: domain.to_owned(),
             client,
             auth,
             timeouts: self.timeouts,
-        }
+        })
     }
+}
+
+/// An HTTP client for one registry. Blocking: it loads the system's root certificates.
+fn client(protocol: ClientProtocol, connect_timeout: std::time::Duration) -> Client {
+    Client::new(ClientConfig {
+        protocol,
+        // One PUT per blob, streamed from disk: chunked uploads cost a round trip per
+        // chunk and some registries handle them badly.
+        use_monolithic_push: true,
+        max_concurrent_download: TRANSFER_CONCURRENCY,
+        max_concurrent_upload: TRANSFER_CONCURRENCY,
+        user_agent: concat!("bud/", env!("CARGO_PKG_VERSION")),
+        // Only the connection is bounded by the HTTP client: its read timeout would
+        // also count the time spent sending an upload's body. The rest is bounded
+        // around each exchange (`RegistryHost::exchange`, `timeouts::Upload`).
+        connect_timeout: Some(connect_timeout),
+        ..ClientConfig::default()
+    })
 }
 
 /// `localhost`, `127.x.y.z` or `::1`, with or without a port.

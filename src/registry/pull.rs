@@ -287,9 +287,24 @@ pub(crate) async fn fetch_blob(
     }
     let what = format!("pulling {} of {}", desc.digest, oref.whole());
     retry::transfer(&what, || {
-        download(host, oref, desc, &digest, store, progress)
+        download(host, oref, desc, &digest, store, progress, None)
     })
     .await
+}
+
+/// Downloads the blob `desc` names into the store as [`fetch_blob`] does, handing each piece
+/// to `tee` as it arrives so that a reader can unpack the blob on the way. Tried once: a
+/// reader cannot be handed the same pieces twice, so a failed download is the caller's to
+/// start over (with [`fetch_blob`], which retries).
+pub(crate) async fn stream_blob(
+    host: &RegistryHost,
+    oref: &oci_client::Reference,
+    desc: &Descriptor,
+    store: &ContentStore,
+    tee: mpsc::Sender<Bytes>,
+) -> Result<(), RegistryError> {
+    let digest = Digest::parse(&desc.digest)?;
+    download(host, oref, desc, &digest, store, None, Some(tee)).await
 }
 
 async fn download(
@@ -299,6 +314,7 @@ async fn download(
     digest: &Digest,
     store: &ContentStore,
     progress: Option<&ProgressTarget>,
+    mut tee: Option<mpsc::Sender<Bytes>>,
 ) -> Result<(), RegistryError> {
     let name = oref.whole();
     let urls = (!desc.urls.is_empty()).then(|| desc.urls.clone());
@@ -333,6 +349,13 @@ async fn download(
         match chunk {
             Ok(chunk) => {
                 progress.advance(chunk.len() as u64);
+                // A reader that stopped (it failed, or has all it wanted) gets no more; the
+                // blob is still stored whole.
+                if let Some(reader) = &tee
+                    && reader.send(chunk.clone()).await.is_err()
+                {
+                    tee = None;
+                }
                 if tx.send(chunk).await.is_err() {
                     break;
                 }

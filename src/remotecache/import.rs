@@ -1,7 +1,8 @@
 //! An imported cache: its manifest and config read and checked once; a record a step hits
 //! is a lazy result (`solver::lazy`), its layers brought in only when something needs its
-//! files (and then only the layers the state root lacks), each blob verified against its
-//! digest and its tar against its diff ID before anything of it is extracted.
+//! files (and then only the layers the state root lacks): downloaded, decompressed and
+//! extracted in one pass (`unpack`), and committed to the state root only once the blob has
+//! been verified against its digest and its tar against its diff ID.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -11,6 +12,9 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use futures_util::future::{BoxFuture, FutureExt as _};
 
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
 use crate::content::{ContentStore, Digest};
 use crate::progress::ProgressSink;
 use crate::registry::manifest::{Descriptor, Document};
@@ -18,6 +22,7 @@ use crate::registry::metadata::{Metadata, log_cache_error};
 use crate::registry::pull::compression_of;
 use crate::registry::{BlobFetcher, LazyBlob};
 use crate::solver::lazy::{ImportedLayer, ImportedResult};
+use crate::solver::snapshots::Workspace;
 use crate::solver::{CacheImport, Ref, Snapshots, output_key};
 
 use super::config::{
@@ -25,7 +30,7 @@ use super::config::{
     MEDIA_TYPE, parse_time,
 };
 use super::export::{ANNOTATION_CACHE_MOUNT, CACHE_MOUNT_MEDIA_TYPE};
-use super::record_digest;
+use super::{record_digest, unpack};
 
 /// Where the blobs of a cache are: a local OCI layout or a registry repository.
 pub trait BlobSource: Send + Sync {
@@ -37,11 +42,46 @@ pub trait BlobSource: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<()>>;
     /// The manifest stored under `digest`, verified against it.
     fn manifest<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
+    /// Puts blob `desc` (not stored yet) into `content` as `fetch` does, handing its bytes
+    /// to `tee` on the way so that they can be unpacked as they arrive. Tried once (a reader
+    /// cannot be handed the same bytes twice): a failure is the caller's to start over with
+    /// `fetch`. A source with nothing to overlap (its blobs are files here) fetches, then
+    /// reads the stored blob into `tee`.
+    fn stream<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        content: &'a ContentStore,
+        tee: mpsc::Sender<Bytes>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            self.fetch(desc, content).await?;
+            let blob = content.open(&Digest::parse(&desc.digest)?)?;
+            tokio::task::spawn_blocking(move || send_file(blob, &tee))
+                .await
+                .context("reading a blob")?
+        }
+        .boxed()
+    }
     /// For messages: the cache this is.
     fn describe(&self) -> String;
     /// The registry repository (`domain/path`) the blobs come from, when they come from one.
     fn repository(&self) -> Option<String> {
         None
+    }
+}
+
+/// Sends the content of `file` into `tee` in pieces, until the reader stops. Blocking.
+fn send_file(mut file: std::fs::File, tee: &mpsc::Sender<Bytes>) -> anyhow::Result<()> {
+    let mut piece = vec![0; 256 * 1024];
+    loop {
+        let n = file.read(&mut piece).context("reading a stored blob")?;
+        if n == 0
+            || tee
+                .blocking_send(Bytes::copy_from_slice(&piece[..n]))
+                .is_err()
+        {
+            return Ok(());
+        }
     }
 }
 
@@ -421,26 +461,81 @@ impl Hit {
         Ok(diff_id)
     }
 
-    /// The layer's files, extracted into a new workspace's upper directory.
+    /// The layer's files, extracted into a new workspace's upper directory: from its stored
+    /// tar, from its stored blob, or else as it downloads. A download that fails on the way
+    /// is made again, retried, and then extracted (a reader cannot be handed the same bytes
+    /// twice).
     async fn extract(
         &self,
         layer: &LayerRef,
         diff_id: &Digest,
         snapshots: &Snapshots,
-    ) -> anyhow::Result<crate::solver::snapshots::Workspace> {
-        let diff_id = self.tar_of(layer, Some(diff_id), snapshots).await?;
+    ) -> anyhow::Result<Workspace> {
+        let content = &snapshots.content;
+        if content.exists(diff_id) {
+            return extract_stored_tar(snapshots, diff_id).await;
+        }
+        let blob = Digest::parse(&layer.desc.digest)?;
         let ws = snapshots.workspace()?;
-        let (upper, tar) = (ws.upper(), snapshots.content.path(&diff_id));
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let file =
-                std::fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
-            crate::snapshot::apply::extract_layer(BufReader::new(file), &upper)?;
-            Ok(())
-        })
-        .await
-        .context("extracting a layer")??;
+        let (tar, ws) = if content.exists(&blob) {
+            let stored = BufReader::new(content.open(&blob)?);
+            unpack_blocking(stored, content, ws).await?
+        } else {
+            let (tee, pieces) = mpsc::channel(STREAMED_PIECES);
+            let unpacking = unpack_blocking(unpack::ChannelReader::new(pieces), content, ws);
+            let (fetched, unpacked) =
+                futures_util::join!(self.source.stream(&layer.desc, content, tee), unpacking);
+            if let Err(e) = fetched {
+                tracing::debug!(
+                    "downloading {} again: {}",
+                    layer.desc.digest,
+                    crate::error_chain::error_chain(e.as_ref())
+                );
+                self.tar_of(layer, Some(diff_id), snapshots).await?;
+                return extract_stored_tar(snapshots, diff_id).await;
+            }
+            unpacked?
+        };
+        tar.commit(Some(diff_id))
+            .with_context(|| format!("layer {}", layer.desc.digest))?;
+        remember_blob(content, &layer.desc, diff_id, self.source.repository());
         Ok(ws)
     }
+}
+
+/// Pieces of a download waiting for the unpacking reader: enough to ride out a burst of
+/// file creation without stalling the download for long, few enough to stay small.
+const STREAMED_PIECES: usize = 64;
+
+/// `blob` unpacked into the workspace's upper directory on a blocking thread, which owns the
+/// workspace meanwhile (so that a cancelled build's workspace is removed by that thread, once
+/// it stops writing into it).
+async fn unpack_blocking(
+    blob: impl BufRead + Send + 'static,
+    content: &ContentStore,
+    ws: Workspace,
+) -> anyhow::Result<(crate::content::BlobWriter, Workspace)> {
+    let content = content.clone();
+    tokio::task::spawn_blocking(move || {
+        let tar = unpack::unpack(blob, &content, &ws.upper())?;
+        Ok((tar, ws))
+    })
+    .await
+    .context("extracting a layer")?
+}
+
+/// The files of the stored layer tar `diff_id`, extracted into a new workspace.
+async fn extract_stored_tar(snapshots: &Snapshots, diff_id: &Digest) -> anyhow::Result<Workspace> {
+    let ws = snapshots.workspace()?;
+    let tar = snapshots.content.path(diff_id);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Workspace> {
+        let file =
+            std::fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
+        crate::snapshot::apply::extract_layer(BufReader::new(file), &ws.upper())?;
+        Ok(ws)
+    })
+    .await
+    .context("extracting a layer")?
 }
 
 /// Records what a pull records of its layers: which repository holds the blob, and that it
@@ -616,14 +711,7 @@ fn decompress(
     expected: Option<Digest>,
 ) -> anyhow::Result<Digest> {
     let blob = Digest::parse(blob)?;
-    let file = content.open(&blob)?;
-    let mut reader = BufReader::new(file);
-    let magic = reader.fill_buf()?.get(..4).map(<[u8]>::to_vec);
-    let tar: Box<dyn Read> = match magic.as_deref() {
-        Some([0x1f, 0x8b, ..]) => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Some([0x28, 0xb5, 0x2f, 0xfd]) => Box::new(zstd::Decoder::with_buffer(reader)?),
-        _ => Box::new(reader),
-    };
+    let tar = unpack::decoder(BufReader::new(content.open(&blob)?))?;
     content
         .import(tar, expected.as_ref())
         .with_context(|| format!("layer {blob}"))

@@ -35,6 +35,7 @@ pub mod import;
 pub mod inline;
 pub mod local;
 pub mod registry;
+mod unpack;
 
 use std::path::PathBuf;
 use std::sync::Arc;

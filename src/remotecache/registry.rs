@@ -7,6 +7,7 @@ use bud_frontend::reference::Reference;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt as _};
 use oci_client::RegistryOperation;
+use tokio::sync::mpsc;
 
 use crate::content::{ContentStore, Digest};
 use crate::registry::client::oci_reference;
@@ -95,6 +96,19 @@ impl BlobSource for Repository {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         async move {
             pull::fetch_blob(&self.host, &self.oref, desc, content, None).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn stream<'a>(
+        &'a self,
+        desc: &'a Descriptor,
+        content: &'a ContentStore,
+        tee: mpsc::Sender<Bytes>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            pull::stream_blob(&self.host, &self.oref, desc, content, tee).await?;
             Ok(())
         }
         .boxed()

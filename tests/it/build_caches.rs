@@ -1765,6 +1765,59 @@ fn a_build_whose_last_step_changed_downloads_only_the_layers_that_step_runs_on()
     assert_eq!(fetched, sorted(under_run), "{text}");
 }
 
+/// A layer is unpacked as it downloads; a download cut short on the way is made again,
+/// whole, and the layer unpacked from that.
+#[test]
+fn a_cache_layer_whose_download_is_cut_short_is_downloaded_again() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "cut");
+    // The COPY of message.txt, under the RUN that the new LAST runs again (and reads it).
+    let cut = &cache.image_layers[cache.image_layers.len() - 2];
+    let size = registry_get(&format!("{}/blobs/{cut}", cache.cache_repository)).len();
+    proxy.cut_next_download(cut, size / 2);
+    let target = format!("{}/cut", unique("cut"));
+    let (text, fetched) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &[
+            "--build-arg",
+            "LAST=two",
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+        ],
+    );
+    assert!(fetched.contains(cut), "{fetched:?}\n{text}");
+    let gets = proxy.blob_gets(&cache.cache_repository);
+    assert_eq!(
+        gets.iter().filter(|blob| *blob == cut).count(),
+        2,
+        "the cut download, then a whole one: {gets:?}\n{text}"
+    );
+    // The others, unpacked as they came, are not downloaded again.
+    for blob in fetched.iter().filter(|blob| *blob != cut) {
+        let times = gets.iter().filter(|get| *get == blob).count();
+        assert_eq!(times, 1, "{blob}: {gets:?}\n{text}");
+    }
+    // The RUN read the layer's file: `both` holds message.txt after the artifact.
+    let pushed = registry_json(&format!("{target}/manifests/latest"));
+    let last = pushed["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer = registry_get(&format!("{target}/blobs/{last}"));
+    let both = support::file_in_gzip_layer(&layer, "both").expect("/both in the RUN's layer");
+    let message = std::fs::read(testdata("cache-lazy").join("message.txt")).unwrap();
+    assert!(
+        both.ends_with(&message),
+        "{}",
+        String::from_utf8_lossy(&both)
+    );
+}
+
 #[test]
 fn a_load_of_a_build_cached_to_its_last_step_downloads_only_the_image_s_layers() {
     if !(build_ready() && require_registry() && require_docker()) {

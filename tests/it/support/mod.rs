@@ -780,6 +780,21 @@ pub fn registry_json(path: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("/v2/{path} is not JSON: {e}"))
 }
 
+/// The content of the file at `path` (as the layer names it, without a leading `/`) in the
+/// gzip layer blob `blob`; None when the layer has no such file.
+pub fn file_in_gzip_layer(blob: &[u8], path: &str) -> Option<Vec<u8>> {
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == path {
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            return Some(content);
+        }
+    }
+    None
+}
+
 /// The SHA-256 of `bytes`, in hex (a digest without its `sha256:`).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;

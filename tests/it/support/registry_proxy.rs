@@ -11,6 +11,13 @@ use std::sync::{Arc, Mutex};
 pub struct RegistryProxy {
     addr: String,
     requests: Arc<Mutex<Vec<String>>>,
+    cut: Arc<Mutex<Option<Cut>>>,
+}
+
+/// A download to cut short: the blob, and how many bytes of it to send.
+struct Cut {
+    digest: String,
+    keep: usize,
 }
 
 impl RegistryProxy {
@@ -20,15 +27,30 @@ impl RegistryProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the registry proxy");
         let addr = listener.local_addr().unwrap().to_string();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (noted, upstream) = (requests.clone(), upstream.to_string());
+        let cut: Arc<Mutex<Option<Cut>>> = Arc::default();
+        let (noted, upstream, armed) = (requests.clone(), upstream.to_string(), cut.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let (noted, upstream) = (noted.clone(), upstream.clone());
-                std::thread::spawn(move || forward(client, &upstream, &noted));
+                let (noted, upstream, armed) = (noted.clone(), upstream.clone(), armed.clone());
+                std::thread::spawn(move || forward(client, &upstream, &noted, &armed));
             }
         });
-        RegistryProxy { addr, requests }
+        RegistryProxy {
+            addr,
+            requests,
+            cut,
+        }
+    }
+
+    /// The next GET of blob `digest` is answered with its first `keep` bytes (under the
+    /// whole blob's Content-Length), and its connection then closed: a download that fails
+    /// on the way. Later GETs are forwarded.
+    pub fn cut_next_download(&self, digest: &str, keep: usize) {
+        *self.cut.lock().unwrap() = Some(Cut {
+            digest: digest.to_string(),
+            keep,
+        });
     }
 
     /// `127.0.0.1:PORT`: the registry's name through the proxy.
@@ -62,7 +84,12 @@ impl RegistryProxy {
     }
 }
 
-fn forward(client: TcpStream, upstream: &str, noted: &Mutex<Vec<String>>) {
+fn forward(
+    client: TcpStream,
+    upstream: &str,
+    noted: &Mutex<Vec<String>>,
+    cut: &Mutex<Option<Cut>>,
+) {
     let Ok(server) = TcpStream::connect(upstream) else {
         return;
     };
@@ -75,15 +102,35 @@ fn forward(client: TcpStream, upstream: &str, noted: &Mutex<Vec<String>>) {
     });
     let mut reader = BufReader::new(client);
     let mut to_server = server;
-    while let Some(line) = forward_request(&mut reader, &mut to_server) {
-        noted.lock().unwrap().push(line);
+    while let Some(line) = forward_request(&mut reader, &mut to_server, |line| {
+        let mut cut = cut.lock().unwrap();
+        let armed = cut.as_ref().is_some_and(|c| {
+            line.starts_with("GET ") && line.contains(&format!("/blobs/{}", c.digest))
+        });
+        if armed {
+            cut.take().map(|c| c.keep)
+        } else {
+            None
+        }
+    }) {
+        let (line, keep) = line;
+        noted.lock().unwrap().push(line.clone());
+        if let Some(keep) = keep {
+            answer_cut_short(reader.get_ref(), upstream, &line, keep);
+            break;
+        }
     }
     let _ = to_server.shutdown(Shutdown::Write);
     let _ = responses.join();
 }
 
-/// Forwards one request; its request line, or None at the end of the connection.
-fn forward_request(reader: &mut BufReader<TcpStream>, server: &mut TcpStream) -> Option<String> {
+/// Forwards one request unless `cut` says how much of its answer to send (the caller then
+/// answers it); its request line, or None at the end of the connection.
+fn forward_request(
+    reader: &mut BufReader<TcpStream>,
+    server: &mut TcpStream,
+    cut: impl Fn(&str) -> Option<usize>,
+) -> Option<(String, Option<usize>)> {
     let mut head = Vec::new();
     let mut first = None;
     let mut length = 0u64;
@@ -110,6 +157,10 @@ fn forward_request(reader: &mut BufReader<TcpStream>, server: &mut TcpStream) ->
             chunked = true;
         }
     }
+    let first = first?;
+    if let Some(keep) = cut(&first) {
+        return Some((first, Some(keep)));
+    }
     server.write_all(&head).ok()?;
     if chunked {
         loop {
@@ -134,7 +185,32 @@ fn forward_request(reader: &mut BufReader<TcpStream>, server: &mut TcpStream) ->
     } else {
         copy_exactly(reader, server, length)?;
     }
-    first
+    Some((first, None))
+}
+
+/// Answers `request_line` (a GET of a blob) with a whole blob's headers and its first
+/// `keep` bytes, fetched from `upstream` on a connection of its own, then closes the client's
+/// connection.
+fn answer_cut_short(client: &TcpStream, upstream: &str, request_line: &str, keep: usize) {
+    let path = request_line.split(' ').nth(1).unwrap_or("/");
+    let mut server = TcpStream::connect(upstream).expect("connect to the registry");
+    write!(server, "GET {path} HTTP/1.0\r\nHost: {upstream}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer")
+        + 4;
+    let body = &answer[split..];
+    let mut client = client;
+    let _ = write!(
+        client,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = client.write_all(&body[..keep.min(body.len())]);
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 fn copy_exactly(reader: &mut BufReader<TcpStream>, server: &mut TcpStream, n: u64) -> Option<()> {
