@@ -28,6 +28,11 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
         .map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
     // Directory times are set last: creating their children would change them again.
     let mut dir_times: Vec<(String, Timespec)> = Vec::new();
+    // The parent of the last entry, when that entry was a regular file: the next file in
+    // the same directory (a layer lists a directory's files together) reuses the descriptor
+    // instead of walking the path again. Files only ever add or replace children of their
+    // parent, so the descriptor stays that directory; any other entry drops it.
+    let mut last_parent: Option<(String, OwnedFd)> = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
         let raw_path = entry.path_bytes().into_owned();
@@ -40,7 +45,12 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
         let meta = EntryMeta::read(&mut entry, &display)?;
         let kind = entry.header().entry_type();
         let (parent, name) = walk::split_parent(&rel);
-        let parent_fd = ensure_dir(&root, parent, &display)?;
+        let regular = matches!(kind, EntryType::Regular | EntryType::Continuous)
+            && !name.starts_with(WHITEOUT_PREFIX);
+        let parent_fd = match last_parent.take() {
+            Some((path, fd)) if regular && path == parent => fd,
+            _ => ensure_dir(&root, parent, &display)?,
+        };
         let io = |action: &'static str| {
             let display = display.clone();
             move |e: Errno| SnapshotError::io(action, format!("{}/{display}", dir.display()), e)
@@ -96,17 +106,26 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 dir_times.push((rel.clone(), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                remove_existing(&parent_fd, name).map_err(io("replacing"))?;
-                let fd = rustix::fs::openat(
-                    &parent_fd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let create = || {
+                    rustix::fs::openat(
+                        &parent_fd,
+                        name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                // Most names are new: what an earlier entry made is removed only when there.
+                let fd = match create() {
+                    Err(Errno::EXIST) => {
+                        remove_existing(&parent_fd, name).map_err(io("replacing"))?;
+                        create()
+                    }
+                    created => created,
+                }
                 .map_err(io("creating"))?;
                 let mut file = std::fs::File::from(fd);
                 std::io::copy(&mut entry, &mut file).map_err(|e| {
@@ -115,6 +134,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 meta.apply_fd(&file).map_err(io("setting metadata of"))?;
                 meta.set_times(&parent_fd, name)
                     .map_err(io("setting times of"))?;
+                last_parent = Some((parent.to_owned(), parent_fd));
             }
             EntryType::Symlink => {
                 let target = link_name(&entry, &display)?;

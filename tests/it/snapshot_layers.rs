@@ -446,6 +446,33 @@ fn hostile_archives_are_refused_and_absolute_names_rerooted() {
     assert_refused(&raw_tar(&[("h", Link, &escape, b"")]), &target);
 }
 
+/// Files of one directory, one listed twice and one replacing a symlink, and a file whose
+/// directory the layer never lists: a later entry wins, as in tar.
+#[test]
+fn a_later_entry_replaces_an_earlier_one_of_the_same_directory() {
+    if !is_root() {
+        return;
+    }
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let tar = raw_tar(&[
+        ("d/", Directory, "", b""),
+        ("d/a", Regular, "", b"first"),
+        ("d/b", Regular, "", b"b"),
+        ("d/a", Regular, "", b"second"),
+        ("d/c", Symlink, "/etc", b""),
+        ("d/c", Regular, "", b"not a link"),
+        ("e/f", Regular, "", b"f"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    extract_layer(Cursor::new(&tar), tmp.path()).unwrap();
+    let read = |path: &str| std::fs::read_to_string(tmp.path().join(path)).unwrap();
+    assert_eq!(
+        [read("d/a"), read("d/b"), read("d/c"), read("e/f")],
+        ["second", "b", "not a link", "f"]
+    );
+    assert!(!tmp.path().join("d/c").is_symlink());
+}
+
 #[test]
 fn symlinks_may_point_anywhere_but_are_never_followed() {
     if !is_root() {
