@@ -491,14 +491,14 @@ pub fn platform_dir_entry(name: &[u8], epoch: Option<i64>) -> files_tar::Entry {
 }
 
 /// `path` as `name`, as fsutil's `WriteTar` describes it: type, permission bits, owner,
-/// device numbers and link target as they are, the mtime `epoch` or the file's own rounded
-/// to the second (as Go's archive/tar rounds it).
+/// device numbers, link target and xattrs (`SCHILY.xattr.` records) as they are, the mtime
+/// `epoch` or the file's own rounded to the second (as Go's archive/tar rounds it).
 fn append_entry<W: Write>(
     writer: &mut files_tar::Writer<W>,
     path: &Path,
     name: &Path,
     epoch: Option<i64>,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     use files_tar::Kind;
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let meta = std::fs::symlink_metadata(path)?;
@@ -534,12 +534,16 @@ fn append_entry<W: Write>(
     if kind.is_symlink() {
         entry.link = std::fs::read_link(path)?.into_os_string().into_vec();
     }
+    for (name, value) in crate::snapshot::file_xattrs(path)? {
+        entry.records.insert(format!("SCHILY.xattr.{name}"), value);
+    }
     if kind.is_file() {
         entry.size = meta.len();
-        writer.append(&entry, &mut std::fs::File::open(path)?)
+        writer.append(&entry, &mut std::fs::File::open(path)?)?;
     } else {
-        writer.append(&entry, &mut std::io::empty())
+        writer.append(&entry, &mut std::io::empty())?;
     }
+    Ok(())
 }
 
 /// Every path below `root`, relative to it, in name order, each with whether it is a

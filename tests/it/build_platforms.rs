@@ -2057,6 +2057,55 @@ fn an_outputs_source_date_epoch_and_one_before_1970_date_it_as_buildx_does() {
     }
 }
 
+/// A file's xattrs are in a tar output as `SCHILY.xattr.` PAX records, the tarball buildx's
+/// byte for byte, and on the file of a local output, as buildx writes them. The embedded
+/// solver only: with `--addr`, bud's context transfer does not send xattrs yet, so the
+/// daemon's COPY has none.
+#[test]
+fn a_files_xattrs_are_in_tar_and_local_outputs_as_buildx_writes_them() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("FROM scratch\nCOPY marked /out/\n");
+    let marked = ctx.path().join("marked");
+    std::fs::write(&marked, "x").unwrap();
+    rustix::fs::setxattr(&marked, "user.bud", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    for label in ["buildx", "embedded"] {
+        let builder: Option<&[&str]> = (label != "buildx").then_some(&[]);
+        for kind in ["tar", "local"] {
+            let dest = root.path().join(format!("{label}-{kind}"));
+            let output = format!("type={kind},dest={}", dest.display());
+            let args = ["-o", &output, dir];
+            let out = build_dated(&docker, root.path(), builder, &args, Some("10"));
+            assert!(out.status.success(), "{label}: {}", stderr_of(&out));
+        }
+        let mut value = [0u8; 8];
+        let local = root.path().join(format!("{label}-local/out/marked"));
+        let n = rustix::fs::lgetxattr(&local, "user.bud", &mut value[..]).unwrap();
+        assert_eq!(&value[..n], b"v1", "{label}");
+    }
+    let tarball = |label: &str| root.path().join(format!("{label}-tar"));
+    assert!(
+        tar_headers(&tarball("buildx"))
+            .iter()
+            .any(|h| h.contains("SCHILY.xattr.user.bud=v1")),
+        "{:#?}",
+        tar_headers(&tarball("buildx"))
+    );
+    assert_eq!(
+        tar_headers(&tarball("embedded")),
+        tar_headers(&tarball("buildx"))
+    );
+    assert!(
+        std::fs::read(tarball("embedded")).unwrap() == std::fs::read(tarball("buildx")).unwrap()
+    );
+}
+
 /// A local output's destination that does not exist yet is created 0700, with every
 /// missing parent, as buildx's client creates it (BuildKit's `MkdirAll(dest, 0700)`, not
 /// the umask), with the embedded solver and with `--addr`; an existing one keeps its mode.
