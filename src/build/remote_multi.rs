@@ -675,4 +675,60 @@ mod tests {
             ]
         );
     }
+
+    /// What a daemon's tarball says in PAX records (a time before 1970, xattrs, a long
+    /// name) is kept when bud joins or restamps it: the result is the tarball bud would
+    /// write itself.
+    #[test]
+    fn rewritten_tarballs_keep_what_pax_records_say() {
+        use files_tar::{Entry, Kind, Writer};
+        // `under`'s own entry is dated as joined tarballs date a platform's: 0 unless an
+        // epoch is given.
+        let write = |path: &Path, under: &str, mtime: i64| {
+            let mut writer = Writer::new(std::fs::File::create(path).unwrap());
+            if !under.is_empty() {
+                writer
+                    .append(
+                        &export::platform_dir_entry(under.as_bytes(), None),
+                        &mut std::io::empty(),
+                    )
+                    .unwrap();
+            }
+            let prefix = |name: &str| match under {
+                "" => name.to_owned(),
+                dir => format!("{dir}/{name}"),
+            };
+            let mut dir = Entry::new(prefix(&"d".repeat(200)), Kind::Dir);
+            dir.mode = 0o755;
+            dir.mtime = mtime;
+            writer.append(&dir, &mut std::io::empty()).unwrap();
+            let mut file = Entry::new(prefix("f"), Kind::File);
+            file.mode = 0o4755;
+            file.uid = 1000;
+            file.mtime = mtime;
+            file.size = 2;
+            file.records
+                .insert("SCHILY.xattr.user.a".to_owned(), b"v".to_vec());
+            writer.append(&file, &mut &b"hi"[..]).unwrap();
+            writer.finish().unwrap();
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part.tar");
+        write(&part, "", -100);
+
+        let joined = dir.path().join("joined.tar");
+        join_tars(
+            &[("linux_arm64".to_owned(), part.clone())],
+            &Dest::File(joined.clone()),
+            None,
+        )
+        .unwrap();
+        let expected = dir.path().join("expected.tar");
+        write(&expected, "linux_arm64", -100);
+        assert!(std::fs::read(&joined).unwrap() == std::fs::read(&expected).unwrap());
+
+        restamp_tar(&part, 7).unwrap();
+        write(&expected, "", 7);
+        assert!(std::fs::read(&part).unwrap() == std::fs::read(&expected).unwrap());
+    }
 }
