@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,7 +14,7 @@ use bud_frontend::image::{History, Image};
 use crate::cache::meta::{SnapshotKind, SnapshotRecord};
 use crate::content::{ContentStore, Digest};
 use crate::exporter::annotations::ImageAnnotations;
-use crate::exporter::{self, Layer, LayerTar, LoadLayer};
+use crate::exporter::{self, Layer, LayerTar, LoadLayer, files_tar};
 use crate::solver::{Ref, Snapshots};
 
 use super::outputs::Dest;
@@ -444,8 +445,9 @@ pub fn platform_of(image: &Image) -> bud_frontend::convert::Platform {
     bud_frontend::convert::Platform::new(&image.os, &image.architecture, &image.variant)
 }
 
-/// The result's filesystem as a tarball, in path order, owners and modes kept. `epoch`
-/// (SOURCE_DATE_EPOCH) is every entry's mtime, as BuildKit's tar exporter writes it.
+/// The result's filesystem as a tarball, in path order, owners and modes kept, every header
+/// as BuildKit's tar exporter writes it; `epoch` (SOURCE_DATE_EPOCH, or the output's
+/// `source-date-epoch`) is every entry's mtime.
 pub fn filesystem_tar(root: &Path, dest: &Dest, epoch: Option<i64>) -> anyhow::Result<()> {
     filesystem_tars(&[(PathBuf::new(), root)], dest, epoch)
 }
@@ -458,68 +460,90 @@ pub fn filesystem_tars(
     dest: &Dest,
     epoch: Option<i64>,
 ) -> anyhow::Result<()> {
-    let mut builder = tar::Builder::new(open_dest(dest)?);
-    builder.follow_symlinks(false);
+    let mut writer = files_tar::Writer::new(open_dest(dest)?);
     for (prefix, root) in parts {
         if !prefix.as_os_str().is_empty() {
-            builder
-                .append_data(&mut platform_dir_header(epoch), prefix, std::io::empty())
+            writer
+                .append(
+                    &platform_dir_entry(prefix.as_os_str().as_bytes(), epoch),
+                    &mut std::io::empty(),
+                )
                 .with_context(|| format!("adding {} to the tarball", prefix.display()))?;
         }
         let mut paths = Vec::new();
         collect_paths(root, Path::new(""), &mut paths)?;
         for (rel, _) in paths {
-            append_entry(&mut builder, &root.join(&rel), &prefix.join(&rel), epoch)
+            append_entry(&mut writer, &root.join(&rel), &prefix.join(&rel), epoch)
                 .with_context(|| format!("adding {} to the tarball", rel.display()))?;
         }
     }
-    builder.into_inner()?.flush()?;
+    writer.finish().context("writing the tarball")?;
     Ok(())
 }
 
-/// The header of a platform's directory in a tarball of several, as BuildKit's tar
-/// exporter writes it.
-pub fn platform_dir_header(epoch: Option<i64>) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(tar_mtime(epoch.unwrap_or(0)));
-    header.set_size(0);
-    header
+/// A platform's directory `name` in a tarball of several, as BuildKit's tar exporter writes
+/// it: 0755, owned by root, its mtime the epoch or 0.
+pub fn platform_dir_entry(name: &[u8], epoch: Option<i64>) -> files_tar::Entry {
+    let mut entry = files_tar::Entry::new(name, files_tar::Kind::Dir);
+    entry.mode = 0o755;
+    entry.mtime = epoch.unwrap_or(0);
+    entry
 }
 
-/// Seconds since the epoch as a tar header's mtime: a ustar or GNU header holds no time
-/// before 1970, which becomes 1970.
-pub(super) fn tar_mtime(secs: i64) -> u64 {
-    u64::try_from(secs).unwrap_or(0)
-}
-
-/// `path` as `name`, its header as the tar crate makes it but for the mtime: `epoch`, or
-/// the file's own rounded to the second, as Go's archive/tar writes it for BuildKit.
+/// `path` as `name`, as fsutil's `WriteTar` describes it: type, permission bits, owner,
+/// device numbers, link target and xattrs (`SCHILY.xattr.` records) as they are, the mtime
+/// `epoch` or the file's own rounded to the second (as Go's archive/tar rounds it).
 fn append_entry<W: Write>(
-    builder: &mut tar::Builder<W>,
+    writer: &mut files_tar::Writer<W>,
     path: &Path,
     name: &Path,
     epoch: Option<i64>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
+) -> anyhow::Result<()> {
+    use files_tar::Kind;
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let meta = std::fs::symlink_metadata(path)?;
-    let mut header = tar::Header::new_gnu();
-    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-    let rounded = meta.mtime() + i64::from(meta.mtime_nsec() >= 500_000_000);
-    header.set_mtime(tar_mtime(epoch.unwrap_or(rounded)));
     let kind = meta.file_type();
-    if kind.is_symlink() {
-        header.set_size(0);
-        builder.append_link(&mut header, name, std::fs::read_link(path)?)
-    } else if kind.is_file() {
-        builder.append_data(&mut header, name, std::fs::File::open(path)?)
-    } else {
-        header.set_size(0);
-        builder.append_data(&mut header, name, std::io::empty())
+    let mut entry = files_tar::Entry::new(
+        name.as_os_str().as_bytes(),
+        if kind.is_dir() {
+            Kind::Dir
+        } else if kind.is_symlink() {
+            Kind::Symlink
+        } else if kind.is_char_device() {
+            Kind::Char
+        } else if kind.is_block_device() {
+            Kind::Block
+        } else if kind.is_fifo() {
+            Kind::Fifo
+        } else {
+            // A socket too: fsutil clears its type, and it has no content.
+            Kind::File
+        },
+    );
+    entry.mode = meta.mode() & 0o7777;
+    entry.uid = meta.uid().into();
+    entry.gid = meta.gid().into();
+    let rounded = meta.mtime() + i64::from(meta.mtime_nsec() >= 500_000_000);
+    entry.mtime = epoch.unwrap_or(rounded);
+    if kind.is_char_device() || kind.is_block_device() {
+        entry.device = (
+            rustix::fs::major(meta.rdev()).into(),
+            rustix::fs::minor(meta.rdev()).into(),
+        );
     }
+    if kind.is_symlink() {
+        entry.link = std::fs::read_link(path)?.into_os_string().into_vec();
+    }
+    for (name, value) in crate::snapshot::file_xattrs(path)? {
+        entry.records.insert(format!("SCHILY.xattr.{name}"), value);
+    }
+    if kind.is_file() {
+        entry.size = meta.len();
+        writer.append(&entry, &mut std::fs::File::open(path)?)?;
+    } else {
+        writer.append(&entry, &mut std::io::empty())?;
+    }
+    Ok(())
 }
 
 /// Every path below `root`, relative to it, in name order, each with whether it is a
@@ -582,8 +606,15 @@ pub fn finish_platform_dir(dir: &Path, epoch: Option<i64>) -> anyhow::Result<()>
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
-    let seconds = epoch.map_or(0, |e| u64::try_from(e).unwrap_or(0));
-    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    // Before 1970 too, as BuildKit takes a negative epoch.
+    let seconds = epoch.unwrap_or(0);
+    let offset = std::time::Duration::from_secs(seconds.unsigned_abs());
+    let mtime = if seconds < 0 {
+        std::time::SystemTime::UNIX_EPOCH.checked_sub(offset)
+    } else {
+        std::time::SystemTime::UNIX_EPOCH.checked_add(offset)
+    }
+    .with_context(|| format!("the time {seconds}"))?;
     std::fs::File::open(dir)
         .and_then(|d| d.set_times(std::fs::FileTimes::new().set_modified(mtime)))
         .with_context(|| format!("setting the time of {}", dir.display()))

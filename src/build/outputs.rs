@@ -164,7 +164,12 @@ pub fn plan(opts: &BuildOptions) -> anyhow::Result<Vec<Export>> {
         let mut export = from_output(o, &opts.tags, &opts.annotations)?;
         super::platform_split::apply(o, &platforms, &mut export)?;
         if let Export::Local { epoch, .. } | Export::Tar { epoch, .. } = &mut export {
-            *epoch = super::dockerfile::source_date_epoch(opts)?;
+            // The output's own `source-date-epoch` first, even empty, as BuildKit gives its
+            // exporters SOURCE_DATE_EPOCH only where they have none.
+            *epoch = match o.source_date_epoch() {
+                Some(own) => own,
+                None => super::dockerfile::source_date_epoch(opts)?,
+            };
         }
         exports.push(export);
     }
@@ -410,6 +415,40 @@ mod tests {
         .to_string();
         assert!(
             err.starts_with("platform-split=false: BuildKit's tar"),
+            "{err}"
+        );
+    }
+
+    /// An output's `source-date-epoch` dates its files over SOURCE_DATE_EPOCH, as BuildKit's
+    /// exporters take it; an empty one dates nothing, and one that is no integer is refused.
+    #[test]
+    fn an_outputs_own_epoch_comes_first() {
+        let epoch = |line: &str| match &plan_for(line).unwrap()[..] {
+            [Export::Tar { epoch, .. } | Export::Local { epoch, .. }] => *epoch,
+            other => panic!("{other:?}"),
+        };
+        let arg = "--build-arg SOURCE_DATE_EPOCH=5";
+        assert_eq!(
+            epoch(&format!("{arg} -o type=tar,dest=t,source-date-epoch=-7 .")),
+            Some(-7)
+        );
+        assert_eq!(
+            epoch(&format!("{arg} -o type=local,dest=d,source-date-epoch= .")),
+            None
+        );
+        assert_eq!(epoch(&format!("{arg} -o type=local,dest=d .")), Some(5));
+        assert_eq!(
+            epoch("-o type=local,dest=d,source-date-epoch=12 ."),
+            Some(12)
+        );
+        let err = Cli::try_parse_implied(
+            "bud -o type=tar,dest=t,source-date-epoch=now .".split_whitespace(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("source-date-epoch=\"now\": expected seconds"),
             "{err}"
         );
     }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::BuildOptions;
 use crate::config::NodeConfig;
+use crate::exporter::files_tar;
 use crate::remote::TlsOptions;
 
 use super::export::{self, BuiltImage};
@@ -397,16 +398,17 @@ async fn stored_image(
 /// output of several platforms holds them. `epoch` (SOURCE_DATE_EPOCH) is every entry's
 /// mtime, as BuildKit's tar exporter sets it, which a daemon's older BuildKit did not.
 fn join_tars(parts: &[(String, PathBuf)], dest: &Dest, epoch: Option<i64>) -> anyhow::Result<()> {
-    let mut builder = tar::Builder::new(export::open_dest(dest)?);
+    let mut writer = files_tar::Writer::new(export::open_dest(dest)?);
     for (dir, tarball) in parts {
-        builder.append_data(
-            &mut export::platform_dir_header(epoch),
-            dir,
-            std::io::empty(),
-        )?;
-        copy_entries(&mut builder, tarball, Path::new(dir), epoch)?;
+        writer
+            .append(
+                &export::platform_dir_entry(dir.as_bytes(), epoch),
+                &mut std::io::empty(),
+            )
+            .context("writing the tarball")?;
+        copy_entries(&mut writer, tarball, dir.as_bytes(), epoch)?;
     }
-    builder.into_inner()?.flush()?;
+    writer.finish().context("writing the tarball")?;
     Ok(())
 }
 
@@ -416,12 +418,11 @@ pub(super) fn restamp_tar(tarball: &Path, epoch: i64) -> anyhow::Result<()> {
     let dir = tarball.parent().unwrap_or(Path::new("."));
     let out = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(out));
-    copy_entries(&mut builder, tarball, Path::new(""), Some(epoch))?;
-    let out = builder
-        .into_inner()?
-        .into_inner()
-        .map_err(|e| e.into_error())
+    let mut writer = files_tar::Writer::new(std::io::BufWriter::new(out));
+    copy_entries(&mut writer, tarball, b"", Some(epoch))?;
+    let out = writer
+        .finish()
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
         .with_context(|| format!("writing {}", tarball.display()))?;
     // The tarball's own mode, not the temporary file's 0600.
     std::fs::metadata(tarball)
@@ -432,43 +433,108 @@ pub(super) fn restamp_tar(tarball: &Path, epoch: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every entry of `tarball` into `builder` under `under`, with `epoch` as its mtime where
-/// given. Hard links name paths in the archive, so they move under `under` too.
+/// Every entry of `tarball` (a daemon's tar exporter's) into `writer` under the directory
+/// `under` (none when empty), with `epoch` as its mtime where given, its header otherwise
+/// what the daemon wrote. Hard links name paths in the archive, so they move under `under`
+/// too.
 fn copy_entries<W: std::io::Write>(
-    builder: &mut tar::Builder<W>,
+    writer: &mut files_tar::Writer<W>,
     tarball: &Path,
-    under: &Path,
+    under: &[u8],
     epoch: Option<i64>,
 ) -> anyhow::Result<()> {
     let file =
         std::fs::File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
-    let mut archive = tar::Archive::new(file);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = under.join(entry.path()?);
-        let mut header = entry.header().clone();
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let read = || format!("reading {}", tarball.display());
+    for entry in archive.entries().with_context(read)? {
+        let mut entry = entry.with_context(read)?;
+        let mut copied = received_entry(&mut entry, under).with_context(read)?;
         if let Some(epoch) = epoch {
-            header.set_mtime(export::tar_mtime(epoch));
+            copied.mtime = epoch;
         }
-        match entry.header().entry_type() {
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name()?
-                    .map(|t| under.join(t))
-                    .context("a hard link without a target")?;
-                builder.append_link(&mut header, &path, &target)?;
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()?
-                    .map(|t| t.into_owned())
-                    .context("a symbolic link without a target")?;
-                builder.append_link(&mut header, &path, &target)?;
-            }
-            _ => builder.append_data(&mut header, &path, &mut entry)?,
-        }
+        writer.append(&copied, &mut entry).with_context(|| {
+            format!(
+                "writing {} into the tarball",
+                String::from_utf8_lossy(&copied.name)
+            )
+        })?;
     }
     Ok(())
+}
+
+/// The header of `entry`, read through its PAX records, named under `under`.
+fn received_entry<R: std::io::Read>(
+    entry: &mut tar::Entry<'_, R>,
+    under: &[u8],
+) -> anyhow::Result<files_tar::Entry> {
+    use files_tar::Kind;
+    let below = |name: &[u8]| {
+        let mut joined = under.to_vec();
+        if !joined.is_empty() {
+            joined.push(b'/');
+        }
+        joined.extend_from_slice(name);
+        joined
+    };
+    let header = entry.header();
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+        tar::EntryType::Directory => Kind::Dir,
+        tar::EntryType::Symlink => Kind::Symlink,
+        tar::EntryType::Link => Kind::HardLink,
+        tar::EntryType::Char => Kind::Char,
+        tar::EntryType::Block => Kind::Block,
+        tar::EntryType::Fifo => Kind::Fifo,
+        other => bail!("an entry of type {:?}", char::from(other.as_byte())),
+    };
+    let mut copied = files_tar::Entry::new(below(&entry.path_bytes()), kind);
+    copied.mode = header.mode()? & 0o7777;
+    copied.uid = header.uid()?;
+    copied.gid = header.gid()?;
+    copied.mtime = i64::try_from(header.mtime()?).unwrap_or(i64::MAX);
+    // Only a device's are read: other writers leave the fields empty.
+    if matches!(kind, Kind::Char | Kind::Block) {
+        copied.device = (
+            header.device_major()?.unwrap_or(0).into(),
+            header.device_minor()?.unwrap_or(0).into(),
+        );
+    }
+    copied.size = entry.size();
+    if let Some(link) = entry.link_name_bytes() {
+        copied.link = match kind {
+            Kind::HardLink => below(&link),
+            _ => link.into_owned(),
+        };
+    }
+    if let Some(records) = entry.pax_extensions()? {
+        for record in records {
+            let record = record?;
+            let Ok(key) = record.key() else {
+                continue;
+            };
+            let number = || -> anyhow::Result<i64> {
+                let value = record.value().map_err(|_| anyhow::anyhow!("a PAX {key}"))?;
+                let whole = value.split('.').next().unwrap_or(value);
+                whole
+                    .parse()
+                    .with_context(|| format!("a PAX {key} of {value:?}"))
+            };
+            match key {
+                "mtime" => copied.mtime = number()?,
+                "uid" => copied.uid = u64::try_from(number()?).context("a negative uid")?,
+                "gid" => copied.gid = u64::try_from(number()?).context("a negative gid")?,
+                // Read by the tar crate already, or not written by Go's archive/tar.
+                "path" | "linkpath" | "size" | "atime" | "ctime" | "uname" | "gname" => {}
+                other => {
+                    copied
+                        .records
+                        .insert(other.to_owned(), record.value_bytes().to_vec());
+                }
+            }
+        }
+    }
+    Ok(copied)
 }
 
 #[cfg(test)]
@@ -598,7 +664,7 @@ mod tests {
         assert_eq!(
             entries,
             [
-                ("linux_arm64".to_owned(), None, 0),
+                ("linux_arm64/".to_owned(), None, 0),
                 ("linux_arm64/etc/f".to_owned(), None, 1000),
                 (
                     "linux_arm64/etc/g".to_owned(),
@@ -608,5 +674,61 @@ mod tests {
                 ("linux_arm64/etc/s".to_owned(), Some("/etc/f".to_owned()), 0),
             ]
         );
+    }
+
+    /// What a daemon's tarball says in PAX records (a time before 1970, xattrs, a long
+    /// name) is kept when bud joins or restamps it: the result is the tarball bud would
+    /// write itself.
+    #[test]
+    fn rewritten_tarballs_keep_what_pax_records_say() {
+        use files_tar::{Entry, Kind, Writer};
+        // `under`'s own entry is dated as joined tarballs date a platform's: 0 unless an
+        // epoch is given.
+        let write = |path: &Path, under: &str, mtime: i64| {
+            let mut writer = Writer::new(std::fs::File::create(path).unwrap());
+            if !under.is_empty() {
+                writer
+                    .append(
+                        &export::platform_dir_entry(under.as_bytes(), None),
+                        &mut std::io::empty(),
+                    )
+                    .unwrap();
+            }
+            let prefix = |name: &str| match under {
+                "" => name.to_owned(),
+                dir => format!("{dir}/{name}"),
+            };
+            let mut dir = Entry::new(prefix(&"d".repeat(200)), Kind::Dir);
+            dir.mode = 0o755;
+            dir.mtime = mtime;
+            writer.append(&dir, &mut std::io::empty()).unwrap();
+            let mut file = Entry::new(prefix("f"), Kind::File);
+            file.mode = 0o4755;
+            file.uid = 1000;
+            file.mtime = mtime;
+            file.size = 2;
+            file.records
+                .insert("SCHILY.xattr.user.a".to_owned(), b"v".to_vec());
+            writer.append(&file, &mut &b"hi"[..]).unwrap();
+            writer.finish().unwrap();
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part.tar");
+        write(&part, "", -100);
+
+        let joined = dir.path().join("joined.tar");
+        join_tars(
+            &[("linux_arm64".to_owned(), part.clone())],
+            &Dest::File(joined.clone()),
+            None,
+        )
+        .unwrap();
+        let expected = dir.path().join("expected.tar");
+        write(&expected, "linux_arm64", -100);
+        assert!(std::fs::read(&joined).unwrap() == std::fs::read(&expected).unwrap());
+
+        restamp_tar(&part, 7).unwrap();
+        write(&expected, "", 7);
+        assert!(std::fs::read(&part).unwrap() == std::fs::read(&expected).unwrap());
     }
 }

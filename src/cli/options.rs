@@ -237,7 +237,7 @@ impl OutputKind {
                 "rewrite-timestamp",
             ],
             OutputKind::Image | OutputKind::Registry => IMAGE,
-            OutputKind::Tar | OutputKind::Local => &["dest", "platform-split"],
+            OutputKind::Tar | OutputKind::Local => &["dest", "platform-split", "source-date-epoch"],
             OutputKind::CacheOnly => &[],
         }
     }
@@ -368,6 +368,14 @@ impl Output {
                 return Err(format!("{key}={value}: not supported yet ({why})"));
             }
         }
+        if let Some(v) = attrs.get("source-date-epoch")
+            && !v.is_empty()
+            && v.parse::<i64>().is_err()
+        {
+            return Err(format!(
+                "source-date-epoch={v:?}: expected seconds since 1970-01-01 UTC, an integer"
+            ));
+        }
         if let Some(c) = attrs.get("compression")
             && !matches!(c.as_str(), "gzip" | "zstd" | "uncompressed" | "estargz")
         {
@@ -389,6 +397,14 @@ impl Output {
         self.attrs
             .get("platform-split")
             .and_then(|v| parse_bool(v).ok())
+    }
+
+    /// `source-date-epoch=`, when given: the time, in seconds since 1970, that this output
+    /// dates its files with, or none when it is empty. BuildKit's local and tar exporters
+    /// take it over SOURCE_DATE_EPOCH, which they are given only when it is not there
+    /// (`control.go`), so an empty one dates nothing. Checked to be an integer when parsed.
+    pub fn source_date_epoch(&self) -> Option<Option<i64>> {
+        self.attrs.get("source-date-epoch").map(|v| v.parse().ok())
     }
 
     /// Whether this output pushes to a registry.
@@ -713,6 +729,10 @@ mod tests {
         (
             "rewrite-timestamp",
             "image_metadata::source_date_epoch_and_rewrite_timestamp_…",
+        ),
+        (
+            "source-date-epoch",
+            "build_platforms::an_outputs_source_date_epoch_and_one_before_1970_date_it_as_buildx_does",
         ),
         (
             "platform-split",

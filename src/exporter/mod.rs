@@ -4,6 +4,7 @@
 //! - [`oci_layout`]: an OCI image layout tarball, as `-o type=oci,dest=FILE` writes it;
 //!   [`oci_index_layout`] the same for several platforms, under an image index.
 //! - [`annotations`]: `--annotation` and `annotation*` attributes, resolved for one image.
+//! - [`files_tar`]: a result's files as a tarball (`-o type=tar`), headers as BuildKit writes them.
 //! - [`docker_load`]: streams a docker archive into the daemon's `POST /images/load`,
 //!   leaving out the layers the daemon already holds.
 //!
@@ -16,6 +17,7 @@ pub mod annotations;
 mod chain;
 pub mod docker_archive;
 pub mod docker_load;
+pub mod files_tar;
 pub mod oci_index_layout;
 pub mod oci_layout;
 mod reference;

@@ -53,14 +53,18 @@ impl Layout {
                 continue;
             }
             let tmp = tmp_name(&path);
-            std::fs::copy(content.path(&digest), &tmp)
-                .with_context(|| format!("writing {}", path.display()))?;
-            // Readable by whoever reads the layout, as the other files are.
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            let mut source = std::fs::File::open(content.path(&digest))
+                .with_context(|| format!("reading {digest}"))?;
+            FileKind::Blob
+                .create(&tmp)
+                .and_then(|mut file| {
+                    std::io::copy(&mut source, &mut file)?;
+                    FileKind::Blob.finish(&file)
+                })
                 .with_context(|| format!("writing {}", path.display()))?;
             std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         }
-        write_atomic(&self.blob_path(&cache.digest), &cache.bytes)?;
+        write_atomic(&self.blob_path(&cache.digest), &cache.bytes, FileKind::Blob)?;
         self.name(
             Descriptor {
                 media_type: cache.media_type.clone(),
@@ -80,7 +84,11 @@ impl Layout {
     pub fn name(&self, mut desc: Descriptor, tag: &str) -> anyhow::Result<()> {
         let layout = self.dir.join("oci-layout");
         if !layout.exists() {
-            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomic(
+                &layout,
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+                FileKind::Index,
+            )?;
         }
         // Another build may name its own tag in the same layout meanwhile: the index is read,
         // changed and written under `index.json.lock`, as BuildKit's `ociindex` does it, so
@@ -98,7 +106,11 @@ impl Layout {
         desc.annotations
             .insert(REF_NAME.to_string(), tag.to_string());
         index.manifests.push(desc);
-        write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)?;
+        write_atomic(
+            &self.dir.join("index.json"),
+            &serde_json::to_vec(&index)?,
+            FileKind::Index,
+        )?;
         Ok(())
     }
 
@@ -266,10 +278,52 @@ fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// A file of the layout, with the mode buildx's client gives it.
+#[derive(Clone, Copy)]
+enum FileKind {
+    /// A blob, as containerd's local content store commits one: created 0666 less the
+    /// umask, then made read-only (`&^ 0333`, so 0444 under the usual umask).
+    Blob,
+    /// `index.json` or `oci-layout`, as BuildKit's `ociindex` writes them: 0644 less the
+    /// umask.
+    Index,
+}
+
+impl FileKind {
+    /// Creates `path`, which must not exist, with the mode the umask leaves of this kind's.
+    fn create(self, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(match self {
+                FileKind::Blob => 0o666,
+                FileKind::Index => 0o644,
+            })
+            .open(path)
+    }
+
+    /// Gives a file written whole its final mode.
+    fn finish(self, file: &std::fs::File) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let FileKind::Blob = self {
+            let created = file.metadata()?.permissions().mode() & 0o777;
+            file.set_permissions(std::fs::Permissions::from_mode(created & !0o333))?;
+        }
+        Ok(())
+    }
+}
+
 /// Written whole and renamed into place, so that a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], kind: FileKind) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let tmp = tmp_name(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
+    kind.create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            kind.finish(&file)
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

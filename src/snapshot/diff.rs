@@ -186,13 +186,7 @@ impl<W: Write> LayerWriter<W> {
                 )
                 .map_err(io);
         }
-        // Overlay's bookkeeping xattrs describe this mount, not the image.
-        let xattrs: Vec<(String, Vec<u8>)> = walk::xattrs(path)?
-            .into_iter()
-            .filter(|(name, _)| {
-                !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
-            })
-            .collect();
+        let xattrs = super::file_xattrs(path)?;
         if file_type.is_dir() {
             self.append(
                 header_from(meta, EntryType::Directory),

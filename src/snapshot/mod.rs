@@ -32,6 +32,17 @@ pub(crate) fn opaque_xattr() -> &'static str {
     }
 }
 
+/// The xattrs of `path` (not following a symlink) that belong to the file, sorted by name:
+/// all but overlayfs's bookkeeping, which describes a mount, not the file.
+pub(crate) fn file_xattrs(path: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    Ok(walk::xattrs(path)?
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
+        })
+        .collect())
+}
+
 /// OCI whiteout markers in layer tars.
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";

@@ -1730,27 +1730,80 @@ fn local_mtimes(dir: &Path, stamped: bool) -> std::collections::BTreeMap<String,
         .collect()
 }
 
-/// The same of a tarball: every entry's mtime, by path (without a directory's trailing
-/// slash, a difference of its own).
-fn tar_mtimes(tarball: &Path, stamped: bool) -> std::collections::BTreeMap<String, u64> {
+/// The same of a tarball: every entry's mtime (before 1970 too, from its PAX record), by
+/// its name as written (a directory's ending in `/`, as BuildKit writes it).
+fn tar_mtimes(tarball: &Path, stamped: bool) -> std::collections::BTreeMap<String, i64> {
     let mut archive = tar::Archive::new(std::fs::File::open(tarball).unwrap());
     let mut out = std::collections::BTreeMap::new();
     for entry in archive.entries().unwrap() {
-        let entry = entry.unwrap();
+        let mut entry = entry.unwrap();
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let header = entry.header();
-        let path = entry
-            .path()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
         let is_dir = header.entry_type() == tar::EntryType::Directory;
-        let platform_dir = !path.contains('/') && path.starts_with("linux_");
+        let platform_dir = path.matches('/').count() == 1 && path.starts_with("linux_");
+        let mut mtime = i64::try_from(header.mtime().unwrap()).unwrap();
+        if let Some(records) = entry.pax_extensions().unwrap() {
+            for record in records {
+                let record = record.unwrap();
+                if record.key().unwrap() == "mtime" {
+                    mtime = record.value().unwrap().parse().unwrap();
+                }
+            }
+        }
         if stamped || !is_dir || platform_dir {
-            out.insert(path, header.mtime().unwrap());
+            out.insert(path, mtime);
         }
     }
     out
+}
+
+/// Every header of a tarball, PAX extended headers with their records too, as text, so
+/// that two tarballs that differ show where.
+fn tar_headers(tarball: &Path) -> Vec<String> {
+    let mut archive = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap().raw(true) {
+        let mut entry = entry.unwrap();
+        let header = entry.header().as_bytes().escape_ascii().to_string();
+        let mut records = Vec::new();
+        if entry.header().entry_type().is_pax_local_extensions() {
+            std::io::Read::read_to_end(&mut entry, &mut records).unwrap();
+        }
+        out.push(format!(
+            "{} {}",
+            header.replace("\\x00", "."),
+            records.escape_ascii()
+        ));
+    }
+    out
+}
+
+/// Runs buildx (`builder` None) or bud with `builder`'s arguments, then `args`, with
+/// SOURCE_DATE_EPOCH in the environment set to `env_epoch` or unset.
+fn build_dated(
+    docker: &Docker28,
+    root: &Path,
+    builder: Option<&[&str]>,
+    args: &[&str],
+    env_epoch: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = match builder {
+        None => {
+            let mut cmd = docker.command();
+            cmd.arg("build");
+            cmd
+        }
+        Some(builder) => {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bud"));
+            cmd.arg("--root").arg(root).arg("build").args(builder);
+            cmd
+        }
+    };
+    match env_epoch {
+        Some(epoch) => cmd.env("SOURCE_DATE_EPOCH", epoch),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    cmd.args(args).output().unwrap()
 }
 
 /// With SOURCE_DATE_EPOCH (a build arg, or the environment as buildx reads it), every entry
@@ -1783,32 +1836,13 @@ fn source_date_epoch_dates_local_and_tar_outputs_as_buildx_does() {
     // Runs buildx (`builder` None) or bud with `builder`'s arguments, writing `output`,
     // with the epoch given as `epoch` says ("arg", "env", or none).
     let build = |builder: Option<&[&str]>, platforms: &str, epoch: &str, output: &str| {
-        let mut cmd = match builder {
-            None => {
-                let mut cmd = docker.command();
-                cmd.arg("build");
-                cmd
-            }
-            Some(args) => {
-                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bud"));
-                cmd.arg("--root").arg(root.path()).arg("build").args(args);
-                cmd
-            }
-        };
-        cmd.args(["--platform", platforms, "-o", output]);
-        match epoch {
-            "arg" => {
-                cmd.args(["--build-arg", &arg])
-                    .env_remove("SOURCE_DATE_EPOCH");
-            }
-            "env" => {
-                cmd.env("SOURCE_DATE_EPOCH", EPOCH);
-            }
-            _ => {
-                cmd.env_remove("SOURCE_DATE_EPOCH");
-            }
+        let mut args = vec!["--platform", platforms, "-o", output];
+        if epoch == "arg" {
+            args.extend(["--build-arg", &arg]);
         }
-        let out = cmd.arg(dir).output().unwrap();
+        args.push(dir);
+        let env_epoch = Some(EPOCH).filter(|_| epoch == "env");
+        let out = build_dated(&docker, root.path(), builder, &args, env_epoch);
         assert!(
             out.status.success(),
             "{builder:?} {platforms} {epoch}: {}",
@@ -1859,6 +1893,217 @@ fn source_date_epoch_dates_local_and_tar_outputs_as_buildx_does() {
             );
         }
     }
+}
+
+/// An output's own `source-date-epoch` dates its files over SOURCE_DATE_EPOCH (an empty one
+/// dates nothing, as BuildKit gives an exporter SOURCE_DATE_EPOCH only where it has none),
+/// and an epoch before 1970 is kept: in a tarball as a PAX record, as Go's archive/tar
+/// writes a time USTAR cannot hold. The tarball is buildx's on Docker 28.5 (containerd image
+/// store) byte for byte, names a USTAR header splits or cannot hold included, and a local
+/// output's times are buildx's, for one platform and two; with the embedded solver and with
+/// `--addr` (Docker 28.5's BuildKit, given the attribute, and dockerd 20.10's, whose files
+/// bud dates). A value that is no integer is refused, naming the attribute, as buildx
+/// refuses it.
+#[test]
+fn an_outputs_source_date_epoch_and_one_before_1970_date_it_as_buildx_does() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = split_context(false);
+    for arch in ["amd64", "arm64"] {
+        let dir = ctx.path().join(arch);
+        // New to every cache, as in the test above.
+        std::fs::write(
+            dir.join("bin/nonce"),
+            root.path().to_string_lossy().as_bytes(),
+        )
+        .unwrap();
+        // A name USTAR holds split into prefix and name, one it cannot hold (a PAX
+        // record), and a link target longer than its field.
+        let split = dir.join("d".repeat(120));
+        std::fs::create_dir(&split).unwrap();
+        std::fs::write(split.join("f".repeat(90)), "split").unwrap();
+        let long = dir.join("p".repeat(160));
+        std::fs::create_dir(&long).unwrap();
+        std::fs::write(long.join("q".repeat(95)), "long").unwrap();
+        std::os::unix::fs::symlink("t".repeat(120), dir.join("long-link")).unwrap();
+    }
+    let dir = ctx.path().to_str().unwrap();
+    let c8d = format!("docker://{}", docker.host());
+    let builders: [(&str, &[&str]); 3] = [
+        ("embedded", &[]),
+        ("docker28", &["--addr", &c8d]),
+        ("dockerd", &["--addr", "docker://"]),
+    ];
+    // (platforms, SOURCE_DATE_EPOCH, the outputs' source-date-epoch, the time they date
+    // the files with)
+    for (platforms, env_epoch, attr, dated) in [
+        ("linux/amd64", Some("1000"), Some("-100"), Some(-100)),
+        ("linux/amd64,linux/arm64", None, Some("2000"), Some(2000)),
+        ("linux/amd64,linux/arm64", Some("-100"), None, Some(-100)),
+        ("linux/amd64", Some("1000"), Some(""), None),
+    ] {
+        let case = format!(
+            "{}-{}-{}",
+            platforms.replace([',', '/'], "_"),
+            env_epoch.unwrap_or("none"),
+            attr.unwrap_or("none")
+        );
+        let local = |label: &str| root.path().join(format!("{label}-{case}"));
+        let tarball = |label: &str| root.path().join(format!("{label}-{case}.tar"));
+        let attr = attr.map_or(String::new(), |a| format!(",source-date-epoch={a}"));
+        let outputs = |label: &str| {
+            [
+                format!("type=local,dest={}{attr}", local(label).display()),
+                format!("type=tar,dest={}{attr}", tarball(label).display()),
+            ]
+        };
+        let build = |builder: Option<&[&str]>, output: &str| {
+            let args = ["--platform", platforms, "-o", output, dir];
+            let out = build_dated(&docker, root.path(), builder, &args, env_epoch);
+            assert!(
+                out.status.success(),
+                "{builder:?} {case}: {}",
+                stderr_of(&out)
+            );
+        };
+        for output in outputs("buildx") {
+            build(None, &output);
+        }
+        let stamped = dated.is_some();
+        let expected_local = local_mtimes(&local("buildx"), stamped);
+        let expected_tar = tar_mtimes(&tarball("buildx"), stamped);
+        if let Some(dated) = dated {
+            assert!(
+                expected_local.values().all(|t| *t == dated * 1_000_000_000),
+                "buildx {case}: {expected_local:#?}"
+            );
+            assert!(
+                expected_tar.values().all(|t| *t == dated),
+                "buildx {case}: {expected_tar:#?}"
+            );
+        } else {
+            assert!(
+                expected_tar.values().all(|t| *t > 0),
+                "buildx {case}: {expected_tar:#?}"
+            );
+        }
+        for (label, builder_args) in builders {
+            for output in outputs(label) {
+                build(Some(builder_args), &output);
+            }
+            assert_eq!(
+                local_mtimes(&local(label), stamped),
+                expected_local,
+                "{label} {case} local"
+            );
+            assert_eq!(
+                tar_mtimes(&tarball(label), stamped),
+                expected_tar,
+                "{label} {case} tar"
+            );
+            if stamped {
+                // Every entry dated, nothing of the build's own time is left: the bytes.
+                assert_eq!(
+                    tar_headers(&tarball(label)),
+                    tar_headers(&tarball("buildx")),
+                    "{label} {case}"
+                );
+                assert!(
+                    std::fs::read(tarball(label)).unwrap()
+                        == std::fs::read(tarball("buildx")).unwrap(),
+                    "{label} {case}: the tarballs differ beyond their headers"
+                );
+            }
+        }
+    }
+
+    // A value that is no integer: buildx's daemon refuses it (its client has created the
+    // file by then); bud refuses it before the build, writing nothing.
+    let refused = |label: &str| root.path().join(format!("refused-{label}.tar"));
+    let output = |label: &str| {
+        let dest = refused(label);
+        format!("type=tar,dest={},source-date-epoch=soon", dest.display())
+    };
+    let reference = docker.build(&["-o", &output("buildx"), dir]);
+    assert!(
+        !reference.status.success(),
+        "buildx took source-date-epoch=soon"
+    );
+    assert!(
+        stderr_of(&reference).contains("invalid source-date-epoch"),
+        "{}",
+        stderr_of(&reference)
+    );
+    for (label, builder_args) in builders {
+        let output = output(label);
+        let mut args = builder_args.to_vec();
+        args.extend(["-o", &output, dir]);
+        let out = bud_at(root.path(), &args);
+        assert!(
+            !out.status.success(),
+            "{label}: took source-date-epoch=soon"
+        );
+        assert!(
+            stderr_of(&out).contains("source-date-epoch=\"soon\": expected seconds"),
+            "{label}: {}",
+            stderr_of(&out)
+        );
+        assert!(!refused(label).exists(), "{label}");
+    }
+}
+
+/// A file's xattrs are in a tar output as `SCHILY.xattr.` PAX records, the tarball buildx's
+/// byte for byte, and on the file of a local output, as buildx writes them. The embedded
+/// solver only: with `--addr`, bud's context transfer does not send xattrs yet, so the
+/// daemon's COPY has none.
+#[test]
+fn a_files_xattrs_are_in_tar_and_local_outputs_as_buildx_writes_them() {
+    if !build_ready() {
+        return;
+    }
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ctx = context("FROM scratch\nCOPY marked /out/\n");
+    let marked = ctx.path().join("marked");
+    std::fs::write(&marked, "x").unwrap();
+    rustix::fs::setxattr(&marked, "user.bud", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    for label in ["buildx", "embedded"] {
+        let builder: Option<&[&str]> = (label != "buildx").then_some(&[]);
+        for kind in ["tar", "local"] {
+            let dest = root.path().join(format!("{label}-{kind}"));
+            let output = format!("type={kind},dest={}", dest.display());
+            let args = ["-o", &output, dir];
+            let out = build_dated(&docker, root.path(), builder, &args, Some("10"));
+            assert!(out.status.success(), "{label}: {}", stderr_of(&out));
+        }
+        let mut value = [0u8; 8];
+        let local = root.path().join(format!("{label}-local/out/marked"));
+        let n = rustix::fs::lgetxattr(&local, "user.bud", &mut value[..]).unwrap();
+        assert_eq!(&value[..n], b"v1", "{label}");
+    }
+    let tarball = |label: &str| root.path().join(format!("{label}-tar"));
+    assert!(
+        tar_headers(&tarball("buildx"))
+            .iter()
+            .any(|h| h.contains("SCHILY.xattr.user.bud=v1")),
+        "{:#?}",
+        tar_headers(&tarball("buildx"))
+    );
+    assert_eq!(
+        tar_headers(&tarball("embedded")),
+        tar_headers(&tarball("buildx"))
+    );
+    assert!(
+        std::fs::read(tarball("embedded")).unwrap() == std::fs::read(tarball("buildx")).unwrap()
+    );
 }
 
 /// A local output's destination that does not exist yet is created 0700, with every

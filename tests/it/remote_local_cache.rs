@@ -180,9 +180,28 @@ fn listing(dir: &Path) -> Vec<String> {
     entries
 }
 
+/// [`listing`] with each entry's mode, and the modes the blobs named by their digest have.
+fn listing_with_modes(dir: &Path) -> Vec<String> {
+    let mode = |path: &Path| format!("{:o}", support::fileop::mode_of(path));
+    let mut listed: Vec<String> = listing(dir)
+        .into_iter()
+        .map(|name| format!("{name} {}", mode(&dir.join(&name))))
+        .collect();
+    let mut blob_modes: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("blobs/sha256/<digest> {}", mode(&e.unwrap().path())))
+        .collect();
+    blob_modes.sort();
+    blob_modes.dedup();
+    listed.push(format!("blobs/sha256 {}", mode(&dir.join("blobs/sha256"))));
+    listed.extend(blob_modes);
+    listed
+}
+
 /// A local cache exported with `--addr` is the one buildx exports (a directory of the same
-/// entries, an index and manifest of the same shape, as the embedded solver's directory
-/// too), and is imported with `--addr`.
+/// entries with the same modes, blobs read-only as containerd's local store leaves them, an
+/// index and manifest of the same shape, as the embedded solver's directory too), and is
+/// imported with `--addr`.
 #[test]
 fn a_local_cache_exported_with_addr_is_imported_with_addr_as_with_buildx() {
     if !(build_ready() && require_base_image()) {
@@ -260,10 +279,19 @@ fn a_local_cache_exported_with_addr_is_imported_with_addr_as_with_buildx() {
         context.path().to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let buildx = listing(&theirs);
-    assert_eq!(buildx, ["blobs", "index.json", "oci-layout"]);
-    assert_eq!(listing(&ours), buildx, "--addr");
-    assert_eq!(listing(&embedded), buildx, "embedded");
+    let buildx = listing_with_modes(&theirs);
+    assert_eq!(
+        buildx,
+        [
+            "blobs 755",
+            "index.json 644",
+            "oci-layout 644",
+            "blobs/sha256 755",
+            "blobs/sha256/<digest> 444"
+        ]
+    );
+    assert_eq!(listing_with_modes(&ours), buildx, "--addr");
+    assert_eq!(listing_with_modes(&embedded), buildx, "embedded");
     assert_eq!(
         shape(&ours)["manifests"][0]["layers"]
             .as_array()

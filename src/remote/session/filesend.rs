@@ -424,17 +424,22 @@ fn finish_file(file: &File, stat: &Stat) -> std::io::Result<()> {
 }
 
 /// An fsutil mtime (nanoseconds since 1970; none before it).
+/// Nanoseconds since 1970 as a time, before 1970 too (a negative SOURCE_DATE_EPOCH).
 fn system_time(nanos: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+    let offset = Duration::from_nanos(nanos.unsigned_abs());
+    if nanos < 0 {
+        SystemTime::UNIX_EPOCH - offset
+    } else {
+        SystemTime::UNIX_EPOCH + offset
+    }
 }
 
 /// The mtime of the symlink itself, not of what it points to; its atime too, as fsutil
 /// sets both.
 fn set_symlink_mtime(path: &Path, nanos: i64) -> std::io::Result<()> {
-    let nanos = nanos.max(0);
     let time = rustix::fs::Timespec {
-        tv_sec: nanos / 1_000_000_000,
-        tv_nsec: (nanos % 1_000_000_000) as _,
+        tv_sec: nanos.div_euclid(1_000_000_000),
+        tv_nsec: nanos.rem_euclid(1_000_000_000) as _,
     };
     let times = rustix::fs::Timestamps {
         last_access: time,

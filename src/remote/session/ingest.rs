@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -240,7 +241,8 @@ impl Ingest {
             blobs,
             name.as_str(),
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
+            // As containerd's local store creates an ingest; `commit` makes it read-only.
+            Mode::from_raw_mode(0o666),
         )
         .map_err(|e| IngestError::Io {
             what: format!("blobs/sha256/{name}"),
@@ -388,6 +390,19 @@ impl HeldIngest {
             });
         }
         ingest.file.sync_all().map_err(|e| ingest.io(e))?;
+        // Read-only once committed, as containerd's local store leaves a blob (the mode the
+        // umask left, less write and execute: 0444 under the usual umask), which buildx
+        // writes a local cache with.
+        ingest
+            .file
+            .metadata()
+            .and_then(|m| {
+                let created = m.permissions().mode() & 0o777;
+                ingest
+                    .file
+                    .set_permissions(std::fs::Permissions::from_mode(created & !0o333))
+            })
+            .map_err(|e| ingest.io(e))?;
         rustix::fs::renameat(
             &*ingest.blobs,
             ingest.name.as_str(),
