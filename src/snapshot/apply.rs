@@ -8,10 +8,11 @@
 //! archive itself planted, say) is ever followed and nothing is written outside `dir`; an
 //! archive that tries either fails with [`SnapshotError::UnsafeEntry`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -20,7 +21,22 @@ use tar::{Archive, EntryType};
 use super::{OPAQUE_WHITEOUT, Result, SnapshotError, WHITEOUT_PREFIX, walk};
 
 /// Unpacks `tar` (uncompressed) into `dir`, which should be empty.
+///
+/// Small files are written by [`FileWriters`] while the archive is read on: creating files
+/// is most of the time a layer of many small ones takes, and it goes faster side by side.
 pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
+    std::thread::scope(|scope| {
+        let mut writers = FileWriters::start(scope);
+        extract_entries(tar, dir, &mut writers)?;
+        writers.wait()
+    })
+}
+
+fn extract_entries<'scope>(
+    tar: impl Read,
+    dir: &Path,
+    writers: &mut FileWriters<'scope, '_>,
+) -> Result<()> {
     let root = walk::open_root(dir)?;
     let mut archive = Archive::new(tar);
     let entries = archive
@@ -32,7 +48,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
     // the same directory (a layer lists a directory's files together) reuses the descriptor
     // instead of walking the path again. Files only ever add or replace children of their
     // parent, so the descriptor stays that directory; any other entry drops it.
-    let mut last_parent: Option<(String, OwnedFd)> = None;
+    let mut last_parent: Option<(String, Arc<OwnedFd>)> = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
         let raw_path = entry.path_bytes().into_owned();
@@ -47,9 +63,15 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
         let (parent, name) = walk::split_parent(&rel);
         let regular = matches!(kind, EntryType::Regular | EntryType::Continuous)
             && !name.starts_with(WHITEOUT_PREFIX);
+        if !regular || writers.writing(&rel) {
+            // What an entry that is not a new file does may depend on the files before it
+            // (a link to one, a whiteout or a directory replacing one): they are written
+            // first. So is a file listed twice.
+            writers.wait()?;
+        }
         let parent_fd = match last_parent.take() {
             Some((path, fd)) if regular && path == parent => fd,
-            _ => ensure_dir(&root, parent, &display)?,
+            _ => Arc::new(ensure_dir(&root, parent, &display)?),
         };
         let io = |action: &'static str| {
             let display = display.clone();
@@ -106,34 +128,21 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
                 dir_times.push((rel.clone(), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                let create = || {
-                    rustix::fs::openat(
-                        &parent_fd,
-                        name,
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
+                let job = FileJob {
+                    parent: parent_fd.clone(),
+                    name: name.to_owned(),
+                    meta,
+                    path: format!("{}/{display}", dir.display()),
                 };
-                // Most names are new: what an earlier entry made is removed only when there.
-                let fd = match create() {
-                    Err(Errno::EXIST) => {
-                        remove_existing(&parent_fd, name).map_err(io("replacing"))?;
-                        create()
-                    }
-                    created => created,
+                if entry.size() <= SMALL_FILE {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(|e| SnapshotError::io("reading layer for", dir, e))?;
+                    writers.write(rel.clone(), job, data)?;
+                } else {
+                    job.write(&mut entry)?;
                 }
-                .map_err(io("creating"))?;
-                let mut file = std::fs::File::from(fd);
-                std::io::copy(&mut entry, &mut file).map_err(|e| {
-                    SnapshotError::io("writing", format!("{}/{display}", dir.display()), e)
-                })?;
-                meta.apply_fd(&file).map_err(io("setting metadata of"))?;
-                meta.set_times(&parent_fd, name)
-                    .map_err(io("setting times of"))?;
                 last_parent = Some((parent.to_owned(), parent_fd));
             }
             EntryType::Symlink => {
@@ -208,6 +217,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
             }
         }
     }
+    writers.wait()?;
     for (rel, mtime) in dir_times.iter().rev() {
         let (parent, name) = walk::split_parent(rel);
         if let Ok(parent_fd) = walk::open_dir_beneath(&root, parent) {
@@ -284,6 +294,161 @@ fn ensure_dir(root: &OwnedFd, rel: &str, display: &str) -> Result<OwnedFd> {
         })?;
     }
     Ok(current)
+}
+
+/// Files up to this size are read into memory and written by [`FileWriters`]; larger ones
+/// are written as they are read, where their bytes, not their creation, are the cost.
+const SMALL_FILE: u64 = 1 << 20;
+/// Files read and waiting for a writer: at most this many [`SMALL_FILE`]s in memory.
+const QUEUED_FILES: usize = 32;
+
+/// A regular file to create in `parent`, which an earlier entry made or walked to.
+struct FileJob {
+    parent: Arc<OwnedFd>,
+    name: String,
+    meta: EntryMeta,
+    /// For messages: the file's path on the host.
+    path: String,
+}
+
+impl FileJob {
+    /// Creates the file, replacing what an earlier entry made there, with `data` and its
+    /// owner, mode, xattrs and time.
+    fn write(self, data: &mut dyn Read) -> Result<()> {
+        let io = |action: &'static str| {
+            let path = &self.path;
+            move |e: Errno| SnapshotError::io(action, path, e)
+        };
+        let create = || {
+            rustix::fs::openat(
+                &self.parent,
+                self.name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Most names are new: what an earlier entry made is removed only when there.
+        let fd = match create() {
+            Err(Errno::EXIST) => {
+                remove_existing(&self.parent, &self.name).map_err(io("replacing"))?;
+                create()
+            }
+            created => created,
+        }
+        .map_err(io("creating"))?;
+        let mut file = std::fs::File::from(fd);
+        std::io::copy(data, &mut file).map_err(|e| SnapshotError::io("writing", &self.path, e))?;
+        self.meta
+            .apply_fd(&file)
+            .map_err(io("setting metadata of"))?;
+        self.meta
+            .set_times(&self.parent, self.name.as_str())
+            .map_err(io("setting times of"))
+    }
+}
+
+/// Threads that write small files while the archive is read on. The reader waits for them
+/// ([`FileWriters::wait`]) before any entry whose effect depends on the files before it.
+struct FileWriters<'scope, 'env> {
+    queue: Option<std::sync::mpsc::SyncSender<(FileJob, Vec<u8>)>>,
+    state: Arc<(Mutex<Writing>, Condvar)>,
+    /// The paths handed over since the last wait.
+    paths: HashSet<String>,
+    _scope: std::marker::PhantomData<&'scope std::thread::Scope<'scope, 'env>>,
+}
+
+/// Files handed over and not written yet, and the first failure.
+#[derive(Default)]
+struct Writing {
+    pending: usize,
+    failure: Option<SnapshotError>,
+}
+
+impl<'scope, 'env> FileWriters<'scope, 'env> {
+    /// Writers on `scope`'s threads, one per core (at least two: creating a file mostly
+    /// waits on the filesystem); they end when the writers are dropped.
+    fn start(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<(FileJob, Vec<u8>)>(QUEUED_FILES);
+        let jobs = Arc::new(Mutex::new(jobs));
+        let state: Arc<(Mutex<Writing>, Condvar)> = Arc::default();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        for _ in 0..threads {
+            let (jobs, state) = (jobs.clone(), state.clone());
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next job.
+                    let next = jobs.lock().map(|jobs| jobs.recv());
+                    let Ok(Ok((job, data))) = next else { return };
+                    let path = job.path.clone();
+                    // A panic must still count the file as done, or the reader would wait
+                    // for it forever.
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job.write(&mut data.as_slice())
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(SnapshotError::io(
+                            "writing",
+                            path,
+                            std::io::Error::other("the file's writer panicked"),
+                        ))
+                    });
+                    let (writing, done) = &*state;
+                    let mut writing = writing.lock().unwrap_or_else(PoisonError::into_inner);
+                    writing.pending -= 1;
+                    if let Err(e) = written {
+                        writing.failure.get_or_insert(e);
+                    }
+                    done.notify_all();
+                }
+            });
+        }
+        FileWriters {
+            queue: Some(queue),
+            state,
+            paths: HashSet::new(),
+            _scope: std::marker::PhantomData,
+        }
+    }
+
+    /// Whether a file at `rel` was handed over since the last wait.
+    fn writing(&self, rel: &str) -> bool {
+        self.paths.contains(rel)
+    }
+
+    /// Hands the file at `rel` over to a writer.
+    fn write(&mut self, rel: String, job: FileJob, data: Vec<u8>) -> Result<()> {
+        let Some(queue) = &self.queue else {
+            return job.write(&mut data.as_slice());
+        };
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending += 1;
+        self.paths.insert(rel);
+        if let Err(std::sync::mpsc::SendError((job, data))) = queue.send((job, data)) {
+            // Every writer is gone (none could start): write it here.
+            self.state
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pending -= 1;
+            self.queue = None;
+            return job.write(&mut data.as_slice());
+        }
+        Ok(())
+    }
+
+    /// Waits until every file handed over is written; the first failure, if any.
+    fn wait(&mut self) -> Result<()> {
+        self.paths.clear();
+        let (writing, done) = &*self.state;
+        let mut writing = writing.lock().unwrap_or_else(PoisonError::into_inner);
+        while writing.pending > 0 {
+            writing = done.wait(writing).unwrap_or_else(PoisonError::into_inner);
+        }
+        writing.failure.take().map_or(Ok(()), Err)
+    }
 }
 
 /// Makes room for a new entry called `name`: a later entry replaces an earlier one, as in

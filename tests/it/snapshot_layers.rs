@@ -473,6 +473,40 @@ fn a_later_entry_replaces_an_earlier_one_of_the_same_directory() {
     assert!(!tmp.path().join("d/c").is_symlink());
 }
 
+/// Many small files (written side by side) and one among them that cannot be made as the
+/// layer says (an xattr in no namespace the kernel knows): the extraction fails, naming it.
+#[test]
+fn a_file_that_cannot_be_written_fails_the_extraction_among_many() {
+    if !is_root() {
+        return;
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for i in 0..200 {
+        let name = format!("d{}/f{i}", i % 3);
+        if i == 150 {
+            builder
+                .append_pax_extensions([("SCHILY.xattr.nonsense.attr", &b"x"[..])])
+                .unwrap();
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(3);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, &name, &b"abc"[..])
+            .unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let result = extract_layer(Cursor::new(&tar), tmp.path());
+    let message = match result {
+        Err(e) => bud::error_chain::error_chain(&e),
+        Ok(()) => panic!("extracted"),
+    };
+    assert!(message.contains("d0/f150"), "{message}");
+}
+
 #[test]
 fn symlinks_may_point_anywhere_but_are_never_followed() {
     if !is_root() {
