@@ -1,9 +1,11 @@
 //! Writes an overlay upper directory as an OCI layer tar.
 //!
 //! Overlay's own markers become OCI whiteouts: a 0/0 character device `NAME` is written as an
-//! empty `.wh.NAME`, an opaque directory gets a `DIR/.wh..wh..opq` entry after its own.
-//! Entries come in name order within each directory so that the same tree always gives the
-//! same bytes, and so the same diff_id; each header is written as Go writes it for Docker's
+//! empty `.wh.NAME`, an opaque directory gets a `DIR/.wh..wh..opq` entry after its own; the
+//! OCI files that stand in for them where they could not be made are written the same way.
+//! Entries come in name order within each directory (a whiteout at the name it deletes, as
+//! Docker's differs write it) so that the same tree always gives the same bytes, and so the
+//! same diff_id; each header is written as Go writes it for Docker's
 //! differs ([`super::go_tar`]), with the same fields (a directory's name ends in `/`, mtimes
 //! are truncated to the second, only `security.capability` of the xattrs is kept), so that a
 //! tree gives bud the diff ID it gives Docker.
@@ -113,6 +115,28 @@ fn is_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether the directory `path` is opaque, and the metadata its marker's header takes:
+/// the directory's own where overlayfs' xattr marks it, the OCI marker file's (which
+/// extraction gave the marker's owner and time) where that could not be set.
+fn opaque_marker(path: &Path, meta: &Metadata) -> Result<Option<Metadata>> {
+    for name in OPAQUE_XATTRS {
+        if walk::xattr(path, name)?.as_deref() == Some(b"y") {
+            return Ok(Some(meta.clone()));
+        }
+    }
+    let file = path.join(OPAQUE_WHITEOUT);
+    match std::fs::symlink_metadata(&file) {
+        Ok(marker)
+            if super::oci_whiteout(std::ffi::OsStr::new(OPAQUE_WHITEOUT), &marker) == Some("") =>
+        {
+            Ok(Some(marker))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SnapshotError::io("reading", file, e)),
+    }
+}
+
 fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_owned()
@@ -168,12 +192,14 @@ impl<W: Write> LayerWriter<W> {
             };
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| SnapshotError::io("reading", &path, e))?;
-            // Sorted by the name in the archive, where a whiteout is `.wh.NAME`.
-            let key = if is_whiteout(&meta) {
-                format!("{WHITEOUT_PREFIX}{name}")
-            } else {
-                name.to_owned()
-            };
+            let oci_marker = super::oci_whiteout(std::ffi::OsStr::new(name), &meta);
+            if oci_marker == Some("") {
+                // The opaque marker follows its directory's entry, in either form.
+                continue;
+            }
+            // Docker's differs turn a deleted name into its whiteout as they walk the tree
+            // in name order: a whiteout sorts by the name it deletes.
+            let key = oci_marker.unwrap_or(name).to_owned();
             entries.push((key, join(rel, name), path, meta));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -217,16 +243,13 @@ impl<W: Write> LayerWriter<W> {
                 ..header_from(meta, kind::DIRECTORY, &name)
             };
             self.append(&header, io::empty()).map_err(io)?;
-            for name in OPAQUE_XATTRS {
-                if walk::xattr(path, name)?.as_deref() == Some(b"y") {
-                    let marker = join(rel, OPAQUE_WHITEOUT);
-                    let header = GoHeader {
-                        mode: 0,
-                        ..header_from(meta, kind::REGULAR, &marker)
-                    };
-                    self.append(&header, io::empty()).map_err(io)?;
-                    break;
-                }
+            if let Some(marker_meta) = opaque_marker(path, meta)? {
+                let marker = join(rel, OPAQUE_WHITEOUT);
+                let header = GoHeader {
+                    mode: 0,
+                    ..header_from(&marker_meta, kind::REGULAR, &marker)
+                };
+                self.append(&header, io::empty()).map_err(io)?;
             }
             return Ok(());
         }

@@ -11,8 +11,8 @@ use bud::snapshot::diff::{layer_size, write_layer};
 use sha2::{Digest, Sha256};
 
 use crate::support::{
-    bud_at, docker, docker_ok, remove_images, require_base_image, require_docker28,
-    require_docker28_containerd, require_runc, stderr_of,
+    Mounted, bud_at, docker, docker_ok, remove_images, require_base_image, require_docker28,
+    require_docker28_containerd, require_root, require_runc, stderr_of,
 };
 
 fn is_root() -> bool {
@@ -231,13 +231,14 @@ fn write_layer_converts_overlay_markers_and_is_deterministic() {
         (format!("{deep}/"), 'd', ""),
         (format!("{deep}/{}", "f".repeat(150)), 'f', ""),
         ("etc/".into(), 'd', ""),
-        ("etc/.wh.removed".into(), 'f', ""),
         ("etc/app.conf".into(), 'f', ""),
         ("etc/app.link".into(), 'h', "etc/app.conf"),
         ("etc/current".into(), 'l', "app.conf"),
         ("etc/opaque/".into(), 'd', ""),
         ("etc/opaque/.wh..wh..opq".into(), 'f', ""),
         ("etc/opaque/kept".into(), 'f', ""),
+        // At the name it deletes, as Docker's differs write it.
+        ("etc/.wh.removed".into(), 'f', ""),
     ]
     .into_iter()
     .map(|(p, k, l)| (p, k, l.to_owned()))
@@ -674,4 +675,67 @@ fn copy_layers_have_dockers_diff_ids() {
     for daemon in [&docker28, &containerd_store] {
         daemon.ok(&["image", "rm", docker28_tag]);
     }
+}
+
+/// Extracts `tar` into a new directory `lower` under `mounted`, checks that `fallback`
+/// holds there, and that the directory tars to `tar` again: the same entries, in the same
+/// order, with the same headers.
+fn extract_and_retar(tar: &[u8], mounted: &Path, fallback: impl Fn(&Path)) {
+    let lower = mounted.join("lower");
+    std::fs::create_dir(&lower).unwrap();
+    extract_layer(Cursor::new(tar), &lower).unwrap();
+    fallback(&lower);
+    let mut again = Vec::new();
+    let stats = write_layer(&lower, &mut again).unwrap();
+    assert_eq!(listing(&again), listing(tar));
+    assert_eq!(headers(&again), headers(tar));
+    assert_eq!(again, tar);
+    assert_eq!(stats.size, layer_size(&lower).unwrap());
+}
+
+/// Where overlayfs' markers cannot be made, extraction falls back to the OCI files, with
+/// each marker's owner and time: `.wh.NAME` on overlayfs itself (a layer directory under a
+/// container's root: overlayfs refuses a 0/0 device), `DIR/.wh..wh..opq` on a filesystem
+/// without xattrs. Tarred again, such a directory gives the very layer extracted, as
+/// Docker's: the same whiteouts at the same places (also beside a child that sorts before
+/// `.wh..wh..opq`, and a whiteout whose `.wh.` name sorts apart from its own), with the same
+/// headers, so the same diff ID.
+#[test]
+fn oci_whiteout_files_where_overlay_markers_are_refused_tar_to_the_same_layer() {
+    if !require_root("to mount overlayfs and ramfs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    sample_upper(&upper);
+    // ramfs holds no xattrs: the capability would not extract there.
+    rustix::fs::removexattr(upper.join("etc/app.conf"), "security.capability").unwrap();
+    std::fs::write(upper.join("etc/opaque/+early"), "early\n").unwrap();
+    whiteout(&upper.join("etc/+removed"));
+    backdate(&upper);
+    let mut tar = Vec::new();
+    write_layer(&upper, &mut tar).unwrap();
+
+    let container = Mounted::overlay(&tmp.path().join("layers"), &tmp.path().join("rootfs"));
+    extract_and_retar(&tar, container.path(), |lower| {
+        for name in ["etc/.wh.removed", "etc/.wh.+removed"] {
+            let marker = std::fs::symlink_metadata(lower.join(name)).unwrap();
+            assert!(marker.is_file() && marker.len() == 0, "{name}");
+        }
+        let marker = std::fs::symlink_metadata(lower.join("etc/.wh.removed")).unwrap();
+        assert_eq!(
+            (marker.uid(), marker.gid()),
+            (1000, 27),
+            "the whiteout's owner"
+        );
+        assert!(std::fs::symlink_metadata(lower.join("etc/removed")).is_err());
+    });
+
+    let no_xattrs = Mounted::ramfs(&tmp.path().join("ramfs"));
+    extract_and_retar(&tar, no_xattrs.path(), |lower| {
+        let marker = std::fs::symlink_metadata(lower.join("etc/opaque/.wh..wh..opq")).unwrap();
+        assert!(marker.is_file() && marker.len() == 0);
+        let removed = std::fs::symlink_metadata(lower.join("etc/removed")).unwrap();
+        assert!(removed.file_type().is_char_device(), "ramfs makes devices");
+    });
 }
