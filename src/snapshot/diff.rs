@@ -37,6 +37,11 @@ mod kind {
     pub(super) const FIFO: u8 = b'6';
 }
 
+/// The version of the bytes [`write_layer`] writes for a tree, raised whenever they change:
+/// a diff ID recorded by an earlier version is not what the directory tars to now.
+/// 1: Go's headers, as Docker's differs write them.
+pub const TAR_FORMAT: u32 = 1;
+
 /// What [`write_layer`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerStats {

@@ -739,3 +739,72 @@ fn oci_whiteout_files_where_overlay_markers_are_refused_tar_to_the_same_layer() 
         assert!(removed.file_type().is_char_device(), "ramfs makes devices");
     });
 }
+
+/// Gives every step layer of the state root `root` a diff ID as an earlier bud's layer
+/// writer recorded it, its tar no longer stored: one the directory does not tar to now.
+fn record_earlier_writers_diff_ids(root: &Path) -> usize {
+    let state = bud::state::StateRoot::open(root).unwrap();
+    let meta = bud::cache::meta::MetaStore::open(&state.db_path()).unwrap();
+    let earlier = format!("sha256:{}", "0".repeat(64));
+    let mut changed = 0;
+    for record in meta.snapshots().unwrap() {
+        if record.kind == bud::cache::meta::SnapshotKind::Layer && record.diff_id.is_some() {
+            meta.set_diff_id(&record.id, &earlier, 0).unwrap();
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// A state root an earlier bud used holds diff IDs its layer writer recorded, which the
+/// directories no longer tar to once the tars are pruned: such a diff ID is not trusted,
+/// the directory is tarred again and its new diff ID recorded, whether the image goes into
+/// Docker or into an archive; the image is the one a fresh state root gives.
+#[test]
+fn a_diff_id_an_earlier_layer_writer_recorded_is_not_trusted() {
+    if !require_base_image() {
+        return;
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("f"), "f\n").unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM bud-test/busybox\nCOPY f /f\n",
+    )
+    .unwrap();
+    let dir = context.path().to_str().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (first, again) = ("bud-layer-format/first", "bud-layer-format/again");
+
+    let out = bud_at(root.path(), &["-t", first, dir]);
+    assert!(out.status.success(), "bud: {}", stderr_of(&out));
+    let want = top_diff_id(docker_ok, first);
+
+    assert!(
+        record_earlier_writers_diff_ids(root.path()) > 0,
+        "no step layer recorded"
+    );
+    let out = bud_at(root.path(), &["-t", again, dir]);
+    assert!(out.status.success(), "bud into Docker: {}", stderr_of(&out));
+    assert_eq!(top_diff_id(docker_ok, again), want);
+
+    assert!(
+        record_earlier_writers_diff_ids(root.path()) > 0,
+        "no step layer recorded"
+    );
+    let archive = root.path().join("image.tar");
+    let output = format!("type=docker,dest={}", archive.display());
+    let out = bud_at(root.path(), &["-o", &output, dir]);
+    assert!(
+        out.status.success(),
+        "bud into an archive: {}",
+        stderr_of(&out)
+    );
+    let layer = last_saved_layer(&std::fs::read(&archive).unwrap());
+    assert_eq!(
+        format!("sha256:{}", hex::encode(Sha256::digest(&layer))),
+        want
+    );
+
+    remove_images(&[first, again]);
+}
