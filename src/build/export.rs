@@ -99,7 +99,7 @@ impl ImagePlan {
         self.layers
             .iter()
             .map(|l| {
-                let diff_id = l.record.diff_id.as_deref().map(Digest::parse).transpose()?;
+                let mut diff_id = l.record.diff_id.as_deref().map(Digest::parse).transpose()?;
                 let stored = diff_id.as_ref().filter(|d| content.exists(d));
                 let tar = match (stored, l.record.kind) {
                     (Some(d), _) => LayerTar::Stored(content.path(d)),
@@ -110,7 +110,12 @@ impl ImagePlan {
                             l.record.description
                         ),
                     }),
-                    (None, _) => LayerTar::Directory(l.dir.clone()),
+                    (None, _) => {
+                        if !tars_to_recorded_diff_id(&l.record) {
+                            diff_id = None;
+                        }
+                        LayerTar::Directory(l.dir.clone())
+                    }
                 };
                 Ok(LoadLayer { diff_id, tar })
             })
@@ -132,10 +137,14 @@ impl ImagePlan {
             );
         }
         for (layer, diff_id) in self.layers.iter().zip(diff_ids) {
-            if layer.record.diff_id.is_none() {
-                snapshots
-                    .meta
-                    .set_diff_id(&layer.record.id, &diff_id.to_string())?;
+            let recorded = layer.record.diff_id.as_deref();
+            if recorded != Some(diff_id.to_string().as_str()) {
+                // Tarred from the directory: by this writer.
+                snapshots.meta.set_diff_id(
+                    &layer.record.id,
+                    &diff_id.to_string(),
+                    crate::snapshot::diff::TAR_FORMAT,
+                )?;
             }
         }
         Ok(())
@@ -279,6 +288,13 @@ fn clamped_layer_tar(
     Ok(digest)
 }
 
+/// Whether tarring the snapshot's directory gives its recorded diff ID: only when this
+/// version of the layer writer recorded it. One an earlier bud recorded, or one of a tar bud
+/// did not write (an imported cache layer), holds only while that tar is stored.
+fn tars_to_recorded_diff_id(record: &SnapshotRecord) -> bool {
+    record.tar_format == crate::snapshot::diff::TAR_FORMAT
+}
+
 /// The uncompressed tar of a layer, by diff ID. Image layers were stored when they were
 /// extracted; a step's layer is written from its directory the first time it is exported.
 pub(crate) fn layer_tar(
@@ -306,8 +322,12 @@ pub(crate) fn layer_tar(
     if digest.to_string() != stats.diff_id {
         bail!("layer digest mismatch for {}", record.description);
     }
-    if record.diff_id.is_none() {
-        snapshots.meta.set_diff_id(&record.id, &stats.diff_id)?;
+    if record.diff_id.is_none() || !tars_to_recorded_diff_id(record) {
+        snapshots.meta.set_diff_id(
+            &record.id,
+            &stats.diff_id,
+            crate::snapshot::diff::TAR_FORMAT,
+        )?;
     } else if record.diff_id.as_deref() != Some(stats.diff_id.as_str()) {
         bail!(
             "the layer of {} tars to {}, not the {} recorded for it",

@@ -96,6 +96,7 @@ mod tests {
             created: 1,
             last_used: 1,
             usage_count: 0,
+            tar_format: 0,
         }
     }
 

@@ -126,6 +126,10 @@ pub struct SnapshotRecord {
     pub size: u64,
     /// sha256 of the layer as an uncompressed tar, once computed.
     pub diff_id: Option<String>,
+    /// The version of bud's layer writer ([`crate::snapshot::diff::TAR_FORMAT`]) that
+    /// tarred the directory to `diff_id`; 0 for one recorded before versions were, or taken
+    /// from a tar bud did not write.
+    pub tar_format: u32,
     /// What made it, for `bud du` (a step's name, an image layer's reference and diff ID…).
     pub description: String,
     /// Seconds since the Unix epoch when it was committed.
@@ -156,7 +160,7 @@ pub struct FileStamp {
     pub ino: u64,
 }
 
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 impl MetaStore {
     /// Opens (creating it if need be) the store at `path`.
@@ -312,8 +316,8 @@ impl MetaStore {
             }
         }
         tx.execute(
-            "INSERT INTO snapshots (id, parent, kind, size, diff_id, description, created, last_used, usage_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO snapshots (id, parent, kind, size, diff_id, description, created, last_used, usage_count, tar_format)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 record.id,
                 record.parent,
@@ -323,7 +327,8 @@ impl MetaStore {
                 record.description,
                 record.created,
                 record.last_used,
-                record.usage_count
+                record.usage_count,
+                record.tar_format
             ],
         )?;
         for key in keys {
@@ -365,11 +370,12 @@ impl MetaStore {
         Ok(chain)
     }
 
-    /// Remembers the sha256 of snapshot `id`'s layer tar (`sha256:…`) once it was written.
-    pub fn set_diff_id(&self, id: &str, diff_id: &str) -> Result<(), MetaError> {
+    /// Remembers the sha256 of snapshot `id`'s layer tar (`sha256:…`) once it was written,
+    /// and which version of the layer writer wrote it (`tar_format`).
+    pub fn set_diff_id(&self, id: &str, diff_id: &str, tar_format: u32) -> Result<(), MetaError> {
         self.conn().execute(
-            "UPDATE snapshots SET diff_id = ?1 WHERE id = ?2",
-            params![diff_id, id],
+            "UPDATE snapshots SET diff_id = ?1, tar_format = ?3 WHERE id = ?2",
+            params![diff_id, id, tar_format],
         )?;
         Ok(())
     }
@@ -570,7 +576,7 @@ pub(super) fn live_leases(conn: &Connection, id: &str) -> Result<usize, MetaErro
 }
 
 const SNAPSHOT_COLUMNS: &str =
-    "id, parent, kind, size, diff_id, description, created, last_used, usage_count";
+    "id, parent, kind, size, diff_id, description, created, last_used, usage_count, tar_format";
 
 fn row_to_snapshot(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRecord> {
     Ok(SnapshotRecord {
@@ -583,6 +589,7 @@ fn row_to_snapshot(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRecord> {
         created: r.get(6)?,
         last_used: r.get(7)?,
         usage_count: r.get(8)?,
+        tar_format: r.get(9)?,
     })
 }
 
@@ -661,6 +668,15 @@ fn migrate_from(conn: &Connection, version: i32) -> rusqlite::Result<()> {
             [],
         )?;
     }
+    if version < 3 {
+        // Version 3: which layer writer a recorded diff ID comes from, so that a directory
+        // an earlier bud tarred (its tar since pruned) is tarred again, not expected to
+        // give the old bytes.
+        conn.execute(
+            "ALTER TABLE snapshots ADD COLUMN tar_format INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
@@ -717,6 +733,7 @@ mod tests {
             created: 1,
             last_used: 1,
             usage_count: 0,
+            tar_format: 0,
         }
     }
 

@@ -124,6 +124,7 @@ impl Inventory {
                 diff_id: None,
                 created: secs(b.created),
                 usage_count: 0,
+                tar_format: 0,
             });
         }
         Ok(inv)

@@ -180,6 +180,7 @@ mod tests {
             created: 0,
             last_used,
             usage_count: 0,
+            tar_format: 0,
         }
     }
 

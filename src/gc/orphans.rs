@@ -69,6 +69,7 @@ pub fn record(state: &StateRoot, path: &Path) -> std::io::Result<SnapshotRecord>
         created: meta.mtime(),
         last_used: meta.mtime(),
         usage_count: 0,
+        tar_format: 0,
     })
 }
 

@@ -1,9 +1,14 @@
 //! Writes an overlay upper directory as an OCI layer tar.
 //!
 //! Overlay's own markers become OCI whiteouts: a 0/0 character device `NAME` is written as an
-//! empty `.wh.NAME`, an opaque directory gets a `DIR/.wh..wh..opq` entry after its own.
-//! Entries come in name order within each directory so that the same tree always gives the
-//! same bytes, and so the same diff_id.
+//! empty `.wh.NAME`, an opaque directory gets a `DIR/.wh..wh..opq` entry after its own; the
+//! OCI files that stand in for them where they could not be made are written the same way.
+//! Entries come in name order within each directory (a whiteout at the name it deletes, as
+//! Docker's differs write it) so that the same tree always gives the same bytes, and so the
+//! same diff_id; each header is written as Go writes it for Docker's
+//! differs ([`super::go_tar`]), with the same fields (a directory's name ends in `/`, mtimes
+//! are truncated to the second, only `security.capability` of the xattrs is kept), so that a
+//! tree gives bud the diff ID it gives Docker.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -13,9 +18,29 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::content::DigestWriter;
-use tar::{Builder, EntryType, Header};
 
+use super::go_tar::{self, GoHeader};
 use super::{OPAQUE_WHITEOUT, OPAQUE_XATTRS, Result, SnapshotError, WHITEOUT_PREFIX, walk};
+
+/// The one xattr Docker's differs (moby's `pkg/archive`, containerd's `archive`) put in a
+/// layer: a step's other xattrs are not in Docker's image, so they are not in bud's.
+const LAYER_XATTR: &str = "security.capability";
+
+/// Type flags of the entries a layer holds.
+mod kind {
+    pub(super) const REGULAR: u8 = b'0';
+    pub(super) const HARDLINK: u8 = b'1';
+    pub(super) const SYMLINK: u8 = b'2';
+    pub(super) const CHAR: u8 = b'3';
+    pub(super) const BLOCK: u8 = b'4';
+    pub(super) const DIRECTORY: u8 = b'5';
+    pub(super) const FIFO: u8 = b'6';
+}
+
+/// The version of the bytes [`write_layer`] writes for a tree, raised whenever they change:
+/// a diff ID recorded by an earlier version is not what the directory tars to now.
+/// 1: Go's headers, as Docker's differs write them.
+pub const TAR_FORMAT: u32 = 1;
 
 /// What [`write_layer`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +107,7 @@ impl Write for ByteCounter {
 }
 
 struct LayerWriter<W: Write> {
-    builder: Builder<W>,
+    out: W,
     contents: Contents,
     /// First path seen of each multiply-linked inode: later ones become hardlink entries.
     hardlinks: HashMap<(u64, u64), String>,
@@ -95,6 +120,28 @@ fn is_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether the directory `path` is opaque, and the metadata its marker's header takes:
+/// the directory's own where overlayfs' xattr marks it, the OCI marker file's (which
+/// extraction gave the marker's owner and time) where that could not be set.
+fn opaque_marker(path: &Path, meta: &Metadata) -> Result<Option<Metadata>> {
+    for name in OPAQUE_XATTRS {
+        if walk::xattr(path, name)?.as_deref() == Some(b"y") {
+            return Ok(Some(meta.clone()));
+        }
+    }
+    let file = path.join(OPAQUE_WHITEOUT);
+    match std::fs::symlink_metadata(&file) {
+        Ok(marker)
+            if super::oci_whiteout(std::ffi::OsStr::new(OPAQUE_WHITEOUT), &marker) == Some("") =>
+        {
+            Ok(Some(marker))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SnapshotError::io("reading", file, e)),
+    }
+}
+
 fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_owned()
@@ -103,22 +150,27 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
-/// Header fields common to every entry, from the file's metadata.
-fn header_from(meta: &Metadata, kind: EntryType) -> Header {
-    let mut header = Header::new_ustar();
-    header.set_entry_type(kind);
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
-    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-    header.set_size(0);
-    header
+/// Header fields common to every entry, from the file's metadata: no size, no link.
+fn header_from<'a>(meta: &Metadata, kind: u8, name: &'a str) -> GoHeader<'a> {
+    GoHeader {
+        name: name.as_bytes(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: u64::from(meta.uid()),
+        gid: u64::from(meta.gid()),
+        size: 0,
+        // Truncated to the second, as both Docker differs do (st_mtime is the floor).
+        mtime: meta.mtime(),
+        link: b"",
+        device: (0, 0),
+        records: &[],
+    }
 }
 
 impl<W: Write> LayerWriter<W> {
     fn new(out: W, contents: Contents) -> Self {
         LayerWriter {
-            builder: Builder::new(out),
+            out,
             contents,
             hardlinks: HashMap::new(),
             entries: 0,
@@ -127,10 +179,11 @@ impl<W: Write> LayerWriter<W> {
     }
 
     /// Writes the end-of-archive blocks and returns the output.
-    fn finish(self, upper: &Path) -> Result<W> {
-        self.builder
-            .into_inner()
-            .map_err(|e| SnapshotError::io("writing layer of", upper, e))
+    fn finish(mut self, upper: &Path) -> Result<W> {
+        self.out
+            .write_all(&[0; 2 * go_tar::BLOCK])
+            .map_err(|e| SnapshotError::io("writing layer of", upper, e))?;
+        Ok(self.out)
     }
 
     fn write_dir(&mut self, dir: &Path, rel: &str) -> Result<()> {
@@ -144,12 +197,14 @@ impl<W: Write> LayerWriter<W> {
             };
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| SnapshotError::io("reading", &path, e))?;
-            // Sorted by the name in the archive, where a whiteout is `.wh.NAME`.
-            let key = if is_whiteout(&meta) {
-                format!("{WHITEOUT_PREFIX}{name}")
-            } else {
-                name.to_owned()
-            };
+            let oci_marker = super::oci_whiteout(std::ffi::OsStr::new(name), &meta);
+            if oci_marker == Some("") {
+                // The opaque marker follows its directory's entry, in either form.
+                continue;
+            }
+            // Docker's differs turn a deleted name into its whiteout as they walk the tree
+            // in name order: a whiteout sorts by the name it deletes.
+            let key = oci_marker.unwrap_or(name).to_owned();
             entries.push((key, join(rel, name), path, meta));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -165,155 +220,133 @@ impl<W: Write> LayerWriter<W> {
     fn write_entry(&mut self, path: &Path, rel: &str, meta: &Metadata) -> Result<()> {
         let io = |e: io::Error| SnapshotError::io("writing layer entry for", path, e);
         let file_type = meta.file_type();
-        let (_, base_name) = walk::split_parent(rel);
+        let (parent, base_name) = walk::split_parent(rel);
         if super::oci_whiteout(std::ffi::OsStr::new(base_name), meta).is_some() {
             // Already in the archive's form; its header as for overlayfs' whiteouts.
-            let mut header = header_from(meta, EntryType::Regular);
-            header.set_mode(0);
-            return self.append(header, rel, None, &[], io::empty()).map_err(io);
+            let header = GoHeader {
+                mode: 0,
+                ..header_from(meta, kind::REGULAR, rel)
+            };
+            return self.append(&header, io::empty()).map_err(io);
         }
         if is_whiteout(meta) {
-            let (parent, name) = walk::split_parent(rel);
-            let mut header = header_from(meta, EntryType::Regular);
-            header.set_mode(0);
-            return self
-                .append(
-                    header,
-                    &join(parent, &format!("{WHITEOUT_PREFIX}{name}")),
-                    None,
-                    &[],
-                    io::empty(),
-                )
-                .map_err(io);
+            let name = join(parent, &format!("{WHITEOUT_PREFIX}{base_name}"));
+            let header = GoHeader {
+                mode: 0,
+                ..header_from(meta, kind::REGULAR, &name)
+            };
+            return self.append(&header, io::empty()).map_err(io);
         }
-        let xattrs = super::file_xattrs(path)?;
+        let xattrs: Vec<(String, Vec<u8>)> = match walk::xattr(path, LAYER_XATTR)? {
+            Some(value) => vec![(format!("SCHILY.xattr.{LAYER_XATTR}"), value)],
+            None => Vec::new(),
+        };
         if file_type.is_dir() {
-            self.append(
-                header_from(meta, EntryType::Directory),
-                rel,
-                None,
-                &xattrs,
-                io::empty(),
-            )
-            .map_err(io)?;
-            for name in OPAQUE_XATTRS {
-                if walk::xattr(path, name)?.as_deref() == Some(b"y") {
-                    let mut header = header_from(meta, EntryType::Regular);
-                    header.set_mode(0);
-                    self.append(header, &join(rel, OPAQUE_WHITEOUT), None, &[], io::empty())
-                        .map_err(io)?;
-                    break;
-                }
+            let name = format!("{rel}/");
+            let header = GoHeader {
+                records: &xattrs,
+                ..header_from(meta, kind::DIRECTORY, &name)
+            };
+            self.append(&header, io::empty()).map_err(io)?;
+            if let Some(marker_meta) = opaque_marker(path, meta)? {
+                let marker = join(rel, OPAQUE_WHITEOUT);
+                let header = GoHeader {
+                    mode: 0,
+                    ..header_from(&marker_meta, kind::REGULAR, &marker)
+                };
+                self.append(&header, io::empty()).map_err(io)?;
             }
             return Ok(());
         }
         if file_type.is_symlink() {
             let target =
                 std::fs::read_link(path).map_err(|e| SnapshotError::io("reading", path, e))?;
-            let header = header_from(meta, EntryType::Symlink);
-            return self
-                .append(
-                    header,
-                    rel,
-                    Some(target.as_os_str().as_bytes()),
-                    &xattrs,
-                    io::empty(),
-                )
-                .map_err(io);
+            let header = GoHeader {
+                link: target.as_os_str().as_bytes(),
+                records: &xattrs,
+                ..header_from(meta, kind::SYMLINK, rel)
+            };
+            return self.append(&header, io::empty()).map_err(io);
         }
         if file_type.is_file() {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = self.hardlinks.get(&key) {
                     let first = first.clone();
-                    let header = header_from(meta, EntryType::Link);
-                    return self
-                        .append(header, rel, Some(first.as_bytes()), &xattrs, io::empty())
-                        .map_err(io);
+                    let header = GoHeader {
+                        link: first.as_bytes(),
+                        records: &xattrs,
+                        ..header_from(meta, kind::HARDLINK, rel)
+                    };
+                    return self.append(&header, io::empty()).map_err(io);
                 }
                 self.hardlinks.insert(key, rel.to_owned());
             }
-            let mut header = header_from(meta, EntryType::Regular);
-            header.set_size(meta.len());
+            let header = GoHeader {
+                size: meta.len(),
+                records: &xattrs,
+                ..header_from(meta, kind::REGULAR, rel)
+            };
             if self.contents == Contents::Skip {
-                let mut zeros = io::Read::take(io::repeat(0), meta.len());
-                return self
-                    .append(header, rel, None, &xattrs, &mut zeros)
-                    .map_err(io);
+                let zeros = io::Read::take(io::repeat(0), meta.len());
+                return self.append(&header, zeros).map_err(io);
             }
             let file =
                 std::fs::File::open(path).map_err(|e| SnapshotError::io("opening", path, e))?;
             // A file that changed size since lstat would corrupt the tar: read exactly `len`.
-            let mut data = io::Read::take(file, meta.len());
-            return self
-                .append(header, rel, None, &xattrs, &mut data)
-                .map_err(io);
+            let data = io::Read::take(file, meta.len());
+            return self.append(&header, data).map_err(io);
         }
         let kind = if file_type.is_char_device() {
-            EntryType::Char
+            kind::CHAR
         } else if file_type.is_block_device() {
-            EntryType::Block
+            kind::BLOCK
         } else if file_type.is_fifo() {
-            EntryType::Fifo
+            kind::FIFO
         } else {
             // Sockets cannot be recreated from an archive; Docker leaves them out too.
             return Ok(());
         };
-        let mut header = header_from(meta, kind);
         let dev = meta.rdev();
-        header
-            .set_device_major(rustix::fs::major(dev))
-            .and_then(|()| header.set_device_minor(rustix::fs::minor(dev)))
-            .map_err(io)?;
-        self.append(header, rel, None, &xattrs, io::empty())
-            .map_err(io)
+        let header = GoHeader {
+            device: (
+                u64::from(rustix::fs::major(dev)),
+                u64::from(rustix::fs::minor(dev)),
+            ),
+            records: &xattrs,
+            ..header_from(meta, kind, rel)
+        };
+        self.append(&header, io::empty()).map_err(io)
     }
 
-    /// Writes one entry, with a PAX header first for xattrs and names too long for ustar.
-    fn append(
-        &mut self,
-        mut header: Header,
-        rel: &str,
-        link: Option<&[u8]>,
-        xattrs: &[(String, Vec<u8>)],
-        data: impl io::Read,
-    ) -> io::Result<()> {
-        let mut pax: Vec<(String, Vec<u8>)> = xattrs
-            .iter()
-            .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.clone()))
-            .collect();
-        if header.set_path(rel).is_err() {
-            pax.push(("path".to_owned(), rel.as_bytes().to_vec()));
-            header.set_path(truncated_name(rel))?;
-        }
-        if let Some(link) = link {
-            if header.set_link_name_literal(link).is_err() {
-                pax.push(("linkpath".to_owned(), link.to_vec()));
-                header.set_link_name_literal(&link[..link.len().min(100)])?;
+    /// Writes one entry: its header blocks, then its data padded to a whole block.
+    fn append(&mut self, header: &GoHeader<'_>, mut data: impl io::Read) -> io::Result<()> {
+        let limit = self
+            .mtime_limit
+            .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let clamped;
+        let header = match limit {
+            Some(limit) if header.mtime > limit => {
+                clamped = GoHeader {
+                    mtime: limit,
+                    ..*header
+                };
+                &clamped
             }
+            _ => header,
+        };
+        self.out.write_all(&go_tar::header_blocks(header))?;
+        let written = io::copy(&mut data, &mut self.out)?;
+        if written != header.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being written",
+            ));
         }
-        if !pax.is_empty() {
-            self.builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
-        }
-        if let Some(limit) = self.mtime_limit
-            && header.mtime()? > limit
-        {
-            header.set_mtime(limit);
-        }
-        header.set_cksum();
-        self.builder.append(&header, data)?;
+        let padding = written.next_multiple_of(go_tar::BLOCK as u64) - written;
+        self.out
+            .write_all(&[0; go_tar::BLOCK][..padding as usize])?;
         self.entries += 1;
         Ok(())
     }
-}
-
-/// The ustar name of an entry whose real name is in its PAX header (readers that ignore PAX
-/// see this prefix of it).
-fn truncated_name(rel: &str) -> &str {
-    let mut end = rel.len().min(99);
-    while !rel.is_char_boundary(end) {
-        end -= 1;
-    }
-    &rel[..end]
 }

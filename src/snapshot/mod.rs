@@ -12,6 +12,7 @@ pub mod apply;
 pub mod clone;
 pub mod copy;
 pub mod diff;
+pub(crate) mod go_tar;
 pub mod overlay;
 pub mod overlay_check;
 pub mod stubs;

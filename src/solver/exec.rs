@@ -569,6 +569,7 @@ fn prepare_cache_dir(
                 created: now,
                 last_used: now,
                 usage_count: 1,
+                tar_format: 0,
             },
             &[&key],
         )?;

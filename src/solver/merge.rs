@@ -62,7 +62,7 @@ pub(super) async fn run(
                     &format!("{name} (layer {stacked})"),
                 )?;
                 if let (Some(diff_id), Some(id)) = (&layer.diff_id, top.snapshot_id()) {
-                    snapshots.meta.set_diff_id(id, diff_id)?;
+                    snapshots.meta.set_diff_id(id, diff_id, layer.tar_format)?;
                 }
             }
         }

@@ -423,6 +423,7 @@ impl Snapshots {
             },
             last_used: now,
             usage_count: 1,
+            tar_format: 0,
         };
         let winner = if matches!(how, Commit::Replacing) {
             self.meta.commit_replacing(&record, &[key])?

@@ -384,7 +384,8 @@ impl Snapshots {
                 &format!("{reference} layer {}", layer.diff_id),
             )?;
             if let Some(id) = committed.snapshot_id() {
-                self.meta.set_diff_id(id, &layer.diff_id)?;
+                // The registry's tar, not one bud wrote.
+                self.meta.set_diff_id(id, &layer.diff_id, 0)?;
             }
             parent = committed;
         }

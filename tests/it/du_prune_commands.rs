@@ -57,6 +57,7 @@ impl Cache {
             created: t,
             last_used: t,
             usage_count: 2,
+            tar_format: 0,
         };
         self.meta().commit(&record, &[id]).unwrap();
     }

@@ -78,6 +78,7 @@ fn snapshot(meta: &MetaStore, state: &StateRoot, id: &str, kind: SnapshotKind, d
         created: t,
         last_used: t,
         usage_count: 1,
+        tar_format: 0,
     };
     meta.commit(&record, &[id]).unwrap();
 }

@@ -54,6 +54,7 @@ fn snapshot(
         created: last_used,
         last_used,
         usage_count: 1,
+        tar_format: 0,
     };
     meta.commit(&record, &[&format!("key-{id}")]).unwrap();
 }

@@ -1163,7 +1163,8 @@ fn estargz_layers_carry_a_toc_that_points_at_every_file() {
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
     for expected in [
-        ("d", "dir"),
+        // A directory's name ends in `/` in the layer tar, as in Docker's.
+        ("d/", "dir"),
         ("d/e/f", "reg"),
         ("d/l", "symlink"),
         ("d/h", "hardlink"),

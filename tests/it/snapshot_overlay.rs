@@ -133,11 +133,11 @@ async fn step_on_three_lowers_gives_whiteouts_and_no_stubs() {
     assert_eq!(
         names(&stats_tar),
         [
-            "data",
+            "data/",
             "data/.wh.a",
             "data/c",
-            "etc",
-            "old",
+            "etc/",
+            "old/",
             "old/.wh..wh..opq",
             "old/y",
         ]

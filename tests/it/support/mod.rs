@@ -700,6 +700,22 @@ impl Mounted {
         }
     }
 
+    /// A ramfs on `target`: a filesystem without xattrs.
+    pub fn ramfs(target: &Path) -> Self {
+        std::fs::create_dir_all(target).unwrap();
+        rustix::mount::mount(
+            "bud-test",
+            target,
+            "ramfs",
+            rustix::mount::MountFlags::empty(),
+            c"",
+        )
+        .unwrap_or_else(|e| panic!("mounting a ramfs on {}: {e}", target.display()));
+        Self {
+            target: target.to_owned(),
+        }
+    }
+
     /// An overlay of an empty lower directory with upper and work directories in `scratch`,
     /// on `target`: a filesystem like a container's own root.
     pub fn overlay(scratch: &Path, target: &Path) -> Self {
