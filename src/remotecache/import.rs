@@ -477,6 +477,7 @@ impl Hit {
         }
         let blob = Digest::parse(&layer.desc.digest)?;
         let ws = snapshots.workspace()?;
+        let started = std::time::Instant::now();
         let (tar, ws) = if content.exists(&blob) {
             let stored = BufReader::new(content.open(&blob)?);
             unpack_blocking(stored, content, ws).await?
@@ -498,6 +499,12 @@ impl Hit {
         };
         tar.commit(Some(diff_id))
             .with_context(|| format!("layer {}", layer.desc.digest))?;
+        tracing::debug!(
+            "cache layer {} ({} bytes) unpacked in {} ms",
+            layer.desc.digest,
+            layer.desc.size,
+            started.elapsed().as_millis()
+        );
         remember_blob(content, &layer.desc, diff_id, self.source.repository());
         Ok(ws)
     }
