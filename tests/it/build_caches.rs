@@ -1818,6 +1818,57 @@ fn a_cache_layer_whose_download_is_cut_short_is_downloaded_again() {
     );
 }
 
+/// An interrupt while a cache layer downloads (its registry gone silent mid-blob) stops the
+/// build, and leaves no half-extracted layer in the state root.
+#[test]
+fn an_interrupt_during_a_cache_layer_download_leaves_nothing_behind() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache(&proxy, "stall");
+    let stalled = &cache.image_layers[cache.image_layers.len() - 2];
+    let size = registry_get(&format!("{}/blobs/{stalled}", cache.cache_repository)).len();
+    let heard = proxy.stall_next_download(stalled, size / 2);
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata("cache-lazy");
+    let from = format!("type=registry,ref={}", cache.cache_ref);
+    let (child, seen) = support::spawn_bud_args_until(
+        root.path(),
+        &[
+            "--cache-from",
+            &from,
+            "--build-arg",
+            "LAST=three",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+        &[],
+        "importing cache manifest",
+    );
+    heard
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("the build downloads the layer under its RUN: {seen}"));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = support::wait_or_kill(child, std::time::Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1));
+    let leftovers = support::leftover_work(root.path());
+    assert!(leftovers.is_empty(), "work in flight left: {leftovers:?}");
+    // Neither the blob nor the tar being written is left half done.
+    let ingests: Vec<_> = std::fs::read_dir(root.path().join("content/ingest"))
+        .unwrap()
+        .collect();
+    assert!(ingests.is_empty(), "partial blobs left: {ingests:?}");
+    let root_text = root.path().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&root_text),
+        "a mount left under {root_text}"
+    );
+}
+
 #[test]
 fn a_load_of_a_build_cached_to_its_last_step_downloads_only_the_image_s_layers() {
     if !(build_ready() && require_registry() && require_docker()) {

@@ -14,10 +14,12 @@ pub struct RegistryProxy {
     cut: Arc<Mutex<Option<Cut>>>,
 }
 
-/// A download to cut short: the blob, and how many bytes of it to send.
+/// A download to cut short: the blob, how many bytes of it to send, and whether the
+/// connection is then closed or held open with nothing more sent (told on `stalled`).
 struct Cut {
     digest: String,
     keep: usize,
+    stalled: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl RegistryProxy {
@@ -50,7 +52,21 @@ impl RegistryProxy {
         *self.cut.lock().unwrap() = Some(Cut {
             digest: digest.to_string(),
             keep,
+            stalled: None,
         });
+    }
+
+    /// The next GET of blob `digest` is answered with its headers and first `keep` bytes,
+    /// then nothing more on a connection held open: a registry that stops mid-blob. The
+    /// receiver hears when that answer has been sent.
+    pub fn stall_next_download(&self, digest: &str, keep: usize) -> std::sync::mpsc::Receiver<()> {
+        let (stalled, heard) = std::sync::mpsc::channel();
+        *self.cut.lock().unwrap() = Some(Cut {
+            digest: digest.to_string(),
+            keep,
+            stalled: Some(stalled),
+        });
+        heard
     }
 
     /// `127.0.0.1:PORT`: the registry's name through the proxy.
@@ -107,16 +123,12 @@ fn forward(
         let armed = cut.as_ref().is_some_and(|c| {
             line.starts_with("GET ") && line.contains(&format!("/blobs/{}", c.digest))
         });
-        if armed {
-            cut.take().map(|c| c.keep)
-        } else {
-            None
-        }
+        if armed { cut.take() } else { None }
     }) {
-        let (line, keep) = line;
+        let (line, cut_short) = line;
         noted.lock().unwrap().push(line.clone());
-        if let Some(keep) = keep {
-            answer_cut_short(reader.get_ref(), upstream, &line, keep);
+        if let Some(cut_short) = cut_short {
+            answer_cut_short(reader.get_ref(), upstream, &line, cut_short);
             break;
         }
     }
@@ -124,13 +136,13 @@ fn forward(
     let _ = responses.join();
 }
 
-/// Forwards one request unless `cut` says how much of its answer to send (the caller then
-/// answers it); its request line, or None at the end of the connection.
+/// Forwards one request unless `cut` says to cut its answer short (the caller then answers
+/// it); its request line, or None at the end of the connection.
 fn forward_request(
     reader: &mut BufReader<TcpStream>,
     server: &mut TcpStream,
-    cut: impl Fn(&str) -> Option<usize>,
-) -> Option<(String, Option<usize>)> {
+    cut: impl Fn(&str) -> Option<Cut>,
+) -> Option<(String, Option<Cut>)> {
     let mut head = Vec::new();
     let mut first = None;
     let mut length = 0u64;
@@ -158,8 +170,8 @@ fn forward_request(
         }
     }
     let first = first?;
-    if let Some(keep) = cut(&first) {
-        return Some((first, Some(keep)));
+    if let Some(cut_short) = cut(&first) {
+        return Some((first, Some(cut_short)));
     }
     server.write_all(&head).ok()?;
     if chunked {
@@ -189,9 +201,10 @@ fn forward_request(
 }
 
 /// Answers `request_line` (a GET of a blob) with a whole blob's headers and its first
-/// `keep` bytes, fetched from `upstream` on a connection of its own, then closes the client's
-/// connection.
-fn answer_cut_short(client: &TcpStream, upstream: &str, request_line: &str, keep: usize) {
+/// `cut.keep` bytes, fetched from `upstream` on a connection of its own, then closes the
+/// client's connection or, for a stall, holds it open.
+fn answer_cut_short(client: &TcpStream, upstream: &str, request_line: &str, cut: Cut) {
+    let keep = cut.keep;
     let path = request_line.split(' ').nth(1).unwrap_or("/");
     let mut server = TcpStream::connect(upstream).expect("connect to the registry");
     write!(server, "GET {path} HTTP/1.0\r\nHost: {upstream}\r\n\r\n").unwrap();
@@ -210,7 +223,18 @@ fn answer_cut_short(client: &TcpStream, upstream: &str, request_line: &str, keep
         body.len()
     );
     let _ = client.write_all(&body[..keep.min(body.len())]);
-    let _ = client.shutdown(Shutdown::Both);
+    match cut.stalled {
+        Some(stalled) => {
+            let _ = stalled.send(());
+            // Held open, silent, for as long as the test process lives.
+            loop {
+                std::thread::park();
+            }
+        }
+        None => {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 fn copy_exactly(reader: &mut BufReader<TcpStream>, server: &mut TcpStream, n: u64) -> Option<()> {
