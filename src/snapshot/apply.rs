@@ -32,11 +32,7 @@ pub fn extract_layer(tar: impl Read, dir: &Path) -> Result<()> {
     })
 }
 
-fn extract_entries<'scope>(
-    tar: impl Read,
-    dir: &Path,
-    writers: &mut FileWriters<'scope, '_>,
-) -> Result<()> {
+fn extract_entries(tar: impl Read, dir: &Path, writers: &mut FileWriters) -> Result<()> {
     let root = walk::open_root(dir)?;
     let mut archive = Archive::new(tar);
     let entries = archive
@@ -349,12 +345,11 @@ impl FileJob {
 
 /// Threads that write small files while the archive is read on. The reader waits for them
 /// ([`FileWriters::wait`]) before any entry whose effect depends on the files before it.
-struct FileWriters<'scope, 'env> {
+struct FileWriters {
     queue: Option<std::sync::mpsc::SyncSender<(FileJob, Vec<u8>)>>,
     state: Arc<(Mutex<Writing>, Condvar)>,
     /// The paths handed over since the last wait.
     paths: HashSet<String>,
-    _scope: std::marker::PhantomData<&'scope std::thread::Scope<'scope, 'env>>,
 }
 
 /// Files handed over and not written yet, and the first failure.
@@ -364,10 +359,10 @@ struct Writing {
     failure: Option<SnapshotError>,
 }
 
-impl<'scope, 'env> FileWriters<'scope, 'env> {
+impl FileWriters {
     /// Writers on `scope`'s threads, one per core (at least two: creating a file mostly
     /// waits on the filesystem); they end when the writers are dropped.
-    fn start(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+    fn start<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> Self {
         let (queue, jobs) = std::sync::mpsc::sync_channel::<(FileJob, Vec<u8>)>(QUEUED_FILES);
         let jobs = Arc::new(Mutex::new(jobs));
         let state: Arc<(Mutex<Writing>, Condvar)> = Arc::default();
@@ -406,7 +401,6 @@ impl<'scope, 'env> FileWriters<'scope, 'env> {
             queue: Some(queue),
             state,
             paths: HashSet::new(),
-            _scope: std::marker::PhantomData,
         }
     }
 

@@ -1675,6 +1675,28 @@ fn build_from_lazy_cache_at(
     (text, fetched)
 }
 
+/// `build_from_lazy_cache` with a new `LAST`, so that only the last step runs, pushed
+/// through the proxy to a new repository named after `name`, which it returns.
+fn build_last_step_again(
+    proxy: &support::registry_proxy::RegistryProxy,
+    cache: &LazyCache,
+    name: &str,
+) -> (String, Vec<String>, String) {
+    let target = format!("{}/{name}", unique(name));
+    let (text, fetched) = build_from_lazy_cache(
+        proxy,
+        cache,
+        &[
+            "--build-arg",
+            "LAST=two",
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+        ],
+    );
+    (text, fetched, target)
+}
+
 fn sorted(blobs: &[String]) -> Vec<String> {
     let mut blobs = blobs.to_vec();
     blobs.sort();
@@ -1740,18 +1762,7 @@ fn a_build_whose_last_step_changed_downloads_only_the_layers_that_step_runs_on()
     }
     let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
     let cache = lazy_cache(&proxy, "partial");
-    let target = format!("{}/partial", unique("partial"));
-    let (text, fetched) = build_from_lazy_cache(
-        &proxy,
-        &cache,
-        &[
-            "--build-arg",
-            "LAST=two",
-            "--push",
-            "-t",
-            &format!("{}/{target}:latest", proxy.addr()),
-        ],
-    );
+    let (text, fetched, _) = build_last_step_again(&proxy, &cache, "partial");
     let steps = steps(&text);
     assert!(
         steps
@@ -1778,18 +1789,7 @@ fn a_cache_layer_whose_download_is_cut_short_is_downloaded_again() {
     let cut = &cache.image_layers[cache.image_layers.len() - 2];
     let size = registry_get(&format!("{}/blobs/{cut}", cache.cache_repository)).len();
     proxy.cut_next_download(cut, size / 2);
-    let target = format!("{}/cut", unique("cut"));
-    let (text, fetched) = build_from_lazy_cache(
-        &proxy,
-        &cache,
-        &[
-            "--build-arg",
-            "LAST=two",
-            "--push",
-            "-t",
-            &format!("{}/{target}:latest", proxy.addr()),
-        ],
-    );
+    let (text, fetched, target) = build_last_step_again(&proxy, &cache, "cut");
     assert!(fetched.contains(cut), "{fetched:?}\n{text}");
     let gets = proxy.blob_gets(&cache.cache_repository);
     assert_eq!(
