@@ -140,21 +140,8 @@ fn backdate(dir: &Path) {
                 visit(&child, next);
             }
         }
-        let time = rustix::fs::Timespec {
-            tv_sec: *next,
-            tv_nsec: 0,
-        };
+        set_mtime(path, *next, 0);
         *next += 61;
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            path,
-            &rustix::fs::Timestamps {
-                last_access: time,
-                last_modification: time,
-            },
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .unwrap();
     }
     visit(dir, &mut 1_000_000_000);
 }
