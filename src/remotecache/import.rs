@@ -357,6 +357,24 @@ impl ImportedResult for Hit {
         self.bring_in_now(snapshots).boxed()
     }
 
+    fn top_layer<'a>(
+        &'a self,
+        snapshots: &'a Arc<Snapshots>,
+    ) -> BoxFuture<'a, anyhow::Result<Workspace>> {
+        async move {
+            let layer = self
+                .layers
+                .last()
+                .context("the cached result has no layers")?;
+            let diff_id = match &layer.diff_id {
+                Some(d) => d.clone(),
+                None => self.tar_of(layer, None, snapshots).await?,
+            };
+            self.extract(layer, &diff_id, snapshots).await
+        }
+        .boxed()
+    }
+
     fn remember_blobs(&self, content: &ContentStore) {
         for layer in &self.layers {
             if let Some(diff_id) = &layer.diff_id {

@@ -18,6 +18,7 @@ pub(super) async fn run(
     vertex: &Vertex,
     file: &pb::FileOp,
     inputs: &[Ref],
+    views: SourceViews,
     key: &str,
 ) -> Result<Vec<Ref>, SolveError> {
     let n = inputs.len() as i64;
@@ -41,13 +42,13 @@ pub(super) async fn run(
         if writes_only_upper(&snapshots, &base, &file)? {
             let upper = ws.upper();
             for action in &file.actions {
-                apply(&snapshots, action, &inputs, &upper)?;
+                apply(&snapshots, action, &inputs, &views, &upper)?;
             }
         } else {
             let root = ws.subdir("rootfs")?;
             let guard = snapshots.mount_writable(&base, &ws, &root)?;
             for action in &file.actions {
-                apply(&snapshots, action, &inputs, &root)?;
+                apply(&snapshots, action, &inputs, &views, &root)?;
             }
             guard.finish()?;
         }
@@ -117,6 +118,10 @@ fn writes_only_upper(
     Ok(true)
 }
 
+/// Views of inputs made before the step (by input index), which copies read instead of the
+/// inputs' own: the top layer of an imported result ([`super::top_layer`]).
+pub(super) type SourceViews = std::collections::BTreeMap<usize, View>;
+
 fn input_ref(inputs: &[Ref], index: i64) -> Result<Ref, SolveError> {
     if index < 0 {
         return Ok(Ref::Scratch);
@@ -130,6 +135,7 @@ fn apply(
     snapshots: &super::Snapshots,
     action: &pb::FileAction,
     inputs: &[Ref],
+    views: &SourceViews,
     root: &std::path::Path,
 ) -> Result<(), SolveError> {
     let Some(kind) = &action.action else {
@@ -140,8 +146,13 @@ fn apply(
     match kind {
         pb::file_action::Action::Copy(c) => {
             let src_ref = input_ref(inputs, action.secondary_input)?;
-            let view = snapshots.view(&src_ref)?;
-            copy(&view, &src_ref, c, root)
+            let made = usize::try_from(action.secondary_input)
+                .ok()
+                .and_then(|i| views.get(&i));
+            match made {
+                Some(view) => copy(view, &src_ref, c, root),
+                None => copy(&snapshots.view(&src_ref)?, &src_ref, c, root),
+            }
         }
         pb::file_action::Action::Mkdir(m) => Ok(fileop::mkdir(
             root,

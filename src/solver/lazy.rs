@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use crate::content::{ContentStore, Digest};
 use crate::registry::LazyBlob;
 
+use super::snapshots::Workspace;
 use super::{Ref, Snapshots, SolveError, Solver};
 
 /// One layer of an imported result, as the cache describes it.
@@ -32,6 +33,12 @@ pub trait ImportedResult: Send + Sync {
     fn layers(&self) -> &[ImportedLayer];
     /// Brings it into the state root: the layers it lacks downloaded, verified, extracted.
     fn bring_in<'a>(&'a self, snapshots: &'a Arc<Snapshots>) -> BoxFuture<'a, anyhow::Result<Ref>>;
+    /// Its top layer's files alone, extracted into a workspace that is never committed (the
+    /// layers below are left out): for a copy that reads only files that layer holds.
+    fn top_layer<'a>(
+        &'a self,
+        snapshots: &'a Arc<Snapshots>,
+    ) -> BoxFuture<'a, anyhow::Result<Workspace>>;
     /// Records that the cache's repository holds its blobs and that they are its layers
     /// compressed, so that a push to that registry mounts them.
     fn remember_blobs(&self, content: &ContentStore);

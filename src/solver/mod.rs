@@ -17,6 +17,7 @@ mod remote_source;
 pub mod snapshots;
 pub mod snapshotter;
 mod source;
+mod top_layer;
 mod why;
 
 use std::collections::HashMap;
@@ -789,12 +790,26 @@ impl Solver {
     ) -> Result<Solved, SolveError> {
         let key = material.key.clone();
         let forced = self.opts.no_cache || vertex.ignore_cache;
+        let copied = match op {
+            pb::op::Op::File(f) => top_layer::plainly_copied(f, inputs.len()),
+            _ => Default::default(),
+        };
         // Side by side: two inputs from an imported cache download and unpack together.
-        let bringing = futures_util::future::try_join_all(inputs.iter().map(|i| self.bring_in(i)));
-        let inputs = tokio::select! {
-            brought = bringing => brought?,
+        let bringing = futures_util::future::try_join_all(
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| self.bring_in_for(input, copied.get(&i))),
+        );
+        let (inputs, views): (Vec<Ref>, Vec<Option<snapshots::View>>) = tokio::select! {
+            brought = bringing => brought?.into_iter().unzip(),
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
         };
+        let views: file::SourceViews = views
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, view)| Some((i, view?)))
+            .collect();
         let _permit = tokio::select! {
             p = self.limit.clone().acquire_owned() => p.map_err(|_| SolveError::Cancelled)?,
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
@@ -808,7 +823,7 @@ impl Solver {
         }
         let result = match op {
             pb::op::Op::Exec(e) => exec::run(self, vertex, e, &inputs, &key, cancel).await,
-            pb::op::Op::File(f) => file::run(self, vertex, f, &inputs, &key).await,
+            pb::op::Op::File(f) => file::run(self, vertex, f, &inputs, views, &key).await,
             pb::op::Op::Merge(m) => merge::run(self, vertex, m, &inputs, &key).await,
             pb::op::Op::Diff(_) => Err(SolveError::Unsupported("DiffOp".into())),
             pb::op::Op::Build(_) => Err(SolveError::Unsupported("BuildOp".into())),
@@ -848,6 +863,21 @@ impl Solver {
             Ref::Lazy(lazy) => lazy.bring_in().await,
             other => Ok(other.clone()),
         }
+    }
+
+    /// An input of a step, brought in; or, for one that the step's copies read only at
+    /// `copied` paths, the view of its top layer alone when that layer holds them all.
+    async fn bring_in_for(
+        &self,
+        input: &Ref,
+        copied: Option<&Vec<String>>,
+    ) -> Result<(Ref, Option<snapshots::View>), SolveError> {
+        if let (Ref::Lazy(lazy), Some(paths)) = (input, copied)
+            && let Some(view) = top_layer::view(self, lazy, paths).await
+        {
+            return Ok((input.clone(), Some(view)));
+        }
+        Ok((self.bring_in(input).await?, None))
     }
 
     /// Commits a step's result; a step that ran because the cache was to be ignored

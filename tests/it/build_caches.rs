@@ -1568,6 +1568,8 @@ fn a_push_mounts_the_layers_a_registry_cache_brought_in() {
 /// `proxy`, made by a first build that also pushed its image; with the layer blobs of that
 /// image (bottom first) and of the cache, and the image's manifest and ID.
 struct LazyCache {
+    /// The testdata case it was made from, which builds from it use too.
+    case: &'static str,
     cache_ref: String,
     cache_repository: String,
     image_layers: Vec<String>,
@@ -1585,12 +1587,21 @@ fn unique(name: &str) -> String {
 }
 
 fn lazy_cache(proxy: &support::registry_proxy::RegistryProxy, name: &str) -> LazyCache {
+    lazy_cache_of(proxy, name, "cache-lazy")
+}
+
+/// The registry cache (mode=max) of a build of `case`, pushed through the proxy.
+fn lazy_cache_of(
+    proxy: &support::registry_proxy::RegistryProxy,
+    name: &str,
+    case: &'static str,
+) -> LazyCache {
     let base = unique(name);
     let cache_repository = format!("{base}/cache");
     let cache_ref = format!("{}/{cache_repository}:c", proxy.addr());
     let root = tempfile::tempdir().unwrap();
     let iid = root.path().join("iid");
-    let context = testdata("cache-lazy");
+    let context = testdata(case);
     let out = bud_at(
         root.path(),
         &[
@@ -1622,6 +1633,7 @@ fn lazy_cache(proxy: &support::registry_proxy::RegistryProxy, name: &str) -> Laz
     let image: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let cache = registry_json(&format!("{cache_repository}/manifests/c"));
     LazyCache {
+        case,
         cache_ref,
         cache_repository,
         image_layers: digests(&image),
@@ -1649,7 +1661,7 @@ fn build_from_lazy_cache_at(
     cache: &LazyCache,
     args: &[&str],
 ) -> (String, Vec<String>) {
-    let context = testdata("cache-lazy");
+    let context = testdata(cache.case);
     let mut all = vec![
         "build",
         "--progress",
@@ -1774,6 +1786,104 @@ fn a_build_whose_last_step_changed_downloads_only_the_layers_that_step_runs_on()
     // stage's, whose only user, the COPY, was cached.
     let under_run = &cache.image_layers[1..cache.image_layers.len() - 1];
     assert_eq!(fetched, sorted(under_run), "{text}");
+}
+
+/// A COPY from a stage the cache holds reads a file its last step made from that step's
+/// layer alone, as BuildKit's lazy refs do not (they pull the stage whole): the layers below
+/// are neither downloaded nor unpacked, and the copy is the one the first build made. What
+/// that layer does not hold as a plain file (a file of a lower layer, one through a link, a
+/// directory, one it deleted) brings the stage in whole, as before.
+#[test]
+fn a_copy_of_a_file_a_cached_stage_s_last_step_made_reads_only_that_layer() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache_of(&proxy, "top", "cache-lazy-copy");
+    let target = format!("{}/top", unique("top"));
+    let (text, fetched) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &[
+            "--build-arg",
+            "CHANGE=two",
+            "--push",
+            "-t",
+            &format!("{}/{target}:latest", proxy.addr()),
+        ],
+    );
+    let ran: Vec<String> = steps(&text)
+        .into_iter()
+        .filter(|(_, cached)| !cached)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        ran.len() == 2 && ran.iter().any(|name| name.contains("COPY --from=deps")),
+        "{ran:?}\n{text}"
+    );
+    let pushed = registry_json(&format!("{target}/manifests/latest"));
+    assert_eq!(
+        pushed["layers"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|l| l["digest"].as_str()),
+        cache.image_layers.last().map(String::as_str),
+        "the COPY's layer differs from the first build's\n{text}"
+    );
+
+    // Each of these reads the stage brought in whole: one layer more than the above.
+    let cases = [
+        ("/src/deps/1", Some("one\n")),
+        ("/link/file", Some("real\n")),
+        ("/out", None),
+    ];
+    for (src, content) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let dest = format!("type=local,dest={}", out.path().display());
+        let arg = format!("SRC={src}");
+        let (text, whole) = build_from_lazy_cache(
+            &proxy,
+            &cache,
+            &[
+                "--build-arg",
+                "CHANGE=two",
+                "--build-arg",
+                &arg,
+                "-o",
+                &dest,
+            ],
+        );
+        assert!(
+            fetched.iter().all(|blob| whole.contains(blob)) && whole.len() == fetched.len() + 1,
+            "{src}: {whole:?} against {fetched:?}\n{text}"
+        );
+        let got = out.path().join("got");
+        match content {
+            Some(content) => assert_eq!(std::fs::read_to_string(&got).unwrap(), content),
+            None => assert!(got.join("deps.tar").is_file(), "{src}"),
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata(cache.case);
+    let from = format!("type=registry,ref={}", cache.cache_ref);
+    let out = bud_at(
+        root.path(),
+        &[
+            "build",
+            "--cache-from",
+            &from,
+            "--build-arg",
+            "SRC=/src/deps/2",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+    );
+    let text = stderr_of(&out);
+    assert!(
+        !out.status.success() && text.contains("/src/deps/2") && text.contains("not found"),
+        "{text}"
+    );
 }
 
 /// A layer is unpacked as it downloads; a download cut short on the way is made again,
