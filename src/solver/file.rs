@@ -120,7 +120,7 @@ fn writes_only_upper(
 
 /// Views of inputs made before the step (by input index), which copies read instead of the
 /// inputs' own: the top layer of an imported result ([`super::top_layer`]).
-pub(super) type SourceViews = std::collections::BTreeMap<usize, View>;
+pub(super) type SourceViews = std::collections::BTreeMap<usize, std::sync::Arc<View>>;
 
 fn input_ref(inputs: &[Ref], index: i64) -> Result<Ref, SolveError> {
     if index < 0 {

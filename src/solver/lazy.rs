@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use crate::content::{ContentStore, Digest};
 use crate::registry::LazyBlob;
 
-use super::snapshots::Workspace;
+use super::snapshots::{View, Workspace};
 use super::{Ref, Snapshots, SolveError, Solver};
 
 /// One layer of an imported result, as the cache describes it.
@@ -58,6 +58,8 @@ pub struct LazyVertex {
     solver: Weak<Solver>,
     rerun: Rerun,
     brought: tokio::sync::OnceCell<Vec<Ref>>,
+    /// Each output's top layer alone, once extracted (None: it could not be).
+    tops: Vec<tokio::sync::OnceCell<Option<Arc<View>>>>,
 }
 
 /// Output `index` of a [`LazyVertex`].
@@ -87,6 +89,7 @@ impl LazyVertex {
             solver,
             rerun,
             brought: tokio::sync::OnceCell::new(),
+            tops: (0..count).map(|_| tokio::sync::OnceCell::new()).collect(),
         });
         (0..count)
             .map(|index| {
@@ -134,6 +137,26 @@ impl LazyRef {
         refs.get(self.index)
             .cloned()
             .ok_or_else(|| SolveError::InvalidDefinition("imported output out of range".into()))
+    }
+
+    /// The top layer of the result alone, extracted the first time it is asked for (and
+    /// kept for the build); None when it could not be.
+    pub async fn top_layer(&self, snapshots: &Arc<Snapshots>) -> Option<Arc<View>> {
+        let top = self.vertex.tops.get(self.index)?;
+        top.get_or_init(|| async {
+            match self.imported().top_layer(snapshots).await {
+                Ok(ws) => Some(Arc::new(View::holding(ws))),
+                Err(e) => {
+                    tracing::debug!(
+                        "the top layer of {self:?}: {}",
+                        crate::error_chain::error_chain(e.as_ref())
+                    );
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
     }
 
     /// The result as the cache describes it.

@@ -7,6 +7,7 @@
 //! content checksums of what it reads from a local context, so that a step reruns exactly
 //! when what it depends on changed.
 
+mod ahead;
 mod exec;
 mod file;
 mod graph;
@@ -318,6 +319,13 @@ struct Solved {
 
 type VertexFuture = Shared<BoxFuture<'static, Result<Solved, Arc<StepError>>>>;
 
+/// What the vertices of one solve share: each vertex's future (solved once however many
+/// read it), and which are sure to run.
+struct Pass {
+    futures: Mutex<HashMap<String, VertexFuture>>,
+    ahead: ahead::Ahead,
+}
+
 /// One build's embedded solver: solves definitions against the state root's cache,
 /// running what misses, and keeps the journal, the cache mounts and the git sources the
 /// build used for what comes after (cache export, provenance).
@@ -460,7 +468,10 @@ impl Solver {
         {
             return Err(refused);
         }
-        let memo: Arc<Mutex<HashMap<String, VertexFuture>>> = Arc::default();
+        let memo = Arc::new(Pass {
+            futures: Mutex::default(),
+            ahead: ahead::Ahead::new(&graph),
+        });
         let cancel = cancel.child_token();
         let solving: Vec<_> = targets
             .into_iter()
@@ -531,10 +542,10 @@ impl Solver {
         self: Arc<Self>,
         graph: Arc<Graph>,
         digest: String,
-        memo: Arc<Mutex<HashMap<String, VertexFuture>>>,
+        memo: Arc<Pass>,
         cancel: CancellationToken,
     ) -> VertexFuture {
-        let mut map = memo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = memo.futures.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(&digest) {
             return f.clone();
         }
@@ -562,7 +573,7 @@ impl Solver {
         self: Arc<Self>,
         graph: Arc<Graph>,
         digest: &str,
-        memo: Arc<Mutex<HashMap<String, VertexFuture>>>,
+        memo: Arc<Pass>,
         cancel: CancellationToken,
     ) -> Result<Solved, Arc<StepError>> {
         let vertex = graph.vertices.get(digest).cloned().ok_or_else(|| {
@@ -585,7 +596,9 @@ impl Solver {
                 )
             })
             .collect();
-        let solved_inputs = futures_util::future::join_all(input_futures).await;
+        let solved_inputs = self
+            .solve_inputs(&memo.ahead, &vertex, input_futures, &cancel)
+            .await;
         // An input that failed is reported rather than one that was cancelled because of it.
         if let Some(failure) = solved_inputs
             .iter()
@@ -628,7 +641,7 @@ impl Solver {
             return Err(step_err(SolveError::Cancelled));
         }
         let solved = self
-            .run_vertex(&graph, &vertex, inputs, input_keys, &cancel)
+            .run_vertex(&graph, &memo.ahead, &vertex, inputs, input_keys, &cancel)
             .await
             .map_err(step_err)?;
         self.journal
@@ -708,9 +721,58 @@ impl Solver {
         None
     }
 
+    /// A vertex's inputs, solved. Once the vertex is sure to run, those an imported cache
+    /// holds are brought in as each is solved, beside the others ([`ahead`]).
+    async fn solve_inputs(
+        &self,
+        ahead: &ahead::Ahead,
+        vertex: &graph::Vertex,
+        inputs: Vec<VertexFuture>,
+        cancel: &CancellationToken,
+    ) -> Vec<Result<Solved, Arc<StepError>>> {
+        let all = futures_util::future::join_all(inputs.clone());
+        tokio::pin!(all);
+        tokio::select! {
+            solved = &mut all => solved,
+            _ = ahead.sure_to_run(&vertex.digest) => {
+                let bringing = async {
+                    tokio::select! {
+                        _ = self.bring_in_ahead(vertex, inputs) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                };
+                futures_util::future::join(all, bringing).await.0
+            }
+        }
+    }
+
+    /// Brings in each input of `vertex` from an imported cache as soon as it is solved, as
+    /// the step will (the top layer alone for a copy that needs only that); a failure is
+    /// left for the step to meet and report.
+    async fn bring_in_ahead(&self, vertex: &graph::Vertex, inputs: Vec<VertexFuture>) {
+        let copied = match &vertex.op.op {
+            Some(pb::op::Op::File(f)) => top_layer::plainly_copied(f, inputs.len()),
+            _ => Default::default(),
+        };
+        let copied = &copied;
+        let each = inputs.into_iter().zip(&vertex.op.inputs).enumerate().map(
+            |(i, (solving, input))| async move {
+                let Ok(solved) = solving.await else { return };
+                let Some(r @ Ref::Lazy(_)) = solved.outputs.get(input.index as usize) else {
+                    return;
+                };
+                if let Err(e) = self.bring_in_for(r, copied.get(&i)).await {
+                    tracing::debug!("bringing in ahead {r:?}: {}", error_chain(&e));
+                }
+            },
+        );
+        futures_util::future::join_all(each).await;
+    }
+
     async fn run_vertex(
         self: &Arc<Self>,
         graph: &Arc<Graph>,
+        ahead: &ahead::Ahead,
         vertex: &graph::Vertex,
         inputs: Vec<Ref>,
         input_keys: Vec<String>,
@@ -749,6 +811,7 @@ impl Solver {
             };
             return Ok(Solved { key, outputs });
         }
+        ahead.runs(&vertex.digest);
         let reason = self
             .history
             .as_ref()
@@ -801,7 +864,7 @@ impl Solver {
                 .enumerate()
                 .map(|(i, input)| self.bring_in_for(input, copied.get(&i))),
         );
-        let (inputs, views): (Vec<Ref>, Vec<Option<snapshots::View>>) = tokio::select! {
+        let (inputs, views): (Vec<Ref>, Vec<Option<Arc<snapshots::View>>>) = tokio::select! {
             brought = bringing => brought?.into_iter().unzip(),
             _ = cancel.cancelled() => return Err(SolveError::Cancelled),
         };
@@ -871,7 +934,7 @@ impl Solver {
         &self,
         input: &Ref,
         copied: Option<&Vec<String>>,
-    ) -> Result<(Ref, Option<snapshots::View>), SolveError> {
+    ) -> Result<(Ref, Option<Arc<snapshots::View>>), SolveError> {
         if let (Ref::Lazy(lazy), Some(paths)) = (input, copied)
             && let Some(view) = top_layer::view(self, lazy, paths).await
         {

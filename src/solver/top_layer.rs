@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use bud_proto::pb;
 
@@ -73,21 +74,11 @@ fn plain_path(c: &pb::FileActionCopy) -> Option<String> {
 /// The top layer of `input` alone, when it holds each of `paths` as a regular file under
 /// directories: the view the copies read. None otherwise, or when the layer cannot be had
 /// (the input is then brought in whole, which says why if that fails too).
-pub(super) async fn view(solver: &Solver, input: &LazyRef, paths: &[String]) -> Option<View> {
+pub(super) async fn view(solver: &Solver, input: &LazyRef, paths: &[String]) -> Option<Arc<View>> {
     if input.brought().is_some() {
         return None;
     }
-    let ws = match input.imported().top_layer(&solver.snapshots).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(
-                "the top layer of {input:?}: {}",
-                crate::error_chain::error_chain(e.as_ref())
-            );
-            return None;
-        }
-    };
-    let view = View::holding(ws);
+    let view = input.top_layer(&solver.snapshots).await?;
     let (root, wanted) = (view.path.clone(), paths.to_vec());
     let holds = tokio::task::spawn_blocking(move || wanted.iter().all(|p| holds_file(&root, p)))
         .await

@@ -1886,6 +1886,63 @@ fn a_copy_of_a_file_a_cached_stage_s_last_step_made_reads_only_that_layer() {
     );
 }
 
+/// Once a step runs, the steps below it will too: what they read from an imported cache is
+/// brought in beside it, not after it. Here the COPY's layer is asked for while the RUN
+/// above it is still running (it never ends by itself: CHANGE=hold); an interrupt then
+/// stops both and leaves nothing behind.
+#[test]
+fn what_a_step_below_a_running_one_reads_from_a_cache_is_brought_in_beside_it() {
+    if !(build_ready() && require_registry()) {
+        return;
+    }
+    let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
+    let cache = lazy_cache_of(&proxy, "ahead", "cache-lazy-copy");
+    // The deps stage's last layer, which the COPY reads: one the image does not have.
+    let (text, read) = build_from_lazy_cache(
+        &proxy,
+        &cache,
+        &["--build-arg", "CHANGE=two", "-o", "type=tar,dest=/dev/null"],
+    );
+    let [top] = read.as_slice() else {
+        panic!("one layer read: {read:?}\n{text}");
+    };
+    let size = registry_get(&format!("{}/blobs/{top}", cache.cache_repository)).len();
+    let heard = proxy.stall_next_download(top, size / 2);
+    let root = tempfile::tempdir().unwrap();
+    let context = testdata(cache.case);
+    let from = format!("type=registry,ref={}", cache.cache_ref);
+    let (child, seen) = support::spawn_bud_args_until(
+        root.path(),
+        &[
+            "--cache-from",
+            &from,
+            "--build-arg",
+            "CHANGE=hold",
+            "-o",
+            "type=tar,dest=/dev/null",
+            context.to_str().unwrap(),
+        ],
+        &[],
+        "importing cache manifest",
+    );
+    // Interrupted either way: a build left running would hold the test's output open.
+    let asked = heard.recv_timeout(std::time::Duration::from_secs(120));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = support::wait_or_kill(child, std::time::Duration::from_secs(120));
+    assert!(
+        asked.is_ok(),
+        "the COPY's layer was not asked for beside the RUN: {seen}"
+    );
+    assert_eq!(status.code(), Some(1));
+    let leftovers = support::leftover_work(root.path());
+    assert!(leftovers.is_empty(), "work in flight left: {leftovers:?}");
+    let ingests: Vec<_> = std::fs::read_dir(root.path().join("content/ingest"))
+        .unwrap()
+        .collect();
+    assert!(ingests.is_empty(), "partial blobs left: {ingests:?}");
+}
+
 /// A layer is unpacked as it downloads; a download cut short on the way is made again,
 /// whole, and the layer unpacked from that.
 #[test]
@@ -1957,12 +2014,15 @@ fn an_interrupt_during_a_cache_layer_download_leaves_nothing_behind() {
         &[],
         "importing cache manifest",
     );
-    heard
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("the build downloads the layer under its RUN: {seen}"));
+    // Interrupted either way: a build left running would hold the test's output open.
+    let asked = heard.recv_timeout(std::time::Duration::from_secs(120));
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let status = support::wait_or_kill(child, std::time::Duration::from_secs(120));
+    assert!(
+        asked.is_ok(),
+        "the build downloads the layer under its RUN: {seen}"
+    );
     assert_eq!(status.code(), Some(1));
     let leftovers = support::leftover_work(root.path());
     assert!(leftovers.is_empty(), "work in flight left: {leftovers:?}");
