@@ -44,6 +44,20 @@ pub enum MetaError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database was written by a newer bud, whose records this one could misread (a
+    /// diff ID of a layer format it does not write, say).
+    #[error(
+        "cache metadata {path} is of a newer bud (schema {found}; this bud knows up to \
+         {known}): use that bud, or give this one a state root of its own (--root)"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: String,
+        /// Its schema version.
+        found: i32,
+        /// The newest this bud knows.
+        known: i32,
+    },
     /// The lock file beside the database could not be taken.
     #[error("cache metadata lock {path}")]
     Lock {
@@ -228,6 +242,14 @@ impl MetaStore {
                 });
             }
         };
+        let found: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(MetaError::NewerSchema {
+                path: path.display().to_string(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         if let Err(e) = reserve.replenish() {
             tracing::debug!("keeping {} allocated: {e}", reserve.path().display());
         }
@@ -808,6 +830,32 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// A newer bud's database is refused, not read as this bud's, and left as it was.
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        drop(MetaStore::open(&path).unwrap());
+        let newer = SCHEMA_VERSION + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let Err(e) = MetaStore::open(&path) else {
+            panic!("opened a database of schema {newer}");
+        };
+        assert!(
+            matches!(e, MetaError::NewerSchema { found, known, .. } if found == newer && known == SCHEMA_VERSION),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("--root"), "{e}");
+        let version: i32 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, newer);
     }
 
     #[test]
