@@ -751,8 +751,8 @@ impl Solver {
     /// left for the step to meet and report.
     async fn bring_in_ahead(&self, vertex: &graph::Vertex, inputs: Vec<VertexFuture>) {
         let copied = match &vertex.op.op {
-            Some(pb::op::Op::File(f)) => top_layer::plainly_copied(f, inputs.len()),
-            _ => Default::default(),
+            Some(op) => top_layer::plainly_copied(op, inputs.len()),
+            None => Default::default(),
         };
         let copied = &copied;
         let each = inputs.into_iter().zip(&vertex.op.inputs).enumerate().map(
@@ -853,10 +853,7 @@ impl Solver {
     ) -> Result<Solved, SolveError> {
         let key = material.key.clone();
         let forced = self.opts.no_cache || vertex.ignore_cache;
-        let copied = match op {
-            pb::op::Op::File(f) => top_layer::plainly_copied(f, inputs.len()),
-            _ => Default::default(),
-        };
+        let copied = top_layer::plainly_copied(op, inputs.len());
         // Side by side: two inputs from an imported cache download and unpack together.
         let bringing = futures_util::future::try_join_all(
             inputs

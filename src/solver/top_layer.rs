@@ -21,10 +21,13 @@ use super::Solver;
 use super::lazy::LazyRef;
 use super::snapshots::View;
 
-/// For each input of `file` that only copies read, and only by plain paths: those paths,
+/// For each input of a file op that only copies read, and only by plain paths: those paths,
 /// relative to the input's root. An input that an action builds on, or that a copy reads by
 /// a pattern, a filter or a path with `..`, is not listed: it is brought in whole.
-pub(super) fn plainly_copied(file: &pb::FileOp, inputs: usize) -> BTreeMap<usize, Vec<String>> {
+pub(super) fn plainly_copied(op: &pb::op::Op, inputs: usize) -> BTreeMap<usize, Vec<String>> {
+    let pb::op::Op::File(file) = op else {
+        return BTreeMap::new();
+    };
     let mut read: BTreeMap<usize, Option<Vec<String>>> = BTreeMap::new();
     let input = |index: i64| usize::try_from(index).ok().filter(|i| *i < inputs);
     for (i, action) in file.actions.iter().enumerate() {
@@ -127,8 +130,8 @@ mod tests {
         }
     }
 
-    fn op(actions: Vec<pb::FileAction>) -> pb::FileOp {
-        pb::FileOp { actions }
+    fn op(actions: Vec<pb::FileAction>) -> pb::op::Op {
+        pb::op::Op::File(pb::FileOp { actions })
     }
 
     #[test]
