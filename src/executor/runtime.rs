@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, ExecSpec, LogChunk, Result, Stream, etc, spec};
+use crate::cache::meta::LeaseOwner;
 
 /// The OCI runtimes bud knows how to drive; both take runc's command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,25 +267,44 @@ impl Runtime {
 }
 
 /// Whether the bud process whose pid a container ID (`bud-PID-…`) carries has exited.
+/// Whether the bud process that made container (or bundle) `id` is gone: its pid no longer
+/// runs, or runs a later process (pids wrap around, at 32,768 by default, within hours on a
+/// busy CI machine), told by the start time the id carries.
 fn owner_is_gone(id: &str) -> bool {
-    let Some(pid) = id
-        .strip_prefix("bud-")
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
+    let mut parts = id.strip_prefix("bud-").unwrap_or_default().split('-');
+    let Some(pid) = parts.next().and_then(|pid| pid.parse::<u32>().ok()) else {
         return false;
     };
-    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return false;
+    }
+    match parts.next().and_then(|s| s.strip_prefix('s')) {
+        Some(start) => match start.parse::<i64>() {
+            Ok(start_time) => !LeaseOwner {
+                pid: i64::from(pid),
+                start_time,
+            }
+            .is_alive(),
+            Err(_) => false,
+        },
+        // An id of an earlier bud, which carried no start time.
+        None => !Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
+/// `bud-PID-sSTART-NANOS-N`: this process's pid and start time (so that a later build can
+/// tell that it is gone), then what makes the id unique within it.
 fn container_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static OWNER: std::sync::OnceLock<LeaseOwner> = std::sync::OnceLock::new();
+    let owner = OWNER.get_or_init(LeaseOwner::current);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!(
-        "bud-{}-{:08x}-{}",
-        std::process::id(),
+        "bud-{}-s{}-{:08x}-{}",
+        owner.pid,
+        owner.start_time,
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
@@ -410,5 +430,36 @@ impl Drop for ContainerGuard {
         if self.armed {
             self.container.remove_now(&self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_s_owner_is_gone_when_its_pid_runs_another_process_or_none() {
+        assert!(!owner_is_gone(&container_id()), "this process");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let owner = LeaseOwner::of(child.id());
+        let id = |start: i64| format!("bud-{}-s{start}-0000abcd-0", owner.pid);
+        assert!(!owner_is_gone(&id(owner.start_time)), "running");
+        assert!(
+            owner_is_gone(&id(owner.start_time - 1)),
+            "its pid taken by a later process"
+        );
+        let earlier_form = format!("bud-{}-0000abcd-0", owner.pid);
+        assert!(
+            !owner_is_gone(&earlier_form),
+            "an earlier bud's id, running"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(owner_is_gone(&id(owner.start_time)), "exited");
+        assert!(owner_is_gone(&earlier_form), "an earlier bud's id, exited");
+        assert!(!owner_is_gone("someone-else-1"), "not bud's");
     }
 }
