@@ -64,6 +64,8 @@ fn find_binary(name: &str) -> Option<PathBuf> {
 
 /// While a step runs, retry `kill` this often until the container exists.
 const KILL_RETRY: Duration = Duration::from_millis(20);
+/// How many times a dead build's container is killed and deleted before giving up.
+const ORPHAN_TRIES: usize = 50;
 
 /// An OCI runtime with its own state directory, so that several bud processes (and tests)
 /// never see each other's containers.
@@ -106,37 +108,40 @@ impl Runtime {
     }
 
     /// Removes the containers and bundles that a bud process killed with SIGKILL left
-    /// behind (their IDs carry the owner's pid), so that a later build starts clean.
+    /// behind (their IDs carry the owner's pid and start time), so that a later build starts
+    /// clean.
     pub async fn reap_orphans(&self) {
-        // The runtime keeps a directory per container under its root: none (a fresh state
-        // root, or every build ended well) means no `runc list` to start and wait for.
-        let has_containers =
-            std::fs::read_dir(self.state_root()).is_ok_and(|mut entries| entries.next().is_some());
-        let listed = match has_containers {
-            true => self.command().args(["list", "-q"]).output().await.ok(),
-            false => None,
-        }
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-        for id in listed.lines() {
-            if owner_is_gone(id) {
+        // The runtime keeps a directory per container under its root, named by its ID (runc's
+        // layout and crun's): read those rather than `runc list`, which was seen to list
+        // nothing, under load, while a killed build's container still ran.
+        for id in dir_names(&self.state_root()) {
+            if owner_is_gone(&id) {
                 tracing::info!("removing container {id} of a bud process that is gone");
-                let _ = self.command().args(["kill", id, "KILL"]).output().await;
-                let _ = self
-                    .command()
-                    .args(["delete", "--force", id])
-                    .output()
-                    .await;
+                self.remove_orphan(&id).await;
             }
         }
-        let Ok(bundles) = std::fs::read_dir(self.bundles_dir()) else {
-            return;
-        };
-        for bundle in bundles.flatten() {
-            if owner_is_gone(&bundle.file_name().to_string_lossy()) {
-                let _ = std::fs::remove_dir_all(bundle.path());
+        for bundle in dir_names(&self.bundles_dir()) {
+            if owner_is_gone(&bundle) {
+                let _ = std::fs::remove_dir_all(self.bundles_dir().join(bundle));
             }
         }
+    }
+
+    /// Kills and deletes a container whose bud is gone. Its `runc run`, orphaned too, deletes
+    /// it as well once its process dies: until the container's state is gone, kill and
+    /// delete again (a few times, then say so).
+    async fn remove_orphan(&self, id: &str) {
+        let state = self.state_root().join(id);
+        for _ in 0..ORPHAN_TRIES {
+            for args in [["kill", id, "KILL"].as_slice(), &["delete", "--force", id]] {
+                let _ = self.command().args(args).output().await;
+            }
+            if !state.exists() {
+                return;
+            }
+            tokio::time::sleep(KILL_RETRY).await;
+        }
+        tracing::warn!("container {id} of a bud process that is gone could not be removed");
     }
 
     fn command(&self) -> Command {
@@ -266,7 +271,6 @@ impl Runtime {
     }
 }
 
-/// Whether the bud process whose pid a container ID (`bud-PID-…`) carries has exited.
 /// Whether the bud process that made container (or bundle) `id` is gone: its pid no longer
 /// runs, or runs a later process (pids wrap around, at 32,768 by default, within hours on a
 /// busy CI machine), told by the start time the id carries.
@@ -290,6 +294,18 @@ fn owner_is_gone(id: &str) -> bool {
         // An id of an earlier bud, which carried no start time.
         None => !Path::new(&format!("/proc/{pid}")).exists(),
     }
+}
+
+/// The names of the entries of `dir` (none if it cannot be read).
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `bud-PID-sSTART-NANOS-N`: this process's pid and start time (so that a later build can
