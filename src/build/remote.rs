@@ -142,6 +142,12 @@ pub(super) async fn solve_on(
     }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
+    super::remote_release::refuse_unread_exporter_attrs(
+        &solver,
+        std::iter::once(&exporter).chain(&daemon_plan.more),
+    )
+    .await?;
+    let caches = super::remote_release::readable_caches(&solver, caches, progress).await?;
     if part.platform.is_some()
         && kinds == remote::DaemonExporters::All
         && matches!(exporter, Exporter::Moby { .. })
@@ -391,7 +397,7 @@ pub(super) async fn solve_on(
                 .extend(names.iter().filter(|n| !pushed.contains(n)).cloned());
         }
         report.manifest_digest = None;
-        let built = super::remote_outputs::read_back(&docker, image_id, &env.content).await?;
+        let built = super::remote_outputs::read_back(&docker, image_id, env).await?;
         report.config_digest = Some(built.config_digest.to_string());
         let attestations = if planned.is_empty() {
             Vec::new()
