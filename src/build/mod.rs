@@ -20,6 +20,7 @@ mod remote;
 mod remote_context;
 mod remote_multi;
 mod remote_outputs;
+mod remote_platform;
 mod remote_release;
 mod route;
 mod secrets;

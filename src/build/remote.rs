@@ -114,6 +114,7 @@ pub(super) async fn solve_on(
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
+    let exports = &super::remote_platform::name_platform_dirs(&solver, opts, exports).await?;
     let kinds = solver.exporters().await?;
     // A BuildKit that exports images itself makes the attestations asked for, as buildx has
     // it make them (none by default); on Docker's own image store, whose `moby` exporter
