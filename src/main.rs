@@ -16,8 +16,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // Whatever works on bud's own state root (the embedded solver, du, prune, the SBOM of
-    // an image a daemon built) needs the privilege for it first, before any thread starts.
+    // Whatever works on bud's own state root (the embedded solver, du, prune, an image a
+    // daemon built read back from Docker) needs the privilege for it first, before any
+    // thread starts.
     // A rootless bud's user namespace is mapped by two helper processes: begun here, at
     // once, it is finished (`run`) once the build has read what it can on this one thread
     // while they run.

@@ -289,7 +289,7 @@ async fn scan_root(
         crate::solver::Snapshots::open(image.env.state.clone(), image.env.meta.clone())?;
     image
         .env
-        .opened_snapshots
+        .wrote_state_root
         .store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(note) = note {
         progress.warning(None, note);

@@ -20,6 +20,8 @@ mod remote;
 mod remote_context;
 mod remote_multi;
 mod remote_outputs;
+mod remote_platform;
+mod remote_release;
 mod route;
 mod secrets;
 mod ssh_agent;
@@ -79,9 +81,10 @@ pub(crate) struct BuildEnv {
     explained: Option<crate::progress::Explained>,
     /// The whole output of the steps that failed, kept under the state root.
     failed_logs: crate::progress::step_logs::KeptLogs,
-    /// Whether the build opened the snapshot store, as an `--addr` build does to scan its
-    /// image for an SBOM: then it collects garbage when it ends, as an embedded build does.
-    opened_snapshots: std::sync::atomic::AtomicBool,
+    /// Whether an `--addr` build wrote into the state root: the image read back from Docker
+    /// for a push or an archive, its layers extracted for an SBOM. Then it collects garbage
+    /// when it ends, as an embedded build does.
+    wrote_state_root: std::sync::atomic::AtomicBool,
 }
 
 /// What a build reads and opens before bud's first thread starts: `main` does it while a
@@ -173,7 +176,7 @@ impl BuildEnv {
             progress: ProgressSink::new(Box::new(renderer)),
             explained,
             failed_logs,
-            opened_snapshots: std::sync::atomic::AtomicBool::new(false),
+            wrote_state_root: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -190,12 +193,19 @@ fn step_label(name: &str) -> String {
 }
 
 /// Whether a build on a daemon (`--addr`) may import the image it built into the state
-/// root: it asks for an SBOM, which bud makes itself where the daemon's exporter keeps none
-/// (Docker's own image store), from the image read back from Docker and extracted as a base
-/// image is. Such a build needs the privilege the embedded solver needs
-/// (`privilege::enter`).
+/// root: where the daemon's exporter is Docker's own image store, bud reads the image back
+/// from Docker for a push or an image archive, and extracts its layers, as a base image's,
+/// for an SBOM. Such a build collects garbage when it ends, which needs the privilege the
+/// embedded solver needs (`privilege::enter`).
 pub fn may_import_built_image(opts: &BuildOptions) -> bool {
-    attestations::requested(opts).is_ok_and(|a| a.sbom.is_some())
+    use crate::cli::OutputKind;
+    let pushes_or_archives = opts.push
+        || opts.outputs.iter().any(|o| match o.kind {
+            OutputKind::Image | OutputKind::Registry | OutputKind::Oci => true,
+            OutputKind::Docker => o.attrs.contains_key("dest"),
+            OutputKind::Tar | OutputKind::Local | OutputKind::CacheOnly => false,
+        });
+    pushes_or_archives || attestations::requested(opts).is_ok_and(|a| a.sbom.is_some())
 }
 
 #[allow(
@@ -293,13 +303,12 @@ pub async fn run(
         );
     }
     let report = result?;
-    // An `--addr` build that never opened the snapshot store does not pay for a collection,
-    // nor may it hold the privilege to remove snapshots (`main` enters it only for a build
-    // that may import its image): what it read back into the content store waits for the
-    // next collection.
+    // An `--addr` build that wrote nothing into the state root does not pay for a
+    // collection, nor may it hold the privilege to remove snapshots (`main` enters it only
+    // for a build that may import its image).
     if embedded
         || env
-            .opened_snapshots
+            .wrote_state_root
             .load(std::sync::atomic::Ordering::Relaxed)
     {
         collect_garbage(&env.state, &env.meta, &env.config.gc);

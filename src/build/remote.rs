@@ -114,6 +114,7 @@ pub(super) async fn solve_on(
     let ssh = super::secrets::ssh_agents(opts)?;
     let session_id = remote::new_session_id();
     let solver = RemoteSolver::connect_with(addr, tls).await?;
+    let exports = &super::remote_platform::name_platform_dirs(&solver, opts, exports).await?;
     let kinds = solver.exporters().await?;
     // A BuildKit that exports images itself makes the attestations asked for, as buildx has
     // it make them (none by default); on Docker's own image store, whose `moby` exporter
@@ -142,6 +143,12 @@ pub(super) async fn solve_on(
     }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
+    super::remote_release::refuse_unread_exporter_attrs(
+        &solver,
+        std::iter::once(&exporter).chain(&daemon_plan.more),
+    )
+    .await?;
+    let caches = super::remote_release::readable_caches(&solver, caches, progress).await?;
     if part.platform.is_some()
         && kinds == remote::DaemonExporters::All
         && matches!(exporter, Exporter::Moby { .. })
@@ -391,7 +398,7 @@ pub(super) async fn solve_on(
                 .extend(names.iter().filter(|n| !pushed.contains(n)).cloned());
         }
         report.manifest_digest = None;
-        let built = super::remote_outputs::read_back(&docker, image_id, &env.content).await?;
+        let built = super::remote_outputs::read_back(&docker, image_id, env).await?;
         report.config_digest = Some(built.config_digest.to_string());
         let attestations = if planned.is_empty() {
             Vec::new()

@@ -375,7 +375,7 @@ async fn stored_image(
     let (Some(image_id), Some(docker)) = (&solved.report.image_id, &solved.docker) else {
         bail!("internal error: no image of {platform} stored in the node's Docker");
     };
-    let built = super::remote_outputs::read_back(docker, image_id, &env.content).await?;
+    let built = super::remote_outputs::read_back(docker, image_id, env).await?;
     let untagged = docker
         .inspect_image(image_id)
         .await

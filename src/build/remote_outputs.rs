@@ -272,14 +272,18 @@ pub(super) async fn finish_from_docker(
 }
 
 /// The image the `moby` exporter stored (`image_id`), read back from Docker into the
-/// content store. The config is written as the embedded solver writes it, so the image
-/// pushed or archived is the one an embedded build of the same layers gives; its digest is
-/// not Docker's image ID, whose JSON dockerd formats its own way.
+/// content store, which makes the build collect garbage when it ends. The config is written
+/// as the embedded solver writes it, so the image pushed or archived is the one an embedded
+/// build of the same layers gives; its digest is not Docker's image ID, whose JSON dockerd
+/// formats its own way.
 pub(super) async fn read_back(
     docker: &bollard::Docker,
     image_id: &str,
-    content: &ContentStore,
+    env: &super::BuildEnv,
 ) -> anyhow::Result<BuiltImage> {
+    let content = &env.content;
+    env.wrote_state_root
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let (image, _, diff_ids) = crate::source::image::import_from_docker(content, docker, image_id)
         .await
         .context("reading the built image back from Docker")?;

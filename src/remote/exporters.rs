@@ -87,36 +87,52 @@ impl RemoteSolver {
     /// Whether the daemon runs several exporters in one solve (BuildKit 0.13 and later).
     /// Older ones read only the first and would silently drop the others.
     pub async fn takes_several_exporters(&self) -> Result<bool, RemoteError> {
-        // Docker 26 was the first with BuildKit 0.13.
-        self.buildkit_since(13, 26).await
+        Ok(self.buildkit_release().await?.reads(13))
     }
 
-    /// Whether the daemon's local exporter reads `platform-split` (BuildKit 0.12 and later,
-    /// Docker 25 and later). Older ones would silently split the platforms.
+    /// Whether the daemon's local exporter reads `platform-split` (BuildKit 0.12 and later).
+    /// Older ones would silently split the platforms.
     pub async fn splits_platforms_on_request(&self) -> Result<bool, RemoteError> {
-        self.buildkit_since(12, 25).await
+        Ok(self.buildkit_release().await?.reads(12))
     }
 
     /// Whether the daemon's local and tar exporters read `source-date-epoch` (BuildKit 0.11
-    /// and later, Docker 23 and later). Older ones send the files' own mtimes.
+    /// and later). Older ones send the files' own mtimes.
     pub async fn stamps_exported_files(&self) -> Result<bool, RemoteError> {
-        self.buildkit_since(11, 23).await
+        Ok(self.buildkit_release().await?.reads(11))
     }
 
-    /// Whether the daemon's BuildKit is 0.`minor` or later; a dockerd that vendors BuildKit
-    /// without its version is judged by its own, `docker_major` being the first Docker
-    /// that came with that BuildKit.
-    async fn buildkit_since(&self, minor: u64, docker_major: u64) -> Result<bool, RemoteError> {
-        let Some(info) = self.info().await? else {
-            return Ok(false);
-        };
-        let version = info.buildkit_version.map(|v| v.version).unwrap_or_default();
+    /// The daemon's BuildKit release, as Control.Info tells it; a dockerd that vendors
+    /// BuildKit without its version (0.0.0), or that has no Control.Info (before 0.11), is
+    /// judged by Docker's own version.
+    pub async fn buildkit_release(&self) -> Result<BuildKitRelease, RemoteError> {
+        let info = self.info().await?;
+        let has_info = info.is_some();
+        let version = info
+            .and_then(|i| i.buildkit_version)
+            .map(|v| v.version)
+            .unwrap_or_default();
         tracing::debug!("the daemon's BuildKit is {version:?}");
-        if !version.trim_start_matches('v').starts_with("0.0.0") {
-            return Ok(at_least(&version, minor));
+        if !version.is_empty() && !version.trim_start_matches('v').starts_with("0.0.0") {
+            return Ok(BuildKitRelease::parse(&version));
         }
         let Some(docker) = self.docker_api()? else {
-            return Ok(false);
+            // A buildkitd without a version: one built from source has Control.Info (0.11 and
+            // later); one without is older, taken for the oldest bud is tested with.
+            return Ok(if has_info {
+                BuildKitRelease {
+                    minor: 11,
+                    name: format!("BuildKit {version:?} (taken for 0.11)"),
+                }
+            } else {
+                BuildKitRelease {
+                    minor: OLDEST_TESTED,
+                    name: format!(
+                        "BuildKit without Control.Info (older than 0.11, taken for \
+                         0.{OLDEST_TESTED})"
+                    ),
+                }
+            });
         };
         let server = docker.version().await.map_err(|e| {
             RemoteError::Protocol(format!(
@@ -127,28 +143,71 @@ impl RemoteSolver {
         })?;
         let docker_version = server.version.unwrap_or_default();
         tracing::debug!("Docker {docker_version}");
-        let major: u64 = docker_version
+        Ok(BuildKitRelease::of_docker(&docker_version))
+    }
+}
+
+/// Docker 20.10's BuildKit: the oldest bud is tested with.
+const OLDEST_TESTED: u64 = 8;
+
+/// A daemon's BuildKit release, as far as bud can tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildKitRelease {
+    /// BuildKit 0.`minor`; a 1.x is `u64::MAX`.
+    pub minor: u64,
+    /// How messages name it: `BuildKit v0.12.5`, `BuildKit 0.8 (Docker 20.10.24's)`.
+    pub name: String,
+}
+
+impl BuildKitRelease {
+    /// Whether it reads what came with BuildKit 0.`since`.
+    pub fn reads(&self, since: u64) -> bool {
+        self.minor >= since
+    }
+
+    /// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`.
+    fn parse(version: &str) -> Self {
+        let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
+        let major: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        BuildKitRelease {
+            minor: if major > 0 { u64::MAX } else { minor },
+            name: format!("BuildKit {version}"),
+        }
+    }
+
+    /// The BuildKit the first release of Docker `version`'s major vendored (moby's
+    /// vendor.mod): 20.10 had 0.8, 23 0.10, 24 0.11, 25 0.12, 26 0.13, 27 0.14, 28 0.20.
+    fn of_docker(version: &str) -> Self {
+        let major: u64 = version
             .split('.')
             .next()
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
-        Ok(major >= docker_major)
+        let minor = match major {
+            0..=19 => 6,
+            20..=22 => 8,
+            23 => 10,
+            24 => 11,
+            25 => 12,
+            26 => 13,
+            27 => 14,
+            _ => 20,
+        };
+        BuildKitRelease {
+            minor,
+            name: format!("BuildKit 0.{minor} (Docker {version}'s)"),
+        }
     }
-}
-
-/// `v0.13.0`, `0.20.1+ds`, `v1.0.0-rc1`: BuildKit 0.`minor` or later.
-fn at_least(version: &str, minor: u64) -> bool {
-    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
-    let major: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let its_minor: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    major > 0 || its_minor >= minor
 }
 
 #[cfg(test)]
 mod tests {
+    use super::BuildKitRelease;
+
     #[test]
-    fn several_exporters_from_buildkit_0_13() {
-        for (version, several) in [
+    fn a_release_reads_what_came_with_it_and_before() {
+        for (version, reads_13) in [
             ("v0.13.0", true),
             ("v0.25.1", true),
             ("1.0.0", true),
@@ -156,9 +215,34 @@ mod tests {
             ("v0.8.3-4-gbc3e7d9", false),
             ("", false),
         ] {
-            assert_eq!(super::at_least(version, 13), several, "{version}");
+            assert_eq!(
+                BuildKitRelease::parse(version).reads(13),
+                reads_13,
+                "{version}"
+            );
         }
-        assert!(super::at_least("v0.12.0", 12));
-        assert!(!super::at_least("v0.11.6", 12));
+        assert!(BuildKitRelease::parse("v0.12.0").reads(12));
+        assert!(!BuildKitRelease::parse("v0.11.6").reads(12));
+        assert_eq!(BuildKitRelease::parse("v0.12.5").name, "BuildKit v0.12.5");
+    }
+
+    #[test]
+    fn a_docker_is_taken_for_the_buildkit_its_major_came_with() {
+        for (docker, minor) in [
+            ("20.10.24+dfsg1", 8),
+            ("23.0.6", 10),
+            ("24.0.9", 11),
+            ("25.0.0", 12),
+            ("26.1.4", 13),
+            ("27.5.1", 14),
+            ("28.5.2", 20),
+            ("29.0.0", 20),
+        ] {
+            assert_eq!(BuildKitRelease::of_docker(docker).minor, minor, "{docker}");
+        }
+        assert_eq!(
+            BuildKitRelease::of_docker("20.10.24").name,
+            "BuildKit 0.8 (Docker 20.10.24's)"
+        );
     }
 }

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use addr::Addr;
 pub use admin::PruneOptions;
 pub use container::ContainerError;
-pub use exporters::DaemonExporters;
+pub use exporters::{BuildKitRelease, DaemonExporters};
 pub use files::{DaemonFiles, DaemonFilesError};
 pub use images::DaemonImages;
 pub use local_cache::LocalCacheError;

@@ -9,6 +9,12 @@
 //! BuildKit passes over an attribute it does not know and over a `mode` or `ignore-error` it
 //! cannot read (`mode=maxx` exports as `min`); bud refuses both, naming them. Left out, so
 //! refused: BuildKit 0.31's client's `reset=true` of a local cache, which bud does not do.
+//!
+//! Each type and attribute carries the first BuildKit release that reads it (`since`, the
+//! minor of 0.x, from BuildKit's history: `cache/remotecache/*`, `util/compression`, the
+//! controller): a daemon whose BuildKit is older passes over it, so [`unread_by`] names it
+//! for `--addr` to refuse before the solve. What bud's client reads itself (a local cache's
+//! `dest`, `src`, `tag`) is `since` 0.
 
 use std::fmt;
 
@@ -63,59 +69,84 @@ impl By {
     }
 }
 
+/// One attribute: its name, who honours it, and the first BuildKit that reads it (0.`since`).
+#[derive(Clone, Copy)]
+struct Attr {
+    name: &'static str,
+    by: By,
+    since: u64,
+}
+
+const fn attr(name: &'static str, by: By, since: u64) -> Attr {
+    Attr { name, by, since }
+}
+
 /// One cache type's attributes; an export also takes [`EVERY_EXPORT`]'s.
 struct CacheType {
     kind: &'static str,
+    /// The first BuildKit (0.`since`) with the type's exporter and importer.
+    since: u64,
     /// Whether the embedded solver has the type at all (it refuses the others by type).
     embedded: bool,
     /// Taken by an export and an import alike.
-    shared: &'static [(&'static str, By)],
-    export: &'static [(&'static str, By)],
-    import: &'static [(&'static str, By)],
+    shared: &'static [Attr],
+    export: &'static [Attr],
+    import: &'static [Attr],
 }
 
 /// What BuildKit's controller reads of every cache export.
-const EVERY_EXPORT: &[(&str, By)] = &[("mode", By::Both), ("ignore-error", By::Both)];
+const EVERY_EXPORT: &[Attr] = &[
+    attr("mode", By::Both, 5),
+    attr("ignore-error", By::Both, 11),
+];
 
-/// `util/compression`'s, read by the local and registry exporters.
-const COMPRESSION: [(&str, By); 3] = [
-    ("compression", By::Both),
-    ("compression-level", By::Both),
-    ("force-compression", By::Both),
+/// `util/compression`'s, read by the local and registry exporters since 0.10.
+const COMPRESSION: [Attr; 3] = [
+    attr("compression", By::Both, 10),
+    attr("compression-level", By::Both, 10),
+    attr("force-compression", By::Both, 10),
 ];
 
 const TYPES: &[CacheType] = &[
     CacheType {
         kind: "local",
+        since: 5,
         embedded: true,
-        shared: &[("tag", By::Both)],
+        // `tag`, `dest` and `src` are read by bud's client, which hands the daemon a
+        // directory of the session and a manifest's `digest`.
+        shared: &[attr("tag", By::Both, 0)],
         export: &[
-            ("dest", By::Both),
+            attr("dest", By::Both, 0),
             COMPRESSION[0],
             COMPRESSION[1],
             COMPRESSION[2],
-            ("oci-mediatypes", By::Both),
-            ("image-manifest", By::Both),
-            ("cache-mounts", By::Embedded),
+            attr("oci-mediatypes", By::Both, 8),
+            attr("image-manifest", By::Both, 12),
+            attr("cache-mounts", By::Embedded, 0),
         ],
-        import: &[("src", By::Both), ("digest", By::Both)],
+        import: &[attr("src", By::Both, 0), attr("digest", By::Both, 5)],
     },
     CacheType {
         kind: "registry",
+        since: 5,
         embedded: true,
-        shared: &[("ref", By::Both), ("registry.insecure", By::Both)],
+        shared: &[
+            attr("ref", By::Both, 5),
+            attr("registry.insecure", By::Both, 12),
+        ],
         export: &[
             COMPRESSION[0],
             COMPRESSION[1],
             COMPRESSION[2],
-            ("oci-mediatypes", By::Both),
-            ("image-manifest", By::Both),
-            ("cache-mounts", By::Embedded),
+            attr("oci-mediatypes", By::Both, 8),
+            attr("image-manifest", By::Both, 12),
+            attr("cache-mounts", By::Embedded, 0),
         ],
         import: &[],
     },
     CacheType {
         kind: "inline",
+        since: 5,
         embedded: true,
         shared: &[],
         export: &[],
@@ -123,56 +154,59 @@ const TYPES: &[CacheType] = &[
     },
     CacheType {
         kind: "gha",
+        since: 9,
         embedded: false,
         shared: &[
-            ("scope", By::Daemon),
-            ("timeout", By::Daemon),
-            ("token", By::Daemon),
-            ("url", By::Daemon),
-            ("url_v2", By::Daemon),
-            ("repository", By::Daemon),
-            ("ghtoken", By::Daemon),
-            ("version", By::Daemon),
+            attr("scope", By::Daemon, 9),
+            attr("timeout", By::Daemon, 13),
+            attr("token", By::Daemon, 9),
+            attr("url", By::Daemon, 9),
+            attr("url_v2", By::Daemon, 20),
+            attr("repository", By::Daemon, 14),
+            attr("ghtoken", By::Daemon, 14),
+            attr("version", By::Daemon, 20),
         ],
         export: &[],
         import: &[],
     },
     CacheType {
         kind: "s3",
+        since: 11,
         embedded: false,
         shared: &[
-            ("bucket", By::Daemon),
-            ("region", By::Daemon),
-            ("prefix", By::Daemon),
-            ("manifests_prefix", By::Daemon),
-            ("blobs_prefix", By::Daemon),
-            ("name", By::Daemon),
-            ("touch_refresh", By::Daemon),
-            ("endpoint_url", By::Daemon),
-            ("access_key_id", By::Daemon),
-            ("secret_access_key", By::Daemon),
-            ("session_token", By::Daemon),
-            ("use_path_style", By::Daemon),
-            ("upload_parallelism", By::Daemon),
-            ("disable_accept_encoding", By::Daemon),
-            ("retry_mode", By::Daemon),
-            ("retry_max_attempts", By::Daemon),
+            attr("bucket", By::Daemon, 11),
+            attr("region", By::Daemon, 11),
+            attr("prefix", By::Daemon, 11),
+            attr("manifests_prefix", By::Daemon, 11),
+            attr("blobs_prefix", By::Daemon, 11),
+            attr("name", By::Daemon, 11),
+            attr("touch_refresh", By::Daemon, 11),
+            attr("endpoint_url", By::Daemon, 11),
+            attr("access_key_id", By::Daemon, 11),
+            attr("secret_access_key", By::Daemon, 11),
+            attr("session_token", By::Daemon, 11),
+            attr("use_path_style", By::Daemon, 11),
+            attr("upload_parallelism", By::Daemon, 16),
+            attr("disable_accept_encoding", By::Daemon, 30),
+            attr("retry_mode", By::Daemon, 30),
+            attr("retry_max_attempts", By::Daemon, 30),
         ],
         export: &[],
         import: &[],
     },
     CacheType {
         kind: "azblob",
+        since: 11,
         embedded: false,
         shared: &[
-            ("secret_access_key", By::Daemon),
-            ("account_name", By::Daemon),
-            ("account_url", By::Daemon),
-            ("prefix", By::Daemon),
-            ("manifests_prefix", By::Daemon),
-            ("blobs_prefix", By::Daemon),
-            ("name", By::Daemon),
-            ("container", By::Daemon),
+            attr("secret_access_key", By::Daemon, 11),
+            attr("account_name", By::Daemon, 12),
+            attr("account_url", By::Daemon, 11),
+            attr("prefix", By::Daemon, 11),
+            attr("manifests_prefix", By::Daemon, 11),
+            attr("blobs_prefix", By::Daemon, 11),
+            attr("name", By::Daemon, 11),
+            attr("container", By::Daemon, 11),
         ],
         export: &[],
         import: &[],
@@ -180,7 +214,7 @@ const TYPES: &[CacheType] = &[
 ];
 
 impl CacheType {
-    fn attrs(&self, direction: Direction) -> impl Iterator<Item = &(&'static str, By)> {
+    fn attrs(&self, direction: Direction) -> impl Iterator<Item = &Attr> {
         let own = match direction {
             Direction::Export => EVERY_EXPORT.iter().chain(self.export),
             Direction::Import => [].iter().chain(self.import),
@@ -199,9 +233,44 @@ pub fn honoured(kind: &str, direction: Direction, solver: Solver) -> Vec<&'stati
         return Vec::new();
     }
     t.attrs(direction)
-        .filter(|(_, by)| by.honours(solver))
-        .map(|(name, _)| *name)
+        .filter(|a| a.by.honours(solver))
+        .map(|a| a.name)
         .collect()
+}
+
+/// What a daemon passes over: the type (`type=gha`) or attribute of an entry, and the first
+/// BuildKit (0.`since`) that reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// `type=KIND` or the attribute's name.
+    pub what: String,
+    /// The first BuildKit that reads it: 0.`since`.
+    pub since: u64,
+}
+
+/// The first of `kind` and its attributes `keys` that a daemon whose BuildKit `reads(since)`
+/// only from 0.`since` would pass over; `None` when it reads them all. Names the table does
+/// not have are [`check`]'s to refuse.
+pub fn unread_by<'k>(
+    kind: &str,
+    keys: impl IntoIterator<Item = &'k str>,
+    direction: Direction,
+    reads: impl Fn(u64) -> bool,
+) -> Option<Unread> {
+    let t = TYPES.iter().find(|t| t.kind == kind)?;
+    if !reads(t.since) {
+        return Some(Unread {
+            what: format!("type={kind}"),
+            since: t.since,
+        });
+    }
+    keys.into_iter().find_map(|key| {
+        let a = t.attrs(direction).find(|a| a.name == key)?;
+        (!reads(a.since)).then(|| Unread {
+            what: key.to_owned(),
+            since: a.since,
+        })
+    })
 }
 
 /// Refuses, by name, an attribute of `opt` that `solver` would not honour, and a `mode`,
@@ -219,9 +288,9 @@ pub fn check(
         return Ok(());
     }
     for (key, value) in &opt.attrs {
-        match t.attrs(direction).find(|(name, _)| name == key) {
-            Some((_, by)) if by.honours(solver) => {}
-            Some((_, By::Embedded)) => {
+        match t.attrs(direction).find(|a| a.name == key).map(|a| a.by) {
+            Some(by) if by.honours(solver) => {}
+            Some(By::Embedded) => {
                 // `false` asks for what the daemon does anyway.
                 if super::parse_bool(key, value)? {
                     return Err(CacheOptionError::Extension {
@@ -340,5 +409,70 @@ mod tests {
         );
         assert!(!honoured("local", Direction::Export, Solver::Daemon).contains(&"cache-mounts"));
         assert!(honoured("local", Direction::Export, Solver::Embedded).contains(&"cache-mounts"));
+    }
+
+    /// Docker 20.10's BuildKit (0.8) reads none of what came later; 0.12 reads
+    /// `image-manifest` but not gha's `url_v2`; what bud's client reads, any daemon "reads".
+    #[test]
+    fn each_type_and_attribute_is_read_from_its_first_buildkit() {
+        let unread = |kind: &str, keys: &[&str], direction, minor: u64| {
+            unread_by(kind, keys.iter().copied(), direction, |since| {
+                minor >= since
+            })
+            .map(|u| (u.what, u.since))
+        };
+        let export = Direction::Export;
+        assert_eq!(
+            unread("registry", &["ref", "image-manifest"], export, 8),
+            Some(("image-manifest".to_owned(), 12))
+        );
+        assert_eq!(
+            unread("registry", &["ref", "image-manifest"], export, 12),
+            None
+        );
+        assert_eq!(
+            unread(
+                "registry",
+                &["ref", "registry.insecure"],
+                Direction::Import,
+                8
+            ),
+            Some(("registry.insecure".to_owned(), 12))
+        );
+        for key in ["compression", "compression-level", "force-compression"] {
+            assert_eq!(
+                unread("local", &["dest", key], export, 9),
+                Some((key.to_owned(), 10))
+            );
+        }
+        assert_eq!(
+            unread("inline", &["ignore-error"], export, 10),
+            Some(("ignore-error".to_owned(), 11))
+        );
+        assert_eq!(
+            unread("inline", &["mode", "ignore-error"], export, 11),
+            None
+        );
+        assert_eq!(
+            unread("local", &["src", "tag", "digest"], Direction::Import, 8),
+            None
+        );
+        assert_eq!(
+            unread("s3", &["bucket"], Direction::Import, 10),
+            Some(("type=s3".to_owned(), 11))
+        );
+        assert_eq!(
+            unread("gha", &["scope", "url_v2"], export, 8),
+            Some(("type=gha".to_owned(), 9))
+        );
+        assert_eq!(
+            unread("gha", &["scope", "url_v2"], export, 19),
+            Some(("url_v2".to_owned(), 20))
+        );
+        assert_eq!(
+            unread("azblob", &["account_name"], export, 11),
+            Some(("account_name".to_owned(), 12))
+        );
+        assert_eq!(unread("nosuch", &["x"], export, 8), None);
     }
 }

@@ -51,6 +51,7 @@ mod registry_pull;
 mod registry_push;
 mod remote_buildkitd;
 mod remote_container;
+mod remote_daemon_release;
 mod remote_docker;
 mod remote_local_cache;
 mod remote_ssh;

@@ -1181,6 +1181,70 @@ fn an_addr_build_that_imports_its_image_collects_garbage() {
     );
 }
 
+/// An `--addr` build without an SBOM whose archive bud writes from the image read back from
+/// Docker 20.10 (its BuildKit has no image exporters) puts that image's blobs into the state
+/// root's content store: it collects garbage when it ends too. With the collection off the
+/// blobs stay; built again under a limit of half of that, the state root ends within it.
+#[test]
+fn an_addr_build_that_reads_its_image_back_collects_garbage() {
+    if !support::build_ready() || !support::require_docker() {
+        return;
+    }
+    let marker = nonce();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN head -c 300000 /dev/urandom > /noise && echo {marker} > /m\n",
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("bud.toml");
+    let build = |gc: &str| {
+        std::fs::write(&config, format!("[gc]\n{gc}\n")).unwrap();
+        let dest = format!(
+            "type=oci,dest={}",
+            scratch.path().join("image.tar").display()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_bud"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["--addr", "docker://", "-o", &dest])
+            .arg(context.path())
+            .env("BUD_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", support::stderr_of(&out));
+    };
+    let stored = || -> (Vec<String>, u64) {
+        let state = bud::state::StateRoot::open(root.path()).unwrap();
+        let meta = bud::cache::meta::MetaStore::open(&state.db_path()).unwrap();
+        let usage = bud::gc::usage(&state, &meta).unwrap();
+        let records = usage
+            .iter()
+            .map(|u| format!("{} {}", u.record.kind.as_str(), u.record.description))
+            .collect();
+        (records, usage.iter().map(|u| u.record.size).sum())
+    };
+
+    build("enabled = false");
+    let (records, read_back) = stored();
+    assert!(
+        read_back > 300_000,
+        "the image read back is in the content store: {read_back} bytes in {records:?}"
+    );
+    let limit = read_back / 2;
+    build(&format!("keep_storage = {limit}"));
+    let (records, kept) = stored();
+    assert!(
+        kept <= limit,
+        "{kept} bytes kept, above the limit of {limit}: {records:?}"
+    );
+}
+
 /// What bud cannot attach through `--addr` is refused by name before anything is built: a
 /// daemon whose own image exporter would have to make them (dockerd's BuildKit behind a
 /// buildkitd-like socket is taken for one), several platforms, another frontend, and outputs
