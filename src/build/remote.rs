@@ -452,27 +452,43 @@ pub(super) async fn solve_on(
 /// what BuildKit takes for its type (`remotecache::attrs`, the embedded solver's table):
 /// an attribute the daemon would pass over fails the build before it starts, naming it, or,
 /// with `ignore-error=true`, leaves that export out with a warning, as the embedded solver
-/// does.
+/// does. The credentials and endpoints buildx fills in from the environment are filled in
+/// (`remotecache::credentials`) once the user's own attributes passed that check.
 fn cache_entries(
     opts: &BuildOptions,
     progress: &crate::progress::ProgressSink,
 ) -> anyhow::Result<(Vec<remote::CacheEntry>, Vec<remote::CacheEntry>)> {
     use crate::remotecache::attrs::{Direction, Solver, check};
-    let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
-        kind: c.kind.clone(),
-        attrs: c.attrs.clone(),
+    use crate::remotecache::credentials::{Environment, Filled, fill_in};
+    let env = Environment::of_process();
+    let entry = |c: &crate::cli::CacheOption, flag: &str| {
+        let mut attrs = c.attrs.clone();
+        let note = match fill_in(&c.kind, &mut attrs, &env) {
+            Filled::Kept { note } => note,
+            Filled::Dropped(why) => {
+                progress.warning(None, format!("{flag} type={}: {why}", c.kind));
+                return None;
+            }
+        };
+        if let Some(note) = note {
+            progress.warning(None, format!("{flag} type={}: {note}", c.kind));
+        }
+        Some(remote::CacheEntry {
+            kind: c.kind.clone(),
+            attrs,
+        })
     };
     let mut imports = Vec::new();
     for from in &opts.cache_from {
         if let Err(e) = check(from, Direction::Import, Solver::Daemon) {
             bail!("--cache-from type={}: {e}", from.kind);
         }
-        imports.push(entry(from));
+        imports.extend(entry(from, "--cache-from"));
     }
     let mut exports = Vec::new();
     for to in &opts.cache_to {
         match check(to, Direction::Export, Solver::Daemon) {
-            Ok(()) => exports.push(entry(to)),
+            Ok(()) => exports.extend(entry(to, "--cache-to")),
             Err(e) if crate::remotecache::ignores_errors(to) => progress.warning(
                 None,
                 format!(

@@ -473,13 +473,35 @@ pub struct SolveRequest<'a> {
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
-/// and its attributes (`ref=…`, `src=…`, `mode=max`, …).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// and its attributes (`ref=…`, `src=…`, `mode=max`, …). Its `Debug` hides the values of
+/// secrets (`remotecache::credentials::is_secret`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct CacheEntry {
     /// The cache type, passed to the daemon as given.
     pub kind: String,
     /// Its attributes, `type` left out.
     pub attrs: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CacheEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attrs: BTreeMap<&str, &str> = self
+            .attrs
+            .iter()
+            .map(|(key, value)| {
+                let shown = if crate::remotecache::credentials::is_secret(key) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("CacheEntry")
+            .field("kind", &self.kind)
+            .field("attrs", &attrs)
+            .finish()
+    }
 }
 
 impl<'a> SolveRequest<'a> {
