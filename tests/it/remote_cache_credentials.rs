@@ -7,11 +7,16 @@
 //! the test: the daemon's requests, their paths and Authorization headers, are the same.
 //!
 //! The s3 cache cannot be compared so: neither reference daemon's BuildKit has it (its
-//! import fails with "unknown cache importer: s3" before any request), so bud's filling in
-//! of AWS credentials is checked by the unit tests of `remotecache::credentials` alone.
+//! import fails with "unknown cache importer: s3" before any request). What is compared
+//! instead is what each client sends the daemon: the `access_key_id`, `secret_access_key`
+//! and `session_token` of the cache entries in the gRPC requests, read from the bytes bud
+//! and buildx (its remote driver, in a client configuration of the test's own) send through
+//! a recording proxy to the same daemon. That the daemon signs with them is not verified.
 
 use crate::support;
+use crate::support::daemon_proxy;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -380,4 +385,182 @@ fn a_gha_token_from_the_environment_is_never_shown_or_kept() {
         Vec::<std::path::PathBuf>::new(),
         "files holding the token"
     );
+}
+
+/// The AWS variables either client's credential chain would read, none inherited; instance
+/// metadata turned off for buildx's (bud never asks it).
+const AWS_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+fn with_aws_env(mut command: Command, home: &Path, env: &[(&str, &str)]) -> Command {
+    for name in AWS_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied());
+    command
+}
+
+/// The values of the attribute `key` in the protobuf `map<string, string>` entries found in
+/// `bytes` (a cache entry's attributes in a gRPC request: field 1 the key, field 2 the value).
+fn attribute_values(bytes: &[u8], key: &str) -> BTreeSet<String> {
+    let mut pattern = vec![0x0a, key.len() as u8];
+    pattern.extend_from_slice(key.as_bytes());
+    pattern.push(0x12);
+    let mut values = BTreeSet::new();
+    let mut at = 0;
+    while let Some(found) = bytes[at..]
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+    {
+        let mut i = at + found + pattern.len();
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&b) = bytes.get(i) {
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if let Some(value) = bytes.get(i..i + len) {
+            values.insert(String::from_utf8_lossy(value).into_owned());
+        }
+        at = i;
+    }
+    values
+}
+
+/// What the s3 cache entries a client sent carry of credentials.
+fn sent_credentials(bytes: &[u8]) -> [(&'static str, BTreeSet<String>); 3] {
+    ["access_key_id", "secret_access_key", "session_token"].map(|k| (k, attribute_values(bytes, k)))
+}
+
+/// The AWS keys come from the environment, or from the shared credentials file's profile
+/// that AWS_PROFILE names, and keys given win (the session token then left out): bud sends
+/// the daemon the same s3 credentials as buildx does.
+#[test]
+fn s3_credentials_come_from_the_environment_as_with_buildx() {
+    let Some(docker) = require_docker28_containerd() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let credentials = home.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[ci]\naws_access_key_id = AKIDHCREDPROFILE\naws_secret_access_key = secret-profile\n\
+         aws_session_token = session-profile\n",
+    )
+    .unwrap();
+    // buildx's own client configuration, with a remote-driver builder for the proxy.
+    let config = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        docker.config().join("cli-plugins"),
+        config.path().join("cli-plugins"),
+    )
+    .unwrap();
+    let docker_cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = with_aws_env(docker.command(), home.path(), env);
+        command.env("DOCKER_CONFIG", config.path()).args(args);
+        command.output().expect("run docker")
+    };
+    let env_keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIDHCREDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-env"),
+        ("AWS_SESSION_TOKEN", "session-env"),
+    ];
+    let profile = [
+        ("AWS_PROFILE", "ci"),
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+    ];
+    let s3 = "type=s3,bucket=h-credentials,region=us-east-1,endpoint_url=http://127.0.0.1:9,\
+              use_path_style=true";
+    let given = format!("{s3},access_key_id=AKIDHCREDGIVEN,secret_access_key=secret-given");
+    let cases = [
+        ("environment", &env_keys[..], s3, "AKIDHCREDENV"),
+        ("profile", &profile[..], s3, "AKIDHCREDPROFILE"),
+        (
+            "keys given",
+            &env_keys[..],
+            given.as_str(),
+            "AKIDHCREDGIVEN",
+        ),
+    ];
+    for (case, env, cache_from, access_key_id) in cases {
+        let context = context();
+        let (proxy, sent) = daemon_proxy::DaemonProxy::recording(docker.host());
+        let builder = format!("h-credentials-{}", std::process::id());
+        let addr = proxy.addr.clone();
+        succeeded(
+            "docker buildx create",
+            &docker_cli(
+                &[
+                    "buildx", "create", "--name", &builder, "--driver", "remote", &addr,
+                ],
+                &[],
+            ),
+        );
+        succeeded(
+            "docker buildx build",
+            &docker_cli(
+                &[
+                    "buildx",
+                    "build",
+                    "--builder",
+                    &builder,
+                    "--progress",
+                    "plain",
+                    "--cache-from",
+                    cache_from,
+                    context.path().to_str().unwrap(),
+                ],
+                env,
+            ),
+        );
+        succeeded(
+            "docker buildx rm",
+            &docker_cli(&["buildx", "rm", &builder], &[]),
+        );
+        let reference = sent_credentials(&std::mem::take(&mut *sent.lock().unwrap()));
+        let root = tempfile::tempdir().unwrap();
+        let (_dir, output) = local_output();
+        let out = with_aws_env(Command::new(env!("CARGO_BIN_EXE_bud")), home.path(), env)
+            .arg("--root")
+            .arg(root.path())
+            .args([
+                "--addr",
+                &addr,
+                "build",
+                "--progress",
+                "plain",
+                "--output",
+                &output,
+            ])
+            .args(["--cache-from", cache_from])
+            .arg(context.path())
+            .output()
+            .expect("run bud");
+        succeeded("bud", &out);
+        let ours = sent_credentials(&std::mem::take(&mut *sent.lock().unwrap()));
+        assert_eq!(
+            reference[0].1,
+            BTreeSet::from([access_key_id.to_owned()]),
+            "{case}: buildx sent {reference:?}"
+        );
+        assert_eq!(ours, reference, "{case}: what bud sent, then buildx");
+    }
 }
