@@ -138,7 +138,7 @@ pub(super) async fn solve_on(
         (crate::attest::Attestations::default(), planned)
     };
     if kinds == remote::DaemonExporters::MobyOnly {
-        refuse_cache_exports(opts, addr)?;
+        refuse_cache_exports(&caches.1, addr)?;
     }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
@@ -507,9 +507,11 @@ fn cache_entries(
 
 /// Docker's BuildKit on Docker's own image store exports only inline caches (its controller
 /// registers no other cache exporter); buildx's docker driver refuses the others before
-/// the build, and so does bud, with buildx's way out.
-fn refuse_cache_exports(opts: &BuildOptions, addr: &str) -> anyhow::Result<()> {
-    if let Some(cache) = opts.cache_to.iter().find(|c| c.kind != "inline") {
+/// the build, and so does bud, with buildx's way out. Only the exports still there once
+/// the environment was read count (buildx checks after leaving out a gha cache with no
+/// token).
+fn refuse_cache_exports(exports: &[remote::CacheEntry], addr: &str) -> anyhow::Result<()> {
+    if let Some(cache) = exports.iter().find(|c| c.kind != "inline") {
         bail!(
             "--cache-to type={}: the BuildKit of the Docker at {addr} exports only inline \
              caches (type=inline) on Docker's own image store, as buildx's docker driver \

@@ -671,3 +671,29 @@ pub(crate) fn random_id() -> String {
     // BuildKit's IDs are base36 strings; any unique string is accepted.
     hex::encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_entry_s_debug_hides_its_secrets() {
+        let entry = CacheEntry {
+            kind: "s3".into(),
+            attrs: [
+                ("bucket", "the-bucket"),
+                ("access_key_id", "AKIDSHOWN"),
+                ("secret_access_key", "s3cr3t"),
+                ("session_token", "s3ss10n"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let shown = format!("{entry:?}");
+        assert!(shown.contains("the-bucket"), "{shown}");
+        for secret in ["AKIDSHOWN", "s3cr3t", "s3ss10n"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}

@@ -283,7 +283,8 @@ fn gha_token_and_url_come_from_the_environment_as_with_buildx() {
 }
 
 /// With no token anywhere, buildx leaves a gha cache out (the build succeeds, nothing is
-/// exported); so does bud, saying so, where the daemon would fail the build for the token.
+/// exported); so does bud, saying so, where the daemon would fail the build for the token
+/// (or, on Docker's own image store, bud refuse the export up front).
 #[test]
 fn a_gha_cache_without_a_token_is_left_out_as_buildx_leaves_it_out() {
     let Some(docker) = require_docker28_containerd() else {
@@ -307,10 +308,26 @@ fn a_gha_cache_without_a_token_is_left_out_as_buildx_leaves_it_out() {
         "{ours}"
     );
     assert_eq!(service.take(), Vec::new());
+
+    // On Docker's own image store, which exports no gha cache, the cache is left out before
+    // buildx's docker driver would refuse it: the build succeeds.
+    let Some(classic) = require_docker28() else {
+        return;
+    };
+    succeeded(
+        "docker buildx build (Docker's own store)",
+        &buildx(&classic, &[], &["--cache-to", &cache_to], context.path()),
+    );
+    let ours = succeeded(
+        "bud (Docker's own store)",
+        &bud(&classic, &[], &["--cache-to", &cache_to], context.path()),
+    );
+    assert!(ours.contains("--cache-to type=gha: no token"), "{ours}");
 }
 
 /// A token from the environment shows nowhere: not in bud's output with --debug and
-/// rawjson progress, not in its state root or --metadata-file.
+/// rawjson progress, not in its state root, --metadata-file or the image archive with its
+/// max-mode provenance (the daemon's BuildKit writes it).
 #[test]
 fn a_gha_token_from_the_environment_is_never_shown_or_kept() {
     let Some(docker) = require_docker28_containerd() else {
@@ -326,7 +343,8 @@ fn a_gha_token_from_the_environment_is_never_shown_or_kept() {
     let context = context();
     let root = tempfile::tempdir().unwrap();
     let metadata = root.path().join("metadata.json");
-    let (_dir, output) = local_output();
+    let image = root.path().join("image.tar");
+    let output = format!("type=oci,dest={}", image.display());
     let out = with_env(Command::new(env!("CARGO_BIN_EXE_bud")), &env)
         .arg("--root")
         .arg(root.path())
@@ -338,7 +356,13 @@ fn a_gha_token_from_the_environment_is_never_shown_or_kept() {
             "--progress",
             "rawjson",
         ])
-        .args(["--output", &output, "--metadata-file"])
+        .args([
+            "--output",
+            &output,
+            "--provenance",
+            "mode=max",
+            "--metadata-file",
+        ])
         .arg(&metadata)
         .args(["--cache-from", "type=gha,scope=h-credentials"])
         .args([
@@ -380,6 +404,11 @@ fn a_gha_token_from_the_environment_is_never_shown_or_kept() {
         }
     }
     assert!(std::fs::metadata(&metadata).is_ok(), "no metadata file");
+    let archive = String::from_utf8_lossy(&std::fs::read(&image).unwrap()).into_owned();
+    assert!(
+        archive.contains("https://slsa.dev/provenance/"),
+        "no provenance in the image archive"
+    );
     assert_eq!(
         kept,
         Vec::<std::path::PathBuf>::new(),
