@@ -14,7 +14,8 @@
 //!   `AWS_SESSION_TOKEN`), else the static keys of the profile in the shared files
 //!   (`aws_profile`). Left out, with a warning when they are what the chain would use: web
 //!   identity, roles, SSO, `credential_process`, ECS and EC2 instance credentials, which take
-//!   network calls to STS or metadata services; the daemon's own chain still applies.
+//!   network calls to STS or metadata services (no warning for EC2's, which bud cannot tell
+//!   are there without asking); the daemon's own chain still applies.
 //! - `type=azblob`: nothing, as in buildx (BuildKit's azblob reads its own environment).
 //!
 //! The values filled in are secrets: [`is_secret`] names the attributes no log or message
@@ -212,7 +213,19 @@ fn aws_credentials(env: &Environment) -> Result<ProfileCredentials, Option<Strin
         aws_profile::Found::NoProfile if explicit.is_some() => Err(Some(format!(
             "the AWS profile {profile:?} is in neither the shared credentials nor the config file"
         ))),
-        aws_profile::Found::NoProfile | aws_profile::Found::NoKeys => Err(None),
+        // Next in the chain: the container credentials endpoint (ECS), then instance
+        // metadata, whose presence bud cannot tell without asking it.
+        aws_profile::Found::NoProfile | aws_profile::Found::NoKeys => Err(env
+            .first_non_empty(&[
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ])
+            .map(|_| {
+                "AWS_CONTAINER_CREDENTIALS_*: bud does not ask the container credentials \
+                 endpoint; give access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY"
+                    .to_owned()
+            })),
     }
 }
 
@@ -373,7 +386,8 @@ mod tests {
         .unwrap();
         std::fs::write(
             home.path().join(".aws/config"),
-            "[profile assumer]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = ci\n",
+            "[profile assumer]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = ci\n\
+             [profile empty]\nregion = eu-west-1\n",
         )
         .unwrap();
         let home = Some(home.path().to_path_buf());
@@ -400,6 +414,18 @@ mod tests {
         assert!(!a.contains_key("access_key_id"), "{a:?}");
         assert!(
             matches!(&note, Filled::Kept { note: Some(n) } if n.contains("role_arn")),
+            "{note:?}"
+        );
+        let (a, note) = filled(&[
+            ("AWS_PROFILE", "empty"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/x",
+            ),
+        ]);
+        assert!(!a.contains_key("access_key_id"), "{a:?}");
+        assert!(
+            matches!(&note, Filled::Kept { note: Some(n) } if n.contains("container credentials")),
             "{note:?}"
         );
         let (a, note) = filled(&[("AWS_PROFILE", "absent")]);
