@@ -139,7 +139,7 @@ pub(super) async fn solve_on(
         (crate::attest::Attestations::default(), planned)
     };
     if kinds == remote::DaemonExporters::MobyOnly {
-        refuse_cache_exports(opts, addr)?;
+        refuse_cache_exports(&caches.1, addr)?;
     }
     let daemon_plan = super::remote_outputs::plan(exports, kinds, &env.registry)?;
     let exporter = daemon_plan.exporter.clone();
@@ -459,27 +459,43 @@ pub(super) async fn solve_on(
 /// what BuildKit takes for its type (`remotecache::attrs`, the embedded solver's table):
 /// an attribute the daemon would pass over fails the build before it starts, naming it, or,
 /// with `ignore-error=true`, leaves that export out with a warning, as the embedded solver
-/// does.
+/// does. The credentials and endpoints buildx fills in from the environment are filled in
+/// (`remotecache::credentials`) once the user's own attributes passed that check.
 fn cache_entries(
     opts: &BuildOptions,
     progress: &crate::progress::ProgressSink,
 ) -> anyhow::Result<(Vec<remote::CacheEntry>, Vec<remote::CacheEntry>)> {
     use crate::remotecache::attrs::{Direction, Solver, check};
-    let entry = |c: &crate::cli::CacheOption| remote::CacheEntry {
-        kind: c.kind.clone(),
-        attrs: c.attrs.clone(),
+    use crate::remotecache::credentials::{Environment, Filled, fill_in};
+    let env = Environment::of_process();
+    let entry = |c: &crate::cli::CacheOption, flag: &str| {
+        let mut attrs = c.attrs.clone();
+        let note = match fill_in(&c.kind, &mut attrs, &env) {
+            Filled::Kept { note } => note,
+            Filled::Dropped(why) => {
+                progress.warning(None, format!("{flag} type={}: {why}", c.kind));
+                return None;
+            }
+        };
+        if let Some(note) = note {
+            progress.warning(None, format!("{flag} type={}: {note}", c.kind));
+        }
+        Some(remote::CacheEntry {
+            kind: c.kind.clone(),
+            attrs,
+        })
     };
     let mut imports = Vec::new();
     for from in &opts.cache_from {
         if let Err(e) = check(from, Direction::Import, Solver::Daemon) {
             bail!("--cache-from type={}: {e}", from.kind);
         }
-        imports.push(entry(from));
+        imports.extend(entry(from, "--cache-from"));
     }
     let mut exports = Vec::new();
     for to in &opts.cache_to {
         match check(to, Direction::Export, Solver::Daemon) {
-            Ok(()) => exports.push(entry(to)),
+            Ok(()) => exports.extend(entry(to, "--cache-to")),
             Err(e) if crate::remotecache::ignores_errors(to) => progress.warning(
                 None,
                 format!(
@@ -498,9 +514,11 @@ fn cache_entries(
 
 /// Docker's BuildKit on Docker's own image store exports only inline caches (its controller
 /// registers no other cache exporter); buildx's docker driver refuses the others before
-/// the build, and so does bud, with buildx's way out.
-fn refuse_cache_exports(opts: &BuildOptions, addr: &str) -> anyhow::Result<()> {
-    if let Some(cache) = opts.cache_to.iter().find(|c| c.kind != "inline") {
+/// the build, and so does bud, with buildx's way out. Only the exports still there once
+/// the environment was read count (buildx checks after leaving out a gha cache with no
+/// token).
+fn refuse_cache_exports(exports: &[remote::CacheEntry], addr: &str) -> anyhow::Result<()> {
+    if let Some(cache) = exports.iter().find(|c| c.kind != "inline") {
         bail!(
             "--cache-to type={}: the BuildKit of the Docker at {addr} exports only inline \
              caches (type=inline) on Docker's own image store, as buildx's docker driver \

@@ -473,13 +473,35 @@ pub struct SolveRequest<'a> {
 }
 
 /// A cache import or export as BuildKit names it: a type (`registry`, `local`, `inline`, …)
-/// and its attributes (`ref=…`, `src=…`, `mode=max`, …).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// and its attributes (`ref=…`, `src=…`, `mode=max`, …). Its `Debug` hides the values of
+/// secrets (`remotecache::credentials::is_secret`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct CacheEntry {
     /// The cache type, passed to the daemon as given.
     pub kind: String,
     /// Its attributes, `type` left out.
     pub attrs: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CacheEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attrs: BTreeMap<&str, &str> = self
+            .attrs
+            .iter()
+            .map(|(key, value)| {
+                let shown = if crate::remotecache::credentials::is_secret(key) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("CacheEntry")
+            .field("kind", &self.kind)
+            .field("attrs", &attrs)
+            .finish()
+    }
 }
 
 impl<'a> SolveRequest<'a> {
@@ -648,4 +670,30 @@ pub(crate) fn random_id() -> String {
     }
     // BuildKit's IDs are base36 strings; any unique string is accepted.
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_entry_s_debug_hides_its_secrets() {
+        let entry = CacheEntry {
+            kind: "s3".into(),
+            attrs: [
+                ("bucket", "the-bucket"),
+                ("access_key_id", "AKIDSHOWN"),
+                ("secret_access_key", "s3cr3t"),
+                ("session_token", "s3ss10n"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let shown = format!("{entry:?}");
+        assert!(shown.contains("the-bucket"), "{shown}");
+        for secret in ["AKIDSHOWN", "s3cr3t", "s3ss10n"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }

@@ -29,7 +29,9 @@
 //! would take.
 
 pub mod attrs;
+mod aws_profile;
 pub mod config;
+pub mod credentials;
 pub mod export;
 pub mod import;
 pub mod inline;

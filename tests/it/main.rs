@@ -50,6 +50,7 @@ mod progress_tty_resize;
 mod registry_pull;
 mod registry_push;
 mod remote_buildkitd;
+mod remote_cache_credentials;
 mod remote_container;
 mod remote_daemon_release;
 mod remote_docker;

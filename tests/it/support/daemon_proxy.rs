@@ -93,10 +93,16 @@ impl TestPki {
 }
 
 /// What the proxy relays its clients to.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Backend {
     /// dockerd's BuildKit, through a `/grpc` upgrade per connection.
     Grpc,
+    /// The BuildKit of the dockerd at `socket`, the same way, every byte a client sends kept
+    /// in `sent` (all connections', in the order they came).
+    Recording {
+        socket: PathBuf,
+        sent: Arc<std::sync::Mutex<Vec<u8>>>,
+    },
     /// dockerd's API socket, as it is.
     DockerApi,
 }
@@ -138,6 +144,18 @@ impl DaemonProxy {
         Self::on_tls(Backend::DockerApi, pki)
     }
 
+    /// The BuildKit of the dockerd at `docker_host` (`unix://…`) on a Unix socket, keeping
+    /// every byte its clients send, to read once they are done.
+    pub fn recording(docker_host: &str) -> (Self, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let socket = PathBuf::from(docker_host.strip_prefix("unix://").unwrap_or(docker_host));
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let backend = Backend::Recording {
+            socket,
+            sent: sent.clone(),
+        };
+        (Self::on_unix(backend), sent)
+    }
+
     /// Client connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
@@ -151,7 +169,7 @@ impl DaemonProxy {
         let addr = format!("unix://{}", socket.display());
         Self::spawn(addr, dir, move |stop, counter| async move {
             let listener = UnixListener::from_std(std_listener).unwrap();
-            accept_loop(stop, backend, counter, || async {
+            accept_loop(stop, backend.clone(), counter, || async {
                 let (socket, _) = listener.accept().await?;
                 Ok(Box::pin(async move { Some(Box::new(socket) as Box<dyn Io>) }) as Pending)
             })
@@ -160,13 +178,13 @@ impl DaemonProxy {
     }
 
     fn on_tls(backend: Backend, pki: &TestPki) -> Self {
-        let config = Arc::new(server_tls_config(pki, backend));
+        let config = Arc::new(server_tls_config(pki, &backend));
         let dir = tempfile::tempdir().unwrap();
         let (std_listener, addr) = loopback_listener();
         Self::spawn(addr, dir, move |stop, counter| async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            accept_loop(stop, backend, counter, || async {
+            accept_loop(stop, backend.clone(), counter, || async {
                 let (tcp, _) = listener.accept().await?;
                 let acceptor = acceptor.clone();
                 // A failed handshake (the client distrusts us) ends this connection only.
@@ -244,6 +262,7 @@ async fn accept_loop<F, Fut>(
         };
         let Ok(pending) = pending else { return };
         counter.fetch_add(1, Ordering::SeqCst);
+        let backend = backend.clone();
         // Spawned tasks die with the proxy's runtime, when the proxy is dropped.
         tokio::spawn(async move {
             if let Some(io) = pending.await {
@@ -255,7 +274,38 @@ async fn accept_loop<F, Fut>(
 
 /// Connects `client` to dockerd: to a fresh `/grpc` connection, or to its API as it is.
 async fn splice_to_docker<C: AsyncRead + AsyncWrite + Unpin>(mut client: C, backend: Backend) {
+    if let Backend::Recording { socket, sent } = &backend {
+        let Ok((daemon, early)) = upgrade_grpc(socket).await else {
+            return;
+        };
+        if client.write_all(&early).await.is_err() {
+            return;
+        }
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut daemon_read, mut daemon_write) = tokio::io::split(daemon);
+        let to_daemon = async {
+            let mut chunk = [0u8; 16384];
+            loop {
+                let n = match client_read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                sent.lock().unwrap().extend_from_slice(&chunk[..n]);
+                if daemon_write.write_all(&chunk[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = daemon_write.shutdown().await;
+        };
+        let to_client = async {
+            let _ = tokio::io::copy(&mut daemon_read, &mut client_write).await;
+            let _ = client_write.shutdown().await;
+        };
+        tokio::join!(to_daemon, to_client);
+        return;
+    }
     let mut daemon = match backend {
+        Backend::Recording { .. } => return,
         Backend::Grpc => {
             let Ok((daemon, early)) = upgrade_grpc(Path::new(DOCKER_SOCKET)).await else {
                 return;
@@ -303,7 +353,7 @@ async fn upgrade_grpc(socket: &Path) -> std::io::Result<(UnixStream, Vec<u8>)> {
     Ok((daemon, buf.split_off(end)))
 }
 
-fn server_tls_config(pki: &TestPki, backend: Backend) -> rustls::ServerConfig {
+fn server_tls_config(pki: &TestPki, backend: &Backend) -> rustls::ServerConfig {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -215,6 +215,11 @@ impl Docker28 {
         &self.host
     }
 
+    /// Its client's `DOCKER_CONFIG` (whose `cli-plugins/` has buildx).
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
     /// Its client, reaching its daemon and its buildx plugin whatever the caller's environment.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.cli);
