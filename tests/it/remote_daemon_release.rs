@@ -92,7 +92,8 @@ fn what_an_old_daemon_cannot_read_is_refused_and_a_new_one_honours_it() {
         ),
         (
             "--cache-from",
-            "type=gha,scope=h-olddaemon".to_owned(),
+            // With a token and a URL: without them it is left out, as buildx leaves it.
+            "type=gha,scope=h-olddaemon,token=t,url=http://127.0.0.1:9/".to_owned(),
             "--cache-from type=gha: type=gha",
             9,
         ),
