@@ -1906,41 +1906,13 @@ fn what_a_step_below_a_running_one_reads_from_a_cache_is_brought_in_beside_it() 
     let [top] = read.as_slice() else {
         panic!("one layer read: {read:?}\n{text}");
     };
-    let size = registry_get(&format!("{}/blobs/{top}", cache.cache_repository)).len();
-    let heard = proxy.stall_next_download(top, size / 2);
-    let root = tempfile::tempdir().unwrap();
-    let context = testdata(cache.case);
-    let from = format!("type=registry,ref={}", cache.cache_ref);
-    let (child, seen) = support::spawn_bud_args_until(
-        root.path(),
-        &[
-            "--cache-from",
-            &from,
-            "--build-arg",
-            "CHANGE=hold",
-            "-o",
-            "type=tar,dest=/dev/null",
-            context.to_str().unwrap(),
-        ],
-        &[],
-        "importing cache manifest",
+    interrupted_while_downloading(
+        &proxy,
+        &cache,
+        top,
+        "CHANGE=hold",
+        "the COPY's layer was not asked for beside the RUN",
     );
-    // Interrupted either way: a build left running would hold the test's output open.
-    let asked = heard.recv_timeout(std::time::Duration::from_secs(120));
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let status = support::wait_or_kill(child, std::time::Duration::from_secs(120));
-    assert!(
-        asked.is_ok(),
-        "the COPY's layer was not asked for beside the RUN: {seen}"
-    );
-    assert_eq!(status.code(), Some(1));
-    let leftovers = support::leftover_work(root.path());
-    assert!(leftovers.is_empty(), "work in flight left: {leftovers:?}");
-    let ingests: Vec<_> = std::fs::read_dir(root.path().join("content/ingest"))
-        .unwrap()
-        .collect();
-    assert!(ingests.is_empty(), "partial blobs left: {ingests:?}");
 }
 
 /// A layer is unpacked as it downloads; a download cut short on the way is made again,
@@ -1995,10 +1967,29 @@ fn an_interrupt_during_a_cache_layer_download_leaves_nothing_behind() {
     let proxy = support::registry_proxy::RegistryProxy::start(OPEN_REGISTRY);
     let cache = lazy_cache(&proxy, "stall");
     let stalled = &cache.image_layers[cache.image_layers.len() - 2];
-    let size = registry_get(&format!("{}/blobs/{stalled}", cache.cache_repository)).len();
-    let heard = proxy.stall_next_download(stalled, size / 2);
+    interrupted_while_downloading(
+        &proxy,
+        &cache,
+        stalled,
+        "LAST=three",
+        "the build downloads the layer under its RUN",
+    );
+}
+
+/// Builds `cache`'s case with `--cache-from` it and `build_arg` on an empty state root, the
+/// download of `blob` stalled halfway (`expected` says why it must be asked for), then
+/// interrupts the build: it stops, and leaves no work, partial blob or mount behind.
+fn interrupted_while_downloading(
+    proxy: &support::registry_proxy::RegistryProxy,
+    cache: &LazyCache,
+    blob: &str,
+    build_arg: &str,
+    expected: &str,
+) {
+    let size = registry_get(&format!("{}/blobs/{blob}", cache.cache_repository)).len();
+    let heard = proxy.stall_next_download(blob, size / 2);
     let root = tempfile::tempdir().unwrap();
-    let context = testdata("cache-lazy");
+    let context = testdata(cache.case);
     let from = format!("type=registry,ref={}", cache.cache_ref);
     let (child, seen) = support::spawn_bud_args_until(
         root.path(),
@@ -2006,7 +1997,7 @@ fn an_interrupt_during_a_cache_layer_download_leaves_nothing_behind() {
             "--cache-from",
             &from,
             "--build-arg",
-            "LAST=three",
+            build_arg,
             "-o",
             "type=tar,dest=/dev/null",
             context.to_str().unwrap(),
@@ -2019,10 +2010,7 @@ fn an_interrupt_during_a_cache_layer_download_leaves_nothing_behind() {
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let status = support::wait_or_kill(child, std::time::Duration::from_secs(120));
-    assert!(
-        asked.is_ok(),
-        "the build downloads the layer under its RUN: {seen}"
-    );
+    assert!(asked.is_ok(), "{expected}: {seen}");
     assert_eq!(status.code(), Some(1));
     let leftovers = support::leftover_work(root.path());
     assert!(leftovers.is_empty(), "work in flight left: {leftovers:?}");
