@@ -1137,6 +1137,22 @@ fn an_addr_build_that_imports_its_image_collects_garbage() {
     }
     let marker = nonce();
     let context = attested_context(&marker);
+    let (records, _) =
+        addr_build_within_half_its_storage(context.path(), &["--sbom=true", "--provenance=false"]);
+    assert!(
+        records.iter().any(|r| r.starts_with("image-layer ")),
+        "the image's layers imported: {records:?}"
+    );
+}
+
+/// Builds `context` through dockerd's BuildKit into an OCI archive, with `args`: first with
+/// garbage collection off, then under a limit of half what the state root held then, which
+/// it must end within. Returns what it held after the first build (each record's kind and
+/// description) and its bytes.
+fn addr_build_within_half_its_storage(
+    context: &std::path::Path,
+    args: &[&str],
+) -> (Vec<String>, u64) {
     let root = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let config = scratch.path().join("bud.toml");
@@ -1149,36 +1165,35 @@ fn an_addr_build_that_imports_its_image_collects_garbage() {
         let out = Command::new(env!("CARGO_BIN_EXE_bud"))
             .arg("--root")
             .arg(root.path())
-            .args(["--addr", "docker://", "--sbom=true", "--provenance=false"])
+            .args(["--addr", "docker://"])
+            .args(args)
             .args(["-o", &dest])
-            .arg(context.path())
+            .arg(context)
             .env("BUD_CONFIG", &config)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", support::stderr_of(&out));
     };
-    // What the state root holds: the kinds of its records, and their bytes.
-    let stored = || -> (Vec<&'static str>, u64) {
+    let stored = || -> (Vec<String>, u64) {
         let state = bud::state::StateRoot::open(root.path()).unwrap();
         let meta = bud::cache::meta::MetaStore::open(&state.db_path()).unwrap();
         let usage = bud::gc::usage(&state, &meta).unwrap();
-        let kinds = usage.iter().map(|u| u.record.kind.as_str()).collect();
-        (kinds, usage.iter().map(|u| u.record.size).sum())
+        let records = usage
+            .iter()
+            .map(|u| format!("{} {}", u.record.kind.as_str(), u.record.description))
+            .collect();
+        (records, usage.iter().map(|u| u.record.size).sum())
     };
-
     build("enabled = false");
-    let (kinds, imported) = stored();
-    assert!(
-        kinds.contains(&"image-layer"),
-        "the image's layers imported: {kinds:?}"
-    );
-    let limit = imported / 2;
+    let (records, held) = stored();
+    let limit = held / 2;
     build(&format!("keep_storage = {limit}"));
-    let (kinds, kept) = stored();
+    let (kept_records, kept) = stored();
     assert!(
         kept <= limit,
-        "{kept} bytes kept, above the limit of {limit}: {kinds:?}"
+        "{kept} bytes kept, above the limit of {limit}: {kept_records:?}"
     );
+    (records, held)
 }
 
 /// An `--addr` build without an SBOM whose archive bud writes from the image read back from
@@ -1200,48 +1215,10 @@ fn an_addr_build_that_reads_its_image_back_collects_garbage() {
         ),
     )
     .unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let config = scratch.path().join("bud.toml");
-    let build = |gc: &str| {
-        std::fs::write(&config, format!("[gc]\n{gc}\n")).unwrap();
-        let dest = format!(
-            "type=oci,dest={}",
-            scratch.path().join("image.tar").display()
-        );
-        let out = Command::new(env!("CARGO_BIN_EXE_bud"))
-            .arg("--root")
-            .arg(root.path())
-            .args(["--addr", "docker://", "-o", &dest])
-            .arg(context.path())
-            .env("BUD_CONFIG", &config)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", support::stderr_of(&out));
-    };
-    let stored = || -> (Vec<String>, u64) {
-        let state = bud::state::StateRoot::open(root.path()).unwrap();
-        let meta = bud::cache::meta::MetaStore::open(&state.db_path()).unwrap();
-        let usage = bud::gc::usage(&state, &meta).unwrap();
-        let records = usage
-            .iter()
-            .map(|u| format!("{} {}", u.record.kind.as_str(), u.record.description))
-            .collect();
-        (records, usage.iter().map(|u| u.record.size).sum())
-    };
-
-    build("enabled = false");
-    let (records, read_back) = stored();
+    let (records, read_back) = addr_build_within_half_its_storage(context.path(), &[]);
     assert!(
         read_back > 300_000,
         "the image read back is in the content store: {read_back} bytes in {records:?}"
-    );
-    let limit = read_back / 2;
-    build(&format!("keep_storage = {limit}"));
-    let (records, kept) = stored();
-    assert!(
-        kept <= limit,
-        "{kept} bytes kept, above the limit of {limit}: {records:?}"
     );
 }
 
