@@ -100,7 +100,8 @@ impl GitRef {
             let value = value.filter(|v| !v.is_empty());
             let flag = |what: &str| match value.as_deref() {
                 None => Ok(true),
-                Some(v) => parse_bool(v).ok_or_else(|| format!("invalid {what} value: {v:?}")),
+                Some(v) => crate::gobool::parse_go_bool(v)
+                    .ok_or_else(|| format!("invalid {what} value: {v:?}")),
             };
             match key.as_str() {
                 "keep-git-dir" => self.keep_git_dir = Some(flag("keep-git-dir")?),
@@ -207,15 +208,6 @@ fn set_once(slot: &mut Option<String>, value: Option<String>, what: &str) -> Res
             }
             Ok(())
         }
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

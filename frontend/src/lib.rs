@@ -8,6 +8,7 @@ pub mod convert;
 pub mod dockerignore;
 pub mod dump;
 pub mod gitref;
+pub mod gobool;
 pub mod gopath;
 pub mod image;
 pub mod instructions;

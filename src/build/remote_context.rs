@@ -258,12 +258,9 @@ fn is_archive(head: &[u8]) -> bool {
 
 /// Whether BUILDKIT_CONTEXT_KEEP_GIT_DIR asks for `.git` in a git context (Go's ParseBool).
 pub(super) fn keep_git_dir(build_args: &std::collections::BTreeMap<String, String>) -> bool {
-    matches!(
-        build_args
-            .get("BUILDKIT_CONTEXT_KEEP_GIT_DIR")
-            .map(String::as_str),
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True")
-    )
+    build_args
+        .get("BUILDKIT_CONTEXT_KEEP_GIT_DIR")
+        .is_some_and(|v| crate::cli::parse_go_bool(v) == Some(true))
 }
 
 #[cfg(test)]

@@ -358,7 +358,7 @@ impl Output {
             "platform-split",
         ] {
             if let Some(v) = attrs.get(key) {
-                parse_bool(v).map_err(|_| format!("{key}={v:?}: expected true or false"))?;
+                parse_go_bool(v).ok_or_else(|| format!("{key}={v:?}: expected true or false"))?;
             }
         }
         for (key, value) in &attrs {
@@ -396,7 +396,7 @@ impl Output {
     pub fn platform_split(&self) -> Option<bool> {
         self.attrs
             .get("platform-split")
-            .and_then(|v| parse_bool(v).ok())
+            .and_then(|v| parse_go_bool(v))
     }
 
     /// `source-date-epoch=`, when given: the time, in seconds since 1970, that this output
@@ -413,7 +413,7 @@ impl Output {
             || self
                 .attrs
                 .get("push")
-                .is_some_and(|v| parse_bool(v) == Ok(true))
+                .is_some_and(|v| parse_go_bool(v) == Some(true))
     }
 }
 
@@ -634,10 +634,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// A boolean as Go's `strconv.ParseBool` reads it.
-pub fn parse_go_bool(s: &str) -> Option<bool> {
-    parse_bool(s).ok()
-}
+pub use bud_frontend::gobool::parse_go_bool;
 
 /// The fields of one CSV record, as Go's encoding/csv reads them: commas separate, double
 /// quotes protect commas and double a quote.
@@ -662,14 +659,6 @@ pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     }
     fields.push(field);
     Ok(fields)
-}
-
-fn parse_bool(s: &str) -> Result<bool, ()> {
-    match s {
-        "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
-        "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
-        _ => Err(()),
-    }
 }
 
 /// Splits `k=v,k2="a,b"` as buildx does with encoding/csv: one record, fields separated by

@@ -398,9 +398,9 @@ fn read_spec(path: &Path, yaml: bool) -> Result<Vec<Registered>, CdiError> {
             Ok(Registered {
                 name: format!("{}={}", spec.kind, device.name),
                 edits: vec![spec.container_edits.clone(), device.container_edits.clone()],
-                auto_allow: annotations.get(AUTO_ALLOW).is_some_and(|v| {
-                    matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True")
-                }),
+                auto_allow: annotations
+                    .get(AUTO_ALLOW)
+                    .is_some_and(|v| crate::cli::parse_go_bool(v) == Some(true)),
                 class: annotations.get(CLASS).cloned(),
             })
         })

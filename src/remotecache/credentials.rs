@@ -105,7 +105,7 @@ fn fill_in_gha(attrs: &mut BTreeMap<String, String>, env: &Environment) -> Fille
         Some(version) => version == "2",
         None => env
             .lookup("ACTIONS_CACHE_SERVICE_V2")
-            .is_some_and(|v| go_parse_bool(&v) == Some(true)),
+            .is_some_and(|v| bud_frontend::gobool::parse_go_bool(&v) == Some(true)),
     };
     if !attrs.contains_key("token")
         && let Some(token) = env.lookup("ACTIONS_RUNTIME_TOKEN")
@@ -226,15 +226,6 @@ fn aws_credentials(env: &Environment) -> Result<ProfileCredentials, Option<Strin
                  AWS_SECRET_ACCESS_KEY"
                     .to_owned()
             })),
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
     }
 }
 

@@ -166,14 +166,10 @@ pub fn check_import(opt: &CacheOption) -> Result<(), CacheOptionError> {
 
 /// A boolean attribute as Go's `strconv.ParseBool` reads it, which BuildKit uses.
 fn parse_bool(name: &str, value: &str) -> Result<bool, CacheOptionError> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(CacheOptionError::NotBoolean {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        }),
-    }
+    bud_frontend::gobool::parse_go_bool(value).ok_or_else(|| CacheOptionError::NotBoolean {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
 }
 
 fn bool_attr(opt: &CacheOption, name: &str) -> Result<Option<bool>, CacheOptionError> {

@@ -35,7 +35,7 @@ pub fn parse_device(raw: &str) -> Result<Device, String> {
             }
             "name" => name = value.to_owned(),
             "required" => {
-                required = parse_go_bool(value)
+                required = crate::gobool::parse_go_bool(value)
                     .ok_or_else(|| format!("invalid value for required: {value}"))?;
             }
             // A CDI name has its own `=`: the first such field is the name.
@@ -52,15 +52,6 @@ pub fn parse_device(raw: &str) -> Result<Device, String> {
         return Err(format!("device name is missing in {raw:?}"));
     }
     Ok(Device { name, required })
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -174,15 +174,15 @@ pub fn parse_mount(
             "source" | "src" => m.source = Some(value),
             "target" | "dst" | "destination" => m.target = Some(value),
             "readonly" | "ro" => {
-                m.readonly = parse_go_bool(&value).ok_or_else(bad_value)?;
+                m.readonly = crate::gobool::parse_go_bool(&value).ok_or_else(bad_value)?;
                 readonly_given = true;
             }
             "readwrite" | "rw" => {
-                m.readonly = !parse_go_bool(&value).ok_or_else(bad_value)?;
+                m.readonly = !crate::gobool::parse_go_bool(&value).ok_or_else(bad_value)?;
                 readonly_given = true;
             }
             "required" if matches!(m.mount_type, MountType::Secret | MountType::Ssh) => {
-                m.required = parse_go_bool(&value).ok_or_else(bad_value)?;
+                m.required = crate::gobool::parse_go_bool(&value).ok_or_else(bad_value)?;
             }
             "size" if m.mount_type == MountType::Tmpfs => {
                 m.size = Some(parse_ram_in_bytes(&value).ok_or_else(bad_value)?);
@@ -254,15 +254,6 @@ pub fn parse_mount(
 
 fn unexpected_key(key: &str, t: MountType) -> String {
     format!("unexpected key '{key}' for mount type '{}'", t.name())
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Go's `strconv.ParseUint(s, radix, 32)`: digits only, no sign.

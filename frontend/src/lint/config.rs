@@ -51,8 +51,8 @@ impl CheckConfig {
                 "experimental" if value == "all" => config.experimental_all = true,
                 "experimental" => config.experimental = names(value),
                 "error" => {
-                    config.error =
-                        parse_go_bool(value).ok_or_else(|| CheckConfigError::Bool(part.into()))?
+                    config.error = crate::gobool::parse_go_bool(value)
+                        .ok_or_else(|| CheckConfigError::Bool(part.into()))?
                 }
                 other => return Err(CheckConfigError::Invalid(other.to_string())),
             }
@@ -100,15 +100,6 @@ impl CheckConfig {
 
 fn names(value: &str) -> BTreeSet<String> {
     value.split(',').map(|n| n.trim().to_string()).collect()
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ fn metadata_values(md: &MetadataMap, key: &str) -> Vec<String> {
     let encoded = md
         .get(format!("{key}-encoded").as_str())
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        .is_some_and(|v| crate::cli::parse_go_bool(v) == Some(true));
     md.get_all(key)
         .iter()
         .filter_map(|v| v.to_str().ok())
