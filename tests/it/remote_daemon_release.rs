@@ -6,9 +6,6 @@
 
 use crate::support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use support::*;
 
 fn nonce() -> String {
@@ -27,19 +24,6 @@ fn context(marker: &str) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-/// `bud --root ROOT --addr docker:// build --progress plain ARGS… CONTEXT` on `host`.
-fn bud_addr(host: &str, root: &Path, args: &[&str], context: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root)
-        .args(["--addr", "docker://", "build", "--progress", "plain"])
-        .args(args)
-        .arg(context)
-        .env("DOCKER_HOST", host)
-        .output()
-        .expect("run bud")
 }
 
 /// The cache manifest a registry cache export left at `reference` (`NAME:TAG` on the open

@@ -8,7 +8,7 @@
 use crate::support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::*;
 
@@ -29,19 +29,6 @@ fn unique_context(name: &str) -> (tempfile::TempDir, String) {
     )
     .unwrap();
     (dir, marker)
-}
-
-/// `bud --root ROOT --addr docker:// build --progress plain ARGS… CONTEXT` on `host`.
-fn bud_addr(host: &str, root: &Path, args: &[&str], context: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bud"))
-        .arg("--root")
-        .arg(root)
-        .args(["--addr", "docker://", "build", "--progress", "plain"])
-        .args(args)
-        .arg(context)
-        .env("DOCKER_HOST", host)
-        .output()
-        .expect("run bud")
 }
 
 fn ok(out: Output) -> String {

@@ -843,3 +843,16 @@ pub fn assert_attestation_entry(entry: &serde_json::Value, image_digest: &str) {
         "{entry}"
     );
 }
+
+/// `bud --root ROOT --addr docker:// build --progress plain ARGS… CONTEXT` on `host`.
+pub fn bud_addr(host: &str, root: &Path, args: &[&str], context: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bud"))
+        .arg("--root")
+        .arg(root)
+        .args(["--addr", "docker://", "build", "--progress", "plain"])
+        .args(args)
+        .arg(context)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("run bud")
+}
